@@ -1,0 +1,22 @@
+//! Millpond's geometry and toolpath engine.
+//!
+//! Pure and synchronous: no sockets, no windows, no global state. The whole data flow of
+//! design.md §2 lives here — STL bytes to [`Mesh`], a [`TriangleIndex`] over it, a
+//! [`JobSpec`](job::JobSpec) planned into chunks that [`run_chunk`](job::run_chunk) computes
+//! (the only code the pool runs remotely), and the assembled [`Toolpath`](toolpath::Toolpath)
+//! turned into G-code.
+
+pub mod cutter;
+pub mod drop;
+pub mod geom;
+pub mod index;
+pub mod mesh;
+pub mod models;
+pub mod stl;
+
+pub use cutter::Cutter;
+pub use drop::{Axis, DropCutter};
+pub use geom::{Aabb, Point3, Rect, Triangle};
+pub use index::TriangleIndex;
+pub use mesh::{Mesh, MeshHash};
+pub use stl::StlError;

@@ -1,0 +1,199 @@
+//! A validated triangle mesh: what every strategy runs against.
+
+use crate::geom::{Aabb, Point3, Triangle};
+use crate::stl::{self, StlEncoding, StlError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// BLAKE3 hash of a mesh's canonical bytes (every vertex as f64 little-endian, in triangle
+/// order). Pool peers address meshes by it, and a job names the mesh it was planned for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MeshHash(pub [u8; 32]);
+
+impl fmt::Debug for MeshHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MeshHash({self})")
+    }
+}
+
+impl fmt::Display for MeshHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Triangles with no degenerate ones, finite coordinates, and at least one triangle.
+#[derive(Debug)]
+pub struct Mesh {
+    triangles: Vec<Triangle>,
+    bounds: Aabb,
+    skipped_degenerate: usize,
+    name: String,
+    encoding: Option<StlEncoding>,
+    hash: OnceLock<MeshHash>,
+}
+
+impl Clone for Mesh {
+    fn clone(&self) -> Self {
+        Self {
+            triangles: self.triangles.clone(),
+            bounds: self.bounds,
+            skipped_degenerate: self.skipped_degenerate,
+            name: self.name.clone(),
+            encoding: self.encoding,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+impl Mesh {
+    /// Builds a mesh from triangles, dropping degenerate ones. `name` labels errors.
+    pub fn from_triangles(triangles: Vec<Triangle>, name: &str) -> Result<Self, StlError> {
+        Self::build(triangles, name, None)
+    }
+
+    /// Reads an STL file (binary or ASCII).
+    pub fn from_stl_path(path: impl AsRef<Path>) -> Result<Self, StlError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| StlError::Io {
+            file: name.clone(),
+            source,
+        })?;
+        Self::from_stl_bytes(&bytes, &name)
+    }
+
+    /// Parses STL bytes; `name` labels errors (a file name, usually).
+    pub fn from_stl_bytes(bytes: &[u8], name: &str) -> Result<Self, StlError> {
+        let raw = stl::parse(bytes, name)?;
+        Self::build(raw.triangles, name, Some(raw.encoding))
+    }
+
+    fn build(
+        mut triangles: Vec<Triangle>,
+        name: &str,
+        encoding: Option<StlEncoding>,
+    ) -> Result<Self, StlError> {
+        if let Some(i) = triangles
+            .iter()
+            .position(|t| !t.v.iter().all(|p| p.is_finite()))
+        {
+            return Err(StlError::NonFinite {
+                file: name.into(),
+                triangle: i,
+            });
+        }
+        let before = triangles.len();
+        triangles.retain(|t| !t.is_degenerate());
+        let skipped_degenerate = before - triangles.len();
+        if triangles.is_empty() {
+            return Err(StlError::NoTriangles {
+                file: name.into(),
+                skipped_degenerate,
+            });
+        }
+        let mut bounds = Aabb::EMPTY;
+        for t in &triangles {
+            for p in t.v {
+                bounds.extend(p);
+            }
+        }
+        Ok(Self {
+            triangles,
+            bounds,
+            skipped_degenerate,
+            name: name.into(),
+            encoding,
+            hash: OnceLock::new(),
+        })
+    }
+
+    pub fn triangles(&self) -> &[Triangle] {
+        &self.triangles
+    }
+
+    pub fn len(&self) -> usize {
+        self.triangles.len()
+    }
+
+    /// Never true: a mesh has at least one triangle. Present for API symmetry with `len`.
+    pub fn is_empty(&self) -> bool {
+        self.triangles.is_empty()
+    }
+
+    pub fn bounds(&self) -> Aabb {
+        self.bounds
+    }
+
+    /// How many degenerate (zero-area) triangles loading dropped.
+    pub fn skipped_degenerate(&self) -> usize {
+        self.skipped_degenerate
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The STL encoding this mesh was read from, if it came from a file.
+    pub fn encoding(&self) -> Option<StlEncoding> {
+        self.encoding
+    }
+
+    /// The canonical bytes that `hash` covers and that the pool ships.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.triangles.len() * 72);
+        for t in &self.triangles {
+            for p in t.v {
+                for c in [p.x, p.y, p.z] {
+                    out.extend_from_slice(&c.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Content hash, computed on first use.
+    pub fn hash(&self) -> MeshHash {
+        *self.hash.get_or_init(|| {
+            let mut h = blake3::Hasher::new();
+            let mut buf = [0u8; 72];
+            for t in &self.triangles {
+                for (k, p) in t.v.iter().enumerate() {
+                    for (j, c) in [p.x, p.y, p.z].iter().enumerate() {
+                        let o = 24 * k + 8 * j;
+                        buf[o..o + 8].copy_from_slice(&c.to_le_bytes());
+                    }
+                }
+                h.update(&buf);
+            }
+            MeshHash(*h.finalize().as_bytes())
+        })
+    }
+
+    /// A copy with every vertex mapped through `f` (scale, move, rotate, mirror).
+    /// A mirror reverses vertex order so that normals keep pointing out.
+    pub fn transformed(
+        &self,
+        f: impl Fn(Point3) -> Point3,
+        mirrors: bool,
+    ) -> Result<Self, StlError> {
+        let tris = self
+            .triangles
+            .iter()
+            .map(|t| {
+                let [a, b, c] = t.v.map(&f);
+                if mirrors {
+                    Triangle::new(a, c, b)
+                } else {
+                    Triangle::new(a, b, c)
+                }
+            })
+            .collect();
+        Self::build(tris, &self.name, self.encoding)
+    }
+}
