@@ -1,1 +1,22 @@
-fn main() {}
+//! `millpond`: the desktop app and its command-line subcommands.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match &cli.command {
+        None => cli::default_run(),
+        Some(cli::Command::Drop(args)) => cli::drop_command(args),
+        Some(cli::Command::Toolpath(args)) => cli::toolpath_command(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("millpond: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

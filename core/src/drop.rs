@@ -63,7 +63,11 @@ const VERTICAL_NZ: f64 = 1e-9;
 fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
     let uvz = |i: usize| {
         let p = t.v[i];
-        if swap { (p.y, p.x, p.z) } else { (p.x, p.y, p.z) }
+        if swap {
+            (p.y, p.x, p.z)
+        } else {
+            (p.x, p.y, p.z)
+        }
     };
     let mut p = [uvz(0), uvz(1), uvz(2)];
     let area2 = (p[1].0 - p[0].0) * (p[2].1 - p[0].1) - (p[1].1 - p[0].1) * (p[2].0 - p[0].0);
@@ -218,14 +222,23 @@ impl<'a> DropCutter<'a> {
     /// Tip height with the axis at (x, y).
     pub fn at(&self, x: f64, y: f64) -> f64 {
         let mut out = [0.0];
-        self.line(Axis::X, y, x, 0.0, &mut out);
+        self.line(Axis::X, y, x, 0.0, 0, &mut out);
         out[0]
     }
 
-    /// Tip heights along a raster line: points at `start + i·spacing` along `axis`, for
-    /// `i in 0..out.len()`, with the other coordinate fixed at `across`.
-    pub fn line(&self, axis: Axis, across: f64, start: f64, spacing: f64, out: &mut [f64]) {
-        with_shape!(self.cutter.profile(), p => self.line_impl(&p, axis, across, start, spacing, out))
+    /// Tip heights along a raster line: `out[i]` at `origin + (first + i)·spacing` along
+    /// `axis`, with the other coordinate fixed at `across`. Positions are computed exactly so,
+    /// so a line computed in pieces gives the same bits as in one go.
+    pub fn line(
+        &self,
+        axis: Axis,
+        across: f64,
+        origin: f64,
+        spacing: f64,
+        first: usize,
+        out: &mut [f64],
+    ) {
+        with_shape!(self.cutter.profile(), p => self.line_impl(&p, axis, across, origin, spacing, first, out))
     }
 
     fn line_impl<S: Shape>(
@@ -233,8 +246,9 @@ impl<'a> DropCutter<'a> {
         shape: &S,
         axis: Axis,
         v: f64,
-        start: f64,
+        origin: f64,
         spacing: f64,
+        first: usize,
         out: &mut [f64],
     ) {
         let n = out.len();
@@ -243,7 +257,8 @@ impl<'a> DropCutter<'a> {
         }
         let r = shape.radius();
         let r2 = r * r;
-        let end = start + spacing * (n - 1) as f64;
+        let at = |i: usize| origin + (first + i) as f64 * spacing;
+        let (start, end) = (at(0), at(n - 1));
         let swap = axis == Axis::Y;
         let rect = if swap {
             Rect::new(v - r, v + r, start - r, end + r)
@@ -264,7 +279,7 @@ impl<'a> DropCutter<'a> {
         let mut next = 0usize;
         let mut hint: Option<u32> = None;
         for (i, slot) in out.iter_mut().enumerate() {
-            let u = start + spacing * i as f64;
+            let u = at(i);
             while next < prepared.len() && prepared[next].umin <= u + r {
                 active.push(next as u32);
                 next += 1;
@@ -311,6 +326,185 @@ impl<'a> DropCutter<'a> {
             *slot = best;
         }
     }
+}
+
+/// The part `[t0, t1]` of `[0, 1]` where `a + t·(b - a)` is within `r` (in XY) of triangle
+/// `t`: the segment clipped by the triangle grown by a disk of radius `r`. That region is
+/// convex, so the part is one interval: the hull of the segment's parts inside the triangle,
+/// inside each edge's band and inside each vertex's disk.
+fn reach_interval(t: &Prepared, a: (f64, f64), b: (f64, f64), r: f64) -> Option<(f64, f64)> {
+    let d = (b.0 - a.0, b.1 - a.1);
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    let mut take = |iv: Option<(f64, f64)>| {
+        if let Some((x, y)) = iv {
+            let (x, y) = (x.max(0.0), y.min(1.0));
+            if x <= y {
+                lo = lo.min(x);
+                hi = hi.max(y);
+            }
+        }
+    };
+    // Clip by half-planes n·p ≤ c (Cyrus-Beck).
+    let clip = |planes: &[(f64, f64, f64)]| -> Option<(f64, f64)> {
+        let (mut t0, mut t1) = (0.0f64, 1.0f64);
+        for &(nx, ny, c) in planes {
+            let num = c - (nx * a.0 + ny * a.1);
+            let den = nx * d.0 + ny * d.1;
+            if den == 0.0 {
+                if num < 0.0 {
+                    return None;
+                }
+            } else if den > 0.0 {
+                t1 = t1.min(num / den);
+            } else {
+                t0 = t0.max(num / den);
+            }
+        }
+        (t0 <= t1).then_some((t0, t1))
+    };
+    let edges: Vec<&Edge> = t.e.iter().filter(|e| e.len > 0.0).collect();
+    if t.has_facet {
+        // Inside a counter-clockwise triangle: left of every edge.
+        let planes: Vec<_> = edges
+            .iter()
+            .map(|e| (e.dv, -e.du, e.dv * e.u0 - e.du * e.v0))
+            .collect();
+        take(clip(&planes));
+    }
+    for e in &edges {
+        let (ux, uy) = (e.du, e.dv);
+        let along0 = ux * e.u0 + uy * e.v0;
+        let across0 = -uy * e.u0 + ux * e.v0;
+        take(clip(&[
+            (-ux, -uy, -along0),
+            (ux, uy, along0 + e.len),
+            (-uy, ux, across0 + r),
+            (uy, -ux, -across0 + r),
+        ]));
+    }
+    for e in &t.e {
+        // Disk around the edge's start vertex (each vertex starts one edge).
+        let q = (a.0 - e.u0, a.1 - e.v0);
+        let aa = d.0 * d.0 + d.1 * d.1;
+        let bb = 2.0 * (q.0 * d.0 + q.1 * d.1);
+        let cc = q.0 * q.0 + q.1 * q.1 - r * r;
+        if aa == 0.0 {
+            if cc <= 0.0 {
+                take(Some((0.0, 1.0)));
+            }
+        } else {
+            let disc = bb * bb - 4.0 * aa * cc;
+            if disc >= 0.0 {
+                let sq = disc.sqrt();
+                take(Some(((-bb - sq) / (2.0 * aa), (-bb + sq) / (2.0 * aa))));
+            }
+        }
+    }
+    (lo <= hi).then_some((lo, hi))
+}
+
+impl DropCutter<'_> {
+    /// How far the cutter would have to rise, at worst, to move straight from `a` to `b`
+    /// (tip positions) without cutting into the model: the maximum over the move of the
+    /// drop-cutter height minus the move's height. Zero or less means the move is clear.
+    /// Stops early and returns once a rise above `limit` is found.
+    ///
+    /// Exact: for one triangle the drop height along a straight line is a concave function on
+    /// the interval where the cutter can reach the triangle, so a golden-section search on
+    /// that interval finds its true maximum.
+    pub fn max_rise_along(
+        &self,
+        a: crate::geom::Point3,
+        b: crate::geom::Point3,
+        limit: f64,
+    ) -> f64 {
+        with_shape!(self.cutter.profile(), p => self.max_rise_impl(&p, a, b, limit))
+    }
+
+    fn max_rise_impl<S: Shape>(
+        &self,
+        shape: &S,
+        a: crate::geom::Point3,
+        b: crate::geom::Point3,
+        limit: f64,
+    ) -> f64 {
+        let r = shape.radius();
+        let r2 = r * r;
+        let rect = Rect::new(a.x.min(b.x), a.x.max(b.x), a.y.min(b.y), a.y.max(b.y)).grown(r);
+        let zlow = a.z.min(b.z);
+        let tris = self.mesh.triangles();
+        let mut worst = f64::NEG_INFINITY;
+        let at = |t: f64| {
+            (
+                a.x + (b.x - a.x) * t,
+                a.y + (b.y - a.y) * t,
+                a.z + (b.z - a.z) * t,
+            )
+        };
+        // Only triangles reaching above the move's lowest point can be in the way.
+        self.index.query(&rect, zlow + limit.min(0.0), |id| {
+            if worst > limit {
+                return;
+            }
+            let t = prepare(shape, &tris[id as usize], false);
+            let Some((t0, t1)) = reach_interval(&t, (a.x, a.y), (b.x, b.y), r) else {
+                return;
+            };
+            // The move's lowest point over the interval bounds what this triangle can do.
+            let zmin = at(t0).2.min(at(t1).2);
+            if t.zmax - zmin <= worst {
+                return;
+            }
+            let rise = |s: f64| {
+                let (x, y, z) = at(s);
+                touch(shape, r2, &t, x, y) - z
+            };
+            worst = worst.max(concave_max(t0, t1, rise));
+        });
+        worst
+    }
+}
+
+/// Maximum of a function that is concave where finite (and -inf outside a sub-interval) on
+/// [lo, hi]: a coarse scan finds the bracket, golden-section search closes it.
+fn concave_max(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> f64 {
+    const SCAN: usize = 16;
+    const PHI: f64 = 0.618_033_988_749_894_8;
+    let x = |k: usize| lo + (hi - lo) * k as f64 / SCAN as f64;
+    let vals: Vec<f64> = (0..=SCAN).map(|k| f(x(k))).collect();
+    let (kbest, mut best) =
+        vals.iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |acc, (k, v)| if v > acc.1 { (k, v) } else { acc },
+            );
+    if best == f64::NEG_INFINITY {
+        return best;
+    }
+    let (mut a, mut b) = (x(kbest.saturating_sub(1)), x((kbest + 1).min(SCAN)));
+    let mut x1 = b - PHI * (b - a);
+    let mut x2 = a + PHI * (b - a);
+    let (mut f1, mut f2) = (f(x1), f(x2));
+    for _ in 0..64 {
+        best = best.max(f1).max(f2);
+        if f1 < f2 {
+            a = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = a + PHI * (b - a);
+            f2 = f(x2);
+        } else {
+            b = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = b - PHI * (b - a);
+            f1 = f(x1);
+        }
+    }
+    best.max(f1).max(f2)
 }
 
 #[cfg(test)]

@@ -79,10 +79,7 @@ impl TriangleIndex {
                     min,
                     max,
                     zmax: up(t.zmax()),
-                    centre: [
-                        (0.5 * (xmin + xmax)) as f32,
-                        (0.5 * (ymin + ymax)) as f32,
-                    ],
+                    centre: [(0.5 * (xmin + xmax)) as f32, (0.5 * (ymin + ymax)) as f32],
                     id: i as u32,
                 }
             })
@@ -97,13 +94,17 @@ impl TriangleIndex {
     /// highest point is above `zmin`. May report a few triangles that do not overlap (those
     /// sharing a leaf), never misses one that does.
     pub fn query(&self, rect: &Rect, zmin: f64, mut visit: impl FnMut(u32)) {
-        let (qx0, qx1, qy0, qy1) = (down(rect.xmin), up(rect.xmax), down(rect.ymin), up(rect.ymax));
+        let (qx0, qx1, qy0, qy1) = (
+            down(rect.xmin),
+            up(rect.xmax),
+            down(rect.ymin),
+            up(rect.ymax),
+        );
         let qz = down(zmin);
         let mut i = 0usize;
         while i < self.nodes.len() {
             let n = &self.nodes[i];
-            if n.max[0] < qx0 || n.min[0] > qx1 || n.max[1] < qy0 || n.min[1] > qy1 || n.zmax < qz
-            {
+            if n.max[0] < qx0 || n.min[0] > qx1 || n.max[1] < qy0 || n.min[1] > qy1 || n.zmax < qz {
                 i = n.escape as usize;
                 continue;
             }

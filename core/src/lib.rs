@@ -8,15 +8,22 @@
 
 pub mod cutter;
 pub mod drop;
+pub mod gcode;
 pub mod geom;
 pub mod index;
+pub mod job;
 pub mod mesh;
 pub mod models;
+pub mod raster;
+pub mod runner;
 pub mod stl;
+pub mod toolpath;
 
 pub use cutter::Cutter;
 pub use drop::{Axis, DropCutter};
 pub use geom::{Aabb, Point3, Rect, Triangle};
 pub use index::TriangleIndex;
+pub use job::{CancelToken, JobContext, JobSpec};
 pub use mesh::{Mesh, MeshHash};
 pub use stl::StlError;
+pub use toolpath::{Feeds, Toolpath};

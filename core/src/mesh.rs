@@ -61,9 +61,9 @@ impl Mesh {
     pub fn from_stl_path(path: impl AsRef<Path>) -> Result<Self, StlError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| StlError::Io {
+        let bytes = std::fs::read(path).map_err(|error| StlError::Io {
             file: name.clone(),
-            source,
+            error,
         })?;
         Self::from_stl_bytes(&bytes, &name)
     }

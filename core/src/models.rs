@@ -169,7 +169,7 @@ pub fn height_field_solid(
 /// chamfered rim, 2 to 22 mm high. Smooth and steep regions both, so every strategy has
 /// something to show.
 pub fn default_part() -> Vec<Triangle> {
-    height_field_solid((0.0, 80.0), (0.0, 60.0), 160, 120, 0.0, default_part_height)
+    height_field_solid((0.0, 80.0), (0.0, 60.0), 100, 75, 0.0, default_part_height)
 }
 
 /// Top surface of the default part.

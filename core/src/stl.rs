@@ -19,17 +19,11 @@ const BINARY_RECORD: usize = 50;
 /// Why a file could not be read as an STL model. Every variant names the file.
 #[derive(Debug, Error)]
 pub enum StlError {
-    #[error("{file}: cannot read: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{file}: cannot read: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}: not an STL file: {reason}")]
     NotStl { file: String, reason: String },
-    #[error(
-        "{file}: truncated STL: {reason}"
-    )]
+    #[error("{file}: truncated STL: {reason}")]
     Truncated { file: String, reason: String },
     #[error(
         "{file}: binary STL header declares {declared} triangles ({expected} bytes) but the file is {actual} bytes long"
@@ -77,9 +71,8 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
             reason: "the file is empty".into(),
         });
     }
-    let declared = (bytes.len() >= BINARY_HEADER).then(|| {
-        u32::from_le_bytes([bytes[80], bytes[81], bytes[82], bytes[83]])
-    });
+    let declared = (bytes.len() >= BINARY_HEADER)
+        .then(|| u32::from_le_bytes([bytes[80], bytes[81], bytes[82], bytes[83]]));
     if let Some(n) = declared {
         if binary_len(n) == bytes.len() as u64 {
             return parse_binary(bytes, n as usize, file);
@@ -160,7 +153,12 @@ fn parse_binary(bytes: &[u8], count: usize, file: &str) -> Result<RawStl, StlErr
     for (i, rec) in records.enumerate() {
         let f = |k: usize| {
             let o = 12 + 4 * k;
-            f64::from(f32::from_le_bytes([rec[o], rec[o + 1], rec[o + 2], rec[o + 3]]))
+            f64::from(f32::from_le_bytes([
+                rec[o],
+                rec[o + 1],
+                rec[o + 2],
+                rec[o + 3],
+            ]))
         };
         let p = |k: usize| Point3::new(f(3 * k), f(3 * k + 1), f(3 * k + 2));
         let t = Triangle::new(p(0), p(1), p(2));
@@ -253,7 +251,10 @@ fn parse_ascii(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
         if !word.eq_ignore_ascii_case(b"facet") {
             return Err(syntax(
                 tok.line,
-                format!("expected \"facet\" or \"endsolid\", found \"{}\"", show(word)),
+                format!(
+                    "expected \"facet\" or \"endsolid\", found \"{}\"",
+                    show(word)
+                ),
             ));
         }
         let expect = |tok: &mut Tokens, want: &str| -> Result<(), StlError> {
@@ -343,9 +344,7 @@ pub fn write_binary<W: Write>(
     let mut rec = [0u8; BINARY_RECORD];
     for t in triangles {
         let n = t.normal().unwrap_or_default();
-        let vals = [
-            n, t.v[0], t.v[1], t.v[2],
-        ];
+        let vals = [n, t.v[0], t.v[1], t.v[2]];
         for (k, p) in vals.iter().enumerate() {
             for (j, c) in [p.x, p.y, p.z].iter().enumerate() {
                 let o = 12 * k + 4 * j;

@@ -137,8 +137,14 @@ pub fn drop(cutter: &Cutter, tris: &[Triangle], cx: f64, cy: f64, floor: f64) ->
     let r = cutter.radius();
     tris.iter()
         .filter(|t| {
-            let (x0, x1) = (t.v.iter().map(|p| p.x).fold(f64::INFINITY, f64::min), t.v.iter().map(|p| p.x).fold(f64::NEG_INFINITY, f64::max));
-            let (y0, y1) = (t.v.iter().map(|p| p.y).fold(f64::INFINITY, f64::min), t.v.iter().map(|p| p.y).fold(f64::NEG_INFINITY, f64::max));
+            let (x0, x1) = (
+                t.v.iter().map(|p| p.x).fold(f64::INFINITY, f64::min),
+                t.v.iter().map(|p| p.x).fold(f64::NEG_INFINITY, f64::max),
+            );
+            let (y0, y1) = (
+                t.v.iter().map(|p| p.y).fold(f64::INFINITY, f64::min),
+                t.v.iter().map(|p| p.y).fold(f64::NEG_INFINITY, f64::max),
+            );
             cx + r >= x0 && cx - r <= x1 && cy + r >= y0 && cy - r <= y1
         })
         .filter_map(|t| touch(cutter, t, cx, cy))

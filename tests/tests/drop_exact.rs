@@ -4,7 +4,13 @@ use millpond_core::{Cutter, DropCutter, Mesh, Point3, Triangle, TriangleIndex, m
 use millpond_tests::{Rng, oracle};
 
 const CUTTERS: [&str; 7] = [
-    "flat:6", "ball:3", "ball:6", "bull:6:1", "bull:8:3.5", "vbit:6:90", "vbit:10:30",
+    "flat:6",
+    "ball:3",
+    "ball:6",
+    "bull:6:1",
+    "bull:8:3.5",
+    "vbit:6:90",
+    "vbit:10:30",
 ];
 
 fn cutters() -> Vec<Cutter> {
@@ -15,9 +21,14 @@ fn cutters() -> Vec<Cutter> {
 fn random_triangles(rng: &mut Rng, n: usize) -> Vec<Triangle> {
     let mut out = Vec::new();
     while out.len() < n {
-        let c = Point3::new(rng.range(-10.0, 10.0), rng.range(-10.0, 10.0), rng.range(-5.0, 5.0));
+        let c = Point3::new(
+            rng.range(-10.0, 10.0),
+            rng.range(-10.0, 10.0),
+            rng.range(-5.0, 5.0),
+        );
         let s = rng.range(0.5, 8.0);
-        let p = |rng: &mut Rng| c + Point3::new(rng.range(-s, s), rng.range(-s, s), rng.range(-s, s));
+        let p =
+            |rng: &mut Rng| c + Point3::new(rng.range(-s, s), rng.range(-s, s), rng.range(-s, s));
         let t = Triangle::new(p(rng), p(rng), p(rng));
         if !t.is_degenerate() {
             out.push(t);
@@ -65,19 +76,29 @@ fn slanted_planes_closed_form() {
             let want = |x: f64| match cutter {
                 Cutter::Flat { .. } => slope * (x + r),
                 Cutter::Ball { .. } => slope * x + r * norm - r,
-                Cutter::Bull { corner_radius: c, .. } => {
+                Cutter::Bull {
+                    corner_radius: c, ..
+                } => {
                     let a = r - c;
                     slope * (x + a) + c * norm - c
                 }
                 Cutter::VBit { included_angle, .. } => {
                     let k = 1.0 / (included_angle.to_radians() / 2.0).tan();
-                    if slope > k { slope * (x + r) - k * r } else { slope * x }
+                    if slope > k {
+                        slope * (x + r) - k * r
+                    } else {
+                        slope * x
+                    }
                 }
             };
             let dc = DropCutter::new(&mesh, &index, cutter, -1000.0);
             for x in [-13.7, 0.0, 3.3, 21.9] {
                 let got = dc.at(x, 1.234);
-                assert!((got - want(x)).abs() < 1e-9, "{cutter} slope {slope} x {x}: {got} vs {}", want(x));
+                assert!(
+                    (got - want(x)).abs() < 1e-9,
+                    "{cutter} slope {slope} x {x}: {got} vs {}",
+                    want(x)
+                );
             }
         }
     }

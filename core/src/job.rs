@@ -1,0 +1,459 @@
+//! Jobs, chunks and their assembly (design.md §2).
+//!
+//! A [`JobSpec`] holds everything a computation depends on. It plans into chunks whose split
+//! depends only on the spec — never on threads or hosts — and [`JobContext::run_chunk`]
+//! computes one chunk as a pure function of (mesh, spec, chunk). Results are assembled in
+//! chunk order, so arrival order never matters and every runner gives the same bits.
+
+use crate::cutter::{Cutter, CutterError};
+use crate::drop::{Axis, DropCutter};
+use crate::geom::{Point3, Rect};
+use crate::index::TriangleIndex;
+use crate::mesh::{Mesh, MeshHash};
+use crate::raster::{self, RasterSpec};
+use crate::toolpath::Toolpath;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use thiserror::Error;
+
+/// Version of everything that decides the bits of a chunk result. Pool peers must match it
+/// exactly for a pooled job to equal a local one; bump it with any change to the contact
+/// math, the chunk split or the result encoding.
+pub const COMPUTE_ABI: u32 = 1;
+
+/// Points a chunk aims at. Large enough that per-chunk overhead (a pool round trip, an index
+/// query per line) is small, small enough that two workers balance and a lost chunk is cheap.
+const CHUNK_POINTS: usize = 32_768;
+
+/// Largest grid a job may ask for: 8 bytes a point must fit in memory.
+pub const MAX_POINTS: u64 = 1_000_000_000;
+
+/// A raster grid (design.md §3): line `j` at `min + j·step` across, point `i` at
+/// `min + i·sampling` along, both ends inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    /// Axis the lines run along.
+    pub axis: Axis,
+    pub bounds: Rect,
+    /// Distance between lines (stepover), mm.
+    pub step: f64,
+    /// Distance between points along a line, mm.
+    pub sampling: f64,
+}
+
+impl Grid {
+    /// (along_min, along_max, across_min, across_max) for this grid's axis.
+    fn frame(&self) -> (f64, f64, f64, f64) {
+        let b = &self.bounds;
+        match self.axis {
+            Axis::X => (b.xmin, b.xmax, b.ymin, b.ymax),
+            Axis::Y => (b.ymin, b.ymax, b.xmin, b.xmax),
+        }
+    }
+
+    pub fn lines(&self) -> usize {
+        let (_, _, c0, c1) = self.frame();
+        ((c1 - c0) / self.step + 1e-9).floor() as usize + 1
+    }
+
+    pub fn points_per_line(&self) -> usize {
+        let (a0, a1, _, _) = self.frame();
+        ((a1 - a0) / self.sampling + 1e-9).floor() as usize + 1
+    }
+
+    pub fn points(&self) -> u64 {
+        self.lines() as u64 * self.points_per_line() as u64
+    }
+
+    /// Coordinate across the lines of line `j`.
+    pub fn across(&self, j: usize) -> f64 {
+        let (_, _, c0, _) = self.frame();
+        c0 + j as f64 * self.step
+    }
+
+    /// Coordinate along the line of point `i`.
+    pub fn along(&self, i: usize) -> f64 {
+        let (a0, _, _, _) = self.frame();
+        a0 + i as f64 * self.sampling
+    }
+
+    /// Model-space point of line `j`, point `i`, at height `z`.
+    pub fn point(&self, j: usize, i: usize, z: f64) -> Point3 {
+        let (u, v) = (self.along(i), self.across(j));
+        match self.axis {
+            Axis::X => Point3::new(u, v, z),
+            Axis::Y => Point3::new(v, u, z),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), JobError> {
+        if !self.bounds.is_valid() {
+            return Err(JobError::Invalid(format!(
+                "bounds must be finite with min ≤ max, got x {}..{}, y {}..{}",
+                self.bounds.xmin, self.bounds.xmax, self.bounds.ymin, self.bounds.ymax
+            )));
+        }
+        positive("step", self.step)?;
+        positive("sampling", self.sampling)?;
+        let (a0, a1, c0, c1) = self.frame();
+        let lines = (c1 - c0) / self.step + 1.0;
+        let per_line = (a1 - a0) / self.sampling + 1.0;
+        if !(lines * per_line <= MAX_POINTS as f64) {
+            return Err(JobError::Invalid(format!(
+                "the grid would have {:.3e} points; the limit is {MAX_POINTS:.0e} — use a larger step or sampling",
+                lines * per_line
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn positive(name: &str, v: f64) -> Result<(), JobError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(JobError::Invalid(format!(
+            "{name} must be a positive number of millimetres, got {v}"
+        )))
+    }
+}
+
+fn finite(name: &str, v: f64) -> Result<(), JobError> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(JobError::Invalid(format!(
+            "{name} must be a finite number, got {v}"
+        )))
+    }
+}
+
+/// The raw drop-cutter grid of the `drop` command: every point, no merging, no linking.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DropSpec {
+    pub grid: Grid,
+    /// Lowest tip height (stock bottom).
+    pub floor: f64,
+}
+
+/// What to compute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Operation {
+    Drop(DropSpec),
+    Raster(RasterSpec),
+}
+
+/// Everything a computation depends on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The mesh this job was planned for.
+    pub mesh: MeshHash,
+    pub cutter: Cutter,
+    pub operation: Operation,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum JobError {
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Cutter(#[from] CutterError),
+    #[error("job was planned for mesh {expected} but was given mesh {actual}")]
+    WrongMesh {
+        expected: MeshHash,
+        actual: MeshHash,
+    },
+    #[error("chunk result rejected: {0}")]
+    BadResult(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Raised by a chunk that stopped because its job was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+/// A cancel flag shared by everyone working on one job.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl JobSpec {
+    pub fn grid(&self) -> &Grid {
+        match &self.operation {
+            Operation::Drop(d) => &d.grid,
+            Operation::Raster(r) => &r.grid,
+        }
+    }
+
+    pub fn floor(&self) -> f64 {
+        match &self.operation {
+            Operation::Drop(d) => d.floor,
+            Operation::Raster(r) => r.floor,
+        }
+    }
+
+    /// Checks every number before any work is planned.
+    pub fn validate(&self) -> Result<(), JobError> {
+        self.cutter.validate()?;
+        self.grid().validate()?;
+        finite("floor", self.floor())?;
+        if let Operation::Raster(r) = &self.operation {
+            r.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Lines per chunk: a function of the spec only.
+    fn lines_per_chunk(&self) -> usize {
+        CHUNK_POINTS.div_ceil(self.grid().points_per_line()).max(1)
+    }
+
+    pub fn chunk_count(&self) -> u32 {
+        let n = self.grid().lines().div_ceil(self.lines_per_chunk());
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// The raster lines chunk `c` covers.
+    pub fn chunk_lines(&self, c: u32) -> Range<usize> {
+        let per = self.lines_per_chunk();
+        let lines = self.grid().lines();
+        let start = (c as usize * per).min(lines);
+        start..(start + per).min(lines)
+    }
+
+    /// CL points chunk `c` computes (its share of the job's work).
+    pub fn chunk_points(&self, c: u32) -> u64 {
+        self.chunk_lines(c).len() as u64 * self.grid().points_per_line() as u64
+    }
+}
+
+/// The result of one chunk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkResult {
+    pub chunk: u32,
+    pub data: ChunkData,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ChunkData {
+    /// Tip heights, line after line, every point of the chunk's lines.
+    Heights(Vec<f64>),
+    /// One merged CL polyline per line, in cutting direction.
+    Polylines(Vec<Vec<Point3>>),
+}
+
+impl ChunkResult {
+    /// Checks a result (from a pool peer, say) against the job before it is used: the chunk
+    /// exists, the shape matches, every number is finite.
+    pub fn validate(&self, spec: &JobSpec) -> Result<(), JobError> {
+        let bad = |m: String| Err(JobError::BadResult(m));
+        if self.chunk >= spec.chunk_count() {
+            return bad(format!(
+                "chunk {} out of range (job has {})",
+                self.chunk,
+                spec.chunk_count()
+            ));
+        }
+        let lines = spec.chunk_lines(self.chunk).len();
+        let per_line = spec.grid().points_per_line();
+        match (&spec.operation, &self.data) {
+            (Operation::Drop(_), ChunkData::Heights(z)) => {
+                if z.len() != lines * per_line {
+                    return bad(format!(
+                        "chunk {} has {} heights, expected {}",
+                        self.chunk,
+                        z.len(),
+                        lines * per_line
+                    ));
+                }
+                if !z.iter().all(|v| v.is_finite()) {
+                    return bad(format!("chunk {} has a non-finite height", self.chunk));
+                }
+            }
+            (Operation::Raster(_), ChunkData::Polylines(p)) => {
+                if p.len() != lines {
+                    return bad(format!(
+                        "chunk {} has {} lines, expected {lines}",
+                        self.chunk,
+                        p.len()
+                    ));
+                }
+                if p.iter().any(|l| l.is_empty() || l.len() > per_line) {
+                    return bad(format!(
+                        "chunk {} has a line of impossible length",
+                        self.chunk
+                    ));
+                }
+                if !p.iter().flatten().all(|q| q.is_finite()) {
+                    return bad(format!("chunk {} has a non-finite point", self.chunk));
+                }
+            }
+            _ => {
+                return bad(format!(
+                    "chunk {} is of the wrong kind for this job",
+                    self.chunk
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a finished job produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobOutput {
+    /// `drop`: tip heights in grid order (line after line).
+    Heights(Vec<f64>),
+    Toolpath(Toolpath),
+}
+
+/// A job bound to its mesh and index: what a host needs to run chunks and to finish.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    mesh: Arc<Mesh>,
+    index: Arc<TriangleIndex>,
+    spec: JobSpec,
+}
+
+/// Raster lines longer than this are computed in pieces, so a cancel is seen within
+/// milliseconds even on very long lines. Pieces give the same bits as one long sweep.
+const PIECE_POINTS: usize = 4096;
+
+impl JobContext {
+    /// Binds a validated spec to its mesh (which must be the one the spec names).
+    pub fn new(
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+        spec: JobSpec,
+    ) -> Result<Self, JobError> {
+        spec.validate()?;
+        if mesh.hash() != spec.mesh {
+            return Err(JobError::WrongMesh {
+                expected: spec.mesh,
+                actual: mesh.hash(),
+            });
+        }
+        Ok(Self { mesh, index, spec })
+    }
+
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    pub fn mesh(&self) -> &Arc<Mesh> {
+        &self.mesh
+    }
+
+    pub fn index(&self) -> &Arc<TriangleIndex> {
+        &self.index
+    }
+
+    pub fn drop_cutter(&self) -> DropCutter<'_> {
+        DropCutter::new(&self.mesh, &self.index, self.spec.cutter, self.spec.floor())
+    }
+
+    /// Tip heights of raster line `j`, into `out` (one per point), checking `cancel` between
+    /// pieces.
+    fn line_heights(
+        &self,
+        j: usize,
+        out: &mut [f64],
+        cancel: &CancelToken,
+    ) -> Result<(), Cancelled> {
+        let grid = self.spec.grid();
+        let dc = self.drop_cutter();
+        for (k, piece) in out.chunks_mut(PIECE_POINTS).enumerate() {
+            if cancel.is_cancelled() {
+                return Err(Cancelled);
+            }
+            let (a0, ..) = grid.frame();
+            dc.line(
+                grid.axis,
+                grid.across(j),
+                a0,
+                grid.sampling,
+                k * PIECE_POINTS,
+                piece,
+            );
+        }
+        Ok(())
+    }
+
+    /// Computes chunk `c`: a pure function of (mesh, spec, c).
+    pub fn run_chunk(&self, c: u32, cancel: &CancelToken) -> Result<ChunkResult, Cancelled> {
+        let lines = self.spec.chunk_lines(c);
+        let per_line = self.spec.grid().points_per_line();
+        let data = match &self.spec.operation {
+            Operation::Drop(_) => {
+                let mut z = vec![0.0; lines.len() * per_line];
+                for (row, j) in z.chunks_mut(per_line).zip(lines) {
+                    self.line_heights(j, row, cancel)?;
+                }
+                ChunkData::Heights(z)
+            }
+            Operation::Raster(r) => {
+                let mut row = vec![0.0; per_line];
+                let mut polylines = Vec::with_capacity(lines.len());
+                for j in lines {
+                    self.line_heights(j, &mut row, cancel)?;
+                    polylines.push(raster::line_polyline(r, j, &row));
+                }
+                ChunkData::Polylines(polylines)
+            }
+        };
+        Ok(ChunkResult { chunk: c, data })
+    }
+
+    /// Puts results in chunk order and builds the output. Every chunk must be present once;
+    /// each result is validated first.
+    pub fn finish(&self, mut results: Vec<ChunkResult>) -> Result<JobOutput, JobError> {
+        let n = self.spec.chunk_count();
+        for r in &results {
+            r.validate(&self.spec)?;
+        }
+        results.sort_by_key(|r| r.chunk);
+        results.dedup_by_key(|r| r.chunk);
+        if results.len() != n as usize {
+            return Err(JobError::BadResult(format!(
+                "{} of {n} chunks present",
+                results.len()
+            )));
+        }
+        match &self.spec.operation {
+            Operation::Drop(_) => {
+                let mut all = Vec::with_capacity(self.spec.grid().points() as usize);
+                for r in results {
+                    if let ChunkData::Heights(z) = r.data {
+                        all.extend_from_slice(&z);
+                    }
+                }
+                Ok(JobOutput::Heights(all))
+            }
+            Operation::Raster(spec) => {
+                let lines: Vec<Vec<Point3>> = results
+                    .into_iter()
+                    .flat_map(|r| match r.data {
+                        ChunkData::Polylines(p) => p,
+                        ChunkData::Heights(_) => Vec::new(),
+                    })
+                    .collect();
+                Ok(JobOutput::Toolpath(raster::link(self, spec, &lines)))
+            }
+        }
+    }
+}

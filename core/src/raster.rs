@@ -1,0 +1,224 @@
+//! Raster finishing: parallel drop-cutter lines, merged and linked into a toolpath.
+
+use crate::drop::{Axis, DropCutter};
+use crate::geom::Point3;
+use crate::job::{Grid, JobContext, JobError};
+use crate::toolpath::{MoveKind, Toolpath};
+use serde::{Deserialize, Serialize};
+
+/// Which way the lines are cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    /// Alternate directions, linking each line's end to the next line's start.
+    Zigzag,
+    /// Every line in the direction that climb-mills the uncut side (clockwise spindle).
+    Climb,
+    /// Every line in the conventional-milling direction.
+    Conventional,
+}
+
+/// Default merge tolerance, mm.
+pub const DEFAULT_MERGE_TOLERANCE: f64 = 0.001;
+
+/// Descend at rapid rate to this height above the point being approached, then plunge.
+pub const FEED_CLEARANCE: f64 = 1.0;
+
+/// Raster finishing parameters (the cutter is in the job).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RasterSpec {
+    /// Lines: axis, bounds, stepover (`step`) and sampling along the lines.
+    pub grid: Grid,
+    /// Lowest tip height (stock bottom).
+    pub floor: f64,
+    /// Height for rapid moves across the part.
+    pub safe_z: f64,
+    pub direction: Direction,
+    /// Points are dropped while the path stays within this distance above every computed
+    /// CL point (and never below one), mm.
+    pub merge_tolerance: f64,
+}
+
+impl RasterSpec {
+    pub fn validate(&self) -> Result<(), JobError> {
+        if !self.safe_z.is_finite() {
+            return Err(JobError::Invalid(format!(
+                "safe height must be finite, got {}",
+                self.safe_z
+            )));
+        }
+        if !(self.merge_tolerance.is_finite() && self.merge_tolerance >= 0.0) {
+            return Err(JobError::Invalid(format!(
+                "merge tolerance must be zero or positive, got {}",
+                self.merge_tolerance
+            )));
+        }
+        Ok(())
+    }
+
+    /// True if line `j` is cut in the +axis direction.
+    pub fn forward(&self, j: usize) -> bool {
+        // Lines advance in +across, so the uncut material is on the +across side. With a
+        // clockwise spindle, the cutter's edge on that side moves +X for X lines and -Y for Y
+        // lines; climb milling feeds the same way the edge moves.
+        match (self.direction, self.grid.axis) {
+            (Direction::Zigzag, _) => j % 2 == 0,
+            (Direction::Climb, Axis::X) | (Direction::Conventional, Axis::Y) => true,
+            (Direction::Climb, Axis::Y) | (Direction::Conventional, Axis::X) => false,
+        }
+    }
+}
+
+/// The merged CL polyline of line `j` from its tip heights, in cutting direction.
+pub fn line_polyline(spec: &RasterSpec, j: usize, heights: &[f64]) -> Vec<Point3> {
+    let forward = spec.forward(j);
+    let n = heights.len();
+    let idx = |k: usize| if forward { k } else { n - 1 - k };
+    // Distance travelled along the cut, increasing in either direction.
+    let along: Vec<f64> = (0..n).map(|k| k as f64 * spec.grid.sampling).collect();
+    let z: Vec<f64> = (0..n).map(|k| heights[idx(k)]).collect();
+    merge(&along, &z, spec.merge_tolerance)
+        .into_iter()
+        .map(|k| spec.grid.point(j, idx(k), z[k]))
+        .collect()
+}
+
+/// Indices of the points kept when merging a line profile `z(t)` so that the path never dips
+/// below a point (beyond 1e-9 mm of rounding) nor rises more than `tol` above one. Keeps a
+/// window of feasible slopes from the current anchor: O(n).
+pub fn merge(t: &[f64], z: &[f64], tol: f64) -> Vec<usize> {
+    const BELOW: f64 = 1e-9;
+    let n = t.len();
+    if n <= 2 {
+        return (0..n).collect();
+    }
+    let mut keep = vec![0];
+    let mut anchor = 0;
+    let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+    let mut k = 1;
+    while k < n {
+        let dt = t[k] - t[anchor];
+        let slope = (z[k] - z[anchor]) / dt;
+        if slope >= lo && slope <= hi {
+            // k can end the segment; as an intermediate point it narrows the window.
+            lo = lo.max((z[k] - BELOW - z[anchor]) / dt);
+            hi = hi.min((z[k] + tol - z[anchor]) / dt);
+            k += 1;
+        } else {
+            // End at the last feasible point and restart from it.
+            anchor = k - 1;
+            keep.push(anchor);
+            lo = f64::NEG_INFINITY;
+            hi = f64::INFINITY;
+        }
+    }
+    if *keep.last().unwrap_or(&0) != n - 1 {
+        keep.push(n - 1);
+    }
+    keep
+}
+
+/// Penetration allowed in a direct link move, mm (the same bar as every CL point).
+pub const LINK_TOLERANCE: f64 = 1e-6;
+
+/// True if the tool can move straight from `a` to `b` without cutting into the model.
+pub fn move_is_clear(ctx: &JobContext, a: Point3, b: Point3) -> bool {
+    let dc = DropCutter::new(
+        ctx.mesh(),
+        ctx.index(),
+        ctx.spec().cutter,
+        f64::NEG_INFINITY,
+    );
+    dc.max_rise_along(a, b, LINK_TOLERANCE) <= LINK_TOLERANCE
+}
+
+/// Moves from safe height down onto `to`: rapid to just above it, then plunge.
+pub fn approach(tp: &mut Toolpath, to: Point3, safe_z: f64) {
+    let here = tp.end();
+    if here.x != to.x || here.y != to.y {
+        if here.z < safe_z {
+            tp.push(MoveKind::Rapid, Point3::new(here.x, here.y, safe_z));
+        }
+        tp.push(MoveKind::Rapid, Point3::new(to.x, to.y, safe_z.max(here.z)));
+    }
+    let feed_from = to.z + FEED_CLEARANCE;
+    if tp.end().z > feed_from {
+        tp.push(MoveKind::Rapid, Point3::new(to.x, to.y, feed_from));
+    }
+    tp.push(MoveKind::Plunge, to);
+}
+
+/// Links merged lines into one toolpath: a direct cutting move between lines where it clears
+/// the model, otherwise retract to safe height, rapid over and plunge.
+pub fn link(ctx: &JobContext, spec: &RasterSpec, lines: &[Vec<Point3>]) -> Toolpath {
+    let Some(first) = lines.iter().find_map(|l| l.first().copied()) else {
+        return Toolpath::default();
+    };
+    let safe_z = spec.safe_z;
+    let mut tp = Toolpath {
+        start: Point3::new(first.x, first.y, safe_z.max(first.z)),
+        moves: Vec::new(),
+    };
+    let mut started = false;
+    for line in lines.iter().filter(|l| !l.is_empty()) {
+        let from = tp.end();
+        if !started {
+            approach(&mut tp, line[0], safe_z);
+            started = true;
+        } else if move_is_clear(ctx, from, line[0]) {
+            tp.push(MoveKind::Cut, line[0]);
+        } else {
+            approach(&mut tp, line[0], safe_z);
+        }
+        for &p in &line[1..] {
+            tp.push(MoveKind::Cut, p);
+        }
+    }
+    let end = tp.end();
+    if end.z < safe_z {
+        tp.push(MoveKind::Rapid, Point3::new(end.x, end.y, safe_z));
+    }
+    tp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_merge(t: &[f64], z: &[f64], tol: f64) -> Vec<usize> {
+        let keep = merge(t, z, tol);
+        assert_eq!(keep[0], 0);
+        assert_eq!(*keep.last().unwrap(), t.len() - 1);
+        for w in keep.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            for i in a + 1..b {
+                let s = z[a] + (z[b] - z[a]) * (t[i] - t[a]) / (t[b] - t[a]);
+                assert!(s >= z[i] - 1e-9 - 1e-12, "dips below point {i}");
+                assert!(
+                    s <= z[i] + tol + 1e-12,
+                    "rises above point {i} by {}",
+                    s - z[i]
+                );
+            }
+        }
+        keep
+    }
+
+    #[test]
+    fn merge_collapses_straight_runs_and_respects_tolerance() {
+        let t: Vec<f64> = (0..1000).map(|i| i as f64 * 0.1).collect();
+        let flat = vec![2.0; 1000];
+        assert_eq!(check_merge(&t, &flat, 0.001), vec![0, 999]);
+        let ramp: Vec<f64> = t.iter().map(|x| 0.3 * x + 1.0).collect();
+        assert_eq!(check_merge(&t, &ramp, 0.001).len(), 2);
+        let bumpy: Vec<f64> = t.iter().map(|x| (x * 0.7).sin() * 3.0).collect();
+        let keep = check_merge(&t, &bumpy, 0.01);
+        assert!(keep.len() < 1000 && keep.len() > 20, "{}", keep.len());
+        // A step (vertical wall) keeps its corners.
+        let step: Vec<f64> = t
+            .iter()
+            .map(|&x| if x < 50.0 { 0.0 } else { 5.0 })
+            .collect();
+        let keep = check_merge(&t, &step, 0.001);
+        assert_eq!(keep, vec![0, 499, 500, 999]);
+    }
+}
