@@ -103,10 +103,10 @@ pub struct DropArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Distance between raster lines, mm.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub step: f64,
     /// Distance between points along a line, mm.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub sampling: f64,
     /// Write x,y,z rows in grid order to this file.
     #[arg(long)]
@@ -118,14 +118,14 @@ pub struct ToolpathArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Distance between passes (stepover), mm.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub stepover: f64,
     /// Distance between computed points along a pass, mm.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub sampling: f64,
     /// Margin around the model's box when --bounds is not given, mm (default: tool radius + 0.5,
     /// so that the boundary pass clears the model's sides instead of grazing them).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub margin: Option<f64>,
     /// Milling direction.
     #[arg(long, value_enum, default_value = "zigzag")]
@@ -134,16 +134,16 @@ pub struct ToolpathArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub safe_z: Option<f64>,
     /// Points are merged while the path stays within this distance of the exact CL surface, mm.
-    #[arg(long, default_value_t = raster::DEFAULT_MERGE_TOLERANCE)]
+    #[arg(long, default_value_t = raster::DEFAULT_MERGE_TOLERANCE, allow_negative_numbers = true)]
     pub merge_tolerance: f64,
     /// Cutting feed, mm/min.
-    #[arg(long, default_value_t = Feeds::default().feed)]
+    #[arg(long, default_value_t = Feeds::default().feed, allow_negative_numbers = true)]
     pub feed: f64,
     /// Plunge feed, mm/min.
-    #[arg(long, default_value_t = Feeds::default().plunge_feed)]
+    #[arg(long, default_value_t = Feeds::default().plunge_feed, allow_negative_numbers = true)]
     pub plunge_feed: f64,
     /// Spindle speed, rpm.
-    #[arg(long, default_value_t = Feeds::default().spindle_rpm)]
+    #[arg(long, default_value_t = Feeds::default().spindle_rpm, allow_negative_numbers = true)]
     pub spindle: f64,
     /// Tool number for the tool change.
     #[arg(long, default_value_t = 1)]

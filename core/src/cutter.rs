@@ -104,23 +104,32 @@ impl Cutter {
     pub fn profile(&self) -> Profile {
         match *self {
             Cutter::Flat { diameter } => Profile::Flat(FlatProfile { r: diameter / 2.0 }),
-            Cutter::Ball { diameter } => Profile::Ball(BallProfile { r: diameter / 2.0 }),
+            Cutter::Ball { diameter } => Profile::Ball(BallProfile {
+                r: diameter / 2.0,
+                lb: LOWER * (4.0 / (diameter * diameter)),
+            }),
             Cutter::Bull {
                 diameter,
                 corner_radius,
-            } => Profile::Bull(BullProfile {
-                r: diameter / 2.0,
-                a: diameter / 2.0 - corner_radius,
-                c: corner_radius,
-            }),
+            } => {
+                let r = diameter / 2.0;
+                Profile::Bull(BullProfile {
+                    r,
+                    a: r - corner_radius,
+                    c: corner_radius,
+                    lb: LOWER / (8.0 * r * r * corner_radius),
+                })
+            }
             Cutter::VBit {
                 diameter,
                 included_angle,
             } => {
                 let half = (included_angle / 2.0).to_radians();
+                let k = 1.0 / half.tan();
                 Profile::VBit(VBitProfile {
                     r: diameter / 2.0,
-                    k: 1.0 / half.tan(),
+                    k,
+                    lb: LOWER * k / (diameter / 2.0),
                 })
             }
         }
@@ -190,8 +199,22 @@ pub trait Shape: Copy + Send + Sync + fmt::Debug {
     /// The `w` in `[lo, hi]` (with `lo ≤ hi`, both within `±sqrt(R² - d²)`) maximising
     /// `m·w - h(sqrt(d² + w²))`: where a straight edge of slope `m` (dz per unit of
     /// horizontal length), passing at horizontal distance `d` from the axis, touches.
-    fn edge_argmax(&self, m: f64, d2: f64, lo: f64, hi: f64) -> f64;
+    fn edge_argmax(&self, m: f64, d2: f64, lo: f64, hi: f64) -> f64 {
+        let s2 = self.radius() * self.radius() - d2;
+        self.edge_contact(m, self.edge_constant(m), d2, s2, lo, hi)
+            .0
+    }
+    /// A per-edge constant that `edge_contact` needs, computed once per edge from its slope.
+    fn edge_constant(&self, m: f64) -> f64;
+    /// As `edge_argmax`, also returning the profile height at the contact. `s2 = R² - d²`
+    /// and `c = edge_constant(m)`: the hot loop has both at hand, and they turn the ball's
+    /// contact into one square root.
+    fn edge_contact(&self, m: f64, c: f64, d2: f64, s2: f64, lo: f64, hi: f64) -> (f64, f64);
 }
+
+/// Scales the pruning bounds' constants down a hair, so that their rounding can never lift
+/// a bound above the true profile height.
+const LOWER: f64 = 1.0 - 1e-12;
 
 /// The four shapes behind one enum, for code that is not hot.
 #[derive(Clone, Copy, Debug)]
@@ -262,14 +285,19 @@ impl Shape for FlatProfile {
         // The bottom disk rests on its rim point furthest uphill.
         (-self.r * nx / nxy, -self.r * ny / nxy, 0.0)
     }
-    fn edge_argmax(&self, m: f64, _d2: f64, lo: f64, hi: f64) -> f64 {
-        linear_argmax(m, lo, hi)
+    fn edge_constant(&self, _m: f64) -> f64 {
+        0.0
+    }
+    fn edge_contact(&self, m: f64, _c: f64, _d2: f64, _s2: f64, lo: f64, hi: f64) -> (f64, f64) {
+        (linear_argmax(m, lo, hi), 0.0)
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct BallProfile {
     r: f64,
+    /// 1/R², a hair small, for `height_lower_bound` without a division.
+    lb: f64,
 }
 
 impl Shape for BallProfile {
@@ -281,18 +309,30 @@ impl Shape for BallProfile {
         self.r - s2.sqrt()
     }
     fn height_lower_bound(&self, rho2: f64) -> f64 {
-        // R - sqrt(R² - ρ²) ≥ ρ² / 2R.
-        rho2 / (2.0 * self.r)
+        // With x = ρ²/R²: h = R·(1 - sqrt(1 - x)) = R·(x/2 + x²/8 + x³/16 + …), every term
+        // positive, so the first three are a lower bound (exact to 3% at ρ = 0.7R).
+        let x = rho2 * self.lb;
+        self.r * x * (0.5 + x * (0.125 + x * 0.0625)) * LOWER
     }
     fn plane_contact(&self, nx: f64, ny: f64, nz: f64) -> (f64, f64, f64) {
         // The sphere centre sits R along the normal from the contact point.
         (-self.r * nx, -self.r * ny, self.r * (1.0 - nz))
     }
-    fn edge_argmax(&self, m: f64, d2: f64, lo: f64, hi: f64) -> f64 {
+    fn edge_constant(&self, m: f64) -> f64 {
+        1.0 / (1.0 + m * m).sqrt()
+    }
+    fn edge_contact(&self, m: f64, c: f64, _d2: f64, s2: f64, lo: f64, hi: f64) -> (f64, f64) {
         // In the vertical plane of the edge the ball is a circle of radius s; a line of
-        // slope m touches it at w = m·s / sqrt(1 + m²).
-        let s = (self.r * self.r - d2).max(0.0).sqrt();
-        (m * s / (1.0 + m * m).sqrt()).clamp(lo, hi)
+        // slope m touches it at w = m·s / sqrt(1 + m²), where the circle is s / sqrt(1 + m²)
+        // below its centre.
+        let s = s2.max(0.0).sqrt();
+        let w = m * s * c;
+        if w >= lo && w <= hi {
+            (w, self.r - s * c)
+        } else {
+            let w = w.clamp(lo, hi);
+            (w, self.r - (s2 - w * w).max(0.0).sqrt())
+        }
     }
 }
 
@@ -303,6 +343,8 @@ pub struct BullProfile {
     a: f64,
     /// Corner radius.
     c: f64,
+    /// 1/(8R²c), a hair small, for `height_lower_bound`.
+    lb: f64,
 }
 
 impl BullProfile {
@@ -336,7 +378,7 @@ impl Shape for BullProfile {
         if excess <= 0.0 {
             0.0
         } else {
-            excess * excess / (8.0 * self.r * self.r * self.c)
+            excess * excess * self.lb
         }
     }
     fn plane_contact(&self, nx: f64, ny: f64, nz: f64) -> (f64, f64, f64) {
@@ -348,7 +390,17 @@ impl Shape for BullProfile {
         let k = self.a / nxy + self.c;
         (-k * nx, -k * ny, self.c * (1.0 - nz))
     }
-    fn edge_argmax(&self, m: f64, d2: f64, lo: f64, hi: f64) -> f64 {
+    fn edge_constant(&self, _m: f64) -> f64 {
+        0.0
+    }
+    fn edge_contact(&self, m: f64, _c: f64, d2: f64, _s2: f64, lo: f64, hi: f64) -> (f64, f64) {
+        let w = self.torus_argmax(m, d2, lo, hi);
+        (w, self.height((d2 + w * w).sqrt().min(self.r)))
+    }
+}
+
+impl BullProfile {
+    fn torus_argmax(&self, m: f64, d2: f64, lo: f64, hi: f64) -> f64 {
         // g(w) = m·w - h(ρ(w)) is concave; find where g'(w) = m - h'(ρ)·w/ρ crosses zero.
         let g1 = |w: f64| -> f64 {
             let rho = (d2 + w * w).sqrt();
@@ -411,6 +463,8 @@ pub struct VBitProfile {
     r: f64,
     /// Cone slope: height gained per unit of radius (cot of the half angle).
     k: f64,
+    /// k/R, a hair small, for `height_lower_bound`.
+    lb: f64,
 }
 
 impl Shape for VBitProfile {
@@ -422,7 +476,7 @@ impl Shape for VBitProfile {
     }
     fn height_lower_bound(&self, rho2: f64) -> f64 {
         // kρ ≥ kρ²/R for ρ ≤ R.
-        self.k * rho2 / self.r
+        rho2 * self.lb
     }
     fn plane_contact(&self, nx: f64, ny: f64, nz: f64) -> (f64, f64, f64) {
         let nxy = nx.hypot(ny);
@@ -434,13 +488,21 @@ impl Shape for VBitProfile {
             (0.0, 0.0, 0.0)
         }
     }
-    fn edge_argmax(&self, m: f64, d2: f64, lo: f64, hi: f64) -> f64 {
+    fn edge_constant(&self, m: f64) -> f64 {
         if m.abs() < self.k {
+            1.0 / (self.k * self.k - m * m).sqrt()
+        } else {
+            0.0
+        }
+    }
+    fn edge_contact(&self, m: f64, c: f64, d2: f64, _s2: f64, lo: f64, hi: f64) -> (f64, f64) {
+        let w = if m.abs() < self.k {
             // m = k·w/ρ  ⇒  w = d·m / sqrt(k² - m²)
-            (d2.sqrt() * m / (self.k * self.k - m * m).sqrt()).clamp(lo, hi)
+            (d2.sqrt() * m * c).clamp(lo, hi)
         } else {
             linear_argmax(m, lo, hi)
-        }
+        };
+        (w, self.k * (d2 + w * w).sqrt().min(self.r))
     }
 }
 
@@ -525,6 +587,9 @@ mod tests {
                                 continue;
                             }
                             let w = p.edge_argmax(m, d * d, lo, hi);
+                            let (w2, h2) = p.edge_contact(m, p.edge_constant(m), d * d, 9.0 - d * d, lo, hi);
+                            assert_eq!(w, w2);
+                            assert!((h2 - p.height((d * d + w * w).sqrt())).abs() < 1e-12, "{spec} h");
                             assert!(w >= lo && w <= hi, "{spec} m={m} d={d}");
                             let got = m * w - p.height((d * d + w * w).sqrt());
                             let want = brute(&p, m, d * d, lo, hi);

@@ -35,6 +35,10 @@ struct Edge {
     len: f64,
     /// Slope: dz per unit of horizontal length.
     m: f64,
+    /// The cutter shape's per-edge constant (see `Shape::edge_constant`).
+    c: f64,
+    /// Highest end.
+    zhi: f64,
 }
 
 /// A triangle prepared for one cutter, in the frame (u along the line, v across it).
@@ -55,6 +59,10 @@ struct Prepared {
     e: [Edge; 3],
     /// z of the vertex opposite edge i, for barycentric interpolation.
     zopp: [f64; 3],
+    /// The plane contact height with the axis at the origin, and its gradient: the plane
+    /// contact bounds the triangle's from above (the plane over the whole footprint holds the
+    /// triangle's part of it). `None` where the slope is too steep for that to be accurate.
+    plane: Option<(f64, f64, f64)>,
 }
 
 /// Below this |nz| a triangle counts as vertical for the facet test; its edges still count.
@@ -78,7 +86,7 @@ fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
     for (i, edge) in e.iter_mut().enumerate() {
         let (a, b) = (p[i], p[(i + 1) % 3]);
         let (du, dv) = (b.0 - a.0, b.1 - a.1);
-        let len = du.hypot(dv);
+        let len = (du * du + dv * dv).sqrt();
         *edge = if len > 0.0 {
             Edge {
                 u0: a.0,
@@ -89,6 +97,8 @@ fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
                 dv: dv / len,
                 len,
                 m: (b.2 - a.2) / len,
+                c: shape.edge_constant((b.2 - a.2) / len),
+                zhi: a.2.max(b.2),
             }
         } else {
             Edge {
@@ -107,6 +117,7 @@ fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
     let (mut nx, mut ny, mut nz) = (ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx);
     let nl = (nx * nx + ny * ny + nz * nz).sqrt();
     let mut has_facet = false;
+    let mut plane = None;
     let (mut ou, mut ov, mut oh) = (0.0, 0.0, 0.0);
     if nl > 0.0 {
         nx /= nl;
@@ -118,6 +129,13 @@ fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
         if nz > VERTICAL_NZ && e.iter().all(|e| e.len > 0.0) {
             has_facet = true;
             (ou, ov, oh) = shape.plane_contact(nx, ny, nz);
+            let (gu, gv) = (-nx / nz, -ny / nz);
+            if gu.abs() + gv.abs() <= 1e3 {
+                // z at the contact point for the axis at (cu, cv):
+                // p0.z + gu·(cu + ou - p0.u) + gv·(cv + ov - p0.v), minus the profile height.
+                let c0 = p[0].2 + gu * (ou - p[0].0) + gv * (ov - p[0].1) - oh;
+                plane = Some((c0, gu, gv));
+            }
         }
     }
     Prepared {
@@ -132,19 +150,18 @@ fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
         oh,
         e,
         zopp: [p[2].2, p[0].2, p[1].2],
+        plane,
     }
 }
 
 /// Highest tip z at which the cutter with its axis at (cu, cv) touches triangle `t`,
 /// or -inf if it cannot touch it.
 #[inline]
-fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64) -> f64 {
+fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64) -> f64 {
     if t.has_facet {
         let (pu, pv) = (cu + t.ou, cv + t.ov);
-        let d = [0, 1, 2].map(|i| {
-            let e = &t.e[i];
-            e.du * (pv - e.v0) - e.dv * (pu - e.u0)
-        });
+        let side = |e: &Edge| e.du * (pv - e.v0) - e.dv * (pu - e.u0);
+        let d = [side(&t.e[0]), side(&t.e[1]), side(&t.e[2])];
         if d[0] >= 0.0 && d[1] >= 0.0 && d[2] >= 0.0 {
             // The plane's contact point lies on the facet: nothing else on this triangle is
             // higher, because the plane contact is the maximum over the whole footprint.
@@ -157,6 +174,13 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64) -> f64 {
                 return z - t.oh;
             }
         }
+        if let Some((c0, gu, gv)) = t.plane {
+            let (a, b) = (gu * cu, gv * cv);
+            // With a margin far above the rounding error of the sum.
+            if c0 + a + b <= beat - 1e-12 * (1.0 + c0.abs() + a.abs() + b.abs()) {
+                return f64::NEG_INFINITY;
+            }
+        }
     }
     let mut best = f64::NEG_INFINITY;
     for e in &t.e {
@@ -166,17 +190,20 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64) -> f64 {
         let (ru, rv) = (cu - e.u0, cv - e.v0);
         let d = e.du * rv - e.dv * ru;
         let d2 = d * d;
-        if d2 >= r2 {
+        // Nothing on this edge is higher than its top end, and nothing on it is closer to the
+        // axis than d.
+        if d2 >= r2 || e.zhi - shape.height_lower_bound(d2) <= beat {
             continue;
         }
         let w0 = ru * e.du + rv * e.dv;
-        let s = (r2 - d2).sqrt();
+        let s2 = r2 - d2;
+        let s = s2.sqrt();
         let lo = (-w0).max(-s);
         let hi = (e.len - w0).min(s);
         if lo > hi {
             continue;
         }
-        let w = shape.edge_argmax(e.m, d2, lo, hi);
+        let (w, h) = shape.edge_contact(e.m, e.c, d2, s2, lo, hi);
         let t = w0 + w;
         let z = if t <= 0.0 {
             e.z0
@@ -185,8 +212,7 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64) -> f64 {
         } else {
             e.z0 + e.m * t
         };
-        let z = z - shape.height((d2 + w * w).sqrt().min(shape.radius()));
-        best = best.max(z);
+        best = best.max(z - h);
     }
     best
 }
@@ -238,93 +264,343 @@ impl<'a> DropCutter<'a> {
         first: usize,
         out: &mut [f64],
     ) {
-        with_shape!(self.cutter.profile(), p => self.line_impl(&p, axis, across, origin, spacing, first, out))
+        if out.is_empty() {
+            return;
+        }
+        let (u0, u1) = (
+            origin + first as f64 * spacing,
+            origin + (first + out.len() - 1) as f64 * spacing,
+        );
+        let band = self.band(axis, (across, across), (u0, u1));
+        self.sweep(&band, across, origin, spacing, first, out);
     }
 
-    fn line_impl<S: Shape>(
+    /// Prepares every triangle the cutter can reach from lines along `axis` with the across
+    /// coordinate in `across` and the along coordinate in `along`. Lines that share a band
+    /// share this work: each triangle is prepared once per band, not once per line.
+    pub fn band(&self, axis: Axis, across: (f64, f64), along: (f64, f64)) -> Band {
+        with_shape!(self.cutter.profile(), p => self.band_impl(&p, axis, across, along))
+    }
+
+    fn band_impl<S: Shape>(
         &self,
         shape: &S,
         axis: Axis,
+        (v0, v1): (f64, f64),
+        (u0, u1): (f64, f64),
+    ) -> Band {
+        let r = shape.radius();
+        let swap = axis == Axis::Y;
+        let rect = if swap {
+            Rect::new(v0 - r, v1 + r, u0 - r, u1 + r)
+        } else {
+            Rect::new(u0 - r, u1 + r, v0 - r, v1 + r)
+        };
+        let tris = self.mesh.triangles();
+        let mut prepared: Vec<Prepared> = Vec::new();
+        self.index.query(&rect, self.floor, |id| {
+            let t = prepare(shape, &tris[id as usize], swap);
+            if t.vmin <= v1 + r && t.vmax >= v0 - r && t.umax >= u0 - r && t.umin <= u1 + r {
+                prepared.push(t);
+            }
+        });
+        // Highest first, ties by position, so the grid's lists come out sorted and the whole
+        // band is independent of the index's visiting order.
+        let mut order: Vec<u32> = (0..prepared.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (ta, tb) = (&prepared[a as usize], &prepared[b as usize]);
+            tb.zmax
+                .total_cmp(&ta.zmax)
+                .then(ta.umin.total_cmp(&tb.umin))
+                .then(ta.vmin.total_cmp(&tb.vmin))
+                .then(a.cmp(&b))
+        });
+        let grid = Grid2::new(r, (u0 - r, u1 + r), (v0 - r, v1 + r));
+        let entries: Vec<Entry> = order
+            .iter()
+            .map(|&id| {
+                let t = &prepared[id as usize];
+                let (umin, umax, vmin, vmax) =
+                    (down32(t.umin), up32(t.umax), down32(t.vmin), up32(t.vmax));
+                Entry {
+                    zmax: t.zmax,
+                    umin,
+                    umax,
+                    vmin,
+                    vmax,
+                    id,
+                    k: [grid.col(umin), grid.col(umax)],
+                    j: [grid.row(vmin), grid.row(vmax)],
+                }
+            })
+            .collect();
+        let ncells = grid.cols * grid.rows;
+        let mut start = vec![0u32; ncells + 1];
+        for e in &entries {
+            for j in e.j[0]..=e.j[1] {
+                for k in e.k[0]..=e.k[1] {
+                    start[grid.cell(k, j) + 1] += 1;
+                }
+            }
+        }
+        for c in 0..ncells {
+            start[c + 1] += start[c];
+        }
+        let mut fill = start.clone();
+        let mut cells = vec![Entry::default(); start[ncells] as usize];
+        for e in &entries {
+            for j in e.j[0]..=e.j[1] {
+                for k in e.k[0]..=e.k[1] {
+                    let c = grid.cell(k, j);
+                    cells[fill[c] as usize] = *e;
+                    fill[c] += 1;
+                }
+            }
+        }
+        Band {
+            cutter: self.cutter,
+            axis,
+            prepared,
+            grid,
+            start,
+            cells,
+        }
+    }
+
+    /// Tip heights along one line of a band (see [`line`](Self::line) for the positions).
+    pub fn sweep(
+        &self,
+        band: &Band,
+        across: f64,
+        origin: f64,
+        spacing: f64,
+        first: usize,
+        out: &mut [f64],
+    ) {
+        debug_assert_eq!(band.cutter, self.cutter, "band prepared for another cutter");
+        with_shape!(self.cutter.profile(), p => self.sweep_impl(&p, band, across, origin, spacing, first, out))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sweep_impl<S: Shape>(
+        &self,
+        shape: &S,
+        band: &Band,
         v: f64,
         origin: f64,
         spacing: f64,
         first: usize,
         out: &mut [f64],
     ) {
-        let n = out.len();
-        if n == 0 {
-            return;
-        }
         let r = shape.radius();
         let r2 = r * r;
-        let at = |i: usize| origin + (first + i) as f64 * spacing;
-        let (start, end) = (at(0), at(n - 1));
-        let swap = axis == Axis::Y;
-        let rect = if swap {
-            Rect::new(v - r, v + r, start - r, end + r)
-        } else {
-            Rect::new(start - r, end + r, v - r, v + r)
-        };
-        let tris = self.mesh.triangles();
-        let mut prepared: Vec<Prepared> = Vec::new();
-        self.index.query(&rect, self.floor, |id| {
-            let t = &tris[id as usize];
-            let p = prepare(shape, t, swap);
-            if p.vmin <= v + r && p.vmax >= v - r && p.umax >= start - r && p.umin <= end + r {
-                prepared.push(p);
-            }
-        });
-        prepared.sort_unstable_by(|a, b| a.umin.total_cmp(&b.umin));
-        let mut active: Vec<u32> = Vec::new();
-        let mut next = 0usize;
+        let g = &band.grid;
+        let jc = g.row(v as f32);
+        let (j0, j1) = (g.row((v - r) as f32), g.row((v + r) as f32));
+        // Rows centre-out, with their distance across the line.
+        let mut rows: Vec<(u32, f64)> = (j0..=j1)
+            .map(|j| {
+                let (a, b) = g.row_span(j);
+                (j, (a - v).max(v - b).max(0.0))
+            })
+            .filter(|&(_, gap)| gap < r)
+            .collect();
+        rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         let mut hint: Option<u32> = None;
         for (i, slot) in out.iter_mut().enumerate() {
-            let u = at(i);
-            while next < prepared.len() && prepared[next].umin <= u + r {
-                active.push(next as u32);
-                next += 1;
-            }
+            let u = origin + (first + i) as f64 * spacing;
+            let (lo, hi) = (u - r, u + r);
             let mut best = self.floor;
             let mut best_id = None;
             if let Some(h) = hint {
-                let t = &prepared[h as usize];
-                if t.umax >= u - r {
-                    let z = touch(shape, r2, t, u, v);
+                let t = &band.prepared[h as usize];
+                if t.umax >= lo && t.umin <= hi {
+                    let z = touch(shape, r2, t, u, v, best);
                     if z > best {
                         best = z;
                         best_id = Some(h);
                     }
                 }
             }
-            let mut k = 0;
-            while k < active.len() {
-                let id = active[k];
-                let t = &prepared[id as usize];
-                if t.umax < u - r {
-                    active.swap_remove(k);
-                    continue;
-                }
-                k += 1;
-                if t.zmax <= best || Some(id) == hint {
-                    continue;
-                }
-                // Cheap bound: the triangle's top minus the least the profile can rise over
-                // the horizontal distance to its box.
-                let du = (t.umin - u).max(u - t.umax).max(0.0);
-                let dv = (t.vmin - v).max(v - t.vmax).max(0.0);
-                let rho2 = du * du + dv * dv;
-                if rho2 >= r2 || t.zmax - shape.height_lower_bound(rho2) <= best {
-                    continue;
-                }
-                let z = touch(shape, r2, t, u, v);
-                if z > best {
-                    best = z;
-                    best_id = Some(id);
+            let kc = g.col(u as f32);
+            let (k0, k1) = (g.col(lo as f32), g.col(hi as f32));
+            for &(j, gap_v) in &rows {
+                // Columns centre-out.
+                let span = (kc - k0).max(k1 - kc);
+                for step in 0..=span {
+                    let pair = if step == 0 {
+                        [kc, u32::MAX]
+                    } else {
+                        [kc.wrapping_sub(step), kc.saturating_add(step)]
+                    };
+                    for k in pair {
+                        if k < k0 || k > k1 {
+                            continue;
+                        }
+                        let c = g.cell(k, j);
+                        let list = &band.cells[band.start[c] as usize..band.start[c + 1] as usize];
+                        // Lists are highest first: an empty list, or one whose highest
+                        // triangle is no higher than the best so far, has nothing to offer.
+                        match list.first() {
+                            Some(e) if e.zmax > best => {}
+                            _ => continue,
+                        }
+                        let (a, b) = g.col_span(k);
+                        let gap_u = (a - u).max(u - b).max(0.0);
+                        let gap2 = gap_u * gap_u + gap_v * gap_v;
+                        if gap2 >= r2 {
+                            continue;
+                        }
+                        // Each triangle is judged only in its cell nearest the axis, so a cell
+                        // may stop at the first triangle whose top, less the profile's rise
+                        // over the cell's distance from the axis, cannot beat the best so far.
+                        let rise = shape.height_lower_bound(gap2);
+                        for e in list {
+                            if e.zmax - rise <= best {
+                                break;
+                            }
+                            if kc.clamp(e.k[0], e.k[1]) != k
+                                || jc.clamp(e.j[0], e.j[1]) != j
+                                || Some(e.id) == hint
+                            {
+                                continue;
+                            }
+                            let (umin, umax) = (f64::from(e.umin), f64::from(e.umax));
+                            let (vmin, vmax) = (f64::from(e.vmin), f64::from(e.vmax));
+                            let du = (umin - u).max(u - umax).max(0.0);
+                            let dv = (vmin - v).max(v - vmax).max(0.0);
+                            let rho2 = du * du + dv * dv;
+                            if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= best {
+                                continue;
+                            }
+                            let z = touch(shape, r2, &band.prepared[e.id as usize], u, v, best);
+                            if z > best {
+                                best = z;
+                                best_id = Some(e.id);
+                            }
+                        }
+                    }
                 }
             }
             hint = best_id.or(hint);
             *slot = best;
         }
+    }
+}
+
+/// A uniform grid over a band, in the line frame, cells about half the cutter radius.
+#[derive(Debug, Clone)]
+struct Grid2 {
+    u0: f64,
+    v0: f64,
+    width: f64,
+    cols: usize,
+    rows: usize,
+}
+
+impl Grid2 {
+    fn new(r: f64, (u0, u1): (f64, f64), (v0, v1): (f64, f64)) -> Self {
+        // Keep the cell count bounded for huge bands (a tiny tool on a big part).
+        let mut width = r / 2.0;
+        let cells = |w: f64| ((u1 - u0) / w + 1.0) * ((v1 - v0) / w + 1.0);
+        while cells(width) > 4e6 {
+            width *= 2.0;
+        }
+        Self {
+            u0,
+            v0,
+            width,
+            cols: ((u1 - u0) / width) as usize + 1,
+            rows: ((v1 - v0) / width) as usize + 1,
+        }
+    }
+    fn col(&self, u: f32) -> u32 {
+        ((f64::from(u) - self.u0) / self.width).clamp(0.0, (self.cols - 1) as f64) as u32
+    }
+    fn row(&self, v: f32) -> u32 {
+        ((f64::from(v) - self.v0) / self.width).clamp(0.0, (self.rows - 1) as f64) as u32
+    }
+    /// The u range a column covers; the edge columns reach to infinity, since `col` clamps.
+    fn col_span(&self, k: u32) -> (f64, f64) {
+        let a = if k == 0 {
+            f64::NEG_INFINITY
+        } else {
+            self.u0 + k as f64 * self.width
+        };
+        let b = if k as usize + 1 == self.cols {
+            f64::INFINITY
+        } else {
+            self.u0 + (k + 1) as f64 * self.width
+        };
+        (a, b)
+    }
+    fn row_span(&self, j: u32) -> (f64, f64) {
+        let a = if j == 0 {
+            f64::NEG_INFINITY
+        } else {
+            self.v0 + j as f64 * self.width
+        };
+        let b = if j as usize + 1 == self.rows {
+            f64::INFINITY
+        } else {
+            self.v0 + (j + 1) as f64 * self.width
+        };
+        (a, b)
+    }
+    fn cell(&self, k: u32, j: u32) -> usize {
+        j as usize * self.cols + k as usize
+    }
+}
+
+/// A triangle in a grid cell: everything the scan reads, 40 bytes. The f32 box is rounded
+/// outward, so pruning with it never drops a triangle that counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    zmax: f64,
+    umin: f32,
+    umax: f32,
+    vmin: f32,
+    vmax: f32,
+    /// Index in the band's prepared triangles.
+    id: u32,
+    /// First and last column and row of cells the box overlaps.
+    k: [u32; 2],
+    j: [u32; 2],
+}
+
+fn down32(v: f64) -> f32 {
+    let f = v as f32;
+    if f64::from(f) > v { f.next_down() } else { f }
+}
+
+fn up32(v: f64) -> f32 {
+    let f = v as f32;
+    if f64::from(f) < v { f.next_up() } else { f }
+}
+
+/// Triangles prepared for one cutter over a band of raster lines; see [`DropCutter::band`].
+#[derive(Debug, Clone)]
+pub struct Band {
+    cutter: Cutter,
+    axis: Axis,
+    prepared: Vec<Prepared>,
+    grid: Grid2,
+    /// Cell `c` lists `cells[start[c]..start[c + 1]]`, highest top first.
+    start: Vec<u32>,
+    cells: Vec<Entry>,
+}
+
+impl Band {
+    pub fn axis(&self) -> Axis {
+        self.axis
+    }
+
+    pub fn len(&self) -> usize {
+        self.prepared.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prepared.is_empty()
     }
 }
 
@@ -458,7 +734,7 @@ impl DropCutter<'_> {
             }
             let rise = |s: f64| {
                 let (x, y, z) = at(s);
-                touch(shape, r2, &t, x, y) - z
+                touch(shape, r2, &t, x, y, f64::NEG_INFINITY) - z
             };
             worst = worst.max(concave_max(t0, t1, rise));
         });

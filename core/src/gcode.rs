@@ -172,11 +172,11 @@ fn write_operation(out: &mut impl Write, dialect: Dialect, op: &Operation<'_>) -
         } else {
             line.remove(0);
         }
-        if let Some(f) = f {
-            if f != feed {
-                let _ = write!(line, " F{}", num(f));
-                feed = f;
-            }
+        if let Some(f) = f
+            && f != feed
+        {
+            let _ = write!(line, " F{}", num(f));
+            feed = f;
         }
         line.push('\n');
         out.write_all(line.as_bytes())?;

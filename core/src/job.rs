@@ -100,7 +100,8 @@ impl Grid {
         let (a0, a1, c0, c1) = self.frame();
         let lines = (c1 - c0) / self.step + 1.0;
         let per_line = (a1 - a0) / self.sampling + 1.0;
-        if !(lines * per_line <= MAX_POINTS as f64) {
+        let points = lines * per_line;
+        if points.is_nan() || points > MAX_POINTS as f64 {
             return Err(JobError::Invalid(format!(
                 "the grid would have {:.3e} points; the limit is {MAX_POINTS:.0e} — use a larger step or sampling",
                 lines * per_line
@@ -367,29 +368,41 @@ impl JobContext {
         DropCutter::new(&self.mesh, &self.index, self.spec.cutter, self.spec.floor())
     }
 
-    /// Tip heights of raster line `j`, into `out` (one per point), checking `cancel` between
-    /// pieces.
-    fn line_heights(
+    /// Tip heights of the raster lines `lines`, one row of `out` per line, checking
+    /// `cancel` between pieces of at most `PIECE_POINTS` points. All lines share one band of
+    /// prepared triangles.
+    fn lines_heights(
         &self,
-        j: usize,
+        lines: Range<usize>,
         out: &mut [f64],
         cancel: &CancelToken,
     ) -> Result<(), Cancelled> {
         let grid = self.spec.grid();
+        let per_line = grid.points_per_line();
+        if lines.is_empty() {
+            return Ok(());
+        }
         let dc = self.drop_cutter();
-        for (k, piece) in out.chunks_mut(PIECE_POINTS).enumerate() {
-            if cancel.is_cancelled() {
-                return Err(Cancelled);
+        let (a0, a1, ..) = grid.frame();
+        let band = dc.band(
+            grid.axis,
+            (grid.across(lines.start), grid.across(lines.end - 1)),
+            (a0, a1.max(grid.along(per_line - 1))),
+        );
+        for (row, j) in out.chunks_mut(per_line).zip(lines) {
+            for (k, piece) in row.chunks_mut(PIECE_POINTS).enumerate() {
+                if cancel.is_cancelled() {
+                    return Err(Cancelled);
+                }
+                dc.sweep(
+                    &band,
+                    grid.across(j),
+                    a0,
+                    grid.sampling,
+                    k * PIECE_POINTS,
+                    piece,
+                );
             }
-            let (a0, ..) = grid.frame();
-            dc.line(
-                grid.axis,
-                grid.across(j),
-                a0,
-                grid.sampling,
-                k * PIECE_POINTS,
-                piece,
-            );
         }
         Ok(())
     }
@@ -398,23 +411,16 @@ impl JobContext {
     pub fn run_chunk(&self, c: u32, cancel: &CancelToken) -> Result<ChunkResult, Cancelled> {
         let lines = self.spec.chunk_lines(c);
         let per_line = self.spec.grid().points_per_line();
+        let mut z = vec![0.0; lines.len() * per_line];
+        self.lines_heights(lines.clone(), &mut z, cancel)?;
         let data = match &self.spec.operation {
-            Operation::Drop(_) => {
-                let mut z = vec![0.0; lines.len() * per_line];
-                for (row, j) in z.chunks_mut(per_line).zip(lines) {
-                    self.line_heights(j, row, cancel)?;
-                }
-                ChunkData::Heights(z)
-            }
-            Operation::Raster(r) => {
-                let mut row = vec![0.0; per_line];
-                let mut polylines = Vec::with_capacity(lines.len());
-                for j in lines {
-                    self.line_heights(j, &mut row, cancel)?;
-                    polylines.push(raster::line_polyline(r, j, &row));
-                }
-                ChunkData::Polylines(polylines)
-            }
+            Operation::Drop(_) => ChunkData::Heights(z),
+            Operation::Raster(r) => ChunkData::Polylines(
+                z.chunks(per_line)
+                    .zip(lines)
+                    .map(|(row, j)| raster::line_polyline(r, j, row))
+                    .collect(),
+            ),
         };
         Ok(ChunkResult { chunk: c, data })
     }

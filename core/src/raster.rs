@@ -61,7 +61,7 @@ impl RasterSpec {
         // clockwise spindle, the cutter's edge on that side moves +X for X lines and -Y for Y
         // lines; climb milling feeds the same way the edge moves.
         match (self.direction, self.grid.axis) {
-            (Direction::Zigzag, _) => j % 2 == 0,
+            (Direction::Zigzag, _) => j.is_multiple_of(2),
             (Direction::Climb, Axis::X) | (Direction::Conventional, Axis::Y) => true,
             (Direction::Climb, Axis::Y) | (Direction::Conventional, Axis::X) => false,
         }

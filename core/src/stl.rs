@@ -73,10 +73,10 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
     }
     let declared = (bytes.len() >= BINARY_HEADER)
         .then(|| u32::from_le_bytes([bytes[80], bytes[81], bytes[82], bytes[83]]));
-    if let Some(n) = declared {
-        if binary_len(n) == bytes.len() as u64 {
-            return parse_binary(bytes, n as usize, file);
-        }
+    if let Some(n) = declared
+        && binary_len(n) == bytes.len() as u64
+    {
+        return parse_binary(bytes, n as usize, file);
     }
     if starts_with_solid(bytes) {
         match parse_ascii(bytes, file) {
@@ -92,6 +92,17 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
         return Err(StlError::NotStl {
             file: file.into(),
             reason: "a text file that does not start with \"solid\"".into(),
+        });
+    }
+    // Only now, once the file has failed to be a consistent binary STL (whose free-form header
+    // may start with anything): a file of another format loaded by mistake is not "truncated".
+    if let Some((_, kind)) = OTHER_FORMATS
+        .iter()
+        .find(|(magic, _)| bytes.starts_with(magic))
+    {
+        return Err(StlError::NotStl {
+            file: file.into(),
+            reason: format!("it looks like {kind}"),
         });
     }
     match declared {
@@ -123,6 +134,16 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
         }
     }
 }
+
+/// Signatures of binary formats that are loaded instead of an STL by mistake.
+const OTHER_FORMATS: [(&[u8], &str); 6] = [
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a ZIP archive (a 3MF model is one)"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"%PDF-", "a PDF document"),
+];
 
 fn binary_len(triangles: u32) -> u64 {
     BINARY_HEADER as u64 + BINARY_RECORD as u64 * u64::from(triangles)
