@@ -247,9 +247,38 @@ impl<'a> DropCutter<'a> {
 
     /// Tip height with the axis at (x, y).
     pub fn at(&self, x: f64, y: f64) -> f64 {
-        let mut out = [0.0];
-        self.line(Axis::X, y, x, 0.0, 0, &mut out);
-        out[0]
+        with_shape!(self.cutter.profile(), p => self.at_impl(&p, x, y))
+    }
+
+    /// One point: candidates from the index, highest first, each prepared only if its top
+    /// can still beat the best height so far. Cheaper than a band for isolated queries.
+    fn at_impl<S: Shape>(&self, shape: &S, x: f64, y: f64) -> f64 {
+        let r = shape.radius();
+        let r2 = r * r;
+        let tris = self.mesh.triangles();
+        let mut cand: Vec<(f64, u32)> = Vec::new();
+        self.index.query(&Rect::new(x - r, x + r, y - r, y + r), self.floor, |id| {
+            cand.push((tris[id as usize].zmax(), id));
+        });
+        cand.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut best = self.floor;
+        for &(zmax, id) in &cand {
+            if zmax <= best {
+                break;
+            }
+            let t = &tris[id as usize];
+            let (x0, x1) = min_max(t.v[0].x, t.v[1].x, t.v[2].x);
+            let (y0, y1) = min_max(t.v[0].y, t.v[1].y, t.v[2].y);
+            let dx = (x0 - x).max(x - x1).max(0.0);
+            let dy = (y0 - y).max(y - y1).max(0.0);
+            let rho2 = dx * dx + dy * dy;
+            if rho2 >= r2 || zmax - shape.height_lower_bound(rho2) <= best {
+                continue;
+            }
+            let z = touch(shape, r2, &prepare(shape, t, false), x, y, best);
+            best = best.max(z);
+        }
+        best
     }
 
     /// Tip heights along a raster line: `out[i]` at `origin + (first + i)·spacing` along
@@ -566,6 +595,10 @@ struct Entry {
     /// First and last column and row of cells the box overlaps.
     k: [u32; 2],
     j: [u32; 2],
+}
+
+fn min_max(a: f64, b: f64, c: f64) -> (f64, f64) {
+    (a.min(b).min(c), a.max(b).max(c))
 }
 
 fn down32(v: f64) -> f32 {
