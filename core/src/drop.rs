@@ -257,9 +257,10 @@ impl<'a> DropCutter<'a> {
         let r2 = r * r;
         let tris = self.mesh.triangles();
         let mut cand: Vec<(f64, u32)> = Vec::new();
-        self.index.query(&Rect::new(x - r, x + r, y - r, y + r), self.floor, |id| {
-            cand.push((tris[id as usize].zmax(), id));
-        });
+        self.index
+            .query(&Rect::new(x - r, x + r, y - r, y + r), self.floor, |id| {
+                cand.push((tris[id as usize].zmax(), id));
+            });
         cand.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut best = self.floor;
         for &(zmax, id) in &cand {
