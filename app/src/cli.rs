@@ -35,6 +35,8 @@ pub enum Command {
     Drop(DropArgs),
     /// STL in, G-code out: a raster finishing toolpath.
     Toolpath(ToolpathArgs),
+    /// Run a headless pool member: offer this machine's cores to the pool.
+    Serve(crate::pool::ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +156,11 @@ pub struct ToolpathArgs {
     /// Output G-code file.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Compute in the pool: join the member at HOST:PORT and share the work.
+    #[arg(long)]
+    pub pool: Option<String>,
+    #[command(flatten)]
+    pub secret: crate::pool::SecretArgs,
 }
 
 fn parse_cutter(s: &str) -> Result<Cutter, String> {
@@ -220,6 +227,14 @@ fn threads(arg: Option<usize>) -> Result<usize> {
         Some(n) => Ok(n),
         None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
+}
+
+fn run_in_pool(ctx: &JobContext, address: &str, secret: &crate::pool::SecretArgs, threads: usize) -> Result<JobOutput> {
+    let pool = crate::pool::join(address, secret, threads)?;
+    let job = pool.submit(ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone())?;
+    let out = job.wait(|_| {})?;
+    pool.shutdown();
+    Ok(out)
 }
 
 fn run(ctx: &JobContext, threads: usize) -> Result<JobOutput> {
@@ -330,7 +345,11 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     };
     let ctx = JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)?;
     let t0 = Instant::now();
-    let JobOutput::Toolpath(tp) = run(&ctx, threads)? else {
+    let output = match &args.pool {
+        Some(address) => run_in_pool(&ctx, address, &args.secret, threads)?,
+        None => run(&ctx, threads)?,
+    };
+    let JobOutput::Toolpath(tp) = output else {
         bail!("internal error: raster job produced no toolpath");
     };
     let compute_s = t0.elapsed().as_secs_f64();
@@ -432,6 +451,11 @@ pub fn default_run() -> Result<()> {
         tool_number: 1,
         dialect: DialectArg::Linuxcnc,
         output: out,
+        pool: None,
+        secret: crate::pool::SecretArgs {
+            secret_file: None,
+            secret: None,
+        },
     };
     toolpath_command(&args)
 }

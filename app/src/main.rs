@@ -1,6 +1,7 @@
 //! `millpond`: the desktop app and its command-line subcommands.
 
 mod cli;
+mod pool;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ fn main() -> ExitCode {
         None => cli::default_run(),
         Some(cli::Command::Drop(args)) => cli::drop_command(args),
         Some(cli::Command::Toolpath(args)) => cli::toolpath_command(args),
+        Some(cli::Command::Serve(args)) => pool::serve_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -157,6 +157,30 @@ impl Mesh {
         out
     }
 
+    /// Rebuilds a mesh from `canonical_bytes` (as the pool ships it). Every value is checked
+    /// as when loading an STL: the length must be whole triangles, every number finite.
+    pub fn from_canonical_bytes(bytes: &[u8], name: &str) -> Result<Self, StlError> {
+        if bytes.is_empty() || bytes.len() % 72 != 0 {
+            return Err(StlError::Truncated {
+                file: name.into(),
+                reason: format!("{} bytes is not a whole number of 72-byte triangles", bytes.len()),
+            });
+        }
+        let tris = bytes
+            .chunks_exact(72)
+            .map(|t| {
+                let f = |k: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&t[8 * k..8 * k + 8]);
+                    f64::from_le_bytes(b)
+                };
+                let p = |k: usize| Point3::new(f(3 * k), f(3 * k + 1), f(3 * k + 2));
+                Triangle::new(p(0), p(1), p(2))
+            })
+            .collect();
+        Self::build(tris, name, None)
+    }
+
     /// Content hash, computed on first use.
     pub fn hash(&self) -> MeshHash {
         *self.hash.get_or_init(|| {

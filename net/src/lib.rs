@@ -1,6 +1,293 @@
-//! Millpond's compute pool: QUIC/TLS links between Millpond instances (design.md §4).
+//! Millpond's compute pool (design.md §4): Millpond instances linked by QUIC over TLS 1.3,
+//! authenticated with SPAKE2 bound to the TLS session, exchanging only typed postcard
+//! messages. Every member offers its cores and can submit jobs; work flows down a tree that
+//! follows the real links, pulled by idle workers, and results flow back up. A job gives the
+//! same bits as a local run, whoever computed its chunks.
 //!
-//! Not built yet: the pool is its own issue. The crate exists so that the workspace has its
-//! final shape and the dependency direction `app → net → core` is fixed from the start.
+//! The app uses [`Pool`]: start a member from a [`PoolConfig`], [`Pool::submit`] jobs and
+//! watch their [`JobEvent`]s, read [`Pool::stats`], and [`Pool::shutdown`] at once on quit.
+
+pub mod auth;
+pub mod node;
+pub mod secret;
+pub mod stats;
+pub mod tls;
+pub mod wire;
 
 pub use millpond_core as core;
+pub use secret::{SECRET_ENV, Secret, SecretError};
+pub use stats::{HostState, HostStats, JobStats, PoolStats, RemoteState, RemoteStatus};
+pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
+
+use millpond_core::job::{COMPUTE_ABI, JobOutput};
+use millpond_core::{JobSpec, Mesh, TriangleIndex};
+use node::{Event, Node, NodeSettings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Default pool port (UDP).
+pub const DEFAULT_PORT: u16 = 1250;
+
+/// How to run a pool member.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Where to listen; `None` dials out only (a link works both ways whoever dialled).
+    pub listen: Option<SocketAddr>,
+    /// Servers to connect to, `HOST:PORT`.
+    pub remotes: Vec<String>,
+    pub secret: Secret,
+    /// Local worker threads.
+    pub workers: usize,
+    /// Shown to the other members.
+    pub name: String,
+    /// Where the node certificate is kept (made at first start); `None`: a fresh one.
+    pub config_dir: Option<PathBuf>,
+    /// Bytes of meshes kept for reuse.
+    pub mesh_cache_bytes: u64,
+    /// Protocol version to announce (tests provoke mismatches with it).
+    pub protocol: u32,
+    /// Compute ABI to announce (tests provoke mismatches with it).
+    pub compute_abi: u32,
+}
+
+impl PoolConfig {
+    pub fn new(secret: Secret) -> Self {
+        Self {
+            listen: None,
+            remotes: Vec::new(),
+            secret,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            name: default_name(),
+            config_dir: None,
+            mesh_cache_bytes: 2 << 30,
+            protocol: PROTOCOL_VERSION,
+            compute_abi: COMPUTE_ABI,
+        }
+    }
+}
+
+/// This machine's host name, or "millpond".
+pub fn default_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "millpond".into())
+        .chars()
+        .take(wire::MAX_NAME)
+        .collect()
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum PoolError {
+    #[error("cannot start the pool: {0}")]
+    Start(String),
+    #[error("the pool has stopped")]
+    Stopped,
+    #[error("job rejected: {0}")]
+    Job(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// How far a job has come.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JobProgress {
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    /// Chunks computed on this host / elsewhere in the pool.
+    pub local_chunks: u32,
+    pub remote_chunks: u32,
+    pub points_done: u64,
+    pub points_per_s: f64,
+    pub eta_s: f64,
+}
+
+/// What a submitted job reports.
+#[derive(Debug)]
+pub enum JobEvent {
+    Progress(JobProgress),
+    Finished(Result<JobOutput, PoolError>),
+}
+
+/// A submitted job.
+#[derive(Debug)]
+pub struct JobHandle {
+    pub id: JobId,
+    pub events: std::sync::mpsc::Receiver<JobEvent>,
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl JobHandle {
+    pub fn cancel(&self) {
+        let _ = self.tx.send(Event::Cancel(self.id));
+    }
+
+    /// Blocks until the job is over, calling `on_progress` on the way.
+    pub fn wait(self, mut on_progress: impl FnMut(JobProgress)) -> Result<JobOutput, PoolError> {
+        loop {
+            match self.events.recv() {
+                Ok(JobEvent::Progress(p)) => on_progress(p),
+                Ok(JobEvent::Finished(r)) => return r,
+                Err(_) => return Err(PoolError::Stopped),
+            }
+        }
+    }
+}
+
+/// A running pool member.
+#[derive(Debug)]
+pub struct Pool {
+    tx: mpsc::UnboundedSender<Event>,
+    runtime: Option<tokio::runtime::Runtime>,
+    endpoint: quinn::Endpoint,
+    shared: Arc<Mutex<PoolStats>>,
+    id: NodeId,
+    local_addr: Option<SocketAddr>,
+}
+
+impl Pool {
+    /// Starts a member: binds the endpoint, starts accepting and dialling.
+    pub fn start(config: PoolConfig) -> Result<Self, PoolError> {
+        let err = |e: &dyn std::fmt::Display| PoolError::Start(e.to_string());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(config.workers.max(1) + 8)
+            .thread_name("millpond-pool")
+            .enable_all()
+            .build()
+            .map_err(|e| err(&e))?;
+        let identity = tls::load_or_create_identity(config.config_dir.as_deref())
+            .map_err(|e| PoolError::Start(format!("node certificate: {e}")))?;
+        let client = tls::client_config().map_err(|e| err(&e))?;
+        let bind = config
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let endpoint = {
+            let _guard = runtime.enter();
+            let mut ep = if config.listen.is_some() {
+                let server = tls::server_config(&identity).map_err(|e| err(&e))?;
+                quinn::Endpoint::server(server, bind)
+            } else {
+                quinn::Endpoint::client(bind)
+            }
+            .map_err(|e| PoolError::Start(format!("cannot listen on {bind}: {e}")))?;
+            ep.set_default_client_config(client);
+            ep
+        };
+        let local_addr = endpoint.local_addr().ok();
+        let id = {
+            use ring::rand::SecureRandom;
+            let mut b = [0u8; 8];
+            ring::rand::SystemRandom::new()
+                .fill(&mut b)
+                .map_err(|_| PoolError::Start("no system randomness".into()))?;
+            NodeId(u64::from_le_bytes(b))
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(PoolStats::default()));
+        let settings = NodeSettings {
+            id,
+            name: config.name.chars().take(wire::MAX_NAME).collect(),
+            workers: config.workers.max(1),
+            secret: config.secret.clone(),
+            remotes: config.remotes.clone(),
+            protocol: config.protocol,
+            compute_abi: config.compute_abi,
+            mesh_cache_bytes: config.mesh_cache_bytes,
+        };
+        let node = Node::new(
+            settings,
+            endpoint.clone(),
+            tx.clone(),
+            shared.clone(),
+            config.listen.and(local_addr),
+        );
+        let hello = node.hello();
+        runtime.spawn(node.run(rx));
+        runtime.spawn(node::ticker(tx.clone()));
+        if config.listen.is_some() {
+            runtime.spawn(node::accept_loop(
+                endpoint.clone(),
+                tx.clone(),
+                config.secret,
+                hello,
+            ));
+        }
+        Ok(Self {
+            tx,
+            runtime: Some(runtime),
+            endpoint,
+            shared,
+            id,
+            local_addr,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address the endpoint is bound to (the real port when asked for port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Submits a job owned by this member; everyone in the pool helps compute it.
+    pub fn submit(
+        &self,
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+        spec: JobSpec,
+    ) -> Result<JobHandle, PoolError> {
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let (reply_tx, reply) = std::sync::mpsc::channel();
+        self.tx
+            .send(Event::Submit {
+                mesh,
+                index,
+                spec,
+                events: events_tx,
+                reply: reply_tx,
+            })
+            .map_err(|_| PoolError::Stopped)?;
+        let id = reply.recv().map_err(|_| PoolError::Stopped)??;
+        Ok(JobHandle {
+            id,
+            events,
+            tx: self.tx.clone(),
+        })
+    }
+
+    /// The latest statistics (refreshed every 50 ms).
+    pub fn stats(&self) -> PoolStats {
+        self.shared.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Leaves the pool now: the endpoint closes at once (peers see it immediately and
+    /// re-queue), then waits at most 0.3 s for the close to be sent.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.tx.send(Event::Shutdown);
+        self.endpoint.close(node::close::QUIT.into(), b"quit");
+        if let Some(rt) = self.runtime.take() {
+            let ep = self.endpoint.clone();
+            rt.block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_millis(300), ep.wait_idle()).await;
+            });
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

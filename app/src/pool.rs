@@ -1,0 +1,179 @@
+//! `millpond serve` and pooled jobs from the command line.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use millpond_net::{Pool, PoolConfig, RemoteState, SECRET_ENV, Secret};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Options that give the pool secret.
+#[derive(Debug, Args, Clone)]
+pub struct SecretArgs {
+    /// File holding the pool secret (or set MILLPOND_POOL_SECRET).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Refused: a secret on the command line is visible to every user in the process list.
+    #[arg(long, hide = true)]
+    pub secret: Option<String>,
+}
+
+impl SecretArgs {
+    pub fn load(&self) -> Result<Secret> {
+        if self.secret.is_some() {
+            bail!(
+                "refusing --secret: a secret given on the command line can be read by every user \
+                 of this machine in the process list. Put it in a file readable only by you and \
+                 pass --secret-file FILE, or set the {SECRET_ENV} environment variable"
+            );
+        }
+        if let Some(path) = &self.secret_file {
+            return Ok(Secret::from_file(path)?);
+        }
+        if let Some(s) = Secret::from_env() {
+            return Ok(s?);
+        }
+        let saved = config_dir().join("pool-secret");
+        if saved.exists() {
+            return Ok(Secret::from_file(&saved)?);
+        }
+        bail!(
+            "no pool secret: pass --secret-file FILE, set {SECRET_ENV}, or set one in the app's \
+             Preferences"
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and UDP port to listen on.
+    #[arg(long, default_value = "0.0.0.0:1250")]
+    pub listen: SocketAddr,
+    /// A pool member to connect to, HOST:PORT (repeat for several).
+    #[arg(long = "remote-server")]
+    pub remote_servers: Vec<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Worker threads offered to the pool (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Name shown to the other members (default: host name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// Where Millpond keeps its settings (overridable with MILLPOND_CONFIG_DIR, for tests).
+pub fn config_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MILLPOND_CONFIG_DIR") {
+        return PathBuf::from(d);
+    }
+    directories::ProjectDirs::from("org", "Millpond", "Millpond")
+        .map(|d| d.config_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".millpond"))
+}
+
+fn workers(arg: Option<usize>) -> Result<usize> {
+    match arg {
+        Some(0) => bail!("--workers must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// Versions to announce: the real ones, unless a test asks for others to provoke a mismatch.
+fn versions(cfg: &mut PoolConfig) {
+    if let Some(v) = std::env::var("MILLPOND_TEST_PROTOCOL_VERSION").ok().and_then(|v| v.parse().ok()) {
+        cfg.protocol = v;
+    }
+    if let Some(v) = std::env::var("MILLPOND_TEST_COMPUTE_ABI").ok().and_then(|v| v.parse().ok()) {
+        cfg.compute_abi = v;
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MILLPOND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn serve_command(args: &ServeArgs) -> Result<()> {
+    init_logging();
+    let mut cfg = PoolConfig::new(args.secret.load()?);
+    cfg.listen = Some(args.listen);
+    cfg.remotes = args.remote_servers.clone();
+    cfg.workers = workers(args.workers)?;
+    if let Some(n) = &args.name {
+        cfg.name = n.clone();
+    }
+    cfg.config_dir = Some(config_dir());
+    versions(&mut cfg);
+    let pool = Pool::start(cfg)?;
+    eprintln!(
+        "millpond: serving on {} ({} workers); Ctrl-C to leave the pool",
+        pool.local_addr().map_or_else(|| args.listen.to_string(), |a| a.to_string()),
+        workers(args.workers)?
+    );
+    wait_for_signal()?;
+    let t = Instant::now();
+    pool.shutdown();
+    eprintln!("millpond: left the pool in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    Ok(())
+}
+
+/// Joins the pool at `address` as a member (offering `threads` workers), waiting until the
+/// link is up.
+pub fn join(address: &str, secret: &SecretArgs, threads: usize) -> Result<Pool> {
+    init_logging();
+    let mut cfg = PoolConfig::new(secret.load()?);
+    cfg.remotes = vec![address.to_string()];
+    cfg.workers = threads;
+    cfg.name = format!("{} (cli)", cfg.name);
+    cfg.config_dir = Some(config_dir());
+    versions(&mut cfg);
+    let pool = Pool::start(cfg)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = pool.stats();
+        if let Some(r) = stats.remotes.first() {
+            match r.state {
+                RemoteState::Connected => return Ok(pool),
+                RemoteState::AuthenticationFailed | RemoteState::VersionMismatch => {
+                    bail!(
+                        "cannot join the pool at {address}: {}",
+                        r.last_error.clone().unwrap_or_else(|| r.state.as_str().into())
+                    )
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "cannot reach the pool at {address}: {}",
+                    r.last_error.clone().unwrap_or_else(|| "no answer".into())
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

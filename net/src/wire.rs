@@ -1,0 +1,272 @@
+//! What crosses the wire: typed postcard messages, never code (design.md §4).
+//!
+//! Control frames are a `u32` little-endian length followed by a postcard [`Msg`], at most
+//! [`MAX_FRAME`] bytes; the length is checked before anything is allocated. Bulk data (chunk
+//! results, meshes) travels on unidirectional streams of its own: a framed [`BulkHeader`]
+//! then exactly `size` bytes, hashed with BLAKE3 while they arrive.
+
+use millpond_core::JobSpec;
+use millpond_core::mesh::MeshHash;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Version of this protocol. Peers must match exactly.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest control frame, bytes.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
+pub const MAX_RESULT: u64 = 64 * 1024 * 1024;
+/// Largest mesh payload, bytes (about 15M triangles).
+pub const MAX_MESH: u64 = 1 << 30;
+/// Largest name a peer may give itself.
+pub const MAX_NAME: usize = 64;
+/// Most members one gossip message may list.
+pub const MAX_MEMBERS: usize = 256;
+/// Most chunks one grant may carry.
+pub const MAX_GRANT: usize = 1024;
+/// How far a job announcement travels.
+pub const MAX_HOPS: u8 = 8;
+
+/// A node's identity for this run (random at start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+/// A job: the node that owns it and its sequence number there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId {
+    pub owner: NodeId,
+    pub seq: u32,
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}/{}", self.owner.0, self.seq)
+    }
+}
+
+/// What a node knows of another (gossip; statistics only, never correctness).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub node: NodeId,
+    pub name: String,
+    pub hops: u8,
+    pub workers: u32,
+    /// Busy workers.
+    pub load: u32,
+    /// Milliseconds since the sender last heard of this member.
+    pub age_ms: u32,
+}
+
+/// Control-stream messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// First message each way after authentication.
+    Hello {
+        protocol: u32,
+        compute_abi: u32,
+        node: NodeId,
+        name: String,
+        workers: u32,
+    },
+    /// Membership gossip.
+    Members(Vec<MemberInfo>),
+    /// A job exists; flooded with a hop limit, de-duplicated by id.
+    Announce {
+        job: JobId,
+        spec: JobSpec,
+        hops_left: u8,
+    },
+    /// Child → parent: I can take `want` more chunks of `job`.
+    Steal { job: JobId, want: u32 },
+    /// Parent → child: these chunks are yours.
+    Grant { job: JobId, chunks: Vec<u32> },
+    /// Parent → child: nothing to hand out right now.
+    NoWork { job: JobId },
+    /// Child → parent: send me this mesh (on a bulk stream).
+    FetchMesh { hash: MeshHash },
+    /// Parent → child: the job is over (finished or cancelled); drop it.
+    Cancel { job: JobId },
+}
+
+/// Header of a bulk stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BulkHeader {
+    /// A postcard `ChunkResult` for `job`.
+    Result {
+        job: JobId,
+        chunk: u32,
+        /// Seconds the chunk took to compute where it was computed.
+        compute_s: f32,
+        size: u64,
+        hash: [u8; 32],
+    },
+    /// A mesh in canonical bytes (`Mesh::canonical_bytes`), addressed by its hash.
+    Mesh { hash: MeshHash, size: u64 },
+}
+
+/// A message that must not be accepted.
+#[derive(Debug, Error, PartialEq)]
+pub enum WireError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    FrameTooLarge(u64),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("invalid message: {0}")]
+    Invalid(String),
+}
+
+/// Encodes a message as a frame (length prefix included).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let body = postcard::to_stdvec(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(WireError::FrameTooLarge(body.len() as u64));
+    }
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Checks a frame's length prefix before its body is read.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let n = u32::from_le_bytes(prefix) as u64;
+    if n > MAX_FRAME as u64 {
+        return Err(WireError::FrameTooLarge(n));
+    }
+    Ok(n as usize)
+}
+
+/// Decodes and validates a control message body.
+pub fn decode_msg(body: &[u8]) -> Result<Msg, WireError> {
+    let (msg, rest): (Msg, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    validate_msg(&msg)?;
+    Ok(msg)
+}
+
+/// Decodes and validates a bulk header body.
+pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
+    let (h, rest): (BulkHeader, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    match &h {
+        BulkHeader::Result {
+            size, compute_s, ..
+        } => {
+            if *size > MAX_RESULT {
+                return Err(WireError::Invalid(format!("result of {size} bytes is too large")));
+            }
+            if !(compute_s.is_finite() && *compute_s >= 0.0) {
+                return Err(WireError::Invalid("non-finite compute time".into()));
+            }
+        }
+        BulkHeader::Mesh { size, .. } => {
+            if *size > MAX_MESH || size % 72 != 0 || *size == 0 {
+                return Err(WireError::Invalid(format!("mesh of {size} bytes is not acceptable")));
+            }
+        }
+    }
+    Ok(h)
+}
+
+fn validate_msg(msg: &Msg) -> Result<(), WireError> {
+    let bad = |m: String| Err(WireError::Invalid(m));
+    match msg {
+        Msg::Hello { name, workers, .. } => {
+            if name.len() > MAX_NAME {
+                return bad(format!("name of {} bytes", name.len()));
+            }
+            if *workers > 4096 {
+                return bad(format!("{workers} workers"));
+            }
+        }
+        Msg::Members(m) => {
+            if m.len() > MAX_MEMBERS {
+                return bad(format!("{} members", m.len()));
+            }
+            if m.iter().any(|i| i.name.len() > MAX_NAME || i.workers > 4096) {
+                return bad("member entry out of range".into());
+            }
+        }
+        Msg::Announce {
+            spec, hops_left, ..
+        } => {
+            if *hops_left > MAX_HOPS {
+                return bad(format!("hop limit {hops_left}"));
+            }
+            spec.validate()
+                .map_err(|e| WireError::Invalid(format!("job spec: {e}")))?;
+        }
+        Msg::Steal { want, .. } => {
+            if *want == 0 || *want as usize > MAX_GRANT {
+                return bad(format!("steal of {want} chunks"));
+            }
+        }
+        Msg::Grant { chunks, .. } => {
+            if chunks.is_empty() || chunks.len() > MAX_GRANT {
+                return bad(format!("grant of {} chunks", chunks.len()));
+            }
+        }
+        Msg::NoWork { .. } | Msg::FetchMesh { .. } | Msg::Cancel { .. } => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_limits_hold() {
+        let m = Msg::Steal {
+            job: JobId {
+                owner: NodeId(7),
+                seq: 3,
+            },
+            want: 4,
+        };
+        let f = encode(&m).unwrap();
+        let n = frame_len([f[0], f[1], f[2], f[3]]).unwrap();
+        assert_eq!(decode_msg(&f[4..4 + n]).unwrap(), m);
+        assert!(frame_len((MAX_FRAME as u32 + 1).to_le_bytes()).is_err());
+        assert!(frame_len(u32::MAX.to_le_bytes()).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_decoders() {
+        // SplitMix64, deterministic.
+        let mut s = 0x1234_5678u64;
+        let mut next = || {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let valid = encode(&Msg::Grant {
+            job: JobId {
+                owner: NodeId(1),
+                seq: 1,
+            },
+            chunks: vec![1, 2, 3],
+        })
+        .unwrap();
+        for round in 0..200_000 {
+            let len = (next() % 96) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 && !buf.is_empty() {
+                // Mutations of a valid frame reach deeper into the decoder.
+                buf = valid[4..].to_vec();
+                let i = (next() as usize) % buf.len();
+                buf[i] = next() as u8;
+            }
+            let _ = decode_msg(&buf);
+            let _ = decode_bulk_header(&buf);
+        }
+    }
+}
