@@ -229,7 +229,12 @@ fn threads(arg: Option<usize>) -> Result<usize> {
     }
 }
 
-fn run_in_pool(ctx: &JobContext, address: &str, secret: &crate::pool::SecretArgs, threads: usize) -> Result<JobOutput> {
+fn run_in_pool(
+    ctx: &JobContext,
+    address: &str,
+    secret: &crate::pool::SecretArgs,
+    threads: usize,
+) -> Result<JobOutput> {
     let pool = crate::pool::join(address, secret, threads)?;
     let job = pool.submit(ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone())?;
     let out = job.wait(|_| {})?;

@@ -82,10 +82,16 @@ fn workers(arg: Option<usize>) -> Result<usize> {
 
 /// Versions to announce: the real ones, unless a test asks for others to provoke a mismatch.
 fn versions(cfg: &mut PoolConfig) {
-    if let Some(v) = std::env::var("MILLPOND_TEST_PROTOCOL_VERSION").ok().and_then(|v| v.parse().ok()) {
+    if let Some(v) = std::env::var("MILLPOND_TEST_PROTOCOL_VERSION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         cfg.protocol = v;
     }
-    if let Some(v) = std::env::var("MILLPOND_TEST_COMPUTE_ABI").ok().and_then(|v| v.parse().ok()) {
+    if let Some(v) = std::env::var("MILLPOND_TEST_COMPUTE_ABI")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         cfg.compute_abi = v;
     }
 }
@@ -114,13 +120,17 @@ pub fn serve_command(args: &ServeArgs) -> Result<()> {
     let pool = Pool::start(cfg)?;
     eprintln!(
         "millpond: serving on {} ({} workers); Ctrl-C to leave the pool",
-        pool.local_addr().map_or_else(|| args.listen.to_string(), |a| a.to_string()),
+        pool.local_addr()
+            .map_or_else(|| args.listen.to_string(), |a| a.to_string()),
         workers(args.workers)?
     );
     wait_for_signal()?;
     let t = Instant::now();
     pool.shutdown();
-    eprintln!("millpond: left the pool in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "millpond: left the pool in {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
@@ -162,7 +172,9 @@ pub fn join(address: &str, secret: &SecretArgs, threads: usize) -> Result<Pool> 
                 RemoteState::AuthenticationFailed | RemoteState::VersionMismatch => {
                     bail!(
                         "cannot join the pool at {address}: {}",
-                        r.last_error.clone().unwrap_or_else(|| r.state.as_str().into())
+                        r.last_error
+                            .clone()
+                            .unwrap_or_else(|| r.state.as_str().into())
                     )
                 }
                 _ => {}

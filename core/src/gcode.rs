@@ -42,14 +42,26 @@ pub struct Operation<'a> {
     pub toolpath: &'a Toolpath,
 }
 
-/// Coordinates to 4 decimals (0.1 µm); no negative zero.
+/// Coordinates to 4 decimals (0.1 µm), trailing zeros dropped, no negative zero. Integer
+/// arithmetic: `format!("{:.4}")` on floats dominated writing large programs.
 fn num(v: f64) -> String {
-    let s = format!("{v:.4}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    match s {
-        "-0" | "" => "0".to_string(),
-        s => s.to_string(),
+    let scaled = (v * 1e4).round();
+    if !(scaled.abs() < 9e15) {
+        return format!("{v:.4}");
     }
+    let i = scaled as i64;
+    let (int, frac) = (i.unsigned_abs() / 10_000, i.unsigned_abs() % 10_000);
+    let mut s = String::with_capacity(16);
+    if i < 0 {
+        s.push('-');
+    }
+    let _ = write!(s, "{int}");
+    if frac != 0 {
+        let digits = format!("{frac:04}");
+        s.push('.');
+        s.push_str(digits.trim_end_matches('0'));
+    }
+    s
 }
 
 /// Comments must not contain parentheses (neither controller nests them).
@@ -232,6 +244,23 @@ mod tests {
         // Comments never nest parentheses.
         for l in g.lines() {
             assert!(l.matches('(').count() <= 1, "{l}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_short_and_exact_to_a_tenth_of_a_micron() {
+        assert_eq!(num(0.0), "0");
+        assert_eq!(num(-0.0), "0");
+        assert_eq!(num(-0.00004), "0");
+        assert_eq!(num(1.5), "1.5");
+        assert_eq!(num(-12.34567), "-12.3457");
+        assert_eq!(num(100.0), "100");
+        assert_eq!(num(0.0001), "0.0001");
+        assert_eq!(num(-3.1), "-3.1");
+        for k in 0..2000 {
+            let v = (k as f64 - 1000.0) * 0.123_456_7;
+            let ours: f64 = num(v).parse().unwrap();
+            assert!((ours - v).abs() <= 0.000_050_000_1, "{v} -> {}", num(v));
         }
     }
 

@@ -42,9 +42,18 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// What the loop reacts to.
 pub enum Event {
     LinkUp(Box<NewLink>),
-    LinkDown { link: LinkId, reason: String },
-    Msg { link: LinkId, msg: Msg },
-    Violation { link: LinkId, reason: String },
+    LinkDown {
+        link: LinkId,
+        reason: String,
+    },
+    Msg {
+        link: LinkId,
+        msg: Msg,
+    },
+    Violation {
+        link: LinkId,
+        reason: String,
+    },
     Result {
         link: LinkId,
         job: JobId,
@@ -53,15 +62,26 @@ pub enum Event {
         transfer_s: f64,
         result: Box<ChunkResult>,
     },
-    MeshArrived { link: LinkId, mesh: Box<Mesh> },
-    MeshReady { hash: MeshHash, mesh: Arc<Mesh>, index: Arc<TriangleIndex> },
+    MeshArrived {
+        link: LinkId,
+        mesh: Box<Mesh>,
+    },
+    MeshReady {
+        hash: MeshHash,
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+    },
     Computed {
         job: JobId,
         chunk: u32,
         seconds: f64,
         result: Option<Box<ChunkResult>>,
     },
-    RemoteFailed { remote: usize, state: RemoteState, error: String },
+    RemoteFailed {
+        remote: usize,
+        state: RemoteState,
+        error: String,
+    },
     Submit {
         mesh: Arc<Mesh>,
         index: Arc<TriangleIndex>,
@@ -171,7 +191,6 @@ impl JobState {
             last_progress: Instant::now(),
         }
     }
-
 }
 
 struct CachedMesh {
@@ -301,7 +320,11 @@ impl Node {
 
     fn close_link(&mut self, link: LinkId, code: u32, reason: &str) {
         if let Some(l) = self.links.get(&link) {
-            warn!("closing link to {} ({}): {reason}", l.name, l.conn.remote_address());
+            warn!(
+                "closing link to {} ({}): {reason}",
+                l.name,
+                l.conn.remote_address()
+            );
             l.conn.close(code.into(), reason.as_bytes());
         }
         self.link_down(link, reason);
@@ -356,7 +379,11 @@ impl Node {
                     r.dialing = false;
                     r.failures += 1;
                     // Growing back-off; longer for a wrong secret.
-                    let base = if state == RemoteState::AuthenticationFailed { 2.0 } else { 0.5 };
+                    let base = if state == RemoteState::AuthenticationFailed {
+                        2.0
+                    } else {
+                        0.5
+                    };
                     let delay = (base * 2f64.powi(r.failures.min(6) as i32 - 1)).min(30.0);
                     r.next_try = Instant::now() + Duration::from_secs_f64(delay);
                     info!("remote {}: {error}; retrying in {delay:.1} s", r.address);
@@ -392,7 +419,8 @@ impl Node {
 
     fn link_up(&mut self, nl: NewLink) {
         if nl.peer == self.s.id {
-            nl.conn.close(close::DUPLICATE.into(), b"connected to itself");
+            nl.conn
+                .close(close::DUPLICATE.into(), b"connected to itself");
             if let Some(r) = nl.remote.and_then(|r| self.remotes.get_mut(r)) {
                 r.dialing = false;
                 r.state = RemoteState::Unreachable;
@@ -416,7 +444,14 @@ impl Node {
         let id = self.next_link;
         self.next_link += 1;
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
-        spawn_link_tasks(id, nl.conn.clone(), nl.send, nl.recv, ctrl_rx, self.tx.clone());
+        spawn_link_tasks(
+            id,
+            nl.conn.clone(),
+            nl.send,
+            nl.recv,
+            ctrl_rx,
+            self.tx.clone(),
+        );
         info!(
             "linked to {} ({}) with {} workers",
             nl.name,
@@ -498,7 +533,9 @@ impl Node {
         }
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for id in ids {
-            let Some(j) = self.jobs.get_mut(&id) else { continue };
+            let Some(j) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             if j.parent == Some(link) {
                 // Our source of work is gone: the job is over here and below.
                 debug!("job {id}: parent lost, cancelling");
@@ -593,19 +630,23 @@ impl Node {
                 spec,
                 hops_left,
             } => self.on_announce(link, job, spec, hops_left),
-            Msg::Steal { job, want } => {
-                match self.jobs.get_mut(&job) {
-                    Some(j) if j.parent != Some(link) => {
-                        j.child_wants.insert(link, want);
-                        j.children.insert(link);
-                    }
-                    _ => self.send(link, &Msg::NoWork { job }),
+            Msg::Steal { job, want } => match self.jobs.get_mut(&job) {
+                Some(j) if j.parent != Some(link) => {
+                    j.child_wants.insert(link, want);
+                    j.children.insert(link);
                 }
-            }
+                _ => self.send(link, &Msg::NoWork { job }),
+            },
             Msg::Grant { job, chunks } => {
-                let Some(j) = self.jobs.get_mut(&job) else { return };
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return;
+                };
                 if j.parent != Some(link) {
-                    return self.close_link(link, close::PROTOCOL_VIOLATION, "grant from a non-parent");
+                    return self.close_link(
+                        link,
+                        close::PROTOCOL_VIOLATION,
+                        "grant from a non-parent",
+                    );
                 }
                 if let Some(bad) = chunks.iter().find(|&&c| c >= j.total) {
                     let reason = format!("granted chunk {bad} of a {}-chunk job", j.total);
@@ -624,7 +665,8 @@ impl Node {
                 {
                     j.steal_pending = false;
                     j.nowork_at = Some(Instant::now());
-                    let waiting: Vec<LinkId> = std::mem::take(&mut j.child_wants).into_keys().collect();
+                    let waiting: Vec<LinkId> =
+                        std::mem::take(&mut j.child_wants).into_keys().collect();
                     for c in waiting {
                         self.send(c, &Msg::NoWork { job });
                     }
@@ -687,7 +729,9 @@ impl Node {
     }
 
     fn send_mesh(&mut self, link: LinkId, mesh: Arc<Mesh>) {
-        let Some(l) = self.links.get_mut(&link) else { return };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
         if !l.meshes_sent.insert(mesh.hash()) {
             return;
         }
@@ -836,8 +880,14 @@ impl Node {
         transfer_s: f64,
         result: ChunkResult,
     ) {
-        let Some(j) = self.jobs.get_mut(&job) else { return };
-        if !j.ever_granted.get(&link).is_some_and(|s| s.contains(&chunk)) {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        if !j
+            .ever_granted
+            .get(&link)
+            .is_some_and(|s| s.contains(&chunk))
+        {
             return self.close_link(
                 link,
                 close::PROTOCOL_VIOLATION,
@@ -850,7 +900,10 @@ impl Node {
         if let Err(e) = result.validate(&j.spec) {
             return self.close_link(link, close::PROTOCOL_VIOLATION, &e.to_string());
         }
-        if j.granted.get_mut(&link).is_none_or(|g| g.remove(&chunk).is_none()) {
+        if j.granted
+            .get_mut(&link)
+            .is_none_or(|g| g.remove(&chunk).is_none())
+        {
             return; // late: re-queued meanwhile; the first result wins
         }
         if let Some(l) = self.links.get_mut(&link) {
@@ -870,13 +923,17 @@ impl Node {
         from: Option<LinkId>,
         _seconds: f64,
     ) {
-        let Some(j) = self.jobs.get_mut(&id) else { return };
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
         match j.parent {
             Some(parent) => {
                 if !j.held.remove(&chunk) {
                     return;
                 }
-                let Some(l) = self.links.get(&parent) else { return };
+                let Some(l) = self.links.get(&parent) else {
+                    return;
+                };
                 let conn = l.conn.clone();
                 tokio::spawn(async move {
                     let _ = send_result(&conn, id, chunk, _seconds as f32, &result).await;
@@ -910,7 +967,9 @@ impl Node {
     }
 
     fn finish_job(&mut self, id: JobId) {
-        let Some(mut j) = self.end_job(id) else { return };
+        let Some(mut j) = self.end_job(id) else {
+            return;
+        };
         let Some(ev) = j.events.take() else { return };
         let _ = ev.send(JobEvent::Progress(progress(&j)));
         let Some(ctx) = j.ctx.take() else { return };
@@ -923,8 +982,9 @@ impl Node {
         );
         // Assembly links raster lines (clearance checks): off the loop.
         tokio::task::spawn_blocking(move || {
-            let out: Result<JobOutput, PoolError> =
-                ctx.finish(results).map_err(|e| PoolError::Job(e.to_string()));
+            let out: Result<JobOutput, PoolError> = ctx
+                .finish(results)
+                .map_err(|e| PoolError::Job(e.to_string()));
             let _ = ev.send(JobEvent::Finished(out));
         });
     }
@@ -940,11 +1000,15 @@ impl Node {
                 if self.busy >= self.s.workers {
                     break;
                 }
-                let Some(j) = self.jobs.get_mut(id) else { continue };
+                let Some(j) = self.jobs.get_mut(id) else {
+                    continue;
+                };
                 if j.ctx.is_none() {
                     continue;
                 }
-                let Some(c) = j.queue.pop_front() else { continue };
+                let Some(c) = j.queue.pop_front() else {
+                    continue;
+                };
                 self.start_chunk(*id, c);
                 progress = true;
             }
@@ -979,7 +1043,9 @@ impl Node {
     }
 
     fn start_chunk(&mut self, id: JobId, c: u32) {
-        let Some(j) = self.jobs.get_mut(&id) else { return };
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
         let Some(ctx) = j.ctx.clone() else { return };
         j.running.insert(c);
         self.busy += 1;
@@ -998,7 +1064,9 @@ impl Node {
     }
 
     fn serve_children(&mut self, id: JobId) {
-        let Some(j) = self.jobs.get_mut(&id) else { return };
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if j.child_wants.is_empty() || j.queue.is_empty() {
             return;
         }
@@ -1038,12 +1106,16 @@ impl Node {
 
     fn ask_parent(&mut self, id: JobId) {
         let idle = self.s.workers.saturating_sub(self.busy) as u32;
-        let Some(j) = self.jobs.get_mut(&id) else { return };
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
         let Some(parent) = j.parent else { return };
         if j.ctx.is_none() || j.steal_pending {
             return;
         }
-        if j.nowork_at.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+        if j.nowork_at
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
             return;
         }
         let children: u32 = j.child_wants.values().sum();
@@ -1120,12 +1192,12 @@ impl Node {
             hops: 0,
             workers: self.s.workers as u32,
             load: self.busy as u32,
-            state: if self.busy > 0 { HostState::Busy } else { HostState::Idle },
-            chunks_done: self
-                .jobs
-                .values()
-                .map(|j| u64::from(j.local_done))
-                .sum(),
+            state: if self.busy > 0 {
+                HostState::Busy
+            } else {
+                HostState::Idle
+            },
+            chunks_done: self.jobs.values().map(|j| u64::from(j.local_done)).sum(),
             avg_compute_s: 0.0,
             avg_transfer_s: 0.0,
             bytes_in: 0,
@@ -1145,7 +1217,11 @@ impl Node {
                 hops: 1,
                 workers: l.workers,
                 load: l.load,
-                state: if l.load > 0 { HostState::Busy } else { HostState::Idle },
+                state: if l.load > 0 {
+                    HostState::Busy
+                } else {
+                    HostState::Idle
+                },
                 chunks_done: l.chunks_done,
                 avg_compute_s: l.compute_s / n,
                 avg_transfer_s: l.transfer_s / n,
@@ -1238,7 +1314,11 @@ fn progress(j: &JobState) -> JobProgress {
         remote_chunks: j.remote_done,
         points_done: j.points_done,
         points_per_s: rate,
-        eta_s: if rate > 0.0 { left / rate } else { f64::INFINITY },
+        eta_s: if rate > 0.0 {
+            left / rate
+        } else {
+            f64::INFINITY
+        },
     }
 }
 
@@ -1258,7 +1338,9 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, Str
     }
     let n = wire::frame_len(prefix).map_err(|e| e.to_string())?;
     let mut body = vec![0u8; n];
-    recv.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Some(body))
 }
 
@@ -1376,7 +1458,12 @@ async fn read_bulk(
         data.extend_from_slice(&buf[..n]);
     }
     let mut extra = [0u8; 1];
-    if stream.read(&mut extra).await.map_err(|e| e.to_string())?.is_some_and(|n| n > 0) {
+    if stream
+        .read(&mut extra)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some_and(|n| n > 0)
+    {
         return Err("bulk stream longer than announced".into());
     }
     let digest = *hasher.finalize().as_bytes();
@@ -1421,7 +1508,11 @@ async fn read_bulk(
     Ok(())
 }
 
-async fn send_bulk(conn: &quinn::Connection, header: &BulkHeader, payload: &[u8]) -> Result<(), String> {
+async fn send_bulk(
+    conn: &quinn::Connection,
+    header: &BulkHeader,
+    payload: &[u8],
+) -> Result<(), String> {
     let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
     let frame = wire::encode(header).map_err(|e| e.to_string())?;
     s.write_all(&frame).await.map_err(|e| e.to_string())?;
@@ -1465,7 +1556,10 @@ pub async fn exchange_hello(
         .await
         .map_err(|_| (RemoteState::Unreachable, "no Hello in time".to_string()))?
         .map_err(|e| (RemoteState::Unreachable, e))?
-        .ok_or((RemoteState::Unreachable, "link closed before Hello".to_string()))?;
+        .ok_or((
+            RemoteState::Unreachable,
+            "link closed before Hello".to_string(),
+        ))?;
     let msg = wire::decode_msg(&body).map_err(|e| (RemoteState::Unreachable, e.to_string()))?;
     let Msg::Hello {
         protocol,
@@ -1516,7 +1610,12 @@ async fn dial(ctx: DialContext) {
     let addr = match tokio::net::lookup_host(&ctx.address).await {
         Ok(mut a) => match a.next() {
             Some(a) => a,
-            None => return fail(RemoteState::Unreachable, "address resolves to nothing".into()),
+            None => {
+                return fail(
+                    RemoteState::Unreachable,
+                    "address resolves to nothing".into(),
+                );
+            }
         },
         Err(e) => return fail(RemoteState::Unreachable, format!("cannot resolve: {e}")),
     };
@@ -1576,7 +1675,9 @@ pub async fn connect_and_authenticate(
                 Ok(e) if matches!(&e, quinn::ConnectionError::ApplicationClosed(a) if a.error_code.into_inner() as u32 == close::AUTH_FAILED) => {
                     "authentication failed: the peer has a different pool secret".to_string()
                 }
-                Ok(e) if matches!(&e, quinn::ConnectionError::ApplicationClosed(_)) => describe_close(&e),
+                Ok(e) if matches!(&e, quinn::ConnectionError::ApplicationClosed(_)) => {
+                    describe_close(&e)
+                }
                 _ => "authentication failed".to_string(),
             };
             return Err((RemoteState::AuthenticationFailed, text));
@@ -1606,7 +1707,8 @@ pub async fn accept_loop(
             incoming.refuse();
             continue;
         }
-        let (tx, secret, hello, backoff) = (tx.clone(), secret.clone(), hello.clone(), backoff.clone());
+        let (tx, secret, hello, backoff) =
+            (tx.clone(), secret.clone(), hello.clone(), backoff.clone());
         tokio::spawn(async move {
             let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), incoming).await else {
                 return;
@@ -1618,7 +1720,13 @@ pub async fn accept_loop(
             };
             let auth = tokio::time::timeout(
                 AUTH_TIMEOUT,
-                auth::authenticate(&conn, &mut send, &mut recv, secret.as_bytes(), Side::Acceptor),
+                auth::authenticate(
+                    &conn,
+                    &mut send,
+                    &mut recv,
+                    secret.as_bytes(),
+                    Side::Acceptor,
+                ),
             )
             .await;
             if !matches!(auth, Ok(Ok(_))) {
@@ -1685,6 +1793,8 @@ impl std::fmt::Debug for NewLink {
 
 impl std::fmt::Debug for NodeSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeSettings").field("id", &self.id).finish()
+        f.debug_struct("NodeSettings")
+            .field("id", &self.id)
+            .finish()
     }
 }

@@ -95,12 +95,16 @@ impl Secret {
 /// Writes a file that only its owner can read (mode 0600 on Unix), replacing it atomically.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     // Unique per process: two members starting at once must not share a temporary file.
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().map_or("secret".into(), |n| n.to_string_lossy()),
+        path.file_name()
+            .map_or("secret".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     let mut opts = std::fs::OpenOptions::new();
@@ -143,6 +147,9 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
         assert!(matches!(Secret::new("  ", "x"), Err(SecretError::Empty(_))));
-        assert!(matches!(Secret::new("short", "x"), Err(SecretError::TooShort(..))));
+        assert!(matches!(
+            Secret::new("short", "x"),
+            Err(SecretError::TooShort(..))
+        ));
     }
 }

@@ -141,7 +141,10 @@ pub fn decode_msg(body: &[u8]) -> Result<Msg, WireError> {
     let (msg, rest): (Msg, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(WireError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     validate_msg(&msg)?;
     Ok(msg)
@@ -152,14 +155,19 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
     let (h, rest): (BulkHeader, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(WireError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     match &h {
         BulkHeader::Result {
             size, compute_s, ..
         } => {
             if *size > MAX_RESULT {
-                return Err(WireError::Invalid(format!("result of {size} bytes is too large")));
+                return Err(WireError::Invalid(format!(
+                    "result of {size} bytes is too large"
+                )));
             }
             if !(compute_s.is_finite() && *compute_s >= 0.0) {
                 return Err(WireError::Invalid("non-finite compute time".into()));
@@ -167,7 +175,9 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
         }
         BulkHeader::Mesh { size, .. } => {
             if *size > MAX_MESH || size % 72 != 0 || *size == 0 {
-                return Err(WireError::Invalid(format!("mesh of {size} bytes is not acceptable")));
+                return Err(WireError::Invalid(format!(
+                    "mesh of {size} bytes is not acceptable"
+                )));
             }
         }
     }
@@ -189,7 +199,9 @@ fn validate_msg(msg: &Msg) -> Result<(), WireError> {
             if m.len() > MAX_MEMBERS {
                 return bad(format!("{} members", m.len()));
             }
-            if m.iter().any(|i| i.name.len() > MAX_NAME || i.workers > 4096) {
+            if m.iter()
+                .any(|i| i.name.len() > MAX_NAME || i.workers > 4096)
+            {
                 return bad("member entry out of range".into());
             }
         }

@@ -215,9 +215,172 @@ fn load(quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// A raster job in the pool: one member with one worker, then two members (this process and a
+/// `millpond serve` child) with one worker each, on loopback.
+fn pool(quick: bool) -> Result<()> {
+    use millpond_core::job::{Grid, Operation};
+    use millpond_core::raster::{Direction, RasterSpec};
+    use millpond_net::{Pool, PoolConfig, Secret};
+    let exe = std::env::current_exe()?;
+    let millpond = exe.with_file_name("millpond");
+    if !millpond.exists() {
+        println!("\n(pool benchmark skipped: build the app first, `cargo build --release`)");
+        return Ok(());
+    }
+    println!("\n### The pool: one raster job, 1 worker vs 2 processes × 1 worker (loopback)\n");
+    let mesh = Arc::new(Mesh::from_triangles(
+        models::geodesic_sphere(Point3::new(0.0, 0.0, 0.0), 50.0, 100),
+        "sphere-200k",
+    )?);
+    let index = Arc::new(TriangleIndex::new(&mesh));
+    let b = mesh.bounds();
+    let s = if quick { 0.2 } else { 0.05 };
+    let spec = JobSpec {
+        mesh: mesh.hash(),
+        cutter: Cutter::Ball { diameter: 3.0 },
+        operation: Operation::Raster(RasterSpec {
+            grid: Grid {
+                axis: Axis::X,
+                bounds: Rect::new(b.min.x, b.max.x, b.min.y, b.max.y).grown(2.0),
+                step: 2.0 * s,
+                sampling: s,
+            },
+            floor: b.min.z,
+            safe_z: b.max.z + 5.0,
+            direction: Direction::Zigzag,
+            merge_tolerance: 0.001,
+        }),
+    };
+    let chunks = spec.chunk_count();
+    let secret = Secret::new("benchmark pool secret", "bench")?;
+    let dir = std::env::temp_dir().join(format!("millpond-bench-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let secret_file = dir.join("secret");
+    secret.save(&secret_file)?;
+    let run = |remote: Option<String>| -> Result<(f64, millpond_net::PoolStats)> {
+        let mut cfg = PoolConfig::new(secret.clone());
+        cfg.workers = 1;
+        cfg.name = "bench-owner".into();
+        cfg.remotes = remote.into_iter().collect();
+        let pool = Pool::start(cfg)?;
+        if !pool.stats().remotes.is_empty() || !pool.stats().remotes.is_empty() {
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            while pool.stats().hosts.len() < 2 {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "the serve process did not link up"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let t = Instant::now();
+        let job = pool.submit(mesh.clone(), index.clone(), spec.clone())?;
+        let mut first = None;
+        let mut computed = None;
+        job.wait(|p| {
+            first.get_or_insert(t.elapsed().as_secs_f64());
+            if p.chunks_done == p.chunks_total {
+                computed.get_or_insert(t.elapsed().as_secs_f64());
+            }
+        })?;
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!("first progress {first:?} all chunks {computed:?} finished {secs:.2}");
+        let stats = pool.stats();
+        pool.shutdown();
+        Ok((secs, stats))
+    };
+    let (one, _) = run(None)?;
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        s.local_addr()?.port()
+    };
+    let mut child = Command::new(&millpond)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "--name",
+            "bench-helper",
+        ])
+        .arg("--secret-file")
+        .arg(&secret_file)
+        .env("MILLPOND_CONFIG_DIR", dir.join("helper"))
+        .env("MILLPOND_LOG", "info")
+        .stderr(std::fs::File::create(dir.join("helper.log"))?)
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let result = run(Some(format!("127.0.0.1:{port}")));
+    let (two, stats) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = child.kill();
+            return Err(e);
+        }
+    };
+    let helper = stats.hosts.iter().find(|h| h.name == "bench-helper");
+    let (bytes, transfer) =
+        helper.map_or((0, 0.0), |h| (h.bytes_in + h.bytes_out, h.avg_transfer_s));
+    let remote = helper.map_or(0, |h| h.chunks_done);
+    // Time to notice a host that dies without a word.
+    let mut cfg = PoolConfig::new(secret.clone());
+    cfg.workers = 1;
+    cfg.remotes = vec![format!("127.0.0.1:{port}")];
+    let watcher = Pool::start(cfg)?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while watcher
+        .stats()
+        .hosts
+        .iter()
+        .all(|h| h.name != "bench-helper")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill()?;
+    let killed = Instant::now();
+    let _ = child.wait();
+    while watcher
+        .stats()
+        .hosts
+        .iter()
+        .any(|h| h.name == "bench-helper" && h.hops == 1)
+        && killed.elapsed().as_secs() < 20
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let detect = killed.elapsed().as_secs_f64();
+    watcher.shutdown();
+    eprintln!(
+        "{}",
+        std::fs::read_to_string(dir.join("helper.log")).unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("| setup | seconds | chunks | chunks from the other process | ratio to 1 worker |");
+    println!("|---|---:|---:|---:|---:|");
+    println!("| 1 process × 1 worker | {one:.2} | {chunks} | 0 | 1.00 |");
+    println!(
+        "| 2 processes × 1 worker | {two:.2} | {chunks} | {remote} | {:.2} |",
+        two / one
+    );
+    println!(
+        "\nPer-chunk overhead (2 × wall time − 1-worker time, per chunk): {:.1} ms; \
+         average result transfer {:.1} ms; bytes moved for the job (mesh, grants, results, \
+         both ways): {:.1} MB; a SIGKILLed host was noticed after {detect:.2} s.",
+        (2.0 * two - one) / f64::from(chunks) * 1e3,
+        transfer * 1e3,
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--pool-only") {
+        return pool(quick);
+    }
     if args.first().map(String::as_str) == Some("--one") {
         let model = Model::parse(args.get(1).context("model")?)?;
         let tool = args.get(2).context("tool")?;
@@ -270,5 +433,6 @@ fn main() -> Result<()> {
         }
     }
     scaling(quick)?;
-    load(quick)
+    load(quick)?;
+    pool(quick)
 }
