@@ -163,7 +163,10 @@ impl Mesh {
         if bytes.is_empty() || bytes.len() % 72 != 0 {
             return Err(StlError::Truncated {
                 file: name.into(),
-                reason: format!("{} bytes is not a whole number of 72-byte triangles", bytes.len()),
+                reason: format!(
+                    "{} bytes is not a whole number of 72-byte triangles",
+                    bytes.len()
+                ),
             });
         }
         let tris = bytes

@@ -242,6 +242,9 @@ pub struct Node {
     seen: HashSet<JobId>,
     next_seq: u32,
     busy: usize,
+    /// Chunks computed here since start, every job.
+    computed_total: u64,
+    compute_s_total: f64,
     meshes: HashMap<MeshHash, CachedMesh>,
     /// Meshes being fetched or indexed, and links waiting for them.
     mesh_pending: HashMap<MeshHash, Vec<LinkId>>,
@@ -283,6 +286,8 @@ impl Node {
             seen: HashSet::new(),
             next_seq: 1,
             busy: 0,
+            computed_total: 0,
+            compute_s_total: 0.0,
             meshes: HashMap::new(),
             mesh_pending: HashMap::new(),
             members: HashMap::new(),
@@ -360,6 +365,10 @@ impl Node {
                 result,
             } => {
                 self.busy = self.busy.saturating_sub(1);
+                if result.is_some() {
+                    self.computed_total += 1;
+                    self.compute_s_total += seconds;
+                }
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.running.remove(&chunk);
                     if result.is_some() {
