@@ -46,7 +46,7 @@ pub struct Operation<'a> {
 /// arithmetic: `format!("{:.4}")` on floats dominated writing large programs.
 fn num(v: f64) -> String {
     let scaled = (v * 1e4).round();
-    if !(scaled.abs() < 9e15) {
+    if scaled.is_nan() || scaled.abs() >= 9e15 {
         return format!("{v:.4}");
     }
     let i = scaled as i64;

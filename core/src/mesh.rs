@@ -160,7 +160,7 @@ impl Mesh {
     /// Rebuilds a mesh from `canonical_bytes` (as the pool ships it). Every value is checked
     /// as when loading an STL: the length must be whole triangles, every number finite.
     pub fn from_canonical_bytes(bytes: &[u8], name: &str) -> Result<Self, StlError> {
-        if bytes.is_empty() || bytes.len() % 72 != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(72) {
             return Err(StlError::Truncated {
                 file: name.into(),
                 reason: format!(

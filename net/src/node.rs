@@ -411,12 +411,11 @@ impl Node {
                 let _ = reply.send(r);
             }
             Event::Cancel(job) => {
-                if self.jobs.get(&job).is_some_and(|j| j.parent.is_none()) {
-                    if let Some(j) = self.end_job(job) {
-                        if let Some(ev) = &j.events {
-                            let _ = ev.send(JobEvent::Finished(Err(PoolError::Cancelled)));
-                        }
-                    }
+                if self.jobs.get(&job).is_some_and(|j| j.parent.is_none())
+                    && let Some(j) = self.end_job(job)
+                    && let Some(ev) = &j.events
+                {
+                    let _ = ev.send(JobEvent::Finished(Err(PoolError::Cancelled)));
                 }
             }
             Event::Tick => self.tick(),
@@ -647,8 +646,14 @@ impl Node {
                 _ => self.send(link, &Msg::NoWork { job }),
             },
             Msg::Grant { job, chunks } => {
+                // A parent grants only after this node asked, for a job it announced first,
+                // and ends the job (Cancel) only after its last grant: never for an unknown job.
                 let Some(j) = self.jobs.get_mut(&job) else {
-                    return;
+                    return self.close_link(
+                        link,
+                        close::PROTOCOL_VIOLATION,
+                        "grant for an unknown job",
+                    );
                 };
                 if j.parent != Some(link) {
                     return self.close_link(
@@ -1334,23 +1339,39 @@ fn progress(j: &JobState) -> JobProgress {
 // ----- I/O tasks -----
 
 /// Reads one control frame; `None` at a clean end of stream.
-async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, String> {
+async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, FrameError> {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(_) => {}
         Err(e) => {
             return match e {
                 quinn::ReadExactError::FinishedEarly(0) => Ok(None),
-                e => Err(e.to_string()),
+                e => Err(FrameError::Io(e.to_string())),
             };
         }
     }
-    let n = wire::frame_len(prefix).map_err(|e| e.to_string())?;
+    let n = wire::frame_len(prefix).map_err(|e| FrameError::Invalid(e.to_string()))?;
     let mut body = vec![0u8; n];
     recv.read_exact(&mut body)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| FrameError::Io(e.to_string()))?;
     Ok(Some(body))
+}
+
+/// Why a frame could not be read.
+enum FrameError {
+    /// The stream or the connection failed.
+    Io(String),
+    /// The peer broke the framing (a length over the limit): a protocol violation.
+    Invalid(String),
+}
+
+impl From<FrameError> for String {
+    fn from(e: FrameError) -> String {
+        match e {
+            FrameError::Io(s) | FrameError::Invalid(s) => s,
+        }
+    }
 }
 
 fn spawn_link_tasks(
@@ -1389,8 +1410,12 @@ fn spawn_link_tasks(
                     }
                 },
                 Ok(None) => break,
-                Err(e) => {
-                    let _ = t.send(Event::LinkDown { link, reason: e });
+                Err(FrameError::Invalid(reason)) => {
+                    let _ = t.send(Event::Violation { link, reason });
+                    break;
+                }
+                Err(FrameError::Io(reason)) => {
+                    let _ = t.send(Event::LinkDown { link, reason });
                     break;
                 }
             }
@@ -1564,7 +1589,7 @@ pub async fn exchange_hello(
     let body = tokio::time::timeout(AUTH_TIMEOUT, read_frame(recv))
         .await
         .map_err(|_| (RemoteState::Unreachable, "no Hello in time".to_string()))?
-        .map_err(|e| (RemoteState::Unreachable, e))?
+        .map_err(|e| refused_or_unreachable(conn, String::from(e)))?
         .ok_or((
             RemoteState::Unreachable,
             "link closed before Hello".to_string(),
@@ -1597,6 +1622,23 @@ pub async fn exchange_hello(
         return Err((RemoteState::VersionMismatch, text));
     }
     Ok((node, name, workers))
+}
+
+/// The peer's reason if it closed the link over a version mismatch (it read our Hello first
+/// and closed before its own Hello reached us), else `error`.
+fn refused_or_unreachable(conn: &quinn::Connection, error: String) -> (RemoteState, String) {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(a))
+            if a.error_code.into_inner() == u64::from(close::VERSION_MISMATCH) =>
+        {
+            let reason = String::from_utf8_lossy(&a.reason);
+            (
+                RemoteState::VersionMismatch,
+                format!("refused by the peer, which says: {reason}"),
+            )
+        }
+        _ => (RemoteState::Unreachable, error),
+    }
 }
 
 struct DialContext {

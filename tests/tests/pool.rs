@@ -1,0 +1,1299 @@
+//! End-to-end tests of the compute pool with real processes on loopback: `millpond serve`
+//! children linked in chains, stars and loops, with this test process as one more member
+//! (`millpond_net::Pool`). Jobs must give the same bits as a local run whoever computed them,
+//! through relays, killed workers, killed relays, a killed owner and a clean shutdown; wrong
+//! secrets, version mismatches and misbehaving raw peers are refused without taking the server
+//! down. One test runs the pool across a veth pair between two network namespaces (root only).
+//!
+//! Every child is killed when its test ends (pass or fail), every wait has a deadline, and
+//! every server listens on 127.0.0.1 port 0 (its real port is read from its log), so tests
+//! running in parallel never collide.
+
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, Grid, JobOutput, Operation};
+use millpond_core::raster::{self, Direction, RasterSpec};
+use millpond_core::runner::run_local;
+use millpond_core::{
+    Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Point3, Rect, TriangleIndex, models,
+};
+use millpond_net::wire::{self, BulkHeader, JobId, Msg, NodeId, PROTOCOL_VERSION};
+use millpond_net::{JobEvent, JobProgress, Pool, PoolConfig, PoolStats, RemoteState, Secret};
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root (this crate lives in `tests/`).
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const SECRET: &str = "millpond-pool-test-secret";
+const WRONG_SECRET: &str = "not-the-pool-secret-at-all";
+/// A dense raster of the default part: 161 chunks, about 2 s on one core.
+const STEP: f64 = 0.05;
+const SAMPLING: f64 = 0.02;
+/// Longest any pooled job here may take (they take a few seconds at most).
+const JOB_TIMEOUT: Duration = Duration::from_secs(40);
+
+// ----- the binary -----
+
+/// The `millpond` binary of this build, (re)built once per test run with the same profile,
+/// found next to the test executable's directory (as in `tests/cli.rs`).
+fn millpond_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("path of the test executable");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test executable is in target/<profile>/deps");
+        let bin = profile_dir.join(format!("millpond{}", std::env::consts::EXE_SUFFIX));
+        let release = profile_dir.file_name() == Some(OsStr::new("release"));
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "millpond"]);
+        // Cargo runs tests with variables describing the test's package; some build scripts
+        // (ring's) track CARGO_MANIFEST_DIR, so passing them on would make this build and the
+        // next `cargo test` rebuild ring, rustls, quinn and everything above, each time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        if release {
+            build.arg("--release");
+        }
+        match build.current_dir(WORKSPACE).status() {
+            Ok(status) => assert!(status.success(), "building millpond failed: {status}"),
+            Err(e) => assert!(bin.exists(), "cannot run cargo to build millpond: {e}"),
+        }
+        assert!(bin.exists(), "{} does not exist", bin.display());
+        bin
+    })
+}
+
+// ----- the model, jobs and local references -----
+
+fn model() -> &'static (Arc<Mesh>, Arc<TriangleIndex>) {
+    static MODEL: OnceLock<(Arc<Mesh>, Arc<TriangleIndex>)> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let mesh = Mesh::from_triangles(models::default_part(), "default-part").unwrap();
+        let index = TriangleIndex::new(&mesh);
+        (Arc::new(mesh), Arc::new(index))
+    })
+}
+
+/// A raster finishing job over the default part, framed like `millpond toolpath` frames it.
+fn raster_spec(step: f64, sampling: f64) -> JobSpec {
+    let mesh = &model().0;
+    let b = mesh.bounds();
+    JobSpec {
+        mesh: mesh.hash(),
+        cutter: Cutter::Ball { diameter: 3.0 },
+        operation: Operation::Raster(RasterSpec {
+            grid: Grid {
+                axis: Axis::X,
+                bounds: Rect::new(b.min.x, b.max.x, b.min.y, b.max.y).grown(2.0),
+                step,
+                sampling,
+            },
+            floor: b.min.z,
+            safe_z: b.max.z + 5.0,
+            direction: Direction::Zigzag,
+            merge_tolerance: raster::DEFAULT_MERGE_TOLERANCE,
+        }),
+    }
+}
+
+fn dense_spec() -> JobSpec {
+    raster_spec(STEP, SAMPLING)
+}
+
+/// The job computed locally on one thread, and how long that took (cached: several tests
+/// share a spec).
+fn local_run(spec: &JobSpec) -> (Arc<JobOutput>, Duration) {
+    type Entry = (JobSpec, Arc<JobOutput>, Duration);
+    static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, out, t)) = cache.iter().find(|(s, ..)| s == spec) {
+        return (out.clone(), *t);
+    }
+    let (mesh, index) = model();
+    let t0 = Instant::now();
+    let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).unwrap();
+    let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
+    let out = Arc::new(ctx.finish(results).unwrap());
+    let t = t0.elapsed();
+    cache.push((spec.clone(), out.clone(), t));
+    (out, t)
+}
+
+fn reference(spec: &JobSpec) -> Arc<JobOutput> {
+    local_run(spec).0
+}
+
+/// Longest a job may take after one of its workers or relays died: the links' idle timeout
+/// (a SIGKILLed peer sends no goodbye), plus the job's whole time on one core twice over
+/// (the survivors may be just the owner's single worker, sharing the two cores with the
+/// other tests), plus a margin.
+fn after_kill_limit(spec: &JobSpec) -> Duration {
+    const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+    IDLE_TIMEOUT + 2 * local_run(spec).1 + Duration::from_secs(5)
+}
+
+fn point_bits(p: Point3) -> [u64; 3] {
+    [p.x.to_bits(), p.y.to_bits(), p.z.to_bits()]
+}
+
+/// Same output bit for bit: every move's kind and the bits of every coordinate.
+fn assert_identical(got: &JobOutput, want: &JobOutput) {
+    match (got, want) {
+        (JobOutput::Toolpath(a), JobOutput::Toolpath(b)) => {
+            assert_eq!(point_bits(a.start), point_bits(b.start), "start differs");
+            assert_eq!(a.moves.len(), b.moves.len(), "number of moves differs");
+            for (i, (m, n)) in a.moves.iter().zip(&b.moves).enumerate() {
+                assert!(
+                    m.kind == n.kind && point_bits(m.to) == point_bits(n.to),
+                    "move {i} differs: pooled {m:?}, local {n:?}"
+                );
+            }
+        }
+        (JobOutput::Heights(a), JobOutput::Heights(b)) => {
+            assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_eq!(x.to_bits(), y.to_bits(), "height {i} differs");
+            }
+        }
+        _ => panic!("outputs of different kinds"),
+    }
+}
+
+// ----- in-process members -----
+
+fn secret(s: &str) -> Secret {
+    Secret::new(s.as_bytes(), "test").unwrap()
+}
+
+/// A member living in this test process, dialling `remotes`.
+fn member(name: &str, remotes: &[SocketAddr], workers: usize, secret_text: &str) -> Pool {
+    let mut cfg = PoolConfig::new(secret(secret_text));
+    cfg.remotes = remotes.iter().map(|a| a.to_string()).collect();
+    cfg.workers = workers;
+    cfg.name = name.into();
+    cfg.config_dir = None;
+    cfg.mesh_cache_bytes = 256 << 20;
+    Pool::start(cfg).expect("start an in-process member")
+}
+
+/// Polls `check` until it gives `Ok`, failing with its last complaint after `timeout`.
+fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= end => {
+                panic!("timed out after {timeout:?} waiting for {what}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn describe_hosts(s: &PoolStats) -> String {
+    let hosts: Vec<String> = s
+        .hosts
+        .iter()
+        .map(|h| format!("{} (hops {}, {})", h.name, h.hops, h.state.as_str()))
+        .collect();
+    format!("hosts [{}], remotes {:?}", hosts.join(", "), s.remotes)
+}
+
+/// Waits until `pool` sees each of `direct` over a link and each of `gossiped` by gossip
+/// (two hops or more, not lost).
+fn wait_for_hosts(pool: &Pool, direct: &[&str], gossiped: &[&str]) {
+    wait_until("the pool to form", Duration::from_secs(15), || {
+        let s = pool.stats();
+        let ok = direct
+            .iter()
+            .all(|n| s.hosts.iter().any(|h| h.name == *n && h.hops == 1))
+            && gossiped.iter().all(|n| {
+                s.hosts
+                    .iter()
+                    .any(|h| h.name == *n && h.hops >= 2 && h.hops != u8::MAX)
+            });
+        if ok { Ok(()) } else { Err(describe_hosts(&s)) }
+    })
+}
+
+#[derive(Debug)]
+struct JobRun {
+    output: JobOutput,
+    last: JobProgress,
+    elapsed: Duration,
+}
+
+/// Submits `spec` to `pool` and waits (at most `JOB_TIMEOUT`) for the result, calling
+/// `on_progress` on the way.
+fn run_job(pool: &Pool, spec: &JobSpec, mut on_progress: impl FnMut(&JobProgress)) -> JobRun {
+    let (mesh, index) = model();
+    let t0 = Instant::now();
+    let handle = pool
+        .submit(mesh.clone(), index.clone(), spec.clone())
+        .expect("submit");
+    let mut last = JobProgress::default();
+    loop {
+        let left = JOB_TIMEOUT.saturating_sub(t0.elapsed());
+        match handle.events.recv_timeout(left) {
+            Ok(JobEvent::Progress(p)) => {
+                on_progress(&p);
+                last = p;
+            }
+            Ok(JobEvent::Finished(r)) => {
+                let output = r.unwrap_or_else(|e| panic!("job failed: {e}"));
+                return JobRun {
+                    output,
+                    last,
+                    elapsed: t0.elapsed(),
+                };
+            }
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "job not finished within {JOB_TIMEOUT:?}: last progress {last:?}; {}",
+                describe_hosts(&pool.stats())
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!("the pool stopped during the job"),
+        }
+    }
+}
+
+// ----- child processes -----
+
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// The child processes of one test, in a temporary directory of their own; all are killed
+/// (SIGKILL) when the test ends, and their logs are printed if it failed.
+struct Cluster {
+    dir: tempfile::TempDir,
+    procs: Vec<Proc>,
+}
+
+impl Cluster {
+    fn new(tag: &str) -> Self {
+        millpond_bin();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("millpond-pool-{tag}-"))
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+        std::fs::write(dir.path().join("wrong-secret"), WRONG_SECRET).unwrap();
+        Self {
+            dir,
+            procs: Vec::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn secret_file(&self) -> PathBuf {
+        self.path("secret")
+    }
+
+    /// A `millpond` command with its own config directory (node certificate), run in the
+    /// test's directory.
+    fn command(&self, name: &str) -> Command {
+        let mut cmd = Command::new(millpond_bin());
+        self.configure(&mut cmd, name);
+        cmd
+    }
+
+    fn configure(&self, cmd: &mut Command, name: &str) {
+        cmd.current_dir(self.dir.path())
+            .env("MILLPOND_CONFIG_DIR", self.path(&format!("{name}-config")))
+            .env_remove("MILLPOND_POOL_SECRET")
+            .env_remove("MILLPOND_TEST_PROTOCOL_VERSION")
+            .env_remove("MILLPOND_TEST_COMPUTE_ABI")
+            .env_remove("MILLPOND_LOG");
+    }
+
+    /// Starts `cmd` with its stderr going to `<name>.log`.
+    fn spawn(&mut self, name: &str, mut cmd: Command) {
+        let log = self.path(&format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        self.procs.push(Proc {
+            name: name.into(),
+            child,
+            log,
+        });
+    }
+
+    /// `millpond serve` on 127.0.0.1 (a free port), one worker, linked to `remotes`.
+    fn serve(&mut self, name: &str, remotes: &[SocketAddr]) -> SocketAddr {
+        self.serve_with(name, remotes, "secret", &[])
+    }
+
+    fn serve_with(
+        &mut self,
+        name: &str,
+        remotes: &[SocketAddr],
+        secret_file: &str,
+        env: &[(&str, &str)],
+    ) -> SocketAddr {
+        let mut cmd = self.command(name);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--name",
+            name,
+        ])
+        .arg("--secret-file")
+        .arg(self.path(secret_file));
+        for r in remotes {
+            cmd.arg("--remote-server").arg(r.to_string());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.spawn(name, cmd);
+        self.wait_listening(name)
+    }
+
+    /// The address a serve process printed once it was listening.
+    fn wait_listening(&mut self, name: &str) -> SocketAddr {
+        wait_until(
+            &format!("{name} to listen"),
+            Duration::from_secs(10),
+            || {
+                let log = self.log(name);
+                if let Some(rest) = log.split("serving on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    return addr
+                        .parse::<SocketAddr>()
+                        .map_err(|e| format!("bad address {addr:?}: {e}"));
+                }
+                if let Some(status) = self.proc(name).child.try_wait().unwrap() {
+                    panic!("{name} exited ({status}) before listening:\n{log}");
+                }
+                Err("not yet".into())
+            },
+        )
+    }
+
+    fn proc(&mut self, name: &str) -> &mut Proc {
+        self.procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no process {name}"))
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn running(&mut self, name: &str) -> bool {
+        self.proc(name).child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL, and reap.
+    fn kill(&mut self, name: &str) {
+        let p = self.proc(name);
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+
+    fn pid(&mut self, name: &str) -> u32 {
+        self.proc(name).child.id()
+    }
+
+    /// Waits until `name`'s log contains `needle`.
+    fn wait_log(&self, name: &str, needle: &str, timeout: Duration) {
+        wait_until(&format!("{needle:?} in {name}'s log"), timeout, || {
+            if self.log(name).contains(needle) {
+                Ok(())
+            } else {
+                Err(format!("log so far:\n{}", self.log(name)))
+            }
+        })
+    }
+
+    /// Chunks `name` computed for each job that ended there ("job … over here: computed N
+    /// chunks"), in order.
+    fn computed(&self, name: &str) -> Vec<u32> {
+        over_here(&self.log(name))
+    }
+
+    /// Waits until `name` logged the end of `jobs` jobs; returns the chunks of each.
+    fn wait_computed(&self, name: &str, jobs: usize) -> Vec<u32> {
+        wait_until(
+            &format!("{name} to end {jobs} job(s)"),
+            Duration::from_secs(10),
+            || {
+                let c = self.computed(name);
+                if c.len() >= jobs {
+                    Ok(c)
+                } else {
+                    Err(format!("log so far:\n{}", self.log(name)))
+                }
+            },
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        if std::thread::panicking() {
+            for p in &self.procs {
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(60)..];
+                eprintln!(
+                    "----- {} ({}) -----\n{}",
+                    p.name,
+                    p.log.display(),
+                    tail.join("\n")
+                );
+            }
+        }
+    }
+}
+
+fn over_here(log: &str) -> Vec<u32> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.split(" over here: computed ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill {sig} {pid} failed");
+}
+
+/// Problems in a log that no test here should provoke among honest members.
+fn assert_clean_log(name: &str, log: &str) {
+    for bad in ["protocol violation", "panicked", "closing link"] {
+        assert!(!log.contains(bad), "{name}'s log mentions {bad:?}:\n{log}");
+    }
+}
+
+// ----- topologies -----
+
+/// O (here, 1 worker) → A → B: B is two hops away, so its work flows through the relay A.
+#[test]
+fn chain_of_three_relays_work() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("chain");
+    let t0 = Instant::now();
+    let b = c.serve("B", &[]);
+    let a = c.serve("A", &[b]);
+    let o = member("O", &[a], 1, SECRET);
+    wait_for_hosts(&o, &["A"], &["B"]);
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    assert!(
+        run.last.remote_chunks > 0,
+        "nothing came from the pool: {:?}",
+        run.last
+    );
+    assert_eq!(run.last.chunks_done, run.last.chunks_total);
+    let b_chunks = c.wait_computed("B", 1);
+    let a_chunks = c.wait_computed("A", 1);
+    assert!(b_chunks[0] > 0, "B (two hops away) computed nothing");
+    for n in ["A", "B"] {
+        assert_clean_log(n, &c.log(n));
+    }
+    eprintln!(
+        "chain: job {:.2} s, O {} local / {} remote, A {a_chunks:?}, B {b_chunks:?}; test {:.1} s",
+        run.elapsed.as_secs_f64(),
+        run.last.local_chunks,
+        run.last.remote_chunks,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// O in the middle, dialling A, B and C: all of them compute.
+#[test]
+fn star_of_four_shares_work() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("star");
+    let t0 = Instant::now();
+    let addrs: Vec<SocketAddr> = ["A", "B", "C"].iter().map(|n| c.serve(n, &[])).collect();
+    let o = member("O", &addrs, 1, SECRET);
+    wait_for_hosts(&o, &["A", "B", "C"], &[]);
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    let mut per = Vec::new();
+    for n in ["A", "B", "C"] {
+        let chunks = c.wait_computed(n, 1);
+        assert!(chunks[0] > 0, "{n} computed nothing");
+        assert_clean_log(n, &c.log(n));
+        per.push(chunks[0]);
+    }
+    eprintln!(
+        "star: job {:.2} s, O {} local, A/B/C {per:?}; test {:.1} s",
+        run.elapsed.as_secs_f64(),
+        run.last.local_chunks,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A loop O–A–B–C–O: every job reaches each member by two paths. Announcements are taken
+/// up once (each member ends each job exactly once), and the results are identical.
+#[test]
+fn loop_topology_gives_identical_results() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("loop");
+    let t0 = Instant::now();
+    let cc = c.serve("C", &[]);
+    let b = c.serve("B", &[cc]);
+    let a = c.serve("A", &[b]);
+    let o = member("O", &[a, cc], 1, SECRET);
+    wait_for_hosts(&o, &["A", "C"], &["B"]);
+    let mut times = Vec::new();
+    for round in 1..=2 {
+        let run = run_job(&o, &spec, |_| {});
+        assert_identical(&run.output, &want);
+        assert!(run.last.remote_chunks > 0);
+        times.push(run.elapsed.as_secs_f64());
+        for n in ["A", "B", "C"] {
+            c.wait_computed(n, round);
+        }
+    }
+    // Give a late duplicate take-up a moment to show.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut per = Vec::new();
+    for n in ["A", "B", "C"] {
+        let chunks = c.computed(n);
+        assert_eq!(
+            chunks.len(),
+            2,
+            "{n} ended a job more than once: {chunks:?}"
+        );
+        assert_clean_log(n, &c.log(n));
+        per.push(chunks);
+    }
+    assert!(
+        per.iter().all(|p| p.iter().sum::<u32>() > 0),
+        "a member of the loop computed nothing: {per:?}"
+    );
+    eprintln!(
+        "loop: jobs {times:.2?} s, A/B/C {per:?}; test {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+// ----- failures -----
+
+/// SIGKILL a worker that holds chunks mid-job: the job completes, identical, in about the
+/// job's time plus the 4 s idle timeout at most.
+#[test]
+fn killed_worker_chunks_are_recomputed() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("killworker");
+    let t0 = Instant::now();
+    let addrs: Vec<SocketAddr> = ["A", "B", "C"].iter().map(|n| c.serve(n, &[])).collect();
+    let o = member("O", &addrs, 1, SECRET);
+    wait_for_hosts(&o, &["A", "B", "C"], &[]);
+    let mut killed_at = None;
+    let run = run_job(&o, &spec, |p| {
+        if killed_at.is_none() && p.chunks_done * 10 >= p.chunks_total * 3 {
+            let b_delivered = o
+                .stats()
+                .hosts
+                .iter()
+                .find(|h| h.name == "B")
+                .map_or(0, |h| h.chunks_done);
+            if b_delivered > 0 {
+                c.kill("B");
+                killed_at = Some((Instant::now(), p.chunks_done, b_delivered));
+            }
+        }
+    });
+    let (at, done_then, b_delivered) = killed_at.expect("B was never killed mid-job");
+    let after = at.elapsed();
+    assert_identical(&run.output, &want);
+    let limit = after_kill_limit(&spec);
+    assert!(
+        after < limit,
+        "the job took {after:?} after the kill (limit {limit:?})"
+    );
+    eprintln!(
+        "kill worker: killed B at {done_then}/{} (it had delivered {b_delivered}); job {:.2} s, \
+         {:.2} s after the kill; test {:.1} s",
+        run.last.chunks_total,
+        run.elapsed.as_secs_f64(),
+        after.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// O–A–B, SIGKILL the relay A mid-job: everything A and B held is recomputed; identical.
+#[test]
+fn killed_relay_chunks_are_recomputed() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("killrelay");
+    let t0 = Instant::now();
+    let b = c.serve("B", &[]);
+    let a = c.serve("A", &[b]);
+    let o = member("O", &[a], 1, SECRET);
+    wait_for_hosts(&o, &["A"], &["B"]);
+    let mut killed_at = None;
+    let run = run_job(&o, &spec, |p| {
+        if killed_at.is_none() && p.chunks_done * 10 >= p.chunks_total * 3 && p.remote_chunks > 0 {
+            c.kill("A");
+            killed_at = Some((Instant::now(), p.chunks_done, p.remote_chunks));
+        }
+    });
+    let (at, done_then, remote_then) = killed_at.expect("A was never killed mid-job");
+    let after = at.elapsed();
+    assert_identical(&run.output, &want);
+    let limit = after_kill_limit(&spec);
+    assert!(
+        after < limit,
+        "the job took {after:?} after the kill (limit {limit:?})"
+    );
+    // B lost its parent: the job is over there too.
+    let b_chunks = c.wait_computed("B", 1);
+    assert!(c.running("B"), "B died with its relay");
+    eprintln!(
+        "kill relay: killed A at {done_then}/{} ({remote_then} from the pool); B {b_chunks:?}; \
+         job {:.2} s, {:.2} s after the kill; test {:.1} s",
+        run.last.chunks_total,
+        run.elapsed.as_secs_f64(),
+        after.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// The owner (`millpond toolpath --pool S1`, with S2 behind S1) is SIGKILLed mid-job: S1 and
+/// S2 drop the job within a few seconds and keep serving.
+#[test]
+fn killed_owner_jobs_end_and_servers_keep_serving() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("killowner");
+    let t0 = Instant::now();
+    let debug = [("MILLPOND_LOG", "info,millpond_net=debug")];
+    let s2 = c.serve_with("S2", &[], "secret", &debug);
+    let s1 = c.serve_with("S1", &[s2], "secret", &debug);
+    // Wait until S1–S2 is linked, so that the job reaches S2.
+    c.wait_log("S1", "linked to S2", Duration::from_secs(10));
+    let mut cmd = c.command("owner");
+    // A bigger job than elsewhere, so that it is surely still running at the kill.
+    cmd.args([
+        "toolpath",
+        "default-part.stl",
+        "--tool",
+        "ball:3",
+        "--stepover",
+        "0.025",
+        "--sampling",
+        "0.02",
+        "--threads",
+        "1",
+        "-o",
+        "owner.ngc",
+        "--pool",
+        &s1.to_string(),
+        "--secret-file",
+    ])
+    .arg(c.secret_file());
+    c.spawn("owner", cmd);
+    c.wait_log("S2", "announced by link", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        c.running("owner"),
+        "the owner finished before it could be killed"
+    );
+    c.kill("owner");
+    let killed = Instant::now();
+    assert!(
+        !c.path("owner.ngc").exists(),
+        "the owner wrote its output before the kill"
+    );
+    let mut ended = Vec::new();
+    for n in ["S1", "S2"] {
+        let chunks = c.wait_computed(n, 1);
+        ended.push((n, killed.elapsed(), chunks[0]));
+    }
+    for (n, t, _) in &ended {
+        assert!(
+            *t < Duration::from_secs(8),
+            "{n} kept the dead owner's job for {t:?}"
+        );
+    }
+    assert!(c.running("S1") && c.running("S2"));
+    // They keep serving.
+    let o = member("O", &[s1], 1, SECRET);
+    wait_for_hosts(&o, &["S1"], &["S2"]);
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    let s2_chunks = c.wait_computed("S2", 2);
+    c.wait_computed("S1", 2);
+    eprintln!(
+        "kill owner: ended {ended:?}; next job {:.2} s, S2 {s2_chunks:?}; test {:.1} s",
+        run.elapsed.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// SIGINT a serve process while it computes: it leaves within 0.5 s and the owner's job
+/// completes identically.
+#[test]
+fn sigint_leaves_quickly_and_the_job_completes() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("sigint");
+    let t0 = Instant::now();
+    let a = c.serve("A", &[]);
+    let b = c.serve("B", &[]);
+    let o = member("O", &[a, b], 1, SECRET);
+    wait_for_hosts(&o, &["A", "B"], &[]);
+    let mut stopped = None;
+    let run = run_job(&o, &spec, |p| {
+        if stopped.is_none() && p.chunks_done * 10 >= p.chunks_total * 3 {
+            let a_delivered = o
+                .stats()
+                .hosts
+                .iter()
+                .find(|h| h.name == "A")
+                .map_or(0, |h| h.chunks_done);
+            if a_delivered == 0 {
+                return;
+            }
+            let pid = c.pid("A");
+            let t = Instant::now();
+            signal(pid, "-INT");
+            let status = wait_until("A to exit", Duration::from_secs(5), || {
+                c.proc("A")
+                    .child
+                    .try_wait()
+                    .unwrap()
+                    .ok_or_else(|| "still running".to_string())
+            });
+            stopped = Some((t.elapsed(), status, p.chunks_done));
+        }
+    });
+    let (took, status, done_then) = stopped.expect("A was never stopped mid-job");
+    assert_identical(&run.output, &want);
+    assert!(status.success(), "serve exited with {status} after SIGINT");
+    let log = c.log("A");
+    assert!(
+        log.contains("left the pool in"),
+        "no goodbye in A's log:\n{log}"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "serve took {took:?} to exit after SIGINT"
+    );
+    eprintln!(
+        "sigint: A exited {:.0} ms after SIGINT at {done_then}/{}; job {:.2} s; test {:.1} s",
+        took.as_secs_f64() * 1e3,
+        run.last.chunks_total,
+        run.elapsed.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+// ----- refusals -----
+
+/// A server with another secret is reported as such, and keeps serving members that know the
+/// right one, even while the wrong one keeps retrying from the same address.
+#[test]
+fn wrong_secret_is_refused_and_the_server_keeps_serving() {
+    let spec = raster_spec(0.2, 0.1);
+    let want = reference(&spec);
+    let mut c = Cluster::new("secret");
+    let t0 = Instant::now();
+    let s = c.serve("S", &[]);
+    let bad = member("intruder", &[s], 1, WRONG_SECRET);
+    let error = wait_until("authentication to fail", Duration::from_secs(5), || {
+        let st = bad.stats();
+        match st.remotes.first() {
+            Some(r) if r.state == RemoteState::AuthenticationFailed => {
+                Ok(r.last_error.clone().unwrap_or_default())
+            }
+            r => Err(format!("{r:?}")),
+        }
+    });
+    assert!(error.contains("authentication failed"), "error: {error}");
+    c.wait_log("S", "authentication failed", Duration::from_secs(5));
+    assert!(bad.stats().hosts.iter().all(|h| h.name != "S"));
+    // An honest member joins while the intruder keeps trying.
+    let good = member("O", &[s], 1, SECRET);
+    wait_for_hosts(&good, &["S"], &[]);
+    let run = run_job(&good, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    assert!(c.running("S"));
+    let st = bad.stats();
+    assert_eq!(
+        st.remotes[0].state,
+        RemoteState::AuthenticationFailed,
+        "{st:?}"
+    );
+    eprintln!(
+        "wrong secret: {error}; test {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A peer announcing another protocol version or compute ABI is refused with a message that
+/// names both versions.
+#[test]
+fn version_mismatch_names_both_versions() {
+    let mut c = Cluster::new("version");
+    let t0 = Instant::now();
+    let p = c.serve_with(
+        "P",
+        &[],
+        "secret",
+        &[("MILLPOND_TEST_PROTOCOL_VERSION", "99")],
+    );
+    let a = c.serve_with("A", &[], "secret", &[("MILLPOND_TEST_COMPUTE_ABI", "99")]);
+    let o = member("O", &[p, a], 1, SECRET);
+    let errors = wait_until("both mismatches", Duration::from_secs(5), || {
+        let st = o.stats();
+        if st.remotes.len() == 2
+            && st
+                .remotes
+                .iter()
+                .all(|r| r.state == RemoteState::VersionMismatch)
+        {
+            Ok(st
+                .remotes
+                .iter()
+                .map(|r| r.last_error.clone().unwrap_or_default())
+                .collect::<Vec<_>>())
+        } else {
+            Err(format!("{:?}", st.remotes))
+        }
+    });
+    let (ep, ea) = (&errors[0], &errors[1]);
+    assert!(
+        ep.contains(&format!("protocol {PROTOCOL_VERSION} ")) && ep.contains("protocol 99 "),
+        "protocol mismatch error: {ep}"
+    );
+    assert!(
+        ea.contains(&format!("compute ABI {COMPUTE_ABI},")) && ea.ends_with("compute ABI 99"),
+        "compute ABI mismatch error: {ea}"
+    );
+    for n in ["P", "A"] {
+        c.wait_log(n, "version mismatch", Duration::from_secs(5));
+        assert!(c.running(n));
+    }
+    assert!(o.stats().hosts.iter().all(|h| h.hops == 0));
+    eprintln!(
+        "version mismatch: {ep:?} / {ea:?}; test {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+// ----- a misbehaving peer -----
+
+/// How a raw peer's misbehaviour ended (the fields are read through `Debug`, in messages).
+#[derive(Debug)]
+#[allow(dead_code)]
+enum Outcome {
+    /// The server closed the link with this application code and reason.
+    Closed(u64, String),
+    /// Closed some other way.
+    Other(String),
+    /// Still open after the wait.
+    Open,
+}
+
+async fn closed_within(conn: &quinn::Connection, d: Duration) -> Outcome {
+    match tokio::time::timeout(d, conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(a)) => Outcome::Closed(
+            a.error_code.into_inner(),
+            String::from_utf8_lossy(&a.reason).into_owned(),
+        ),
+        Ok(e) => Outcome::Other(e.to_string()),
+        Err(_) => Outcome::Open,
+    }
+}
+
+/// Reads control frames until one matches, or the time is up.
+async fn expect_msg(
+    recv: &mut quinn::RecvStream,
+    d: Duration,
+    mut pred: impl FnMut(&Msg) -> bool,
+) -> Result<Msg, String> {
+    let end = tokio::time::Instant::now() + d;
+    loop {
+        let mut prefix = [0u8; 4];
+        let read = async {
+            recv.read_exact(&mut prefix)
+                .await
+                .map_err(|e| e.to_string())?;
+            let n = wire::frame_len(prefix).map_err(|e| e.to_string())?;
+            let mut body = vec![0u8; n];
+            recv.read_exact(&mut body)
+                .await
+                .map_err(|e| e.to_string())?;
+            wire::decode_msg(&body).map_err(|e| e.to_string())
+        };
+        let msg = tokio::time::timeout_at(end, read)
+            .await
+            .map_err(|_| "no such message in time".to_string())??;
+        if pred(&msg) {
+            return Ok(msg);
+        }
+    }
+}
+
+/// Connects to `addr` as an authenticated raw peer, misbehaves with `act`, and reports how
+/// the server reacted.
+async fn misbehave(
+    addr: SocketAddr,
+    case: u64,
+    act: impl AsyncFnOnce(&quinn::Connection, &mut quinn::SendStream, &mut quinn::RecvStream, NodeId),
+) -> Outcome {
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(millpond_net::tls::client_config().unwrap());
+    let me = NodeId(0x5EED_0000 + case);
+    let hello = Msg::Hello {
+        protocol: PROTOCOL_VERSION,
+        compute_abi: COMPUTE_ABI,
+        node: me,
+        name: format!("raw-{case}"),
+        workers: 1,
+    };
+    let (conn, mut send, mut recv, _, name, _) =
+        millpond_net::node::connect_and_authenticate(&ep, addr, &secret(SECRET), &hello)
+            .await
+            .unwrap_or_else(|(s, e)| panic!("raw peer cannot join: {s:?}: {e}"));
+    assert_eq!(name, "S");
+    act(&conn, &mut send, &mut recv, me).await;
+    let outcome = closed_within(&conn, Duration::from_secs(3)).await;
+    conn.close(0u32.into(), b"done");
+    ep.wait_idle().await;
+    outcome
+}
+
+/// An authenticated peer that breaks the protocol in five ways, one link each: every time the
+/// server closes that link as a protocol violation (code 3), and it keeps serving.
+#[test]
+fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
+    let spec = raster_spec(0.2, 0.1);
+    let want = reference(&spec);
+    let mut c = Cluster::new("raw");
+    let t0 = Instant::now();
+    let s = c.serve("S", &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let small = raster_spec(0.5, 0.5);
+    let outcomes: Vec<(&str, Outcome)> = rt.block_on(async {
+        let mut out = Vec::new();
+        // (a) A length prefix of 4 GiB.
+        let o = misbehave(s, 1, async |_, send, _, _| {
+            send.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+        })
+        .await;
+        out.push(("oversized frame", o));
+        // (b) Garbage as a frame body.
+        let o = misbehave(s, 2, async |_, send, _, _| {
+            let body = [0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+            let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            send.write_all(&frame).await.unwrap();
+        })
+        .await;
+        out.push(("garbage frame", o));
+        // (c) A grant for a job the server never heard of.
+        let o = misbehave(s, 3, async |_, send, _, me| {
+            let job = JobId { owner: me, seq: 7 };
+            let frame = wire::encode(&Msg::Grant {
+                job,
+                chunks: vec![0, 1],
+            })
+            .unwrap();
+            send.write_all(&frame).await.unwrap();
+        })
+        .await;
+        out.push(("grant for an unknown job", o));
+        // (d) A result for a chunk of a job the peer announced but never granted.
+        let sp = small.clone();
+        let o = misbehave(s, 4, async move |conn, send, recv, me| {
+            let job = JobId { owner: me, seq: 1 };
+            let frame = wire::encode(&Msg::Announce {
+                job,
+                spec: sp.clone(),
+                hops_left: 0,
+            })
+            .unwrap();
+            send.write_all(&frame).await.unwrap();
+            // The server took the job up when it asks for the mesh.
+            expect_msg(recv, Duration::from_secs(3), |m| {
+                matches!(m, Msg::FetchMesh { .. })
+            })
+            .await
+            .expect("the server asks for the announced job's mesh");
+            let (mesh, index) = model();
+            let ctx = JobContext::new(mesh.clone(), index.clone(), sp).unwrap();
+            let result: ChunkResult = ctx.run_chunk(0, &CancelToken::new()).unwrap();
+            let bytes = postcard::to_stdvec(&result).unwrap();
+            let header = BulkHeader::Result {
+                job,
+                chunk: 0,
+                compute_s: 0.01,
+                size: bytes.len() as u64,
+                hash: *blake3::hash(&bytes).as_bytes(),
+            };
+            let mut uni = conn.open_uni().await.unwrap();
+            uni.write_all(&wire::encode(&header).unwrap())
+                .await
+                .unwrap();
+            uni.write_all(&bytes).await.unwrap();
+            uni.finish().unwrap();
+        })
+        .await;
+        out.push(("result for a chunk never granted", o));
+        // (e) A steal of zero chunks.
+        let o = misbehave(s, 5, async |_, send, _, me| {
+            let job = JobId { owner: me, seq: 1 };
+            let frame = wire::encode(&Msg::Steal { job, want: 0 }).unwrap();
+            send.write_all(&frame).await.unwrap();
+        })
+        .await;
+        out.push(("steal of zero chunks", o));
+        out
+    });
+    assert!(c.running("S"), "the server died:\n{}", c.log("S"));
+    // Still serving: an honest member joins and a job completes.
+    let o = member("O", &[s], 1, SECRET);
+    wait_for_hosts(&o, &["S"], &[]);
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    assert!(c.running("S"));
+    let log = c.log("S");
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| !matches!(o, Outcome::Closed(3, _)))
+        .map(|(what, o)| format!("{what}: {o:?}"))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "not closed as protocol violations:\n{}\nserver log:\n{log}",
+        failed.join("\n")
+    );
+    eprintln!(
+        "misbehaving peer: {outcomes:?}; test {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+// ----- network namespaces -----
+
+/// Two network namespaces and the veth pair between them, removed on drop.
+struct Netns {
+    names: Vec<String>,
+    veth: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    fn create() -> Result<Self, String> {
+        let tag = format!("{}", std::process::id());
+        let (a, b) = (format!("mp-pool-{tag}-a"), format!("mp-pool-{tag}-b"));
+        let (va, vb) = (format!("mpa{tag}"), format!("mpb{tag}"));
+        let mut ns = Self {
+            names: Vec::new(),
+            veth: va.clone(),
+        };
+        ip(&["netns", "add", &a])?;
+        ns.names.push(a.clone());
+        ip(&["netns", "add", &b])?;
+        ns.names.push(b.clone());
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
+        ip(&["link", "set", &va, "netns", &a])?;
+        ip(&["link", "set", &vb, "netns", &b])?;
+        for (n, v, addr) in [(&a, &va, "10.250.0.1/24"), (&b, &vb, "10.250.0.2/24")] {
+            ip(&["-n", n, "addr", "add", addr, "dev", v])?;
+            ip(&["-n", n, "link", "set", v, "up"])?;
+            ip(&["-n", n, "link", "set", "lo", "up"])?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end inside it; the other end goes with it.
+        for n in &self.names {
+            let _ = ip(&["netns", "del", n]);
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `millpond serve` in one namespace, `millpond toolpath --pool` in another, across a veth
+/// pair: the G-code is byte-identical to a local run.
+#[test]
+fn pool_across_network_namespaces() {
+    if !is_root() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipped: needs root and ip netns ({e})");
+            return;
+        }
+    };
+    let mut c = Cluster::new("netns");
+    let t0 = Instant::now();
+    let bin = millpond_bin();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "toolpath",
+            "default-part.stl",
+            "--tool",
+            "ball:3",
+            "--stepover",
+            "0.05",
+            "--sampling",
+            "0.02",
+            "-o",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // The local reference.
+    let local = c
+        .command("local")
+        .args(args("local.ngc"))
+        .args(["--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    // The server in the first namespace (`ip netns exec` execs it: the child is millpond).
+    let mut serve = Command::new("ip");
+    c.configure(&mut serve, "S");
+    serve
+        .args(["netns", "exec", &ns.names[0]])
+        .arg(bin)
+        .args([
+            "serve",
+            "--listen",
+            "10.250.0.1:1250",
+            "--workers",
+            "1",
+            "--name",
+            "S",
+        ])
+        .arg("--secret-file")
+        .arg(c.secret_file());
+    c.spawn("S", serve);
+    let addr = c.wait_listening("S");
+    assert_eq!(addr, "10.250.0.1:1250".parse().unwrap());
+    // The owner in the second.
+    let mut owner = Command::new("ip");
+    c.configure(&mut owner, "owner");
+    owner
+        .args(["netns", "exec", &ns.names[1]])
+        .arg(bin)
+        .args(args("pool.ngc"))
+        .args([
+            "--threads",
+            "1",
+            "--pool",
+            "10.250.0.1:1250",
+            "--secret-file",
+        ])
+        .arg(c.secret_file());
+    c.spawn("owner", owner);
+    let status = wait_until("the pooled toolpath", Duration::from_secs(40), || {
+        c.proc("owner")
+            .child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_string())
+    });
+    assert!(status.success(), "owner failed:\n{}", c.log("owner"));
+    let pooled = std::fs::read(c.path("pool.ngc")).unwrap();
+    let local = std::fs::read(c.path("local.ngc")).unwrap();
+    assert!(pooled == local, "G-code differs from the local run");
+    let chunks = c.wait_computed("S", 1);
+    assert!(
+        chunks[0] > 0,
+        "the server in the other namespace computed nothing"
+    );
+    assert!(c.log("owner").contains("linked to S (10.250.0.1:1250)"));
+    drop(c);
+    drop(ns);
+    eprintln!(
+        "netns: {} bytes of G-code identical, S computed {chunks:?}; test {:.1} s",
+        pooled.len(),
+        t0.elapsed().as_secs_f64()
+    );
+}
