@@ -162,6 +162,70 @@ struct JobState {
 }
 
 impl JobState {
+    /// A link below this node died: everything handed down it comes back to the front of the
+    /// queue. At the owner each such chunk counts a death; one that killed `MAX_DEATHS`
+    /// holders is never handed out again, only computed here.
+    fn link_lost(&mut self, link: LinkId) {
+        self.children.remove(&link);
+        self.child_wants.remove(&link);
+        let Some(lost) = self.granted.remove(&link) else {
+            return;
+        };
+        let mut lost: Vec<u32> = lost.into_keys().collect();
+        lost.sort_unstable();
+        for c in lost.into_iter().rev() {
+            if self.results.contains_key(&c) {
+                continue;
+            }
+            if self.parent.is_none() {
+                let d = self.deaths.entry(c).or_insert(0);
+                *d += 1;
+                if *d >= MAX_DEATHS {
+                    self.local_only.insert(c);
+                }
+            }
+            self.queue.push_front(c);
+        }
+    }
+
+    /// Takes up to `want` chunks from the front of the queue for child `link`, skipping the
+    /// ones only this node may compute, and records the grant.
+    fn grant(&mut self, link: LinkId, want: u32, now: Instant) -> Vec<u32> {
+        let mut chunks = Vec::new();
+        let mut kept = VecDeque::new();
+        while chunks.len() < want as usize {
+            let Some(c) = self.queue.pop_front() else {
+                break;
+            };
+            if self.local_only.contains(&c) {
+                kept.push_back(c);
+            } else {
+                chunks.push(c);
+            }
+        }
+        while let Some(c) = kept.pop_back() {
+            self.queue.push_front(c);
+        }
+        let g = self.granted.entry(link).or_default();
+        let ever = self.ever_granted.entry(link).or_default();
+        for &c in &chunks {
+            g.insert(c, now);
+            ever.insert(c);
+        }
+        chunks
+    }
+
+    /// The chunk an idle owner should copy when nothing is queued: the one handed out
+    /// longest ago that is neither done nor already being copied here.
+    fn backup_candidate(&self) -> Option<u32> {
+        self.granted
+            .values()
+            .flat_map(|g| g.iter())
+            .filter(|(c, _)| !self.running.contains(c) && !self.results.contains_key(c))
+            .min_by_key(|(c, t)| (**t, **c))
+            .map(|(c, _)| *c)
+    }
+
     fn new(spec: JobSpec, parent: Option<LinkId>) -> Self {
         let total = spec.chunk_count();
         Self {
@@ -550,25 +614,7 @@ impl Node {
                 self.end_job(id);
                 continue;
             }
-            j.children.remove(&link);
-            j.child_wants.remove(&link);
-            if let Some(lost) = j.granted.remove(&link) {
-                let mut lost: Vec<u32> = lost.into_keys().collect();
-                lost.sort_unstable();
-                for c in lost.into_iter().rev() {
-                    if j.results.contains_key(&c) {
-                        continue;
-                    }
-                    if j.parent.is_none() {
-                        let d = j.deaths.entry(c).or_insert(0);
-                        *d += 1;
-                        if *d >= MAX_DEATHS {
-                            j.local_only.insert(c);
-                        }
-                    }
-                    j.queue.push_front(c);
-                }
-            }
+            j.link_lost(link);
         }
     }
 
@@ -1042,14 +1088,7 @@ impl Node {
                 if j.parent.is_some() || !j.queue.is_empty() || j.ctx.is_none() {
                     continue;
                 }
-                let oldest = j
-                    .granted
-                    .values()
-                    .flat_map(|g| g.iter())
-                    .filter(|(c, _)| !j.running.contains(c) && !j.results.contains_key(c))
-                    .min_by_key(|(c, t)| (**t, **c))
-                    .map(|(c, _)| *c);
-                if let Some(c) = oldest {
+                if let Some(c) = j.backup_candidate() {
                     self.start_chunk(*id, c);
                 }
             }
@@ -1087,31 +1126,11 @@ impl Node {
         let mut grants: Vec<(LinkId, Vec<u32>)> = Vec::new();
         let wants: Vec<(LinkId, u32)> = j.child_wants.iter().map(|(k, v)| (*k, *v)).collect();
         for (link, want) in wants {
-            let mut chunks = Vec::new();
-            let mut kept = VecDeque::new();
-            while chunks.len() < want as usize {
-                let Some(c) = j.queue.pop_front() else { break };
-                if j.local_only.contains(&c) {
-                    kept.push_back(c);
-                } else {
-                    chunks.push(c);
-                }
+            let chunks = j.grant(link, want, Instant::now());
+            if !chunks.is_empty() {
+                j.child_wants.remove(&link);
+                grants.push((link, chunks));
             }
-            while let Some(c) = kept.pop_back() {
-                j.queue.push_front(c);
-            }
-            if chunks.is_empty() {
-                continue;
-            }
-            j.child_wants.remove(&link);
-            let now = Instant::now();
-            let g = j.granted.entry(link).or_default();
-            let ever = j.ever_granted.entry(link).or_default();
-            for &c in &chunks {
-                g.insert(c, now);
-                ever.insert(c);
-            }
-            grants.push((link, chunks));
         }
         for (link, chunks) in grants {
             self.send(link, &Msg::Grant { job: id, chunks });
@@ -1847,5 +1866,82 @@ impl std::fmt::Debug for NodeSettings {
         f.debug_struct("NodeSettings")
             .field("id", &self.id)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use millpond_core::job::{DropSpec, Grid, Operation};
+    use millpond_core::{Axis, Cutter, Rect};
+
+    fn job() -> JobState {
+        let spec = JobSpec {
+            mesh: MeshHash([0; 32]),
+            cutter: Cutter::Ball { diameter: 3.0 },
+            operation: Operation::Drop(DropSpec {
+                grid: Grid {
+                    axis: Axis::X,
+                    bounds: Rect::new(0.0, 100.0, 0.0, 100.0),
+                    step: 0.1,
+                    sampling: 0.1,
+                },
+                floor: 0.0,
+            }),
+        };
+        let mut j = JobState::new(spec, None);
+        j.queue = (0..j.total).collect();
+        j
+    }
+
+    #[test]
+    fn lost_chunks_come_back_first_and_three_deaths_keep_a_chunk_home() {
+        let mut j = job();
+        let t0 = Instant::now();
+        assert_eq!(j.grant(7, 3, t0), vec![0, 1, 2]);
+        assert_eq!(j.queue.front(), Some(&3));
+        j.link_lost(7);
+        assert_eq!(
+            j.queue.iter().take(4).copied().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        // Chunk 0 kills two more holders.
+        for link in [8, 9] {
+            assert_eq!(j.grant(link, 1, t0), vec![0]);
+            j.link_lost(link);
+        }
+        assert_eq!(j.deaths[&0], 3);
+        assert!(j.local_only.contains(&0));
+        // It is never handed out again, and stays at the front for this node's workers.
+        assert_eq!(j.grant(10, 2, t0), vec![1, 2]);
+        assert_eq!(j.queue.front(), Some(&0));
+        // A result that arrived meanwhile is not re-queued.
+        let mut j = job();
+        j.grant(7, 2, t0);
+        j.results.insert(
+            0,
+            millpond_core::job::ChunkResult {
+                chunk: 0,
+                data: millpond_core::job::ChunkData::Heights(vec![]),
+            },
+        );
+        j.link_lost(7);
+        assert_eq!(j.queue.front(), Some(&1));
+        assert_eq!(j.queue.iter().filter(|&&c| c == 0).count(), 0);
+    }
+
+    #[test]
+    fn backup_copies_take_the_oldest_outstanding_chunk_once() {
+        let mut j = job();
+        let t0 = Instant::now();
+        j.grant(1, 2, t0);
+        j.grant(2, 1, t0 + Duration::from_millis(5));
+        assert_eq!(j.backup_candidate(), Some(0));
+        j.running.insert(0);
+        assert_eq!(j.backup_candidate(), Some(1));
+        j.running.insert(1);
+        assert_eq!(j.backup_candidate(), Some(2));
+        j.running.insert(2);
+        assert_eq!(j.backup_candidate(), None);
     }
 }

@@ -609,6 +609,19 @@ fn loop_topology_gives_identical_results() {
         per.iter().all(|p| p.iter().sum::<u32>() > 0),
         "a member of the loop computed nothing: {per:?}"
     );
+    // Content-addressed meshes: over two jobs on the same model, the mesh crossed each of
+    // O's links at most once (and the members that needed it got it).
+    let hosts = o.stats().hosts;
+    for h in hosts.iter().filter(|h| h.hops == 1) {
+        assert!(
+            h.meshes_out <= 1,
+            "mesh sent {} times to {}",
+            h.meshes_out,
+            h.name
+        );
+        assert_eq!(h.meshes_in, 0, "O never needs a mesh from {}", h.name);
+    }
+    assert!(hosts.iter().any(|h| h.hops == 1 && h.meshes_out == 1));
     eprintln!(
         "loop: jobs {times:.2?} s, A/B/C {per:?}; test {:.1} s",
         t0.elapsed().as_secs_f64()
