@@ -21,7 +21,7 @@ use thiserror::Error;
 /// Version of everything that decides the bits of a chunk result. Pool peers must match it
 /// exactly for a pooled job to equal a local one; bump it with any change to the contact
 /// math, the chunk split or the result encoding.
-pub const COMPUTE_ABI: u32 = 1;
+pub const COMPUTE_ABI: u32 = 2;
 
 /// Points a chunk aims at. Large enough that per-chunk overhead (a pool round trip, an index
 /// query per line) is small, small enough that two workers balance and a lost chunk is cheap.
@@ -294,7 +294,8 @@ impl ChunkResult {
                         p.len()
                     ));
                 }
-                if p.iter().any(|l| l.is_empty() || l.len() > per_line) {
+                // Refinement adds at most 2^6 + 2 points per sampling step.
+                if p.iter().any(|l| l.is_empty() || l.len() > per_line * 70) {
                     return bad(format!(
                         "chunk {} has a line of impossible length",
                         self.chunk
@@ -415,12 +416,17 @@ impl JobContext {
         self.lines_heights(lines.clone(), &mut z, cancel)?;
         let data = match &self.spec.operation {
             Operation::Drop(_) => ChunkData::Heights(z),
-            Operation::Raster(r) => ChunkData::Polylines(
-                z.chunks(per_line)
-                    .zip(lines)
-                    .map(|(row, j)| raster::line_polyline(r, j, row))
-                    .collect(),
-            ),
+            Operation::Raster(r) => {
+                let dc = self.drop_cutter();
+                let mut polylines = Vec::with_capacity(lines.len());
+                for (row, j) in z.chunks(per_line).zip(lines) {
+                    if cancel.is_cancelled() {
+                        return Err(Cancelled);
+                    }
+                    polylines.push(raster::line_polyline(&dc, r, j, row));
+                }
+                ChunkData::Polylines(polylines)
+            }
         };
         Ok(ChunkResult { chunk: c, data })
     }

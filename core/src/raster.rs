@@ -68,18 +68,116 @@ impl RasterSpec {
     }
 }
 
+/// CL profiles steeper than this between two samples (dz per mm along the line) are refined.
+const REFINE_SLOPE: f64 = 1.0;
+/// Estimated sag of the CL profile between samples above which a segment is refined, mm.
+const REFINE_SAG: f64 = 0.01;
+/// Bisection depth: segments down to 1/64 of the sampling.
+const REFINE_DEPTH: u32 = 6;
+
+/// The CL profile of line `j` as (along, z) points in grid order: the grid samples, plus
+/// extra points where a straight move between two samples would cut into the part.
+///
+/// Between samples the exact CL profile is unknown; where it is smooth the chord is within
+/// its sag of it, but at a wall the profile rises by millimetres within one sampling step
+/// and the chord would gouge the wall's edge. Such segments (steeper than 45°, or sagging
+/// more than `REFINE_SAG` by their second differences) are bisected with exact drop queries;
+/// a segment still not straight at 1/64 of the sampling becomes a stair — straight up at its
+/// low end, across at its highest point, straight down — so the tool never dips below it.
+fn refined_profile(dc: &DropCutter, spec: &RasterSpec, j: usize, z: &[f64]) -> Vec<(f64, f64)> {
+    let grid = &spec.grid;
+    let s = grid.sampling;
+    let n = z.len();
+    let tol = spec.merge_tolerance.max(1e-4);
+    let slope = |i: usize| (z[i + 1] - z[i]) / s;
+    let drop_at = |u: f64| {
+        let p = grid.point(j, 0, 0.0);
+        let (x, y) = match grid.axis {
+            Axis::X => (u, p.y),
+            Axis::Y => (p.x, u),
+        };
+        dc.at(x, y)
+    };
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    out.push((grid.along(0), z[0]));
+    for i in 0..n - 1 {
+        let (u0, u1) = (grid.along(i), grid.along(i + 1));
+        let bend = |a: usize, b: usize| (slope(b) - slope(a)).abs();
+        let mut sag = 0.0f64;
+        if i > 0 {
+            sag = sag.max(bend(i - 1, i));
+        }
+        if i + 2 < n {
+            sag = sag.max(bend(i, i + 1));
+        }
+        if slope(i).abs() > REFINE_SLOPE || s * sag / 4.0 > REFINE_SAG {
+            refine(&drop_at, (u0, z[i]), (u1, z[i + 1]), tol, 0, &mut out);
+        } else {
+            out.push((u1, z[i + 1]));
+        }
+    }
+    out
+}
+
+/// Pushes the points after `a` up to and including `b` (see `refined_profile`).
+fn refine(
+    drop_at: &impl Fn(f64) -> f64,
+    a: (f64, f64),
+    b: (f64, f64),
+    tol: f64,
+    depth: u32,
+    out: &mut Vec<(f64, f64)>,
+) {
+    let um = 0.5 * (a.0 + b.0);
+    let zm = drop_at(um);
+    // Straight at the midpoint both ways: a profile below the chord there may still jump
+    // above it further on (a wall's edge just past the midpoint), so that is not enough.
+    if (zm - 0.5 * (a.1 + b.1)).abs() <= tol {
+        out.push(b);
+    } else if depth >= REFINE_DEPTH {
+        let top = a.1.max(b.1).max(zm);
+        if top > a.1 {
+            out.push((a.0, top));
+        }
+        if top > b.1 {
+            out.push((b.0, top));
+        }
+        out.push(b);
+    } else {
+        refine(drop_at, a, (um, zm), tol, depth + 1, out);
+        refine(drop_at, (um, zm), b, tol, depth + 1, out);
+    }
+}
+
 /// The merged CL polyline of line `j` from its tip heights, in cutting direction.
-pub fn line_polyline(spec: &RasterSpec, j: usize, heights: &[f64]) -> Vec<Point3> {
-    let forward = spec.forward(j);
-    let n = heights.len();
-    let idx = |k: usize| if forward { k } else { n - 1 - k };
+pub fn line_polyline(dc: &DropCutter, spec: &RasterSpec, j: usize, heights: &[f64]) -> Vec<Point3> {
+    let mut profile = refined_profile(dc, spec, j, heights);
+    if !spec.forward(j) {
+        profile.reverse();
+    }
+    let across = spec.grid.across(j);
+    let to_point = |(u, z): (f64, f64)| match spec.grid.axis {
+        Axis::X => Point3::new(u, across, z),
+        Axis::Y => Point3::new(across, u, z),
+    };
     // Distance travelled along the cut, increasing in either direction.
-    let along: Vec<f64> = (0..n).map(|k| k as f64 * spec.grid.sampling).collect();
-    let z: Vec<f64> = (0..n).map(|k| heights[idx(k)]).collect();
-    merge(&along, &z, spec.merge_tolerance)
-        .into_iter()
-        .map(|k| spec.grid.point(j, idx(k), z[k]))
-        .collect()
+    let t: Vec<f64> = profile.iter().map(|p| (p.0 - profile[0].0).abs()).collect();
+    let z: Vec<f64> = profile.iter().map(|p| p.1).collect();
+    // Stairs put two points at one position: merge each run between them on its own.
+    let mut out = Vec::with_capacity(profile.len());
+    let mut start = 0;
+    for k in 1..=profile.len() {
+        if k == profile.len() || t[k] == t[k - 1] {
+            for i in merge(&t[start..k], &z[start..k], spec.merge_tolerance) {
+                out.push(to_point(profile[start + i]));
+            }
+            start = k;
+        }
+    }
+    out
 }
 
 /// Indices of the points kept when merging a line profile `z(t)` so that the path never dips
