@@ -68,8 +68,6 @@ impl RasterSpec {
     }
 }
 
-/// CL profiles steeper than this between two samples (dz per mm along the line) are refined.
-const REFINE_SLOPE: f64 = 1.0;
 /// Estimated sag of the CL profile between samples above which a segment is refined, mm.
 const REFINE_SAG: f64 = 0.01;
 /// Bisection depth: segments down to 1/64 of the sampling.
@@ -80,8 +78,9 @@ const REFINE_DEPTH: u32 = 6;
 ///
 /// Between samples the exact CL profile is unknown; where it is smooth the chord is within
 /// its sag of it, but at a wall the profile rises by millimetres within one sampling step
-/// and the chord would gouge the wall's edge. Such segments (steeper than 45°, or sagging
-/// more than `REFINE_SAG` by their second differences) are bisected with exact drop queries;
+/// and the chord would gouge the wall's edge. A chord strays from the profile where the
+/// slope changes, not where it is steep, so segments whose sag estimated from second
+/// differences exceeds `REFINE_SAG` are bisected with exact drop queries;
 /// a segment still not straight at 1/64 of the sampling becomes a stair — straight up at its
 /// low end, across at its highest point, straight down — so the tool never dips below it.
 fn refined_profile(dc: &DropCutter, spec: &RasterSpec, j: usize, z: &[f64]) -> Vec<(f64, f64)> {
@@ -113,7 +112,7 @@ fn refined_profile(dc: &DropCutter, spec: &RasterSpec, j: usize, z: &[f64]) -> V
         if i + 2 < n {
             sag = sag.max(bend(i, i + 1));
         }
-        if slope(i).abs() > REFINE_SLOPE || s * sag / 4.0 > REFINE_SAG {
+        if s * sag / 4.0 > REFINE_SAG {
             refine(&drop_at, (u0, z[i]), (u1, z[i + 1]), tol, 0, &mut out);
         } else {
             out.push((u1, z[i + 1]));

@@ -713,6 +713,7 @@ impl Node {
                     return self.close_link(link, close::PROTOCOL_VIOLATION, &reason);
                 }
                 j.steal_pending = false;
+                debug!("job {job}: granted {chunks:?}");
                 for c in chunks {
                     if j.held.insert(c) {
                         j.queue.push_back(c);
@@ -829,6 +830,7 @@ impl Node {
     }
 
     fn on_mesh_ready(&mut self, hash: MeshHash, mesh: Arc<Mesh>, index: Arc<TriangleIndex>) {
+        debug!("mesh {hash} ready");
         let bytes = mesh.len() as u64 * 72 + index.memory_bytes() as u64;
         self.meshes.insert(
             hash,
@@ -1155,11 +1157,12 @@ impl Node {
         // Ask for the idle workers and the children's asks, plus one in hand so that a worker
         // never waits a round trip.
         let want = (idle + children + 1).saturating_sub(j.queue.len() as u32);
-        if want == 0 || idle + children == 0 {
+        if want == 0 {
             return;
         }
         j.steal_pending = true;
         let want = want.min(wire::MAX_GRANT as u32);
+        debug!("job {id}: asking for {want}");
         self.send(parent, &Msg::Steal { job: id, want });
     }
 
