@@ -9,7 +9,7 @@
 
 use crate::cutter::{Cutter, Shape};
 use crate::geom::{Rect, Triangle};
-use crate::index::TriangleIndex;
+use crate::index::{TriangleIndex, down as down32, up as up32};
 use crate::mesh::Mesh;
 use crate::with_shape;
 
@@ -600,16 +600,6 @@ struct Entry {
 
 fn min_max(a: f64, b: f64, c: f64) -> (f64, f64) {
     (a.min(b).min(c), a.max(b).max(c))
-}
-
-fn down32(v: f64) -> f32 {
-    let f = v as f32;
-    if f64::from(f) > v { f.next_down() } else { f }
-}
-
-fn up32(v: f64) -> f32 {
-    let f = v as f32;
-    if f64::from(f) < v { f.next_up() } else { f }
 }
 
 /// Triangles prepared for one cutter over a band of raster lines; see [`DropCutter::band`].

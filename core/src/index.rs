@@ -42,12 +42,12 @@ pub struct TriangleIndex {
 
 /// f32 bounds that contain the f64 value: exact for coordinates read from STL (which are
 /// f32), one ulp outward otherwise. Pruning with them never drops a triangle that touches.
-fn down(v: f64) -> f32 {
+pub(crate) fn down(v: f64) -> f32 {
     let f = v as f32;
     if f64::from(f) > v { f.next_down() } else { f }
 }
 
-fn up(v: f64) -> f32 {
+pub(crate) fn up(v: f64) -> f32 {
     let f = v as f32;
     if f64::from(f) < v { f.next_up() } else { f }
 }

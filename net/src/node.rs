@@ -504,13 +504,7 @@ impl Node {
         if let Some((&existing, _)) = self.links.iter().find(|(_, l)| l.peer == nl.peer) {
             // Both sides dialled each other: keep one link.
             nl.conn.close(close::DUPLICATE.into(), b"already linked");
-            if let Some(r) = nl.remote.and_then(|r| self.remotes.get_mut(r)) {
-                r.dialing = false;
-                r.state = RemoteState::Connected;
-                r.last_error = None;
-                r.failures = 0;
-                r.link = Some(existing);
-            }
+            self.remote_connected(nl.remote, existing);
             return;
         }
         let id = self.next_link;
@@ -530,13 +524,7 @@ impl Node {
             nl.conn.remote_address(),
             nl.workers
         );
-        if let Some(r) = nl.remote.and_then(|r| self.remotes.get_mut(r)) {
-            r.dialing = false;
-            r.state = RemoteState::Connected;
-            r.last_error = None;
-            r.failures = 0;
-            r.link = Some(id);
-        }
+        self.remote_connected(nl.remote, id);
         self.members.insert(
             nl.peer,
             Member {
@@ -587,6 +575,17 @@ impl Node {
             );
         }
         self.gossip_to(id);
+    }
+
+    /// A configured remote server is linked (by this link, or one it dialled us on).
+    fn remote_connected(&mut self, remote: Option<usize>, link: LinkId) {
+        if let Some(r) = remote.and_then(|r| self.remotes.get_mut(r)) {
+            r.dialing = false;
+            r.state = RemoteState::Connected;
+            r.last_error = None;
+            r.failures = 0;
+            r.link = Some(link);
+        }
     }
 
     fn link_down(&mut self, link: LinkId, reason: &str) {

@@ -2,6 +2,59 @@
 
 pub mod oracle;
 
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The `millpond` binary next to the running test executable, built first with the same
+/// profile: when it is up to date that is a no-op, and it keeps tests from silently running a
+/// stale binary after `app/` changed.
+pub fn millpond_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("path of the test executable");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test executable is in target/<profile>/deps");
+        let bin = profile_dir.join(format!("millpond{}", std::env::consts::EXE_SUFFIX));
+        let release = profile_dir.file_name() == Some(OsStr::new("release"));
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "millpond"]);
+        // Cargo runs tests with variables describing the test's package; some build scripts
+        // (ring's) track CARGO_MANIFEST_DIR, so passing them on would make this build and the
+        // next `cargo test` rebuild ring, rustls, quinn and everything above, each time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        if release {
+            build.arg("--release");
+        }
+        match build.current_dir(WORKSPACE).status() {
+            Ok(status) => assert!(status.success(), "building millpond failed: {status}"),
+            // No cargo at run time (the test executable was copied elsewhere): use what is there.
+            Err(e) => assert!(bin.exists(), "cannot run cargo to build millpond: {e}"),
+        }
+        assert!(bin.exists(), "{} does not exist", bin.display());
+        bin
+    })
+}
+
 /// A small deterministic PRNG (SplitMix64), so generated test meshes are the same on every run
 /// without pulling a random-number crate into the build.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ const ITERS: usize = 90;
 const PHI: f64 = 0.618_033_988_749_894_8;
 
 /// Maximum of a concave function on [a, b] by golden-section search.
-fn golden_max(mut a: f64, mut b: f64, f: impl Fn(f64) -> f64) -> f64 {
+pub fn golden_max(mut a: f64, mut b: f64, f: impl Fn(f64) -> f64) -> f64 {
     let mut best = f(a).max(f(b));
     let mut x1 = b - PHI * (b - a);
     let mut x2 = a + PHI * (b - a);

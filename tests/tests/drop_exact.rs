@@ -177,33 +177,12 @@ fn sphere_closed_form(cutter: &Cutter, s: f64, rho: f64, floor: f64) -> f64 {
 /// over-estimates.
 fn sphere_numeric(cutter: &Cutter, s: f64, rho: f64) -> f64 {
     let r = cutter.radius();
-    let (mut a, mut b) = ((rho - r).max(-s), (rho + r).min(s));
+    let (a, b) = ((rho - r).max(-s), (rho + r).min(s));
     if a > b {
         return f64::NEG_INFINITY;
     }
     let f = |x: f64| (s * s - x * x).max(0.0).sqrt() - cutter.height_at((x - rho).abs());
-    let mut best = f(a).max(f(b));
-    const PHI: f64 = 0.618_033_988_749_894_8;
-    let mut x1 = b - PHI * (b - a);
-    let mut x2 = a + PHI * (b - a);
-    let (mut f1, mut f2) = (f(x1), f(x2));
-    for _ in 0..200 {
-        if f1 < f2 {
-            a = x1;
-            x1 = x2;
-            f1 = f2;
-            x2 = a + PHI * (b - a);
-            f2 = f(x2);
-        } else {
-            b = x2;
-            x2 = x1;
-            f2 = f1;
-            x1 = b - PHI * (b - a);
-            f1 = f(x1);
-        }
-        best = best.max(f1).max(f2);
-    }
-    best
+    oracle::golden_max(a, b, f)
 }
 
 #[test]

@@ -17,7 +17,6 @@ use millpond_core::{
 };
 use millpond_net::wire::{self, BulkHeader, JobId, Msg, NodeId, PROTOCOL_VERSION};
 use millpond_net::{JobEvent, JobProgress, Pool, PoolConfig, PoolStats, RemoteState, Secret};
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,7 +25,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The workspace root (this crate lives in `tests/`).
-const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const SECRET: &str = "millpond-pool-test-secret";
 const WRONG_SECRET: &str = "not-the-pool-secret-at-all";
 /// A dense raster of the default part: 161 chunks, about 2 s on one core.
@@ -37,47 +35,8 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(40);
 
 // ----- the binary -----
 
-/// The `millpond` binary of this build, (re)built once per test run with the same profile,
-/// found next to the test executable's directory (as in `tests/cli.rs`).
 fn millpond_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("path of the test executable");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test executable is in target/<profile>/deps");
-        let bin = profile_dir.join(format!("millpond{}", std::env::consts::EXE_SUFFIX));
-        let release = profile_dir.file_name() == Some(OsStr::new("release"));
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "-p", "millpond"]);
-        // Cargo runs tests with variables describing the test's package; some build scripts
-        // (ring's) track CARGO_MANIFEST_DIR, so passing them on would make this build and the
-        // next `cargo test` rebuild ring, rustls, quinn and everything above, each time.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                ]
-                .contains(&key.as_ref())
-            {
-                build.env_remove(key.as_ref());
-            }
-        }
-        if release {
-            build.arg("--release");
-        }
-        match build.current_dir(WORKSPACE).status() {
-            Ok(status) => assert!(status.success(), "building millpond failed: {status}"),
-            Err(e) => assert!(bin.exists(), "cannot run cargo to build millpond: {e}"),
-        }
-        assert!(bin.exists(), "{} does not exist", bin.display());
-        bin
-    })
+    millpond_tests::millpond_bin()
 }
 
 // ----- the model, jobs and local references -----
