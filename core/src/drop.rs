@@ -710,9 +710,11 @@ impl DropCutter<'_> {
     /// drop-cutter height minus the move's height. Zero or less means the move is clear.
     /// Stops early and returns once a rise above `limit` is found.
     ///
-    /// Exact: for one triangle the drop height along a straight line is a concave function on
-    /// the interval where the cutter can reach the triangle, so a golden-section search on
-    /// that interval finds its true maximum.
+    /// Exact where the move cuts in (a positive result): for one triangle the drop height
+    /// along a straight line is a concave function on the interval where the cutter can reach
+    /// the triangle, so a golden-section search on that interval finds its true maximum. For a
+    /// clear move the result is zero or less but not the exact clearance: triangles entirely
+    /// below the move are not looked at.
     pub fn max_rise_along(
         &self,
         a: crate::geom::Point3,

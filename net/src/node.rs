@@ -1430,7 +1430,14 @@ fn spawn_link_tasks(
                         break;
                     }
                 },
-                Ok(None) => break,
+                Ok(None) => {
+                    // The control stream lives as long as the link: finishing it is leaving.
+                    let _ = t.send(Event::Violation {
+                        link,
+                        reason: "control stream finished".into(),
+                    });
+                    break;
+                }
                 Err(FrameError::Invalid(reason)) => {
                     let _ = t.send(Event::Violation { link, reason });
                     break;
