@@ -262,9 +262,7 @@ pub fn drop_command(args: &DropArgs) -> Result<()> {
         operation: Operation::Drop(DropSpec {
             grid: Grid {
                 axis: m.axis.into(),
-                bounds: m
-                    .bounds
-                    .unwrap_or(Rect::new(b.min.x, b.max.x, b.min.y, b.max.y)),
+                bounds: m.bounds.unwrap_or(b.xy()),
                 step: args.step,
                 sampling: args.sampling,
             },
@@ -319,9 +317,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     let b = loaded.mesh.bounds();
     let margin = args.margin.unwrap_or(m.tool.radius() + 0.5);
     ensure!(margin.is_finite(), "--margin must be a finite number");
-    let bounds = m
-        .bounds
-        .unwrap_or(Rect::new(b.min.x, b.max.x, b.min.y, b.max.y).grown(margin));
+    let bounds = m.bounds.unwrap_or(b.xy().grown(margin));
     let safe_z = args.safe_z.unwrap_or(b.max.z + 5.0);
     ensure!(
         safe_z > b.max.z,

@@ -155,10 +155,8 @@ fn write_operation(out: &mut impl Write, dialect: Dialect, op: &Operation<'_>) -
     // Modal output: a word only when it changes.
     let mut mode = 0u8;
     let mut feed = f64::NAN;
-    let (mut x, mut y, mut z) = (num(start.x), num(start.y), num(start.z.max(op.safe_z)));
-    if start.z < op.safe_z {
-        z = num(start.z);
-    }
+    // The header above leaves the tool at the toolpath's start.
+    let (mut x, mut y, mut z) = (num(start.x), num(start.y), num(start.z));
     let mut line = String::new();
     for m in &tp.moves {
         line.clear();

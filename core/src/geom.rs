@@ -96,6 +96,11 @@ impl Aabb {
     pub fn size(&self) -> Point3 {
         self.max - self.min
     }
+
+    /// The box seen from above: its XY rectangle (raster bounds default to it).
+    pub fn xy(&self) -> Rect {
+        Rect::new(self.min.x, self.max.x, self.min.y, self.max.y)
+    }
 }
 
 /// A rectangle in the XY plane, used for raster bounds and footprints.

@@ -294,8 +294,8 @@ impl ChunkResult {
                         p.len()
                     ));
                 }
-                // Refinement adds at most 2^6 + 2 points per sampling step.
-                if p.iter().any(|l| l.is_empty() || l.len() > per_line * 70) {
+                let most = per_line * raster::MAX_POINTS_PER_SAMPLE;
+                if p.iter().any(|l| l.is_empty() || l.len() > most) {
                     return bad(format!(
                         "chunk {} has a line of impossible length",
                         self.chunk

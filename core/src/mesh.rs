@@ -27,8 +27,23 @@ impl fmt::Display for MeshHash {
     }
 }
 
+/// Bytes of one triangle in `Mesh::canonical_bytes`: nine f64.
+pub const CANONICAL_TRIANGLE_BYTES: usize = 72;
+
+/// One triangle's canonical bytes: every vertex as f64 little-endian.
+fn canonical_triangle(t: &Triangle) -> [u8; CANONICAL_TRIANGLE_BYTES] {
+    let mut buf = [0u8; CANONICAL_TRIANGLE_BYTES];
+    for (k, p) in t.v.iter().enumerate() {
+        for (j, c) in [p.x, p.y, p.z].iter().enumerate() {
+            let o = 24 * k + 8 * j;
+            buf[o..o + 8].copy_from_slice(&c.to_le_bytes());
+        }
+    }
+    buf
+}
+
 /// Triangles with no degenerate ones, finite coordinates, and at least one triangle.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Mesh {
     triangles: Vec<Triangle>,
     bounds: Aabb,
@@ -36,19 +51,6 @@ pub struct Mesh {
     name: String,
     encoding: Option<StlEncoding>,
     hash: OnceLock<MeshHash>,
-}
-
-impl Clone for Mesh {
-    fn clone(&self) -> Self {
-        Self {
-            triangles: self.triangles.clone(),
-            bounds: self.bounds,
-            skipped_degenerate: self.skipped_degenerate,
-            name: self.name.clone(),
-            encoding: self.encoding,
-            hash: self.hash.clone(),
-        }
-    }
 }
 
 impl Mesh {
@@ -146,13 +148,9 @@ impl Mesh {
 
     /// The canonical bytes that `hash` covers and that the pool ships.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.triangles.len() * 72);
+        let mut out = Vec::with_capacity(self.triangles.len() * CANONICAL_TRIANGLE_BYTES);
         for t in &self.triangles {
-            for p in t.v {
-                for c in [p.x, p.y, p.z] {
-                    out.extend_from_slice(&c.to_le_bytes());
-                }
-            }
+            out.extend_from_slice(&canonical_triangle(t));
         }
         out
     }
@@ -160,17 +158,17 @@ impl Mesh {
     /// Rebuilds a mesh from `canonical_bytes` (as the pool ships it). Every value is checked
     /// as when loading an STL: the length must be whole triangles, every number finite.
     pub fn from_canonical_bytes(bytes: &[u8], name: &str) -> Result<Self, StlError> {
-        if bytes.is_empty() || !bytes.len().is_multiple_of(72) {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(CANONICAL_TRIANGLE_BYTES) {
             return Err(StlError::Truncated {
                 file: name.into(),
                 reason: format!(
-                    "{} bytes is not a whole number of 72-byte triangles",
+                    "{} bytes is not a whole number of {CANONICAL_TRIANGLE_BYTES}-byte triangles",
                     bytes.len()
                 ),
             });
         }
         let tris = bytes
-            .chunks_exact(72)
+            .chunks_exact(CANONICAL_TRIANGLE_BYTES)
             .map(|t| {
                 let f = |k: usize| {
                     let mut b = [0u8; 8];
@@ -188,15 +186,8 @@ impl Mesh {
     pub fn hash(&self) -> MeshHash {
         *self.hash.get_or_init(|| {
             let mut h = blake3::Hasher::new();
-            let mut buf = [0u8; 72];
             for t in &self.triangles {
-                for (k, p) in t.v.iter().enumerate() {
-                    for (j, c) in [p.x, p.y, p.z].iter().enumerate() {
-                        let o = 24 * k + 8 * j;
-                        buf[o..o + 8].copy_from_slice(&c.to_le_bytes());
-                    }
-                }
-                h.update(&buf);
+                h.update(&canonical_triangle(t));
             }
             MeshHash(*h.finalize().as_bytes())
         })

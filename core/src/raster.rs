@@ -73,6 +73,10 @@ const REFINE_SAG: f64 = 0.01;
 /// Bisection depth: segments down to 1/64 of the sampling.
 const REFINE_DEPTH: u32 = 6;
 
+/// Most points a raster line may hold per grid point once refined; results from the pool are
+/// checked against it.
+pub const MAX_POINTS_PER_SAMPLE: usize = 70;
+
 /// The CL profile of line `j` as (along, z) points in grid order: the grid samples, plus
 /// extra points where a straight move between two samples would cut into the part.
 ///

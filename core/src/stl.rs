@@ -79,14 +79,11 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
         return parse_binary(bytes, n as usize, file);
     }
     if starts_with_solid(bytes) {
-        match parse_ascii(bytes, file) {
-            Ok(raw) => return Ok(raw),
-            // A binary file whose 80-byte header happens to start with "solid" and whose
-            // length is wrong: the binary diagnosis is the useful one.
-            Err(e) if !looks_like_text(bytes) && declared.is_some() => {
-                let _ = e;
-            }
-            Err(e) => return Err(e),
+        let ascii = parse_ascii(bytes, file);
+        // A binary file whose 80-byte header happens to start with "solid" and whose length
+        // is wrong: the binary diagnosis below is the useful one.
+        if ascii.is_ok() || looks_like_text(bytes) || declared.is_none() {
+            return ascii;
         }
     } else if looks_like_text(bytes) {
         return Err(StlError::NotStl {

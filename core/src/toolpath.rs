@@ -117,24 +117,6 @@ impl Toolpath {
                 + s.rapid_length / feeds.rapid_rate);
         s
     }
-
-    /// Appends another toolpath, joined by a retract to `safe_z` and a rapid over to its start.
-    pub fn append(&mut self, other: &Toolpath, safe_z: f64) {
-        let end = self.end();
-        if end.z < safe_z {
-            self.push(MoveKind::Rapid, Point3::new(end.x, end.y, safe_z));
-        }
-        let s = other.start;
-        self.push(MoveKind::Rapid, Point3::new(s.x, s.y, safe_z.max(s.z)));
-        if s.z < safe_z {
-            self.push(MoveKind::Rapid, s);
-        }
-        self.moves.extend_from_slice(&other.moves);
-    }
-
-    pub fn is_finite(&self) -> bool {
-        self.start.is_finite() && self.moves.iter().all(|m| m.to.is_finite())
-    }
 }
 
 #[cfg(test)]

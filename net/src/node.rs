@@ -11,7 +11,7 @@ use crate::stats::{HostState, HostStats, JobStats, PoolStats, RemoteState, Remot
 use crate::wire::{self, BulkHeader, JobId, MAX_HOPS, MemberInfo, Msg, NodeId};
 use crate::{JobEvent, JobProgress, PoolError};
 use millpond_core::job::{ChunkResult, JobContext, JobOutput};
-use millpond_core::mesh::MeshHash;
+use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
 use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -262,6 +262,19 @@ struct CachedMesh {
     index: Arc<TriangleIndex>,
     bytes: u64,
     used: Instant,
+}
+
+impl CachedMesh {
+    /// Counted in the cache's byte budget: the triangles and their index.
+    fn new(mesh: Arc<Mesh>, index: Arc<TriangleIndex>) -> Self {
+        let bytes = (mesh.len() * CANONICAL_TRIANGLE_BYTES + index.memory_bytes()) as u64;
+        Self {
+            mesh,
+            index,
+            bytes,
+            used: Instant::now(),
+        }
+    }
 }
 
 struct Remote {
@@ -830,16 +843,8 @@ impl Node {
 
     fn on_mesh_ready(&mut self, hash: MeshHash, mesh: Arc<Mesh>, index: Arc<TriangleIndex>) {
         debug!("mesh {hash} ready");
-        let bytes = mesh.len() as u64 * 72 + index.memory_bytes() as u64;
-        self.meshes.insert(
-            hash,
-            CachedMesh {
-                mesh: mesh.clone(),
-                index: index.clone(),
-                bytes,
-                used: Instant::now(),
-            },
-        );
+        self.meshes
+            .insert(hash, CachedMesh::new(mesh.clone(), index.clone()));
         for j in self.jobs.values_mut() {
             if j.spec.mesh == hash && j.ctx.is_none() {
                 j.ctx = JobContext::new(mesh.clone(), index.clone(), j.spec.clone()).ok();
@@ -888,12 +893,9 @@ impl Node {
         self.next_seq += 1;
         self.seen.insert(id);
         let hash = spec.mesh;
-        self.meshes.entry(hash).or_insert(CachedMesh {
-            bytes: mesh.len() as u64 * 72 + index.memory_bytes() as u64,
-            mesh,
-            index,
-            used: Instant::now(),
-        });
+        self.meshes
+            .entry(hash)
+            .or_insert_with(|| CachedMesh::new(mesh, index));
         let mut state = JobState::new(spec.clone(), None);
         state.ctx = Some(ctx);
         state.queue = (0..state.total).collect();
@@ -982,7 +984,7 @@ impl Node {
         chunk: u32,
         result: ChunkResult,
         from: Option<LinkId>,
-        _seconds: f64,
+        seconds: f64,
     ) {
         let Some(j) = self.jobs.get_mut(&id) else {
             return;
@@ -997,7 +999,7 @@ impl Node {
                 };
                 let conn = l.conn.clone();
                 tokio::spawn(async move {
-                    let _ = send_result(&conn, id, chunk, _seconds as f32, &result).await;
+                    let _ = send_result(&conn, id, chunk, seconds as f32, &result).await;
                 });
             }
             None => {

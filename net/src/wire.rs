@@ -6,7 +6,7 @@
 //! then exactly `size` bytes, hashed with BLAKE3 while they arrive.
 
 use millpond_core::JobSpec;
-use millpond_core::mesh::MeshHash;
+use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -174,7 +174,8 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
             }
         }
         BulkHeader::Mesh { size, .. } => {
-            if *size > MAX_MESH || size % 72 != 0 || *size == 0 {
+            let whole = size.is_multiple_of(CANONICAL_TRIANGLE_BYTES as u64);
+            if *size > MAX_MESH || !whole || *size == 0 {
                 return Err(WireError::Invalid(format!(
                     "mesh of {size} bytes is not acceptable"
                 )));

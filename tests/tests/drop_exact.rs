@@ -616,7 +616,7 @@ fn raster_toolpath_never_gouges() {
     let mesh = Arc::new(Mesh::from_triangles(models::default_part(), "default part").unwrap());
     let index = Arc::new(TriangleIndex::new(&mesh));
     let bb = mesh.bounds();
-    let part = Rect::new(bb.min.x, bb.max.x, bb.min.y, bb.max.y);
+    let part = bb.xy();
     let tol = 0.001;
     // The finishing pass as the CLI plans it (the part's box grown by R + 0.5, so lines start
     // and end off the part), and passes whose lines end on the part, so that links have to

@@ -56,7 +56,7 @@ fn raster_spec(mesh: &Mesh, cutter: &str, grid: Grid, direction: Direction) -> J
 /// The mesh's XY box grown by `margin`.
 fn around(mesh: &Mesh, margin: f64) -> Rect {
     let b = mesh.bounds();
-    Rect::new(b.min.x, b.max.x, b.min.y, b.max.y).grown(margin)
+    b.xy().grown(margin)
 }
 
 /// Random triangles in a 40 mm box over a tilted floor: overlapping, steep, overhanging.
@@ -470,7 +470,10 @@ fn results_are_validated() {
     );
     let mut long = p.clone();
     // Refinement may add up to 2^6 + 2 points per sampling step; more is impossible.
-    long[0] = vec![Point3::new(1.0, 2.0, 3.0); per_line * 70 + 1];
+    long[0] = vec![
+        Point3::new(1.0, 2.0, 3.0);
+        per_line * millpond_core::raster::MAX_POINTS_PER_SAMPLE + 1
+    ];
     bad_result(
         with(1, ChunkData::Polylines(long)).validate(&rspec),
         "a line longer than refinement can make it",

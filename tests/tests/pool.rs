@@ -13,7 +13,7 @@ use millpond_core::job::{COMPUTE_ABI, ChunkResult, Grid, JobOutput, Operation};
 use millpond_core::raster::{self, Direction, RasterSpec};
 use millpond_core::runner::run_local;
 use millpond_core::{
-    Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Point3, Rect, TriangleIndex, models,
+    Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Point3, TriangleIndex, models,
 };
 use millpond_net::wire::{self, BulkHeader, JobId, Msg, NodeId, PROTOCOL_VERSION};
 use millpond_net::{JobEvent, JobProgress, Pool, PoolConfig, PoolStats, RemoteState, Secret};
@@ -60,7 +60,7 @@ fn raster_spec(step: f64, sampling: f64) -> JobSpec {
         operation: Operation::Raster(RasterSpec {
             grid: Grid {
                 axis: Axis::X,
-                bounds: Rect::new(b.min.x, b.max.x, b.min.y, b.max.y).grown(2.0),
+                bounds: b.xy().grown(2.0),
                 step,
                 sampling,
             },

@@ -11,8 +11,7 @@ use anyhow::{Context, Result, bail};
 use millpond_core::job::{DropSpec, Grid, Operation};
 use millpond_core::runner::run_local;
 use millpond_core::{
-    Axis, CancelToken, Cutter, DropCutter, JobContext, JobSpec, Mesh, Point3, Rect, TriangleIndex,
-    models,
+    Axis, CancelToken, Cutter, DropCutter, JobContext, JobSpec, Mesh, Point3, TriangleIndex, models,
 };
 use std::process::Command;
 use std::sync::Arc;
@@ -90,7 +89,7 @@ fn run_one(model: Model, tool: &str, threads: usize, quick: bool) -> Result<()> 
         operation: Operation::Drop(DropSpec {
             grid: Grid {
                 axis: Axis::X,
-                bounds: Rect::new(b.min.x, b.max.x, b.min.y, b.max.y),
+                bounds: b.xy(),
                 step: s,
                 sampling: s,
             },
@@ -241,7 +240,7 @@ fn pool(quick: bool) -> Result<()> {
         operation: Operation::Raster(RasterSpec {
             grid: Grid {
                 axis: Axis::X,
-                bounds: Rect::new(b.min.x, b.max.x, b.min.y, b.max.y).grown(2.0),
+                bounds: b.xy().grown(2.0),
                 step: 2.0 * s,
                 sampling: s,
             },
