@@ -6,6 +6,7 @@ use millpond_core::gcode::{self, Dialect};
 use millpond_core::job::{DropSpec, Grid, JobOutput, Operation};
 use millpond_core::raster::{self, Direction, RasterSpec};
 use millpond_core::runner::{self, RunError};
+use millpond_core::waterline::{ContourSpec, Level};
 use millpond_core::{
     Axis, CancelToken, Cutter, Feeds, JobContext, JobSpec, Mesh, Rect, TriangleIndex,
 };
@@ -35,6 +36,9 @@ pub enum Command {
     Drop(DropArgs),
     /// STL in, G-code out: a raster finishing toolpath.
     Toolpath(ToolpathArgs),
+    /// Raw waterline contours: the closed loops the tool tip follows at given heights, as CSV,
+    /// with a JSON summary line.
+    Waterline(WaterlineArgs),
     /// Run a headless pool member: offer this machine's cores to the pool.
     Serve(crate::pool::ServeArgs),
 }
@@ -116,6 +120,49 @@ pub struct DropArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WaterlineArgs {
+    /// STL model (binary or ASCII).
+    pub model: PathBuf,
+    /// Units the STL is in.
+    #[arg(long, value_enum, default_value = "mm")]
+    pub units: Units,
+    /// Tool: flat:D, ball:D, bull:D:R or vbit:D:ANGLE (mm; ANGLE = included angle, degrees).
+    #[arg(long, value_parser = parse_cutter)]
+    pub tool: Cutter,
+    /// Tip heights Z1,Z2,... in mm.
+    #[arg(long, value_parser = parse_levels, allow_hyphen_values = true)]
+    pub z: Levels,
+    /// Distance between fibers (grid spacing in X and Y), mm.
+    #[arg(long, allow_negative_numbers = true)]
+    pub sampling: f64,
+    /// Material left on the model, mm.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub allowance: f64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write level_z,loop,idx,x,y,z rows to this file (a loop's last point joins its first).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+/// A list of tip heights.
+#[derive(Debug, Clone)]
+pub struct Levels(pub Vec<f64>);
+
+fn parse_levels(s: &str) -> Result<Levels, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected heights Z1,Z2,... (numbers, mm), got \"{s}\""))?;
+    if v.iter().any(|z| !z.is_finite()) {
+        return Err(format!("heights must be finite numbers, got \"{s}\""));
+    }
+    Ok(Levels(v))
+}
+
+#[derive(Debug, Args)]
 pub struct ToolpathArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -188,6 +235,7 @@ fn parse_bounds(s: &str) -> Result<Rect, String> {
 }
 
 /// A loaded model and its index, with how long that took.
+#[derive(Debug)]
 pub struct Loaded {
     pub mesh: Arc<Mesh>,
     pub index: Arc<TriangleIndex>,
@@ -290,6 +338,58 @@ pub fn drop_command(args: &DropArgs) -> Result<()> {
     Ok(())
 }
 
+pub fn waterline_command(args: &WaterlineArgs) -> Result<()> {
+    let threads = threads(args.threads)?;
+    let loaded = load_model(&args.model, args.units)?;
+    let reach = args.tool.radius() + args.allowance.max(0.0);
+    let grid = ContourSpec::grid_around(loaded.mesh.bounds().xy(), reach, args.sampling)?;
+    let spec = JobSpec {
+        mesh: loaded.mesh.hash(),
+        cutter: args.tool,
+        operation: Operation::Contours(ContourSpec {
+            grid,
+            levels: args.z.0.clone(),
+            allowance: args.allowance,
+        }),
+    };
+    let ctx = JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)?;
+    let t0 = Instant::now();
+    let JobOutput::Contours(levels) = run(&ctx, threads)? else {
+        bail!("internal error: contour job produced something else");
+    };
+    let compute_s = t0.elapsed().as_secs_f64();
+    if let Some(path) = &args.csv {
+        write_contours_csv(path, &levels)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let summary = serde_json::json!({
+        "triangles": loaded.mesh.len(),
+        "levels": levels.len(),
+        "loops": levels.iter().map(|l| l.contours.len()).sum::<usize>(),
+        "points": levels.iter().flat_map(|l| &l.contours).map(|c| c.points.len()).sum::<usize>(),
+        "threads": threads,
+        "load_s": loaded.load_s,
+        "compute_s": compute_s,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// `level_z,loop,idx,x,y,z` rows, floats printed to round-trip (see `write_csv`).
+fn write_contours_csv(path: &Path, levels: &[Level]) -> std::io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(out, "level_z,loop,idx,x,y,z")?;
+    for level in levels {
+        for (k, c) in level.contours.iter().enumerate() {
+            for (i, p) in c.points.iter().enumerate() {
+                let z = level.z;
+                writeln!(out, "{z},{k},{i},{},{},{z}", p[0], p[1])?;
+            }
+        }
+    }
+    out.flush()
+}
+
 /// `x,y,z` rows in grid order. Rust prints the shortest decimal that reads back to the same
 /// f64, so every value round-trips exactly.
 fn write_csv(path: &Path, grid: &Grid, z: &[f64]) -> std::io::Result<()> {
@@ -342,6 +442,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
                 DirectionArg::Conventional => Direction::Conventional,
             },
             merge_tolerance: args.merge_tolerance,
+            allowance: 0.0,
         }),
     };
     let ctx = JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)?;

@@ -1,17 +1,16 @@
 //! `millpond`: the desktop app and its command-line subcommands.
 
-mod cli;
-mod pool;
-
 use clap::Parser;
+use millpond::{cli, gui, pool};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match &cli.command {
-        None => cli::default_run(),
+        None => gui::run(),
         Some(cli::Command::Drop(args)) => cli::drop_command(args),
         Some(cli::Command::Toolpath(args)) => cli::toolpath_command(args),
+        Some(cli::Command::Waterline(args)) => cli::waterline_command(args),
         Some(cli::Command::Serve(args)) => pool::serve_command(args),
     };
     match result {

@@ -47,6 +47,12 @@ pub enum CutterError {
     CornerRadius { radius: f64, half: f64 },
     #[error("V-bit included angle must be between 1 and 179 degrees, got {0}")]
     Angle(f64),
+    #[error("material allowance must be a finite number of millimetres, 0 or more, got {0}")]
+    Allowance(f64),
+    #[error(
+        "material allowance is not available with a V-bit: use a flat, ball or bull nose tool, or 0 allowance"
+    )]
+    AllowanceVBit,
 }
 
 impl Cutter {
@@ -73,6 +79,39 @@ impl Cutter {
             Cutter::Flat { .. } | Cutter::Ball { .. } => {}
         }
         Ok(())
+    }
+
+    /// The tool grown by a ball of radius `allowance` (its Minkowski sum): the shape whose
+    /// contact with the mesh, `allowance` lower, is the real tool keeping exactly `allowance`
+    /// away from the mesh. A flat end mill grows into a bull nose, a ball into a bigger ball,
+    /// a bull nose into a bigger bull nose. A V-bit grows into a cone with a rounded point,
+    /// which is not one of the four shapes: refused with a clear error.
+    pub fn grown(&self, allowance: f64) -> Result<Cutter, CutterError> {
+        if !(0.0..1e3).contains(&allowance) {
+            return Err(CutterError::Allowance(allowance));
+        }
+        if allowance == 0.0 {
+            return Ok(*self);
+        }
+        let grown = match *self {
+            Cutter::Flat { diameter } => Cutter::Bull {
+                diameter: diameter + 2.0 * allowance,
+                corner_radius: allowance,
+            },
+            Cutter::Ball { diameter } => Cutter::Ball {
+                diameter: diameter + 2.0 * allowance,
+            },
+            Cutter::Bull {
+                diameter,
+                corner_radius,
+            } => Cutter::Bull {
+                diameter: diameter + 2.0 * allowance,
+                corner_radius: corner_radius + allowance,
+            },
+            Cutter::VBit { .. } => return Err(CutterError::AllowanceVBit),
+        };
+        grown.validate()?;
+        Ok(grown)
     }
 
     pub fn diameter(&self) -> f64 {

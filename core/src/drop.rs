@@ -222,8 +222,13 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64
 pub struct DropCutter<'a> {
     mesh: &'a Mesh,
     index: &'a TriangleIndex,
+    /// The shape the contact math uses: the tool itself, or the tool grown by the material
+    /// allowance (see [`with_allowance`](Self::with_allowance)).
     cutter: Cutter,
+    /// The floor in contact terms (`floor - lift`).
     floor: f64,
+    /// Added to every contact height to give the real tool's tip height: the allowance.
+    lift: f64,
 }
 
 impl<'a> DropCutter<'a> {
@@ -234,20 +239,133 @@ impl<'a> DropCutter<'a> {
             index,
             cutter,
             floor,
+            lift: 0.0,
         }
     }
 
+    /// Drop-cutter that leaves `allowance` mm of material on the surface, exactly: the tool
+    /// keeps at least `allowance` from the mesh exactly when the tool grown by a ball of that
+    /// radius (its Minkowski sum, see [`Cutter::grown`]) does not cut the mesh, and the grown
+    /// tool's tip sits `allowance` below the real one.
+    pub fn with_allowance(
+        mesh: &'a Mesh,
+        index: &'a TriangleIndex,
+        tool: Cutter,
+        floor: f64,
+        allowance: f64,
+    ) -> Result<Self, crate::cutter::CutterError> {
+        Ok(Self {
+            mesh,
+            index,
+            cutter: tool.grown(allowance)?,
+            floor: floor - allowance,
+            lift: allowance,
+        })
+    }
+
+    /// The shape the contact math uses (the tool grown by the allowance, if any).
     pub fn cutter(&self) -> Cutter {
         self.cutter
     }
 
     pub fn floor(&self) -> f64 {
-        self.floor
+        self.floor + self.lift
+    }
+
+    /// The material allowance this drop-cutter leaves.
+    pub fn allowance(&self) -> f64 {
+        self.lift
     }
 
     /// Tip height with the axis at (x, y).
     pub fn at(&self, x: f64, y: f64) -> f64 {
-        with_shape!(self.cutter.profile(), p => self.at_impl(&p, x, y))
+        with_shape!(self.cutter.profile(), p => self.at_impl(&p, x, y)) + self.lift
+    }
+
+    /// Whether the tool with its axis at (u, v) in `band`'s frame and its tip at `z` would cut
+    /// into the mesh (leave less than the allowance), that is drop height > `z`. Returns the
+    /// band triangle that proves it; `hint` is tried first. Stops at the first such triangle,
+    /// so it is much cheaper than a drop where the answer is yes.
+    pub(crate) fn band_exceeds(
+        &self,
+        band: &Band,
+        u: f64,
+        v: f64,
+        z: f64,
+        hint: Option<u32>,
+    ) -> Option<u32> {
+        with_shape!(self.cutter.profile(), p => self.band_exceeds_impl(&p, band, u, v, z - self.lift, hint))
+    }
+
+    /// Tip height at (u, v) against one band triangle only (-inf if out of reach). Along a
+    /// straight line it is concave where finite, so `{height > z}` is one interval.
+    pub(crate) fn band_touch(&self, band: &Band, id: u32, u: f64, v: f64) -> f64 {
+        with_shape!(self.cutter.profile(), p => {
+            let r = p.radius();
+            touch(&p, r * r, &band.prepared[id as usize], u, v, f64::NEG_INFINITY)
+        }) + self.lift
+    }
+
+    fn band_exceeds_impl<S: Shape>(
+        &self,
+        shape: &S,
+        band: &Band,
+        u: f64,
+        v: f64,
+        z: f64,
+        hint: Option<u32>,
+    ) -> Option<u32> {
+        let r = shape.radius();
+        let r2 = r * r;
+        if let Some(h) = hint
+            && touch(shape, r2, &band.prepared[h as usize], u, v, z) > z
+        {
+            return Some(h);
+        }
+        let g = &band.grid;
+        let (kc, jc) = (g.col(u as f32), g.row(v as f32));
+        let (k0, k1) = (g.col((u - r) as f32), g.col((u + r) as f32));
+        let (j0, j1) = (g.row((v - r) as f32), g.row((v + r) as f32));
+        for j in j0..=j1 {
+            let (a, b) = g.row_span(j);
+            let gap_v = (a - v).max(v - b).max(0.0);
+            for k in k0..=k1 {
+                let c = g.cell(k, j);
+                let list = &band.cells[band.start[c] as usize..band.start[c + 1] as usize];
+                match list.first() {
+                    Some(e) if e.zmax > z => {}
+                    _ => continue,
+                }
+                let (a, b) = g.col_span(k);
+                let gap_u = (a - u).max(u - b).max(0.0);
+                let gap2 = gap_u * gap_u + gap_v * gap_v;
+                if gap2 >= r2 {
+                    continue;
+                }
+                let rise = shape.height_lower_bound(gap2);
+                for e in list {
+                    if e.zmax - rise <= z {
+                        break;
+                    }
+                    // Judged only in its cell nearest the axis (see `sweep_impl`).
+                    if kc.clamp(e.k[0], e.k[1]) != k || jc.clamp(e.j[0], e.j[1]) != j {
+                        continue;
+                    }
+                    let (umin, umax) = (f64::from(e.umin), f64::from(e.umax));
+                    let (vmin, vmax) = (f64::from(e.vmin), f64::from(e.vmax));
+                    let du = (umin - u).max(u - umax).max(0.0);
+                    let dv = (vmin - v).max(v - vmax).max(0.0);
+                    let rho2 = du * du + dv * dv;
+                    if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= z {
+                        continue;
+                    }
+                    if touch(shape, r2, &band.prepared[e.id as usize], u, v, z) > z {
+                        return Some(e.id);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// One point: candidates from the index, highest first, each prepared only if its top
@@ -513,7 +631,7 @@ impl<'a> DropCutter<'a> {
                 }
             }
             hint = best_id.or(hint);
-            *slot = best;
+            *slot = best + self.lift;
         }
     }
 }
@@ -721,7 +839,8 @@ impl DropCutter<'_> {
         b: crate::geom::Point3,
         limit: f64,
     ) -> f64 {
-        with_shape!(self.cutter.profile(), p => self.max_rise_impl(&p, a, b, limit))
+        let down = |p: crate::geom::Point3| crate::geom::Point3::new(p.x, p.y, p.z - self.lift);
+        with_shape!(self.cutter.profile(), p => self.max_rise_impl(&p, down(a), down(b), limit))
     }
 
     fn max_rise_impl<S: Shape>(

@@ -6,12 +6,13 @@
 //! chunk order, so arrival order never matters and every runner gives the same bits.
 
 use crate::cutter::{Cutter, CutterError};
-use crate::drop::{Axis, DropCutter};
+use crate::drop::{Axis, Band, DropCutter};
 use crate::geom::{Point3, Rect};
 use crate::index::TriangleIndex;
 use crate::mesh::{Mesh, MeshHash};
 use crate::raster::{self, RasterSpec};
 use crate::toolpath::Toolpath;
+use crate::waterline::{self, Chain, ContourSpec, Level, WaterlineSpec};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use thiserror::Error;
 /// Version of everything that decides the bits of a chunk result. Pool peers must match it
 /// exactly for a pooled job to equal a local one; bump it with any change to the contact
 /// math, the chunk split or the result encoding.
-pub const COMPUTE_ABI: u32 = 3;
+pub const COMPUTE_ABI: u32 = 4;
 
 /// Points a chunk aims at. Large enough that per-chunk overhead (a pool round trip, an index
 /// query per line) is small, small enough that two workers balance and a lost chunk is cheap.
@@ -144,6 +145,10 @@ pub struct DropSpec {
 pub enum Operation {
     Drop(DropSpec),
     Raster(RasterSpec),
+    /// Raw waterline contours (the `waterline` command).
+    Contours(ContourSpec),
+    /// Waterline finishing.
+    Waterline(WaterlineSpec),
 }
 
 /// Everything a computation depends on.
@@ -198,6 +203,27 @@ impl JobSpec {
         match &self.operation {
             Operation::Drop(d) => &d.grid,
             Operation::Raster(r) => &r.grid,
+            Operation::Contours(c) => &c.grid,
+            Operation::Waterline(w) => &w.contours.grid,
+        }
+    }
+
+    /// Material left on the surface, mm.
+    pub fn allowance(&self) -> f64 {
+        match &self.operation {
+            Operation::Drop(_) => 0.0,
+            Operation::Raster(r) => r.allowance,
+            Operation::Contours(c) => c.allowance,
+            Operation::Waterline(w) => w.contours.allowance,
+        }
+    }
+
+    /// The contour levels, for operations made of contours.
+    fn contours(&self) -> Option<&ContourSpec> {
+        match &self.operation {
+            Operation::Contours(c) => Some(c),
+            Operation::Waterline(w) => Some(&w.contours),
+            Operation::Drop(_) | Operation::Raster(_) => None,
         }
     }
 
@@ -205,6 +231,8 @@ impl JobSpec {
         match &self.operation {
             Operation::Drop(d) => d.floor,
             Operation::Raster(r) => r.floor,
+            Operation::Contours(c) => c.floor(),
+            Operation::Waterline(w) => w.contours.floor(),
         }
     }
 
@@ -213,9 +241,13 @@ impl JobSpec {
         self.cutter.validate()?;
         self.grid().validate()?;
         finite("floor", self.floor())?;
-        if let Operation::Raster(r) = &self.operation {
-            r.validate()?;
+        match &self.operation {
+            Operation::Drop(_) => {}
+            Operation::Raster(r) => r.validate()?,
+            Operation::Contours(c) => c.validate()?,
+            Operation::Waterline(w) => w.validate()?,
         }
+        self.cutter.grown(self.allowance())?;
         Ok(())
     }
 
@@ -256,6 +288,8 @@ pub enum ChunkData {
     Heights(Vec<f64>),
     /// One merged CL polyline per line, in cutting direction.
     Polylines(Vec<Vec<Point3>>),
+    /// Contour pieces, per level.
+    Chains(Vec<Vec<Chain>>),
 }
 
 impl ChunkResult {
@@ -305,6 +339,36 @@ impl ChunkResult {
                     return bad(format!("chunk {} has a non-finite point", self.chunk));
                 }
             }
+            (Operation::Contours(_) | Operation::Waterline(_), ChunkData::Chains(levels)) => {
+                let c = spec.contours().map_or(0, |c| c.levels.len());
+                if levels.len() != c {
+                    return bad(format!(
+                        "chunk {} has {} levels, expected {c}",
+                        self.chunk,
+                        levels.len()
+                    ));
+                }
+                // At most one crossing per grid edge of the chunk's rows.
+                let edges = 2 * (lines + 1) * per_line;
+                let keys = (spec.grid().lines() * per_line) as u64;
+                for chains in levels {
+                    if chains.iter().map(|c| c.points.len()).sum::<usize>() > edges {
+                        return bad(format!("chunk {} has too many contour points", self.chunk));
+                    }
+                    let ok = |k: Option<u64>| k.is_none_or(|k| k < keys);
+                    if chains.iter().any(|c| {
+                        c.points.is_empty()
+                            || !ok(c.start)
+                            || !ok(c.end)
+                            || !c.points.iter().flatten().all(|v| v.is_finite())
+                    }) {
+                        return bad(format!(
+                            "chunk {} has a malformed contour piece",
+                            self.chunk
+                        ));
+                    }
+                }
+            }
             _ => {
                 return bad(format!(
                     "chunk {} is of the wrong kind for this job",
@@ -322,6 +386,8 @@ pub enum JobOutput {
     /// `drop`: tip heights in grid order (line after line).
     Heights(Vec<f64>),
     Toolpath(Toolpath),
+    /// `waterline`: closed contours per level, in the spec's level order.
+    Contours(Vec<Level>),
 }
 
 /// A job bound to its mesh and index: what a host needs to run chunks and to finish.
@@ -365,8 +431,17 @@ impl JobContext {
         &self.index
     }
 
+    /// The job's drop-cutter, with its material allowance.
     pub fn drop_cutter(&self) -> DropCutter<'_> {
-        DropCutter::new(&self.mesh, &self.index, self.spec.cutter, self.spec.floor())
+        self.contact(self.spec.floor())
+    }
+
+    /// A drop-cutter with the job's tool and allowance and the given floor.
+    pub fn contact(&self, floor: f64) -> DropCutter<'_> {
+        let (tool, a) = (self.spec.cutter, self.spec.allowance());
+        // `new` validated the grown tool; the fallback is unreachable.
+        DropCutter::with_allowance(&self.mesh, &self.index, tool, floor, a)
+            .unwrap_or_else(|_| DropCutter::new(&self.mesh, &self.index, tool, floor))
     }
 
     /// Tip heights of the raster lines `lines`, one row of `out` per line, checking
@@ -374,16 +449,16 @@ impl JobContext {
     /// prepared triangles.
     fn lines_heights(
         &self,
+        dc: &DropCutter<'_>,
         lines: Range<usize>,
         out: &mut [f64],
         cancel: &CancelToken,
-    ) -> Result<(), Cancelled> {
+    ) -> Result<Option<Band>, Cancelled> {
         let grid = self.spec.grid();
         let per_line = grid.points_per_line();
         if lines.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let dc = self.drop_cutter();
         let (a0, a1, ..) = grid.frame();
         let band = dc.band(
             grid.axis,
@@ -405,19 +480,52 @@ impl JobContext {
                 );
             }
         }
-        Ok(())
+        Ok(Some(band))
     }
 
     /// Computes chunk `c`: a pure function of (mesh, spec, c).
     pub fn run_chunk(&self, c: u32, cancel: &CancelToken) -> Result<ChunkResult, Cancelled> {
         let lines = self.spec.chunk_lines(c);
         let per_line = self.spec.grid().points_per_line();
+        let dc = self.drop_cutter();
+        if let Some(spec) = self.spec.contours() {
+            // Cell rows of this chunk, and the grid rows they span (one more).
+            let last = self.spec.grid().lines() - 1;
+            let cells = lines.start..lines.end.min(last);
+            let rows = lines.start..(cells.end + 1).min(last + 1);
+            let mut z = vec![0.0; rows.len() * per_line];
+            let band = self.lines_heights(&dc, rows.clone(), &mut z, cancel)?;
+            let mut levels = Vec::with_capacity(spec.levels.len());
+            if let Some(band) = band.filter(|_| !cells.is_empty()) {
+                let slicer = waterline::Slicer {
+                    dc: &dc,
+                    band: &band,
+                    grid: self.spec.grid(),
+                    first_row: rows.start,
+                    heights: &z,
+                };
+                for &level in &spec.levels {
+                    if cancel.is_cancelled() {
+                        return Err(Cancelled);
+                    }
+                    levels.push(slicer.level(cells.clone(), level));
+                }
+            } else {
+                levels.resize(spec.levels.len(), Vec::new());
+            }
+            return Ok(ChunkResult {
+                chunk: c,
+                data: ChunkData::Chains(levels),
+            });
+        }
         let mut z = vec![0.0; lines.len() * per_line];
-        self.lines_heights(lines.clone(), &mut z, cancel)?;
+        self.lines_heights(&dc, lines.clone(), &mut z, cancel)?;
         let data = match &self.spec.operation {
             Operation::Drop(_) => ChunkData::Heights(z),
+            Operation::Contours(_) | Operation::Waterline(_) => {
+                unreachable!("contour operations returned above")
+            }
             Operation::Raster(r) => {
-                let dc = self.drop_cutter();
                 let mut polylines = Vec::with_capacity(lines.len());
                 for (row, j) in z.chunks(per_line).zip(lines) {
                     if cancel.is_cancelled() {
@@ -461,10 +569,27 @@ impl JobContext {
                     .into_iter()
                     .flat_map(|r| match r.data {
                         ChunkData::Polylines(p) => p,
-                        ChunkData::Heights(_) => Vec::new(),
+                        _ => Vec::new(),
                     })
                     .collect();
                 Ok(JobOutput::Toolpath(raster::link(self, spec, &lines)))
+            }
+            Operation::Contours(_) | Operation::Waterline(_) => {
+                let chunks = results
+                    .into_iter()
+                    .map(|r| match r.data {
+                        ChunkData::Chains(c) => c,
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                let levels = self.spec.contours().map_or(&[][..], |c| &c.levels[..]);
+                let levels = waterline::assemble(levels, chunks)?;
+                match &self.spec.operation {
+                    Operation::Waterline(w) => {
+                        Ok(JobOutput::Toolpath(waterline::toolpath(self, w, &levels)))
+                    }
+                    _ => Ok(JobOutput::Contours(levels)),
+                }
             }
         }
     }

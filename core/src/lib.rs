@@ -18,6 +18,7 @@ pub mod raster;
 pub mod runner;
 pub mod stl;
 pub mod toolpath;
+pub mod waterline;
 
 pub use cutter::Cutter;
 pub use drop::{Axis, DropCutter};

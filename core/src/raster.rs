@@ -36,6 +36,9 @@ pub struct RasterSpec {
     /// Points are dropped while the path stays within this distance above every computed
     /// CL point (and never below one), mm.
     pub merge_tolerance: f64,
+    /// Material left on the surface, mm (0 = finish to size).
+    #[serde(default)]
+    pub allowance: f64,
 }
 
 impl RasterSpec {
@@ -223,12 +226,7 @@ pub const LINK_TOLERANCE: f64 = 1e-6;
 
 /// True if the tool can move straight from `a` to `b` without cutting into the model.
 pub fn move_is_clear(ctx: &JobContext, a: Point3, b: Point3) -> bool {
-    let dc = DropCutter::new(
-        ctx.mesh(),
-        ctx.index(),
-        ctx.spec().cutter,
-        f64::NEG_INFINITY,
-    );
+    let dc = ctx.contact(f64::NEG_INFINITY);
     dc.max_rise_along(a, b, LINK_TOLERANCE) <= LINK_TOLERANCE
 }
 

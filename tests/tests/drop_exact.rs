@@ -652,6 +652,7 @@ fn raster_toolpath_never_gouges() {
             safe_z: bb.max.z + 5.0,
             direction,
             merge_tolerance: tol,
+            allowance: 0.0,
         };
         let job = JobSpec {
             mesh: mesh.hash(),

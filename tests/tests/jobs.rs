@@ -49,6 +49,7 @@ fn raster_spec(mesh: &Mesh, cutter: &str, grid: Grid, direction: Direction) -> J
             safe_z: b.max.z + 5.0,
             direction,
             merge_tolerance: 0.001,
+            allowance: 0.0,
         }),
     }
 }
@@ -167,6 +168,15 @@ fn bits(out: &JobOutput) -> Vec<u64> {
             .chain(z.iter().map(|v| v.to_bits()))
             .collect(),
         JobOutput::Toolpath(tp) => toolpath_bits(tp),
+        JobOutput::Contours(levels) => levels
+            .iter()
+            .flat_map(|l| {
+                std::iter::once(l.z.to_bits()).chain(l.contours.iter().flat_map(|c| {
+                    std::iter::once(u64::from(c.hole))
+                        .chain(c.points.iter().flatten().map(|v| v.to_bits()))
+                }))
+            })
+            .collect(),
     }
 }
 
@@ -274,6 +284,7 @@ fn bit_identical_with_1_and_2_threads() {
                     }
                 }
                 JobOutput::Toolpath(tp) => assert!(tp.moves.len() > 100, "{name}"),
+                JobOutput::Contours(l) => assert!(!l.is_empty(), "{name}"),
             }
         }
     }

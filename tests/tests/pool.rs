@@ -68,6 +68,7 @@ fn raster_spec(step: f64, sampling: f64) -> JobSpec {
             safe_z: b.max.z + 5.0,
             direction: Direction::Zigzag,
             merge_tolerance: raster::DEFAULT_MERGE_TOLERANCE,
+            allowance: 0.0,
         }),
     }
 }

@@ -248,6 +248,7 @@ fn pool(quick: bool) -> Result<()> {
             safe_z: b.max.z + 5.0,
             direction: Direction::Zigzag,
             merge_tolerance: 0.001,
+            allowance: 0.0,
         }),
     };
     let chunks = spec.chunk_count();

@@ -1,0 +1,9 @@
+//! Millpond's binary crate as a library, so the GUI and CLI can be driven from tests.
+//!
+//! - [`cli`]: the command-line subcommands (`drop`, `toolpath`).
+//! - [`pool`]: `millpond serve` and joining the pool from the CLI.
+//! - [`gui`]: the eframe desktop app (what `millpond` with no arguments opens).
+
+pub mod cli;
+pub mod gui;
+pub mod pool;

@@ -1,0 +1,598 @@
+//! Waterline contours (design.md §3): at tip height z, the closed loops where the cutter
+//! touches the model from outside — the boundary of the region where the drop-cutter height
+//! exceeds z.
+//!
+//! How: the drop-cutter heights on a square grid (the fibers: every grid row is an X fiber,
+//! every column a Y fiber) classify grid points as inside (drop > z) or outside, marching
+//! squares connects the grid edges where the class changes, and the crossing on each such edge
+//! is found exactly. For one triangle the drop height along a straight line is concave, so the
+//! part of the edge where that triangle holds the cutter above z is one interval whose end
+//! bisection finds to 1e-9 mm; from there the next triangle that still holds it above z (if
+//! any) carries on, until no triangle does. The crossing reported is that first point where the
+//! cutter is clear, so a contour point never gouges and is within 1e-9 mm of the true contact
+//! along its fiber.
+//!
+//! The grid's heights do not depend on z, so every level of a job shares them: one drop-cutter
+//! pass, then cheap per-level work. A chunk is a band of grid rows with all its levels; chains
+//! that leave the band end on an edge of its first or last row, named by that edge, and the
+//! neighbouring band computes the same crossing on the same edge bit for bit, so assembly joins
+//! them by name.
+//!
+//! Features: the region grows every part of the model by the cutter, so islands are at least a
+//! cutter wide; a gap in it (a slot wider than the cutter) or a region narrower than the grid
+//! spacing can fall between fibers and be missed — that is what "sampling" means.
+
+use crate::drop::{Band, DropCutter};
+use crate::job::{Grid, JobError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Crossings are located to this distance along their fiber, mm.
+const CROSSING_TOLERANCE: f64 = 1e-9;
+
+/// Witness hand-overs per crossing before falling back to plain bisection (only a mesh of
+/// slivers far smaller than the sampling gets there).
+const MAX_HOPS: usize = 64;
+
+/// Most levels one job may ask for.
+pub const MAX_LEVELS: usize = 10_000;
+
+/// What to slice: the grid (lines along X, `step` = distance between X fibers, `sampling` =
+/// distance between Y fibers), the tip heights, and the material to leave on the surface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContourSpec {
+    pub grid: Grid,
+    /// Tip heights, in the order the loops are wanted.
+    pub levels: Vec<f64>,
+    /// Material left on the model, mm (0 = touch it).
+    pub allowance: f64,
+}
+
+impl ContourSpec {
+    /// The grid spacing that keeps every feature of the region: the model's box grown by the
+    /// cutter and two spacings, so that the outermost grid points are clear of the model and
+    /// every loop closes inside the grid.
+    pub fn grid_around(
+        model: crate::geom::Rect,
+        reach: f64,
+        sampling: f64,
+    ) -> Result<Grid, JobError> {
+        let g = Grid {
+            axis: crate::drop::Axis::X,
+            bounds: model.grown(reach + 2.0 * sampling),
+            step: sampling,
+            sampling,
+        };
+        g.validate()?;
+        Ok(g)
+    }
+
+    pub fn validate(&self) -> Result<(), JobError> {
+        if self.grid.axis != crate::drop::Axis::X {
+            return Err(JobError::Invalid(
+                "contour grids run along X (rows are X fibers, columns Y fibers)".into(),
+            ));
+        }
+        if self.grid.lines() < 2 || self.grid.points_per_line() < 2 {
+            return Err(JobError::Invalid(
+                "contour grid needs at least 2 by 2 points".into(),
+            ));
+        }
+        if self.levels.is_empty() || self.levels.len() > MAX_LEVELS {
+            return Err(JobError::Invalid(format!(
+                "between 1 and {MAX_LEVELS} levels are needed, got {}",
+                self.levels.len()
+            )));
+        }
+        if let Some(z) = self.levels.iter().find(|z| !z.is_finite()) {
+            return Err(JobError::Invalid(format!(
+                "level z must be finite, got {z}"
+            )));
+        }
+        if !(self.allowance.is_finite() && self.allowance >= 0.0) {
+            return Err(JobError::Invalid(format!(
+                "material allowance must be 0 or more, got {}",
+                self.allowance
+            )));
+        }
+        Ok(())
+    }
+
+    /// Lowest height the drop-cutter needs to report: below every level.
+    pub fn floor(&self) -> f64 {
+        self.levels.iter().copied().fold(f64::INFINITY, f64::min) - 1.0
+    }
+}
+
+/// A piece of contour found by one chunk. A chain that leaves the chunk's rows starts or ends
+/// on a horizontal grid edge, named `row * points_per_line + column`; a closed loop has
+/// neither. Points are (x, y) tip positions at the level's height.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Chain {
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub points: Vec<[f64; 2]>,
+}
+
+/// One closed contour: the last point joins the first. Outer boundaries run
+/// counter-clockwise around the region the cutter may not enter, holes clockwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contour {
+    pub points: Vec<[f64; 2]>,
+    /// True for a boundary of a hole in the region (a pocket the cutter can enter).
+    pub hole: bool,
+}
+
+/// The contours of one level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    pub z: f64,
+    pub contours: Vec<Contour>,
+}
+
+/// Signed area: positive for counter-clockwise.
+pub fn signed_area(points: &[[f64; 2]]) -> f64 {
+    let n = points.len();
+    let mut a = 0.0;
+    for i in 0..n {
+        let (p, q) = (points[i], points[(i + 1) % n]);
+        a += p[0] * q[1] - q[0] * p[1];
+    }
+    a / 2.0
+}
+
+/// Even-odd point-in-polygon test.
+pub fn contains(points: &[[f64; 2]], p: [f64; 2]) -> bool {
+    let n = points.len();
+    let mut inside = false;
+    let mut j = n.wrapping_sub(1);
+    for i in 0..n {
+        let (a, b) = (points[i], points[j]);
+        if (a[1] > p[1]) != (b[1] > p[1]) {
+            let x = a[0] + (p[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1]);
+            if p[0] < x {
+                inside = !inside;
+            }
+        }
+        j = i;
+    }
+    inside
+}
+
+/// A grid edge: horizontal (along an X fiber) from point (i, j) to (i + 1, j), or vertical
+/// (along a Y fiber) from (i, j) to (i, j + 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Edge {
+    H { j: usize, i: usize },
+    V { j: usize, i: usize },
+}
+
+/// Chunk work for one band of rows: heights of grid rows `first_row..` (row-major, whole rows).
+pub(crate) struct Slicer<'a> {
+    pub dc: &'a DropCutter<'a>,
+    pub band: &'a Band,
+    pub grid: &'a Grid,
+    pub first_row: usize,
+    pub heights: &'a [f64],
+}
+
+impl Slicer<'_> {
+    fn ppl(&self) -> usize {
+        self.grid.points_per_line()
+    }
+
+    fn h(&self, i: usize, j: usize) -> f64 {
+        self.heights[(j - self.first_row) * self.ppl() + i]
+    }
+
+    fn xy(&self, i: usize, j: usize) -> (f64, f64) {
+        (self.grid.along(i), self.grid.across(j))
+    }
+
+    /// The exact crossing on `edge`, walking from its inside end to its outside end.
+    fn crossing(&self, edge: Edge, z: f64) -> [f64; 2] {
+        let (p, q) = match edge {
+            Edge::H { j, i } => ((i, j), (i + 1, j)),
+            Edge::V { j, i } => ((i, j), (i, j + 1)),
+        };
+        let (inside, outside) = if self.h(p.0, p.1) > z { (p, q) } else { (q, p) };
+        let a = self.xy(inside.0, inside.1);
+        let b = self.xy(outside.0, outside.1);
+        // Position along the edge: t in [0, 1] from the inside end; the point is computed the
+        // same way for the same edge in either neighbouring chunk.
+        let at = |t: f64| (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+        let len = (b.0 - a.0).abs() + (b.1 - a.1).abs();
+        let tol = CROSSING_TOLERANCE / len;
+        let exceeds = |t: f64, hint: Option<u32>| {
+            let (x, y) = at(t);
+            self.dc.band_exceeds(self.band, x, y, z, hint)
+        };
+        let mut lo = 0.0;
+        let mut witness = exceeds(lo, None);
+        for _ in 0..MAX_HOPS {
+            let Some(w) = witness else {
+                let (x, y) = at(lo);
+                return [x, y];
+            };
+            let above = |t: f64| {
+                let (x, y) = at(t);
+                self.dc.band_touch(self.band, w, x, y) > z
+            };
+            if above(1.0) {
+                // The grid says the far end is clear; trust it (rounding at a tie).
+                break;
+            }
+            // `above` is true at lo (the witness holds the cutter there) and false at 1.
+            let mut hi = 1.0;
+            while hi - lo > tol {
+                let mid = 0.5 * (lo + hi);
+                if mid <= lo || mid >= hi {
+                    break;
+                }
+                if above(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo = hi;
+            witness = exceeds(lo, None);
+        }
+        // Pathological slivers: bisect on the whole model.
+        let mut hi = 1.0;
+        while hi - lo > tol {
+            let mid = 0.5 * (lo + hi);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if exceeds(mid, None).is_some() {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let (x, y) = at(hi);
+        [x, y]
+    }
+
+    /// Contours of cell rows `rows` (cell row j spans grid rows j and j + 1) at height `z`.
+    pub fn level(&self, rows: std::ops::Range<usize>, z: f64) -> Vec<Chain> {
+        let ppl = self.ppl();
+        let inside = |i: usize, j: usize| self.h(i, j) > z;
+        // Oriented segments, region on the left: walking a cell's boundary counter-clockwise,
+        // each edge entered from inside pairs with the next edge that comes back inside.
+        let mut next: HashMap<Edge, Edge> = HashMap::new();
+        for j in rows.clone() {
+            for i in 0..ppl - 1 {
+                let c = [
+                    inside(i, j),
+                    inside(i + 1, j),
+                    inside(i + 1, j + 1),
+                    inside(i, j + 1),
+                ];
+                let code = c.iter().fold(0u8, |m, &b| (m << 1) | u8::from(b));
+                if code == 0 || code == 0b1111 {
+                    continue;
+                }
+                // Edges counter-clockwise: bottom, right, top, left; edge k joins corner k to
+                // corner k + 1.
+                let e = [
+                    Edge::H { j, i },
+                    Edge::V { j, i: i + 1 },
+                    Edge::H { j: j + 1, i },
+                    Edge::V { j, i },
+                ];
+                let leaving: Vec<usize> = (0..4).filter(|&k| c[k] && !c[(k + 1) % 4]).collect();
+                let entering: Vec<usize> = (0..4).filter(|&k| !c[k] && c[(k + 1) % 4]).collect();
+                if leaving.len() == 1 {
+                    next.insert(e[leaving[0]], e[entering[0]]);
+                } else {
+                    // Saddle: corners 0 and 2 on one side, 1 and 3 on the other. The cell's
+                    // centre decides whether the inside corners connect through it.
+                    let (x, y) = (
+                        0.5 * (self.grid.along(i) + self.grid.along(i + 1)),
+                        0.5 * (self.grid.across(j) + self.grid.across(j + 1)),
+                    );
+                    let centre_inside = self.dc.band_exceeds(self.band, x, y, z, None).is_some();
+                    for &k in &leaving {
+                        // Connected: leave on edge k, come back on the very next edge.
+                        // Separate: come back on the edge before it, cutting off corner k.
+                        let back = if centre_inside {
+                            (k + 1) % 4
+                        } else {
+                            (k + 3) % 4
+                        };
+                        next.insert(e[k], e[back]);
+                    }
+                }
+            }
+        }
+        self.chains(next, rows, z)
+    }
+
+    /// Follows segments into chains: open ones from the band's border first, then loops.
+    /// Every crossing edge appears once, so each crossing is computed once.
+    fn chains(
+        &self,
+        mut next: HashMap<Edge, Edge>,
+        rows: std::ops::Range<usize>,
+        z: f64,
+    ) -> Vec<Chain> {
+        let ppl = self.ppl() as u64;
+        let key = |e: Edge| match e {
+            Edge::H { j, i } if j == rows.start || j == rows.end => Some(j as u64 * ppl + i as u64),
+            _ => None,
+        };
+        let targets: std::collections::HashSet<Edge> = next.values().copied().collect();
+        let mut starts: Vec<Edge> = next
+            .keys()
+            .copied()
+            .filter(|e| !targets.contains(e))
+            .collect();
+        starts.sort_unstable();
+        let mut out = Vec::new();
+        for s in starts {
+            let mut edges = vec![s];
+            let mut e = s;
+            while let Some(n) = next.remove(&e) {
+                edges.push(n);
+                e = n;
+            }
+            out.push(Chain {
+                start: key(s),
+                end: key(e),
+                points: edges.iter().map(|&e| self.crossing(e, z)).collect(),
+            });
+        }
+        let mut rest: Vec<Edge> = next.keys().copied().collect();
+        rest.sort_unstable();
+        for s in rest {
+            if !next.contains_key(&s) {
+                continue;
+            }
+            let mut edges = vec![s];
+            let mut e = s;
+            while let Some(n) = next.remove(&e) {
+                if n != s {
+                    edges.push(n);
+                }
+                e = n;
+            }
+            out.push(Chain {
+                start: None,
+                end: None,
+                points: edges.iter().map(|&e| self.crossing(e, z)).collect(),
+            });
+        }
+        out
+    }
+}
+
+/// Joins the chunks' chains (`chunks[c][level]`, in chunk order) into closed contours.
+pub fn assemble(levels: &[f64], chunks: Vec<Vec<Vec<Chain>>>) -> Result<Vec<Level>, JobError> {
+    let mut per_level: Vec<Vec<Chain>> = vec![Vec::new(); levels.len()];
+    for chunk in chunks {
+        for (l, chains) in chunk.into_iter().enumerate() {
+            per_level[l].extend(chains);
+        }
+    }
+    levels
+        .iter()
+        .zip(per_level)
+        .map(|(&z, chains)| {
+            let mut contours = Vec::new();
+            let mut open: HashMap<u64, Chain> = HashMap::new();
+            let mut order = Vec::new();
+            for c in chains {
+                match (c.start, c.end) {
+                    (None, None) => contours.push(c.points),
+                    (Some(s), Some(_)) => {
+                        order.push(s);
+                        if open.insert(s, c).is_some() {
+                            return Err(bad(z, "two pieces start on one grid edge"));
+                        }
+                    }
+                    _ => return Err(bad(z, "a piece ends inside the grid")),
+                }
+            }
+            for first in order {
+                let Some(mut chain) = open.remove(&first) else {
+                    continue;
+                };
+                let mut points = std::mem::take(&mut chain.points);
+                let mut end = chain.end;
+                while end != Some(first) {
+                    let Some(next) = end.and_then(|k| open.remove(&k)) else {
+                        return Err(bad(z, "a piece has no continuation"));
+                    };
+                    // The shared edge's crossing ends one piece and starts the next.
+                    points.extend_from_slice(next.points.get(1..).unwrap_or(&[]));
+                    end = next.end;
+                }
+                // The loop came back to its first edge: that point is already the first.
+                points.pop();
+                contours.push(points);
+            }
+            Ok(Level {
+                z,
+                contours: contours
+                    .into_iter()
+                    .filter(|p| p.len() >= 3)
+                    .map(|points| Contour {
+                        hole: signed_area(&points) < 0.0,
+                        points,
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+fn bad(z: f64, what: &str) -> JobError {
+    JobError::BadResult(format!("contours at z = {z}: {what}"))
+}
+
+/// Levels from just below `top` down to `floor` every `stepdown`, the floor itself last.
+pub fn levels_down(top: f64, floor: f64, stepdown: f64) -> Result<Vec<f64>, JobError> {
+    if !(stepdown.is_finite() && stepdown > 0.0) {
+        return Err(JobError::Invalid(format!(
+            "stepdown must be a positive number of millimetres, got {stepdown}"
+        )));
+    }
+    if !(top.is_finite() && floor.is_finite()) || floor > top {
+        return Err(JobError::Invalid(format!(
+            "the floor ({floor}) must be below the top ({top})"
+        )));
+    }
+    let n = ((top - floor) / stepdown - 1e-9).ceil().max(1.0);
+    if n > MAX_LEVELS as f64 {
+        return Err(JobError::Invalid(format!(
+            "stepdown {stepdown} gives more than {MAX_LEVELS} levels"
+        )));
+    }
+    let n = n as usize;
+    let mut z: Vec<f64> = (1..n).map(|k| top - k as f64 * stepdown).collect();
+    z.push(floor);
+    Ok(z)
+}
+
+/// Which side of the contour the uncut material is on as the tool goes round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Milling {
+    /// Climb milling with a clockwise spindle: material on the tool's right.
+    Climb,
+    /// Conventional milling: material on the tool's left.
+    Conventional,
+}
+
+/// Waterline finishing: contours level after level, top down.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WaterlineSpec {
+    pub contours: ContourSpec,
+    pub safe_z: f64,
+    pub milling: Milling,
+}
+
+impl WaterlineSpec {
+    pub fn validate(&self) -> Result<(), JobError> {
+        self.contours.validate()?;
+        if !self.safe_z.is_finite() {
+            return Err(JobError::Invalid(format!(
+                "safe height must be finite, got {}",
+                self.safe_z
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Lead-in length, as a fraction of the tool radius, capped at 1 mm.
+const LEAD_IN: f64 = 0.5;
+
+/// Turns contours into a waterline finishing toolpath: each level's loops in nearest-first
+/// order, each started at its point nearest the tool, entered by a short straight lead-in from
+/// outside the region (the plunge is in the clear, never into the model), run once round
+/// and back to its start. Moves between loops go straight where they clear the model (checked
+/// exactly), otherwise by safe height.
+pub fn toolpath(
+    ctx: &crate::job::JobContext,
+    spec: &WaterlineSpec,
+    levels: &[Level],
+) -> crate::toolpath::Toolpath {
+    use crate::geom::Point3;
+    use crate::raster::{approach, move_is_clear};
+    use crate::toolpath::{MoveKind, Toolpath};
+    let safe_z = spec.safe_z;
+    let lead = (ctx.spec().cutter.radius() * LEAD_IN).min(1.0);
+    let mut tp: Option<Toolpath> = None;
+    for level in levels {
+        let z = level.z;
+        let mut todo: Vec<Vec<[f64; 2]>> = level
+            .contours
+            .iter()
+            .map(|c| {
+                let mut p = c.points.clone();
+                // As found, the region is on the left: conventional. Climb goes the other way.
+                if spec.milling == Milling::Climb {
+                    p.reverse();
+                }
+                p
+            })
+            .collect();
+        while !todo.is_empty() {
+            let here = tp
+                .as_ref()
+                .map_or([f64::INFINITY, f64::INFINITY], |t| [t.end().x, t.end().y]);
+            let d2 = |p: &[f64; 2]| (p[0] - here[0]).powi(2) + (p[1] - here[1]).powi(2);
+            let (ci, pi) = todo
+                .iter()
+                .enumerate()
+                .flat_map(|(ci, c)| c.iter().enumerate().map(move |(pi, p)| (ci, pi, p)))
+                .min_by(|a, b| {
+                    d2(a.2)
+                        .total_cmp(&d2(b.2))
+                        .then((a.0, a.1).cmp(&(b.0, b.1)))
+                })
+                .map(|(ci, pi, _)| (ci, pi))
+                .unwrap_or((0, 0));
+            let mut ring = todo.swap_remove(ci);
+            ring.rotate_left(pi);
+            let start = Point3::new(ring[0][0], ring[0][1], z);
+            // Outward is to the right of travel for conventional, to the left for climb.
+            let (prev, next) = (ring[ring.len() - 1], ring[1 % ring.len()]);
+            let (tx, ty) = (next[0] - prev[0], next[1] - prev[1]);
+            let tl = (tx * tx + ty * ty).sqrt();
+            let side = if spec.milling == Milling::Climb {
+                -1.0
+            } else {
+                1.0
+            };
+            let mut entry = start;
+            if tl > 0.0 {
+                let (nx, ny) = (side * ty / tl, -side * tx / tl);
+                for k in 0..4 {
+                    let l = lead / f64::from(1 << k);
+                    let q = Point3::new(start.x + nx * l, start.y + ny * l, z);
+                    if move_is_clear(ctx, q, start) {
+                        entry = q;
+                        break;
+                    }
+                }
+            }
+            match &mut tp {
+                None => {
+                    let mut t = Toolpath {
+                        start: Point3::new(entry.x, entry.y, safe_z.max(z)),
+                        moves: Vec::new(),
+                    };
+                    approach(&mut t, entry, safe_z);
+                    tp = Some(t);
+                }
+                Some(t) => {
+                    if move_is_clear(ctx, t.end(), entry) {
+                        t.push(MoveKind::Cut, entry);
+                    } else {
+                        approach(t, entry, safe_z);
+                    }
+                }
+            }
+            let t = tp.as_mut().expect("set above");
+            if entry != start {
+                t.push(MoveKind::Cut, start);
+            }
+            for p in &ring[1..] {
+                t.push(MoveKind::Cut, Point3::new(p[0], p[1], z));
+            }
+            t.push(MoveKind::Cut, start);
+        }
+    }
+    let mut tp = tp.unwrap_or_default();
+    let end = tp.end();
+    if !tp.moves.is_empty() && end.z < safe_z {
+        tp.push(
+            crate::toolpath::MoveKind::Rapid,
+            Point3::new(end.x, end.y, safe_z),
+        );
+    }
+    tp
+}
