@@ -1,0 +1,335 @@
+//! The 3D view: three-d drawing the model, the stock box and toolpaths inside an egui panel.
+//!
+//! CONTRACT (used by the rest of the GUI; keep these signatures):
+//! - `SceneView::new(gl)`: `gl` is `CreationContext::gl`; `None` (egui_kittest, no GL) makes
+//!   the view draw only its egui overlay and a note that 3D needs OpenGL.
+//! - `set_model`, `set_stock`, `set_toolpath` / `remove_toolpath` / `set_toolpath_visible`
+//!   upload or change what is drawn; they are cheap to call only when something changed.
+//! - `show(ui)` allocates the remaining space, handles orbit/pan/zoom, draws the preset buttons
+//!   and schedules the GL paint callback.
+//!
+//! How it works:
+//! - The view's state on the UI thread is the camera ([`camera::OrbitCamera`]) and the bounds
+//!   of what is shown. GL objects live in [`gpu::Shared`] behind an `Arc<Mutex<..>>`:
+//!   `egui_glow::CallbackFn` must be `Send + Sync`, and three-d's objects are (glow's context
+//!   is), so the callback closure holds a clone of the `Arc` and locks it while painting. egui
+//!   paints on the UI thread after `show` returns, so the lock is never contended. (A
+//!   thread-local would also work, but would tie the GL objects' lifetime to a thread instead
+//!   of to the view.)
+//! - The `set_*` calls only build CPU vertex data ([`geometry`]) and queue it; the next paint
+//!   callback, where the context is current and egui's framebuffer bound, uploads it once.
+//!   GPU buffers stay until that model or toolpath changes.
+//! - Each frame the callback draws into the framebuffer egui paints to with the `_partially`
+//!   clear/render calls, using the callback's viewport and clip rectangle as scissor: the
+//!   model as a lit three-d mesh (ambient + directional light, flat facet normals), the stock
+//!   and toolpaths as instanced screen-space segment quads with a small custom shader (one
+//!   buffer and one draw call per toolpath; see [`gpu`]).
+//! - The workspace forbids `unsafe`, and every raw glow call is `unsafe`; the view therefore
+//!   goes through three-d's safe wrappers only (`Program`, `InstanceBuffer`, `RenderTarget`).
+
+mod camera;
+mod geometry;
+mod gpu;
+
+use camera::OrbitCamera;
+use egui::{Align, Layout, PointerButton, Rect, Sense, Ui, UiBuilder, Vec2, vec2};
+use millpond_core::{Aabb, Mesh, Point3, Toolpath};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Camera presets a machinist expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewPreset {
+    Top,
+    Front,
+    Side,
+    Iso,
+}
+
+/// Identifies one operation's toolpath in the view.
+pub type ToolpathId = u64;
+
+/// What the view knows about a toolpath on the UI side (the vertices live on the GPU).
+#[derive(Clone, Copy, Debug)]
+struct ToolpathEntry {
+    bounds: Aabb,
+    visible: bool,
+    segments: usize,
+}
+
+pub struct SceneView {
+    /// `None` without GL: only the overlay is drawn.
+    shared: Option<Arc<Mutex<gpu::Shared>>>,
+    camera: OrbitCamera,
+    model: Option<(Aabb, usize)>,
+    stock: Option<Aabb>,
+    toolpaths: BTreeMap<ToolpathId, ToolpathEntry>,
+    /// Set by `fit()`; done in `show`, once the view's aspect ratio is known.
+    fit_pending: bool,
+}
+
+impl std::fmt::Debug for SceneView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SceneView")
+            .field("gl", &self.shared.is_some())
+            .field("camera", &self.camera)
+            .field("model", &self.model)
+            .field("stock", &self.stock)
+            .field("toolpaths", &self.toolpaths)
+            .finish()
+    }
+}
+
+/// Poisoning only means an earlier paint panicked; the GL objects are still usable.
+fn lock(shared: &Mutex<gpu::Shared>) -> MutexGuard<'_, gpu::Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SceneView {
+    pub fn new(gl: Option<Arc<egui_glow::glow::Context>>) -> Self {
+        // The GL context itself is not kept: the paint callback gets it from egui's painter.
+        Self {
+            shared: gl.map(|_| Arc::new(Mutex::new(gpu::Shared::default()))),
+            camera: OrbitCamera::default(),
+            model: None,
+            stock: None,
+            toolpaths: BTreeMap::new(),
+            fit_pending: true,
+        }
+    }
+
+    /// Whether this view draws with OpenGL (false: overlay and a note only).
+    pub fn has_gl(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    fn queue(&self, change: gpu::Pending) {
+        if let Some(shared) = &self.shared {
+            lock(shared).push(change);
+        }
+    }
+
+    /// Shows `mesh` (replacing the previous model) and frames the view on it.
+    pub fn set_model(&mut self, mesh: &Mesh) {
+        self.model = (!mesh.is_empty()).then(|| (mesh.bounds(), mesh.len()));
+        if self.shared.is_some() {
+            self.queue(gpu::Pending::Model(Some(geometry::model_data(mesh))));
+        }
+        self.fit_pending = true;
+    }
+
+    /// Removes the model.
+    pub fn clear_model(&mut self) {
+        self.model = None;
+        self.queue(gpu::Pending::Model(None));
+    }
+
+    /// Shows the stock as a wireframe box, or hides it.
+    pub fn set_stock(&mut self, stock: Option<Aabb>) {
+        let stock = stock.filter(|b| !b.is_empty() && b.min.is_finite() && b.max.is_finite());
+        if stock == self.stock {
+            return;
+        }
+        self.stock = stock;
+        self.queue(gpu::Pending::Stock(stock.as_ref().map(geometry::box_edges)));
+    }
+
+    /// Shows `toolpath` under `id`, replacing what was there.
+    pub fn set_toolpath(&mut self, id: ToolpathId, toolpath: &Toolpath, visible: bool) {
+        let (segments, bounds) = geometry::toolpath_segments(toolpath);
+        self.toolpaths.insert(
+            id,
+            ToolpathEntry {
+                bounds,
+                visible,
+                segments: segments.len(),
+            },
+        );
+        if self.shared.is_some() {
+            self.queue(gpu::Pending::Toolpath(id, segments));
+        }
+    }
+
+    pub fn remove_toolpath(&mut self, id: ToolpathId) {
+        if self.toolpaths.remove(&id).is_some() {
+            self.queue(gpu::Pending::Remove(id));
+        }
+    }
+
+    pub fn set_toolpath_visible(&mut self, id: ToolpathId, visible: bool) {
+        if let Some(t) = self.toolpaths.get_mut(&id) {
+            t.visible = visible;
+        }
+    }
+
+    /// Number of segments drawn for a toolpath (moves of zero length are skipped), if shown.
+    pub fn toolpath_segments(&self, id: ToolpathId) -> Option<usize> {
+        self.toolpaths.get(&id).map(|t| t.segments)
+    }
+
+    /// Turns the camera to a preset direction and frames the scene.
+    pub fn preset(&mut self, preset: ViewPreset) {
+        self.camera.preset(preset);
+        self.fit_pending = true;
+    }
+
+    /// Frames the model (and stock) in the view.
+    pub fn fit(&mut self) {
+        self.fit_pending = true;
+    }
+
+    /// The scene's extent: model, stock and visible toolpaths (a unit box when empty, so the
+    /// camera always has something to look at).
+    fn scene_bounds(&self) -> Aabb {
+        let mut b = Aabb::EMPTY;
+        let mut add = |x: &Aabb| {
+            if !x.is_empty() {
+                b.extend(x.min);
+                b.extend(x.max);
+            }
+        };
+        if let Some((m, _)) = &self.model {
+            add(m);
+        }
+        if let Some(s) = &self.stock {
+            add(s);
+        }
+        for t in self.toolpaths.values().filter(|t| t.visible) {
+            add(&t.bounds);
+        }
+        if b.is_empty() {
+            b.extend(Point3::new(-10.0, -10.0, -10.0));
+            b.extend(Point3::new(10.0, 10.0, 10.0));
+        }
+        b
+    }
+
+    pub fn show(&mut self, ui: &mut Ui) {
+        let size = ui.available_size().max(vec2(1.0, 1.0));
+        let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
+        let aspect = rect.width() / rect.height().max(1.0);
+        let scene = self.scene_bounds();
+        let scale = (scene.size().length() as f32).max(1e-3);
+
+        if response.double_clicked() {
+            self.fit_pending = true;
+        }
+        if response.dragged() {
+            let d = response.drag_delta();
+            let shift = ui.input(|i| i.modifiers.shift);
+            if response.dragged_by(PointerButton::Secondary)
+                || response.dragged_by(PointerButton::Middle)
+                || (shift && response.dragged_by(PointerButton::Primary))
+            {
+                self.camera.pan(d.x, d.y, rect.height());
+            } else if response.dragged_by(PointerButton::Primary) {
+                self.camera.orbit(d.x, d.y);
+            }
+        }
+        if let Some(pos) = response.hover_pos() {
+            let (scroll, zoom) = ui.input(|i| (i.smooth_scroll_delta.y, i.zoom_delta()));
+            if scroll != 0.0 || zoom != 1.0 {
+                // One wheel notch (about 50 points) moves about 10% closer.
+                let factor = (-scroll * 0.002).exp() / zoom;
+                let ndc = (
+                    (pos.x - rect.center().x) / (rect.width() * 0.5),
+                    (rect.center().y - pos.y) / (rect.height() * 0.5),
+                );
+                self.camera.zoom(factor, Some(ndc), aspect, scale);
+                // The view used the scroll; a scroll area around it must not also move.
+                ui.input_mut(|i| i.smooth_scroll_delta = Vec2::ZERO);
+            }
+        }
+        if self.fit_pending {
+            self.fit_pending = false;
+            self.camera.fit(&scene, aspect);
+        }
+
+        let [r, g, b] = gpu::BACKGROUND;
+        let background = egui::Color32::from_rgb(
+            (r * 255.0).round() as u8,
+            (g * 255.0).round() as u8,
+            (b * 255.0).round() as u8,
+        );
+        match &self.shared {
+            Some(shared) => {
+                let params = gpu::FrameParams {
+                    camera: self.camera.frame(&scene),
+                    visible: self
+                        .toolpaths
+                        .iter()
+                        .filter(|(_, t)| t.visible)
+                        .map(|(id, _)| *id)
+                        .collect(),
+                    lift: scale * 2e-4,
+                };
+                let shared_cb = Arc::clone(shared);
+                let callback = egui_glow::CallbackFn::new(move |info, painter| {
+                    lock(&shared_cb).paint(&info, painter, &params);
+                });
+                ui.painter().add(egui::PaintCallback {
+                    rect,
+                    callback: Arc::new(callback),
+                });
+                if let Some(err) = lock(shared).error.clone() {
+                    note(ui, rect, &err);
+                }
+            }
+            None => {
+                ui.painter().rect_filled(rect, 0.0, background);
+                note(ui, rect, "3D view needs OpenGL");
+            }
+        }
+        self.overlay(ui, rect);
+    }
+
+    /// The preset buttons in the view's top-right corner.
+    fn overlay(&mut self, ui: &mut Ui, rect: Rect) {
+        let mut corner = ui.new_child(
+            UiBuilder::new()
+                .max_rect(rect.shrink(6.0))
+                .layout(Layout::right_to_left(Align::Min)),
+        );
+        corner.spacing_mut().item_spacing.x = 4.0;
+        // Right to left: reads "Top Front Side Iso Fit" on screen.
+        if corner
+            .small_button("Fit")
+            .on_hover_text("Frame the model, stock and toolpaths (or double-click the view)")
+            .clicked()
+        {
+            self.fit();
+        }
+        let presets = [
+            (
+                ViewPreset::Iso,
+                "Iso",
+                "Isometric view from the front right, above",
+            ),
+            (
+                ViewPreset::Side,
+                "Side",
+                "Side view from the right, looking along −X",
+            ),
+            (ViewPreset::Front, "Front", "Front view, looking along +Y"),
+            (
+                ViewPreset::Top,
+                "Top",
+                "Top view, looking down −Z (X right, Y up)",
+            ),
+        ];
+        for (preset, label, tip) in presets {
+            if corner.small_button(label).on_hover_text(tip).clicked() {
+                self.preset(preset);
+            }
+        }
+    }
+}
+
+/// A centred line of text over the view (why there is no 3D).
+fn note(ui: &mut Ui, rect: Rect, text: &str) {
+    let area = Rect::from_center_size(rect.center(), vec2(rect.width().min(480.0), 40.0));
+    ui.put(
+        area,
+        egui::Label::new(egui::RichText::new(text).color(egui::Color32::LIGHT_GRAY)),
+    );
+}

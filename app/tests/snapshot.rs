@@ -1,0 +1,194 @@
+//! Window snapshots: the egui window, 3D view included, rendered headless (EGL + Mesa llvmpipe)
+//! and compared with committed references in `tests/reference/`.
+//!
+//! Update the references after an intended change with
+//! `MILLPOND_UPDATE_SNAPSHOTS=1 cargo test --release -p millpond --test snapshot`, look at the
+//! images, and commit them. A failing run leaves the actual image and a difference image under
+//! `target/tmp/snapshots/`.
+
+mod common;
+
+use common::{Window, assert_snapshot, diff};
+use millpond::gui::view3d::{SceneView, ViewPreset};
+use millpond_core::{Aabb, Cutter, Mesh, Point3, Toolpath};
+use std::sync::OnceLock;
+
+const WIDTH: u32 = 800;
+const HEIGHT: u32 = 560;
+
+struct Scene {
+    mesh: Mesh,
+    stock: Aabb,
+    toolpath: Toolpath,
+}
+
+/// The default part, a stock box around it and a ball-nose raster finishing toolpath (coarse
+/// enough that single passes are visible in the image).
+fn scene() -> &'static Scene {
+    static SCENE: OnceLock<Scene> = OnceLock::new();
+    SCENE.get_or_init(|| {
+        let mesh = common::default_mesh();
+        let cutter: Cutter = "ball:3".parse().expect("a valid tool");
+        let toolpath = common::raster_toolpath(&mesh, cutter, 2.5, 0.25);
+        let b = mesh.bounds();
+        let stock = Aabb {
+            min: Point3::new(b.min.x - 2.0, b.min.y - 2.0, b.min.z),
+            max: Point3::new(b.max.x + 2.0, b.max.y + 2.0, b.max.z + 1.0),
+        };
+        Scene {
+            mesh,
+            stock,
+            toolpath,
+        }
+    })
+}
+
+/// What the window shows.
+#[derive(Clone, Copy)]
+struct Show {
+    model: bool,
+    toolpath: bool,
+    preset: ViewPreset,
+}
+
+const FULL: Show = Show {
+    model: true,
+    toolpath: true,
+    preset: ViewPreset::Iso,
+};
+
+fn view_for(window: &Window, show: Show) -> SceneView {
+    let s = scene();
+    let mut view = SceneView::new(Some(window.gl.gl()));
+    if show.model {
+        view.set_model(&s.mesh);
+    }
+    view.set_stock(Some(s.stock));
+    if show.toolpath {
+        view.set_toolpath(1, &s.toolpath, true);
+    }
+    view.preset(show.preset);
+    view
+}
+
+/// A window like the app's: a side panel and the 3D view filling the rest.
+fn window_ui(view: &mut SceneView) -> impl FnMut(&mut egui::Ui) + '_ {
+    move |ui| {
+        egui::Panel::left("side")
+            .exact_size(180.0)
+            .resizable(false)
+            .show(ui, |ui| {
+                ui.heading("Millpond");
+                ui.label("default-part.stl");
+                ui.separator();
+                ui.label("Raster finishing, ball 3 mm");
+            });
+        egui::CentralPanel::no_frame().show(ui, |ui| view.show(ui));
+    }
+}
+
+/// Renders a few frames (egui settles its layout in the first two) and returns the last.
+fn render(show: Show) -> image::RgbaImage {
+    let mut window = Window::new(WIDTH, HEIGHT);
+    let mut view = view_for(&window, show);
+    for _ in 0..3 {
+        window.frame(window_ui(&mut view));
+    }
+    window.snapshot()
+}
+
+#[test]
+fn scene_view_iso() {
+    let window = Window::new(8, 8);
+    println!("GL device: {}", window.gl.device());
+    drop(window);
+    let image = render(FULL);
+    assert_snapshot("scene_view_iso", &image);
+}
+
+#[test]
+fn scene_view_top() {
+    let image = render(Show {
+        preset: ViewPreset::Top,
+        ..FULL
+    });
+    assert_snapshot("scene_view_top", &image);
+}
+
+/// The tolerance must catch what the snapshot is for: a view without its toolpath or without
+/// its model differs from the full view by far more than the allowed amount.
+#[test]
+fn tolerance_catches_a_missing_model_or_toolpath() {
+    let full = render(FULL);
+    // Rendering is deterministic: the same scene twice is identical.
+    let again = diff(&full, &render(FULL)).expect("same size");
+    assert_eq!(
+        again.mean_abs, 0.0,
+        "two renders of one scene differ: {again:?}"
+    );
+    for (what, show) in [
+        (
+            "toolpath",
+            Show {
+                toolpath: false,
+                ..FULL
+            },
+        ),
+        (
+            "model",
+            Show {
+                model: false,
+                ..FULL
+            },
+        ),
+    ] {
+        let image = render(show);
+        let d = diff(&full, &image).expect("same size");
+        println!("without the {what}: {d:?}");
+        common::save(
+            &image,
+            &common::output_dir().join(format!("scene_view_iso_without_{what}.png")),
+        );
+        assert!(
+            !d.within_tolerance(),
+            "a view without the {what} passes as the full view: {d:?}"
+        );
+    }
+}
+
+/// Orbit by dragging, then "Fit" via double-click: the image changes with the drag and the
+/// preset buttons are in the view.
+#[test]
+fn dragging_orbits_the_view() {
+    let mut window = Window::new(WIDTH, HEIGHT);
+    let mut view = view_for(&window, FULL);
+    for _ in 0..3 {
+        window.frame(window_ui(&mut view));
+    }
+    let before = window.snapshot();
+    let at = egui::pos2(500.0, 300.0);
+    let to = egui::pos2(560.0, 330.0);
+    let button = |pressed| egui::Event::PointerButton {
+        pos: if pressed { at } else { to },
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    let steps = vec![
+        vec![egui::Event::PointerMoved(at)],
+        vec![button(true)],
+        vec![egui::Event::PointerMoved(egui::pos2(530.0, 315.0))],
+        vec![egui::Event::PointerMoved(to)],
+        vec![button(false)],
+        vec![],
+    ];
+    for events in steps {
+        window.frame_with(events, window_ui(&mut view));
+    }
+    let after = window.snapshot();
+    let d = diff(&before, &after).expect("same size");
+    assert!(
+        d.frac_over_32 > 0.02,
+        "dragging did not turn the view: {d:?}"
+    );
+}
