@@ -1,0 +1,578 @@
+//! Computing toolpaths off the UI thread: locally on rayon workers, or in the pool.
+//!
+//! A "Generate" click starts a batch: one worker thread that runs its operations in order and
+//! reports each one's toolpath the moment it is done, so the first result shows while the
+//! rest still compute. The UI polls [`Compute::poll`] every frame; the worker wakes it with
+//! `request_repaint`. A cancel sets the batch's [`CancelToken`]: local chunks see it between
+//! raster line pieces (milliseconds), and a pooled job is cancelled at its owner at once.
+
+use super::operations::PlannedJob;
+use millpond_core::job::JobOutput;
+use millpond_core::runner::{self, RunError};
+use millpond_core::{CancelToken, JobContext, Mesh, Toolpath, TriangleIndex};
+use millpond_net::{JobEvent, Pool, PoolError};
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// Where a batch runs.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// On this computer's cores.
+    Local { threads: usize },
+    /// In the pool. Weak, so that leaving the pool (server mode off, quit) is never held up by
+    /// a batch that still has operations queued.
+    Pool(Weak<Pool>),
+}
+
+/// One operation to compute.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub op_id: u64,
+    pub name: String,
+    pub mesh: Arc<Mesh>,
+    pub index: Arc<TriangleIndex>,
+    pub planned: PlannedJob,
+    /// The model generation it was planned for.
+    pub generation: u64,
+}
+
+/// How far the running operation has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobProgressView {
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub local_chunks: u32,
+    pub remote_chunks: u32,
+    pub points_done: u64,
+    pub points_total: u64,
+    /// CL points per second.
+    pub points_per_s: f64,
+    pub eta_s: f64,
+    pub elapsed_s: f64,
+}
+
+impl JobProgressView {
+    pub fn fraction(&self) -> f32 {
+        if self.chunks_total == 0 {
+            0.0
+        } else {
+            self.chunks_done as f32 / self.chunks_total as f32
+        }
+    }
+}
+
+/// A finished operation's toolpath.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    pub op_id: u64,
+    pub toolpath: Arc<Toolpath>,
+    pub planned: PlannedJob,
+    pub generation: u64,
+    pub elapsed_s: f64,
+}
+
+/// What the UI learns from [`Compute::poll`].
+#[derive(Debug)]
+pub enum ComputeEvent {
+    Finished(Box<Computed>),
+    Failed {
+        op_id: u64,
+        name: String,
+        message: String,
+    },
+    /// The batch stopped on a cancel; `latency` is from the click to the workers stopping.
+    Cancelled {
+        name: String,
+        latency: Duration,
+    },
+}
+
+enum Msg {
+    Started {
+        op_id: u64,
+        name: String,
+        points_total: u64,
+        chunks_total: u32,
+    },
+    Progress(JobProgressView),
+    Done {
+        request: Box<JobRequest>,
+        result: Result<Toolpath, String>,
+        elapsed_s: f64,
+    },
+    Cancelled {
+        stopped: Instant,
+    },
+    BatchOver,
+}
+
+/// The operation the worker is on.
+#[derive(Debug, Clone)]
+pub struct CurrentJob {
+    pub op_id: u64,
+    pub name: String,
+    pub progress: JobProgressView,
+}
+
+#[derive(Debug)]
+struct Batch {
+    cancel: CancelToken,
+    cancel_requested: Option<Instant>,
+    /// Operations not started yet, by id.
+    queued: Vec<u64>,
+    current: Option<CurrentJob>,
+    rx: Receiver<Msg>,
+    pooled: bool,
+}
+
+/// A finished or running job as the statistics panel lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub name: String,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub local_chunks: u32,
+    pub remote_chunks: u32,
+    pub points_per_s: f64,
+    pub eta_s: f64,
+    /// "running", "done", "cancelled", "failed".
+    pub state: &'static str,
+}
+
+/// This host's work since start, for the statistics panel in local mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LocalTotals {
+    pub chunks: u64,
+    /// Worker-seconds spent computing chunks.
+    pub busy_s: f64,
+}
+
+/// Throughput samples kept for the plot (10 minutes at 4 per second).
+const HISTORY: usize = 2400;
+
+#[derive(Debug)]
+pub struct Compute {
+    batch: Option<Batch>,
+    repaint: egui::Context,
+    started: Instant,
+    /// (seconds since start, CL points/s) while computing.
+    history: VecDeque<[f64; 2]>,
+    last_sample: Option<(Instant, u64, u64)>,
+    pub totals: LocalTotals,
+    local_threads: usize,
+    /// Finished jobs, newest last (at most 20).
+    pub finished: Vec<JobRow>,
+}
+
+impl Compute {
+    pub fn new(repaint: egui::Context) -> Self {
+        Self {
+            batch: None,
+            repaint,
+            started: Instant::now(),
+            history: VecDeque::new(),
+            last_sample: None,
+            totals: LocalTotals::default(),
+            local_threads: 1,
+            finished: Vec::new(),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    pub fn is_cancelling(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.cancel_requested.is_some())
+    }
+
+    pub fn current(&self) -> Option<&CurrentJob> {
+        self.batch.as_ref().and_then(|b| b.current.as_ref())
+    }
+
+    /// Is this operation waiting or running?
+    pub fn is_pending(&self, op_id: u64) -> bool {
+        self.batch.as_ref().is_some_and(|b| {
+            b.queued.contains(&op_id) || b.current.as_ref().is_some_and(|c| c.op_id == op_id)
+        })
+    }
+
+    pub fn is_pooled(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.pooled)
+    }
+
+    pub fn history(&self) -> &VecDeque<[f64; 2]> {
+        &self.history
+    }
+
+    /// Seconds since the app started (the plot's time axis).
+    pub fn now_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Starts computing `jobs` in order. A batch already running is cancelled first: the
+    /// newest click is what the user wants.
+    pub fn start(&mut self, jobs: Vec<JobRequest>, backend: Backend) {
+        self.cancel();
+        if jobs.is_empty() {
+            return;
+        }
+        if let Backend::Local { threads } = backend {
+            self.local_threads = threads.max(1);
+        }
+        let (tx, rx) = channel();
+        let cancel = CancelToken::new();
+        let queued = jobs.iter().map(|j| j.op_id).collect();
+        let pooled = matches!(backend, Backend::Pool(_));
+        let worker_cancel = cancel.clone();
+        let repaint = self.repaint.clone();
+        let spawned = std::thread::Builder::new()
+            .name("millpond-compute".into())
+            .spawn(move || run_batch(jobs, backend, worker_cancel, tx, repaint));
+        if let Err(e) = spawned {
+            self.finished.push(JobRow {
+                name: format!("cannot start a worker thread: {e}"),
+                chunks_done: 0,
+                chunks_total: 0,
+                local_chunks: 0,
+                remote_chunks: 0,
+                points_per_s: 0.0,
+                eta_s: 0.0,
+                state: "failed",
+            });
+            return;
+        }
+        self.last_sample = None;
+        self.batch = Some(Batch {
+            cancel,
+            cancel_requested: None,
+            queued,
+            current: None,
+            rx,
+            pooled,
+        });
+    }
+
+    /// Asks the running batch to stop. The UI shows "Cancelling…" until the workers stopped,
+    /// then [`ComputeEvent::Cancelled`].
+    pub fn cancel(&mut self) {
+        if let Some(b) = &mut self.batch {
+            b.cancel.cancel();
+            b.cancel_requested.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Everything that happened since the last frame.
+    pub fn poll(&mut self) -> Vec<ComputeEvent> {
+        let mut events = Vec::new();
+        let Some(b) = &mut self.batch else {
+            return events;
+        };
+        let mut over = false;
+        loop {
+            let msg = match b.rx.try_recv() {
+                Ok(m) => m,
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    over = true;
+                    break;
+                }
+            };
+            match msg {
+                Msg::Started {
+                    op_id,
+                    name,
+                    points_total,
+                    chunks_total,
+                } => {
+                    b.queued.retain(|&q| q != op_id);
+                    b.current = Some(CurrentJob {
+                        op_id,
+                        name,
+                        progress: JobProgressView {
+                            points_total,
+                            chunks_total,
+                            ..JobProgressView::default()
+                        },
+                    });
+                }
+                Msg::Progress(p) => {
+                    if let Some(c) = &mut b.current {
+                        if !b.pooled {
+                            let new_chunks = p.chunks_done.saturating_sub(c.progress.chunks_done);
+                            self.totals.chunks += u64::from(new_chunks);
+                        }
+                        c.progress = p;
+                    }
+                }
+                Msg::Done {
+                    request,
+                    result,
+                    elapsed_s,
+                } => {
+                    let current = b.current.take();
+                    if !b.pooled {
+                        // Every worker was busy for the whole job (chunks are handed out
+                        // one at a time until none are left).
+                        let threads = current
+                            .as_ref()
+                            .map_or(1, |c| c.progress.chunks_total.max(1) as usize)
+                            .min(self.local_threads);
+                        self.totals.busy_s += elapsed_s * threads as f64;
+                    }
+                    let progress = current.map(|c| c.progress).unwrap_or_default();
+                    let row = |state| JobRow {
+                        name: request.name.clone(),
+                        chunks_done: progress.chunks_done,
+                        chunks_total: progress.chunks_total,
+                        local_chunks: progress.local_chunks,
+                        remote_chunks: progress.remote_chunks,
+                        points_per_s: progress.points_total as f64 / elapsed_s.max(1e-9),
+                        eta_s: 0.0,
+                        state,
+                    };
+                    match result {
+                        Ok(tp) => {
+                            push_row(&mut self.finished, row("done"));
+                            events.push(ComputeEvent::Finished(Box::new(Computed {
+                                op_id: request.op_id,
+                                toolpath: Arc::new(tp),
+                                planned: request.planned,
+                                generation: request.generation,
+                                elapsed_s,
+                            })));
+                        }
+                        Err(message) => {
+                            push_row(&mut self.finished, row("failed"));
+                            events.push(ComputeEvent::Failed {
+                                op_id: request.op_id,
+                                name: request.name,
+                                message,
+                            });
+                        }
+                    }
+                }
+                Msg::Cancelled { stopped } => {
+                    let requested = b.cancel_requested.unwrap_or(stopped);
+                    let name = b
+                        .current
+                        .as_ref()
+                        .map_or_else(String::new, |c| c.name.clone());
+                    if let Some(c) = b.current.take() {
+                        push_row(
+                            &mut self.finished,
+                            JobRow {
+                                name: c.name,
+                                chunks_done: c.progress.chunks_done,
+                                chunks_total: c.progress.chunks_total,
+                                local_chunks: c.progress.local_chunks,
+                                remote_chunks: c.progress.remote_chunks,
+                                points_per_s: c.progress.points_per_s,
+                                eta_s: 0.0,
+                                state: "cancelled",
+                            },
+                        );
+                    }
+                    events.push(ComputeEvent::Cancelled {
+                        name,
+                        latency: stopped.saturating_duration_since(requested),
+                    });
+                    over = true;
+                }
+                Msg::BatchOver => over = true,
+            }
+        }
+        if over {
+            self.batch = None;
+            self.last_sample = None;
+        }
+        events
+    }
+
+    /// Adds a throughput sample (at most one per `every`); call each frame while computing.
+    pub fn sample(&mut self, every: Duration) {
+        let Some(c) = self.current() else {
+            return;
+        };
+        let (op, done) = (c.op_id, c.progress.points_done);
+        let now = Instant::now();
+        match self.last_sample {
+            Some((t, _, _)) if now - t < every => {}
+            Some((t, last_op, last_done)) if last_op == op => {
+                let rate = done.saturating_sub(last_done) as f64 / (now - t).as_secs_f64();
+                self.history.push_back([self.now_s(), rate]);
+                while self.history.len() > HISTORY {
+                    self.history.pop_front();
+                }
+                self.last_sample = Some((now, op, done));
+            }
+            _ => self.last_sample = Some((now, op, done)),
+        }
+    }
+}
+
+fn push_row(rows: &mut Vec<JobRow>, row: JobRow) {
+    rows.push(row);
+    if rows.len() > 20 {
+        rows.remove(0);
+    }
+}
+
+enum JobFailure {
+    Cancelled,
+    Failed(String),
+}
+
+fn run_batch(
+    jobs: Vec<JobRequest>,
+    backend: Backend,
+    cancel: CancelToken,
+    tx: Sender<Msg>,
+    repaint: egui::Context,
+) {
+    let send = |m: Msg| {
+        let _ = tx.send(m);
+        repaint.request_repaint();
+    };
+    for job in jobs {
+        if cancel.is_cancelled() {
+            send(Msg::Cancelled {
+                stopped: Instant::now(),
+            });
+            return;
+        }
+        let spec = &job.planned.spec;
+        send(Msg::Started {
+            op_id: job.op_id,
+            name: job.name.clone(),
+            points_total: spec.grid().points(),
+            chunks_total: spec.chunk_count(),
+        });
+        let t0 = Instant::now();
+        let result = match &backend {
+            Backend::Local { threads } => run_local(&job, *threads, &cancel, &send),
+            Backend::Pool(pool) => run_pooled(&job, pool, &cancel, &send),
+        };
+        let elapsed_s = t0.elapsed().as_secs_f64();
+        match result {
+            Ok(tp) => send(Msg::Done {
+                request: Box::new(job),
+                result: Ok(tp),
+                elapsed_s,
+            }),
+            Err(JobFailure::Failed(e)) => send(Msg::Done {
+                request: Box::new(job),
+                result: Err(e),
+                elapsed_s,
+            }),
+            Err(JobFailure::Cancelled) => {
+                send(Msg::Cancelled {
+                    stopped: Instant::now(),
+                });
+                return;
+            }
+        }
+    }
+    send(Msg::BatchOver);
+}
+
+fn toolpath_of(out: JobOutput) -> Result<Toolpath, JobFailure> {
+    match out {
+        JobOutput::Toolpath(tp) => Ok(tp),
+        _ => Err(JobFailure::Failed(
+            "internal error: the job produced no toolpath".into(),
+        )),
+    }
+}
+
+fn run_local(
+    job: &JobRequest,
+    threads: usize,
+    cancel: &CancelToken,
+    send: &(dyn Fn(Msg) + Sync),
+) -> Result<Toolpath, JobFailure> {
+    let ctx = JobContext::new(
+        job.mesh.clone(),
+        job.index.clone(),
+        job.planned.spec.clone(),
+    )
+    .map_err(|e| JobFailure::Failed(e.to_string()))?;
+    let t0 = Instant::now();
+    let results = runner::run_local(&ctx, threads, cancel, &|_, p| {
+        let elapsed_s = t0.elapsed().as_secs_f64();
+        let rate = p.points_done as f64 / elapsed_s.max(1e-9);
+        send(Msg::Progress(JobProgressView {
+            chunks_done: p.chunks_done,
+            chunks_total: p.chunks_total,
+            local_chunks: p.chunks_done,
+            remote_chunks: 0,
+            points_done: p.points_done,
+            points_total: p.points_total,
+            points_per_s: rate,
+            eta_s: p.points_total.saturating_sub(p.points_done) as f64 / rate.max(1e-9),
+            elapsed_s,
+        }));
+    })
+    .map_err(|e| match e {
+        RunError::Cancelled => JobFailure::Cancelled,
+        e => JobFailure::Failed(e.to_string()),
+    })?;
+    if cancel.is_cancelled() {
+        return Err(JobFailure::Cancelled);
+    }
+    toolpath_of(
+        ctx.finish(results)
+            .map_err(|e| JobFailure::Failed(e.to_string()))?,
+    )
+}
+
+fn run_pooled(
+    job: &JobRequest,
+    pool: &Weak<Pool>,
+    cancel: &CancelToken,
+    send: &(dyn Fn(Msg) + Sync),
+) -> Result<Toolpath, JobFailure> {
+    let stopped = || JobFailure::Failed("the pool stopped (server mode was turned off)".into());
+    let handle = {
+        let pool = pool.upgrade().ok_or_else(stopped)?;
+        pool.submit(
+            job.mesh.clone(),
+            job.index.clone(),
+            job.planned.spec.clone(),
+        )
+        .map_err(|e| JobFailure::Failed(e.to_string()))?
+    };
+    let t0 = Instant::now();
+    let points_total = job.planned.spec.grid().points();
+    loop {
+        if cancel.is_cancelled() {
+            handle.cancel();
+            return Err(JobFailure::Cancelled);
+        }
+        match handle.events.recv_timeout(Duration::from_millis(10)) {
+            Ok(JobEvent::Progress(p)) => send(Msg::Progress(JobProgressView {
+                chunks_done: p.chunks_done,
+                chunks_total: p.chunks_total,
+                local_chunks: p.local_chunks,
+                remote_chunks: p.remote_chunks,
+                points_done: p.points_done,
+                points_total,
+                points_per_s: p.points_per_s,
+                eta_s: p.eta_s,
+                elapsed_s: t0.elapsed().as_secs_f64(),
+            })),
+            Ok(JobEvent::Finished(Ok(out))) => return toolpath_of(out),
+            Ok(JobEvent::Finished(Err(PoolError::Cancelled))) => {
+                return Err(JobFailure::Cancelled);
+            }
+            Ok(JobEvent::Finished(Err(PoolError::Stopped)))
+            | Err(RecvTimeoutError::Disconnected) => return Err(stopped()),
+            Ok(JobEvent::Finished(Err(e))) => return Err(JobFailure::Failed(e.to_string())),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! G-code export: every enabled operation that has a toolpath, in machining order, as one
+//! program (`millpond_core::gcode::write_program` takes several operations, each with its
+//! own tool change), written off the UI thread through a temporary file.
+
+use super::dialogs::{self, PendingDialog};
+use millpond_core::gcode::{self, Dialect};
+use millpond_core::{Cutter, Feeds, Toolpath};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
+
+/// One operation as it goes into the program.
+#[derive(Debug, Clone)]
+pub struct ExportOp {
+    pub name: String,
+    pub tool_number: u32,
+    pub cutter: Cutter,
+    pub feeds: Feeds,
+    pub safe_z: f64,
+    pub toolpath: Arc<Toolpath>,
+}
+
+/// What the program will do, shown before exporting.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    pub operations: usize,
+    /// Cutting and plunging, mm.
+    pub cut_length: f64,
+    pub rapid_length: f64,
+    pub machining_time_s: f64,
+}
+
+pub fn summarize(ops: &[ExportOp]) -> Summary {
+    let mut s = Summary {
+        operations: ops.len(),
+        ..Summary::default()
+    };
+    for op in ops {
+        let t = op.toolpath.stats(&op.feeds);
+        s.cut_length += t.cut_length + t.plunge_length;
+        s.rapid_length += t.rapid_length;
+        s.machining_time_s += t.machining_time_s;
+    }
+    s
+}
+
+pub fn dialect_label(d: Dialect) -> &'static str {
+    match d {
+        Dialect::LinuxCnc => "LinuxCNC",
+        Dialect::Grbl => "GRBL",
+    }
+}
+
+pub fn default_extension(d: Dialect) -> &'static str {
+    match d {
+        Dialect::LinuxCnc => "ngc",
+        Dialect::Grbl => "nc",
+    }
+}
+
+/// Writes the program (what the background thread runs; tests call it directly).
+pub fn write(path: &Path, dialect: Dialect, title: &str, ops: &[ExportOp]) -> Result<(), String> {
+    let ops: Vec<gcode::Operation<'_>> = ops
+        .iter()
+        .map(|o| gcode::Operation {
+            name: &o.name,
+            tool_number: o.tool_number,
+            cutter: o.cutter,
+            feeds: o.feeds,
+            safe_z: o.safe_z,
+            toolpath: &o.toolpath,
+        })
+        .collect();
+    crate::cli::write_gcode(path, dialect, title, &ops).map_err(|e| format!("{e:#}"))
+}
+
+#[derive(Debug)]
+struct Job {
+    dialect: Dialect,
+    title: String,
+    ops: Vec<ExportOp>,
+}
+
+/// The export in progress, if any, and how the last one went.
+#[derive(Debug, Default)]
+pub struct Exporter {
+    dialog: Option<(PendingDialog, Job)>,
+    writing: Option<Receiver<Result<PathBuf, String>>>,
+    /// "Saved …" or the error, for the panel.
+    pub last: Option<Result<String, String>>,
+    /// Where the last program went, to start the next dialog there.
+    pub last_dir: Option<PathBuf>,
+}
+
+impl Exporter {
+    pub fn busy(&self) -> bool {
+        self.dialog.is_some() || self.writing.is_some()
+    }
+
+    /// Asks where to save, then writes.
+    pub fn start(
+        &mut self,
+        repaint: &egui::Context,
+        dialect: Dialect,
+        title: String,
+        file_stem: &str,
+        ops: Vec<ExportOp>,
+    ) {
+        let name = format!("{file_stem}.{}", default_extension(dialect));
+        let pending = dialogs::save_gcode(repaint, self.last_dir.clone(), name);
+        self.dialog = Some((
+            pending,
+            Job {
+                dialect,
+                title,
+                ops,
+            },
+        ));
+    }
+
+    /// Writes to `path` without a dialog, off the UI thread.
+    pub fn write_to(
+        &mut self,
+        repaint: &egui::Context,
+        path: PathBuf,
+        dialect: Dialect,
+        title: String,
+        ops: Vec<ExportOp>,
+    ) {
+        self.spawn_write(
+            repaint,
+            path,
+            Job {
+                dialect,
+                title,
+                ops,
+            },
+        );
+    }
+
+    fn spawn_write(&mut self, repaint: &egui::Context, path: PathBuf, job: Job) {
+        let (tx, rx) = channel();
+        let repaint = repaint.clone();
+        std::thread::spawn(move || {
+            let r = write(&path, job.dialect, &job.title, &job.ops).map(|()| path);
+            let _ = tx.send(r);
+            repaint.request_repaint();
+        });
+        self.writing = Some(rx);
+    }
+
+    pub fn poll(&mut self, repaint: &egui::Context) {
+        if let Some((pending, _)) = &self.dialog
+            && let Some(answer) = pending.poll()
+            && let Some((_, job)) = self.dialog.take()
+        {
+            match answer {
+                Some(path) => self.spawn_write(repaint, path, job),
+                None => self.last = Some(Err("export cancelled".into())),
+            }
+        }
+        if let Some(rx) = &self.writing {
+            match rx.try_recv() {
+                Ok(r) => {
+                    self.writing = None;
+                    self.last = Some(r.map(|p| {
+                        self.last_dir = p.parent().map(Path::to_path_buf);
+                        format!("Saved {}", p.display())
+                    }));
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.writing = None;
+                    self.last = Some(Err("the export stopped unexpectedly".into()));
+                }
+            }
+        }
+    }
+}

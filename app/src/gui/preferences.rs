@@ -1,0 +1,400 @@
+//! Preferences (server mode, pool membership, machine) and the pool they start.
+//!
+//! Saved as `preferences.json` in the config folder; the pool secret lives in its own file,
+//! `pool-secret`, readable only by the user (mode 0600, written by
+//! [`millpond_net::secret::write_private`]) — the same file `millpond serve` and
+//! `millpond toolpath --pool` read when no other secret is given (see `crate::pool`).
+//!
+//! Server mode starts and stops the [`Pool`] on a background thread: binding, making the node
+//! certificate on first start and closing the old endpoint (up to 0.3 s) must never freeze
+//! the window.
+
+use super::settings::{load_json, save_json};
+use millpond_net::{DEFAULT_PORT, Pool, PoolConfig, Secret};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+/// Name of the secret file in the config folder. `crate::pool::SecretArgs::load` reads the
+/// same name; keep them in step.
+pub const SECRET_FILE: &str = "pool-secret";
+pub const PREFERENCES_FILE: &str = "preferences.json";
+
+fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What the Preferences window edits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Preferences {
+    /// Join the pool: listen for other members and connect to the remote servers.
+    pub server_mode: bool,
+    /// Address to listen on: 0.0.0.0 for every network, 127.0.0.1 for this computer only.
+    pub listen_address: String,
+    /// UDP port; 0 picks a free one.
+    pub listen_port: u16,
+    /// Members to connect to, HOST:PORT.
+    pub remote_servers: Vec<String>,
+    /// Worker threads for computing here.
+    pub local_workers: usize,
+    /// Shown to the other members.
+    pub node_name: String,
+    /// The machine's rapid rate, mm/min: only for machining time estimates.
+    pub rapid_rate: f64,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            server_mode: false,
+            listen_address: "0.0.0.0".into(),
+            listen_port: DEFAULT_PORT,
+            remote_servers: Vec::new(),
+            local_workers: all_cores(),
+            node_name: millpond_net::default_name(),
+            rapid_rate: millpond_core::Feeds::default().rapid_rate,
+        }
+    }
+}
+
+impl Preferences {
+    /// Reads the preferences (defaults if there are none); a damaged file is reported and
+    /// replaced by defaults rather than stopping the app.
+    pub fn load(config_dir: &Path) -> (Self, Option<String>) {
+        match load_json::<Self>(&config_dir.join(PREFERENCES_FILE)) {
+            Ok(p) => (p.unwrap_or_default().sanitized(), None),
+            Err(e) => (Self::default(), Some(e)),
+        }
+    }
+
+    pub fn save(&self, config_dir: &Path) -> Result<(), String> {
+        let path = config_dir.join(PREFERENCES_FILE);
+        save_json(&path, self).map_err(|e| format!("cannot save {}: {e}", path.display()))
+    }
+
+    fn sanitized(mut self) -> Self {
+        if self.local_workers == 0 {
+            self.local_workers = all_cores();
+        }
+        if !(self.rapid_rate.is_finite() && self.rapid_rate > 0.0) {
+            self.rapid_rate = Self::default().rapid_rate;
+        }
+        self
+    }
+
+    pub fn listen(&self) -> Result<SocketAddr, String> {
+        let ip: IpAddr = self.listen_address.trim().parse().map_err(|_| {
+            format!(
+                "listen address \"{}\" is not an IP address (0.0.0.0 listens on every network)",
+                self.listen_address
+            )
+        })?;
+        Ok(SocketAddr::new(ip, self.listen_port))
+    }
+
+    /// What the pool is started with: everything but the secret.
+    fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            listen: self.listen(),
+            remotes: self.remote_servers.clone(),
+            workers: self.local_workers.max(1),
+            name: self.node_name.clone(),
+        }
+    }
+}
+
+/// Checks a remote server entry: HOST:PORT with a port number.
+pub fn check_remote(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "\"{s}\": give HOST:PORT, for example workshop-pc:{DEFAULT_PORT}"
+        ));
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!(
+            "\"{s}\": give HOST:PORT with a port from 1 to 65535"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// The pool secret in the config folder, if one was saved there.
+pub fn load_secret(config_dir: &Path) -> Result<Option<Secret>, String> {
+    let path = config_dir.join(SECRET_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Secret::from_file(&path)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Saves the secret, readable only by the user.
+pub fn save_secret(config_dir: &Path, secret: &Secret) -> Result<(), String> {
+    let path = config_dir.join(SECRET_FILE);
+    secret
+        .save(&path)
+        .map_err(|e| format!("cannot save the pool secret to {}: {e}", path.display()))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct PoolSettings {
+    listen: Result<SocketAddr, String>,
+    remotes: Vec<String>,
+    workers: usize,
+    name: String,
+}
+
+/// Where server mode is.
+#[derive(Debug, Clone)]
+pub enum PoolState {
+    Off,
+    Starting,
+    Running(Arc<Pool>),
+    Stopping,
+    Failed(String),
+}
+
+impl PoolState {
+    pub fn describe(&self) -> String {
+        match self {
+            PoolState::Off => "off (computing on this computer only)".into(),
+            PoolState::Starting => "starting…".into(),
+            PoolState::Running(p) => match p.local_addr() {
+                Some(a) => format!("on, listening on UDP {a}"),
+                None => "on".into(),
+            },
+            PoolState::Stopping => "stopping…".into(),
+            PoolState::Failed(e) => format!("failed: {e}"),
+        }
+    }
+}
+
+/// Starts, restarts and stops the pool off the UI thread.
+#[derive(Debug)]
+pub struct PoolControl {
+    state: PoolState,
+    /// The settings the running (or starting) pool was started with.
+    running_with: Option<(PoolSettings, Secret)>,
+    generation: u64,
+    tx: Sender<(u64, Result<Pool, String>)>,
+    rx: Receiver<(u64, Result<Pool, String>)>,
+    repaint: egui::Context,
+    config_dir: PathBuf,
+}
+
+impl PoolControl {
+    pub fn new(repaint: egui::Context, config_dir: PathBuf) -> Self {
+        let (tx, rx) = channel();
+        Self {
+            state: PoolState::Off,
+            running_with: None,
+            generation: 0,
+            tx,
+            rx,
+            repaint,
+            config_dir,
+        }
+    }
+
+    pub fn state(&self) -> &PoolState {
+        &self.state
+    }
+
+    pub fn pool(&self) -> Option<&Arc<Pool>> {
+        match &self.state {
+            PoolState::Running(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Brings the pool in line with `prefs`: starts it, stops it, or restarts it when
+    /// anything it was started with changed. Returns at once.
+    pub fn apply(&mut self, prefs: &Preferences, secret: Option<&Secret>) {
+        let wanted = match (prefs.server_mode, secret) {
+            (false, _) => None,
+            (true, None) => {
+                self.stop();
+                self.state = PoolState::Failed(
+                    "no pool secret: generate one or enter the secret of the pool to join".into(),
+                );
+                return;
+            }
+            (true, Some(s)) => Some((prefs.pool_settings(), s.clone())),
+        };
+        if wanted == self.running_with
+            && matches!(self.state, PoolState::Running(_) | PoolState::Starting)
+        {
+            return;
+        }
+        let old = self.take_pool();
+        self.generation += 1;
+        let Some((settings, secret)) = wanted else {
+            self.running_with = None;
+            self.state = PoolState::Off;
+            if let Some(old) = old {
+                self.state = PoolState::Stopping;
+                let tx = self.tx.clone();
+                let generation = self.generation;
+                let repaint = self.repaint.clone();
+                std::thread::spawn(move || {
+                    drop(old);
+                    let _ = tx.send((generation, Err(String::new())));
+                    repaint.request_repaint();
+                });
+            }
+            return;
+        };
+        let listen = match &settings.listen {
+            Ok(l) => *l,
+            Err(e) => {
+                let e = e.clone();
+                self.running_with = None;
+                self.state = PoolState::Failed(e);
+                if let Some(old) = old {
+                    std::thread::spawn(move || drop(old));
+                }
+                return;
+            }
+        };
+        let mut cfg = PoolConfig::new(secret.clone());
+        cfg.listen = Some(listen);
+        cfg.remotes = settings.remotes.clone();
+        cfg.workers = settings.workers;
+        if !settings.name.trim().is_empty() {
+            cfg.name = settings.name.trim().to_string();
+        }
+        cfg.config_dir = Some(self.config_dir.clone());
+        self.running_with = Some((settings, secret));
+        self.state = PoolState::Starting;
+        let tx = self.tx.clone();
+        let generation = self.generation;
+        let repaint = self.repaint.clone();
+        std::thread::spawn(move || {
+            // The old endpoint must be closed before the new one binds the same port.
+            drop(old);
+            let r = Pool::start(cfg).map_err(|e| e.to_string());
+            let _ = tx.send((generation, r));
+            repaint.request_repaint();
+        });
+    }
+
+    fn take_pool(&mut self) -> Option<Arc<Pool>> {
+        match std::mem::replace(&mut self.state, PoolState::Off) {
+            PoolState::Running(p) => Some(p),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        let old = self.take_pool();
+        self.generation += 1;
+        self.running_with = None;
+        self.state = PoolState::Off;
+        if let Some(old) = old {
+            std::thread::spawn(move || drop(old));
+        }
+    }
+
+    /// Picks up a pool that finished starting (or stopping).
+    pub fn poll(&mut self) {
+        while let Ok((generation, result)) = self.rx.try_recv() {
+            if generation != self.generation {
+                // Superseded while starting: leave it again, off the UI thread.
+                if let Ok(pool) = result {
+                    std::thread::spawn(move || pool.shutdown());
+                }
+                continue;
+            }
+            self.state = match result {
+                Ok(pool) => PoolState::Running(Arc::new(pool)),
+                Err(e) if e.is_empty() => PoolState::Off,
+                Err(e) => {
+                    self.running_with = None;
+                    PoolState::Failed(e)
+                }
+            };
+        }
+    }
+
+    /// Leaves the pool for good, waiting at most until `deadline`: peers see the close at
+    /// once (the endpoint closes with the QUIT code first thing), and the app exits even if
+    /// the close is not confirmed in time.
+    pub fn shutdown_by(&mut self, deadline: Instant) {
+        self.generation += 1;
+        let Some(pool) = self.take_pool() else {
+            return;
+        };
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            match Arc::try_unwrap(pool) {
+                Ok(pool) => pool.shutdown(),
+                Err(shared) => drop(shared),
+            }
+            let _ = tx.send(());
+        });
+        let _ = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        self.state = PoolState::Off;
+    }
+}
+
+/// How long quitting may wait for the pool's close to go out.
+pub const QUIT_POOL_WAIT: Duration = Duration::from_millis(350);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_entries_need_host_and_port() {
+        assert_eq!(check_remote(" pc:1250 ").unwrap(), "pc:1250");
+        assert!(check_remote("[::1]:1250").is_ok());
+        assert!(check_remote("pc").is_err());
+        assert!(check_remote(":1250").is_err());
+        assert!(check_remote("pc:0").is_err());
+        assert!(check_remote("pc:99999").is_err());
+    }
+
+    #[test]
+    fn preferences_round_trip_and_fill_missing_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Preferences {
+            server_mode: true,
+            ..Preferences::default()
+        };
+        p.remote_servers.push("a:1".into());
+        p.save(dir.path()).unwrap();
+        assert_eq!(Preferences::load(dir.path()), (p, None));
+        std::fs::write(dir.path().join(PREFERENCES_FILE), br#"{"listen_port": 7}"#).unwrap();
+        let (q, warning) = Preferences::load(dir.path());
+        assert_eq!(q.listen_port, 7);
+        assert_eq!(q.listen_address, "0.0.0.0");
+        assert!(warning.is_none());
+    }
+
+    #[test]
+    fn secret_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_secret(dir.path()).unwrap().is_none());
+        let s = Secret::generate();
+        save_secret(dir.path(), &s).unwrap();
+        assert_eq!(load_secret(dir.path()).unwrap(), Some(s));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+    }
+}

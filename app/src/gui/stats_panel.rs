@@ -1,0 +1,471 @@
+//! The Process Statistics panel: who computes, how fast, and how far each job has come.
+//!
+//! In server mode the rows come from [`PoolStats`] (refreshed by the pool every 50 ms); in
+//! local mode the same rows are built from this computer's runner, so the panel reads the
+//! same whichever mode is on. Tables sort by any column (click its header).
+
+use super::compute::{Compute, JobRow};
+use egui::{Response, RichText, Ui};
+use egui_plot::{Line, Plot, PlotPoints};
+use millpond_net::PoolStats;
+use std::cmp::Ordering;
+
+/// One host of the pool, or this computer in local mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRow {
+    pub name: String,
+    pub address: String,
+    pub hops: u8,
+    pub workers: u32,
+    pub state: String,
+    pub chunks_done: u64,
+    pub avg_compute_s: f64,
+    pub avg_transfer_s: f64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rtt_ms: f64,
+    pub last_heard_s: f64,
+}
+
+/// Rows for the hosts table in server mode.
+pub fn pool_host_rows(stats: &PoolStats) -> Vec<HostRow> {
+    stats
+        .hosts
+        .iter()
+        .map(|h| HostRow {
+            name: h.name.clone(),
+            address: h
+                .address
+                .clone()
+                .unwrap_or_else(|| if h.hops == 0 { "this computer" } else { "—" }.into()),
+            hops: h.hops,
+            workers: h.workers,
+            state: h.state.as_str().into(),
+            chunks_done: h.chunks_done,
+            avg_compute_s: h.avg_compute_s,
+            avg_transfer_s: h.avg_transfer_s,
+            bytes_in: h.bytes_in,
+            bytes_out: h.bytes_out,
+            rtt_ms: h.rtt_ms,
+            last_heard_s: h.last_heard_s,
+        })
+        .collect()
+}
+
+/// The one row of local mode: this computer and its workers.
+pub fn local_host_row(name: &str, workers: usize, compute: &Compute) -> HostRow {
+    let t = compute.totals;
+    let running = compute.current().map(|c| c.progress);
+    // While a job runs, count its chunks and worker time so far too.
+    let (chunks, busy_s) = match running {
+        Some(p) if !compute.is_pooled() => (
+            t.chunks,
+            t.busy_s + p.elapsed_s * workers.min(p.chunks_total.max(1) as usize) as f64,
+        ),
+        _ => (t.chunks, t.busy_s),
+    };
+    HostRow {
+        name: name.to_string(),
+        address: "this computer".into(),
+        hops: 0,
+        workers: workers as u32,
+        state: if compute.is_running() { "busy" } else { "idle" }.into(),
+        chunks_done: chunks,
+        avg_compute_s: if chunks == 0 {
+            0.0
+        } else {
+            busy_s / chunks as f64
+        },
+        avg_transfer_s: 0.0,
+        bytes_in: 0,
+        bytes_out: 0,
+        rtt_ms: 0.0,
+        last_heard_s: 0.0,
+    }
+}
+
+/// Job rows: the pool's jobs (server mode) or the running one, then finished ones.
+pub fn job_rows(stats: Option<&PoolStats>, compute: &Compute) -> Vec<JobRow> {
+    let mut rows = Vec::new();
+    if let Some(c) = compute.current() {
+        let p = c.progress;
+        let pool_job = stats.and_then(|s| s.jobs.first());
+        rows.push(JobRow {
+            name: c.name.clone(),
+            chunks_done: p.chunks_done,
+            chunks_total: p.chunks_total,
+            local_chunks: pool_job.map_or(p.local_chunks, |j| j.local_chunks),
+            remote_chunks: pool_job.map_or(p.remote_chunks, |j| j.remote_chunks),
+            points_per_s: pool_job.map_or(p.points_per_s, |j| j.points_per_s),
+            eta_s: pool_job.map_or(p.eta_s, |j| j.eta_s),
+            state: if compute.is_cancelling() {
+                "cancelling"
+            } else {
+                "running"
+            },
+        });
+    }
+    rows.extend(compute.finished.iter().rev().cloned());
+    rows
+}
+
+/// A value to sort by.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Key {
+    Num(f64),
+    Text(String),
+}
+
+struct Column<R> {
+    title: &'static str,
+    tip: &'static str,
+    text: fn(&R) -> String,
+    key: fn(&R) -> Key,
+}
+
+/// Which column a table is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub column: usize,
+    pub ascending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Self {
+            column: 0,
+            ascending: true,
+        }
+    }
+}
+
+pub fn format_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b} B")
+    }
+}
+
+pub fn format_rate(points_per_s: f64) -> String {
+    if points_per_s >= 1e6 {
+        format!("{:.2} M pts/s", points_per_s / 1e6)
+    } else if points_per_s >= 1e3 {
+        format!("{:.1} k pts/s", points_per_s / 1e3)
+    } else {
+        format!("{points_per_s:.0} pts/s")
+    }
+}
+
+pub fn format_eta(s: f64) -> String {
+    if !s.is_finite() || s <= 0.0 {
+        "—".into()
+    } else if s < 60.0 {
+        format!("{s:.0} s")
+    } else {
+        crate::cli::format_duration(s)
+    }
+}
+
+fn host_columns() -> Vec<Column<HostRow>> {
+    vec![
+        Column {
+            title: "Host",
+            tip: "The member's name (its host name unless set in its Preferences)",
+            text: |r| r.name.clone(),
+            key: |r| Key::Text(r.name.to_lowercase()),
+        },
+        Column {
+            title: "Address",
+            tip: "Where this computer reaches it (members known only by gossip have none)",
+            text: |r| r.address.clone(),
+            key: |r| Key::Text(r.address.clone()),
+        },
+        Column {
+            title: "Hops",
+            tip: "Links between here and there: 0 is this computer, 1 a direct link",
+            text: |r| r.hops.to_string(),
+            key: |r| Key::Num(f64::from(r.hops)),
+        },
+        Column {
+            title: "Workers",
+            tip: "Worker threads it offers",
+            text: |r| r.workers.to_string(),
+            key: |r| Key::Num(f64::from(r.workers)),
+        },
+        Column {
+            title: "State",
+            tip: "connecting, authenticated, busy, idle or lost",
+            text: |r| r.state.clone(),
+            key: |r| Key::Text(r.state.clone()),
+        },
+        Column {
+            title: "Chunks",
+            tip: "Chunks it computed for jobs of this computer since start",
+            text: |r| r.chunks_done.to_string(),
+            key: |r| Key::Num(r.chunks_done as f64),
+        },
+        Column {
+            title: "Compute/chunk",
+            tip: "Average time to compute one chunk (worker time)",
+            text: |r| format!("{:.0} ms", r.avg_compute_s * 1e3),
+            key: |r| Key::Num(r.avg_compute_s),
+        },
+        Column {
+            title: "Transfer",
+            tip: "Average time a chunk's work and result spent on the network",
+            text: |r| format!("{:.0} ms", r.avg_transfer_s * 1e3),
+            key: |r| Key::Num(r.avg_transfer_s),
+        },
+        Column {
+            title: "In",
+            tip: "Bytes received from it",
+            text: |r| format_bytes(r.bytes_in),
+            key: |r| Key::Num(r.bytes_in as f64),
+        },
+        Column {
+            title: "Out",
+            tip: "Bytes sent to it",
+            text: |r| format_bytes(r.bytes_out),
+            key: |r| Key::Num(r.bytes_out as f64),
+        },
+        Column {
+            title: "RTT",
+            tip: "Round-trip time of the link",
+            text: |r| {
+                if r.hops == 1 {
+                    format!("{:.1} ms", r.rtt_ms)
+                } else {
+                    "—".into()
+                }
+            },
+            key: |r| Key::Num(r.rtt_ms),
+        },
+        Column {
+            title: "Last heard",
+            tip: "Seconds since anything was heard from it",
+            text: |r| {
+                if r.hops == 0 {
+                    "now".into()
+                } else {
+                    format!("{:.1} s ago", r.last_heard_s)
+                }
+            },
+            key: |r| Key::Num(r.last_heard_s),
+        },
+    ]
+}
+
+fn share(r: &JobRow) -> f64 {
+    let all = r.local_chunks + r.remote_chunks;
+    if all == 0 {
+        0.0
+    } else {
+        f64::from(r.local_chunks) / f64::from(all)
+    }
+}
+
+fn job_columns() -> Vec<Column<JobRow>> {
+    vec![
+        Column {
+            title: "Job",
+            tip: "The operation being computed",
+            text: |r| r.name.clone(),
+            key: |r| Key::Text(r.name.to_lowercase()),
+        },
+        Column {
+            title: "State",
+            tip: "running, cancelling, done, cancelled or failed",
+            text: |r| r.state.into(),
+            key: |r| Key::Text(r.state.into()),
+        },
+        Column {
+            title: "Chunks",
+            tip: "Chunks done of the job's total",
+            text: |r| format!("{} / {}", r.chunks_done, r.chunks_total),
+            key: |r| Key::Num(f64::from(r.chunks_done)),
+        },
+        Column {
+            title: "Local / remote",
+            tip: "Share of the chunks computed on this computer and elsewhere in the pool",
+            text: |r| {
+                let s = share(r);
+                if r.local_chunks + r.remote_chunks == 0 {
+                    "—".into()
+                } else {
+                    format!("{:.0}% / {:.0}%", s * 100.0, (1.0 - s) * 100.0)
+                }
+            },
+            key: |r| Key::Num(share(r)),
+        },
+        Column {
+            title: "Throughput",
+            tip: "Cutter-location points computed per second",
+            text: |r| format_rate(r.points_per_s),
+            key: |r| Key::Num(r.points_per_s),
+        },
+        Column {
+            title: "ETA",
+            tip: "Estimated time until the job is done",
+            text: |r| format_eta(r.eta_s),
+            key: |r| Key::Num(r.eta_s),
+        },
+    ]
+}
+
+fn sorted_table<R: Clone>(
+    ui: &mut Ui,
+    id: &str,
+    columns: &[Column<R>],
+    rows: &[R],
+    sort: &mut Sort,
+) {
+    let mut rows = rows.to_vec();
+    if let Some(col) = columns.get(sort.column) {
+        rows.sort_by(|a, b| {
+            let o = (col.key)(a)
+                .partial_cmp(&(col.key)(b))
+                .unwrap_or(Ordering::Equal);
+            if sort.ascending { o } else { o.reverse() }
+        });
+    }
+    egui::Grid::new(id).striped(true).show(ui, |ui| {
+        for (i, c) in columns.iter().enumerate() {
+            let arrow = match (sort.column == i, sort.ascending) {
+                (true, true) => " ^",
+                (true, false) => " v",
+                _ => "",
+            };
+            let r: Response = ui
+                .button(RichText::new(format!("{}{arrow}", c.title)).strong())
+                .on_hover_text(format!("{} — click to sort", c.tip));
+            if r.clicked() {
+                if sort.column == i {
+                    sort.ascending = !sort.ascending;
+                } else {
+                    *sort = Sort {
+                        column: i,
+                        ascending: true,
+                    };
+                }
+            }
+        }
+        ui.end_row();
+        for row in &rows {
+            for c in columns {
+                ui.label((c.text)(row));
+            }
+            ui.end_row();
+        }
+    });
+}
+
+/// The panel's own state: visibility, sort orders, the rows last refreshed.
+#[derive(Debug, Default)]
+pub struct StatsPanel {
+    pub visible: bool,
+    pub host_sort: Sort,
+    pub job_sort: Sort,
+    pub hosts: Vec<HostRow>,
+    pub jobs: Vec<JobRow>,
+    /// One-line pool totals.
+    pub totals: String,
+}
+
+impl StatsPanel {
+    /// Rebuilds the rows (a few times per second while visible).
+    pub fn refresh(
+        &mut self,
+        pool: Option<&PoolStats>,
+        node_name: &str,
+        local_workers: usize,
+        compute: &Compute,
+    ) {
+        self.hosts = match pool {
+            Some(s) if !s.hosts.is_empty() => pool_host_rows(s),
+            _ => vec![local_host_row(node_name, local_workers, compute)],
+        };
+        self.jobs = job_rows(pool, compute);
+        let workers: u32 = self
+            .hosts
+            .iter()
+            .filter(|h| h.state != "lost")
+            .map(|h| h.workers)
+            .sum();
+        let chunks: u64 = self.hosts.iter().map(|h| h.chunks_done).sum();
+        let rate = compute.current().map_or(0.0, |c| c.progress.points_per_s);
+        self.totals = format!(
+            "{} ({} host{}, {workers} workers): {chunks} chunks computed, now {}",
+            if pool.is_some() { "Pool" } else { "Local mode" },
+            self.hosts.len(),
+            if self.hosts.len() == 1 { "" } else { "s" },
+            format_rate(rate)
+        );
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, compute: &Compute) {
+        ui.horizontal(|ui| {
+            ui.heading("Process statistics");
+            ui.label(&self.totals);
+        });
+        egui::ScrollArea::both()
+            .id_salt("stats-scroll")
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                ui.label(RichText::new("Hosts").strong());
+                sorted_table(
+                    ui,
+                    "hosts",
+                    &host_columns(),
+                    &self.hosts,
+                    &mut self.host_sort,
+                );
+                ui.add_space(6.0);
+                ui.label(RichText::new("Jobs").strong());
+                if self.jobs.is_empty() {
+                    ui.weak("No job yet: click Generate.");
+                } else {
+                    sorted_table(ui, "jobs", &job_columns(), &self.jobs, &mut self.job_sort);
+                }
+                ui.add_space(6.0);
+                ui.label(RichText::new("Throughput over time (CL points/s)").strong());
+                let points: PlotPoints<'_> = compute.history().iter().copied().collect();
+                Plot::new("throughput")
+                    .height(120.0)
+                    .x_axis_label("time since start, s")
+                    .y_axis_label("points/s")
+                    .include_y(0.0)
+                    .allow_scroll(false)
+                    .show(ui, |p| p.line(Line::new("CL points/s", points)));
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(format_bytes(999), "999 B");
+        assert_eq!(format_bytes(1_500), "1.5 kB");
+        assert_eq!(format_bytes(2_500_000), "2.5 MB");
+        assert_eq!(format_rate(1_234_567.0), "1.23 M pts/s");
+        assert_eq!(format_eta(0.0), "—");
+        assert_eq!(format_eta(12.4), "12 s");
+        assert_eq!(format_eta(3725.0), "1:02:05");
+    }
+
+    #[test]
+    fn local_row_is_this_computer_idle_before_any_job() {
+        let c = Compute::new(egui::Context::default());
+        let r = local_host_row("bench", 2, &c);
+        assert_eq!((r.hops, r.workers, r.state.as_str()), (0, 2, "idle"));
+        assert_eq!(r.chunks_done, 0);
+    }
+}

@@ -1,0 +1,1194 @@
+//! Drawing the window: menu, side panel (model, stock, tools, operations, export), status
+//! bar, statistics panel, preferences. Thin: every action calls a [`MillpondApp`] method.
+
+use super::app::MillpondApp;
+use super::export::dialect_label;
+use super::model::{Axis3, Placement, Units};
+use super::operations::{LineAxis, RasterParams, StockMode, Strategy, ToolShape, WaterlineParams};
+use super::preferences::PoolState;
+use super::stats_panel::{format_eta, format_rate};
+use crate::cli::format_duration;
+use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichText, Ui};
+use millpond_core::gcode::Dialect;
+use millpond_core::raster::Direction;
+use millpond_core::waterline::Milling;
+use millpond_net::Secret;
+use std::time::Duration;
+
+const QUIT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Q);
+const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
+const ERROR_RED: Color32 = Color32::from_rgb(0xe0, 0x55, 0x55);
+
+/// A labelled number in a two-column grid; the label names the field for screen readers and
+/// tests, the tooltip says what it does.
+fn num(
+    ui: &mut Ui,
+    label: &str,
+    tip: &str,
+    value: &mut f64,
+    suffix: &str,
+    range: std::ops::RangeInclusive<f64>,
+    speed: f64,
+) -> bool {
+    let l = ui.label(label).on_hover_text(tip);
+    let r = ui
+        .add(
+            DragValue::new(value)
+                .range(range)
+                .speed(speed)
+                .suffix(suffix)
+                .max_decimals(4),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(tip);
+    ui.end_row();
+    r.changed()
+}
+
+fn text_row(ui: &mut Ui, label: &str, tip: &str, value: &mut String) -> Response {
+    let l = ui.label(label).on_hover_text(tip);
+    let r = ui
+        .text_edit_singleline(value)
+        .labelled_by(l.id)
+        .on_hover_text(tip);
+    ui.end_row();
+    r
+}
+
+fn info_row(ui: &mut Ui, label: &str, value: String) {
+    ui.label(label);
+    ui.label(value);
+    ui.end_row();
+}
+
+impl eframe::App for MillpondApp {
+    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.poll();
+    }
+
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        if ui.input_mut(|i| i.consume_shortcut(&QUIT)) {
+            self.quit();
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&OPEN)) {
+            self.open_dialog();
+        }
+        let dropped = ui.input(|i| i.raw.dropped_files.clone());
+        if let Some(file) = dropped.into_iter().next() {
+            self.open_dropped(file);
+        }
+        let hovering = ui.input(|i| !i.raw.hovered_files.is_empty());
+
+        egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        if !self.banners.is_empty() {
+            egui::Panel::top("banners").show(ui, |ui| self.banners_ui(ui));
+        }
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        if self.stats.visible {
+            egui::Panel::bottom("statistics")
+                .resizable(true)
+                .default_size(300.0)
+                .show(ui, |ui| self.stats.ui(ui, &self.compute));
+        }
+        egui::Panel::left("side")
+            .resizable(true)
+            .default_size(370.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("side-scroll")
+                    .show(ui, |ui| self.side_panel(ui));
+            });
+        egui::CentralPanel::no_frame().show(ui, |ui| {
+            self.view.show(ui);
+            if hovering {
+                ui.painter().text(
+                    ui.max_rect().center(),
+                    egui::Align2::CENTER_CENTER,
+                    "Drop an STL file to open it",
+                    egui::FontId::proportional(24.0),
+                    Color32::WHITE,
+                );
+            }
+        });
+        if self.prefs_ui.open {
+            let mut open = true;
+            egui::Window::new("Preferences")
+                .open(&mut open)
+                .default_width(520.0)
+                .show(ui.ctx(), |ui| self.preferences_ui(ui));
+            self.prefs_ui.open = open;
+        }
+        if self.compute.is_running() {
+            ui.request_repaint_after(Duration::from_millis(100));
+        } else if self.stats.visible || self.prefs_ui.open {
+            ui.request_repaint_after(Duration::from_millis(250));
+        }
+    }
+
+    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        self.save_all();
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.shutdown();
+    }
+}
+
+impl MillpondApp {
+    /// Ctrl-Q and File > Quit: stop everything now, then close the window.
+    pub fn quit(&mut self) {
+        self.shutdown();
+        self.ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    fn menu_bar(&mut self, ui: &mut Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui
+                    .button("Open model…")
+                    .on_hover_text("Open an STL file (Ctrl+O); you can also drop one on the window")
+                    .clicked()
+                {
+                    self.open_dialog();
+                }
+                ui.menu_button("Open recent", |ui| {
+                    if self.session.recent.is_empty() {
+                        ui.weak("No recent files");
+                    }
+                    for path in self.session.recent.clone() {
+                        if ui
+                            .button(super::model::display_name(&path))
+                            .on_hover_text(path.display().to_string())
+                            .clicked()
+                        {
+                            self.open_path(path);
+                        }
+                    }
+                });
+                if ui
+                    .button("Export G-code…")
+                    .on_hover_text("Write every enabled operation that has a toolpath, in order")
+                    .clicked()
+                {
+                    self.export_dialog();
+                }
+                ui.separator();
+                if ui.button("Quit").on_hover_text("Ctrl+Q").clicked() {
+                    self.quit();
+                }
+            });
+            ui.menu_button("View", |ui| {
+                if ui
+                    .checkbox(&mut self.stats.visible, "Process statistics")
+                    .on_hover_text("Hosts, jobs and throughput of local or pooled computing")
+                    .changed()
+                {
+                    self.save_session();
+                }
+            });
+            if ui
+                .button("Preferences")
+                .on_hover_text("Server mode, pool members, workers, machine")
+                .clicked()
+            {
+                self.prefs_ui.open = true;
+                self.prefs_ui.edit = self.prefs.clone();
+            }
+            if ui
+                .selectable_label(self.stats.visible, "Statistics")
+                .on_hover_text("Show or hide the Process Statistics panel")
+                .clicked()
+            {
+                self.stats.visible = !self.stats.visible;
+                self.save_session();
+            }
+        });
+    }
+
+    fn banners_ui(&mut self, ui: &mut Ui) {
+        let mut dismiss = None;
+        for (i, text) in self.banners.iter().enumerate() {
+            egui::Frame::new()
+                .fill(Color32::from_rgb(0x5a, 0x1e, 0x1e))
+                .inner_margin(6.0)
+                .show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        if ui
+                            .button("Dismiss")
+                            .on_hover_text("Hide this message")
+                            .clicked()
+                        {
+                            dismiss = Some(i);
+                        }
+                        ui.label(RichText::new(text).color(Color32::WHITE));
+                    });
+                });
+        }
+        if let Some(i) = dismiss {
+            self.banners.remove(i);
+        }
+    }
+
+    fn status_bar(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            if let Some(c) = self.compute.current() {
+                let p = c.progress;
+                let text = format!(
+                    "{}: {} / {} chunks · {} · ETA {}",
+                    c.name,
+                    p.chunks_done,
+                    p.chunks_total,
+                    format_rate(p.points_per_s),
+                    format_eta(p.eta_s)
+                );
+                ui.add(
+                    egui::ProgressBar::new(p.fraction())
+                        .desired_width(420.0)
+                        .text(text),
+                );
+            } else if self.compute.is_running() {
+                ui.spinner();
+            }
+            if self.compute.is_running() {
+                let label = if self.compute.is_cancelling() {
+                    "Cancelling…"
+                } else {
+                    "Cancel"
+                };
+                if ui
+                    .add_enabled(!self.compute.is_cancelling(), egui::Button::new(label))
+                    .on_hover_text("Stop computing (Esc)")
+                    .clicked()
+                {
+                    self.cancel();
+                }
+            }
+            if let Some(name) = self.loader.busy() {
+                ui.spinner();
+                ui.label(format!("Loading {name}…"));
+            }
+            ui.label(&self.status);
+        });
+        if self.compute.is_running() && ui.input(|i| i.key_pressed(Key::Escape)) {
+            self.cancel();
+        }
+    }
+
+    fn side_panel(&mut self, ui: &mut Ui) {
+        egui::CollapsingHeader::new("Model")
+            .default_open(true)
+            .show(ui, |ui| self.model_ui(ui));
+        egui::CollapsingHeader::new("Stock")
+            .default_open(false)
+            .show(ui, |ui| self.stock_ui(ui));
+        egui::CollapsingHeader::new("Tool library")
+            .default_open(false)
+            .show(ui, |ui| self.tools_ui(ui));
+        egui::CollapsingHeader::new("Operations")
+            .default_open(true)
+            .show(ui, |ui| self.operations_ui(ui));
+        egui::CollapsingHeader::new("G-code")
+            .default_open(true)
+            .show(ui, |ui| self.export_ui(ui));
+    }
+
+    fn model_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            if ui
+                .button("Open…")
+                .on_hover_text("Open an STL file (Ctrl+O); you can also drop one on the window")
+                .clicked()
+            {
+                self.open_dialog();
+            }
+        });
+        let Some(m) = &self.model else {
+            ui.weak("No model loaded.");
+            return;
+        };
+        let b = m.bounds();
+        let s = b.size();
+        egui::Grid::new("model-info").num_columns(2).show(ui, |ui| {
+            info_row(ui, "Name", m.name.clone());
+            info_row(ui, "Triangles", m.triangles().to_string());
+            info_row(
+                ui,
+                "Size X × Y × Z",
+                format!("{:.3} × {:.3} × {:.3} mm", s.x, s.y, s.z),
+            );
+            info_row(
+                ui,
+                "From",
+                format!("X{:.3} Y{:.3} Z{:.3}", b.min.x, b.min.y, b.min.z),
+            );
+            info_row(
+                ui,
+                "To",
+                format!("X{:.3} Y{:.3} Z{:.3}", b.max.x, b.max.y, b.max.z),
+            );
+            info_row(ui, "Skipped degenerate", m.skipped_degenerate().to_string());
+        });
+        let units = m.units;
+        let placed = !m.placement.is_empty();
+        ui.horizontal(|ui| {
+            ui.label("File units:")
+                .on_hover_text("STL files carry no units: say what one unit in this file is");
+            for u in [Units::Millimetres, Units::Inches] {
+                if ui
+                    .radio(units == u, u.label())
+                    .on_hover_text(match u {
+                        Units::Millimetres => "One STL unit is one millimetre",
+                        Units::Inches => "One STL unit is one inch (scaled by 25.4)",
+                    })
+                    .clicked()
+                {
+                    self.set_units(u);
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            if ui
+                .button("Move to origin")
+                .on_hover_text("Put the model's lowest corner at X0 Y0 Z0")
+                .clicked()
+            {
+                self.place(Placement::MoveToOrigin);
+            }
+            if ui
+                .button("Center XY")
+                .on_hover_text("Center the model on X0 Y0 with its bottom at Z0")
+                .clicked()
+            {
+                self.place(Placement::Center);
+            }
+            if ui
+                .add_enabled(placed, egui::Button::new("Reset"))
+                .on_hover_text("Undo every move, rotation and mirror")
+                .clicked()
+            {
+                self.reset_placement();
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Rotate 90°:");
+            for a in Axis3::ALL {
+                if ui
+                    .button(format!("about {}", a.label()))
+                    .on_hover_text(format!(
+                        "Turn the model a quarter turn counter-clockwise about {}",
+                        a.label()
+                    ))
+                    .clicked()
+                {
+                    self.place(Placement::Rotate(a));
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Mirror:");
+            for a in Axis3::ALL {
+                if ui
+                    .button(format!("{} ", a.label()))
+                    .on_hover_text(format!(
+                        "Mirror the model: {} becomes -{}",
+                        a.label(),
+                        a.label()
+                    ))
+                    .clicked()
+                {
+                    self.place(Placement::Mirror(a));
+                }
+            }
+        });
+    }
+
+    fn stock_ui(&mut self, ui: &mut Ui) {
+        let Some(model_box) = self.model.as_ref().map(|m| m.bounds()) else {
+            ui.weak("Open a model first.");
+            return;
+        };
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            if ui
+                .radio(
+                    self.stock.mode == StockMode::ModelBox,
+                    "Model box + margins",
+                )
+                .on_hover_text("The stock follows the model: its box grown by the margins")
+                .clicked()
+            {
+                self.stock.mode = StockMode::ModelBox;
+                changed = true;
+            }
+            if ui
+                .radio(self.stock.mode == StockMode::Explicit, "Explicit corners")
+                .on_hover_text("Give the stock's corners in machine coordinates")
+                .clicked()
+                && self.stock.mode != StockMode::Explicit
+            {
+                self.stock.make_explicit(model_box);
+                changed = true;
+            }
+        });
+        egui::Grid::new("stock").num_columns(2).show(ui, |ui| {
+            let s = &mut self.stock;
+            match s.mode {
+                StockMode::ModelBox => {
+                    changed |= num(ui, "Margin X/Y", "Stock beyond the model on every side in X and Y", &mut s.margin_xy, " mm", 0.0..=1000.0, 0.1);
+                    changed |= num(ui, "Margin top", "Stock above the model's top", &mut s.margin_top, " mm", 0.0..=1000.0, 0.1);
+                    changed |= num(ui, "Margin bottom", "Stock below the model's bottom; the tool never goes below the stock bottom", &mut s.margin_bottom, " mm", 0.0..=1000.0, 0.1);
+                }
+                StockMode::Explicit => {
+                    for (i, axis) in ["X", "Y", "Z"].iter().enumerate() {
+                        changed |= num(ui, &format!("{axis} min"), &format!("Stock's lowest {axis}"), &mut s.min[i], " mm", -1e5..=1e5, 0.1);
+                        changed |= num(ui, &format!("{axis} max"), &format!("Stock's highest {axis}"), &mut s.max[i], " mm", -1e5..=1e5, 0.1);
+                    }
+                }
+            }
+            changed |= num(ui, "Safe height", "Rapid moves run this far above the stock top", &mut s.safe_height, " mm", 0.1..=1000.0, 0.1);
+        });
+        let b = self.stock.aabb(model_box);
+        let sz = b.size();
+        ui.label(format!(
+            "Stock {:.2} × {:.2} × {:.2} mm, floor Z{:.3}, safe Z{:.3}",
+            sz.x,
+            sz.y,
+            sz.z,
+            b.min.z,
+            b.max.z + self.stock.safe_height
+        ));
+        if changed {
+            self.sync_stock();
+        }
+    }
+
+    fn tools_ui(&mut self, ui: &mut Ui) {
+        let mut select = None;
+        for t in &self.tools.tools {
+            let selected = self.selected_tool == Some(t.id);
+            if ui
+                .selectable_label(selected, t.title())
+                .on_hover_text(format!("{}, {} mm", t.shape.label(), t.diameter))
+                .clicked()
+            {
+                select = Some(t.id);
+            }
+        }
+        if select.is_some() {
+            self.selected_tool = select;
+        }
+        let used: Vec<u64> = self.operations.list.iter().map(|o| o.tool).collect();
+        ui.horizontal(|ui| {
+            if ui
+                .button("New tool")
+                .on_hover_text("Add a 6 mm flat end mill to edit")
+                .clicked()
+            {
+                self.selected_tool = Some(self.tools.add(None));
+                self.tools_edited();
+            }
+            let sel = self
+                .selected_tool
+                .and_then(|id| self.tools.get(id))
+                .cloned();
+            if ui
+                .add_enabled(sel.is_some(), egui::Button::new("Duplicate"))
+                .on_hover_text("Copy the selected tool")
+                .clicked()
+                && let Some(t) = &sel
+            {
+                self.selected_tool = Some(self.tools.add(Some(t)));
+                self.tools_edited();
+            }
+            let deletable = sel.as_ref().is_some_and(|t| !used.contains(&t.id));
+            if ui
+                .add_enabled(deletable, egui::Button::new("Delete"))
+                .on_hover_text("Delete the selected tool (not while an operation uses it)")
+                .clicked()
+                && let Some(t) = &sel
+            {
+                self.tools.remove(t.id);
+                self.selected_tool = self.tools.tools.first().map(|t| t.id);
+                self.tools_edited();
+            }
+        });
+        let Some(tool) = self.selected_tool.and_then(|id| self.tools.get_mut(id)) else {
+            return;
+        };
+        let mut changed = false;
+        egui::Grid::new("tool-editor")
+            .num_columns(2)
+            .show(ui, |ui| {
+                changed |=
+                    text_row(ui, "Name", "What you call this tool", &mut tool.name).changed();
+                let l = ui
+                    .label("Tool number")
+                    .on_hover_text("Pocket number in the machine's tool table (T word)");
+                changed |= ui
+                    .add(DragValue::new(&mut tool.number).range(0..=9999))
+                    .labelled_by(l.id)
+                    .on_hover_text("Pocket number in the machine's tool table (T word)")
+                    .changed();
+                ui.end_row();
+                let l = ui.label("Shape").on_hover_text("The cutter's end shape");
+                egui::ComboBox::from_id_salt("tool-shape")
+                    .selected_text(tool.shape.label())
+                    .show_ui(ui, |ui| {
+                        for s in ToolShape::ALL {
+                            changed |= ui.selectable_value(&mut tool.shape, s, s.label()).changed();
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text("The cutter's end shape");
+                ui.end_row();
+                changed |= num(
+                    ui,
+                    "Diameter",
+                    "Cutting diameter",
+                    &mut tool.diameter,
+                    " mm",
+                    0.01..=1000.0,
+                    0.05,
+                );
+                match tool.shape {
+                    ToolShape::Bull => {
+                        changed |= num(
+                            ui,
+                            "Corner radius",
+                            "Radius of the rounded corner (less than half the diameter)",
+                            &mut tool.corner_radius,
+                            " mm",
+                            0.01..=500.0,
+                            0.05,
+                        );
+                    }
+                    ToolShape::VBit => {
+                        changed |= num(
+                            ui,
+                            "Included angle",
+                            "Angle between opposite flanks of the V",
+                            &mut tool.included_angle,
+                            "°",
+                            1.0..=179.0,
+                            0.5,
+                        );
+                    }
+                    ToolShape::Flat | ToolShape::Ball => {}
+                }
+                changed |= num(
+                    ui,
+                    "Feed",
+                    "Cutting feed",
+                    &mut tool.feed,
+                    " mm/min",
+                    1.0..=100_000.0,
+                    10.0,
+                );
+                changed |= num(
+                    ui,
+                    "Plunge feed",
+                    "Feed when moving down into material",
+                    &mut tool.plunge_feed,
+                    " mm/min",
+                    1.0..=100_000.0,
+                    10.0,
+                );
+                changed |= num(
+                    ui,
+                    "Spindle speed",
+                    "Spindle speed",
+                    &mut tool.spindle_rpm,
+                    " rpm",
+                    1.0..=200_000.0,
+                    100.0,
+                );
+            });
+        if let Err(e) = tool.cutter() {
+            ui.colored_label(ERROR_RED, e);
+        }
+        if changed {
+            self.tools_edited();
+        }
+    }
+
+    fn operations_ui(&mut self, ui: &mut Ui) {
+        let mut select = None;
+        let mut moves = None;
+        let mut visibility = None;
+        let ids: Vec<u64> = self.operations.list.iter().map(|o| o.id).collect();
+        for (i, id) in ids.iter().copied().enumerate() {
+            let pending = self.compute.is_pending(id);
+            let outdated = self.is_outdated(id);
+            let has_result = self.results.contains_key(&id);
+            let error = self.op_errors.contains_key(&id);
+            let selected = self.operations.selected == Some(id);
+            let Some(op) = self.operations.get_mut(id) else {
+                continue;
+            };
+            ui.horizontal(|ui| {
+                ui.checkbox(&mut op.enabled, "").on_hover_text(format!(
+                    "Include \"{}\" in Generate all and in the G-code",
+                    op.name
+                ));
+                let mut visible = op.visible;
+                if ui
+                    .checkbox(&mut visible, "Show")
+                    .on_hover_text(format!("Draw the toolpath of \"{}\"", op.name))
+                    .changed()
+                {
+                    visibility = Some((id, visible));
+                }
+                if ui
+                    .selectable_label(selected, &op.name)
+                    .on_hover_text("Edit this operation")
+                    .clicked()
+                {
+                    select = Some(id);
+                }
+                let (tag, color) = if pending {
+                    ("computing", Color32::LIGHT_BLUE)
+                } else if error {
+                    ("failed", ERROR_RED)
+                } else if has_result && outdated {
+                    ("outdated", Color32::YELLOW)
+                } else if has_result {
+                    ("done", Color32::LIGHT_GREEN)
+                } else {
+                    ("", Color32::GRAY)
+                };
+                ui.colored_label(color, tag);
+                if ui
+                    .add_enabled(i > 0, egui::Button::new("Up").small())
+                    .on_hover_text("Machine this operation earlier")
+                    .clicked()
+                {
+                    moves = Some((id, true));
+                }
+                if ui
+                    .add_enabled(i + 1 < ids.len(), egui::Button::new("Down").small())
+                    .on_hover_text("Machine this operation later")
+                    .clicked()
+                {
+                    moves = Some((id, false));
+                }
+            });
+        }
+        if let Some(id) = select {
+            self.operations.selected = Some(id);
+        }
+        if let Some((id, up)) = moves {
+            self.operations.move_by(id, up);
+        }
+        if let Some((id, v)) = visibility {
+            self.set_visible(id, v);
+        }
+        ui.horizontal(|ui| {
+            ui.menu_button("Add operation", |ui| {
+                for s in Strategy::defaults() {
+                    if ui.button(s.label()).clicked() {
+                        let tool = self
+                            .operations
+                            .selected
+                            .and_then(|id| self.operations.get(id))
+                            .map(|o| o.tool)
+                            .or(self.tools.tools.first().map(|t| t.id))
+                            .unwrap_or(0);
+                        self.operations.add(s, tool);
+                    }
+                }
+            });
+            if ui
+                .add_enabled(
+                    self.operations.selected.is_some(),
+                    egui::Button::new("Remove"),
+                )
+                .on_hover_text("Remove the selected operation and its toolpath")
+                .clicked()
+                && let Some(id) = self.operations.selected
+            {
+                self.remove_operation(id);
+            }
+        });
+        ui.separator();
+        self.operation_editor(ui);
+        ui.separator();
+        ui.horizontal(|ui| {
+            let ready = self.model.is_some();
+            if ui
+                .add_enabled(
+                    ready && self.operations.selected.is_some(),
+                    egui::Button::new("Generate"),
+                )
+                .on_hover_text("Compute the selected operation's toolpath")
+                .clicked()
+            {
+                self.generate(false);
+            }
+            if ui
+                .add_enabled(ready, egui::Button::new("Generate all"))
+                .on_hover_text("Compute every enabled operation, in order")
+                .clicked()
+            {
+                self.generate(true);
+            }
+        });
+        if let Some(id) = self.operations.selected {
+            if let Some(r) = self.results.get(&id) {
+                let s = r.stats;
+                ui.label(format!(
+                    "Cut {:.1} mm · rapid {:.1} mm · {} moves · {} retracts",
+                    s.cut_length + s.plunge_length,
+                    s.rapid_length,
+                    s.moves,
+                    s.retracts
+                ));
+                ui.label(format!(
+                    "Estimated machining time {} · computed in {:.1} s",
+                    format_duration(s.machining_time_s),
+                    r.computed.elapsed_s
+                ));
+                if self.is_outdated(id) {
+                    ui.colored_label(Color32::YELLOW, "Parameters changed since: generate again.");
+                }
+            }
+            if let Some(e) = self.op_errors.get(&id) {
+                ui.colored_label(ERROR_RED, e);
+            }
+        }
+    }
+
+    fn operation_editor(&mut self, ui: &mut Ui) {
+        let Some(id) = self.operations.selected else {
+            ui.weak("No operation selected.");
+            return;
+        };
+        let tools: Vec<(u64, String)> =
+            self.tools.tools.iter().map(|t| (t.id, t.title())).collect();
+        let Some(op) = self.operations.get_mut(id) else {
+            return;
+        };
+        ui.label(RichText::new(op.strategy.label()).strong());
+        egui::Grid::new("op-editor").num_columns(2).show(ui, |ui| {
+            text_row(
+                ui,
+                "Name",
+                "What this operation is called in the list and the G-code",
+                &mut op.name,
+            );
+            let l = ui
+                .label("Tool")
+                .on_hover_text("Which tool of the library cuts this operation");
+            let current = tools
+                .iter()
+                .find(|(t, _)| *t == op.tool)
+                .map_or_else(|| "(choose a tool)".to_string(), |(_, n)| n.clone());
+            egui::ComboBox::from_id_salt("op-tool")
+                .selected_text(current)
+                .width(220.0)
+                .show_ui(ui, |ui| {
+                    for (tid, name) in &tools {
+                        ui.selectable_value(&mut op.tool, *tid, name);
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text("Which tool of the library cuts this operation");
+            ui.end_row();
+            match &mut op.strategy {
+                Strategy::RasterFinishing(p) => raster_editor(ui, p),
+                Strategy::WaterlineFinishing(p) => waterline_editor(ui, p),
+            }
+        });
+    }
+
+    fn export_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            let l = ui
+                .label("Dialect")
+                .on_hover_text("The controller the program is for");
+            let mut dialect = self.session.dialect;
+            egui::ComboBox::from_id_salt("dialect")
+                .selected_text(dialect_label(dialect))
+                .show_ui(ui, |ui| {
+                    for d in [Dialect::LinuxCnc, Dialect::Grbl] {
+                        ui.selectable_value(&mut dialect, d, dialect_label(d));
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "LinuxCNC: tool changes with M6, G64 blending. GRBL: no M6, short lines",
+                );
+            if dialect != self.session.dialect {
+                self.session.dialect = dialect;
+                self.save_session();
+            }
+        });
+        let s = self.export_summary();
+        if s.operations == 0 {
+            ui.weak("Generate an enabled operation to export G-code.");
+        } else {
+            ui.label(format!(
+                "{} operation{}: cut {:.1} mm, rapid {:.1} mm",
+                s.operations,
+                if s.operations == 1 { "" } else { "s" },
+                s.cut_length,
+                s.rapid_length
+            ));
+            ui.label(format!(
+                "Estimated machining time {} (at {:.0} mm/min rapids)",
+                format_duration(s.machining_time_s),
+                self.prefs.rapid_rate
+            ));
+        }
+        if ui
+            .add_enabled(
+                s.operations > 0 && !self.exporter.busy(),
+                egui::Button::new("Export G-code…"),
+            )
+            .on_hover_text("Save every enabled operation that has a toolpath as one program")
+            .clicked()
+        {
+            self.export_dialog();
+        }
+        match &self.exporter.last {
+            Some(Ok(m)) => {
+                ui.label(m);
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ERROR_RED, e);
+            }
+            None => {}
+        }
+    }
+
+    fn preferences_ui(&mut self, ui: &mut Ui) {
+        let state = self.pool.state().clone();
+        let mut server = self.prefs_ui.edit.server_mode;
+        if ui
+            .checkbox(&mut server, "Server mode: join the compute pool")
+            .on_hover_text(
+                "Listen for other Millpond computers and connect to the remote servers below; \
+                 jobs are then shared with everyone in the pool",
+            )
+            .changed()
+        {
+            self.set_server_mode(server);
+        }
+        let color = match state {
+            PoolState::Failed(_) => ERROR_RED,
+            PoolState::Running(_) => Color32::LIGHT_GREEN,
+            _ => ui.visuals().text_color(),
+        };
+        ui.colored_label(color, format!("Pool: {}", state.describe()));
+        ui.separator();
+        egui::Grid::new("prefs").num_columns(2).show(ui, |ui| {
+            let e = &mut self.prefs_ui.edit;
+            text_row(ui, "Listen on", "IP address to listen on: 0.0.0.0 for every network, 127.0.0.1 for this computer only", &mut e.listen_address);
+            let l = ui.label("Port").on_hover_text("UDP port other members connect to (0: any free port)");
+            ui.add(DragValue::new(&mut e.listen_port).range(0..=65535))
+                .labelled_by(l.id)
+                .on_hover_text("UDP port other members connect to (0: any free port)");
+            ui.end_row();
+            text_row(ui, "Node name", "How this computer is shown to the other members", &mut e.node_name);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let l = ui.label("Local workers").on_hover_text(format!(
+                "Worker threads computing on this computer (it has {cores} cores)"
+            ));
+            ui.add(DragValue::new(&mut e.local_workers).range(1..=1024).suffix(" threads"))
+                .labelled_by(l.id)
+                .on_hover_text(format!("Worker threads computing on this computer (it has {cores} cores)"));
+            ui.end_row();
+            num(ui, "Rapid rate", "The machine's rapid rate: only used to estimate machining time", &mut e.rapid_rate, " mm/min", 1.0..=200_000.0, 50.0);
+        });
+        ui.horizontal(|ui| {
+            let dirty = self.prefs_ui.edit != self.prefs;
+            if ui
+                .add_enabled(dirty, egui::Button::new("Save and apply"))
+                .on_hover_text("Save these settings; a running pool restarts with them")
+                .clicked()
+            {
+                self.apply_preferences();
+            }
+            if dirty {
+                ui.weak("unsaved changes");
+            }
+        });
+        ui.separator();
+        ui.label(RichText::new("Pool secret").strong())
+            .on_hover_text(
+                "Every member of a pool needs the same secret. It never crosses the network.",
+            );
+        ui.horizontal(|ui| {
+            let show = self.prefs_ui.show_secret;
+            if self.prefs_ui.secret_text.is_empty() && show {
+                self.prefs_ui.secret_text =
+                    self.secret.as_ref().map(Secret::reveal).unwrap_or_default();
+            }
+            let hint = if self.secret.is_some() {
+                "(saved — type to replace)"
+            } else {
+                "(none yet)"
+            };
+            let l = ui
+                .label("Secret")
+                .on_hover_text("The pool secret; masked unless Show is ticked");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.prefs_ui.secret_text)
+                    .password(!show)
+                    .hint_text(hint)
+                    .desired_width(260.0),
+            )
+            .labelled_by(l.id)
+            .on_hover_text("The pool secret; masked unless Show is ticked");
+            if ui
+                .checkbox(&mut self.prefs_ui.show_secret, "Show")
+                .on_hover_text("Show the secret in clear")
+                .changed()
+                && !self.prefs_ui.show_secret
+            {
+                self.prefs_ui.secret_text.clear();
+            }
+        });
+        ui.horizontal(|ui| {
+            if ui
+                .button("Generate")
+                .on_hover_text(
+                    "Make a new random secret for a new pool (give it to the other members)",
+                )
+                .clicked()
+            {
+                let s = Secret::generate();
+                if self.prefs_ui.show_secret {
+                    self.prefs_ui.secret_text = s.reveal();
+                } else {
+                    self.prefs_ui.secret_text.clear();
+                }
+                self.set_secret(s);
+            }
+            let typed = self.prefs_ui.secret_text.clone();
+            let differs = !typed.trim().is_empty()
+                && self
+                    .secret
+                    .as_ref()
+                    .is_none_or(|s| s.reveal() != typed.trim());
+            if ui
+                .add_enabled(differs, egui::Button::new("Use this secret"))
+                .on_hover_text(
+                    "Save the typed secret (at least 8 characters) to join an existing pool",
+                )
+                .clicked()
+            {
+                match Secret::new(typed.into_bytes(), "the secret field") {
+                    Ok(s) => self.set_secret(s),
+                    Err(e) => self.prefs_ui.message = Some(Err(e.to_string())),
+                }
+            }
+        });
+        ui.separator();
+        ui.label(RichText::new("Remote servers").strong())
+            .on_hover_text("Pool members this computer connects to (HOST:PORT)");
+        let statuses = self
+            .pool_stats
+            .as_ref()
+            .map(|s| s.remotes.clone())
+            .unwrap_or_default();
+        let mut remove = None;
+        egui::Grid::new("remotes")
+            .num_columns(4)
+            .striped(true)
+            .show(ui, |ui| {
+                for r in &self.prefs.remote_servers {
+                    ui.label(r);
+                    match statuses.iter().find(|s| &s.address == r) {
+                        Some(s) => {
+                            let c = match s.state {
+                                millpond_net::RemoteState::Connected => Color32::LIGHT_GREEN,
+                                millpond_net::RemoteState::Connecting => ui.visuals().text_color(),
+                                _ => ERROR_RED,
+                            };
+                            ui.colored_label(c, s.state.as_str());
+                            ui.label(s.last_error.clone().unwrap_or_default());
+                        }
+                        None => {
+                            ui.weak(if self.pool.pool().is_some() {
+                                "connecting"
+                            } else {
+                                "server mode off"
+                            });
+                            ui.label("");
+                        }
+                    }
+                    if ui
+                        .button("Remove")
+                        .on_hover_text(format!("Stop connecting to {r}"))
+                        .clicked()
+                    {
+                        remove = Some(r.clone());
+                    }
+                    ui.end_row();
+                }
+            });
+        if let Some(r) = remove {
+            self.remove_remote(&r);
+        }
+        ui.horizontal(|ui| {
+            let l = ui.label("Add").on_hover_text("Another member's HOST:PORT");
+            let r = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.prefs_ui.new_remote)
+                        .hint_text("host:1250")
+                        .desired_width(220.0),
+                )
+                .labelled_by(l.id)
+                .on_hover_text("Another member's HOST:PORT");
+            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+            if ui
+                .button("Add server")
+                .on_hover_text("Connect to this member (while server mode is on)")
+                .clicked()
+                || enter
+            {
+                let a = self.prefs_ui.new_remote.clone();
+                self.add_remote(&a);
+            }
+        });
+        match &self.prefs_ui.message {
+            Some(Ok(m)) => {
+                ui.label(m);
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ERROR_RED, e);
+            }
+            None => {}
+        }
+        ui.weak(format!(
+            "Settings folder: {}",
+            self.options.config_dir.display()
+        ));
+    }
+}
+
+fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
+    num(
+        ui,
+        "Stepover",
+        "Distance between neighbouring passes",
+        &mut p.stepover,
+        " mm",
+        0.001..=1000.0,
+        0.01,
+    );
+    num(
+        ui,
+        "Sampling",
+        "Distance between computed points along a pass: smaller follows the surface closer and takes longer",
+        &mut p.sampling,
+        " mm",
+        0.001..=100.0,
+        0.01,
+    );
+    let l = ui
+        .label("Passes along")
+        .on_hover_text("Which axis the passes run along");
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut p.axis, LineAxis::X, "X")
+            .on_hover_text("Passes parallel to X");
+        ui.radio_value(&mut p.axis, LineAxis::Y, "Y")
+            .on_hover_text("Passes parallel to Y");
+    })
+    .response
+    .labelled_by(l.id);
+    ui.end_row();
+    let l = ui
+        .label("Direction")
+        .on_hover_text("Which way the passes are cut");
+    let label = |d: Direction| match d {
+        Direction::Zigzag => "Zigzag",
+        Direction::Climb => "Climb",
+        Direction::Conventional => "Conventional",
+    };
+    egui::ComboBox::from_id_salt("raster-direction")
+        .selected_text(label(p.direction))
+        .show_ui(ui, |ui| {
+            for d in [Direction::Zigzag, Direction::Climb, Direction::Conventional] {
+                ui.selectable_value(&mut p.direction, d, label(d));
+            }
+        })
+        .response
+        .labelled_by(l.id)
+        .on_hover_text(
+            "Zigzag: both ways, no lifts. Climb or conventional: one way, lifting between passes",
+        );
+    ui.end_row();
+    num(
+        ui,
+        "Merge tolerance",
+        "Points are merged while the path stays this close to the exact surface",
+        &mut p.merge_tolerance,
+        " mm",
+        0.0..=1.0,
+        0.0005,
+    );
+    num(
+        ui,
+        "Extra margin",
+        "Passes cover the model plus the tool radius plus this, so the outer passes clear the sides",
+        &mut p.extra_margin,
+        " mm",
+        -100.0..=100.0,
+        0.1,
+    );
+    num(
+        ui,
+        "Allowance",
+        "Material left on the surface for a later pass (0: finish to size)",
+        &mut p.allowance,
+        " mm",
+        0.0..=100.0,
+        0.05,
+    );
+}
+
+fn waterline_editor(ui: &mut Ui, p: &mut WaterlineParams) {
+    num(
+        ui,
+        "Stepdown",
+        "Height between contour levels",
+        &mut p.stepdown,
+        " mm",
+        0.001..=1000.0,
+        0.01,
+    );
+    num(
+        ui,
+        "Sampling",
+        "Grid spacing the contours are traced on: features smaller than this may be missed",
+        &mut p.sampling,
+        " mm",
+        0.001..=100.0,
+        0.01,
+    );
+    let l = ui
+        .label("Milling")
+        .on_hover_text("Which side of the tool the material is on as it goes round");
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut p.milling, Milling::Climb, "Climb")
+            .on_hover_text("Material on the tool's right (clockwise spindle): the usual choice on rigid machines");
+        ui.radio_value(&mut p.milling, Milling::Conventional, "Conventional")
+            .on_hover_text("Material on the tool's left: kinder to machines with backlash");
+    })
+    .response
+    .labelled_by(l.id);
+    ui.end_row();
+    num(
+        ui,
+        "Allowance",
+        "Material left on the surface for a later pass (0: finish to size)",
+        &mut p.allowance,
+        " mm",
+        0.0..=100.0,
+        0.05,
+    );
+}
