@@ -149,6 +149,8 @@ pub enum Operation {
     Contours(ContourSpec),
     /// Waterline finishing.
     Waterline(WaterlineSpec),
+    /// Roughing by slices.
+    Rough(crate::rough::RoughSpec),
 }
 
 /// Everything a computation depends on.
@@ -205,6 +207,7 @@ impl JobSpec {
             Operation::Raster(r) => &r.grid,
             Operation::Contours(c) => &c.grid,
             Operation::Waterline(w) => &w.contours.grid,
+            Operation::Rough(r) => &r.contours.grid,
         }
     }
 
@@ -215,6 +218,7 @@ impl JobSpec {
             Operation::Raster(r) => r.allowance,
             Operation::Contours(c) => c.allowance,
             Operation::Waterline(w) => w.contours.allowance,
+            Operation::Rough(r) => r.contours.allowance,
         }
     }
 
@@ -223,6 +227,7 @@ impl JobSpec {
         match &self.operation {
             Operation::Contours(c) => Some(c),
             Operation::Waterline(w) => Some(&w.contours),
+            Operation::Rough(r) => Some(&r.contours),
             Operation::Drop(_) | Operation::Raster(_) => None,
         }
     }
@@ -233,6 +238,7 @@ impl JobSpec {
             Operation::Raster(r) => r.floor,
             Operation::Contours(c) => c.floor(),
             Operation::Waterline(w) => w.contours.floor(),
+            Operation::Rough(r) => r.contours.floor(),
         }
     }
 
@@ -246,6 +252,7 @@ impl JobSpec {
             Operation::Raster(r) => r.validate()?,
             Operation::Contours(c) => c.validate()?,
             Operation::Waterline(w) => w.validate()?,
+            Operation::Rough(r) => r.validate()?,
         }
         self.cutter.grown(self.allowance())?;
         Ok(())
@@ -339,7 +346,10 @@ impl ChunkResult {
                     return bad(format!("chunk {} has a non-finite point", self.chunk));
                 }
             }
-            (Operation::Contours(_) | Operation::Waterline(_), ChunkData::Chains(levels)) => {
+            (
+                Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_),
+                ChunkData::Chains(levels),
+            ) => {
                 let c = spec.contours().map_or(0, |c| c.levels.len());
                 if levels.len() != c {
                     return bad(format!(
@@ -522,7 +532,7 @@ impl JobContext {
         self.lines_heights(&dc, lines.clone(), &mut z, cancel)?;
         let data = match &self.spec.operation {
             Operation::Drop(_) => ChunkData::Heights(z),
-            Operation::Contours(_) | Operation::Waterline(_) => {
+            Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
                 unreachable!("contour operations returned above")
             }
             Operation::Raster(r) => {
@@ -574,7 +584,7 @@ impl JobContext {
                     .collect();
                 Ok(JobOutput::Toolpath(raster::link(self, spec, &lines)))
             }
-            Operation::Contours(_) | Operation::Waterline(_) => {
+            Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
                 let chunks = results
                     .into_iter()
                     .map(|r| match r.data {
@@ -588,6 +598,9 @@ impl JobContext {
                     Operation::Waterline(w) => {
                         Ok(JobOutput::Toolpath(waterline::toolpath(self, w, &levels)))
                     }
+                    Operation::Rough(r) => Ok(JobOutput::Toolpath(crate::rough::toolpath(
+                        self, r, &levels,
+                    ))),
                     _ => Ok(JobOutput::Contours(levels)),
                 }
             }

@@ -15,6 +15,7 @@ pub mod job;
 pub mod mesh;
 pub mod models;
 pub mod raster;
+pub mod rough;
 pub mod runner;
 pub mod stl;
 pub mod toolpath;

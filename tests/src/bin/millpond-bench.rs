@@ -412,11 +412,74 @@ fn pool(quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// Waterline contours of the 200k-triangle sphere (radius 50 mm), 3 mm ball, 20 levels through
+/// the whole sphere, 0.05 mm fibers; three runs per thread count, median and best.
+fn waterline(quick: bool) -> Result<()> {
+    use millpond_core::waterline::ContourSpec;
+    let mesh = Arc::new(Mesh::from_triangles(
+        Model::Sphere200k.triangles(),
+        "sphere-200k",
+    )?);
+    let index = Arc::new(TriangleIndex::new(&mesh));
+    let cutter: Cutter = "ball:3".parse()?;
+    let sampling = if quick { 0.5 } else { 0.05 };
+    let levels: Vec<f64> = (0..20).map(|k| 47.5 - 5.0 * k as f64).collect();
+    let grid = ContourSpec::grid_around(mesh.bounds().xy(), cutter.radius(), sampling)?;
+    let spec = JobSpec {
+        mesh: mesh.hash(),
+        cutter,
+        operation: Operation::Contours(ContourSpec {
+            grid,
+            levels,
+            allowance: 0.0,
+        }),
+    };
+    let ctx = JobContext::new(mesh.clone(), index, spec)?;
+    println!("\n### Waterline contours (`millpond-bench --waterline-only`)\n");
+    println!(
+        "sphere-200k ({} triangles, radius 50 mm), ball:3, 20 levels from z = 47.5 to -47.5, \
+         fibers every {sampling} mm ({} grid points); three runs, median and best.\n",
+        mesh.len(),
+        ctx.spec().grid().points()
+    );
+    println!("| threads | loops | contour points | median s | best s |");
+    println!("|---:|---:|---:|---:|---:|");
+    for threads in [1, 2] {
+        let mut times = Vec::new();
+        let mut counts = (0, 0);
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let results = run_local(&ctx, threads, &CancelToken::new(), &|_, _| {})?;
+            let out = ctx.finish(results)?;
+            times.push(t0.elapsed().as_secs_f64());
+            if let millpond_core::job::JobOutput::Contours(levels) = out {
+                counts = (
+                    levels.iter().map(|l| l.contours.len()).sum::<usize>(),
+                    levels
+                        .iter()
+                        .flat_map(|l| &l.contours)
+                        .map(|c| c.points.len())
+                        .sum::<usize>(),
+                );
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {threads} | {} | {} | {:.2} | {:.2} |",
+            counts.0, counts.1, times[1], times[0]
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     if args.iter().any(|a| a == "--pool-only") {
         return pool(quick);
+    }
+    if args.iter().any(|a| a == "--waterline-only") {
+        return waterline(quick);
     }
     if args.first().map(String::as_str) == Some("--one") {
         let model = Model::parse(args.get(1).context("model")?)?;
@@ -486,5 +549,6 @@ fn main() -> Result<()> {
     }
     scaling(quick)?;
     load(quick)?;
+    waterline(quick)?;
     pool(quick)
 }

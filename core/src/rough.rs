@@ -1,0 +1,349 @@
+//! Roughing by slices: layers from the stock top down to the floor; in each layer the tool
+//! clears the stock outside the region where it would come closer to the model than the
+//! material allowance. That region is exactly a waterline region of the tool grown by the
+//! allowance (see [`waterline`](crate::waterline)), so roughing is waterline contours plus
+//! 2-D polygon work.
+//!
+//! The polygon work (difference with the stock, inward offsets for the clearing passes) uses
+//! `i_overlay`: pure Rust, maintained, booleans and offsets with holes and any fill rule, and
+//! it snaps to an integer grid internally, so the same input gives the same bits on every
+//! machine — which the pool's bit-identical results need. Clipper2 is the classic choice but
+//! is C++ behind FFI; geo's boolean ops are built on i_overlay anyway.
+
+use crate::geom::{Aabb, Point3};
+use crate::job::{JobContext, JobError};
+use crate::raster::approach;
+use crate::toolpath::{MoveKind, Toolpath};
+use crate::waterline::{ContourSpec, Level, Milling};
+use i_overlay::core::fill_rule::FillRule;
+use i_overlay::core::overlay_rule::OverlayRule;
+use i_overlay::float::single::SingleFloatOverlay;
+use i_overlay::mesh::float::outline::offset::OutlineOffset;
+use i_overlay::mesh::float::style::{LineJoin, OutlineStyle};
+use serde::{Deserialize, Serialize};
+
+type Ring = Vec<[f64; 2]>;
+type Shapes = Vec<Vec<Ring>>;
+
+/// How each layer is cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClearPattern {
+    /// Parallel lines along X, then one pass round the layer's boundary.
+    Zigzag,
+    /// Contour-parallel rings, from the inside out.
+    Offset,
+}
+
+/// Roughing parameters. The layers are the contour levels; the allowance is the contours'.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoughSpec {
+    pub contours: ContourSpec,
+    /// The material block; the tool axis stays inside its XY box, layers start at its top.
+    pub stock: Aabb,
+    /// Distance between clearing passes, mm.
+    pub stepover: f64,
+    pub pattern: ClearPattern,
+    pub milling: Milling,
+    pub safe_z: f64,
+    /// Angle of entry ramps, degrees from horizontal.
+    pub ramp_angle: f64,
+}
+
+/// Most clearing passes per layer (a guard against absurd stepovers on huge stock).
+const MAX_PASSES: usize = 100_000;
+
+impl RoughSpec {
+    pub fn validate(&self) -> Result<(), JobError> {
+        self.contours.validate()?;
+        let invalid = |m: String| Err(JobError::Invalid(m));
+        let (lo, hi) = (self.stock.min, self.stock.max);
+        if !(lo.is_finite() && hi.is_finite() && lo.x <= hi.x && lo.y <= hi.y && lo.z <= hi.z) {
+            return invalid("stock box must be finite with min ≤ max".into());
+        }
+        if !(self.stepover.is_finite() && self.stepover > 0.0) {
+            return invalid(format!("stepover must be positive, got {}", self.stepover));
+        }
+        let span = (self.stock.max.x - self.stock.min.x).max(self.stock.max.y - self.stock.min.y);
+        if span / self.stepover > MAX_PASSES as f64 {
+            return invalid(format!(
+                "stepover {} is too small for a {span} mm stock",
+                self.stepover
+            ));
+        }
+        if !self.safe_z.is_finite() || self.safe_z < self.stock.max.z {
+            return invalid(format!(
+                "safe height ({}) must be at or above the stock top ({})",
+                self.safe_z, self.stock.max.z
+            ));
+        }
+        if !(self.ramp_angle.is_finite() && self.ramp_angle > 0.0 && self.ramp_angle <= 90.0) {
+            return invalid(format!(
+                "ramp angle must be between 0 and 90 degrees, got {}",
+                self.ramp_angle
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The clear area of one layer: where the tool axis may go. The contours are exact on the
+/// fibers; between two consecutive contour points (at most `spacing·√2` apart) the straight
+/// chord can cut into a convex part of the region by up to `spacing² / (4ρ)`, where ρ is the
+/// region's radius of curvature there — at least the radius of the tool's flat bottom, since
+/// the region is the model's slice grown by the tool's cross-section. The area keeps that much
+/// (plus 1 µm) further away. For a ball or V-bit, whose flat bottom is a point, a quarter of
+/// the radius is assumed: roughing with those is unusual, and the tests check flat and bull.
+fn clear_area(stock: &Aabb, level: &Level, spacing: f64, flat_radius: f64) -> Shapes {
+    let s = stock;
+    let stock_ring: Ring = vec![
+        [s.min.x, s.min.y],
+        [s.max.x, s.min.y],
+        [s.max.x, s.max.y],
+        [s.min.x, s.max.y],
+    ];
+    let forbidden: Vec<Ring> = level.contours.iter().map(|c| c.points.clone()).collect();
+    let area: Shapes = if forbidden.is_empty() {
+        vec![vec![stock_ring]]
+    } else {
+        vec![stock_ring].overlay(&forbidden, OverlayRule::Difference, FillRule::NonZero)
+    };
+    let margin = spacing * spacing / (4.0 * flat_radius) + 1e-3;
+    shrink(&area, margin)
+}
+
+fn shrink(area: &Shapes, by: f64) -> Shapes {
+    if area.is_empty() {
+        return Vec::new();
+    }
+    // Round joins with chords no longer than a tenth of the offset radius... of at most 0.1 mm.
+    let style = OutlineStyle::new(-by).line_join(LineJoin::Round(0.1));
+    area.outline(&style)
+}
+
+/// Everything one layer cuts, as paths in cutting order; closed paths repeat their first
+/// point at the end.
+fn layer_paths(area: &Shapes, spec: &RoughSpec) -> Vec<Ring> {
+    let mut paths = Vec::new();
+    match spec.pattern {
+        ClearPattern::Offset => {
+            let mut rings: Vec<Shapes> = Vec::new();
+            let mut cur = area.clone();
+            while !cur.is_empty() && rings.len() < MAX_PASSES {
+                let next = shrink(&cur, spec.stepover);
+                rings.push(cur);
+                cur = next;
+            }
+            // Inside out: the last pass is the boundary.
+            for shapes in rings.iter().rev() {
+                for contour in shapes.iter().flatten() {
+                    paths.push(closed(contour, spec.milling));
+                }
+            }
+        }
+        ClearPattern::Zigzag => {
+            let contours: Vec<&Ring> = area.iter().flatten().collect();
+            let (y0, y1) = contours
+                .iter()
+                .flat_map(|c| c.iter())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                    (a.min(p[1]), b.max(p[1]))
+                });
+            if y0 <= y1 {
+                let n = ((y1 - y0) / spec.stepover).ceil().max(1.0) as usize;
+                let step = (y1 - y0) / n as f64;
+                for k in 0..=n {
+                    // Keep the first and last lines just inside the area.
+                    let y = (y0 + k as f64 * step).clamp(y0 + 1e-6, y1 - 1e-6);
+                    let mut xs = crossings(&contours, y);
+                    xs.sort_by(f64::total_cmp);
+                    let mut segs: Vec<Ring> = xs
+                        .chunks_exact(2)
+                        .map(|p| vec![[p[0], y], [p[1], y]])
+                        .collect();
+                    if k % 2 == 1 {
+                        segs.reverse();
+                        for s in &mut segs {
+                            s.reverse();
+                        }
+                    }
+                    paths.extend(segs);
+                }
+            }
+            for contour in contours {
+                paths.push(closed(contour, spec.milling));
+            }
+        }
+    }
+    paths
+}
+
+/// x where the horizontal line at `y` crosses the contours (half-open rule, so a vertex on
+/// the line counts once).
+fn crossings(contours: &[&Ring], y: f64) -> Vec<f64> {
+    let mut xs = Vec::new();
+    for c in contours {
+        for i in 0..c.len() {
+            let (a, b) = (c[i], c[(i + 1) % c.len()]);
+            if (a[1] > y) != (b[1] > y) {
+                xs.push(a[0] + (y - a[1]) * (b[0] - a[0]) / (b[1] - a[1]));
+            }
+        }
+    }
+    xs
+}
+
+/// A closed pass, in the direction that climb-mills (i_overlay gives outer boundaries
+/// counter-clockwise and holes clockwise: material beyond the pass on the tool's right) or the
+/// reverse for conventional milling.
+fn closed(contour: &Ring, milling: Milling) -> Ring {
+    let mut p = contour.clone();
+    if milling == Milling::Conventional {
+        p.reverse();
+    }
+    if let Some(&first) = p.first() {
+        p.push(first);
+    }
+    p
+}
+
+/// True if the straight move from `a` to `b` stays inside the clear area: it crosses no
+/// boundary and its midpoint is inside.
+fn inside_area(area: &Shapes, a: [f64; 2], b: [f64; 2]) -> bool {
+    let cross = |p: [f64; 2], q: [f64; 2], r: [f64; 2]| {
+        (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+    };
+    for c in area.iter().flatten() {
+        for i in 0..c.len() {
+            let (p, q) = (c[i], c[(i + 1) % c.len()]);
+            let (d1, d2) = (cross(a, b, p), cross(a, b, q));
+            let (d3, d4) = (cross(p, q, a), cross(p, q, b));
+            if ((d1 > 0.0) != (d2 > 0.0)) && ((d3 > 0.0) != (d4 > 0.0)) {
+                return false;
+            }
+        }
+    }
+    let m = [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
+    let mut winding = false;
+    for c in area.iter().flatten() {
+        winding ^= crate::waterline::contains(c, m);
+    }
+    winding
+}
+
+/// Builds the roughing toolpath from the layers' contours (in layer order, top down).
+pub fn toolpath(ctx: &JobContext, spec: &RoughSpec, levels: &[Level]) -> Toolpath {
+    let tool = ctx.spec().cutter;
+    let flat_radius = match tool {
+        crate::Cutter::Flat { diameter } => diameter / 2.0,
+        crate::Cutter::Bull {
+            diameter,
+            corner_radius,
+        } => diameter / 2.0 - corner_radius,
+        crate::Cutter::Ball { .. } | crate::Cutter::VBit { .. } => 0.0,
+    }
+    .max(tool.radius() / 4.0);
+    let spacing = spec.contours.grid.sampling.max(spec.contours.grid.step);
+    let slope = spec.ramp_angle.to_radians().tan();
+    let mut tp = Toolpath {
+        start: Point3::new(spec.stock.min.x, spec.stock.min.y, spec.safe_z),
+        moves: Vec::new(),
+    };
+    let mut started = false;
+    let mut above = spec.stock.max.z;
+    for level in levels {
+        let z = level.z;
+        let area = clear_area(&spec.stock, level, spacing, flat_radius);
+        let paths = layer_paths(&area, spec);
+        for path in paths.iter().filter(|p| p.len() >= 2) {
+            let here = tp.end();
+            let at_depth = started && here.z == z;
+            if at_depth && inside_area(&area, [here.x, here.y], path[0]) {
+                tp.push(MoveKind::Cut, Point3::new(path[0][0], path[0][1], z));
+            } else {
+                // Down through the air above this layer (cleared by the layer above, or above
+                // the stock), then ramp along the path into the new depth.
+                let s = Point3::new(path[0][0], path[0][1], above);
+                approach(&mut tp, s, spec.safe_z);
+                started = true;
+                ramp(&mut tp, path, above, z, slope);
+            }
+            for p in &path[1..] {
+                tp.push(MoveKind::Cut, Point3::new(p[0], p[1], z));
+            }
+        }
+        above = z;
+    }
+    let end = tp.end();
+    if end.z < spec.safe_z {
+        tp.push(MoveKind::Rapid, Point3::new(end.x, end.y, spec.safe_z));
+    }
+    tp
+}
+
+/// Ramps from `from_z` down to `z` along `path` (back and forth along it if it is too short),
+/// ending back at the path's start at depth, ready to cut it.
+fn ramp(tp: &mut Toolpath, path: &[[f64; 2]], from_z: f64, z: f64, slope: f64) {
+    let drop = from_z - z;
+    if drop <= 0.0 {
+        tp.push(MoveKind::Plunge, Point3::new(path[0][0], path[0][1], z));
+        return;
+    }
+    let len: f64 = path
+        .windows(2)
+        .map(|w| ((w[1][0] - w[0][0]).powi(2) + (w[1][1] - w[0][1]).powi(2)).sqrt())
+        .sum();
+    if len < 1e-6 || slope.is_infinite() {
+        // A point-sized pass: nothing to ramp along.
+        tp.push(MoveKind::Plunge, Point3::new(path[0][0], path[0][1], z));
+        return;
+    }
+    let mut need = drop / slope;
+    let mut cur_z = from_z;
+    let mut forward = true;
+    let mut trail: Vec<[f64; 2]> = Vec::new();
+    // Walk the path forwards and backwards until the depth is reached.
+    let mut guard = 0;
+    while need > 1e-9 && guard < 10_000 {
+        guard += 1;
+        let pts: Vec<[f64; 2]> = if forward {
+            path.to_vec()
+        } else {
+            path.iter().rev().copied().collect()
+        };
+        for w in pts.windows(2) {
+            let d = ((w[1][0] - w[0][0]).powi(2) + (w[1][1] - w[0][1]).powi(2)).sqrt();
+            if d == 0.0 {
+                continue;
+            }
+            if d >= need {
+                let t = need / d;
+                let p = [
+                    w[0][0] + (w[1][0] - w[0][0]) * t,
+                    w[0][1] + (w[1][1] - w[0][1]) * t,
+                ];
+                tp.push(MoveKind::Cut, Point3::new(p[0], p[1], z));
+                trail.push(w[0]);
+                need = 0.0;
+                cur_z = z;
+                break;
+            }
+            need -= d;
+            cur_z -= d * slope;
+            tp.push(MoveKind::Cut, Point3::new(w[1][0], w[1][1], cur_z.max(z)));
+            trail.push(w[0]);
+        }
+        if need > 0.0 {
+            trail.clear();
+            forward = !forward;
+        }
+    }
+    let _ = cur_z;
+    // Back to the start at depth along the way the ramp came.
+    for p in trail.iter().rev() {
+        tp.push(MoveKind::Cut, Point3::new(p[0], p[1], z));
+    }
+    let s = Point3::new(path[0][0], path[0][1], z);
+    if tp.end() != s {
+        tp.push(MoveKind::Cut, s);
+    }
+}
