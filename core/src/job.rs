@@ -358,8 +358,8 @@ impl ChunkResult {
                         levels.len()
                     ));
                 }
-                // At most one crossing per grid edge of the chunk's rows.
-                let edges = 2 * (lines + 1) * per_line;
+                // At most one crossing per grid edge of the chunk's rows, plus refinement.
+                let edges = 2 * (lines + 1) * per_line * waterline::MAX_POINTS_PER_EDGE;
                 let keys = (spec.grid().lines() * per_line) as u64;
                 for chains in levels {
                     if chains.iter().map(|c| c.points.len()).sum::<usize>() > edges {
@@ -470,10 +470,17 @@ impl JobContext {
             return Ok(None);
         }
         let (a0, a1, ..) = grid.frame();
+        // Contour refinement looks up to half a chord (less than a grid spacing) beyond the
+        // rows; more triangles in the band never change a height.
+        let m = if self.spec.contours().is_some() {
+            grid.step.max(grid.sampling)
+        } else {
+            0.0
+        };
         let band = dc.band(
             grid.axis,
-            (grid.across(lines.start), grid.across(lines.end - 1)),
-            (a0, a1.max(grid.along(per_line - 1))),
+            (grid.across(lines.start) - m, grid.across(lines.end - 1) + m),
+            (a0 - m, a1.max(grid.along(per_line - 1)) + m),
         );
         for (row, j) in out.chunks_mut(per_line).zip(lines) {
             for (k, piece) in row.chunks_mut(PIECE_POINTS).enumerate() {

@@ -34,6 +34,14 @@ const CROSSING_TOLERANCE: f64 = 1e-9;
 /// slivers far smaller than the sampling gets there).
 const MAX_HOPS: usize = 64;
 
+/// Between two contour points the straight chord may cut into the region (where it is convex)
+/// by its sag. Where the chord's midpoint is more than this deep (in drop-cutter height), an
+/// exact boundary point is added near it, up to `REFINE_DEPTH` times per chord.
+pub const REFINE_TOLERANCE: f64 = 0.0005;
+const REFINE_DEPTH: usize = 4;
+/// Points a chunk may return per grid edge of its rows (one crossing, plus refinement).
+pub const MAX_POINTS_PER_EDGE: usize = 1 << REFINE_DEPTH;
+
 /// Most levels one job may ask for.
 pub const MAX_LEVELS: usize = 10_000;
 
@@ -255,6 +263,84 @@ impl Slicer<'_> {
         [x, y]
     }
 
+    /// Adds exact boundary points where a chord between consecutive points cuts into the
+    /// region by more than `REFINE_TOLERANCE` at its midpoint. The region is on the left, so
+    /// outward is the chord's right-hand normal; the new point is where the line from the
+    /// midpoint outward leaves the region, found like a fiber crossing.
+    fn refined(&self, points: Vec<[f64; 2]>, z: f64, closed: bool) -> Vec<[f64; 2]> {
+        if points.len() < 2 {
+            return points;
+        }
+        let mut out = Vec::with_capacity(points.len());
+        let n = points.len();
+        let pairs = if closed { n } else { n - 1 };
+        for k in 0..pairs {
+            let (p, q) = (points[k], points[(k + 1) % n]);
+            out.push(p);
+            self.refine_chord(p, q, z, REFINE_DEPTH, &mut out);
+        }
+        if !closed {
+            out.push(points[n - 1]);
+        }
+        out
+    }
+
+    fn refine_chord(
+        &self,
+        p: [f64; 2],
+        q: [f64; 2],
+        z: f64,
+        depth: usize,
+        out: &mut Vec<[f64; 2]>,
+    ) {
+        if depth == 0 {
+            return;
+        }
+        let (dx, dy) = (q[0] - p[0], q[1] - p[1]);
+        let len = (dx * dx + dy * dy).sqrt();
+        if len < 1e-6 {
+            return;
+        }
+        let m = [0.5 * (p[0] + q[0]), 0.5 * (p[1] + q[1])];
+        if self
+            .dc
+            .band_exceeds(self.band, m[0], m[1], z + REFINE_TOLERANCE, None)
+            .is_none()
+        {
+            return;
+        }
+        // Outward normal; a convex bulge's sag is less than half the chord.
+        let nrm = [dy / len, -dx / len];
+        let reach = 0.5 * len;
+        let at = |t: f64| [m[0] + nrm[0] * t, m[1] + nrm[1] * t];
+        let exceeds = |t: f64| {
+            let c = at(t);
+            self.dc
+                .band_exceeds(self.band, c[0], c[1], z, None)
+                .is_some()
+        };
+        if exceeds(reach) {
+            // Not a simple bulge (a corner of the grid's own making): leave the chord.
+            return;
+        }
+        let (mut lo, mut hi) = (0.0, reach);
+        while hi - lo > CROSSING_TOLERANCE {
+            let mid = 0.5 * (lo + hi);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if exceeds(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let c = at(hi);
+        self.refine_chord(p, c, z, depth - 1, out);
+        out.push(c);
+        self.refine_chord(c, q, z, depth - 1, out);
+    }
+
     /// Contours of cell rows `rows` (cell row j spans grid rows j and j + 1) at height `z`.
     pub fn level(&self, rows: std::ops::Range<usize>, z: f64) -> Vec<Chain> {
         let ppl = self.ppl();
@@ -341,7 +427,11 @@ impl Slicer<'_> {
             out.push(Chain {
                 start: key(s),
                 end: key(e),
-                points: edges.iter().map(|&e| self.crossing(e, z)).collect(),
+                points: self.refined(
+                    edges.iter().map(|&e| self.crossing(e, z)).collect(),
+                    z,
+                    false,
+                ),
             });
         }
         let mut rest: Vec<Edge> = next.keys().copied().collect();
@@ -361,7 +451,11 @@ impl Slicer<'_> {
             out.push(Chain {
                 start: None,
                 end: None,
-                points: edges.iter().map(|&e| self.crossing(e, z)).collect(),
+                points: self.refined(
+                    edges.iter().map(|&e| self.crossing(e, z)).collect(),
+                    z,
+                    true,
+                ),
             });
         }
         out
