@@ -1,5 +1,5 @@
 //! End-to-end tests of the `millpond` binary: `drop` (JSON summary and CSV grid), `toolpath`
-//! (G-code), argument errors, and the no-argument default run.
+//! (G-code), argument errors, and the no-argument run without a display.
 
 use millpond_core::models::geodesic_sphere;
 use millpond_core::{Mesh, Point3, stl};
@@ -593,23 +593,21 @@ fn toolpath_writes_gcode_in_both_dialects() {
 }
 
 #[test]
-fn no_arguments_prints_help_and_runs_the_bundled_model() {
+fn no_arguments_without_a_display_names_the_headless_subcommands() {
+    // With no arguments millpond opens its window; where there is no display it must say so
+    // and point at the subcommands that work without one, not panic in the windowing code.
     let dir = tempfile::tempdir().unwrap();
-    // The default run writes its G-code to the temporary directory; keep it in ours.
     let out = millpond()
-        .current_dir(dir.path())
-        .env("TMPDIR", dir.path())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("MILLPOND_CONFIG_DIR", dir.path())
         .output()
         .expect("run millpond");
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        text(&out.stderr)
-    );
-    assert!(stdout.contains("Usage"), "{stdout}");
-    assert!(stdout.contains("machining time"), "{stdout}");
-    let g = std::fs::read_to_string(dir.path().join("millpond-default-part.ngc")).unwrap();
-    assert!(g.starts_with('%') && g.contains("M2"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}\nstderr: {stderr}", out.status);
+    assert!(stderr.contains("no display"), "{stderr}");
+    for sub in ["millpond toolpath", "millpond drop", "millpond serve"] {
+        assert!(stderr.contains(sub), "{sub} not named: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -10,7 +10,7 @@ use super::dialogs::{self, PendingDialog};
 use super::export::{self, ExportOp, Exporter, Summary};
 use super::model::{LoadOutcome, Model, ModelLoader, Placement, Units, display_name};
 use super::operations::{self, Operations, Stock, Strategy, ToolLibrary};
-use super::preferences::{self, PoolControl, Preferences, QUIT_POOL_WAIT};
+use super::preferences::{self, PoolControl, PoolState, Preferences, QUIT_POOL_WAIT};
 use super::settings::{load_json, save_json};
 use super::stats_panel::StatsPanel;
 use super::view3d::SceneView;
@@ -31,9 +31,31 @@ use std::time::{Duration, Instant};
 pub struct AppOptions {
     /// Where preferences, the tool library, recent files and the pool secret are kept.
     pub config_dir: PathBuf,
-    /// Testing aid: start computing a deliberately heavy raster at once (set by
-    /// `MILLPOND_AUTOSTART=1`), so quitting can be tested while the workers are busy.
-    pub autostart: bool,
+    /// Testing aid: what to compute as soon as the window opens.
+    pub autostart: Autostart,
+}
+
+/// Testing aid (`MILLPOND_AUTOSTART`): generate at once, without a click.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Autostart {
+    #[default]
+    No,
+    /// `MILLPOND_AUTOSTART=default`: the default operation, as one click on Generate does
+    /// (for screenshots).
+    Default,
+    /// `MILLPOND_AUTOSTART=1`: a deliberately heavy raster (0.01 mm stepover and sampling,
+    /// about a minute of work), so quitting can be tested while the workers are busy.
+    Heavy,
+}
+
+impl Autostart {
+    fn from_env() -> Self {
+        match std::env::var("MILLPOND_AUTOSTART").as_deref() {
+            Ok("1" | "heavy") => Autostart::Heavy,
+            Ok("default") => Autostart::Default,
+            _ => Autostart::No,
+        }
+    }
 }
 
 impl AppOptions {
@@ -42,7 +64,7 @@ impl AppOptions {
     pub fn from_env() -> Self {
         Self {
             config_dir: crate::pool::config_dir(),
-            autostart: std::env::var("MILLPOND_AUTOSTART").is_ok_and(|v| v == "1"),
+            autostart: Autostart::from_env(),
         }
     }
 
@@ -50,7 +72,7 @@ impl AppOptions {
     pub fn with_config_dir(dir: impl Into<PathBuf>) -> Self {
         Self {
             config_dir: dir.into(),
-            autostart: false,
+            autostart: Autostart::No,
         }
     }
 }
@@ -140,6 +162,8 @@ pub struct MillpondApp {
     tools_changed: Option<Instant>,
     model_generation: u64,
     sent_stock: Option<Aabb>,
+    /// When an autostart was asked for, until it starts.
+    autostart_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for MillpondApp {
@@ -186,7 +210,7 @@ impl MillpondApp {
             }
         };
         let mut operations = Operations::with_default(&tools);
-        if options.autostart
+        if options.autostart == Autostart::Heavy
             && let Some(op) = operations.list.first_mut()
             && let Strategy::RasterFinishing(p) = &mut op.strategy
         {
@@ -228,6 +252,7 @@ impl MillpondApp {
             tools_changed: None,
             model_generation: 0,
             sent_stock: None,
+            autostart_at: None,
             options,
         };
         match ModelLoader::load_bundled_now(DEFAULT_MODEL, DEFAULT_MODEL_NAME) {
@@ -237,8 +262,8 @@ impl MillpondApp {
         if app.prefs.server_mode {
             app.pool.apply(&app.prefs, app.secret.as_ref());
         }
-        if app.options.autostart {
-            app.generate(true);
+        if app.options.autostart != Autostart::No {
+            app.autostart_at = Some(Instant::now());
         }
         app
     }
@@ -381,7 +406,10 @@ impl MillpondApp {
             return;
         }
         let backend = match self.pool.pool() {
-            Some(p) => Backend::Pool(Arc::downgrade(p)),
+            Some(p) => Backend::Pool {
+                pool: Arc::downgrade(p),
+                workers: self.prefs.local_workers.max(1),
+            },
             None => Backend::Local {
                 threads: self.prefs.local_workers.max(1),
             },
@@ -390,7 +418,7 @@ impl MillpondApp {
             "Computing {} operation{}{}…",
             jobs.len(),
             if jobs.len() == 1 { "" } else { "s" },
-            if matches!(backend, Backend::Pool(_)) {
+            if matches!(backend, Backend::Pool { .. }) {
                 " in the pool"
             } else {
                 ""
@@ -625,6 +653,12 @@ impl MillpondApp {
         }
         self.exporter.poll(&self.ctx);
         self.pool.poll();
+        if let Some(t) = self.autostart_at
+            && self.autostart_ready(t)
+        {
+            self.autostart_at = None;
+            self.generate(true);
+        }
         self.compute.sample(Duration::from_millis(250));
         let refresh_due = self
             .last_refresh
@@ -649,6 +683,29 @@ impl MillpondApp {
             self.ctx
                 .send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
+        }
+    }
+
+    pub fn autostart_pending(&self) -> bool {
+        self.autostart_at.is_some()
+    }
+
+    /// In server mode an autostarted job waits (up to 10 s) for the pool and a remote link, so
+    /// that it is shared like a job started by hand once the pool is up.
+    fn autostart_ready(&mut self, asked: Instant) -> bool {
+        if !self.prefs.server_mode || asked.elapsed() > Duration::from_secs(10) {
+            return true;
+        }
+        match self.pool.state() {
+            PoolState::Running(p) => {
+                let s = p.stats();
+                s.remotes.is_empty()
+                    || s.remotes
+                        .iter()
+                        .any(|r| r.state == millpond_net::RemoteState::Connected)
+            }
+            PoolState::Failed(_) | PoolState::Off => true,
+            PoolState::Starting | PoolState::Stopping => false,
         }
     }
 

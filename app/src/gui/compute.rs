@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 pub enum Backend {
     /// On this computer's cores.
     Local { threads: usize },
-    /// In the pool. Weak, so that leaving the pool (server mode off, quit) is never held up by
-    /// a batch that still has operations queued.
-    Pool(Weak<Pool>),
+    /// In the pool, which runs `workers` threads here. Weak, so that leaving the pool (server
+    /// mode off, quit) is never held up by a batch that still has operations queued.
+    Pool { pool: Weak<Pool>, workers: usize },
 }
 
 /// One operation to compute.
@@ -54,6 +54,19 @@ pub struct JobProgressView {
 }
 
 impl JobProgressView {
+    /// This host's chunks and worker-seconds in the job so far: its workers are busy from
+    /// start to end (chunks are handed out one at a time until none are left), and its
+    /// share of that time is its share of the chunks.
+    pub fn local_work(&self, threads: usize) -> (u64, f64) {
+        let all = self.local_chunks + self.remote_chunks;
+        if all == 0 {
+            return (0, 0.0);
+        }
+        let threads = threads.min(self.chunks_total.max(1) as usize) as f64;
+        let busy = self.elapsed_s * threads * f64::from(self.local_chunks) / f64::from(all);
+        (u64::from(self.local_chunks), busy)
+    }
+
     pub fn fraction(&self) -> f32 {
         if self.chunks_total == 0 {
             0.0
@@ -149,6 +162,14 @@ pub struct LocalTotals {
     pub busy_s: f64,
 }
 
+impl LocalTotals {
+    fn add(&mut self, job: &JobProgressView, threads: usize) {
+        let (chunks, busy_s) = job.local_work(threads);
+        self.chunks += chunks;
+        self.busy_s += busy_s;
+    }
+}
+
 /// Throughput samples kept for the plot (10 minutes at 4 per second).
 const HISTORY: usize = 2400;
 
@@ -205,6 +226,11 @@ impl Compute {
         self.batch.as_ref().is_some_and(|b| b.pooled)
     }
 
+    /// Worker threads of the batch running or last run here.
+    pub fn local_threads(&self) -> usize {
+        self.local_threads
+    }
+
     pub fn history(&self) -> &VecDeque<[f64; 2]> {
         &self.history
     }
@@ -221,13 +247,15 @@ impl Compute {
         if jobs.is_empty() {
             return;
         }
-        if let Backend::Local { threads } = backend {
-            self.local_threads = threads.max(1);
+        self.local_threads = match &backend {
+            Backend::Local { threads } => *threads,
+            Backend::Pool { workers, .. } => *workers,
         }
+        .max(1);
         let (tx, rx) = channel();
         let cancel = CancelToken::new();
         let queued = jobs.iter().map(|j| j.op_id).collect();
-        let pooled = matches!(backend, Backend::Pool(_));
+        let pooled = matches!(backend, Backend::Pool { .. });
         let worker_cancel = cancel.clone();
         let repaint = self.repaint.clone();
         let spawned = std::thread::Builder::new()
@@ -302,10 +330,6 @@ impl Compute {
                 }
                 Msg::Progress(p) => {
                     if let Some(c) = &mut b.current {
-                        if !b.pooled {
-                            let new_chunks = p.chunks_done.saturating_sub(c.progress.chunks_done);
-                            self.totals.chunks += u64::from(new_chunks);
-                        }
                         c.progress = p;
                     }
                 }
@@ -314,17 +338,9 @@ impl Compute {
                     result,
                     elapsed_s,
                 } => {
-                    let current = b.current.take();
-                    if !b.pooled {
-                        // Every worker was busy for the whole job (chunks are handed out
-                        // one at a time until none are left).
-                        let threads = current
-                            .as_ref()
-                            .map_or(1, |c| c.progress.chunks_total.max(1) as usize)
-                            .min(self.local_threads);
-                        self.totals.busy_s += elapsed_s * threads as f64;
-                    }
-                    let progress = current.map(|c| c.progress).unwrap_or_default();
+                    let mut progress = b.current.take().map(|c| c.progress).unwrap_or_default();
+                    progress.elapsed_s = elapsed_s;
+                    self.totals.add(&progress, self.local_threads);
                     let row = |state| JobRow {
                         name: request.name.clone(),
                         chunks_done: progress.chunks_done,
@@ -363,6 +379,7 @@ impl Compute {
                         .as_ref()
                         .map_or_else(String::new, |c| c.name.clone());
                     if let Some(c) = b.current.take() {
+                        self.totals.add(&c.progress, self.local_threads);
                         push_row(
                             &mut self.finished,
                             JobRow {
@@ -455,7 +472,7 @@ fn run_batch(
         let t0 = Instant::now();
         let result = match &backend {
             Backend::Local { threads } => run_local(&job, *threads, &cancel, &send),
-            Backend::Pool(pool) => run_pooled(&job, pool, &cancel, &send),
+            Backend::Pool { pool, .. } => run_pooled(&job, pool, &cancel, &send),
         };
         let elapsed_s = t0.elapsed().as_secs_f64();
         match result {

@@ -13,7 +13,8 @@
 //!
 //! Testing aids (environment): `MILLPOND_CONFIG_DIR` puts every setting in another folder;
 //! `MILLPOND_AUTOSTART=1` starts computing a deliberately heavy raster (0.01 mm stepover and
-//! sampling) at once, so quitting can be tested while the workers are busy.
+//! sampling) at once, so quitting can be tested while the workers are busy;
+//! `MILLPOND_AUTOSTART=default` generates the default operation at once (screenshots).
 
 pub mod app;
 pub mod compute;
@@ -27,7 +28,7 @@ pub mod stats_panel;
 mod ui;
 pub mod view3d;
 
-pub use app::{AppOptions, MillpondApp, window_title};
+pub use app::{AppOptions, Autostart, MillpondApp, window_title};
 
 use anyhow::{Context as _, bail};
 
@@ -52,7 +53,9 @@ fn has_display() -> bool {
 /// Opens the main window with the bundled default model loaded, and returns when it closes.
 pub fn run() -> anyhow::Result<()> {
     if !has_display() {
-        bail!("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); {HEADLESS_HINT}");
+        bail!(
+            "no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); {HEADLESS_HINT}"
+        );
     }
     crate::pool::init_logging();
     let options = AppOptions::from_env();

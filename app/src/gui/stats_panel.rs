@@ -52,30 +52,33 @@ pub fn pool_host_rows(stats: &PoolStats) -> Vec<HostRow> {
         .collect()
 }
 
+/// This computer's chunks and average worker time per chunk since start, the running job
+/// included.
+fn local_work(compute: &Compute) -> (u64, f64) {
+    let t = compute.totals;
+    let (chunks, busy_s) = compute
+        .current()
+        .map_or((0, 0.0), |c| c.progress.local_work(compute.local_threads()));
+    let chunks = t.chunks + chunks;
+    let avg = if chunks == 0 {
+        0.0
+    } else {
+        (t.busy_s + busy_s) / chunks as f64
+    };
+    (chunks, avg)
+}
+
 /// The one row of local mode: this computer and its workers.
 pub fn local_host_row(name: &str, workers: usize, compute: &Compute) -> HostRow {
-    let t = compute.totals;
-    let running = compute.current().map(|c| c.progress);
-    // While a job runs, count its chunks and worker time so far too.
-    let (chunks, busy_s) = match running {
-        Some(p) if !compute.is_pooled() => (
-            t.chunks,
-            t.busy_s + p.elapsed_s * workers.min(p.chunks_total.max(1) as usize) as f64,
-        ),
-        _ => (t.chunks, t.busy_s),
-    };
+    let (chunks_done, avg_compute_s) = local_work(compute);
     HostRow {
         name: name.to_string(),
         address: "this computer".into(),
         hops: 0,
         workers: workers as u32,
         state: if compute.is_running() { "busy" } else { "idle" }.into(),
-        chunks_done: chunks,
-        avg_compute_s: if chunks == 0 {
-            0.0
-        } else {
-            busy_s / chunks as f64
-        },
+        chunks_done,
+        avg_compute_s,
         avg_transfer_s: 0.0,
         bytes_in: 0,
         bytes_out: 0,
@@ -387,7 +390,19 @@ impl StatsPanel {
         compute: &Compute,
     ) {
         self.hosts = match pool {
-            Some(s) if !s.hosts.is_empty() => pool_host_rows(s),
+            Some(s) if !s.hosts.is_empty() => {
+                let mut rows = pool_host_rows(s);
+                // The pool counts this host's chunks only for jobs it still holds and does
+                // not time them; the app's own accounting covers every job since start.
+                let (chunks, avg) = local_work(compute);
+                if let Some(me) = rows.iter_mut().find(|r| r.hops == 0) {
+                    me.chunks_done = me.chunks_done.max(chunks);
+                    if me.avg_compute_s == 0.0 {
+                        me.avg_compute_s = avg;
+                    }
+                }
+                rows
+            }
             _ => vec![local_host_row(node_name, local_workers, compute)],
         };
         self.jobs = job_rows(pool, compute);

@@ -118,7 +118,7 @@ impl eframe::App for MillpondApp {
                 .show(ui.ctx(), |ui| self.preferences_ui(ui));
             self.prefs_ui.open = open;
         }
-        if self.compute.is_running() {
+        if self.compute.is_running() || self.autostart_pending() {
             ui.request_repaint_after(Duration::from_millis(100));
         } else if self.stats.visible || self.prefs_ui.open {
             ui.request_repaint_after(Duration::from_millis(250));
@@ -943,7 +943,7 @@ impl MillpondApp {
             .labelled_by(l.id)
             .on_hover_text("The pool secret; masked unless Show is ticked");
             if ui
-                .checkbox(&mut self.prefs_ui.show_secret, "Show")
+                .checkbox(&mut self.prefs_ui.show_secret, "Show secret")
                 .on_hover_text("Show the secret in clear")
                 .changed()
                 && !self.prefs_ui.show_secret
@@ -953,7 +953,7 @@ impl MillpondApp {
         });
         ui.horizontal(|ui| {
             if ui
-                .button("Generate")
+                .button("Generate secret")
                 .on_hover_text(
                     "Make a new random secret for a new pool (give it to the other members)",
                 )

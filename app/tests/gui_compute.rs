@@ -1,0 +1,167 @@
+//! UI tests of computing: Generate by its label, the toolpath and its statistics showing,
+//! Cancel honoured within 0.1 s, Generate all in machining order, G-code export.
+
+mod gui_support;
+
+use egui_kittest::kittest::Queryable;
+use gui_support::app;
+use millpond::gui::operations::{Strategy, WaterlineParams};
+use std::time::{Duration, Instant};
+
+#[test]
+fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
+    let mut t = app();
+    let op = t.app().operations.list[0].id;
+    t.harness.get_by_label("Generate").click();
+    assert!(
+        t.run_until(Duration::from_secs(120), |a| a.toolpath(op).is_some()),
+        "no toolpath: {}",
+        t.texts()
+    );
+    t.harness.run_ok();
+    assert!(!t.app().compute.is_running());
+    let tp = t.app().toolpath(op).unwrap().clone();
+    assert!(tp.moves.len() > 100, "{} moves", tp.moves.len());
+    let stats = t.app().results[&op].stats;
+    assert!(stats.cut_length > 1000.0, "{stats:?}");
+    // Its statistics and the export summary are on screen.
+    assert!(t.has_text("Cut "), "{}", t.texts());
+    assert!(t.has_text("Estimated machining time"), "{}", t.texts());
+    assert!(t.has_text("1 operation: cut"), "{}", t.texts());
+    assert!(t.has_text("done"), "{}", t.texts());
+
+    // Hiding it in the view.
+    t.harness.get_by_label("Show").click();
+    t.harness.run_ok();
+    assert!(!t.app().operations.list[0].visible);
+
+    // G-code for the enabled operations, written off the UI thread.
+    let out = t.dir.path().join("part.ngc");
+    t.app_mut().export_to(out.clone());
+    assert!(t.run_until(Duration::from_secs(30), |a| a.exporter.last.is_some()));
+    assert_eq!(
+        t.app().exporter.last,
+        Some(Ok(format!("Saved {}", out.display())))
+    );
+    let g = std::fs::read_to_string(&out).unwrap();
+    assert!(g.starts_with("%\n"), "{}", &g[..100]);
+    assert!(g.contains("T1 M6") && g.contains("S18000 M3") && g.contains("M2"));
+    assert!(g.contains("(Operation: Raster finishing 1)"));
+}
+
+#[test]
+fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
+    let mut t = app();
+    let op = t.app().operations.list[0].id;
+    // A job of a few million points: seconds of work.
+    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
+        p.stepover = 0.02;
+        p.sampling = 0.02;
+    }
+    t.harness.get_by_label("Generate").click();
+    assert!(
+        t.run_until(Duration::from_secs(30), |a| a
+            .compute
+            .current()
+            .is_some_and(|c| c.progress.chunks_done > 0)),
+        "the job never got going: {}",
+        t.texts()
+    );
+    assert!(t.has_text("chunks"), "progress not shown: {}", t.texts());
+    t.harness.run_steps(1);
+    let click = Instant::now();
+    t.harness.get_by_label("Cancel").click();
+    assert!(
+        t.run_until(Duration::from_secs(5), |a| !a.compute.is_running()),
+        "still computing 5 s after Cancel"
+    );
+    let wall = click.elapsed();
+    let status = t.app().status.clone();
+    assert!(status.starts_with("Cancelled"), "{status}");
+    // "workers stopped N ms after the click", measured from the click being handled to the
+    // workers returning.
+    let ms: f64 = status
+        .split("stopped ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no latency in \"{status}\""));
+    eprintln!("cancel: workers stopped {ms} ms after the click; UI said so {wall:?} after it");
+    assert!(ms < 100.0, "workers took {ms} ms to stop");
+    assert!(
+        wall < Duration::from_millis(100),
+        "the UI took {wall:?} to show the cancel"
+    );
+    assert!(t.app().toolpath(op).is_none());
+    t.harness.run_ok();
+    assert!(t.has_text("Cancelled"), "{}", t.texts());
+}
+
+#[test]
+fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
+    let mut t = app();
+    let first = t.app().operations.list[0].id;
+    let ball = t.app().operations.list[0].tool;
+    let second = t.app_mut().operations.add(
+        Strategy::WaterlineFinishing(WaterlineParams {
+            stepdown: 4.0,
+            sampling: 0.4,
+            ..WaterlineParams::default()
+        }),
+        ball,
+    );
+    let third = t
+        .app_mut()
+        .operations
+        .add(Strategy::defaults().remove(0), ball);
+    t.app_mut().operations.get_mut(third).unwrap().enabled = false;
+    // The waterline first.
+    t.app_mut().operations.move_by(second, true);
+    assert_eq!(t.app().operations.list[0].id, second);
+    t.harness.run_ok();
+    t.harness.get_by_label("Generate all").click();
+    assert!(
+        t.run_until(Duration::from_secs(180), |a| !a.compute.is_running()
+            && a.toolpath(first).is_some()),
+        "{}",
+        t.texts()
+    );
+    assert!(
+        t.app().toolpath(second).is_some(),
+        "{:?}",
+        t.app().op_errors
+    );
+    assert!(
+        t.app().toolpath(third).is_none(),
+        "a disabled operation was computed"
+    );
+    let summary = t.app().export_summary();
+    assert_eq!(summary.operations, 2);
+    let out = t.dir.path().join("both.nc");
+    t.app_mut().session.dialect = millpond_core::gcode::Dialect::Grbl;
+    t.app_mut().export_to(out.clone());
+    assert!(t.run_until(Duration::from_secs(30), |a| a.exporter.last.is_some()));
+    let g = std::fs::read_to_string(&out).unwrap();
+    let w = g
+        .find("(Operation: Waterline finishing 2)")
+        .expect("waterline in the program");
+    let r = g
+        .find("(Operation: Raster finishing 1)")
+        .expect("raster in the program");
+    assert!(w < r, "operations out of order");
+    assert!(!g.contains("M6"), "GRBL has no tool changes");
+}
+
+#[test]
+fn a_bad_parameter_is_reported_not_computed() {
+    let mut t = app();
+    let op = t.app().operations.list[0].id;
+    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
+        p.stepover = 0.0;
+    }
+    t.app_mut().generate(false);
+    t.harness.run_ok();
+    assert!(!t.app().compute.is_running());
+    assert!(t.app().op_errors.contains_key(&op));
+    assert!(t.has_text("Cannot generate"), "{}", t.texts());
+}

@@ -1,0 +1,168 @@
+//! UI tests of Preferences and server mode: a real pool on 127.0.0.1 (port 0), computing in
+//! it, and a remote server with another secret showing "authentication failed".
+
+mod gui_support;
+
+use egui_kittest::kittest::Queryable;
+use gui_support::{TestApp, app, app_in};
+use millpond::gui::preferences::{self, PoolState, Preferences};
+use millpond_net::{Pool, PoolConfig, Secret};
+use std::time::Duration;
+
+/// An app whose saved preferences listen on loopback only, on any free port, with a secret.
+fn loopback_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let prefs = Preferences {
+        listen_address: "127.0.0.1".into(),
+        listen_port: 0,
+        local_workers: 2,
+        node_name: "gui-test".into(),
+        ..Preferences::default()
+    };
+    prefs.save(dir.path()).unwrap();
+    preferences::save_secret(
+        dir.path(),
+        &Secret::new("correct horse battery", "test").unwrap(),
+    )
+    .unwrap();
+    app_in(dir)
+}
+
+fn open_preferences(t: &mut TestApp) {
+    t.harness.get_by_label("Preferences").click();
+    t.harness.run_ok();
+    assert!(t.app().prefs_ui.open);
+}
+
+#[test]
+fn preferences_open_with_every_setting_named() {
+    let mut t = app();
+    open_preferences(&mut t);
+    for label in [
+        "Server mode: join the compute pool",
+        "Listen on",
+        "Port",
+        "Node name",
+        "Local workers",
+        "Rapid rate",
+        "Secret",
+        "Generate secret",
+        "Add server",
+    ] {
+        assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
+    }
+    // The secret is generated, saved privately and masked.
+    t.harness.get_by_label("Generate secret").click();
+    t.harness.run_ok();
+    let saved = preferences::load_secret(t.dir.path())
+        .unwrap()
+        .expect("saved");
+    assert_eq!(t.app().secret.as_ref(), Some(&saved));
+    assert!(!t.has_text(&saved.reveal()), "the secret shows unmasked");
+    t.harness.get_by_label("Show secret").click();
+    t.harness.run_ok();
+    assert!(t.app().prefs_ui.show_secret);
+    // A remote server needs HOST:PORT.
+    t.app_mut().add_remote("no-port");
+    t.harness.run_ok();
+    assert!(t.has_text("give HOST:PORT"), "{}", t.texts());
+}
+
+#[test]
+fn server_mode_starts_and_stops_a_pool_that_computes() {
+    let mut t = loopback_app();
+    open_preferences(&mut t);
+    t.harness
+        .get_by_label("Server mode: join the compute pool")
+        .click();
+    assert!(
+        t.run_until(Duration::from_secs(20), |a| matches!(
+            a.pool.state(),
+            PoolState::Running(_)
+        )),
+        "pool state: {:?}",
+        t.app().pool.state().describe()
+    );
+    let addr = t.app().pool.pool().unwrap().local_addr().unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    t.harness.run_ok();
+    assert!(t.has_text("listening on UDP 127.0.0.1"), "{}", t.texts());
+    // Saved: the next start joins again.
+    assert!(Preferences::load(t.dir.path()).0.server_mode);
+
+    // A job now goes through the pool (this node's own workers compute it).
+    let op = t.app().operations.list[0].id;
+    t.harness.get_by_label("Generate").click();
+    t.harness.step();
+    assert!(t.app().compute.is_pooled());
+    assert!(
+        t.run_until(Duration::from_secs(120), |a| a.toolpath(op).is_some()),
+        "{}",
+        t.texts()
+    );
+    // The statistics panel lists this host with the chunks it computed.
+    t.harness.get_by_label("Statistics").click();
+    // Refreshed a few times per second while visible.
+    assert!(t.run_until(Duration::from_secs(3), |a| {
+        a.stats.hosts.first().is_some_and(|h| h.chunks_done > 0)
+    }));
+    t.harness.run_ok();
+    let hosts = t.app().stats.hosts.clone();
+    assert_eq!(hosts[0].name, "gui-test");
+    assert_eq!(hosts[0].hops, 0);
+    assert!(hosts[0].address.starts_with("127.0.0.1:"), "{hosts:?}");
+    assert!(hosts[0].chunks_done > 0, "{hosts:?}");
+    assert!(t.has_text("Throughput over time"), "{}", t.texts());
+
+    t.harness
+        .get_by_label("Server mode: join the compute pool")
+        .click();
+    assert!(
+        t.run_until(Duration::from_secs(5), |a| matches!(
+            a.pool.state(),
+            PoolState::Off
+        )),
+        "{}",
+        t.app().pool.state().describe()
+    );
+}
+
+#[test]
+fn a_remote_with_another_secret_shows_authentication_failed() {
+    // The other member: a real pool on loopback with a different secret.
+    let mut cfg = PoolConfig::new(Secret::new("a different secret", "test").unwrap());
+    cfg.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.workers = 1;
+    cfg.name = "other".into();
+    let other = Pool::start(cfg).unwrap();
+    let other_addr = other.local_addr().unwrap();
+
+    let mut t = loopback_app();
+    open_preferences(&mut t);
+    t.app_mut().set_server_mode(true);
+    assert!(t.run_until(Duration::from_secs(20), |a| matches!(
+        a.pool.state(),
+        PoolState::Running(_)
+    )));
+    let remote = format!("127.0.0.1:{}", other_addr.port());
+    let field = t.harness.get_by_label("Add");
+    field.focus();
+    field.type_text(&remote);
+    t.harness.run_ok();
+    t.harness.get_by_label("Add server").click();
+    t.harness.run_ok();
+    assert_eq!(t.app().prefs.remote_servers, vec![remote.clone()]);
+    assert!(
+        t.run_until(Duration::from_secs(20), |a| a
+            .pool_stats
+            .as_ref()
+            .is_some_and(|s| s.remotes.iter().any(
+                |r| r.state == millpond_net::RemoteState::AuthenticationFailed
+            ))),
+        "{}",
+        t.texts()
+    );
+    t.harness.run_ok();
+    assert!(t.has_text("authentication failed"), "{}", t.texts());
+    other.shutdown();
+}

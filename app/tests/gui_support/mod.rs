@@ -1,0 +1,114 @@
+//! Shared by the egui_kittest UI tests (gui_*.rs): a harness around the real
+//! [`MillpondApp`] with its own temporary config folder, dropped-file events, STL writers and
+//! a bounded wait for background work.
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use egui_kittest::Harness;
+use millpond::gui::{AppOptions, MillpondApp};
+use millpond_core::{Point3, Triangle};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The app in a harness, and the config folder it owns (removed on drop).
+pub struct TestApp {
+    pub harness: Harness<'static, MillpondApp>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Builds the app exactly as `millpond` does, with settings in a fresh temporary folder.
+pub fn app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary config folder");
+    app_in(dir)
+}
+
+/// Builds the app with settings in `dir` (prepared by the test).
+pub fn app_in(dir: tempfile::TempDir) -> TestApp {
+    let options = AppOptions::with_config_dir(dir.path());
+    let harness = Harness::builder()
+        .with_size(egui::vec2(1400.0, 1000.0))
+        .with_max_steps(40)
+        .build_eframe(move |cc| MillpondApp::new(cc, options));
+    let mut t = TestApp { harness, dir };
+    t.harness.run_ok();
+    t
+}
+
+impl TestApp {
+    pub fn app(&self) -> &MillpondApp {
+        self.harness.state()
+    }
+
+    pub fn app_mut(&mut self) -> &mut MillpondApp {
+        self.harness.state_mut()
+    }
+
+    /// Runs frames until `done` holds or `timeout` passes; returns whether it held.
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&MillpondApp) -> bool,
+    ) -> bool {
+        let t0 = Instant::now();
+        loop {
+            self.harness.step();
+            if done(self.harness.state()) {
+                return true;
+            }
+            if t0.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// What a drag and drop of `path` onto the window delivers.
+    pub fn drop_file(&mut self, path: &Path) {
+        self.harness
+            .input_mut()
+            .dropped_files
+            .push(Arc::new(DroppedPath(path.to_path_buf())));
+    }
+
+    /// Every label text in the window (for error messages).
+    pub fn texts(&self) -> String {
+        use egui_kittest::kittest::{NodeT, Queryable};
+        self.harness
+            .root()
+            .query_all_by(|_| true)
+            .filter_map(|n| n.accesskit_node().label())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    pub fn has_text(&self, s: &str) -> bool {
+        use egui_kittest::kittest::Queryable;
+        self.harness.query_all_by_label_contains(s).next().is_some()
+    }
+}
+
+/// A file handle like the one eframe gives for a dropped file.
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Writes `triangles` as a binary STL.
+pub fn write_stl(path: &Path, triangles: &[Triangle]) {
+    let mut bytes = Vec::new();
+    millpond_core::stl::write_binary(&mut bytes, "millpond gui test", triangles).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A sphere of radius 10 at (0, 0, 10): 1280 triangles.
+pub fn sphere() -> Vec<Triangle> {
+    millpond_core::models::geodesic_sphere(Point3::new(0.0, 0.0, 10.0), 10.0, 8)
+}

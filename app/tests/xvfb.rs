@@ -1,0 +1,395 @@
+//! The real `millpond` window under Xvfb: it opens, draws (screenshots under
+//! target/xvfb-screenshots/), and Ctrl-Q ends the process within 0.5 s — idle, while
+//! computing, and in server mode with a connected peer and a job in flight, where the peer
+//! must see the close at once.
+//!
+//! Needs `Xvfb`, `xdotool` and ImageMagick's `import` (CI installs them); without them each
+//! test says it was skipped and passes. Every child process is killed on every exit path.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The tests share the machine's two cores and a software renderer: one at a time, so one
+/// test's busy workers do not slow another's quit.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Quitting must take no longer than this, in every state.
+const QUIT_LIMIT: Duration = Duration::from_millis(500);
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+/// ImageMagick's `import` (not a stand-in of the same name elsewhere on PATH).
+fn import_tool() -> Option<PathBuf> {
+    ["/usr/bin/import", "/usr/local/bin/import"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn missing_tools() -> Vec<&'static str> {
+    let mut missing: Vec<&str> = ["Xvfb", "xdotool"]
+        .into_iter()
+        .filter(|t| !on_path(t))
+        .collect();
+    if import_tool().is_none() {
+        missing.push("import (ImageMagick)");
+    }
+    missing
+}
+
+/// Children killed (and reaped) when the test ends, however it ends.
+#[derive(Default)]
+struct Children(Vec<(&'static str, Child)>);
+
+impl Children {
+    fn add(&mut self, name: &'static str, child: Child) -> usize {
+        self.0.push((name, child));
+        self.0.len() - 1
+    }
+
+    fn get(&mut self, i: usize) -> &mut Child {
+        &mut self.0[i].1
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        // The app and the peer first, the X server last.
+        for (_, c) in self.0.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `Xvfb` on a free display number; returns the number.
+fn start_xvfb(children: &mut Children) -> u32 {
+    for n in 70..200u32 {
+        let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        if lock.exists() || socket.exists() {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .arg(format!(":{n}"))
+            .args(["-screen", "0", "1600x1000x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Xvfb");
+        let i = children.add("Xvfb", child);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if socket.exists() {
+                return n;
+            }
+            if let Ok(Some(status)) = children.get(i).try_wait() {
+                // Lost a race for this number: try the next.
+                eprintln!("Xvfb :{n} exited ({status}); trying another display");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no free X display number for Xvfb");
+}
+
+fn xdotool(display: u32, args: &[&str]) -> std::process::Output {
+    Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", format!(":{display}"))
+        .output()
+        .expect("run xdotool")
+}
+
+/// The id of the Millpond window, once it is mapped (bounded wait).
+fn wait_for_window(display: u32, app: &mut Child, timeout: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let out = xdotool(display, &["search", "--onlyvisible", "--name", "^Millpond"]);
+        if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
+            return id.trim().to_string();
+        }
+        if let Ok(Some(status)) = app.try_wait() {
+            panic!("millpond exited before its window appeared: {status}");
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "no Millpond window after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn screenshot(display: u32, name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+        .join("xvfb-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    let status = Command::new(import_tool().expect("import"))
+        .args(["-window", "root"])
+        .arg(&path)
+        .env("DISPLAY", format!(":{display}"))
+        .status()
+        .expect("run import");
+    assert!(status.success(), "import failed: {status}");
+    eprintln!("screenshot: {}", path.display());
+    path
+}
+
+/// Focuses the window, presses Ctrl-Q and returns how long the process took to end.
+fn quit_with_ctrl_q(display: u32, window: &str, app: &mut Child) -> Duration {
+    let _ = xdotool(display, &["windowfocus", "--sync", window]);
+    let t0 = Instant::now();
+    let out = xdotool(display, &["key", "--clearmodifiers", "ctrl+q"]);
+    assert!(out.status.success(), "xdotool key failed");
+    loop {
+        if let Some(status) = app.try_wait().expect("wait for millpond") {
+            let took = t0.elapsed();
+            assert!(status.success(), "millpond exited with {status}");
+            return took;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            panic!("millpond still running 10 s after Ctrl-Q");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+struct Run {
+    config: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Self {
+            config: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        }
+    }
+
+    fn spawn(&self, display: u32, log: &Path) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_millpond"));
+        cmd.env("DISPLAY", format!(":{display}"))
+            .env_remove("WAYLAND_DISPLAY")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env("MILLPOND_CONFIG_DIR", self.config.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("start millpond")
+    }
+}
+
+fn read(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}
+
+/// Runs the app in one state and checks the quit; returns the quit time.
+fn open_and_quit(
+    name: &str,
+    run: &Run,
+    children: &mut Children,
+    display: u32,
+    settle: Duration,
+) -> Duration {
+    let log = run.config.path().join("millpond.log");
+    let app = run.spawn(display, &log);
+    let i = children.add("millpond", app);
+    let window = wait_for_window(display, children.get(i), Duration::from_secs(60));
+    std::thread::sleep(settle);
+    screenshot(display, name);
+    assert!(
+        children.get(i).try_wait().unwrap().is_none(),
+        "millpond exited early:\n{}",
+        read(&log)
+    );
+    let took = quit_with_ctrl_q(display, &window, children.get(i));
+    eprintln!(
+        "{name}: Ctrl-Q to exit in {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(
+        took < QUIT_LIMIT,
+        "{name}: quitting took {took:?}\n{}",
+        read(&log)
+    );
+    took
+}
+
+fn guard() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        eprintln!(
+            "skipped: the Xvfb window tests need {} (apt-get install xvfb xdotool imagemagick)",
+            missing.join(", ")
+        );
+        return None;
+    }
+    Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+#[test]
+fn idle_window_quits_on_ctrl_q_within_half_a_second() {
+    let Some(_one) = guard() else { return };
+    let mut children = Children::default();
+    let display = start_xvfb(&mut children);
+    let mut run = Run::new();
+    // The default operation computed, as after one click on Generate: the docs screenshot.
+    run.env.push(("MILLPOND_AUTOSTART", "default".into()));
+    open_and_quit("idle", &run, &mut children, display, Duration::from_secs(4));
+}
+
+#[test]
+fn computing_window_quits_on_ctrl_q_within_half_a_second() {
+    let Some(_one) = guard() else { return };
+    let mut children = Children::default();
+    let display = start_xvfb(&mut children);
+    let mut run = Run::new();
+    run.env.push(("MILLPOND_AUTOSTART", "1".into()));
+    open_and_quit(
+        "computing",
+        &run,
+        &mut children,
+        display,
+        Duration::from_secs(2),
+    );
+}
+
+/// A free UDP port on loopback (bound and released: another process may take it, but the
+/// window is short).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+#[test]
+fn server_mode_with_a_peer_and_a_job_in_flight_quits_and_the_peer_sees_it() {
+    let Some(_one) = guard() else { return };
+    let mut children = Children::default();
+    let display = start_xvfb(&mut children);
+    let run = Run::new();
+    let secret = millpond_net::Secret::generate();
+    // The app's secret, where Preferences keep it; the peer reads a copy.
+    millpond::gui::preferences::save_secret(run.config.path(), &secret).unwrap();
+    let peer_dir = tempfile::tempdir().unwrap();
+    let secret_file = peer_dir.path().join("secret");
+    secret.save(&secret_file).unwrap();
+
+    let port = free_udp_port();
+    let peer_log = peer_dir.path().join("peer.log");
+    let peer = Command::new(env!("CARGO_BIN_EXE_millpond"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "--name",
+            "peer",
+        ])
+        .arg("--secret-file")
+        .arg(&secret_file)
+        .env("MILLPOND_CONFIG_DIR", peer_dir.path())
+        .env("MILLPOND_LOG", "info,millpond_net=debug")
+        .env_remove("MILLPOND_POOL_SECRET")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&peer_log).unwrap())
+        .spawn()
+        .expect("start millpond serve");
+    let p = children.add("millpond serve", peer);
+    let t0 = Instant::now();
+    while !read(&peer_log).contains("serving on") {
+        assert!(
+            children.get(p).try_wait().unwrap().is_none(),
+            "millpond serve exited:\n{}",
+            read(&peer_log)
+        );
+        assert!(t0.elapsed() < Duration::from_secs(20), "peer never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let prefs = millpond::gui::preferences::Preferences {
+        server_mode: true,
+        listen_address: "127.0.0.1".into(),
+        listen_port: 0,
+        remote_servers: vec![format!("127.0.0.1:{port}")],
+        local_workers: 1,
+        node_name: "xvfb-app".into(),
+        ..Default::default()
+    };
+    prefs.save(run.config.path()).unwrap();
+    // With the Process Statistics panel open, for the screenshot.
+    std::fs::write(
+        run.config.path().join("session.json"),
+        r#"{"show_stats": true}"#,
+    )
+    .unwrap();
+    let mut run = run;
+    run.env.push(("MILLPOND_AUTOSTART", "1".into()));
+    run.env.push(("MILLPOND_LOG", "info".into()));
+    let log = run.config.path().join("millpond.log");
+    let app = run.spawn(display, &log);
+    let a = children.add("millpond", app);
+    let window = wait_for_window(display, children.get(a), Duration::from_secs(60));
+    // The peer is linked and has taken part of the job.
+    let t0 = Instant::now();
+    loop {
+        let l = read(&peer_log);
+        if l.contains("linked to xvfb-app") && l.contains("announced") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the peer never joined the job.\npeer:\n{l}\napp:\n{}",
+            read(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    screenshot(display, "server-mode");
+    let took = quit_with_ctrl_q(display, &window, children.get(a));
+    let quit_at = Instant::now();
+    eprintln!(
+        "server mode: Ctrl-Q to exit in {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(took < QUIT_LIMIT, "quitting took {took:?}\n{}", read(&log));
+    // The peer sees the close at once (not after an idle timeout) and drops the job.
+    loop {
+        let l = read(&peer_log);
+        if l.contains("peer quit") && l.contains("over here: computed") {
+            eprintln!(
+                "peer noticed the close within {:.0} ms",
+                quit_at.elapsed().as_secs_f64() * 1e3
+            );
+            break;
+        }
+        assert!(
+            quit_at.elapsed() < Duration::from_secs(2),
+            "the peer did not see the close:\n{l}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        children.get(p).try_wait().unwrap().is_none(),
+        "the peer must keep serving"
+    );
+}
