@@ -111,3 +111,99 @@ fn units_and_placement_rebuild_the_mesh_from_the_original() {
     assert_eq!(m.units, Units::Inches);
     assert_eq!(m.triangles(), 1280);
 }
+
+#[test]
+fn every_panel_opens_and_every_field_is_named() {
+    use egui_kittest::kittest::Queryable;
+    let mut t = app();
+    // Collapsed sections, the statistics panel and Preferences; the harness checks after
+    // each settle that every input has an accessible name (label or tooltip).
+    for header in ["Stock", "Tool library"] {
+        t.harness.get_by_label(header).click();
+        t.harness.run_ok();
+    }
+    for label in [
+        "Margin X/Y",
+        "Safe height",
+        "Diameter",
+        "Spindle speed",
+        "Feed",
+    ] {
+        assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
+    }
+    t.harness.get_by_label("Explicit corners").click();
+    t.harness.run_ok();
+    assert!(t.has_text("Z max"), "{}", t.texts());
+    // Bull nose and V-bit fields.
+    let bull = t
+        .app()
+        .tools
+        .tools
+        .iter()
+        .find(|x| x.name.contains("bull"))
+        .unwrap()
+        .id;
+    t.app_mut().selected_tool = Some(bull);
+    t.harness.run_ok();
+    assert!(t.has_text("Corner radius"), "{}", t.texts());
+    let vbit = t
+        .app()
+        .tools
+        .tools
+        .iter()
+        .find(|x| x.name.contains("V-bit"))
+        .unwrap()
+        .id;
+    t.app_mut().selected_tool = Some(vbit);
+    t.harness.run_ok();
+    assert!(t.has_text("Included angle"), "{}", t.texts());
+    // A waterline operation's editor.
+    t.app_mut().operations.add(
+        millpond::gui::operations::Strategy::WaterlineFinishing(Default::default()),
+        vbit,
+    );
+    t.harness.run_ok();
+    assert!(
+        t.has_text("Stepdown") && t.has_text("Conventional"),
+        "{}",
+        t.texts()
+    );
+    t.harness.get_by_label("Statistics").click();
+    t.harness.run_ok();
+    assert!(t.app().stats.visible);
+    assert!(
+        t.has_text("Hosts") && t.has_text("Compute/chunk"),
+        "{}",
+        t.texts()
+    );
+    // Sorting by a header click.
+    t.harness.get_by_label("Workers").click();
+    t.harness.run_ok();
+    assert_eq!(t.app().stats.host_sort.column, 3);
+    t.harness.get_by_label("Workers ^").click();
+    t.harness.run_ok();
+    assert!(!t.app().stats.host_sort.ascending);
+    t.harness.get_by_label("Preferences").click();
+    t.harness.run_ok();
+    assert!(t.has_text("Remote servers"), "{}", t.texts());
+}
+
+#[test]
+fn the_tool_library_is_saved_between_runs() {
+    let mut t = app();
+    let id = t.app_mut().tools.add(None);
+    t.app_mut().tools.get_mut(id).unwrap().name = "8 mm roughing end mill".into();
+    t.app_mut().save_all();
+    let dir = t.dir;
+    drop(t.harness);
+    let t = gui_support::app_in(dir);
+    assert!(
+        t.app()
+            .tools
+            .tools
+            .iter()
+            .any(|x| x.name == "8 mm roughing end mill"),
+        "{:?}",
+        t.app().tools.tools
+    );
+}

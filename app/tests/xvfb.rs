@@ -127,7 +127,13 @@ fn wait_for_window(display: u32, app: &mut Child, timeout: Duration) -> String {
     }
 }
 
+/// Saves the whole screen (`window` = "root") or one window under
+/// target/xvfb-screenshots/NAME.png.
 fn screenshot(display: u32, name: &str) -> PathBuf {
+    screenshot_of(display, "root", name)
+}
+
+fn screenshot_of(display: u32, window: &str, name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
@@ -135,7 +141,7 @@ fn screenshot(display: u32, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.png"));
     let status = Command::new(import_tool().expect("import"))
-        .args(["-window", "root"])
+        .args(["-window", window])
         .arg(&path)
         .env("DISPLAY", format!(":{display}"))
         .status()
@@ -214,6 +220,8 @@ fn open_and_quit(
     let window = wait_for_window(display, children.get(i), Duration::from_secs(60));
     std::thread::sleep(settle);
     screenshot(display, name);
+    // The window alone: docs/screenshot.png is taken from the idle one.
+    screenshot_of(display, &window, &format!("{name}-window"));
     assert!(
         children.get(i).try_wait().unwrap().is_none(),
         "millpond exited early:\n{}",

@@ -604,7 +604,12 @@ fn no_arguments_without_a_display_names_the_headless_subcommands() {
         .output()
         .expect("run millpond");
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}\nstderr: {stderr}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\nstderr: {stderr}",
+        out.status
+    );
     assert!(stderr.contains("no display"), "{stderr}");
     for sub in ["millpond toolpath", "millpond drop", "millpond serve"] {
         assert!(stderr.contains(sub), "{sub} not named: {stderr}");

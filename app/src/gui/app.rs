@@ -734,9 +734,7 @@ impl MillpondApp {
 
     /// Everything that must be written before the process ends.
     pub fn save_all(&mut self) {
-        if self.tools_changed.is_some() {
-            self.save_tools();
-        }
+        self.save_tools();
         self.save_session();
     }
 

@@ -321,13 +321,8 @@ fn job_columns() -> Vec<Column<JobRow>> {
     ]
 }
 
-fn sorted_table<R: Clone>(
-    ui: &mut Ui,
-    id: &str,
-    columns: &[Column<R>],
-    rows: &[R],
-    sort: &mut Sort,
-) {
+/// `rows` in the order `sort` asks for (stable: equal keys keep their order).
+fn sorted<R: Clone>(columns: &[Column<R>], rows: &[R], sort: Sort) -> Vec<R> {
     let mut rows = rows.to_vec();
     if let Some(col) = columns.get(sort.column) {
         rows.sort_by(|a, b| {
@@ -337,6 +332,17 @@ fn sorted_table<R: Clone>(
             if sort.ascending { o } else { o.reverse() }
         });
     }
+    rows
+}
+
+fn sorted_table<R: Clone>(
+    ui: &mut Ui,
+    id: &str,
+    columns: &[Column<R>],
+    rows: &[R],
+    sort: &mut Sort,
+) {
+    let rows = sorted(columns, rows, *sort);
     egui::Grid::new(id).striped(true).show(ui, |ui| {
         for (i, c) in columns.iter().enumerate() {
             let arrow = match (sort.column == i, sort.ascending) {
@@ -474,6 +480,47 @@ mod tests {
         assert_eq!(format_eta(0.0), "—");
         assert_eq!(format_eta(12.4), "12 s");
         assert_eq!(format_eta(3725.0), "1:02:05");
+    }
+
+    fn host(name: &str, chunks: u64) -> HostRow {
+        HostRow {
+            name: name.into(),
+            address: "a".into(),
+            hops: 1,
+            workers: 2,
+            state: "idle".into(),
+            chunks_done: chunks,
+            avg_compute_s: 0.0,
+            avg_transfer_s: 0.0,
+            bytes_in: 0,
+            bytes_out: 0,
+            rtt_ms: 0.0,
+            last_heard_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn tables_sort_by_any_column_both_ways() {
+        let rows = vec![host("b", 5), host("A", 50), host("c", 7)];
+        let cols = host_columns();
+        let names = |s: Sort| -> Vec<String> {
+            sorted(&cols, &rows, s)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(Sort::default()), ["A", "b", "c"], "names ignore case");
+        let chunks = cols.iter().position(|c| c.title == "Chunks").unwrap();
+        let by_chunks = Sort {
+            column: chunks,
+            ascending: true,
+        };
+        assert_eq!(names(by_chunks), ["b", "c", "A"], "numbers sort as numbers");
+        let down = Sort {
+            ascending: false,
+            ..by_chunks
+        };
+        assert_eq!(names(down), ["A", "c", "b"]);
     }
 
     #[test]

@@ -737,11 +737,12 @@ impl MillpondApp {
             if let Some(r) = self.results.get(&id) {
                 let s = r.stats;
                 ui.label(format!(
-                    "Cut {:.1} mm · rapid {:.1} mm · {} moves · {} retracts",
+                    "Cut {:.1} mm · rapid {:.1} mm · {} moves · {} retract{}",
                     s.cut_length + s.plunge_length,
                     s.rapid_length,
                     s.moves,
-                    s.retracts
+                    s.retracts,
+                    if s.retracts == 1 { "" } else { "s" }
                 ));
                 ui.label(format!(
                     "Estimated machining time {} · computed in {:.1} s",
