@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Window, assert_snapshot, diff};
+use common::{Window, assert_snapshot, diff, snapshot};
 use millpond::gui::view3d::{SceneView, ViewPreset};
 use millpond_core::{Aabb, Cutter, Mesh, Point3, Toolpath};
 use std::sync::OnceLock;
@@ -68,6 +68,8 @@ fn view_for(window: &Window, show: Show) -> SceneView {
         view.set_toolpath(1, &s.toolpath, true);
     }
     view.preset(show.preset);
+    // The model and toolpath are prepared on threads; draw them from the first frame on.
+    view.wait_for_uploads();
     view
 }
 
@@ -89,17 +91,17 @@ fn window_ui(view: &mut SceneView) -> impl FnMut(&mut egui::Ui) + '_ {
 
 /// Renders a few frames (egui settles its layout in the first two) and returns the last.
 fn render(show: Show) -> image::RgbaImage {
-    let mut window = Window::new(WIDTH, HEIGHT);
+    let mut window = common::window(WIDTH, HEIGHT);
     let mut view = view_for(&window, show);
     for _ in 0..3 {
         window.frame(window_ui(&mut view));
     }
-    window.snapshot()
+    snapshot(&window)
 }
 
 #[test]
 fn scene_view_iso() {
-    let window = Window::new(8, 8);
+    let window = common::window(8, 8);
     println!("GL device: {}", window.gl.device());
     drop(window);
     let image = render(FULL);
@@ -160,12 +162,12 @@ fn tolerance_catches_a_missing_model_or_toolpath() {
 /// preset buttons are in the view.
 #[test]
 fn dragging_orbits_the_view() {
-    let mut window = Window::new(WIDTH, HEIGHT);
+    let mut window = common::window(WIDTH, HEIGHT);
     let mut view = view_for(&window, FULL);
     for _ in 0..3 {
         window.frame(window_ui(&mut view));
     }
-    let before = window.snapshot();
+    let before = snapshot(&window);
     let at = egui::pos2(500.0, 300.0);
     let to = egui::pos2(560.0, 330.0);
     let button = |pressed| egui::Event::PointerButton {
@@ -185,7 +187,7 @@ fn dragging_orbits_the_view() {
     for events in steps {
         window.frame_with(events, window_ui(&mut view));
     }
-    let after = window.snapshot();
+    let after = snapshot(&window);
     let d = diff(&before, &after).expect("same size");
     assert!(
         d.frac_over_32 > 0.02,

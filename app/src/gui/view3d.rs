@@ -31,11 +31,14 @@ mod camera;
 mod geometry;
 mod gpu;
 
+pub use gpu::FrameStats;
+
 use camera::OrbitCamera;
 use egui::{Align, Layout, PointerButton, Rect, Sense, Ui, UiBuilder, Vec2, vec2};
 use millpond_core::{Aabb, Mesh, Point3, Toolpath};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 /// Camera presets a machinist expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,10 @@ struct ToolpathEntry {
 pub struct SceneView {
     /// `None` without GL: only the overlay is drawn.
     shared: Option<Arc<Mutex<gpu::Shared>>>,
+    /// Threads preparing vertex data; joined by [`Self::wait_for_uploads`], pruned in `show`.
+    workers: Vec<JoinHandle<()>>,
+    /// The egui context to wake when prepared data is ready (known from the first `show`).
+    repaint: Arc<Mutex<Option<egui::Context>>>,
     camera: OrbitCamera,
     model: Option<(Aabb, usize)>,
     stock: Option<Aabb>,
@@ -72,6 +79,7 @@ impl std::fmt::Debug for SceneView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SceneView")
             .field("gl", &self.shared.is_some())
+            .field("workers", &self.workers.len())
             .field("camera", &self.camera)
             .field("model", &self.model)
             .field("stock", &self.stock)
@@ -80,9 +88,10 @@ impl std::fmt::Debug for SceneView {
     }
 }
 
-/// Poisoning only means an earlier paint panicked; the GL objects are still usable.
-fn lock(shared: &Mutex<gpu::Shared>) -> MutexGuard<'_, gpu::Shared> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
+/// Poisoning only means another thread panicked while holding the lock; the data is still
+/// usable (at worst a change is missing), and the view must not take the UI down with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SceneView {
@@ -90,6 +99,8 @@ impl SceneView {
         // The GL context itself is not kept: the paint callback gets it from egui's painter.
         Self {
             shared: gl.map(|_| Arc::new(Mutex::new(gpu::Shared::default()))),
+            workers: Vec::new(),
+            repaint: Arc::new(Mutex::new(None)),
             camera: OrbitCamera::default(),
             model: None,
             stock: None,
@@ -103,25 +114,63 @@ impl SceneView {
         self.shared.is_some()
     }
 
-    fn queue(&self, change: gpu::Pending) {
-        if let Some(shared) = &self.shared {
-            lock(shared).push(change);
+    /// Replaces what `slot` shows with the result of `prepare`, computed on its own thread: a
+    /// 200k-triangle model or a million-point toolpath takes tens of milliseconds to index or
+    /// simplify, which the UI thread must not spend. The result waits in [`gpu::Shared`] for
+    /// the next paint, and a repaint is requested when it is there.
+    fn prepare(&mut self, slot: gpu::Slot, prepare: impl FnOnce() -> gpu::Change + Send + 'static) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let ticket = lock(shared).request(slot);
+        let shared = Arc::clone(shared);
+        let repaint = Arc::clone(&self.repaint);
+        let spawned = std::thread::Builder::new()
+            .name("millpond-view3d".to_string())
+            .spawn(move || {
+                let change = prepare();
+                lock(&shared).deliver(slot, ticket, change);
+                if let Some(ctx) = lock(&repaint).as_ref() {
+                    ctx.request_repaint();
+                }
+            });
+        match spawned {
+            Ok(handle) => self.workers.push(handle),
+            Err(e) => {
+                if let Some(shared) = &self.shared {
+                    lock(shared).error = Some(format!("cannot start a 3D view thread: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Blocks until every model and toolpath handed to the view is prepared, so the next
+    /// frame draws it. For tests and benchmarks; the app never needs to wait.
+    pub fn wait_for_uploads(&mut self) {
+        for handle in self.workers.drain(..) {
+            // A panicked worker delivered nothing: its slot just stays as it was.
+            let _ = handle.join();
         }
     }
 
     /// Shows `mesh` (replacing the previous model) and frames the view on it.
     pub fn set_model(&mut self, mesh: &Mesh) {
         self.model = (!mesh.is_empty()).then(|| (mesh.bounds(), mesh.len()));
-        if self.shared.is_some() {
-            self.queue(gpu::Pending::Model(Some(geometry::model_data(mesh))));
-        }
         self.fit_pending = true;
+        if self.shared.is_some() {
+            let corners = geometry::model_corners(mesh);
+            self.prepare(gpu::Slot::Model, move || {
+                gpu::Change::Model(Some(geometry::model_data(&corners)))
+            });
+        }
     }
 
     /// Removes the model.
     pub fn clear_model(&mut self) {
         self.model = None;
-        self.queue(gpu::Pending::Model(None));
+        if let Some(shared) = &self.shared {
+            lock(shared).set(gpu::Slot::Model, gpu::Change::Model(None));
+        }
     }
 
     /// Shows the stock as a wireframe box, or hides it.
@@ -131,28 +180,40 @@ impl SceneView {
             return;
         }
         self.stock = stock;
-        self.queue(gpu::Pending::Stock(stock.as_ref().map(geometry::box_edges)));
+        if let Some(shared) = &self.shared {
+            let lines = stock.as_ref().map(geometry::box_lines);
+            lock(shared).set(gpu::Slot::Stock, gpu::Change::Lines(lines));
+        }
     }
 
     /// Shows `toolpath` under `id`, replacing what was there.
     pub fn set_toolpath(&mut self, id: ToolpathId, toolpath: &Toolpath, visible: bool) {
-        let (segments, bounds) = geometry::toolpath_segments(toolpath);
+        let (line, bounds) = geometry::Polyline::from_toolpath(toolpath);
         self.toolpaths.insert(
             id,
             ToolpathEntry {
                 bounds,
                 visible,
-                segments: segments.len(),
+                segments: line.segments(),
             },
         );
         if self.shared.is_some() {
-            self.queue(gpu::Pending::Toolpath(id, segments));
+            let scale = if bounds.is_empty() {
+                0.0
+            } else {
+                bounds.size().length() as f32
+            };
+            self.prepare(gpu::Slot::Toolpath(id), move || {
+                gpu::Change::Lines(Some(line.into_lines(scale)))
+            });
         }
     }
 
     pub fn remove_toolpath(&mut self, id: ToolpathId) {
-        if self.toolpaths.remove(&id).is_some() {
-            self.queue(gpu::Pending::Remove(id));
+        if self.toolpaths.remove(&id).is_some()
+            && let Some(shared) = &self.shared
+        {
+            lock(shared).set(gpu::Slot::Toolpath(id), gpu::Change::Lines(None));
         }
     }
 
@@ -162,9 +223,16 @@ impl SceneView {
         }
     }
 
-    /// Number of segments drawn for a toolpath (moves of zero length are skipped), if shown.
+    /// Number of segments drawn for a toolpath at full detail (moves of zero length are
+    /// skipped), if it is in the view.
     pub fn toolpath_segments(&self, id: ToolpathId) -> Option<usize> {
         self.toolpaths.get(&id).map(|t| t.segments)
+    }
+
+    /// What the last frame drew: model triangles and toolpath segments after level of detail
+    /// and culling. `None` without GL or before the first paint.
+    pub fn last_frame_stats(&self) -> Option<gpu::FrameStats> {
+        self.shared.as_ref().and_then(|s| lock(s).stats())
     }
 
     /// Turns the camera to a preset direction and frames the scene.
@@ -205,6 +273,13 @@ impl SceneView {
     }
 
     pub fn show(&mut self, ui: &mut Ui) {
+        if self.shared.is_some() {
+            let mut repaint = lock(&self.repaint);
+            if repaint.is_none() {
+                *repaint = Some(ui.ctx().clone());
+            }
+        }
+        self.workers.retain(|w| !w.is_finished());
         let size = ui.available_size().max(vec2(1.0, 1.0));
         let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
         let aspect = rect.width() / rect.height().max(1.0);

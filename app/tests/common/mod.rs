@@ -7,87 +7,27 @@ use millpond_core::raster::{Direction, RasterSpec};
 use millpond_core::{
     Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Toolpath, TriangleIndex,
 };
-use millpond_headless_gl::HeadlessGl;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// An egui context painting into an offscreen GL context at 1 pixel per point, with a fixed
-/// clock: the same inputs give the same pixels on every run.
-pub struct Window {
-    pub ctx: egui::Context,
-    pub gl: HeadlessGl,
-    /// What eframe clears to before painting (`App::clear_color`).
-    pub clear: [f32; 4],
-    frame: u32,
+pub use millpond_headless_gl::Window;
+
+/// Opens the headless window or fails with what is missing: CI installs Mesa, so a missing
+/// context is a broken environment, not a reason to skip.
+pub fn window(width: u32, height: u32) -> Window {
+    Window::new(width, height).unwrap_or_else(|e| {
+        panic!(
+            "cannot create a headless OpenGL context for the window snapshot: {e}\n\
+             The snapshot test renders with Mesa's software rasterizer through EGL; \
+             install libegl1 and libgl1-mesa-dri."
+        )
+    })
 }
 
-impl Window {
-    /// Panics with what is missing when EGL cannot be set up: CI installs Mesa, so a missing
-    /// context is a broken environment, not a reason to skip.
-    pub fn new(width: u32, height: u32) -> Self {
-        let gl = HeadlessGl::new(width, height).unwrap_or_else(|e| {
-            panic!(
-                "cannot create a headless OpenGL context for the window snapshot: {e}\n\
-                 The snapshot test renders with Mesa's software rasterizer through EGL; \
-                 install libegl1 and libgl1-mesa-dri."
-            )
-        });
-        let ctx = egui::Context::default();
-        ctx.set_theme(egui::Theme::Dark);
-        Self {
-            ctx,
-            gl,
-            clear: egui::Color32::from_rgba_unmultiplied(12, 12, 12, 180).to_normalized_gamma_f32(),
-            frame: 0,
-        }
-    }
-
-    pub fn size(&self) -> egui::Vec2 {
-        let [w, h] = self.gl.size();
-        egui::vec2(w as f32, h as f32)
-    }
-
-    /// The next frame's input: the whole window, 1 pixel per point, time advancing 1/60 s a
-    /// frame, plus `events`.
-    pub fn input(&mut self, events: Vec<egui::Event>) -> egui::RawInput {
-        let mut input = egui::RawInput {
-            screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, self.size())),
-            time: Some(f64::from(self.frame) / 60.0),
-            max_texture_side: Some(8192),
-            system_theme: Some(egui::Theme::Dark),
-            events,
-            ..Default::default()
-        };
-        if let Some(v) = input.viewports.get_mut(&egui::ViewportId::ROOT) {
-            v.native_pixels_per_point = Some(1.0);
-            v.inner_rect = input.screen_rect;
-            v.focused = Some(true);
-        }
-        self.frame += 1;
-        input
-    }
-
-    /// Runs one egui pass with `events` and paints it, like one eframe frame.
-    pub fn frame_with(&mut self, events: Vec<egui::Event>, ui: impl FnMut(&mut egui::Ui)) {
-        let input = self.input(events);
-        let output = self.ctx.run_ui(input, ui);
-        self.gl.paint(&self.ctx, output, self.clear);
-    }
-
-    pub fn frame(&mut self, ui: impl FnMut(&mut egui::Ui)) {
-        self.frame_with(Vec::new(), ui);
-    }
-
-    pub fn snapshot(&self) -> image::RgbaImage {
-        let [w, h] = self.gl.size();
-        let mut image = image::RgbaImage::from_raw(w, h, self.gl.read_rgba())
-            .expect("read_rgba returns width·height·4 bytes");
-        // A window is opaque whatever alpha the framebuffer holds.
-        for p in image.pixels_mut() {
-            p.0[3] = 255;
-        }
-        image
-    }
+/// The window's pixels as an image.
+pub fn snapshot(window: &Window) -> image::RgbaImage {
+    let [w, h] = window.gl.size();
+    image::RgbaImage::from_raw(w, h, window.pixels()).expect("w·h·4 bytes")
 }
 
 /// The bundled default part.

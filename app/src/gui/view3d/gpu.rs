@@ -6,15 +6,14 @@
 
 use super::ToolpathId;
 use super::camera::CameraFrame;
-use super::geometry::{ModelData, Segments};
+use super::geometry::{Chunk, Lines, ModelData};
 use egui_glow::glow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use three_d::{
-    AmbientLight, Blend, Camera, ClearState, Context, CpuMaterial, CpuMesh, Cull, DepthTest,
-    DirectionalLight, Gm, InnerSpace, InstanceBuffer, Light, Mat4, Mesh, PhysicalMaterial,
-    Positions, Program, Rad, RenderStates, RenderTarget, ScissorBox, Srgba, ToneMapping, Vec4,
-    Viewport, WriteMask, vec2, vec4,
+    Blend, Camera, ClearState, Context, CpuMesh, Cull, DepthTest, EffectMaterialId, Gm, Indices,
+    InnerSpace, InstanceBuffer, Light, Mat4, Material, MaterialType, Mesh, Positions, Program, Rad,
+    RenderStates, RenderTarget, ScissorBox, Vec3, Viewer, Viewport, WriteMask, vec2, vec3, vec4,
 };
 
 /// Segment quads: each instance is one segment, expanded in the vertex shader to two triangles
@@ -89,31 +88,151 @@ const LINE_COLORS: [[f32; 4]; 4] = [
 /// The view's background (sRGB); also what egui shows without GL.
 pub const BACKGROUND: [f32; 3] = [0.16, 0.17, 0.19];
 
-/// One batch of segments on the GPU.
-struct GpuSegments {
-    start: InstanceBuffer<[f32; 4]>,
-    end: InstanceBuffer<[f32; 3]>,
-    count: u32,
+/// The model's look: a matte grey surface lit by one directional light and a sky/ground
+/// ambient. Much cheaper per pixel than three-d's physically based material, which under
+/// software GL cost more than the rest of the frame together; a machined part is matte anyway.
+struct ShadedMaterial {
+    /// Linear RGB.
+    albedo: Vec3,
+    /// Direction the light travels, world space, unit length.
+    light_dir: Vec3,
 }
 
-impl GpuSegments {
-    fn new(ctx: &Context, s: &Segments) -> Option<Self> {
-        let count = u32::try_from(s.len()).ok().filter(|&n| n > 0)?;
-        Some(Self {
-            start: InstanceBuffer::new_with_data(ctx, &s.start),
-            end: InstanceBuffer::new_with_data(ctx, &s.end),
-            count,
-        })
+const SHADED_FS: &str = r#"
+in vec3 pos;
+uniform vec3 u_albedo;
+uniform vec3 u_light_dir;
+layout (location = 0) out vec4 out_color;
+void main() {
+    // The facet's normal, facing the viewer: within a triangle the position changes linearly
+    // across the screen, so its screen-space derivatives span the facet's plane.
+    vec3 c = cross(dFdx(pos), dFdy(pos));
+    float l = length(c);
+    vec3 n = l > 0.0 ? c / l : vec3(0.0, 0.0, 1.0);
+    float direct = max(dot(n, -u_light_dir), 0.0);
+    // Ambient from above brighter than from below: up-facing and down-facing walls differ
+    // even where the direct light does not reach.
+    float ambient = mix(0.18, 0.34, 0.5 + 0.5 * n.z);
+    vec3 linear = u_albedo * (ambient + 0.75 * direct);
+    out_color = vec4(pow(linear, vec3(1.0 / 2.2)), 1.0);
+}
+"#;
+
+impl Material for ShadedMaterial {
+    fn fragment_shader_source(&self, _lights: &[&dyn Light]) -> String {
+        SHADED_FS.to_string()
+    }
+
+    fn id(&self) -> EffectMaterialId {
+        // Ids below 0x5000 are free for materials outside three-d.
+        EffectMaterialId(0x0101)
+    }
+
+    fn use_uniforms(&self, program: &Program, _viewer: &dyn Viewer, _lights: &[&dyn Light]) {
+        program.use_uniform("u_albedo", self.albedo);
+        program.use_uniform("u_light_dir", self.light_dir);
+    }
+
+    fn render_states(&self) -> RenderStates {
+        RenderStates::default()
+    }
+
+    fn material_type(&self) -> MaterialType {
+        MaterialType::Opaque
     }
 }
 
-/// A change the UI asked for, waiting for the next paint to reach the GPU.
+/// One chunk of segments on the GPU, with its bounds for culling.
+struct GpuChunk {
+    start: InstanceBuffer<[f32; 4]>,
+    end: InstanceBuffer<[f32; 3]>,
+    count: u32,
+    min: Vec3,
+    max: Vec3,
+}
+
+/// Lines on the GPU: levels of detail, finest first (see [`super::geometry`]).
+struct GpuLines {
+    levels: Vec<(f32, Vec<GpuChunk>)>,
+}
+
+impl GpuLines {
+    fn new(ctx: &Context, lines: &Lines) -> Option<Self> {
+        let upload = |c: &Chunk| {
+            let count = u32::try_from(c.len()).ok().filter(|&n| n > 0)?;
+            Some(GpuChunk {
+                start: InstanceBuffer::new_with_data(ctx, &c.start),
+                end: InstanceBuffer::new_with_data(ctx, &c.end),
+                count,
+                min: Vec3::from(c.min),
+                max: Vec3::from(c.max),
+            })
+        };
+        let levels: Vec<(f32, Vec<GpuChunk>)> = lines
+            .levels
+            .iter()
+            .map(|l| (l.tolerance, l.chunks.iter().filter_map(upload).collect()))
+            .collect();
+        levels
+            .first()
+            .is_some_and(|(_, chunks)| !chunks.is_empty())
+            .then_some(Self { levels })
+    }
+
+    /// The coarsest level whose error is below `max_error` (world units), and its error.
+    fn level(&self, max_error: f32) -> (f32, &[GpuChunk]) {
+        self.levels
+            .iter()
+            .rev()
+            .find(|(tolerance, _)| *tolerance <= max_error)
+            .or(self.levels.first())
+            .map_or((0.0, &[]), |(tolerance, chunks)| {
+                (*tolerance, chunks.as_slice())
+            })
+    }
+}
+
+/// Whether a box is entirely outside one plane of the clip volume (so off screen).
+fn outside_frustum(view_projection: &Mat4, min: Vec3, max: Vec3) -> bool {
+    let corners = (0..8).map(|i| {
+        view_projection
+            * vec4(
+                if i & 1 == 0 { min.x } else { max.x },
+                if i & 2 == 0 { min.y } else { max.y },
+                if i & 4 == 0 { min.z } else { max.z },
+                1.0,
+            )
+    });
+    let mut outside = [true; 6];
+    for c in corners {
+        let tests = [
+            c.x < -c.w,
+            c.x > c.w,
+            c.y < -c.w,
+            c.y > c.w,
+            c.z < -c.w,
+            c.z > c.w,
+        ];
+        for (o, t) in outside.iter_mut().zip(tests) {
+            *o &= t;
+        }
+    }
+    outside.iter().any(|&o| o)
+}
+
+/// What a change replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Slot {
+    Model,
+    Stock,
+    Toolpath(ToolpathId),
+}
+
+/// New contents for a slot, waiting for the next paint to reach the GPU. `None` empties it.
 #[derive(Debug)]
-pub enum Pending {
+pub enum Change {
     Model(Option<ModelData>),
-    Stock(Option<Segments>),
-    Toolpath(ToolpathId, Segments),
-    Remove(ToolpathId),
+    Lines(Option<Lines>),
 }
 
 /// What one frame draws, decided on the UI thread and moved into the paint callback.
@@ -125,10 +244,15 @@ pub struct FrameParams {
     pub lift: f32,
 }
 
-/// Shared between the view (UI thread) and its paint callbacks.
+/// Shared between the view (UI thread), its preparation threads and its paint callbacks.
 #[derive(Default)]
 pub struct Shared {
-    pending: Vec<Pending>,
+    /// The newest change per slot; an older one not yet uploaded is simply replaced.
+    pending: BTreeMap<Slot, Change>,
+    /// The latest request per slot: a preparation that finishes after a newer request for its
+    /// slot (or after the slot was cleared) is dropped, whatever order threads finish in.
+    requested: BTreeMap<Slot, u64>,
+    generation: u64,
     gpu: Option<Gpu>,
     /// Why 3D drawing is off (context or shader creation failed); shown in the view.
     pub error: Option<String>,
@@ -137,7 +261,7 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("pending", &self.pending.len())
+            .field("pending", &self.pending.keys())
             .field("gpu", &self.gpu.is_some())
             .field("error", &self.error)
             .finish()
@@ -145,16 +269,30 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn push(&mut self, change: Pending) {
-        // A newer model or stock replaces one not yet uploaded; no point uploading both.
-        match &change {
-            Pending::Model(_) => self.pending.retain(|p| !matches!(p, Pending::Model(_))),
-            Pending::Stock(_) => self.pending.retain(|p| !matches!(p, Pending::Stock(_))),
-            Pending::Toolpath(id, _) | Pending::Remove(id) => self
-                .pending
-                .retain(|p| !matches!(p, Pending::Toolpath(i, _) | Pending::Remove(i) if i == id)),
+    /// What the last paint drew; `None` before the first paint.
+    pub fn stats(&self) -> Option<FrameStats> {
+        self.gpu.as_ref().map(|g| g.stats)
+    }
+
+    /// Starts a request for `slot`; returns the ticket its result must be delivered with.
+    pub fn request(&mut self, slot: Slot) -> u64 {
+        self.generation += 1;
+        self.requested.insert(slot, self.generation);
+        self.pending.remove(&slot);
+        self.generation
+    }
+
+    /// Queues a prepared change, unless a newer request for its slot came since.
+    pub fn deliver(&mut self, slot: Slot, ticket: u64, change: Change) {
+        if self.requested.get(&slot) == Some(&ticket) {
+            self.pending.insert(slot, change);
         }
-        self.pending.push(change);
+    }
+
+    /// A request and its result at once (for what is cheap to prepare).
+    pub fn set(&mut self, slot: Slot, change: Change) {
+        let ticket = self.request(slot);
+        self.deliver(slot, ticket, change);
     }
 
     /// Draws the scene into the framebuffer egui is painting to. Called from the paint callback.
@@ -173,20 +311,31 @@ impl Shared {
         let Some(gpu) = &mut self.gpu else {
             return;
         };
-        for change in self.pending.drain(..) {
-            gpu.apply(change);
+        for (slot, change) in std::mem::take(&mut self.pending) {
+            gpu.apply(slot, change);
         }
         gpu.draw(info, painter.intermediate_fbo(), params);
     }
 }
 
+/// What the last frame drew (for benchmarks and diagnostics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Model triangles.
+    pub triangles: usize,
+    /// Toolpath segments, after choosing levels of detail and culling chunks off screen.
+    pub toolpath_segments: usize,
+}
+
 /// GL objects: the three-d context, the model, the line program and its batches.
 struct Gpu {
+    stats: FrameStats,
+    model_triangles: usize,
     ctx: Context,
-    model: Option<Gm<Mesh, PhysicalMaterial>>,
+    model: Option<Gm<Mesh, ShadedMaterial>>,
     lines: Program,
-    stock: Option<GpuSegments>,
-    toolpaths: BTreeMap<ToolpathId, GpuSegments>,
+    stock: Option<GpuLines>,
+    toolpaths: BTreeMap<ToolpathId, GpuLines>,
 }
 
 impl Gpu {
@@ -196,6 +345,8 @@ impl Gpu {
         let lines = Program::from_source(&ctx, LINE_VS, LINE_FS)
             .map_err(|e| format!("cannot build the toolpath shader: {e}"))?;
         Ok(Self {
+            stats: FrameStats::default(),
+            model_triangles: 0,
             ctx,
             model: None,
             lines,
@@ -204,31 +355,33 @@ impl Gpu {
         })
     }
 
-    fn apply(&mut self, change: Pending) {
-        match change {
-            Pending::Model(data) => {
-                self.model = data.filter(|d| !d.positions.is_empty()).map(|d| {
+    fn apply(&mut self, slot: Slot, change: Change) {
+        let lines = |c: Change| match c {
+            Change::Lines(Some(l)) => GpuLines::new(&self.ctx, &l),
+            Change::Lines(None) | Change::Model(_) => None,
+        };
+        match slot {
+            Slot::Model => {
+                let data = match change {
+                    Change::Model(d) => d,
+                    Change::Lines(_) => None,
+                };
+                self.model_triangles = data.as_ref().map_or(0, |d| d.indices.len() / 3);
+                self.model = data.filter(|d| !d.indices.is_empty()).map(|d| {
                     let cpu = CpuMesh {
                         positions: Positions::F32(d.positions),
-                        normals: Some(d.normals),
+                        indices: Indices::U32(d.indices),
                         ..Default::default()
                     };
-                    let material = PhysicalMaterial::new_opaque(
-                        &self.ctx,
-                        &CpuMaterial {
-                            albedo: Srgba::new_opaque(190, 196, 204),
-                            roughness: 0.75,
-                            metallic: 0.0,
-                            ..Default::default()
-                        },
-                    );
+                    let material = ShadedMaterial {
+                        albedo: vec3(0.62, 0.64, 0.67),
+                        light_dir: vec3(0.0, 0.0, -1.0),
+                    };
                     Gm::new(Mesh::new(&self.ctx, &cpu), material)
                 });
             }
-            Pending::Stock(s) => {
-                self.stock = s.and_then(|s| GpuSegments::new(&self.ctx, &s));
-            }
-            Pending::Toolpath(id, s) => match GpuSegments::new(&self.ctx, &s) {
+            Slot::Stock => self.stock = lines(change),
+            Slot::Toolpath(id) => match lines(change) {
                 Some(g) => {
                     self.toolpaths.insert(id, g);
                 }
@@ -236,14 +389,11 @@ impl Gpu {
                     self.toolpaths.remove(&id);
                 }
             },
-            Pending::Remove(id) => {
-                self.toolpaths.remove(&id);
-            }
         }
     }
 
     fn draw(
-        &self,
+        &mut self,
         info: &egui::PaintCallbackInfo,
         fbo: Option<glow::Framebuffer>,
         params: &FrameParams,
@@ -290,7 +440,7 @@ impl Gpu {
         target.clear_partially(scissor, ClearState::color_and_depth(r, g, b, 1.0, 1.0));
 
         let c = &params.camera;
-        let mut camera = Camera::new_perspective(
+        let camera = Camera::new_perspective(
             viewport,
             c.eye,
             c.target,
@@ -299,75 +449,102 @@ impl Gpu {
             c.z_near,
             c.z_far,
         );
-        // Plain sRGB output: colours are chosen for the screen, not for a photographic look.
-        camera.tone_mapping = ToneMapping::None;
         // A light over the viewer's shoulder (up and to the left of the view direction), so
         // faces turned towards the viewer are bright and steep walls still read as walls.
         let forward = c.target - c.eye;
         let right = forward.cross(c.up);
-        let light_dir = (forward.normalize() * 1.0 - c.up.normalize() * 0.6
-            + right.normalize() * 0.35)
-            .normalize();
-        let ambient = AmbientLight::new(&self.ctx, 0.45, Srgba::WHITE);
-        let sun = DirectionalLight::new(&self.ctx, 1.9, Srgba::WHITE, light_dir);
-        let lights: [&dyn Light; 2] = [&ambient, &sun];
-        target.render_partially(scissor, &camera, self.model.iter(), &lights);
+        let light_dir =
+            (forward.normalize() - c.up.normalize() * 0.6 + right.normalize() * 0.35).normalize();
+        if let Some(model) = &mut self.model {
+            model.material.light_dir = light_dir;
+        }
+        target.render_partially(scissor, &camera, self.model.iter(), &[]);
 
+        // World units per pixel at the target's depth: a level of detail may be off by a
+        // fraction of that without it showing.
+        let world_per_pixel =
+            2.0 * (c.target - c.eye).magnitude() * (c.fov_y / 2.0).tan() / height as f32;
+        let mut drawn = 0;
         let draw_lines = || {
-            let view = camera.view();
-            let projection = camera.projection();
-            self.draw_segments(self.stock.as_ref(), viewport, view, projection, 1.0, 0.0);
+            let lines = LineFrame {
+                view: camera.view(),
+                projection: camera.projection(),
+                viewport,
+            };
+            if let Some(stock) = &self.stock {
+                self.draw_lines(&lines, stock.level(0.0).1, 1.0, 0.0);
+            }
             for id in &params.visible {
-                self.draw_segments(
-                    self.toolpaths.get(id),
-                    viewport,
-                    view,
-                    projection,
-                    0.75,
-                    params.lift,
-                );
+                if let Some(toolpath) = self.toolpaths.get(id) {
+                    let (tolerance, level) = toolpath.level(world_per_pixel * 0.5);
+                    // A simplified segment may pass up to its tolerance below the points it
+                    // replaced (across a hilltop, a convex corner): lift it that much more,
+                    // so a path lying on the surface does not sink into it. Under half a
+                    // pixel either way.
+                    let lift = params.lift + 1.5 * tolerance;
+                    drawn += self.draw_lines(&lines, level, 0.75, lift);
+                }
             }
             Ok::<(), three_d::CoreError>(())
         };
         // `write_partially` binds the target and sets the scissor; drawing cannot fail.
         let _ = target.write_partially(scissor, draw_lines);
         let _ = target.into_framebuffer();
+        self.stats = FrameStats {
+            triangles: if self.model.is_some() {
+                self.model_triangles
+            } else {
+                0
+            },
+            toolpath_segments: drawn,
+        };
     }
 
-    fn draw_segments(
+    /// Draws the chunks that are on screen, one instanced draw call each; returns how many
+    /// segments that was.
+    fn draw_lines(
         &self,
-        batch: Option<&GpuSegments>,
-        viewport: Viewport,
-        view: Mat4,
-        projection: Mat4,
+        frame: &LineFrame,
+        chunks: &[GpuChunk],
         half_width: f32,
         lift: f32,
-    ) {
-        let Some(batch) = batch else {
-            return;
-        };
+    ) -> usize {
         let p = &self.lines;
-        p.use_uniform("u_view", view);
-        p.use_uniform("u_projection", projection);
+        let viewport = frame.viewport;
+        p.use_uniform("u_view", frame.view);
+        p.use_uniform("u_projection", frame.projection);
         p.use_uniform(
             "u_viewport",
             vec2(viewport.width as f32, viewport.height as f32) * 0.5,
         );
         p.use_uniform("u_half_width", half_width);
         p.use_uniform("u_lift", lift);
-        let colors: Vec<Vec4> = LINE_COLORS
-            .iter()
-            .map(|c| vec4(c[0], c[1], c[2], c[3]))
-            .collect();
+        let colors = LINE_COLORS.map(|c| vec4(c[0], c[1], c[2], c[3]));
         p.use_uniform_array("u_colors", &colors);
-        p.use_instance_attribute("a_start", &batch.start);
-        p.use_instance_attribute("a_end", &batch.end);
         let states = RenderStates {
             write_mask: WriteMask::COLOR_AND_DEPTH,
             depth_test: DepthTest::LessOrEqual,
             blend: Blend::Disabled,
             cull: Cull::None,
         };
-        p.draw_arrays_instanced(states, viewport, 6, batch.count);
+        let view_projection = frame.projection * frame.view;
+        let mut drawn = 0;
+        for chunk in chunks {
+            if outside_frustum(&view_projection, chunk.min, chunk.max) {
+                continue;
+            }
+            p.use_instance_attribute("a_start", &chunk.start);
+            p.use_instance_attribute("a_end", &chunk.end);
+            p.draw_arrays_instanced(states, viewport, 6, chunk.count);
+            drawn += chunk.count as usize;
+        }
+        drawn
     }
+}
+
+/// The camera of one frame, as the line shader needs it.
+struct LineFrame {
+    view: Mat4,
+    projection: Mat4,
+    viewport: Viewport,
 }

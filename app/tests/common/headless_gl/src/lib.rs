@@ -200,3 +200,83 @@ impl Drop for HeadlessGl {
         self.painter.destroy();
     }
 }
+
+/// An egui "window": an egui context painting into a [`HeadlessGl`] at 1 pixel per point, with
+/// a fixed clock, so the same inputs give the same pixels on every run.
+pub struct Window {
+    pub ctx: egui::Context,
+    pub gl: HeadlessGl,
+    /// What eframe clears to before painting (its default `App::clear_color`).
+    pub clear: [f32; 4],
+    frame: u32,
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window")
+            .field("gl", &self.gl)
+            .field("frame", &self.frame)
+            .finish()
+    }
+}
+
+impl Window {
+    /// A dark-themed window of `width × height` pixels.
+    pub fn new(width: u32, height: u32) -> Result<Self, String> {
+        let gl = HeadlessGl::new(width, height)?;
+        let ctx = egui::Context::default();
+        ctx.set_theme(egui::Theme::Dark);
+        Ok(Self {
+            ctx,
+            gl,
+            clear: egui::Color32::from_rgba_unmultiplied(12, 12, 12, 180).to_normalized_gamma_f32(),
+            frame: 0,
+        })
+    }
+
+    pub fn size(&self) -> egui::Vec2 {
+        let [w, h] = self.gl.size();
+        egui::vec2(w as f32, h as f32)
+    }
+
+    /// The next frame's input: the whole window, 1 pixel per point, time advancing 1/60 s a
+    /// frame, plus `events`.
+    pub fn input(&mut self, events: Vec<egui::Event>) -> egui::RawInput {
+        let mut input = egui::RawInput {
+            screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, self.size())),
+            time: Some(f64::from(self.frame) / 60.0),
+            max_texture_side: Some(8192),
+            system_theme: Some(egui::Theme::Dark),
+            events,
+            ..Default::default()
+        };
+        if let Some(v) = input.viewports.get_mut(&egui::ViewportId::ROOT) {
+            v.native_pixels_per_point = Some(1.0);
+            v.inner_rect = input.screen_rect;
+            v.focused = Some(true);
+        }
+        self.frame += 1;
+        input
+    }
+
+    /// Runs one egui pass with `events` and paints it, like one eframe frame.
+    pub fn frame_with(&mut self, events: Vec<egui::Event>, ui: impl FnMut(&mut egui::Ui)) {
+        let input = self.input(events);
+        let output = self.ctx.run_ui(input, ui);
+        self.gl.paint(&self.ctx, output, self.clear);
+    }
+
+    pub fn frame(&mut self, ui: impl FnMut(&mut egui::Ui)) {
+        self.frame_with(Vec::new(), ui);
+    }
+
+    /// The window's pixels, RGBA8 top row first, alpha forced opaque (a window is opaque
+    /// whatever alpha the framebuffer holds).
+    pub fn pixels(&self) -> Vec<u8> {
+        let mut pixels = self.gl.read_rgba();
+        for p in pixels.chunks_exact_mut(4) {
+            p[3] = 255;
+        }
+        pixels
+    }
+}
