@@ -606,8 +606,12 @@ impl MillpondApp {
             && let Some(answer) = d.poll()
         {
             self.open_dialog = None;
-            if let Some(path) = answer {
-                self.open_path(path);
+            match answer {
+                Some(path) => self.open_path(path),
+                None => {
+                    self.status =
+                        "No file chosen. You can also drop an STL file on the window.".into();
+                }
             }
         }
         for ev in self.compute.poll() {

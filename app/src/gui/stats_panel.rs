@@ -459,7 +459,16 @@ impl StatsPanel {
                 Plot::new("throughput")
                     .height(120.0)
                     .x_axis_label("time since start, s")
-                    .y_axis_label("points/s")
+                    .y_axis_formatter(|mark, _| {
+                        let v = mark.value;
+                        if v.abs() >= 1e6 {
+                            format!("{:.1} M", v / 1e6)
+                        } else if v.abs() >= 1e3 {
+                            format!("{:.0} k", v / 1e3)
+                        } else {
+                            format!("{v:.0}")
+                        }
+                    })
                     .include_y(0.0)
                     .allow_scroll(false)
                     .show(ui, |p| p.line(Line::new("CL points/s", points)));

@@ -685,8 +685,17 @@ impl MillpondApp {
         }
         ui.horizontal(|ui| {
             ui.menu_button("Add operation", |ui| {
+                ui.set_min_width(180.0);
                 for s in Strategy::defaults() {
-                    if ui.button(s.label()).clicked() {
+                    let tip = match s {
+                        Strategy::RasterFinishing(_) => {
+                            "Parallel passes over the whole part: best on gentle slopes"
+                        }
+                        Strategy::WaterlineFinishing(_) => {
+                            "Contours level by level, top down: best on steep walls"
+                        }
+                    };
+                    if ui.button(s.label()).on_hover_text(tip).clicked() {
                         let tool = self
                             .operations
                             .selected
