@@ -194,3 +194,87 @@ fn dragging_orbits_the_view() {
         "dragging did not turn the view: {d:?}"
     );
 }
+
+/// Waits (rendering frames, as eframe would on the repaints the app asks for) until `done`,
+/// failing after `limit`.
+fn frames_until(
+    window: &mut Window,
+    app: &mut millpond::gui::MillpondApp,
+    frame: &mut eframe::Frame,
+    limit: std::time::Duration,
+    what: &str,
+    mut done: impl FnMut(&millpond::gui::MillpondApp) -> bool,
+) {
+    use eframe::App as _;
+    let t0 = std::time::Instant::now();
+    loop {
+        window.frame(|ui| {
+            app.logic(ui.ctx(), frame);
+            app.ui(ui, frame);
+        });
+        if done(app) {
+            return;
+        }
+        assert!(t0.elapsed() < limit, "gave up waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The whole app as it opens, after one click on Generate: the default part, its stock, the
+/// default raster finishing toolpath, the side panel and the status bar.
+#[test]
+fn app_with_default_operation() {
+    use std::time::Duration;
+    let config = tempfile::tempdir().expect("a temporary folder");
+    let mut window = common::window(1280, 800);
+    let mut cc = eframe::CreationContext::_new_kittest(window.ctx.clone());
+    cc.gl = Some(window.gl.gl());
+    let options = millpond::gui::AppOptions::with_config_dir(config.path());
+    let mut app = millpond::gui::MillpondApp::new(&cc, options);
+    let mut frame = eframe::Frame::_new_kittest();
+    let op = app
+        .operations
+        .list
+        .first()
+        .map(|o| o.id)
+        .expect("the app starts with a default operation");
+    frames_until(
+        &mut window,
+        &mut app,
+        &mut frame,
+        Duration::from_secs(10),
+        "the model",
+        |a| a.model.is_some(),
+    );
+    app.generate(true);
+    frames_until(
+        &mut window,
+        &mut app,
+        &mut frame,
+        Duration::from_secs(120),
+        "the default operation's toolpath",
+        |a| a.results.contains_key(&op) && !a.compute.is_running(),
+    );
+    // The view prepares the toolpath off the UI thread; then two frames upload and draw it.
+    frames_until(
+        &mut window,
+        &mut app,
+        &mut frame,
+        Duration::from_secs(30),
+        "the 3D view to prepare the toolpath",
+        |_| millpond::gui::view3d::preparing() == 0,
+    );
+    for _ in 0..2 {
+        frames_until(
+            &mut window,
+            &mut app,
+            &mut frame,
+            Duration::ZERO,
+            "",
+            |_| true,
+        );
+    }
+    let image = snapshot(&window);
+    app.shutdown();
+    assert_snapshot("app_default_operation", &image);
+}

@@ -37,6 +37,7 @@ use camera::OrbitCamera;
 use egui::{Align, Layout, PointerButton, Rect, Sense, Ui, UiBuilder, Vec2, vec2};
 use millpond_core::{Aabb, Mesh, Point3, Toolpath};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -88,6 +89,32 @@ impl std::fmt::Debug for SceneView {
     }
 }
 
+/// Preparation threads running in this process, over all views.
+static PREPARING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many models and toolpaths are still being prepared off the UI thread, in all views of
+/// this process. Tests that drive a whole app (and cannot reach its view) wait for zero before
+/// taking a snapshot; see also [`SceneView::wait_for_uploads`].
+pub fn preparing() -> usize {
+    PREPARING.load(Ordering::SeqCst)
+}
+
+/// Counts a preparation thread from before it starts until it has delivered (or panicked).
+struct Preparing;
+
+impl Preparing {
+    fn start() -> Self {
+        PREPARING.fetch_add(1, Ordering::SeqCst);
+        Preparing
+    }
+}
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        PREPARING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Poisoning only means another thread panicked while holding the lock; the data is still
 /// usable (at worst a change is missing), and the view must not take the UI down with it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,9 +152,11 @@ impl SceneView {
         let ticket = lock(shared).request(slot);
         let shared = Arc::clone(shared);
         let repaint = Arc::clone(&self.repaint);
+        let counted = Preparing::start();
         let spawned = std::thread::Builder::new()
             .name("millpond-view3d".to_string())
             .spawn(move || {
+                let _counted = counted;
                 let change = prepare();
                 lock(&shared).deliver(slot, ticket, change);
                 if let Some(ctx) = lock(&repaint).as_ref() {

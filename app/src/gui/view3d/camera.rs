@@ -135,7 +135,7 @@ impl OrbitCamera {
         let (dir, right, up) = (self.dir(), self.right(), self.up());
         let tan_v = (self.fov_y / 2.0).tan();
         let tan_h = tan_v * aspect.max(1e-3);
-        const MARGIN: f32 = 1.08;
+        const MARGIN: f32 = 1.15;
         let mut distance = 0.0f32;
         for i in 0..8 {
             let c = vec3(
