@@ -16,14 +16,19 @@
 //!   paints on the UI thread after `show` returns, so the lock is never contended. (A
 //!   thread-local would also work, but would tie the GL objects' lifetime to a thread instead
 //!   of to the view.)
-//! - The `set_*` calls only build CPU vertex data ([`geometry`]) and queue it; the next paint
-//!   callback, where the context is current and egui's framebuffer bound, uploads it once.
-//!   GPU buffers stay until that model or toolpath changes.
+//! - The `set_*` calls do only cheap work on the UI thread (f32 copies, bounds); indexing a
+//!   model and simplifying a toolpath into levels of detail ([`geometry`]) run on a short-lived
+//!   thread, whose result waits in `Shared` with a ticket, so a stale result never replaces a
+//!   newer one. The next paint callback, where the context is current and egui's framebuffer
+//!   bound, uploads it once; GPU buffers stay until that model or toolpath changes.
 //! - Each frame the callback draws into the framebuffer egui paints to with the `_partially`
 //!   clear/render calls, using the callback's viewport and clip rectangle as scissor: the
-//!   model as a lit three-d mesh (ambient + directional light, flat facet normals), the stock
-//!   and toolpaths as instanced screen-space segment quads with a small custom shader (one
-//!   buffer and one draw call per toolpath; see [`gpu`]).
+//!   model as a three-d mesh with a matte material (directional light plus a sky/ground
+//!   ambient; flat facet normals), the stock and toolpaths as instanced screen-space segment
+//!   quads with a small custom shader. A toolpath is drawn at the coarsest level of detail
+//!   whose error is under half a pixel, one instanced draw call per chunk on screen (see
+//!   [`geometry`] and [`gpu`]): a million-point toolpath costs what is visible, not a million
+//!   segments a frame.
 //! - The workspace forbids `unsafe`, and every raw glow call is `unsafe`; the view therefore
 //!   goes through three-d's safe wrappers only (`Program`, `InstanceBuffer`, `RenderTarget`).
 
@@ -436,4 +441,88 @@ fn note(ui: &mut Ui, rect: Rect, text: &str) {
         area,
         egui::Label::new(egui::RichText::new(text).color(egui::Color32::LIGHT_GRAY)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable;
+    use millpond_core::toolpath::MoveKind;
+
+    fn scene(view: &mut SceneView) {
+        let mesh = Mesh::from_triangles(
+            millpond_core::models::box_solid(
+                Point3::new(0.0, 0.0, 0.0),
+                Point3::new(40.0, 30.0, 10.0),
+            ),
+            "box",
+        )
+        .expect("a box is a valid mesh");
+        view.set_model(&mesh);
+        view.set_stock(Some(Aabb {
+            min: Point3::new(-2.0, -2.0, 0.0),
+            max: Point3::new(42.0, 32.0, 11.0),
+        }));
+        let mut tp = Toolpath {
+            start: Point3::new(0.0, 0.0, 15.0),
+            moves: vec![],
+        };
+        tp.push(MoveKind::Plunge, Point3::new(0.0, 0.0, 10.0));
+        tp.push(MoveKind::Cut, Point3::new(40.0, 0.0, 10.0));
+        tp.push(MoveKind::Rapid, Point3::new(40.0, 0.0, 15.0));
+        view.set_toolpath(7, &tp, true);
+    }
+
+    /// egui_kittest has no GL: the view still takes its space, shows the preset buttons (which
+    /// work) and says why there is no 3D, without panicking.
+    #[test]
+    fn without_gl_the_view_keeps_its_controls() {
+        let mut view = SceneView::new(None);
+        assert!(!view.has_gl());
+        scene(&mut view);
+        assert_eq!(view.toolpath_segments(7), Some(3));
+        assert_eq!(view.last_frame_stats(), None);
+        let mut harness = Harness::builder()
+            .with_size(egui::vec2(640.0, 400.0))
+            .build_ui_state(|ui, view: &mut SceneView| view.show(ui), view);
+        harness.run();
+        harness.get_by_label("3D view needs OpenGL");
+        for label in ["Front", "Side", "Iso", "Fit"] {
+            harness.get_by_label(label);
+        }
+        harness.get_by_label("Top").click();
+        harness.run();
+        let top = harness.state().camera;
+        assert!(
+            (top.pitch - std::f32::consts::FRAC_PI_2).abs() < 1e-6,
+            "{top:?}"
+        );
+        harness.get_by_label("Side").click();
+        harness.run();
+        assert_eq!(harness.state().camera.pitch, 0.0);
+        let view = harness.state_mut();
+        view.set_toolpath_visible(7, false);
+        view.remove_toolpath(7);
+        assert_eq!(view.toolpath_segments(7), None);
+        view.clear_model();
+        view.set_stock(None);
+        harness.run();
+    }
+
+    /// Fit frames what is shown: after a fit the scene's centre is the orbit target.
+    #[test]
+    fn fit_centres_on_the_scene() {
+        let mut view = SceneView::new(None);
+        scene(&mut view);
+        let mut harness = Harness::builder()
+            .with_size(egui::vec2(640.0, 400.0))
+            .build_ui_state(|ui, view: &mut SceneView| view.show(ui), view);
+        harness.run();
+        let c = harness.state().camera;
+        // Model, stock and toolpath span x −2…42, y −2…32, z 0…15.
+        assert!((c.target.x - 20.0).abs() < 1e-3, "{c:?}");
+        assert!((c.target.y - 15.0).abs() < 1e-3, "{c:?}");
+        assert!((c.target.z - 7.5).abs() < 1e-3, "{c:?}");
+    }
 }

@@ -1,8 +1,8 @@
 //! The GL side of the view: three-d objects living in the GL context that egui paints with.
 //!
 //! All GL work happens inside egui's paint callback, where the context is current and its
-//! framebuffer bound, so uploads wait there too: the UI thread only prepares CPU data
-//! ([`Pending`]) and the next paint uploads it once.
+//! framebuffer bound, so uploads wait there too: the UI thread and the view's preparation
+//! threads only hand CPU data ([`Change`]) to [`Shared`], and the next paint uploads it once.
 
 use super::ToolpathId;
 use super::camera::CameraFrame;
