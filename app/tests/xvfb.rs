@@ -1,7 +1,8 @@
 //! The real `millpond` window under Xvfb: it opens, draws (screenshots under
 //! target/xvfb-screenshots/), and Ctrl-Q ends the process within 0.5 s — idle, while
 //! computing, and in server mode with a connected peer and a job in flight, where the peer
-//! must see the close at once.
+//! must see the close at once — and so does the close button (the window manager's close
+//! request) while computing.
 //!
 //! Needs `Xvfb`, `xdotool` and ImageMagick's `import` (CI installs them); without them each
 //! test says it was skipped and passes. Every child process is killed on every exit path.
@@ -60,8 +61,21 @@ impl Children {
 
 impl Drop for Children {
     fn drop(&mut self) {
-        // The app and the peer first, the X server last.
+        // The app and the peer first, the X server last. SIGTERM first, so that Xvfb removes
+        // its lock file and socket (a SIGKILLed one leaves them behind).
         for (_, c) in self.0.iter_mut().rev() {
+            if let Ok(None) = c.try_wait() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(2) {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -109,7 +123,7 @@ fn xdotool(display: u32, args: &[&str]) -> std::process::Output {
 }
 
 /// The id of the Millpond window, once it is mapped (bounded wait).
-fn wait_for_window(display: u32, app: &mut Child, timeout: Duration) -> String {
+fn wait_for_window(display: u32, app: &mut Child, log: &Path, timeout: Duration) -> String {
     let t0 = Instant::now();
     loop {
         let out = xdotool(display, &["search", "--onlyvisible", "--name", "^Millpond"]);
@@ -117,7 +131,10 @@ fn wait_for_window(display: u32, app: &mut Child, timeout: Duration) -> String {
             return id.trim().to_string();
         }
         if let Ok(Some(status)) = app.try_wait() {
-            panic!("millpond exited before its window appeared: {status}");
+            panic!(
+                "millpond exited before its window appeared: {status}\n{}",
+                read(log)
+            );
         }
         assert!(
             t0.elapsed() < timeout,
@@ -151,12 +168,51 @@ fn screenshot_of(display: u32, window: &str, name: &str) -> PathBuf {
     path
 }
 
-/// Focuses the window, presses Ctrl-Q and returns how long the process took to end.
-fn quit_with_ctrl_q(display: u32, window: &str, app: &mut Child) -> Duration {
-    let _ = xdotool(display, &["windowfocus", "--sync", window]);
-    let t0 = Instant::now();
-    let out = xdotool(display, &["key", "--clearmodifiers", "ctrl+q"]);
-    assert!(out.status.success(), "xdotool key failed");
+/// How the test asks the app to quit.
+#[derive(Clone, Copy, Debug)]
+enum Quit {
+    /// Ctrl-Q, typed into the focused window (XTEST key events).
+    CtrlQ,
+    /// The window manager's close request (WM_DELETE_WINDOW), as the title bar's close button
+    /// sends it.
+    CloseButton,
+}
+
+fn send_close_request(display: u32, window: &str) {
+    use x11rb::protocol::xproto::{ClientMessageEvent, ConnectionExt as _, EventMask};
+    let (conn, _) = x11rb::connect(Some(&format!(":{display}"))).expect("connect to Xvfb");
+    let id: u32 = window.parse().expect("a window id");
+    let atom = |name: &[u8]| {
+        conn.intern_atom(false, name)
+            .expect("intern_atom")
+            .reply()
+            .expect("intern_atom reply")
+            .atom
+    };
+    let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
+    let event = ClientMessageEvent::new(32, id, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
+    // Checked: waits until the server has handled it, before the connection closes.
+    conn.send_event(false, id, EventMask::NO_EVENT, event)
+        .expect("send the close request")
+        .check()
+        .expect("the close request was delivered");
+}
+
+/// Asks the app to quit and returns how long the process took to end.
+fn quit(display: u32, window: &str, app: &mut Child, how: Quit) -> Duration {
+    let t0;
+    match how {
+        Quit::CtrlQ => {
+            let _ = xdotool(display, &["windowfocus", "--sync", window]);
+            t0 = Instant::now();
+            let out = xdotool(display, &["key", "--clearmodifiers", "ctrl+q"]);
+            assert!(out.status.success(), "xdotool key failed");
+        }
+        Quit::CloseButton => {
+            t0 = Instant::now();
+            send_close_request(display, window);
+        }
+    }
     loop {
         if let Some(status) = app.try_wait().expect("wait for millpond") {
             let took = t0.elapsed();
@@ -164,7 +220,7 @@ fn quit_with_ctrl_q(display: u32, window: &str, app: &mut Child) -> Duration {
             return took;
         }
         if t0.elapsed() > Duration::from_secs(10) {
-            panic!("millpond still running 10 s after Ctrl-Q");
+            panic!("millpond still running 10 s after {how:?}");
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -213,11 +269,12 @@ fn open_and_quit(
     children: &mut Children,
     display: u32,
     settle: Duration,
+    how: Quit,
 ) -> Duration {
     let log = run.config.path().join("millpond.log");
     let app = run.spawn(display, &log);
     let i = children.add("millpond", app);
-    let window = wait_for_window(display, children.get(i), Duration::from_secs(60));
+    let window = wait_for_window(display, children.get(i), &log, Duration::from_secs(60));
     std::thread::sleep(settle);
     screenshot(display, name);
     // The window alone: docs/screenshot.png is taken from the idle one.
@@ -227,9 +284,9 @@ fn open_and_quit(
         "millpond exited early:\n{}",
         read(&log)
     );
-    let took = quit_with_ctrl_q(display, &window, children.get(i));
+    let took = quit(display, &window, children.get(i), how);
     eprintln!(
-        "{name}: Ctrl-Q to exit in {:.0} ms",
+        "{name}: {how:?} to exit in {:.0} ms",
         took.as_secs_f64() * 1e3
     );
     assert!(
@@ -260,7 +317,14 @@ fn idle_window_quits_on_ctrl_q_within_half_a_second() {
     let mut run = Run::new();
     // The default operation computed, as after one click on Generate: the docs screenshot.
     run.env.push(("MILLPOND_AUTOSTART", "default".into()));
-    open_and_quit("idle", &run, &mut children, display, Duration::from_secs(4));
+    open_and_quit(
+        "idle",
+        &run,
+        &mut children,
+        display,
+        Duration::from_secs(4),
+        Quit::CtrlQ,
+    );
 }
 
 #[test]
@@ -276,6 +340,24 @@ fn computing_window_quits_on_ctrl_q_within_half_a_second() {
         &mut children,
         display,
         Duration::from_secs(2),
+        Quit::CtrlQ,
+    );
+}
+
+#[test]
+fn closing_the_window_while_computing_quits_within_half_a_second() {
+    let Some(_one) = guard() else { return };
+    let mut children = Children::default();
+    let display = start_xvfb(&mut children);
+    let mut run = Run::new();
+    run.env.push(("MILLPOND_AUTOSTART", "1".into()));
+    open_and_quit(
+        "closed",
+        &run,
+        &mut children,
+        display,
+        Duration::from_secs(2),
+        Quit::CloseButton,
     );
 }
 
@@ -356,7 +438,7 @@ fn server_mode_with_a_peer_and_a_job_in_flight_quits_and_the_peer_sees_it() {
     let log = run.config.path().join("millpond.log");
     let app = run.spawn(display, &log);
     let a = children.add("millpond", app);
-    let window = wait_for_window(display, children.get(a), Duration::from_secs(60));
+    let window = wait_for_window(display, children.get(a), &log, Duration::from_secs(60));
     // The peer is linked and has taken part of the job.
     let t0 = Instant::now();
     loop {
@@ -373,7 +455,7 @@ fn server_mode_with_a_peer_and_a_job_in_flight_quits_and_the_peer_sees_it() {
     }
     std::thread::sleep(Duration::from_secs(2));
     screenshot(display, "server-mode");
-    let took = quit_with_ctrl_q(display, &window, children.get(a));
+    let took = quit(display, &window, children.get(a), Quit::CtrlQ);
     let quit_at = Instant::now();
     eprintln!(
         "server mode: Ctrl-Q to exit in {:.0} ms",
