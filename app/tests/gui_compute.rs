@@ -5,11 +5,20 @@ mod gui_support;
 
 use egui_kittest::kittest::Queryable;
 use gui_support::app;
-use millpond::gui::operations::{Strategy, WaterlineParams};
+use millpond::gui::operations::{RoughingParams, Strategy, ToolShape, WaterlineParams};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// One at a time: each test keeps every core busy, and the cancel test times the UI.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[test]
 fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
+    let _one = one_at_a_time();
     let mut t = app();
     let op = t.app().operations.list[0].id;
     t.harness.get_by_label("Generate").click();
@@ -51,6 +60,7 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
 
 #[test]
 fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
+    let _one = one_at_a_time();
     let mut t = app();
     let op = t.app().operations.list[0].id;
     // A job of a few million points: seconds of work.
@@ -99,10 +109,19 @@ fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
 
 #[test]
 fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
+    let _one = one_at_a_time();
     let mut t = app();
-    let first = t.app().operations.list[0].id;
+    let raster = t.app().operations.list[0].id;
     let ball = t.app().operations.list[0].tool;
-    let second = t.app_mut().operations.add(
+    let flat = t
+        .app()
+        .tools
+        .tools
+        .iter()
+        .find(|x| x.shape == ToolShape::Flat)
+        .unwrap()
+        .clone();
+    let waterline = t.app_mut().operations.add(
         Strategy::WaterlineFinishing(WaterlineParams {
             stepdown: 4.0,
             sampling: 0.4,
@@ -110,50 +129,80 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
         }),
         ball,
     );
-    let third = t
+    let rough = t.app_mut().operations.add(
+        Strategy::Roughing(RoughingParams {
+            stepdown: 6.0,
+            stepover: 3.0,
+            sampling: 0.5,
+            ..RoughingParams::default()
+        }),
+        flat.id,
+    );
+    let disabled = t
         .app_mut()
         .operations
-        .add(Strategy::defaults().remove(0), ball);
-    t.app_mut().operations.get_mut(third).unwrap().enabled = false;
-    // The waterline first.
-    t.app_mut().operations.move_by(second, true);
-    assert_eq!(t.app().operations.list[0].id, second);
+        .add(Strategy::defaults().remove(1), ball);
+    t.app_mut().operations.get_mut(disabled).unwrap().enabled = false;
+    // Machining order: roughing, waterline, raster.
+    t.app_mut().operations.move_by(rough, true);
+    t.app_mut().operations.move_by(rough, true);
+    t.app_mut().operations.move_by(waterline, true);
+    t.app_mut().operations.move_by(rough, true);
+    let order: Vec<u64> = t.app().operations.list.iter().map(|o| o.id).collect();
+    assert_eq!(order, [rough, waterline, raster, disabled]);
     t.harness.run_ok();
     t.harness.get_by_label("Generate all").click();
     assert!(
         t.run_until(Duration::from_secs(180), |a| !a.compute.is_running()
-            && a.toolpath(first).is_some()),
+            && a.toolpath(raster).is_some()),
         "{}",
         t.texts()
     );
+    for id in [rough, waterline] {
+        assert!(t.app().toolpath(id).is_some(), "{:?}", t.app().op_errors);
+    }
     assert!(
-        t.app().toolpath(second).is_some(),
-        "{:?}",
-        t.app().op_errors
-    );
-    assert!(
-        t.app().toolpath(third).is_none(),
+        t.app().toolpath(disabled).is_none(),
         "a disabled operation was computed"
     );
+    // Roughing stays in the stock and above its bottom.
+    let stock = t.app().stock.aabb(t.app().model.as_ref().unwrap().bounds());
+    let tp = t.app().toolpath(rough).unwrap().clone();
+    assert!(tp.moves.iter().all(|m| m.to.z >= stock.min.z - 1e-9));
     let summary = t.app().export_summary();
-    assert_eq!(summary.operations, 2);
-    let out = t.dir.path().join("both.nc");
-    t.app_mut().session.dialect = millpond_core::gcode::Dialect::Grbl;
+    assert_eq!(summary.operations, 3);
+    let out = t.dir.path().join("all.ngc");
     t.app_mut().export_to(out.clone());
     assert!(t.run_until(Duration::from_secs(30), |a| a.exporter.last.is_some()));
     let g = std::fs::read_to_string(&out).unwrap();
-    let w = g
-        .find("(Operation: Waterline finishing 2)")
-        .expect("waterline in the program");
-    let r = g
-        .find("(Operation: Raster finishing 1)")
-        .expect("raster in the program");
-    assert!(w < r, "operations out of order");
+    let at = |s: &str| g.find(s).unwrap_or_else(|| panic!("no {s} in the program"));
+    let (r, w, f) = (
+        at("(Operation: Roughing 3)"),
+        at("(Operation: Waterline finishing 2)"),
+        at("(Operation: Raster finishing 1)"),
+    );
+    assert!(r < w && w < f, "operations out of order");
+    assert!(
+        at(&format!("T{} M6", flat.number)) < w,
+        "roughing with the flat end mill"
+    );
+    // GRBL: no tool changes.
+    t.app_mut().session.dialect = millpond_core::gcode::Dialect::Grbl;
+    let out = t.dir.path().join("all.nc");
+    t.app_mut().export_to(out.clone());
+    assert!(t.run_until(Duration::from_secs(30), |a| {
+        a.exporter
+            .last
+            .as_ref()
+            .is_some_and(|l| l.as_ref().is_ok_and(|m| m.ends_with("all.nc")))
+    }));
+    let g = std::fs::read_to_string(&out).unwrap();
     assert!(!g.contains("M6"), "GRBL has no tool changes");
 }
 
 #[test]
 fn a_bad_parameter_is_reported_not_computed() {
+    let _one = one_at_a_time();
     let mut t = app();
     let op = t.app().operations.list[0].id;
     if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {

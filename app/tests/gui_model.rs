@@ -168,6 +168,15 @@ fn every_panel_opens_and_every_field_is_named() {
         "{}",
         t.texts()
     );
+    // And a roughing operation's.
+    t.app_mut().operations.add(
+        millpond::gui::operations::Strategy::Roughing(Default::default()),
+        bull,
+    );
+    t.harness.run_ok();
+    for label in ["Ramp angle", "Pattern", "Offset", "Allowance"] {
+        assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
+    }
     t.harness.get_by_label("Statistics").click();
     t.harness.run_ok();
     assert!(t.app().stats.visible);

@@ -4,13 +4,16 @@
 use super::app::MillpondApp;
 use super::export::dialect_label;
 use super::model::{Axis3, Placement, Units};
-use super::operations::{LineAxis, RasterParams, StockMode, Strategy, ToolShape, WaterlineParams};
+use super::operations::{
+    LineAxis, RasterParams, RoughingParams, StockMode, Strategy, ToolShape, WaterlineParams,
+};
 use super::preferences::PoolState;
 use super::stats_panel::{format_eta, format_rate};
 use crate::cli::format_duration;
 use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichText, Ui};
 use millpond_core::gcode::Dialect;
 use millpond_core::raster::Direction;
+use millpond_core::rough::ClearPattern;
 use millpond_core::waterline::Milling;
 use millpond_net::Secret;
 use std::time::Duration;
@@ -688,6 +691,9 @@ impl MillpondApp {
                 ui.set_min_width(180.0);
                 for s in Strategy::defaults() {
                     let tip = match s {
+                        Strategy::Roughing(_) => {
+                            "Clear the stock layer by layer, leaving an allowance for finishing"
+                        }
                         Strategy::RasterFinishing(_) => {
                             "Parallel passes over the whole part: best on gentle slopes"
                         }
@@ -696,11 +702,19 @@ impl MillpondApp {
                         }
                     };
                     if ui.button(s.label()).on_hover_text(tip).clicked() {
+                        // The first tool of the usual shape, else the one the selected
+                        // operation uses.
                         let tool = self
-                            .operations
-                            .selected
-                            .and_then(|id| self.operations.get(id))
-                            .map(|o| o.tool)
+                            .tools
+                            .tools
+                            .iter()
+                            .find(|t| t.shape == s.usual_shape())
+                            .map(|t| t.id)
+                            .or(self
+                                .operations
+                                .selected
+                                .and_then(|id| self.operations.get(id))
+                                .map(|o| o.tool))
                             .or(self.tools.tools.first().map(|t| t.id))
                             .unwrap_or(0);
                         self.operations.add(s, tool);
@@ -806,6 +820,7 @@ impl MillpondApp {
                 .on_hover_text("Which tool of the library cuts this operation");
             ui.end_row();
             match &mut op.strategy {
+                Strategy::Roughing(p) => roughing_editor(ui, p),
                 Strategy::RasterFinishing(p) => raster_editor(ui, p),
                 Strategy::WaterlineFinishing(p) => waterline_editor(ui, p),
             }
@@ -1161,6 +1176,83 @@ fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
     );
 }
 
+fn milling_row(ui: &mut Ui, milling: &mut Milling) {
+    let l = ui
+        .label("Milling")
+        .on_hover_text("Which side of the tool the material is on as it goes round");
+    ui.horizontal(|ui| {
+        ui.radio_value(milling, Milling::Climb, "Climb").on_hover_text(
+            "Material on the tool's right (clockwise spindle): the usual choice on rigid machines",
+        );
+        ui.radio_value(milling, Milling::Conventional, "Conventional")
+            .on_hover_text("Material on the tool's left: kinder to machines with backlash");
+    })
+    .response
+    .labelled_by(l.id);
+    ui.end_row();
+}
+
+fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
+    num(
+        ui,
+        "Stepdown",
+        "Depth of each layer",
+        &mut p.stepdown,
+        " mm",
+        0.01..=1000.0,
+        0.05,
+    );
+    num(
+        ui,
+        "Stepover",
+        "Distance between clearing passes in a layer (about 40% of the tool diameter)",
+        &mut p.stepover,
+        " mm",
+        0.01..=1000.0,
+        0.05,
+    );
+    num(
+        ui,
+        "Allowance",
+        "Material left on the model for the finishing operations",
+        &mut p.allowance,
+        " mm",
+        0.0..=100.0,
+        0.05,
+    );
+    let l = ui
+        .label("Pattern")
+        .on_hover_text("How each layer is cleared");
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut p.pattern, ClearPattern::Offset, "Offset")
+            .on_hover_text("Rings parallel to the layer's outline, from the inside out");
+        ui.radio_value(&mut p.pattern, ClearPattern::Zigzag, "Zigzag")
+            .on_hover_text("Parallel lines along X, then one pass round the outline");
+    })
+    .response
+    .labelled_by(l.id);
+    ui.end_row();
+    milling_row(ui, &mut p.milling);
+    num(
+        ui,
+        "Ramp angle",
+        "Entry ramps go down at this angle instead of plunging straight",
+        &mut p.ramp_angle,
+        "°",
+        0.5..=90.0,
+        0.5,
+    );
+    num(
+        ui,
+        "Sampling",
+        "Grid spacing the layer outlines are traced on: features smaller than this may be missed",
+        &mut p.sampling,
+        " mm",
+        0.01..=100.0,
+        0.01,
+    );
+}
+
 fn waterline_editor(ui: &mut Ui, p: &mut WaterlineParams) {
     num(
         ui,
@@ -1180,18 +1272,7 @@ fn waterline_editor(ui: &mut Ui, p: &mut WaterlineParams) {
         0.001..=100.0,
         0.01,
     );
-    let l = ui
-        .label("Milling")
-        .on_hover_text("Which side of the tool the material is on as it goes round");
-    ui.horizontal(|ui| {
-        ui.radio_value(&mut p.milling, Milling::Climb, "Climb")
-            .on_hover_text("Material on the tool's right (clockwise spindle): the usual choice on rigid machines");
-        ui.radio_value(&mut p.milling, Milling::Conventional, "Conventional")
-            .on_hover_text("Material on the tool's left: kinder to machines with backlash");
-    })
-    .response
-    .labelled_by(l.id);
-    ui.end_row();
+    milling_row(ui, &mut p.milling);
     num(
         ui,
         "Allowance",
