@@ -18,6 +18,10 @@ fn starts_with_the_bundled_model_and_a_ready_operation() {
     assert_eq!(m.name, millpond::cli::DEFAULT_MODEL_NAME);
     assert!(t.has_text(&m.triangles().to_string()), "{}", t.texts());
     assert_eq!(t.app().operations.list.len(), 1);
+    // The stock (model box plus margins) is in the 3D view.
+    let stock = t.app().stock_shown().expect("the stock is shown");
+    let b = m.bounds();
+    assert!(stock.min.x < b.min.x && stock.max.z > b.max.z, "{stock:?}");
     assert_eq!(
         millpond::gui::window_title(Some(&m.name)),
         "Millpond — default-part.stl"

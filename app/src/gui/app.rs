@@ -329,9 +329,6 @@ impl MillpondApp {
         self.results.clear();
         self.op_errors.clear();
         self.view.set_model(&model.mesh);
-        self.sent_stock = None;
-        self.sync_stock();
-        self.view.fit();
         if let Some(path) = &model.path {
             self.session.recent.retain(|p| p != path);
             self.session.recent.insert(0, path.clone());
@@ -340,6 +337,14 @@ impl MillpondApp {
         }
         self.status = format!("{}: {} triangles", model.name, model.triangles());
         self.model = Some(model);
+        // The stock follows the model (margins) or stays (explicit): sent after the model.
+        self.sync_stock();
+        self.view.fit();
+    }
+
+    /// The stock box the 3D view shows.
+    pub fn stock_shown(&self) -> Option<Aabb> {
+        self.sent_stock
     }
 
     /// Sends the stock box to the 3D view when it changed.
