@@ -2,6 +2,7 @@
 //! scenes the view must stay responsive with: a 200k-triangle model and a 1M-point toolpath.
 //!
 //! `cargo run --release -p millpond --example view_bench -- [FRAMES] [WIDTH HEIGHT]`
+//! (`VIEW_BENCH_ONLY=toolpath` runs only the scenes whose name contains "toolpath").
 //!
 //! Each frame is what eframe does for one repaint while the user orbits: an egui pass with a
 //! pointer drag, tessellation, painting (the 3D paint callback included) and `glFinish`, so
@@ -121,10 +122,12 @@ fn main() {
         load_average()
     );
     println!(
-        "{:<27} {:>6} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9}",
-        "scene", "set_*", "prepare", "1st", "median", "p90", "triangles", "segments"
+        "{:<27} {:<8} {:>6} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "scene", "camera", "set_*", "prepare", "1st", "median", "p90", "triangles", "segments"
     );
-    for scene in &scenes {
+    // `VIEW_BENCH_ONLY=text` runs only the scenes whose name contains it (for profiling).
+    let only = std::env::var("VIEW_BENCH_ONLY").unwrap_or_default();
+    for scene in scenes.iter().filter(|s| s.name.contains(only.as_str())) {
         let mut window = Window::new(width, height).unwrap_or_else(|e| {
             eprintln!("view_bench: no headless OpenGL: {e}");
             std::process::exit(1);
@@ -156,30 +159,110 @@ fn main() {
         window.gl.finish();
         let first_ms = t.elapsed().as_secs_f64() * 1e3;
 
-        // Orbit: press in the middle, then move a few points every frame.
-        let start = egui::pos2(width as f32 / 2.0, height as f32 / 2.0);
-        let press = egui::Event::PointerButton {
-            pos: start,
-            button: egui::PointerButton::Primary,
-            pressed: true,
-            modifiers: egui::Modifiers::NONE,
+        let centre = egui::pos2(width as f32 / 2.0, height as f32 / 2.0);
+        let (median, p90) = orbit(&mut window, &mut ui, centre, frames);
+        let fit = view_stats(&view);
+        row(
+            scene.name, "fit", set_ms, prepare_ms, first_ms, median, p90, fit,
+        );
+
+        // Zoom in about 7× on the centre (the scroll is smoothed over a few frames), then
+        // orbit there.
+        let mut ui = |ui: &mut egui::Ui| {
+            egui::CentralPanel::no_frame().show(ui, |ui| view.show(ui));
         };
-        window.frame_with(vec![egui::Event::PointerMoved(start), press], &mut ui);
-        let mut times = Vec::with_capacity(frames);
-        for k in 1..=frames {
-            let to = start + egui::vec2(4.0 * k as f32, (k % 7) as f32);
-            let t = Instant::now();
-            window.frame_with(vec![egui::Event::PointerMoved(to)], &mut ui);
-            window.gl.finish();
-            times.push(t.elapsed().as_secs_f64() * 1e3);
+        window.frame_with(
+            vec![
+                egui::Event::PointerMoved(centre),
+                egui::Event::MouseWheel {
+                    unit: egui::MouseWheelUnit::Point,
+                    delta: egui::vec2(0.0, 1000.0),
+                    phase: egui::TouchPhase::Move,
+                    source: egui::MouseWheelSource::Wheel,
+                    modifiers: egui::Modifiers::NONE,
+                },
+            ],
+            &mut ui,
+        );
+        for _ in 0..60 {
+            window.frame(&mut ui);
         }
-        let (median, p90) = stats(times);
-        let drawn = view.last_frame_stats().unwrap_or_default();
-        println!(
-            "{:<27} {set_ms:>6.1} {prepare_ms:>8.1} {first_ms:>7.1} {median:>7.1} {p90:>7.1} {:>9} {:>9}",
-            scene.name, drawn.triangles, drawn.toolpath_segments
+        let (median, p90) = orbit(&mut window, &mut ui, centre, frames);
+        let zoomed = view_stats(&view);
+        row(
+            scene.name,
+            "zoom ×7",
+            f64::NAN,
+            f64::NAN,
+            f64::NAN,
+            median,
+            p90,
+            zoomed,
         );
     }
+}
+
+/// Model triangles and toolpath segments the last frame drew.
+fn view_stats(view: &SceneView) -> (usize, usize) {
+    let s = view.last_frame_stats().unwrap_or_default();
+    (s.triangles, s.toolpath_segments)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    scene: &str,
+    camera: &str,
+    set_ms: f64,
+    prepare_ms: f64,
+    first_ms: f64,
+    median: f64,
+    p90: f64,
+    (triangles, segments): (usize, usize),
+) {
+    let ms = |v: f64| {
+        if v.is_nan() {
+            "".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    println!(
+        "{scene:<27} {camera:<8} {:>6} {:>8} {:>7} {median:>7.1} {p90:>7.1} {triangles:>9} {segments:>9}",
+        ms(set_ms),
+        ms(prepare_ms),
+        ms(first_ms)
+    );
+}
+
+/// Orbits for `frames` frames (press in the middle, then move a few points every frame, as a
+/// user dragging does) and returns the median and 90th percentile frame time, ms.
+fn orbit(
+    window: &mut Window,
+    ui: &mut impl FnMut(&mut egui::Ui),
+    at: egui::Pos2,
+    frames: usize,
+) -> (f64, f64) {
+    let button = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    window.frame_with(
+        vec![egui::Event::PointerMoved(at), button(at, true)],
+        &mut *ui,
+    );
+    let mut times = Vec::with_capacity(frames);
+    let mut to = at;
+    for k in 1..=frames {
+        to = at + egui::vec2(4.0 * k as f32, (k % 7) as f32);
+        let t = Instant::now();
+        window.frame_with(vec![egui::Event::PointerMoved(to)], &mut *ui);
+        window.gl.finish();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    window.frame_with(vec![button(to, false)], &mut *ui);
+    stats(times)
 }
 
 /// The machine's load while measuring: other processes share llvmpipe's cores.

@@ -25,8 +25,9 @@ pub const KIND_EDGE: u8 = 3;
 pub const CHUNK_SEGMENTS: usize = 16384;
 
 /// Simplified levels, as fractions of the toolpath's diagonal; each is 4× the previous. Level 0
-/// (the full path) is always there.
-const LEVEL_TOLERANCES: [f32; 3] = [5e-4, 2e-3, 8e-3];
+/// (the full path) is always there. The finest is already worth having on smooth surfaces
+/// (a chord of a 40 mm radius within 0.01 mm is 2 mm long, twenty 0.1 mm samples).
+const LEVEL_TOLERANCES: [f32; 4] = [1e-4, 4e-4, 1.6e-3, 6.4e-3];
 
 /// How many points the simplification may merge into one segment: bounds its cost at
 /// O(points × MERGE_CAP) whatever the path looks like.
@@ -41,23 +42,31 @@ pub struct ModelData {
     pub indices: Vec<u32>,
 }
 
-/// Line segments drawn as screen-space quads, one instance per segment: `start` carries the
-/// colour slot in `w`.
+/// Line segments, drawn as screen-space quads. Stored as the texels of a float texture the
+/// line shader fetches from: two per segment, the start with the colour slot in `w`, then
+/// the end (see [`super::gpu`] for why not vertex attributes).
 #[derive(Debug, Default)]
 pub struct Chunk {
-    pub start: Vec<[f32; 4]>,
-    pub end: Vec<[f32; 3]>,
+    pub texels: Vec<[f32; 4]>,
     pub min: [f32; 3],
     pub max: [f32; 3],
 }
 
 impl Chunk {
     pub fn len(&self) -> usize {
-        self.start.len()
+        self.texels.len() / 2
+    }
+
+    /// Start (with the colour slot) and end of each segment.
+    #[cfg(test)]
+    pub fn segments(&self) -> impl Iterator<Item = ([f32; 4], [f32; 3])> + '_ {
+        self.texels
+            .chunks_exact(2)
+            .map(|t| (t[0], [t[1][0], t[1][1], t[1][2]]))
     }
 
     fn push(&mut self, a: [f32; 3], b: [f32; 3], kind: u8) {
-        if self.start.is_empty() {
+        if self.texels.is_empty() {
             self.min = a;
             self.max = a;
         }
@@ -67,23 +76,25 @@ impl Chunk {
                 *hi = hi.max(x);
             }
         }
-        self.start.push([a[0], a[1], a[2], f32::from(kind)]);
-        self.end.push(b);
+        self.texels.push([a[0], a[1], a[2], f32::from(kind)]);
+        self.texels.push([b[0], b[1], b[2], 0.0]);
     }
 }
 
-/// One level of detail: segments in chunks. `tolerance` is how far (world units) the drawn
-/// lines may be from the real path.
+/// One level of detail: segments binned into the cells of a grid (see [`Polyline::binned`]),
+/// each cell in chunks. `tolerance` is how far (world units) the drawn lines may be from the
+/// real path. All levels of one [`Lines`] have the same cells, so the view can choose a level
+/// per cell: fine near the eye, coarse far away.
 #[derive(Debug, Default)]
 pub struct Level {
     pub tolerance: f32,
-    pub chunks: Vec<Chunk>,
+    pub cells: Vec<Vec<Chunk>>,
 }
 
 impl Level {
     #[cfg(test)]
     pub fn segments(&self) -> usize {
-        self.chunks.iter().map(Chunk::len).sum()
+        self.cells.iter().flatten().map(Chunk::len).sum()
     }
 }
 
@@ -93,11 +104,56 @@ pub struct Lines {
     pub levels: Vec<Level>,
 }
 
-impl Lines {
-    /// Segments in the full-detail level.
-    #[cfg(test)]
-    pub fn segments(&self) -> usize {
-        self.levels.first().map_or(0, Level::segments)
+/// The cells segments are binned into: a square grid over the toolpath's XY extent, plus one
+/// cell for segments that would cross many (long rapids).
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    lo: [f32; 2],
+    hi: [f32; 2],
+    n: usize,
+}
+
+/// About this many full-detail segments per cell, and at most 16 × 16 cells: culling and
+/// choosing levels per cell pays, while draw calls stay a few hundred at most.
+const CELL_SEGMENTS: f64 = 8192.0;
+const MAX_GRID: usize = 16;
+
+impl Grid {
+    fn new(points: &[[f32; 3]]) -> Self {
+        let segments = points.len().saturating_sub(1);
+        let n = ((segments as f64 / CELL_SEGMENTS).sqrt() as usize).clamp(1, MAX_GRID);
+        let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
+        for p in points {
+            for k in 0..2 {
+                lo[k] = lo[k].min(p[k]);
+                hi[k] = hi[k].max(p[k]);
+            }
+        }
+        Self { lo, hi, n }
+    }
+
+    fn cells(&self) -> usize {
+        self.n * self.n + 1
+    }
+
+    /// The wide cell's index.
+    fn wide(&self) -> usize {
+        self.n * self.n
+    }
+
+    /// Whether a segment is longer than a cell along X or Y: it goes to the wide cell rather
+    /// than into every cell it crosses (and would make those cells' bounds wide).
+    fn is_wide(&self, a: [f32; 3], b: [f32; 3]) -> bool {
+        (0..2).any(|k| (a[k] - b[k]).abs() * self.n as f32 > self.hi[k] - self.lo[k])
+    }
+
+    fn index(&self, x: f32, k: usize) -> usize {
+        let span = self.hi[k] - self.lo[k];
+        if span > 0.0 {
+            (((x - self.lo[k]) / span * self.n as f32).max(0.0) as usize).min(self.n - 1)
+        } else {
+            0
+        }
     }
 }
 
@@ -180,8 +236,9 @@ impl Polyline {
     /// simplified copies with tolerances growing from a small fraction of `scale` (the
     /// toolpath's diagonal).
     pub fn into_lines(self, scale: f32) -> Lines {
+        let grid = Grid::new(&self.points);
         let mut lines = Lines {
-            levels: vec![self.chunked(0.0)],
+            levels: vec![self.binned(0.0, &grid)],
         };
         let mut coarser = self;
         for fraction in LEVEL_TOLERANCES {
@@ -195,28 +252,46 @@ impl Polyline {
             if next.points.len() * 10 > coarser.points.len() * 9 {
                 continue;
             }
-            lines.levels.push(next.chunked(tolerance));
+            lines.levels.push(next.binned(tolerance, &grid));
             coarser = next;
         }
         lines
     }
 
-    fn chunked(&self, tolerance: f32) -> Level {
-        let mut level = Level {
-            tolerance,
-            chunks: Vec::new(),
-        };
-        let mut chunk = Chunk::default();
-        for i in 1..self.points.len() {
-            if chunk.len() == CHUNK_SEGMENTS {
-                level.chunks.push(std::mem::take(&mut chunk));
+    /// The segments binned by where they are into the cells of `grid`, each cell in chunks of
+    /// at most [`CHUNK_SEGMENTS`]. A segment goes into every cell its XY box touches (at most
+    /// four; one longer than a cell goes to the wide cell), so every cell of every level covers all of
+    /// the path over its ground and levels can be mixed cell by cell without gaps. Segments
+    /// are drawn independently, so their order does not matter; compact cells let a
+    /// zoomed-in view skip most of them, where chunks of consecutive raster lines would span
+    /// the whole part and always be on screen.
+    fn binned(&self, tolerance: f32, grid: &Grid) -> Level {
+        let mut cells: Vec<Vec<Chunk>> = (0..grid.cells()).map(|_| Vec::new()).collect();
+        let mut put = |cell: usize, a, b, kind| {
+            let chunks = &mut cells[cell];
+            if chunks.last().is_none_or(|c| c.len() == CHUNK_SEGMENTS) {
+                chunks.push(Chunk::default());
             }
-            chunk.push(self.points[i - 1], self.points[i], self.kinds[i]);
+            if let Some(c) = chunks.last_mut() {
+                c.push(a, b, kind);
+            }
+        };
+        for i in 1..self.points.len() {
+            let (a, b) = (self.points[i - 1], self.points[i]);
+            let kind = self.kinds[i];
+            if grid.is_wide(a, b) {
+                put(grid.wide(), a, b, kind);
+                continue;
+            }
+            let (x0, x1) = (grid.index(a[0].min(b[0]), 0), grid.index(a[0].max(b[0]), 0));
+            let (y0, y1) = (grid.index(a[1].min(b[1]), 1), grid.index(a[1].max(b[1]), 1));
+            for y in y0..=y1 {
+                for x in x0..=x1 {
+                    put(y * grid.n + x, a, b, kind);
+                }
+            }
         }
-        if chunk.len() > 0 {
-            level.chunks.push(chunk);
-        }
-        level
+        Level { tolerance, cells }
     }
 
     /// Drops points while every dropped point stays within `tolerance` of the segment that
@@ -306,7 +381,7 @@ pub fn box_lines(b: &Aabb) -> Lines {
     Lines {
         levels: vec![Level {
             tolerance: 0.0,
-            chunks: vec![chunk],
+            cells: vec![vec![chunk]],
         }],
     }
 }
@@ -327,13 +402,20 @@ mod tests {
         tp.push(MoveKind::Rapid, Point3::new(5.0, 0.0, 10.0));
         let (lines, b) = toolpath_lines(&tp);
         assert_eq!(lines.levels.len(), 1, "nothing to simplify");
-        let c = &lines.levels[0].chunks[0];
+        let chunks: Vec<&Chunk> = lines.levels[0].cells.iter().flatten().collect();
+        assert_eq!(chunks.len(), 1, "few segments make one cell");
+        let c = chunks[0];
         assert_eq!(c.len(), 3);
-        assert_eq!(c.start[0], [0.0, 0.0, 10.0, f32::from(KIND_PLUNGE)]);
-        assert_eq!(c.end[0], [0.0, 0.0, 0.0]);
-        assert_eq!(c.start[1][3], f32::from(KIND_CUT));
-        assert_eq!(c.start[2], [5.0, 0.0, 0.0, f32::from(KIND_RAPID)]);
-        assert_eq!(c.end[2], [5.0, 0.0, 10.0]);
+        let segs: Vec<_> = c.segments().collect();
+        assert_eq!(
+            segs[0],
+            ([0.0, 0.0, 10.0, f32::from(KIND_PLUNGE)], [0.0, 0.0, 0.0])
+        );
+        assert_eq!(segs[1].0[3], f32::from(KIND_CUT));
+        assert_eq!(
+            segs[2],
+            ([5.0, 0.0, 0.0, f32::from(KIND_RAPID)], [5.0, 0.0, 10.0])
+        );
         assert_eq!((c.min, c.max), ([0.0, 0.0, 0.0], [5.0, 0.0, 10.0]));
         assert_eq!(
             (b.min, b.max),
@@ -341,10 +423,8 @@ mod tests {
         );
     }
 
-    /// A fine zigzag over a curved surface: levels get coarser, every level stays within its
-    /// tolerance of the full path, keeps the kinds' boundaries and the chunks cover it all.
-    #[test]
-    fn levels_simplify_within_tolerance() {
+    /// A fine zigzag over a curved surface, ending with a rapid.
+    fn zigzag() -> Toolpath {
         let mut tp = Toolpath {
             start: Point3::new(0.0, 0.0, 20.0),
             moves: vec![],
@@ -359,79 +439,115 @@ mod tests {
             }
         }
         tp.push(MoveKind::Rapid, Point3::new(0.0, 99.0, 20.0));
-        let (lines, _) = toolpath_lines(&tp);
-        assert!(lines.levels.len() >= 3, "{} levels", lines.levels.len());
+        tp
+    }
+
+    /// Each simplified level stays within its tolerance of the full path (tolerances compound
+    /// across levels), starts and ends where it does, and keeps the kinds' boundaries.
+    #[test]
+    fn simplification_stays_within_tolerance() {
+        let tp = zigzag();
+        let (full, _) = Polyline::from_toolpath(&tp);
         // The first cut is where the plunge ends: a zero-length move, left out.
-        assert_eq!(lines.segments(), tp.moves.len() - 1);
-        assert!(lines.levels[0].chunks.len() > 1, "40k segments span chunks");
-        let mut full: Vec<[f32; 3]> = std::iter::once(f32x3(tp.start))
-            .chain(tp.moves.iter().map(|m| f32x3(m.to)))
-            .collect();
-        full.dedup();
-        for pair in lines.levels.windows(2) {
-            assert!(pair[1].segments() < pair[0].segments());
-            assert!(pair[1].tolerance > pair[0].tolerance);
-        }
-        for level in &lines.levels[1..] {
-            let segs: Vec<([f32; 3], [f32; 3], f32)> = level
-                .chunks
-                .iter()
-                .flat_map(|c| {
-                    c.start
-                        .iter()
-                        .zip(&c.end)
-                        .map(|(s, e)| ([s[0], s[1], s[2]], *e, s[3]))
-                })
-                .collect();
-            // Consecutive and starting/ending where the path does.
-            assert_eq!(segs[0].0, full[0]);
-            assert_eq!(segs.last().map(|s| s.1), full.last().copied());
-            assert!(segs.windows(2).all(|w| w[0].1 == w[1].0));
-            // Kinds: one plunge first, one rapid last, cuts between.
-            assert_eq!(segs[0].2, f32::from(KIND_PLUNGE));
-            assert_eq!(segs.last().map(|s| s.2), Some(f32::from(KIND_RAPID)));
-            // Every original point lies within the tolerance of the simplified segment that
-            // replaced it (tolerances compound across levels: allow their sum). Simplified
-            // points are a subsequence of the original ones, which finds that segment.
-            let allowed: f32 = lines
-                .levels
-                .iter()
-                .take_while(|l| l.tolerance <= level.tolerance)
-                .map(|l| l.tolerance)
-                .sum::<f32>()
-                * 1.001;
+        assert_eq!(full.segments(), tp.moves.len() - 1);
+        let mut allowed = 0.0;
+        let mut level = Polyline {
+            points: full.points.clone(),
+            kinds: full.kinds.clone(),
+        };
+        for tolerance in [0.05f32, 0.2, 0.8] {
+            let coarser = level.simplified(tolerance);
+            assert!(coarser.points.len() < level.points.len());
+            level = coarser;
+            allowed += tolerance * 1.001;
+            let (p, k) = (&level.points, &level.kinds);
+            assert_eq!(p[0], full.points[0]);
+            assert_eq!(p.last(), full.points.last());
+            assert_eq!(k[1], KIND_PLUNGE);
+            assert_eq!(k.last(), Some(&KIND_RAPID));
+            assert!(k[2..k.len() - 1].iter().all(|&k| k == KIND_CUT));
+            // Simplified points are a subsequence of the original ones: that finds the
+            // segment each original point was replaced by.
             let mut i = 0;
-            for (a, b, _) in &segs {
-                assert_eq!(
-                    full[i], *a,
-                    "simplified points come from the path, in order"
-                );
+            for w in p.windows(2) {
+                assert_eq!(full.points[i], w[0], "points come from the path, in order");
                 loop {
-                    let d = dist2_to_segment(full[i], *a, *b).sqrt();
+                    let d = dist2_to_segment(full.points[i], w[0], w[1]).sqrt();
                     assert!(
                         d <= allowed,
-                        "{:?} is {d} from level {}",
-                        full[i],
-                        level.tolerance
+                        "{:?} is {d} from level {tolerance}",
+                        full.points[i]
                     );
-                    if full[i] == *b && i > 0 {
+                    if i > 0 && full.points[i] == w[1] {
                         break;
                     }
                     i += 1;
                 }
             }
-            assert_eq!(
-                i,
-                full.len() - 1,
-                "the simplified path ends where the path does"
-            );
-            for c in &level.chunks {
-                for (s, e) in c.start.iter().zip(&c.end) {
+            assert_eq!(i, full.points.len() - 1);
+        }
+    }
+
+    /// Cells hold the path's segments — each in every cell it touches, or in the wide cell —
+    /// within their chunks' bounds, and are compact.
+    #[test]
+    fn cells_hold_every_segment_where_it_is() {
+        let mut tp = zigzag();
+        // A long rapid across the whole path goes to the wide cell.
+        tp.push(MoveKind::Rapid, Point3::new(99.75, 0.0, 20.0));
+        let (full, bounds) = Polyline::from_toolpath(&tp);
+        let grid = Grid::new(&full.points);
+        assert_eq!(grid.n, 2, "40k segments make a 2 × 2 grid");
+        let level = full.binned(0.0, &grid);
+        assert_eq!(level.cells.len(), 5);
+        let key = |a: &[f32], b: &[f32], k: f32| {
+            [a[0], a[1], a[2], b[0], b[1], b[2], k].map(f32::to_bits)
+        };
+        let mut expected: Vec<_> = (1..full.points.len())
+            .map(|i| {
+                key(
+                    &full.points[i - 1],
+                    &full.points[i],
+                    f32::from(full.kinds[i]),
+                )
+            })
+            .collect();
+        let mut got = Vec::new();
+        let extent = bounds.size().x.max(bounds.size().y) as f32;
+        for (i, cell) in level.cells.iter().enumerate() {
+            for c in cell {
+                assert!(c.len() > 0 && c.len() <= CHUNK_SEGMENTS);
+                for (s, e) in c.segments() {
+                    got.push(key(&s, &e, s[3]));
                     for k in 0..3 {
                         assert!(c.min[k] <= s[k].min(e[k]) && c.max[k] >= s[k].max(e[k]));
                     }
                 }
+                let width = (c.max[0] - c.min[0]).max(c.max[1] - c.min[1]);
+                if i == grid.wide() {
+                    assert_eq!(c.len(), 1, "only the long rapid is wide");
+                } else {
+                    assert!(
+                        width <= 0.55 * extent,
+                        "cell {i} is {width} wide of {extent}"
+                    );
+                }
             }
+        }
+        expected.sort_unstable();
+        got.sort_unstable();
+        got.dedup();
+        assert!(expected == got, "the cells hold the path's segments");
+    }
+
+    #[test]
+    fn levels_get_coarser() {
+        let (lines, _) = toolpath_lines(&zigzag());
+        assert!(lines.levels.len() >= 3, "{} levels", lines.levels.len());
+        assert_eq!(lines.levels[0].tolerance, 0.0);
+        for pair in lines.levels.windows(2) {
+            assert!(pair[1].segments() < pair[0].segments());
+            assert!(pair[1].tolerance > pair[0].tolerance);
         }
     }
 
@@ -442,9 +558,9 @@ mod tests {
             max: Point3::new(1.0, 2.0, 3.0),
         };
         let lines = box_lines(&b);
-        let c = &lines.levels[0].chunks[0];
+        let c = &lines.levels[0].cells[0][0];
         assert_eq!(c.len(), 12);
-        for (a, e) in c.start.iter().zip(&c.end) {
+        for (a, e) in c.segments() {
             let changed = (0..3).filter(|&k| a[k] != e[k]).count();
             assert_eq!(changed, 1);
         }

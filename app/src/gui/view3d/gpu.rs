@@ -12,14 +12,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use three_d::{
     Blend, Camera, ClearState, Context, CpuMesh, Cull, DepthTest, EffectMaterialId, Gm, Indices,
-    InnerSpace, InstanceBuffer, Light, Mat4, Material, MaterialType, Mesh, Positions, Program, Rad,
-    RenderStates, RenderTarget, ScissorBox, Vec3, Viewer, Viewport, WriteMask, vec2, vec3, vec4,
+    InnerSpace, InstanceBuffer, Interpolation, Light, Mat4, Material, MaterialType, Mesh,
+    Positions, Program, Rad, RenderStates, RenderTarget, ScissorBox, Texture2D, Vec3, Viewer,
+    Viewport, Wrapping, WriteMask, vec2, vec3, vec4,
 };
 
-/// Segment quads: each instance is one segment, expanded in the vertex shader to two triangles
-/// `half_width` pixels either side of the projected line. This is the GL_LINES of a core
+/// Segment quads: six vertices per segment, expanded in the vertex shader to two triangles
+/// `half_width` pixels either side of the projected segment. This is the GL_LINES of a core
 /// profile without its limits (1-pixel width only, no way to issue it without `unsafe` glow):
-/// one buffer per toolpath, one instanced draw call, widths in pixels at any zoom.
+/// widths in pixels at any zoom.
+///
+/// The segments come from a float texture (two texels per segment, fetched by
+/// `gl_VertexID / 6`), not from vertex attributes: per-vertex attributes would store each
+/// segment six times, and per-instance attributes (one instance per segment) make Mesa's
+/// software rasterizer run its whole vertex pipeline once per instance, which cost ten times
+/// the drawing itself. One plain draw call per chunk, 32 bytes per segment.
 const LINE_VS: &str = r#"
 uniform mat4 u_view;
 uniform mat4 u_projection;
@@ -27,17 +34,26 @@ uniform vec2 u_viewport;
 uniform float u_half_width;
 uniform float u_lift;
 uniform vec4 u_colors[4];
-in vec4 a_start;
-in vec3 a_end;
+uniform sampler2D u_segments;
+// Always 1.0: see `Gpu::vao_attribute`.
+in float a_one;
 out vec4 v_color;
 
 const float ALONG[6] = float[6](0.0, 0.0, 1.0, 1.0, 0.0, 1.0);
 const float SIDE[6] = float[6](-1.0, 1.0, -1.0, -1.0, 1.0, 1.0);
 
 void main() {
+    int segment = gl_VertexID / 6;
+    int corner = gl_VertexID - segment * 6;
+    // Texel rows are stored bottom up; the width is even, so both texels share a row.
+    ivec2 size = textureSize(u_segments, 0);
+    int texel = segment * 2;
+    int row = size.y - 1 - texel / size.x;
+    vec4 start = texelFetch(u_segments, ivec2(texel % size.x, row), 0);
+    vec4 end = texelFetch(u_segments, ivec2(texel % size.x + 1, row), 0);
     // Lift both ends towards the eye so a path lying on the surface is not buried in it.
-    vec4 v0 = u_view * vec4(a_start.xyz, 1.0);
-    vec4 v1 = u_view * vec4(a_end, 1.0);
+    vec4 v0 = u_view * vec4(start.xyz, 1.0);
+    vec4 v1 = u_view * vec4(end.xyz, 1.0);
     v0.z += u_lift;
     v1.z += u_lift;
     vec4 p0 = u_projection * v0;
@@ -58,13 +74,13 @@ void main() {
     float len = length(d);
     vec2 dir = len > 1e-6 ? d / len : vec2(1.0, 0.0);
     vec2 normal = vec2(-dir.y, dir.x);
-    float t = ALONG[gl_VertexID];
+    float t = ALONG[corner];
     vec4 p = t < 0.5 ? p0 : p1;
     // Extend the ends by half a width so that joints between segments have no notches.
-    vec2 offset = (normal * SIDE[gl_VertexID] + dir * (t * 2.0 - 1.0)) * u_half_width;
+    vec2 offset = (normal * SIDE[corner] + dir * (t * 2.0 - 1.0)) * u_half_width;
     p.xy += offset / u_viewport * p.w;
-    gl_Position = p;
-    v_color = u_colors[int(a_start.w + 0.5)];
+    gl_Position = p * a_one;
+    v_color = u_colors[int(start.w + 0.5)];
 }
 "#;
 
@@ -144,41 +160,55 @@ impl Material for ShadedMaterial {
 
 /// One chunk of segments on the GPU, with its bounds for culling.
 struct GpuChunk {
-    start: InstanceBuffer<[f32; 4]>,
-    end: InstanceBuffer<[f32; 3]>,
+    texture: Texture2D,
     count: u32,
     min: Vec3,
     max: Vec3,
 }
 
-/// Lines on the GPU: levels of detail, finest first (see [`super::geometry`]).
-struct GpuLines {
+/// Texels per row of a chunk's texture (even: a segment's two texels share a row).
+const TEXTURE_WIDTH: usize = 2048;
+
+impl GpuChunk {
+    fn new(ctx: &Context, c: &Chunk) -> Option<Self> {
+        let count = u32::try_from(c.len()).ok().filter(|&n| n > 0)?;
+        let rows = c.texels.len().div_ceil(TEXTURE_WIDTH);
+        let width = if rows == 1 {
+            c.texels.len()
+        } else {
+            TEXTURE_WIDTH
+        };
+        let mut texels = Vec::with_capacity(width * rows);
+        texels.extend_from_slice(&c.texels);
+        texels.resize(width * rows, [0.0; 4]);
+        let texture = Texture2D::new_empty::<[f32; 4]>(
+            ctx,
+            u32::try_from(width).ok()?,
+            u32::try_from(rows).ok()?,
+            Interpolation::Nearest,
+            Interpolation::Nearest,
+            None,
+            Wrapping::ClampToEdge,
+            Wrapping::ClampToEdge,
+        );
+        texture.fill(&texels);
+        Some(Self {
+            texture,
+            count,
+            min: Vec3::from(c.min),
+            max: Vec3::from(c.max),
+        })
+    }
+}
+
+/// One cell of lines on the GPU: its levels of detail, finest first, each in chunks.
+struct GpuCell {
+    min: Vec3,
+    max: Vec3,
     levels: Vec<(f32, Vec<GpuChunk>)>,
 }
 
-impl GpuLines {
-    fn new(ctx: &Context, lines: &Lines) -> Option<Self> {
-        let upload = |c: &Chunk| {
-            let count = u32::try_from(c.len()).ok().filter(|&n| n > 0)?;
-            Some(GpuChunk {
-                start: InstanceBuffer::new_with_data(ctx, &c.start),
-                end: InstanceBuffer::new_with_data(ctx, &c.end),
-                count,
-                min: Vec3::from(c.min),
-                max: Vec3::from(c.max),
-            })
-        };
-        let levels: Vec<(f32, Vec<GpuChunk>)> = lines
-            .levels
-            .iter()
-            .map(|l| (l.tolerance, l.chunks.iter().filter_map(upload).collect()))
-            .collect();
-        levels
-            .first()
-            .is_some_and(|(_, chunks)| !chunks.is_empty())
-            .then_some(Self { levels })
-    }
-
+impl GpuCell {
     /// The coarsest level whose error is below `max_error` (world units), and its error.
     fn level(&self, max_error: f32) -> (f32, &[GpuChunk]) {
         self.levels
@@ -189,6 +219,50 @@ impl GpuLines {
             .map_or((0.0, &[]), |(tolerance, chunks)| {
                 (*tolerance, chunks.as_slice())
             })
+    }
+
+    /// Distance from `eye` to the cell's box (zero inside it).
+    fn distance(&self, eye: Vec3) -> f32 {
+        let d = vec3(
+            (self.min.x - eye.x).max(eye.x - self.max.x).max(0.0),
+            (self.min.y - eye.y).max(eye.y - self.max.y).max(0.0),
+            (self.min.z - eye.z).max(eye.z - self.max.z).max(0.0),
+        );
+        d.magnitude()
+    }
+}
+
+/// Lines on the GPU, by cell (see [`super::geometry::Level`]).
+struct GpuLines {
+    cells: Vec<GpuCell>,
+}
+
+impl GpuLines {
+    fn new(ctx: &Context, lines: &Lines) -> Option<Self> {
+        let upload = |c: &Chunk| GpuChunk::new(ctx, c);
+        let cells = lines.levels.first().map_or(0, |l| l.cells.len());
+        let mut out = Vec::new();
+        for cell in 0..cells {
+            let levels: Vec<(f32, Vec<GpuChunk>)> = lines
+                .levels
+                .iter()
+                .map(|l| {
+                    let chunks = l.cells.get(cell).map_or(&[][..], Vec::as_slice);
+                    (l.tolerance, chunks.iter().filter_map(upload).collect())
+                })
+                .collect();
+            let mut all = levels.iter().flat_map(|(_, chunks)| chunks);
+            let Some(first) = all.next() else {
+                continue;
+            };
+            let (mut min, mut max) = (first.min, first.max);
+            for c in all {
+                min = vec3(min.x.min(c.min.x), min.y.min(c.min.y), min.z.min(c.min.z));
+                max = vec3(max.x.max(c.max.x), max.y.max(c.max.y), max.z.max(c.max.z));
+            }
+            out.push(GpuCell { min, max, levels });
+        }
+        (!out.is_empty()).then_some(Self { cells: out })
     }
 }
 
@@ -329,6 +403,10 @@ pub struct FrameStats {
 
 /// GL objects: the three-d context, the model, the line program and its batches.
 struct Gpu {
+    /// three-d binds its vertex array object only while setting a vertex attribute, and a
+    /// core profile draws nothing without one bound; the line shader reads its segments from
+    /// a texture, so it uses this one-element instance attribute (1.0) to get the object bound.
+    vao_attribute: InstanceBuffer<f32>,
     stats: FrameStats,
     model_triangles: usize,
     ctx: Context,
@@ -345,6 +423,7 @@ impl Gpu {
         let lines = Program::from_source(&ctx, LINE_VS, LINE_FS)
             .map_err(|e| format!("cannot build the toolpath shader: {e}"))?;
         Ok(Self {
+            vao_attribute: InstanceBuffer::new_with_data(&ctx, &[1.0f32]),
             stats: FrameStats::default(),
             model_triangles: 0,
             ctx,
@@ -460,29 +539,23 @@ impl Gpu {
         }
         target.render_partially(scissor, &camera, self.model.iter(), &[]);
 
-        // World units per pixel at the target's depth: a level of detail may be off by a
-        // fraction of that without it showing.
-        let world_per_pixel =
-            2.0 * (c.target - c.eye).magnitude() * (c.fov_y / 2.0).tan() / height as f32;
         let mut drawn = 0;
         let draw_lines = || {
-            let lines = LineFrame {
+            let frame = LineFrame {
                 view: camera.view(),
                 projection: camera.projection(),
                 viewport,
+                eye: c.eye,
+                // World units per pixel per unit of distance from the eye.
+                pixel_angle: 2.0 * (c.fov_y / 2.0).tan() / height as f32,
+                z_near: c.z_near,
             };
             if let Some(stock) = &self.stock {
-                self.draw_lines(&lines, stock.level(0.0).1, 1.0, 0.0);
+                self.draw_lines(&frame, stock, 1.0, 0.0);
             }
             for id in &params.visible {
                 if let Some(toolpath) = self.toolpaths.get(id) {
-                    let (tolerance, level) = toolpath.level(world_per_pixel * 0.5);
-                    // A simplified segment may pass up to its tolerance below the points it
-                    // replaced (across a hilltop, a convex corner): lift it that much more,
-                    // so a path lying on the surface does not sink into it. Under half a
-                    // pixel either way.
-                    let lift = params.lift + 1.5 * tolerance;
-                    drawn += self.draw_lines(&lines, level, 0.75, lift);
+                    drawn += self.draw_lines(&frame, toolpath, 0.75, params.lift);
                 }
             }
             Ok::<(), three_d::CoreError>(())
@@ -500,15 +573,10 @@ impl Gpu {
         };
     }
 
-    /// Draws the chunks that are on screen, one instanced draw call each; returns how many
-    /// segments that was.
-    fn draw_lines(
-        &self,
-        frame: &LineFrame,
-        chunks: &[GpuChunk],
-        half_width: f32,
-        lift: f32,
-    ) -> usize {
+    /// Draws the cells on screen, each at the coarsest level whose error is under half a pixel
+    /// at the cell's nearest point, one instanced draw call per chunk on screen; returns how
+    /// many segments that was.
+    fn draw_lines(&self, frame: &LineFrame, lines: &GpuLines, half_width: f32, lift: f32) -> usize {
         let p = &self.lines;
         let viewport = frame.viewport;
         p.use_uniform("u_view", frame.view);
@@ -518,7 +586,6 @@ impl Gpu {
             vec2(viewport.width as f32, viewport.height as f32) * 0.5,
         );
         p.use_uniform("u_half_width", half_width);
-        p.use_uniform("u_lift", lift);
         let colors = LINE_COLORS.map(|c| vec4(c[0], c[1], c[2], c[3]));
         p.use_uniform_array("u_colors", &colors);
         let states = RenderStates {
@@ -529,14 +596,25 @@ impl Gpu {
         };
         let view_projection = frame.projection * frame.view;
         let mut drawn = 0;
-        for chunk in chunks {
-            if outside_frustum(&view_projection, chunk.min, chunk.max) {
+        for cell in &lines.cells {
+            if outside_frustum(&view_projection, cell.min, cell.max) {
                 continue;
             }
-            p.use_instance_attribute("a_start", &chunk.start);
-            p.use_instance_attribute("a_end", &chunk.end);
-            p.draw_arrays_instanced(states, viewport, 6, chunk.count);
-            drawn += chunk.count as usize;
+            let depth = cell.distance(frame.eye).max(frame.z_near);
+            let (tolerance, chunks) = cell.level(0.5 * depth * frame.pixel_angle);
+            // A simplified segment may pass up to its tolerance below the points it replaced
+            // (across a hilltop, a convex corner): lift it that much more, so a path lying on
+            // the surface does not sink into it. Under half a pixel either way.
+            p.use_uniform("u_lift", lift + 1.5 * tolerance);
+            for chunk in chunks {
+                if outside_frustum(&view_projection, chunk.min, chunk.max) {
+                    continue;
+                }
+                p.use_texture("u_segments", &chunk.texture);
+                p.use_instance_attribute("a_one", &self.vao_attribute);
+                p.draw_arrays(states, viewport, 6 * chunk.count);
+                drawn += chunk.count as usize;
+            }
         }
         drawn
     }
@@ -547,4 +625,8 @@ struct LineFrame {
     view: Mat4,
     projection: Mat4,
     viewport: Viewport,
+    eye: Vec3,
+    /// World units per pixel per unit of distance from the eye.
+    pixel_angle: f32,
+    z_near: f32,
 }
