@@ -18,15 +18,17 @@
 //!   of to the view.)
 //! - The `set_*` calls do only cheap work on the UI thread (f32 copies, bounds); indexing a
 //!   model and simplifying a toolpath into levels of detail ([`geometry`]) run on a short-lived
-//!   thread, whose result waits in `Shared` with a ticket, so a stale result never replaces a
+//!   thread, whose result waits in `gpu::Inbox` (CPU data only: a thread other than the UI
+//!   thread never owns a GL object) with a ticket, so a stale result never replaces a
 //!   newer one. The next paint callback, where the context is current and egui's framebuffer
 //!   bound, uploads it once; GPU buffers stay until that model or toolpath changes.
 //! - Each frame the callback draws into the framebuffer egui paints to with the `_partially`
 //!   clear/render calls, using the callback's viewport and clip rectangle as scissor: the
 //!   model as a three-d mesh with a matte material (directional light plus a sky/ground
-//!   ambient; flat facet normals), the stock and toolpaths as instanced screen-space segment
-//!   quads with a small custom shader. A toolpath is drawn at the coarsest level of detail
-//!   whose error is under half a pixel, one instanced draw call per chunk on screen (see
+//!   ambient; flat facet normals), the stock and toolpaths as screen-space segment quads
+//!   with a small custom shader reading the segments from a float texture. A toolpath is
+//!   binned by place into cells; each cell on screen is drawn at the coarsest level of detail
+//!   whose error is under half a pixel at its distance, one draw call per chunk (see
 //!   [`geometry`] and [`gpu`]): a million-point toolpath costs what is visible, not a million
 //!   segments a frame.
 //! - The workspace forbids `unsafe`, and every raw glow call is `unsafe`; the view therefore
@@ -69,6 +71,8 @@ struct ToolpathEntry {
 pub struct SceneView {
     /// `None` without GL: only the overlay is drawn.
     shared: Option<Arc<Mutex<gpu::Shared>>>,
+    /// Prepared vertex data waiting for the next paint.
+    inbox: Arc<Mutex<gpu::Inbox>>,
     /// Threads preparing vertex data; joined by [`Self::wait_for_uploads`], pruned in `show`.
     workers: Vec<JoinHandle<()>>,
     /// The egui context to wake when prepared data is ready (known from the first `show`).
@@ -131,6 +135,7 @@ impl SceneView {
         // The GL context itself is not kept: the paint callback gets it from egui's painter.
         Self {
             shared: gl.map(|_| Arc::new(Mutex::new(gpu::Shared::default()))),
+            inbox: Arc::new(Mutex::new(gpu::Inbox::default())),
             workers: Vec::new(),
             repaint: Arc::new(Mutex::new(None)),
             camera: OrbitCamera::default(),
@@ -151,11 +156,11 @@ impl SceneView {
     /// simplify, which the UI thread must not spend. The result waits in [`gpu::Shared`] for
     /// the next paint, and a repaint is requested when it is there.
     fn prepare(&mut self, slot: gpu::Slot, prepare: impl FnOnce() -> gpu::Change + Send + 'static) {
-        let Some(shared) = &self.shared else {
+        if self.shared.is_none() {
             return;
-        };
-        let ticket = lock(shared).request(slot);
-        let shared = Arc::clone(shared);
+        }
+        let ticket = lock(&self.inbox).request(slot);
+        let inbox = Arc::clone(&self.inbox);
         let repaint = Arc::clone(&self.repaint);
         let counted = Preparing::start();
         let spawned = std::thread::Builder::new()
@@ -163,7 +168,7 @@ impl SceneView {
             .spawn(move || {
                 let _counted = counted;
                 let change = prepare();
-                lock(&shared).deliver(slot, ticket, change);
+                lock(&inbox).deliver(slot, ticket, change);
                 if let Some(ctx) = lock(&repaint).as_ref() {
                     ctx.request_repaint();
                 }
@@ -202,9 +207,7 @@ impl SceneView {
     /// Removes the model.
     pub fn clear_model(&mut self) {
         self.model = None;
-        if let Some(shared) = &self.shared {
-            lock(shared).set(gpu::Slot::Model, gpu::Change::Model(None));
-        }
+        lock(&self.inbox).set(gpu::Slot::Model, gpu::Change::Model(None));
     }
 
     /// Shows the stock as a wireframe box, or hides it.
@@ -214,9 +217,9 @@ impl SceneView {
             return;
         }
         self.stock = stock;
-        if let Some(shared) = &self.shared {
+        if self.shared.is_some() {
             let lines = stock.as_ref().map(geometry::box_lines);
-            lock(shared).set(gpu::Slot::Stock, gpu::Change::Lines(lines));
+            lock(&self.inbox).set(gpu::Slot::Stock, gpu::Change::Lines(lines));
         }
     }
 
@@ -244,10 +247,8 @@ impl SceneView {
     }
 
     pub fn remove_toolpath(&mut self, id: ToolpathId) {
-        if self.toolpaths.remove(&id).is_some()
-            && let Some(shared) = &self.shared
-        {
-            lock(shared).set(gpu::Slot::Toolpath(id), gpu::Change::Lines(None));
+        if self.toolpaths.remove(&id).is_some() {
+            lock(&self.inbox).set(gpu::Slot::Toolpath(id), gpu::Change::Lines(None));
         }
     }
 
@@ -373,8 +374,9 @@ impl SceneView {
                     lift: scale * 2e-4,
                 };
                 let shared_cb = Arc::clone(shared);
+                let inbox = Arc::clone(&self.inbox);
                 let callback = egui_glow::CallbackFn::new(move |info, painter| {
-                    lock(&shared_cb).paint(&info, painter, &params);
+                    lock(&shared_cb).paint(&info, painter, &params, &inbox);
                 });
                 ui.painter().add(egui::PaintCallback {
                     rect,

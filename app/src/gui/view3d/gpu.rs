@@ -9,7 +9,7 @@ use super::camera::CameraFrame;
 use super::geometry::{Chunk, Lines, ModelData};
 use egui_glow::glow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use three_d::{
     Blend, Camera, ClearState, Context, CpuMesh, Cull, DepthTest, EffectMaterialId, Gm, Indices,
     InnerSpace, InstanceBuffer, Interpolation, Light, Mat4, Material, MaterialType, Mesh,
@@ -318,36 +318,20 @@ pub struct FrameParams {
     pub lift: f32,
 }
 
-/// Shared between the view (UI thread), its preparation threads and its paint callbacks.
-#[derive(Default)]
-pub struct Shared {
+/// Prepared changes on their way to the GPU: shared by the view (UI thread), its preparation
+/// threads and its paint callbacks. Holds CPU data only, so a preparation thread never owns
+/// (and never drops) a GL object: those must go on the thread with the GL context.
+#[derive(Debug, Default)]
+pub struct Inbox {
     /// The newest change per slot; an older one not yet uploaded is simply replaced.
     pending: BTreeMap<Slot, Change>,
     /// The latest request per slot: a preparation that finishes after a newer request for its
     /// slot (or after the slot was cleared) is dropped, whatever order threads finish in.
     requested: BTreeMap<Slot, u64>,
     generation: u64,
-    gpu: Option<Gpu>,
-    /// Why 3D drawing is off (context or shader creation failed); shown in the view.
-    pub error: Option<String>,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("pending", &self.pending.keys())
-            .field("gpu", &self.gpu.is_some())
-            .field("error", &self.error)
-            .finish()
-    }
-}
-
-impl Shared {
-    /// What the last paint drew; `None` before the first paint.
-    pub fn stats(&self) -> Option<FrameStats> {
-        self.gpu.as_ref().map(|g| g.stats)
-    }
-
+impl Inbox {
     /// Starts a request for `slot`; returns the ticket its result must be delivered with.
     pub fn request(&mut self, slot: Slot) -> u64 {
         self.generation += 1;
@@ -368,13 +352,39 @@ impl Shared {
         let ticket = self.request(slot);
         self.deliver(slot, ticket, change);
     }
+}
 
-    /// Draws the scene into the framebuffer egui is painting to. Called from the paint callback.
+/// The GL side, shared by the view and its paint callbacks (both on the UI thread).
+#[derive(Default)]
+pub struct Shared {
+    gpu: Option<Gpu>,
+    /// Why 3D drawing is off (context or shader creation failed); shown in the view.
+    pub error: Option<String>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("gpu", &self.gpu.is_some())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// What the last paint drew; `None` before the first paint.
+    pub fn stats(&self) -> Option<FrameStats> {
+        self.gpu.as_ref().map(|g| g.stats)
+    }
+
+    /// Uploads what `inbox` holds, then draws the scene into the framebuffer egui is painting
+    /// to. Called from the paint callback.
     pub fn paint(
         &mut self,
         info: &egui::PaintCallbackInfo,
         painter: &egui_glow::Painter,
         params: &FrameParams,
+        inbox: &Mutex<Inbox>,
     ) {
         if self.gpu.is_none() && self.error.is_none() {
             match Gpu::new(Arc::clone(painter.gl())) {
@@ -385,7 +395,9 @@ impl Shared {
         let Some(gpu) = &mut self.gpu else {
             return;
         };
-        for (slot, change) in std::mem::take(&mut self.pending) {
+        // Poisoned: a preparation thread panicked while delivering; what is there is whole.
+        let pending = std::mem::take(&mut inbox.lock().unwrap_or_else(|e| e.into_inner()).pending);
+        for (slot, change) in pending {
             gpu.apply(slot, change);
         }
         gpu.draw(info, painter.intermediate_fbo(), params);
