@@ -32,7 +32,7 @@
 //!   [`geometry`] and [`gpu`]): a million-point toolpath costs what is visible, not a million
 //!   segments a frame.
 //! - The workspace forbids `unsafe`, and every raw glow call is `unsafe`; the view therefore
-//!   goes through three-d's safe wrappers only (`Program`, `InstanceBuffer`, `RenderTarget`).
+//!   goes through three-d's safe wrappers only (`Program`, `Texture2D`, `RenderTarget`).
 
 mod camera;
 mod geometry;
@@ -153,7 +153,7 @@ impl SceneView {
 
     /// Replaces what `slot` shows with the result of `prepare`, computed on its own thread: a
     /// 200k-triangle model or a million-point toolpath takes tens of milliseconds to index or
-    /// simplify, which the UI thread must not spend. The result waits in [`gpu::Shared`] for
+    /// simplify, which the UI thread must not spend. The result waits in [`gpu::Inbox`] for
     /// the next paint, and a repaint is requested when it is there.
     fn prepare(&mut self, slot: gpu::Slot, prepare: impl FnOnce() -> gpu::Change + Send + 'static) {
         if self.shared.is_none() {

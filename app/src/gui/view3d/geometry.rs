@@ -1,13 +1,14 @@
 //! CPU-side vertex data: what the view uploads for a model, a stock box and a toolpath. Pure
-//! conversions from core types, built on the UI thread and handed to the GL side to upload
-//! once.
+//! conversions from core types (the cheap part on the UI thread, the rest on a preparation
+//! thread), handed to the GL side to upload once.
 //!
 //! Toolpaths are big (a fine raster has a million points) and software GL pays per segment,
 //! visible or not. So a toolpath is uploaded as a few levels of detail — the full path, then
-//! simplified copies for when a pixel covers more than the simplification tolerance — and each
-//! level in chunks with bounding boxes, so that zoomed in only the chunks on screen are drawn
-//! and zoomed out a coarser level is. What is drawn stays within a fraction of a pixel of the
-//! real path.
+//! simplified copies for when a pixel covers more than the simplification tolerance — each
+//! binned by place into the same grid of cells, in chunks with bounding boxes. The view draws
+//! only the cells on screen, each at the coarsest level that is still under half a pixel from
+//! the real path at that cell's distance: zoomed out, coarse levels; zoomed in, full detail
+//! for the few cells in view.
 
 use millpond_core::toolpath::MoveKind;
 use millpond_core::{Aabb, Mesh, Point3, Toolpath};
@@ -20,8 +21,8 @@ pub const KIND_PLUNGE: u8 = 1;
 pub const KIND_CUT: u8 = 2;
 pub const KIND_EDGE: u8 = 3;
 
-/// Segments per chunk: few enough draw calls for a million segments (about 60), small enough
-/// that culling off-screen chunks pays when zoomed in.
+/// Segments per chunk (one draw call each): a cell holds about half as many, so a chunk is
+/// mostly a whole cell; the cap keeps each chunk's texture small.
 pub const CHUNK_SEGMENTS: usize = 16384;
 
 /// Simplified levels, as fractions of the toolpath's diagonal; each is 4× the previous. Level 0
