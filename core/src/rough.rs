@@ -154,7 +154,8 @@ fn layer_paths(area: &Shapes, spec: &RoughSpec) -> Vec<Ring> {
                 for k in 0..=n {
                     // Keep the first and last lines just inside the area.
                     let y = (y0 + k as f64 * step).clamp(y0 + 1e-6, y1 - 1e-6);
-                    let mut xs = crossings(&contours, y);
+                    let mut xs =
+                        crate::waterline::crossings(contours.iter().map(|c| c.as_slice()), y);
                     xs.sort_by(f64::total_cmp);
                     let mut segs: Vec<Ring> = xs
                         .chunks_exact(2)
@@ -175,21 +176,6 @@ fn layer_paths(area: &Shapes, spec: &RoughSpec) -> Vec<Ring> {
         }
     }
     paths
-}
-
-/// x where the horizontal line at `y` crosses the contours (half-open rule, so a vertex on
-/// the line counts once).
-fn crossings(contours: &[&Ring], y: f64) -> Vec<f64> {
-    let mut xs = Vec::new();
-    for c in contours {
-        for i in 0..c.len() {
-            let (a, b) = (c[i], c[(i + 1) % c.len()]);
-            if (a[1] > y) != (b[1] > y) {
-                xs.push(a[0] + (y - a[1]) * (b[0] - a[0]) / (b[1] - a[1]));
-            }
-        }
-    }
-    xs
 }
 
 /// A closed pass, in the direction that climb-mills (i_overlay gives outer boundaries
@@ -222,12 +208,10 @@ fn inside_area(area: &Shapes, a: [f64; 2], b: [f64; 2]) -> bool {
             }
         }
     }
+    // Even-odd over all the area's contours: outer boundaries and holes alike.
     let m = [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
-    let mut winding = false;
-    for c in area.iter().flatten() {
-        winding ^= crate::waterline::contains(c, m);
-    }
-    winding
+    let xs = crate::waterline::crossings(area.iter().flatten().map(|c| c.as_slice()), m[1]);
+    xs.iter().filter(|&&x| m[0] < x).count() % 2 == 1
 }
 
 /// Builds the roughing toolpath from the layers' contours (in layer order, top down).
@@ -324,7 +308,6 @@ fn ramp(tp: &mut Toolpath, path: &[[f64; 2]], from_z: f64, z: f64, slope: f64) {
                 tp.push(MoveKind::Cut, Point3::new(p[0], p[1], z));
                 trail.push(w[0]);
                 need = 0.0;
-                cur_z = z;
                 break;
             }
             need -= d;
@@ -337,7 +320,6 @@ fn ramp(tp: &mut Toolpath, path: &[[f64; 2]], from_z: f64, z: f64, slope: f64) {
             forward = !forward;
         }
     }
-    let _ = cur_z;
     // Back to the start at depth along the way the ramp came.
     for p in trail.iter().rev() {
         tp.push(MoveKind::Cut, Point3::new(p[0], p[1], z));

@@ -149,22 +149,29 @@ pub fn signed_area(points: &[[f64; 2]]) -> f64 {
     a / 2.0
 }
 
-/// Even-odd point-in-polygon test.
-pub fn contains(points: &[[f64; 2]], p: [f64; 2]) -> bool {
-    let n = points.len();
-    let mut inside = false;
-    let mut j = n.wrapping_sub(1);
-    for i in 0..n {
-        let (a, b) = (points[i], points[j]);
-        if (a[1] > p[1]) != (b[1] > p[1]) {
-            let x = a[0] + (p[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1]);
-            if p[0] < x {
-                inside = !inside;
+/// x where the horizontal line at `y` crosses the closed contours, in no particular order
+/// (half-open rule, so a vertex on the line counts once).
+pub fn crossings<'a>(contours: impl IntoIterator<Item = &'a [[f64; 2]]>, y: f64) -> Vec<f64> {
+    let mut xs = Vec::new();
+    for c in contours {
+        for i in 0..c.len() {
+            let (a, b) = (c[i], c[(i + 1) % c.len()]);
+            if (a[1] > y) != (b[1] > y) {
+                xs.push(a[0] + (y - a[1]) * (b[0] - a[0]) / (b[1] - a[1]));
             }
         }
-        j = i;
     }
-    inside
+    xs
+}
+
+/// Even-odd point-in-polygon test.
+pub fn contains(points: &[[f64; 2]], p: [f64; 2]) -> bool {
+    crossings([points], p[1])
+        .iter()
+        .filter(|&&x| p[0] < x)
+        .count()
+        % 2
+        == 1
 }
 
 /// A grid edge: horizontal (along an X fiber) from point (i, j) to (i + 1, j), or vertical
