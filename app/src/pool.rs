@@ -33,9 +33,8 @@ impl SecretArgs {
         if let Some(s) = Secret::from_env() {
             return Ok(s?);
         }
-        let saved = config_dir().join("pool-secret");
-        if saved.exists() {
-            return Ok(Secret::from_file(&saved)?);
+        if let Some(saved) = Secret::load_saved(&config_dir())? {
+            return Ok(saved);
         }
         bail!(
             "no pool secret: pass --secret-file FILE, set {SECRET_ENV}, or set one in the app's \

@@ -15,8 +15,10 @@ pub mod tls;
 pub mod wire;
 
 pub use millpond_core as core;
-pub use secret::{SECRET_ENV, Secret, SecretError};
-pub use stats::{HostState, HostStats, JobStats, PoolStats, RemoteState, RemoteStatus};
+pub use secret::{SECRET_ENV, SECRET_FILE, Secret, SecretError};
+pub use stats::{
+    HostState, HostStats, JobStats, PoolStats, RemoteState, RemoteStatus, WorkerStats,
+};
 pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
 use millpond_core::job::{COMPUTE_ABI, JobOutput};

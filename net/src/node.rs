@@ -7,7 +7,9 @@
 
 use crate::auth::{self, Side};
 use crate::secret::Secret;
-use crate::stats::{HostState, HostStats, JobStats, PoolStats, RemoteState, RemoteStatus};
+use crate::stats::{
+    HostState, HostStats, JobStats, PoolStats, RemoteState, RemoteStatus, WorkerStats,
+};
 use crate::wire::{self, BulkHeader, JobId, MAX_HOPS, MemberInfo, Msg, NodeId};
 use crate::{JobEvent, JobProgress, PoolError};
 use millpond_core::job::{ChunkResult, JobContext, JobOutput};
@@ -74,6 +76,8 @@ pub enum Event {
     Computed {
         job: JobId,
         chunk: u32,
+        /// Which of this node's worker slots computed it.
+        worker: usize,
         seconds: f64,
         result: Option<Box<ChunkResult>>,
     },
@@ -319,9 +323,9 @@ pub struct Node {
     seen: HashSet<JobId>,
     next_seq: u32,
     busy: usize,
-    /// Chunks computed here since start, every job.
-    computed_total: u64,
-    compute_s_total: f64,
+    /// Chunks computed here since start, every job, per worker slot (a chunk runs on a
+    /// blocking task; the slot is which of the `workers` places it took).
+    worker_slots: Vec<WorkerStats>,
     meshes: HashMap<MeshHash, CachedMesh>,
     /// Meshes being fetched or indexed, and links waiting for them.
     mesh_pending: HashMap<MeshHash, Vec<LinkId>>,
@@ -352,6 +356,7 @@ impl Node {
                 link: None,
             })
             .collect();
+        let workers = s.workers.max(1);
         Self {
             s,
             endpoint,
@@ -363,8 +368,7 @@ impl Node {
             seen: HashSet::new(),
             next_seq: 1,
             busy: 0,
-            computed_total: 0,
-            compute_s_total: 0.0,
+            worker_slots: vec![WorkerStats::default(); workers],
             meshes: HashMap::new(),
             mesh_pending: HashMap::new(),
             members: HashMap::new(),
@@ -438,13 +442,17 @@ impl Node {
             Event::Computed {
                 job,
                 chunk,
+                worker,
                 seconds,
                 result,
             } => {
                 self.busy = self.busy.saturating_sub(1);
-                if result.is_some() {
-                    self.computed_total += 1;
-                    self.compute_s_total += seconds;
+                if let Some(w) = self.worker_slots.get_mut(worker) {
+                    w.busy = false;
+                    if result.is_some() {
+                        w.chunks_done += 1;
+                        w.compute_s += seconds;
+                    }
                 }
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.running.remove(&chunk);
@@ -1105,6 +1113,11 @@ impl Node {
         let Some(ctx) = j.ctx.clone() else { return };
         j.running.insert(c);
         self.busy += 1;
+        // `busy < workers` here, so a free slot exists; the fallback only guards the count.
+        let worker = self.worker_slots.iter().position(|w| !w.busy).unwrap_or(0);
+        if let Some(w) = self.worker_slots.get_mut(worker) {
+            w.busy = true;
+        }
         let cancel = j.cancel.clone();
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -1113,6 +1126,7 @@ impl Node {
             let _ = tx.send(Event::Computed {
                 job: id,
                 chunk: c,
+                worker,
                 seconds: t.elapsed().as_secs_f64(),
                 result: r,
             });
@@ -1222,6 +1236,8 @@ impl Node {
 
     /// Refreshes the statistics snapshot the API hands out.
     fn publish(&self) {
+        let chunks_here: u64 = self.worker_slots.iter().map(|w| w.chunks_done).sum();
+        let compute_s_here: f64 = self.worker_slots.iter().map(|w| w.compute_s).sum();
         let mut hosts = vec![HostStats {
             node: self.s.id.0,
             name: self.s.name.clone(),
@@ -1234,8 +1250,12 @@ impl Node {
             } else {
                 HostState::Idle
             },
-            chunks_done: self.jobs.values().map(|j| u64::from(j.local_done)).sum(),
-            avg_compute_s: 0.0,
+            chunks_done: chunks_here,
+            avg_compute_s: if chunks_here == 0 {
+                0.0
+            } else {
+                compute_s_here / chunks_here as f64
+            },
             avg_transfer_s: 0.0,
             bytes_in: 0,
             bytes_out: 0,
@@ -1243,6 +1263,7 @@ impl Node {
             last_heard_s: 0.0,
             meshes_in: 0,
             meshes_out: 0,
+            worker_stats: self.worker_slots.clone(),
         }];
         for l in self.links.values() {
             let st = l.conn.stats();
@@ -1268,6 +1289,7 @@ impl Node {
                 last_heard_s: l.last_heard.elapsed().as_secs_f64(),
                 meshes_in: l.meshes_in,
                 meshes_out: l.meshes_out,
+                worker_stats: Vec::new(),
             });
         }
         let linked: HashSet<NodeId> = self.links.values().map(|l| l.peer).collect();
@@ -1298,6 +1320,7 @@ impl Node {
                 last_heard_s: m.heard.elapsed().as_secs_f64(),
                 meshes_in: 0,
                 meshes_out: 0,
+                worker_stats: Vec::new(),
             });
         }
         let jobs = self

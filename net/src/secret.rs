@@ -7,6 +7,11 @@ use std::path::Path;
 /// Environment variable holding the pool secret.
 pub const SECRET_ENV: &str = "MILLPOND_POOL_SECRET";
 
+/// The saved secret's file name in Millpond's config folder. Preferences writes it; `millpond
+/// serve` and `millpond toolpath --pool` read it when no other secret is given, so a machine
+/// set up in the window serves headless with the same secret.
+pub const SECRET_FILE: &str = "pool-secret";
+
 /// A pool secret. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
@@ -90,6 +95,23 @@ impl Secret {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         write_private(path, &self.0)
     }
+
+    /// The secret saved in the config folder `config_dir` ([`SECRET_FILE`]), if one was.
+    pub fn load_saved(config_dir: &Path) -> Result<Option<Self>, SecretError> {
+        let path = config_dir.join(SECRET_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::from_file(&path).map(Some)
+    }
+
+    /// Saves the secret in the config folder `config_dir` ([`SECRET_FILE`]), readable only
+    /// by the user. Returns the file written.
+    pub fn save_in(&self, config_dir: &Path) -> std::io::Result<std::path::PathBuf> {
+        let path = config_dir.join(SECRET_FILE);
+        self.save(&path)?;
+        Ok(path)
+    }
 }
 
 /// Writes a file that only its owner can read (mode 0600 on Unix), replacing it atomically.
@@ -135,10 +157,12 @@ mod tests {
     #[test]
     fn saved_secret_is_private_and_reads_back() {
         let dir = std::env::temp_dir().join(format!("millpond-secret-{}", std::process::id()));
-        let path = dir.join("pool-secret");
+        assert_eq!(Secret::load_saved(&dir).unwrap(), None, "nothing saved yet");
         let s = Secret::generate();
-        s.save(&path).unwrap();
+        let path = s.save_in(&dir).unwrap();
+        assert_eq!(path, dir.join(SECRET_FILE));
         assert_eq!(Secret::from_file(&path).unwrap(), s);
+        assert_eq!(Secret::load_saved(&dir).unwrap(), Some(s));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -34,8 +34,11 @@ pub struct HostStats {
     /// Busy workers.
     pub load: u32,
     pub state: HostState,
-    /// Chunks this host's link delivered here (for this host: computed here).
+    /// Chunks this host's link delivered here; for this host (hops 0): chunks its own workers
+    /// computed since the pool started, for every job (its own and its neighbours').
     pub chunks_done: u64,
+    /// Worker time per chunk: measured around each chunk by whoever computed it (for other
+    /// hosts it arrives with each result).
     pub avg_compute_s: f64,
     pub avg_transfer_s: f64,
     pub bytes_in: u64,
@@ -45,6 +48,30 @@ pub struct HostStats {
     /// Meshes received over / sent down this link.
     pub meshes_in: u64,
     pub meshes_out: u64,
+    /// This host's worker threads, one entry each (hops 0 only: the wire carries no
+    /// per-worker figures from other hosts, only their worker count).
+    pub worker_stats: Vec<WorkerStats>,
+}
+
+/// One worker thread of this host: what it has done since the pool started.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerStats {
+    /// Computing a chunk right now.
+    pub busy: bool,
+    pub chunks_done: u64,
+    /// Seconds spent computing those chunks.
+    pub compute_s: f64,
+}
+
+impl WorkerStats {
+    /// Average seconds per chunk (0 before the first one).
+    pub fn avg_compute_s(&self) -> f64 {
+        if self.chunks_done == 0 {
+            0.0
+        } else {
+            self.compute_s / self.chunks_done as f64
+        }
+    }
 }
 
 /// One job this host owns.
@@ -96,4 +123,78 @@ pub struct PoolStats {
     pub hosts: Vec<HostStats>,
     pub jobs: Vec<JobStats>,
     pub remotes: Vec<RemoteStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Pool, PoolConfig, Secret};
+    use millpond_core::job::{DropSpec, Grid, Operation};
+    use millpond_core::{Axis, Cutter, JobSpec, Mesh, Point3, Rect, TriangleIndex, models};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn this_host_reports_what_its_workers_computed_and_how_long_it_took() {
+        let sphere = models::geodesic_sphere(Point3::new(0.0, 0.0, 10.0), 10.0, 8);
+        let mesh = Mesh::from_triangles(sphere, "sphere").unwrap();
+        let index = TriangleIndex::new(&mesh);
+        let spec = JobSpec {
+            mesh: mesh.hash(),
+            cutter: Cutter::Ball { diameter: 3.0 },
+            operation: Operation::Drop(DropSpec {
+                grid: Grid {
+                    axis: Axis::X,
+                    bounds: Rect::new(-12.0, 12.0, -12.0, 12.0),
+                    step: 0.025,
+                    sampling: 0.05,
+                },
+                floor: 0.0,
+            }),
+        };
+        let chunks = u64::from(spec.chunk_count());
+        assert!(
+            chunks > 4,
+            "{chunks} chunks: too few to spread over two workers"
+        );
+        let mut cfg = PoolConfig::new(Secret::new("a test secret", "test").unwrap());
+        cfg.workers = 2;
+        cfg.name = "stats-test".into();
+        let pool = Pool::start(cfg).unwrap();
+        let t0 = Instant::now();
+        pool.submit(Arc::new(mesh), Arc::new(index), spec)
+            .unwrap()
+            .wait(|_| {})
+            .unwrap();
+        let wall_s = t0.elapsed().as_secs_f64();
+        // The snapshot is refreshed every 50 ms.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let me = loop {
+            let stats = pool.stats();
+            let me = stats.hosts.iter().find(|h| h.hops == 0).cloned();
+            if let Some(me) = me.filter(|m| m.chunks_done >= chunks) {
+                break me;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "this host never counted the job: {stats:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        pool.shutdown();
+        assert_eq!(me.name, "stats-test");
+        assert_eq!(me.chunks_done, chunks, "every chunk computed here, once");
+        assert_eq!(me.worker_stats.len(), 2, "one entry per worker");
+        let per_worker: u64 = me.worker_stats.iter().map(|w| w.chunks_done).sum();
+        assert_eq!(per_worker, chunks);
+        assert!(me.worker_stats.iter().all(|w| !w.busy), "{me:?}");
+        // Compute time is measured, not made up: positive, and no more than the two workers
+        // could have spent while the job ran.
+        assert!(me.avg_compute_s > 0.0, "{me:?}");
+        let busy_s: f64 = me.worker_stats.iter().map(|w| w.compute_s).sum();
+        assert!((busy_s / chunks as f64 - me.avg_compute_s).abs() < 1e-9);
+        assert!(busy_s <= 2.0 * wall_s, "{busy_s} s of work in {wall_s} s");
+        for w in &me.worker_stats {
+            assert!(w.chunks_done == 0 || w.avg_compute_s() > 0.0, "{w:?}");
+        }
+    }
 }

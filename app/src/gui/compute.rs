@@ -10,10 +10,10 @@ use super::operations::PlannedJob;
 use millpond_core::job::JobOutput;
 use millpond_core::runner::{self, RunError};
 use millpond_core::{CancelToken, JobContext, Mesh, Toolpath, TriangleIndex};
-use millpond_net::{JobEvent, Pool, PoolError};
-use std::collections::VecDeque;
+use millpond_net::{JobEvent, Pool, PoolError, WorkerStats};
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// Where a batch runs.
@@ -54,19 +54,6 @@ pub struct JobProgressView {
 }
 
 impl JobProgressView {
-    /// This host's chunks and worker-seconds in the job so far: its workers are busy from
-    /// start to end (chunks are handed out one at a time until none are left), and its
-    /// share of that time is its share of the chunks.
-    pub fn local_work(&self, threads: usize) -> (u64, f64) {
-        let all = self.local_chunks + self.remote_chunks;
-        if all == 0 {
-            return (0, 0.0);
-        }
-        let threads = threads.min(self.chunks_total.max(1) as usize) as f64;
-        let busy = self.elapsed_s * threads * f64::from(self.local_chunks) / f64::from(all);
-        (u64::from(self.local_chunks), busy)
-    }
-
     pub fn fraction(&self) -> f32 {
         if self.chunks_total == 0 {
             0.0
@@ -110,6 +97,12 @@ enum Msg {
         chunks_total: u32,
     },
     Progress(JobProgressView),
+    /// A chunk computed here (local mode): by which worker thread, in how many seconds.
+    LocalChunk {
+        progress: JobProgressView,
+        worker: usize,
+        seconds: f64,
+    },
     Done {
         request: Box<JobRequest>,
         result: Result<Toolpath, String>,
@@ -154,19 +147,30 @@ pub struct JobRow {
     pub state: &'static str,
 }
 
-/// This host's work since start, for the statistics panel in local mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// What this computer's worker threads computed in local mode since start (pooled runs are
+/// counted by the pool), measured chunk by chunk, for the statistics panel.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocalTotals {
-    pub chunks: u64,
-    /// Worker-seconds spent computing chunks.
-    pub busy_s: f64,
+    /// One entry per worker thread, in the order they first took a chunk.
+    pub workers: Vec<WorkerStats>,
 }
 
 impl LocalTotals {
-    fn add(&mut self, job: &JobProgressView, threads: usize) {
-        let (chunks, busy_s) = job.local_work(threads);
-        self.chunks += chunks;
-        self.busy_s += busy_s;
+    pub fn chunks(&self) -> u64 {
+        self.workers.iter().map(|w| w.chunks_done).sum()
+    }
+
+    /// Worker-seconds spent computing chunks.
+    pub fn compute_s(&self) -> f64 {
+        self.workers.iter().map(|w| w.compute_s).sum()
+    }
+
+    fn add(&mut self, worker: usize, seconds: f64) {
+        if self.workers.len() <= worker {
+            self.workers.resize(worker + 1, WorkerStats::default());
+        }
+        self.workers[worker].chunks_done += 1;
+        self.workers[worker].compute_s += seconds;
     }
 }
 
@@ -333,6 +337,16 @@ impl Compute {
                         c.progress = p;
                     }
                 }
+                Msg::LocalChunk {
+                    progress,
+                    worker,
+                    seconds,
+                } => {
+                    self.totals.add(worker, seconds);
+                    if let Some(c) = &mut b.current {
+                        c.progress = progress;
+                    }
+                }
                 Msg::Done {
                     request,
                     result,
@@ -340,7 +354,6 @@ impl Compute {
                 } => {
                     let mut progress = b.current.take().map(|c| c.progress).unwrap_or_default();
                     progress.elapsed_s = elapsed_s;
-                    self.totals.add(&progress, self.local_threads);
                     let row = |state| JobRow {
                         name: request.name.clone(),
                         chunks_done: progress.chunks_done,
@@ -379,7 +392,6 @@ impl Compute {
                         .as_ref()
                         .map_or_else(String::new, |c| c.name.clone());
                     if let Some(c) = b.current.take() {
-                        self.totals.add(&c.progress, self.local_threads);
                         push_row(
                             &mut self.finished,
                             JobRow {
@@ -519,20 +531,38 @@ fn run_local(
     )
     .map_err(|e| JobFailure::Failed(e.to_string()))?;
     let t0 = Instant::now();
+    // Each worker thread's index and when it last finished a chunk. The runner reports a
+    // chunk from its worker right after computing it, and a worker takes its next chunk at
+    // once while any are left, so the time since its previous report is the chunk's
+    // compute time.
+    let workers: Mutex<HashMap<std::thread::ThreadId, (usize, Instant)>> = Mutex::default();
     let results = runner::run_local(&ctx, threads, cancel, &|_, p| {
-        let elapsed_s = t0.elapsed().as_secs_f64();
+        let now = Instant::now();
+        let (worker, since) = {
+            let mut w = workers.lock().unwrap_or_else(|e| e.into_inner());
+            let next = w.len();
+            let slot = w.entry(std::thread::current().id()).or_insert((next, t0));
+            let was = *slot;
+            slot.1 = now;
+            was
+        };
+        let elapsed_s = (now - t0).as_secs_f64();
         let rate = p.points_done as f64 / elapsed_s.max(1e-9);
-        send(Msg::Progress(JobProgressView {
-            chunks_done: p.chunks_done,
-            chunks_total: p.chunks_total,
-            local_chunks: p.chunks_done,
-            remote_chunks: 0,
-            points_done: p.points_done,
-            points_total: p.points_total,
-            points_per_s: rate,
-            eta_s: p.points_total.saturating_sub(p.points_done) as f64 / rate.max(1e-9),
-            elapsed_s,
-        }));
+        send(Msg::LocalChunk {
+            progress: JobProgressView {
+                chunks_done: p.chunks_done,
+                chunks_total: p.chunks_total,
+                local_chunks: p.chunks_done,
+                remote_chunks: 0,
+                points_done: p.points_done,
+                points_total: p.points_total,
+                points_per_s: rate,
+                eta_s: p.points_total.saturating_sub(p.points_done) as f64 / rate.max(1e-9),
+                elapsed_s,
+            },
+            worker,
+            seconds: (now - since).as_secs_f64(),
+        });
     })
     .map_err(|e| match e {
         RunError::Cancelled => JobFailure::Cancelled,

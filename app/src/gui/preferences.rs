@@ -1,8 +1,8 @@
 //! Preferences (server mode, pool membership, machine) and the pool they start.
 //!
-//! Saved as `preferences.json` in the config folder; the pool secret lives in its own file,
-//! `pool-secret`, readable only by the user (mode 0600, written by
-//! [`millpond_net::secret::write_private`]) — the same file `millpond serve` and
+//! Saved as `preferences.json` in the config folder (`crate::pool::config_dir`); the pool
+//! secret lives in its own file, [`SECRET_FILE`], readable only by the user (mode 0600, written
+//! by [`millpond_net::secret::write_private`]) — the same file `millpond serve` and
 //! `millpond toolpath --pool` read when no other secret is given (see `crate::pool`).
 //!
 //! Server mode starts and stops the [`Pool`] on a background thread: binding, making the node
@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-/// Name of the secret file in the config folder. `crate::pool::SecretArgs::load` reads the
-/// same name; keep them in step.
-pub const SECRET_FILE: &str = "pool-secret";
+/// Name of the secret file in the config folder: the one name Preferences, `millpond serve`
+/// and the pool share, defined where the file is read and written.
+pub use millpond_net::SECRET_FILE;
 pub const PREFERENCES_FILE: &str = "preferences.json";
 
 fn all_cores() -> usize {
@@ -125,21 +125,17 @@ pub fn check_remote(s: &str) -> Result<String, String> {
 
 /// The pool secret in the config folder, if one was saved there.
 pub fn load_secret(config_dir: &Path) -> Result<Option<Secret>, String> {
-    let path = config_dir.join(SECRET_FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    Secret::from_file(&path)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    Secret::load_saved(config_dir).map_err(|e| e.to_string())
 }
 
 /// Saves the secret, readable only by the user.
 pub fn save_secret(config_dir: &Path, secret: &Secret) -> Result<(), String> {
-    let path = config_dir.join(SECRET_FILE);
-    secret
-        .save(&path)
-        .map_err(|e| format!("cannot save the pool secret to {}: {e}", path.display()))
+    secret.save_in(config_dir).map(|_| ()).map_err(|e| {
+        format!(
+            "cannot save the pool secret to {}: {e}",
+            config_dir.join(SECRET_FILE).display()
+        )
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]

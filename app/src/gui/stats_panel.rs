@@ -2,12 +2,14 @@
 //!
 //! In server mode the rows come from [`PoolStats`] (refreshed by the pool every 50 ms); in
 //! local mode the same rows are built from this computer's runner, so the panel reads the
-//! same whichever mode is on. Tables sort by any column (click its header).
+//! same whichever mode is on. This computer's workers get a table of their own: chunk counts
+//! and compute times measured per chunk, from local runs and from the pool's workers here.
+//! Tables sort by any column (click its header).
 
 use super::compute::{Compute, JobRow};
 use egui::{Response, RichText, Ui};
 use egui_plot::{Line, Plot, PlotPoints};
-use millpond_net::PoolStats;
+use millpond_net::{PoolStats, WorkerStats};
 use std::cmp::Ordering;
 
 /// One host of the pool, or this computer in local mode.
@@ -25,6 +27,18 @@ pub struct HostRow {
     pub bytes_out: u64,
     pub rtt_ms: f64,
     pub last_heard_s: f64,
+}
+
+/// One worker thread of this computer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRow {
+    /// 1-based, as shown.
+    pub worker: u32,
+    pub state: String,
+    pub chunks_done: u64,
+    pub avg_compute_s: f64,
+    /// Seconds spent computing.
+    pub compute_s: f64,
 }
 
 /// Rows for the hosts table in server mode.
@@ -52,30 +66,60 @@ pub fn pool_host_rows(stats: &PoolStats) -> Vec<HostRow> {
         .collect()
 }
 
-/// This computer's chunks and average worker time per chunk since start, the running job
-/// included.
-fn local_work(compute: &Compute) -> (u64, f64) {
-    let t = compute.totals;
-    let (chunks, busy_s) = compute
-        .current()
-        .map_or((0, 0.0), |c| c.progress.local_work(compute.local_threads()));
-    let chunks = t.chunks + chunks;
+/// This computer's workers: what each computed in local runs plus, in server mode, in the
+/// pool (`pool_workers`, this host's entry of the pool statistics), one row per worker thread
+/// — at least `workers` rows, so idle ones show too.
+pub fn worker_rows(
+    workers: usize,
+    pool_workers: &[WorkerStats],
+    compute: &Compute,
+) -> Vec<WorkerRow> {
+    let local = &compute.totals.workers;
+    let computing_here = compute.is_running() && !compute.is_pooled();
+    let n = workers.max(local.len()).max(pool_workers.len());
+    (0..n)
+        .map(|i| {
+            let none = WorkerStats::default();
+            let (l, p) = (
+                local.get(i).unwrap_or(&none),
+                pool_workers.get(i).unwrap_or(&none),
+            );
+            let sum = WorkerStats {
+                busy: p.busy || (computing_here && i < workers),
+                chunks_done: l.chunks_done + p.chunks_done,
+                compute_s: l.compute_s + p.compute_s,
+            };
+            WorkerRow {
+                worker: i as u32 + 1,
+                state: if sum.busy { "busy" } else { "idle" }.into(),
+                chunks_done: sum.chunks_done,
+                avg_compute_s: sum.avg_compute_s(),
+                compute_s: sum.compute_s,
+            }
+        })
+        .collect()
+}
+
+/// This computer's chunks and average compute time per chunk, from its worker rows.
+fn host_work(workers: &[WorkerRow]) -> (u64, f64) {
+    let chunks: u64 = workers.iter().map(|w| w.chunks_done).sum();
+    let seconds: f64 = workers.iter().map(|w| w.compute_s).sum();
     let avg = if chunks == 0 {
         0.0
     } else {
-        (t.busy_s + busy_s) / chunks as f64
+        seconds / chunks as f64
     };
     (chunks, avg)
 }
 
 /// The one row of local mode: this computer and its workers.
-pub fn local_host_row(name: &str, workers: usize, compute: &Compute) -> HostRow {
-    let (chunks_done, avg_compute_s) = local_work(compute);
+pub fn local_host_row(name: &str, workers: &[WorkerRow], compute: &Compute) -> HostRow {
+    let (chunks_done, avg_compute_s) = host_work(workers);
     HostRow {
         name: name.to_string(),
         address: "this computer".into(),
         hops: 0,
-        workers: workers as u32,
+        workers: workers.len() as u32,
         state: if compute.is_running() { "busy" } else { "idle" }.into(),
         chunks_done,
         avg_compute_s,
@@ -165,6 +209,19 @@ pub fn format_rate(points_per_s: f64) -> String {
     }
 }
 
+/// A time per chunk: chunks range from a fraction of a millisecond to seconds.
+pub fn format_seconds(s: f64) -> String {
+    if !s.is_finite() || s <= 0.0 {
+        "—".into()
+    } else if s < 0.01 {
+        format!("{:.2} ms", s * 1e3)
+    } else if s < 1.0 {
+        format!("{:.0} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
 pub fn format_eta(s: f64) -> String {
     if !s.is_finite() || s <= 0.0 {
         "—".into()
@@ -215,14 +272,20 @@ fn host_columns() -> Vec<Column<HostRow>> {
         },
         Column {
             title: "Compute/chunk",
-            tip: "Average time to compute one chunk (worker time)",
-            text: |r| format!("{:.0} ms", r.avg_compute_s * 1e3),
+            tip: "Average time one worker took to compute a chunk, measured per chunk",
+            text: |r| format_seconds(r.avg_compute_s),
             key: |r| Key::Num(r.avg_compute_s),
         },
         Column {
             title: "Transfer",
             tip: "Average time a chunk's work and result spent on the network",
-            text: |r| format!("{:.0} ms", r.avg_transfer_s * 1e3),
+            text: |r| {
+                if r.hops == 0 {
+                    "—".into()
+                } else {
+                    format_seconds(r.avg_transfer_s)
+                }
+            },
             key: |r| Key::Num(r.avg_transfer_s),
         },
         Column {
@@ -260,6 +323,41 @@ fn host_columns() -> Vec<Column<HostRow>> {
                 }
             },
             key: |r| Key::Num(r.last_heard_s),
+        },
+    ]
+}
+
+fn worker_columns() -> Vec<Column<WorkerRow>> {
+    vec![
+        Column {
+            title: "Worker",
+            tip: "A worker thread of this computer (Preferences: local workers)",
+            text: |r| format!("worker {}", r.worker),
+            key: |r| Key::Num(f64::from(r.worker)),
+        },
+        Column {
+            title: "State",
+            tip: "busy while it computes a chunk, idle otherwise",
+            text: |r| r.state.clone(),
+            key: |r| Key::Text(r.state.clone()),
+        },
+        Column {
+            title: "Chunks",
+            tip: "Chunks it computed since start (local runs and pool work)",
+            text: |r| r.chunks_done.to_string(),
+            key: |r| Key::Num(r.chunks_done as f64),
+        },
+        Column {
+            title: "Compute/chunk",
+            tip: "Average time it took to compute one chunk, measured per chunk",
+            text: |r| format_seconds(r.avg_compute_s),
+            key: |r| Key::Num(r.avg_compute_s),
+        },
+        Column {
+            title: "Busy time",
+            tip: "Seconds it spent computing chunks since start",
+            text: |r| format!("{:.1} s", r.compute_s),
+            key: |r| Key::Num(r.compute_s),
         },
     ]
 }
@@ -379,8 +477,11 @@ fn sorted_table<R: Clone>(
 pub struct StatsPanel {
     pub visible: bool,
     pub host_sort: Sort,
+    pub worker_sort: Sort,
     pub job_sort: Sort,
     pub hosts: Vec<HostRow>,
+    /// This computer's worker threads.
+    pub workers: Vec<WorkerRow>,
     pub jobs: Vec<JobRow>,
     /// One-line pool totals.
     pub totals: String,
@@ -395,21 +496,23 @@ impl StatsPanel {
         local_workers: usize,
         compute: &Compute,
     ) {
+        let me = pool.and_then(|s| s.hosts.iter().find(|h| h.hops == 0));
+        let pool_workers = me.map_or(&[][..], |h| &h.worker_stats[..]);
+        let workers = me.map_or(local_workers, |h| h.workers as usize);
+        self.workers = worker_rows(workers, pool_workers, compute);
         self.hosts = match pool {
             Some(s) if !s.hosts.is_empty() => {
                 let mut rows = pool_host_rows(s);
-                // The pool counts this host's chunks only for jobs it still holds and does
-                // not time them; the app's own accounting covers every job since start.
-                let (chunks, avg) = local_work(compute);
+                // This host's row: the pool's own workers since it started plus what was
+                // computed here in local mode, as the worker rows add them up.
+                let (chunks, avg) = host_work(&self.workers);
                 if let Some(me) = rows.iter_mut().find(|r| r.hops == 0) {
-                    me.chunks_done = me.chunks_done.max(chunks);
-                    if me.avg_compute_s == 0.0 {
-                        me.avg_compute_s = avg;
-                    }
+                    me.chunks_done = chunks;
+                    me.avg_compute_s = avg;
                 }
                 rows
             }
-            _ => vec![local_host_row(node_name, local_workers, compute)],
+            _ => vec![local_host_row(node_name, &self.workers, compute)],
         };
         self.jobs = job_rows(pool, compute);
         let workers: u32 = self
@@ -445,6 +548,15 @@ impl StatsPanel {
                     &host_columns(),
                     &self.hosts,
                     &mut self.host_sort,
+                );
+                ui.add_space(6.0);
+                ui.label(RichText::new("Workers on this computer").strong());
+                sorted_table(
+                    ui,
+                    "workers",
+                    &worker_columns(),
+                    &self.workers,
+                    &mut self.worker_sort,
                 );
                 ui.add_space(6.0);
                 ui.label(RichText::new("Jobs").strong());
@@ -535,8 +647,49 @@ mod tests {
     #[test]
     fn local_row_is_this_computer_idle_before_any_job() {
         let c = Compute::new(egui::Context::default());
-        let r = local_host_row("bench", 2, &c);
+        let workers = worker_rows(2, &[], &c);
+        assert_eq!(workers.len(), 2, "idle workers are listed too");
+        let r = local_host_row("bench", &workers, &c);
         assert_eq!((r.hops, r.workers, r.state.as_str()), (0, 2, "idle"));
         assert_eq!(r.chunks_done, 0);
+        assert_eq!(format_seconds(r.avg_compute_s), "—");
+    }
+
+    #[test]
+    fn worker_rows_add_local_runs_and_pool_work_per_worker() {
+        let mut c = Compute::new(egui::Context::default());
+        c.totals.workers = vec![
+            WorkerStats {
+                busy: false,
+                chunks_done: 4,
+                compute_s: 0.4,
+            },
+            WorkerStats {
+                busy: false,
+                chunks_done: 2,
+                compute_s: 0.6,
+            },
+        ];
+        let pool = [WorkerStats {
+            busy: true,
+            chunks_done: 6,
+            compute_s: 1.2,
+        }];
+        let rows = worker_rows(3, &pool, &c);
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].chunks_done, rows[0].state.as_str()), (10, "busy"));
+        assert!((rows[0].avg_compute_s - 0.16).abs() < 1e-12);
+        assert!((rows[1].avg_compute_s - 0.3).abs() < 1e-12);
+        assert_eq!((rows[2].chunks_done, rows[2].avg_compute_s), (0, 0.0));
+        let (chunks, avg) = host_work(&rows);
+        assert_eq!(chunks, 12);
+        assert!((avg - 2.2 / 12.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn chunk_times_keep_their_digits() {
+        assert_eq!(format_seconds(0.000_42), "0.42 ms");
+        assert_eq!(format_seconds(0.056), "56 ms");
+        assert_eq!(format_seconds(2.5), "2.50 s");
     }
 }
