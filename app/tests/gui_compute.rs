@@ -5,7 +5,7 @@ mod gui_support;
 
 use egui_kittest::kittest::Queryable;
 use gui_support::app;
-use millpond::gui::operations::{RoughingParams, Strategy, ToolShape, WaterlineParams};
+use millpond::gui::operations::{RoughingParams, Stepover, Strategy, ToolShape, WaterlineParams};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -132,7 +132,7 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
     let rough = t.app_mut().operations.add(
         Strategy::Roughing(RoughingParams {
             stepdown: 6.0,
-            stepover: 3.0,
+            stepover: Stepover::Mm(3.0),
             sampling: 0.5,
             ..RoughingParams::default()
         }),

@@ -178,7 +178,13 @@ fn every_panel_opens_and_every_field_is_named() {
         bull,
     );
     t.harness.run_ok();
-    for label in ["Ramp angle", "Pattern", "Offset", "Allowance"] {
+    for label in [
+        "Ramp angle",
+        "Pattern",
+        "Offset",
+        "Allowance",
+        "Stepover in",
+    ] {
         assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
     }
     t.harness.get_by_label("Statistics").click();

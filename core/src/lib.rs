@@ -4,7 +4,8 @@
 //! design.md §2 lives here — STL bytes to [`Mesh`], a [`TriangleIndex`] over it, a
 //! [`JobSpec`](job::JobSpec) planned into chunks that [`run_chunk`](job::run_chunk) computes
 //! (the only code the pool runs remotely), and the assembled [`Toolpath`](toolpath::Toolpath)
-//! turned into G-code.
+//! turned into G-code. [`setup`] turns a machinist's description of an operation (strategy,
+//! parameters, tool, stock) into that job spec, for the window and the command line alike.
 
 pub mod cutter;
 pub mod drop;
@@ -17,6 +18,7 @@ pub mod models;
 pub mod raster;
 pub mod rough;
 pub mod runner;
+pub mod setup;
 pub mod stl;
 pub mod toolpath;
 pub mod waterline;

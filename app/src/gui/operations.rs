@@ -2,15 +2,17 @@
 //! and [`plan`] turns into a core [`JobSpec`].
 //!
 //! Operations are an enum of strategies, each with its own parameter struct
-//! ([`Strategy`]), so a strategy the core gains (waterline, roughing) is one more variant, its
-//! parameter struct, its `plan` arm and its editor — nothing else changes.
+//! ([`Strategy`]), so a strategy the core gains is one more variant, its parameter struct, its
+//! planning arm and its editor — nothing else changes. The strategies, their parameters and the
+//! stock live in [`millpond_core::setup`], shared with `millpond toolpath`; this module adds
+//! what only the window has: the tool library and the list of operations.
 
 use super::model::Model;
-use millpond_core::job::{Grid, Operation as JobOperation};
-use millpond_core::raster::{self, Direction, RasterSpec};
-use millpond_core::rough::{ClearPattern, RoughSpec};
-use millpond_core::waterline::{self, ContourSpec, Milling, WaterlineSpec};
-use millpond_core::{Aabb, Axis, Cutter, Feeds, JobSpec, Point3};
+use millpond_core::setup::Setup;
+pub use millpond_core::setup::{
+    LineAxis, RasterParams, RoughingParams, Stepover, Stock, StockMode, Strategy, WaterlineParams,
+};
+use millpond_core::{Cutter, Feeds, JobSpec};
 use serde::{Deserialize, Serialize};
 
 /// Cutter shapes, in the words on a tool box.
@@ -210,135 +212,11 @@ impl ToolLibrary {
     }
 }
 
-/// Which way raster lines run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LineAxis {
-    X,
-    Y,
-}
-
-/// Raster finishing: parallel drop-cutter passes over the whole part.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RasterParams {
-    /// Distance between passes, mm.
-    pub stepover: f64,
-    /// Distance between computed points along a pass, mm.
-    pub sampling: f64,
-    pub axis: LineAxis,
-    pub direction: Direction,
-    /// Points are merged while the path stays within this of the exact surface, mm.
-    pub merge_tolerance: f64,
-    /// The passes cover the part's XY box grown by the tool radius plus this, mm, so the
-    /// outermost pass clears the part's sides instead of grazing them.
-    pub extra_margin: f64,
-    /// Material left on the surface for a later pass, mm (0 = finish to size).
-    pub allowance: f64,
-}
-
-impl Default for RasterParams {
-    /// What `millpond toolpath` does with no options: one click gives a good finish.
-    fn default() -> Self {
-        Self {
-            stepover: 0.5,
-            sampling: 0.1,
-            axis: LineAxis::X,
-            direction: Direction::Zigzag,
-            merge_tolerance: raster::DEFAULT_MERGE_TOLERANCE,
-            extra_margin: 0.5,
-            allowance: 0.0,
-        }
-    }
-}
-
-/// Waterline finishing: closed contours level after level, top down — for steep walls,
-/// where raster passes leave scallops.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct WaterlineParams {
-    /// Height between levels, mm.
-    pub stepdown: f64,
-    /// Grid spacing the contours are traced on, mm: features smaller than this may be missed.
-    pub sampling: f64,
-    pub milling: Milling,
-    /// Material left on the surface for a later pass, mm.
-    pub allowance: f64,
-}
-
-impl Default for WaterlineParams {
-    fn default() -> Self {
-        Self {
-            stepdown: 0.5,
-            sampling: 0.1,
-            milling: Milling::Climb,
-            allowance: 0.0,
-        }
-    }
-}
-
-/// Roughing by layers: clears the stock down to the model plus an allowance, layer by
-/// layer from the stock top.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RoughingParams {
-    /// Depth of each layer, mm.
-    pub stepdown: f64,
-    /// Distance between clearing passes in a layer, mm.
-    pub stepover: f64,
-    /// Material left on the model for the finishing passes, mm.
-    pub allowance: f64,
-    pub pattern: ClearPattern,
-    pub milling: Milling,
-    /// Grid spacing the layer outlines are traced on, mm.
-    pub sampling: f64,
-    /// Entry ramp angle, degrees from horizontal.
-    pub ramp_angle: f64,
-}
-
-impl Default for RoughingParams {
-    /// Conservative for a 6 mm end mill in wood, plastics or aluminium.
-    fn default() -> Self {
-        Self {
-            stepdown: 2.0,
-            stepover: 2.5,
-            allowance: 0.3,
-            pattern: ClearPattern::Offset,
-            milling: Milling::Climb,
-            sampling: 0.25,
-            ramp_angle: 3.0,
-        }
-    }
-}
-
-/// A strategy with its parameters.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Strategy {
-    Roughing(RoughingParams),
-    RasterFinishing(RasterParams),
-    WaterlineFinishing(WaterlineParams),
-}
-
-impl Strategy {
-    /// One default of each strategy, for "Add operation".
-    pub fn defaults() -> Vec<Strategy> {
-        vec![
-            Strategy::Roughing(RoughingParams::default()),
-            Strategy::RasterFinishing(RasterParams::default()),
-            Strategy::WaterlineFinishing(WaterlineParams::default()),
-        ]
-    }
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Strategy::Roughing(_) => "Roughing",
-            Strategy::RasterFinishing(_) => "Raster finishing",
-            Strategy::WaterlineFinishing(_) => "Waterline finishing",
-        }
-    }
-
-    /// The tool shape this strategy is usually cut with.
-    pub fn usual_shape(&self) -> ToolShape {
-        match self {
-            Strategy::Roughing(_) => ToolShape::Flat,
-            Strategy::RasterFinishing(_) | Strategy::WaterlineFinishing(_) => ToolShape::Ball,
-        }
+/// The tool shape a strategy is usually cut with: new operations start with one.
+pub fn usual_shape(strategy: &Strategy) -> ToolShape {
+    match strategy {
+        Strategy::Roughing(_) => ToolShape::Flat,
+        Strategy::RasterFinishing(_) | Strategy::WaterlineFinishing(_) => ToolShape::Ball,
     }
 }
 
@@ -426,74 +304,6 @@ impl Operations {
     }
 }
 
-/// How the stock is given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StockMode {
-    /// The model's box plus margins: follows the model when it moves.
-    ModelBox,
-    /// Fixed corners.
-    Explicit,
-}
-
-/// The block the part is cut from: sets the floor (its bottom) and the safe height.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Stock {
-    pub mode: StockMode,
-    /// Added on every side in X and Y, mm.
-    pub margin_xy: f64,
-    pub margin_top: f64,
-    pub margin_bottom: f64,
-    pub min: [f64; 3],
-    pub max: [f64; 3],
-    /// Rapid moves run this far above the stock top, mm.
-    pub safe_height: f64,
-}
-
-impl Default for Stock {
-    fn default() -> Self {
-        Self {
-            mode: StockMode::ModelBox,
-            margin_xy: 2.0,
-            margin_top: 1.0,
-            margin_bottom: 0.0,
-            min: [0.0; 3],
-            max: [100.0, 100.0, 20.0],
-            safe_height: 5.0,
-        }
-    }
-}
-
-impl Stock {
-    pub fn aabb(&self, model: Aabb) -> Aabb {
-        match self.mode {
-            StockMode::ModelBox => Aabb {
-                min: Point3::new(
-                    model.min.x - self.margin_xy,
-                    model.min.y - self.margin_xy,
-                    model.min.z - self.margin_bottom,
-                ),
-                max: Point3::new(
-                    model.max.x + self.margin_xy,
-                    model.max.y + self.margin_xy,
-                    model.max.z + self.margin_top,
-                ),
-            },
-            StockMode::Explicit => Aabb {
-                min: Point3::new(self.min[0], self.min[1], self.min[2]),
-                max: Point3::new(self.max[0], self.max[1], self.max[2]),
-            },
-        }
-    }
-
-    /// Switches to explicit corners, starting from the box the margins give now.
-    pub fn make_explicit(&mut self, model: Aabb) {
-        let b = self.aabb(model);
-        self.min = [b.min.x, b.min.y, b.min.z];
-        self.max = [b.max.x, b.max.y, b.max.z];
-        self.mode = StockMode::Explicit;
-    }
-}
-
 /// Everything needed to run one operation and to post its toolpath.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedJob {
@@ -503,7 +313,8 @@ pub struct PlannedJob {
     pub safe_z: f64,
 }
 
-/// Turns an operation into a validated job for the current model, tool and stock.
+/// Turns an operation into a validated job for the current model, tool and stock: the tool
+/// library and the machine's rapid rate here, everything else in [`Setup::plan`].
 pub fn plan(
     op: &OperationDef,
     tools: &ToolLibrary,
@@ -516,95 +327,15 @@ pub fn plan(
         .ok_or_else(|| format!("{}: choose a tool", op.name))?;
     let cutter = tool.cutter()?;
     let feeds = tool.feeds(rapid_rate)?;
-    let mb = model.bounds();
-    let sb = stock.aabb(mb);
-    if sb.is_empty() || !(sb.min.is_finite() && sb.max.is_finite()) {
-        return Err("the stock box is empty: every minimum must be below its maximum".into());
-    }
-    if !(stock.safe_height.is_finite() && stock.safe_height > 0.0) {
-        return Err("the safe height must be a positive number of millimetres".into());
-    }
-    let safe_z = sb.max.z + stock.safe_height;
-    if safe_z <= mb.max.z {
-        return Err(format!(
-            "the safe height Z{safe_z:.3} is not above the model's top Z{:.3}: raise the stock top",
-            mb.max.z
-        ));
-    }
-    let operation = match &op.strategy {
-        Strategy::Roughing(p) => {
-            let reach = cutter.radius() + p.allowance.max(0.0);
-            let grid = ContourSpec::grid_around(mb.xy(), reach, p.sampling)
-                .map_err(|e| format!("{}: {e}", op.name))?;
-            // Layers from the stock top down to the stock bottom.
-            let levels = waterline::levels_down(sb.max.z, sb.min.z, p.stepdown)
-                .map_err(|e| format!("{}: {e}", op.name))?;
-            JobOperation::Rough(RoughSpec {
-                contours: ContourSpec {
-                    grid,
-                    levels,
-                    allowance: p.allowance,
-                },
-                stock: sb,
-                stepover: p.stepover,
-                pattern: p.pattern,
-                milling: p.milling,
-                safe_z,
-                ramp_angle: p.ramp_angle,
-            })
-        }
-        Strategy::RasterFinishing(p) => {
-            if !p.extra_margin.is_finite() {
-                return Err(format!("{}: the margin must be a number", op.name));
-            }
-            JobOperation::Raster(RasterSpec {
-                grid: Grid {
-                    axis: match p.axis {
-                        LineAxis::X => Axis::X,
-                        LineAxis::Y => Axis::Y,
-                    },
-                    bounds: mb.xy().grown(cutter.radius() + p.extra_margin),
-                    step: p.stepover,
-                    sampling: p.sampling,
-                },
-                floor: sb.min.z,
-                safe_z,
-                direction: p.direction,
-                merge_tolerance: p.merge_tolerance,
-                allowance: p.allowance,
-            })
-        }
-        Strategy::WaterlineFinishing(p) => {
-            let reach = cutter.radius() + p.allowance.max(0.0);
-            let grid = ContourSpec::grid_around(mb.xy(), reach, p.sampling)
-                .map_err(|e| format!("{}: {e}", op.name))?;
-            // Levels from just below the model's top (above it there is nothing to follow)
-            // down to the stock bottom, or the model's bottom if the stock reaches lower.
-            let floor = sb.min.z.max(mb.min.z);
-            let levels = waterline::levels_down(mb.max.z, floor, p.stepdown)
-                .map_err(|e| format!("{}: {e}", op.name))?;
-            JobOperation::Waterline(WaterlineSpec {
-                contours: ContourSpec {
-                    grid,
-                    levels,
-                    allowance: p.allowance,
-                },
-                safe_z,
-                milling: p.milling,
-            })
-        }
-    };
-    let spec = JobSpec {
-        mesh: model.mesh.hash(),
-        cutter,
-        operation,
-    };
-    spec.validate().map_err(|e| format!("{}: {e}", op.name))?;
+    let setup = Setup::new(model.mesh.hash(), model.bounds(), stock).map_err(|e| e.to_string())?;
+    let spec = setup
+        .plan(&op.strategy, cutter)
+        .map_err(|e| format!("{}: {e}", op.name))?;
     Ok(PlannedJob {
         spec,
         tool: tool.clone(),
         feeds,
-        safe_z,
+        safe_z: setup.safe_z,
     })
 }
 
@@ -654,5 +385,28 @@ mod tests {
             panic!("the default is raster finishing");
         };
         assert_eq!((p.stepover, p.sampling), (0.5, 0.1));
+    }
+
+    #[test]
+    fn strategies_and_stock_round_trip_and_old_saves_take_defaults() {
+        for s in Strategy::defaults() {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<Strategy>(&json).unwrap(), s);
+        }
+        let stock = Stock::around_model(3.0, 1.5, 0.5);
+        let json = serde_json::to_string(&stock).unwrap();
+        assert_eq!(serde_json::from_str::<Stock>(&json).unwrap(), stock);
+        // Fields a save does not have (it predates them) take their defaults.
+        let p: RasterParams = serde_json::from_str(r#"{"stepover": 0.25}"#).unwrap();
+        assert_eq!(
+            p,
+            RasterParams {
+                stepover: 0.25,
+                ..RasterParams::default()
+            }
+        );
+        let r: RoughingParams = serde_json::from_str(r#"{"stepover": {"Mm": 1.5}}"#).unwrap();
+        assert_eq!(r.stepover, Stepover::Mm(1.5));
+        assert_eq!(r.stepdown, RoughingParams::default().stepdown);
     }
 }

@@ -5,7 +5,8 @@ use super::app::MillpondApp;
 use super::export::dialect_label;
 use super::model::{Axis3, Placement, Units};
 use super::operations::{
-    LineAxis, RasterParams, RoughingParams, StockMode, Strategy, ToolShape, WaterlineParams,
+    LineAxis, RasterParams, RoughingParams, Stepover, StockMode, Strategy, ToolShape,
+    WaterlineParams, usual_shape,
 };
 use super::preferences::PoolState;
 use super::stats_panel::{format_eta, format_rate};
@@ -708,7 +709,7 @@ impl MillpondApp {
                             .tools
                             .tools
                             .iter()
-                            .find(|t| t.shape == s.usual_shape())
+                            .find(|t| t.shape == usual_shape(&s))
                             .map(|t| t.id)
                             .or(self
                                 .operations
@@ -1202,15 +1203,34 @@ fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
         0.01..=1000.0,
         0.05,
     );
+    let (value, suffix, range, speed) = match &mut p.stepover {
+        Stepover::Mm(v) => (v, " mm", 0.01..=1000.0, 0.05),
+        Stepover::Percent(v) => (v, " % of the diameter", 1.0..=100.0, 0.5),
+    };
     num(
         ui,
         "Stepover",
         "Distance between clearing passes in a layer (about 40% of the tool diameter)",
-        &mut p.stepover,
-        " mm",
-        0.01..=1000.0,
-        0.05,
+        value,
+        suffix,
+        range,
+        speed,
     );
+    let l = ui
+        .label("Stepover in")
+        .on_hover_text("Millimetres, or a share of the tool diameter that follows the tool");
+    ui.horizontal(|ui| {
+        let percent = matches!(p.stepover, Stepover::Percent(_));
+        if ui.radio(!percent, "mm").clicked() && percent {
+            p.stepover = Stepover::Mm(2.5);
+        }
+        if ui.radio(percent, "% of tool diameter").clicked() && !percent {
+            p.stepover = RoughingParams::default().stepover;
+        }
+    })
+    .response
+    .labelled_by(l.id);
+    ui.end_row();
     num(
         ui,
         "Allowance",
