@@ -100,18 +100,36 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
         "{}",
         t.texts()
     );
-    // The statistics panel lists this host with the chunks it computed.
+    // The statistics panel lists this host with the chunks its pool workers computed and
+    // their time per chunk, measured by the pool.
+    let total = u64::from(t.app().compute.finished.last().unwrap().chunks_total);
     t.harness.get_by_label("Statistics").click();
     // Refreshed a few times per second while visible.
-    assert!(t.run_until(Duration::from_secs(3), |a| {
-        a.stats.hosts.first().is_some_and(|h| h.chunks_done > 0)
-    }));
+    assert!(
+        t.run_until(Duration::from_secs(3), |a| {
+            a.stats
+                .hosts
+                .first()
+                .is_some_and(|h| h.chunks_done == total)
+        }),
+        "job of {total} chunks: {:?}",
+        t.app().stats.hosts
+    );
     t.harness.run_ok();
     let hosts = t.app().stats.hosts.clone();
     assert_eq!(hosts[0].name, "gui-test");
     assert_eq!(hosts[0].hops, 0);
     assert!(hosts[0].address.starts_with("127.0.0.1:"), "{hosts:?}");
-    assert!(hosts[0].chunks_done > 0, "{hosts:?}");
+    assert!(hosts[0].avg_compute_s > 0.0, "{hosts:?}");
+    // One row per pool worker here, adding up to the host row.
+    let pool_host = t.app().pool_stats.as_ref().unwrap().hosts[0].clone();
+    assert_eq!(pool_host.worker_stats.len(), 2, "{pool_host:?}");
+    let workers = t.app().stats.workers.clone();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    assert_eq!(workers.iter().map(|w| w.chunks_done).sum::<u64>(), total);
+    let busy_s: f64 = workers.iter().map(|w| w.compute_s).sum();
+    assert!((busy_s / total as f64 - hosts[0].avg_compute_s).abs() < 1e-9);
+    assert!(t.has_text("worker 2"), "{}", t.texts());
     assert!(t.has_text("Throughput over time"), "{}", t.texts());
 
     t.harness
@@ -164,5 +182,29 @@ fn a_remote_with_another_secret_shows_authentication_failed() {
     );
     t.harness.run_ok();
     assert!(t.has_text("authentication failed"), "{}", t.texts());
+    // Removing it stops the attempts: the pool restarts without it.
+    // (Operations have Remove buttons too: take the one on the server's row.)
+    let row_y = t.harness.get_by_label(&remote).rect().center().y;
+    t.harness
+        .query_all_by_label("Remove")
+        .find(|b| (b.rect().center().y - row_y).abs() < 4.0)
+        .expect("a Remove button on the server's row")
+        .click();
+    t.harness.run_ok();
+    assert!(t.app().prefs.remote_servers.is_empty());
+    assert!(
+        t.run_until(Duration::from_secs(20), |a| matches!(
+            a.pool.state(),
+            PoolState::Running(_)
+        ) && a
+            .pool_stats
+            .as_ref()
+            .is_some_and(|s| s.remotes.is_empty())),
+        "{}",
+        t.texts()
+    );
+    t.harness.run_ok();
+    assert!(!t.has_text("authentication failed"), "{}", t.texts());
+    assert!(Preferences::load(t.dir.path()).0.remote_servers.is_empty());
     other.shutdown();
 }
