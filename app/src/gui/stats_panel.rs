@@ -131,20 +131,21 @@ pub fn local_host_row(name: &str, workers: &[WorkerRow], compute: &Compute) -> H
     }
 }
 
-/// Job rows: the pool's jobs (server mode) or the running one, then finished ones.
-pub fn job_rows(stats: Option<&PoolStats>, compute: &Compute) -> Vec<JobRow> {
+/// Job rows: the running one, then finished ones. A pooled job's progress comes from its
+/// own handle (the pool's figures for exactly that job), so the row never shows another
+/// job the pool still holds, such as one cancelled a moment ago.
+pub fn job_rows(compute: &Compute) -> Vec<JobRow> {
     let mut rows = Vec::new();
     if let Some(c) = compute.current() {
         let p = c.progress;
-        let pool_job = stats.and_then(|s| s.jobs.first());
         rows.push(JobRow {
             name: c.name.clone(),
             chunks_done: p.chunks_done,
             chunks_total: p.chunks_total,
-            local_chunks: pool_job.map_or(p.local_chunks, |j| j.local_chunks),
-            remote_chunks: pool_job.map_or(p.remote_chunks, |j| j.remote_chunks),
-            points_per_s: pool_job.map_or(p.points_per_s, |j| j.points_per_s),
-            eta_s: pool_job.map_or(p.eta_s, |j| j.eta_s),
+            local_chunks: p.local_chunks,
+            remote_chunks: p.remote_chunks,
+            points_per_s: p.points_per_s,
+            eta_s: p.eta_s,
             state: if compute.is_cancelling() {
                 "cancelling"
             } else {
@@ -514,7 +515,7 @@ impl StatsPanel {
             }
             _ => vec![local_host_row(node_name, &self.workers, compute)],
         };
-        self.jobs = job_rows(pool, compute);
+        self.jobs = job_rows(compute);
         let workers: u32 = self
             .hosts
             .iter()
