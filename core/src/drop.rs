@@ -526,7 +526,46 @@ impl<'a> DropCutter<'a> {
         out: &mut [f64],
     ) {
         debug_assert_eq!(band.cutter, self.cutter, "band prepared for another cutter");
-        with_shape!(self.cutter.profile(), p => self.sweep_impl(&p, band, across, origin, spacing, first, out))
+        with_shape!(self.cutter.profile(), p => self.sweep_impl(&p, band, across, origin, spacing, first, out, |best| best));
+        for z in out {
+            *z += self.lift;
+        }
+    }
+
+    /// Like [`sweep`](Self::sweep), but only which of `levels` the tip height is above:
+    /// `out[i]` is the lowest level the tip does not rise above (+inf above them all), so
+    /// for every level `z`, `out[i] > z` exactly when the tip height is above `z`. That is
+    /// all contour tracing needs to know of a grid point, and it is much cheaper: once the
+    /// tool is known to stand above a level, a triangle counts only if it could lift the
+    /// tool past the next level up, so the scan drops most triangles on their stored top
+    /// alone. The answer is a pure function of the point (unlike the height the scan stops
+    /// at, which depends on the order triangles are met), so neighbouring chunks agree on
+    /// the grid rows they share. `levels` must be sorted ascending.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sweep_classes(
+        &self,
+        band: &Band,
+        across: f64,
+        origin: f64,
+        spacing: f64,
+        first: usize,
+        out: &mut [f64],
+        levels: &[f64],
+    ) {
+        debug_assert_eq!(band.cutter, self.cutter, "band prepared for another cutter");
+        debug_assert!(levels.is_sorted(), "levels must be ascending");
+        // The scan works on heights without the allowance's lift.
+        let lift = self.lift;
+        // Tip above level `z` means a scan height above `z - lift`: how many levels `best`
+        // is above.
+        let above = |best: f64| levels.partition_point(|&z| z - lift < best);
+        // The lowest level at or above `best`: a triangle that cannot lift the tool above it
+        // cannot change which levels the tool is above. Past the top level nothing can.
+        let need = |best: f64| levels.get(above(best)).map_or(f64::INFINITY, |&z| z - lift);
+        with_shape!(self.cutter.profile(), p => self.sweep_impl(&p, band, across, origin, spacing, first, out, need));
+        for z in out {
+            *z = levels.get(above(*z)).copied().unwrap_or(f64::INFINITY);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -539,6 +578,7 @@ impl<'a> DropCutter<'a> {
         spacing: f64,
         first: usize,
         out: &mut [f64],
+        threshold: impl Fn(f64) -> f64,
     ) {
         let r = shape.radius();
         let r2 = r * r;
@@ -560,13 +600,17 @@ impl<'a> DropCutter<'a> {
             let (lo, hi) = (u - r, u + r);
             let mut best = self.floor;
             let mut best_id = None;
+            // Triangles that cannot lift the tool above `bar` are skipped: `bar` is `best`
+            // for exact heights (see `threshold`).
+            let mut bar = threshold(best);
             if let Some(h) = hint {
                 let t = &band.prepared[h as usize];
                 if t.umax >= lo && t.umin <= hi {
-                    let z = touch(shape, r2, t, u, v, best);
+                    let z = touch(shape, r2, t, u, v, bar);
                     if z > best {
                         best = z;
                         best_id = Some(h);
+                        bar = threshold(best);
                     }
                 }
             }
@@ -590,7 +634,7 @@ impl<'a> DropCutter<'a> {
                         // Lists are highest first: an empty list, or one whose highest
                         // triangle is no higher than the best so far, has nothing to offer.
                         match list.first() {
-                            Some(e) if e.zmax > best => {}
+                            Some(e) if e.zmax > bar => {}
                             _ => continue,
                         }
                         let (a, b) = g.col_span(k);
@@ -604,7 +648,7 @@ impl<'a> DropCutter<'a> {
                         // over the cell's distance from the axis, cannot beat the best so far.
                         let rise = shape.height_lower_bound(gap2);
                         for e in list {
-                            if e.zmax - rise <= best {
+                            if e.zmax - rise <= bar {
                                 break;
                             }
                             if kc.clamp(e.k[0], e.k[1]) != k
@@ -618,20 +662,21 @@ impl<'a> DropCutter<'a> {
                             let du = (umin - u).max(u - umax).max(0.0);
                             let dv = (vmin - v).max(v - vmax).max(0.0);
                             let rho2 = du * du + dv * dv;
-                            if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= best {
+                            if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= bar {
                                 continue;
                             }
-                            let z = touch(shape, r2, &band.prepared[e.id as usize], u, v, best);
+                            let z = touch(shape, r2, &band.prepared[e.id as usize], u, v, bar);
                             if z > best {
                                 best = z;
                                 best_id = Some(e.id);
+                                bar = threshold(best);
                             }
                         }
                     }
                 }
             }
             hint = best_id.or(hint);
-            *slot = best + self.lift;
+            *slot = best;
         }
     }
 }

@@ -22,7 +22,7 @@ use thiserror::Error;
 /// Version of everything that decides the bits of a chunk result. Pool peers must match it
 /// exactly for a pooled job to equal a local one; bump it with any change to the contact
 /// math, the chunk split or the result encoding.
-pub const COMPUTE_ABI: u32 = 4;
+pub const COMPUTE_ABI: u32 = 5;
 
 /// Points a chunk aims at. Large enough that per-chunk overhead (a pool round trip, an index
 /// query per line) is small, small enough that two workers balance and a lost chunk is cheap.
@@ -456,11 +456,13 @@ impl JobContext {
 
     /// Tip heights of the raster lines `lines`, one row of `out` per line, checking
     /// `cancel` between pieces of at most `PIECE_POINTS` points. All lines share one band of
-    /// prepared triangles.
+    /// prepared triangles. With `levels` (ascending), only which of them each point is
+    /// above (see `DropCutter::sweep_classes`): all contour tracing needs.
     fn lines_heights(
         &self,
         dc: &DropCutter<'_>,
         lines: Range<usize>,
+        levels: Option<&[f64]>,
         out: &mut [f64],
         cancel: &CancelToken,
     ) -> Result<Option<Band>, Cancelled> {
@@ -487,14 +489,11 @@ impl JobContext {
                 if cancel.is_cancelled() {
                     return Err(Cancelled);
                 }
-                dc.sweep(
-                    &band,
-                    grid.across(j),
-                    a0,
-                    grid.sampling,
-                    k * PIECE_POINTS,
-                    piece,
-                );
+                let (across, first) = (grid.across(j), k * PIECE_POINTS);
+                match levels {
+                    Some(l) => dc.sweep_classes(&band, across, a0, grid.sampling, first, piece, l),
+                    None => dc.sweep(&band, across, a0, grid.sampling, first, piece),
+                }
             }
         }
         Ok(Some(band))
@@ -511,7 +510,9 @@ impl JobContext {
             let cells = lines.start..lines.end.min(last);
             let rows = lines.start..(cells.end + 1).min(last + 1);
             let mut z = vec![0.0; rows.len() * per_line];
-            let band = self.lines_heights(&dc, rows.clone(), &mut z, cancel)?;
+            let mut sorted = spec.levels.clone();
+            sorted.sort_by(f64::total_cmp);
+            let band = self.lines_heights(&dc, rows.clone(), Some(&sorted), &mut z, cancel)?;
             let mut levels = Vec::with_capacity(spec.levels.len());
             if let Some(band) = band.filter(|_| !cells.is_empty()) {
                 let slicer = waterline::Slicer {
@@ -521,11 +522,13 @@ impl JobContext {
                     first_row: rows.start,
                     heights: &z,
                 };
+                let crossed = slicer.crossed_cells(cells.clone(), &sorted);
                 for &level in &spec.levels {
                     if cancel.is_cancelled() {
                         return Err(Cancelled);
                     }
-                    levels.push(slicer.level(cells.clone(), level));
+                    let s = sorted.partition_point(|&z| z < level);
+                    levels.push(slicer.level(&crossed[s], cells.clone(), level));
                 }
             } else {
                 levels.resize(spec.levels.len(), Vec::new());
@@ -536,7 +539,7 @@ impl JobContext {
             });
         }
         let mut z = vec![0.0; lines.len() * per_line];
-        self.lines_heights(&dc, lines.clone(), &mut z, cancel)?;
+        self.lines_heights(&dc, lines.clone(), None, &mut z, cancel)?;
         let data = match &self.spec.operation {
             Operation::Drop(_) => ChunkData::Heights(z),
             Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {

@@ -215,29 +215,28 @@ impl Slicer<'_> {
         let b = self.xy(outside.0, outside.1);
         // Position along the edge: t in [0, 1] from the inside end; the point is computed the
         // same way for the same edge in either neighbouring chunk.
-        let at = |t: f64| (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+        let at = |t: f64| [a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t];
         let len = (b.0 - a.0).abs() + (b.1 - a.1).abs();
+        at(self.exit(at, len, z, None))
+    }
+
+    /// Where the segment `at(t)`, `t` in `[0, 1]` and `len` long, first leaves the region
+    /// {tip height > z}, walking from `at(0)` (inside, or on its edge) towards `at(1)`
+    /// (outside): the first clear `t`, within `CROSSING_TOLERANCE` of the exact boundary.
+    /// `witness` is a band triangle known to hold the tool above `z` at `at(0)`, if any.
+    ///
+    /// One triangle's tip height is concave along a line, so the interval where it holds
+    /// the tool above `z` ends at one place, found by bisection on that triangle alone;
+    /// there the whole band is asked for another triangle still holding the tool, and the
+    /// walk goes on from it.
+    fn exit(&self, at: impl Fn(f64) -> [f64; 2], len: f64, z: f64, witness: Option<u32>) -> f64 {
         let tol = CROSSING_TOLERANCE / len;
-        let exceeds = |t: f64, hint: Option<u32>| {
-            let (x, y) = at(t);
-            self.dc.band_exceeds(self.band, x, y, z, hint)
+        let exceeds = |t: f64| {
+            let [x, y] = at(t);
+            self.dc.band_exceeds(self.band, x, y, z, None)
         };
-        let mut lo = 0.0;
-        let mut witness = exceeds(lo, None);
-        for _ in 0..MAX_HOPS {
-            let Some(w) = witness else {
-                let (x, y) = at(lo);
-                return [x, y];
-            };
-            let above = |t: f64| {
-                let (x, y) = at(t);
-                self.dc.band_touch(self.band, w, x, y) > z
-            };
-            if above(1.0) {
-                // The grid says the far end is clear; trust it (rounding at a tie).
-                break;
-            }
-            // `above` is true at lo (the witness holds the cutter there) and false at 1.
+        let bisect = |mut lo: f64, above: &dyn Fn(f64) -> bool| {
+            // `above` is true at lo and false at 1.
             let mut hi = 1.0;
             while hi - lo > tol {
                 let mid = 0.5 * (lo + hi);
@@ -250,24 +249,27 @@ impl Slicer<'_> {
                     hi = mid;
                 }
             }
-            lo = hi;
-            witness = exceeds(lo, None);
-        }
-        // Pathological slivers: bisect on the whole model.
-        let mut hi = 1.0;
-        while hi - lo > tol {
-            let mid = 0.5 * (lo + hi);
-            if mid <= lo || mid >= hi {
+            hi
+        };
+        let mut lo = 0.0;
+        let mut witness = witness.or_else(|| exceeds(lo));
+        for _ in 0..MAX_HOPS {
+            let Some(w) = witness else {
+                return lo;
+            };
+            let above = |t: f64| {
+                let [x, y] = at(t);
+                self.dc.band_touch(self.band, w, x, y) > z
+            };
+            if above(1.0) {
+                // The caller says the far end is clear; trust it (rounding at a tie).
                 break;
             }
-            if exceeds(mid, None).is_some() {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
+            lo = bisect(lo, &above);
+            witness = exceeds(lo);
         }
-        let (x, y) = at(hi);
-        [x, y]
+        // Pathological slivers: bisect on the whole model.
+        bisect(lo, &|t| exceeds(t).is_some())
     }
 
     /// Adds exact boundary points where a chord between consecutive points cuts into the
@@ -309,54 +311,81 @@ impl Slicer<'_> {
             return;
         }
         let m = [0.5 * (p[0] + q[0]), 0.5 * (p[1] + q[1])];
-        if self
+        let Some(witness) = self
             .dc
             .band_exceeds(self.band, m[0], m[1], z + REFINE_TOLERANCE, None)
-            .is_none()
-        {
+        else {
             return;
-        }
+        };
         // Outward normal; a convex bulge's sag is less than half the chord.
         let nrm = [dy / len, -dx / len];
         let reach = 0.5 * len;
-        let at = |t: f64| [m[0] + nrm[0] * t, m[1] + nrm[1] * t];
-        let exceeds = |t: f64| {
-            let c = at(t);
-            self.dc
-                .band_exceeds(self.band, c[0], c[1], z, None)
-                .is_some()
-        };
-        if exceeds(reach) {
+        let at = |t: f64| [m[0] + nrm[0] * reach * t, m[1] + nrm[1] * reach * t];
+        let end = at(1.0);
+        if self
+            .dc
+            .band_exceeds(self.band, end[0], end[1], z, None)
+            .is_some()
+        {
             // Not a simple bulge (a corner of the grid's own making): leave the chord.
             return;
         }
-        let (mut lo, mut hi) = (0.0, reach);
-        while hi - lo > CROSSING_TOLERANCE {
-            let mid = 0.5 * (lo + hi);
-            if mid <= lo || mid >= hi {
-                break;
-            }
-            if exceeds(mid) {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        let c = at(hi);
+        let c = at(self.exit(at, reach, z, Some(witness)));
         self.refine_chord(p, c, z, depth - 1, out);
         out.push(c);
         self.refine_chord(c, q, z, depth - 1, out);
     }
 
-    /// Contours of cell rows `rows` (cell row j spans grid rows j and j + 1) at height `z`.
-    pub fn level(&self, rows: std::ops::Range<usize>, z: f64) -> Vec<Chain> {
+    /// The cells of cell rows `rows` (cell row j spans grid rows j and j + 1) that each level
+    /// crosses: `out[s]` for the level `sorted[s]` (`sorted` ascending), each list in row
+    /// order. A level crosses a cell where one corner is above it and another is not, so
+    /// one pass over the cells serves every level, and tracing a level visits only its own
+    /// few cells instead of the whole grid.
+    pub fn crossed_cells(
+        &self,
+        rows: std::ops::Range<usize>,
+        sorted: &[f64],
+    ) -> Vec<Vec<(usize, usize)>> {
         let ppl = self.ppl();
+        let mut out = vec![Vec::new(); sorted.len()];
+        for j in rows {
+            for i in 0..ppl - 1 {
+                let c = [
+                    self.h(i, j),
+                    self.h(i + 1, j),
+                    self.h(i + 1, j + 1),
+                    self.h(i, j + 1),
+                ];
+                let lo = c[0].min(c[1]).min(c[2]).min(c[3]);
+                let hi = c[0].max(c[1]).max(c[2]).max(c[3]);
+                if lo == hi {
+                    continue;
+                }
+                // Levels z with lo <= z < hi.
+                let first = sorted.partition_point(|&z| z < lo);
+                let end = sorted.partition_point(|&z| z < hi);
+                for cells in &mut out[first..end] {
+                    cells.push((i, j));
+                }
+            }
+        }
+        out
+    }
+
+    /// Contours at height `z` through `cells` (its list from
+    /// [`crossed_cells`](Self::crossed_cells)) of cell rows `rows`.
+    pub fn level(
+        &self,
+        cells: &[(usize, usize)],
+        rows: std::ops::Range<usize>,
+        z: f64,
+    ) -> Vec<Chain> {
         let inside = |i: usize, j: usize| self.h(i, j) > z;
         // Oriented segments, region on the left: walking a cell's boundary counter-clockwise,
         // each edge entered from inside pairs with the next edge that comes back inside.
         let mut next: HashMap<Edge, Edge> = HashMap::new();
-        for j in rows.clone() {
-            for i in 0..ppl - 1 {
+        for &(i, j) in cells {
+            {
                 let c = [
                     inside(i, j),
                     inside(i + 1, j),
