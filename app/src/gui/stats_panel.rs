@@ -112,14 +112,20 @@ fn host_work(workers: &[WorkerRow]) -> (u64, f64) {
     (chunks, avg)
 }
 
-/// The one row of local mode: this computer and its workers.
-pub fn local_host_row(name: &str, workers: &[WorkerRow], compute: &Compute) -> HostRow {
-    let (chunks_done, avg_compute_s) = host_work(workers);
+/// The one row of local mode: this computer, its `workers` (as set in Preferences) and what
+/// its worker threads computed (`rows`, which also list threads of earlier settings).
+pub fn local_host_row(
+    name: &str,
+    workers: usize,
+    rows: &[WorkerRow],
+    compute: &Compute,
+) -> HostRow {
+    let (chunks_done, avg_compute_s) = host_work(rows);
     HostRow {
         name: name.to_string(),
         address: "this computer".into(),
         hops: 0,
-        workers: workers.len() as u32,
+        workers: workers as u32,
         state: if compute.is_running() { "busy" } else { "idle" }.into(),
         chunks_done,
         avg_compute_s,
@@ -513,7 +519,12 @@ impl StatsPanel {
                 }
                 rows
             }
-            _ => vec![local_host_row(node_name, &self.workers, compute)],
+            _ => vec![local_host_row(
+                node_name,
+                local_workers,
+                &self.workers,
+                compute,
+            )],
         };
         self.jobs = job_rows(compute);
         let workers: u32 = self
@@ -650,7 +661,7 @@ mod tests {
         let c = Compute::new(egui::Context::default());
         let workers = worker_rows(2, &[], &c);
         assert_eq!(workers.len(), 2, "idle workers are listed too");
-        let r = local_host_row("bench", &workers, &c);
+        let r = local_host_row("bench", 2, &workers, &c);
         assert_eq!((r.hops, r.workers, r.state.as_str()), (0, 2, "idle"));
         assert_eq!(r.chunks_done, 0);
         assert_eq!(format_seconds(r.avg_compute_s), "—");
