@@ -993,6 +993,55 @@ mod tests {
         Mesh::from_triangles(tris, "plane").unwrap()
     }
 
+    /// `sweep_classes` must put every point above exactly the levels its exact height is
+    /// above, for every cutter, with and without allowance, including levels the surface
+    /// touches exactly (the wavy surface's flat tops, a plane level) and repeated levels.
+    #[test]
+    fn level_classes_agree_with_exact_heights() {
+        let mesh = Mesh::from_triangles(crate::models::wavy_surface(40), "wavy").unwrap();
+        let index = TriangleIndex::new(&mesh);
+        let b = mesh.bounds();
+        let mut levels: Vec<f64> = (0..12)
+            .map(|k| b.min.z - 0.5 + k as f64 * (b.max.z - b.min.z + 1.0) / 11.0)
+            .collect();
+        levels.push(levels[3]);
+        levels.push(b.max.z);
+        levels.sort_by(f64::total_cmp);
+        let mut checked = 0;
+        for spec in ["flat:6", "ball:3", "bull:6:1", "vbit:6:90"] {
+            for allowance in [0.0, 0.7] {
+                let cutter = spec.parse().unwrap();
+                let Ok(dc) =
+                    DropCutter::with_allowance(&mesh, &index, cutter, b.min.z - 5.0, allowance)
+                else {
+                    continue; // a V-bit cannot take an allowance
+                };
+                let (u0, u1) = (b.min.x - 4.0, b.max.x + 4.0);
+                for j in 0..9 {
+                    let v = b.min.y - 4.0 + j as f64 * (b.max.y - b.min.y + 8.0) / 8.0;
+                    let band = dc.band(Axis::X, (v, v), (u0, u1));
+                    let n = 301;
+                    let spacing = (u1 - u0) / (n - 1) as f64;
+                    let mut exact = vec![0.0; n];
+                    let mut class = vec![0.0; n];
+                    dc.sweep(&band, v, u0, spacing, 0, &mut exact);
+                    dc.sweep_classes(&band, v, u0, spacing, 0, &mut class, &levels);
+                    for (i, (h, c)) in exact.iter().zip(&class).enumerate() {
+                        for z in &levels {
+                            assert_eq!(
+                                h > z,
+                                c > z,
+                                "{spec} +{allowance} at point {i} of row {j}, level {z}: height {h}, class {c}"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 15_000);
+    }
+
     #[test]
     fn horizontal_plane_every_cutter() {
         let mesh = plane_mesh(|_, _| 3.0);
