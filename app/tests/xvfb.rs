@@ -82,36 +82,32 @@ impl Drop for Children {
     }
 }
 
-/// Starts `Xvfb` on a free display number; returns the number.
+/// Starts `Xvfb` on a free display number; returns the number. Xvfb picks the number
+/// itself and reports it on `-displayfd` once it accepts connections: choosing a number here
+/// by looking for lock files raced with other tests (and other test runs) doing the same.
 fn start_xvfb(children: &mut Children) -> u32 {
-    for n in 70..200u32 {
-        let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
-        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        if lock.exists() || socket.exists() {
-            continue;
-        }
-        let child = Command::new("Xvfb")
-            .arg(format!(":{n}"))
-            .args(["-screen", "0", "1600x1000x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start Xvfb");
-        let i = children.add("Xvfb", child);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if socket.exists() {
-                return n;
-            }
-            if let Ok(Some(status)) = children.get(i).try_wait() {
-                // Lost a race for this number: try the next.
-                eprintln!("Xvfb :{n} exited ({status}); trying another display");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("no free X display number for Xvfb");
+    use std::io::BufRead;
+    let mut child = Command::new("Xvfb")
+        .args(["-displayfd", "1"])
+        .args(["-screen", "0", "1600x1000x24", "-nolisten", "tcp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start Xvfb");
+    let stdout = child.stdout.take().expect("Xvfb stdout");
+    children.add("Xvfb", child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("Xvfb reported no display number within 10 s");
+    line.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Xvfb reported {line:?}, not a display number"))
 }
 
 fn xdotool(display: u32, args: &[&str]) -> std::process::Output {
