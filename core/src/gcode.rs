@@ -77,7 +77,28 @@ fn comment(text: &str) -> String {
     format!("({})", clean.replace('[', ""))
 }
 
+/// The tool in a machinist's words, for comments: "ball 3 mm", "bull 6 mm R1", "V-bit 6 mm 60
+/// deg" (ASCII only: controllers differ on anything else in comments).
+pub fn describe_tool(cutter: &Cutter) -> String {
+    match *cutter {
+        Cutter::Flat { diameter } => format!("flat {diameter} mm"),
+        Cutter::Ball { diameter } => format!("ball {diameter} mm"),
+        Cutter::Bull {
+            diameter,
+            corner_radius,
+        } => format!("bull {diameter} mm R{corner_radius}"),
+        Cutter::VBit {
+            diameter,
+            included_angle,
+        } => format!("V-bit {diameter} mm {included_angle} deg"),
+    }
+}
+
 /// Writes a complete program: header, each operation with its tool change, footer.
+///
+/// A tool change happens before the first operation and wherever the tool number or the
+/// cutter differs from the operation before; consecutive operations with the same tool run on
+/// without one.
 pub fn write_program(
     out: &mut impl Write,
     dialect: Dialect,
@@ -99,8 +120,15 @@ pub fn write_program(
         s.push_str("G49\nG64 P0.005\n");
     }
     out.write_all(s.as_bytes())?;
+    let mut loaded: Option<(u32, Cutter)> = None;
     for op in operations {
-        write_operation(out, dialect, op)?;
+        let change = match loaded {
+            None => ToolChange::First,
+            Some(t) if t == (op.tool_number, op.cutter) => ToolChange::None,
+            Some(_) => ToolChange::Swap,
+        };
+        write_operation(out, dialect, op, change)?;
+        loaded = Some((op.tool_number, op.cutter));
     }
     let mut s = String::from("M5\n");
     s.push_str("M2\n");
@@ -110,15 +138,32 @@ pub fn write_program(
     out.write_all(s.as_bytes())
 }
 
-fn write_operation(out: &mut impl Write, dialect: Dialect, op: &Operation<'_>) -> io::Result<()> {
+/// What happens to the tool before an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ToolChange {
+    /// The program's first tool.
+    First,
+    /// Another tool than the one in the spindle.
+    Swap,
+    /// The same tool goes on cutting.
+    None,
+}
+
+fn write_operation(
+    out: &mut impl Write,
+    dialect: Dialect,
+    op: &Operation<'_>,
+    change: ToolChange,
+) -> io::Result<()> {
     let tp = op.toolpath;
     let stats = tp.stats(&op.feeds);
+    let tool = describe_tool(&op.cutter);
     let mut s = String::new();
     let _ = writeln!(s, "{}", comment(&format!("Operation: {}", op.name)));
     let _ = writeln!(
         s,
         "{}",
-        comment(&format!("Tool {}: {}", op.tool_number, op.cutter))
+        comment(&format!("Tool {}: {tool}", op.tool_number))
     );
     let _ = writeln!(
         s,
@@ -133,16 +178,29 @@ fn write_operation(out: &mut impl Write, dialect: Dialect, op: &Operation<'_>) -
     let start = tp.start;
     // Lift before any tool change or spindle start.
     let _ = writeln!(s, "G0 Z{}", num(op.safe_z.max(start.z)));
-    match dialect {
-        Dialect::LinuxCnc => {
-            let _ = writeln!(s, "T{} M6", op.tool_number);
+    let n = op.tool_number;
+    match (dialect, change) {
+        (_, ToolChange::None) => {}
+        (Dialect::LinuxCnc, _) => {
+            // The tool table's length offset for the new tool, so Z means the tip again.
+            let _ = writeln!(s, "{}", comment(&format!("Change to tool {n}: {tool}")));
+            let _ = writeln!(s, "T{n} M6");
+            let _ = writeln!(s, "G43 H{n}");
         }
-        Dialect::Grbl => {
+        (Dialect::Grbl, ToolChange::First) => {
             let _ = writeln!(
                 s,
                 "{}",
-                comment(&format!("Load tool {} now", op.tool_number))
+                comment(&format!("Load tool {n} before starting: {tool}"))
             );
+        }
+        (Dialect::Grbl, ToolChange::Swap) => {
+            // GRBL has no tool changer and rejects M6: stop the spindle, wait at safe height
+            // for the operator to swap the tool and set Z zero at its tip, then go on.
+            s.push_str("M5\n");
+            let _ = writeln!(s, "{}", comment(&format!("Change to tool {n}: {tool}")));
+            let _ = writeln!(s, "{}", comment("Set Z zero at the new tip, then resume"));
+            s.push_str("M0\n");
         }
     }
     let _ = writeln!(s, "S{} M3", num(op.feeds.spindle_rpm.round()));
@@ -225,6 +283,107 @@ mod tests {
         let mut out = Vec::new();
         write_program(&mut out, d, "test", &[op]).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// Roughing with T1 (flat 6), finishing twice with T2 (ball 3), then T1 again.
+    fn three_tools(d: Dialect) -> String {
+        let tp = sample();
+        let op = |name, tool_number, cutter: &str| Operation {
+            name,
+            tool_number,
+            cutter: cutter.parse().unwrap(),
+            feeds: Feeds::default(),
+            safe_z: 12.5,
+            toolpath: &tp,
+        };
+        let ops = [
+            op("Roughing", 1, "flat:6"),
+            op("Waterline finishing", 2, "ball:3"),
+            op("Raster finishing", 2, "ball:3"),
+            op("Chamfer", 1, "flat:6"),
+        ];
+        let mut out = Vec::new();
+        write_program(&mut out, d, "test", &ops).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Lines of `g` from the one equal to `from` (inclusive) up to the next operation comment.
+    fn operation_block<'a>(g: &'a str, name: &str) -> Vec<&'a str> {
+        let head = format!("(Operation: {name})");
+        g.lines()
+            .skip_while(|l| *l != head)
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || !l.starts_with("(Operation:"))
+            .map(|(_, l)| l)
+            .collect()
+    }
+
+    #[test]
+    fn linuxcnc_changes_tools_with_m6_only_when_the_tool_changes() {
+        let g = three_tools(Dialect::LinuxCnc);
+        let changes: Vec<&str> = g.lines().filter(|l| l.ends_with(" M6")).collect();
+        assert_eq!(changes, ["T1 M6", "T2 M6", "T1 M6"], "{g}");
+        assert!(
+            g.contains("(Change to tool 2: ball 3 mm)\nT2 M6\nG43 H2\n"),
+            "{g}"
+        );
+        assert!(
+            g.contains("(Change to tool 1: flat 6 mm)\nT1 M6\nG43 H1\n"),
+            "{g}"
+        );
+        // The second ball operation goes on with the tool in the spindle.
+        let raster = operation_block(&g, "Raster finishing");
+        assert!(raster.iter().all(|l| !l.contains("M6")), "{raster:?}");
+        assert!(raster.contains(&"S18000 M3"));
+        // Every change happens at the safe height, after the lift.
+        for block in ["Roughing", "Waterline finishing", "Chamfer"] {
+            let b = operation_block(&g, block);
+            let lift = b.iter().position(|l| *l == "G0 Z12.5").unwrap();
+            let m6 = b.iter().position(|l| l.ends_with("M6")).unwrap();
+            assert!(lift < m6, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn grbl_stops_lifts_and_pauses_for_a_new_tool() {
+        let g = three_tools(Dialect::Grbl);
+        assert!(!g.contains("M6"), "GRBL rejects M6");
+        assert!(
+            g.contains("(Load tool 1 before starting: flat 6 mm)"),
+            "{g}"
+        );
+        // Two swaps: to the ball nose, and back to the end mill. None for the second ball op.
+        assert_eq!(g.lines().filter(|l| *l == "M0").count(), 2, "{g}");
+        for (block, tool) in [
+            ("Waterline finishing", "(Change to tool 2: ball 3 mm)"),
+            ("Chamfer", "(Change to tool 1: flat 6 mm)"),
+        ] {
+            let b = operation_block(&g, block);
+            let at = |s: &str| {
+                b.iter()
+                    .position(|l| *l == s)
+                    .unwrap_or_else(|| panic!("no {s} in {b:?}"))
+            };
+            // Spindle off and lifted, the tool named, the pause, then the spindle back on
+            // before any cutting.
+            assert!(at("M5") < at("M0") && at("G0 Z12.5") < at("M0"), "{b:?}");
+            assert!(at(tool) < at("M0"), "{b:?}");
+            assert!(at("M0") < at("S18000 M3"), "{b:?}");
+            let first_feed = b.iter().position(|l| l.starts_with("G1")).unwrap();
+            assert!(at("S18000 M3") < first_feed, "{b:?}");
+        }
+        assert!(!operation_block(&g, "Raster finishing").contains(&"M0"));
+        assert!(g.lines().all(|l| l.len() <= 70), "GRBL line too long");
+    }
+
+    #[test]
+    fn tools_are_described_in_ascii() {
+        let d = |s: &str| describe_tool(&s.parse().unwrap());
+        assert_eq!(d("flat:6"), "flat 6 mm");
+        assert_eq!(d("ball:3"), "ball 3 mm");
+        assert_eq!(d("bull:6:1"), "bull 6 mm R1");
+        assert_eq!(d("vbit:6:60"), "V-bit 6 mm 60 deg");
+        assert!(d("vbit:6.35:90").is_ascii());
     }
 
     #[test]
