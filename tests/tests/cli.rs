@@ -1,5 +1,6 @@
 //! End-to-end tests of the `millpond` binary: `drop` (JSON summary and CSV grid), `toolpath`
-//! (G-code), argument errors, and the no-argument run without a display.
+//! (G-code: one operation of each strategy, several in one program with tool changes, the
+//! stock), argument errors, and the no-argument run without a display.
 
 use millpond_core::models::geodesic_sphere;
 use millpond_core::{Mesh, Point3, stl};
@@ -493,8 +494,9 @@ fn bad_arguments_fail_with_a_clear_message() {
     );
 }
 
-/// Checks every motion line: `G0`/`G1` with X/Y/Z/F words, or a modal continuation starting with
-/// an axis word. Returns (rapid lines, feed lines).
+/// Checks every line of a program: comments, the known setup and tool-change words, and motion
+/// lines (`G0`/`G1` with X/Y/Z/F words, or a modal continuation starting with an axis word).
+/// Returns (rapid lines, feed lines).
 fn check_motion_lines(gcode: &str) -> (usize, usize) {
     let (mut rapids, mut feeds) = (0, 0);
     let mut mode = None;
@@ -512,7 +514,10 @@ fn check_motion_lines(gcode: &str) -> (usize, usize) {
                     "axis words before any motion mode: {line:?}"
                 );
             }
-            _ => continue,
+            _ => {
+                check_other_line(line);
+                continue;
+            }
         }
         match mode {
             Some("G0") => rapids += 1,
@@ -534,6 +539,79 @@ fn check_motion_lines(gcode: &str) -> (usize, usize) {
         assert!(n > 0, "motion line without coordinates: {line:?}");
     }
     (rapids, feeds)
+}
+
+/// A line that is not motion: `%`, one comment, or words a post-processor may write outside
+/// motion (units and modes, tool change and length offset, spindle, pause, end).
+fn check_other_line(line: &str) {
+    if line == "%" {
+        return;
+    }
+    if line.starts_with('(') {
+        assert!(
+            line.ends_with(')') && line.matches(['(', ')']).count() == 2,
+            "bad comment {line:?}"
+        );
+        return;
+    }
+    for w in line.split_whitespace() {
+        let (letter, value) = w.split_at(1);
+        let ok = match letter {
+            "G" => ["21", "90", "94", "17", "40", "80", "49", "64", "43"].contains(&value),
+            "M" => ["0", "2", "3", "5", "6"].contains(&value),
+            "T" | "H" => value.parse::<u32>().is_ok(),
+            "S" | "P" => value
+                .parse::<f64>()
+                .is_ok_and(|v| v.is_finite() && v >= 0.0),
+            _ => false,
+        };
+        assert!(ok, "unexpected word {w:?} in {line:?}");
+    }
+}
+
+/// Tool positions after motion lines: (rapid, [x, y, z]).
+type Moves = Vec<(bool, [f64; 3])>;
+
+/// The tool position after every motion line, per operation, in program order: (operation
+/// name, moves). Positions start once X, Y and Z are all known.
+fn operation_moves(gcode: &str) -> Vec<(String, Moves)> {
+    let mut ops: Vec<(String, Moves)> = Vec::new();
+    let mut pos = [f64::NAN; 3];
+    let mut rapid = true;
+    for line in gcode.lines() {
+        if let Some(name) = line
+            .strip_prefix("(Operation: ")
+            .and_then(|l| l.strip_suffix(')'))
+        {
+            ops.push((name.to_string(), Vec::new()));
+            continue;
+        }
+        if line.starts_with('(') {
+            continue;
+        }
+        let mut moved = false;
+        for w in line.split_whitespace() {
+            match w {
+                "G0" => rapid = true,
+                "G1" => rapid = false,
+                _ => {
+                    let axis = match w.as_bytes()[0] {
+                        b'X' => 0,
+                        b'Y' => 1,
+                        b'Z' => 2,
+                        _ => continue,
+                    };
+                    pos[axis] = w[1..].parse().unwrap();
+                    moved = true;
+                }
+            }
+        }
+        if moved && pos.iter().all(|v| v.is_finite()) {
+            let op = ops.last_mut().expect("motion before the first operation");
+            op.1.push((rapid, pos));
+        }
+    }
+    ops
 }
 
 #[test]
@@ -615,4 +693,520 @@ fn no_arguments_without_a_display_names_the_headless_subcommands() {
         assert!(stderr.contains(sub), "{sub} not named: {stderr}");
     }
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Roughing with a 6 mm end mill, then waterline and raster finishing with a 3 mm ball nose.
+const ROUGH_THEN_FINISH: [&str; 6] = [
+    "--op",
+    "rough,tool=flat:6,stepdown=4,stepover=50%,sampling=0.5,allowance=0.5,t=1",
+    "--op",
+    "waterline,tool=ball:3,stepdown=2,sampling=0.5,t=2",
+    "--op",
+    "raster,tool=ball:3,stepover=1,sampling=0.5,t=2,name=Final raster",
+];
+/// The roughing allowance above.
+const ROUGH_ALLOWANCE: f64 = 0.5;
+/// Stock for it: 3 mm beyond the model's sides, 1 mm above, 0.5 mm below.
+const STOCK_MARGIN: [&str; 2] = ["--stock-margin", "3,1,0.5"];
+
+/// Runs `toolpath` on `model` with `args`, writing `out`; returns stdout.
+fn toolpath(model: &Path, out: &Path, args: &[&str]) -> String {
+    let mut all: Vec<&OsStr> = vec![
+        OsStr::new("toolpath"),
+        model.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ];
+    all.extend(args.iter().map(OsStr::new));
+    succeed(&all)
+}
+
+/// The stock box of `STOCK_MARGIN` around `mesh`: ([xmin, ymin, zmin], [xmax, ymax, zmax]).
+fn margin_stock(mesh: &Mesh) -> ([f64; 3], [f64; 3]) {
+    let b = mesh.bounds();
+    (
+        [b.min.x - 3.0, b.min.y - 3.0, b.min.z - 0.5],
+        [b.max.x + 3.0, b.max.y + 3.0, b.max.z + 1.0],
+    )
+}
+
+/// Every position of `moves` lies in the stock's XY box, not below its bottom and not above
+/// the safe height; cutting moves are not above its top.
+fn check_in_stock(moves: &[(bool, [f64; 3])], (lo, hi): ([f64; 3], [f64; 3]), safe_z: f64) {
+    let tol = 1e-4; // G-code has 4 decimals.
+    for &(rapid, p) in moves {
+        assert!(
+            p[0] >= lo[0] - tol
+                && p[0] <= hi[0] + tol
+                && p[1] >= lo[1] - tol
+                && p[1] <= hi[1] + tol,
+            "{p:?} outside the stock's XY box {lo:?}..{hi:?}"
+        );
+        assert!(
+            p[2] >= lo[2] - tol,
+            "{p:?} below the stock bottom {}",
+            lo[2]
+        );
+        assert!(p[2] <= safe_z + tol, "{p:?} above the safe height {safe_z}");
+        assert!(
+            rapid || p[2] <= hi[2] + tol,
+            "cutting at {p:?}, above the stock"
+        );
+    }
+}
+
+fn find(g: &str, what: &str) -> usize {
+    g.find(what)
+        .unwrap_or_else(|| panic!("no {what:?} in the program"))
+}
+
+/// Where `what` first occurs at or after byte `from`.
+fn find_after(g: &str, from: usize, what: &str) -> usize {
+    from + find(&g[from..], what)
+}
+
+#[test]
+fn toolpath_roughs_then_finishes_in_one_program_with_named_tool_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, mesh) = sphere_model(dir.path());
+    let out = dir.path().join("part.ngc");
+    let mut args = ROUGH_THEN_FINISH.to_vec();
+    args.extend(STOCK_MARGIN);
+    let stdout = toolpath(&model, &out, &args);
+    // Statistics per operation, then the total.
+    for line in [
+        "1. Roughing, T1 flat 6 mm",
+        "2. Waterline finishing, T2 ball 3 mm",
+        "3. Final raster, T2",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in {stdout}");
+    }
+    assert!(
+        stdout.contains("3 operations") && stdout.contains("total: cut"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("estimated machining time"), "{stdout}");
+
+    let g = std::fs::read_to_string(&out).unwrap();
+    // One program: one header, one end.
+    assert!(
+        g.starts_with("%\n") && g.ends_with("M5\nM2\n%\n"),
+        "{}",
+        &g[g.len() - 40..]
+    );
+    assert_eq!(g.matches("G21").count(), 1);
+    assert_eq!(g.lines().filter(|l| *l == "M2").count(), 1);
+    let (rapids, feeds) = check_motion_lines(&g);
+    assert!(
+        rapids > 10 && feeds > 1000,
+        "{rapids} rapid and {feeds} feed lines"
+    );
+
+    // The operations in the order given, each cutting.
+    let ops = operation_moves(&g);
+    let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Roughing", "Waterline finishing", "Final raster"]);
+    for (name, moves) in &ops {
+        assert!(
+            moves.iter().filter(|(rapid, _)| !rapid).count() > 50,
+            "{name} hardly cuts"
+        );
+    }
+    // Two tool changes: the end mill first, the ball nose before the waterline; the raster
+    // goes on with the ball nose.
+    let changes: Vec<&str> = g.lines().filter(|l| l.contains("M6")).collect();
+    assert_eq!(changes, ["T1 M6", "T2 M6"]);
+    let (rough, water, raster) = (
+        find(&g, "(Operation: Roughing)"),
+        find(&g, "(Operation: Waterline finishing)"),
+        find(&g, "(Operation: Final raster)"),
+    );
+    let t1 = find(&g, "(Change to tool 1: flat 6 mm)\nT1 M6\n");
+    let t2 = find(&g, "(Change to tool 2: ball 3 mm)\nT2 M6\n");
+    assert!(rough < t1 && t1 < find_after(&g, rough, "\nG1 "));
+    assert!(water < t2 && t2 < find_after(&g, water, "\nG1 ") && t2 < raster);
+
+    // Roughing stays in the stock, reaches its bottom, and keeps the allowance off the sphere:
+    // the end mill's cylinder (radius 3 from the tip up) stays outside the sphere inscribed
+    // in the mesh grown by the allowance.
+    let stock = margin_stock(&mesh);
+    let safe_z = stock.1[2] + 5.0;
+    let roughing = &ops[0].1;
+    check_in_stock(roughing, stock, safe_z);
+    assert!(
+        roughing
+            .iter()
+            .any(|(rapid, p)| !rapid && (p[2] - stock.0[2]).abs() < 1e-4),
+        "no cut on the stock bottom"
+    );
+    let (inner, _) = sphere_radii(&mesh);
+    for &(_, [x, y, z]) in roughing {
+        let gap = (x.hypot(y) - 3.0).max(0.0);
+        let distance = gap.hypot(z.max(0.0));
+        assert!(
+            distance >= inner + ROUGH_ALLOWANCE - 1e-4,
+            "the end mill at ({x}, {y}, {z}) is {distance} from the centre, inside the \
+             sphere plus allowance ({})",
+            inner + ROUGH_ALLOWANCE
+        );
+    }
+    // Finishing never goes below the stock bottom either, and rapids at the safe height.
+    for (_, moves) in &ops[1..] {
+        assert!(moves.iter().all(|(_, p)| p[2] >= stock.0[2] - 1e-4));
+        let top = moves.iter().map(|(_, p)| p[2]).fold(f64::MIN, f64::max);
+        assert!(
+            (top - safe_z).abs() < 1e-4,
+            "highest Z {top}, safe height {safe_z}"
+        );
+    }
+}
+
+#[test]
+fn toolpath_for_grbl_pauses_for_the_tool_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, mesh) = sphere_model(dir.path());
+    let out = dir.path().join("part.nc");
+    let mut args = ROUGH_THEN_FINISH.to_vec();
+    args.extend(STOCK_MARGIN);
+    args.extend(["--dialect", "grbl"]);
+    toolpath(&model, &out, &args);
+    let g = std::fs::read_to_string(&out).unwrap();
+    check_motion_lines(&g);
+    for word in ["M6", "G43", "G64", "%"] {
+        assert!(!g.contains(word), "GRBL rejects {word}");
+    }
+    // The first tool is loaded before the program starts; one pause, for the ball nose.
+    assert!(find(&g, "(Load tool 1 before starting: flat 6 mm)") < find(&g, "\nG1 "));
+    assert_eq!(
+        g.lines().filter(|l| *l == "M0").count(),
+        1,
+        "one tool change"
+    );
+    let water = find(&g, "(Operation: Waterline finishing)");
+    let stop = find_after(&g, water, "\nM5\n");
+    let named = find_after(&g, water, "(Change to tool 2: ball 3 mm)");
+    let pause = find_after(&g, water, "\nM0\n");
+    let restart = find_after(&g, water, "\nS18000 M3\n");
+    let cut = find_after(&g, water, "\nG1");
+    assert!(
+        stop < named && named < pause && pause < restart && restart < cut,
+        "spindle off, tool named, pause, spindle on, then cut"
+    );
+    assert!(pause < find(&g, "(Operation: Final raster)"));
+    // The tool waits for the swap at the safe height.
+    let safe_z = margin_stock(&mesh).1[2] + 5.0;
+    let before: Vec<_> = operation_moves(&g[..pause])
+        .into_iter()
+        .flat_map(|(_, m)| m)
+        .collect();
+    let at_pause = before.last().unwrap().1;
+    assert!(
+        (at_pause[2] - safe_z).abs() < 1e-4,
+        "paused at {at_pause:?}"
+    );
+}
+
+#[test]
+fn toolpath_several_operations_are_identical_with_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = sphere_model(dir.path());
+    let mut programs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("part-{threads}.ngc"));
+        let mut args = ROUGH_THEN_FINISH.to_vec();
+        args.extend(STOCK_MARGIN);
+        args.extend(["--threads", threads]);
+        let stdout = toolpath(&model, &out, &args);
+        assert!(
+            stdout.contains(&format!("on {threads} threads")),
+            "{stdout}"
+        );
+        programs.push(std::fs::read(&out).unwrap());
+    }
+    assert!(programs[0].len() > 100_000, "{} bytes", programs[0].len());
+    assert!(
+        programs[0] == programs[1],
+        "--threads 1 and --threads 2 programs differ"
+    );
+}
+
+#[test]
+fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, mesh) = sphere_model(dir.path());
+    let b = mesh.bounds();
+
+    // Waterline: every cut at one of the levels, top down by the stepdown to the model's
+    // bottom (the default stock is the model's box).
+    let out = dir.path().join("waterline.ngc");
+    let args = [
+        "--strategy",
+        "waterline",
+        "--tool",
+        "ball:3",
+        "--stepdown",
+        "2",
+        "--sampling",
+        "0.5",
+    ];
+    let stdout = toolpath(&model, &out, &args);
+    assert!(
+        stdout.contains("1. Waterline finishing, T1 ball 3 mm"),
+        "{stdout}"
+    );
+    let g = std::fs::read_to_string(&out).unwrap();
+    check_motion_lines(&g);
+    let ops = operation_moves(&g);
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0].0, "Waterline finishing");
+    let n = ((b.max.z - b.min.z) / 2.0 - 1e-9).ceil() as usize;
+    let levels: Vec<f64> = (1..n)
+        .map(|k| b.max.z - 2.0 * k as f64)
+        .chain([b.min.z])
+        .collect();
+    let mut cut_levels = BTreeSet::new();
+    for &(rapid, p) in &ops[0].1 {
+        if !rapid {
+            let k = levels.iter().position(|z| (p[2] - z).abs() < 1e-4);
+            cut_levels
+                .insert(k.unwrap_or_else(|| panic!("cut at {p:?}, not on a level {levels:?}")));
+        }
+    }
+    assert!(
+        cut_levels.len() + 1 >= levels.len(),
+        "levels cut: {cut_levels:?} of {levels:?}"
+    );
+    assert!(
+        (ops[0].1.iter().map(|m| m.1[2]).fold(f64::MIN, f64::max) - (b.max.z + 5.0)).abs() < 1e-4
+    );
+
+    // Roughing in an explicit stock: inside its box, layers from its top down to its bottom.
+    let out = dir.path().join("rough.ngc");
+    let args = [
+        "--strategy",
+        "rough",
+        "--tool",
+        "flat:6",
+        "--stepdown",
+        "3",
+        "--sampling",
+        "0.5",
+        "--pattern",
+        "zigzag",
+        "--stock",
+        "-14,14,-13,13,-9,12",
+    ];
+    let stdout = toolpath(&model, &out, &args);
+    assert!(stdout.contains("1. Roughing, T1 flat 6 mm"), "{stdout}");
+    let g = std::fs::read_to_string(&out).unwrap();
+    check_motion_lines(&g);
+    let ops = operation_moves(&g);
+    assert_eq!(ops.len(), 1);
+    let stock = ([-14.0, -13.0, -9.0], [14.0, 13.0, 12.0]);
+    check_in_stock(&ops[0].1, stock, 17.0);
+    for z in [9.0, 6.0, -9.0] {
+        assert!(
+            ops[0]
+                .1
+                .iter()
+                .any(|(rapid, p)| !rapid && (p[2] - z).abs() < 1e-4),
+            "no cut on the layer at Z{z}"
+        );
+    }
+
+    // Raster (the default strategy) with stock margins: its floor is the stock bottom, its
+    // rapids 5 mm above the stock top.
+    let out = dir.path().join("raster.ngc");
+    let args = [
+        "--tool",
+        "ball:3",
+        "--stepover",
+        "1.5",
+        "--sampling",
+        "0.5",
+        "--stock-margin",
+        "2,1,1.5",
+    ];
+    toolpath(&model, &out, &args);
+    let g = std::fs::read_to_string(&out).unwrap();
+    check_motion_lines(&g);
+    let moves = &operation_moves(&g)[0].1;
+    let low = moves.iter().map(|m| m.1[2]).fold(f64::MAX, f64::min);
+    let high = moves.iter().map(|m| m.1[2]).fold(f64::MIN, f64::max);
+    assert!((low - (b.min.z - 1.5)).abs() < 1e-4, "lowest Z {low}");
+    assert!(
+        (high - (b.max.z + 1.0 + 5.0)).abs() < 1e-4,
+        "highest Z {high}"
+    );
+}
+
+#[test]
+fn toolpath_bad_operations_name_the_setting_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = sphere_model(dir.path());
+    let model = model.to_str().unwrap();
+    let out = dir.path().join("never.ngc");
+    let out = out.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--op", "rough,tool=flat:6,stepdown=1,speed=3"],
+            &["--op", "\"speed\""],
+        ),
+        (
+            &["--op", "waterline,tool=ball:3,stepover=1"],
+            &["\"stepover\"", "waterline"],
+        ),
+        (
+            &["--op", "rough,tool=flat:6,stepdown=abc"],
+            &["\"stepdown\"", "abc"],
+        ),
+        (
+            &["--op", "rough,tool=flat:6,stepdown"],
+            &["\"stepdown\"", "no value"],
+        ),
+        (
+            &["--op", "rough,tool=flat:6,stepdown=1,stepdown=2"],
+            &["\"stepdown\"", "twice"],
+        ),
+        (
+            &["--op", "rough,tool=cone:6,stepdown=1"],
+            &["\"tool\"", "cone:6"],
+        ),
+        (&["--op", "rough,stepdown=1"], &["tool="]),
+        (&["--op", "raster,tool=ball:3"], &["stepover="]),
+        (&["--op", "mill,tool=ball:3"], &["strategy", "mill"]),
+        (
+            &[
+                "--op",
+                "rough,tool=flat:6,stepdown=1",
+                "--op",
+                "raster,tool=ball:3,stepover=0.3,feed=-5",
+            ],
+            &["\"feed\"", "-5"],
+        ),
+        (
+            &[
+                "--op",
+                "rough,tool=flat:6,stepdown=1,t=1",
+                "--op",
+                "raster,tool=ball:3,stepover=0.3,t=1",
+            ],
+            &["tool number 1", "flat:6", "ball:3"],
+        ),
+        // Planning errors come after the model is read, and name the operation.
+        (
+            &["--op", "rough,tool=flat:6,stepdown=0.0001"],
+            &["--op", "stepdown"],
+        ),
+        // Flags and --op do not mix.
+        (
+            &["--op", "raster,tool=ball:3,stepover=1", "--tool", "ball:3"],
+            &["--tool", "--op"],
+        ),
+        (
+            &["--op", "raster,tool=ball:3,stepover=1", "--stepover", "1"],
+            &["--stepover", "--op"],
+        ),
+        (
+            &[
+                "--op",
+                "raster,tool=ball:3,stepover=1",
+                "--strategy",
+                "raster",
+            ],
+            &["--strategy"],
+        ),
+        // The single-operation flags.
+        (
+            &[
+                "--strategy",
+                "waterline",
+                "--tool",
+                "ball:3",
+                "--stepover",
+                "1",
+            ],
+            &["--stepover", "waterline"],
+        ),
+        (
+            &["--strategy", "rough", "--tool", "flat:6"],
+            &["--stepdown"],
+        ),
+        (&["--tool", "ball:3"], &["--stepover"]),
+        (&["--stepover", "1"], &["--tool"]),
+        (
+            &["--tool", "ball:3", "--stepover", "-1"],
+            &["--stepover", "positive"],
+        ),
+        (
+            &["--tool", "ball:3", "--stepover", "1", "--pattern", "offset"],
+            &["--pattern", "raster"],
+        ),
+        // Stock and heights.
+        (
+            &["--tool", "ball:3", "--stepover", "1", "--stock", "1,2,3"],
+            &["--stock", "XMIN,XMAX"],
+        ),
+        (
+            &[
+                "--tool",
+                "ball:3",
+                "--stepover",
+                "1",
+                "--stock",
+                "0,1,5,2,0,1",
+            ],
+            &["YMIN", "YMAX"],
+        ),
+        (
+            &[
+                "--tool",
+                "ball:3",
+                "--stepover",
+                "1",
+                "--stock-margin",
+                "-1",
+            ],
+            &["--stock-margin"],
+        ),
+        (
+            &[
+                "--tool",
+                "ball:3",
+                "--stepover",
+                "1",
+                "--stock-margin",
+                "1",
+                "--stock",
+                "0,1,0,1,0,1",
+            ],
+            &["--stock-margin", "--stock"],
+        ),
+        (
+            &["--tool", "ball:3", "--stepover", "1", "--safe-z", "5"],
+            &["--safe-z", "stock top"],
+        ),
+        (
+            &[
+                "--strategy",
+                "rough",
+                "--tool",
+                "flat:6",
+                "--stepdown",
+                "1",
+                "--floor",
+                "30",
+            ],
+            &["floor"],
+        ),
+    ];
+    for (args, words) in cases {
+        let mut all = vec!["toolpath", model, "-o", out];
+        all.extend(args.iter());
+        let stderr = fail(&all);
+        for w in *words {
+            assert!(stderr.contains(w), "{args:?}: stderr lacks {w:?}: {stderr}");
+        }
+        assert!(!Path::new(out).exists(), "{args:?} wrote the program");
+    }
 }

@@ -1,0 +1,1070 @@
+//! `millpond toolpath`: one operation described by flags, or several by `--op`, planned through
+//! the same [`Setup`] as the window, computed locally or in the pool, and written as one G-code
+//! program in the order given.
+//!
+//! Flags and `--op` keys fill the same [`OpOptions`], and one function checks which apply to
+//! which strategy and builds the operation, so both forms accept and refuse exactly the same
+//! things.
+
+use super::{AxisArg, DialectArg, Units, format_duration, load_model, threads, write_gcode};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use millpond_core::gcode::{self, Dialect};
+use millpond_core::job::JobOutput;
+use millpond_core::raster::Direction;
+use millpond_core::rough::ClearPattern;
+use millpond_core::setup::{
+    LineAxis, RasterParams, RoughingParams, Setup, Stepover, Stock, Strategy, WaterlineParams,
+};
+use millpond_core::waterline::Milling;
+use millpond_core::{Aabb, Cutter, Feeds, JobContext, Point3, Rect};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// Raster finishing: parallel drop-cutter passes.
+    Raster,
+    /// Waterline finishing: closed contours level by level, for steep walls.
+    Waterline,
+    /// Roughing: clears the stock layer by layer down to the model plus an allowance.
+    Rough,
+}
+
+impl StrategyArg {
+    fn name(self) -> &'static str {
+        match self {
+            StrategyArg::Raster => "raster",
+            StrategyArg::Waterline => "waterline",
+            StrategyArg::Rough => "rough",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    /// Both ways, no lifts.
+    Zigzag,
+    /// Every pass climb-milling (clockwise spindle).
+    Climb,
+    /// Every pass conventional-milling.
+    Conventional,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PatternArg {
+    /// Parallel lines along X, then one pass round the layer's outline.
+    Zigzag,
+    /// Rings parallel to the layer's outline, from the inside out.
+    Offset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MillingArg {
+    /// Material on the tool's right (clockwise spindle).
+    Climb,
+    /// Material on the tool's left.
+    Conventional,
+}
+
+const OP_HELP: &str = "\
+One operation of a multi-operation run, cut in the order given (repeat --op). SPEC is the \
+strategy, then KEY=VALUE pairs separated by commas:
+  raster:    stepover= (required: mm, or percent of the tool diameter such as 10%), sampling=, \
+axis=x|y, direction=zigzag|climb|conventional, merge-tolerance=, margin=, \
+bounds=XMIN:XMAX:YMIN:YMAX, allowance=
+  waterline: stepdown= (default 0.5), sampling=, milling=climb|conventional, allowance=
+  rough:     stepdown= (required), stepover= (default 40%), allowance= (default 0.3), \
+pattern=offset|zigzag, milling=, sampling= (default 0.25), ramp-angle= (degrees, default 3)
+  every one: tool= (required, e.g. tool=flat:6), t= (tool number), feed=, plunge=, spindle=, \
+name=
+Sizes in mm. Operations without t= are numbered by tool: the first tool is 1, the next new one \
+2, and so on. With --op, every operation setting goes into the --op: --strategy, --tool and the \
+other operation flags are refused; --stock, --stock-margin, --floor, --safe-z, --dialect, \
+--threads and --pool apply to the whole run.
+Example: --op rough,tool=flat:6,stepdown=1,stepover=40%,t=1 --op raster,tool=ball:3,stepover=0.3,t=2";
+
+#[derive(Debug, Args)]
+pub struct ToolpathArgs {
+    /// STL model (binary or ASCII).
+    pub model: PathBuf,
+    /// Units the STL is in (every size given here is in mm).
+    #[arg(long, value_enum, default_value = "mm")]
+    pub units: Units,
+    /// Strategy of a single operation [default: raster].
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+    /// Tool: flat:D, ball:D, bull:D:R or vbit:D:ANGLE (mm; ANGLE = included angle, degrees).
+    /// Required unless --op is given.
+    #[arg(long, value_parser = parse_cutter)]
+    pub tool: Option<Cutter>,
+    /// Distance between passes: mm (0.8), or percent of the tool diameter (40%). Required for
+    /// raster; roughing defaults to 40%; waterline has none.
+    #[arg(long, value_parser = parse_stepover, allow_hyphen_values = true)]
+    pub stepover: Option<Stepover>,
+    /// Depth of each level or layer, mm (waterline: default 0.5; rough: required).
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub stepdown: Option<f64>,
+    /// Distance between computed points, mm [default: 0.1; rough: 0.25].
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub sampling: Option<f64>,
+    /// Material left on the model, mm [default: 0; rough: 0.3].
+    #[arg(long, value_parser = parse_non_negative, allow_hyphen_values = true)]
+    pub allowance: Option<f64>,
+    /// Raster: lines run along this axis [default: x].
+    #[arg(long, value_enum)]
+    pub axis: Option<AxisArg>,
+    /// Raster: bounds XMIN,XMAX,YMIN,YMAX in mm [default: the model's box plus --margin].
+    #[arg(long, value_parser = parse_bounds_flag, allow_hyphen_values = true, conflicts_with = "margin")]
+    pub bounds: Option<Rect>,
+    /// Raster: margin around the model's box, mm [default: tool radius + 0.5, so that the
+    /// boundary pass clears the model's sides instead of grazing them].
+    #[arg(long, value_parser = parse_number, allow_hyphen_values = true)]
+    pub margin: Option<f64>,
+    /// Raster: milling direction [default: zigzag].
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+    /// Raster: points are merged while the path stays within this distance of the exact CL
+    /// surface, mm [default: 0.001].
+    #[arg(long, value_parser = parse_non_negative, allow_hyphen_values = true)]
+    pub merge_tolerance: Option<f64>,
+    /// Rough: how each layer is cleared [default: offset].
+    #[arg(long, value_enum)]
+    pub pattern: Option<PatternArg>,
+    /// Waterline and rough: which side of the tool the material is on [default: climb].
+    #[arg(long, value_enum)]
+    pub milling: Option<MillingArg>,
+    /// Rough: entry ramp angle, degrees from horizontal [default: 3].
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub ramp_angle: Option<f64>,
+    /// Cutting feed, mm/min [default: 1000].
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub feed: Option<f64>,
+    /// Plunge feed, mm/min [default: 300].
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub plunge_feed: Option<f64>,
+    /// Spindle speed, rpm [default: 18000].
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub spindle: Option<f64>,
+    /// Tool number for the tool change [default: 1].
+    #[arg(long)]
+    pub tool_number: Option<u32>,
+    #[arg(long = "op", value_name = "SPEC", value_parser = parse_op, long_help = OP_HELP,
+        help = "One operation of several, in order: STRATEGY,KEY=VALUE,... (repeat; --help lists the keys)")]
+    pub ops: Vec<OpSpec>,
+    /// Stock: the model's box plus margins XY[,TOP[,BOTTOM]] in mm (TOP and BOTTOM default to
+    /// 0). Without --stock or --stock-margin the stock is the model's box.
+    #[arg(long, value_parser = parse_stock_margin, allow_hyphen_values = true)]
+    pub stock_margin: Option<Stock>,
+    /// Stock: an explicit box XMIN,XMAX,YMIN,YMAX,ZMIN,ZMAX in mm.
+    #[arg(long, value_parser = parse_stock_box, allow_hyphen_values = true, conflicts_with = "stock_margin")]
+    pub stock: Option<Stock>,
+    /// Lowest tip height in mm [default: the stock bottom].
+    #[arg(long, value_parser = parse_number, allow_hyphen_values = true)]
+    pub floor: Option<f64>,
+    /// Height for rapid moves, mm [default: 5 mm above the stock top].
+    #[arg(long, value_parser = parse_number, allow_hyphen_values = true)]
+    pub safe_z: Option<f64>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// G-code dialect.
+    #[arg(long, value_enum, default_value = "linuxcnc")]
+    pub dialect: DialectArg,
+    /// Output G-code file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Compute in the pool: join the member at HOST:PORT and share the work (each operation
+    /// is its own job).
+    #[arg(long)]
+    pub pool: Option<String>,
+    #[command(flatten)]
+    pub secret: crate::pool::SecretArgs,
+}
+
+// ----- values -----
+
+fn parse_cutter(s: &str) -> Result<Cutter, String> {
+    s.parse::<Cutter>().map_err(|e| e.to_string())
+}
+
+fn parse_stepover(s: &str) -> Result<Stepover, String> {
+    s.parse()
+}
+
+fn parse_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("expected a number, got \"{s}\"")),
+    }
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match parse_number(s) {
+        Ok(v) if v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive number, got \"{s}\"")),
+    }
+}
+
+fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match parse_number(s) {
+        Ok(v) if v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a number, 0 or more, got \"{s}\"")),
+    }
+}
+
+fn parse_tool_number(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("expected a tool number (a whole number, 0 or more), got \"{s}\""))
+}
+
+fn parse_choice<T: ValueEnum>(s: &str) -> Result<T, String> {
+    T::from_str(s.trim(), true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        format!("expected {}, got \"{s}\"", names.join(" or "))
+    })
+}
+
+/// `sep`-separated numbers, exactly `n` of them, all finite.
+fn numbers(s: &str, sep: char, n: usize, what: &str) -> Result<Vec<f64>, String> {
+    let v: Vec<f64> = s
+        .split(sep)
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected {what}, got \"{s}\""))?;
+    if v.len() != n || v.iter().any(|x| !x.is_finite()) {
+        return Err(format!("expected {what}, got \"{s}\""));
+    }
+    Ok(v)
+}
+
+fn bounds(s: &str, sep: char) -> Result<Rect, String> {
+    let what = ["XMIN", "XMAX", "YMIN", "YMAX"].join(&sep.to_string());
+    let v = numbers(s, sep, 4, &format!("{what} (four numbers)"))?;
+    let r = Rect::new(v[0], v[1], v[2], v[3]);
+    if !r.is_valid() {
+        return Err(format!(
+            "bounds must have XMIN ≤ XMAX and YMIN ≤ YMAX, got \"{s}\""
+        ));
+    }
+    Ok(r)
+}
+
+fn parse_bounds_flag(s: &str) -> Result<Rect, String> {
+    bounds(s, ',')
+}
+
+fn parse_stock_margin(s: &str) -> Result<Stock, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected XY[,TOP[,BOTTOM]] (margins in mm), got \"{s}\""))?;
+    if v.is_empty() || v.len() > 3 || v.iter().any(|m| !(m.is_finite() && *m >= 0.0)) {
+        return Err(format!(
+            "expected XY[,TOP[,BOTTOM]]: one to three margins, 0 or more mm, got \"{s}\""
+        ));
+    }
+    let m = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    Ok(Stock::around_model(m(0), m(1), m(2)))
+}
+
+fn parse_stock_box(s: &str) -> Result<Stock, String> {
+    let v = numbers(s, ',', 6, "XMIN,XMAX,YMIN,YMAX,ZMIN,ZMAX (six numbers, mm)")?;
+    for (axis, lo, hi) in [('X', v[0], v[1]), ('Y', v[2], v[3]), ('Z', v[4], v[5])] {
+        if lo >= hi {
+            return Err(format!(
+                "the stock's {axis}MIN must be below its {axis}MAX, got \"{s}\""
+            ));
+        }
+    }
+    Ok(Stock::explicit(Aabb {
+        min: Point3::new(v[0], v[2], v[4]),
+        max: Point3::new(v[1], v[3], v[5]),
+    }))
+}
+
+// ----- one operation's settings, from flags or from an --op -----
+
+/// A setting of an operation: its `--op` key, its flag, and the strategies it applies to
+/// (raster, waterline, rough).
+struct Key {
+    key: &'static str,
+    flag: &'static str,
+    applies: [bool; 3],
+}
+
+const ALL: [bool; 3] = [true, true, true];
+const RASTER: [bool; 3] = [true, false, false];
+
+const KEYS: &[Key] = &[
+    Key {
+        key: "tool",
+        flag: "--tool",
+        applies: ALL,
+    },
+    Key {
+        key: "t",
+        flag: "--tool-number",
+        applies: ALL,
+    },
+    Key {
+        key: "name",
+        flag: "--name",
+        applies: ALL,
+    },
+    Key {
+        key: "feed",
+        flag: "--feed",
+        applies: ALL,
+    },
+    Key {
+        key: "plunge",
+        flag: "--plunge-feed",
+        applies: ALL,
+    },
+    Key {
+        key: "spindle",
+        flag: "--spindle",
+        applies: ALL,
+    },
+    Key {
+        key: "stepover",
+        flag: "--stepover",
+        applies: [true, false, true],
+    },
+    Key {
+        key: "stepdown",
+        flag: "--stepdown",
+        applies: [false, true, true],
+    },
+    Key {
+        key: "sampling",
+        flag: "--sampling",
+        applies: ALL,
+    },
+    Key {
+        key: "allowance",
+        flag: "--allowance",
+        applies: ALL,
+    },
+    Key {
+        key: "axis",
+        flag: "--axis",
+        applies: RASTER,
+    },
+    Key {
+        key: "direction",
+        flag: "--direction",
+        applies: RASTER,
+    },
+    Key {
+        key: "merge-tolerance",
+        flag: "--merge-tolerance",
+        applies: RASTER,
+    },
+    Key {
+        key: "margin",
+        flag: "--margin",
+        applies: RASTER,
+    },
+    Key {
+        key: "bounds",
+        flag: "--bounds",
+        applies: RASTER,
+    },
+    Key {
+        key: "pattern",
+        flag: "--pattern",
+        applies: [false, false, true],
+    },
+    Key {
+        key: "milling",
+        flag: "--milling",
+        applies: [false, true, true],
+    },
+    Key {
+        key: "ramp-angle",
+        flag: "--ramp-angle",
+        applies: [false, false, true],
+    },
+];
+
+fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.key == name)
+}
+
+fn applies(k: &Key, strategy: StrategyArg) -> bool {
+    k.applies[strategy as usize]
+}
+
+/// The `--op` keys a strategy takes, for messages.
+fn keys_of(strategy: StrategyArg) -> String {
+    KEYS.iter()
+        .filter(|k| applies(k, strategy))
+        .map(|k| k.key)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Everything a user may say about one operation; `None` where they said nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpOptions {
+    pub tool: Option<Cutter>,
+    pub tool_number: Option<u32>,
+    pub name: Option<String>,
+    pub feed: Option<f64>,
+    pub plunge_feed: Option<f64>,
+    pub spindle: Option<f64>,
+    pub stepover: Option<Stepover>,
+    pub stepdown: Option<f64>,
+    pub sampling: Option<f64>,
+    pub allowance: Option<f64>,
+    pub axis: Option<AxisArg>,
+    pub direction: Option<DirectionArg>,
+    pub merge_tolerance: Option<f64>,
+    pub margin: Option<f64>,
+    pub bounds: Option<Rect>,
+    pub pattern: Option<PatternArg>,
+    pub milling: Option<MillingArg>,
+    pub ramp_angle: Option<f64>,
+}
+
+impl OpOptions {
+    /// The keys of the settings given.
+    fn given(&self) -> Vec<&'static str> {
+        let set = [
+            ("tool", self.tool.is_some()),
+            ("t", self.tool_number.is_some()),
+            ("name", self.name.is_some()),
+            ("feed", self.feed.is_some()),
+            ("plunge", self.plunge_feed.is_some()),
+            ("spindle", self.spindle.is_some()),
+            ("stepover", self.stepover.is_some()),
+            ("stepdown", self.stepdown.is_some()),
+            ("sampling", self.sampling.is_some()),
+            ("allowance", self.allowance.is_some()),
+            ("axis", self.axis.is_some()),
+            ("direction", self.direction.is_some()),
+            ("merge-tolerance", self.merge_tolerance.is_some()),
+            ("margin", self.margin.is_some()),
+            ("bounds", self.bounds.is_some()),
+            ("pattern", self.pattern.is_some()),
+            ("milling", self.milling.is_some()),
+            ("ramp-angle", self.ramp_angle.is_some()),
+        ];
+        set.into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Sets one `--op` key from its text.
+    fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
+        match key {
+            "tool" => self.tool = Some(parse_cutter(v)?),
+            "t" => self.tool_number = Some(parse_tool_number(v)?),
+            "name" => {
+                if v.trim().is_empty() {
+                    return Err("the name is empty".into());
+                }
+                self.name = Some(v.trim().to_string());
+            }
+            "feed" => self.feed = Some(parse_positive(v)?),
+            "plunge" => self.plunge_feed = Some(parse_positive(v)?),
+            "spindle" => self.spindle = Some(parse_positive(v)?),
+            "stepover" => self.stepover = Some(parse_stepover(v)?),
+            "stepdown" => self.stepdown = Some(parse_positive(v)?),
+            "sampling" => self.sampling = Some(parse_positive(v)?),
+            "allowance" => self.allowance = Some(parse_non_negative(v)?),
+            "axis" => self.axis = Some(parse_choice(v)?),
+            "direction" => self.direction = Some(parse_choice(v)?),
+            "merge-tolerance" => self.merge_tolerance = Some(parse_non_negative(v)?),
+            "margin" => self.margin = Some(parse_number(v)?),
+            "bounds" => self.bounds = Some(bounds(v, ':')?),
+            "pattern" => self.pattern = Some(parse_choice(v)?),
+            "milling" => self.milling = Some(parse_choice(v)?),
+            "ramp-angle" => self.ramp_angle = Some(parse_positive(v)?),
+            _ => return Err(format!("unknown key \"{key}\"")),
+        }
+        Ok(())
+    }
+}
+
+/// How settings are named in messages: as flags or as `--op` keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Flags,
+    Op,
+}
+
+impl Form {
+    fn name(self, key: &str) -> String {
+        match (self, self::key(key)) {
+            (Form::Flags, Some(k)) => k.flag.to_string(),
+            _ => format!("{key}="),
+        }
+    }
+}
+
+/// One operation, ready to plan once the model is loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpDef {
+    pub name: String,
+    pub strategy: Strategy,
+    pub cutter: Cutter,
+    /// As given; [`number_tools`] fills the rest.
+    pub tool_number: Option<u32>,
+    pub feeds: Feeds,
+    /// Where it came from, for messages: `--op "waterline,…"`, or the operation's name when
+    /// it came from flags.
+    pub origin: String,
+}
+
+/// Checks the settings against the strategy and builds the operation: the one place where
+/// defaults and required settings are decided, for flags and `--op` alike.
+fn build(
+    strategy: StrategyArg,
+    o: &OpOptions,
+    form: Form,
+    origin: String,
+) -> Result<OpDef, String> {
+    for k in o.given() {
+        if !key(k).is_some_and(|k| applies(k, strategy)) {
+            return Err(match form {
+                Form::Flags => format!(
+                    "{} does not apply to --strategy {}",
+                    form.name(k),
+                    strategy.name()
+                ),
+                Form::Op => format!(
+                    "key \"{k}\" does not apply to {}; it takes {}",
+                    strategy.name(),
+                    keys_of(strategy)
+                ),
+            });
+        }
+    }
+    let required = |what: &str, example: &str| {
+        format!("{} needs {} ({example})", strategy.name(), form.name(what))
+    };
+    let cutter = o.tool.ok_or_else(|| match form {
+        Form::Flags => {
+            "--tool is required (e.g. --tool ball:3), or describe operations with --op".to_string()
+        }
+        Form::Op => required("tool", "e.g. tool=flat:6"),
+    })?;
+    let strategy_params = match strategy {
+        StrategyArg::Raster => {
+            let d = RasterParams::default();
+            let stepover = o.stepover.ok_or_else(|| {
+                required(
+                    "stepover",
+                    "the distance between passes: mm, or percent of the tool diameter such as 10%",
+                )
+            })?;
+            Strategy::RasterFinishing(RasterParams {
+                stepover: stepover.mm(&cutter),
+                sampling: o.sampling.unwrap_or(d.sampling),
+                axis: o.axis.map_or(d.axis, LineAxis::from),
+                direction: o.direction.map_or(d.direction, Direction::from),
+                merge_tolerance: o.merge_tolerance.unwrap_or(d.merge_tolerance),
+                // --margin is measured from the model's box, the parameter beyond the tool.
+                extra_margin: o.margin.map_or(d.extra_margin, |m| m - cutter.radius()),
+                allowance: o.allowance.unwrap_or(d.allowance),
+                bounds: o.bounds,
+            })
+        }
+        StrategyArg::Waterline => {
+            let d = WaterlineParams::default();
+            Strategy::WaterlineFinishing(WaterlineParams {
+                stepdown: o.stepdown.unwrap_or(d.stepdown),
+                sampling: o.sampling.unwrap_or(d.sampling),
+                milling: o.milling.map_or(d.milling, Milling::from),
+                allowance: o.allowance.unwrap_or(d.allowance),
+            })
+        }
+        StrategyArg::Rough => {
+            let d = RoughingParams::default();
+            let stepdown = o
+                .stepdown
+                .ok_or_else(|| required("stepdown", "the depth of each layer in mm"))?;
+            Strategy::Roughing(RoughingParams {
+                stepdown,
+                stepover: o.stepover.unwrap_or(d.stepover),
+                allowance: o.allowance.unwrap_or(d.allowance),
+                pattern: o.pattern.map_or(d.pattern, ClearPattern::from),
+                milling: o.milling.map_or(d.milling, Milling::from),
+                sampling: o.sampling.unwrap_or(d.sampling),
+                ramp_angle: o.ramp_angle.unwrap_or(d.ramp_angle),
+            })
+        }
+    };
+    if o.margin.is_some() && o.bounds.is_some() {
+        return Err(format!(
+            "give {} or {}, not both",
+            form.name("bounds"),
+            form.name("margin")
+        ));
+    }
+    let d = Feeds::default();
+    let feeds = Feeds {
+        feed: o.feed.unwrap_or(d.feed),
+        plunge_feed: o.plunge_feed.unwrap_or(d.plunge_feed),
+        spindle_rpm: o.spindle.unwrap_or(d.spindle_rpm),
+        ..d
+    };
+    feeds.validate()?;
+    let name = o
+        .name
+        .clone()
+        .unwrap_or_else(|| strategy_params.label().to_string());
+    Ok(OpDef {
+        origin: if origin.is_empty() {
+            name.clone()
+        } else {
+            origin
+        },
+        name,
+        strategy: strategy_params,
+        cutter,
+        tool_number: o.tool_number,
+        feeds,
+    })
+}
+
+/// An `--op` as given: checked and built as it is read, so a bad one stops the run before the
+/// model is even loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpSpec {
+    pub text: String,
+    pub op: OpDef,
+}
+
+fn parse_op(s: &str) -> Result<OpSpec, String> {
+    let mut items = s.split(',').map(str::trim);
+    let first = items.next().unwrap_or_default();
+    let strategy: StrategyArg = parse_choice(first).map_err(|_| {
+        format!("start with the strategy: raster, waterline or rough (got \"{first}\")")
+    })?;
+    let mut o = OpOptions::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for item in items {
+        if item.is_empty() {
+            return Err("an empty item between commas".into());
+        }
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!(
+                "\"{item}\" has no value: write {item}=VALUE ({} takes {})",
+                strategy.name(),
+                keys_of(strategy)
+            ));
+        };
+        let k = k.trim();
+        let Some(known) = key(k) else {
+            return Err(format!(
+                "unknown key \"{k}\": {} takes {}",
+                strategy.name(),
+                keys_of(strategy)
+            ));
+        };
+        if !applies(known, strategy) {
+            return Err(format!(
+                "key \"{k}\" does not apply to {}; it takes {}",
+                strategy.name(),
+                keys_of(strategy)
+            ));
+        }
+        if v.trim().is_empty() {
+            return Err(format!("key \"{k}\" has no value"));
+        }
+        if seen.contains(&known.key) {
+            return Err(format!("key \"{k}\" is given twice"));
+        }
+        seen.push(known.key);
+        o.set(known.key, v)
+            .map_err(|e| format!("key \"{k}\": {e}"))?;
+    }
+    let op = build(strategy, &o, Form::Op, format!("--op \"{s}\""))?;
+    Ok(OpSpec {
+        text: s.to_string(),
+        op,
+    })
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Self {
+        match d {
+            DirectionArg::Zigzag => Direction::Zigzag,
+            DirectionArg::Climb => Direction::Climb,
+            DirectionArg::Conventional => Direction::Conventional,
+        }
+    }
+}
+
+impl From<MillingArg> for Milling {
+    fn from(m: MillingArg) -> Self {
+        match m {
+            MillingArg::Climb => Milling::Climb,
+            MillingArg::Conventional => Milling::Conventional,
+        }
+    }
+}
+
+impl From<PatternArg> for ClearPattern {
+    fn from(p: PatternArg) -> Self {
+        match p {
+            PatternArg::Zigzag => ClearPattern::Zigzag,
+            PatternArg::Offset => ClearPattern::Offset,
+        }
+    }
+}
+
+impl ToolpathArgs {
+    /// The operation settings given as flags.
+    fn flag_options(&self) -> OpOptions {
+        OpOptions {
+            tool: self.tool,
+            tool_number: self.tool_number,
+            name: None,
+            feed: self.feed,
+            plunge_feed: self.plunge_feed,
+            spindle: self.spindle,
+            stepover: self.stepover,
+            stepdown: self.stepdown,
+            sampling: self.sampling,
+            allowance: self.allowance,
+            axis: self.axis,
+            direction: self.direction,
+            merge_tolerance: self.merge_tolerance,
+            margin: self.margin,
+            bounds: self.bounds,
+            pattern: self.pattern,
+            milling: self.milling,
+            ramp_angle: self.ramp_angle,
+        }
+    }
+
+    /// The operations of this run, in order, with their tool numbers.
+    pub fn operations(&self) -> Result<Vec<(OpDef, u32)>> {
+        let flags = self.flag_options();
+        let ops = if self.ops.is_empty() {
+            let strategy = self.strategy.unwrap_or(StrategyArg::Raster);
+            // Messages name the operation itself: the user may not have typed --strategy.
+            vec![build(strategy, &flags, Form::Flags, String::new()).map_err(anyhow::Error::msg)?]
+        } else {
+            let mut given: Vec<String> =
+                flags.given().iter().map(|k| Form::Flags.name(k)).collect();
+            if self.strategy.is_some() {
+                given.insert(0, "--strategy".into());
+            }
+            if let Some(flag) = given.first() {
+                bail!(
+                    "{flag} cannot be combined with --op: with --op, put every operation setting \
+                     in its --op (e.g. --op raster,tool=ball:3,stepover=0.3)"
+                );
+            }
+            self.ops.iter().map(|o| o.op.clone()).collect()
+        };
+        number_tools(ops).map_err(anyhow::Error::msg)
+    }
+
+    fn stock(&self) -> Stock {
+        self.stock
+            .clone()
+            .or_else(|| self.stock_margin.clone())
+            .unwrap_or_else(|| Stock::around_model(0.0, 0.0, 0.0))
+    }
+}
+
+/// Gives every operation a tool number: the one it names, the one an earlier operation with
+/// the same tool got, or the lowest number no other tool uses. One number never means two
+/// different tools: the machine would cut with the wrong one.
+fn number_tools(ops: Vec<OpDef>) -> Result<Vec<(OpDef, u32)>, String> {
+    let mut table: BTreeMap<u32, (Cutter, String)> = BTreeMap::new();
+    for op in &ops {
+        if let Some(n) = op.tool_number {
+            match table.get(&n) {
+                Some((c, origin)) if *c != op.cutter => {
+                    return Err(format!(
+                        "tool number {n} is given to two different tools: {} in {origin} and {} \
+                         in {}",
+                        c, op.cutter, op.origin
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    table.insert(n, (op.cutter, op.origin.clone()));
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let n = match op.tool_number {
+            Some(n) => n,
+            None => match table.iter().find(|(_, (c, _))| *c == op.cutter) {
+                Some((&n, _)) => n,
+                None => {
+                    let n = (1..)
+                        .find(|n| !table.contains_key(n))
+                        .ok_or("no tool number left")?;
+                    table.insert(n, (op.cutter, op.origin.clone()));
+                    n
+                }
+            },
+        };
+        out.push((op, n));
+    }
+    Ok(out)
+}
+
+// ----- the run -----
+
+pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
+    let threads = threads(args.threads)?;
+    let ops = args.operations()?;
+    let loaded = load_model(&args.model, args.units)?;
+    let mut setup = Setup::new(loaded.mesh.hash(), loaded.mesh.bounds(), &args.stock())
+        .map_err(|e| anyhow!("stock: {e}"))?;
+    if let Some(floor) = args.floor {
+        setup = setup
+            .with_floor(floor)
+            .map_err(|e| anyhow!("--floor: {e}"))?;
+    }
+    if let Some(z) = args.safe_z {
+        setup = setup.with_safe_z(z).map_err(|e| anyhow!("--safe-z: {e}"))?;
+    }
+    // Plan every operation before computing any: a bad one fails the run at once.
+    let jobs = ops
+        .iter()
+        .map(|(op, _)| {
+            let spec = setup
+                .plan(&op.strategy, op.cutter)
+                .map_err(|e| anyhow!("{}: {e}", op.origin))?;
+            JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)
+                .with_context(|| op.origin.clone())
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let pool = match &args.pool {
+        Some(address) => Some(crate::pool::join(address, &args.secret, threads)?),
+        None => None,
+    };
+    let mut toolpaths = Vec::with_capacity(jobs.len());
+    let t_all = Instant::now();
+    for (ctx, (op, _)) in jobs.iter().zip(&ops) {
+        let t0 = Instant::now();
+        let output = match &pool {
+            Some(pool) => pool
+                .submit(ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone())?
+                .wait(|_| {})?,
+            None => super::run(ctx, threads)?,
+        };
+        let JobOutput::Toolpath(tp) = output else {
+            bail!("internal error: {} produced no toolpath", op.origin);
+        };
+        toolpaths.push((tp, t0.elapsed().as_secs_f64()));
+    }
+    let compute_s = t_all.elapsed().as_secs_f64();
+    if let Some(pool) = pool {
+        pool.shutdown();
+    }
+
+    let dialect = match args.dialect {
+        DialectArg::Linuxcnc => Dialect::LinuxCnc,
+        DialectArg::Grbl => Dialect::Grbl,
+    };
+    let program: Vec<gcode::Operation<'_>> = ops
+        .iter()
+        .zip(&toolpaths)
+        .map(|((op, number), (tp, _))| gcode::Operation {
+            name: &op.name,
+            tool_number: *number,
+            cutter: op.cutter,
+            feeds: op.feeds,
+            safe_z: setup.safe_z,
+            toolpath: tp,
+        })
+        .collect();
+    let title = args
+        .model
+        .file_name()
+        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    write_gcode(&args.output, dialect, &title, &program)?;
+
+    let (mut moves, mut retracts) = (0, 0);
+    let (mut cut, mut plunge, mut rapid, mut time) = (0.0, 0.0, 0.0, 0.0);
+    for (k, (p, (tp, seconds))) in program.iter().zip(&toolpaths).enumerate() {
+        let s = tp.stats(&p.feeds);
+        println!(
+            "{}. {}, T{} {}: {} moves ({} retracts) in {seconds:.2} s; cut {:.1} mm, plunge {:.1} mm, \
+             rapid {:.1} mm, machining time {}",
+            k + 1,
+            p.name,
+            p.tool_number,
+            gcode::describe_tool(&p.cutter),
+            s.moves,
+            s.retracts,
+            s.cut_length,
+            s.plunge_length,
+            s.rapid_length,
+            format_duration(s.machining_time_s)
+        );
+        moves += s.moves;
+        retracts += s.retracts;
+        cut += s.cut_length;
+        plunge += s.plunge_length;
+        rapid += s.rapid_length;
+        time += s.machining_time_s;
+    }
+    println!(
+        "{}: {} triangles, {} operation{}, {moves} moves ({retracts} retracts) in {compute_s:.2} s \
+         on {threads} threads",
+        args.output.display(),
+        loaded.mesh.len(),
+        program.len(),
+        if program.len() == 1 { "" } else { "s" },
+    );
+    println!(
+        "total: cut {cut:.1} mm, plunge {plunge:.1} mm, rapid {rapid:.1} mm, estimated machining \
+         time {}",
+        format_duration(time)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(s: &str) -> Result<OpDef, String> {
+        parse_op(s).map(|o| o.op)
+    }
+
+    #[test]
+    fn op_specs_read_every_strategy() {
+        let r = op("rough,tool=flat:6,stepdown=1,stepover=40%,allowance=0.3,t=1,pattern=zigzag")
+            .unwrap();
+        assert_eq!(r.cutter, Cutter::Flat { diameter: 6.0 });
+        assert_eq!(r.tool_number, Some(1));
+        assert_eq!(r.name, "Roughing");
+        let Strategy::Roughing(p) = r.strategy else {
+            panic!("{r:?}")
+        };
+        assert_eq!(p.stepover, Stepover::Percent(40.0));
+        assert_eq!((p.stepdown, p.allowance), (1.0, 0.3));
+        assert_eq!(p.pattern, ClearPattern::Zigzag);
+        assert_eq!(p.sampling, RoughingParams::default().sampling);
+
+        let w = op("waterline, tool=ball:3, milling=conventional, name=Walls").unwrap();
+        assert_eq!(w.name, "Walls");
+        let Strategy::WaterlineFinishing(p) = w.strategy else {
+            panic!()
+        };
+        assert_eq!(p.milling, Milling::Conventional);
+        assert_eq!(p.stepdown, WaterlineParams::default().stepdown);
+
+        // Raster: percent of the diameter becomes millimetres; bounds use colons.
+        let f = op("raster,tool=ball:3,stepover=10%,axis=y,bounds=-1:2:-3:4,feed=800").unwrap();
+        let Strategy::RasterFinishing(p) = f.strategy else {
+            panic!()
+        };
+        assert!((p.stepover - 0.3).abs() < 1e-15);
+        assert_eq!(p.axis, LineAxis::Y);
+        assert_eq!(p.bounds, Some(Rect::new(-1.0, 2.0, -3.0, 4.0)));
+        assert_eq!(f.feeds.feed, 800.0);
+        assert_eq!(f.feeds.plunge_feed, Feeds::default().plunge_feed);
+    }
+
+    #[test]
+    fn bad_op_specs_name_the_key() {
+        for (spec, words) in [
+            ("", &["strategy"][..]),
+            ("drill,tool=flat:3", &["strategy", "drill"]),
+            (
+                "rough,tool=flat:6,stepdown=1,speed=3",
+                &["\"speed\"", "stepdown"],
+            ),
+            (
+                "waterline,tool=ball:3,stepover=1",
+                &["\"stepover\"", "waterline"],
+            ),
+            (
+                "rough,tool=flat:6,stepdown",
+                &["\"stepdown\"", "stepdown=VALUE"],
+            ),
+            ("rough,tool=flat:6,stepdown=", &["\"stepdown\"", "no value"]),
+            ("rough,tool=flat:6,stepdown=abc", &["\"stepdown\"", "abc"]),
+            (
+                "rough,tool=flat:6,stepdown=-2",
+                &["\"stepdown\"", "positive"],
+            ),
+            (
+                "rough,tool=flat:6,stepdown=1,stepdown=2",
+                &["\"stepdown\"", "twice"],
+            ),
+            ("rough,tool=cone:6,stepdown=1", &["\"tool\"", "cone:6"]),
+            ("rough,stepdown=1", &["tool="]),
+            ("rough,tool=flat:6", &["stepdown="]),
+            ("raster,tool=ball:3", &["stepover="]),
+            (
+                "raster,tool=ball:3,stepover=0.3,pattern=offset",
+                &["\"pattern\""],
+            ),
+            (
+                "rough,tool=flat:6,stepdown=1,pattern=spiral",
+                &["\"pattern\"", "spiral"],
+            ),
+            ("rough,tool=flat:6,stepdown=1,t=-1", &["\"t\""]),
+            ("rough,tool=flat:6,stepdown=1,,t=1", &["empty"]),
+            (
+                "raster,tool=ball:3,stepover=1,margin=1,bounds=0:1:0:1",
+                &["bounds=", "margin="],
+            ),
+        ] {
+            let e = op(spec).expect_err(spec);
+            for w in words {
+                assert!(e.contains(w), "{spec:?}: {e:?} lacks {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tool_numbers_follow_the_tools() {
+        let ops = |specs: &[&str]| {
+            number_tools(specs.iter().map(|s| op(s).unwrap()).collect())
+                .map(|v| v.into_iter().map(|(_, n)| n).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            ops(&[
+                "rough,tool=flat:6,stepdown=1",
+                "waterline,tool=ball:3",
+                "raster,tool=ball:3,stepover=0.3",
+                "rough,tool=flat:3,stepdown=1",
+            ]),
+            Ok(vec![1, 2, 2, 3])
+        );
+        // Given numbers are kept and skipped when numbering the others.
+        assert_eq!(
+            ops(&[
+                "rough,tool=flat:6,stepdown=1",
+                "waterline,tool=ball:3,t=1",
+                "raster,tool=ball:3,stepover=0.3",
+            ]),
+            Ok(vec![2, 1, 1])
+        );
+        let e = ops(&[
+            "rough,tool=flat:6,stepdown=1,t=4",
+            "waterline,tool=ball:3,t=4",
+        ])
+        .unwrap_err();
+        assert!(e.contains("tool number 4") && e.contains("ball:3"), "{e}");
+    }
+}
