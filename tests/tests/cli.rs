@@ -1026,11 +1026,15 @@ fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
         "0.5",
         "--stock-margin",
         "2,1,1.5",
+        "--name",
+        "Final pass",
     ];
     toolpath(&model, &out, &args);
     let g = std::fs::read_to_string(&out).unwrap();
     check_motion_lines(&g);
-    let moves = &operation_moves(&g)[0].1;
+    let ops = operation_moves(&g);
+    assert_eq!(ops[0].0, "Final pass");
+    let moves = &ops[0].1;
     let low = moves.iter().map(|m| m.1[2]).fold(f64::MAX, f64::min);
     let high = moves.iter().map(|m| m.1[2]).fold(f64::MIN, f64::max);
     assert!((low - (b.min.z - 1.5)).abs() < 1e-4, "lowest Z {low}");
@@ -1115,6 +1119,10 @@ fn toolpath_bad_operations_name_the_setting_and_write_nothing() {
                 "raster",
             ],
             &["--strategy"],
+        ),
+        (
+            &["--op", "raster,tool=ball:3,stepover=1", "--name", "x"],
+            &["--name", "--op"],
         ),
         // The single-operation flags.
         (

@@ -150,6 +150,9 @@ pub struct ToolpathArgs {
     /// Tool number for the tool change [default: 1].
     #[arg(long)]
     pub tool_number: Option<u32>,
+    /// Name of the operation in the program's comments [default: the strategy's name].
+    #[arg(long, value_parser = parse_name)]
+    pub name: Option<String>,
     #[arg(long = "op", value_name = "SPEC", value_parser = parse_op, long_help = OP_HELP,
         help = "One operation of several, in order: STRATEGY,KEY=VALUE,... (repeat; --help lists the keys)")]
     pub ops: Vec<OpSpec>,
@@ -211,6 +214,13 @@ fn parse_non_negative(s: &str) -> Result<f64, String> {
     match parse_number(s) {
         Ok(v) if v >= 0.0 => Ok(v),
         _ => Err(format!("expected a number, 0 or more, got \"{s}\"")),
+    }
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("the name is empty".into()),
+        name => Ok(name.to_string()),
     }
 }
 
@@ -401,6 +411,7 @@ fn key(name: &str) -> Option<&'static Key> {
 }
 
 fn applies(k: &Key, strategy: StrategyArg) -> bool {
+    // `applies` lists raster, waterline, rough: the order of `StrategyArg`.
     k.applies[strategy as usize]
 }
 
@@ -470,12 +481,7 @@ impl OpOptions {
         match key {
             "tool" => self.tool = Some(parse_cutter(v)?),
             "t" => self.tool_number = Some(parse_tool_number(v)?),
-            "name" => {
-                if v.trim().is_empty() {
-                    return Err("the name is empty".into());
-                }
-                self.name = Some(v.trim().to_string());
-            }
+            "name" => self.name = Some(parse_name(v)?),
             "feed" => self.feed = Some(parse_positive(v)?),
             "plunge" => self.plunge_feed = Some(parse_positive(v)?),
             "spindle" => self.spindle = Some(parse_positive(v)?),
@@ -732,7 +738,7 @@ impl ToolpathArgs {
         OpOptions {
             tool: self.tool,
             tool_number: self.tool_number,
-            name: None,
+            name: self.name.clone(),
             feed: self.feed,
             plunge_feed: self.plunge_feed,
             spindle: self.spindle,
