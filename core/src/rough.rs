@@ -20,6 +20,7 @@ use i_overlay::core::overlay_rule::OverlayRule;
 use i_overlay::float::single::SingleFloatOverlay;
 use i_overlay::mesh::float::outline::offset::OutlineOffset;
 use i_overlay::mesh::float::style::{LineJoin, OutlineStyle};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 type Ring = Vec<[f64; 2]>;
@@ -111,13 +112,82 @@ fn clear_area(stock: &Aabb, level: &Level, spacing: f64, flat_radius: f64) -> Sh
     shrink(&area, margin)
 }
 
+/// How far the clearing passes may stray from the exact offsets, mm. Polygon offsets multiply
+/// vertices (the contours carry a point every fiber crossing and the round joins add more);
+/// thinning them to this tolerance keeps the polygon work and the G-code small. Every shrink
+/// goes this much further in first, so a thinned outline is never nearer the model than the
+/// exact one.
+const TOLERANCE: f64 = 0.002;
+
+/// The area shrunk by `by`, its outlines thinned (see `TOLERANCE`).
 fn shrink(area: &Shapes, by: f64) -> Shapes {
     if area.is_empty() {
         return Vec::new();
     }
-    // Round joins with chords no longer than a tenth of the offset radius... of at most 0.1 mm.
-    let style = OutlineStyle::new(-by).line_join(LineJoin::Round(0.1));
-    area.outline(&style)
+    // Round joins, chords a tenth of the offset radius long.
+    let style = OutlineStyle::new(-(by + TOLERANCE)).line_join(LineJoin::Round(0.1));
+    let mut out: Shapes = area.outline(&style);
+    for shape in &mut out {
+        for ring in shape.iter_mut() {
+            *ring = thinned(ring, TOLERANCE);
+        }
+        shape.retain(|r| r.len() >= 3);
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// A closed ring with the points dropped that lie within `tol` of the chord joining the kept
+/// points around them (Douglas–Peucker, split at the point farthest from the first). Written
+/// here rather than taken from `geo` for one function.
+fn thinned(ring: &Ring, tol: f64) -> Ring {
+    let n = ring.len();
+    if n < 4 {
+        return ring.clone();
+    }
+    let dist2 = |p: [f64; 2], a: [f64; 2], b: [f64; 2]| {
+        let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+        let (px, py) = (p[0] - a[0], p[1] - a[1]);
+        let len2 = dx * dx + dy * dy;
+        let t = if len2 > 0.0 {
+            ((px * dx + py * dy) / len2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let (ex, ey) = (px - t * dx, py - t * dy);
+        ex * ex + ey * ey
+    };
+    let far = (1..n)
+        .max_by(|&i, &j| {
+            let d = |k: usize| dist2(ring[k], ring[0], ring[0]);
+            d(i).total_cmp(&d(j)).then(j.cmp(&i))
+        })
+        .unwrap_or(n / 2);
+    let mut keep = vec![false; n + 1];
+    keep[0] = true;
+    keep[far] = true;
+    keep[n] = true;
+    let at = |k: usize| ring[k % n];
+    let mut stack = vec![(0, far), (far, n)];
+    while let Some((a, b)) = stack.pop() {
+        if b <= a + 1 {
+            continue;
+        }
+        let (mut worst, mut at_worst) = (-1.0, a);
+        for k in a + 1..b {
+            let d = dist2(at(k), at(a), at(b));
+            if d > worst {
+                worst = d;
+                at_worst = k;
+            }
+        }
+        if worst > tol * tol {
+            keep[at_worst] = true;
+            stack.push((a, at_worst));
+            stack.push((at_worst, b));
+        }
+    }
+    (0..n).filter(|&k| keep[k]).map(|k| ring[k]).collect()
 }
 
 /// Everything one layer cuts, as paths in cutting order; closed paths repeat their first
@@ -232,16 +302,24 @@ pub fn toolpath(ctx: &JobContext, spec: &RoughSpec, levels: &[Level]) -> Toolpat
         start: Point3::new(spec.stock.min.x, spec.stock.min.y, spec.safe_z),
         moves: Vec::new(),
     };
+    // Layers are independent until they are linked: their polygon work runs in parallel,
+    // each layer on its own, so the result does not depend on the thread count.
+    let layers: Vec<(Shapes, Vec<Ring>)> = levels
+        .par_iter()
+        .map(|level| {
+            let area = clear_area(&spec.stock, level, spacing, flat_radius);
+            let paths = layer_paths(&area, spec);
+            (area, paths)
+        })
+        .collect();
     let mut started = false;
     let mut above = spec.stock.max.z;
-    for level in levels {
+    for (level, (area, paths)) in levels.iter().zip(&layers) {
         let z = level.z;
-        let area = clear_area(&spec.stock, level, spacing, flat_radius);
-        let paths = layer_paths(&area, spec);
         for path in paths.iter().filter(|p| p.len() >= 2) {
             let here = tp.end();
             let at_depth = started && here.z == z;
-            if at_depth && inside_area(&area, [here.x, here.y], path[0]) {
+            if at_depth && inside_area(area, [here.x, here.y], path[0]) {
                 tp.push(MoveKind::Cut, Point3::new(path[0][0], path[0][1], z));
             } else {
                 // Down through the air above this layer (cleared by the layer above, or above
@@ -327,5 +405,61 @@ fn ramp(tp: &mut Toolpath, path: &[[f64; 2]], from_z: f64, z: f64, slope: f64) {
     let s = Point3::new(path[0][0], path[0][1], z);
     if tp.end() != s {
         tp.push(MoveKind::Cut, s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment_dist(p: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
+        let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+        let len2 = dx * dx + dy * dy;
+        let t = if len2 > 0.0 {
+            (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        ((p[0] - a[0] - t * dx).powi(2) + (p[1] - a[1] - t * dy).powi(2)).sqrt()
+    }
+
+    /// A wobbly ring of fine chords thins to few points, every dropped point within the
+    /// tolerance of the thinned ring, and the corners of a square survive.
+    #[test]
+    fn thinning_keeps_the_ring_within_tolerance() {
+        let n = 5000;
+        let ring: Ring = (0..n)
+            .map(|k| {
+                let a = k as f64 / n as f64 * std::f64::consts::TAU;
+                let r = 20.0 + 0.3 * (7.0 * a).sin() + 0.0005 * (400.0 * a).sin();
+                [r * a.cos(), r * a.sin()]
+            })
+            .collect();
+        let tol = 0.002;
+        let thin = thinned(&ring, tol);
+        assert!(thin.len() < n / 5, "{} of {n} points kept", thin.len());
+        for p in &ring {
+            let d = (0..thin.len())
+                .map(|k| segment_dist(*p, thin[k], thin[(k + 1) % thin.len()]))
+                .fold(f64::INFINITY, f64::min);
+            assert!(d <= tol + 1e-12, "a point is {d} mm from the thinned ring");
+        }
+        let square: Ring = (0..400)
+            .map(|k| {
+                let t = (k % 100) as f64 / 100.0 * 10.0;
+                match k / 100 {
+                    0 => [t, 0.0],
+                    1 => [10.0, t],
+                    2 => [10.0 - t, 10.0],
+                    _ => [0.0, 10.0 - t],
+                }
+            })
+            .collect();
+        let mut thin = thinned(&square, tol);
+        thin.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+        assert_eq!(
+            thin,
+            vec![[0.0, 0.0], [0.0, 10.0], [10.0, 0.0], [10.0, 10.0]]
+        );
     }
 }

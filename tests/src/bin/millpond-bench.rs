@@ -413,18 +413,42 @@ fn pool(quick: bool) -> Result<()> {
 }
 
 /// Waterline contours of the 200k-triangle sphere (radius 50 mm), 3 mm ball, 20 levels through
-/// the whole sphere, 0.05 mm fibers; three runs per thread count, median and best.
+/// the whole sphere, 0.05 mm fibers; then roughing of the same sphere with a 6 mm flat end mill,
+/// 1 mm stepdown. Three runs per thread count, median and best.
 fn waterline(quick: bool) -> Result<()> {
-    use millpond_core::waterline::ContourSpec;
+    use millpond_core::job::JobOutput;
+    use millpond_core::rough::{ClearPattern, RoughSpec};
+    use millpond_core::waterline::{self, ContourSpec, Milling};
     let mesh = Arc::new(Mesh::from_triangles(
         Model::Sphere200k.triangles(),
         "sphere-200k",
     )?);
     let index = Arc::new(TriangleIndex::new(&mesh));
+    let bounds = mesh.bounds();
+    // Three runs per thread count: (median s, best s) and the last output.
+    let time = |spec: JobSpec| -> Result<Vec<(usize, f64, f64, JobOutput)>> {
+        let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
+        let mut rows = Vec::new();
+        for threads in [1, 2] {
+            let mut times = Vec::new();
+            let mut last = None;
+            for _ in 0..3 {
+                let t0 = Instant::now();
+                let results = run_local(&ctx, threads, &CancelToken::new(), &|_, _| {})?;
+                last = Some(ctx.finish(results)?);
+                times.push(t0.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            rows.push((threads, times[1], times[0], last.context("no run")?));
+        }
+        Ok(rows)
+    };
+
     let cutter: Cutter = "ball:3".parse()?;
     let sampling = if quick { 0.5 } else { 0.05 };
     let levels: Vec<f64> = (0..20).map(|k| 47.5 - 5.0 * k as f64).collect();
-    let grid = ContourSpec::grid_around(mesh.bounds().xy(), cutter.radius(), sampling)?;
+    let grid = ContourSpec::grid_around(bounds.xy(), cutter.radius(), sampling)?;
+    let points = grid.points();
     let spec = JobSpec {
         mesh: mesh.hash(),
         cutter,
@@ -434,39 +458,69 @@ fn waterline(quick: bool) -> Result<()> {
             allowance: 0.0,
         }),
     };
-    let ctx = JobContext::new(mesh.clone(), index, spec)?;
-    println!("\n### Waterline contours (`millpond-bench --waterline-only`)\n");
+    println!("\n### Waterline contours and roughing (`millpond-bench --waterline-only`)\n");
     println!(
         "sphere-200k ({} triangles, radius 50 mm), ball:3, 20 levels from z = 47.5 to -47.5, \
-         fibers every {sampling} mm ({} grid points); three runs, median and best.\n",
+         fibers every {sampling} mm ({points} grid points); three runs, median and best.\n",
         mesh.len(),
-        ctx.spec().grid().points()
     );
     println!("| threads | loops | contour points | median s | best s |");
     println!("|---:|---:|---:|---:|---:|");
-    for threads in [1, 2] {
-        let mut times = Vec::new();
-        let mut counts = (0, 0);
-        for _ in 0..3 {
-            let t0 = Instant::now();
-            let results = run_local(&ctx, threads, &CancelToken::new(), &|_, _| {})?;
-            let out = ctx.finish(results)?;
-            times.push(t0.elapsed().as_secs_f64());
-            if let millpond_core::job::JobOutput::Contours(levels) = out {
-                counts = (
-                    levels.iter().map(|l| l.contours.len()).sum::<usize>(),
-                    levels
-                        .iter()
-                        .flat_map(|l| &l.contours)
-                        .map(|c| c.points.len())
-                        .sum::<usize>(),
-                );
-            }
-        }
-        times.sort_by(f64::total_cmp);
+    for (threads, median, best, out) in time(spec)? {
+        let JobOutput::Contours(levels) = out else {
+            bail!("a contour job gave no contours");
+        };
+        let loops = levels.iter().map(|l| l.contours.len()).sum::<usize>();
+        let points: usize = levels
+            .iter()
+            .flat_map(|l| &l.contours)
+            .map(|c| c.points.len())
+            .sum();
+        println!("| {threads} | {loops} | {points} | {median:.2} | {best:.2} |");
+    }
+
+    // Roughing: stock = the sphere's box plus 2 mm around and 1 mm on top, layers every 1 mm
+    // from the stock top to its bottom, offset rings 40 % of the diameter apart, 0.3 mm left.
+    let cutter: Cutter = "flat:6".parse()?;
+    let sampling = if quick { 0.5 } else { 0.1 };
+    let mut stock = bounds;
+    stock.min = Point3::new(stock.min.x - 2.0, stock.min.y - 2.0, stock.min.z);
+    stock.max = Point3::new(stock.max.x + 2.0, stock.max.y + 2.0, stock.max.z + 1.0);
+    let allowance = 0.3;
+    let levels = waterline::levels_down(stock.max.z, stock.min.z, 1.0)?;
+    let layers = levels.len();
+    let spec = JobSpec {
+        mesh: mesh.hash(),
+        cutter,
+        operation: Operation::Rough(RoughSpec {
+            contours: ContourSpec {
+                grid: ContourSpec::grid_around(bounds.xy(), cutter.radius() + allowance, sampling)?,
+                levels,
+                allowance,
+            },
+            stock,
+            stepover: 0.4 * cutter.diameter(),
+            pattern: ClearPattern::Offset,
+            milling: Milling::Climb,
+            safe_z: stock.max.z + 5.0,
+            ramp_angle: 3.0,
+        }),
+    };
+    println!(
+        "\nRoughing the same sphere: flat:6, stepdown 1 mm ({layers} layers), offset rings \
+         2.4 mm apart, 0.3 mm allowance, fibers every {sampling} mm; three runs, median and best.\n"
+    );
+    println!("| threads | moves | cut length m | median s | best s |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (threads, median, best, out) in time(spec)? {
+        let JobOutput::Toolpath(tp) = out else {
+            bail!("a roughing job gave no toolpath");
+        };
+        let stats = tp.stats(&millpond_core::Feeds::default());
         println!(
-            "| {threads} | {} | {} | {:.2} | {:.2} |",
-            counts.0, counts.1, times[1], times[0]
+            "| {threads} | {} | {:.1} | {median:.2} | {best:.2} |",
+            stats.moves,
+            stats.cut_length / 1e3
         );
     }
     Ok(())
