@@ -513,7 +513,7 @@ fn interval_end(mut lo: f64, mut flo: f64, f1: f64, tol: f64, f: &dyn Fn(f64) ->
     while hi - lo > tol {
         steps += 1;
         // Past a few steps every other one bisects, so it is never much slower than bisection.
-        let secant = steps < 8 || steps % 2 == 0;
+        let secant = steps < 8 || steps.is_multiple_of(2);
         let t = if secant && fhi.is_finite() && flo.is_finite() && flo > fhi {
             (lo * fhi - hi * flo) / (fhi - flo)
         } else {
