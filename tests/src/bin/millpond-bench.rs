@@ -417,8 +417,8 @@ fn pool(quick: bool) -> Result<()> {
 /// 1 mm stepdown. Three runs per thread count, median and best.
 fn waterline(quick: bool) -> Result<()> {
     use millpond_core::job::JobOutput;
-    use millpond_core::rough::{ClearPattern, RoughSpec};
-    use millpond_core::waterline::{self, ContourSpec, Milling};
+    use millpond_core::setup::{RoughingParams, Setup, Stock, Strategy};
+    use millpond_core::waterline::ContourSpec;
     let mesh = Arc::new(Mesh::from_triangles(
         Model::Sphere200k.triangles(),
         "sphere-200k",
@@ -479,36 +479,25 @@ fn waterline(quick: bool) -> Result<()> {
         println!("| {threads} | {loops} | {points} | {median:.2} | {best:.2} |");
     }
 
-    // Roughing: stock = the sphere's box plus 2 mm around and 1 mm on top, layers every 1 mm
-    // from the stock top to its bottom, offset rings 40 % of the diameter apart, 0.3 mm left.
+    // Roughing as the app plans it: the default roughing operation (offset rings 40 % of the
+    // diameter apart, 0.3 mm allowance, outlines traced on 0.25 mm fibers) with a 1 mm
+    // stepdown, in the default stock (the sphere's box plus 2 mm around and 1 mm on top).
     let cutter: Cutter = "flat:6".parse()?;
-    let sampling = if quick { 0.5 } else { 0.1 };
-    let mut stock = bounds;
-    stock.min = Point3::new(stock.min.x - 2.0, stock.min.y - 2.0, stock.min.z);
-    stock.max = Point3::new(stock.max.x + 2.0, stock.max.y + 2.0, stock.max.z + 1.0);
-    let allowance = 0.3;
-    let levels = waterline::levels_down(stock.max.z, stock.min.z, 1.0)?;
-    let layers = levels.len();
-    let spec = JobSpec {
-        mesh: mesh.hash(),
-        cutter,
-        operation: Operation::Rough(RoughSpec {
-            contours: ContourSpec {
-                grid: ContourSpec::grid_around(bounds.xy(), cutter.radius() + allowance, sampling)?,
-                levels,
-                allowance,
-            },
-            stock,
-            stepover: 0.4 * cutter.diameter(),
-            pattern: ClearPattern::Offset,
-            milling: Milling::Climb,
-            safe_z: stock.max.z + 5.0,
-            ramp_angle: 3.0,
-        }),
+    let params = RoughingParams {
+        stepdown: 1.0,
+        ..RoughingParams::default()
+    };
+    let setup = Setup::new(mesh.hash(), bounds, &Stock::default())?;
+    let spec = setup.plan(&Strategy::Roughing(params), cutter)?;
+    let layers = match &spec.operation {
+        Operation::Rough(r) => r.contours.levels.len(),
+        _ => bail!("roughing planned as something else"),
     };
     println!(
-        "\nRoughing the same sphere: flat:6, stepdown 1 mm ({layers} layers), offset rings \
-         2.4 mm apart, 0.3 mm allowance, fibers every {sampling} mm; three runs, median and best.\n"
+        "\nRoughing the same sphere: flat:6, stepdown 1 mm ({layers} layers), otherwise the \
+         app's default roughing (offset rings 2.4 mm apart, 0.3 mm allowance, outlines on \
+         {} mm fibers) and stock; three runs, median and best.\n",
+        params.sampling
     );
     println!("| threads | moves | cut length m | median s | best s |");
     println!("|---:|---:|---:|---:|---:|");
