@@ -1,5 +1,6 @@
-//! Waterline contours: analytic shapes against closed-form offsets, exactness along fibers,
-//! no-gouge, nesting, thin features, broken meshes, and determinism across thread counts.
+//! Waterline contours: analytic shapes (sphere, box, cylinder, dome with a hole) against
+//! closed-form offsets, exactness along fibers, no-gouge, nesting, thin features, broken
+//! meshes, and determinism across thread counts.
 
 use millpond_core::geom::{Point3, Triangle};
 use millpond_core::job::{JobOutput, Operation};
@@ -208,6 +209,105 @@ fn box_with_every_cutter_is_the_rounded_rectangle() {
         }
         check_exact(&m, cutter, &levels, 0.25, 0.0);
     }
+}
+
+/// A cylinder of radius `rc` and height `h` on z = 0, as a prism with `n` sides (vertices on
+/// the circle), closed by fans at the top and bottom.
+fn cylinder(rc: f64, h: f64, n: usize) -> Vec<Triangle> {
+    let v = |k: usize, z: f64| {
+        let a = (k % n) as f64 / n as f64 * std::f64::consts::TAU;
+        Point3::new(rc * a.cos(), rc * a.sin(), z)
+    };
+    let (top, bottom) = (Point3::new(0.0, 0.0, h), Point3::new(0.0, 0.0, 0.0));
+    let mut t = Vec::new();
+    for k in 0..n {
+        t.push(Triangle::new(v(k, 0.0), v(k + 1, 0.0), v(k + 1, h)));
+        t.push(Triangle::new(v(k, 0.0), v(k + 1, h), v(k, h)));
+        t.push(Triangle::new(top, v(k, h), v(k + 1, h)));
+        t.push(Triangle::new(bottom, v(k + 1, 0.0), v(k, 0.0)));
+    }
+    t
+}
+
+/// Distance from `p` to the boundary of the convex polygon `poly` (counter-clockwise), and
+/// whether `p` is outside it.
+fn polygon_distance(poly: &[[f64; 2]], p: [f64; 2]) -> (f64, bool) {
+    let mut d = f64::INFINITY;
+    let mut outside = false;
+    for k in 0..poly.len() {
+        let (a, b) = (poly[k], poly[(k + 1) % poly.len()]);
+        let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
+        let (px, py) = (p[0] - a[0], p[1] - a[1]);
+        outside |= ex * py - ey * px < 0.0;
+        let t = ((px * ex + py * ey) / (ex * ex + ey * ey)).clamp(0.0, 1.0);
+        d = d.min(((px - t * ex).powi(2) + (py - t * ey).powi(2)).sqrt());
+    }
+    (d, outside)
+}
+
+#[test]
+fn cylinder_with_every_cutter_is_the_offset_polygon() {
+    let (rc, h, n) = (8.0, 10.0, 96);
+    let m = model(cylinder(rc, h, n));
+    let poly: Vec<[f64; 2]> = (0..n)
+        .map(|k| {
+            let a = k as f64 / n as f64 * std::f64::consts::TAU;
+            [rc * a.cos(), rc * a.sin()]
+        })
+        .collect();
+    let sampling = 0.2;
+    for cutter in [
+        Cutter::Flat { diameter: 3.0 },
+        Cutter::Ball { diameter: 3.0 },
+        Cutter::Bull {
+            diameter: 3.0,
+            corner_radius: 0.5,
+        },
+        Cutter::VBit {
+            diameter: 3.0,
+            included_angle: 90.0,
+        },
+    ] {
+        let r = cutter.radius();
+        // Well below the rim every cutter's widest circle reaches the wall: the loop is the
+        // prism's outline grown by r (rounded at its corners), one counter-clockwise loop.
+        let levels = contours(&m, cutter, &[5.0, 2.0], sampling, 0.0);
+        for level in &levels {
+            assert_eq!(level.contours.len(), 1, "{cutter}: z {}", level.z);
+            let c = &level.contours[0];
+            assert!(!c.hole, "{cutter}: the outline is not a hole");
+            let expected = std::f64::consts::TAU * (rc + r);
+            assert!(
+                c.points.len() as f64 > 2.0 * expected / sampling,
+                "{cutter}: {} points round a {expected:.1} mm loop",
+                c.points.len()
+            );
+            for p in &c.points {
+                let (d, outside) = polygon_distance(&poly, *p);
+                assert!(
+                    outside && (d - r).abs() < 1e-9,
+                    "{cutter} z {}: {p:?} is {d} from the cylinder, not {r}",
+                    level.z
+                );
+            }
+        }
+        check_exact(&m, cutter, &levels, sampling, 0.0);
+    }
+    // Near the top a ball reaches the top edge with a narrower circle: its tip d below the
+    // rim, the ball's section at the rim has radius sqrt(r² - (r - d)²).
+    let ball = Cutter::Ball { diameter: 3.0 };
+    let d = 0.5;
+    let levels = contours(&m, ball, &[h - d], sampling, 0.0);
+    let reach = (1.5f64.powi(2) - (1.5 - d).powi(2)).sqrt();
+    assert_eq!(levels[0].contours.len(), 1);
+    for p in &levels[0].contours[0].points {
+        let (dist, outside) = polygon_distance(&poly, *p);
+        assert!(
+            outside && (dist - reach).abs() < 1e-9,
+            "ball {d} mm below the rim: {p:?} is {dist} from the rim, not {reach}"
+        );
+    }
+    check_exact(&m, ball, &levels, sampling, 0.0);
 }
 
 #[test]
