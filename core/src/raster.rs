@@ -77,8 +77,9 @@ const REFINE_SAG: f64 = 0.01;
 const REFINE_DEPTH: u32 = 6;
 
 /// Most points a raster line may hold per grid point once refined; results from the pool are
-/// checked against it.
-pub const MAX_POINTS_PER_SAMPLE: usize = 70;
+/// checked against it. Between two samples refinement makes at most `2^REFINE_DEPTH` leaf
+/// segments, each adding at most three points (a stair: up, across, down).
+pub const MAX_POINTS_PER_SAMPLE: usize = 3 << REFINE_DEPTH;
 
 /// The CL profile of line `j` as (along, z) points in grid order: the grid samples, plus
 /// extra points where a straight move between two samples would cut into the part.

@@ -615,3 +615,50 @@ fn results_are_validated() {
     assert!(matches!(s.validate(), Err(JobError::Cutter(_))));
     assert!(JobContext::new(mesh.clone(), index.clone(), s).is_err());
 }
+
+/// A comb of thin walls narrower than the sampling, cut by a tool that fits between them: the
+/// refined line holds far more points than grid samples (a stair per wall), and the result
+/// must still pass the validation every result goes through (`finish` checks local results
+/// the same way as the pool's).
+#[test]
+fn a_comb_of_walls_finer_than_the_sampling_is_a_valid_result() {
+    let mut tris = Vec::new();
+    // Walls 5 µm thick every 1/64 of the 2 mm sampling, of uneven heights, and a 10 µm end
+    // mill that fits between them: every bisection midpoint down to 1/64 of the sampling
+    // falls on a wall off the chord, and every last one in a gap, so each of the 64 pieces
+    // of an interval becomes a stair.
+    for k in 0..=512 {
+        let x = k as f64 * 0.03125;
+        tris.extend(models::box_solid(
+            Point3::new(x - 0.0025, 0.0, 0.0),
+            Point3::new(x + 0.0025, 1.0, 1.0 + 0.1 * ((k * k + 3 * k) % 11) as f64),
+        ));
+    }
+    let (mesh, index) = context(tris, "comb");
+    let grid = Grid {
+        axis: Axis::X,
+        bounds: Rect::new(0.0, 16.0, 0.5, 0.5),
+        step: 1.0,
+        sampling: 2.0,
+    };
+    let mut spec = raster_spec(&mesh, "flat:0.01", grid, Direction::Zigzag);
+    if let Operation::Raster(r) = &mut spec.operation {
+        r.floor = -0.5;
+    }
+    let ctx = JobContext::new(mesh, index, spec).unwrap();
+    let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
+    let points: usize = results
+        .iter()
+        .map(|r| match &r.data {
+            ChunkData::Polylines(p) => p.iter().map(Vec::len).sum(),
+            _ => 0,
+        })
+        .sum();
+    // 9 samples on the line: more than the 70 points per sample the check once allowed.
+    assert!(
+        points > 9 * 70,
+        "only {points} points: the comb was not resolved"
+    );
+    let out = ctx.finish(results).unwrap();
+    assert!(matches!(out, JobOutput::Toolpath(_)));
+}
