@@ -663,6 +663,52 @@ impl WaterlineSpec {
 /// Lead-in length, as a fraction of the tool radius, capped at 1 mm.
 const LEAD_IN: f64 = 0.5;
 
+/// A loop (region on its left) with the points dropped that a straight move may pass on the
+/// outside, at most `tol` from each: the move then runs between the model and nothing, never
+/// nearer the model than the points it skips, and leaves at most `tol` of extra material.
+/// Fiber crossings come every sampling step even along straight walls; this keeps the program
+/// short. The first point always stays (the loop's seam).
+fn merged_outward(points: &[[f64; 2]], tol: f64) -> Vec<[f64; 2]> {
+    /// Longest run of points one move may replace, bounding the work per point.
+    const SPAN: usize = 64;
+    let n = points.len();
+    if n < 4 {
+        return points.to_vec();
+    }
+    let outside_of = |a: [f64; 2], c: [f64; 2], p: [f64; 2]| {
+        let (dx, dy) = (c[0] - a[0], c[1] - a[1]);
+        let len = (dx * dx + dy * dy).sqrt();
+        if len == 0.0 {
+            return false;
+        }
+        // Signed distance of p from the move, positive on the left (the region's side).
+        let d = (dx * (p[1] - a[1]) - dy * (p[0] - a[0])) / len;
+        let t = (dx * (p[0] - a[0]) + dy * (p[1] - a[1])) / (len * len);
+        // Contour points are exact to CROSSING_TOLERANCE: points in line may land that far
+        // either side.
+        (-CROSSING_TOLERANCE..=tol).contains(&d) && (0.0..=1.0).contains(&t)
+    };
+    let mut out = vec![points[0]];
+    let mut a = 0;
+    while a < n {
+        let mut b = a + 1;
+        while b < n && b - a < SPAN {
+            let c = b + 1;
+            let (pa, pc) = (points[a], points[c % n]);
+            if (a + 1..c).all(|k| outside_of(pa, pc, points[k])) {
+                b = c;
+            } else {
+                break;
+            }
+        }
+        if b < n {
+            out.push(points[b]);
+        }
+        a = b;
+    }
+    out
+}
+
 /// Turns contours into a waterline finishing toolpath: each level's loops in nearest-first
 /// order, each started at its point nearest the tool, entered by a short straight lead-in from
 /// outside the region (the plunge is in the clear, never into the model), run once round
@@ -685,7 +731,7 @@ pub fn toolpath(
             .contours
             .iter()
             .map(|c| {
-                let mut p = c.points.clone();
+                let mut p = merged_outward(&c.points, crate::raster::DEFAULT_MERGE_TOLERANCE);
                 // As found, the region is on the left: conventional. Climb goes the other way.
                 if spec.milling == Milling::Climb {
                     p.reverse();
@@ -769,4 +815,78 @@ pub fn toolpath(
         );
     }
     tp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn circle(n: usize, r: f64, ccw: bool) -> Vec<[f64; 2]> {
+        (0..n)
+            .map(|k| {
+                let a = k as f64 / n as f64 * std::f64::consts::TAU;
+                let a = if ccw { a } else { -a };
+                [r * a.cos(), r * a.sin()]
+            })
+            .collect()
+    }
+
+    /// Signed distance of `p` from the move a→c, positive on the left.
+    fn left_of(a: [f64; 2], c: [f64; 2], p: [f64; 2]) -> f64 {
+        let (dx, dy) = (c[0] - a[0], c[1] - a[1]);
+        (dx * (p[1] - a[1]) - dy * (p[0] - a[0])) / (dx * dx + dy * dy).sqrt()
+    }
+
+    #[test]
+    fn merging_only_ever_passes_points_on_the_outside() {
+        let tol = 0.001;
+        // A square outline, a point every 0.1 mm.
+        let mut square = Vec::new();
+        for side in 0..4 {
+            for k in 0..100 {
+                let t = k as f64 * 0.1;
+                square.push(match side {
+                    0 => [t, 0.0],
+                    1 => [10.0, t],
+                    2 => [10.0 - t, 10.0],
+                    _ => [0.0, 10.0 - t],
+                });
+            }
+        }
+        // Only its corners are needed, and a point every 64 (the longest run one move
+        // replaces).
+        let m = merged_outward(&square, tol);
+        for corner in [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]] {
+            assert!(m.contains(&corner), "{corner:?} dropped");
+        }
+        assert!(m.len() <= 4 * 2, "{} points kept: {m:?}", m.len());
+        // Round an island (counter-clockwise, the model inside): a chord would cut into it,
+        // so every point stays.
+        let island = circle(2000, 10.0, true);
+        assert_eq!(merged_outward(&island, tol), island);
+        // Round a pocket (clockwise, the model outside): chords pass on the open side, each
+        // skipping only points within the tolerance.
+        let pocket = circle(2000, 10.0, false);
+        let m = merged_outward(&pocket, tol);
+        assert!(
+            m.len() < pocket.len() / 2,
+            "{} of {} kept",
+            m.len(),
+            pocket.len()
+        );
+        let mut k = 0;
+        for w in 0..m.len() {
+            let (a, c) = (m[w], m[(w + 1) % m.len()]);
+            assert_eq!(pocket[k], a);
+            k += 1;
+            while k < pocket.len() && pocket[k] != c {
+                let d = left_of(a, c, pocket[k]);
+                assert!(
+                    (0.0..=tol).contains(&d),
+                    "skipped point {d} mm from the move"
+                );
+                k += 1;
+            }
+        }
+    }
 }
