@@ -114,6 +114,40 @@ fn units_and_placement_rebuild_the_mesh_from_the_original() {
     let m = t.app().model.as_ref().unwrap();
     assert_eq!(m.units, Units::Inches);
     assert_eq!(m.triangles(), 1280);
+    // Mirror across X: the box flips to the other side of X0, and the triangles' winding
+    // flips with it, so the sphere's volume stays positive (normals outward).
+    let before = m.bounds();
+    t.app_mut().place(Placement::Mirror(Axis3::X));
+    assert!(t.run_until(Duration::from_secs(10), |a| {
+        a.model.as_ref().is_some_and(|m| m.placement.len() == 3)
+    }));
+    let m = t.app().model.as_ref().unwrap();
+    let b = m.bounds();
+    assert!((b.min.x + before.max.x).abs() < 1e-9 && (b.max.x + before.min.x).abs() < 1e-9);
+    let volume: f64 = m
+        .mesh
+        .triangles()
+        .iter()
+        .map(|t| {
+            let [a, b, c] = t.v;
+            a.x * (b.y * c.z - b.z * c.y) - a.y * (b.x * c.z - b.z * c.x)
+                + a.z * (b.x * c.y - b.y * c.x)
+        })
+        .sum::<f64>()
+        / 6.0;
+    assert!(
+        volume > 0.0,
+        "mirrored mesh turned inside out: volume {volume}"
+    );
+    // Center XY: the box's middle on X0 Y0, its bottom on Z0.
+    t.harness.get_by_label("Center XY").click();
+    t.harness.run_ok();
+    assert!(t.run_until(Duration::from_secs(10), |a| {
+        a.model.as_ref().is_some_and(|m| m.placement.len() == 4)
+    }));
+    let b = t.app().model.as_ref().unwrap().bounds();
+    assert!((b.min.x + b.max.x).abs() < 1e-9 && (b.min.y + b.max.y).abs() < 1e-9);
+    assert!(b.min.z.abs() < 1e-9, "{b:?}");
 }
 
 #[test]
