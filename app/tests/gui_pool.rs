@@ -5,6 +5,7 @@ mod gui_support;
 
 use egui_kittest::kittest::Queryable;
 use gui_support::{TestApp, app, app_in};
+use millpond::gui::operations::Strategy;
 use millpond::gui::preferences::{self, PoolState, Preferences};
 use millpond_net::{Pool, PoolConfig, Secret};
 use std::time::Duration;
@@ -143,6 +144,81 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
         "{}",
         t.app().pool.state().describe()
     );
+}
+
+#[test]
+fn statistics_list_a_helpers_workers_after_this_computers() {
+    let mut t = loopback_app();
+    // Seconds of work, so the helper takes part.
+    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
+        p.stepover = 0.1;
+    }
+    t.app_mut().set_server_mode(true);
+    assert!(t.run_until(Duration::from_secs(20), |a| matches!(
+        a.pool.state(),
+        PoolState::Running(_)
+    )));
+    let addr = t.app().pool.pool().unwrap().local_addr().unwrap();
+    // Another member with two workers, dialling this one with the same secret.
+    let mut cfg = PoolConfig::new(Secret::new("correct horse battery", "test").unwrap());
+    cfg.remotes = vec![addr.to_string()];
+    cfg.workers = 2;
+    cfg.name = "helper".into();
+    let helper = Pool::start(cfg).unwrap();
+    t.harness.get_by_label("Statistics").click();
+    assert!(
+        t.run_until(Duration::from_secs(20), |a| a
+            .pool_stats
+            .as_ref()
+            .is_some_and(|s| s.hosts.iter().any(|h| h.name == "helper"))),
+        "{:?}",
+        t.app().pool_stats
+    );
+    let op = t.app().operations.list[0].id;
+    t.harness.get_by_label("Generate").click();
+    assert!(
+        t.run_until(Duration::from_secs(120), |a| a.toolpath(op).is_some()),
+        "{}",
+        t.texts()
+    );
+    let total = u64::from(t.app().compute.finished.last().unwrap().chunks_total);
+    // The helper's workers are listed after this computer's, adding up to the chunks its
+    // link delivered, with their compute time as busy time.
+    let helper_chunks = |a: &millpond::gui::app::MillpondApp| {
+        a.stats
+            .hosts
+            .iter()
+            .find(|h| h.name == "helper")
+            .map_or(0, |h| h.chunks_done)
+    };
+    assert!(
+        t.run_until(Duration::from_secs(3), |a| {
+            let mine: u64 = a.stats.workers.iter().map(|w| w.chunks_done).sum();
+            let theirs: u64 = a.stats.remote_workers.iter().map(|w| w.chunks_done).sum();
+            mine + helper_chunks(a) >= total && theirs == helper_chunks(a)
+        }),
+        "job of {total} chunks: {:?} {:?}",
+        t.app().stats.hosts,
+        t.app().stats.remote_workers
+    );
+    t.harness.run_ok();
+    let remote = t.app().stats.remote_workers.clone();
+    eprintln!("{total} chunks: helper workers {remote:?}");
+    assert!(helper_chunks(t.app()) > 0, "the helper computed nothing");
+    assert_eq!(remote.len(), 2, "{remote:?}");
+    assert!(remote.iter().all(|w| w.host == "helper" && w.hops == 1));
+    assert_eq!(
+        remote.iter().map(|w| w.worker).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(remote.iter().map(|w| w.compute_s).sum::<f64>() > 0.0);
+    assert!(t.has_text("helper"), "{}", t.texts());
+    assert!(
+        t.has_text("Workers on this computer and other hosts"),
+        "{}",
+        t.texts()
+    );
+    helper.shutdown();
 }
 
 #[test]

@@ -40,6 +40,8 @@ const TICK: Duration = Duration::from_millis(50);
 const GOSSIP_EVERY: Duration = Duration::from_secs(2);
 /// Time allowed for a newcomer to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most (node, worker slot) pairs whose received results are counted; later ones are not.
+const MAX_REMOTE_WORKERS: usize = 4096;
 
 /// What the loop reacts to.
 pub enum Event {
@@ -62,6 +64,8 @@ pub enum Event {
         chunk: u32,
         compute_s: f32,
         transfer_s: f64,
+        /// Who computed it (node, worker slot), as the header says.
+        by: Option<(NodeId, u32)>,
         result: Box<ChunkResult>,
     },
     MeshArrived {
@@ -326,6 +330,11 @@ pub struct Node {
     /// Chunks computed here since start, every job, per worker slot (a chunk runs on a
     /// blocking task; the slot is which of the `workers` places it took).
     worker_slots: Vec<WorkerStats>,
+    /// Results received from links since start, per computing node and worker slot, as
+    /// their headers attribute them (at most `MAX_REMOTE_WORKERS` pairs).
+    remote_workers: BTreeMap<NodeId, BTreeMap<u32, WorkerStats>>,
+    /// Through which link's peer each computing node's results last came.
+    remote_via: HashMap<NodeId, NodeId>,
     meshes: HashMap<MeshHash, CachedMesh>,
     /// Meshes being fetched or indexed, and links waiting for them.
     mesh_pending: HashMap<MeshHash, Vec<LinkId>>,
@@ -369,6 +378,8 @@ impl Node {
             next_seq: 1,
             busy: 0,
             worker_slots: vec![WorkerStats::default(); workers],
+            remote_workers: BTreeMap::new(),
+            remote_via: HashMap::new(),
             meshes: HashMap::new(),
             mesh_pending: HashMap::new(),
             members: HashMap::new(),
@@ -435,8 +446,9 @@ impl Node {
                 chunk,
                 compute_s,
                 transfer_s,
+                by,
                 result,
-            } => self.on_remote_result(link, job, chunk, compute_s, transfer_s, *result),
+            } => self.on_remote_result(link, job, chunk, compute_s, transfer_s, by, *result),
             Event::MeshArrived { link, mesh } => self.on_mesh_arrived(link, *mesh),
             Event::MeshReady { hash, mesh, index } => self.on_mesh_ready(hash, mesh, index),
             Event::Computed {
@@ -461,7 +473,8 @@ impl Node {
                     }
                 }
                 if let Some(r) = result {
-                    self.on_result(job, chunk, *r, None, seconds);
+                    let by = Some((self.s.id, worker as u32));
+                    self.on_result(job, chunk, *r, None, seconds, by);
                 }
             }
             Event::RemoteFailed {
@@ -942,6 +955,7 @@ impl Node {
         Some(j)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_remote_result(
         &mut self,
         link: LinkId,
@@ -949,6 +963,7 @@ impl Node {
         chunk: u32,
         compute_s: f32,
         transfer_s: f64,
+        by: Option<(NodeId, u32)>,
         result: ChunkResult,
     ) {
         let Some(j) = self.jobs.get_mut(&job) else {
@@ -981,11 +996,34 @@ impl Node {
             l.chunks_done += 1;
             l.compute_s += f64::from(compute_s);
             l.transfer_s += transfer_s;
+            // Per computing worker, counted where the link's count is (statistics only: a
+            // claim of being this node is ignored, and the pairs counted are bounded).
+            if let Some((node, worker)) = by
+                && node != self.s.id
+            {
+                let pairs: usize = self.remote_workers.values().map(|w| w.len()).sum();
+                let known = self
+                    .remote_workers
+                    .get(&node)
+                    .is_some_and(|w| w.contains_key(&worker));
+                if known || pairs < MAX_REMOTE_WORKERS {
+                    let w = self
+                        .remote_workers
+                        .entry(node)
+                        .or_default()
+                        .entry(worker)
+                        .or_default();
+                    w.chunks_done += 1;
+                    w.compute_s += f64::from(compute_s);
+                    self.remote_via.insert(node, l.peer);
+                }
+            }
         }
-        self.on_result(job, chunk, result, Some(link), f64::from(compute_s));
+        self.on_result(job, chunk, result, Some(link), f64::from(compute_s), by);
     }
 
-    /// A result computed here (`from` None) or received from a child.
+    /// A result computed here (`from` None) or received from a child; `by` is who computed
+    /// it (node, worker slot), passed on unchanged when the result goes up to the parent.
     fn on_result(
         &mut self,
         id: JobId,
@@ -993,6 +1031,7 @@ impl Node {
         result: ChunkResult,
         from: Option<LinkId>,
         seconds: f64,
+        by: Option<(NodeId, u32)>,
     ) {
         let Some(j) = self.jobs.get_mut(&id) else {
             return;
@@ -1007,7 +1046,7 @@ impl Node {
                 };
                 let conn = l.conn.clone();
                 tokio::spawn(async move {
-                    let _ = send_result(&conn, id, chunk, seconds as f32, &result).await;
+                    let _ = send_result(&conn, id, chunk, seconds as f32, by, &result).await;
                 });
             }
             None => {
@@ -1234,6 +1273,22 @@ impl Node {
         }
     }
 
+    /// What `node`'s workers computed of the results received here: entry `i` is worker
+    /// slot `i`, as many entries as it has `workers` or as slots were seen, whichever is
+    /// more (empty if none of its results came here). Nobody says which remote worker is
+    /// busy, so `busy` stays false.
+    fn remote_worker_stats(&self, node: NodeId, workers: u32) -> Vec<WorkerStats> {
+        let Some(slots) = self.remote_workers.get(&node) else {
+            return Vec::new();
+        };
+        let seen = slots.keys().next_back().map_or(0, |&w| w as usize + 1);
+        let mut out = vec![WorkerStats::default(); seen.max(workers as usize)];
+        for (&w, st) in slots {
+            out[w as usize] = st.clone();
+        }
+        out
+    }
+
     /// Refreshes the statistics snapshot the API hands out.
     fn publish(&self) {
         let chunks_here: u64 = self.worker_slots.iter().map(|w| w.chunks_done).sum();
@@ -1289,7 +1344,7 @@ impl Node {
                 last_heard_s: l.last_heard.elapsed().as_secs_f64(),
                 meshes_in: l.meshes_in,
                 meshes_out: l.meshes_out,
-                worker_stats: Vec::new(),
+                worker_stats: self.remote_worker_stats(l.peer, l.workers),
             });
         }
         let linked: HashSet<NodeId> = self.links.values().map(|l| l.peer).collect();
@@ -1320,7 +1375,39 @@ impl Node {
                 last_heard_s: m.heard.elapsed().as_secs_f64(),
                 meshes_in: 0,
                 meshes_out: 0,
-                worker_stats: Vec::new(),
+                worker_stats: self.remote_worker_stats(*id, m.workers),
+            });
+        }
+        // Nodes whose results arrived here but that are neither linked nor known by gossip
+        // (gossip not yet heard, or forgotten): a row of their own, named by id, one link
+        // beyond the peer their results came through.
+        for (id, slots) in &self.remote_workers {
+            if linked.contains(id) || self.members.contains_key(id) {
+                continue;
+            }
+            let via_hops = self
+                .remote_via
+                .get(id)
+                .and_then(|p| self.members.get(p))
+                .map_or(1, |m| m.hops);
+            hosts.push(HostStats {
+                node: id.0,
+                name: format!("node {:016x}", id.0),
+                address: None,
+                hops: via_hops.saturating_add(1),
+                workers: slots.len() as u32,
+                load: 0,
+                state: HostState::Idle,
+                chunks_done: 0,
+                avg_compute_s: 0.0,
+                avg_transfer_s: 0.0,
+                bytes_in: 0,
+                bytes_out: 0,
+                rtt_ms: 0.0,
+                last_heard_s: 0.0,
+                meshes_in: 0,
+                meshes_out: 0,
+                worker_stats: self.remote_worker_stats(*id, 0),
             });
         }
         let jobs = self
@@ -1527,7 +1614,9 @@ async fn read_bulk(
     };
     let header = wire::decode_bulk_header(&body).map_err(|e| e.to_string())?;
     let size = match &header {
-        BulkHeader::Result { size, .. } | BulkHeader::Mesh { size, .. } => *size,
+        BulkHeader::Result { size, .. }
+        | BulkHeader::ComputedResult { size, .. }
+        | BulkHeader::Mesh { size, .. } => *size,
     };
     // Read exactly `size` bytes in pieces, hashing as they arrive; never allocate more than
     // was announced (and the announcement was checked against its limit).
@@ -1554,8 +1643,19 @@ async fn read_bulk(
         return Err("bulk stream longer than announced".into());
     }
     let digest = *hasher.finalize().as_bytes();
+    let by = match &header {
+        BulkHeader::ComputedResult { node, worker, .. } => Some((*node, *worker)),
+        _ => None,
+    };
     match header {
         BulkHeader::Result {
+            job,
+            chunk,
+            compute_s,
+            hash,
+            ..
+        }
+        | BulkHeader::ComputedResult {
             job,
             chunk,
             compute_s,
@@ -1573,6 +1673,7 @@ async fn read_bulk(
                 chunk,
                 compute_s,
                 transfer_s: start.elapsed().as_secs_f64(),
+                by,
                 result: Box::new(result),
             });
         }
@@ -1615,15 +1716,30 @@ async fn send_result(
     job: JobId,
     chunk: u32,
     compute_s: f32,
+    by: Option<(NodeId, u32)>,
     result: &ChunkResult,
 ) -> Result<(), String> {
     let bytes = postcard::to_stdvec(result).map_err(|e| e.to_string())?;
-    let header = BulkHeader::Result {
-        job,
-        chunk,
-        compute_s,
-        size: bytes.len() as u64,
-        hash: *blake3::hash(&bytes).as_bytes(),
+    let size = bytes.len() as u64;
+    let hash = *blake3::hash(&bytes).as_bytes();
+    let header = match by {
+        Some((node, worker)) => BulkHeader::ComputedResult {
+            job,
+            chunk,
+            compute_s,
+            size,
+            hash,
+            node,
+            worker,
+        },
+        // A result that came up without attribution goes on without it.
+        None => BulkHeader::Result {
+            job,
+            chunk,
+            compute_s,
+            size,
+            hash,
+        },
     };
     send_bulk(conn, &header, &bytes).await
 }

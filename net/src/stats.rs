@@ -48,12 +48,17 @@ pub struct HostStats {
     /// Meshes received over / sent down this link.
     pub meshes_in: u64,
     pub meshes_out: u64,
-    /// This host's worker threads, one entry each (hops 0 only: the wire carries no
-    /// per-worker figures from other hosts, only their worker count).
+    /// Worker threads, entry `i` being worker slot `i`. For this host (hops 0): what each
+    /// computed, every job. For other hosts: what each computed of the results received
+    /// here (each result's header says which node and worker slot computed it; relays pass
+    /// that on), listing as many entries as the host has workers or as slots were seen;
+    /// empty if none of its results came here. A node whose results arrived but which is
+    /// neither linked nor known by gossip gets a row of its own named by its id. `busy` is
+    /// known for this host only.
     pub worker_stats: Vec<WorkerStats>,
 }
 
-/// One worker thread of this host: what it has done since the pool started.
+/// One worker thread: what it has done since the pool started.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerStats {
     /// Computing a chunk right now.
@@ -196,5 +201,95 @@ mod tests {
         for w in &me.worker_stats {
             assert!(w.chunks_done == 0 || w.avg_compute_s() > 0.0, "{w:?}");
         }
+    }
+
+    fn sphere_job(step: f64) -> (Mesh, TriangleIndex, JobSpec) {
+        let sphere = models::geodesic_sphere(Point3::new(0.0, 0.0, 10.0), 10.0, 8);
+        let mesh = Mesh::from_triangles(sphere, "sphere").unwrap();
+        let index = TriangleIndex::new(&mesh);
+        let spec = JobSpec {
+            mesh: mesh.hash(),
+            cutter: Cutter::Ball { diameter: 3.0 },
+            operation: Operation::Drop(DropSpec {
+                grid: Grid {
+                    axis: Axis::X,
+                    bounds: Rect::new(-12.0, 12.0, -12.0, 12.0),
+                    step,
+                    sampling: 0.05,
+                },
+                floor: 0.0,
+            }),
+        };
+        (mesh, index, spec)
+    }
+
+    #[test]
+    fn the_owner_reports_a_helpers_chunks_per_helper_worker() {
+        let (mesh, index, spec) = sphere_job(0.01);
+        let chunks = u64::from(spec.chunk_count());
+        let secret = Secret::new("a test secret", "test").unwrap();
+        let mut cfg = PoolConfig::new(secret.clone());
+        cfg.listen = Some("127.0.0.1:0".parse().unwrap());
+        cfg.workers = 1;
+        cfg.name = "owner".into();
+        let owner = Pool::start(cfg).unwrap();
+        let port = owner.local_addr().unwrap().port();
+        let mut cfg = PoolConfig::new(secret);
+        cfg.remotes = vec![format!("127.0.0.1:{port}")];
+        cfg.workers = 2;
+        cfg.name = "helper".into();
+        let helper = Pool::start(cfg).unwrap();
+        let helper_id = helper.id().0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !owner.stats().hosts.iter().any(|h| h.node == helper_id) {
+            assert!(
+                Instant::now() < deadline,
+                "never linked: {:?}",
+                owner.stats()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = owner
+            .submit(Arc::new(mesh), Arc::new(index), spec)
+            .unwrap()
+            .wait(|_| {})
+            .unwrap();
+        drop(out);
+        // The snapshot is refreshed every 50 ms.
+        std::thread::sleep(Duration::from_millis(200));
+        let stats = owner.stats();
+        helper.shutdown();
+        owner.shutdown();
+        let me = stats.hosts.iter().find(|h| h.hops == 0).unwrap();
+        let h = stats
+            .hosts
+            .iter()
+            .find(|h| h.node == helper_id)
+            .unwrap_or_else(|| panic!("no helper row: {stats:?}"));
+        eprintln!(
+            "{chunks} chunks: owner {} here, helper {h:?}",
+            me.chunks_done
+        );
+        assert_eq!((h.name.as_str(), h.hops, h.workers), ("helper", 1, 2));
+        assert!(h.chunks_done > 0, "the helper computed nothing: {stats:?}");
+        assert!(me.chunks_done + h.chunks_done >= chunks, "{stats:?}");
+        // One entry per helper worker, adding up to what its link delivered, with the
+        // compute time each result carried.
+        assert_eq!(h.worker_stats.len(), 2, "{h:?}");
+        let per_worker: u64 = h.worker_stats.iter().map(|w| w.chunks_done).sum();
+        assert_eq!(per_worker, h.chunks_done, "{h:?}");
+        let busy_s: f64 = h.worker_stats.iter().map(|w| w.compute_s).sum();
+        assert!(busy_s > 0.0, "{h:?}");
+        assert!(
+            (busy_s / h.chunks_done as f64 - h.avg_compute_s).abs() < 1e-6,
+            "{h:?}"
+        );
+        for w in &h.worker_stats {
+            assert!(!w.busy);
+            assert!(w.chunks_done == 0 || w.avg_compute_s() > 0.0, "{w:?}");
+        }
+        // This host's own workers are still its own.
+        assert_eq!(me.worker_stats.len(), 1, "{me:?}");
+        assert_eq!(me.worker_stats[0].chunks_done, me.chunks_done);
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of this protocol. Peers must match exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
@@ -26,6 +26,8 @@ pub const MAX_MEMBERS: usize = 256;
 pub const MAX_GRANT: usize = 1024;
 /// How far a job announcement travels.
 pub const MAX_HOPS: u8 = 8;
+/// Most worker threads a node may have (and so the bound on a worker slot index).
+pub const MAX_WORKERS: u32 = 4096;
 
 /// A node's identity for this run (random at start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,7 +93,8 @@ pub enum Msg {
 /// Header of a bulk stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BulkHeader {
-    /// A postcard `ChunkResult` for `job`.
+    /// A postcard `ChunkResult` for `job`, without saying who computed it (see
+    /// [`BulkHeader::ComputedResult`]).
     Result {
         job: JobId,
         chunk: u32,
@@ -102,6 +105,23 @@ pub enum BulkHeader {
     },
     /// A mesh in canonical bytes (`Mesh::canonical_bytes`), addressed by its hash.
     Mesh { hash: MeshHash, size: u64 },
+    /// A postcard `ChunkResult` for `job` like [`BulkHeader::Result`], plus who computed it:
+    /// the computing node and its worker slot (`0..MAX_WORKERS`). Relays forward these two
+    /// fields as they came, so the owner can count per node and per worker (statistics
+    /// only). Nodes of this protocol version send this form; the plain `Result` (no
+    /// attribution) is still accepted and counted for the link it came on only.
+    ComputedResult {
+        job: JobId,
+        chunk: u32,
+        /// Seconds the chunk took to compute where it was computed.
+        compute_s: f32,
+        size: u64,
+        hash: [u8; 32],
+        /// The node whose worker computed the chunk.
+        node: NodeId,
+        /// Which of that node's worker slots computed it.
+        worker: u32,
+    },
 }
 
 /// A message that must not be accepted.
@@ -163,6 +183,9 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
     match &h {
         BulkHeader::Result {
             size, compute_s, ..
+        }
+        | BulkHeader::ComputedResult {
+            size, compute_s, ..
         } => {
             if *size > MAX_RESULT {
                 return Err(WireError::Invalid(format!(
@@ -171,6 +194,11 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
             }
             if !(compute_s.is_finite() && *compute_s >= 0.0) {
                 return Err(WireError::Invalid("non-finite compute time".into()));
+            }
+            if let BulkHeader::ComputedResult { worker, .. } = &h
+                && *worker >= MAX_WORKERS
+            {
+                return Err(WireError::Invalid(format!("worker slot {worker}")));
             }
         }
         BulkHeader::Mesh { size, .. } => {
@@ -192,7 +220,7 @@ fn validate_msg(msg: &Msg) -> Result<(), WireError> {
             if name.len() > MAX_NAME {
                 return bad(format!("name of {} bytes", name.len()));
             }
-            if *workers > 4096 {
+            if *workers > MAX_WORKERS {
                 return bad(format!("{workers} workers"));
             }
         }
@@ -201,7 +229,7 @@ fn validate_msg(msg: &Msg) -> Result<(), WireError> {
                 return bad(format!("{} members", m.len()));
             }
             if m.iter()
-                .any(|i| i.name.len() > MAX_NAME || i.workers > 4096)
+                .any(|i| i.name.len() > MAX_NAME || i.workers > MAX_WORKERS)
             {
                 return bad("member entry out of range".into());
             }
@@ -248,6 +276,44 @@ mod tests {
         assert_eq!(decode_msg(&f[4..4 + n]).unwrap(), m);
         assert!(frame_len((MAX_FRAME as u32 + 1).to_le_bytes()).is_err());
         assert!(frame_len(u32::MAX.to_le_bytes()).is_err());
+    }
+
+    #[test]
+    fn result_headers_say_who_computed_and_bound_the_worker_slot() {
+        let header = |worker: u32| BulkHeader::ComputedResult {
+            job: JobId {
+                owner: NodeId(1),
+                seq: 2,
+            },
+            chunk: 3,
+            compute_s: 0.25,
+            size: 100,
+            hash: [7; 32],
+            node: NodeId(0xfeed),
+            worker,
+        };
+        for ok in [0, 1, MAX_WORKERS - 1] {
+            let f = encode(&header(ok)).unwrap();
+            assert_eq!(decode_bulk_header(&f[4..]).unwrap(), header(ok));
+        }
+        for bad in [MAX_WORKERS, MAX_WORKERS + 1, u32::MAX] {
+            let f = encode(&header(bad)).unwrap();
+            assert!(
+                matches!(decode_bulk_header(&f[4..]), Err(WireError::Invalid(_))),
+                "worker slot {bad} accepted"
+            );
+        }
+        // The other checks hold for the attributed form too.
+        let mut h = header(0);
+        if let BulkHeader::ComputedResult { compute_s, .. } = &mut h {
+            *compute_s = f32::NAN;
+        }
+        assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());
+        let mut h = header(0);
+        if let BulkHeader::ComputedResult { size, .. } = &mut h {
+            *size = MAX_RESULT + 1;
+        }
+        assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //!
 //! In server mode the rows come from [`PoolStats`] (refreshed by the pool every 50 ms); in
 //! local mode the same rows are built from this computer's runner, so the panel reads the
-//! same whichever mode is on. This computer's workers get a table of their own: chunk counts
-//! and compute times measured per chunk, from local runs and from the pool's workers here.
-//! Tables sort by any column (click its header).
+//! same whichever mode is on. Workers get a table of their own: this computer's first, with
+//! chunk counts and compute times measured per chunk, from local runs and from the pool's
+//! workers here; then, in server mode, the other hosts' workers, counting the results that
+//! came here (each says which node's worker computed it). Tables sort by any column (click
+//! its header).
 
 use super::compute::{Compute, JobRow};
 use egui::{Response, RichText, Ui};
@@ -29,9 +31,13 @@ pub struct HostRow {
     pub last_heard_s: f64,
 }
 
-/// One worker thread of this computer.
+/// One worker thread of this computer or, in server mode, of another host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerRow {
+    /// The host's name (this computer's rows: its node name).
+    pub host: String,
+    /// Links to the host: 0 for this computer.
+    pub hops: u8,
     /// 1-based, as shown.
     pub worker: u32,
     pub state: String,
@@ -90,12 +96,47 @@ pub fn worker_rows(
                 compute_s: l.compute_s + p.compute_s,
             };
             WorkerRow {
+                host: String::new(),
+                hops: 0,
                 worker: i as u32 + 1,
                 state: if sum.busy { "busy" } else { "idle" }.into(),
                 chunks_done: sum.chunks_done,
                 avg_compute_s: sum.avg_compute_s(),
                 compute_s: sum.compute_s,
             }
+        })
+        .collect()
+}
+
+/// The other hosts' workers in server mode: for each host of `stats` but this one, what each
+/// of its workers computed of the results that came here (nearest hosts first, then by name,
+/// then by worker). Whether a remote worker is busy is not reported: its state shows "—"
+/// ("lost" if its host is).
+pub fn remote_worker_rows(stats: &PoolStats) -> Vec<WorkerRow> {
+    let mut hosts: Vec<_> = stats.hosts.iter().filter(|h| h.hops != 0).collect();
+    hosts.sort_by(|a, b| {
+        (a.hops, a.name.to_lowercase(), a.node).cmp(&(b.hops, b.name.to_lowercase(), b.node))
+    });
+    hosts
+        .into_iter()
+        .flat_map(|h| {
+            h.worker_stats
+                .iter()
+                .enumerate()
+                .map(move |(i, w)| WorkerRow {
+                    host: h.name.clone(),
+                    hops: h.hops,
+                    worker: i as u32 + 1,
+                    state: if h.state == millpond_net::HostState::Lost {
+                        "lost"
+                    } else {
+                        "—"
+                    }
+                    .into(),
+                    chunks_done: w.chunks_done,
+                    avg_compute_s: w.avg_compute_s(),
+                    compute_s: w.compute_s,
+                })
         })
         .collect()
 }
@@ -337,20 +378,27 @@ fn host_columns() -> Vec<Column<HostRow>> {
 fn worker_columns() -> Vec<Column<WorkerRow>> {
     vec![
         Column {
+            title: "Host",
+            tip: "Where the worker runs: this computer first, then the nearest hosts, by name",
+            text: |r| r.host.clone(),
+            key: |r| Key::Text(format!("{:03} {}", r.hops, r.host.to_lowercase())),
+        },
+        Column {
             title: "Worker",
-            tip: "A worker thread of this computer (Preferences: local workers)",
+            tip: "A worker thread of its host (this computer's: Preferences, local workers)",
             text: |r| format!("worker {}", r.worker),
             key: |r| Key::Num(f64::from(r.worker)),
         },
         Column {
             title: "State",
-            tip: "busy while it computes a chunk, idle otherwise",
+            tip: "busy while it computes a chunk, idle otherwise (not reported by other hosts: —)",
             text: |r| r.state.clone(),
             key: |r| Key::Text(r.state.clone()),
         },
         Column {
             title: "Chunks",
-            tip: "Chunks it computed since start (local runs and pool work)",
+            tip: "Chunks it computed since start (this computer: local runs and pool work; \
+                  other hosts: those whose results came here)",
             text: |r| r.chunks_done.to_string(),
             key: |r| Key::Num(r.chunks_done as f64),
         },
@@ -489,6 +537,8 @@ pub struct StatsPanel {
     pub hosts: Vec<HostRow>,
     /// This computer's worker threads.
     pub workers: Vec<WorkerRow>,
+    /// The other hosts' workers (server mode), shown after this computer's.
+    pub remote_workers: Vec<WorkerRow>,
     pub jobs: Vec<JobRow>,
     /// One-line pool totals.
     pub totals: String,
@@ -507,6 +557,11 @@ impl StatsPanel {
         let pool_workers = me.map_or(&[][..], |h| &h.worker_stats[..]);
         let workers = me.map_or(local_workers, |h| h.workers as usize);
         self.workers = worker_rows(workers, pool_workers, compute);
+        let my_name = me.map_or(node_name, |h| h.name.as_str());
+        for w in &mut self.workers {
+            w.host = my_name.to_string();
+        }
+        self.remote_workers = pool.map_or_else(Vec::new, remote_worker_rows);
         self.hosts = match pool {
             Some(s) if !s.hosts.is_empty() => {
                 let mut rows = pool_host_rows(s);
@@ -562,12 +617,23 @@ impl StatsPanel {
                     &mut self.host_sort,
                 );
                 ui.add_space(6.0);
-                ui.label(RichText::new("Workers on this computer").strong());
+                let title = if self.remote_workers.is_empty() {
+                    "Workers on this computer"
+                } else {
+                    "Workers on this computer and other hosts"
+                };
+                ui.label(RichText::new(title).strong());
+                let workers: Vec<WorkerRow> = self
+                    .workers
+                    .iter()
+                    .chain(&self.remote_workers)
+                    .cloned()
+                    .collect();
                 sorted_table(
                     ui,
                     "workers",
                     &worker_columns(),
-                    &self.workers,
+                    &workers,
                     &mut self.worker_sort,
                 );
                 ui.add_space(6.0);
@@ -696,6 +762,79 @@ mod tests {
         let (chunks, avg) = host_work(&rows);
         assert_eq!(chunks, 12);
         assert!((avg - 2.2 / 12.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn other_hosts_workers_follow_this_computers_and_sort_with_them() {
+        use millpond_net::{HostState, HostStats};
+        let remote = |name: &str, hops: u8, workers: Vec<WorkerStats>| HostStats {
+            node: u64::from(hops),
+            name: name.into(),
+            address: None,
+            hops,
+            workers: workers.len() as u32,
+            load: 0,
+            state: HostState::Idle,
+            chunks_done: workers.iter().map(|w| w.chunks_done).sum(),
+            avg_compute_s: 0.0,
+            avg_transfer_s: 0.0,
+            bytes_in: 0,
+            bytes_out: 0,
+            rtt_ms: 0.0,
+            last_heard_s: 0.0,
+            meshes_in: 0,
+            meshes_out: 0,
+            worker_stats: workers,
+        };
+        let w = |chunks: u64, s: f64| WorkerStats {
+            busy: false,
+            chunks_done: chunks,
+            compute_s: s,
+        };
+        let stats = PoolStats {
+            hosts: vec![
+                remote("me", 0, vec![w(1, 0.1)]),
+                remote("far", 2, vec![w(3, 0.9)]),
+                remote("Aa-near", 1, vec![w(5, 1.0), w(2, 0.8)]),
+            ],
+            ..PoolStats::default()
+        };
+        let rows = remote_worker_rows(&stats);
+        let ids: Vec<(&str, u32, u64)> = rows
+            .iter()
+            .map(|r| (r.host.as_str(), r.worker, r.chunks_done))
+            .collect();
+        assert_eq!(ids, [("Aa-near", 1, 5), ("Aa-near", 2, 2), ("far", 1, 3)]);
+        assert_eq!(rows[0].state, "—");
+        assert!((rows[1].avg_compute_s - 0.4).abs() < 1e-12);
+        assert!(
+            (rows[2].compute_s - 0.9).abs() < 1e-12,
+            "busy time is compute time"
+        );
+        // In one table with this computer's: it stays first when sorted by host.
+        let c = Compute::new(egui::Context::default());
+        let mut all = worker_rows(2, &[], &c);
+        for r in &mut all {
+            r.host = "zz-this".into();
+        }
+        all.extend(rows);
+        let cols = worker_columns();
+        let order = |s: Sort| -> Vec<(String, u32)> {
+            sorted(&cols, &all, s)
+                .into_iter()
+                .map(|r| (r.host, r.worker))
+                .collect()
+        };
+        let first = order(Sort::default());
+        assert_eq!(first[0], ("zz-this".to_string(), 1));
+        assert_eq!(first[1], ("zz-this".to_string(), 2));
+        assert_eq!(first[4], ("far".to_string(), 1));
+        let busy = cols.iter().position(|c| c.title == "Busy time").unwrap();
+        let by_busy = order(Sort {
+            column: busy,
+            ascending: false,
+        });
+        assert_eq!(by_busy[0], ("Aa-near".to_string(), 1));
     }
 
     #[test]
