@@ -65,7 +65,7 @@ pub enum Event {
         compute_s: f32,
         transfer_s: f64,
         /// Who computed it (node, worker slot), as the header says.
-        by: Option<(NodeId, u32)>,
+        by: (NodeId, u32),
         result: Box<ChunkResult>,
     },
     MeshArrived {
@@ -473,7 +473,7 @@ impl Node {
                     }
                 }
                 if let Some(r) = result {
-                    let by = Some((self.s.id, worker as u32));
+                    let by = (self.s.id, worker as u32);
                     self.on_result(job, chunk, *r, None, seconds, by);
                 }
             }
@@ -963,7 +963,7 @@ impl Node {
         chunk: u32,
         compute_s: f32,
         transfer_s: f64,
-        by: Option<(NodeId, u32)>,
+        by: (NodeId, u32),
         result: ChunkResult,
     ) {
         let Some(j) = self.jobs.get_mut(&job) else {
@@ -998,9 +998,8 @@ impl Node {
             l.transfer_s += transfer_s;
             // Per computing worker, counted where the link's count is (statistics only: a
             // claim of being this node is ignored, and the pairs counted are bounded).
-            if let Some((node, worker)) = by
-                && node != self.s.id
-            {
+            let (node, worker) = by;
+            if node != self.s.id {
                 let pairs: usize = self.remote_workers.values().map(|w| w.len()).sum();
                 let known = self
                     .remote_workers
@@ -1031,7 +1030,7 @@ impl Node {
         result: ChunkResult,
         from: Option<LinkId>,
         seconds: f64,
-        by: Option<(NodeId, u32)>,
+        by: (NodeId, u32),
     ) {
         let Some(j) = self.jobs.get_mut(&id) else {
             return;
@@ -1614,9 +1613,7 @@ async fn read_bulk(
     };
     let header = wire::decode_bulk_header(&body).map_err(|e| e.to_string())?;
     let size = match &header {
-        BulkHeader::Result { size, .. }
-        | BulkHeader::ComputedResult { size, .. }
-        | BulkHeader::Mesh { size, .. } => *size,
+        BulkHeader::Result { size, .. } | BulkHeader::Mesh { size, .. } => *size,
     };
     // Read exactly `size` bytes in pieces, hashing as they arrive; never allocate more than
     // was announced (and the announcement was checked against its limit).
@@ -1643,23 +1640,14 @@ async fn read_bulk(
         return Err("bulk stream longer than announced".into());
     }
     let digest = *hasher.finalize().as_bytes();
-    let by = match &header {
-        BulkHeader::ComputedResult { node, worker, .. } => Some((*node, *worker)),
-        _ => None,
-    };
     match header {
         BulkHeader::Result {
             job,
             chunk,
             compute_s,
             hash,
-            ..
-        }
-        | BulkHeader::ComputedResult {
-            job,
-            chunk,
-            compute_s,
-            hash,
+            node,
+            worker,
             ..
         } => {
             if digest != hash {
@@ -1673,7 +1661,7 @@ async fn read_bulk(
                 chunk,
                 compute_s,
                 transfer_s: start.elapsed().as_secs_f64(),
-                by,
+                by: (node, worker),
                 result: Box::new(result),
             });
         }
@@ -1716,30 +1704,21 @@ async fn send_result(
     job: JobId,
     chunk: u32,
     compute_s: f32,
-    by: Option<(NodeId, u32)>,
+    by: (NodeId, u32),
     result: &ChunkResult,
 ) -> Result<(), String> {
     let bytes = postcard::to_stdvec(result).map_err(|e| e.to_string())?;
     let size = bytes.len() as u64;
     let hash = *blake3::hash(&bytes).as_bytes();
-    let header = match by {
-        Some((node, worker)) => BulkHeader::ComputedResult {
-            job,
-            chunk,
-            compute_s,
-            size,
-            hash,
-            node,
-            worker,
-        },
-        // A result that came up without attribution goes on without it.
-        None => BulkHeader::Result {
-            job,
-            chunk,
-            compute_s,
-            size,
-            hash,
-        },
+    let (node, worker) = by;
+    let header = BulkHeader::Result {
+        job,
+        chunk,
+        compute_s,
+        size,
+        hash,
+        node,
+        worker,
     };
     send_bulk(conn, &header, &bytes).await
 }

@@ -93,24 +93,10 @@ pub enum Msg {
 /// Header of a bulk stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BulkHeader {
-    /// A postcard `ChunkResult` for `job`, without saying who computed it (see
-    /// [`BulkHeader::ComputedResult`]).
+    /// A postcard `ChunkResult` for `job`, with who computed it: the computing node and its
+    /// worker slot (`0..MAX_WORKERS`). Relays forward these two fields as they came, so the
+    /// owner can count per node and per worker (statistics only).
     Result {
-        job: JobId,
-        chunk: u32,
-        /// Seconds the chunk took to compute where it was computed.
-        compute_s: f32,
-        size: u64,
-        hash: [u8; 32],
-    },
-    /// A mesh in canonical bytes (`Mesh::canonical_bytes`), addressed by its hash.
-    Mesh { hash: MeshHash, size: u64 },
-    /// A postcard `ChunkResult` for `job` like [`BulkHeader::Result`], plus who computed it:
-    /// the computing node and its worker slot (`0..MAX_WORKERS`). Relays forward these two
-    /// fields as they came, so the owner can count per node and per worker (statistics
-    /// only). Nodes of this protocol version send this form; the plain `Result` (no
-    /// attribution) is still accepted and counted for the link it came on only.
-    ComputedResult {
         job: JobId,
         chunk: u32,
         /// Seconds the chunk took to compute where it was computed.
@@ -122,6 +108,8 @@ pub enum BulkHeader {
         /// Which of that node's worker slots computed it.
         worker: u32,
     },
+    /// A mesh in canonical bytes (`Mesh::canonical_bytes`), addressed by its hash.
+    Mesh { hash: MeshHash, size: u64 },
 }
 
 /// A message that must not be accepted.
@@ -182,10 +170,10 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
     }
     match &h {
         BulkHeader::Result {
-            size, compute_s, ..
-        }
-        | BulkHeader::ComputedResult {
-            size, compute_s, ..
+            size,
+            compute_s,
+            worker,
+            ..
         } => {
             if *size > MAX_RESULT {
                 return Err(WireError::Invalid(format!(
@@ -195,9 +183,7 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
             if !(compute_s.is_finite() && *compute_s >= 0.0) {
                 return Err(WireError::Invalid("non-finite compute time".into()));
             }
-            if let BulkHeader::ComputedResult { worker, .. } = &h
-                && *worker >= MAX_WORKERS
-            {
+            if *worker >= MAX_WORKERS {
                 return Err(WireError::Invalid(format!("worker slot {worker}")));
             }
         }
@@ -280,7 +266,7 @@ mod tests {
 
     #[test]
     fn result_headers_say_who_computed_and_bound_the_worker_slot() {
-        let header = |worker: u32| BulkHeader::ComputedResult {
+        let header = |worker: u32| BulkHeader::Result {
             job: JobId {
                 owner: NodeId(1),
                 seq: 2,
@@ -303,14 +289,14 @@ mod tests {
                 "worker slot {bad} accepted"
             );
         }
-        // The other checks hold for the attributed form too.
+        // The size and compute-time checks still hold.
         let mut h = header(0);
-        if let BulkHeader::ComputedResult { compute_s, .. } = &mut h {
+        if let BulkHeader::Result { compute_s, .. } = &mut h {
             *compute_s = f32::NAN;
         }
         assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());
         let mut h = header(0);
-        if let BulkHeader::ComputedResult { size, .. } = &mut h {
+        if let BulkHeader::Result { size, .. } = &mut h {
             *size = MAX_RESULT + 1;
         }
         assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());

@@ -1049,6 +1049,8 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
                 compute_s: 0.01,
                 size: bytes.len() as u64,
                 hash: *blake3::hash(&bytes).as_bytes(),
+                node: NodeId(7),
+                worker: 0,
             };
             let mut uni = conn.open_uni().await.unwrap();
             uni.write_all(&wire::encode(&header).unwrap())
