@@ -1310,14 +1310,8 @@ impl Node {
             } else {
                 compute_s_here / chunks_here as f64
             },
-            avg_transfer_s: 0.0,
-            bytes_in: 0,
-            bytes_out: 0,
-            rtt_ms: 0.0,
-            last_heard_s: 0.0,
-            meshes_in: 0,
-            meshes_out: 0,
             worker_stats: self.worker_slots.clone(),
+            ..HostStats::default()
         }];
         for l in self.links.values() {
             let st = l.conn.stats();
@@ -1354,7 +1348,6 @@ impl Node {
             hosts.push(HostStats {
                 node: id.0,
                 name: m.name.clone(),
-                address: None,
                 hops: m.hops,
                 workers: m.workers,
                 load: m.load,
@@ -1365,16 +1358,9 @@ impl Node {
                 } else {
                     HostState::Idle
                 },
-                chunks_done: 0,
-                avg_compute_s: 0.0,
-                avg_transfer_s: 0.0,
-                bytes_in: 0,
-                bytes_out: 0,
-                rtt_ms: 0.0,
                 last_heard_s: m.heard.elapsed().as_secs_f64(),
-                meshes_in: 0,
-                meshes_out: 0,
                 worker_stats: self.remote_worker_stats(*id, m.workers),
+                ..HostStats::default()
             });
         }
         // Nodes whose results arrived here but that are neither linked nor known by gossip
@@ -1392,21 +1378,10 @@ impl Node {
             hosts.push(HostStats {
                 node: id.0,
                 name: format!("node {:016x}", id.0),
-                address: None,
                 hops: via_hops.saturating_add(1),
                 workers: slots.len() as u32,
-                load: 0,
-                state: HostState::Idle,
-                chunks_done: 0,
-                avg_compute_s: 0.0,
-                avg_transfer_s: 0.0,
-                bytes_in: 0,
-                bytes_out: 0,
-                rtt_ms: 0.0,
-                last_heard_s: 0.0,
-                meshes_in: 0,
-                meshes_out: 0,
                 worker_stats: self.remote_worker_stats(*id, 0),
+                ..HostStats::default()
             });
         }
         let jobs = self

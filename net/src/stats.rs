@@ -1,11 +1,12 @@
 //! The statistics snapshot the app's Process Statistics panel shows (design.md §4).
 
 /// How a host looks from here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HostState {
     Connecting,
     Authenticated,
     Busy,
+    #[default]
     Idle,
     Lost,
 }
@@ -22,8 +23,9 @@ impl HostState {
     }
 }
 
-/// One host of the pool (this one first).
-#[derive(Clone, Debug, PartialEq)]
+/// One host of the pool (this one first). The default is an idle host nothing is known
+/// of yet, for filling in only what is.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct HostStats {
     pub node: u64,
     pub name: String,

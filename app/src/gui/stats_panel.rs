@@ -766,25 +766,15 @@ mod tests {
 
     #[test]
     fn other_hosts_workers_follow_this_computers_and_sort_with_them() {
-        use millpond_net::{HostState, HostStats};
+        use millpond_net::HostStats;
         let remote = |name: &str, hops: u8, workers: Vec<WorkerStats>| HostStats {
             node: u64::from(hops),
             name: name.into(),
-            address: None,
             hops,
             workers: workers.len() as u32,
-            load: 0,
-            state: HostState::Idle,
             chunks_done: workers.iter().map(|w| w.chunks_done).sum(),
-            avg_compute_s: 0.0,
-            avg_transfer_s: 0.0,
-            bytes_in: 0,
-            bytes_out: 0,
-            rtt_ms: 0.0,
-            last_heard_s: 0.0,
-            meshes_in: 0,
-            meshes_out: 0,
             worker_stats: workers,
+            ..HostStats::default()
         };
         let w = |chunks: u64, s: f64| WorkerStats {
             busy: false,
