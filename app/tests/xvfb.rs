@@ -305,56 +305,31 @@ fn guard() -> Option<std::sync::MutexGuard<'static, ()>> {
     Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-#[test]
-fn idle_window_quits_on_ctrl_q_within_half_a_second() {
+/// Starts the app in a window on a fresh Xvfb with `MILLPOND_AUTOSTART=autostart`, waits
+/// `settle`, quits it with `quit` and checks it is gone within half a second.
+fn quits_within_half_a_second(name: &str, autostart: &str, settle: Duration, quit: Quit) {
     let Some(_one) = guard() else { return };
     let mut children = Children::default();
     let display = start_xvfb(&mut children);
     let mut run = Run::new();
+    run.env.push(("MILLPOND_AUTOSTART", autostart.into()));
+    open_and_quit(name, &run, &mut children, display, settle, quit);
+}
+
+#[test]
+fn idle_window_quits_on_ctrl_q_within_half_a_second() {
     // The default operation computed, as after one click on Generate: the docs screenshot.
-    run.env.push(("MILLPOND_AUTOSTART", "default".into()));
-    open_and_quit(
-        "idle",
-        &run,
-        &mut children,
-        display,
-        Duration::from_secs(4),
-        Quit::CtrlQ,
-    );
+    quits_within_half_a_second("idle", "default", Duration::from_secs(4), Quit::CtrlQ);
 }
 
 #[test]
 fn computing_window_quits_on_ctrl_q_within_half_a_second() {
-    let Some(_one) = guard() else { return };
-    let mut children = Children::default();
-    let display = start_xvfb(&mut children);
-    let mut run = Run::new();
-    run.env.push(("MILLPOND_AUTOSTART", "1".into()));
-    open_and_quit(
-        "computing",
-        &run,
-        &mut children,
-        display,
-        Duration::from_secs(2),
-        Quit::CtrlQ,
-    );
+    quits_within_half_a_second("computing", "1", Duration::from_secs(2), Quit::CtrlQ);
 }
 
 #[test]
 fn closing_the_window_while_computing_quits_within_half_a_second() {
-    let Some(_one) = guard() else { return };
-    let mut children = Children::default();
-    let display = start_xvfb(&mut children);
-    let mut run = Run::new();
-    run.env.push(("MILLPOND_AUTOSTART", "1".into()));
-    open_and_quit(
-        "closed",
-        &run,
-        &mut children,
-        display,
-        Duration::from_secs(2),
-        Quit::CloseButton,
-    );
+    quits_within_half_a_second("closed", "1", Duration::from_secs(2), Quit::CloseButton);
 }
 
 /// A free UDP port on loopback (bound and released: another process may take it, but the

@@ -142,22 +142,7 @@ mod tests {
 
     #[test]
     fn this_host_reports_what_its_workers_computed_and_how_long_it_took() {
-        let sphere = models::geodesic_sphere(Point3::new(0.0, 0.0, 10.0), 10.0, 8);
-        let mesh = Mesh::from_triangles(sphere, "sphere").unwrap();
-        let index = TriangleIndex::new(&mesh);
-        let spec = JobSpec {
-            mesh: mesh.hash(),
-            cutter: Cutter::Ball { diameter: 3.0 },
-            operation: Operation::Drop(DropSpec {
-                grid: Grid {
-                    axis: Axis::X,
-                    bounds: Rect::new(-12.0, 12.0, -12.0, 12.0),
-                    step: 0.025,
-                    sampling: 0.05,
-                },
-                floor: 0.0,
-            }),
-        };
+        let (mesh, index, spec) = sphere_job(0.025);
         let chunks = u64::from(spec.chunk_count());
         assert!(
             chunks > 4,
@@ -205,6 +190,7 @@ mod tests {
         }
     }
 
+    /// A drop job over a 10 mm sphere, `step` apart lines, enough chunks to share out.
     fn sphere_job(step: f64) -> (Mesh, TriangleIndex, JobSpec) {
         let sphere = models::geodesic_sphere(Point3::new(0.0, 0.0, 10.0), 10.0, 8);
         let mesh = Mesh::from_triangles(sphere, "sphere").unwrap();
