@@ -1115,18 +1115,16 @@ fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
         0.001..=100.0,
         0.01,
     );
-    let l = ui
-        .label("Passes along")
-        .on_hover_text("Which axis the passes run along");
-    ui.horizontal(|ui| {
-        ui.radio_value(&mut p.axis, LineAxis::X, "X")
-            .on_hover_text("Passes parallel to X");
-        ui.radio_value(&mut p.axis, LineAxis::Y, "Y")
-            .on_hover_text("Passes parallel to Y");
-    })
-    .response
-    .labelled_by(l.id);
-    ui.end_row();
+    radio_row(
+        ui,
+        "Passes along",
+        "Which axis the passes run along",
+        &mut p.axis,
+        &[
+            (LineAxis::X, "X", "Passes parallel to X"),
+            (LineAxis::Y, "Y", "Passes parallel to Y"),
+        ],
+    );
     let l = ui
         .label("Direction")
         .on_hover_text("Which way the passes are cut");
@@ -1178,15 +1176,40 @@ fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
 }
 
 fn milling_row(ui: &mut Ui, milling: &mut Milling) {
-    let l = ui
-        .label("Milling")
-        .on_hover_text("Which side of the tool the material is on as it goes round");
+    radio_row(
+        ui,
+        "Milling",
+        "Which side of the tool the material is on as it goes round",
+        milling,
+        &[
+            (
+                Milling::Climb,
+                "Climb",
+                "Material on the tool's right (clockwise spindle): the usual choice on rigid machines",
+            ),
+            (
+                Milling::Conventional,
+                "Conventional",
+                "Material on the tool's left: kinder to machines with backlash",
+            ),
+        ],
+    );
+}
+
+/// A labelled grid row of radio buttons, one per `(value, text, tooltip)`, the label naming
+/// the group for screen readers and tests.
+fn radio_row<T: PartialEq + Copy>(
+    ui: &mut Ui,
+    label: &str,
+    tip: &str,
+    value: &mut T,
+    choices: &[(T, &str, &str)],
+) {
+    let l = ui.label(label).on_hover_text(tip);
     ui.horizontal(|ui| {
-        ui.radio_value(milling, Milling::Climb, "Climb").on_hover_text(
-            "Material on the tool's right (clockwise spindle): the usual choice on rigid machines",
-        );
-        ui.radio_value(milling, Milling::Conventional, "Conventional")
-            .on_hover_text("Material on the tool's left: kinder to machines with backlash");
+        for &(v, text, tip) in choices {
+            ui.radio_value(value, v, text).on_hover_text(tip);
+        }
     })
     .response
     .labelled_by(l.id);
@@ -1240,18 +1263,24 @@ fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
         0.0..=100.0,
         0.05,
     );
-    let l = ui
-        .label("Pattern")
-        .on_hover_text("How each layer is cleared");
-    ui.horizontal(|ui| {
-        ui.radio_value(&mut p.pattern, ClearPattern::Offset, "Offset")
-            .on_hover_text("Rings parallel to the layer's outline, from the inside out");
-        ui.radio_value(&mut p.pattern, ClearPattern::Zigzag, "Zigzag")
-            .on_hover_text("Parallel lines along X, then one pass round the outline");
-    })
-    .response
-    .labelled_by(l.id);
-    ui.end_row();
+    radio_row(
+        ui,
+        "Pattern",
+        "How each layer is cleared",
+        &mut p.pattern,
+        &[
+            (
+                ClearPattern::Offset,
+                "Offset",
+                "Rings parallel to the layer's outline, from the inside out",
+            ),
+            (
+                ClearPattern::Zigzag,
+                "Zigzag",
+                "Parallel lines along X, then one pass round the outline",
+            ),
+        ],
+    );
     milling_row(ui, &mut p.milling);
     num(
         ui,
