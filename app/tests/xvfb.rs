@@ -98,9 +98,13 @@ fn start_xvfb(children: &mut Children) -> u32 {
     children.add("Xvfb", child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = reader.read_line(&mut line);
         let _ = tx.send(line);
+        // Keep the pipe open until Xvfb exits: a closed pipe would kill it with SIGPIPE the
+        // next time it writes there.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
     });
     let line = rx
         .recv_timeout(Duration::from_secs(10))
