@@ -14,6 +14,7 @@
 //!
 //! Vertices are the end points of the edge intervals and need no separate test.
 
+use crate::geom::{max, min};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -364,13 +365,13 @@ impl Shape for BallProfile {
         // In the vertical plane of the edge the ball is a circle of radius s; a line of
         // slope m touches it at w = m·s / sqrt(1 + m²), where the circle is s / sqrt(1 + m²)
         // below its centre.
-        let s = s2.max(0.0).sqrt();
+        let s = max(s2, 0.0).sqrt();
         let w = m * s * c;
         if w >= lo && w <= hi {
             (w, self.r - s * c)
         } else {
-            let w = w.clamp(lo, hi);
-            (w, self.r - (s2 - w * w).max(0.0).sqrt())
+            let w = min(max(w, lo), hi);
+            (w, self.r - max(s2 - w * w, 0.0).sqrt())
         }
     }
 }

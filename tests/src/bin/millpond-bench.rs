@@ -102,6 +102,17 @@ fn run_one(model: Model, tool: &str, threads: usize, quick: bool) -> Result<()> 
     let results = run_local(&ctx, threads, &CancelToken::new(), &|_, _| {})?;
     let out = ctx.finish(results)?;
     let compute_s = t1.elapsed().as_secs_f64();
+    // A digest of every height's bits, so that runs of different builds can be compared.
+    let digest = match &out {
+        millpond_core::job::JobOutput::Heights(z) => {
+            let mut h = std::hash::DefaultHasher::new();
+            for v in z {
+                std::hash::Hasher::write_u64(&mut h, v.to_bits());
+            }
+            format!("{:016x}", std::hash::Hasher::finish(&h))
+        }
+        _ => String::new(),
+    };
     drop(out);
     let line = serde_json::json!({
         "model": model.name(),
@@ -114,6 +125,7 @@ fn run_one(model: Model, tool: &str, threads: usize, quick: bool) -> Result<()> 
         "points_per_s": points as f64 / compute_s,
         "peak_rss": peak_rss(),
         "index_bytes": index.memory_bytes(),
+        "heights_digest": digest,
     });
     println!("{line}");
     Ok(())
