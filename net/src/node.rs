@@ -158,7 +158,9 @@ struct JobState {
     steal_pending: bool,
     nowork_at: Option<Instant>,
     // Owner:
-    results: BTreeMap<u32, ChunkResult>,
+    /// Shared with the job's event receiver ([`JobEvent::Chunk`]), which usually drops its
+    /// copy long before the job is assembled.
+    results: BTreeMap<u32, Arc<ChunkResult>>,
     deaths: HashMap<u32, u32>,
     local_only: HashSet<u32>,
     events: Option<std::sync::mpsc::Sender<JobEvent>>,
@@ -1062,6 +1064,10 @@ impl Node {
                     j.local_done += 1;
                 }
                 j.points_done += j.spec.chunk_points(chunk);
+                let result = Arc::new(result);
+                if let Some(ev) = &j.events {
+                    let _ = ev.send(JobEvent::Chunk(Arc::clone(&result)));
+                }
                 j.results.insert(chunk, result);
                 if j.results.len() as u32 == j.total {
                     self.finish_job(id);
@@ -1082,7 +1088,10 @@ impl Node {
         let Some(ev) = j.events.take() else { return };
         let _ = ev.send(JobEvent::Progress(progress(&j)));
         let Some(ctx) = j.ctx.take() else { return };
-        let results: Vec<ChunkResult> = std::mem::take(&mut j.results).into_values().collect();
+        let results: Vec<ChunkResult> = std::mem::take(&mut j.results)
+            .into_values()
+            .map(|r| Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone()))
+            .collect();
         info!(
             "job {id} done: {} chunks here, {} from the pool, {:.2} s",
             j.local_done,
@@ -2024,10 +2033,10 @@ mod tests {
         j.grant(7, 2, t0);
         j.results.insert(
             0,
-            millpond_core::job::ChunkResult {
+            Arc::new(millpond_core::job::ChunkResult {
                 chunk: 0,
                 data: millpond_core::job::ChunkData::Heights(vec![]),
-            },
+            }),
         );
         j.link_lost(7);
         assert_eq!(j.queue.front(), Some(&1));

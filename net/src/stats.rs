@@ -134,8 +134,8 @@ pub struct PoolStats {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Pool, PoolConfig, Secret};
-    use millpond_core::job::{DropSpec, Grid, Operation};
+    use crate::{JobEvent, Pool, PoolConfig, Secret};
+    use millpond_core::job::{DropSpec, Grid, JobOutput, Operation};
     use millpond_core::{Axis, Cutter, JobSpec, Mesh, Point3, Rect, TriangleIndex, models};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -211,10 +211,9 @@ mod tests {
         (mesh, index, spec)
     }
 
-    #[test]
-    fn the_owner_reports_a_helpers_chunks_per_helper_worker() {
-        let (mesh, index, spec) = sphere_job(0.01);
-        let chunks = u64::from(spec.chunk_count());
+    /// An owner listening on loopback with one worker, and a helper with two dialling it,
+    /// linked (the owner lists the helper).
+    fn owner_and_helper() -> (Pool, Pool) {
         let secret = Secret::new("a test secret", "test").unwrap();
         let mut cfg = PoolConfig::new(secret.clone());
         cfg.listen = Some("127.0.0.1:0".parse().unwrap());
@@ -237,6 +236,50 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        (owner, helper)
+    }
+
+    /// The owner hands every accepted chunk result to the job's receiver, once per chunk,
+    /// before the job finishes, whether its own worker or the helper computed it.
+    #[test]
+    fn the_owner_reports_each_chunk_once_as_it_arrives() {
+        let (mesh, index, spec) = sphere_job(0.01);
+        let total = spec.chunk_count();
+        let (owner, helper) = owner_and_helper();
+        let handle = owner.submit(Arc::new(mesh), Arc::new(index), spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut chunks = Vec::new();
+        let out = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match handle.events.recv_timeout(left) {
+                Ok(JobEvent::Chunk(r)) => chunks.push(r.chunk),
+                Ok(JobEvent::Progress(_)) => {}
+                Ok(JobEvent::Finished(r)) => break r.expect("the job finishes"),
+                Err(e) => panic!("no end of the job: {e}; {} chunks so far", chunks.len()),
+            }
+        };
+        let stats = owner.stats();
+        helper.shutdown();
+        owner.shutdown();
+        assert!(matches!(out, JobOutput::Heights(_)));
+        assert_eq!(
+            chunks.len() as u32,
+            total,
+            "one event per chunk: {chunks:?}"
+        );
+        chunks.sort_unstable();
+        chunks.dedup();
+        assert_eq!(chunks, (0..total).collect::<Vec<_>>(), "each chunk once");
+        let helped = stats.hosts.iter().any(|h| h.hops == 1 && h.chunks_done > 0);
+        eprintln!("{total} chunk events; the helper computed some: {helped}");
+    }
+
+    #[test]
+    fn the_owner_reports_a_helpers_chunks_per_helper_worker() {
+        let (mesh, index, spec) = sphere_job(0.01);
+        let chunks = u64::from(spec.chunk_count());
+        let (owner, helper) = owner_and_helper();
+        let helper_id = helper.id().0;
         let out = owner
             .submit(Arc::new(mesh), Arc::new(index), spec)
             .unwrap()
