@@ -55,9 +55,12 @@ pub struct HostStats {
     /// here (each result's header says which node and worker slot computed it; relays pass
     /// that on), listing as many entries as the host has workers or as slots were seen;
     /// empty if none of its results came here. A node whose results arrived but which is
-    /// neither linked nor known by gossip gets a row of its own named by its id. `busy` is
-    /// known for this host only.
+    /// neither linked nor known by gossip gets a row of its own named by its id. `busy`
+    /// comes from gossip for other hosts (each node says which of its workers are busy).
     pub worker_stats: Vec<WorkerStats>,
+    /// Whether `worker_stats[..].busy` says something: false for a host known only from the
+    /// results it computed (no gossip heard) and for a lost one.
+    pub workers_busy_known: bool,
 }
 
 /// One worker thread: what it has done since the pool started.
@@ -272,6 +275,66 @@ mod tests {
         assert_eq!(chunks, (0..total).collect::<Vec<_>>(), "each chunk once");
         let helped = stats.hosts.iter().any(|h| h.hops == 1 && h.chunks_done > 0);
         eprintln!("{total} chunk events; the helper computed some: {helped}");
+    }
+
+    /// Polls `owner`'s statistics until the helper's workers are in the state `check` wants,
+    /// for at most `timeout`; returns their busy flags.
+    fn helper_workers(
+        owner: &Pool,
+        helper: u64,
+        timeout: Duration,
+        check: impl Fn(&[bool]) -> bool,
+    ) -> Result<Vec<bool>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = owner.stats();
+            let busy: Vec<bool> = stats
+                .hosts
+                .iter()
+                .find(|h| h.node == helper)
+                .filter(|h| h.workers_busy_known)
+                .map(|h| h.worker_stats.iter().map(|w| w.busy).collect())
+                .unwrap_or_default();
+            if busy.len() == 2 && check(&busy) {
+                return Ok(busy);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{busy:?} after {timeout:?}: {stats:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Gossip says which of the helper's workers are busy: the owner sees them busy while
+    /// they compute its job, and idle within a second of it ending.
+    #[test]
+    fn the_owner_sees_which_helper_workers_are_busy() {
+        // Minutes of work on one core: it is cancelled once the helper is seen busy.
+        let (mesh, index, spec) = sphere_job(0.0005);
+        let (owner, helper) = owner_and_helper();
+        let helper_id = helper.id().0;
+        let idle = helper_workers(&owner, helper_id, Duration::from_secs(5), |b| {
+            b.iter().all(|&x| !x)
+        });
+        assert!(idle.is_ok(), "not idle before the job: {idle:?}");
+        let handle = owner.submit(Arc::new(mesh), Arc::new(index), spec).unwrap();
+        let busy = helper_workers(&owner, helper_id, Duration::from_secs(20), |b| {
+            b.iter().any(|&x| x)
+        });
+        handle.cancel();
+        let ended = handle.wait(|_| {});
+        let t0 = Instant::now();
+        let after = helper_workers(&owner, helper_id, Duration::from_secs(5), |b| {
+            b.iter().all(|&x| !x)
+        });
+        let idle_after = t0.elapsed();
+        helper.shutdown();
+        owner.shutdown();
+        let busy = busy.unwrap_or_else(|e| panic!("the helper's workers never showed busy: {e}"));
+        assert_eq!(ended.unwrap_err(), crate::PoolError::Cancelled);
+        after.unwrap_or_else(|e| panic!("still busy after the job: {e}"));
+        eprintln!("helper workers busy {busy:?}; idle {idle_after:?} after the cancel");
+        assert!(idle_after < Duration::from_secs(1), "{idle_after:?}");
     }
 
     #[test]
