@@ -396,7 +396,7 @@ fn worker_columns() -> Vec<Column<WorkerRow>> {
         },
         Column {
             title: "State",
-            tip: "busy while it computes a chunk, idle otherwise (not reported by other hosts: —)",
+            tip: "busy while it computes a chunk, idle otherwise; other hosts' as their gossip last said (— if it said nothing yet, lost if the host is)",
             text: |r| r.state.clone(),
             key: |r| Key::Text(r.state.clone()),
         },
