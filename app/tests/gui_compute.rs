@@ -5,6 +5,7 @@ mod gui_support;
 
 use egui_kittest::kittest::Queryable;
 use gui_support::app;
+use millpond::gui::MillpondApp;
 use millpond::gui::operations::{RoughingParams, Stepover, Strategy, ToolShape, WaterlineParams};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -58,6 +59,76 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     assert!(g.contains("(Operation: Raster finishing 1)"));
 }
 
+/// While an operation computes, the chunks finished so far are drawn and the drawing grows;
+/// when it is done, the toolpath takes the preview's place.
+#[test]
+fn the_toolpath_shows_as_it_is_assembled() {
+    let _one = one_at_a_time();
+    let mut t = app();
+    let op = t.app().operations.list[0].id;
+    // A few million points in well over a hundred chunks: seconds of work.
+    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
+        p.stepover = 0.02;
+        p.sampling = 0.02;
+    }
+    t.harness.get_by_label("Generate").click();
+    let shown = |a: &MillpondApp| {
+        let p = a.compute.preview()?;
+        Some((p.chunks, p.lines.len(), p.points))
+    };
+    assert!(
+        t.run_until(Duration::from_secs(30), |a| shown(a).is_some()),
+        "no preview while computing: {}",
+        t.texts()
+    );
+    let first = shown(t.app()).unwrap();
+    let total = t.app().compute.current().unwrap().progress.chunks_total;
+    assert!(first.1 > 0 && first.2 > 0, "an empty preview: {first:?}");
+    assert!(
+        first.0 < total,
+        "the job was over at its first preview: {first:?}"
+    );
+    assert!(
+        t.app().preview_in_view(op).is_some(),
+        "not handed to the 3D view"
+    );
+    assert!(t.app().toolpath(op).is_none());
+    // Later, still computing, more of it.
+    assert!(
+        t.run_until(Duration::from_secs(30), |a| shown(a)
+            .is_some_and(|s| s.0 > first.0 + 2 && a.toolpath(op).is_none())),
+        "the preview did not grow: {:?} after {first:?}",
+        shown(t.app())
+    );
+    let later = shown(t.app()).unwrap();
+    assert!(
+        later.1 > first.1 && later.2 > first.2,
+        "{later:?} after {first:?}"
+    );
+    assert!(t.app().compute.is_running());
+    // The view follows, a few times a second.
+    let in_view = t.app().preview_in_view(op).unwrap_or(0);
+    assert!(
+        t.run_until(Duration::from_secs(5), |a| a
+            .preview_in_view(op)
+            .is_some_and(|n| n > in_view)
+            || a.toolpath(op).is_some()),
+        "the view's preview stayed at {in_view} segments"
+    );
+    eprintln!("preview: {first:?} then {later:?} of {total} chunks");
+    assert!(
+        t.run_until(Duration::from_secs(120), |a| a.toolpath(op).is_some()),
+        "no toolpath: {}",
+        t.texts()
+    );
+    assert!(
+        t.app().compute.preview().is_none(),
+        "the preview outlived the job"
+    );
+    assert_eq!(t.app().preview_in_view(op), None);
+    assert!(t.app().toolpath(op).unwrap().moves.len() > 100);
+}
+
 #[test]
 fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
     let _one = one_at_a_time();
@@ -79,6 +150,7 @@ fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
     );
     assert!(t.has_text("chunks"), "progress not shown: {}", t.texts());
     t.harness.run_steps(1);
+    assert!(t.app().preview_in_view(op).is_some(), "no preview drawn");
     let click = Instant::now();
     t.harness.get_by_label("Cancel").click();
     assert!(
@@ -86,6 +158,9 @@ fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
         "still computing 5 s after Cancel"
     );
     let wall = click.elapsed();
+    // What was computed so far is dropped with the run.
+    assert!(t.app().compute.preview().is_none());
+    assert_eq!(t.app().preview_in_view(op), None);
     let status = t.app().status.clone();
     assert!(status.starts_with("Cancelled"), "{status}");
     // "workers stopped N ms after the click", measured from the click being handled to the

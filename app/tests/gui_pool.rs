@@ -176,11 +176,24 @@ fn statistics_list_a_helpers_workers_after_this_computers() {
     );
     let op = t.app().operations.list[0].id;
     t.harness.get_by_label("Generate").click();
+    // The pooled job is drawn as its chunks arrive, as a local one is; the helper's workers
+    // show busy while they compute, as its gossip says.
+    let (mut previews, mut helper_busy) = (0, false);
     assert!(
-        t.run_until(Duration::from_secs(120), |a| a.toolpath(op).is_some()),
+        t.run_until(Duration::from_secs(120), |a| {
+            previews += usize::from(a.compute.preview().is_some());
+            helper_busy |= a
+                .stats
+                .remote_workers
+                .iter()
+                .any(|w| w.host == "helper" && w.state == "busy");
+            a.toolpath(op).is_some()
+        }),
         "{}",
         t.texts()
     );
+    eprintln!("frames with a preview: {previews}; helper seen busy: {helper_busy}");
+    assert!(previews > 0, "no preview of the pooled job");
     let total = u64::from(t.app().compute.finished.last().unwrap().chunks_total);
     // The helper's workers are listed after this computer's, adding up to the chunks its
     // link delivered, with their compute time as busy time.
@@ -199,6 +212,15 @@ fn statistics_list_a_helpers_workers_after_this_computers() {
         }),
         "job of {total} chunks: {:?} {:?}",
         t.app().stats.hosts,
+        t.app().stats.remote_workers
+    );
+    assert!(
+        t.run_until(Duration::from_secs(2), |a| a
+            .stats
+            .remote_workers
+            .iter()
+            .all(|w| w.state == "idle")),
+        "the helper's workers are not idle after the job: {:?}",
         t.app().stats.remote_workers
     );
     t.harness.run_ok();

@@ -280,6 +280,53 @@ impl JobSpec {
     pub fn chunk_points(&self, c: u32) -> u64 {
         self.chunk_lines(c).len() as u64 * self.grid().points_per_line() as u64
     }
+
+    /// What a finished chunk looks like in model space, for drawing a job while it is still
+    /// being assembled: polylines through the CL points it found.
+    ///
+    /// - Raster: the chunk's merged CL polylines as they are (one per raster line).
+    /// - Drop grid: each raster line's points at their tip heights.
+    /// - Waterline, roughing and raw contours: each contour piece at its level's tip height.
+    ///   That is the height the finished toolpath cuts the level at (the allowance is already
+    ///   in the grown cutter, not in the z), but roughing's clearing passes, ramps and links
+    ///   come only with assembly: the preview shows the contours each layer is cleared to.
+    ///
+    /// A function of the spec alone, so a pool's owner can draw results it did not compute.
+    /// Pieces of contours are joined across chunks only by [`JobContext::finish`], so a contour shows
+    /// as several pieces until then. A result of the wrong shape for the job gives nothing.
+    pub fn preview(&self, result: &ChunkResult) -> Vec<Vec<Point3>> {
+        let grid = self.grid();
+        match &result.data {
+            ChunkData::Polylines(lines) => lines.clone(),
+            ChunkData::Heights(z) => {
+                let per_line = grid.points_per_line();
+                z.chunks(per_line)
+                    .zip(self.chunk_lines(result.chunk))
+                    .map(|(row, j)| {
+                        row.iter()
+                            .enumerate()
+                            .map(|(i, &z)| grid.point(j, i, z))
+                            .collect()
+                    })
+                    .collect()
+            }
+            ChunkData::Chains(levels) => {
+                let zs = self.contours().map_or(&[][..], |c| &c.levels[..]);
+                levels
+                    .iter()
+                    .zip(zs)
+                    .flat_map(|(chains, &z)| {
+                        chains.iter().map(move |c| {
+                            c.points
+                                .iter()
+                                .map(|p| Point3::new(p[0], p[1], z))
+                                .collect()
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 /// The result of one chunk.
@@ -559,6 +606,11 @@ impl JobContext {
         Ok(ChunkResult { chunk: c, data })
     }
 
+    /// What a finished chunk looks like in model space: see [`JobSpec::preview`].
+    pub fn preview(&self, result: &ChunkResult) -> Vec<Vec<Point3>> {
+        self.spec.preview(result)
+    }
+
     /// Puts results in chunk order and builds the output. Every chunk must be present once;
     /// each result is validated first.
     pub fn finish(&self, mut results: Vec<ChunkResult>) -> Result<JobOutput, JobError> {
@@ -615,5 +667,103 @@ impl JobContext {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models;
+    use crate::raster::Direction;
+
+    fn sphere() -> (Arc<Mesh>, Arc<TriangleIndex>) {
+        let tris = models::geodesic_sphere(Point3::new(0.0, 0.0, 0.0), 10.0, 4);
+        let mesh = Mesh::from_triangles(tris, "sphere").expect("a sphere is a valid mesh");
+        let index = TriangleIndex::new(&mesh);
+        (Arc::new(mesh), Arc::new(index))
+    }
+
+    fn grid(step: f64) -> Grid {
+        Grid {
+            axis: Axis::X,
+            bounds: Rect::new(-14.0, 14.0, -14.0, 14.0),
+            step,
+            sampling: 0.5,
+        }
+    }
+
+    fn context(operation: Operation) -> JobContext {
+        let (mesh, index) = sphere();
+        let spec = JobSpec {
+            mesh: mesh.hash(),
+            cutter: Cutter::Ball { diameter: 4.0 },
+            operation,
+        };
+        JobContext::new(mesh, index, spec).expect("a valid job")
+    }
+
+    /// Every chunk's preview is made of its own CL points: raster lines as computed, drop
+    /// rows at their heights, contour pieces at their level's height.
+    #[test]
+    fn previews_show_each_chunk_where_the_tool_goes() {
+        let raster = context(Operation::Raster(RasterSpec {
+            grid: grid(0.01),
+            floor: -10.0,
+            safe_z: 15.0,
+            direction: Direction::Zigzag,
+            merge_tolerance: raster::DEFAULT_MERGE_TOLERANCE,
+            allowance: 0.0,
+        }));
+        assert!(raster.spec().chunk_count() > 1);
+        let cancel = CancelToken::new();
+        let r = raster.run_chunk(1, &cancel).unwrap();
+        let ChunkData::Polylines(lines) = &r.data else {
+            panic!("raster chunks are polylines")
+        };
+        assert_eq!(&raster.preview(&r), lines);
+
+        let drop = context(Operation::Drop(DropSpec {
+            grid: grid(0.05),
+            floor: -10.0,
+        }));
+        let r = drop.run_chunk(0, &cancel).unwrap();
+        let ChunkData::Heights(z) = &r.data else {
+            panic!("drop chunks are heights")
+        };
+        let preview = drop.preview(&r);
+        let g = drop.spec().grid();
+        assert_eq!(preview.len(), drop.spec().chunk_lines(0).len());
+        assert!(preview.iter().all(|l| l.len() == g.points_per_line()));
+        assert_eq!(preview[1][3], g.point(1, 3, z[g.points_per_line() + 3]));
+
+        let levels = vec![5.0, -2.0];
+        let contours = context(Operation::Contours(ContourSpec {
+            grid: grid(0.5),
+            levels: levels.clone(),
+            allowance: 0.0,
+        }));
+        let mut pieces = 0;
+        for c in 0..contours.spec().chunk_count() {
+            let r = contours.run_chunk(c, &cancel).unwrap();
+            let ChunkData::Chains(chains) = &r.data else {
+                panic!("contour chunks are chains")
+            };
+            let preview = contours.preview(&r);
+            let mut want = Vec::new();
+            for (chains, &z) in chains.iter().zip(&levels) {
+                for chain in chains {
+                    want.push((chain.points.clone(), z));
+                }
+            }
+            assert_eq!(preview.len(), want.len());
+            for (line, (points, z)) in preview.iter().zip(&want) {
+                assert_eq!(line.len(), points.len());
+                for (p, q) in line.iter().zip(points) {
+                    assert_eq!((p.x, p.y, p.z), (q[0], q[1], *z));
+                }
+            }
+            pieces += preview.len();
+        }
+        assert!(pieces > 0, "the sphere crosses both levels");
     }
 }

@@ -21,7 +21,7 @@ pub use stats::{
 };
 pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
-use millpond_core::job::{COMPUTE_ABI, JobOutput};
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobOutput};
 use millpond_core::{JobSpec, Mesh, TriangleIndex};
 use node::{Event, Node, NodeSettings};
 use std::net::SocketAddr;
@@ -112,6 +112,10 @@ pub struct JobProgress {
 #[derive(Debug)]
 pub enum JobEvent {
     Progress(JobProgress),
+    /// A chunk's result the owner accepted (validated, first of its chunk), once per chunk, in
+    /// arrival order, so the job can be drawn while it is assembled. The owner keeps its own
+    /// reference for assembly; the receiver may hold this one as long as it likes.
+    Chunk(Arc<ChunkResult>),
     Finished(Result<JobOutput, PoolError>),
 }
 
@@ -128,11 +132,13 @@ impl JobHandle {
         let _ = self.tx.send(Event::Cancel(self.id));
     }
 
-    /// Blocks until the job is over, calling `on_progress` on the way.
+    /// Blocks until the job is over, calling `on_progress` on the way (chunk results are
+    /// skipped: the output has them all).
     pub fn wait(self, mut on_progress: impl FnMut(JobProgress)) -> Result<JobOutput, PoolError> {
         loop {
             match self.events.recv() {
                 Ok(JobEvent::Progress(p)) => on_progress(p),
+                Ok(JobEvent::Chunk(_)) => {}
                 Ok(JobEvent::Finished(r)) => return r,
                 Err(_) => return Err(PoolError::Stopped),
             }

@@ -38,6 +38,13 @@ const MAX_DEATHS: u32 = 3;
 /// How often timers run.
 const TICK: Duration = Duration::from_millis(50);
 const GOSSIP_EVERY: Duration = Duration::from_secs(2);
+/// Shortest time between two extra gossips of this node's own busy workers, sent to the
+/// neighbours when they change so that the statistics panel follows within a fraction of a
+/// second (a few tiny frames a second at most; what is relayed further waits for the next
+/// full gossip).
+const BUSY_GOSSIP_EVERY: Duration = Duration::from_millis(250);
+/// Bytes of a gossip frame's member list, leaving room under `wire::MAX_FRAME`.
+const GOSSIP_BUDGET: usize = wire::MAX_FRAME * 3 / 4;
 /// Time allowed for a newcomer to authenticate.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most (node, worker slot) pairs whose received results are counted; later ones are not.
@@ -120,6 +127,8 @@ struct Link {
     name: String,
     workers: u32,
     load: u32,
+    /// Which of the peer's workers are busy, as it last said (see `MemberInfo::busy`).
+    busy: Vec<u64>,
     remote: Option<usize>,
     last_heard: Instant,
     chunks_done: u64,
@@ -158,7 +167,9 @@ struct JobState {
     steal_pending: bool,
     nowork_at: Option<Instant>,
     // Owner:
-    results: BTreeMap<u32, ChunkResult>,
+    /// Shared with the job's event receiver ([`JobEvent::Chunk`]), which usually drops its
+    /// copy long before the job is assembled.
+    results: BTreeMap<u32, Arc<ChunkResult>>,
     deaths: HashMap<u32, u32>,
     local_only: HashSet<u32>,
     events: Option<std::sync::mpsc::Sender<JobEvent>>,
@@ -300,6 +311,7 @@ struct Member {
     hops: u8,
     workers: u32,
     load: u32,
+    busy: Vec<u64>,
     heard: Instant,
 }
 
@@ -341,6 +353,8 @@ pub struct Node {
     members: HashMap<NodeId, Member>,
     remotes: Vec<Remote>,
     last_gossip: Instant,
+    /// This node's busy workers as last gossiped, and when that was.
+    busy_gossiped: (Vec<u64>, Instant),
     listen: Option<SocketAddr>,
 }
 
@@ -385,6 +399,7 @@ impl Node {
             members: HashMap::new(),
             remotes,
             last_gossip: Instant::now(),
+            busy_gossiped: (Vec::new(), Instant::now()),
             listen,
         }
     }
@@ -566,6 +581,7 @@ impl Node {
                 hops: 1,
                 workers: nl.workers,
                 load: 0,
+                busy: idle(nl.workers),
                 heard: Instant::now(),
             },
         );
@@ -578,6 +594,7 @@ impl Node {
                 name: nl.name,
                 workers: nl.workers,
                 load: 0,
+                busy: idle(nl.workers),
                 remote: nl.remote,
                 last_heard: Instant::now(),
                 chunks_done: 0,
@@ -651,30 +668,65 @@ impl Node {
         }
     }
 
-    fn gossip_to(&self, link: LinkId) {
-        let mut list = vec![MemberInfo {
+    /// Which of this node's workers are busy, as gossip carries it.
+    fn busy_bitmap(&self) -> Vec<u64> {
+        let flags = self.worker_slots.iter().map(|w| w.busy);
+        wire::busy_bitmap(flags.take(self.s.workers))
+    }
+
+    /// This node as gossip describes it.
+    fn me(&self) -> MemberInfo {
+        MemberInfo {
             node: self.s.id,
             name: self.s.name.clone(),
             hops: 0,
             workers: self.s.workers as u32,
             load: self.busy as u32,
+            busy: self.busy_bitmap(),
             age_ms: 0,
-        }];
+        }
+    }
+
+    fn gossip_to(&self, link: LinkId) {
+        let mut list = vec![self.me()];
+        // Bitmaps make entries up to ~700 bytes: stay within one frame whatever the pool.
+        let size = |m: &MemberInfo| 40 + m.name.len() + 10 * m.busy.len();
+        let mut bytes = size(&list[0]);
         let peer = self.links.get(&link).map(|l| l.peer);
         for (id, m) in &self.members {
             if Some(*id) == peer || m.hops >= MAX_HOPS || list.len() >= wire::MAX_MEMBERS {
                 continue;
             }
-            list.push(MemberInfo {
+            let info = MemberInfo {
                 node: *id,
                 name: m.name.clone(),
                 hops: m.hops,
                 workers: m.workers,
                 load: m.load,
+                busy: m.busy.clone(),
                 age_ms: m.heard.elapsed().as_millis().min(u32::MAX as u128) as u32,
-            });
+            };
+            bytes += size(&info);
+            if bytes > GOSSIP_BUDGET {
+                break;
+            }
+            list.push(info);
         }
         self.send(link, &Msg::Members(list));
+    }
+
+    /// Tells the neighbours at once when this node's busy workers changed (at most every
+    /// `BUSY_GOSSIP_EVERY`); the full gossip follows on its own schedule.
+    fn gossip_busy(&mut self) {
+        let busy = self.busy_bitmap();
+        if busy == self.busy_gossiped.0 || self.busy_gossiped.1.elapsed() < BUSY_GOSSIP_EVERY {
+            return;
+        }
+        let msg = Msg::Members(vec![self.me()]);
+        for &l in self.links.keys() {
+            self.send(l, &msg);
+        }
+        self.busy_gossiped = (busy, Instant::now());
     }
 
     // ----- messages -----
@@ -693,12 +745,14 @@ impl Node {
                     {
                         l.load = m.load;
                         l.workers = m.workers;
+                        l.busy = m.busy.clone();
                     }
                     let e = self.members.entry(m.node).or_insert(Member {
                         name: m.name.clone(),
                         hops,
                         workers: m.workers,
                         load: m.load,
+                        busy: m.busy.clone(),
                         heard: Instant::now(),
                     });
                     if hops <= e.hops || e.heard.elapsed() > Duration::from_secs(10) {
@@ -706,6 +760,7 @@ impl Node {
                         e.name = m.name;
                         e.workers = m.workers;
                         e.load = m.load;
+                        e.busy = m.busy;
                         e.heard = Instant::now()
                             .checked_sub(Duration::from_millis(u64::from(m.age_ms)))
                             .unwrap_or_else(Instant::now);
@@ -1062,6 +1117,10 @@ impl Node {
                     j.local_done += 1;
                 }
                 j.points_done += j.spec.chunk_points(chunk);
+                let result = Arc::new(result);
+                if let Some(ev) = &j.events {
+                    let _ = ev.send(JobEvent::Chunk(Arc::clone(&result)));
+                }
                 j.results.insert(chunk, result);
                 if j.results.len() as u32 == j.total {
                     self.finish_job(id);
@@ -1082,7 +1141,10 @@ impl Node {
         let Some(ev) = j.events.take() else { return };
         let _ = ev.send(JobEvent::Progress(progress(&j)));
         let Some(ctx) = j.ctx.take() else { return };
-        let results: Vec<ChunkResult> = std::mem::take(&mut j.results).into_values().collect();
+        let results: Vec<ChunkResult> = std::mem::take(&mut j.results)
+            .into_values()
+            .map(|r| Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone()))
+            .collect();
         info!(
             "job {id} done: {} chunks here, {} from the pool, {:.2} s",
             j.local_done,
@@ -1249,6 +1311,9 @@ impl Node {
             }
             self.members
                 .retain(|_, m| m.heard.elapsed() < Duration::from_secs(30) || m.hops == 1);
+            self.busy_gossiped = (self.busy_bitmap(), Instant::now());
+        } else {
+            self.gossip_busy();
         }
         // Progress for owners, at most every 100 ms.
         for j in self.jobs.values_mut() {
@@ -1272,18 +1337,20 @@ impl Node {
         }
     }
 
-    /// What `node`'s workers computed of the results received here: entry `i` is worker
-    /// slot `i`, as many entries as it has `workers` or as slots were seen, whichever is
-    /// more (empty if none of its results came here). Nobody says which remote worker is
-    /// busy, so `busy` stays false.
-    fn remote_worker_stats(&self, node: NodeId, workers: u32) -> Vec<WorkerStats> {
-        let Some(slots) = self.remote_workers.get(&node) else {
-            return Vec::new();
-        };
-        let seen = slots.keys().next_back().map_or(0, |&w| w as usize + 1);
+    /// What `node`'s workers computed of the results received here, and which are busy as
+    /// its gossip last said (`busy`): entry `i` is worker slot `i`, as many entries as it has
+    /// `workers` or as slots were seen, whichever is more.
+    fn remote_worker_stats(&self, node: NodeId, workers: u32, busy: &[u64]) -> Vec<WorkerStats> {
+        let slots = self.remote_workers.get(&node);
+        let seen = slots
+            .and_then(|s| s.keys().next_back())
+            .map_or(0, |&w| w as usize + 1);
         let mut out = vec![WorkerStats::default(); seen.max(workers as usize)];
-        for (&w, st) in slots {
+        for (&w, st) in slots.into_iter().flatten() {
             out[w as usize] = st.clone();
+        }
+        for (i, w) in out.iter_mut().enumerate() {
+            w.busy = wire::is_busy(busy, i);
         }
         out
     }
@@ -1311,6 +1378,7 @@ impl Node {
                 compute_s_here / chunks_here as f64
             },
             worker_stats: self.worker_slots.clone(),
+            workers_busy_known: true,
             ..HostStats::default()
         }];
         for l in self.links.values() {
@@ -1337,7 +1405,8 @@ impl Node {
                 last_heard_s: l.last_heard.elapsed().as_secs_f64(),
                 meshes_in: l.meshes_in,
                 meshes_out: l.meshes_out,
-                worker_stats: self.remote_worker_stats(l.peer, l.workers),
+                worker_stats: self.remote_worker_stats(l.peer, l.workers, &l.busy),
+                workers_busy_known: true,
             });
         }
         let linked: HashSet<NodeId> = self.links.values().map(|l| l.peer).collect();
@@ -1359,7 +1428,8 @@ impl Node {
                     HostState::Idle
                 },
                 last_heard_s: m.heard.elapsed().as_secs_f64(),
-                worker_stats: self.remote_worker_stats(*id, m.workers),
+                worker_stats: self.remote_worker_stats(*id, m.workers, &m.busy),
+                workers_busy_known: m.hops != u8::MAX,
                 ..HostStats::default()
             });
         }
@@ -1380,7 +1450,7 @@ impl Node {
                 name: format!("node {:016x}", id.0),
                 hops: via_hops.saturating_add(1),
                 workers: slots.len() as u32,
-                worker_stats: self.remote_worker_stats(*id, 0),
+                worker_stats: self.remote_worker_stats(*id, 0, &[]),
                 ..HostStats::default()
             });
         }
@@ -1420,6 +1490,11 @@ impl Node {
             };
         }
     }
+}
+
+/// The busy bitmap of `workers` idle workers.
+fn idle(workers: u32) -> Vec<u64> {
+    vec![0; workers.min(wire::MAX_WORKERS).div_ceil(64) as usize]
 }
 
 fn progress(j: &JobState) -> JobProgress {
@@ -2024,10 +2099,10 @@ mod tests {
         j.grant(7, 2, t0);
         j.results.insert(
             0,
-            millpond_core::job::ChunkResult {
+            Arc::new(millpond_core::job::ChunkResult {
                 chunk: 0,
                 data: millpond_core::job::ChunkData::Heights(vec![]),
-            },
+            }),
         );
         j.link_lost(7);
         assert_eq!(j.queue.front(), Some(&1));

@@ -55,9 +55,12 @@ pub struct HostStats {
     /// here (each result's header says which node and worker slot computed it; relays pass
     /// that on), listing as many entries as the host has workers or as slots were seen;
     /// empty if none of its results came here. A node whose results arrived but which is
-    /// neither linked nor known by gossip gets a row of its own named by its id. `busy` is
-    /// known for this host only.
+    /// neither linked nor known by gossip gets a row of its own named by its id. `busy`
+    /// comes from gossip for other hosts (each node says which of its workers are busy).
     pub worker_stats: Vec<WorkerStats>,
+    /// Whether `worker_stats[..].busy` says something: false for a host known only from the
+    /// results it computed (no gossip heard) and for a lost one.
+    pub workers_busy_known: bool,
 }
 
 /// One worker thread: what it has done since the pool started.
@@ -134,8 +137,8 @@ pub struct PoolStats {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Pool, PoolConfig, Secret};
-    use millpond_core::job::{DropSpec, Grid, Operation};
+    use crate::{JobEvent, Pool, PoolConfig, Secret};
+    use millpond_core::job::{DropSpec, Grid, JobOutput, Operation};
     use millpond_core::{Axis, Cutter, JobSpec, Mesh, Point3, Rect, TriangleIndex, models};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -211,10 +214,9 @@ mod tests {
         (mesh, index, spec)
     }
 
-    #[test]
-    fn the_owner_reports_a_helpers_chunks_per_helper_worker() {
-        let (mesh, index, spec) = sphere_job(0.01);
-        let chunks = u64::from(spec.chunk_count());
+    /// An owner listening on loopback with one worker, and a helper with two dialling it,
+    /// linked (the owner lists the helper).
+    fn owner_and_helper() -> (Pool, Pool) {
         let secret = Secret::new("a test secret", "test").unwrap();
         let mut cfg = PoolConfig::new(secret.clone());
         cfg.listen = Some("127.0.0.1:0".parse().unwrap());
@@ -237,6 +239,110 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        (owner, helper)
+    }
+
+    /// The owner hands every accepted chunk result to the job's receiver, once per chunk,
+    /// before the job finishes, whether its own worker or the helper computed it.
+    #[test]
+    fn the_owner_reports_each_chunk_once_as_it_arrives() {
+        let (mesh, index, spec) = sphere_job(0.01);
+        let total = spec.chunk_count();
+        let (owner, helper) = owner_and_helper();
+        let handle = owner.submit(Arc::new(mesh), Arc::new(index), spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut chunks = Vec::new();
+        let out = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match handle.events.recv_timeout(left) {
+                Ok(JobEvent::Chunk(r)) => chunks.push(r.chunk),
+                Ok(JobEvent::Progress(_)) => {}
+                Ok(JobEvent::Finished(r)) => break r.expect("the job finishes"),
+                Err(e) => panic!("no end of the job: {e}; {} chunks so far", chunks.len()),
+            }
+        };
+        let stats = owner.stats();
+        helper.shutdown();
+        owner.shutdown();
+        assert!(matches!(out, JobOutput::Heights(_)));
+        assert_eq!(
+            chunks.len() as u32,
+            total,
+            "one event per chunk: {chunks:?}"
+        );
+        chunks.sort_unstable();
+        chunks.dedup();
+        assert_eq!(chunks, (0..total).collect::<Vec<_>>(), "each chunk once");
+        let helped = stats.hosts.iter().any(|h| h.hops == 1 && h.chunks_done > 0);
+        eprintln!("{total} chunk events; the helper computed some: {helped}");
+    }
+
+    /// Polls `owner`'s statistics until the helper's workers are in the state `check` wants,
+    /// for at most `timeout`; returns their busy flags.
+    fn helper_workers(
+        owner: &Pool,
+        helper: u64,
+        timeout: Duration,
+        check: impl Fn(&[bool]) -> bool,
+    ) -> Result<Vec<bool>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = owner.stats();
+            let busy: Vec<bool> = stats
+                .hosts
+                .iter()
+                .find(|h| h.node == helper)
+                .filter(|h| h.workers_busy_known)
+                .map(|h| h.worker_stats.iter().map(|w| w.busy).collect())
+                .unwrap_or_default();
+            if busy.len() == 2 && check(&busy) {
+                return Ok(busy);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{busy:?} after {timeout:?}: {stats:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Gossip says which of the helper's workers are busy: the owner sees them busy while
+    /// they compute its job, and idle within a second of it ending.
+    #[test]
+    fn the_owner_sees_which_helper_workers_are_busy() {
+        // Minutes of work on one core: it is cancelled once the helper is seen busy.
+        let (mesh, index, spec) = sphere_job(0.0005);
+        let (owner, helper) = owner_and_helper();
+        let helper_id = helper.id().0;
+        let idle = helper_workers(&owner, helper_id, Duration::from_secs(5), |b| {
+            b.iter().all(|&x| !x)
+        });
+        assert!(idle.is_ok(), "not idle before the job: {idle:?}");
+        let handle = owner.submit(Arc::new(mesh), Arc::new(index), spec).unwrap();
+        let busy = helper_workers(&owner, helper_id, Duration::from_secs(20), |b| {
+            b.iter().any(|&x| x)
+        });
+        handle.cancel();
+        let ended = handle.wait(|_| {});
+        let t0 = Instant::now();
+        let after = helper_workers(&owner, helper_id, Duration::from_secs(5), |b| {
+            b.iter().all(|&x| !x)
+        });
+        let idle_after = t0.elapsed();
+        helper.shutdown();
+        owner.shutdown();
+        let busy = busy.unwrap_or_else(|e| panic!("the helper's workers never showed busy: {e}"));
+        assert_eq!(ended.unwrap_err(), crate::PoolError::Cancelled);
+        after.unwrap_or_else(|e| panic!("still busy after the job: {e}"));
+        eprintln!("helper workers busy {busy:?}; idle {idle_after:?} after the cancel");
+        assert!(idle_after < Duration::from_secs(1), "{idle_after:?}");
+    }
+
+    #[test]
+    fn the_owner_reports_a_helpers_chunks_per_helper_worker() {
+        let (mesh, index, spec) = sphere_job(0.01);
+        let chunks = u64::from(spec.chunk_count());
+        let (owner, helper) = owner_and_helper();
+        let helper_id = helper.id().0;
         let out = owner
             .submit(Arc::new(mesh), Arc::new(index), spec)
             .unwrap()

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of this protocol. Peers must match exactly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
@@ -28,6 +28,44 @@ pub const MAX_GRANT: usize = 1024;
 pub const MAX_HOPS: u8 = 8;
 /// Most worker threads a node may have (and so the bound on a worker slot index).
 pub const MAX_WORKERS: u32 = 4096;
+/// Words of the largest busy-worker bitmap ([`MemberInfo::busy`]).
+pub const MAX_BUSY_WORDS: usize = MAX_WORKERS.div_ceil(64) as usize;
+
+/// The busy-worker bitmap of `flags` (worker slot `i` is bit `i % 64` of word `i / 64`).
+pub fn busy_bitmap(flags: impl IntoIterator<Item = bool>) -> Vec<u64> {
+    let mut words = Vec::new();
+    for (i, busy) in flags.into_iter().enumerate() {
+        if i % 64 == 0 {
+            words.push(0);
+        }
+        if busy && let Some(w) = words.last_mut() {
+            *w |= 1 << (i % 64);
+        }
+    }
+    words
+}
+
+/// Whether worker slot `i` is busy in `bitmap` (slots beyond it are idle).
+pub fn is_busy(bitmap: &[u64], i: usize) -> bool {
+    bitmap.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+/// Why a busy bitmap does not fit a member of `workers` workers, if it does not: exactly
+/// one bit per worker, rounded up to whole words, and no bit set beyond the last worker.
+fn check_busy(busy: &[u64], workers: u32) -> Result<(), String> {
+    let words = workers.div_ceil(64) as usize;
+    if busy.len() != words || busy.len() > MAX_BUSY_WORDS {
+        return Err(format!(
+            "busy bitmap of {} words for {workers} workers",
+            busy.len()
+        ));
+    }
+    let tail = workers % 64;
+    if tail != 0 && busy.last().is_some_and(|w| w >> tail != 0) {
+        return Err(format!("busy bit beyond worker {workers}"));
+    }
+    Ok(())
+}
 
 /// A node's identity for this run (random at start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -55,6 +93,10 @@ pub struct MemberInfo {
     pub workers: u32,
     /// Busy workers.
     pub load: u32,
+    /// Which workers are busy: worker slot `i` is bit `i % 64` of word `i / 64`, exactly
+    /// `ceil(workers / 64)` words (see [`busy_bitmap`]). For the statistics panel's per-worker
+    /// state; a relay passes on what it last heard, like `load`.
+    pub busy: Vec<u64>,
     /// Milliseconds since the sender last heard of this member.
     pub age_ms: u32,
 }
@@ -219,6 +261,9 @@ fn validate_msg(msg: &Msg) -> Result<(), WireError> {
             {
                 return bad("member entry out of range".into());
             }
+            for i in m {
+                check_busy(&i.busy, i.workers).map_err(WireError::Invalid)?;
+            }
         }
         Msg::Announce {
             spec, hops_left, ..
@@ -300,6 +345,62 @@ mod tests {
             *size = MAX_RESULT + 1;
         }
         assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());
+    }
+
+    fn member(workers: u32, busy: Vec<u64>) -> Msg {
+        Msg::Members(vec![MemberInfo {
+            node: NodeId(9),
+            name: "helper".into(),
+            hops: 1,
+            workers,
+            load: busy.iter().map(|w| w.count_ones()).sum(),
+            busy,
+            age_ms: 0,
+        }])
+    }
+
+    fn decodes(m: &Msg) -> Result<Msg, WireError> {
+        decode_msg(&encode(m).unwrap()[4..])
+    }
+
+    #[test]
+    fn busy_bitmaps_round_trip_and_must_fit_the_workers() {
+        let flags = [true, false, false, true, true];
+        let bitmap = busy_bitmap(flags);
+        assert_eq!(bitmap, [0b11001]);
+        assert_eq!(
+            (0..6).map(|i| is_busy(&bitmap, i)).collect::<Vec<_>>(),
+            [true, false, false, true, true, false]
+        );
+        let m = member(5, bitmap);
+        assert_eq!(decodes(&m).unwrap(), m);
+        let most = busy_bitmap((0..MAX_WORKERS).map(|i| i % 3 == 0));
+        assert_eq!(most.len(), MAX_BUSY_WORDS);
+        let m = member(MAX_WORKERS, most.clone());
+        assert_eq!(decodes(&m).unwrap(), m);
+        assert_eq!(decodes(&member(0, vec![])).unwrap(), member(0, vec![]));
+        assert_eq!(
+            decodes(&member(64, vec![u64::MAX])).unwrap(),
+            member(64, vec![u64::MAX])
+        );
+        // Over-long, short, or with a bit for a worker the member does not have.
+        let mut longer = most;
+        longer.push(0);
+        for (workers, busy) in [
+            (MAX_WORKERS, longer),
+            (5, vec![0, 0]),
+            (65, vec![0]),
+            (5, vec![]),
+            (0, vec![0]),
+            (5, vec![1 << 5]),
+            (63, vec![1 << 63]),
+        ] {
+            let got = decodes(&member(workers, busy.clone()));
+            assert!(
+                matches!(got, Err(WireError::Invalid(_))),
+                "{workers} workers, bitmap {busy:?} accepted: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -216,6 +216,7 @@ fn run_job(pool: &Pool, spec: &JobSpec, mut on_progress: impl FnMut(&JobProgress
                 on_progress(&p);
                 last = p;
             }
+            Ok(JobEvent::Chunk(_)) => {}
             Ok(JobEvent::Finished(r)) => {
                 let output = r.unwrap_or_else(|e| panic!("job failed: {e}"));
                 return JobRun {

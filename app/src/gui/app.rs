@@ -88,6 +88,8 @@ pub fn window_title(model_name: Option<&str>) -> String {
 const TOOLS_FILE: &str = "tools.json";
 const SESSION_FILE: &str = "session.json";
 const MAX_RECENT: usize = 10;
+/// Shortest time between two uploads of a growing preview.
+const PREVIEW_EVERY: Duration = Duration::from_millis(200);
 
 /// What the app remembers between runs besides preferences and tools.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +166,8 @@ pub struct MillpondApp {
     sent_stock: Option<Aabb>,
     /// When an autostart was asked for, until it starts.
     autostart_at: Option<Instant>,
+    /// The preview the 3D view has: operation, chunks in it, when it was sent.
+    preview_sent: Option<(u64, u32, Instant)>,
 }
 
 impl std::fmt::Debug for MillpondApp {
@@ -253,6 +257,7 @@ impl MillpondApp {
             model_generation: 0,
             sent_stock: None,
             autostart_at: None,
+            preview_sent: None,
             options,
         };
         match ModelLoader::load_bundled_now(DEFAULT_MODEL, DEFAULT_MODEL_NAME) {
@@ -453,6 +458,11 @@ impl MillpondApp {
             .map_or(true, |p| p != r.computed.planned)
     }
 
+    /// Segments of the preview the 3D view holds for `op_id` (an operation being computed).
+    pub fn preview_in_view(&self, op_id: u64) -> Option<usize> {
+        self.view.preview_segments(op_id)
+    }
+
     pub fn toolpath(&self, op_id: u64) -> Option<&Arc<Toolpath>> {
         self.results.get(&op_id).map(|r| &r.computed.toolpath)
     }
@@ -628,7 +638,11 @@ impl MillpondApp {
                         continue;
                     }
                     let visible = self.operations.get(c.op_id).is_some_and(|o| o.visible);
+                    // Replaces the preview too, once the toolpath is uploaded.
                     self.view.set_toolpath(c.op_id, &c.toolpath, visible);
+                    if self.preview_sent.is_some_and(|(op, ..)| op == c.op_id) {
+                        self.preview_sent = None;
+                    }
                     let name = self
                         .operations
                         .get(c.op_id)
@@ -660,6 +674,7 @@ impl MillpondApp {
                 }
             }
         }
+        self.sync_preview();
         self.exporter.poll(&self.ctx);
         self.pool.poll();
         if let Some(t) = self.autostart_at
@@ -692,6 +707,39 @@ impl MillpondApp {
             self.ctx
                 .send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
+        }
+    }
+
+    /// Brings the 3D view's preview in line with what the running operation has computed:
+    /// the first chunk at once, then at most every [`PREVIEW_EVERY`] (each upload prepares the
+    /// whole preview again, so a million-point job is re-sent a few times a second, not every
+    /// frame). A preview whose operation is over without a toolpath (cancelled, failed, for
+    /// a replaced model) is dropped, and the operation's previous toolpath shows again.
+    ///
+    /// A previous toolpath of the operation stays drawn until the new run's first chunk
+    /// arrives; from then on the preview is drawn instead of it.
+    fn sync_preview(&mut self) {
+        let want = self.compute.preview();
+        if let Some((op, ..)) = self.preview_sent
+            && want.is_none_or(|p| p.op_id != op)
+        {
+            self.view.remove_preview(op);
+            self.preview_sent = None;
+        }
+        let Some(p) = want else {
+            return;
+        };
+        let due = match self.preview_sent {
+            None => true,
+            Some((_, chunks, at)) => p.chunks > chunks && at.elapsed() >= PREVIEW_EVERY,
+        };
+        if due {
+            let visible = self.operations.get(p.op_id).is_some_and(|o| o.visible);
+            self.view.set_preview(p.op_id, &p.lines, p.bounds, visible);
+            self.preview_sent = Some((p.op_id, p.chunks, Instant::now()));
+        } else {
+            // Come back for the chunks that arrived meanwhile even if nothing else repaints.
+            self.ctx.request_repaint_after(PREVIEW_EVERY);
         }
     }
 

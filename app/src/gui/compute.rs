@@ -3,13 +3,15 @@
 //! A "Generate" click starts a batch: one worker thread that runs its operations in order and
 //! reports each one's toolpath the moment it is done, so the first result shows while the
 //! rest still compute. The UI polls [`Compute::poll`] every frame; the worker wakes it with
-//! `request_repaint`. A cancel sets the batch's [`CancelToken`]: local chunks see it between
+//! `request_repaint`. While an operation computes, each finished chunk's CL points come to
+//! the UI too ([`Compute::preview`]), so the toolpath can be drawn as it is assembled. A
+//! cancel sets the batch's [`CancelToken`]: local chunks see it between
 //! raster line pieces (milliseconds), and a pooled job is cancelled at its owner at once.
 
 use super::operations::PlannedJob;
 use millpond_core::job::JobOutput;
 use millpond_core::runner::{self, RunError};
-use millpond_core::{CancelToken, JobContext, Mesh, Toolpath, TriangleIndex};
+use millpond_core::{Aabb, CancelToken, JobContext, Mesh, Point3, Toolpath, TriangleIndex};
 use millpond_net::{JobEvent, Pool, PoolError, WorkerStats};
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -63,6 +65,44 @@ impl JobProgressView {
     }
 }
 
+/// What the running operation has computed so far: the CL points of its finished chunks,
+/// in the order they finished, until the operation is done (or cancelled, or failed).
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub op_id: u64,
+    /// Polylines in model coordinates (see `JobSpec::preview`), shared so that handing the
+    /// list to the 3D view copies pointers, not points.
+    pub lines: Vec<Arc<[Point3]>>,
+    /// Chunks whose points are in `lines`.
+    pub chunks: u32,
+    /// Points in `lines`.
+    pub points: usize,
+    pub bounds: Aabb,
+}
+
+impl Preview {
+    fn new(op_id: u64) -> Self {
+        Self {
+            op_id,
+            lines: Vec::new(),
+            chunks: 0,
+            points: 0,
+            bounds: Aabb::EMPTY,
+        }
+    }
+
+    fn add(&mut self, lines: Vec<Vec<Point3>>) {
+        self.chunks += 1;
+        for line in lines.into_iter().filter(|l| !l.is_empty()) {
+            for &p in &line {
+                self.bounds.extend(p);
+            }
+            self.points += line.len();
+            self.lines.push(line.into());
+        }
+    }
+}
+
 /// A finished operation's toolpath.
 #[derive(Debug, Clone)]
 pub struct Computed {
@@ -97,6 +137,11 @@ enum Msg {
         chunks_total: u32,
     },
     Progress(JobProgressView),
+    /// A finished chunk's CL polylines, for the preview.
+    Chunk {
+        op_id: u64,
+        lines: Vec<Vec<Point3>>,
+    },
     /// A chunk computed here (local mode): by which worker thread, in how many seconds.
     LocalChunk {
         progress: JobProgressView,
@@ -129,6 +174,8 @@ struct Batch {
     /// Operations not started yet, by id.
     queued: Vec<u64>,
     current: Option<CurrentJob>,
+    /// The current operation's finished chunks.
+    preview: Option<Preview>,
     rx: Receiver<Msg>,
     pooled: bool,
 }
@@ -219,6 +266,12 @@ impl Compute {
         self.batch.as_ref().and_then(|b| b.current.as_ref())
     }
 
+    /// What the running operation has computed so far (none before its first chunk, and
+    /// none once it is over).
+    pub fn preview(&self) -> Option<&Preview> {
+        self.batch.as_ref().and_then(|b| b.preview.as_ref())
+    }
+
     /// Is this operation waiting or running?
     pub fn is_pending(&self, op_id: u64) -> bool {
         self.batch.as_ref().is_some_and(|b| {
@@ -284,6 +337,7 @@ impl Compute {
             cancel_requested: None,
             queued,
             current: None,
+            preview: None,
             rx,
             pooled,
         });
@@ -322,6 +376,7 @@ impl Compute {
                     chunks_total,
                 } => {
                     b.queued.retain(|&q| q != op_id);
+                    b.preview = None;
                     b.current = Some(CurrentJob {
                         op_id,
                         name,
@@ -335,6 +390,13 @@ impl Compute {
                 Msg::Progress(p) => {
                     if let Some(c) = &mut b.current {
                         c.progress = p;
+                    }
+                }
+                Msg::Chunk { op_id, lines } => {
+                    if b.current.as_ref().is_some_and(|c| c.op_id == op_id) {
+                        b.preview
+                            .get_or_insert_with(|| Preview::new(op_id))
+                            .add(lines);
                     }
                 }
                 Msg::LocalChunk {
@@ -352,6 +414,7 @@ impl Compute {
                     result,
                     elapsed_s,
                 } => {
+                    b.preview = None;
                     let mut progress = b.current.take().map(|c| c.progress).unwrap_or_default();
                     progress.elapsed_s = elapsed_s;
                     let row = |state| JobRow {
@@ -386,6 +449,7 @@ impl Compute {
                     }
                 }
                 Msg::Cancelled { stopped } => {
+                    b.preview = None;
                     let requested = b.cancel_requested.unwrap_or(stopped);
                     let name = b
                         .current
@@ -536,7 +600,12 @@ fn run_local(
     // once while any are left, so the time since its previous report is the chunk's
     // compute time.
     let workers: Mutex<HashMap<std::thread::ThreadId, (usize, Instant)>> = Mutex::default();
-    let results = runner::run_local(&ctx, threads, cancel, &|_, p| {
+    let results = runner::run_local(&ctx, threads, cancel, &|r, p| {
+        // A copy of the chunk's points: cheap next to computing them.
+        send(Msg::Chunk {
+            op_id: job.op_id,
+            lines: ctx.preview(r),
+        });
         let now = Instant::now();
         let (worker, since) = {
             let mut w = workers.lock().unwrap_or_else(|e| e.into_inner());
@@ -612,6 +681,10 @@ fn run_pooled(
                 eta_s: p.eta_s,
                 elapsed_s: t0.elapsed().as_secs_f64(),
             })),
+            Ok(JobEvent::Chunk(r)) => send(Msg::Chunk {
+                op_id: job.op_id,
+                lines: job.planned.spec.preview(&r),
+            }),
             Ok(JobEvent::Finished(Ok(out))) => return toolpath_of(out),
             Ok(JobEvent::Finished(Err(PoolError::Cancelled))) => {
                 return Err(JobFailure::Cancelled);

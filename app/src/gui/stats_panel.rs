@@ -5,7 +5,8 @@
 //! same whichever mode is on. Workers get a table of their own: this computer's first, with
 //! chunk counts and compute times measured per chunk, from local runs and from the pool's
 //! workers here; then, in server mode, the other hosts' workers, counting the results that
-//! came here (each says which node's worker computed it). Tables sort by any column (click
+//! came here (each says which node's worker computed it), busy or idle as their hosts'
+//! gossip says. Tables sort by any column (click
 //! its header).
 
 use super::compute::{Compute, JobRow};
@@ -110,8 +111,8 @@ pub fn worker_rows(
 
 /// The other hosts' workers in server mode: for each host of `stats` but this one, what each
 /// of its workers computed of the results that came here (nearest hosts first, then by name,
-/// then by worker). Whether a remote worker is busy is not reported: its state shows "—"
-/// ("lost" if its host is).
+/// then by worker), and whether it is busy as its host's gossip last said ("lost" if its host
+/// is; "—" for a host known only from its results, which has said nothing).
 pub fn remote_worker_rows(stats: &PoolStats) -> Vec<WorkerRow> {
     let mut hosts: Vec<_> = stats.hosts.iter().filter(|h| h.hops != 0).collect();
     hosts.sort_by(|a, b| {
@@ -129,8 +130,12 @@ pub fn remote_worker_rows(stats: &PoolStats) -> Vec<WorkerRow> {
                     worker: i as u32 + 1,
                     state: if h.state == millpond_net::HostState::Lost {
                         "lost"
-                    } else {
+                    } else if !h.workers_busy_known {
                         "—"
+                    } else if w.busy {
+                        "busy"
+                    } else {
+                        "idle"
                     }
                     .into(),
                     chunks_done: w.chunks_done,
@@ -391,7 +396,7 @@ fn worker_columns() -> Vec<Column<WorkerRow>> {
         },
         Column {
             title: "State",
-            tip: "busy while it computes a chunk, idle otherwise (not reported by other hosts: —)",
+            tip: "busy while it computes a chunk, idle otherwise; other hosts' as their gossip last said (— if it said nothing yet, lost if the host is)",
             text: |r| r.state.clone(),
             key: |r| Key::Text(r.state.clone()),
         },
@@ -774,6 +779,7 @@ mod tests {
             workers: workers.len() as u32,
             chunks_done: workers.iter().map(|w| w.chunks_done).sum(),
             worker_stats: workers,
+            workers_busy_known: true,
             ..HostStats::default()
         };
         let w = |chunks: u64, s: f64| WorkerStats {
@@ -781,21 +787,44 @@ mod tests {
             chunks_done: chunks,
             compute_s: s,
         };
+        let busy = WorkerStats {
+            busy: true,
+            ..w(5, 1.0)
+        };
+        let lost = HostStats {
+            state: millpond_net::HostState::Lost,
+            ..remote("gone", 3, vec![w(1, 0.1)])
+        };
+        let unheard = HostStats {
+            workers_busy_known: false,
+            ..remote("node 00ff", 4, vec![w(1, 0.1)])
+        };
         let stats = PoolStats {
             hosts: vec![
                 remote("me", 0, vec![w(1, 0.1)]),
                 remote("far", 2, vec![w(3, 0.9)]),
-                remote("Aa-near", 1, vec![w(5, 1.0), w(2, 0.8)]),
+                remote("Aa-near", 1, vec![busy, w(2, 0.8)]),
+                lost,
+                unheard,
             ],
             ..PoolStats::default()
         };
-        let rows = remote_worker_rows(&stats);
-        let ids: Vec<(&str, u32, u64)> = rows
+        let mut rows = remote_worker_rows(&stats);
+        let ids: Vec<(&str, u32, u64, &str)> = rows
             .iter()
-            .map(|r| (r.host.as_str(), r.worker, r.chunks_done))
+            .map(|r| (r.host.as_str(), r.worker, r.chunks_done, r.state.as_str()))
             .collect();
-        assert_eq!(ids, [("Aa-near", 1, 5), ("Aa-near", 2, 2), ("far", 1, 3)]);
-        assert_eq!(rows[0].state, "—");
+        assert_eq!(
+            ids,
+            [
+                ("Aa-near", 1, 5, "busy"),
+                ("Aa-near", 2, 2, "idle"),
+                ("far", 1, 3, "idle"),
+                ("gone", 1, 1, "lost"),
+                ("node 00ff", 1, 1, "—"),
+            ]
+        );
+        rows.truncate(3);
         assert!((rows[1].avg_compute_s - 0.4).abs() < 1e-12);
         assert!(
             (rows[2].compute_s - 0.9).abs() < 1e-12,

@@ -24,7 +24,7 @@ const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O)
 const ERROR_RED: Color32 = Color32::from_rgb(0xe0, 0x55, 0x55);
 
 /// A labelled number in a two-column grid; the label names the field for screen readers and
-/// tests, the tooltip says what it does.
+/// tests, the tooltip says what it does and in which unit (the field's suffix).
 fn num(
     ui: &mut Ui,
     label: &str,
@@ -34,6 +34,11 @@ fn num(
     range: std::ops::RangeInclusive<f64>,
     speed: f64,
 ) -> bool {
+    let tip = match suffix.trim() {
+        "" => tip.to_string(),
+        unit => format!("{tip} ({unit})"),
+    };
+    let tip = tip.as_str();
     let l = ui.label(label).on_hover_text(tip);
     let r = ui
         .add(
@@ -1244,10 +1249,22 @@ fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
         .on_hover_text("Millimetres, or a share of the tool diameter that follows the tool");
     ui.horizontal(|ui| {
         let percent = matches!(p.stepover, Stepover::Percent(_));
-        if ui.radio(!percent, "mm").clicked() && percent {
+        if ui
+            .radio(!percent, "mm")
+            .on_hover_text("Stepover in millimetres, whatever the tool")
+            .clicked()
+            && percent
+        {
             p.stepover = Stepover::Mm(2.5);
         }
-        if ui.radio(percent, "% of tool diameter").clicked() && !percent {
+        if ui
+            .radio(percent, "% of tool diameter")
+            .on_hover_text(
+                "Stepover as a percentage of the tool diameter: it follows a tool change",
+            )
+            .clicked()
+            && !percent
+        {
             p.stepover = RoughingParams::default().stepover;
         }
     })

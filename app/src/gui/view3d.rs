@@ -5,6 +5,10 @@
 //!   the view draw only its egui overlay and a note that 3D needs OpenGL.
 //! - `set_model`, `set_stock`, `set_toolpath` / `remove_toolpath` / `set_toolpath_visible`
 //!   upload or change what is drawn; they are cheap to call only when something changed.
+//! - `set_preview` / `remove_preview`: what an operation has computed so far, drawn instead
+//!   of its toolpath while present; `set_toolpath` replaces it once the toolpath is uploaded
+//!   (no empty frame between the two). Call `set_preview` a few times a second at most: each
+//!   call prepares the whole preview again.
 //! - `show(ui)` allocates the remaining space, handles orbit/pan/zoom, draws the preset buttons
 //!   and schedules the GL paint callback.
 //!
@@ -81,6 +85,8 @@ pub struct SceneView {
     model: Option<(Aabb, usize)>,
     stock: Option<Aabb>,
     toolpaths: BTreeMap<ToolpathId, ToolpathEntry>,
+    /// Previews of operations being computed.
+    previews: BTreeMap<ToolpathId, ToolpathEntry>,
     /// Set by `fit()`; done in `show`, once the view's aspect ratio is known.
     fit_pending: bool,
 }
@@ -94,6 +100,7 @@ impl std::fmt::Debug for SceneView {
             .field("model", &self.model)
             .field("stock", &self.stock)
             .field("toolpaths", &self.toolpaths)
+            .field("previews", &self.previews)
             .finish()
     }
 }
@@ -142,6 +149,7 @@ impl SceneView {
             model: None,
             stock: None,
             toolpaths: BTreeMap::new(),
+            previews: BTreeMap::new(),
             fit_pending: true,
         }
     }
@@ -223,8 +231,12 @@ impl SceneView {
         }
     }
 
-    /// Shows `toolpath` under `id`, replacing what was there.
+    /// Shows `toolpath` under `id`, replacing what was there, and its preview once uploaded.
     pub fn set_toolpath(&mut self, id: ToolpathId, toolpath: &Toolpath, visible: bool) {
+        if self.previews.remove(&id).is_some() {
+            // A preview still being prepared must not land after the toolpath.
+            lock(&self.inbox).request(gpu::Slot::Preview(id));
+        }
         let (line, bounds) = geometry::Polyline::from_toolpath(toolpath);
         self.toolpaths.insert(
             id,
@@ -246,6 +258,52 @@ impl SceneView {
         }
     }
 
+    /// Shows `pieces` (CL polylines of an operation being computed, `bounds` their extent)
+    /// under `id` instead of its toolpath, replacing the previous preview. The points are
+    /// converted and simplified on a preparation thread: the UI thread only copies the list.
+    pub fn set_preview(
+        &mut self,
+        id: ToolpathId,
+        pieces: &[Arc<[Point3]>],
+        bounds: Aabb,
+        visible: bool,
+    ) {
+        let points: usize = pieces.iter().map(|p| p.len()).sum();
+        self.previews.insert(
+            id,
+            ToolpathEntry {
+                bounds,
+                visible,
+                segments: points.saturating_sub(pieces.len()),
+            },
+        );
+        if self.shared.is_some() {
+            let pieces = pieces.to_vec();
+            let scale = if bounds.is_empty() {
+                0.0
+            } else {
+                bounds.size().length() as f32
+            };
+            self.prepare(gpu::Slot::Preview(id), move || {
+                let (line, _) = geometry::Polyline::from_pieces(&pieces);
+                gpu::Change::Lines(Some(line.into_lines(scale)))
+            });
+        }
+    }
+
+    /// Drops the preview under `id` (a cancelled or failed run): its toolpath, if it has
+    /// one, shows again.
+    pub fn remove_preview(&mut self, id: ToolpathId) {
+        if self.previews.remove(&id).is_some() {
+            lock(&self.inbox).set(gpu::Slot::Preview(id), gpu::Change::Lines(None));
+        }
+    }
+
+    /// Number of segments of the preview under `id`, if there is one.
+    pub fn preview_segments(&self, id: ToolpathId) -> Option<usize> {
+        self.previews.get(&id).map(|t| t.segments)
+    }
+
     pub fn remove_toolpath(&mut self, id: ToolpathId) {
         if self.toolpaths.remove(&id).is_some() {
             lock(&self.inbox).set(gpu::Slot::Toolpath(id), gpu::Change::Lines(None));
@@ -253,8 +311,10 @@ impl SceneView {
     }
 
     pub fn set_toolpath_visible(&mut self, id: ToolpathId, visible: bool) {
-        if let Some(t) = self.toolpaths.get_mut(&id) {
-            t.visible = visible;
+        for entries in [&mut self.toolpaths, &mut self.previews] {
+            if let Some(t) = entries.get_mut(&id) {
+                t.visible = visible;
+            }
         }
     }
 
@@ -297,8 +357,10 @@ impl SceneView {
         if let Some(s) = &self.stock {
             add(s);
         }
-        for t in self.toolpaths.values().filter(|t| t.visible) {
-            add(&t.bounds);
+        for t in self.toolpaths.values().chain(self.previews.values()) {
+            if t.visible {
+                add(&t.bounds);
+            }
         }
         if b.is_empty() {
             b.extend(Point3::new(-10.0, -10.0, -10.0));
@@ -365,12 +427,16 @@ impl SceneView {
             Some(shared) => {
                 let params = gpu::FrameParams {
                     camera: self.camera.frame(&scene),
-                    visible: self
-                        .toolpaths
-                        .iter()
-                        .filter(|(_, t)| t.visible)
-                        .map(|(id, _)| *id)
-                        .collect(),
+                    visible: {
+                        let entries = self.toolpaths.iter().chain(&self.previews);
+                        let mut ids: Vec<ToolpathId> = entries
+                            .filter(|(_, t)| t.visible)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        ids.sort_unstable();
+                        ids.dedup();
+                        ids
+                    },
                     lift: scale * 2e-4,
                 };
                 let shared_cb = Arc::clone(shared);
@@ -510,6 +576,39 @@ mod tests {
         view.clear_model();
         view.set_stock(None);
         harness.run();
+    }
+
+    /// A preview is drawn under its operation's id until the toolpath replaces it, or until
+    /// it is dropped; it counts in the scene's extent meanwhile.
+    #[test]
+    fn a_preview_gives_way_to_the_toolpath() {
+        let mut view = SceneView::new(None);
+        let piece = |y: f64| -> Arc<[Point3]> {
+            (0..11)
+                .map(|i| Point3::new(f64::from(i), y, 60.0))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        let mut bounds = Aabb::EMPTY;
+        bounds.extend(Point3::new(0.0, 0.0, 60.0));
+        bounds.extend(Point3::new(10.0, 1.0, 60.0));
+        view.set_preview(7, &[piece(0.0), piece(1.0)], bounds, true);
+        assert_eq!(
+            view.preview_segments(7),
+            Some(20),
+            "no segment between pieces"
+        );
+        assert_eq!(view.scene_bounds().max.z, 60.0);
+        view.set_toolpath_visible(7, false);
+        assert!(!view.previews[&7].visible);
+        view.set_toolpath_visible(7, true);
+        scene(&mut view);
+        assert_eq!(view.preview_segments(7), None, "replaced by the toolpath");
+        assert_eq!(view.toolpath_segments(7), Some(3));
+        view.set_preview(8, &[piece(0.0)], bounds, true);
+        view.remove_preview(8);
+        assert_eq!(view.preview_segments(8), None);
+        assert_eq!(view.scene_bounds().max.z, 15.0);
     }
 
     /// Fit frames what is shown: after a fit the scene's centre is the orbit target.

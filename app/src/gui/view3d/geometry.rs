@@ -20,6 +20,9 @@ pub const KIND_RAPID: u8 = 0;
 pub const KIND_PLUNGE: u8 = 1;
 pub const KIND_CUT: u8 = 2;
 pub const KIND_EDGE: u8 = 3;
+/// Not a colour: the "segment" ending at this point is a jump between two separate pieces
+/// of a preview, and is not drawn (see [`Polyline::from_pieces`]).
+const KIND_GAP: u8 = u8::MAX;
 
 /// Segments per chunk (one draw call each): a cell holds about half as many, so a chunk is
 /// mostly a whole cell; the cap keeps each chunk's texture small.
@@ -229,8 +232,32 @@ impl Polyline {
         (line, bounds)
     }
 
+    /// Separate polylines (a job's CL points as its chunks arrive) as one, with undrawn jumps
+    /// between the pieces, drawn in the cut colour; also their bounds. Simplification never
+    /// merges across a jump (its kind differs), so pieces stay apart at every level.
+    pub fn from_pieces<P: AsRef<[Point3]>>(pieces: &[P]) -> (Self, Aabb) {
+        let mut bounds = Aabb::EMPTY;
+        let mut line = Polyline::default();
+        let n: usize = pieces.iter().map(|p| p.as_ref().len()).sum();
+        line.points.reserve(n);
+        line.kinds.reserve(n);
+        for piece in pieces {
+            for (i, &p) in piece.as_ref().iter().enumerate() {
+                bounds.extend(p);
+                line.points.push(f32x3(p));
+                line.kinds.push(if i == 0 { KIND_GAP } else { KIND_CUT });
+            }
+        }
+        (line, bounds)
+    }
+
+    /// Segments drawn at full detail (jumps between pieces are not drawn).
     pub fn segments(&self) -> usize {
-        self.points.len().saturating_sub(1)
+        self.kinds
+            .iter()
+            .skip(1)
+            .filter(|&&k| k != KIND_GAP)
+            .count()
     }
 
     /// The levels of detail to upload (done off the UI thread): the full path, then
@@ -280,6 +307,9 @@ impl Polyline {
         for i in 1..self.points.len() {
             let (a, b) = (self.points[i - 1], self.points[i]);
             let kind = self.kinds[i];
+            if kind == KIND_GAP {
+                continue;
+            }
             if grid.is_wide(a, b) {
                 put(grid.wide(), a, b, kind);
                 continue;
@@ -539,6 +569,32 @@ mod tests {
         got.sort_unstable();
         got.dedup();
         assert!(expected == got, "the cells hold the path's segments");
+    }
+
+    /// Pieces stay apart: no segment joins the end of one to the start of the next, at any
+    /// level of detail.
+    #[test]
+    fn preview_pieces_are_not_joined() {
+        let a: Vec<Point3> = (0..20)
+            .map(|i| Point3::new(f64::from(i) * 0.1, 0.0, 0.0))
+            .collect();
+        let b: Vec<Point3> = (0..20)
+            .map(|i| Point3::new(f64::from(i) * 0.1, 5.0, 1.0))
+            .collect();
+        let (line, bounds) = Polyline::from_pieces(&[a, b]);
+        assert_eq!(line.segments(), 38);
+        assert_eq!((bounds.min.y, bounds.max.y, bounds.max.z), (0.0, 5.0, 1.0));
+        let lines = line.into_lines(bounds.size().length() as f32);
+        assert!(lines.levels.len() > 1, "straight pieces simplify");
+        for level in &lines.levels {
+            for chunk in level.cells.iter().flatten() {
+                for (s, e) in chunk.segments() {
+                    assert_eq!(s[1], e[1], "a segment jumps between pieces: {s:?} {e:?}");
+                    assert_eq!(s[3], f32::from(KIND_CUT));
+                }
+            }
+        }
+        assert_eq!(lines.levels[1].segments(), 2, "each piece one segment");
     }
 
     #[test]

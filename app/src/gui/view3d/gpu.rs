@@ -300,6 +300,8 @@ pub enum Slot {
     Model,
     Stock,
     Toolpath(ToolpathId),
+    /// What an operation has computed so far; drawn instead of its toolpath while present.
+    Preview(ToolpathId),
 }
 
 /// New contents for a slot, waiting for the next paint to reach the GPU. `None` empties it.
@@ -426,6 +428,7 @@ struct Gpu {
     lines: Program,
     stock: Option<GpuLines>,
     toolpaths: BTreeMap<ToolpathId, GpuLines>,
+    previews: BTreeMap<ToolpathId, GpuLines>,
 }
 
 impl Gpu {
@@ -443,6 +446,7 @@ impl Gpu {
             lines,
             stock: None,
             toolpaths: BTreeMap::new(),
+            previews: BTreeMap::new(),
         })
     }
 
@@ -472,12 +476,25 @@ impl Gpu {
                 });
             }
             Slot::Stock => self.stock = lines(change),
-            Slot::Toolpath(id) => match lines(change) {
+            Slot::Toolpath(id) => {
+                // The finished toolpath replaces its preview the moment it is on the GPU, so
+                // the view never flashes empty between the two.
+                self.previews.remove(&id);
+                match lines(change) {
+                    Some(g) => {
+                        self.toolpaths.insert(id, g);
+                    }
+                    None => {
+                        self.toolpaths.remove(&id);
+                    }
+                }
+            }
+            Slot::Preview(id) => match lines(change) {
                 Some(g) => {
-                    self.toolpaths.insert(id, g);
+                    self.previews.insert(id, g);
                 }
                 None => {
-                    self.toolpaths.remove(&id);
+                    self.previews.remove(&id);
                 }
             },
         }
@@ -566,7 +583,8 @@ impl Gpu {
                 self.draw_lines(&frame, stock, 1.0, 0.0);
             }
             for id in &params.visible {
-                if let Some(toolpath) = self.toolpaths.get(id) {
+                let shown = self.previews.get(id).or_else(|| self.toolpaths.get(id));
+                if let Some(toolpath) = shown {
                     drawn += self.draw_lines(&frame, toolpath, 0.75, params.lift);
                 }
             }
