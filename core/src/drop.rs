@@ -460,19 +460,23 @@ impl<'a> DropCutter<'a> {
         });
         // Highest first, ties by position, so the grid's lists come out sorted and the whole
         // band is independent of the index's visiting order.
-        let mut order: Vec<u32> = (0..prepared.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (ta, tb) = (&prepared[a as usize], &prepared[b as usize]);
-            tb.zmax
-                .total_cmp(&ta.zmax)
-                .then(ta.umin.total_cmp(&tb.umin))
-                .then(ta.vmin.total_cmp(&tb.vmin))
-                .then(a.cmp(&b))
+        // The sort keys side by side: sorting them is several times faster than sorting ids
+        // that point into the (much larger) prepared triangles.
+        let mut order: Vec<(f64, f64, f64, u32)> = prepared
+            .iter()
+            .zip(0..)
+            .map(|(t, id)| (t.zmax, t.umin, t.vmin, id))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+                .then(a.3.cmp(&b.3))
         });
         let grid = Grid2::new(r, (u0 - r, u1 + r), (v0 - r, v1 + r), prepared.len());
         let entries: Vec<Entry> = order
             .iter()
-            .map(|&id| {
+            .map(|&(_, _, _, id)| {
                 let t = &prepared[id as usize];
                 let (umin, umax, vmin, vmax) =
                     (down32(t.umin), up32(t.umax), down32(t.vmin), up32(t.vmax));
