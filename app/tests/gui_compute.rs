@@ -17,6 +17,19 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The app after a click on Generate, its first operation made a raster job of a few million
+/// points in well over a hundred chunks (seconds of work); and that operation's id.
+fn generating_a_long_job() -> (gui_support::TestApp, u64) {
+    let mut t = app();
+    let op = t.app().operations.list[0].id;
+    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
+        p.stepover = 0.02;
+        p.sampling = 0.02;
+    }
+    t.harness.get_by_label("Generate").click();
+    (t, op)
+}
+
 #[test]
 fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     let _one = one_at_a_time();
@@ -64,14 +77,7 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
 #[test]
 fn the_toolpath_shows_as_it_is_assembled() {
     let _one = one_at_a_time();
-    let mut t = app();
-    let op = t.app().operations.list[0].id;
-    // A few million points in well over a hundred chunks: seconds of work.
-    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
-        p.stepover = 0.02;
-        p.sampling = 0.02;
-    }
-    t.harness.get_by_label("Generate").click();
+    let (mut t, op) = generating_a_long_job();
     let shown = |a: &MillpondApp| {
         let p = a.compute.preview()?;
         Some((p.chunks, p.lines.len(), p.points))
@@ -132,14 +138,7 @@ fn the_toolpath_shows_as_it_is_assembled() {
 #[test]
 fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
     let _one = one_at_a_time();
-    let mut t = app();
-    let op = t.app().operations.list[0].id;
-    // A job of a few million points: seconds of work.
-    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
-        p.stepover = 0.02;
-        p.sampling = 0.02;
-    }
-    t.harness.get_by_label("Generate").click();
+    let (mut t, op) = generating_a_long_job();
     assert!(
         t.run_until(Duration::from_secs(30), |a| a
             .compute
