@@ -328,50 +328,17 @@ impl<'a> DropCutter<'a> {
         {
             return Some(h);
         }
-        let g = &band.grid;
-        let (kc, jc) = (g.col(u as f32), g.row(v as f32));
-        let (k0, k1) = (g.col((u - r) as f32), g.col((u + r) as f32));
-        let (j0, j1) = (g.row((v - r) as f32), g.row((v + r) as f32));
-        for j in j0..=j1 {
-            let (a, b) = g.row_span(j);
-            let gap_v = gap(v, a, b);
-            for k in k0..=k1 {
-                let c = g.cell(k, j);
-                let list = &band.cells[band.start[c] as usize..band.start[c + 1] as usize];
-                match list.first() {
-                    Some(e) if e.zmax > z => {}
-                    _ => continue,
-                }
-                let (a, b) = g.col_span(k);
-                let gap_u = gap(u, a, b);
-                let gap2 = gap_u * gap_u + gap_v * gap_v;
-                if gap2 >= r2 {
-                    continue;
-                }
-                let rise = shape.height_lower_bound(gap2);
-                for e in list {
-                    if e.zmax - rise <= z {
-                        break;
-                    }
-                    // Judged only in its cell nearest the axis (see `sweep_impl`).
-                    if kc.max(e.k[0]).min(e.k[1]) != k || jc.max(e.j[0]).min(e.j[1]) != j {
-                        continue;
-                    }
-                    let (umin, umax) = (f64::from(e.umin), f64::from(e.umax));
-                    let (vmin, vmax) = (f64::from(e.vmin), f64::from(e.vmax));
-                    let du = gap(u, umin, umax);
-                    let dv = gap(v, vmin, vmax);
-                    let rho2 = du * du + dv * dv;
-                    if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= z {
-                        continue;
-                    }
-                    if touch(shape, r2, &band.prepared[e.id as usize], u, v, z) > z {
-                        return Some(e.id);
-                    }
-                }
+        let rows = ReachRows::new(&band.grid, v, r);
+        let mut found = None;
+        band.scan(shape, rows.as_slice(), u, v, u32::MAX, z, |t, id, z| {
+            if touch(shape, r2, t, u, v, z) > z {
+                found = Some(id);
+                None
+            } else {
+                Some(z)
             }
-        }
-        None
+        });
+        found
     }
 
     /// One point: candidates from the index, highest first, each prepared only if its top
@@ -592,22 +559,10 @@ impl<'a> DropCutter<'a> {
     ) {
         let r = shape.radius();
         let r2 = r * r;
-        let g = &band.grid;
-        let jc = g.row(v as f32);
-        let (j0, j1) = (g.row((v - r) as f32), g.row((v + r) as f32));
-        // Rows centre-out, with their distance across the line.
-        let mut rows: Vec<(u32, f64)> = (j0..=j1)
-            .map(|j| {
-                let (a, b) = g.row_span(j);
-                (j, gap(v, a, b))
-            })
-            .filter(|&(_, gap)| gap < r)
-            .collect();
-        rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let rows = ReachRows::new(&band.grid, v, r);
         let mut hint: Option<u32> = None;
         for (i, slot) in out.iter_mut().enumerate() {
             let u = origin + (first + i) as f64 * spacing;
-            let (lo, hi) = (u - r, u + r);
             let mut best = self.floor;
             let mut best_id = None;
             // Triangles that cannot lift the tool above `bar` are skipped: `bar` is `best`
@@ -615,7 +570,7 @@ impl<'a> DropCutter<'a> {
             let mut bar = threshold(best);
             if let Some(h) = hint {
                 let t = &band.prepared[h as usize];
-                if t.umax >= lo && t.umin <= hi {
+                if t.umax >= u - r && t.umin <= u + r {
                     let z = touch(shape, r2, t, u, v, bar);
                     if z > best {
                         best = z;
@@ -624,68 +579,17 @@ impl<'a> DropCutter<'a> {
                     }
                 }
             }
-            let kc = g.col(u as f32);
-            let (k0, k1) = (g.col(lo as f32), g.col(hi as f32));
-            for &(j, gap_v) in &rows {
-                // Columns centre-out.
-                let span = (kc - k0).max(k1 - kc);
-                for step in 0..=span {
-                    let pair = if step == 0 {
-                        [kc, u32::MAX]
-                    } else {
-                        [kc.wrapping_sub(step), kc.saturating_add(step)]
-                    };
-                    for k in pair {
-                        if k < k0 || k > k1 {
-                            continue;
-                        }
-                        let c = g.cell(k, j);
-                        let list = &band.cells[band.start[c] as usize..band.start[c + 1] as usize];
-                        // Lists are highest first: an empty list, or one whose highest
-                        // triangle is no higher than the best so far, has nothing to offer.
-                        match list.first() {
-                            Some(e) if e.zmax > bar => {}
-                            _ => continue,
-                        }
-                        let (a, b) = g.col_span(k);
-                        let gap_u = gap(u, a, b);
-                        let gap2 = gap_u * gap_u + gap_v * gap_v;
-                        if gap2 >= r2 {
-                            continue;
-                        }
-                        // Each triangle is judged only in its cell nearest the axis, so a cell
-                        // may stop at the first triangle whose top, less the profile's rise
-                        // over the cell's distance from the axis, cannot beat the best so far.
-                        let rise = shape.height_lower_bound(gap2);
-                        let skip = hint.unwrap_or(u32::MAX);
-                        for e in list {
-                            if e.zmax - rise <= bar {
-                                break;
-                            }
-                            if kc.max(e.k[0]).min(e.k[1]) != k
-                                || jc.max(e.j[0]).min(e.j[1]) != j
-                                || e.id == skip
-                            {
-                                continue;
-                            }
-                            let (umin, umax) = (f64::from(e.umin), f64::from(e.umax));
-                            let (vmin, vmax) = (f64::from(e.vmin), f64::from(e.vmax));
-                            let du = gap(u, umin, umax);
-                            let dv = gap(v, vmin, vmax);
-                            let rho2 = du * du + dv * dv;
-                            if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= bar {
-                                continue;
-                            }
-                            let z = touch(shape, r2, &band.prepared[e.id as usize], u, v, bar);
-                            if z > best {
-                                best = z;
-                                best_id = Some(e.id);
-                                bar = threshold(best);
-                            }
-                        }
-                    }
+            let skip = hint.unwrap_or(u32::MAX);
+            band.scan(shape, rows.as_slice(), u, v, skip, bar, |t, id, bar| {
+                let z = touch(shape, r2, t, u, v, bar);
+                if z > best {
+                    best = z;
+                    best_id = Some(id);
+                    Some(threshold(best))
+                } else {
+                    Some(bar)
                 }
-            }
+            });
             hint = best_id.or(hint);
             *slot = best;
         }
@@ -811,6 +715,130 @@ impl Band {
 
     pub fn is_empty(&self) -> bool {
         self.prepared.is_empty()
+    }
+
+    /// Calls `judge(triangle, id, bar)` for every triangle of the band that could lift the
+    /// tool with its axis at (u, v) above `bar`, except `skip`, in cells nearest the axis
+    /// first. `judge` returns the bar from then on (it only rises), or `None` to stop.
+    ///
+    /// Each triangle is judged only in its cell nearest the axis, and a cell's list (highest
+    /// top first) is left at the first triangle whose top, less the profile's rise over the
+    /// cell's distance from the axis, cannot beat the bar. `rows` are the grid rows within
+    /// reach of the line through (u, v) with their distance across it ([`ReachRows`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn scan<S: Shape>(
+        &self,
+        shape: &S,
+        rows: &[(u32, f64)],
+        u: f64,
+        v: f64,
+        skip: u32,
+        mut bar: f64,
+        mut judge: impl FnMut(&Prepared, u32, f64) -> Option<f64>,
+    ) {
+        let r = shape.radius();
+        let r2 = r * r;
+        let g = &self.grid;
+        let (kc, jc) = (g.col(u as f32), g.row(v as f32));
+        let (k0, k1) = (g.col((u - r) as f32), g.col((u + r) as f32));
+        // Columns centre-out.
+        let span = (kc - k0).max(k1 - kc);
+        for &(j, gap_v) in rows {
+            for step in 0..=span {
+                let pair = if step == 0 {
+                    [kc, u32::MAX]
+                } else {
+                    [kc.wrapping_sub(step), kc.saturating_add(step)]
+                };
+                for k in pair {
+                    if k < k0 || k > k1 {
+                        continue;
+                    }
+                    let c = g.cell(k, j);
+                    let list = &self.cells[self.start[c] as usize..self.start[c + 1] as usize];
+                    // An empty list, or one whose highest triangle is no higher than the bar,
+                    // has nothing to offer.
+                    match list.first() {
+                        Some(e) if e.zmax > bar => {}
+                        _ => continue,
+                    }
+                    let (a, b) = g.col_span(k);
+                    let gap_u = gap(u, a, b);
+                    let gap2 = gap_u * gap_u + gap_v * gap_v;
+                    if gap2 >= r2 {
+                        continue;
+                    }
+                    let rise = shape.height_lower_bound(gap2);
+                    for e in list {
+                        if e.zmax - rise <= bar {
+                            break;
+                        }
+                        if kc.max(e.k[0]).min(e.k[1]) != k
+                            || jc.max(e.j[0]).min(e.j[1]) != j
+                            || e.id == skip
+                        {
+                            continue;
+                        }
+                        let (umin, umax) = (f64::from(e.umin), f64::from(e.umax));
+                        let (vmin, vmax) = (f64::from(e.vmin), f64::from(e.vmax));
+                        let du = gap(u, umin, umax);
+                        let dv = gap(v, vmin, vmax);
+                        let rho2 = du * du + dv * dv;
+                        if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= bar {
+                            continue;
+                        }
+                        match judge(&self.prepared[e.id as usize], e.id, bar) {
+                            Some(b) => bar = b,
+                            None => return,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Most grid rows within a cutter radius of a line: cells are at least a quarter of the
+/// radius wide (see [`Grid2::new`]), so a diameter spans at most 9 of them, plus one.
+const MAX_REACH_ROWS: usize = 10;
+
+/// The grid rows within reach of a line along u at `v`, nearest first, with their distance
+/// across the line: on the stack, since single-point queries build them for every point.
+struct ReachRows {
+    rows: [(u32, f64); MAX_REACH_ROWS],
+    len: usize,
+}
+
+impl ReachRows {
+    fn new(g: &Grid2, v: f64, r: f64) -> Self {
+        let (j0, j1) = (g.row((v - r) as f32), g.row((v + r) as f32));
+        let mut rows = [(0, 0.0); MAX_REACH_ROWS];
+        let mut len = 0;
+        for j in j0..=j1 {
+            let (a, b) = g.row_span(j);
+            let gap_v = gap(v, a, b);
+            if gap_v < r && len < MAX_REACH_ROWS {
+                rows[len] = (j, gap_v);
+                len += 1;
+            }
+        }
+        debug_assert!(
+            (j0..=j1)
+                .filter(|&j| {
+                    let (a, b) = g.row_span(j);
+                    gap(v, a, b) < r
+                })
+                .count()
+                <= MAX_REACH_ROWS,
+            "more rows within reach than cells of a quarter radius allow"
+        );
+        rows[..len].sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        Self { rows, len }
+    }
+
+    fn as_slice(&self) -> &[(u32, f64)] {
+        &self.rows[..self.len]
     }
 }
 
