@@ -105,6 +105,20 @@ fn refined_profile(dc: &DropCutter, spec: &RasterSpec, j: usize, z: &[f64]) -> V
         };
         dc.at(x, y)
     };
+    // A bump of the CL profile is at least as wide as the tool: with a tool at least as wide
+    // as the sampling every bump holds a sample, where the second differences see it. A
+    // narrower tool can pass a thin wall between two samples and between every bisection
+    // midpoint, so then each segment is also checked along its whole length: how far the
+    // profile rises above it at worst (exact, see `DropCutter::max_rise_along`).
+    let at = |(u, z): (f64, f64)| {
+        let p = grid.point(j, 0, z);
+        match grid.axis {
+            Axis::X => Point3::new(u, p.y, z),
+            Axis::Y => Point3::new(p.x, u, z),
+        }
+    };
+    let rise_along = |a: (f64, f64), b: (f64, f64)| dc.max_rise_along(at(a), at(b), f64::INFINITY);
+    let swept: Option<&RiseAlong<'_>> = (dc.cutter().diameter() <= s).then_some(&rise_along);
     let mut out = Vec::with_capacity(n);
     if n == 0 {
         return out;
@@ -120,8 +134,16 @@ fn refined_profile(dc: &DropCutter, spec: &RasterSpec, j: usize, z: &[f64]) -> V
         if i + 2 < n {
             sag = sag.max(bend(i, i + 1));
         }
-        if s * sag / 4.0 > REFINE_SAG {
-            refine(&drop_at, (u0, z[i]), (u1, z[i + 1]), tol, 0, &mut out);
+        if swept.is_some() || s * sag / 4.0 > REFINE_SAG {
+            refine(
+                &drop_at,
+                swept,
+                (u0, z[i]),
+                (u1, z[i + 1]),
+                tol,
+                0,
+                &mut out,
+            );
         } else {
             out.push((u1, z[i + 1]));
         }
@@ -129,9 +151,15 @@ fn refined_profile(dc: &DropCutter, spec: &RasterSpec, j: usize, z: &[f64]) -> V
     out
 }
 
-/// Pushes the points after `a` up to and including `b` (see `refined_profile`).
+/// How far the CL profile rises, at worst, above the straight move between two (along, z)
+/// points of a line.
+type RiseAlong<'a> = dyn Fn((f64, f64), (f64, f64)) -> f64 + 'a;
+
+/// Pushes the points after `a` up to and including `b` (see `refined_profile`). `swept`,
+/// when given, says how far the profile rises above a segment at worst.
 fn refine(
     drop_at: &impl Fn(f64) -> f64,
+    swept: Option<&RiseAlong<'_>>,
     a: (f64, f64),
     b: (f64, f64),
     tol: f64,
@@ -142,10 +170,19 @@ fn refine(
     let zm = drop_at(um);
     // Straight at the midpoint both ways: a profile below the chord there may still jump
     // above it further on (a wall's edge just past the midpoint), so that is not enough.
-    if (zm - 0.5 * (a.1 + b.1)).abs() <= tol {
+    let straight = (zm - 0.5 * (a.1 + b.1)).abs() <= tol;
+    // What the midpoint cannot see, the swept check does (needed where the segment is kept
+    // or becomes a stair).
+    let hidden = if straight || depth >= REFINE_DEPTH {
+        swept.map_or(0.0, |rise| rise(a, b))
+    } else {
+        0.0
+    };
+    if straight && hidden <= tol {
         out.push(b);
     } else if depth >= REFINE_DEPTH {
-        let top = a.1.max(b.1).max(zm);
+        // The profile is nowhere higher than the chord plus the hidden rise.
+        let top = a.1.max(b.1).max(zm).max(a.1.max(b.1) + hidden);
         if top > a.1 {
             out.push((a.0, top));
         }
@@ -154,8 +191,8 @@ fn refine(
         }
         out.push(b);
     } else {
-        refine(drop_at, a, (um, zm), tol, depth + 1, out);
-        refine(drop_at, (um, zm), b, tol, depth + 1, out);
+        refine(drop_at, swept, a, (um, zm), tol, depth + 1, out);
+        refine(drop_at, swept, (um, zm), b, tol, depth + 1, out);
     }
 }
 

@@ -662,3 +662,52 @@ fn a_comb_of_walls_finer_than_the_sampling_is_a_valid_result() {
     let out = ctx.finish(results).unwrap();
     assert!(matches!(out, JobOutput::Toolpath(_)));
 }
+
+/// A tool narrower than the sampling can pass a thin wall between two samples and between
+/// every bisection midpoint, where neither the samples nor the midpoints see it: the
+/// toolpath must still go over the wall, and no cutting move may dip into the model.
+#[test]
+fn a_thin_wall_between_samples_is_not_gouged_by_a_narrower_tool() {
+    // A 5 µm wall, 1 mm tall, centred at x = 0.7. The CL bump of a 10 µm end mill over it,
+    // x in (0.6925, 0.7075), holds no sample (every 2 mm) and no bisection midpoint (a
+    // multiple of 1/32 mm at the deepest level).
+    let tris = models::box_solid(Point3::new(0.6975, 0.0, 0.0), Point3::new(0.7025, 1.0, 1.0));
+    let (mesh, index) = context(tris, "thin wall");
+    let grid = Grid {
+        axis: Axis::X,
+        bounds: Rect::new(0.0, 4.0, 0.5, 0.5),
+        step: 1.0,
+        sampling: 2.0,
+    };
+    let mut spec = raster_spec(&mesh, "flat:0.01", grid, Direction::Zigzag);
+    if let Operation::Raster(r) = &mut spec.operation {
+        r.floor = -0.5;
+    }
+    let ctx = JobContext::new(mesh.clone(), index.clone(), spec).unwrap();
+    let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
+    let Ok(JobOutput::Toolpath(tp)) = ctx.finish(results) else {
+        panic!("a raster job gives a toolpath")
+    };
+    let top = tp
+        .moves
+        .iter()
+        .map(|m| m.to.z)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        top >= 1.0,
+        "the toolpath never rises over the wall (top {top})"
+    );
+    let dc = DropCutter::new(&mesh, &index, "flat:0.01".parse().unwrap(), -0.5);
+    let mut from = tp.start;
+    for m in &tp.moves {
+        let rise = dc.max_rise_along(from, m.to, f64::INFINITY);
+        // The merge tolerance is the most a kept chord may pass below the profile.
+        assert!(
+            rise <= 0.001 + 1e-9,
+            "{:?} move {from:?} -> {:?} cuts {rise} mm into the wall",
+            m.kind,
+            m.to
+        );
+        from = m.to;
+    }
+}
