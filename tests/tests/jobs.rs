@@ -635,17 +635,7 @@ fn a_comb_of_walls_finer_than_the_sampling_is_a_valid_result() {
         ));
     }
     let (mesh, index) = context(tris, "comb");
-    let grid = Grid {
-        axis: Axis::X,
-        bounds: Rect::new(0.0, 16.0, 0.5, 0.5),
-        step: 1.0,
-        sampling: 2.0,
-    };
-    let mut spec = raster_spec(&mesh, "flat:0.01", grid, Direction::Zigzag);
-    if let Operation::Raster(r) = &mut spec.operation {
-        r.floor = -0.5;
-    }
-    let ctx = JobContext::new(mesh, index, spec).unwrap();
+    let ctx = fine_tool_coarse_line(mesh, index, 16.0);
     let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
     let points: usize = results
         .iter()
@@ -663,6 +653,22 @@ fn a_comb_of_walls_finer_than_the_sampling_is_a_valid_result() {
     assert!(matches!(out, JobOutput::Toolpath(_)));
 }
 
+/// One raster line at y = 0.5 from x = 0 to `length`, sampled every 2 mm, with a 10 µm end
+/// mill (far narrower than the sampling) and the floor at z = -0.5.
+fn fine_tool_coarse_line(mesh: Arc<Mesh>, index: Arc<TriangleIndex>, length: f64) -> JobContext {
+    let grid = Grid {
+        axis: Axis::X,
+        bounds: Rect::new(0.0, length, 0.5, 0.5),
+        step: 1.0,
+        sampling: 2.0,
+    };
+    let mut spec = raster_spec(&mesh, "flat:0.01", grid, Direction::Zigzag);
+    if let Operation::Raster(r) = &mut spec.operation {
+        r.floor = -0.5;
+    }
+    JobContext::new(mesh, index, spec).unwrap()
+}
+
 /// A tool narrower than the sampling can pass a thin wall between two samples and between
 /// every bisection midpoint, where neither the samples nor the midpoints see it: the
 /// toolpath must still go over the wall, and no cutting move may dip into the model.
@@ -673,17 +679,7 @@ fn a_thin_wall_between_samples_is_not_gouged_by_a_narrower_tool() {
     // multiple of 1/32 mm at the deepest level).
     let tris = models::box_solid(Point3::new(0.6975, 0.0, 0.0), Point3::new(0.7025, 1.0, 1.0));
     let (mesh, index) = context(tris, "thin wall");
-    let grid = Grid {
-        axis: Axis::X,
-        bounds: Rect::new(0.0, 4.0, 0.5, 0.5),
-        step: 1.0,
-        sampling: 2.0,
-    };
-    let mut spec = raster_spec(&mesh, "flat:0.01", grid, Direction::Zigzag);
-    if let Operation::Raster(r) = &mut spec.operation {
-        r.floor = -0.5;
-    }
-    let ctx = JobContext::new(mesh.clone(), index.clone(), spec).unwrap();
+    let ctx = fine_tool_coarse_line(mesh.clone(), index.clone(), 4.0);
     let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
     let Ok(JobOutput::Toolpath(tp)) = ctx.finish(results) else {
         panic!("a raster job gives a toolpath")
