@@ -818,21 +818,17 @@ impl ReachRows {
         for j in j0..=j1 {
             let (a, b) = g.row_span(j);
             let gap_v = gap(v, a, b);
-            if gap_v < r && len < MAX_REACH_ROWS {
-                rows[len] = (j, gap_v);
-                len += 1;
+            if gap_v < r {
+                debug_assert!(
+                    len < MAX_REACH_ROWS,
+                    "more rows within reach than cells of a quarter radius allow"
+                );
+                if len < MAX_REACH_ROWS {
+                    rows[len] = (j, gap_v);
+                    len += 1;
+                }
             }
         }
-        debug_assert!(
-            (j0..=j1)
-                .filter(|&j| {
-                    let (a, b) = g.row_span(j);
-                    gap(v, a, b) < r
-                })
-                .count()
-                <= MAX_REACH_ROWS,
-            "more rows within reach than cells of a quarter radius allow"
-        );
         rows[..len].sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         Self { rows, len }
     }
