@@ -173,24 +173,29 @@ fn sphere_with_ball_matches_the_offset_sphere() {
     check_exact(&m, cutter, &levels, 0.1, 0.0);
 }
 
+/// One cutter of each shape, `diameter` wide: a bull nose with a 0.5 mm corner, a 90° V-bit.
+fn every_shape(diameter: f64) -> [Cutter; 4] {
+    [
+        Cutter::Flat { diameter },
+        Cutter::Ball { diameter },
+        Cutter::Bull {
+            diameter,
+            corner_radius: 0.5,
+        },
+        Cutter::VBit {
+            diameter,
+            included_angle: 90.0,
+        },
+    ]
+}
+
 #[test]
 fn box_with_every_cutter_is_the_rounded_rectangle() {
     let m = model(models::box_solid(
         Point3::new(0.0, 0.0, 0.0),
         Point3::new(20.0, 10.0, 5.0),
     ));
-    for cutter in [
-        Cutter::Flat { diameter: 4.0 },
-        Cutter::Ball { diameter: 4.0 },
-        Cutter::Bull {
-            diameter: 4.0,
-            corner_radius: 0.5,
-        },
-        Cutter::VBit {
-            diameter: 4.0,
-            included_angle: 90.0,
-        },
-    ] {
+    for cutter in every_shape(4.0) {
         let r = cutter.radius();
         // Below the top, the cutter's full radius reaches the walls (for the V-bit: only once
         // the cone is wider than the gap, which at 2.5 mm below the top it is).
@@ -256,18 +261,7 @@ fn cylinder_with_every_cutter_is_the_offset_polygon() {
         })
         .collect();
     let sampling = 0.2;
-    for cutter in [
-        Cutter::Flat { diameter: 3.0 },
-        Cutter::Ball { diameter: 3.0 },
-        Cutter::Bull {
-            diameter: 3.0,
-            corner_radius: 0.5,
-        },
-        Cutter::VBit {
-            diameter: 3.0,
-            included_angle: 90.0,
-        },
-    ] {
+    for cutter in every_shape(3.0) {
         let r = cutter.radius();
         // Well below the rim every cutter's widest circle reaches the wall: the loop is the
         // prism's outline grown by r (rounded at its corners), one counter-clockwise loop.
