@@ -1528,7 +1528,7 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, Fra
         Err(e) => {
             return match e {
                 quinn::ReadExactError::FinishedEarly(0) => Ok(None),
-                e => Err(FrameError::Io(e.to_string())),
+                e => Err(FrameError::Io(describe_read(&e))),
             };
         }
     }
@@ -1536,8 +1536,18 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, Fra
     let mut body = vec![0u8; n];
     recv.read_exact(&mut body)
         .await
-        .map_err(|e| FrameError::Io(e.to_string()))?;
+        .map_err(|e| FrameError::Io(describe_read(&e)))?;
     Ok(Some(body))
+}
+
+/// Words for a failed read. When the whole connection went, the reader often hears it
+/// before the close watcher does, so it must say why in the same words (`describe_close`):
+/// quinn's own text is only "connection lost", which would hide a peer that quit.
+fn describe_read(e: &quinn::ReadExactError) -> String {
+    match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => describe_close(c),
+        e => e.to_string(),
+    }
 }
 
 /// Why a frame could not be read.
@@ -2053,6 +2063,24 @@ mod tests {
     use super::*;
     use millpond_core::job::{DropSpec, Grid, Operation};
     use millpond_core::{Axis, Cutter, Rect};
+
+    /// A peer that quits is named as such even when a stream reader, not the close watcher,
+    /// is the first to hear the connection go (the CI failure of 22 Nov: "connection lost").
+    #[test]
+    fn a_read_cut_by_a_quit_says_peer_quit() {
+        let quit = quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: close::QUIT.into(),
+            reason: "quit".into(),
+        });
+        let read = quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(quit));
+        assert_eq!(describe_read(&read), "peer quit (quit)");
+        let reset = quinn::ReadExactError::ReadError(quinn::ReadError::Reset(7u32.into()));
+        assert!(
+            describe_read(&reset).contains("reset"),
+            "{}",
+            describe_read(&reset)
+        );
+    }
 
     fn job() -> JobState {
         let spec = JobSpec {

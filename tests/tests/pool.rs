@@ -780,6 +780,20 @@ fn sigint_leaves_quickly_and_the_job_completes() {
                     .unwrap()
                     .ok_or_else(|| "still running".to_string())
             });
+            // The owner heard a goodbye, not a lost connection (before a redial replaces it).
+            wait_until("O to hear A quit", Duration::from_secs(1), || {
+                let said: Vec<String> = o
+                    .stats()
+                    .remotes
+                    .iter()
+                    .filter_map(|r| r.last_error.clone())
+                    .collect();
+                if said.iter().any(|e| e.contains("peer quit")) {
+                    Ok(())
+                } else {
+                    Err(format!("{said:?}"))
+                }
+            });
             stopped = Some((t.elapsed(), status, p.chunks_done));
         }
     });
