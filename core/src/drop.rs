@@ -973,7 +973,7 @@ impl DropCutter<'_> {
                 let (x, y, z) = at(s);
                 touch(shape, r2, &t, x, y, f64::NEG_INFINITY) - z
             };
-            worst = worst.max(concave_max(t0, t1, rise));
+            worst = worst.max(concave_max(t0, t1, limit, rise));
         });
         worst
     }
@@ -981,11 +981,71 @@ impl DropCutter<'_> {
 
 /// Maximum of a function that is concave where finite (and -inf outside a sub-interval) on
 /// [lo, hi]: a coarse scan finds the bracket, golden-section search closes it.
-fn concave_max(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> f64 {
+///
+/// With a finite `limit` only the answer's side of it matters (see `max_rise_along`): a scan
+/// point above it is returned at once, and when the scan proves the whole function is at or
+/// below it (`concave_bound`) the scan's best is returned without the search — the common
+/// case for a clear move, where most triangles in reach stay well below it.
+/// An upper bound on a function that is concave where finite and -inf outside one interval,
+/// from samples `vals` at equally spaced points: between two samples it lies below both
+/// neighbouring chords extended, and the finite part cannot reach past the -inf samples
+/// either side of the finite ones. +inf (no bound) with fewer than two finite samples, or
+/// finite samples that are not all together.
+fn concave_bound(vals: &[f64]) -> f64 {
+    let n = vals.len();
+    let finite = |k: usize| vals[k].is_finite();
+    let (Some(first), Some(last)) = ((0..n).find(|&k| finite(k)), (0..n).rfind(|&k| finite(k)))
+    else {
+        return f64::INFINITY;
+    };
+    if last == first || (first..=last).any(|k| !finite(k)) {
+        return f64::INFINITY;
+    }
+    let mut bound = f64::NEG_INFINITY;
+    for k in first.saturating_sub(1)..(last + 1).min(n - 1) {
+        // Each extended chord as its values at the interval's two ends.
+        let left = (k > first && k <= last).then(|| (vals[k], 2.0 * vals[k] - vals[k - 1]));
+        let right = (k + 1 >= first && k + 2 <= last)
+            .then(|| (2.0 * vals[k + 1] - vals[k + 2], vals[k + 1]));
+        let here = match (left, right) {
+            (Some((l0, l1)), Some((r0, r1))) => {
+                let (d0, d1) = (l0 - r0, l1 - r1);
+                if d0 <= 0.0 && d1 <= 0.0 {
+                    l0.max(l1)
+                } else if d0 >= 0.0 && d1 >= 0.0 {
+                    r0.max(r1)
+                } else {
+                    // The lines cross inside: the lower envelope peaks there.
+                    let s = d0 / (d0 - d1);
+                    l0 + s * (l1 - l0)
+                }
+            }
+            (Some((a, b)), None) | (None, Some((a, b))) => a.max(b),
+            (None, None) => f64::INFINITY,
+        };
+        bound = bound.max(here);
+    }
+    bound
+}
+
+fn concave_max(lo: f64, hi: f64, limit: f64, f: impl Fn(f64) -> f64) -> f64 {
     const SCAN: usize = 16;
     const PHI: f64 = 0.618_033_988_749_894_8;
+    // Most triangles in reach of a clear move are proved below the limit by a few samples.
+    const GLANCE: usize = 4;
+    if limit.is_finite() {
+        let glance: [f64; GLANCE + 1] =
+            std::array::from_fn(|k| f(lo + (hi - lo) * k as f64 / GLANCE as f64));
+        let best = glance.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if best > limit {
+            return best;
+        }
+        if concave_bound(&glance) <= limit {
+            return best;
+        }
+    }
     let x = |k: usize| lo + (hi - lo) * k as f64 / SCAN as f64;
-    let vals: Vec<f64> = (0..=SCAN).map(|k| f(x(k))).collect();
+    let vals: [f64; SCAN + 1] = std::array::from_fn(|k| f(x(k)));
     let (kbest, mut best) =
         vals.iter()
             .copied()
@@ -994,7 +1054,10 @@ fn concave_max(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> f64 {
                 (0, f64::NEG_INFINITY),
                 |acc, (k, v)| if v > acc.1 { (k, v) } else { acc },
             );
-    if best == f64::NEG_INFINITY {
+    if best == f64::NEG_INFINITY || best > limit {
+        return best;
+    }
+    if limit.is_finite() && concave_bound(&vals) <= limit {
         return best;
     }
     let (mut a, mut b) = (x(kbest.saturating_sub(1)), x((kbest + 1).min(SCAN)));
@@ -1024,6 +1087,49 @@ fn concave_max(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> f64 {
 mod tests {
     use super::*;
     use crate::geom::Point3;
+
+    /// With a limit, `concave_max` may skip its search, but it always says on which side of
+    /// the limit the true maximum lies; without one it finds the maximum. Checked on narrow
+    /// peaks (a sharp tent whose top falls between scan points, the case the bound must
+    /// catch) and smooth caps, for limits just below and just above the maximum.
+    #[test]
+    fn concave_max_is_on_the_right_side_of_its_limit() {
+        let mut checked = 0;
+        for i in 0..200 {
+            let peak = 0.013 + 0.97 * (i as f64 * 0.618_033_988_749_895).fract();
+            let top = -1.0 + 0.01 * i as f64;
+            let steep = 1.0 + (i % 7) as f64 * 40.0;
+            let tent = |x: f64| top - steep * (x - peak).abs();
+            let cap = |x: f64| top - steep * (x - peak) * (x - peak);
+            // Finite only near the peak, as a triangle is in reach only along part of a move.
+            let (from, to) = (peak - 0.01 * (i % 5) as f64, peak + 0.3);
+            let clipped = |x: f64| {
+                if (from..=to).contains(&x) {
+                    tent(x)
+                } else {
+                    f64::NEG_INFINITY
+                }
+            };
+            for f in [&tent as &dyn Fn(f64) -> f64, &cap, &clipped] {
+                let exact = concave_max(0.0, 1.0, f64::INFINITY, f);
+                assert!((exact - top).abs() < 1e-9, "max {exact}, want {top}");
+                for limit in [top - 1e-3, top - 1e-7, top + 1e-7, top + 1e-3, top + 0.5] {
+                    let got = concave_max(0.0, 1.0, limit, f);
+                    assert_eq!(
+                        got > limit,
+                        top > limit,
+                        "peak {peak} top {top} limit {limit}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 3000);
+        // Finite samples apart, or only one, prove nothing.
+        let inf = f64::NEG_INFINITY;
+        assert_eq!(concave_bound(&[0.0, inf, 0.0]), f64::INFINITY);
+        assert_eq!(concave_bound(&[inf, 0.0, inf]), f64::INFINITY);
+    }
 
     fn plane_mesh(z: impl Fn(f64, f64) -> f64) -> Mesh {
         let mut tris = Vec::new();

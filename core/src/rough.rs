@@ -10,6 +10,7 @@
 //! machine — which the pool's bit-identical results need. Clipper2 is the classic choice but
 //! is C++ behind FFI; geo's boolean ops are built on i_overlay anyway.
 
+use crate::drop::DropCutter;
 use crate::geom::{Aabb, Point3};
 use crate::job::{JobContext, JobError};
 use crate::raster::approach;
@@ -87,14 +88,22 @@ impl RoughSpec {
     }
 }
 
-/// The clear area of one layer: where the tool axis may go. The contours are exact on the
-/// fibers; between two consecutive contour points (at most `spacing·√2` apart) the straight
-/// chord can cut into a convex part of the region by up to `spacing² / (4ρ)`, where ρ is the
-/// region's radius of curvature there — at least the radius of the tool's flat bottom, since
-/// the region is the model's slice grown by the tool's cross-section. The area keeps that much
-/// (plus 1 µm) further away. For a ball or V-bit, whose flat bottom is a point, a quarter of
-/// the radius is assumed: roughing with those is unusual, and the tests check flat and bull.
-fn clear_area(stock: &Aabb, level: &Level, spacing: f64, flat_radius: f64) -> Shapes {
+/// The clear area of one layer: where the tool axis may go, checked exactly.
+///
+/// The contours are exact on the fibers; between two consecutive contour points (at most
+/// `spacing·√2` apart) the straight chord can cut into a convex part of the region by up to
+/// `spacing² / (4ρ)`, where ρ is the region's radius of curvature there. For a flat or bull
+/// nose ρ is at least the radius of the tool's flat bottom (the region is the model's slice
+/// grown by the tool's cross-section), so the area starts that much (plus 1 µm) further away.
+/// A ball or V-bit has no flat bottom and near a peak the slice of its region can be any
+/// size, so no such bound holds; a quarter of the radius is the first guess.
+///
+/// Then every boundary segment of the area is checked with the exact swept test at the
+/// layer's height (`DropCutter::max_rise_along`). Where one cuts in, the whole area is shrunk
+/// twice as far and checked again, until it is clear (or empty), so no guess is trusted. The
+/// passes lie inside the area, so a clear boundary leaves only what the fibers cannot see:
+/// a whole island of the region narrower than the grid (see [`waterline`](crate::waterline)).
+fn clear_area(dc: &DropCutter<'_>, stock: &Aabb, level: &Level, first_margin: f64) -> Shapes {
     let s = stock;
     let stock_ring: Ring = vec![
         [s.min.x, s.min.y],
@@ -108,8 +117,29 @@ fn clear_area(stock: &Aabb, level: &Level, spacing: f64, flat_radius: f64) -> Sh
     } else {
         vec![stock_ring].overlay(&forbidden, OverlayRule::Difference, FillRule::NonZero)
     };
-    let margin = spacing * spacing / (4.0 * flat_radius) + 1e-3;
-    shrink(&area, margin)
+    // Past the stock's diagonal every area has shrunk to nothing.
+    let diagonal = (s.max.x - s.min.x).hypot(s.max.y - s.min.y);
+    let mut margin = first_margin;
+    while margin <= diagonal {
+        let shrunk = shrink(&area, margin);
+        if boundary_is_clear(dc, &shrunk, level.z) {
+            return shrunk;
+        }
+        margin *= 2.0;
+    }
+    Vec::new()
+}
+
+/// Whether the tool, its tip at `z`, can follow every boundary of `area` without coming
+/// nearer the model than the allowance. (An empty area is clear.)
+fn boundary_is_clear(dc: &DropCutter<'_>, area: &Shapes, z: f64) -> bool {
+    area.iter().flatten().all(|ring| {
+        let at = |p: [f64; 2]| Point3::new(p[0], p[1], z);
+        (0..ring.len()).all(|i| {
+            let (a, b) = (ring[i], ring[(i + 1) % ring.len()]);
+            dc.max_rise_along(at(a), at(b), 0.0) <= 0.0
+        })
+    })
 }
 
 /// How far the clearing passes may stray from the exact offsets, mm. Polygon offsets multiply
@@ -129,11 +159,51 @@ fn shrink(area: &Shapes, by: f64) -> Shapes {
     let mut out: Shapes = area.outline(&style);
     for shape in &mut out {
         for ring in shape.iter_mut() {
-            *ring = thinned(ring, TOLERANCE);
+            *ring = thinned(&despiked(ring, CRACK), TOLERANCE);
         }
         shape.retain(|r| r.len() >= 3);
     }
     out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Widest crack `despiked` closes, mm.
+const CRACK: f64 = 1e-4;
+
+/// A closed ring without its hairline spikes: runs out and back whose two sides are less than
+/// `width` apart. Why: where two edges of an area meet almost in line, `i_overlay`'s inward
+/// offset (9.1) can leave a crack a grid unit wide between the two edges' offset strips, and
+/// the shrunk ring runs up the crack to the unshrunk corner and back: a pass along it would
+/// take the tool to the model's allowance and back. The ring `…, a, tip, a', …` with `a'`
+/// within `width` of `a` becomes `…, a, …`; repeated until none is left, so a crack with
+/// points along its sides closes from its tip down. Moves the ring by less than `width`.
+fn despiked(ring: &Ring, width: f64) -> Ring {
+    let near = |p: [f64; 2], q: [f64; 2]| (p[0] - q[0]).hypot(p[1] - q[1]) < width;
+    let mut out: Ring = Vec::with_capacity(ring.len());
+    for &p in ring {
+        out.push(p);
+        // Close every crack that now ends at the ring's end.
+        while out.len() >= 3 && near(out[out.len() - 3], out[out.len() - 1]) {
+            out.truncate(out.len() - 2);
+        }
+    }
+    // Cracks across the ring's start: rotate the start into the middle and close them there.
+    let mut guard = out.len();
+    while out.len() >= 3 && guard > 0 {
+        guard -= 1;
+        let n = out.len();
+        if near(out[n - 1], out[1]) {
+            // `…, a, tip = out[0], a' = out[1], …`
+            out.remove(1);
+            out.remove(0);
+        } else if near(out[n - 2], out[0]) {
+            // `…, a, tip = out[n-1], a' = out[0], …`
+            out.remove(n - 1);
+            out.remove(0);
+        } else {
+            break;
+        }
+    }
     out
 }
 
@@ -297,6 +367,8 @@ pub fn toolpath(ctx: &JobContext, spec: &RoughSpec, levels: &[Level]) -> Toolpat
     }
     .max(tool.radius() / 4.0);
     let spacing = spec.contours.grid.sampling.max(spec.contours.grid.step);
+    let first_margin = spacing * spacing / (4.0 * flat_radius) + 1e-3;
+    let dc = ctx.contact(f64::NEG_INFINITY);
     let slope = spec.ramp_angle.to_radians().tan();
     let mut tp = Toolpath {
         start: Point3::new(spec.stock.min.x, spec.stock.min.y, spec.safe_z),
@@ -307,7 +379,7 @@ pub fn toolpath(ctx: &JobContext, spec: &RoughSpec, levels: &[Level]) -> Toolpat
     let layers: Vec<(Shapes, Vec<Ring>)> = levels
         .par_iter()
         .map(|level| {
-            let area = clear_area(&spec.stock, level, spacing, flat_radius);
+            let area = clear_area(&dc, &spec.stock, level, first_margin);
             let paths = layer_paths(&area, spec);
             (area, paths)
         })
@@ -421,6 +493,110 @@ mod tests {
             0.0
         };
         ((p[0] - a[0] - t * dx).powi(2) + (p[1] - a[1] - t * dy).powi(2)).sqrt()
+    }
+
+    /// A contour whose chords cut across the region's round corners (as a ball's or V-bit's
+    /// coarse contour near a peak can) is pushed back until the tool can follow the whole
+    /// boundary: the first guess is not trusted.
+    #[test]
+    fn a_boundary_that_cuts_in_is_pushed_back_until_clear() {
+        use crate::geom::Triangle;
+        use crate::waterline::Contour;
+        use crate::{Cutter, Mesh, TriangleIndex};
+        // A 2 × 2 mm plate at z = 0 under a 6 mm flat end mill: at z = -1 the region is the
+        // plate grown by 3 mm, a square with corners of radius 3 about (±1, ±1).
+        let p = |x: f64, y: f64| Point3::new(x, y, 0.0);
+        let mesh = Mesh::from_triangles(
+            vec![
+                Triangle::new(p(-1.0, -1.0), p(1.0, -1.0), p(1.0, 1.0)),
+                Triangle::new(p(-1.0, -1.0), p(1.0, 1.0), p(-1.0, 1.0)),
+            ],
+            "plate",
+        )
+        .unwrap();
+        let index = TriangleIndex::new(&mesh);
+        let dc = DropCutter::new(&mesh, &index, Cutter::Flat { diameter: 6.0 }, -10.0);
+        // An octagon with every vertex exactly on the region's boundary: its corner chords
+        // cut 3·(1 − cos 45°) ≈ 0.88 mm into the round corners.
+        let octagon = vec![
+            [4.0, -1.0],
+            [4.0, 1.0],
+            [1.0, 4.0],
+            [-1.0, 4.0],
+            [-4.0, 1.0],
+            [-4.0, -1.0],
+            [-1.0, -4.0],
+            [1.0, -4.0],
+        ];
+        let level = Level {
+            z: -1.0,
+            contours: vec![Contour {
+                points: octagon,
+                hole: false,
+            }],
+        };
+        let stock = Aabb {
+            min: Point3::new(-10.0, -10.0, -5.0),
+            max: Point3::new(10.0, 10.0, 1.0),
+        };
+        let first = 1e-3;
+        let naive = shrink(
+            &vec![vec![vec![
+                [-10.0, -10.0],
+                [10.0, -10.0],
+                [10.0, 10.0],
+                [-10.0, 10.0],
+            ]]]
+            .overlay(
+                &[level.contours[0].points.clone()],
+                OverlayRule::Difference,
+                FillRule::NonZero,
+            ),
+            first,
+        );
+        assert!(
+            !boundary_is_clear(&dc, &naive, level.z),
+            "the test needs a first guess that cuts in"
+        );
+        let area = clear_area(&dc, &stock, &level, first);
+        assert!(
+            !area.is_empty(),
+            "the layer must still be cleared away from the plate"
+        );
+        assert!(boundary_is_clear(&dc, &area, level.z));
+        // Exactly: no boundary point of the area is within the tool's reach of the plate.
+        for p in area.iter().flatten().flatten() {
+            assert!(dc.at(p[0], p[1]) < level.z, "{p:?} is inside the region");
+        }
+    }
+
+    /// Hairline cracks close wherever they are in the ring; a ring without one is kept as is.
+    #[test]
+    fn despiking_closes_hairline_cracks_and_nothing_else() {
+        let square: Ring = vec![[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]];
+        assert_eq!(despiked(&square, CRACK), square);
+        // A crack up to (5, 5) from the bottom edge, its sides 1e-7 apart, with a point along
+        // each side, placed at every position round the ring (across the start too).
+        let crack = [
+            [5.0, 0.0],
+            [5.0, 2.0],
+            [5.0, 5.0],
+            [5.000_000_1, 2.0],
+            [5.000_000_1, 0.0],
+        ];
+        let mut with_crack: Ring = vec![[0.0, 0.0]];
+        with_crack.extend(crack);
+        with_crack.extend([[10.0, 0.0], [10.0, 10.0], [0.0, 10.0]]);
+        for shift in 0..with_crack.len() {
+            let mut ring = with_crack.clone();
+            ring.rotate_left(shift);
+            let out = despiked(&ring, CRACK);
+            assert_eq!(out.len(), 5, "shift {shift}: {out:?}");
+            assert!(
+                out.iter().all(|p| p[1] < 1e-9 || p[1] == 10.0),
+                "shift {shift}: {out:?}"
+            );
+        }
     }
 
     /// A wobbly ring of fine chords thins to few points, every dropped point within the

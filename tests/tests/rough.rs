@@ -86,18 +86,28 @@ fn samples(tp: &Toolpath, step: f64) -> Vec<(MoveKind, Point3)> {
 #[test]
 fn roughing_never_enters_the_model_plus_allowance_and_stays_in_the_stock() {
     let s = setup();
-    for (cutter, pattern) in [
-        (Cutter::Flat { diameter: 6.0 }, ClearPattern::Offset),
-        (Cutter::Flat { diameter: 6.0 }, ClearPattern::Zigzag),
+    // A V-bit cannot leave an allowance (its grown shape is not a V-bit), so it touches.
+    for (cutter, pattern, allowance) in [
+        (Cutter::Flat { diameter: 6.0 }, ClearPattern::Offset, 0.3),
+        (Cutter::Flat { diameter: 6.0 }, ClearPattern::Zigzag, 0.3),
         (
             Cutter::Bull {
                 diameter: 6.0,
                 corner_radius: 1.0,
             },
             ClearPattern::Offset,
+            0.3,
+        ),
+        (Cutter::Ball { diameter: 6.0 }, ClearPattern::Offset, 0.3),
+        (
+            Cutter::VBit {
+                diameter: 6.0,
+                included_angle: 90.0,
+            },
+            ClearPattern::Zigzag,
+            0.0,
         ),
     ] {
-        let allowance = 0.3;
         let ctx = rough_job(&s, cutter, pattern, allowance);
         let tp = toolpath(&ctx, 2);
         assert!(
@@ -105,11 +115,22 @@ fn roughing_never_enters_the_model_plus_allowance_and_stays_in_the_stock() {
             "{cutter} {pattern:?}: {} moves",
             tp.moves.len()
         );
-        // The tool grown by the allowance must not cut the model: its drop height at every
-        // point of the path is at or below the path.
+        // The tool grown by the allowance must not cut the model: along every move, exactly
+        // (the swept test), its drop height stays at or below the move.
         let dc =
             DropCutter::with_allowance(&s.mesh, &s.index, cutter, f64::NEG_INFINITY, allowance)
                 .unwrap();
+        let mut from = tp.start;
+        for m in &tp.moves {
+            let rise = dc.max_rise_along(from, m.to, 1e-6);
+            assert!(
+                rise <= 1e-6,
+                "{cutter} {pattern:?}: {:?} from {from:?} to {:?} cuts {rise} into model + allowance",
+                m.kind,
+                m.to
+            );
+            from = m.to;
+        }
         let mut closest = f64::INFINITY;
         for (kind, p) in samples(&tp, 0.2) {
             let h = dc.at(p.x, p.y);
