@@ -1525,44 +1525,73 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, Fra
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(_) => {}
-        Err(e) => {
-            return match e {
-                quinn::ReadExactError::FinishedEarly(0) => Ok(None),
-                e => Err(FrameError::Io(describe_read(&e))),
-            };
-        }
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(FrameError::from_read_exact(e)),
     }
     let n = wire::frame_len(prefix).map_err(|e| FrameError::Invalid(e.to_string()))?;
     let mut body = vec![0u8; n];
     recv.read_exact(&mut body)
         .await
-        .map_err(|e| FrameError::Io(describe_read(&e)))?;
+        .map_err(FrameError::from_read_exact)?;
     Ok(Some(body))
 }
 
-/// Words for a failed read. When the whole connection went, the reader often hears it
-/// before the close watcher does, so it must say why in the same words (`describe_close`):
-/// quinn's own text is only "connection lost", which would hide a peer that quit.
-fn describe_read(e: &quinn::ReadExactError) -> String {
-    match e {
-        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => describe_close(c),
-        e => e.to_string(),
-    }
+/// Why a stream could not be read.
+#[derive(Debug)]
+enum FrameError {
+    /// The connection is gone, in the words `describe_close` gives it.
+    Gone(String),
+    /// The peer broke the stream: framing, length, hash or content. A protocol violation.
+    Invalid(String),
 }
 
-/// Why a frame could not be read.
-enum FrameError {
-    /// The stream or the connection failed.
-    Io(String),
-    /// The peer broke the framing (a length over the limit): a protocol violation.
-    Invalid(String),
+impl FrameError {
+    /// A failed read. When the whole connection went, a reader often hears it before the
+    /// close watcher does, so it must say why in the same words: quinn's own text is only
+    /// "connection lost", which would hide a peer that quit (and counting it as a violation
+    /// would blame a peer for leaving mid-transfer).
+    fn from_read(e: quinn::ReadError) -> Self {
+        match e {
+            quinn::ReadError::ConnectionLost(c) => FrameError::Gone(describe_close(&c)),
+            e => FrameError::Invalid(e.to_string()),
+        }
+    }
+
+    fn from_read_exact(e: quinn::ReadExactError) -> Self {
+        match e {
+            quinn::ReadExactError::ReadError(e) => FrameError::from_read(e),
+            quinn::ReadExactError::FinishedEarly(n) => {
+                FrameError::Invalid(format!("stream ended {n} bytes into a frame"))
+            }
+        }
+    }
+
+    /// What the link's event loop must hear.
+    fn event(self, link: LinkId) -> Event {
+        match self {
+            FrameError::Gone(reason) => Event::LinkDown { link, reason },
+            FrameError::Invalid(reason) => Event::Violation { link, reason },
+        }
+    }
 }
 
 impl From<FrameError> for String {
     fn from(e: FrameError) -> String {
         match e {
-            FrameError::Io(s) | FrameError::Invalid(s) => s,
+            FrameError::Gone(s) | FrameError::Invalid(s) => s,
         }
+    }
+}
+
+impl From<String> for FrameError {
+    fn from(reason: String) -> Self {
+        FrameError::Invalid(reason)
+    }
+}
+
+impl From<&str> for FrameError {
+    fn from(reason: &str) -> Self {
+        FrameError::Invalid(reason.into())
     }
 }
 
@@ -1609,12 +1638,8 @@ fn spawn_link_tasks(
                     });
                     break;
                 }
-                Err(FrameError::Invalid(reason)) => {
-                    let _ = t.send(Event::Violation { link, reason });
-                    break;
-                }
-                Err(FrameError::Io(reason)) => {
-                    let _ = t.send(Event::LinkDown { link, reason });
+                Err(e) => {
+                    let _ = t.send(e.event(link));
                     break;
                 }
             }
@@ -1627,8 +1652,8 @@ fn spawn_link_tasks(
         while let Ok(stream) = c.accept_uni().await {
             let t = t.clone();
             tokio::spawn(async move {
-                if let Err(reason) = read_bulk(link, stream, &t).await {
-                    let _ = t.send(Event::Violation { link, reason });
+                if let Err(e) = read_bulk(link, stream, &t).await {
+                    let _ = t.send(e.event(link));
                 }
             });
         }
@@ -1666,7 +1691,7 @@ async fn read_bulk(
     link: LinkId,
     mut stream: quinn::RecvStream,
     tx: &mpsc::UnboundedSender<Event>,
-) -> Result<(), String> {
+) -> Result<(), FrameError> {
     let start = Instant::now();
     let Some(body) = read_frame(&mut stream).await? else {
         return Err("empty bulk stream".into());
@@ -1685,7 +1710,7 @@ async fn read_bulk(
         let n = stream
             .read(&mut buf[..want])
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(FrameError::from_read)?
             .ok_or("bulk stream ended early")?;
         hasher.update(&buf[..n]);
         data.extend_from_slice(&buf[..n]);
@@ -1694,7 +1719,7 @@ async fn read_bulk(
     if stream
         .read(&mut extra)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(FrameError::from_read)?
         .is_some_and(|n| n > 0)
     {
         return Err("bulk stream longer than announced".into());
@@ -1711,7 +1736,7 @@ async fn read_bulk(
             ..
         } => {
             if digest != hash {
-                return Err(format!("result for chunk {chunk} fails its hash"));
+                return Err(format!("result for chunk {chunk} fails its hash").into());
             }
             let result: ChunkResult =
                 postcard::from_bytes(&data).map_err(|e| format!("malformed result: {e}"))?;
@@ -2065,7 +2090,9 @@ mod tests {
     use millpond_core::{Axis, Cutter, Rect};
 
     /// A peer that quits is named as such even when a stream reader, not the close watcher,
-    /// is the first to hear the connection go (the CI failure of 22 Nov: "connection lost").
+    /// is the first to hear the connection go (the CI failure of 22 Nov: "connection lost"),
+    /// and a connection that goes mid-transfer is a lost link, not the peer's violation; a
+    /// stream cut short on a live connection is one.
     #[test]
     fn a_read_cut_by_a_quit_says_peer_quit() {
         let quit = quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
@@ -2073,13 +2100,20 @@ mod tests {
             reason: "quit".into(),
         });
         let read = quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(quit));
-        assert_eq!(describe_read(&read), "peer quit (quit)");
-        let reset = quinn::ReadExactError::ReadError(quinn::ReadError::Reset(7u32.into()));
-        assert!(
-            describe_read(&reset).contains("reset"),
-            "{}",
-            describe_read(&reset)
-        );
+        match FrameError::from_read_exact(read).event(3) {
+            Event::LinkDown { link: 3, reason } => assert_eq!(reason, "peer quit (quit)"),
+            e => panic!("{e:?}"),
+        }
+        let reset = quinn::ReadError::Reset(7u32.into());
+        match FrameError::from_read(reset).event(3) {
+            Event::Violation { link: 3, reason } => assert!(reason.contains("reset"), "{reason}"),
+            e => panic!("{e:?}"),
+        }
+        let short = quinn::ReadExactError::FinishedEarly(2);
+        assert!(matches!(
+            FrameError::from_read_exact(short).event(3),
+            Event::Violation { .. }
+        ));
     }
 
     fn job() -> JobState {
