@@ -2,8 +2,10 @@
 //! the model's units and placement, the stock in both modes, the tool library for each cutter
 //! shape, the operation editor for each strategy (roughing with its stepover in mm and in %),
 //! the export dialect and the Preferences window — and every interactive parameter widget in
-//! it (number field, text field, combo box, checkbox, radio button, slider) is hovered. A
-//! tooltip must appear; the test fails listing, by label, every widget without one.
+//! it (number field, text field, combo box, checkbox, radio button, slider), enabled or not,
+//! is hovered. Its own tooltip must appear — one on a surrounding group does not count, and a
+//! disabled field must say why it is disabled; the test fails listing, by label, every widget
+//! without one.
 
 mod gui_support;
 
@@ -49,11 +51,11 @@ impl Widget {
     }
 }
 
-/// Every enabled parameter widget on screen, inside `within` if given.
+/// Every parameter widget on screen, enabled or not, inside `within` if given.
 fn parameter_widgets(t: &TestApp, within: Option<egui::Rect>) -> Vec<Widget> {
     t.harness
         .root()
-        .query_all_by(|n| PARAMETER_ROLES.contains(&n.role()) && !n.is_disabled())
+        .query_all_by(|n| PARAMETER_ROLES.contains(&n.role()))
         .map(|n| {
             let a = n.accesskit_node();
             let label = a
@@ -118,16 +120,21 @@ fn check(
             continue;
         }
         n += 1;
+        // Its own tooltip: egui gives a widget's `on_hover_text` (or, disabled, its
+        // `on_disabled_hover_text`) to it as its accessible description. A tooltip that shows
+        // without one is a surrounding group's, which says nothing about this field.
+        let Some(own) = w.description.clone().filter(|d| !d.trim().is_empty()) else {
+            missing.push(format!("{} (no tooltip of its own)", w.describe(place)));
+            continue;
+        };
         match hover_tooltip(t, &w) {
             Some(tip) if !tip.trim().is_empty() => {
                 // The tooltip showing is this widget's, not a neighbour's left over.
-                if let Some(d) = w.description.as_deref().filter(|d| !d.is_empty()) {
-                    assert!(
-                        tip.contains(d),
-                        "{}: shows \"{tip}\", its own is \"{d}\"",
-                        w.describe(place)
-                    );
-                }
+                assert!(
+                    tip.contains(&own),
+                    "{}: shows \"{tip}\", its own is \"{own}\"",
+                    w.describe(place)
+                );
             }
             _ => missing.push(w.describe(place)),
         }
