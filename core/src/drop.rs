@@ -979,13 +979,6 @@ impl DropCutter<'_> {
     }
 }
 
-/// Maximum of a function that is concave where finite (and -inf outside a sub-interval) on
-/// [lo, hi]: a coarse scan finds the bracket, golden-section search closes it.
-///
-/// With a finite `limit` only the answer's side of it matters (see `max_rise_along`): a scan
-/// point above it is returned at once, and when the scan proves the whole function is at or
-/// below it (`concave_bound`) the scan's best is returned without the search — the common
-/// case for a clear move, where most triangles in reach stay well below it.
 /// An upper bound on a function that is concave where finite and -inf outside one interval,
 /// from samples `vals` at equally spaced points: between two samples it lies below both
 /// neighbouring chords extended, and the finite part cannot reach past the -inf samples
@@ -1028,24 +1021,39 @@ fn concave_bound(vals: &[f64]) -> f64 {
     bound
 }
 
+/// Maximum of a function that is concave where finite (and -inf outside a sub-interval) on
+/// [lo, hi]: a coarse scan finds the bracket, golden-section search closes it.
+///
+/// With a finite `limit` only the answer's side of it matters (see `max_rise_along`): a scan
+/// point above it is returned at once, and when the scan proves the whole function is at or
+/// below it (`concave_bound`) the scan's best is returned without the search — the common
+/// case for a clear move, where most triangles in reach stay well below it.
+/// The scan starts with every fourth of its points (a glance): most triangles in reach of a
+/// clear move are proved below the limit by those alone, and the scan reuses them otherwise.
 fn concave_max(lo: f64, hi: f64, limit: f64, f: impl Fn(f64) -> f64) -> f64 {
     const SCAN: usize = 16;
     const PHI: f64 = 0.618_033_988_749_894_8;
-    // Most triangles in reach of a clear move are proved below the limit by a few samples.
     const GLANCE: usize = 4;
-    if limit.is_finite() {
-        let glance: [f64; GLANCE + 1] =
-            std::array::from_fn(|k| f(lo + (hi - lo) * k as f64 / GLANCE as f64));
-        let best = glance.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if best > limit {
-            return best;
-        }
-        if concave_bound(&glance) <= limit {
-            return best;
-        }
-    }
+    const EVERY: usize = SCAN / GLANCE;
     let x = |k: usize| lo + (hi - lo) * k as f64 / SCAN as f64;
-    let vals: [f64; SCAN + 1] = std::array::from_fn(|k| f(x(k)));
+    // Whether samples whose best is `best` settle the answer's side of the limit.
+    let settled = |vals: &[f64], best: f64| {
+        best > limit || (limit.is_finite() && concave_bound(vals) <= limit)
+    };
+    let glance: Option<[f64; GLANCE + 1]> = if limit.is_finite() {
+        let glance = std::array::from_fn(|k| f(x(k * EVERY)));
+        let best = glance.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if settled(&glance, best) {
+            return best;
+        }
+        Some(glance)
+    } else {
+        None
+    };
+    let vals: [f64; SCAN + 1] = std::array::from_fn(|k| match glance {
+        Some(g) if k % EVERY == 0 => g[k / EVERY],
+        _ => f(x(k)),
+    });
     let (kbest, mut best) =
         vals.iter()
             .copied()
@@ -1054,10 +1062,7 @@ fn concave_max(lo: f64, hi: f64, limit: f64, f: impl Fn(f64) -> f64) -> f64 {
                 (0, f64::NEG_INFINITY),
                 |acc, (k, v)| if v > acc.1 { (k, v) } else { acc },
             );
-    if best == f64::NEG_INFINITY || best > limit {
-        return best;
-    }
-    if limit.is_finite() && concave_bound(&vals) <= limit {
+    if best == f64::NEG_INFINITY || settled(&vals, best) {
         return best;
     }
     let (mut a, mut b) = (x(kbest.saturating_sub(1)), x((kbest + 1).min(SCAN)));
