@@ -82,7 +82,13 @@ impl Grid {
 
     /// Model-space point of line `j`, point `i`, at height `z`.
     pub fn point(&self, j: usize, i: usize, z: f64) -> Point3 {
-        let (u, v) = (self.along(i), self.across(j));
+        self.on_line(j, self.along(i), z)
+    }
+
+    /// Model-space point of line `j` at coordinate `u` along it (anywhere, not only at a
+    /// sample), at height `z`.
+    pub fn on_line(&self, j: usize, u: f64, z: f64) -> Point3 {
+        let v = self.across(j);
         match self.axis {
             Axis::X => Point3::new(u, v, z),
             Axis::Y => Point3::new(v, u, z),

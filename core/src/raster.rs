@@ -98,25 +98,15 @@ fn refined_profile(dc: &DropCutter, spec: &RasterSpec, j: usize, z: &[f64]) -> V
     let tol = spec.merge_tolerance.max(1e-4);
     let slope = |i: usize| (z[i + 1] - z[i]) / s;
     let drop_at = |u: f64| {
-        let p = grid.point(j, 0, 0.0);
-        let (x, y) = match grid.axis {
-            Axis::X => (u, p.y),
-            Axis::Y => (p.x, u),
-        };
-        dc.at(x, y)
+        let p = grid.on_line(j, u, 0.0);
+        dc.at(p.x, p.y)
     };
     // A bump of the CL profile is at least as wide as the tool: with a tool at least as wide
     // as the sampling every bump holds a sample, where the second differences see it. A
     // narrower tool can pass a thin wall between two samples and between every bisection
     // midpoint, so then each segment is also checked along its whole length: how far the
     // profile rises above it at worst (exact, see `DropCutter::max_rise_along`).
-    let at = |(u, z): (f64, f64)| {
-        let p = grid.point(j, 0, z);
-        match grid.axis {
-            Axis::X => Point3::new(u, p.y, z),
-            Axis::Y => Point3::new(p.x, u, z),
-        }
-    };
+    let at = |(u, z): (f64, f64)| grid.on_line(j, u, z);
     let rise_along = |a: (f64, f64), b: (f64, f64)| dc.max_rise_along(at(a), at(b), f64::INFINITY);
     let swept: Option<&RiseAlong<'_>> = (dc.cutter().diameter() <= s).then_some(&rise_along);
     let mut out = Vec::with_capacity(n);
@@ -202,11 +192,7 @@ pub fn line_polyline(dc: &DropCutter, spec: &RasterSpec, j: usize, heights: &[f6
     if !spec.forward(j) {
         profile.reverse();
     }
-    let across = spec.grid.across(j);
-    let to_point = |(u, z): (f64, f64)| match spec.grid.axis {
-        Axis::X => Point3::new(u, across, z),
-        Axis::Y => Point3::new(across, u, z),
-    };
+    let to_point = |(u, z): (f64, f64)| spec.grid.on_line(j, u, z);
     // Distance travelled along the cut, increasing in either direction.
     let t: Vec<f64> = profile.iter().map(|p| (p.0 - profile[0].0).abs()).collect();
     let z: Vec<f64> = profile.iter().map(|p| p.1).collect();
