@@ -104,20 +104,9 @@ impl RoughSpec {
 /// passes lie inside the area, so a clear boundary leaves only what the fibers cannot see:
 /// a whole island of the region narrower than the grid (see [`waterline`](crate::waterline)).
 fn clear_area(dc: &DropCutter<'_>, stock: &Aabb, level: &Level, first_margin: f64) -> Shapes {
-    let s = stock;
-    let stock_ring: Ring = vec![
-        [s.min.x, s.min.y],
-        [s.max.x, s.min.y],
-        [s.max.x, s.max.y],
-        [s.min.x, s.max.y],
-    ];
-    let forbidden: Vec<Ring> = level.contours.iter().map(|c| c.points.clone()).collect();
-    let area: Shapes = if forbidden.is_empty() {
-        vec![vec![stock_ring]]
-    } else {
-        vec![stock_ring].overlay(&forbidden, OverlayRule::Difference, FillRule::NonZero)
-    };
+    let area = outside_contours(stock, level);
     // Past the stock's diagonal every area has shrunk to nothing.
+    let s = stock;
     let diagonal = (s.max.x - s.min.x).hypot(s.max.y - s.min.y);
     let mut margin = first_margin;
     while margin <= diagonal {
@@ -128,6 +117,23 @@ fn clear_area(dc: &DropCutter<'_>, stock: &Aabb, level: &Level, first_margin: f6
         margin *= 2.0;
     }
     Vec::new()
+}
+
+/// The stock's XY box less the level's contours: the clear area before any margin.
+fn outside_contours(stock: &Aabb, level: &Level) -> Shapes {
+    let s = stock;
+    let stock_ring: Ring = vec![
+        [s.min.x, s.min.y],
+        [s.max.x, s.min.y],
+        [s.max.x, s.max.y],
+        [s.min.x, s.max.y],
+    ];
+    let forbidden: Vec<Ring> = level.contours.iter().map(|c| c.points.clone()).collect();
+    if forbidden.is_empty() {
+        vec![vec![stock_ring]]
+    } else {
+        vec![stock_ring].overlay(&forbidden, OverlayRule::Difference, FillRule::NonZero)
+    }
 }
 
 /// Whether the tool, its tip at `z`, can follow every boundary of `area` without coming
@@ -540,20 +546,7 @@ mod tests {
             max: Point3::new(10.0, 10.0, 1.0),
         };
         let first = 1e-3;
-        let naive = shrink(
-            &vec![vec![vec![
-                [-10.0, -10.0],
-                [10.0, -10.0],
-                [10.0, 10.0],
-                [-10.0, 10.0],
-            ]]]
-            .overlay(
-                &[level.contours[0].points.clone()],
-                OverlayRule::Difference,
-                FillRule::NonZero,
-            ),
-            first,
-        );
+        let naive = shrink(&outside_contours(&stock, &level), first);
         assert!(
             !boundary_is_clear(&dc, &naive, level.z),
             "the test needs a first guess that cuts in"
