@@ -21,11 +21,10 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 /// points in well over a hundred chunks (seconds of work); and that operation's id.
 fn generating_a_long_job() -> (gui_support::TestApp, u64) {
     let mut t = app();
-    let op = t.app().operations.list[0].id;
-    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
-        p.stepover = 0.02;
-        p.sampling = 0.02;
-    }
+    let op = t.raster();
+    let p = t.raster_params();
+    p.stepover = 0.02;
+    p.sampling = 0.02;
     t.harness.get_by_label("Generate").click();
     (t, op)
 }
@@ -34,7 +33,7 @@ fn generating_a_long_job() -> (gui_support::TestApp, u64) {
 fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     let _one = one_at_a_time();
     let mut t = app();
-    let op = t.app().operations.list[0].id;
+    let op = t.raster();
     t.harness.get_by_label("Generate").click();
     assert!(
         t.run_until(Duration::from_secs(120), |a| a.toolpath(op).is_some()),
@@ -52,11 +51,37 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     assert!(t.has_text("Estimated machining time"), "{}", t.texts());
     assert!(t.has_text("1 operation: cut"), "{}", t.texts());
     assert!(t.has_text("done"), "{}", t.texts());
-
-    // Hiding it in the view.
-    t.harness.get_by_label("Show").click();
+    // Finishing without the default job's roughing runs the ball nose through the uncut
+    // block: said beside the Export button, naming the operation.
+    assert!(
+        t.run_until(Duration::from_secs(60), |a| !a.program_check.busy()
+            && !a.program_check.warnings.is_empty()),
+        "no warning: {}",
+        t.texts()
+    );
     t.harness.run_ok();
-    assert!(!t.app().operations.list[0].visible);
+    let name = t.app().operations.get(op).unwrap().name.clone();
+    assert!(
+        t.has_text(&format!("Warning: {name}: move ")) && t.has_text("deep into the stock"),
+        "{}",
+        t.texts()
+    );
+
+    // Hiding it in the view: its row's Show box.
+    let row = t
+        .app()
+        .operations
+        .list
+        .iter()
+        .position(|o| o.id == op)
+        .unwrap();
+    t.harness
+        .query_all_by_label("Show")
+        .nth(row)
+        .expect("a Show box per operation")
+        .click();
+    t.harness.run_ok();
+    assert!(!t.app().operations.get(op).unwrap().visible);
 
     // G-code for the enabled operations, written off the UI thread.
     let out = t.dir.path().join("part.ngc");
@@ -69,7 +94,7 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     let g = std::fs::read_to_string(&out).unwrap();
     assert!(g.starts_with("%\n"), "{}", &g[..100]);
     assert!(g.contains("T1 M6") && g.contains("S18000 M3") && g.contains("M2"));
-    assert!(g.contains("(Operation: Raster finishing 1)"));
+    assert!(g.contains("(Operation: Raster finishing 2)"));
 }
 
 /// While an operation computes, the chunks finished so far are drawn and the drawing grows;
@@ -185,8 +210,12 @@ fn cancel_stops_the_workers_within_a_tenth_of_a_second() {
 fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
     let _one = one_at_a_time();
     let mut t = app();
-    let raster = t.app().operations.list[0].id;
-    let ball = t.app().operations.list[0].tool;
+    let raster = t.raster();
+    let ball = t.app().operations.get(raster).unwrap().tool;
+    // This test builds its own roughing: the default job's goes.
+    let default_rough = t.app().operations.list[0].id;
+    assert_ne!(default_rough, raster);
+    t.app_mut().remove_operation(default_rough);
     let flat = t
         .app()
         .tools
@@ -253,7 +282,7 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
     let (r, w, f) = (
         at("(Operation: Roughing 3)"),
         at("(Operation: Waterline finishing 2)"),
-        at("(Operation: Raster finishing 1)"),
+        at("(Operation: Raster finishing 2)"),
     );
     assert!(r < w && w < f, "operations out of order");
     assert!(
@@ -278,10 +307,8 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
 fn a_bad_parameter_is_reported_not_computed() {
     let _one = one_at_a_time();
     let mut t = app();
-    let op = t.app().operations.list[0].id;
-    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
-        p.stepover = 0.0;
-    }
+    let op = t.raster();
+    t.raster_params().stepover = 0.0;
     t.app_mut().generate(false);
     t.harness.run_ok();
     assert!(!t.app().compute.is_running());

@@ -17,7 +17,23 @@ fn starts_with_the_bundled_model_and_a_ready_operation() {
         .expect("the default model is loaded at start");
     assert_eq!(m.name, millpond::cli::DEFAULT_MODEL_NAME);
     assert!(t.has_text(&m.triangles().to_string()), "{}", t.texts());
-    assert_eq!(t.app().operations.list.len(), 1);
+    // Roughing with the flat end mill, then finishing with the ball nose: finishing alone
+    // would bury the ball in the uncut block.
+    let ops = &t.app().operations.list;
+    let names: Vec<&str> = ops.iter().map(|o| o.strategy.label()).collect();
+    assert_eq!(names, ["Roughing", "Raster finishing"]);
+    let shapes: Vec<_> = ops
+        .iter()
+        .map(|o| t.app().tools.get(o.tool).unwrap().shape)
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            millpond::gui::operations::ToolShape::Flat,
+            millpond::gui::operations::ToolShape::Ball
+        ]
+    );
+    t.raster();
     // The stock (model box plus margins) is in the 3D view.
     let stock = t.app().stock_shown().expect("the stock is shown");
     let b = m.bounds();

@@ -5,7 +5,6 @@ mod gui_support;
 
 use egui_kittest::kittest::Queryable;
 use gui_support::{TestApp, app, app_in};
-use millpond::gui::operations::Strategy;
 use millpond::gui::preferences::{self, PoolState, Preferences};
 use millpond_net::{Pool, PoolConfig, Secret};
 use std::time::Duration;
@@ -92,7 +91,7 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
     assert!(Preferences::load(t.dir.path()).0.server_mode);
 
     // A job now goes through the pool (this node's own workers compute it).
-    let op = t.app().operations.list[0].id;
+    let op = t.raster();
     t.harness.get_by_label("Generate").click();
     t.harness.step();
     assert!(t.app().compute.is_pooled());
@@ -150,9 +149,7 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
 fn statistics_list_a_helpers_workers_after_this_computers() {
     let mut t = loopback_app();
     // Seconds of work, so the helper takes part.
-    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
-        p.stepover = 0.1;
-    }
+    t.raster_params().stepover = 0.1;
     t.app_mut().set_server_mode(true);
     assert!(t.run_until(Duration::from_secs(20), |a| matches!(
         a.pool.state(),
@@ -174,7 +171,7 @@ fn statistics_list_a_helpers_workers_after_this_computers() {
         "{:?}",
         t.app().pool_stats
     );
-    let op = t.app().operations.list[0].id;
+    let op = t.raster();
     t.harness.get_by_label("Generate").click();
     // The pooled job is drawn as its chunks arrive, as a local one is; the helper's workers
     // show busy while they compute, as its gossip says.

@@ -6,7 +6,6 @@ mod gui_support;
 
 use egui_kittest::kittest::Queryable;
 use gui_support::{TestApp, app_in};
-use millpond::gui::operations::Strategy;
 use millpond::gui::preferences::Preferences;
 use millpond::gui::stats_panel::format_seconds;
 use std::time::{Duration, Instant};
@@ -27,11 +26,10 @@ fn statistics_show_this_computers_workers_live_and_sort_by_a_column() {
     };
     prefs.save(dir.path()).unwrap();
     let mut t = app_in(dir);
-    let op = t.app().operations.list[0].id;
-    // Seconds of work, so the panel refreshes while it runs.
-    if let Strategy::RasterFinishing(p) = &mut t.app_mut().operations.list[0].strategy {
-        p.stepover = 0.1;
-    }
+    let op = t.raster();
+    // About a second of work in many chunks: the panel shows each finished chunk at once
+    // (not on a timer), so it is seen while the job runs.
+    t.raster_params().stepover = 0.03;
     t.harness.get_by_label("Statistics").click();
     t.harness.run_ok();
     assert!(t.has_text("Workers on this computer"), "{}", t.texts());
@@ -39,7 +37,9 @@ fn statistics_show_this_computers_workers_live_and_sort_by_a_column() {
     assert_eq!(t.app().stats.hosts[0].chunks_done, 0);
 
     let click = Instant::now();
-    t.harness.get_by_label("Generate").click();
+    // What the Generate button does (gui_compute clicks it; here the open panel may cover
+    // it in the test's window).
+    t.app_mut().generate(false);
     // Live refresh: this computer's chunk count rises while the job still runs.
     assert!(
         t.run_until(Duration::from_secs(60), |a| a.compute.is_running()

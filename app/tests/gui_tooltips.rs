@@ -185,7 +185,8 @@ fn every_parameter_has_a_tooltip() {
         let place = format!("tool library, {shape:?}");
         count += check(&mut t, &place, None, &mut checked, &mut missing);
     }
-    let tool = t.app().operations.list[0].tool;
+    let raster = t.raster();
+    let tool = t.app().operations.get(raster).unwrap().tool;
     t.app_mut().operations.add(
         Strategy::WaterlineFinishing(WaterlineParams::default()),
         tool,

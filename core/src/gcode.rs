@@ -39,6 +39,8 @@ pub struct Operation<'a> {
     pub cutter: Cutter,
     pub feeds: Feeds,
     pub safe_z: f64,
+    /// Seconds to wait after starting the spindle before the first move (`G4 P`); 0 for none.
+    pub spindle_dwell_s: f64,
     pub toolpath: &'a Toolpath,
 }
 
@@ -203,7 +205,17 @@ fn write_operation(
             s.push_str("M0\n");
         }
     }
+    if change != ToolChange::None {
+        // A new tool (and, in LinuxCNC, its new length offset) may reach lower than the one
+        // before: the lift above was made with the old tool, so lift again before any move
+        // across the part.
+        let _ = writeln!(s, "G0 Z{}", num(op.safe_z.max(start.z)));
+    }
     let _ = writeln!(s, "S{} M3", num(op.feeds.spindle_rpm.round()));
+    if op.spindle_dwell_s > 0.0 {
+        // Let the spindle reach its speed before the tool meets material.
+        let _ = writeln!(s, "G4 P{}", num(op.spindle_dwell_s));
+    }
     let _ = writeln!(s, "G0 X{} Y{}", num(start.x), num(start.y));
     if start.z < op.safe_z {
         let _ = writeln!(s, "G0 Z{}", num(start.z));
@@ -278,6 +290,7 @@ mod tests {
             cutter: "ball:3".parse().unwrap(),
             feeds: Feeds::default(),
             safe_z: 10.0,
+            spindle_dwell_s: 0.0,
             toolpath: &tp,
         };
         let mut out = Vec::new();
@@ -294,6 +307,7 @@ mod tests {
             cutter: cutter.parse().unwrap(),
             feeds: Feeds::default(),
             safe_z: 12.5,
+            spindle_dwell_s: 0.0,
             toolpath: &tp,
         };
         let ops = [
@@ -374,6 +388,56 @@ mod tests {
         }
         assert!(!operation_block(&g, "Raster finishing").contains(&"M0"));
         assert!(g.lines().all(|l| l.len() <= 70), "GRBL line too long");
+    }
+
+    /// After a tool change, the new tool (under its new length offset in LinuxCNC, after the
+    /// operator set Z zero in GRBL) goes to safe Z before any move across the part.
+    #[test]
+    fn every_tool_change_lifts_to_safe_z_before_moving_across() {
+        for d in [Dialect::LinuxCnc, Dialect::Grbl] {
+            let g = three_tools(d);
+            let lines: Vec<&str> = g.lines().collect();
+            let changes: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].ends_with("M6") || lines[i] == "M0")
+                .collect();
+            assert_eq!(changes.len(), if d == Dialect::LinuxCnc { 3 } else { 2 });
+            for i in changes {
+                let after = &lines[i + 1..];
+                let across = after
+                    .iter()
+                    .position(|l| l.contains('X') || l.contains('Y'))
+                    .unwrap();
+                let lift = after.iter().position(|l| *l == "G0 Z12.5");
+                assert!(
+                    lift.is_some_and(|k| k < across),
+                    "{d:?}: no lift to safe Z between the change at line {i} and {:?}:\n{g}",
+                    after[across]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_spindle_can_get_time_to_reach_its_speed() {
+        let tp = sample();
+        let op = Operation {
+            name: "Raster",
+            tool_number: 1,
+            cutter: "ball:3".parse().unwrap(),
+            feeds: Feeds::default(),
+            safe_z: 10.0,
+            spindle_dwell_s: 2.5,
+            toolpath: &tp,
+        };
+        let mut out = Vec::new();
+        write_program(&mut out, Dialect::LinuxCnc, "t", &[op]).unwrap();
+        let g = String::from_utf8(out).unwrap();
+        assert!(g.contains("S18000 M3\nG4 P2.5\nG0 X0 Y0\n"), "{g}");
+        let plain = program(Dialect::Grbl);
+        assert!(
+            !plain.lines().any(|l| l.starts_with("G4 ")),
+            "no dwell unless asked for: {plain}"
+        );
     }
 
     #[test]

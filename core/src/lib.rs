@@ -20,6 +20,7 @@ pub mod rough;
 pub mod runner;
 pub mod setup;
 pub mod stl;
+pub mod stock_model;
 pub mod toolpath;
 pub mod waterline;
 

@@ -40,7 +40,10 @@ pub enum ClearPattern {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoughSpec {
     pub contours: ContourSpec,
-    /// The material block; the tool axis stays inside its XY box, layers start at its top.
+    /// The material block; layers start at its top. The tool axis stays inside its XY box
+    /// grown by the tool radius: the tool's edge reaches the stock's sides, so no ring of
+    /// material narrower than the tool is left along them for a finishing tool to bury
+    /// itself in.
     pub stock: Aabb,
     /// Distance between clearing passes, mm.
     pub stepover: f64,
@@ -103,11 +106,17 @@ impl RoughSpec {
 /// twice as far and checked again, until it is clear (or empty), so no guess is trusted. The
 /// passes lie inside the area, so a clear boundary leaves only what the fibers cannot see:
 /// a whole island of the region narrower than the grid (see [`waterline`](crate::waterline)).
-fn clear_area(dc: &DropCutter<'_>, stock: &Aabb, level: &Level, first_margin: f64) -> Shapes {
-    let area = outside_contours(stock, level);
+fn clear_area(
+    dc: &DropCutter<'_>,
+    stock: &Aabb,
+    reach: f64,
+    level: &Level,
+    first_margin: f64,
+) -> Shapes {
+    let area = outside_contours(stock, reach, level);
     // Past the stock's diagonal every area has shrunk to nothing.
-    let s = stock;
-    let diagonal = (s.max.x - s.min.x).hypot(s.max.y - s.min.y);
+    let s = stock.xy().grown(reach);
+    let diagonal = (s.xmax - s.xmin).hypot(s.ymax - s.ymin);
     let mut margin = first_margin;
     while margin <= diagonal {
         let shrunk = shrink(&area, margin);
@@ -119,14 +128,15 @@ fn clear_area(dc: &DropCutter<'_>, stock: &Aabb, level: &Level, first_margin: f6
     Vec::new()
 }
 
-/// The stock's XY box less the level's contours: the clear area before any margin.
-fn outside_contours(stock: &Aabb, level: &Level) -> Shapes {
-    let s = stock;
+/// The stock's XY box grown by `reach` (the tool radius) less the level's contours: the
+/// clear area before any margin.
+fn outside_contours(stock: &Aabb, reach: f64, level: &Level) -> Shapes {
+    let s = stock.xy().grown(reach);
     let stock_ring: Ring = vec![
-        [s.min.x, s.min.y],
-        [s.max.x, s.min.y],
-        [s.max.x, s.max.y],
-        [s.min.x, s.max.y],
+        [s.xmin, s.ymin],
+        [s.xmax, s.ymin],
+        [s.xmax, s.ymax],
+        [s.xmin, s.ymax],
     ];
     let forbidden: Vec<Ring> = level.contours.iter().map(|c| c.points.clone()).collect();
     if forbidden.is_empty() {
@@ -385,7 +395,7 @@ pub fn toolpath(ctx: &JobContext, spec: &RoughSpec, levels: &[Level]) -> Toolpat
     let layers: Vec<(Shapes, Vec<Ring>)> = levels
         .par_iter()
         .map(|level| {
-            let area = clear_area(&dc, &spec.stock, level, first_margin);
+            let area = clear_area(&dc, &spec.stock, tool.radius(), level, first_margin);
             let paths = layer_paths(&area, spec);
             (area, paths)
         })
@@ -546,12 +556,12 @@ mod tests {
             max: Point3::new(10.0, 10.0, 1.0),
         };
         let first = 1e-3;
-        let naive = shrink(&outside_contours(&stock, &level), first);
+        let naive = shrink(&outside_contours(&stock, 0.0, &level), first);
         assert!(
             !boundary_is_clear(&dc, &naive, level.z),
             "the test needs a first guess that cuts in"
         );
-        let area = clear_area(&dc, &stock, &level, first);
+        let area = clear_area(&dc, &stock, 0.0, &level, first);
         assert!(
             !area.is_empty(),
             "the layer must still be cleared away from the plate"

@@ -103,8 +103,10 @@ pub struct RasterParams {
     pub direction: Direction,
     /// Points are merged while the path stays within this of the exact surface, mm.
     pub merge_tolerance: f64,
-    /// The passes cover the part's XY box grown by the tool radius plus this, mm, so the
-    /// outermost pass clears the part's sides instead of grazing them.
+    /// The passes cover the part's XY box grown by the tool radius plus this, mm. At 0 (the
+    /// default) the outermost pass's tool just reaches the box, so finishing never runs into
+    /// the stock beside the part; more makes the outer passes clear the part's sides, cutting
+    /// whatever stock is left there.
     pub extra_margin: f64,
     /// Material left on the surface for a later pass, mm (0 = finish to size).
     pub allowance: f64,
@@ -121,7 +123,7 @@ impl Default for RasterParams {
             axis: LineAxis::X,
             direction: Direction::Zigzag,
             merge_tolerance: raster::DEFAULT_MERGE_TOLERANCE,
-            extra_margin: 0.5,
+            extra_margin: 0.0,
             allowance: 0.0,
             bounds: None,
         }
@@ -511,7 +513,7 @@ mod tests {
                 Operation::Raster(r) => {
                     assert_eq!(r.floor, s.floor);
                     assert_eq!(r.safe_z, s.safe_z);
-                    assert_eq!(r.grid.bounds, s.model.xy().grown(1.5 + 0.5));
+                    assert_eq!(r.grid.bounds, s.model.xy().grown(1.5));
                 }
                 Operation::Waterline(w) => {
                     assert_eq!(w.safe_z, s.safe_z);

@@ -826,13 +826,19 @@ fn toolpath_roughs_then_finishes_in_one_program_with_named_tool_changes() {
     assert!(rough < t1 && t1 < find_after(&g, rough, "\nG1 "));
     assert!(water < t2 && t2 < find_after(&g, water, "\nG1 ") && t2 < raster);
 
-    // Roughing stays in the stock, reaches its bottom, and keeps the allowance off the sphere:
+    // Roughing keeps its axis within the stock grown by the tool radius (its edge reaches
+    // the stock's sides), reaches the stock bottom, and keeps the allowance off the sphere:
     // the end mill's cylinder (radius 3 from the tip up) stays outside the sphere inscribed
     // in the mesh grown by the allowance.
     let stock = margin_stock(&mesh);
     let safe_z = stock.1[2] + 5.0;
     let roughing = &ops[0].1;
-    check_in_stock(roughing, stock, safe_z);
+    let (lo, hi) = stock;
+    let reach = (
+        [lo[0] - 3.0, lo[1] - 3.0, lo[2]],
+        [hi[0] + 3.0, hi[1] + 3.0, hi[2]],
+    );
+    check_in_stock(roughing, reach, safe_z);
     assert!(
         roughing
             .iter()
@@ -980,7 +986,8 @@ fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
         (ops[0].1.iter().map(|m| m.1[2]).fold(f64::MIN, f64::max) - (b.max.z + 5.0)).abs() < 1e-4
     );
 
-    // Roughing in an explicit stock: inside its box, layers from its top down to its bottom.
+    // Roughing in an explicit stock: the tool axis inside its box grown by the tool radius
+    // (the tool's edge reaches the stock's sides), layers from its top down to its bottom.
     let out = dir.path().join("rough.ngc");
     let args = [
         "--strategy",
@@ -1002,8 +1009,8 @@ fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
     check_motion_lines(&g);
     let ops = operation_moves(&g);
     assert_eq!(ops.len(), 1);
-    let stock = ([-14.0, -13.0, -9.0], [14.0, 13.0, 12.0]);
-    check_in_stock(&ops[0].1, stock, 17.0);
+    let reach = ([-17.0, -16.0, -9.0], [17.0, 16.0, 12.0]);
+    check_in_stock(&ops[0].1, reach, 17.0);
     for z in [9.0, 6.0, -9.0] {
         assert!(
             ops[0]
@@ -1217,4 +1224,86 @@ fn toolpath_bad_operations_name_the_setting_and_write_nothing() {
         }
         assert!(!Path::new(out).exists(), "{args:?} wrote the program");
     }
+}
+
+/// The bundled part in a 2 mm margin with 1 mm on top, as the window's default stock.
+fn default_part_in_stock(out: &Path, ops: &[&str]) -> Output {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-part.stl");
+    let mut args: Vec<&OsStr> = vec![
+        "toolpath".as_ref(),
+        model.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--stock-margin".as_ref(),
+        "2,1".as_ref(),
+    ];
+    for op in ops {
+        args.push("--op".as_ref());
+        args.push(op.as_ref());
+    }
+    run(&args)
+}
+
+/// Finishing run on the uncut block buries the ball nose: said on stderr, naming the
+/// operation and its first such move (the program is still written). Roughing first (the
+/// window's default job) leaves nothing to say — also along the stock's sides, where the
+/// margin is narrower than the roughing tool.
+#[test]
+fn finishing_uncut_stock_is_warned_of_and_the_default_job_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("finish.ngc");
+    let raster = "raster,tool=ball:3,stepover=0.5";
+    let alone = default_part_in_stock(&out, &[raster]);
+    let stderr = text(&alone.stderr);
+    assert!(alone.status.success(), "{stderr}");
+    assert!(out.exists());
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("warning: 1. Raster finishing: move "))
+        .unwrap_or_else(|| panic!("no depth-of-cut warning: {stderr}"));
+    let depth: f64 = warning
+        .split(" cuts ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no depth in {warning}"));
+    let model = Mesh::from_stl_path(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-part.stl"),
+    )
+    .unwrap();
+    let b = model.bounds();
+    // The whole height of the stock beside the part, top margin included.
+    assert!(
+        (depth - (b.max.z + 1.0 - b.min.z)).abs() < 0.05,
+        "{depth} mm in {warning}"
+    );
+    assert!(
+        stderr.contains("warning: 1. Raster finishing: rapid move 1 "),
+        "the approach rapids into the block: {stderr}"
+    );
+
+    let out = dir.path().join("job.ngc");
+    let job = default_part_in_stock(&out, &["rough,tool=flat:6,stepdown=2", raster]);
+    let stderr = text(&job.stderr);
+    assert!(job.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // After the change to the ball nose and its length offset, the first move is up to the
+    // safe height, before anything moves across the part.
+    let g = std::fs::read_to_string(&out).unwrap();
+    let after = &g[find(&g, "G43 H2\n") + "G43 H2\n".len()..];
+    let first_move = after
+        .lines()
+        .find(|l| l.starts_with("G0") || l.starts_with("G1") || l.starts_with('X'))
+        .unwrap();
+    assert_eq!(
+        first_move,
+        format!("G0 Z{}", num(b.max.z + 1.0 + 5.0)),
+        "{after:.300}"
+    );
+}
+
+/// G-code's number format: up to 4 decimals, no trailing zeros.
+fn num(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }

@@ -16,6 +16,7 @@ use millpond_core::rough::ClearPattern;
 use millpond_core::setup::{
     LineAxis, RasterParams, RoughingParams, Setup, Stepover, Stock, Strategy, WaterlineParams,
 };
+use millpond_core::stock_model;
 use millpond_core::waterline::Milling;
 use millpond_core::{Aabb, Cutter, Feeds, JobContext, Point3, Rect};
 use std::collections::BTreeMap;
@@ -118,8 +119,8 @@ pub struct ToolpathArgs {
     /// Raster: bounds XMIN,XMAX,YMIN,YMAX in mm [default: the model's box plus --margin].
     #[arg(long, value_parser = parse_bounds_flag, allow_hyphen_values = true, conflicts_with = "margin")]
     pub bounds: Option<Rect>,
-    /// Raster: margin around the model's box, mm [default: tool radius + 0.5, so that the
-    /// boundary pass clears the model's sides instead of grazing them].
+    /// Raster: margin around the model's box, mm [default: the tool radius, so that the
+    /// outermost pass's tool just reaches the box and never runs into the stock beside it].
     #[arg(long, value_parser = parse_number, allow_hyphen_values = true)]
     pub margin: Option<f64>,
     /// Raster: milling direction [default: zigzag].
@@ -169,6 +170,10 @@ pub struct ToolpathArgs {
     /// Height for rapid moves, mm [default: 5 mm above the stock top].
     #[arg(long, value_parser = parse_number, allow_hyphen_values = true)]
     pub safe_z: Option<f64>,
+    /// Seconds to wait after each spindle start before the first move, for a spindle that
+    /// needs time to reach its speed (`G4 P...`) [default: 0, no wait].
+    #[arg(long, value_parser = parse_non_negative, default_value_t = 0.0)]
+    pub spindle_dwell: f64,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -896,6 +901,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
             cutter: op.cutter,
             feeds: op.feeds,
             safe_z: setup.safe_z,
+            spindle_dwell_s: args.spindle_dwell,
             toolpath: tp,
         })
         .collect();
@@ -903,6 +909,24 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         .model
         .file_name()
         .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    // Every operation starts from the stock the ones before it left: a move buried deeper
+    // than its tool can cut, or a rapid into material, is said before anyone runs the
+    // program.
+    let steps: Vec<stock_model::ProgramStep<'_>> = program
+        .iter()
+        .map(|p| stock_model::ProgramStep {
+            cutter: p.cutter,
+            max_depth_of_cut: stock_model::default_max_depth_of_cut(&p.cutter),
+            toolpath: p.toolpath,
+        })
+        .collect();
+    let reports = stock_model::check_program(setup.stock, &steps)
+        .map_err(|e| anyhow!("cannot check the program against the stock: {e}"))?;
+    for (k, (p, (report, step))) in program.iter().zip(reports.iter().zip(&steps)).enumerate() {
+        for w in report.warnings(&format!("{}. {}", k + 1, p.name), step.max_depth_of_cut) {
+            eprintln!("warning: {w}");
+        }
+    }
     write_gcode(&args.output, dialect, &title, &program)?;
 
     let (mut moves, mut retracts) = (0, 0);

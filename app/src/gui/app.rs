@@ -5,6 +5,7 @@
 //! dialogs, export, the pool — reports over channels that [`MillpondApp::poll`] drains once
 //! per frame.
 
+use super::check::ProgramCheck;
 use super::compute::{Backend, Compute, ComputeEvent, Computed, JobRequest};
 use super::dialogs::{self, PendingDialog};
 use super::export::{self, ExportOp, Exporter, Summary};
@@ -91,6 +92,10 @@ const MAX_RECENT: usize = 10;
 /// Shortest time between two uploads of a growing preview.
 const PREVIEW_EVERY: Duration = Duration::from_millis(200);
 
+/// This computer's progress as the statistics panel last showed it: running, the current
+/// operation and its chunks done, jobs finished.
+type LocalProgress = (bool, Option<(u64, u32)>, usize);
+
 /// What the app remembers between runs besides preferences and tools.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -154,6 +159,8 @@ pub struct MillpondApp {
     pub pool_stats: Option<PoolStats>,
     pub stats: StatsPanel,
     pub exporter: Exporter,
+    /// The program checked against the stock: warnings shown before export.
+    pub program_check: ProgramCheck,
     /// The last thing that happened, for the status bar.
     pub status: String,
     pub(super) view: SceneView,
@@ -161,6 +168,9 @@ pub struct MillpondApp {
     pub(super) ctx: egui::Context,
     title: String,
     last_refresh: Option<Instant>,
+    /// This computer's progress when the statistics were last refreshed: running, the
+    /// current operation and its chunks done, jobs finished.
+    stats_progress: Option<LocalProgress>,
     tools_changed: Option<Instant>,
     model_generation: u64,
     sent_stock: Option<Aabb>,
@@ -215,7 +225,10 @@ impl MillpondApp {
         };
         let mut operations = Operations::with_default(&tools);
         if options.autostart == Autostart::Heavy
-            && let Some(op) = operations.list.first_mut()
+            && let Some(op) = operations
+                .list
+                .iter_mut()
+                .find(|o| matches!(o.strategy, Strategy::RasterFinishing(_)))
             && let Strategy::RasterFinishing(p) = &mut op.strategy
         {
             p.stepover = 0.01;
@@ -247,12 +260,14 @@ impl MillpondApp {
             },
             session,
             exporter: Exporter::default(),
+            program_check: ProgramCheck::default(),
             status: String::new(),
             view: SceneView::new(cc.gl.clone()),
             open_dialog: None,
             ctx,
             title: String::new(),
             last_refresh: None,
+            stats_progress: None,
             tools_changed: None,
             model_generation: 0,
             sent_stock: None,
@@ -499,6 +514,8 @@ impl MillpondApp {
                     cutter: p.spec.cutter,
                     feeds: p.feeds,
                     safe_z: p.safe_z,
+                    spindle_dwell_s: self.prefs.spindle_dwell_s,
+                    max_depth_of_cut: p.tool.max_depth_of_cut(&p.spec.cutter),
                     toolpath: r.computed.toolpath.clone(),
                 })
             })
@@ -676,6 +693,8 @@ impl MillpondApp {
         }
         self.sync_preview();
         self.exporter.poll(&self.ctx);
+        let ops = self.export_ops();
+        self.program_check.update(&self.ctx, self.sent_stock, &ops);
         self.pool.poll();
         if let Some(t) = self.autostart_at
             && self.autostart_ready(t)
@@ -684,11 +703,23 @@ impl MillpondApp {
             self.generate(true);
         }
         self.compute.sample(Duration::from_millis(250));
-        let refresh_due = self
-            .last_refresh
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(250));
+        // The pool's figures are asked for at most every 250 ms; this computer's own progress
+        // (a chunk done, a job started or finished) shows at once, so the panel never lags
+        // behind what the status bar says.
+        let progress = (
+            self.compute.is_running(),
+            self.compute
+                .current()
+                .map(|c| (c.op_id, c.progress.chunks_done)),
+            self.compute.finished.len(),
+        );
+        let refresh_due = self.stats_progress != Some(progress)
+            || self
+                .last_refresh
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(250));
         if refresh_due && (self.stats.visible || self.prefs_ui.open) {
             self.last_refresh = Some(Instant::now());
+            self.stats_progress = Some(progress);
             self.pool_stats = self.pool.pool().map(|p| p.stats());
             self.stats.refresh(
                 self.pool_stats.as_ref(),

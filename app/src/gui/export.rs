@@ -17,6 +17,10 @@ pub struct ExportOp {
     pub cutter: Cutter,
     pub feeds: Feeds,
     pub safe_z: f64,
+    /// Seconds the spindle gets to reach its speed (the machine's, from Preferences).
+    pub spindle_dwell_s: f64,
+    /// The deepest the tool may cut in one move, mm (the tool's).
+    pub max_depth_of_cut: f64,
     pub toolpath: Arc<Toolpath>,
 }
 
@@ -68,6 +72,7 @@ pub fn write(path: &Path, dialect: Dialect, title: &str, ops: &[ExportOp]) -> Re
             cutter: o.cutter,
             feeds: o.feeds,
             safe_z: o.safe_z,
+            spindle_dwell_s: o.spindle_dwell_s,
             toolpath: &o.toolpath,
         })
         .collect();

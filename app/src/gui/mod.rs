@@ -17,6 +17,7 @@
 //! `MILLPOND_AUTOSTART=default` generates the default operation at once (screenshots).
 
 pub mod app;
+pub mod check;
 pub mod compute;
 pub mod dialogs;
 pub mod export;

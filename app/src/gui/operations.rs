@@ -12,6 +12,7 @@ use millpond_core::setup::Setup;
 pub use millpond_core::setup::{
     LineAxis, RasterParams, RoughingParams, Stepover, Stock, StockMode, Strategy, WaterlineParams,
 };
+use millpond_core::stock_model;
 use millpond_core::{Cutter, Feeds, JobSpec};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,11 @@ pub struct Tool {
     pub plunge_feed: f64,
     /// rpm.
     pub spindle_rpm: f64,
+    /// The deepest the tool may cut into material in one move, mm; 0 (and in libraries
+    /// saved before there was such a field) means the usual for its shape and size
+    /// ([`stock_model::default_max_depth_of_cut`]).
+    #[serde(default)]
+    pub max_depth_of_cut: f64,
 }
 
 impl Tool {
@@ -102,6 +108,15 @@ impl Tool {
         Ok(f)
     }
 
+    /// The deepest this tool may cut in one move, mm, for `cutter` (its own shape).
+    pub fn max_depth_of_cut(&self, cutter: &Cutter) -> f64 {
+        if self.max_depth_of_cut.is_finite() && self.max_depth_of_cut > 0.0 {
+            self.max_depth_of_cut
+        } else {
+            stock_model::default_max_depth_of_cut(cutter)
+        }
+    }
+
     /// "T1 3 mm ball nose" — what lists show.
     pub fn title(&self) -> String {
         format!("T{} {}", self.number, self.name)
@@ -128,6 +143,7 @@ impl Default for ToolLibrary {
             feed,
             plunge_feed,
             spindle_rpm,
+            max_depth_of_cut: 0.0,
         };
         Self {
             tools: vec![
@@ -197,6 +213,7 @@ impl ToolLibrary {
             feed: 1200.0,
             plunge_feed: 300.0,
             spindle_rpm: 16000.0,
+            max_depth_of_cut: 0.0,
         });
         if template.is_some() {
             t.name = format!("{} (copy)", t.name);
@@ -243,21 +260,39 @@ pub struct Operations {
 }
 
 impl Operations {
-    /// Raster finishing with the first ball nose of the library (or the first tool).
+    /// The job a new window starts with: roughing with the first flat end mill of the
+    /// library, then raster finishing with the first ball nose (each, failing that, with the
+    /// first tool). Finishing alone would run the ball nose through the whole height of the
+    /// uncut stock; roughing first leaves it only the allowance and the layers' steps.
+    /// The finishing operation is selected: it is the one a user tunes.
     pub fn with_default(tools: &ToolLibrary) -> Self {
-        let tool = tools
-            .tools
-            .iter()
-            .find(|t| t.shape == ToolShape::Ball)
-            .or(tools.tools.first())
-            .map_or(0, |t| t.id);
+        let first = |shape| {
+            tools
+                .tools
+                .iter()
+                .find(|t| t.shape == shape)
+                .or(tools.tools.first())
+                .map_or(0, |t| t.id)
+        };
         let mut ops = Self {
             list: Vec::new(),
             selected: None,
             next_id: 1,
         };
-        ops.add(Strategy::RasterFinishing(RasterParams::default()), tool);
+        ops.add(
+            Strategy::Roughing(RoughingParams::default()),
+            first(ToolShape::Flat),
+        );
+        ops.add(
+            Strategy::RasterFinishing(RasterParams::default()),
+            first(ToolShape::Ball),
+        );
         ops
+    }
+
+    /// The first operation of a strategy (the default job's raster finishing, say).
+    pub fn first_of(&self, strategy: fn(&Strategy) -> bool) -> Option<&OperationDef> {
+        self.list.iter().find(|o| strategy(&o.strategy))
     }
 
     pub fn add(&mut self, strategy: Strategy, tool: u64) -> u64 {
@@ -361,6 +396,8 @@ mod tests {
     fn operations_reorder_and_remove() {
         let lib = ToolLibrary::default();
         let mut ops = Operations::with_default(&lib);
+        let rough = ops.list[0].id;
+        ops.remove(rough);
         let a = ops.list[0].id;
         let b = ops.add(Strategy::defaults().remove(0), 2);
         ops.move_by(b, true);
@@ -375,16 +412,29 @@ mod tests {
     }
 
     #[test]
-    fn default_operation_uses_the_ball_nose_and_the_cli_defaults() {
+    fn default_job_roughs_with_the_end_mill_then_finishes_with_the_ball_nose() {
         let lib = ToolLibrary::default();
         let ops = Operations::with_default(&lib);
-        let op = &ops.list[0];
-        assert_eq!(lib.get(op.tool).unwrap().shape, ToolShape::Ball);
-        assert_eq!(lib.get(op.tool).unwrap().diameter, 3.0);
-        let Strategy::RasterFinishing(p) = &op.strategy else {
-            panic!("the default is raster finishing");
+        let [rough, finish] = &ops.list[..] else {
+            panic!("two operations: {:?}", ops.list);
+        };
+        assert_eq!(lib.get(rough.tool).unwrap().shape, ToolShape::Flat);
+        assert_eq!(lib.get(rough.tool).unwrap().diameter, 6.0);
+        assert_eq!(
+            rough.strategy,
+            Strategy::Roughing(RoughingParams::default())
+        );
+        assert_eq!(lib.get(finish.tool).unwrap().shape, ToolShape::Ball);
+        assert_eq!(lib.get(finish.tool).unwrap().diameter, 3.0);
+        let Strategy::RasterFinishing(p) = &finish.strategy else {
+            panic!("finishing is raster finishing");
         };
         assert_eq!((p.stepover, p.sampling), (0.5, 0.1));
+        assert_eq!(
+            ops.selected,
+            Some(finish.id),
+            "the finishing pass is the one to tune"
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Preferences {
     pub node_name: String,
     /// The machine's rapid rate, mm/min: only for machining time estimates.
     pub rapid_rate: f64,
+    /// Seconds the spindle needs to reach its speed: the program waits this long (`G4`) after
+    /// starting it, before the first move. 0 for none.
+    pub spindle_dwell_s: f64,
 }
 
 impl Default for Preferences {
@@ -57,6 +60,7 @@ impl Default for Preferences {
             local_workers: all_cores(),
             node_name: millpond_net::default_name(),
             rapid_rate: millpond_core::Feeds::default().rapid_rate,
+            spindle_dwell_s: 0.0,
         }
     }
 }
@@ -82,6 +86,9 @@ impl Preferences {
         }
         if !(self.rapid_rate.is_finite() && self.rapid_rate > 0.0) {
             self.rapid_rate = Self::default().rapid_rate;
+        }
+        if !(self.spindle_dwell_s.is_finite() && (0.0..=600.0).contains(&self.spindle_dwell_s)) {
+            self.spindle_dwell_s = 0.0;
         }
         self
     }

@@ -612,6 +612,17 @@ impl MillpondApp {
                     1.0..=200_000.0,
                     100.0,
                 );
+                changed |= num(
+                    ui,
+                    "Max depth of cut",
+                    "The deepest this tool may cut into material in one move: deeper moves are \
+                     warned of before export. 0: the usual for its shape (two diameters; a \
+                     V-bit's cone height)",
+                    &mut tool.max_depth_of_cut,
+                    " mm",
+                    0.0..=1000.0,
+                    0.1,
+                );
             });
         if let Err(e) = tool.cutter() {
             ui.colored_label(ERROR_RED, e);
@@ -873,6 +884,14 @@ impl MillpondApp {
                 self.prefs.rapid_rate
             ));
         }
+        if s.operations > 0 {
+            if self.program_check.busy() {
+                ui.weak("Checking the program against the stock…");
+            }
+            for w in &self.program_check.warnings {
+                ui.colored_label(Color32::YELLOW, format!("Warning: {w}"));
+            }
+        }
         if ui
             .add_enabled(
                 s.operations > 0 && !self.exporter.busy(),
@@ -932,6 +951,7 @@ impl MillpondApp {
                 .on_hover_text(format!("Worker threads computing on this computer (it has {cores} cores)"));
             ui.end_row();
             num(ui, "Rapid rate", "The machine's rapid rate: only used to estimate machining time", &mut e.rapid_rate, " mm/min", 1.0..=200_000.0, 50.0);
+            num(ui, "Spindle spin-up", "Seconds the program waits (G4) after starting the spindle, before the first move: for spindles that need time to reach their speed", &mut e.spindle_dwell_s, " s", 0.0..=600.0, 0.1);
         });
         ui.horizontal(|ui| {
             let dirty = self.prefs_ui.edit != self.prefs;
@@ -1163,7 +1183,7 @@ fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
     num(
         ui,
         "Extra margin",
-        "Passes cover the model plus the tool radius plus this, so the outer passes clear the sides",
+        "Passes cover the model's box plus the tool radius plus this. 0: the tool just reaches the box; more clears the part's sides but cuts into the stock beside it",
         &mut p.extra_margin,
         " mm",
         -100.0..=100.0,

@@ -39,6 +39,34 @@ impl TestApp {
         self.harness.state()
     }
 
+    /// The default job's raster finishing operation (its second, after roughing; the one
+    /// selected, which Generate computes).
+    pub fn raster(&self) -> u64 {
+        let a = self.app();
+        let op = a
+            .operations
+            .list
+            .iter()
+            .find(|o| {
+                matches!(
+                    o.strategy,
+                    millpond::gui::operations::Strategy::RasterFinishing(_)
+                )
+            })
+            .expect("the default job has a raster finishing operation");
+        assert_eq!(a.operations.selected, Some(op.id), "the raster is selected");
+        op.id
+    }
+
+    /// The raster finishing operation's parameters, to make a test's job shorter or longer.
+    pub fn raster_params(&mut self) -> &mut millpond::gui::operations::RasterParams {
+        let id = self.raster();
+        match &mut self.app_mut().operations.get_mut(id).unwrap().strategy {
+            millpond::gui::operations::Strategy::RasterFinishing(p) => p,
+            _ => unreachable!("found as raster finishing"),
+        }
+    }
+
     pub fn app_mut(&mut self) -> &mut MillpondApp {
         self.harness.state_mut()
     }

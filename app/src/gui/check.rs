@@ -1,0 +1,121 @@
+//! The program checked against the stock before it is exported: every enabled operation
+//! with a toolpath is machined, in order, from the stock the ones before it left
+//! ([`millpond_core::stock_model`]), off the UI thread; what needs the machinist's attention
+//! (a move buried deeper than its tool can cut, a rapid into material) is shown beside the
+//! Export button.
+
+use super::export::ExportOp;
+use millpond_core::Aabb;
+use millpond_core::stock_model::{self, ProgramStep};
+use std::sync::mpsc::{Receiver, channel};
+
+/// What a check depends on: the toolpaths (by identity: a new computation is a new `Arc`),
+/// each tool and its depth limit, and the stock box.
+#[derive(Clone, Debug, PartialEq)]
+struct CheckKey {
+    ops: Vec<(usize, String, u64)>,
+    stock: [u64; 6],
+}
+
+impl CheckKey {
+    fn new(stock: Aabb, ops: &[ExportOp]) -> Self {
+        Self {
+            ops: ops
+                .iter()
+                .map(|o| {
+                    (
+                        std::sync::Arc::as_ptr(&o.toolpath) as usize,
+                        format!("{:?}", o.cutter),
+                        o.max_depth_of_cut.to_bits(),
+                    )
+                })
+                .collect(),
+            stock: [
+                stock.min.x,
+                stock.min.y,
+                stock.min.z,
+                stock.max.x,
+                stock.max.y,
+                stock.max.z,
+            ]
+            .map(f64::to_bits),
+        }
+    }
+}
+
+/// A finished check: its warnings, or why it could not run.
+type CheckResult = Result<Vec<String>, String>;
+
+/// The latest check of the program and the one running.
+#[derive(Debug, Default)]
+pub struct ProgramCheck {
+    /// What the shown warnings were computed for.
+    done: Option<CheckKey>,
+    running: Option<(CheckKey, Receiver<CheckResult>)>,
+    /// The warnings of the last finished check (empty: nothing to say).
+    pub warnings: Vec<String>,
+}
+
+impl ProgramCheck {
+    /// Starts a check when the program or the stock changed since the last one; collects a
+    /// finished one. Cheap when nothing changed: call it every frame.
+    pub fn update(&mut self, ctx: &egui::Context, stock: Option<Aabb>, ops: &[ExportOp]) {
+        if let Some((key, rx)) = &self.running
+            && let Ok(result) = rx.try_recv()
+        {
+            self.warnings = result.unwrap_or_else(|e| vec![e]);
+            self.done = Some(key.clone());
+            self.running = None;
+        }
+        let Some(stock) = stock else {
+            self.warnings.clear();
+            self.done = None;
+            return;
+        };
+        let key = CheckKey::new(stock, ops);
+        let current = self.running.as_ref().map(|(k, _)| k).or(self.done.as_ref());
+        if current == Some(&key) || self.running.is_some() {
+            return;
+        }
+        let ops = ops.to_vec();
+        let (tx, rx) = channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("program-check".into())
+            .spawn(move || {
+                let _ = tx.send(check(stock, &ops));
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => self.running = Some((key, rx)),
+            Err(e) => {
+                self.warnings = vec![format!("cannot check the program: {e}")];
+                self.done = Some(key);
+            }
+        }
+    }
+
+    /// True while a check runs (the warnings shown may be for the program before).
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+}
+
+/// The warnings for `ops` machined in order from `stock`.
+pub fn check(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<String>, String> {
+    let steps: Vec<ProgramStep<'_>> = ops
+        .iter()
+        .map(|o| ProgramStep {
+            cutter: o.cutter,
+            max_depth_of_cut: o.max_depth_of_cut,
+            toolpath: &o.toolpath,
+        })
+        .collect();
+    let reports = stock_model::check_program(stock, &steps)
+        .map_err(|e| format!("cannot check the program against the stock: {e}"))?;
+    Ok(ops
+        .iter()
+        .zip(&reports)
+        .flat_map(|(o, r)| r.warnings(&o.name, o.max_depth_of_cut))
+        .collect())
+}
