@@ -172,7 +172,9 @@ fn statistics_list_a_helpers_workers_after_this_computers() {
         t.app().pool_stats
     );
     let op = t.raster();
-    t.harness.get_by_label("Generate").click();
+    // What the Generate button does (the open Statistics panel leaves it scrolled out of
+    // this window; gui_compute clicks it).
+    t.app_mut().generate(false);
     // The pooled job is drawn as its chunks arrive, as a local one is; the helper's workers
     // show busy while they compute, as its gossip says.
     let (mut previews, mut helper_busy) = (0, false);

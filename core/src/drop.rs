@@ -1,4 +1,4 @@
-//! Drop-cutter: the highest tip height at which the cutter touches the mesh (design.md §3).
+//! Drop-cutter: the highest tip height at which the cutter touches the mesh (ARCHITECTURE.md §3.2).
 //!
 //! A raster line is computed as a sweep: one index query for the band of triangles the line's
 //! cutter can reach, each prepared once (edges oriented, plane contact precomputed for this

@@ -1,4 +1,4 @@
-//! Small geometry value types. Millimetres, Z up (design.md §3).
+//! Small geometry value types. Millimetres, Z up (ARCHITECTURE.md §3.1).
 //!
 //! Deliberately minimal: the engine's hot loops work on plain `f64` fields, and a
 //! linear-algebra crate would add build time without removing any code that matters.

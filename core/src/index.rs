@@ -3,7 +3,7 @@
 //! A bounding-volume hierarchy over the triangles' XY boxes, split at the median of the
 //! longer axis so that both halves always shrink: a query costs O(log n + k) whatever the
 //! mesh's density. (A kd-tree whose splits only ever prune one side of the query degrades to
-//! O(n) per query on fine meshes; design.md §2.) Nodes are stored depth-first in one array
+//! O(n) per query on fine meshes; ARCHITECTURE.md §1.1.) Nodes are stored depth-first in one array
 //! with an escape index, so a query is a single forward scan with no stack and no
 //! allocation. Each node also keeps the highest z below it, for queries that only care about
 //! triangles above a height.

@@ -1,4 +1,4 @@
-//! Jobs, chunks and their assembly (design.md §2).
+//! Jobs, chunks and their assembly (ARCHITECTURE.md §2).
 //!
 //! A [`JobSpec`] holds everything a computation depends on. It plans into chunks whose split
 //! depends only on the spec — never on threads or hosts — and [`JobContext::run_chunk`]
@@ -31,7 +31,7 @@ const CHUNK_POINTS: usize = 32_768;
 /// Largest grid a job may ask for: 8 bytes a point must fit in memory.
 pub const MAX_POINTS: u64 = 1_000_000_000;
 
-/// A raster grid (design.md §3): line `j` at `min + j·step` across, point `i` at
+/// A raster grid (ARCHITECTURE.md §3.3): line `j` at `min + j·step` across, point `i` at
 /// `min + i·sampling` along, both ends inclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grid {

@@ -1,7 +1,7 @@
 //! Millpond's geometry and toolpath engine.
 //!
 //! Pure and synchronous: no sockets, no windows, no global state. The whole data flow of
-//! design.md §2 lives here — STL bytes to [`Mesh`], a [`TriangleIndex`] over it, a
+//! ARCHITECTURE.md §2 lives here — STL bytes to [`Mesh`], a [`TriangleIndex`] over it, a
 //! [`JobSpec`](job::JobSpec) planned into chunks that [`run_chunk`](job::run_chunk) computes
 //! (the only code the pool runs remotely), and the assembled [`Toolpath`](toolpath::Toolpath)
 //! turned into G-code. [`setup`] turns a machinist's description of an operation (strategy,

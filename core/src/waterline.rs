@@ -1,4 +1,4 @@
-//! Waterline contours (design.md §3): at tip height z, the closed loops where the cutter
+//! Waterline contours (ARCHITECTURE.md §3.4): at tip height z, the closed loops where the cutter
 //! touches the model from outside — the boundary of the region where the drop-cutter height
 //! exceeds z.
 //!

@@ -1,4 +1,4 @@
-//! Proving knowledge of the pool secret without sending it (design.md §4).
+//! Proving knowledge of the pool secret without sending it (ARCHITECTURE.md §4.2).
 //!
 //! SPAKE2 (symmetric, Ed25519 group) over the link's first stream. Both sides first take 32
 //! bytes of TLS exporter keying material from their TLS session and put it into the SPAKE2

@@ -1,4 +1,4 @@
-//! Millpond's compute pool (design.md §4): Millpond instances linked by QUIC over TLS 1.3,
+//! Millpond's compute pool (ARCHITECTURE.md §4): Millpond instances linked by QUIC over TLS 1.3,
 //! authenticated with SPAKE2 bound to the TLS session, exchanging only typed postcard
 //! messages. Every member offers its cores and can submit jobs; work flows down a tree that
 //! follows the real links, pulled by idle workers, and results flow back up. A job gives the

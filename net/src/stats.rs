@@ -1,4 +1,4 @@
-//! The statistics snapshot the app's Process Statistics panel shows (design.md §4).
+//! The statistics snapshot the app's Process Statistics panel shows (ARCHITECTURE.md §4.8).
 
 /// How a host looks from here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

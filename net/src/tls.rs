@@ -21,7 +21,7 @@ pub struct Identity {
 }
 
 /// The one crypto provider, passed explicitly everywhere: with more than one compiled in,
-/// rustls refuses to pick a default (design.md §6).
+/// rustls refuses to pick a default (ARCHITECTURE.md §9).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -107,7 +107,7 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// Transport settings: quinn's defaults are wrong for a pool (design.md §6).
+/// Transport settings: quinn's defaults are wrong for a pool (ARCHITECTURE.md §9).
 pub fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     // A dead peer is noticed within a few seconds; keep-alives keep idle links up.

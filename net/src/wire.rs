@@ -1,4 +1,4 @@
-//! What crosses the wire: typed postcard messages, never code (design.md §4).
+//! What crosses the wire: typed postcard messages, never code (ARCHITECTURE.md §4.3).
 //!
 //! Control frames are a `u32` little-endian length followed by a postcard [`Msg`], at most
 //! [`MAX_FRAME`] bytes; the length is checked before anything is allocated. Bulk data (chunk

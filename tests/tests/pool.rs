@@ -452,12 +452,13 @@ fn over_here(log: &str) -> Vec<u32> {
         .collect()
 }
 
-fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(st.success(), "kill {sig} {pid} failed");
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let p = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a process id");
+    rustix::process::kill_process(p, sig)
+        .unwrap_or_else(|e| panic!("signal {sig:?} to {pid}: {e}"));
 }
 
 /// Problems in a log that no test here should provoke among honest members.
@@ -772,7 +773,7 @@ fn sigint_leaves_quickly_and_the_job_completes() {
             }
             let pid = c.pid("A");
             let t = Instant::now();
-            signal(pid, "-INT");
+            signal(pid, rustix::process::Signal::INT);
             let status = wait_until("A to exit", Duration::from_secs(5), || {
                 c.proc("A")
                     .child

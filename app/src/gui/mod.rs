@@ -1,4 +1,4 @@
-//! The desktop app: eframe (glow backend) with a three-d 3D view (design.md §5–6).
+//! The desktop app: eframe (glow backend) with a three-d 3D view (ARCHITECTURE.md §6.2–6.3, §9).
 //!
 //! - [`app`]: [`MillpondApp`] — the window's state and what its buttons do;
 //!   [`MillpondApp::new`] with [`AppOptions`] is also how UI tests build it.

@@ -1,0 +1,189 @@
+//! Programs read by LinuxCNC's own interpreter (`rs274`, Debian's `linuxcnc-uspace`): every
+//! line is accepted, and what the machine would do — its canonical moves — is checked: after
+//! each tool change the new tool goes to safe Z before it moves across the part, and no rapid
+//! moves across the part below safe Z.
+//!
+//! The interpreter is run standalone (`-g`, stdin closed, no realtime, no display). Its tool
+//! table is read in inches whatever the program's units, so lengths are written as mm / 25.4;
+//! each run gets its own HOME, as it keeps a shared tool table file there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The interpreter, or a test failure that names the package to install.
+fn rs274() -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join("rs274");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "LinuxCNC's interpreter rs274 is not installed: `apt-get install --no-install-recommends \
+         linuxcnc-uspace` (Debian 12; .ci/run installs it)"
+    );
+}
+
+/// One canonical call: its name and its arguments as written.
+#[derive(Debug)]
+struct Canon {
+    seq: usize,
+    call: String,
+    args: String,
+}
+
+/// Runs `program` through the interpreter with tools 1..=3 of `lengths_mm`; returns the
+/// canonical calls. Fails the test on any interpreter error.
+fn interpret(program: &Path, lengths_mm: &[f64]) -> Vec<Canon> {
+    let home = tempfile::tempdir().unwrap();
+    let table = home.path().join("tool.tbl");
+    let rows: String = lengths_mm
+        .iter()
+        .enumerate()
+        .map(|(i, mm)| format!("T{n} P{n} Z{:.8} D3\n", mm / 25.4, n = i + 1))
+        .collect();
+    std::fs::write(&table, rows).unwrap();
+    let out = Command::new(rs274())
+        .arg("-g")
+        .arg("-t")
+        .arg(&table)
+        .arg(program)
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rs274");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stderr.lines().all(|l| l.trim() == "executing"),
+        "rs274 refused {}:\n{stderr}\n{}",
+        program.display(),
+        stdout.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    stdout
+        .lines()
+        .filter_map(|l| {
+            // "   12 N..... STRAIGHT_TRAVERSE(1.0000, 2.0000, 3.0000, ...)"
+            let (seq, rest) = l.trim_start().split_once(' ')?;
+            let rest = rest
+                .trim_start_matches('N')
+                .trim_start_matches(['.', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+            let (call, args) = rest.trim().split_once('(')?;
+            Some(Canon {
+                seq: seq.parse().ok()?,
+                call: call.to_string(),
+                args: args.trim_end_matches(')').to_string(),
+            })
+        })
+        .collect()
+}
+
+/// What is wrong with the moves: an XY rapid after a tool change (or an operator pause)
+/// before a Z-only lift to `safe_z`, or any XY rapid below `safe_z`. Also returns how many
+/// tool changes there were.
+fn unsafe_moves(calls: &[Canon], safe_z: f64) -> (Vec<String>, usize) {
+    let eps = 1e-4;
+    let mut at = [0.0f64; 3];
+    let (mut armed, mut changes, mut bad) = (false, 0, Vec::new());
+    for c in calls {
+        match c.call.as_str() {
+            "CHANGE_TOOL" | "PROGRAM_STOP" => {
+                changes += usize::from(c.call == "CHANGE_TOOL");
+                armed = true;
+            }
+            "STRAIGHT_TRAVERSE" | "STRAIGHT_FEED" => {
+                let v: Vec<f64> = c
+                    .args
+                    .split(',')
+                    .take(3)
+                    .map(|s| s.trim().parse().unwrap())
+                    .collect();
+                let across = (v[0] - at[0]).abs() > eps || (v[1] - at[1]).abs() > eps;
+                if c.call == "STRAIGHT_TRAVERSE" {
+                    if across && armed {
+                        bad.push(format!(
+                            "#{}: across to {v:?} after a tool change, before lifting to safe Z",
+                            c.seq
+                        ));
+                    } else if across && at[2].min(v[2]) < safe_z - eps {
+                        bad.push(format!("#{}: rapid across below safe Z: {v:?}", c.seq));
+                    }
+                    if !across && v[2] >= safe_z - eps {
+                        armed = false;
+                    }
+                }
+                at = [v[0], v[1], v[2]];
+            }
+            _ => {}
+        }
+    }
+    (bad, changes)
+}
+
+fn bundled_part() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-part.stl")
+}
+
+/// Three tools of different lengths in one program, for LinuxCNC and for GRBL.
+#[test]
+fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = bundled_part();
+    let mesh = millpond_core::Mesh::from_stl_path(&part).unwrap();
+    let safe_z = mesh.bounds().max.z + 1.0 + 5.0;
+    for dialect in ["linuxcnc", "grbl"] {
+        let out = dir.path().join(format!("{dialect}.ngc"));
+        let status = Command::new(millpond_tests::millpond_bin())
+            .args(["toolpath".as_ref(), part.as_os_str()])
+            .args(["-o".as_ref(), out.as_os_str()])
+            .args([
+                "--dialect",
+                dialect,
+                "--stock-margin",
+                "2,1",
+                "--spindle-dwell",
+                "1.5",
+            ])
+            .args(["--op", "rough,tool=flat:6,stepdown=4,sampling=0.5"])
+            .args(["--op", "waterline,tool=ball:3,stepdown=4,sampling=0.5"])
+            .args(["--op", "raster,tool=bull:6:1,stepover=2,sampling=0.5"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Each tool longer than the one before: a missing lift would rapid the new tool
+        // 20 mm lower than the program means.
+        let calls = interpret(&out, &[0.0, 20.0, 35.0]);
+        let (bad, changes) = unsafe_moves(&calls, safe_z);
+        assert!(bad.is_empty(), "{dialect}: {bad:#?}");
+        let dwells = calls.iter().filter(|c| c.call == "DWELL").count();
+        if dialect == "linuxcnc" {
+            assert_eq!(changes, 3, "three tools, three changes");
+            assert_eq!(dwells, 3, "a dwell after each spindle start");
+        } else {
+            // GRBL has no changer: the operator swaps at each M0 pause.
+            assert_eq!(changes, 0);
+            assert_eq!(calls.iter().filter(|c| c.call == "PROGRAM_STOP").count(), 2);
+        }
+
+        // The check itself: the same program without the lift after the first change is
+        // caught.
+        let g = std::fs::read_to_string(&out).unwrap();
+        if dialect == "linuxcnc" {
+            let lift = format!("G43 H2\nG0 Z{}\n", fmt(safe_z));
+            assert!(g.contains(&lift), "{lift:?} not in the program");
+            let broken = dir.path().join("broken.ngc");
+            std::fs::write(&broken, g.replacen(&lift, "G43 H2\n", 1)).unwrap();
+            let (bad, _) = unsafe_moves(&interpret(&broken, &[0.0, 20.0, 35.0]), safe_z);
+            assert!(
+                bad.iter().any(|b| b.contains("after a tool change")),
+                "the missing lift went unnoticed: {bad:?}"
+            );
+        }
+    }
+}
+
+/// G-code's number format: up to 4 decimals, no trailing zeros.
+fn fmt(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
