@@ -15,6 +15,7 @@
 
 use crate::cutter::{Cutter, Profile};
 use crate::geom::{Aabb, Point3};
+use crate::raster::FEED_CLEARANCE;
 use crate::toolpath::{MoveKind, Toolpath};
 use thiserror::Error;
 
@@ -51,7 +52,8 @@ pub struct StockModel {
 /// One move of a toolpath that meets material it should not.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MoveFinding {
-    /// Index into the toolpath's moves (0-based; the G-code line is not known here).
+    /// Index into the moves of the toolpath as posted (0-based; the G-code line is not known
+    /// here).
     pub index: usize,
     pub kind: MoveKind,
     /// Where the move goes.
@@ -202,36 +204,138 @@ impl StockModel {
         toolpath: &Toolpath,
         max_depth_of_cut: f64,
     ) -> EngagementReport {
+        self.run(cutter, toolpath, max_depth_of_cut, false).1
+    }
+
+    /// As [`machine`](Self::machine), but first makes every straight-down rapid stop
+    /// [`FEED_CLEARANCE`] above the material under the tool, as it stands when the tool gets
+    /// there, and feed the rest of the way down (a plunge): an approach that would rapid into
+    /// what an earlier operation or layer left. Returns the toolpath as changed.
+    pub fn machine_with_safe_descents(
+        &mut self,
+        cutter: &Cutter,
+        toolpath: &Toolpath,
+        max_depth_of_cut: f64,
+    ) -> (Toolpath, EngagementReport) {
+        self.run(cutter, toolpath, max_depth_of_cut, true)
+    }
+
+    fn run(
+        &mut self,
+        cutter: &Cutter,
+        toolpath: &Toolpath,
+        max_depth_of_cut: f64,
+        safe_descents: bool,
+    ) -> (Toolpath, EngagementReport) {
         let profile = cutter.profile();
         let r = cutter.radius();
         let mut report = EngagementReport::default();
+        let mut out = Toolpath {
+            start: toolpath.start,
+            moves: Vec::with_capacity(if safe_descents {
+                toolpath.moves.len()
+            } else {
+                0
+            }),
+        };
         let mut at = toolpath.start;
         for (index, m) in toolpath.moves.iter().enumerate() {
-            let depth = self.sweep(&profile, r, at, m.to);
-            if depth > MATERIAL_TOLERANCE {
-                let finding = MoveFinding {
-                    index,
-                    kind: m.kind,
-                    to: m.to,
-                    depth,
-                };
-                match m.kind {
-                    MoveKind::Rapid => {
-                        report.rapids_in_material += 1;
-                        report.first_rapid_in_material.get_or_insert(finding);
+            let straight_down =
+                m.kind == MoveKind::Rapid && m.to.x == at.x && m.to.y == at.y && m.to.z < at.z;
+            if safe_descents && straight_down {
+                let stop = self.contact_height(&profile, r, m.to.x, m.to.y) + FEED_CLEARANCE;
+                if m.to.z < stop {
+                    if at.z > stop {
+                        let over = Point3::new(m.to.x, m.to.y, stop);
+                        self.sweep(&profile, r, at, over);
+                        out.push(MoveKind::Rapid, over);
+                        at = over;
                     }
-                    MoveKind::Cut | MoveKind::Plunge => {
-                        report.deepest_cut = report.deepest_cut.max(depth);
-                        if depth > max_depth_of_cut + MATERIAL_TOLERANCE {
-                            report.too_deep_moves += 1;
-                            report.first_too_deep.get_or_insert(finding);
-                        }
-                    }
+                    let depth = self.sweep(&profile, r, at, m.to);
+                    let index = out.moves.len();
+                    self.record(
+                        &mut report,
+                        index,
+                        MoveKind::Plunge,
+                        m.to,
+                        depth,
+                        max_depth_of_cut,
+                    );
+                    out.push(MoveKind::Plunge, m.to);
+                    at = m.to;
+                    continue;
                 }
             }
+            // Findings name the moves of the toolpath that is posted.
+            let index = if safe_descents {
+                out.moves.push(*m);
+                out.moves.len() - 1
+            } else {
+                index
+            };
+            let depth = self.sweep(&profile, r, at, m.to);
+            self.record(&mut report, index, m.kind, m.to, depth, max_depth_of_cut);
             at = m.to;
         }
-        report
+        (out, report)
+    }
+
+    /// Adds one move's meeting with material to `report`.
+    fn record(
+        &self,
+        report: &mut EngagementReport,
+        index: usize,
+        kind: MoveKind,
+        to: Point3,
+        depth: f64,
+        max_depth_of_cut: f64,
+    ) {
+        if depth <= MATERIAL_TOLERANCE {
+            return;
+        }
+        let finding = MoveFinding {
+            index,
+            kind,
+            to,
+            depth,
+        };
+        match kind {
+            MoveKind::Rapid => {
+                report.rapids_in_material += 1;
+                report.first_rapid_in_material.get_or_insert(finding);
+            }
+            MoveKind::Cut | MoveKind::Plunge => {
+                report.deepest_cut = report.deepest_cut.max(depth);
+                if depth > max_depth_of_cut + MATERIAL_TOLERANCE {
+                    report.too_deep_moves += 1;
+                    report.first_too_deep.get_or_insert(finding);
+                }
+            }
+        }
+    }
+
+    /// The lowest tip height at `(x, y)` at which the tool touches the material left: the
+    /// highest of each cell's top less the tool's surface height over it. The stock bottom
+    /// where the tool meets nothing.
+    pub fn contact_height(&self, profile: &Profile, r: f64, x: f64, y: f64) -> f64 {
+        let mut high = self.bottom;
+        let (Some((i0, i1)), Some((j0, j1))) = (
+            self.span(x - r, x + r, self.x0, self.nx),
+            self.span(y - r, y + r, self.y0, self.ny),
+        ) else {
+            return high;
+        };
+        for j in j0..=j1 {
+            let cy = self.y0 + j as f64 * self.cell;
+            for i in i0..=i1 {
+                let cx = self.x0 + i as f64 * self.cell;
+                let rho = ((cx - x).powi(2) + (cy - y).powi(2)).sqrt();
+                if rho <= r {
+                    high = high.max(self.top[j * self.nx + i] - profile.height(rho));
+                }
+            }
+        }
+        high
     }
 
     /// Lowers every cell under the tool moving from `a` to `b`; returns the deepest material
@@ -352,12 +456,15 @@ pub struct ProgramStep<'a> {
 }
 
 /// Machines a whole program's operations in order from the uncut `stock` block, each from
-/// what the ones before left, and reports each operation's engagement. The cells are sized
-/// for the smallest tool ([`StockModel::default_cell`]).
+/// what the ones before left: every straight-down rapid is made to stop above the material
+/// as it stands and feed the rest of the way
+/// ([`machine_with_safe_descents`](StockModel::machine_with_safe_descents)), and each
+/// operation's engagement is reported. Returns the toolpaths to post, with their reports.
+/// The cells are sized for the smallest tool ([`StockModel::default_cell`]).
 pub fn check_program(
     stock: Aabb,
     steps: &[ProgramStep<'_>],
-) -> Result<Vec<EngagementReport>, StockModelError> {
+) -> Result<Vec<(Toolpath, EngagementReport)>, StockModelError> {
     let smallest = steps
         .iter()
         .map(|s| s.cutter.radius())
@@ -368,7 +475,7 @@ pub fn check_program(
     let mut model = StockModel::new(stock, StockModel::default_cell(stock, smallest))?;
     Ok(steps
         .iter()
-        .map(|s| model.machine(&s.cutter, s.toolpath, s.max_depth_of_cut))
+        .map(|s| model.machine_with_safe_descents(&s.cutter, s.toolpath, s.max_depth_of_cut))
         .collect())
 }
 
@@ -497,6 +604,57 @@ mod tests {
         // Once machined, the same path meets nothing.
         let again = s.machine(&ball, &tp, 3.0);
         assert!(again.is_clean() && again.deepest_cut == 0.0, "{again:?}");
+    }
+
+    #[test]
+    fn straight_down_rapids_stop_above_the_material_and_feed_the_rest() {
+        let mut s = StockModel::new(block(), 0.5).unwrap();
+        let flat = Cutter::Flat { diameter: 4.0 };
+        // A pocket 4 mm deep around (10.25, 10.25); then an approach into it and one beside
+        // it onto the uncut top, both rapiding straight down to 1 mm above their targets.
+        let first = path(
+            Point3::new(10.25, 10.25, 20.0),
+            &[
+                (MoveKind::Rapid, [10.25, 10.25, 11.0]),
+                (MoveKind::Plunge, [10.25, 10.25, 6.0]),
+                (MoveKind::Rapid, [10.25, 10.25, 20.0]),
+            ],
+        );
+        s.machine(&flat, &first, 12.0);
+        let second = path(
+            Point3::new(10.25, 10.25, 20.0),
+            &[
+                (MoveKind::Rapid, [10.25, 10.25, 6.5]),
+                (MoveKind::Plunge, [10.25, 10.25, 5.5]),
+                (MoveKind::Rapid, [10.25, 10.25, 20.0]),
+                (MoveKind::Rapid, [30.25, 10.25, 20.0]),
+                (MoveKind::Rapid, [30.25, 10.25, 6.5]),
+                (MoveKind::Plunge, [30.25, 10.25, 5.5]),
+                (MoveKind::Rapid, [30.25, 10.25, 20.0]),
+            ],
+        );
+        let (posted, report) = s.machine_with_safe_descents(&flat, &second, 12.0);
+        assert!(report.first_rapid_in_material.is_none(), "{report:?}");
+        let kinds: Vec<(MoveKind, f64)> = posted.moves.iter().map(|m| (m.kind, m.to.z)).collect();
+        assert_eq!(
+            kinds,
+            [
+                // Into the pocket: its floor is at 6, so the rapid stops at 7 and feeds on.
+                (MoveKind::Rapid, 7.0),
+                (MoveKind::Plunge, 6.5),
+                (MoveKind::Plunge, 5.5),
+                (MoveKind::Rapid, 20.0),
+                (MoveKind::Rapid, 20.0),
+                // Onto the uncut top at 10: rapid to 11, feed down to 6.5, then on.
+                (MoveKind::Rapid, 11.0),
+                (MoveKind::Plunge, 6.5),
+                (MoveKind::Plunge, 5.5),
+                (MoveKind::Rapid, 20.0),
+            ]
+        );
+        // The deepest feed is the one down from 11 through the uncut top at 10 to 6.5.
+        assert!((report.deepest_cut - 3.5).abs() < 1e-9, "{report:?}");
+        assert!(s.machine(&flat, &second, 12.0).rapids_in_material == 0);
     }
 
     #[test]

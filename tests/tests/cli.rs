@@ -970,13 +970,18 @@ fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
         .map(|k| b.max.z - 2.0 * k as f64)
         .chain([b.min.z])
         .collect();
+    // Every move across is on a level. (Feeding straight down may stop above one: an
+    // approach feeds down from above the stock's top.)
     let mut cut_levels = BTreeSet::new();
+    let mut at = [f64::NAN; 3];
     for &(rapid, p) in &ops[0].1 {
-        if !rapid {
+        let across = p[0] != at[0] || p[1] != at[1];
+        if !rapid && across {
             let k = levels.iter().position(|z| (p[2] - z).abs() < 1e-4);
             cut_levels
                 .insert(k.unwrap_or_else(|| panic!("cut at {p:?}, not on a level {levels:?}")));
         }
+        at = p;
     }
     assert!(
         cut_levels.len() + 1 >= levels.len(),
@@ -1272,14 +1277,26 @@ fn finishing_uncut_stock_is_warned_of_and_the_default_job_is_not() {
     )
     .unwrap();
     let b = model.bounds();
-    // The whole height of the stock beside the part, top margin included.
+    // Nearly the whole height of the stock, top margin included: the feed down from above
+    // the block to a millimetre over the floor.
+    let stock_height = b.max.z + 1.0 - b.min.z;
     assert!(
-        (depth - (b.max.z + 1.0 - b.min.z)).abs() < 0.05,
+        depth > stock_height - 1.05 && depth < stock_height + 0.05,
         "{depth} mm in {warning}"
     );
+    // The approach stops above the block and feeds down from there, not at rapid.
+    assert!(!stderr.contains("rapid move"), "{stderr}");
+    let g = std::fs::read_to_string(&out).unwrap();
+    let top = b.max.z + 1.0;
+    let lines: Vec<&str> = g.lines().collect();
+    let first_feed = lines.iter().position(|l| l.starts_with("G1 Z")).unwrap();
+    let stop: f64 = lines[first_feed - 1]
+        .strip_prefix('Z')
+        .and_then(|z| z.parse().ok())
+        .unwrap_or_else(|| panic!("no rapid down before {:?}", lines[first_feed]));
     assert!(
-        stderr.contains("warning: 1. Raster finishing: rapid move 1 "),
-        "the approach rapids into the block: {stderr}"
+        stop > top && stop <= top + 1.0 + 1e-4,
+        "the rapid down stops at Z{stop}, the block's top is Z{top}"
     );
 
     let out = dir.path().join("job.ngc");

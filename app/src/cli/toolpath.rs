@@ -892,9 +892,30 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         DialectArg::Linuxcnc => Dialect::LinuxCnc,
         DialectArg::Grbl => Dialect::Grbl,
     };
-    let program: Vec<gcode::Operation<'_>> = ops
+    // Every operation starts from the stock the ones before it left: its straight-down
+    // rapids stop above the material there, and a move buried deeper than its tool can cut,
+    // or a rapid into material, is said before anyone runs the program.
+    let steps: Vec<stock_model::ProgramStep<'_>> = ops
         .iter()
         .zip(&toolpaths)
+        .map(|((op, _), (tp, _))| stock_model::ProgramStep {
+            cutter: op.cutter,
+            max_depth_of_cut: stock_model::default_max_depth_of_cut(&op.cutter),
+            toolpath: tp,
+        })
+        .collect();
+    let checked = stock_model::check_program(setup.stock, &steps)
+        .map_err(|e| anyhow!("cannot check the program against the stock: {e}"))?;
+    for (k, ((op, _), ((_, report), step))) in
+        ops.iter().zip(checked.iter().zip(&steps)).enumerate()
+    {
+        for w in report.warnings(&format!("{}. {}", k + 1, op.name), step.max_depth_of_cut) {
+            eprintln!("warning: {w}");
+        }
+    }
+    let program: Vec<gcode::Operation<'_>> = ops
+        .iter()
+        .zip(&checked)
         .map(|((op, number), (tp, _))| gcode::Operation {
             name: &op.name,
             tool_number: *number,
@@ -909,29 +930,12 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         .model
         .file_name()
         .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
-    // Every operation starts from the stock the ones before it left: a move buried deeper
-    // than its tool can cut, or a rapid into material, is said before anyone runs the
-    // program.
-    let steps: Vec<stock_model::ProgramStep<'_>> = program
-        .iter()
-        .map(|p| stock_model::ProgramStep {
-            cutter: p.cutter,
-            max_depth_of_cut: stock_model::default_max_depth_of_cut(&p.cutter),
-            toolpath: p.toolpath,
-        })
-        .collect();
-    let reports = stock_model::check_program(setup.stock, &steps)
-        .map_err(|e| anyhow!("cannot check the program against the stock: {e}"))?;
-    for (k, (p, (report, step))) in program.iter().zip(reports.iter().zip(&steps)).enumerate() {
-        for w in report.warnings(&format!("{}. {}", k + 1, p.name), step.max_depth_of_cut) {
-            eprintln!("warning: {w}");
-        }
-    }
     write_gcode(&args.output, dialect, &title, &program)?;
 
     let (mut moves, mut retracts) = (0, 0);
     let (mut cut, mut plunge, mut rapid, mut time) = (0.0, 0.0, 0.0, 0.0);
-    for (k, (p, (tp, seconds))) in program.iter().zip(&toolpaths).enumerate() {
+    for (k, (p, (_, seconds))) in program.iter().zip(&toolpaths).enumerate() {
+        let tp = p.toolpath;
         let s = tp.stats(&p.feeds);
         println!(
             "{}. {}, T{} {}: {} moves ({} retracts) in {seconds:.2} s; cut {:.1} mm, plunge {:.1} mm, \

@@ -543,16 +543,28 @@ impl MillpondApp {
             return;
         }
         let (title, stem) = self.export_title();
-        self.exporter
-            .start(&self.ctx, self.session.dialect, title, &stem, ops);
+        self.exporter.start(
+            &self.ctx,
+            self.session.dialect,
+            title,
+            &stem,
+            self.sent_stock,
+            ops,
+        );
     }
 
     /// Writes the program to `path` (no dialog), off the UI thread.
     pub fn export_to(&mut self, path: PathBuf) {
         let (title, _) = self.export_title();
         let ops = self.export_ops();
-        self.exporter
-            .write_to(&self.ctx, path, self.session.dialect, title, ops);
+        self.exporter.write_to(
+            &self.ctx,
+            path,
+            self.session.dialect,
+            title,
+            self.sent_stock,
+            ops,
+        );
     }
 
     // ----- preferences and the pool -----

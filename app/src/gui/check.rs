@@ -5,8 +5,8 @@
 //! Export button.
 
 use super::export::ExportOp;
-use millpond_core::Aabb;
-use millpond_core::stock_model::{self, ProgramStep};
+use millpond_core::stock_model::{self, EngagementReport, ProgramStep};
+use millpond_core::{Aabb, Toolpath};
 use std::sync::mpsc::{Receiver, channel};
 
 /// What a check depends on: the toolpaths (by identity: a new computation is a new `Arc`),
@@ -101,8 +101,9 @@ impl ProgramCheck {
     }
 }
 
-/// The warnings for `ops` machined in order from `stock`.
-pub fn check(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<String>, String> {
+/// `ops` machined in order from `stock`: the toolpaths as they are posted (straight-down
+/// rapids stopped above the material) and what each did to the stock.
+pub fn program(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<(Toolpath, EngagementReport)>, String> {
     let steps: Vec<ProgramStep<'_>> = ops
         .iter()
         .map(|o| ProgramStep {
@@ -111,11 +112,15 @@ pub fn check(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<String>, String> {
             toolpath: &o.toolpath,
         })
         .collect();
-    let reports = stock_model::check_program(stock, &steps)
-        .map_err(|e| format!("cannot check the program against the stock: {e}"))?;
+    stock_model::check_program(stock, &steps)
+        .map_err(|e| format!("cannot check the program against the stock: {e}"))
+}
+
+/// The warnings for `ops` machined in order from `stock`.
+pub fn check(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<String>, String> {
     Ok(ops
         .iter()
-        .zip(&reports)
-        .flat_map(|(o, r)| r.warnings(&o.name, o.max_depth_of_cut))
+        .zip(&program(stock, ops)?)
+        .flat_map(|(o, (_, r))| r.warnings(&o.name, o.max_depth_of_cut))
         .collect())
 }

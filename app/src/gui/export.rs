@@ -4,7 +4,7 @@
 
 use super::dialogs::{self, PendingDialog};
 use millpond_core::gcode::{self, Dialect};
-use millpond_core::{Cutter, Feeds, Toolpath};
+use millpond_core::{Aabb, Cutter, Feeds, Toolpath};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
@@ -62,18 +62,28 @@ pub fn default_extension(d: Dialect) -> &'static str {
     }
 }
 
-/// Writes the program (what the background thread runs; tests call it directly).
-pub fn write(path: &Path, dialect: Dialect, title: &str, ops: &[ExportOp]) -> Result<(), String> {
+/// Writes the program (what the background thread runs). With the stock box, the toolpaths
+/// are posted as the program check machines them: straight-down rapids stop above what the
+/// operations before left ([`super::check::program`]).
+pub fn write(
+    path: &Path,
+    dialect: Dialect,
+    title: &str,
+    stock: Option<Aabb>,
+    ops: &[ExportOp],
+) -> Result<(), String> {
+    let checked = stock.map(|s| super::check::program(s, ops)).transpose()?;
     let ops: Vec<gcode::Operation<'_>> = ops
         .iter()
-        .map(|o| gcode::Operation {
+        .enumerate()
+        .map(|(k, o)| gcode::Operation {
             name: &o.name,
             tool_number: o.tool_number,
             cutter: o.cutter,
             feeds: o.feeds,
             safe_z: o.safe_z,
             spindle_dwell_s: o.spindle_dwell_s,
-            toolpath: &o.toolpath,
+            toolpath: checked.as_ref().map_or(&*o.toolpath, |c| &c[k].0),
         })
         .collect();
     crate::cli::write_gcode(path, dialect, title, &ops).map_err(|e| format!("{e:#}"))
@@ -83,6 +93,7 @@ pub fn write(path: &Path, dialect: Dialect, title: &str, ops: &[ExportOp]) -> Re
 struct Job {
     dialect: Dialect,
     title: String,
+    stock: Option<Aabb>,
     ops: Vec<ExportOp>,
 }
 
@@ -109,6 +120,7 @@ impl Exporter {
         dialect: Dialect,
         title: String,
         file_stem: &str,
+        stock: Option<Aabb>,
         ops: Vec<ExportOp>,
     ) {
         let name = format!("{file_stem}.{}", default_extension(dialect));
@@ -118,6 +130,7 @@ impl Exporter {
             Job {
                 dialect,
                 title,
+                stock,
                 ops,
             },
         ));
@@ -130,6 +143,7 @@ impl Exporter {
         path: PathBuf,
         dialect: Dialect,
         title: String,
+        stock: Option<Aabb>,
         ops: Vec<ExportOp>,
     ) {
         self.spawn_write(
@@ -138,6 +152,7 @@ impl Exporter {
             Job {
                 dialect,
                 title,
+                stock,
                 ops,
             },
         );
@@ -147,7 +162,7 @@ impl Exporter {
         let (tx, rx) = channel();
         let repaint = repaint.clone();
         std::thread::spawn(move || {
-            let r = write(&path, job.dialect, &job.title, &job.ops).map(|()| path);
+            let r = write(&path, job.dialect, &job.title, job.stock, &job.ops).map(|()| path);
             let _ = tx.send(r);
             repaint.request_repaint();
         });
