@@ -5,9 +5,9 @@
 //! computes one chunk as a pure function of (mesh, spec, chunk). Results are assembled in
 //! chunk order, so arrival order never matters and every runner gives the same bits.
 
-use crate::cutter::{Cutter, CutterError};
-use crate::drop::{Axis, Band, DropCutter};
-use crate::geom::{Point3, Rect};
+use crate::cutter::Cutter;
+use crate::drop::{Band, DropCutter};
+use crate::geom::Point3;
 use crate::index::TriangleIndex;
 use crate::mesh::{Mesh, MeshHash};
 use crate::raster::{self, RasterSpec};
@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
+pub use crate::error::JobError;
+pub use crate::grid::{Grid, MAX_POINTS};
+
 /// Version of everything that decides the bits of a chunk result. Pool peers must match it
 /// exactly for a pooled job to equal a local one; bump it with any change to the contact
 /// math, the chunk split or the result encoding.
@@ -27,106 +30,6 @@ pub const COMPUTE_ABI: u32 = 8;
 /// Points a chunk aims at. Large enough that per-chunk overhead (a pool round trip, an index
 /// query per line) is small, small enough that two workers balance and a lost chunk is cheap.
 const CHUNK_POINTS: usize = 32_768;
-
-/// Largest grid a job may ask for: 8 bytes a point must fit in memory.
-pub const MAX_POINTS: u64 = 1_000_000_000;
-
-/// A raster grid (ARCHITECTURE.md §3.3): line `j` at `min + j·step` across, point `i` at
-/// `min + i·sampling` along, both ends inclusive.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Grid {
-    /// Axis the lines run along.
-    pub axis: Axis,
-    pub bounds: Rect,
-    /// Distance between lines (stepover), mm.
-    pub step: f64,
-    /// Distance between points along a line, mm.
-    pub sampling: f64,
-}
-
-impl Grid {
-    /// (along_min, along_max, across_min, across_max) for this grid's axis.
-    fn frame(&self) -> (f64, f64, f64, f64) {
-        let b = &self.bounds;
-        match self.axis {
-            Axis::X => (b.xmin, b.xmax, b.ymin, b.ymax),
-            Axis::Y => (b.ymin, b.ymax, b.xmin, b.xmax),
-        }
-    }
-
-    pub fn lines(&self) -> usize {
-        let (_, _, c0, c1) = self.frame();
-        ((c1 - c0) / self.step + 1e-9).floor() as usize + 1
-    }
-
-    pub fn points_per_line(&self) -> usize {
-        let (a0, a1, _, _) = self.frame();
-        ((a1 - a0) / self.sampling + 1e-9).floor() as usize + 1
-    }
-
-    pub fn points(&self) -> u64 {
-        self.lines() as u64 * self.points_per_line() as u64
-    }
-
-    /// Coordinate across the lines of line `j`.
-    pub fn across(&self, j: usize) -> f64 {
-        let (_, _, c0, _) = self.frame();
-        c0 + j as f64 * self.step
-    }
-
-    /// Coordinate along the line of point `i`.
-    pub fn along(&self, i: usize) -> f64 {
-        let (a0, _, _, _) = self.frame();
-        a0 + i as f64 * self.sampling
-    }
-
-    /// Model-space point of line `j`, point `i`, at height `z`.
-    pub fn point(&self, j: usize, i: usize, z: f64) -> Point3 {
-        self.on_line(j, self.along(i), z)
-    }
-
-    /// Model-space point of line `j` at coordinate `u` along it (anywhere, not only at a
-    /// sample), at height `z`.
-    pub fn on_line(&self, j: usize, u: f64, z: f64) -> Point3 {
-        let v = self.across(j);
-        match self.axis {
-            Axis::X => Point3::new(u, v, z),
-            Axis::Y => Point3::new(v, u, z),
-        }
-    }
-
-    pub fn validate(&self) -> Result<(), JobError> {
-        if !self.bounds.is_valid() {
-            return Err(JobError::Invalid(format!(
-                "bounds must be finite with min ≤ max, got x {}..{}, y {}..{}",
-                self.bounds.xmin, self.bounds.xmax, self.bounds.ymin, self.bounds.ymax
-            )));
-        }
-        positive("step", self.step)?;
-        positive("sampling", self.sampling)?;
-        let (a0, a1, c0, c1) = self.frame();
-        let lines = (c1 - c0) / self.step + 1.0;
-        let per_line = (a1 - a0) / self.sampling + 1.0;
-        let points = lines * per_line;
-        if points.is_nan() || points > MAX_POINTS as f64 {
-            return Err(JobError::Invalid(format!(
-                "the grid would have {:.3e} points; the limit is {MAX_POINTS:.0e} — use a larger step or sampling",
-                lines * per_line
-            )));
-        }
-        Ok(())
-    }
-}
-
-fn positive(name: &str, v: f64) -> Result<(), JobError> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(JobError::Invalid(format!(
-            "{name} must be a positive number of millimetres, got {v}"
-        )))
-    }
-}
 
 fn finite(name: &str, v: f64) -> Result<(), JobError> {
     if v.is_finite() {
@@ -166,23 +69,6 @@ pub struct JobSpec {
     pub mesh: MeshHash,
     pub cutter: Cutter,
     pub operation: Operation,
-}
-
-#[derive(Debug, Error, PartialEq)]
-pub enum JobError {
-    #[error("invalid job: {0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Cutter(#[from] CutterError),
-    #[error("job was planned for mesh {expected} but was given mesh {actual}")]
-    WrongMesh {
-        expected: MeshHash,
-        actual: MeshHash,
-    },
-    #[error("chunk result rejected: {0}")]
-    BadResult(String),
-    #[error("cancelled")]
-    Cancelled,
 }
 
 /// Raised by a chunk that stopped because its job was cancelled.
@@ -659,7 +545,8 @@ impl JobContext {
                         _ => Vec::new(),
                     })
                     .collect();
-                Ok(JobOutput::Toolpath(raster::link(self, spec, &lines)))
+                let model = self.contact(f64::NEG_INFINITY);
+                Ok(JobOutput::Toolpath(raster::link(&model, spec, &lines)))
             }
             Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
                 let chunks = results
@@ -671,12 +558,13 @@ impl JobContext {
                     .collect();
                 let levels = self.spec.contours().map_or(&[][..], |c| &c.levels[..]);
                 let levels = waterline::assemble(levels, chunks)?;
+                let (model, tool) = (self.contact(f64::NEG_INFINITY), self.spec.cutter);
                 match &self.spec.operation {
-                    Operation::Waterline(w) => {
-                        Ok(JobOutput::Toolpath(waterline::toolpath(self, w, &levels)))
-                    }
+                    Operation::Waterline(w) => Ok(JobOutput::Toolpath(waterline::toolpath(
+                        &model, tool, w, &levels,
+                    ))),
                     Operation::Rough(r) => Ok(JobOutput::Toolpath(crate::rough::toolpath(
-                        self, r, &levels,
+                        &model, tool, r, &levels,
                     ))),
                     _ => Ok(JobOutput::Contours(levels)),
                 }
@@ -688,6 +576,8 @@ impl JobContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drop::Axis;
+    use crate::geom::Rect;
     use crate::models;
     use crate::raster::Direction;
 

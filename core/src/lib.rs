@@ -9,8 +9,10 @@
 
 pub mod cutter;
 pub mod drop;
+pub mod error;
 pub mod gcode;
 pub mod geom;
+pub mod grid;
 pub mod index;
 pub mod job;
 pub mod mesh;

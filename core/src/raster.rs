@@ -1,8 +1,9 @@
 //! Raster finishing: parallel drop-cutter lines, merged and linked into a toolpath.
 
 use crate::drop::{Axis, DropCutter};
+use crate::error::JobError;
 use crate::geom::Point3;
-use crate::job::{Grid, JobContext, JobError};
+use crate::grid::Grid;
 use crate::toolpath::{MoveKind, Toolpath};
 use serde::{Deserialize, Serialize};
 
@@ -249,9 +250,9 @@ pub fn merge(t: &[f64], z: &[f64], tol: f64) -> Vec<usize> {
 pub const LINK_TOLERANCE: f64 = 1e-6;
 
 /// True if the tool can move straight from `a` to `b` without cutting into the model.
-pub fn move_is_clear(ctx: &JobContext, a: Point3, b: Point3) -> bool {
-    let dc = ctx.contact(f64::NEG_INFINITY);
-    dc.max_rise_along(a, b, LINK_TOLERANCE) <= LINK_TOLERANCE
+/// `model` is the job's contact with no floor (a link may pass below it).
+pub fn move_is_clear(model: &DropCutter<'_>, a: Point3, b: Point3) -> bool {
+    model.max_rise_along(a, b, LINK_TOLERANCE) <= LINK_TOLERANCE
 }
 
 /// Moves from safe height down onto `to`: rapid to just above it, then plunge.
@@ -271,8 +272,9 @@ pub fn approach(tp: &mut Toolpath, to: Point3, safe_z: f64) {
 }
 
 /// Links merged lines into one toolpath: a direct cutting move between lines where it clears
-/// the model, otherwise retract to safe height, rapid over and plunge.
-pub fn link(ctx: &JobContext, spec: &RasterSpec, lines: &[Vec<Point3>]) -> Toolpath {
+/// the model (`model`: the job's contact with no floor), otherwise retract to safe height,
+/// rapid over and plunge.
+pub fn link(model: &DropCutter<'_>, spec: &RasterSpec, lines: &[Vec<Point3>]) -> Toolpath {
     let Some(first) = lines.iter().find_map(|l| l.first().copied()) else {
         return Toolpath::default();
     };
@@ -287,7 +289,7 @@ pub fn link(ctx: &JobContext, spec: &RasterSpec, lines: &[Vec<Point3>]) -> Toolp
         if !started {
             approach(&mut tp, line[0], safe_z);
             started = true;
-        } else if move_is_clear(ctx, from, line[0]) {
+        } else if move_is_clear(model, from, line[0]) {
             tp.push(MoveKind::Cut, line[0]);
         } else {
             approach(&mut tp, line[0], safe_z);

@@ -10,9 +10,10 @@
 //! machine — which the pool's bit-identical results need. Clipper2 is the classic choice but
 //! is C++ behind FFI; geo's boolean ops are built on i_overlay anyway.
 
+use crate::cutter::Cutter;
 use crate::drop::DropCutter;
+use crate::error::JobError;
 use crate::geom::{Aabb, Point3};
-use crate::job::{JobContext, JobError};
 use crate::raster::approach;
 use crate::toolpath::{MoveKind, Toolpath};
 use crate::waterline::{ContourSpec, Level, Milling};
@@ -371,20 +372,26 @@ fn inside_area(area: &Shapes, a: [f64; 2], b: [f64; 2]) -> bool {
 }
 
 /// Builds the roughing toolpath from the layers' contours (in layer order, top down).
-pub fn toolpath(ctx: &JobContext, spec: &RoughSpec, levels: &[Level]) -> Toolpath {
-    let tool = ctx.spec().cutter;
+/// `model` is the job's contact (the tool grown by the allowance) with no floor: what each
+/// layer's boundary is checked against.
+pub fn toolpath(
+    model: &DropCutter<'_>,
+    tool: Cutter,
+    spec: &RoughSpec,
+    levels: &[Level],
+) -> Toolpath {
     let flat_radius = match tool {
-        crate::Cutter::Flat { diameter } => diameter / 2.0,
-        crate::Cutter::Bull {
+        Cutter::Flat { diameter } => diameter / 2.0,
+        Cutter::Bull {
             diameter,
             corner_radius,
         } => diameter / 2.0 - corner_radius,
-        crate::Cutter::Ball { .. } | crate::Cutter::VBit { .. } => 0.0,
+        Cutter::Ball { .. } | Cutter::VBit { .. } => 0.0,
     }
     .max(tool.radius() / 4.0);
     let spacing = spec.contours.grid.sampling.max(spec.contours.grid.step);
     let first_margin = spacing * spacing / (4.0 * flat_radius) + 1e-3;
-    let dc = ctx.contact(f64::NEG_INFINITY);
+
     let slope = spec.ramp_angle.to_radians().tan();
     let mut tp = Toolpath {
         start: Point3::new(spec.stock.min.x, spec.stock.min.y, spec.safe_z),
@@ -395,7 +402,7 @@ pub fn toolpath(ctx: &JobContext, spec: &RoughSpec, levels: &[Level]) -> Toolpat
     let layers: Vec<(Shapes, Vec<Ring>)> = levels
         .par_iter()
         .map(|level| {
-            let area = clear_area(&dc, &spec.stock, tool.radius(), level, first_margin);
+            let area = clear_area(model, &spec.stock, tool.radius(), level, first_margin);
             let paths = layer_paths(&area, spec);
             (area, paths)
         })

@@ -23,7 +23,8 @@
 //! spacing can fall between fibers and be missed — that is what "sampling" means.
 
 use crate::drop::{Band, DropCutter};
-use crate::job::{Grid, JobError};
+use crate::error::JobError;
+use crate::grid::Grid;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -715,7 +716,8 @@ fn merged_outward(points: &[[f64; 2]], tol: f64) -> Vec<[f64; 2]> {
 /// and back to its start. Moves between loops go straight where they clear the model (checked
 /// exactly), otherwise by safe height.
 pub fn toolpath(
-    ctx: &crate::job::JobContext,
+    model: &DropCutter<'_>,
+    tool: crate::cutter::Cutter,
     spec: &WaterlineSpec,
     levels: &[Level],
 ) -> crate::toolpath::Toolpath {
@@ -723,7 +725,7 @@ pub fn toolpath(
     use crate::raster::{approach, move_is_clear};
     use crate::toolpath::{MoveKind, Toolpath};
     let safe_z = spec.safe_z;
-    let lead = (ctx.spec().cutter.radius() * LEAD_IN).min(1.0);
+    let lead = (tool.radius() * LEAD_IN).min(1.0);
     let mut tp: Option<Toolpath> = None;
     for level in levels {
         let z = level.z;
@@ -773,7 +775,7 @@ pub fn toolpath(
                 for k in 0..4 {
                     let l = lead / f64::from(1 << k);
                     let q = Point3::new(start.x + nx * l, start.y + ny * l, z);
-                    if move_is_clear(ctx, q, start) {
+                    if move_is_clear(model, q, start) {
                         entry = q;
                         break;
                     }
@@ -789,7 +791,7 @@ pub fn toolpath(
                     tp = Some(t);
                 }
                 Some(t) => {
-                    if move_is_clear(ctx, t.end(), entry) {
+                    if move_is_clear(model, t.end(), entry) {
                         t.push(MoveKind::Cut, entry);
                     } else {
                         approach(t, entry, safe_z);

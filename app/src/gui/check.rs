@@ -4,9 +4,8 @@
 //! (a move buried deeper than its tool can cut, a rapid into material) is shown beside the
 //! Export button.
 
-use super::export::ExportOp;
-use millpond_core::stock_model::{self, EngagementReport, ProgramStep};
-use millpond_core::{Aabb, Toolpath};
+use super::export::{self, ExportOp};
+use millpond_core::Aabb;
 use std::sync::mpsc::{Receiver, channel};
 
 /// What a check depends on: the toolpaths (by identity: a new computation is a new `Arc`),
@@ -101,26 +100,11 @@ impl ProgramCheck {
     }
 }
 
-/// `ops` machined in order from `stock`: the toolpaths as they are posted (straight-down
-/// rapids stopped above the material) and what each did to the stock.
-pub fn program(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<(Toolpath, EngagementReport)>, String> {
-    let steps: Vec<ProgramStep<'_>> = ops
-        .iter()
-        .map(|o| ProgramStep {
-            cutter: o.cutter,
-            max_depth_of_cut: o.max_depth_of_cut,
-            toolpath: &o.toolpath,
-        })
-        .collect();
-    stock_model::check_program(stock, &steps)
-        .map_err(|e| format!("cannot check the program against the stock: {e}"))
-}
-
 /// The warnings for `ops` machined in order from `stock`.
 pub fn check(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<String>, String> {
     Ok(ops
         .iter()
-        .zip(&program(stock, ops)?)
+        .zip(&export::machined(stock, ops)?)
         .flat_map(|(o, (_, r))| r.warnings(&o.name, o.max_depth_of_cut))
         .collect())
 }

@@ -4,6 +4,7 @@
 
 use super::dialogs::{self, PendingDialog};
 use millpond_core::gcode::{self, Dialect};
+use millpond_core::stock_model::{self, EngagementReport, ProgramStep};
 use millpond_core::{Aabb, Cutter, Feeds, Toolpath};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,9 +63,27 @@ pub fn default_extension(d: Dialect) -> &'static str {
     }
 }
 
+/// `ops` machined in order from `stock`: the toolpaths as they are posted (straight-down
+/// rapids stopped above the material) and what each did to the stock.
+pub fn machined(
+    stock: Aabb,
+    ops: &[ExportOp],
+) -> Result<Vec<(Toolpath, EngagementReport)>, String> {
+    let steps: Vec<ProgramStep<'_>> = ops
+        .iter()
+        .map(|o| ProgramStep {
+            cutter: o.cutter,
+            max_depth_of_cut: o.max_depth_of_cut,
+            toolpath: &o.toolpath,
+        })
+        .collect();
+    stock_model::check_program(stock, &steps)
+        .map_err(|e| format!("cannot check the program against the stock: {e}"))
+}
+
 /// Writes the program (what the background thread runs). With the stock box, the toolpaths
 /// are posted as the program check machines them: straight-down rapids stop above what the
-/// operations before left ([`super::check::program`]).
+/// operations before left ([`machined`]).
 pub fn write(
     path: &Path,
     dialect: Dialect,
@@ -72,7 +91,7 @@ pub fn write(
     stock: Option<Aabb>,
     ops: &[ExportOp],
 ) -> Result<(), String> {
-    let checked = stock.map(|s| super::check::program(s, ops)).transpose()?;
+    let checked = stock.map(|s| machined(s, ops)).transpose()?;
     let ops: Vec<gcode::Operation<'_>> = ops
         .iter()
         .enumerate()
