@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use millpond_core::gcode::{self, Dialect};
 use millpond_core::job::{DropSpec, Grid, JobOutput, Operation};
+use millpond_core::placement;
 use millpond_core::runner::{self, RunError};
 use millpond_core::waterline::{ContourSpec, Level};
 use millpond_core::{Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Rect, TriangleIndex};
@@ -60,12 +61,28 @@ impl From<AxisArg> for Axis {
     }
 }
 
+/// What one STL unit is (the command line's names for [`placement::Units`]).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Units {
     /// The STL is in millimetres.
     Mm,
+    /// The STL is in centimetres (scaled by 10).
+    Cm,
+    /// The STL is in metres (scaled by 1000).
+    M,
     /// The STL is in inches (scaled by 25.4).
     Inch,
+}
+
+impl From<Units> for placement::Units {
+    fn from(u: Units) -> Self {
+        match u {
+            Units::Mm => placement::Units::Millimetres,
+            Units::Cm => placement::Units::Centimetres,
+            Units::M => placement::Units::Metres,
+            Units::Inch => placement::Units::Inches,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -197,10 +214,10 @@ pub fn load_model(path: &Path, units: Units) -> Result<Loaded> {
     } else {
         Mesh::from_stl_path(path)?
     };
-    let mesh = match units {
-        Units::Mm => mesh,
-        Units::Inch => mesh.transformed(|p| p * 25.4, false)?,
-    };
+    let mesh = placement::place(&Arc::new(mesh), units.into(), &[])?;
+    if let Some(hint) = placement::size_hint(mesh.bounds(), units.into()) {
+        eprintln!("millpond: note: {}: {hint} (--units)", mesh.name());
+    }
     if mesh.skipped_degenerate() > 0 {
         eprintln!(
             "millpond: {}: skipped {} degenerate triangles",
@@ -210,7 +227,7 @@ pub fn load_model(path: &Path, units: Units) -> Result<Loaded> {
     }
     let index = TriangleIndex::new(&mesh);
     Ok(Loaded {
-        mesh: Arc::new(mesh),
+        mesh,
         index: Arc::new(index),
         load_s: t0.elapsed().as_secs_f64(),
     })

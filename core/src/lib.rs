@@ -17,6 +17,7 @@ pub mod index;
 pub mod job;
 pub mod mesh;
 pub mod models;
+pub mod placement;
 pub mod raster;
 pub mod rough;
 pub mod runner;
@@ -24,6 +25,7 @@ pub mod setup;
 pub mod stl;
 pub mod stock_model;
 pub mod toolpath;
+pub mod tools;
 pub mod waterline;
 
 pub use cutter::Cutter;

@@ -1324,3 +1324,60 @@ fn num(v: f64) -> String {
     let s = format!("{v:.4}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
+
+/// A scan saved in metres: read as millimetres it is 0.04 mm across, and the run says so and
+/// names the units that make it workshop-sized; read with `--units m` it is 40 mm across
+/// (the grid covers it) and nothing is said.
+#[test]
+fn a_part_in_metres_gets_a_units_hint_and_loads_with_units_m() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scan-in-metres.stl");
+    let tris = geodesic_sphere(Point3::new(0.0, 0.0, 0.0), 0.02, 3);
+    stl::write_binary(
+        std::io::BufWriter::new(std::fs::File::create(&path).unwrap()),
+        "scan",
+        &tris,
+    )
+    .unwrap();
+    let drop = |units: &str| {
+        run([
+            OsStr::new("drop"),
+            path.as_os_str(),
+            "--tool".as_ref(),
+            "ball:3".as_ref(),
+            "--step".as_ref(),
+            "1".as_ref(),
+            "--sampling".as_ref(),
+            "1".as_ref(),
+            "--units".as_ref(),
+            units.as_ref(),
+        ])
+    };
+    let as_mm = drop("mm");
+    assert!(as_mm.status.success());
+    let stderr = text(&as_mm.stderr);
+    let b = Mesh::from_stl_path(&path).unwrap().bounds();
+    let across = (b.max.x - b.min.x)
+        .max(b.max.y - b.min.y)
+        .max(b.max.z - b.min.z);
+    assert!(
+        stderr.contains("note:")
+            && stderr.contains(&format!("{across:.3} mm across"))
+            && stderr.contains(&format!("in metres ({:.0} mm across)", across * 1000.0)),
+        "{stderr}"
+    );
+    let as_m = drop("m");
+    assert!(as_m.status.success());
+    assert!(
+        !text(&as_m.stderr).contains("note:"),
+        "{}",
+        text(&as_m.stderr)
+    );
+    // The grid covers the part scaled to millimetres.
+    let points = count(b.min.y * 1000.0, b.max.y * 1000.0, 1.0)
+        * count(b.min.x * 1000.0, b.max.x * 1000.0, 1.0);
+    assert_eq!(
+        summary(&text(&as_m.stdout))["points"].as_u64(),
+        Some(points as u64)
+    );
+}

@@ -7,92 +7,12 @@
 //! and no rounding piles up from transforming an already transformed mesh again and again.
 
 use egui::DroppedFileHandle;
-use millpond_core::{Aabb, Mesh, Point3, TriangleIndex};
+use millpond_core::placement;
+pub use millpond_core::placement::{Axis3, Placement, Units};
+use millpond_core::{Aabb, Mesh, TriangleIndex};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
-
-/// What one STL unit is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Units {
-    #[default]
-    Millimetres,
-    /// STL files from imperial CAD: every coordinate is scaled by 25.4.
-    Inches,
-}
-
-impl Units {
-    pub fn label(self) -> &'static str {
-        match self {
-            Units::Millimetres => "mm",
-            Units::Inches => "inch",
-        }
-    }
-
-    fn scale(self) -> f64 {
-        match self {
-            Units::Millimetres => 1.0,
-            Units::Inches => 25.4,
-        }
-    }
-}
-
-/// A machine axis, for rotations and mirrors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Axis3 {
-    X,
-    Y,
-    Z,
-}
-
-impl Axis3 {
-    pub const ALL: [Axis3; 3] = [Axis3::X, Axis3::Y, Axis3::Z];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Axis3::X => "X",
-            Axis3::Y => "Y",
-            Axis3::Z => "Z",
-        }
-    }
-}
-
-/// One step of placing the part on the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// The box's lowest corner to X0 Y0 Z0.
-    MoveToOrigin,
-    /// The box's XY centre to X0 Y0, its bottom to Z0.
-    Center,
-    /// 90° counter-clockwise about an axis (right-hand rule).
-    Rotate(Axis3),
-    /// Mirror across the plane normal to an axis.
-    Mirror(Axis3),
-}
-
-impl Placement {
-    fn apply(self, mesh: &Mesh) -> Result<Mesh, String> {
-        let b = mesh.bounds();
-        let result = match self {
-            Placement::MoveToOrigin => mesh.transformed(|p| p - b.min, false),
-            Placement::Center => {
-                let c = Point3::new(
-                    (b.min.x + b.max.x) / 2.0,
-                    (b.min.y + b.max.y) / 2.0,
-                    b.min.z,
-                );
-                mesh.transformed(|p| p - c, false)
-            }
-            Placement::Rotate(Axis3::X) => mesh.transformed(|p| Point3::new(p.x, -p.z, p.y), false),
-            Placement::Rotate(Axis3::Y) => mesh.transformed(|p| Point3::new(p.z, p.y, -p.x), false),
-            Placement::Rotate(Axis3::Z) => mesh.transformed(|p| Point3::new(-p.y, p.x, p.z), false),
-            Placement::Mirror(Axis3::X) => mesh.transformed(|p| Point3::new(-p.x, p.y, p.z), true),
-            Placement::Mirror(Axis3::Y) => mesh.transformed(|p| Point3::new(p.x, -p.y, p.z), true),
-            Placement::Mirror(Axis3::Z) => mesh.transformed(|p| Point3::new(p.x, p.y, -p.z), true),
-        };
-        result.map_err(|e| e.to_string())
-    }
-}
 
 /// The part being machined, placed, with its index.
 #[derive(Debug, Clone)]
@@ -121,21 +41,7 @@ impl Model {
         units: Units,
         placement: Vec<Placement>,
     ) -> Result<Self, String> {
-        let mut mesh = if units == Units::Millimetres {
-            None
-        } else {
-            let s = units.scale();
-            Some(
-                original
-                    .transformed(|p| p * s, false)
-                    .map_err(|e| e.to_string())?,
-            )
-        };
-        for step in &placement {
-            let next = step.apply(mesh.as_ref().unwrap_or(&original))?;
-            mesh = Some(next);
-        }
-        let mesh = mesh.map_or_else(|| original.clone(), Arc::new);
+        let mesh = placement::place(&original, units, &placement).map_err(|e| e.to_string())?;
         let index = Arc::new(TriangleIndex::new(&mesh));
         Ok(Self {
             name,
@@ -347,7 +253,7 @@ fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use millpond_core::Triangle;
+    use millpond_core::{Point3, Triangle};
 
     fn tri_mesh() -> Arc<Mesh> {
         let t = Triangle::new(

@@ -5,229 +5,16 @@
 //! ([`Strategy`]), so a strategy the core gains is one more variant, its parameter struct, its
 //! planning arm and its editor — nothing else changes. The strategies, their parameters and the
 //! stock live in [`millpond_core::setup`], shared with `millpond toolpath`; this module adds
-//! what only the window has: the tool library and the list of operations.
+//! what only the window has: the list of operations. The tool library is the core's
+//! ([`millpond_core::tools`]).
 
 use super::model::Model;
 use millpond_core::setup::Setup;
 pub use millpond_core::setup::{
     LineAxis, RasterParams, RoughingParams, Stepover, Stock, StockMode, Strategy, WaterlineParams,
 };
-use millpond_core::stock_model;
-use millpond_core::{Cutter, Feeds, JobSpec};
-use serde::{Deserialize, Serialize};
-
-/// Cutter shapes, in the words on a tool box.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ToolShape {
-    Flat,
-    Ball,
-    Bull,
-    VBit,
-}
-
-impl ToolShape {
-    pub const ALL: [ToolShape; 4] = [
-        ToolShape::Flat,
-        ToolShape::Ball,
-        ToolShape::Bull,
-        ToolShape::VBit,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ToolShape::Flat => "Flat end mill",
-            ToolShape::Ball => "Ball nose",
-            ToolShape::Bull => "Bull nose",
-            ToolShape::VBit => "V-bit",
-        }
-    }
-}
-
-/// One tool of the library: geometry plus the feeds and speeds it runs at.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Tool {
-    /// Stable identity; operations refer to tools by it.
-    pub id: u64,
-    /// Pocket number in the machine's tool table (the `T` word).
-    pub number: u32,
-    pub name: String,
-    pub shape: ToolShape,
-    /// mm.
-    pub diameter: f64,
-    /// Bull nose only, mm.
-    pub corner_radius: f64,
-    /// V-bit only, degrees between opposite flanks.
-    pub included_angle: f64,
-    /// mm/min.
-    pub feed: f64,
-    /// mm/min.
-    pub plunge_feed: f64,
-    /// rpm.
-    pub spindle_rpm: f64,
-    /// The deepest the tool may cut into material in one move, mm; 0 (and in libraries
-    /// saved before there was such a field) means the usual for its shape and size
-    /// ([`stock_model::default_max_depth_of_cut`]).
-    #[serde(default)]
-    pub max_depth_of_cut: f64,
-}
-
-impl Tool {
-    /// The cutter the core computes with, checked.
-    pub fn cutter(&self) -> Result<Cutter, String> {
-        let c = match self.shape {
-            ToolShape::Flat => Cutter::Flat {
-                diameter: self.diameter,
-            },
-            ToolShape::Ball => Cutter::Ball {
-                diameter: self.diameter,
-            },
-            ToolShape::Bull => Cutter::Bull {
-                diameter: self.diameter,
-                corner_radius: self.corner_radius,
-            },
-            ToolShape::VBit => Cutter::VBit {
-                diameter: self.diameter,
-                included_angle: self.included_angle,
-            },
-        };
-        c.validate()
-            .map_err(|e| format!("tool \"{}\": {e}", self.name))?;
-        Ok(c)
-    }
-
-    /// Feeds for G-code and time estimates; `rapid_rate` is the machine's (Preferences).
-    pub fn feeds(&self, rapid_rate: f64) -> Result<Feeds, String> {
-        let f = Feeds {
-            feed: self.feed,
-            plunge_feed: self.plunge_feed,
-            spindle_rpm: self.spindle_rpm,
-            rapid_rate,
-        };
-        f.validate()
-            .map_err(|e| format!("tool \"{}\": {e}", self.name))?;
-        Ok(f)
-    }
-
-    /// The deepest this tool may cut in one move, mm, for `cutter` (its own shape).
-    pub fn max_depth_of_cut(&self, cutter: &Cutter) -> f64 {
-        if self.max_depth_of_cut.is_finite() && self.max_depth_of_cut > 0.0 {
-            self.max_depth_of_cut
-        } else {
-            stock_model::default_max_depth_of_cut(cutter)
-        }
-    }
-
-    /// "T1 3 mm ball nose" — what lists show.
-    pub fn title(&self) -> String {
-        format!("T{} {}", self.number, self.name)
-    }
-}
-
-/// The tools, saved between runs (tools.json in the config folder).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolLibrary {
-    pub tools: Vec<Tool>,
-}
-
-impl Default for ToolLibrary {
-    /// A starter set a hobby router or a small mill can run as it is.
-    fn default() -> Self {
-        let tool = |id, name: &str, shape, diameter, feed, plunge_feed, spindle_rpm| Tool {
-            id,
-            number: id as u32,
-            name: name.into(),
-            shape,
-            diameter,
-            corner_radius: 1.0,
-            included_angle: 60.0,
-            feed,
-            plunge_feed,
-            spindle_rpm,
-            max_depth_of_cut: 0.0,
-        };
-        Self {
-            tools: vec![
-                tool(
-                    1,
-                    "3 mm ball nose",
-                    ToolShape::Ball,
-                    3.0,
-                    1000.0,
-                    300.0,
-                    18000.0,
-                ),
-                tool(
-                    2,
-                    "6 mm flat end mill",
-                    ToolShape::Flat,
-                    6.0,
-                    1200.0,
-                    300.0,
-                    16000.0,
-                ),
-                tool(
-                    3,
-                    "6 mm bull nose R1",
-                    ToolShape::Bull,
-                    6.0,
-                    1200.0,
-                    300.0,
-                    16000.0,
-                ),
-                tool(
-                    4,
-                    "6 mm 60° V-bit",
-                    ToolShape::VBit,
-                    6.0,
-                    800.0,
-                    200.0,
-                    18000.0,
-                ),
-            ],
-        }
-    }
-}
-
-impl ToolLibrary {
-    pub fn get(&self, id: u64) -> Option<&Tool> {
-        self.tools.iter().find(|t| t.id == id)
-    }
-
-    pub fn get_mut(&mut self, id: u64) -> Option<&mut Tool> {
-        self.tools.iter_mut().find(|t| t.id == id)
-    }
-
-    /// Adds a copy of `template` (or a 6 mm flat end mill) with a new id and the next free
-    /// tool number; returns the id.
-    pub fn add(&mut self, template: Option<&Tool>) -> u64 {
-        let id = self.tools.iter().map(|t| t.id).max().unwrap_or(0) + 1;
-        let number = self.tools.iter().map(|t| t.number).max().unwrap_or(0) + 1;
-        let mut t = template.cloned().unwrap_or(Tool {
-            id,
-            number,
-            name: "6 mm flat end mill".into(),
-            shape: ToolShape::Flat,
-            diameter: 6.0,
-            corner_radius: 1.0,
-            included_angle: 60.0,
-            feed: 1200.0,
-            plunge_feed: 300.0,
-            spindle_rpm: 16000.0,
-            max_depth_of_cut: 0.0,
-        });
-        if template.is_some() {
-            t.name = format!("{} (copy)", t.name);
-        }
-        t.id = id;
-        t.number = number;
-        self.tools.push(t);
-        id
-    }
-
-    pub fn remove(&mut self, id: u64) {
-        self.tools.retain(|t| t.id != id);
-    }
-}
+pub use millpond_core::tools::{Tool, ToolLibrary, ToolShape};
+use millpond_core::{Feeds, JobSpec};
 
 /// The tool shape a strategy is usually cut with: new operations start with one.
 pub fn usual_shape(strategy: &Strategy) -> ToolShape {
@@ -360,8 +147,8 @@ pub fn plan(
     let tool = tools
         .get(op.tool)
         .ok_or_else(|| format!("{}: choose a tool", op.name))?;
-    let cutter = tool.cutter()?;
-    let feeds = tool.feeds(rapid_rate)?;
+    let cutter = tool.cutter().map_err(|e| e.to_string())?;
+    let feeds = tool.feeds(rapid_rate).map_err(|e| e.to_string())?;
     let setup = Setup::new(model.mesh.hash(), model.bounds(), stock).map_err(|e| e.to_string())?;
     let spec = setup
         .plan(&op.strategy, cutter)

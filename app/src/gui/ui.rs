@@ -339,14 +339,17 @@ impl MillpondApp {
         });
         let units = m.units;
         let placed = !m.placement.is_empty();
+        let hint = millpond_core::placement::size_hint(m.bounds(), units);
         ui.horizontal(|ui| {
             ui.label("File units:")
                 .on_hover_text("STL files carry no units: say what one unit in this file is");
-            for u in [Units::Millimetres, Units::Inches] {
+            for u in Units::ALL {
                 if ui
                     .radio(units == u, u.label())
                     .on_hover_text(match u {
                         Units::Millimetres => "One STL unit is one millimetre",
+                        Units::Centimetres => "One STL unit is one centimetre (scaled by 10)",
+                        Units::Metres => "One STL unit is one metre (scaled by 1000)",
                         Units::Inches => "One STL unit is one inch (scaled by 25.4)",
                     })
                     .clicked()
@@ -355,6 +358,9 @@ impl MillpondApp {
                 }
             }
         });
+        if let Some(hint) = hint {
+            ui.colored_label(Color32::YELLOW, format!("Note: {hint}"));
+        }
         ui.horizontal(|ui| {
             if ui
                 .button("Move to origin")
@@ -625,7 +631,7 @@ impl MillpondApp {
                 );
             });
         if let Err(e) = tool.cutter() {
-            ui.colored_label(ERROR_RED, e);
+            ui.colored_label(ERROR_RED, e.to_string());
         }
         if changed {
             self.tools_edited();
