@@ -25,11 +25,15 @@ pub const DEFAULT_MODEL_NAME: &str = "default-part.stl";
 #[command(
     name = "millpond",
     version,
-    about = "3-axis CAM with a built-in compute pool"
+    about = "3-axis CAM with a built-in compute pool",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// An STL model to open the window with (without one, the bundled part).
+    #[arg(value_name = "MODEL")]
+    pub model: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

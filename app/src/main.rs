@@ -7,7 +7,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match &cli.command {
-        None => gui::run(),
+        None => gui::run(cli.model.as_deref()),
         Some(cli::Command::Drop(args)) => cli::drop_command(args),
         Some(cli::Command::Toolpath(args)) => cli::toolpath_command(args),
         Some(cli::Command::Waterline(args)) => cli::waterline_command(args),

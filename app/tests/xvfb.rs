@@ -232,6 +232,7 @@ fn quit(display: u32, window: &str, app: &mut Child, how: Quit) -> Duration {
 struct Run {
     config: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
+    args: Vec<PathBuf>,
 }
 
 impl Run {
@@ -239,6 +240,7 @@ impl Run {
         Self {
             config: tempfile::tempdir().unwrap(),
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -253,6 +255,7 @@ impl Run {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        cmd.args(&self.args);
         cmd.spawn().expect("start millpond")
     }
 }
@@ -327,6 +330,45 @@ fn quits_within_half_a_second(name: &str, autostart: &str, settle: Duration, qui
 fn idle_window_quits_on_ctrl_q_within_half_a_second() {
     // The default operation computed, as after one click on Generate: the docs screenshot.
     quits_within_half_a_second("idle", "default", Duration::from_secs(4), Quit::CtrlQ);
+}
+
+/// `millpond part.stl`, as a file manager's "Open with" runs it: the window opens with that
+/// part (its name in the title once loaded), not the bundled one.
+#[test]
+fn a_model_on_the_command_line_opens_in_the_window() {
+    let Some(_one) = guard() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("lever-arm.stl");
+    let tris =
+        millpond_core::models::geodesic_sphere(millpond_core::Point3::new(0.0, 0.0, 0.0), 15.0, 3);
+    millpond_core::stl::write_binary(std::fs::File::create(&part).unwrap(), "lever", &tris)
+        .unwrap();
+    let mut children = Children::default();
+    let display = start_xvfb(&mut children);
+    let mut run = Run::new();
+    run.args.push(part);
+    let log = dir.path().join("log.txt");
+    let i = children.add("millpond", run.spawn(display, &log));
+    wait_for_window(display, children.get(i), &log, Duration::from_secs(60));
+    let t0 = Instant::now();
+    let window = loop {
+        let out = xdotool(
+            display,
+            &["search", "--onlyvisible", "--name", "lever-arm.stl"],
+        );
+        if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
+            break id.trim().to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the window never showed lever-arm.stl:\n{}",
+            read(&log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    screenshot_of(display, &window, "model-argument-window");
+    let took = quit(display, &window, children.get(i), Quit::CtrlQ);
+    assert!(took < QUIT_LIMIT, "quitting took {took:?}");
 }
 
 #[test]

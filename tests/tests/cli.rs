@@ -1381,3 +1381,16 @@ fn a_part_in_metres_gets_a_units_hint_and_loads_with_units_m() {
         Some(points as u64)
     );
 }
+
+/// `millpond MODEL` with a file that is not there says so, naming it, before looking for a
+/// display; a subcommand name is still a subcommand.
+#[test]
+fn a_missing_model_argument_is_named() {
+    let err = fail(["no-such-part.stl"]);
+    assert!(
+        err.contains("cannot open no-such-part.stl: no such file"),
+        "{err}"
+    );
+    let err = fail(["toolpath"]);
+    assert!(err.contains("--output"), "{err}");
+}

@@ -34,6 +34,8 @@ pub struct AppOptions {
     pub config_dir: PathBuf,
     /// Testing aid: what to compute as soon as the window opens.
     pub autostart: Autostart,
+    /// The model to open instead of the bundled part (`millpond MODEL`).
+    pub open: Option<PathBuf>,
 }
 
 /// Testing aid (`MILLPOND_AUTOSTART`): generate at once, without a click.
@@ -66,6 +68,7 @@ impl AppOptions {
         Self {
             config_dir: crate::pool::config_dir(),
             autostart: Autostart::from_env(),
+            open: None,
         }
     }
 
@@ -74,6 +77,7 @@ impl AppOptions {
         Self {
             config_dir: dir.into(),
             autostart: Autostart::No,
+            open: None,
         }
     }
 }
@@ -275,9 +279,14 @@ impl MillpondApp {
             preview_sent: None,
             options,
         };
-        match ModelLoader::load_bundled_now(DEFAULT_MODEL, DEFAULT_MODEL_NAME) {
-            Ok(m) => app.set_model(m),
-            Err(e) => app.banners.push(e),
+        match app.options.open.clone() {
+            // Loaded off the UI thread like File > Open; a file that cannot be read leaves the
+            // window empty with the reason in a banner.
+            Some(path) => app.open_path(path),
+            None => match ModelLoader::load_bundled_now(DEFAULT_MODEL, DEFAULT_MODEL_NAME) {
+                Ok(m) => app.set_model(m),
+                Err(e) => app.banners.push(e),
+            },
         }
         if app.prefs.server_mode {
             app.pool.apply(&app.prefs, app.secret.as_ref());

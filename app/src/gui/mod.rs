@@ -52,16 +52,28 @@ fn has_display() -> bool {
 }
 
 /// Opens the main window with the bundled default model loaded, and returns when it closes.
-pub fn run() -> anyhow::Result<()> {
+pub fn run(model: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(path) = model
+        && !path.is_file()
+    {
+        bail!(
+            "cannot open {}: no such file (millpond MODEL opens the window with an STL file)",
+            path.display()
+        );
+    }
     if !has_display() {
         bail!(
             "no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); {HEADLESS_HINT}"
         );
     }
     crate::pool::init_logging();
-    let options = AppOptions::from_env();
+    let mut options = AppOptions::from_env();
+    options.open = model.map(std::path::Path::to_path_buf);
     let mut viewport = egui::ViewportBuilder::default()
-        .with_title(window_title(Some(crate::cli::DEFAULT_MODEL_NAME)))
+        .with_title(window_title(Some(&model.map_or_else(
+            || crate::cli::DEFAULT_MODEL_NAME.to_string(),
+            model::display_name,
+        ))))
         .with_app_id("millpond")
         .with_inner_size([1280.0, 800.0])
         .with_min_inner_size([640.0, 400.0])
