@@ -219,6 +219,9 @@ pub fn load_model(path: &Path, units: Units) -> Result<Loaded> {
         Mesh::from_stl_path(path)?
     };
     let mesh = placement::place(&Arc::new(mesh), units.into(), &[])?;
+    if let Some(note) = mesh.load_note() {
+        eprintln!("millpond: note: {}: {note}", mesh.name());
+    }
     if let Some(hint) = placement::size_hint(mesh.bounds(), units.into()) {
         eprintln!("millpond: note: {}: {hint} (--units)", mesh.name());
     }

@@ -141,6 +141,15 @@ impl Mesh {
         &self.name
     }
 
+    /// What the user should know about how the file was read (`None`: nothing unusual).
+    pub fn load_note(&self) -> Option<String> {
+        (self.encoding == Some(StlEncoding::AsciiDecimalCommas)).then(|| {
+            "its numbers are written with decimal commas (1,5 for 1.5), a locale slip of \
+             the program that exported it: read as decimal points"
+                .to_string()
+        })
+    }
+
     /// The STL encoding this mesh was read from, if it came from a file.
     pub fn encoding(&self) -> Option<StlEncoding> {
         self.encoding

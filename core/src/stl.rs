@@ -54,6 +54,9 @@ pub enum StlError {
 pub enum StlEncoding {
     Binary,
     Ascii,
+    /// ASCII written with decimal commas (`-0,774597`): a locale slip of some exporters.
+    /// Read as decimal points, and said so.
+    AsciiDecimalCommas,
 }
 
 /// Triangles as read, before degenerate ones are dropped.
@@ -239,6 +242,7 @@ fn parse_ascii(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
     };
     let show = |t: &[u8]| String::from_utf8_lossy(&t[..t.len().min(40)]).into_owned();
     let mut triangles = Vec::new();
+    let decimal_commas = std::cell::Cell::new(false);
     // `solid` and its optional name, which runs to the end of the line.
     tok.next();
     tok.skip_line();
@@ -295,9 +299,18 @@ fn parse_ascii(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
                     reason: format!("ASCII STL ends at line {} inside a facet", tok.line),
                 });
             };
-            std::str::from_utf8(w)
-                .ok()
-                .and_then(|s| s.parse::<f32>().ok())
+            let text = std::str::from_utf8(w).ok();
+            text.and_then(|s| s.parse::<f32>().ok())
+                .or_else(|| {
+                    // One comma and no point: a decimal comma. ("1,5,2" stays an error.)
+                    let s = text?;
+                    if s.matches(',').count() != 1 || s.contains('.') {
+                        return None;
+                    }
+                    let v = s.replace(',', ".").parse::<f32>().ok()?;
+                    decimal_commas.set(true);
+                    Some(v)
+                })
                 .ok_or_else(|| {
                     syntax(
                         tok.line,
@@ -332,7 +345,11 @@ fn parse_ascii(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
     }
     Ok(RawStl {
         triangles,
-        encoding: StlEncoding::Ascii,
+        encoding: if decimal_commas.get() {
+            StlEncoding::AsciiDecimalCommas
+        } else {
+            StlEncoding::Ascii
+        },
     })
 }
 

@@ -982,3 +982,27 @@ fn no_input_makes_the_loader_panic() {
     // The mutations must not all be rejected outright: some keep a loadable file.
     assert!(loaded > 100, "only {loaded} mutated files loaded");
 }
+
+/// An ASCII STL written under a locale with decimal commas (as one exporter wrote PyCAM's
+/// sample `Sphere_cut.stl`: `facet normal -0,774597 -0,447213 …`) loads, read as decimal
+/// points, with a note saying so; the same numbers with points give the same triangles. A
+/// token with two commas is still an error naming the line.
+#[test]
+fn decimal_commas_load_with_a_note() {
+    let text = "solid cut\n  facet normal -0,774597 -0,447213 0,447214\n    outer loop\n      \
+                vertex 0 0 0\n      vertex 1,5 0 0\n      vertex 0 2,25 -0,5\n    endloop\n  \
+                endfacet\nendsolid cut\n";
+    let mesh = ok(text, "cut.stl");
+    assert_eq!(mesh.encoding(), Some(StlEncoding::AsciiDecimalCommas));
+    let note = mesh.load_note().expect("a note");
+    assert!(note.contains("decimal commas"), "{note}");
+    let points = ok(text.replace(',', "."), "cut-points.stl");
+    assert_eq!(points.encoding(), Some(StlEncoding::Ascii));
+    assert_eq!(points.load_note(), None);
+    assert_eq!(mesh.triangles(), points.triangles());
+    let bad = text.replace("1,5 0 0", "1,5,0 0 0");
+    match load(&bad, "bad.stl") {
+        Err(StlError::Syntax { line, .. }) => assert_eq!(line, 5),
+        other => panic!("expected a syntax error on line 5, got {other:?}"),
+    }
+}

@@ -340,6 +340,7 @@ impl MillpondApp {
         let units = m.units;
         let placed = !m.placement.is_empty();
         let hint = millpond_core::placement::size_hint(m.bounds(), units);
+        let load_note = m.original.load_note();
         ui.horizontal(|ui| {
             ui.label("File units:")
                 .on_hover_text("STL files carry no units: say what one unit in this file is");
@@ -358,8 +359,8 @@ impl MillpondApp {
                 }
             }
         });
-        if let Some(hint) = hint {
-            ui.colored_label(Color32::YELLOW, format!("Note: {hint}"));
+        for note in [load_note, hint].into_iter().flatten() {
+            ui.colored_label(Color32::YELLOW, format!("Note: {note}"));
         }
         ui.horizontal(|ui| {
             if ui
