@@ -4,12 +4,12 @@
 use crate::auth::{self, Side};
 use crate::link::{describe_close, read_frame};
 use crate::node::{Event, NewLink};
+use crate::proto::handshake::{self, AuthBackoff, HelloError, Peer};
 use crate::proto::{AUTH_TIMEOUT, Input, close};
 use crate::secret::Secret;
 use crate::stats::RemoteState;
 use crate::wire::{self, Msg, NodeId};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -35,33 +35,19 @@ pub async fn exchange_hello(
             "link closed before Hello".to_string(),
         ))?;
     let msg = wire::decode_msg(&body).map_err(|e| (RemoteState::Unreachable, e.to_string()))?;
-    let Msg::Hello {
-        protocol,
-        compute_abi,
-        node,
-        name,
-        workers,
-    } = msg
-    else {
-        return Err((RemoteState::Unreachable, "expected Hello".into()));
-    };
-    let Msg::Hello {
-        protocol: my_protocol,
-        compute_abi: my_abi,
-        ..
-    } = hello
-    else {
-        return Err((RemoteState::Unreachable, "internal: not a Hello".into()));
-    };
-    if protocol != *my_protocol || compute_abi != *my_abi {
-        let text = format!(
-            "version mismatch: this node speaks protocol {my_protocol} with compute ABI {my_abi}, \
-             the peer ({name}) protocol {protocol} with compute ABI {compute_abi}"
-        );
-        conn.close(close::VERSION_MISMATCH.into(), text.as_bytes());
-        return Err((RemoteState::VersionMismatch, text));
+    match handshake::check_hello(hello, msg) {
+        Ok(Peer {
+            node,
+            name,
+            workers,
+        }) => Ok((node, name, workers)),
+        Err(e @ HelloError::VersionMismatch { .. }) => {
+            let text = e.to_string();
+            conn.close(close::VERSION_MISMATCH.into(), text.as_bytes());
+            Err((RemoteState::VersionMismatch, text))
+        }
+        Err(e) => Err((RemoteState::Unreachable, e.to_string())),
     }
-    Ok((node, name, workers))
 }
 
 /// The peer's reason if it closed the link over a version mismatch (it read our Hello first
@@ -190,12 +176,12 @@ pub async fn accept_loop(
     secret: Secret,
     hello: Msg,
 ) {
-    let backoff: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>> = Arc::default();
+    let backoff: Arc<Mutex<AuthBackoff>> = Arc::default();
     while let Some(incoming) = endpoint.accept().await {
         let ip = incoming.remote_address().ip();
         let blocked = backoff
             .lock()
-            .map(|b| b.get(&ip).is_some_and(|(_, until)| Instant::now() < *until))
+            .map(|b| b.refuses(ip, Instant::now()))
             .unwrap_or(false);
         if blocked {
             incoming.refuse();
@@ -226,16 +212,13 @@ pub async fn accept_loop(
             if !matches!(auth, Ok(Ok(_))) {
                 warn!("authentication failed from {}", conn.remote_address());
                 if let Ok(mut b) = backoff.lock() {
-                    let e = b.entry(ip).or_insert((0, Instant::now()));
-                    e.0 += 1;
-                    let secs = (0.25 * 2f64.powi(e.0.min(8) as i32 - 1)).min(60.0);
-                    e.1 = Instant::now() + Duration::from_secs_f64(secs);
+                    b.failed(ip, Instant::now());
                 }
                 conn.close(close::AUTH_FAILED.into(), b"authentication failed");
                 return;
             }
             if let Ok(mut b) = backoff.lock() {
-                b.remove(&ip);
+                b.succeeded(ip);
             }
             conn.set_max_concurrent_uni_streams(64u32.into());
             match exchange_hello(&conn, &mut send, &mut recv, &hello).await {

@@ -7,7 +7,7 @@ use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
 use crate::{JobEvent, JobProgress, PoolError};
 use millpond_core::job::{ChunkResult, JobContext};
 use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::info;
@@ -36,7 +36,7 @@ pub(super) struct JobState {
     /// Chunks this node computed for the job.
     pub computed_here: u32,
     /// Links this job was announced to.
-    pub children: HashSet<LinkId>,
+    pub children: BTreeSet<LinkId>,
     /// How many more chunks each child asked for.
     pub child_wants: BTreeMap<LinkId, u32>,
     // Non-owner:
@@ -70,7 +70,7 @@ impl JobState {
             ever_granted: HashMap::new(),
             running: HashSet::new(),
             computed_here: 0,
-            children: HashSet::new(),
+            children: BTreeSet::new(),
             child_wants: BTreeMap::new(),
             held: HashSet::new(),
             steal_pending: false,
@@ -197,8 +197,7 @@ impl Node {
         state.ctx = Some(ctx);
         state.queue = (0..state.total).collect();
         state.children = self.links.keys().copied().collect();
-        let mut children: Vec<LinkId> = state.children.iter().copied().collect();
-        children.sort_unstable();
+        let children: Vec<LinkId> = state.children.iter().copied().collect();
         for l in children {
             let spec = spec.clone();
             let hops_left = MAX_HOPS - 1;
@@ -224,9 +223,7 @@ impl Node {
         if j.parent.is_some() {
             info!("job {id} over here: computed {} chunks", j.computed_here);
         }
-        let mut children: Vec<LinkId> = j.children.iter().copied().collect();
-        children.sort_unstable();
-        for c in children {
+        for &c in &j.children {
             if Some(c) != j.parent {
                 self.send(c, Msg::Cancel { job: id });
             }

@@ -103,8 +103,7 @@ impl Node {
     pub(super) fn gossip_tick(&mut self, now: Instant) {
         if now.saturating_duration_since(self.last_gossip) >= GOSSIP_EVERY {
             self.last_gossip = now;
-            let mut links: Vec<LinkId> = self.links.keys().copied().collect();
-            links.sort_unstable();
+            let links: Vec<LinkId> = self.links.keys().copied().collect();
             for l in links {
                 self.gossip_to(now, l);
             }
@@ -127,8 +126,7 @@ impl Node {
             return;
         }
         let msg = Msg::Members(vec![self.me()]);
-        let mut links: Vec<LinkId> = self.links.keys().copied().collect();
-        links.sort_unstable();
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
         for l in links {
             self.send(l, msg.clone());
         }

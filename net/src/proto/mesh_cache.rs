@@ -6,7 +6,7 @@ use super::{Action, LinkId, Node};
 use millpond_core::job::JobContext;
 use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
 use millpond_core::{Mesh, TriangleIndex};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::debug;
@@ -34,7 +34,7 @@ impl CachedMesh {
 /// Meshes kept, and the ones being fetched or indexed with the links waiting for them.
 #[derive(Default)]
 pub(super) struct MeshCache {
-    meshes: HashMap<MeshHash, CachedMesh>,
+    meshes: BTreeMap<MeshHash, CachedMesh>,
     pending: HashMap<MeshHash, Vec<LinkId>>,
 }
 

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `mod.rs` | [`Node`]: links, message dispatch, the tick |
 //! | `events.rs` | [`Input`] and [`Action`], the interface to the shell |
+//! | `handshake.rs` | a new link's Hello check, the authentication back-off |
 //! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, backups; job ends and results |
 //! | `schedule.rs` | `pump`: local workers, grants to children, steals from the parent, backup copies |
 //! | `members.rs` | gossip and membership |
@@ -18,6 +19,7 @@
 //! | `report.rs` | the statistics snapshot |
 
 mod events;
+pub mod handshake;
 mod jobs;
 mod members;
 mod mesh_cache;
@@ -103,7 +105,9 @@ pub struct Node {
     s: NodeSettings,
     /// What the current input asks the shell to do.
     out: Vec<Action>,
-    links: HashMap<LinkId, Link>,
+    /// Ordered, like everything iterated here, so that the same inputs give the same
+    /// actions (a simulator can replay a run).
+    links: BTreeMap<LinkId, Link>,
     jobs: BTreeMap<JobId, JobState>,
     /// Jobs heard of (kept so that late announcements are not taken up again).
     seen: HashSet<JobId>,
@@ -116,7 +120,7 @@ pub struct Node {
     /// Through which link's peer each computing node's results last came.
     remote_via: HashMap<NodeId, NodeId>,
     meshes: MeshCache,
-    members: HashMap<NodeId, Member>,
+    members: BTreeMap<NodeId, Member>,
     remotes: Vec<Remote>,
     last_gossip: Instant,
     /// This node's busy workers as last gossiped, and when that was.
@@ -130,7 +134,7 @@ impl Node {
         Self {
             s: NodeSettings { workers, ..s },
             out: Vec::new(),
-            links: HashMap::new(),
+            links: BTreeMap::new(),
             jobs: BTreeMap::new(),
             seen: HashSet::new(),
             next_seq: 1,
@@ -139,7 +143,7 @@ impl Node {
             remote_workers: BTreeMap::new(),
             remote_via: HashMap::new(),
             meshes: MeshCache::default(),
-            members: HashMap::new(),
+            members: BTreeMap::new(),
             remotes,
             last_gossip: now,
             busy_gossiped: (Vec::new(), now),

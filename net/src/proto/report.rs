@@ -53,9 +53,7 @@ impl Node {
             workers_busy_known: true,
             ..HostStats::default()
         }];
-        let mut links: Vec<_> = self.links.iter().collect();
-        links.sort_unstable_by_key(|(id, _)| **id);
-        for (_, l) in links {
+        for l in self.links.values() {
             let n = l.chunks_done.max(1) as f64;
             hosts.push(HostStats {
                 node: l.peer.0,

@@ -364,3 +364,123 @@ fn a_result_for_a_chunk_never_granted_to_the_link_closes_it() {
     let a = n.handle(t0, remote_result(5, job, 1));
     assert!(matches!(&a[..], [Action::Report { event: JobEvent::Chunk(r), .. }] if r.chunk == 1));
 }
+
+/// The mesh arrives at `n` from `link` and is indexed.
+fn mesh_arrives(n: &mut Node, now: Instant, link: LinkId, mesh: &Mesh) -> Vec<Action> {
+    let a = n.handle(
+        now,
+        Input::MeshArrived {
+            link,
+            mesh: Box::new(mesh.clone()),
+        },
+    );
+    let Some(Action::IndexMesh { mesh: m }) = a.into_iter().next() else {
+        panic!("mesh not indexed");
+    };
+    let index = Arc::new(TriangleIndex::new(&m));
+    let hash = m.hash();
+    n.handle(
+        now,
+        Input::MeshReady {
+            hash,
+            mesh: Arc::from(m),
+            index,
+        },
+    )
+}
+
+#[test]
+fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
+    let t0 = Instant::now();
+    let (mesh, _, spec) = model();
+    let mut n = node(2, 1, t0);
+    link_up(&mut n, t0, 1, 1);
+    link_up(&mut n, t0, 2, 3);
+    let job = JobId {
+        owner: NodeId(1),
+        seq: 1,
+    };
+    msg(
+        &mut n,
+        t0,
+        1,
+        Msg::Announce {
+            job,
+            spec: spec.clone(),
+            hops_left: 7,
+        },
+    );
+    // The child asks for the mesh before it is here: it is sent on arrival, once.
+    let fetch = Msg::FetchMesh { hash: spec.mesh };
+    assert!(msg(&mut n, t0, 2, fetch.clone()).is_empty());
+    let a = mesh_arrives(&mut n, t0, 1, &mesh);
+    assert!(matches!(&a[0], Action::SendMesh { link: 2, mesh: m } if m.hash() == spec.mesh));
+    assert_eq!(sent(&a), vec![(1, Msg::Steal { job, want: 2 })]);
+    assert!(msg(&mut n, t0, 2, fetch).is_empty());
+    // The child's ask waits on the parent; NoWork from the parent is passed down.
+    assert!(sent(&msg(&mut n, t0, 2, Msg::Steal { job, want: 2 })).is_empty());
+    let a = msg(&mut n, t0, 1, Msg::NoWork { job });
+    assert_eq!(sent(&a), vec![(2, Msg::NoWork { job })]);
+    // 100 ms later it asks again; a grant feeds its worker first, then the child ...
+    msg(&mut n, t0, 2, Msg::Steal { job, want: 2 });
+    let t1 = t0 + Duration::from_millis(120);
+    let a = n.handle(t1, Input::Tick { links: Vec::new() });
+    assert_eq!(sent(&a), vec![(1, Msg::Steal { job, want: 4 })]);
+    let a = msg(
+        &mut n,
+        t1,
+        1,
+        Msg::Grant {
+            job,
+            chunks: vec![0, 1, 2],
+        },
+    );
+    assert_eq!(computed(&a), vec![0]);
+    // ... and it asks for one more to have in hand.
+    let grant = Msg::Grant {
+        job,
+        chunks: vec![1, 2],
+    };
+    assert_eq!(sent(&a), vec![(2, grant), (1, Msg::Steal { job, want: 1 })]);
+    // A result from below goes up with who computed it; one computed here too.
+    let a = n.handle(t1, remote_result(2, job, 1));
+    let [
+        Action::SendResult {
+            link: 1,
+            chunk: 1,
+            by,
+            ..
+        },
+    ] = &a[..]
+    else {
+        panic!("not passed up: {a:?}");
+    };
+    assert_eq!(*by, (NodeId(9), 0));
+    let done = Input::Computed {
+        job,
+        chunk: 0,
+        worker: 0,
+        seconds: 0.05,
+        result: Some(result(0)),
+    };
+    let a = n.handle(t1, done);
+    assert!(matches!(
+        &a[0],
+        Action::SendResult {
+            link: 1,
+            chunk: 0,
+            by: (NodeId(2), 0),
+            ..
+        }
+    ));
+    // The parent goes: the job ends here and below.
+    let a = n.handle(
+        t1,
+        Input::LinkDown {
+            link: 1,
+            reason: "peer quit".into(),
+        },
+    );
+    assert_eq!(sent(&a), vec![(2, Msg::Cancel { job })]);
+    assert!(n.jobs.is_empty());
+}
