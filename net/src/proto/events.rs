@@ -97,7 +97,6 @@ pub struct LinkStats {
 }
 
 /// What the shell must do, in order.
-#[derive(Debug)]
 pub enum Action {
     /// Start the link's I/O: it is accepted.
     Open { link: LinkId },
@@ -144,4 +143,62 @@ pub enum Action {
     Dial { remote: usize, address: String },
     /// The new statistics snapshot.
     Publish(Box<PoolStats>),
+}
+
+/// Names the input and its link or job; the payloads (meshes, results) are left out.
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::LinkUp { link, peer, .. } => write!(f, "LinkUp({link}, {peer:?})"),
+            Input::LinkDown { link, reason } => write!(f, "LinkDown({link}, {reason})"),
+            Input::Msg { link, msg } => write!(f, "Msg({link}, {msg:?})"),
+            Input::Violation { link, reason } => write!(f, "Violation({link}, {reason})"),
+            Input::Result {
+                link, job, chunk, ..
+            } => write!(f, "Result({link}, {job}, chunk {chunk})"),
+            Input::MeshArrived { link, mesh } => write!(f, "MeshArrived({link}, {})", mesh.hash()),
+            Input::MeshReady { hash, .. } => write!(f, "MeshReady({hash})"),
+            Input::Computed { job, chunk, .. } => write!(f, "Computed({job}, chunk {chunk})"),
+            Input::RemoteFailed { remote, error, .. } => {
+                write!(f, "RemoteFailed({remote}, {error})")
+            }
+            Input::Submit { spec, .. } => write!(f, "Submit({})", spec.mesh),
+            Input::Cancel(job) => write!(f, "Cancel({job})"),
+            Input::Tick { links } => write!(f, "Tick({} links)", links.len()),
+        }
+    }
+}
+
+/// Names the action and its link or job; meshes, contexts and results are left out.
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Open { link } => write!(f, "Open({link})"),
+            Action::Send { link, msg } => write!(f, "Send({link}, {msg:?})"),
+            Action::Close { link, code, reason } => write!(f, "Close({link}, {code}, {reason})"),
+            Action::SendMesh { link, mesh } => write!(f, "SendMesh({link}, {})", mesh.hash()),
+            Action::SendResult {
+                link,
+                job,
+                chunk,
+                by,
+                ..
+            } => write!(f, "SendResult({link}, {job}, chunk {chunk}, by {by:?})"),
+            Action::Compute {
+                job, chunk, worker, ..
+            } => write!(f, "Compute({job}, chunk {chunk}, worker {worker})"),
+            Action::IndexMesh { mesh } => write!(f, "IndexMesh({})", mesh.hash()),
+            Action::Assemble { job, results, .. } => {
+                write!(f, "Assemble({job}, {} results)", results.len())
+            }
+            Action::Report { job, event } => match event {
+                JobEvent::Progress(p) => write!(f, "Report({job}, {p:?})"),
+                JobEvent::Chunk(r) => write!(f, "Report({job}, chunk {})", r.chunk),
+                JobEvent::Finished(r) => write!(f, "Report({job}, finished, ok {})", r.is_ok()),
+            },
+            Action::Submitted(r) => write!(f, "Submitted({r:?})"),
+            Action::Dial { remote, address } => write!(f, "Dial({remote}, {address})"),
+            Action::Publish(_) => f.write_str("Publish"),
+        }
+    }
 }

@@ -515,9 +515,3 @@ impl std::fmt::Debug for Node {
         f.debug_struct("Node").field("id", &self.s.id).finish()
     }
 }
-
-impl std::fmt::Debug for Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Input")
-    }
-}

@@ -484,3 +484,74 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
     assert_eq!(sent(&a), vec![(2, Msg::Cancel { job })]);
     assert!(n.jobs.is_empty());
 }
+
+/// Chunk `chunk` computed on this node's worker 0.
+fn computed_here(job: JobId, chunk: u32) -> Input {
+    Input::Computed {
+        job,
+        chunk,
+        worker: 0,
+        seconds: 0.05,
+        result: Some(result(chunk)),
+    }
+}
+
+#[test]
+fn a_chunk_that_killed_three_holders_stays_home_and_an_idle_owner_copies_the_tail() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    n.handle(
+        t0,
+        Input::LinkDown {
+            link: 5,
+            reason: "timed out".into(),
+        },
+    );
+    for link in [6, 7, 8] {
+        link_up(&mut n, t0, link, link + 10);
+        let a = msg(&mut n, t0, link, Msg::Steal { job, want: 1 });
+        assert_eq!(
+            sent(&a),
+            vec![(
+                link,
+                Msg::Grant {
+                    job,
+                    chunks: vec![1]
+                }
+            )]
+        );
+        n.handle(
+            t0,
+            Input::LinkDown {
+                link,
+                reason: "timed out".into(),
+            },
+        );
+    }
+    assert_eq!(n.jobs[&job].deaths[&1], 3);
+    // Chunk 1 is no longer handed out; chunk 2 is.
+    link_up(&mut n, t0, 9, 19);
+    let a = msg(&mut n, t0, 9, Msg::Steal { job, want: 2 });
+    assert_eq!(
+        sent(&a),
+        vec![(
+            9,
+            Msg::Grant {
+                job,
+                chunks: vec![2]
+            }
+        )]
+    );
+    // The owner's worker takes chunk 1 once it is free ...
+    let t1 = t0 + Duration::from_millis(10);
+    assert_eq!(computed(&n.handle(t1, computed_here(job, 0))), vec![1]);
+    // ... and then, nothing queued, copies chunk 2, still out with link 9.
+    assert_eq!(computed(&n.handle(t1, computed_here(job, 1))), vec![2]);
+    // Link 9's result comes first and ends the job; the copy is dropped when it comes.
+    let a = n.handle(t1, remote_result(9, job, 2));
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Assemble { .. })),
+        "{a:?}"
+    );
+    assert!(n.handle(t1, computed_here(job, 2)).is_empty());
+}
