@@ -8,7 +8,10 @@
 //! watch their [`JobEvent`]s, read [`Pool::stats`], and [`Pool::shutdown`] at once on quit.
 
 pub mod auth;
+mod dial;
+mod link;
 pub mod node;
+pub mod proto;
 pub mod secret;
 pub mod stats;
 pub mod tls;
@@ -23,7 +26,8 @@ pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
 use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobOutput};
 use millpond_core::{JobSpec, Mesh, TriangleIndex};
-use node::{Event, Node, NodeSettings};
+use node::{Event, Shell};
+use proto::{Input, NodeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -129,7 +133,7 @@ pub struct JobHandle {
 
 impl JobHandle {
     pub fn cancel(&self) {
-        let _ = self.tx.send(Event::Cancel(self.id));
+        let _ = self.tx.send(Event::Input(Input::Cancel(self.id)));
     }
 
     /// Blocks until the job is over, calling `on_progress` on the way (chunk results are
@@ -201,21 +205,21 @@ impl Pool {
             id,
             name: config.name.chars().take(wire::MAX_NAME).collect(),
             workers: config.workers.max(1),
-            secret: config.secret.clone(),
             remotes: config.remotes.clone(),
             protocol: config.protocol,
             compute_abi: config.compute_abi,
             mesh_cache_bytes: config.mesh_cache_bytes,
+            address: config.listen.and(local_addr).map(|a| a.to_string()),
         };
-        let node = Node::new(
+        let shell = Shell::new(
             settings,
+            config.secret.clone(),
             endpoint.clone(),
             tx.clone(),
             shared.clone(),
-            config.listen.and(local_addr),
         );
-        let hello = node.hello();
-        runtime.spawn(node.run(rx));
+        let hello = shell.hello();
+        runtime.spawn(shell.run(rx));
         runtime.spawn(node::ticker(tx.clone()));
         if config.listen.is_some() {
             runtime.spawn(node::accept_loop(

@@ -349,8 +349,12 @@ mod tests {
             .wait(|_| {})
             .unwrap();
         drop(out);
-        // The snapshot is refreshed every 50 ms.
-        std::thread::sleep(Duration::from_millis(200));
+        // The helper's workers show idle once its busy gossip comes (sent at most every
+        // 250 ms, so up to ~350 ms with the ticks: a fixed 200 ms wait failed one run in five).
+        let idle = helper_workers(&owner, helper_id, Duration::from_secs(5), |b| {
+            b.iter().all(|&x| !x)
+        });
+        assert!(idle.is_ok(), "still busy after the job: {idle:?}");
         let stats = owner.stats();
         helper.shutdown();
         owner.shutdown();

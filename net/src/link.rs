@@ -1,0 +1,330 @@
+//! A link's I/O: the tasks that turn a QUIC connection's streams into [`Event`]s (control
+//! frames, bulk results and meshes, the close) and frames into bytes, and the bulk senders
+//! (ARCHITECTURE.md §4.3–4.4). They decide nothing: the protocol is in `proto`.
+
+use crate::node::Event;
+use crate::proto::{Input, LinkId, close};
+use crate::wire::{self, BulkHeader, JobId, NodeId};
+use millpond_core::Mesh;
+use millpond_core::job::ChunkResult;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Reads one control frame; `None` at a clean end of stream.
+pub(crate) async fn read_frame(
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(FrameError::from_read_exact(e)),
+    }
+    let n = wire::frame_len(prefix).map_err(|e| FrameError::Invalid(e.to_string()))?;
+    let mut body = vec![0u8; n];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(FrameError::from_read_exact)?;
+    Ok(Some(body))
+}
+
+/// Why a stream could not be read.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    /// The connection is gone, in the words `describe_close` gives it.
+    Gone(String),
+    /// The peer broke the stream: framing, length, hash or content. A protocol violation.
+    Invalid(String),
+}
+
+impl FrameError {
+    /// A failed read. When the whole connection went, a reader often hears it before the
+    /// close watcher does, so it must say why in the same words: quinn's own text is only
+    /// "connection lost", which would hide a peer that quit (and counting it as a violation
+    /// would blame a peer for leaving mid-transfer).
+    fn from_read(e: quinn::ReadError) -> Self {
+        match e {
+            quinn::ReadError::ConnectionLost(c) => FrameError::Gone(describe_close(&c)),
+            e => FrameError::Invalid(e.to_string()),
+        }
+    }
+
+    fn from_read_exact(e: quinn::ReadExactError) -> Self {
+        match e {
+            quinn::ReadExactError::ReadError(e) => FrameError::from_read(e),
+            quinn::ReadExactError::FinishedEarly(n) => {
+                FrameError::Invalid(format!("stream ended {n} bytes into a frame"))
+            }
+        }
+    }
+
+    /// What the link's event loop must hear.
+    fn event(self, link: LinkId) -> Event {
+        match self {
+            FrameError::Gone(reason) => Event::Input(Input::LinkDown { link, reason }),
+            FrameError::Invalid(reason) => Event::Input(Input::Violation { link, reason }),
+        }
+    }
+}
+
+impl From<FrameError> for String {
+    fn from(e: FrameError) -> String {
+        match e {
+            FrameError::Gone(s) | FrameError::Invalid(s) => s,
+        }
+    }
+}
+
+impl From<String> for FrameError {
+    fn from(reason: String) -> Self {
+        FrameError::Invalid(reason)
+    }
+}
+
+impl From<&str> for FrameError {
+    fn from(reason: &str) -> Self {
+        FrameError::Invalid(reason.into())
+    }
+}
+
+/// Starts a link's writer, control reader, bulk-stream acceptor and close watcher.
+pub(crate) fn spawn_link_tasks(
+    link: LinkId,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut ctrl_rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    // Writer.
+    tokio::spawn(async move {
+        while let Some(frame) = ctrl_rx.recv().await {
+            if send.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Control reader.
+    let t = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            match read_frame(&mut recv).await {
+                Ok(Some(body)) => match wire::decode_msg(&body) {
+                    Ok(msg) => {
+                        if t.send(Event::Input(Input::Msg { link, msg })).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let _ = t.send(Event::Input(Input::Violation { link, reason }));
+                        break;
+                    }
+                },
+                Ok(None) => {
+                    // The control stream lives as long as the link: finishing it is leaving.
+                    let reason = "control stream finished".into();
+                    let _ = t.send(Event::Input(Input::Violation { link, reason }));
+                    break;
+                }
+                Err(e) => {
+                    let _ = t.send(e.event(link));
+                    break;
+                }
+            }
+        }
+    });
+    // Bulk streams.
+    let t = tx.clone();
+    let c = conn.clone();
+    tokio::spawn(async move {
+        while let Ok(stream) = c.accept_uni().await {
+            let t = t.clone();
+            tokio::spawn(async move {
+                if let Err(e) = read_bulk(link, stream, &t).await {
+                    let _ = t.send(e.event(link));
+                }
+            });
+        }
+    });
+    // Close watcher.
+    tokio::spawn(async move {
+        let reason = conn.closed().await;
+        let reason = describe_close(&reason);
+        let _ = tx.send(Event::Input(Input::LinkDown { link, reason }));
+    });
+}
+
+/// Words for why a link closed, for the statistics and the logs.
+pub fn describe_close(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(a) => {
+            let reason = String::from_utf8_lossy(&a.reason).into_owned();
+            match a.error_code.into_inner() as u32 {
+                close::QUIT => format!("peer quit ({reason})"),
+                close::AUTH_FAILED => "authentication failed".into(),
+                close::VERSION_MISMATCH => reason,
+                close::PROTOCOL_VIOLATION => format!("protocol violation: {reason}"),
+                _ => reason,
+            }
+        }
+        quinn::ConnectionError::TimedOut => "timed out (no answer for 4 s)".into(),
+        quinn::ConnectionError::LocallyClosed => "closed here".into(),
+        e => e.to_string(),
+    }
+}
+
+async fn read_bulk(
+    link: LinkId,
+    mut stream: quinn::RecvStream,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> Result<(), FrameError> {
+    let start = Instant::now();
+    let Some(body) = read_frame(&mut stream).await? else {
+        return Err("empty bulk stream".into());
+    };
+    let header = wire::decode_bulk_header(&body).map_err(|e| e.to_string())?;
+    let size = match &header {
+        BulkHeader::Result { size, .. } | BulkHeader::Mesh { size, .. } => *size,
+    };
+    // Read exactly `size` bytes in pieces, hashing as they arrive; never allocate more than
+    // was announced (and the announcement was checked against its limit).
+    let mut data = Vec::with_capacity((size as usize).min(8 << 20));
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while (data.len() as u64) < size {
+        let want = ((size - data.len() as u64) as usize).min(buf.len());
+        let n = stream
+            .read(&mut buf[..want])
+            .await
+            .map_err(FrameError::from_read)?
+            .ok_or("bulk stream ended early")?;
+        hasher.update(&buf[..n]);
+        data.extend_from_slice(&buf[..n]);
+    }
+    let mut extra = [0u8; 1];
+    if stream
+        .read(&mut extra)
+        .await
+        .map_err(FrameError::from_read)?
+        .is_some_and(|n| n > 0)
+    {
+        return Err("bulk stream longer than announced".into());
+    }
+    let digest = *hasher.finalize().as_bytes();
+    match header {
+        BulkHeader::Result {
+            job,
+            chunk,
+            compute_s,
+            hash,
+            node,
+            worker,
+            ..
+        } => {
+            if digest != hash {
+                return Err(format!("result for chunk {chunk} fails its hash").into());
+            }
+            let result: ChunkResult =
+                postcard::from_bytes(&data).map_err(|e| format!("malformed result: {e}"))?;
+            let _ = tx.send(Event::Input(Input::Result {
+                link,
+                job,
+                chunk,
+                compute_s,
+                transfer_s: start.elapsed().as_secs_f64(),
+                by: (node, worker),
+                result: Box::new(result),
+            }));
+        }
+        BulkHeader::Mesh { hash, .. } => {
+            if digest != hash.0 {
+                return Err("mesh does not match its hash".into());
+            }
+            let mesh = tokio::task::spawn_blocking(move || {
+                Mesh::from_canonical_bytes(&data, &format!("pool mesh {hash}"))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let mesh = Box::new(mesh);
+            let _ = tx.send(Event::Input(Input::MeshArrived { link, mesh }));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn send_bulk(
+    conn: &quinn::Connection,
+    header: &BulkHeader,
+    payload: &[u8],
+) -> Result<(), String> {
+    let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
+    let frame = wire::encode(header).map_err(|e| e.to_string())?;
+    s.write_all(&frame).await.map_err(|e| e.to_string())?;
+    s.write_all(payload).await.map_err(|e| e.to_string())?;
+    s.finish().map_err(|e| e.to_string())?;
+    // Wait until the peer has it all, so a quick close does not cut it off.
+    let _ = s.stopped().await;
+    Ok(())
+}
+
+pub(crate) async fn send_result(
+    conn: &quinn::Connection,
+    job: JobId,
+    chunk: u32,
+    compute_s: f32,
+    by: (NodeId, u32),
+    result: &ChunkResult,
+) -> Result<(), String> {
+    let bytes = postcard::to_stdvec(result).map_err(|e| e.to_string())?;
+    let size = bytes.len() as u64;
+    let hash = *blake3::hash(&bytes).as_bytes();
+    let (node, worker) = by;
+    let header = BulkHeader::Result {
+        job,
+        chunk,
+        compute_s,
+        size,
+        hash,
+        node,
+        worker,
+    };
+    send_bulk(conn, &header, &bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that quits is named as such even when a stream reader, not the close watcher,
+    /// is the first to hear the connection go (the CI failure of 22 Nov: "connection lost"),
+    /// and a connection that goes mid-transfer is a lost link, not the peer's violation; a
+    /// stream cut short on a live connection is one.
+    #[test]
+    fn a_read_cut_by_a_quit_says_peer_quit() {
+        let quit = quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: close::QUIT.into(),
+            reason: "quit".into(),
+        });
+        let read = quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(quit));
+        match FrameError::from_read_exact(read).event(3) {
+            Event::Input(Input::LinkDown { link: 3, reason }) => {
+                assert_eq!(reason, "peer quit (quit)")
+            }
+            e => panic!("{e:?}"),
+        }
+        let reset = quinn::ReadError::Reset(7u32.into());
+        match FrameError::from_read(reset).event(3) {
+            Event::Input(Input::Violation { link: 3, reason }) => {
+                assert!(reason.contains("reset"), "{reason}")
+            }
+            e => panic!("{e:?}"),
+        }
+        let short = quinn::ReadExactError::FinishedEarly(2);
+        assert!(matches!(
+            FrameError::from_read_exact(short).event(3),
+            Event::Input(Input::Violation { .. })
+        ));
+    }
+}

@@ -1,0 +1,204 @@
+//! What goes into the protocol ([`Input`]) and what comes out ([`Action`]): the whole
+//! interface between the state machine and the async shell that does the I/O.
+
+use super::LinkId;
+use crate::JobEvent;
+use crate::PoolError;
+use crate::stats::{PoolStats, RemoteState};
+use crate::wire::{JobId, Msg, NodeId};
+use millpond_core::job::{ChunkResult, JobContext};
+use millpond_core::mesh::MeshHash;
+use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
+use std::sync::Arc;
+
+/// What happened, as the shell tells it.
+pub enum Input {
+    /// An authenticated link whose Hello was exchanged; the shell named it `link`.
+    LinkUp {
+        link: LinkId,
+        peer: NodeId,
+        name: String,
+        workers: u32,
+        /// Which configured remote it was dialled for.
+        remote: Option<usize>,
+        /// The peer's address, for the statistics.
+        address: String,
+    },
+    LinkDown {
+        link: LinkId,
+        reason: String,
+    },
+    Msg {
+        link: LinkId,
+        msg: Msg,
+    },
+    /// The link's bytes broke the protocol (framing, hash, decoding).
+    Violation {
+        link: LinkId,
+        reason: String,
+    },
+    /// A result arrived on a bulk stream, hash-checked and decoded.
+    Result {
+        link: LinkId,
+        job: JobId,
+        chunk: u32,
+        compute_s: f32,
+        transfer_s: f64,
+        /// Who computed it (node, worker slot), as the header says.
+        by: (NodeId, u32),
+        result: Box<ChunkResult>,
+    },
+    /// A mesh arrived on a bulk stream, hash-checked and rebuilt.
+    MeshArrived {
+        link: LinkId,
+        mesh: Box<Mesh>,
+    },
+    /// A mesh this node asked [`Action::IndexMesh`] for is indexed.
+    MeshReady {
+        hash: MeshHash,
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+    },
+    /// An [`Action::Compute`] is over; `result` is `None` when it was cancelled or failed.
+    Computed {
+        job: JobId,
+        chunk: u32,
+        worker: usize,
+        seconds: f64,
+        result: Option<Box<ChunkResult>>,
+    },
+    /// An [`Action::Dial`] failed.
+    RemoteFailed {
+        remote: usize,
+        state: RemoteState,
+        error: String,
+    },
+    /// The app submits a job; answered by [`Action::Submitted`].
+    Submit {
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+        spec: JobSpec,
+    },
+    /// The owner's handle cancels the job.
+    Cancel(JobId),
+    /// The timer (every [`TICK`](super::TICK)), with what the transport measured of each link.
+    Tick {
+        links: Vec<LinkStats>,
+    },
+}
+
+/// What the transport knows of a link (`quinn::Connection::stats`), statistics only.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinkStats {
+    pub link: LinkId,
+    pub rtt_ms: f64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What the shell must do, in order.
+pub enum Action {
+    /// Start the link's I/O: it is accepted.
+    Open { link: LinkId },
+    /// A control message on a link.
+    Send { link: LinkId, msg: Msg },
+    /// Close the link's connection with this code; the node has already forgotten it.
+    Close {
+        link: LinkId,
+        code: u32,
+        reason: String,
+    },
+    /// Send a mesh on a bulk stream.
+    SendMesh { link: LinkId, mesh: Arc<Mesh> },
+    /// Send a chunk's result up to the parent on a bulk stream.
+    SendResult {
+        link: LinkId,
+        job: JobId,
+        chunk: u32,
+        compute_s: f32,
+        by: (NodeId, u32),
+        result: Box<ChunkResult>,
+    },
+    /// Compute a chunk off the loop on worker slot `worker`, answer with [`Input::Computed`].
+    Compute {
+        job: JobId,
+        chunk: u32,
+        worker: usize,
+        ctx: JobContext,
+        cancel: CancelToken,
+    },
+    /// Index an arrived mesh off the loop, answer with [`Input::MeshReady`].
+    IndexMesh { mesh: Box<Mesh> },
+    /// Assemble a finished job off the loop and report `JobEvent::Finished` to its owner.
+    Assemble {
+        job: JobId,
+        ctx: JobContext,
+        results: Vec<ChunkResult>,
+    },
+    /// Tell the handle of an owned job (a `Finished` is its last event).
+    Report { job: JobId, event: JobEvent },
+    /// The answer to [`Input::Submit`].
+    Submitted(Result<JobId, PoolError>),
+    /// Dial configured remote `remote`; answer with a link up or [`Input::RemoteFailed`].
+    Dial { remote: usize, address: String },
+    /// The new statistics snapshot.
+    Publish(Box<PoolStats>),
+}
+
+/// Names the input and its link or job; the payloads (meshes, results) are left out.
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::LinkUp { link, peer, .. } => write!(f, "LinkUp({link}, {peer:?})"),
+            Input::LinkDown { link, reason } => write!(f, "LinkDown({link}, {reason})"),
+            Input::Msg { link, msg } => write!(f, "Msg({link}, {msg:?})"),
+            Input::Violation { link, reason } => write!(f, "Violation({link}, {reason})"),
+            Input::Result {
+                link, job, chunk, ..
+            } => write!(f, "Result({link}, {job}, chunk {chunk})"),
+            Input::MeshArrived { link, mesh } => write!(f, "MeshArrived({link}, {})", mesh.hash()),
+            Input::MeshReady { hash, .. } => write!(f, "MeshReady({hash})"),
+            Input::Computed { job, chunk, .. } => write!(f, "Computed({job}, chunk {chunk})"),
+            Input::RemoteFailed { remote, error, .. } => {
+                write!(f, "RemoteFailed({remote}, {error})")
+            }
+            Input::Submit { spec, .. } => write!(f, "Submit({})", spec.mesh),
+            Input::Cancel(job) => write!(f, "Cancel({job})"),
+            Input::Tick { links } => write!(f, "Tick({} links)", links.len()),
+        }
+    }
+}
+
+/// Names the action and its link or job; meshes, contexts and results are left out.
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Open { link } => write!(f, "Open({link})"),
+            Action::Send { link, msg } => write!(f, "Send({link}, {msg:?})"),
+            Action::Close { link, code, reason } => write!(f, "Close({link}, {code}, {reason})"),
+            Action::SendMesh { link, mesh } => write!(f, "SendMesh({link}, {})", mesh.hash()),
+            Action::SendResult {
+                link,
+                job,
+                chunk,
+                by,
+                ..
+            } => write!(f, "SendResult({link}, {job}, chunk {chunk}, by {by:?})"),
+            Action::Compute {
+                job, chunk, worker, ..
+            } => write!(f, "Compute({job}, chunk {chunk}, worker {worker})"),
+            Action::IndexMesh { mesh } => write!(f, "IndexMesh({})", mesh.hash()),
+            Action::Assemble { job, results, .. } => {
+                write!(f, "Assemble({job}, {} results)", results.len())
+            }
+            Action::Report { job, event } => match event {
+                JobEvent::Progress(p) => write!(f, "Report({job}, {p:?})"),
+                JobEvent::Chunk(r) => write!(f, "Report({job}, chunk {})", r.chunk),
+                JobEvent::Finished(r) => write!(f, "Report({job}, finished, ok {})", r.is_ok()),
+            },
+            Action::Submitted(r) => write!(f, "Submitted({r:?})"),
+            Action::Dial { remote, address } => write!(f, "Dial({remote}, {address})"),
+            Action::Publish(_) => f.write_str("Publish"),
+        }
+    }
+}

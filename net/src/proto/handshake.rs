@@ -1,0 +1,155 @@
+//! The decisions of making a link (ARCHITECTURE.md §4.4), without I/O: whether a peer's Hello
+//! is one this node can work with, and for how long an address that failed authentication is
+//! refused. The shell (`dial.rs`) does the reading, writing and waiting.
+
+use crate::wire::{Msg, NodeId};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Who is at the other end, as its Hello says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peer {
+    pub node: NodeId,
+    pub name: String,
+    pub workers: u32,
+}
+
+/// Why a Hello does not make a link.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum HelloError {
+    #[error("expected Hello")]
+    NotHello,
+    #[error("internal: not a Hello")]
+    NotOurs,
+    /// Both versions named, so that whoever reads it knows which side to upgrade.
+    #[error(
+        "version mismatch: this node speaks protocol {ours_protocol} with compute ABI \
+         {ours_abi}, the peer ({name}) protocol {protocol} with compute ABI {compute_abi}"
+    )]
+    VersionMismatch {
+        ours_protocol: u32,
+        ours_abi: u32,
+        name: String,
+        protocol: u32,
+        compute_abi: u32,
+    },
+}
+
+/// Checks the peer's first message against this node's Hello (`ours`): peers must speak the
+/// same protocol and compute ABI exactly, or results could differ in the last bit.
+pub fn check_hello(ours: &Msg, theirs: Msg) -> Result<Peer, HelloError> {
+    let Msg::Hello {
+        protocol,
+        compute_abi,
+        node,
+        name,
+        workers,
+    } = theirs
+    else {
+        return Err(HelloError::NotHello);
+    };
+    let Msg::Hello {
+        protocol: ours_protocol,
+        compute_abi: ours_abi,
+        ..
+    } = *ours
+    else {
+        return Err(HelloError::NotOurs);
+    };
+    if protocol != ours_protocol || compute_abi != ours_abi {
+        return Err(HelloError::VersionMismatch {
+            ours_protocol,
+            ours_abi,
+            name,
+            protocol,
+            compute_abi,
+        });
+    }
+    Ok(Peer {
+        node,
+        name,
+        workers,
+    })
+}
+
+/// Addresses that failed authentication, refused for a growing time (0.25 s doubling) so
+/// that guessing the secret is slow; a success forgets the address.
+#[derive(Debug, Default)]
+pub struct AuthBackoff {
+    failures: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl AuthBackoff {
+    /// Whether a newcomer from `ip` is refused without a handshake.
+    pub fn refuses(&self, ip: IpAddr, now: Instant) -> bool {
+        self.failures
+            .get(&ip)
+            .is_some_and(|(_, until)| now < *until)
+    }
+
+    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
+        let e = self.failures.entry(ip).or_insert((0, now));
+        e.0 += 1;
+        let secs = (0.25 * 2f64.powi(e.0.min(8) as i32 - 1)).min(60.0);
+        e.1 = now + Duration::from_secs_f64(secs);
+    }
+
+    pub fn succeeded(&mut self, ip: IpAddr) {
+        self.failures.remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(protocol: u32, compute_abi: u32) -> Msg {
+        Msg::Hello {
+            protocol,
+            compute_abi,
+            node: NodeId(7),
+            name: "B".into(),
+            workers: 4,
+        }
+    }
+
+    #[test]
+    fn a_hello_of_another_version_names_both() {
+        let peer = check_hello(&hello(3, 8), hello(3, 8)).expect("same versions");
+        assert_eq!((peer.node, peer.workers), (NodeId(7), 4));
+        let e = check_hello(&hello(3, 8), hello(3, 9)).expect_err("another ABI");
+        assert_eq!(
+            e.to_string(),
+            "version mismatch: this node speaks protocol 3 with compute ABI 8, \
+             the peer (B) protocol 3 with compute ABI 9"
+        );
+        let members = Msg::Members(Vec::new());
+        assert_eq!(
+            check_hello(&hello(3, 8), members),
+            Err(HelloError::NotHello)
+        );
+    }
+
+    #[test]
+    fn a_failing_address_is_refused_for_a_growing_time() {
+        let t0 = Instant::now();
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        let mut b = AuthBackoff::default();
+        assert!(!b.refuses(ip, t0));
+        b.failed(ip, t0);
+        assert!(b.refuses(ip, t0 + Duration::from_millis(200)));
+        assert!(!b.refuses(ip, t0 + Duration::from_millis(260)));
+        b.failed(ip, t0);
+        assert!(b.refuses(ip, t0 + Duration::from_millis(450)));
+        assert!(!b.refuses(IpAddr::from([192, 0, 2, 2]), t0));
+        for _ in 0..20 {
+            b.failed(ip, t0);
+        }
+        assert!(b.refuses(ip, t0 + Duration::from_secs(31)));
+        assert!(!b.refuses(ip, t0 + Duration::from_secs(33)));
+        b.succeeded(ip);
+        assert!(!b.refuses(ip, t0));
+    }
+}

@@ -1,0 +1,171 @@
+//! Membership gossip (ARCHITECTURE.md §4.8): who is in the pool, how far, how busy. It feeds
+//! the statistics only, never correctness.
+
+use super::{LinkId, Node};
+use crate::wire::{self, MAX_HOPS, MemberInfo, Msg};
+use std::time::{Duration, Instant};
+
+const GOSSIP_EVERY: Duration = Duration::from_secs(2);
+/// Shortest time between two extra gossips of this node's own busy workers, sent to the
+/// neighbours when they change so that the statistics panel follows within a fraction of a
+/// second (a few tiny frames a second at most; what is relayed further waits for the next
+/// full gossip).
+const BUSY_GOSSIP_EVERY: Duration = Duration::from_millis(250);
+/// Bytes of a gossip frame's member list, leaving room under `wire::MAX_FRAME`.
+const GOSSIP_BUDGET: usize = wire::MAX_FRAME * 3 / 4;
+/// A member heard of through a longer path replaces a shorter one only after this silence.
+const STALE_PATH: Duration = Duration::from_secs(10);
+/// Members unheard for this long are forgotten (direct links stay).
+const FORGET_AFTER: Duration = Duration::from_secs(30);
+
+/// A pool member as gossip describes it.
+pub(super) struct Member {
+    pub name: String,
+    /// Links away; `u8::MAX` when the direct link to it was lost.
+    pub hops: u8,
+    pub workers: u32,
+    pub load: u32,
+    pub busy: Vec<u64>,
+    pub heard: Instant,
+}
+
+impl Member {
+    /// A newly linked peer, all workers idle.
+    pub fn direct(name: String, workers: u32, now: Instant) -> Self {
+        Self {
+            name,
+            hops: 1,
+            workers,
+            load: 0,
+            busy: idle(workers),
+            heard: now,
+        }
+    }
+}
+
+/// The busy bitmap of `workers` idle workers.
+pub(super) fn idle(workers: u32) -> Vec<u64> {
+    vec![0; workers.min(wire::MAX_WORKERS).div_ceil(64) as usize]
+}
+
+impl Node {
+    /// Which of this node's workers are busy, as gossip carries it.
+    pub(super) fn busy_bitmap(&self) -> Vec<u64> {
+        let flags = self.worker_slots.iter().map(|w| w.busy);
+        wire::busy_bitmap(flags.take(self.s.workers))
+    }
+
+    /// This node as gossip describes it.
+    fn me(&self) -> MemberInfo {
+        MemberInfo {
+            node: self.s.id,
+            name: self.s.name.clone(),
+            hops: 0,
+            workers: self.s.workers as u32,
+            load: self.busy as u32,
+            busy: self.busy_bitmap(),
+            age_ms: 0,
+        }
+    }
+
+    /// Sends `link` this node and what it knows within `MAX_HOPS`, in one frame.
+    pub(super) fn gossip_to(&mut self, now: Instant, link: LinkId) {
+        let mut list = vec![self.me()];
+        // Bitmaps make entries up to ~700 bytes: stay within one frame whatever the pool.
+        let size = |m: &MemberInfo| 40 + m.name.len() + 10 * m.busy.len();
+        let mut bytes = size(&list[0]);
+        let peer = self.links.get(&link).map(|l| l.peer);
+        for (id, m) in &self.members {
+            if Some(*id) == peer || m.hops >= MAX_HOPS || list.len() >= wire::MAX_MEMBERS {
+                continue;
+            }
+            let age = now.saturating_duration_since(m.heard).as_millis();
+            let info = MemberInfo {
+                node: *id,
+                name: m.name.clone(),
+                hops: m.hops,
+                workers: m.workers,
+                load: m.load,
+                busy: m.busy.clone(),
+                age_ms: age.min(u32::MAX as u128) as u32,
+            };
+            bytes += size(&info);
+            if bytes > GOSSIP_BUDGET {
+                break;
+            }
+            list.push(info);
+        }
+        self.send(link, Msg::Members(list));
+    }
+
+    /// Every tick: the full gossip every `GOSSIP_EVERY` (and forgetting the silent), else
+    /// this node's busy workers if they changed.
+    pub(super) fn gossip_tick(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_gossip) >= GOSSIP_EVERY {
+            self.last_gossip = now;
+            let links: Vec<LinkId> = self.links.keys().copied().collect();
+            for l in links {
+                self.gossip_to(now, l);
+            }
+            self.members.retain(|_, m| {
+                now.saturating_duration_since(m.heard) < FORGET_AFTER || m.hops == 1
+            });
+            self.busy_gossiped = (self.busy_bitmap(), now);
+        } else {
+            self.gossip_busy(now);
+        }
+    }
+
+    /// Tells the neighbours at once when this node's busy workers changed (at most every
+    /// `BUSY_GOSSIP_EVERY`); the full gossip follows on its own schedule.
+    fn gossip_busy(&mut self, now: Instant) {
+        let busy = self.busy_bitmap();
+        if busy == self.busy_gossiped.0
+            || now.saturating_duration_since(self.busy_gossiped.1) < BUSY_GOSSIP_EVERY
+        {
+            return;
+        }
+        let msg = Msg::Members(vec![self.me()]);
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for l in links {
+            self.send(l, msg.clone());
+        }
+        self.busy_gossiped = (busy, now);
+    }
+
+    /// A gossip list from `link`: the peer's own entry updates the link, the others the
+    /// members (a shorter path wins, or any path once the known one went quiet).
+    pub(super) fn on_members(&mut self, now: Instant, link: LinkId, list: Vec<MemberInfo>) {
+        for m in list {
+            if m.node == self.s.id {
+                continue;
+            }
+            let hops = m.hops.saturating_add(1);
+            if let Some(l) = self.links.get_mut(&link)
+                && m.node == l.peer
+            {
+                l.load = m.load;
+                l.workers = m.workers;
+                l.busy = m.busy.clone();
+            }
+            let e = self.members.entry(m.node).or_insert(Member {
+                name: m.name.clone(),
+                hops,
+                workers: m.workers,
+                load: m.load,
+                busy: m.busy.clone(),
+                heard: now,
+            });
+            if hops <= e.hops || now.saturating_duration_since(e.heard) > STALE_PATH {
+                e.hops = hops;
+                e.name = m.name;
+                e.workers = m.workers;
+                e.load = m.load;
+                e.busy = m.busy;
+                e.heard = now
+                    .checked_sub(Duration::from_millis(u64::from(m.age_ms)))
+                    .unwrap_or(now);
+            }
+        }
+    }
+}

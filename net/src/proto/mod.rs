@@ -1,0 +1,517 @@
+//! The pool protocol without I/O (ARCHITECTURE.md §4.10): one pool member's state as a state
+//! machine. [`Node::handle`] takes the time and one [`Input`] (a message, a link going up or
+//! down, a chunk computed, a timer tick) and returns the [`Action`]s the shell must carry out
+//! (send this message on that link, close a link, compute this chunk, report to the job's
+//! owner, publish statistics). No sockets, no tasks, no clock reads: the shell in `node.rs`
+//! owns the quinn endpoint and the tasks, and every decision is made here, so the scheduling,
+//! re-queueing and validation can be driven and checked without a network.
+//!
+//! | file | machine |
+//! |---|---|
+//! | `mod.rs` | [`Node`]: links, message dispatch, the tick |
+//! | `events.rs` | [`Input`] and [`Action`], the interface to the shell |
+//! | `handshake.rs` | a new link's Hello check, the authentication back-off |
+//! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, backups; job ends and results |
+//! | `schedule.rs` | `pump`: local workers, grants to children, steals from the parent, backup copies |
+//! | `members.rs` | gossip and membership |
+//! | `mesh_cache.rs` | the mesh cache and mesh fetching |
+//! | `remotes.rs` | configured remotes: when to dial, back-off |
+//! | `report.rs` | the statistics snapshot |
+
+mod events;
+pub mod handshake;
+mod jobs;
+mod members;
+mod mesh_cache;
+mod remotes;
+mod report;
+mod schedule;
+#[cfg(test)]
+mod tests;
+
+pub use events::{Action, Input, LinkStats};
+
+use crate::stats::WorkerStats;
+use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
+use crate::{JobEvent, PoolError};
+use jobs::JobState;
+use members::Member;
+use mesh_cache::MeshCache;
+use millpond_core::JobSpec;
+use millpond_core::job::JobContext;
+use millpond_core::mesh::MeshHash;
+use remotes::Remote;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// Names one link (one QUIC connection) for as long as it lives; given by the shell.
+pub type LinkId = u64;
+
+/// QUIC application close codes.
+pub mod close {
+    pub const QUIT: u32 = 0;
+    pub const AUTH_FAILED: u32 = 1;
+    pub const VERSION_MISMATCH: u32 = 2;
+    pub const PROTOCOL_VIOLATION: u32 = 3;
+    pub const DUPLICATE: u32 = 4;
+}
+
+/// Chunks handed to a link that died this many times are computed by the owner itself.
+pub const MAX_DEATHS: u32 = 3;
+/// How often the shell must send [`Input::Tick`].
+pub const TICK: Duration = Duration::from_millis(50);
+/// Time allowed for a newcomer to authenticate (the shell's timeouts).
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Settings the node needs.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub id: NodeId,
+    pub name: String,
+    pub workers: usize,
+    pub remotes: Vec<String>,
+    pub protocol: u32,
+    pub compute_abi: u32,
+    pub mesh_cache_bytes: u64,
+    /// Where this node listens, as the statistics show it.
+    pub address: Option<String>,
+}
+
+/// A link as the protocol sees it.
+struct Link {
+    peer: NodeId,
+    name: String,
+    address: String,
+    workers: u32,
+    load: u32,
+    /// Which of the peer's workers are busy, as it last said (see `MemberInfo::busy`).
+    busy: Vec<u64>,
+    remote: Option<usize>,
+    last_heard: Instant,
+    chunks_done: u64,
+    compute_s: f64,
+    transfer_s: f64,
+    meshes_in: u64,
+    meshes_out: u64,
+    /// Meshes this link has been sent, so none crosses it twice.
+    meshes_sent: HashSet<MeshHash>,
+    /// The transport's figures, as of the last tick.
+    transport: LinkStats,
+}
+
+/// One pool member's protocol state.
+pub struct Node {
+    s: NodeSettings,
+    /// What the current input asks the shell to do.
+    out: Vec<Action>,
+    /// Ordered, like everything iterated here, so that the same inputs give the same
+    /// actions (a simulator can replay a run).
+    links: BTreeMap<LinkId, Link>,
+    jobs: BTreeMap<JobId, JobState>,
+    /// Jobs heard of (kept so that late announcements are not taken up again).
+    seen: HashSet<JobId>,
+    next_seq: u32,
+    busy: usize,
+    /// Chunks computed here since start, every job, per worker slot.
+    worker_slots: Vec<WorkerStats>,
+    /// Results received from links since start, per computing node and worker slot.
+    remote_workers: BTreeMap<NodeId, BTreeMap<u32, WorkerStats>>,
+    /// Through which link's peer each computing node's results last came.
+    remote_via: HashMap<NodeId, NodeId>,
+    meshes: MeshCache,
+    members: BTreeMap<NodeId, Member>,
+    remotes: Vec<Remote>,
+    last_gossip: Instant,
+    /// This node's busy workers as last gossiped, and when that was.
+    busy_gossiped: (Vec<u64>, Instant),
+}
+
+impl Node {
+    pub fn new(s: NodeSettings, now: Instant) -> Self {
+        let remotes = s.remotes.iter().map(|a| Remote::new(a, now)).collect();
+        let workers = s.workers.max(1);
+        Self {
+            s: NodeSettings { workers, ..s },
+            out: Vec::new(),
+            links: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            seen: HashSet::new(),
+            next_seq: 1,
+            busy: 0,
+            worker_slots: vec![WorkerStats::default(); workers],
+            remote_workers: BTreeMap::new(),
+            remote_via: HashMap::new(),
+            meshes: MeshCache::default(),
+            members: BTreeMap::new(),
+            remotes,
+            last_gossip: now,
+            busy_gossiped: (Vec::new(), now),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.s.id
+    }
+
+    /// The Hello this node sends on every new link.
+    pub fn hello(&self) -> Msg {
+        Msg::Hello {
+            protocol: self.s.protocol,
+            compute_abi: self.s.compute_abi,
+            node: self.s.id,
+            name: self.s.name.clone(),
+            workers: self.s.workers as u32,
+        }
+    }
+
+    /// Reacts to one input, then hands out work (`pump`), and returns what to do.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        self.on_input(now, input);
+        self.pump(now);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The node stops: every running chunk is cancelled. (The shell closes the endpoint.)
+    pub fn shutdown(&mut self) {
+        for job in self.jobs.values() {
+            job.cancel.cancel();
+        }
+    }
+
+    fn on_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::LinkUp {
+                link,
+                peer,
+                name,
+                workers,
+                remote,
+                address,
+            } => self.link_up(now, link, peer, name, workers, remote, address),
+            Input::LinkDown { link, reason } => self.link_down(now, link, &reason),
+            Input::Violation { link, reason } => {
+                self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason)
+            }
+            Input::Msg { link, msg } => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.last_heard = now;
+                    self.on_msg(now, link, msg);
+                }
+            }
+            Input::Result {
+                link,
+                job,
+                chunk,
+                compute_s,
+                transfer_s,
+                by,
+                result,
+            } => self.on_remote_result(now, link, job, chunk, (compute_s, transfer_s), by, result),
+            Input::MeshArrived { link, mesh } => self.on_mesh_arrived(link, mesh),
+            Input::MeshReady { hash, mesh, index } => self.on_mesh_ready(now, hash, mesh, index),
+            Input::Computed {
+                job,
+                chunk,
+                worker,
+                seconds,
+                result,
+            } => self.on_computed(now, job, chunk, worker, seconds, result),
+            Input::RemoteFailed {
+                remote,
+                state,
+                error,
+            } => {
+                if let Some(r) = self.remotes.get_mut(remote) {
+                    r.failed(now, state, error);
+                }
+            }
+            Input::Submit { mesh, index, spec } => {
+                let r = self.submit(now, mesh, index, spec);
+                self.out.push(Action::Submitted(r));
+            }
+            Input::Cancel(job) => {
+                if self.jobs.get(&job).is_some_and(|j| j.parent.is_none())
+                    && self.end_job(job).is_some()
+                {
+                    let event = JobEvent::Finished(Err(PoolError::Cancelled));
+                    self.out.push(Action::Report { job, event });
+                }
+            }
+            Input::Tick { links } => self.tick(now, &links),
+        }
+    }
+
+    /// Queues a message for a link this node knows.
+    fn send(&mut self, link: LinkId, msg: Msg) {
+        if self.links.contains_key(&link) {
+            self.out.push(Action::Send { link, msg });
+        }
+    }
+
+    fn close_link(&mut self, now: Instant, link: LinkId, code: u32, reason: &str) {
+        if self.links.contains_key(&link) {
+            self.out.push(Action::Close {
+                link,
+                code,
+                reason: reason.into(),
+            });
+        }
+        self.link_down(now, link, reason);
+    }
+
+    // ----- links -----
+
+    #[allow(clippy::too_many_arguments)]
+    fn link_up(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        peer: NodeId,
+        name: String,
+        workers: u32,
+        remote: Option<usize>,
+        address: String,
+    ) {
+        let refuse = |reason: &str| Action::Close {
+            link,
+            code: close::DUPLICATE,
+            reason: reason.into(),
+        };
+        if peer == self.s.id {
+            self.out.push(refuse("connected to itself"));
+            if let Some(r) = remote.and_then(|r| self.remotes.get_mut(r)) {
+                r.is_self(now);
+            }
+            return;
+        }
+        if let Some((&existing, _)) = self.links.iter().find(|(_, l)| l.peer == peer) {
+            // Both sides dialled each other: keep one link.
+            self.out.push(refuse("already linked"));
+            self.remote_connected(remote, existing);
+            return;
+        }
+        info!("linked to {name} ({address}) with {workers} workers");
+        self.out.push(Action::Open { link });
+        self.remote_connected(remote, link);
+        self.members
+            .insert(peer, Member::direct(name.clone(), workers, now));
+        self.links.insert(
+            link,
+            Link {
+                peer,
+                name,
+                address,
+                workers,
+                load: 0,
+                busy: members::idle(workers),
+                remote,
+                last_heard: now,
+                chunks_done: 0,
+                compute_s: 0.0,
+                transfer_s: 0.0,
+                meshes_in: 0,
+                meshes_out: 0,
+                meshes_sent: HashSet::new(),
+                transport: LinkStats {
+                    link,
+                    ..LinkStats::default()
+                },
+            },
+        );
+        // Tell the newcomer about jobs it can help with.
+        let announce: Vec<(JobId, JobSpec)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.parent != Some(link))
+            .map(|(k, j)| (*k, j.spec.clone()))
+            .collect();
+        for (job, spec) in announce {
+            if let Some(j) = self.jobs.get_mut(&job) {
+                j.children.insert(link);
+            }
+            let hops_left = MAX_HOPS - 1;
+            self.send(
+                link,
+                Msg::Announce {
+                    job,
+                    spec,
+                    hops_left,
+                },
+            );
+        }
+        self.gossip_to(now, link);
+    }
+
+    /// A configured remote server is linked (by this link, or one it dialled us on).
+    fn remote_connected(&mut self, remote: Option<usize>, link: LinkId) {
+        if let Some(r) = remote.and_then(|r| self.remotes.get_mut(r)) {
+            r.connected(link);
+        }
+    }
+
+    fn link_down(&mut self, now: Instant, link: LinkId, reason: &str) {
+        let Some(l) = self.links.remove(&link) else {
+            return;
+        };
+        info!("link to {} lost: {reason}", l.name);
+        if let Some(r) = l.remote.and_then(|r| self.remotes.get_mut(r)) {
+            r.lost(now, reason);
+        }
+        if let Some(m) = self.members.get_mut(&l.peer) {
+            m.hops = u8::MAX;
+        }
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            let Some(j) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if j.parent == Some(link) {
+                // Our source of work is gone: the job is over here and below.
+                debug!("job {id}: parent lost, cancelling");
+                self.end_job(id);
+                continue;
+            }
+            j.link_lost(link);
+        }
+    }
+
+    // ----- messages -----
+
+    fn on_msg(&mut self, now: Instant, link: LinkId, msg: Msg) {
+        let violation = close::PROTOCOL_VIOLATION;
+        match msg {
+            Msg::Hello { .. } => self.close_link(now, link, violation, "second Hello"),
+            Msg::Members(list) => self.on_members(now, link, list),
+            Msg::Announce {
+                job,
+                spec,
+                hops_left,
+            } => self.on_announce(now, link, job, spec, hops_left),
+            Msg::Steal { job, want } => match self.jobs.get_mut(&job) {
+                Some(j) if j.parent != Some(link) => {
+                    j.child_wants.insert(link, want);
+                    j.children.insert(link);
+                }
+                _ => self.send(link, Msg::NoWork { job }),
+            },
+            Msg::Grant { job, chunks } => {
+                // A parent grants only after this node asked, for a job it announced first,
+                // and ends the job (Cancel) only after its last grant: never for an unknown job.
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return self.close_link(now, link, violation, "grant for an unknown job");
+                };
+                if j.parent != Some(link) {
+                    return self.close_link(now, link, violation, "grant from a non-parent");
+                }
+                if let Some(bad) = chunks.iter().find(|&&c| c >= j.total) {
+                    let reason = format!("granted chunk {bad} of a {}-chunk job", j.total);
+                    return self.close_link(now, link, violation, &reason);
+                }
+                j.steal_pending = false;
+                debug!("job {job}: granted {chunks:?}");
+                for c in chunks {
+                    if j.held.insert(c) {
+                        j.queue.push_back(c);
+                    }
+                }
+            }
+            Msg::NoWork { job } => {
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && j.parent == Some(link)
+                {
+                    j.steal_pending = false;
+                    j.nowork_at = Some(now);
+                    let waiting: Vec<LinkId> =
+                        std::mem::take(&mut j.child_wants).into_keys().collect();
+                    for c in waiting {
+                        self.send(c, Msg::NoWork { job });
+                    }
+                }
+            }
+            Msg::FetchMesh { hash } => self.on_fetch_mesh(now, link, hash),
+            Msg::Cancel { job } => {
+                if self.jobs.get(&job).is_some_and(|j| j.parent == Some(link)) {
+                    self.end_job(job);
+                }
+            }
+        }
+    }
+
+    fn on_announce(&mut self, now: Instant, link: LinkId, job: JobId, spec: JobSpec, hops: u8) {
+        if !self.seen.insert(job) {
+            return;
+        }
+        if spec.validate().is_err() {
+            let violation = close::PROTOCOL_VIOLATION;
+            return self.close_link(now, link, violation, "invalid job spec");
+        }
+        debug!("job {job} announced by link {link}");
+        let mut state = JobState::new(spec.clone(), Some(link), now);
+        let hash = spec.mesh;
+        if let Some((mesh, index)) = self.meshes.get(hash, now) {
+            state.ctx = JobContext::new(mesh, index, spec.clone()).ok();
+        }
+        if hops > 0 {
+            let others: Vec<LinkId> = self.links.keys().copied().filter(|&l| l != link).collect();
+            for l in others {
+                state.children.insert(l);
+                let spec = spec.clone();
+                let hops_left = hops - 1;
+                self.send(
+                    l,
+                    Msg::Announce {
+                        job,
+                        spec,
+                        hops_left,
+                    },
+                );
+            }
+        }
+        let need_mesh = state.ctx.is_none();
+        self.jobs.insert(job, state);
+        if need_mesh && self.meshes.start_fetch(hash) {
+            self.send(link, Msg::FetchMesh { hash });
+        }
+    }
+
+    fn tick(&mut self, now: Instant, links: &[LinkStats]) {
+        for st in links {
+            if let Some(l) = self.links.get_mut(&st.link) {
+                l.transport = *st;
+            }
+        }
+        // Dial remotes that are due.
+        for (i, r) in self.remotes.iter_mut().enumerate() {
+            if r.due(now) {
+                let address = r.address.clone();
+                self.out.push(Action::Dial { remote: i, address });
+            }
+        }
+        self.gossip_tick(now);
+        // Progress for owners, at most every 100 ms.
+        let mut reports = Vec::new();
+        for (id, j) in self.jobs.iter_mut() {
+            if j.parent.is_none() && now.saturating_duration_since(j.last_progress) > PROGRESS_TICK
+            {
+                j.last_progress = now;
+                reports.push(Action::Report {
+                    job: *id,
+                    event: JobEvent::Progress(j.progress(now)),
+                });
+            }
+        }
+        self.out.extend(reports);
+        let stats = self.snapshot(now);
+        self.out.push(Action::Publish(Box::new(stats)));
+    }
+}
+
+/// Shortest time between two ticks' progress reports of a job.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.s.id).finish()
+    }
+}

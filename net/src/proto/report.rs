@@ -1,0 +1,162 @@
+//! The statistics snapshot (ARCHITECTURE.md §4.8) that `Pool::stats` hands out, built each
+//! tick from the node's state and the transport figures the shell passed in.
+
+use super::Node;
+use crate::stats::{HostState, HostStats, JobStats, PoolStats, RemoteStatus, WorkerStats};
+use crate::wire::{self, NodeId};
+use std::collections::HashSet;
+use std::time::Instant;
+
+impl Node {
+    /// What `node`'s workers computed of the results received here, and which are busy as
+    /// its gossip last said (`busy`): entry `i` is worker slot `i`, as many entries as it has
+    /// `workers` or as slots were seen, whichever is more.
+    fn remote_worker_stats(&self, node: NodeId, workers: u32, busy: &[u64]) -> Vec<WorkerStats> {
+        let slots = self.remote_workers.get(&node);
+        let seen = slots
+            .and_then(|s| s.keys().next_back())
+            .map_or(0, |&w| w as usize + 1);
+        let mut out = vec![WorkerStats::default(); seen.max(workers as usize)];
+        for (&w, st) in slots.into_iter().flatten() {
+            out[w as usize] = st.clone();
+        }
+        for (i, w) in out.iter_mut().enumerate() {
+            w.busy = wire::is_busy(busy, i);
+        }
+        out
+    }
+
+    /// The statistics as of `now`.
+    pub(super) fn snapshot(&self, now: Instant) -> PoolStats {
+        let since = |t: Instant| now.saturating_duration_since(t).as_secs_f64();
+        let chunks_here: u64 = self.worker_slots.iter().map(|w| w.chunks_done).sum();
+        let compute_s_here: f64 = self.worker_slots.iter().map(|w| w.compute_s).sum();
+        let mut hosts = vec![HostStats {
+            node: self.s.id.0,
+            name: self.s.name.clone(),
+            address: self.s.address.clone(),
+            hops: 0,
+            workers: self.s.workers as u32,
+            load: self.busy as u32,
+            state: if self.busy > 0 {
+                HostState::Busy
+            } else {
+                HostState::Idle
+            },
+            chunks_done: chunks_here,
+            avg_compute_s: if chunks_here == 0 {
+                0.0
+            } else {
+                compute_s_here / chunks_here as f64
+            },
+            worker_stats: self.worker_slots.clone(),
+            workers_busy_known: true,
+            ..HostStats::default()
+        }];
+        for l in self.links.values() {
+            let n = l.chunks_done.max(1) as f64;
+            hosts.push(HostStats {
+                node: l.peer.0,
+                name: l.name.clone(),
+                address: Some(l.address.clone()),
+                hops: 1,
+                workers: l.workers,
+                load: l.load,
+                state: if l.load > 0 {
+                    HostState::Busy
+                } else {
+                    HostState::Idle
+                },
+                chunks_done: l.chunks_done,
+                avg_compute_s: l.compute_s / n,
+                avg_transfer_s: l.transfer_s / n,
+                bytes_in: l.transport.bytes_in,
+                bytes_out: l.transport.bytes_out,
+                rtt_ms: l.transport.rtt_ms,
+                last_heard_s: since(l.last_heard),
+                meshes_in: l.meshes_in,
+                meshes_out: l.meshes_out,
+                worker_stats: self.remote_worker_stats(l.peer, l.workers, &l.busy),
+                workers_busy_known: true,
+            });
+        }
+        let linked: HashSet<NodeId> = self.links.values().map(|l| l.peer).collect();
+        for (id, m) in &self.members {
+            if linked.contains(id) {
+                continue;
+            }
+            hosts.push(HostStats {
+                node: id.0,
+                name: m.name.clone(),
+                hops: m.hops,
+                workers: m.workers,
+                load: m.load,
+                state: if m.hops == u8::MAX {
+                    HostState::Lost
+                } else if m.load > 0 {
+                    HostState::Busy
+                } else {
+                    HostState::Idle
+                },
+                last_heard_s: since(m.heard),
+                worker_stats: self.remote_worker_stats(*id, m.workers, &m.busy),
+                workers_busy_known: m.hops != u8::MAX,
+                ..HostStats::default()
+            });
+        }
+        // Nodes whose results arrived here but that are neither linked nor known by gossip
+        // (gossip not yet heard, or forgotten): a row of their own, named by id, one link
+        // beyond the peer their results came through.
+        for (id, slots) in &self.remote_workers {
+            if linked.contains(id) || self.members.contains_key(id) {
+                continue;
+            }
+            let via_hops = self
+                .remote_via
+                .get(id)
+                .and_then(|p| self.members.get(p))
+                .map_or(1, |m| m.hops);
+            hosts.push(HostStats {
+                node: id.0,
+                name: format!("node {:016x}", id.0),
+                hops: via_hops.saturating_add(1),
+                workers: slots.len() as u32,
+                worker_stats: self.remote_worker_stats(*id, 0, &[]),
+                ..HostStats::default()
+            });
+        }
+        let jobs = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.parent.is_none())
+            .map(|(id, j)| {
+                let p = j.progress(now);
+                JobStats {
+                    id: id.to_string(),
+                    chunks_done: p.chunks_done,
+                    chunks_total: p.chunks_total,
+                    local_chunks: p.local_chunks,
+                    remote_chunks: p.remote_chunks,
+                    points_per_s: p.points_per_s,
+                    eta_s: p.eta_s,
+                }
+            })
+            .collect();
+        let remotes = self
+            .remotes
+            .iter()
+            .map(|r| RemoteStatus {
+                address: r.address.clone(),
+                state: r.state,
+                last_error: r.last_error.clone(),
+            })
+            .collect();
+        PoolStats {
+            node: self.s.id.0,
+            name: self.s.name.clone(),
+            hosts,
+            jobs,
+            remotes,
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! The protocol driven without sockets: inputs in, actions checked.
+
+use super::*;
+use crate::wire::PROTOCOL_VERSION;
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, DropSpec, Grid, Operation};
+use millpond_core::models::box_solid;
+use millpond_core::{Axis, CancelToken, Cutter, Mesh, Point3, Rect, TriangleIndex};
+use std::sync::Arc;
+
+/// A small box and a drop grid over it cut into exactly three chunks.
+fn model() -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
+    let triangles = box_solid(Point3::new(2.0, 2.0, 0.0), Point3::new(8.0, 8.0, 3.0));
+    let mesh = Mesh::from_triangles(triangles, "box").expect("a valid box");
+    let index = TriangleIndex::new(&mesh);
+    let spec = JobSpec {
+        mesh: mesh.hash(),
+        cutter: Cutter::Ball { diameter: 3.0 },
+        operation: Operation::Drop(DropSpec {
+            grid: Grid {
+                axis: Axis::X,
+                bounds: Rect::new(0.0, 10.0, 0.0, 10.0),
+                step: 1.0,
+                sampling: 0.001,
+            },
+            floor: 0.0,
+        }),
+    };
+    assert_eq!(spec.chunk_count(), 3);
+    (Arc::new(mesh), Arc::new(index), spec)
+}
+
+/// Chunk `c` of the job, computed for real.
+fn result(c: u32) -> Box<ChunkResult> {
+    let (mesh, index, spec) = model();
+    let ctx = JobContext::new(mesh, index, spec).expect("a valid job");
+    Box::new(
+        ctx.run_chunk(c, &CancelToken::new())
+            .expect("not cancelled"),
+    )
+}
+
+fn node(id: u64, workers: usize, t0: Instant) -> Node {
+    let settings = NodeSettings {
+        id: NodeId(id),
+        name: format!("node-{id}"),
+        workers,
+        remotes: Vec::new(),
+        protocol: PROTOCOL_VERSION,
+        compute_abi: COMPUTE_ABI,
+        mesh_cache_bytes: 1 << 30,
+        address: None,
+    };
+    Node::new(settings, t0)
+}
+
+fn link_up(n: &mut Node, now: Instant, link: LinkId, peer: u64) -> Vec<Action> {
+    let input = Input::LinkUp {
+        link,
+        peer: NodeId(peer),
+        name: format!("peer-{peer}"),
+        workers: 2,
+        remote: None,
+        address: format!("192.0.2.{peer}:1250"),
+    };
+    n.handle(now, input)
+}
+
+fn msg(n: &mut Node, now: Instant, link: LinkId, msg: Msg) -> Vec<Action> {
+    n.handle(now, Input::Msg { link, msg })
+}
+
+/// The control messages among `actions`, gossip left out.
+fn sent(actions: &[Action]) -> Vec<(LinkId, Msg)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { link, msg } if !matches!(msg, Msg::Members(_)) => {
+                Some((*link, msg.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The chunks `actions` start computing here.
+fn computed(actions: &[Action]) -> Vec<u32> {
+    let chunks = actions.iter().filter_map(|a| match a {
+        Action::Compute { chunk, .. } => Some(*chunk),
+        _ => None,
+    });
+    chunks.collect()
+}
+
+/// An owner with one worker, a job of three chunks (chunk 0 on its worker) and child link 5.
+fn owner_with_child(t0: Instant) -> (Node, JobId) {
+    let (mesh, index, spec) = model();
+    let mut n = node(1, 1, t0);
+    let a = n.handle(t0, Input::Submit { mesh, index, spec });
+    let Some(Action::Submitted(Ok(job))) = a.iter().find(|a| matches!(a, Action::Submitted(_)))
+    else {
+        panic!("not submitted: {a:?}");
+    };
+    let job = *job;
+    assert_eq!(computed(&a), vec![0]);
+    let a = link_up(&mut n, t0, 5, 9);
+    assert!(matches!(a[0], Action::Open { link: 5 }), "{a:?}");
+    assert!(
+        matches!(&sent(&a)[..], [(5, Msg::Announce { job: j, hops_left: 7, .. })] if *j == job),
+        "{a:?}"
+    );
+    (n, job)
+}
+
+fn remote_result(link: LinkId, job: JobId, chunk: u32) -> Input {
+    Input::Result {
+        link,
+        job,
+        chunk,
+        compute_s: 0.01,
+        transfer_s: 0.002,
+        by: (NodeId(9), 0),
+        result: result(chunk),
+    }
+}
+
+#[test]
+fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
+    let t0 = Instant::now();
+    let (mesh, _, spec) = model();
+    let mut n = node(2, 1, t0);
+    for (link, peer) in [(1, 1), (2, 3), (3, 4)] {
+        link_up(&mut n, t0, link, peer);
+    }
+    let job = JobId {
+        owner: NodeId(1),
+        seq: 1,
+    };
+    let announce = |hops_left| Msg::Announce {
+        job,
+        spec: spec.clone(),
+        hops_left,
+    };
+    let a = msg(&mut n, t0, 1, announce(7));
+    let mut out = sent(&a);
+    out.sort_by_key(|(l, _)| *l);
+    assert_eq!(
+        out,
+        vec![
+            (1, Msg::FetchMesh { hash: spec.mesh }),
+            (2, announce(6)),
+            (3, announce(6)),
+        ]
+    );
+    assert_eq!(n.jobs[&job].parent, Some(1));
+    // A later copy from another link changes nothing.
+    assert!(sent(&msg(&mut n, t0, 2, announce(7))).is_empty());
+    assert_eq!(n.jobs[&job].parent, Some(1));
+    // The parent cannot steal from its child; another link can ask (and waits for work).
+    let steal = Msg::Steal { job, want: 1 };
+    assert_eq!(
+        sent(&msg(&mut n, t0, 1, steal.clone())),
+        vec![(1, Msg::NoWork { job })]
+    );
+    assert!(sent(&msg(&mut n, t0, 2, steal)).is_empty());
+    // Once the mesh is indexed, the node asks its parent for work, and only its parent.
+    let a = n.handle(
+        t0,
+        Input::MeshArrived {
+            link: 1,
+            mesh: Box::new((*mesh).clone()),
+        },
+    );
+    let Some(Action::IndexMesh { mesh: m }) = a.into_iter().next() else {
+        panic!("mesh not indexed");
+    };
+    let index = Arc::new(TriangleIndex::new(&m));
+    let ready = Input::MeshReady {
+        hash: m.hash(),
+        mesh: Arc::from(m),
+        index,
+    };
+    // One idle worker, link 2's ask, one in hand.
+    let want = 3;
+    assert_eq!(
+        sent(&n.handle(t0, ready)),
+        vec![(1, Msg::Steal { job, want })]
+    );
+    // A grant from a link that is not the parent is a violation.
+    let grant = Msg::Grant {
+        job,
+        chunks: vec![0],
+    };
+    let a = msg(&mut n, t0, 3, grant);
+    assert!(
+        matches!(
+            &a[..],
+            [Action::Close {
+                link: 3,
+                code: close::PROTOCOL_VIOLATION,
+                ..
+            }]
+        ),
+        "{a:?}"
+    );
+    // A job announced with no hops left is taken up but not passed on.
+    let last = JobId { seq: 2, ..job };
+    let a = msg(
+        &mut n,
+        t0,
+        1,
+        Msg::Announce {
+            job: last,
+            spec,
+            hops_left: 0,
+        },
+    );
+    assert!(sent(&a).iter().all(|(l, _)| *l == 1), "{a:?}");
+}
+
+#[test]
+fn steal_grant_result_completes_the_job_with_progress() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
+    assert_eq!(
+        sent(&a),
+        vec![(
+            5,
+            Msg::Grant {
+                job,
+                chunks: vec![1, 2]
+            }
+        )]
+    );
+    // A result: reported to the owner's handle, with progress once 50 ms have passed.
+    let t1 = t0 + Duration::from_millis(60);
+    let a = n.handle(t1, remote_result(5, job, 1));
+    let reports: Vec<&JobEvent> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Report { job: j, event } if *j == job => Some(event),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(&reports[..], [JobEvent::Chunk(r), JobEvent::Progress(p)]
+        if r.chunk == 1 && p.chunks_done == 1 && p.remote_chunks == 1 && p.chunks_total == 3)
+    );
+    // A copy of the same result (a duplicate) is dropped without a word.
+    let t2 = t0 + Duration::from_millis(70);
+    assert!(n.handle(t2, remote_result(5, job, 1)).is_empty());
+    let a = n.handle(t2, remote_result(5, job, 2));
+    assert!(matches!(&a[..], [Action::Report { event: JobEvent::Chunk(r), .. }] if r.chunk == 2));
+    // The owner's own chunk ends the job: last progress, assembly, Cancel down the tree.
+    let done = Input::Computed {
+        job,
+        chunk: 0,
+        worker: 0,
+        seconds: 0.05,
+        result: Some(result(0)),
+    };
+    let a = n.handle(t0 + Duration::from_millis(80), done);
+    assert!(matches!(&a[0], Action::Report { event: JobEvent::Chunk(r), .. } if r.chunk == 0));
+    assert!(
+        matches!(&a[1], Action::Send { link: 5, msg: Msg::Cancel { job: j } } if *j == job),
+        "{a:?}"
+    );
+    assert!(
+        matches!(&a[2], Action::Report { event: JobEvent::Progress(p), .. }
+        if p.chunks_done == 3 && p.local_chunks == 1 && p.remote_chunks == 2)
+    );
+    let Action::Assemble {
+        job: j, results, ..
+    } = &a[3]
+    else {
+        panic!("not assembled: {a:?}");
+    };
+    assert_eq!(*j, job);
+    assert_eq!(
+        results.iter().map(|r| r.chunk).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert!(n.jobs.is_empty());
+    // The statistics count the link's chunks.
+    let a = n.handle(
+        t0 + Duration::from_millis(90),
+        Input::Tick { links: Vec::new() },
+    );
+    let Some(Action::Publish(stats)) = a.last() else {
+        panic!("no statistics: {a:?}");
+    };
+    assert_eq!(stats.hosts[1].chunks_done, 2);
+    assert_eq!(stats.hosts[0].chunks_done, 1);
+}
+
+#[test]
+fn a_lost_link_s_chunks_come_back_to_the_front_of_the_queue() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    assert_eq!(
+        sent(&a),
+        vec![(
+            5,
+            Msg::Grant {
+                job,
+                chunks: vec![1]
+            }
+        )]
+    );
+    assert_eq!(n.jobs[&job].queue, [2]);
+    let a = n.handle(
+        t0,
+        Input::LinkDown {
+            link: 5,
+            reason: "timed out".into(),
+        },
+    );
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(n.jobs[&job].queue, [1, 2]);
+    assert_eq!(n.jobs[&job].deaths[&1], 1);
+    // A newcomer is told of the job and is handed the lost chunk first.
+    let a = link_up(&mut n, t0, 6, 10);
+    assert!(
+        matches!(&sent(&a)[..], [(6, Msg::Announce { .. })]),
+        "{a:?}"
+    );
+    let a = msg(&mut n, t0, 6, Msg::Steal { job, want: 1 });
+    assert_eq!(
+        sent(&a),
+        vec![(
+            6,
+            Msg::Grant {
+                job,
+                chunks: vec![1]
+            }
+        )]
+    );
+    // A result from the dead link's chunk that still comes (it is gone) is not taken.
+    assert!(n.handle(t0, remote_result(5, job, 1)).is_empty());
+}
+
+#[test]
+fn a_result_for_a_chunk_never_granted_to_the_link_closes_it() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    link_up(&mut n, t0, 6, 10);
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    let a = n.handle(t0, remote_result(6, job, 1));
+    let [
+        Action::Close {
+            link: 6,
+            code,
+            reason,
+        },
+    ] = &a[..]
+    else {
+        panic!("not closed: {a:?}");
+    };
+    assert_eq!(*code, close::PROTOCOL_VIOLATION);
+    assert!(reason.contains("never granted"), "{reason}");
+    assert!(!n.links.contains_key(&6));
+    // The rightful holder's result still counts.
+    let a = n.handle(t0, remote_result(5, job, 1));
+    assert!(matches!(&a[..], [Action::Report { event: JobEvent::Chunk(r), .. }] if r.chunk == 1));
+}
+
+/// The mesh arrives at `n` from `link` and is indexed.
+fn mesh_arrives(n: &mut Node, now: Instant, link: LinkId, mesh: &Mesh) -> Vec<Action> {
+    let a = n.handle(
+        now,
+        Input::MeshArrived {
+            link,
+            mesh: Box::new(mesh.clone()),
+        },
+    );
+    let Some(Action::IndexMesh { mesh: m }) = a.into_iter().next() else {
+        panic!("mesh not indexed");
+    };
+    let index = Arc::new(TriangleIndex::new(&m));
+    let hash = m.hash();
+    n.handle(
+        now,
+        Input::MeshReady {
+            hash,
+            mesh: Arc::from(m),
+            index,
+        },
+    )
+}
+
+#[test]
+fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
+    let t0 = Instant::now();
+    let (mesh, _, spec) = model();
+    let mut n = node(2, 1, t0);
+    link_up(&mut n, t0, 1, 1);
+    link_up(&mut n, t0, 2, 3);
+    let job = JobId {
+        owner: NodeId(1),
+        seq: 1,
+    };
+    msg(
+        &mut n,
+        t0,
+        1,
+        Msg::Announce {
+            job,
+            spec: spec.clone(),
+            hops_left: 7,
+        },
+    );
+    // The child asks for the mesh before it is here: it is sent on arrival, once.
+    let fetch = Msg::FetchMesh { hash: spec.mesh };
+    assert!(msg(&mut n, t0, 2, fetch.clone()).is_empty());
+    let a = mesh_arrives(&mut n, t0, 1, &mesh);
+    assert!(matches!(&a[0], Action::SendMesh { link: 2, mesh: m } if m.hash() == spec.mesh));
+    assert_eq!(sent(&a), vec![(1, Msg::Steal { job, want: 2 })]);
+    assert!(msg(&mut n, t0, 2, fetch).is_empty());
+    // The child's ask waits on the parent; NoWork from the parent is passed down.
+    assert!(sent(&msg(&mut n, t0, 2, Msg::Steal { job, want: 2 })).is_empty());
+    let a = msg(&mut n, t0, 1, Msg::NoWork { job });
+    assert_eq!(sent(&a), vec![(2, Msg::NoWork { job })]);
+    // 100 ms later it asks again; a grant feeds its worker first, then the child ...
+    msg(&mut n, t0, 2, Msg::Steal { job, want: 2 });
+    let t1 = t0 + Duration::from_millis(120);
+    let a = n.handle(t1, Input::Tick { links: Vec::new() });
+    assert_eq!(sent(&a), vec![(1, Msg::Steal { job, want: 4 })]);
+    let a = msg(
+        &mut n,
+        t1,
+        1,
+        Msg::Grant {
+            job,
+            chunks: vec![0, 1, 2],
+        },
+    );
+    assert_eq!(computed(&a), vec![0]);
+    // ... and it asks for one more to have in hand.
+    let grant = Msg::Grant {
+        job,
+        chunks: vec![1, 2],
+    };
+    assert_eq!(sent(&a), vec![(2, grant), (1, Msg::Steal { job, want: 1 })]);
+    // A result from below goes up with who computed it; one computed here too.
+    let a = n.handle(t1, remote_result(2, job, 1));
+    let [
+        Action::SendResult {
+            link: 1,
+            chunk: 1,
+            by,
+            ..
+        },
+    ] = &a[..]
+    else {
+        panic!("not passed up: {a:?}");
+    };
+    assert_eq!(*by, (NodeId(9), 0));
+    let done = Input::Computed {
+        job,
+        chunk: 0,
+        worker: 0,
+        seconds: 0.05,
+        result: Some(result(0)),
+    };
+    let a = n.handle(t1, done);
+    assert!(matches!(
+        &a[0],
+        Action::SendResult {
+            link: 1,
+            chunk: 0,
+            by: (NodeId(2), 0),
+            ..
+        }
+    ));
+    // The parent goes: the job ends here and below.
+    let a = n.handle(
+        t1,
+        Input::LinkDown {
+            link: 1,
+            reason: "peer quit".into(),
+        },
+    );
+    assert_eq!(sent(&a), vec![(2, Msg::Cancel { job })]);
+    assert!(n.jobs.is_empty());
+}
+
+/// Chunk `chunk` computed on this node's worker 0.
+fn computed_here(job: JobId, chunk: u32) -> Input {
+    Input::Computed {
+        job,
+        chunk,
+        worker: 0,
+        seconds: 0.05,
+        result: Some(result(chunk)),
+    }
+}
+
+#[test]
+fn a_chunk_that_killed_three_holders_stays_home_and_an_idle_owner_copies_the_tail() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    n.handle(
+        t0,
+        Input::LinkDown {
+            link: 5,
+            reason: "timed out".into(),
+        },
+    );
+    for link in [6, 7, 8] {
+        link_up(&mut n, t0, link, link + 10);
+        let a = msg(&mut n, t0, link, Msg::Steal { job, want: 1 });
+        assert_eq!(
+            sent(&a),
+            vec![(
+                link,
+                Msg::Grant {
+                    job,
+                    chunks: vec![1]
+                }
+            )]
+        );
+        n.handle(
+            t0,
+            Input::LinkDown {
+                link,
+                reason: "timed out".into(),
+            },
+        );
+    }
+    assert_eq!(n.jobs[&job].deaths[&1], 3);
+    // Chunk 1 is no longer handed out; chunk 2 is.
+    link_up(&mut n, t0, 9, 19);
+    let a = msg(&mut n, t0, 9, Msg::Steal { job, want: 2 });
+    assert_eq!(
+        sent(&a),
+        vec![(
+            9,
+            Msg::Grant {
+                job,
+                chunks: vec![2]
+            }
+        )]
+    );
+    // The owner's worker takes chunk 1 once it is free ...
+    let t1 = t0 + Duration::from_millis(10);
+    assert_eq!(computed(&n.handle(t1, computed_here(job, 0))), vec![1]);
+    // ... and then, nothing queued, copies chunk 2, still out with link 9.
+    assert_eq!(computed(&n.handle(t1, computed_here(job, 1))), vec![2]);
+    // Link 9's result comes first and ends the job; the copy is dropped when it comes.
+    let a = n.handle(t1, remote_result(9, job, 2));
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Assemble { .. })),
+        "{a:?}"
+    );
+    assert!(n.handle(t1, computed_here(job, 2)).is_empty());
+}
