@@ -232,6 +232,8 @@ fn quit(display: u32, window: &str, app: &mut Child, how: Quit) -> Duration {
 struct Run {
     config: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
+    /// Variables the app must not inherit.
+    unset: Vec<&'static str>,
     args: Vec<PathBuf>,
 }
 
@@ -240,6 +242,7 @@ impl Run {
         Self {
             config: tempfile::tempdir().unwrap(),
             env: Vec::new(),
+            unset: Vec::new(),
             args: Vec::new(),
         }
     }
@@ -254,6 +257,9 @@ impl Run {
             .stderr(std::fs::File::create(log).unwrap());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        for k in &self.unset {
+            cmd.env_remove(k);
         }
         cmd.args(&self.args);
         cmd.spawn().expect("start millpond")
@@ -367,6 +373,44 @@ fn a_model_on_the_command_line_opens_in_the_window() {
         std::thread::sleep(Duration::from_millis(100));
     };
     screenshot_of(display, &window, "model-argument-window");
+    let took = quit(display, &window, children.get(i), Quit::CtrlQ);
+    assert!(took < QUIT_LIMIT, "quitting took {took:?}");
+}
+
+/// On a desktop with no session bus, and so no portal, Ctrl-O opens Millpond's own file
+/// browser (the desktop's dialog would answer nothing, as if cancelled) and says why.
+#[test]
+fn without_a_desktop_portal_open_uses_the_built_in_browser() {
+    let Some(_one) = guard() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut children = Children::default();
+    let display = start_xvfb(&mut children);
+    let mut run = Run::new();
+    run.unset.push("DBUS_SESSION_BUS_ADDRESS");
+    run.env
+        .push(("XDG_RUNTIME_DIR", dir.path().display().to_string()));
+    let log = dir.path().join("log.txt");
+    let i = children.add("millpond", run.spawn(display, &log));
+    let window = wait_for_window(display, children.get(i), &log, Duration::from_secs(60));
+    let _ = xdotool(display, &["windowfocus", "--sync", &window]);
+    let out = xdotool(display, &["key", "--clearmodifiers", "ctrl+o"]);
+    assert!(out.status.success());
+    let t0 = Instant::now();
+    while !read(&log).contains("using Millpond's own file browser") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no fallback to the built-in browser:\n{}",
+            read(&log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        read(&log).contains("no D-Bus session bus"),
+        "{}",
+        read(&log)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    screenshot_of(display, &window, "built-in-file-browser");
     let took = quit(display, &window, children.get(i), Quit::CtrlQ);
     assert!(took < QUIT_LIMIT, "quitting took {took:?}");
 }

@@ -311,7 +311,33 @@ impl MillpondApp {
         self.loader.open_dropped(file);
     }
 
-    /// Asks for a model file with the native dialog.
+    /// Draws the built-in file browsers and acts on answered dialogs (from the UI pass: the
+    /// built-in browser is a window of this one).
+    pub(super) fn show_dialogs(&mut self, ctx: &egui::Context) {
+        if let Some(d) = &mut self.open_dialog {
+            let answer = d.show(ctx);
+            if let Some(notice) = d.take_notice() {
+                tracing::info!("{notice}");
+                self.status = notice;
+            }
+            if let Some(answer) = answer {
+                self.open_dialog = None;
+                match answer {
+                    Some(path) => self.open_path(path),
+                    None => {
+                        self.status =
+                            "No file chosen. You can also drop an STL file on the window.".into();
+                    }
+                }
+            }
+        }
+        if let Some(notice) = self.exporter.show_dialog(ctx) {
+            tracing::info!("{notice}");
+            self.status = notice;
+        }
+    }
+
+    /// Asks for a model file with the desktop's dialog (or the built-in browser).
     pub fn open_dialog(&mut self) {
         if self.open_dialog.is_none() {
             let start = self
@@ -320,7 +346,12 @@ impl MillpondApp {
                 .first()
                 .and_then(|p| p.parent())
                 .map(std::path::Path::to_path_buf);
-            self.open_dialog = Some(dialogs::open_model(&self.ctx, start));
+            self.open_dialog = Some(dialogs::open_model(
+                &self.ctx,
+                self.prefs.file_browser,
+                start,
+                dialogs::folders_of(&self.session.recent),
+            ));
         }
     }
 
@@ -552,28 +583,25 @@ impl MillpondApp {
             return;
         }
         let (title, stem) = self.export_title();
-        self.exporter.start(
-            &self.ctx,
-            self.session.dialect,
+        let job = self.export_job(title, ops);
+        self.exporter
+            .start(&self.ctx, self.prefs.file_browser, &stem, job);
+    }
+
+    fn export_job(&self, title: String, ops: Vec<ExportOp>) -> export::Job {
+        export::Job {
+            dialect: self.session.dialect,
             title,
-            &stem,
-            self.sent_stock,
+            stock: self.sent_stock,
             ops,
-        );
+        }
     }
 
     /// Writes the program to `path` (no dialog), off the UI thread.
     pub fn export_to(&mut self, path: PathBuf) {
         let (title, _) = self.export_title();
-        let ops = self.export_ops();
-        self.exporter.write_to(
-            &self.ctx,
-            path,
-            self.session.dialect,
-            title,
-            self.sent_stock,
-            ops,
-        );
+        let job = self.export_job(title, self.export_ops());
+        self.exporter.write_to(&self.ctx, path, job);
     }
 
     // ----- preferences and the pool -----
@@ -655,18 +683,6 @@ impl MillpondApp {
                 }
             }
         }
-        if let Some(d) = &self.open_dialog
-            && let Some(answer) = d.poll()
-        {
-            self.open_dialog = None;
-            match answer {
-                Some(path) => self.open_path(path),
-                None => {
-                    self.status =
-                        "No file chosen. You can also drop an STL file on the window.".into();
-                }
-            }
-        }
         for ev in self.compute.poll() {
             match ev {
                 ComputeEvent::Finished(c) => {
@@ -713,7 +729,7 @@ impl MillpondApp {
             }
         }
         self.sync_preview();
-        self.exporter.poll(&self.ctx);
+        self.exporter.poll();
         let ops = self.export_ops();
         self.program_check.update(&self.ctx, self.sent_stock, &ops);
         self.pool.poll();

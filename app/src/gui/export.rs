@@ -108,12 +108,15 @@ pub fn write(
     crate::cli::write_gcode(path, dialect, title, &ops).map_err(|e| format!("{e:#}"))
 }
 
+/// A program to write: its operations, for which controller, checked against which stock.
 #[derive(Debug)]
-struct Job {
-    dialect: Dialect,
-    title: String,
-    stock: Option<Aabb>,
-    ops: Vec<ExportOp>,
+pub struct Job {
+    pub dialect: Dialect,
+    /// The program's title comment (the model's name).
+    pub title: String,
+    /// With it, the toolpaths are posted as the program check machines them ([`machined`]).
+    pub stock: Option<Aabb>,
+    pub ops: Vec<ExportOp>,
 }
 
 /// The export in progress, if any, and how the last one went.
@@ -136,45 +139,19 @@ impl Exporter {
     pub fn start(
         &mut self,
         repaint: &egui::Context,
-        dialect: Dialect,
-        title: String,
+        browser: dialogs::FileBrowser,
         file_stem: &str,
-        stock: Option<Aabb>,
-        ops: Vec<ExportOp>,
+        job: Job,
     ) {
-        let name = format!("{file_stem}.{}", default_extension(dialect));
-        let pending = dialogs::save_gcode(repaint, self.last_dir.clone(), name);
-        self.dialog = Some((
-            pending,
-            Job {
-                dialect,
-                title,
-                stock,
-                ops,
-            },
-        ));
+        let name = format!("{file_stem}.{}", default_extension(job.dialect));
+        let recent: Vec<PathBuf> = self.last_dir.iter().cloned().collect();
+        let pending = dialogs::save_gcode(repaint, browser, self.last_dir.clone(), name, recent);
+        self.dialog = Some((pending, job));
     }
 
     /// Writes to `path` without a dialog, off the UI thread.
-    pub fn write_to(
-        &mut self,
-        repaint: &egui::Context,
-        path: PathBuf,
-        dialect: Dialect,
-        title: String,
-        stock: Option<Aabb>,
-        ops: Vec<ExportOp>,
-    ) {
-        self.spawn_write(
-            repaint,
-            path,
-            Job {
-                dialect,
-                title,
-                stock,
-                ops,
-            },
-        );
+    pub fn write_to(&mut self, repaint: &egui::Context, path: PathBuf, job: Job) {
+        self.spawn_write(repaint, path, job);
     }
 
     fn spawn_write(&mut self, repaint: &egui::Context, path: PathBuf, job: Job) {
@@ -188,16 +165,25 @@ impl Exporter {
         self.writing = Some(rx);
     }
 
-    pub fn poll(&mut self, repaint: &egui::Context) {
-        if let Some((pending, _)) = &self.dialog
-            && let Some(answer) = pending.poll()
+    /// Draws the built-in file browser if that is the dialog, and starts writing once a
+    /// place is chosen (from the UI pass). Returns why the built-in browser took over, once.
+    pub fn show_dialog(&mut self, ctx: &egui::Context) -> Option<String> {
+        let (pending, _) = self.dialog.as_mut()?;
+        let answer = pending.show(ctx);
+        let notice = pending.take_notice();
+        if let Some(answer) = answer
             && let Some((_, job)) = self.dialog.take()
         {
             match answer {
-                Some(path) => self.spawn_write(repaint, path, job),
+                Some(path) => self.spawn_write(ctx, path, job),
                 None => self.last = Some(Err("export cancelled".into())),
             }
         }
+        notice
+    }
+
+    /// Collects a finished write.
+    pub fn poll(&mut self) {
         if let Some(rx) = &self.writing {
             match rx.try_recv() {
                 Ok(r) => {

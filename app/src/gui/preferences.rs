@@ -48,6 +48,8 @@ pub struct Preferences {
     /// Seconds the spindle needs to reach its speed: the program waits this long (`G4`) after
     /// starting it, before the first move. 0 for none.
     pub spindle_dwell_s: f64,
+    /// Which file dialog Open and Export use.
+    pub file_browser: super::dialogs::FileBrowser,
 }
 
 impl Default for Preferences {
@@ -61,6 +63,7 @@ impl Default for Preferences {
             node_name: millpond_net::default_name(),
             rapid_rate: millpond_core::Feeds::default().rapid_rate,
             spindle_dwell_s: 0.0,
+            file_browser: super::dialogs::FileBrowser::Desktop,
         }
     }
 }

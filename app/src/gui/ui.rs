@@ -82,6 +82,8 @@ impl eframe::App for MillpondApp {
         if ui.input_mut(|i| i.consume_shortcut(&OPEN)) {
             self.open_dialog();
         }
+        let ctx = ui.ctx().clone();
+        self.show_dialogs(&ctx);
         let dropped = ui.input(|i| i.raw.dropped_files.clone());
         if let Some(file) = dropped.into_iter().next() {
             self.open_dropped(file);
@@ -959,6 +961,16 @@ impl MillpondApp {
             ui.end_row();
             num(ui, "Rapid rate", "The machine's rapid rate: only used to estimate machining time", &mut e.rapid_rate, " mm/min", 1.0..=200_000.0, 50.0);
             num(ui, "Spindle spin-up", "Seconds the program waits (G4) after starting the spindle, before the first move: for spindles that need time to reach their speed", &mut e.spindle_dwell_s, " s", 0.0..=600.0, 0.1);
+            let tip = "Open and Export: the desktop's file dialog where the desktop has one (an xdg portal), else Millpond's own browser; or always Millpond's own (for a desktop whose dialog does not work)";
+            ui.label("File dialogs").on_hover_text(tip);
+            ui.horizontal(|ui| {
+                use super::dialogs::FileBrowser;
+                ui.radio_value(&mut e.file_browser, FileBrowser::Desktop, "Desktop's")
+                    .on_hover_text(tip);
+                ui.radio_value(&mut e.file_browser, FileBrowser::BuiltIn, "Built-in")
+                    .on_hover_text(tip);
+            });
+            ui.end_row();
         });
         ui.horizontal(|ui| {
             let dirty = self.prefs_ui.edit != self.prefs;
