@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod progress;
 mod toolpath;
+
+use progress::OperationProgress;
 
 pub use toolpath::{ToolpathArgs, toolpath_command};
 
@@ -118,6 +121,9 @@ pub struct ModelArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// No progress bar (it is only drawn when stderr is a terminal anyway).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +163,9 @@ pub struct WaterlineArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// No progress bar (it is only drawn when stderr is a terminal anyway).
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Write level_z,loop,idx,x,y,z rows to this file (a loop's last point joins its first).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -248,12 +257,18 @@ fn threads(arg: Option<usize>) -> Result<usize> {
     }
 }
 
-fn run(ctx: &JobContext, threads: usize) -> Result<JobOutput> {
+/// Runs a job on this computer's cores, with a progress bar named `label` on a terminal.
+fn run(ctx: &JobContext, threads: usize, label: &str, quiet: bool) -> Result<JobOutput> {
     let cancel = CancelToken::new();
-    let results = runner::run_local(ctx, threads, &cancel, &|_, _| {}).map_err(|e| match e {
+    let progress = OperationProgress::new(label, ctx.spec().chunk_count(), quiet);
+    let results = runner::run_local(ctx, threads, &cancel, &|_, p| {
+        progress.update(p.chunks_done, p.points_done);
+    })
+    .map_err(|e| match e {
         RunError::Cancelled => anyhow::anyhow!("cancelled"),
         e => anyhow::Error::new(e),
     })?;
+    progress.finish();
     Ok(ctx.finish(results)?)
 }
 
@@ -277,7 +292,7 @@ pub fn drop_command(args: &DropArgs) -> Result<()> {
     };
     let ctx = JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)?;
     let t0 = Instant::now();
-    let JobOutput::Heights(z) = run(&ctx, threads)? else {
+    let JobOutput::Heights(z) = run(&ctx, threads, "drop", m.quiet)? else {
         bail!("internal error: drop job produced a toolpath");
     };
     let compute_s = t0.elapsed().as_secs_f64();
@@ -312,7 +327,7 @@ pub fn waterline_command(args: &WaterlineArgs) -> Result<()> {
     };
     let ctx = JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)?;
     let t0 = Instant::now();
-    let JobOutput::Contours(levels) = run(&ctx, threads)? else {
+    let JobOutput::Contours(levels) = run(&ctx, threads, "waterline", args.quiet)? else {
         bail!("internal error: contour job produced something else");
     };
     let compute_s = t0.elapsed().as_secs_f64();

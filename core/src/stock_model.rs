@@ -373,8 +373,15 @@ impl StockModel {
                 if near > r {
                     continue;
                 }
+                // The surface over the cell is never below the move's lowest tip plus the
+                // profile at the nearest distance: where that already clears the material
+                // (most cells of a fine raster, cut by the passes before), nothing to search.
+                let bound = zmin + profile.height(near);
+                if bound >= top {
+                    continue;
+                }
                 let low = if dz == 0.0 || len2 == 0.0 {
-                    zmin + profile.height(near)
+                    bound
                 } else {
                     lowest_surface(profile, r, (cx, cy), a, b)
                 };

@@ -1394,3 +1394,66 @@ fn a_missing_model_argument_is_named() {
     let err = fail(["toolpath"]);
     assert!(err.contains("--output"), "{err}");
 }
+
+/// Runs `millpond ARGS` on a pseudo-terminal (util-linux `script`, part of every Debian
+/// system), returning what the terminal showed.
+fn on_a_terminal(args: &[&str]) -> String {
+    let bin = millpond_tests::millpond_bin();
+    let command = std::iter::once(bin.display().to_string())
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script (util-linux) to give millpond a terminal");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// On a terminal each operation shows a bar with chunks, CL points per second and the time
+/// left; `--quiet` silences it; a pipe gets none (the summary lines are unchanged).
+#[test]
+fn progress_bars_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = sphere_model(dir.path());
+    let out = dir.path().join("p.ngc");
+    let (m, o) = (model.display().to_string(), out.display().to_string());
+    let args = [
+        "toolpath",
+        &m,
+        "-o",
+        &o,
+        "--tool",
+        "ball:3",
+        "--stepover",
+        "0.1",
+        "--sampling",
+        "0.05",
+    ];
+    let shown = on_a_terminal(&args);
+    assert!(
+        shown.contains("1. Raster finishing [")
+            && shown.contains(" chunks")
+            && shown.contains("points/s"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("1. Raster finishing, T1 ball 3 mm:"),
+        "{shown}"
+    );
+    let quiet = on_a_terminal(&[&args[..], &["--quiet"]].concat());
+    assert!(!quiet.contains(" chunks"), "{quiet}");
+    assert!(
+        quiet.contains("1. Raster finishing, T1 ball 3 mm:"),
+        "{quiet}"
+    );
+    let piped = run(args);
+    assert!(piped.status.success());
+    assert!(
+        !text(&piped.stderr).contains(" chunks"),
+        "{}",
+        text(&piped.stderr)
+    );
+}

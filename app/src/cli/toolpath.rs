@@ -6,6 +6,7 @@
 //! which strategy and builds the operation, so both forms accept and refuse exactly the same
 //! things.
 
+use super::progress::OperationProgress;
 use super::{AxisArg, DialectArg, Units, format_duration, load_model, threads, write_gcode};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
@@ -177,6 +178,9 @@ pub struct ToolpathArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// No progress bars (they are only drawn when stderr is a terminal anyway).
+    #[arg(long, short)]
+    pub quiet: bool,
     /// G-code dialect.
     #[arg(long, value_enum, default_value = "linuxcnc")]
     pub dialect: DialectArg,
@@ -872,11 +876,17 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     let t_all = Instant::now();
     for (ctx, (op, _)) in jobs.iter().zip(&ops) {
         let t0 = Instant::now();
+        let label = format!("{}. {}", toolpaths.len() + 1, op.name);
         let output = match &pool {
-            Some(pool) => pool
-                .submit(ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone())?
-                .wait(|_| {})?,
-            None => super::run(ctx, threads)?,
+            Some(pool) => {
+                let progress = OperationProgress::new(&label, ctx.spec().chunk_count(), args.quiet);
+                let out = pool
+                    .submit(ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone())?
+                    .wait(|p| progress.update(p.chunks_done, p.points_done))?;
+                progress.finish();
+                out
+            }
+            None => super::run(ctx, threads, &label, args.quiet)?,
         };
         let JobOutput::Toolpath(tp) = output else {
             bail!("internal error: {} produced no toolpath", op.origin);
