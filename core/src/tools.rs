@@ -69,6 +69,21 @@ pub struct Tool {
     /// ([`crate::stock_model::default_max_depth_of_cut`]).
     #[serde(default)]
     pub max_depth_of_cut: f64,
+    /// Cutting edges (for feeds per tooth; shown in the library).
+    #[serde(default = "two_flutes")]
+    pub flutes: u32,
+    /// How far the tool stands out of its holder, mm; 0 when not given. Deeper than this
+    /// the holder would meet the material, so it also bounds the depth of cut.
+    #[serde(default)]
+    pub stick_out: f64,
+    /// The name follows the shape and size ("6 mm flat end mill") until the user edits it.
+    /// Libraries saved before this existed keep their names as given.
+    #[serde(default)]
+    pub auto_name: bool,
+}
+
+fn two_flutes() -> u32 {
+    2
 }
 
 impl Tool {
@@ -114,10 +129,34 @@ impl Tool {
 
     /// The deepest this tool may cut in one move, mm, for `cutter` (its own shape).
     pub fn max_depth_of_cut(&self, cutter: &Cutter) -> f64 {
-        if self.max_depth_of_cut.is_finite() && self.max_depth_of_cut > 0.0 {
+        let edges = if self.max_depth_of_cut.is_finite() && self.max_depth_of_cut > 0.0 {
             self.max_depth_of_cut
         } else {
             crate::stock_model::default_max_depth_of_cut(cutter)
+        };
+        if self.stick_out.is_finite() && self.stick_out > 0.0 {
+            edges.min(self.stick_out)
+        } else {
+            edges
+        }
+    }
+
+    /// The name a tool of this shape and size goes by: "6 mm flat end mill", "3 mm ball
+    /// nose", "6 mm bull nose R1", "6 mm 60° V-bit".
+    pub fn describe(&self) -> String {
+        let d = self.diameter;
+        match self.shape {
+            ToolShape::Flat => format!("{d} mm flat end mill"),
+            ToolShape::Ball => format!("{d} mm ball nose"),
+            ToolShape::Bull => format!("{d} mm bull nose R{}", self.corner_radius),
+            ToolShape::VBit => format!("{d} mm {}° V-bit", self.included_angle),
+        }
+    }
+
+    /// After the shape or a size changed: a name that follows them follows.
+    pub fn rename_if_automatic(&mut self) {
+        if self.auto_name {
+            self.name = self.describe();
         }
     }
 
@@ -148,6 +187,9 @@ impl Default for ToolLibrary {
             plunge_feed,
             spindle_rpm,
             max_depth_of_cut: 0.0,
+            flutes: 2,
+            stick_out: 0.0,
+            auto_name: true,
         };
         Self {
             tools: vec![
@@ -218,9 +260,13 @@ impl ToolLibrary {
             plunge_feed: 300.0,
             spindle_rpm: 16000.0,
             max_depth_of_cut: 0.0,
+            flutes: 2,
+            stick_out: 0.0,
+            auto_name: true,
         });
         if template.is_some() {
             t.name = format!("{} (copy)", t.name);
+            t.auto_name = false;
         }
         t.id = id;
         t.number = number;
@@ -230,5 +276,57 @@ impl ToolLibrary {
 
     pub fn remove(&mut self, id: u64) {
         self.tools.retain(|t| t.id != id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_tool_is_named_after_its_shape_and_size_until_renamed() {
+        let mut lib = ToolLibrary::default();
+        let id = lib.add(None);
+        let t = lib.get_mut(id).unwrap();
+        assert_eq!(t.name, "6 mm flat end mill");
+        t.shape = ToolShape::Bull;
+        t.diameter = 8.0;
+        t.corner_radius = 0.5;
+        t.rename_if_automatic();
+        assert_eq!(t.name, "8 mm bull nose R0.5");
+        t.shape = ToolShape::VBit;
+        t.included_angle = 90.0;
+        t.rename_if_automatic();
+        assert_eq!(t.name, "8 mm 90° V-bit");
+        // The user names it: it stays.
+        t.name = "engraver".into();
+        t.auto_name = false;
+        t.diameter = 3.0;
+        t.rename_if_automatic();
+        assert_eq!(t.name, "engraver");
+        // A library saved before names followed shapes keeps its names; two flutes.
+        let old: Tool = serde_json::from_str(
+            r#"{"id":1,"number":1,"name":"my ball","shape":"Ball","diameter":3.0,
+                "corner_radius":1.0,"included_angle":60.0,"feed":1000.0,
+                "plunge_feed":300.0,"spindle_rpm":18000.0}"#,
+        )
+        .unwrap();
+        assert!(!old.auto_name);
+        assert_eq!((old.flutes, old.stick_out), (2, 0.0));
+    }
+
+    #[test]
+    fn the_stick_out_bounds_the_depth_of_cut() {
+        let mut t = ToolLibrary::default().tools[1].clone();
+        let c = t.cutter().unwrap();
+        assert_eq!(
+            t.max_depth_of_cut(&c),
+            12.0,
+            "two diameters of a 6 mm end mill"
+        );
+        t.stick_out = 10.0;
+        assert_eq!(t.max_depth_of_cut(&c), 10.0, "the holder stands 10 mm up");
+        t.max_depth_of_cut = 4.0;
+        assert_eq!(t.max_depth_of_cut(&c), 4.0);
     }
 }

@@ -36,6 +36,31 @@ pub struct OperationDef {
     pub visible: bool,
     pub tool: u64,
     pub strategy: Strategy,
+    /// This operation's own feeds and speed; `None`: the tool's. Roughing and finishing
+    /// with one cutter rarely want the same feed.
+    pub feeds: Option<OperationFeeds>,
+}
+
+/// Feeds and spindle speed an operation sets for itself.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OperationFeeds {
+    /// mm/min.
+    pub feed: f64,
+    /// mm/min.
+    pub plunge_feed: f64,
+    /// rpm.
+    pub spindle_rpm: f64,
+}
+
+impl OperationFeeds {
+    /// Starting from the tool's.
+    pub fn of(tool: &Tool) -> Self {
+        Self {
+            feed: tool.feed,
+            plunge_feed: tool.plunge_feed,
+            spindle_rpm: tool.spindle_rpm,
+        }
+    }
 }
 
 /// The operations in machining order, and which one the editor shows.
@@ -93,6 +118,7 @@ impl Operations {
             visible: true,
             tool,
             strategy,
+            feeds: None,
         });
         self.selected = Some(id);
         id
@@ -148,7 +174,13 @@ pub fn plan(
         .get(op.tool)
         .ok_or_else(|| format!("{}: choose a tool", op.name))?;
     let cutter = tool.cutter().map_err(|e| e.to_string())?;
-    let feeds = tool.feeds(rapid_rate).map_err(|e| e.to_string())?;
+    let mut feeds = tool.feeds(rapid_rate).map_err(|e| e.to_string())?;
+    if let Some(own) = op.feeds {
+        feeds.feed = own.feed;
+        feeds.plunge_feed = own.plunge_feed;
+        feeds.spindle_rpm = own.spindle_rpm;
+        feeds.validate().map_err(|e| format!("{}: {e}", op.name))?;
+    }
     let setup = Setup::new(model.mesh.hash(), model.bounds(), stock).map_err(|e| e.to_string())?;
     let spec = setup
         .plan(&op.strategy, cutter)
@@ -177,6 +209,56 @@ mod tests {
         assert!(t.name.ends_with("(copy)"));
         let json = serde_json::to_string(&lib).unwrap();
         assert_eq!(serde_json::from_str::<ToolLibrary>(&json).unwrap(), lib);
+    }
+
+    #[test]
+    fn an_operation_s_own_feeds_replace_the_tool_s() {
+        let lib = ToolLibrary::default();
+        let mut ops = Operations::with_default(&lib);
+        let tris = millpond_core::models::geodesic_sphere(
+            millpond_core::Point3::new(0.0, 0.0, 0.0),
+            10.0,
+            2,
+        );
+        let mesh = std::sync::Arc::new(millpond_core::Mesh::from_triangles(tris, "s").unwrap());
+        let model = Model::build(
+            "s".into(),
+            None,
+            mesh,
+            super::super::model::Units::Millimetres,
+            Vec::new(),
+        )
+        .unwrap();
+        let stock = Stock::default();
+        let op = ops.list[1].clone();
+        let tool = lib.get(op.tool).unwrap();
+        let from_tool = plan(&op, &lib, &model, &stock, 5000.0).unwrap();
+        assert_eq!(from_tool.feeds.feed, tool.feed);
+        let own = OperationFeeds {
+            feed: 2500.0,
+            plunge_feed: 150.0,
+            spindle_rpm: 12000.0,
+        };
+        ops.list[1].feeds = Some(own);
+        let planned = plan(&ops.list[1], &lib, &model, &stock, 5000.0).unwrap();
+        assert_eq!(
+            (
+                planned.feeds.feed,
+                planned.feeds.plunge_feed,
+                planned.feeds.spindle_rpm
+            ),
+            (2500.0, 150.0, 12000.0)
+        );
+        assert_eq!(
+            planned.spec, from_tool.spec,
+            "feeds never change the toolpath"
+        );
+        ops.list[1].feeds = Some(OperationFeeds { feed: 0.0, ..own });
+        let e = plan(&ops.list[1], &lib, &model, &stock, 5000.0).unwrap_err();
+        assert!(
+            e.contains("Raster finishing 2") && e.contains("feed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use super::app::MillpondApp;
 use super::export::dialect_label;
 use super::model::{Axis3, Placement, Units};
 use super::operations::{
-    LineAxis, RasterParams, RoughingParams, Stepover, StockMode, Strategy, ToolShape,
-    WaterlineParams, usual_shape,
+    LineAxis, OperationFeeds, RasterParams, RoughingParams, Stepover, StockMode, Strategy,
+    ToolShape, WaterlineParams, usual_shape,
 };
 use super::preferences::PoolState;
 use super::stats_panel::{format_eta, format_rate};
@@ -534,11 +534,22 @@ impl MillpondApp {
             return;
         };
         let mut changed = false;
+        let mut geometry = false;
         egui::Grid::new("tool-editor")
             .num_columns(2)
             .show(ui, |ui| {
-                changed |=
-                    text_row(ui, "Name", "What you call this tool", &mut tool.name).changed();
+                if text_row(
+                    ui,
+                    "Name",
+                    "What you call this tool (until you edit it, it follows the shape and size)",
+                    &mut tool.name,
+                )
+                .changed()
+                {
+                    // The user's name from now on.
+                    tool.auto_name = false;
+                    changed = true;
+                }
                 let l = ui
                     .label("Tool number")
                     .on_hover_text("Pocket number in the machine's tool table (T word)");
@@ -553,14 +564,15 @@ impl MillpondApp {
                     .selected_text(tool.shape.label())
                     .show_ui(ui, |ui| {
                         for s in ToolShape::ALL {
-                            changed |= ui.selectable_value(&mut tool.shape, s, s.label()).changed();
+                            geometry |=
+                                ui.selectable_value(&mut tool.shape, s, s.label()).changed();
                         }
                     })
                     .response
                     .labelled_by(l.id)
                     .on_hover_text("The cutter's end shape");
                 ui.end_row();
-                changed |= num(
+                geometry |= num(
                     ui,
                     "Diameter",
                     "Cutting diameter",
@@ -571,7 +583,7 @@ impl MillpondApp {
                 );
                 match tool.shape {
                     ToolShape::Bull => {
-                        changed |= num(
+                        geometry |= num(
                             ui,
                             "Corner radius",
                             "Radius of the rounded corner (less than half the diameter)",
@@ -582,7 +594,7 @@ impl MillpondApp {
                         );
                     }
                     ToolShape::VBit => {
-                        changed |= num(
+                        geometry |= num(
                             ui,
                             "Included angle",
                             "Angle between opposite flanks of the V",
@@ -632,7 +644,29 @@ impl MillpondApp {
                     0.0..=1000.0,
                     0.1,
                 );
+                let tip = "Cutting edges of the tool";
+                let l = ui.label("Flutes").on_hover_text(tip);
+                changed |= ui
+                    .add(DragValue::new(&mut tool.flutes).range(1..=16))
+                    .labelled_by(l.id)
+                    .on_hover_text(tip)
+                    .changed();
+                ui.end_row();
+                changed |= num(
+                    ui,
+                    "Stick-out",
+                    "How far the tool stands out of its holder: cuts deeper than this are warned \
+                     of (the holder would meet the material). 0: not given",
+                    &mut tool.stick_out,
+                    " mm",
+                    0.0..=1000.0,
+                    0.5,
+                );
             });
+        if geometry {
+            tool.rename_if_automatic();
+            changed = true;
+        }
         if let Err(e) = tool.cutter() {
             ui.colored_label(ERROR_RED, e.to_string());
         }
@@ -815,6 +849,11 @@ impl MillpondApp {
         };
         let tools: Vec<(u64, String)> =
             self.tools.tools.iter().map(|t| (t.id, t.title())).collect();
+        let tool_feeds = self
+            .operations
+            .get(id)
+            .and_then(|op| self.tools.get(op.tool))
+            .map(OperationFeeds::of);
         let Some(op) = self.operations.get_mut(id) else {
             return;
         };
@@ -845,6 +884,42 @@ impl MillpondApp {
                 .labelled_by(l.id)
                 .on_hover_text("Which tool of the library cuts this operation");
             ui.end_row();
+            let tip = "Feeds and spindle speed for this operation alone; unticked, the tool's";
+            let mut own = op.feeds.is_some();
+            ui.label("Own feeds").on_hover_text(tip);
+            if ui.checkbox(&mut own, "").on_hover_text(tip).changed() {
+                op.feeds = if own { tool_feeds } else { None };
+            }
+            ui.end_row();
+            if let Some(f) = &mut op.feeds {
+                num(
+                    ui,
+                    "Feed",
+                    "This operation's cutting feed",
+                    &mut f.feed,
+                    " mm/min",
+                    1.0..=100_000.0,
+                    10.0,
+                );
+                num(
+                    ui,
+                    "Plunge feed",
+                    "This operation's feed down into material",
+                    &mut f.plunge_feed,
+                    " mm/min",
+                    1.0..=100_000.0,
+                    10.0,
+                );
+                num(
+                    ui,
+                    "Spindle speed",
+                    "This operation's spindle speed",
+                    &mut f.spindle_rpm,
+                    " rpm",
+                    1.0..=200_000.0,
+                    100.0,
+                );
+            }
             match &mut op.strategy {
                 Strategy::Roughing(p) => roughing_editor(ui, p),
                 Strategy::RasterFinishing(p) => raster_editor(ui, p),
