@@ -278,3 +278,81 @@ fn app_with_default_operation() {
     app.shutdown();
     assert_snapshot("app_default_operation", &image);
 }
+
+/// Pixels of `image` within a small distance of the sRGB colour `c`.
+fn pixels_like(image: &image::RgbaImage, c: [f32; 4]) -> usize {
+    let want = c.map(|v| (v * 255.0).round() as i32);
+    image
+        .pixels()
+        .filter(|p| (0..3).all(|k| (i32::from(p.0[k]) - want[k]).abs() <= 12))
+        .count()
+}
+
+/// The default job drawn: each operation's cuts in its own colour (roughing the first,
+/// finishing the second), with rapids that the view's Rapids box hides.
+#[test]
+fn operations_have_their_colours_and_rapids_can_be_hidden() {
+    use millpond::gui::view3d::OPERATION_COLORS;
+    use std::time::Duration;
+    let config = tempfile::tempdir().expect("a temporary folder");
+    let mut window = common::window(1280, 800);
+    let mut cc = eframe::CreationContext::_new_kittest(window.ctx.clone());
+    cc.gl = Some(window.gl.gl());
+    let options = millpond::gui::AppOptions::with_config_dir(config.path());
+    let mut app = millpond::gui::MillpondApp::new(&cc, options);
+    let mut frame = eframe::Frame::_new_kittest();
+    frames_until(
+        &mut window,
+        &mut app,
+        &mut frame,
+        Duration::from_secs(10),
+        "the model",
+        |a| a.model.is_some(),
+    );
+    app.generate(true);
+    frames_until(
+        &mut window,
+        &mut app,
+        &mut frame,
+        Duration::from_secs(120),
+        "both toolpaths",
+        |a| a.results.len() == 2 && !a.compute.is_running(),
+    );
+    frames_until(
+        &mut window,
+        &mut app,
+        &mut frame,
+        Duration::from_secs(30),
+        "the 3D view to prepare the toolpaths",
+        |_| millpond::gui::view3d::preparing() == 0,
+    );
+    let mut draw = |app: &mut millpond::gui::MillpondApp| {
+        for _ in 0..2 {
+            frames_until(&mut window, app, &mut frame, Duration::ZERO, "", |_| true);
+        }
+        snapshot(&window)
+    };
+    let with_rapids = draw(&mut app);
+    // Rapids' colour (LINE_COLORS[0] in gpu.rs).
+    let rapid = [0.93, 0.86, 0.48, 1.0];
+    let (rough, finish) = (OPERATION_COLORS[0], OPERATION_COLORS[1]);
+    let counts = |img: &image::RgbaImage| {
+        (
+            pixels_like(img, rough),
+            pixels_like(img, finish),
+            pixels_like(img, rapid),
+        )
+    };
+    let (r1, f1, y1) = counts(&with_rapids);
+    assert!(
+        r1 > 500 && f1 > 500,
+        "roughing {r1} px, finishing {f1} px in their colours"
+    );
+    assert!(y1 > 200, "{y1} px of rapids");
+    app.view_layers().rapids = false;
+    let without = draw(&mut app);
+    let (_, _, y2) = counts(&without);
+    // The legend's swatches stay; the rapids go.
+    assert!(y2 * 10 < y1, "rapids still drawn: {y2} px of {y1}");
+    app.shutdown();
+}

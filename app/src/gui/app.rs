@@ -402,6 +402,11 @@ impl MillpondApp {
         self.view.fit();
     }
 
+    /// What the 3D view draws besides the cuts (its Model, Stock and Rapids boxes).
+    pub fn view_layers(&mut self) -> &mut super::view3d::Layers {
+        &mut self.view.layers
+    }
+
     /// The stock box the 3D view shows.
     pub fn stock_shown(&self) -> Option<Aabb> {
         self.sent_stock
@@ -730,6 +735,13 @@ impl MillpondApp {
         }
         self.sync_preview();
         self.exporter.poll();
+        let legend: Vec<(u64, String)> = self
+            .operations
+            .list
+            .iter()
+            .map(|o| (o.id, o.name.clone()))
+            .collect();
+        self.view.set_legend(&legend);
         let ops = self.export_ops();
         self.program_check.update(&self.ctx, self.sent_stock, &ops);
         self.pool.poll();

@@ -89,7 +89,40 @@ pub struct SceneView {
     previews: BTreeMap<ToolpathId, ToolpathEntry>,
     /// Set by `fit()`; done in `show`, once the view's aspect ratio is known.
     fit_pending: bool,
+    /// What the view's check boxes show.
+    pub layers: Layers,
+    /// Each operation's name and cut colour, in machining order: the legend.
+    legend: Vec<(ToolpathId, String, [f32; 4])>,
 }
+
+/// What the view draws besides the toolpaths' cuts and plunges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layers {
+    pub model: bool,
+    pub stock: bool,
+    pub rapids: bool,
+}
+
+impl Default for Layers {
+    fn default() -> Self {
+        Self {
+            model: true,
+            stock: true,
+            rapids: true,
+        }
+    }
+}
+
+/// Cut colours of the operations, in machining order (sRGB): distinct from each other and
+/// from the rapids' yellow and the plunges' orange-red.
+pub const OPERATION_COLORS: [[f32; 4]; 6] = [
+    [0.26, 0.55, 1.0, 1.0],
+    [0.30, 0.80, 0.45, 1.0],
+    [0.80, 0.45, 0.95, 1.0],
+    [0.20, 0.85, 0.85, 1.0],
+    [0.95, 0.55, 0.75, 1.0],
+    [0.70, 0.75, 0.30, 1.0],
+];
 
 impl std::fmt::Debug for SceneView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,7 +184,25 @@ impl SceneView {
             toolpaths: BTreeMap::new(),
             previews: BTreeMap::new(),
             fit_pending: true,
+            layers: Layers::default(),
+            legend: Vec::new(),
         }
+    }
+
+    /// The operations' names and colours for the legend, in machining order (the colour of
+    /// the `k`-th is `OPERATION_COLORS[k % 6]`).
+    pub fn set_legend(&mut self, operations: &[(ToolpathId, String)]) {
+        self.legend = operations
+            .iter()
+            .enumerate()
+            .map(|(k, (id, name))| {
+                (
+                    *id,
+                    name.clone(),
+                    OPERATION_COLORS[k % OPERATION_COLORS.len()],
+                )
+            })
+            .collect();
     }
 
     /// Whether this view draws with OpenGL (false: overlay and a note only).
@@ -435,8 +486,18 @@ impl SceneView {
                             .collect();
                         ids.sort_unstable();
                         ids.dedup();
-                        ids
+                        ids.into_iter()
+                            .map(|id| {
+                                let color = self
+                                    .legend
+                                    .iter()
+                                    .find(|(l, ..)| *l == id)
+                                    .map_or(OPERATION_COLORS[0], |l| l.2);
+                                (id, color)
+                            })
+                            .collect()
                     },
+                    layers: self.layers,
                     lift: scale * 2e-4,
                 };
                 let shared_cb = Arc::clone(shared);
@@ -460,8 +521,46 @@ impl SceneView {
         self.overlay(ui, rect);
     }
 
-    /// The preset buttons in the view's top-right corner.
+    /// The preset buttons in the view's top-right corner; what is drawn and the legend in its
+    /// top-left corner.
     fn overlay(&mut self, ui: &mut Ui, rect: Rect) {
+        let mut left = ui.new_child(
+            UiBuilder::new()
+                .max_rect(rect.shrink(6.0))
+                .layout(Layout::top_down(Align::Min)),
+        );
+        left.horizontal(|ui| {
+            ui.label("Show")
+                .on_hover_text("What the view draws besides the cutting moves");
+            ui.checkbox(&mut self.layers.model, "model")
+                .on_hover_text("Show the model");
+            ui.checkbox(&mut self.layers.stock, "stock")
+                .on_hover_text("Show the stock's edges");
+            ui.checkbox(&mut self.layers.rapids, "rapids")
+                .on_hover_text("Show rapid moves (yellow); plunges are orange-red");
+        });
+        for (id, name, c) in &self.legend {
+            let shown = self
+                .toolpaths
+                .get(id)
+                .or_else(|| self.previews.get(id))
+                .is_some_and(|t| t.visible);
+            if !shown {
+                continue;
+            }
+            left.horizontal(|ui| {
+                let (r, _) = ui.allocate_exact_size(Vec2::splat(10.0), egui::Sense::hover());
+                let rgb = |v: f32| (v * 255.0).round() as u8;
+                ui.painter().rect_filled(
+                    r,
+                    2.0,
+                    egui::Color32::from_rgb(rgb(c[0]), rgb(c[1]), rgb(c[2])),
+                );
+                ui.label(egui::RichText::new(name).color(egui::Color32::LIGHT_GRAY))
+                    .on_hover_text("This operation's cuts are drawn in this colour");
+            });
+        }
+
         let mut corner = ui.new_child(
             UiBuilder::new()
                 .max_rect(rect.shrink(6.0))

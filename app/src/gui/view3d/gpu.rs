@@ -88,6 +88,10 @@ const LINE_FS: &str = r#"
 in vec4 v_color;
 layout (location = 0) out vec4 out_color;
 void main() {
+    // A hidden kind of move (rapids switched off) has a transparent colour.
+    if (v_color.a < 0.5) {
+        discard;
+    }
     out_color = v_color;
 }
 "#;
@@ -100,6 +104,10 @@ const LINE_COLORS: [[f32; 4]; 4] = [
     [0.26, 0.55, 1.0, 1.0],
     [0.62, 0.66, 0.72, 1.0],
 ];
+
+/// Colour slots of the rapid and cut moves in `LINE_COLORS`.
+const RAPID_SLOT: usize = super::geometry::KIND_RAPID as usize;
+const CUT_SLOT: usize = super::geometry::KIND_CUT as usize;
 
 /// The view's background (sRGB); also what egui shows without GL.
 pub const BACKGROUND: [f32; 3] = [0.16, 0.17, 0.19];
@@ -315,7 +323,9 @@ pub enum Change {
 #[derive(Clone, Debug)]
 pub struct FrameParams {
     pub camera: CameraFrame,
-    pub visible: Vec<ToolpathId>,
+    /// The toolpaths to draw, each with its cut colour.
+    pub visible: Vec<(ToolpathId, [f32; 4])>,
+    pub layers: super::Layers,
     /// Distance to lift lines towards the eye, world units (a tiny fraction of the scene).
     pub lift: f32,
 }
@@ -566,7 +576,9 @@ impl Gpu {
         if let Some(model) = &mut self.model {
             model.material.light_dir = light_dir;
         }
-        target.render_partially(scissor, &camera, self.model.iter(), &[]);
+        if params.layers.model {
+            target.render_partially(scissor, &camera, self.model.iter(), &[]);
+        }
 
         let mut drawn = 0;
         let draw_lines = || {
@@ -579,13 +591,21 @@ impl Gpu {
                 pixel_angle: 2.0 * (c.fov_y / 2.0).tan() / height as f32,
                 z_near: c.z_near,
             };
-            if let Some(stock) = &self.stock {
-                self.draw_lines(&frame, stock, 1.0, 0.0);
+            if let Some(stock) = &self.stock
+                && params.layers.stock
+            {
+                self.draw_lines(&frame, stock, 1.0, 0.0, LINE_COLORS);
             }
-            for id in &params.visible {
+            for (id, cut) in &params.visible {
                 let shown = self.previews.get(id).or_else(|| self.toolpaths.get(id));
                 if let Some(toolpath) = shown {
-                    drawn += self.draw_lines(&frame, toolpath, 0.75, params.lift);
+                    let mut colors = LINE_COLORS;
+                    colors[CUT_SLOT] = *cut;
+                    if !params.layers.rapids {
+                        // Transparent: the fragment shader drops it.
+                        colors[RAPID_SLOT] = [0.0; 4];
+                    }
+                    drawn += self.draw_lines(&frame, toolpath, 0.75, params.lift, colors);
                 }
             }
             Ok::<(), three_d::CoreError>(())
@@ -606,7 +626,14 @@ impl Gpu {
     /// Draws the cells on screen, each at the coarsest level whose error is under half a pixel
     /// at the cell's nearest point, one draw call per chunk on screen; returns how
     /// many segments that was.
-    fn draw_lines(&self, frame: &LineFrame, lines: &GpuLines, half_width: f32, lift: f32) -> usize {
+    fn draw_lines(
+        &self,
+        frame: &LineFrame,
+        lines: &GpuLines,
+        half_width: f32,
+        lift: f32,
+        colors: [[f32; 4]; 4],
+    ) -> usize {
         let p = &self.lines;
         let viewport = frame.viewport;
         p.use_uniform("u_view", frame.view);
@@ -616,7 +643,7 @@ impl Gpu {
             vec2(viewport.width as f32, viewport.height as f32) * 0.5,
         );
         p.use_uniform("u_half_width", half_width);
-        let colors = LINE_COLORS.map(|c| vec4(c[0], c[1], c[2], c[3]));
+        let colors = colors.map(|c| vec4(c[0], c[1], c[2], c[3]));
         p.use_uniform_array("u_colors", &colors);
         let states = RenderStates {
             write_mask: WriteMask::COLOR_AND_DEPTH,
