@@ -382,6 +382,7 @@ pub fn write_gcode(
     path: &Path,
     dialect: Dialect,
     title: &str,
+    zero: Option<&gcode::WorkZero>,
     ops: &[gcode::Operation<'_>],
 ) -> Result<()> {
     let dir = path
@@ -395,7 +396,7 @@ pub fn write_gcode(
     ));
     let result = (|| -> std::io::Result<()> {
         let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        gcode::write_program(&mut out, dialect, title, ops)?;
+        gcode::write_program_at(&mut out, dialect, title, zero, ops)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

@@ -1,6 +1,7 @@
 //! Post-processors: toolpaths to G-code for a controller dialect.
 
 use crate::cutter::Cutter;
+use crate::geom::Point3;
 use crate::toolpath::{Feeds, MoveKind, Toolpath};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -107,6 +108,26 @@ pub fn write_program(
     title: &str,
     operations: &[Operation<'_>],
 ) -> io::Result<()> {
+    write_program_at(out, dialect, title, None, operations)
+}
+
+/// Where the program's zero is: a point in model coordinates, and how the header says so.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkZero {
+    pub at: Point3,
+    /// "X at the stock's left, Y at its front, Z at the stock top".
+    pub description: String,
+}
+
+/// [`write_program`] with every coordinate measured from `zero` (the machinist's touch-off
+/// point) instead of the model's origin; the header says where zero is.
+pub fn write_program_at(
+    out: &mut impl Write,
+    dialect: Dialect,
+    title: &str,
+    zero: Option<&WorkZero>,
+    operations: &[Operation<'_>],
+) -> io::Result<()> {
     let mut s = String::new();
     if dialect == Dialect::LinuxCnc {
         s.push_str("%\n");
@@ -116,6 +137,20 @@ pub fn write_program(
         "{}",
         comment(&format!("{title} - Millpond {}", env!("CARGO_PKG_VERSION")))
     );
+    if let Some(z) = zero {
+        let p = z.at;
+        let _ = writeln!(
+            s,
+            "{}",
+            comment(&format!(
+                "Work zero: {}, at X{} Y{} Z{} of the model",
+                z.description,
+                num(p.x),
+                num(p.y),
+                num(p.z)
+            ))
+        );
+    }
     // mm, absolute, feed per minute, XY plane, no cutter compensation, no canned cycle.
     s.push_str("G21 G90 G94 G17 G40 G80\n");
     if dialect == Dialect::LinuxCnc {
@@ -129,7 +164,18 @@ pub fn write_program(
             Some(t) if t == (op.tool_number, op.cutter) => ToolChange::None,
             Some(_) => ToolChange::Swap,
         };
-        write_operation(out, dialect, op, change)?;
+        match zero {
+            None => write_operation(out, dialect, op, change)?,
+            Some(z) => {
+                let moved = op.toolpath.translated(z.at);
+                let at_zero = Operation {
+                    safe_z: op.safe_z - z.at.z,
+                    toolpath: &moved,
+                    ..*op
+                };
+                write_operation(out, dialect, &at_zero, change)?;
+            }
+        }
         loaded = Some((op.tool_number, op.cutter));
     }
     let mut s = String::from("M5\n");
@@ -267,7 +313,6 @@ fn write_operation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geom::Point3;
 
     fn sample() -> Toolpath {
         let mut tp = Toolpath {

@@ -239,6 +239,8 @@ pub struct Stock {
     pub max: [f64; 3],
     /// Rapid moves run this far above the stock top, mm.
     pub safe_height: f64,
+    /// Where the program's zero is (the window keeps it with the stock).
+    pub zero: WorkZeroChoice,
 }
 
 /// Default distance of rapid moves above the stock top, mm.
@@ -254,6 +256,7 @@ impl Default for Stock {
             min: [0.0; 3],
             max: [100.0, 100.0, 20.0],
             safe_height: DEFAULT_SAFE_HEIGHT,
+            zero: WorkZeroChoice::default(),
         }
     }
 }
@@ -307,6 +310,84 @@ impl Stock {
         self.min = [b.min.x, b.min.y, b.min.z];
         self.max = [b.max.x, b.max.y, b.max.z];
         self.mode = StockMode::Explicit;
+    }
+}
+
+/// Where X and Y are zero on the machine: a corner or the centre of the stock (where a
+/// machinist touches off), or the model's own origin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XyZero {
+    /// The model's coordinates as they are (placement decides where its origin is).
+    #[default]
+    Model,
+    StockFrontLeft,
+    StockFrontRight,
+    StockBackLeft,
+    StockBackRight,
+    StockCentre,
+}
+
+/// Where Z is zero on the machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZZero {
+    /// The model's coordinates as they are.
+    #[default]
+    Model,
+    /// The stock's top face: the usual touch-off.
+    StockTop,
+    /// The stock's bottom (the machine table or spoil board).
+    StockBottom,
+    /// The model's highest point.
+    ModelTop,
+}
+
+/// The program's zero, as a machinist sets it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkZeroChoice {
+    pub xy: XyZero,
+    pub z: ZZero,
+}
+
+impl WorkZeroChoice {
+    /// The zero point in model coordinates for this stock and model.
+    pub fn point(&self, stock: Aabb, model: Aabb) -> Point3 {
+        let (x, y) = match self.xy {
+            XyZero::Model => (0.0, 0.0),
+            XyZero::StockFrontLeft => (stock.min.x, stock.min.y),
+            XyZero::StockFrontRight => (stock.max.x, stock.min.y),
+            XyZero::StockBackLeft => (stock.min.x, stock.max.y),
+            XyZero::StockBackRight => (stock.max.x, stock.max.y),
+            XyZero::StockCentre => (
+                (stock.min.x + stock.max.x) / 2.0,
+                (stock.min.y + stock.max.y) / 2.0,
+            ),
+        };
+        let z = match self.z {
+            ZZero::Model => 0.0,
+            ZZero::StockTop => stock.max.z,
+            ZZero::StockBottom => stock.min.z,
+            ZZero::ModelTop => model.max.z,
+        };
+        Point3::new(x, y, z)
+    }
+
+    /// Where zero is, in words for the program's header.
+    pub fn describe(&self) -> String {
+        let xy = match self.xy {
+            XyZero::Model => "X and Y at the model's origin",
+            XyZero::StockFrontLeft => "X and Y at the stock's front left corner",
+            XyZero::StockFrontRight => "X and Y at the stock's front right corner",
+            XyZero::StockBackLeft => "X and Y at the stock's back left corner",
+            XyZero::StockBackRight => "X and Y at the stock's back right corner",
+            XyZero::StockCentre => "X and Y at the stock's centre",
+        };
+        let z = match self.z {
+            ZZero::Model => "Z at the model's origin",
+            ZZero::StockTop => "Z at the stock top",
+            ZZero::StockBottom => "Z at the stock bottom",
+            ZZero::ModelTop => "Z at the model's top",
+        };
+        format!("{xy}, {z}")
     }
 }
 

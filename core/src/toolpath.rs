@@ -85,6 +85,21 @@ impl Toolpath {
         self.moves.push(Move { kind, to });
     }
 
+    /// The same moves measured from `zero` (every point less `zero`).
+    pub fn translated(&self, zero: Point3) -> Toolpath {
+        Toolpath {
+            start: self.start - zero,
+            moves: self
+                .moves
+                .iter()
+                .map(|m| Move {
+                    kind: m.kind,
+                    to: m.to - zero,
+                })
+                .collect(),
+        }
+    }
+
     /// Where the tool ends up.
     pub fn end(&self) -> Point3 {
         self.moves.last().map_or(self.start, |m| m.to)

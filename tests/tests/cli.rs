@@ -1457,3 +1457,61 @@ fn progress_bars_on_a_terminal_only() {
         text(&piped.stderr)
     );
 }
+
+/// `--zero stock-front-left,stock-top`: the header says where zero is, and every position of
+/// the program is the same move measured from the stock's front left top corner.
+#[test]
+fn work_zero_at_a_stock_corner_and_its_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, mesh) = sphere_model(dir.path());
+    let b = mesh.bounds();
+    let (plain, zeroed) = (dir.path().join("plain.ngc"), dir.path().join("zeroed.ngc"));
+    let args = [
+        "--tool",
+        "ball:3",
+        "--stepover",
+        "1.5",
+        "--sampling",
+        "0.5",
+        "--stock-margin",
+        "2,1",
+    ];
+    toolpath(&model, &plain, &args);
+    toolpath(
+        &model,
+        &zeroed,
+        &[&args[..], &["--zero", "stock-front-left,stock-top"]].concat(),
+    );
+    let g = std::fs::read_to_string(&zeroed).unwrap();
+    assert!(
+        g.contains("(Work zero: X and Y at the stock's front left corner, Z at the stock top,"),
+        "{g:.400}"
+    );
+    let zero = [b.min.x - 2.0, b.min.y - 2.0, b.max.z + 1.0];
+    let a = operation_moves(&std::fs::read_to_string(&plain).unwrap());
+    let z = operation_moves(&g);
+    assert_eq!(a[0].1.len(), z[0].1.len());
+    for ((ra, pa), (rz, pz)) in a[0].1.iter().zip(&z[0].1) {
+        assert_eq!(ra, rz);
+        for k in 0..3 {
+            // Each side is rounded to 0.1 µm on its own.
+            assert!((pa[k] - zero[k] - pz[k]).abs() < 2e-4, "{pa:?} vs {pz:?}");
+        }
+    }
+    // Nothing cuts above zero (the stock top) or below the stock's height under it.
+    let lowest = z[0].1.iter().map(|m| m.1[2]).fold(f64::MAX, f64::min);
+    assert!((lowest - (b.min.z - zero[2])).abs() < 1e-4, "{lowest}");
+    let err = fail([
+        OsStr::new("toolpath"),
+        model.as_os_str(),
+        "-o".as_ref(),
+        zeroed.as_os_str(),
+        "--tool".as_ref(),
+        "ball:3".as_ref(),
+        "--stepover".as_ref(),
+        "1".as_ref(),
+        "--zero".as_ref(),
+        "stock-middle,stock-top".as_ref(),
+    ]);
+    assert!(err.contains("unknown XY zero \"stock-middle\""), "{err}");
+}

@@ -16,6 +16,7 @@ use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
 use millpond_core::setup::{
     LineAxis, RasterParams, RoughingParams, Setup, Stepover, Stock, Strategy, WaterlineParams,
+    WorkZeroChoice, XyZero, ZZero,
 };
 use millpond_core::stock_model;
 use millpond_core::waterline::Milling;
@@ -171,6 +172,11 @@ pub struct ToolpathArgs {
     /// Height for rapid moves, mm [default: 5 mm above the stock top].
     #[arg(long, value_parser = parse_number, allow_hyphen_values = true)]
     pub safe_z: Option<f64>,
+    /// Program zero XY,Z: XY is model, stock-front-left, stock-front-right, stock-back-left,
+    /// stock-back-right or stock-centre; Z is model, stock-top, stock-bottom or model-top
+    /// (e.g. stock-front-left,stock-top) [default: the model's own coordinates].
+    #[arg(long, value_parser = parse_zero)]
+    pub zero: Option<WorkZeroChoice>,
     /// Seconds to wait after each spindle start before the first move, for a spindle that
     /// needs time to reach its speed (`G4 P...`) [default: 0, no wait].
     #[arg(long, value_parser = parse_non_negative, default_value_t = 0.0)]
@@ -231,6 +237,38 @@ fn parse_name(s: &str) -> Result<String, String> {
         "" => Err("the name is empty".into()),
         name => Ok(name.to_string()),
     }
+}
+
+fn parse_zero(s: &str) -> Result<WorkZeroChoice, String> {
+    let (xy, z) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected XY,Z (e.g. stock-front-left,stock-top), got \"{s}\""))?;
+    let xy = match xy.trim() {
+        "model" => XyZero::Model,
+        "stock-front-left" => XyZero::StockFrontLeft,
+        "stock-front-right" => XyZero::StockFrontRight,
+        "stock-back-left" => XyZero::StockBackLeft,
+        "stock-back-right" => XyZero::StockBackRight,
+        "stock-centre" | "stock-center" => XyZero::StockCentre,
+        other => {
+            return Err(format!(
+                "unknown XY zero \"{other}\": expected model, stock-front-left, \
+                 stock-front-right, stock-back-left, stock-back-right or stock-centre"
+            ));
+        }
+    };
+    let z = match z.trim() {
+        "model" => ZZero::Model,
+        "stock-top" => ZZero::StockTop,
+        "stock-bottom" => ZZero::StockBottom,
+        "model-top" => ZZero::ModelTop,
+        other => {
+            return Err(format!(
+                "unknown Z zero \"{other}\": expected model, stock-top, stock-bottom or model-top"
+            ));
+        }
+    };
+    Ok(WorkZeroChoice { xy, z })
 }
 
 fn parse_tool_number(s: &str) -> Result<u32, String> {
@@ -940,7 +978,11 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         .model
         .file_name()
         .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
-    write_gcode(&args.output, dialect, &title, &program)?;
+    let zero = args.zero.map(|z| gcode::WorkZero {
+        at: z.point(setup.stock, setup.model),
+        description: z.describe(),
+    });
+    write_gcode(&args.output, dialect, &title, zero.as_ref(), &program)?;
 
     let (mut moves, mut retracts) = (0, 0);
     let (mut cut, mut plunge, mut rapid, mut time) = (0.0, 0.0, 0.0, 0.0);

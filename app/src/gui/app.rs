@@ -594,10 +594,18 @@ impl MillpondApp {
     }
 
     fn export_job(&self, title: String, ops: Vec<ExportOp>) -> export::Job {
+        let zero = match (&self.model, self.sent_stock) {
+            (Some(m), Some(stock)) => Some(millpond_core::gcode::WorkZero {
+                at: self.stock.zero.point(stock, m.bounds()),
+                description: self.stock.zero.describe(),
+            }),
+            _ => None,
+        };
         export::Job {
             dialect: self.session.dialect,
             title,
             stock: self.sent_stock,
+            zero,
             ops,
         }
     }

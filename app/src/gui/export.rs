@@ -89,6 +89,7 @@ pub fn write(
     dialect: Dialect,
     title: &str,
     stock: Option<Aabb>,
+    zero: Option<&gcode::WorkZero>,
     ops: &[ExportOp],
 ) -> Result<(), String> {
     let checked = stock.map(|s| machined(s, ops)).transpose()?;
@@ -105,7 +106,7 @@ pub fn write(
             toolpath: checked.as_ref().map_or(&*o.toolpath, |c| &c[k].0),
         })
         .collect();
-    crate::cli::write_gcode(path, dialect, title, &ops).map_err(|e| format!("{e:#}"))
+    crate::cli::write_gcode(path, dialect, title, zero, &ops).map_err(|e| format!("{e:#}"))
 }
 
 /// A program to write: its operations, for which controller, checked against which stock.
@@ -116,6 +117,8 @@ pub struct Job {
     pub title: String,
     /// With it, the toolpaths are posted as the program check machines them ([`machined`]).
     pub stock: Option<Aabb>,
+    /// Where the program's zero is.
+    pub zero: Option<gcode::WorkZero>,
     pub ops: Vec<ExportOp>,
 }
 
@@ -158,7 +161,15 @@ impl Exporter {
         let (tx, rx) = channel();
         let repaint = repaint.clone();
         std::thread::spawn(move || {
-            let r = write(&path, job.dialect, &job.title, job.stock, &job.ops).map(|()| path);
+            let r = write(
+                &path,
+                job.dialect,
+                &job.title,
+                job.stock,
+                job.zero.as_ref(),
+                &job.ops,
+            )
+            .map(|()| path);
             let _ = tx.send(r);
             repaint.request_repaint();
         });

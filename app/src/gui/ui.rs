@@ -464,6 +464,49 @@ impl MillpondApp {
                 }
             }
             changed |= num(ui, "Safe height", "Rapid moves run this far above the stock top", &mut s.safe_height, " mm", 0.1..=1000.0, 0.1);
+            {
+                use millpond_core::setup::{XyZero, ZZero};
+                let tip = "Where X and Y are zero in the program: where you touch off";
+                let l = ui.label("Zero X/Y").on_hover_text(tip);
+                let xy_label = |z: XyZero| match z {
+                    XyZero::Model => "model origin",
+                    XyZero::StockFrontLeft => "stock front left",
+                    XyZero::StockFrontRight => "stock front right",
+                    XyZero::StockBackLeft => "stock back left",
+                    XyZero::StockBackRight => "stock back right",
+                    XyZero::StockCentre => "stock centre",
+                };
+                egui::ComboBox::from_id_salt("zero-xy")
+                    .selected_text(xy_label(s.zero.xy))
+                    .show_ui(ui, |ui| {
+                        for z in [XyZero::Model, XyZero::StockFrontLeft, XyZero::StockFrontRight, XyZero::StockBackLeft, XyZero::StockBackRight, XyZero::StockCentre] {
+                            changed |= ui.selectable_value(&mut s.zero.xy, z, xy_label(z)).changed();
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text(tip);
+                ui.end_row();
+                let tip = "Where Z is zero in the program";
+                let l = ui.label("Zero Z").on_hover_text(tip);
+                let z_label = |z: ZZero| match z {
+                    ZZero::Model => "model origin",
+                    ZZero::StockTop => "stock top",
+                    ZZero::StockBottom => "stock bottom",
+                    ZZero::ModelTop => "model top",
+                };
+                egui::ComboBox::from_id_salt("zero-z")
+                    .selected_text(z_label(s.zero.z))
+                    .show_ui(ui, |ui| {
+                        for z in [ZZero::Model, ZZero::StockTop, ZZero::StockBottom, ZZero::ModelTop] {
+                            changed |= ui.selectable_value(&mut s.zero.z, z, z_label(z)).changed();
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text(tip);
+                ui.end_row();
+            }
         });
         let b = self.stock.aabb(model_box);
         let sz = b.size();
