@@ -77,8 +77,7 @@ fn model(variant: usize) -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
 
 pub fn inject(w: &mut World, f: Fault) {
     let now = w.now;
-    let count =
-        |w: &mut World, kind: &'static str| *w.count.faults.entry(kind).or_default() += 1;
+    let count = |w: &mut World, kind: &'static str| *w.count.faults.entry(kind).or_default() += 1;
     match f {
         Fault::Submit {
             node,
@@ -110,15 +109,37 @@ pub fn inject(w: &mut World, f: Fault) {
             }
         }
         Fault::DropLink { a, b } => {
-            if let Some((l, _)) = w.links_of(a).into_iter().find(|&(_, p)| p == b) {
+            // Mid-job where possible: a link of the first node holding a job, from `a`.
+            let n = w.nodes.len();
+            let holds =
+                |w: &World, i: usize| w.nodes[i].as_ref().is_some_and(|x| x.load().jobs > 0);
+            let links = (0..n)
+                .map(|k| (a + k) % n)
+                .filter(|&i| holds(w, i))
+                .map(|i| w.links_of(i))
+                .find(|l| !l.is_empty())
+                .unwrap_or_else(|| w.links_of(a));
+            if !links.is_empty() {
+                let (l, _) = links[b % links.len()];
                 count(w, "link drop");
                 w.drop_link(l, "timed out");
             }
         }
         Fault::Kill(node) => {
+            // Mid-chunk where possible: the first node computing, counted from `node`.
+            let n = w.nodes.len();
+            let busy = |w: &World, i: usize| w.nodes[i].as_ref().is_some_and(|x| x.load().busy > 0);
+            let pick = (0..n).map(|k| (node + k) % n).find(|&i| busy(w, i));
+            let node = pick.unwrap_or(node);
             if w.alive(node) {
-                let busy = w.nodes[node].as_ref().is_some_and(|n| n.load().busy > 0);
-                count(w, if busy { "kill mid-chunk" } else { "kill" });
+                count(
+                    w,
+                    if pick.is_some() {
+                        "kill mid-chunk"
+                    } else {
+                        "kill"
+                    },
+                );
                 w.kill(node, "timed out");
             }
         }
@@ -271,18 +292,11 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
         w.fault_at(t, f);
     }
     for _ in 0..rng.range(0, 4) {
-        let t = rng.range(20 * MS, 150 * MS);
+        let t = rng.range(10 * MS, 90 * MS);
         let node = rng.below(n);
         let other = rng.below(n);
         let f = match rng.below(5) {
-            0 => {
-                // A link that exists at t=0 (it may be gone by then).
-                let e = topology(kind, n, &mut Rng::new(0))
-                    .get(rng.below(n.max(2) - 1))
-                    .copied();
-                let (a, b) = e.unwrap_or((0, 1.min(n - 1)));
-                Fault::DropLink { a, b }
-            }
+            0 => Fault::DropLink { a: node, b: other },
             1 => Fault::Kill(node),
             2 => Fault::Leave {
                 node,
