@@ -5,9 +5,13 @@
 //! | file | part |
 //! |---|---|
 //! | `mod.rs` | [`World`]: the clock, the event queue, links, carrying out actions |
+//! | `rng.rs` | the seeded random numbers |
 //! | `scenario.rs` | topologies, faults, the checks, and the many-seed test |
 
+mod rng;
 mod scenario;
+
+pub use rng::Rng;
 
 use crate::proto::{self, Action, Input, LinkId, Node, NodeSettings, close};
 use crate::wire::{JobId, Msg, NodeId, PROTOCOL_VERSION};
@@ -18,40 +22,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// splitmix64: small, seeded, the same everywhere.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// In `lo..hi` (`lo` when empty).
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo {
-            lo
-        } else {
-            lo + self.next() % (hi - lo)
-        }
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        self.range(0, n as u64) as usize
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.range(0, 100) < percent
-    }
-}
 
 /// Virtual microseconds since the world's base instant.
 pub type Micros = u64;
@@ -202,7 +172,8 @@ impl World {
 
     fn fresh_node(&self, i: usize) -> Node {
         let settings = NodeSettings {
-            id: NodeId(1000 + i as u64),
+            // A restarted node is a new process: a new id, as `Pool::start` draws one.
+            id: NodeId(1000 + i as u64 + 1_000_000 * u64::from(self.generation[i])),
             name: format!("sim-{i}"),
             workers: 1 + i % 3,
             remotes: Vec::new(),
@@ -543,10 +514,10 @@ impl World {
                 }
             }
             Action::Report { job, event } => {
-                if let JobEvent::Finished(Err(e)) = event {
-                    if !matches!(e, PoolError::Cancelled) {
-                        self.errors.push(format!("job {job} failed: {e}"));
-                    }
+                if let JobEvent::Finished(Err(e)) = event
+                    && !matches!(e, PoolError::Cancelled)
+                {
+                    self.errors.push(format!("job {job} failed: {e}"));
                 }
             }
             Action::Submitted(r) => {

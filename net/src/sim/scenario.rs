@@ -252,6 +252,9 @@ pub struct Outcome {
     pub completed: usize,
     pub owner_lost: usize,
     pub msgs: u64,
+    /// Chunks computed anywhere, and results carried up a link.
+    pub computes: u64,
+    pub results: u64,
     pub virtual_ms: u64,
     pub errors: Vec<String>,
 }
@@ -338,6 +341,8 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
         faults: w.count.faults.clone(),
         jobs: w.jobs.len(),
         msgs: w.count.msgs + w.count.gossip,
+        computes: w.count.computes,
+        results: w.count.results,
         virtual_ms: w.now / MS,
         errors: std::mem::take(&mut w.errors),
         ..Outcome::default()
@@ -453,6 +458,7 @@ fn sim_many_seeds_over_topologies_and_faults() {
     let mut failed = Vec::new();
     let (mut nodes, mut largest, mut jobs, mut completed, mut lost, mut msgs, mut vt) =
         (0, 0, 0, 0, 0, 0, 0);
+    let (mut computes, mut results) = (0, 0);
     let mut per_topology: BTreeMap<&str, u64> = BTreeMap::new();
     for (seed, o) in &outcomes {
         nodes += o.nodes;
@@ -461,6 +467,8 @@ fn sim_many_seeds_over_topologies_and_faults() {
         completed += o.completed;
         lost += o.owner_lost;
         msgs += o.msgs;
+        computes += o.computes;
+        results += o.results;
         vt += o.virtual_ms;
         *per_topology.entry(o.topology).or_default() += 1;
         for (k, v) in &o.faults {
@@ -477,7 +485,7 @@ fn sim_many_seeds_over_topologies_and_faults() {
     println!(
         "sim: {} seeds, largest topology {largest} nodes, {nodes} nodes total, topologies {per_topology:?}, \
          faults {faults:?}, jobs completed {completed} of {jobs} ({lost} lost with their owner), \
-         {msgs} messages, {:.1} s virtual, {:.1} s wall",
+         {computes} chunks computed, {results} results carried up a link, {msgs} messages, {:.1} s virtual, {:.1} s wall",
         outcomes.len(),
         vt as f64 / 1000.0,
         started.elapsed().as_secs_f64()
