@@ -127,6 +127,8 @@ pub struct World {
     pub bogus: BTreeMap<LinkId, bool>,
     /// Percent of messages sent twice (the duplicate fault).
     pub duplicate_percent: u64,
+    /// Until when a delayed message may still arrive (a late `Steal` is answered `NoWork`).
+    pub delayed_until: Micros,
     pub count: Counters,
     pub errors: Vec<String>,
     pub trace: bool,
@@ -151,6 +153,7 @@ impl World {
             submitting: None,
             bogus: BTreeMap::new(),
             duplicate_percent: 0,
+            delayed_until: 0,
             count: Counters::default(),
             errors: Vec::new(),
             trace: false,
@@ -294,6 +297,11 @@ impl World {
     /// Drops the link whose end at its node is `link`, both sides told (a dead connection).
     pub fn drop_link(&mut self, link: LinkId, reason: &str) {
         self.close_end(link, reason, true);
+    }
+
+    /// The other end of `link`.
+    pub fn peer_end(&self, link: LinkId) -> LinkId {
+        self.ends[&link].peer
     }
 
     pub fn set_delay(&mut self, link: LinkId, delay: Micros) {

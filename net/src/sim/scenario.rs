@@ -178,14 +178,15 @@ pub fn inject(w: &mut World, f: Fault) {
             }
         }
         Fault::Delay { a, b, extra, lasts } => {
-            let links: Vec<LinkId> = w
-                .links_of(a)
-                .into_iter()
-                .filter(|&(_, p)| p == b)
-                .map(|(l, _)| l)
-                .collect();
+            // One of `a`'s links, both directions.
+            let ours = w.links_of(a);
+            let links: Vec<LinkId> = ours
+                .get(b % ours.len().max(1))
+                .map(|&(l, _)| vec![l, w.peer_end(l)])
+                .unwrap_or_default();
             if !links.is_empty() {
                 count(w, "delay");
+                w.delayed_until = w.delayed_until.max(now + lasts + 2 * extra + 10 * MS);
                 for &l in &links {
                     w.set_delay(l, extra);
                 }
@@ -333,8 +334,9 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
     };
     w.run(TIME_BOUND, &|w| w.now > submitted_by && !owed(w));
     let jobs_over = w.now;
-    w.run(jobs_over + GRACE, &|_| false);
-    check(&mut w, jobs_over);
+    let quiet_from = jobs_over.max(w.delayed_until);
+    w.run(quiet_from + GRACE, &|_| false);
+    check(&mut w, jobs_over, quiet_from);
     let mut out = Outcome {
         nodes: n,
         topology: TOPOLOGIES[kind],
@@ -358,7 +360,9 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
 }
 
 /// The checks after a run whose jobs were over at `jobs_over`.
-fn check(w: &mut World, jobs_over: Micros) {
+/// Job traffic must stop within half the grace after `quiet_from` (the later of `jobs_over`
+/// and the end of a delay fault's late arrivals).
+fn check(w: &mut World, jobs_over: Micros, quiet_from: Micros) {
     let mut errors = Vec::new();
     for (id, r) in &w.jobs {
         let owner_ok = w.alive(r.owner) && w.generation[r.owner] == r.owner_generation;
@@ -382,7 +386,7 @@ fn check(w: &mut World, jobs_over: Micros) {
         }
     }
     // Quiet after the jobs: no job traffic in the second half of the grace, nothing held.
-    if w.count.last_job_traffic > jobs_over + GRACE / 2 {
+    if w.count.last_job_traffic > quiet_from + GRACE / 2 {
         errors.push(format!(
             "job messages still flowing at {} µs",
             w.count.last_job_traffic
