@@ -13,6 +13,8 @@ mod link;
 pub mod node;
 pub mod proto;
 pub mod secret;
+#[cfg(test)]
+mod sim;
 pub mod stats;
 pub mod tls;
 pub mod wire;

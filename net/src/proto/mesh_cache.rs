@@ -39,6 +39,11 @@ pub(super) struct MeshCache {
 }
 
 impl MeshCache {
+    /// Meshes kept.
+    pub fn len(&self) -> usize {
+        self.meshes.len()
+    }
+
     /// A cached mesh and its index, marked as used now.
     pub fn get(&mut self, hash: MeshHash, now: Instant) -> Option<(Arc<Mesh>, Arc<TriangleIndex>)> {
         let m = self.meshes.get_mut(&hash)?;

@@ -78,6 +78,22 @@ pub struct NodeSettings {
     pub address: Option<String>,
 }
 
+/// What a node holds ([`Node::load`]), for bounds checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    pub links: usize,
+    /// Jobs known here (owned or helped with).
+    pub jobs: usize,
+    /// Chunks queued here, every job.
+    pub queued: usize,
+    /// The largest chunk count among those jobs.
+    pub most_chunks: usize,
+    /// Worker slots computing.
+    pub busy: usize,
+    /// Meshes cached.
+    pub meshes: usize,
+}
+
 /// A link as the protocol sees it.
 struct Link {
     peer: NodeId,
@@ -170,6 +186,24 @@ impl Node {
         self.on_input(now, input);
         self.pump(now);
         std::mem::take(&mut self.out)
+    }
+
+    /// What this node holds, for the simulator's bounds checks (`sim/`): the core keeps no
+    /// other way to look inside, and the shell never needs one.
+    pub fn load(&self) -> Load {
+        Load {
+            links: self.links.len(),
+            jobs: self.jobs.len(),
+            queued: self.jobs.values().map(|j| j.queue.len()).sum(),
+            most_chunks: self
+                .jobs
+                .values()
+                .map(|j| j.total as usize)
+                .max()
+                .unwrap_or(0),
+            busy: self.busy,
+            meshes: self.meshes.len(),
+        }
     }
 
     /// The node stops: every running chunk is cancelled. (The shell closes the endpoint.)

@@ -1,0 +1,620 @@
+//! The simulated workshop (ARCHITECTURE.md §4.11): many [`proto::Node`]s in one process on a
+//! virtual clock, linked by simulated links, computing chunks for real, with seeded faults.
+//! Everything random comes from one seed, so a failing run is replayed exactly.
+//!
+//! | file | part |
+//! |---|---|
+//! | `mod.rs` | [`World`]: the clock, the event queue, links, carrying out actions |
+//! | `rng.rs` | the seeded random numbers |
+//! | `scenario.rs` | topologies, faults, the checks, and the many-seed test |
+
+mod rng;
+mod scenario;
+
+pub use rng::Rng;
+
+use crate::proto::{self, Action, Input, LinkId, Node, NodeSettings, close};
+use crate::wire::{JobId, Msg, NodeId, PROTOCOL_VERSION};
+use crate::{JobEvent, PoolError};
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
+use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Virtual microseconds since the world's base instant.
+pub type Micros = u64;
+
+/// Something that happens at a virtual time.
+enum Ev {
+    /// An input for `node` in incarnation `gen` (dropped if the node died or restarted, or if
+    /// it is bound to a link end that is closed).
+    Input {
+        node: usize,
+        generation: u32,
+        input: Input,
+    },
+    /// A chunk computed on `node`: `Computed`, or `None` if it was cancelled meanwhile.
+    Computed {
+        node: usize,
+        generation: u32,
+        job: JobId,
+        chunk: u32,
+        worker: usize,
+        cancel: CancelToken,
+        result: ChunkResult,
+    },
+    Tick {
+        node: usize,
+        generation: u32,
+    },
+    Fault(scenario::Fault),
+}
+
+/// One end of a simulated link, as the node at that end names it.
+struct End {
+    node: usize,
+    peer: LinkId,
+    open: bool,
+    latency: Micros,
+    /// Arrival of the last control message sent from this end (the stream is ordered).
+    last_arrival: Micros,
+    /// Extra delay while a delay fault holds.
+    delay: Micros,
+}
+
+/// A job submitted in the world, and what a local run gives.
+pub struct JobRecord {
+    pub owner: usize,
+    pub owner_generation: u32,
+    pub expected: Arc<JobOutput>,
+    /// `Some(true)`: assembled and identical to the local run.
+    pub done: Option<bool>,
+}
+
+/// Counts, for the bounds and the figures.
+#[derive(Default, Clone)]
+pub struct Counters {
+    /// Control messages other than gossip.
+    pub msgs: u64,
+    pub gossip: u64,
+    pub results: u64,
+    pub meshes: u64,
+    pub computes: u64,
+    /// Link ends ever made.
+    pub ends: u64,
+    /// Virtual time of the last non-gossip message or result.
+    pub last_job_traffic: Micros,
+    pub faults: BTreeMap<&'static str, u64>,
+}
+
+thread_local! {
+    /// Chunk results by (spec, chunk): each distinct chunk is computed once per thread, for
+    /// real, with the action's context; copies and re-runs reuse it (the core is deterministic).
+    static CHUNKS: RefCell<HashMap<(String, u32), ChunkResult>> = RefCell::new(HashMap::new());
+}
+
+fn run_chunk(ctx: &JobContext, chunk: u32) -> ChunkResult {
+    let key = (format!("{:?}", ctx.spec()), chunk);
+    if let Some(r) = CHUNKS.with(|m| m.borrow().get(&key).cloned()) {
+        return r;
+    }
+    let r = ctx
+        .run_chunk(chunk, &CancelToken::new())
+        .expect("never cancelled");
+    CHUNKS.with(|m| m.borrow_mut().insert(key, r.clone()));
+    r
+}
+
+/// N nodes, their links and the virtual clock.
+pub struct World {
+    pub t0: Instant,
+    pub now: Micros,
+    seq: u64,
+    queue: BTreeMap<(Micros, u64), Ev>,
+    pub nodes: Vec<Option<Node>>,
+    pub generation: Vec<u32>,
+    /// Simulated compute time of one chunk per node.
+    pub chunk_time: Vec<Micros>,
+    ends: BTreeMap<LinkId, End>,
+    next_link: LinkId,
+    pub rng: Rng,
+    pub jobs: BTreeMap<JobId, JobRecord>,
+    /// A submit waiting for its `Submitted`: (owner, expected output).
+    submitting: Option<(usize, Arc<JobOutput>)>,
+    /// Links on which a bogus result was injected: whether the node closed them for it.
+    pub bogus: BTreeMap<LinkId, bool>,
+    /// Percent of messages sent twice (the duplicate fault).
+    pub duplicate_percent: u64,
+    /// Until when a delayed message may still arrive (a late `Steal` is answered `NoWork`).
+    pub delayed_until: Micros,
+    pub count: Counters,
+    pub errors: Vec<String>,
+    pub trace: bool,
+}
+
+impl World {
+    pub fn new(seed: u64, chunk_time: Vec<Micros>) -> Self {
+        let t0 = Instant::now();
+        let n = chunk_time.len();
+        let mut w = Self {
+            t0,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes: Vec::new(),
+            generation: vec![0; n],
+            chunk_time,
+            ends: BTreeMap::new(),
+            next_link: 1,
+            rng: Rng::new(seed),
+            jobs: BTreeMap::new(),
+            submitting: None,
+            bogus: BTreeMap::new(),
+            duplicate_percent: 0,
+            delayed_until: 0,
+            count: Counters::default(),
+            errors: Vec::new(),
+            trace: false,
+        };
+        for i in 0..n {
+            let node = w.fresh_node(i);
+            w.nodes.push(Some(node));
+            let first = w.rng.range(1, proto::TICK.as_micros() as u64);
+            w.at(
+                first,
+                Ev::Tick {
+                    node: i,
+                    generation: 0,
+                },
+            );
+        }
+        w
+    }
+
+    fn fresh_node(&self, i: usize) -> Node {
+        let settings = NodeSettings {
+            // A restarted node is a new process: a new id, as `Pool::start` draws one.
+            id: NodeId(1000 + i as u64 + 1_000_000 * u64::from(self.generation[i])),
+            name: format!("sim-{i}"),
+            workers: 1 + i % 3,
+            remotes: Vec::new(),
+            protocol: PROTOCOL_VERSION,
+            compute_abi: COMPUTE_ABI,
+            mesh_cache_bytes: 1 << 30,
+            address: None,
+        };
+        Node::new(settings, self.instant())
+    }
+
+    pub fn instant(&self) -> Instant {
+        self.t0 + Duration::from_micros(self.now)
+    }
+
+    fn at(&mut self, t: Micros, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((t, self.seq), ev);
+    }
+
+    pub fn fault_at(&mut self, t: Micros, f: scenario::Fault) {
+        self.at(t, Ev::Fault(f));
+    }
+
+    fn input_at(&mut self, t: Micros, node: usize, input: Input) {
+        let generation = self.generation[node];
+        self.at(
+            t,
+            Ev::Input {
+                node,
+                generation,
+                input,
+            },
+        );
+    }
+
+    pub fn alive(&self, node: usize) -> bool {
+        self.nodes[node].is_some()
+    }
+
+    /// Open link ends at `node`: (its link id, the peer node).
+    pub fn links_of(&self, node: usize) -> Vec<(LinkId, usize)> {
+        self.ends
+            .iter()
+            .filter(|(_, e)| e.open && e.node == node)
+            .map(|(l, e)| (*l, self.ends[&e.peer].node))
+            .collect()
+    }
+
+    pub fn linked(&self, a: usize, b: usize) -> bool {
+        self.links_of(a).iter().any(|&(_, p)| p == b)
+    }
+
+    /// Links `a` and `b` as the shell would once TLS, SPAKE2 and Hello are done.
+    pub fn connect(&mut self, a: usize, b: usize) {
+        if a == b || !self.alive(a) || !self.alive(b) || self.linked(a, b) {
+            return;
+        }
+        let latency = self.rng.range(100, 5_000);
+        let (la, lb) = (self.next_link, self.next_link + 1);
+        self.next_link += 2;
+        self.count.ends += 2;
+        for (l, node, peer) in [(la, a, lb), (lb, b, la)] {
+            let end = End {
+                node,
+                peer,
+                open: true,
+                latency,
+                last_arrival: 0,
+                delay: 0,
+            };
+            self.ends.insert(l, end);
+        }
+        for (l, node, other) in [(la, a, b), (lb, b, a)] {
+            let Some(o) = &self.nodes[other] else { return };
+            let input = Input::LinkUp {
+                link: l,
+                peer: o.id(),
+                name: format!("sim-{other}"),
+                workers: (1 + other % 3) as u32,
+                remote: None,
+                address: format!("sim:{other}"),
+            };
+            self.input_at(self.now, node, input);
+        }
+    }
+
+    /// The link end `link` closes; the peer hears of it after the latency.
+    fn close_end(&mut self, link: LinkId, reason: &str, tell_self: bool) {
+        let Some(e) = self.ends.get_mut(&link) else {
+            return;
+        };
+        if !e.open {
+            return;
+        }
+        e.open = false;
+        let (node, peer, latency) = (e.node, e.peer, e.latency);
+        if tell_self {
+            let input = Input::LinkDown {
+                link,
+                reason: reason.into(),
+            };
+            self.input_at(self.now, node, input);
+        }
+        if let Some(p) = self.ends.get_mut(&peer)
+            && p.open
+        {
+            p.open = false;
+            let pnode = p.node;
+            let input = Input::LinkDown {
+                link: peer,
+                reason: reason.into(),
+            };
+            self.input_at(self.now + latency, pnode, input);
+        }
+    }
+
+    /// Drops the link whose end at its node is `link`, both sides told (a dead connection).
+    pub fn drop_link(&mut self, link: LinkId, reason: &str) {
+        self.close_end(link, reason, true);
+    }
+
+    /// The other end of `link`.
+    pub fn peer_end(&self, link: LinkId) -> LinkId {
+        self.ends[&link].peer
+    }
+
+    pub fn set_delay(&mut self, link: LinkId, delay: Micros) {
+        if let Some(e) = self.ends.get_mut(&link) {
+            e.delay = delay;
+        }
+    }
+
+    /// Kills `node` (or it quits): its links go down at the peers, its inputs stop.
+    pub fn kill(&mut self, node: usize, reason: &str) {
+        let Some(mut n) = self.nodes[node].take() else {
+            return;
+        };
+        n.shutdown();
+        self.generation[node] += 1;
+        for (l, _) in self.links_of(node) {
+            self.close_end(l, reason, false);
+        }
+    }
+
+    /// A node killed or gone comes back as a new process with the same id.
+    pub fn restart(&mut self, node: usize) {
+        if self.alive(node) {
+            return;
+        }
+        self.nodes[node] = Some(self.fresh_node(node));
+        let generation = self.generation[node];
+        let first = self.now + self.rng.range(1, proto::TICK.as_micros() as u64);
+        self.at(first, Ev::Tick { node, generation });
+    }
+
+    /// Sends `input` (bound to the peer's end of `link`) from `link`'s end.
+    fn carry(&mut self, link: LinkId, ordered: bool, make: impl Fn(LinkId) -> Input) {
+        let Some(e) = self.ends.get(&link) else {
+            return;
+        };
+        if !e.open {
+            return;
+        }
+        let (peer, latency, delay, last) = (e.peer, e.latency, e.delay, e.last_arrival);
+        let pnode = self.ends[&peer].node;
+        let jitter = self.rng.range(0, latency / 4 + 1);
+        let mut t = self.now + latency + delay + jitter;
+        if ordered {
+            t = t.max(last);
+            if let Some(e) = self.ends.get_mut(&link) {
+                e.last_arrival = t;
+            }
+        }
+        let copies = if self.duplicate_percent > 0 && self.rng.chance(self.duplicate_percent) {
+            *self.count.faults.entry("duplicate").or_default() += 1;
+            2
+        } else {
+            1
+        };
+        for k in 0..copies {
+            self.input_at(t + k, pnode, make(peer));
+        }
+    }
+
+    /// Submits a job of `mesh` at `node`; a local run gives the expected output.
+    pub fn submit(
+        &mut self,
+        node: usize,
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+        spec: JobSpec,
+    ) {
+        if !self.alive(node) {
+            return;
+        }
+        let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).expect("a valid job");
+        let chunks = (0..spec.chunk_count())
+            .map(|c| run_chunk(&ctx, c))
+            .collect();
+        let expected = ctx.finish(chunks).expect("a local run");
+        self.submitting = Some((node, Arc::new(expected)));
+        self.deliver(node, Input::Submit { mesh, index, spec });
+    }
+
+    /// Injects a result for a chunk never granted on `link` at `node`.
+    pub fn bogus_result(&mut self, node: usize, link: LinkId, job: JobId, result: ChunkResult) {
+        self.bogus.insert(link, false);
+        let chunk = result.chunk;
+        let input = Input::Result {
+            link,
+            job,
+            chunk,
+            compute_s: 0.001,
+            transfer_s: 0.001,
+            by: (NodeId(1), 0),
+            result: Box::new(result),
+        };
+        self.deliver(node, input);
+    }
+
+    /// Hands `input` to `node` now and carries out what it answers.
+    fn deliver(&mut self, node: usize, input: Input) {
+        let now = self.instant();
+        let Some(n) = self.nodes[node].as_mut() else {
+            return;
+        };
+        if self.trace {
+            eprintln!("{:>9} µs  node {node} <- {input:?}", self.now);
+        }
+        let actions = n.handle(now, input);
+        for a in actions {
+            self.act(node, a);
+        }
+    }
+
+    fn act(&mut self, node: usize, action: Action) {
+        if self.trace && !matches!(action, Action::Publish(_)) {
+            eprintln!("{:>9} µs  node {node} -> {action:?}", self.now);
+        }
+        match action {
+            Action::Open { .. } | Action::Dial { .. } | Action::Publish(_) => {}
+            Action::Send { link, msg } => {
+                if matches!(msg, Msg::Members(_)) {
+                    self.count.gossip += 1;
+                } else {
+                    self.count.msgs += 1;
+                    self.count.last_job_traffic = self.now;
+                }
+                self.carry(link, true, |l| Input::Msg {
+                    link: l,
+                    msg: msg.clone(),
+                });
+            }
+            Action::Close { link, code, reason } => {
+                if code == close::PROTOCOL_VIOLATION {
+                    match self.bogus.get_mut(&link) {
+                        Some(seen) if reason.contains("never granted") => *seen = true,
+                        _ => self
+                            .errors
+                            .push(format!("node {node} closed link {link}: {reason}")),
+                    }
+                }
+                self.close_end(link, &reason, false);
+            }
+            Action::SendMesh { link, mesh } => {
+                self.count.meshes += 1;
+                let mesh = (*mesh).clone();
+                self.carry(link, false, |l| Input::MeshArrived {
+                    link: l,
+                    mesh: Box::new(mesh.clone()),
+                });
+            }
+            Action::SendResult {
+                link,
+                job,
+                chunk,
+                compute_s,
+                by,
+                result,
+            } => {
+                self.count.results += 1;
+                self.count.last_job_traffic = self.now;
+                self.carry(link, false, |l| Input::Result {
+                    link: l,
+                    job,
+                    chunk,
+                    compute_s,
+                    transfer_s: 0.001,
+                    by,
+                    result: result.clone(),
+                });
+            }
+            Action::Compute {
+                job,
+                chunk,
+                worker,
+                ctx,
+                cancel,
+            } => {
+                self.count.computes += 1;
+                let result = run_chunk(&ctx, chunk);
+                let base = self.chunk_time[node];
+                let t = self.now + base + self.rng.range(0, base / 2 + 1);
+                let generation = self.generation[node];
+                let ev = Ev::Computed {
+                    node,
+                    generation,
+                    job,
+                    chunk,
+                    worker,
+                    cancel,
+                    result,
+                };
+                self.at(t, ev);
+            }
+            Action::IndexMesh { mesh } => {
+                let index = Arc::new(TriangleIndex::new(&mesh));
+                let hash = mesh.hash();
+                let input = Input::MeshReady {
+                    hash,
+                    mesh: Arc::from(mesh),
+                    index,
+                };
+                let t = self.now + self.rng.range(50, 500);
+                self.input_at(t, node, input);
+            }
+            Action::Assemble { job, ctx, results } => {
+                let out = ctx.finish(results);
+                let Some(rec) = self.jobs.get_mut(&job) else {
+                    return self
+                        .errors
+                        .push(format!("job {job} assembled but never submitted"));
+                };
+                let same = out.as_ref().is_ok_and(|o| *o == *rec.expected);
+                if rec.done.is_some() {
+                    self.errors.push(format!("job {job} assembled twice"));
+                }
+                rec.done = Some(same);
+                if !same {
+                    self.errors
+                        .push(format!("job {job} differs from the local run"));
+                }
+            }
+            Action::Report { job, event } => {
+                if let JobEvent::Finished(Err(e)) = event
+                    && !matches!(e, PoolError::Cancelled)
+                {
+                    self.errors.push(format!("job {job} failed: {e}"));
+                }
+            }
+            Action::Submitted(r) => {
+                let (owner, expected) = self.submitting.take().expect("a submit");
+                match r {
+                    Ok(id) => {
+                        let owner_generation = self.generation[owner];
+                        let rec = JobRecord {
+                            owner,
+                            owner_generation,
+                            expected,
+                            done: None,
+                        };
+                        self.jobs.insert(id, rec);
+                    }
+                    Err(e) => self.errors.push(format!("submit refused: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Runs events up to virtual time `until`, or until `stop` holds between two events.
+    pub fn run(&mut self, until: Micros, stop: &dyn Fn(&World) -> bool) {
+        while let Some((&(t, k), _)) = self.queue.first_key_value() {
+            if t > until || stop(self) {
+                break;
+            }
+            let ev = self.queue.remove(&(t, k)).expect("the first event");
+            self.now = t;
+            self.step(ev);
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Input {
+                node,
+                generation,
+                input,
+            } => {
+                if generation != self.generation[node] {
+                    return;
+                }
+                let bound = match &input {
+                    Input::Msg { link, .. }
+                    | Input::Result { link, .. }
+                    | Input::MeshArrived { link, .. }
+                    | Input::LinkUp { link, .. } => Some(*link),
+                    _ => None,
+                };
+                if bound.is_some_and(|l| !self.ends.get(&l).is_some_and(|e| e.open)) {
+                    return;
+                }
+                self.deliver(node, input);
+            }
+            Ev::Computed {
+                node,
+                generation,
+                job,
+                chunk,
+                worker,
+                cancel,
+                result,
+            } => {
+                if generation != self.generation[node] {
+                    return;
+                }
+                let result = (!cancel.is_cancelled()).then(|| Box::new(result));
+                let seconds = self.chunk_time[node] as f64 * 1e-6;
+                self.deliver(
+                    node,
+                    Input::Computed {
+                        job,
+                        chunk,
+                        worker,
+                        seconds,
+                        result,
+                    },
+                );
+            }
+            Ev::Tick { node, generation } => {
+                if generation != self.generation[node] {
+                    return;
+                }
+                self.deliver(node, Input::Tick { links: Vec::new() });
+                let next = self.now + proto::TICK.as_micros() as u64;
+                self.at(next, Ev::Tick { node, generation });
+            }
+            Ev::Fault(f) => scenario::inject(self, f),
+        }
+    }
+}
