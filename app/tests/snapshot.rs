@@ -220,62 +220,83 @@ fn frames_until(
     }
 }
 
-/// The whole app as it opens, after one click on Generate: the default part, its stock, the
-/// default raster finishing toolpath, the side panel and the status bar.
-#[test]
-fn app_with_default_operation() {
-    use std::time::Duration;
-    let config = tempfile::tempdir().expect("a temporary folder");
-    let mut window = common::window(1280, 800);
-    let mut cc = eframe::CreationContext::_new_kittest(window.ctx.clone());
-    cc.gl = Some(window.gl.gl());
-    let options = millpond::gui::AppOptions::with_config_dir(config.path());
-    let mut app = millpond::gui::MillpondApp::new(&cc, options);
-    let mut frame = eframe::Frame::_new_kittest();
-    let op = app
-        .operations
-        .list
-        .first()
-        .map(|o| o.id)
-        .expect("the app starts with a default operation");
-    frames_until(
-        &mut window,
-        &mut app,
-        &mut frame,
-        Duration::from_secs(10),
-        "the model",
-        |a| a.model.is_some(),
-    );
-    app.generate(true);
-    frames_until(
-        &mut window,
-        &mut app,
-        &mut frame,
-        Duration::from_secs(120),
-        "the default operation's toolpath",
-        |a| a.results.contains_key(&op) && !a.compute.is_running(),
-    );
-    // The view prepares the toolpath off the UI thread; then two frames upload and draw it.
-    frames_until(
-        &mut window,
-        &mut app,
-        &mut frame,
-        Duration::from_secs(30),
-        "the 3D view to prepare the toolpath",
-        |_| millpond::gui::view3d::preparing() == 0,
-    );
-    for _ in 0..2 {
+/// The app in a headless window, its default job generated (Generate all) and drawn.
+struct GeneratedApp {
+    window: common::Window,
+    app: millpond::gui::MillpondApp,
+    frame: eframe::Frame,
+    _config: tempfile::TempDir,
+}
+
+impl GeneratedApp {
+    fn new() -> Self {
+        use std::time::Duration;
+        let config = tempfile::tempdir().expect("a temporary folder");
+        let mut window = common::window(1280, 800);
+        let mut cc = eframe::CreationContext::_new_kittest(window.ctx.clone());
+        cc.gl = Some(window.gl.gl());
+        let options = millpond::gui::AppOptions::with_config_dir(config.path());
+        let mut app = millpond::gui::MillpondApp::new(&cc, options);
+        let mut frame = eframe::Frame::_new_kittest();
+        let ops = app.operations.list.len();
+        assert!(ops > 0, "the app starts with a default job");
         frames_until(
             &mut window,
             &mut app,
             &mut frame,
-            Duration::ZERO,
-            "",
-            |_| true,
+            Duration::from_secs(10),
+            "the model",
+            |a| a.model.is_some(),
         );
+        app.generate(true);
+        frames_until(
+            &mut window,
+            &mut app,
+            &mut frame,
+            Duration::from_secs(120),
+            "the default job's toolpaths",
+            |a| a.results.len() == ops && !a.compute.is_running(),
+        );
+        // The view prepares the toolpaths off the UI thread.
+        frames_until(
+            &mut window,
+            &mut app,
+            &mut frame,
+            Duration::from_secs(30),
+            "the 3D view to prepare the toolpaths",
+            |_| millpond::gui::view3d::preparing() == 0,
+        );
+        Self {
+            window,
+            app,
+            frame,
+            _config: config,
+        }
     }
-    let image = snapshot(&window);
-    app.shutdown();
+
+    /// Two frames (upload, then draw) and the picture.
+    fn draw(&mut self) -> image::RgbaImage {
+        for _ in 0..2 {
+            frames_until(
+                &mut self.window,
+                &mut self.app,
+                &mut self.frame,
+                std::time::Duration::ZERO,
+                "",
+                |_| true,
+            );
+        }
+        snapshot(&self.window)
+    }
+}
+
+/// The whole app as it opens, after Generate all: the default part, its stock, the default
+/// job's toolpaths with their legend, the side panel and the status bar.
+#[test]
+fn app_with_default_operation() {
+    let mut g = GeneratedApp::new();
+    let image = g.draw();
+    g.app.shutdown();
     assert_snapshot("app_default_operation", &image);
 }
 
@@ -293,46 +314,8 @@ fn pixels_like(image: &image::RgbaImage, c: [f32; 4]) -> usize {
 #[test]
 fn operations_have_their_colours_and_rapids_can_be_hidden() {
     use millpond::gui::view3d::OPERATION_COLORS;
-    use std::time::Duration;
-    let config = tempfile::tempdir().expect("a temporary folder");
-    let mut window = common::window(1280, 800);
-    let mut cc = eframe::CreationContext::_new_kittest(window.ctx.clone());
-    cc.gl = Some(window.gl.gl());
-    let options = millpond::gui::AppOptions::with_config_dir(config.path());
-    let mut app = millpond::gui::MillpondApp::new(&cc, options);
-    let mut frame = eframe::Frame::_new_kittest();
-    frames_until(
-        &mut window,
-        &mut app,
-        &mut frame,
-        Duration::from_secs(10),
-        "the model",
-        |a| a.model.is_some(),
-    );
-    app.generate(true);
-    frames_until(
-        &mut window,
-        &mut app,
-        &mut frame,
-        Duration::from_secs(120),
-        "both toolpaths",
-        |a| a.results.len() == 2 && !a.compute.is_running(),
-    );
-    frames_until(
-        &mut window,
-        &mut app,
-        &mut frame,
-        Duration::from_secs(30),
-        "the 3D view to prepare the toolpaths",
-        |_| millpond::gui::view3d::preparing() == 0,
-    );
-    let mut draw = |app: &mut millpond::gui::MillpondApp| {
-        for _ in 0..2 {
-            frames_until(&mut window, app, &mut frame, Duration::ZERO, "", |_| true);
-        }
-        snapshot(&window)
-    };
-    let with_rapids = draw(&mut app);
+    let mut g = GeneratedApp::new();
+    let with_rapids = g.draw();
     // Rapids' colour (LINE_COLORS[0] in gpu.rs).
     let rapid = [0.93, 0.86, 0.48, 1.0];
     let (rough, finish) = (OPERATION_COLORS[0], OPERATION_COLORS[1]);
@@ -349,10 +332,10 @@ fn operations_have_their_colours_and_rapids_can_be_hidden() {
         "roughing {r1} px, finishing {f1} px in their colours"
     );
     assert!(y1 > 200, "{y1} px of rapids");
-    app.view_layers().rapids = false;
-    let without = draw(&mut app);
+    g.app.view_layers().rapids = false;
+    let without = g.draw();
     let (_, _, y2) = counts(&without);
     // The legend's swatches stay; the rapids go.
     assert!(y2 * 10 < y1, "rapids still drawn: {y2} px of {y1}");
-    app.shutdown();
+    g.app.shutdown();
 }
