@@ -191,11 +191,6 @@ impl StockModel {
         )
     }
 
-    /// The highest material left anywhere.
-    pub fn max_height(&self) -> f64 {
-        self.top.iter().copied().fold(self.bottom, f64::max)
-    }
-
     /// Runs a toolpath through the stock with `cutter`, lowering the material, and reports
     /// feed moves deeper than `max_depth_of_cut` and rapids that meet material.
     pub fn machine(

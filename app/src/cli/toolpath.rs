@@ -961,6 +961,10 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
             eprintln!("warning: {w}");
         }
     }
+    // The checked toolpaths are the ones posted: the computed ones go (a large program held
+    // twice would double the run's peak memory); only their compute times stay.
+    drop(steps);
+    let seconds: Vec<f64> = toolpaths.into_iter().map(|(_, s)| s).collect();
     let program: Vec<gcode::Operation<'_>> = ops
         .iter()
         .zip(&checked)
@@ -986,7 +990,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
 
     let (mut moves, mut retracts) = (0, 0);
     let (mut cut, mut plunge, mut rapid, mut time) = (0.0, 0.0, 0.0, 0.0);
-    for (k, (p, (_, seconds))) in program.iter().zip(&toolpaths).enumerate() {
+    for (k, (p, seconds)) in program.iter().zip(&seconds).enumerate() {
         let tp = p.toolpath;
         let s = tp.stats(&p.feeds);
         println!(

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, channel};
 /// each tool and its depth limit, and the stock box.
 #[derive(Clone, Debug, PartialEq)]
 struct CheckKey {
-    ops: Vec<(usize, String, u64)>,
+    ops: Vec<(usize, millpond_core::Cutter, u64)>,
     stock: [u64; 6],
 }
 
@@ -24,7 +24,7 @@ impl CheckKey {
                 .map(|o| {
                     (
                         std::sync::Arc::as_ptr(&o.toolpath) as usize,
-                        format!("{:?}", o.cutter),
+                        o.cutter,
                         o.max_depth_of_cut.to_bits(),
                     )
                 })

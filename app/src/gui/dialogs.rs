@@ -108,11 +108,6 @@ impl PendingDialog {
         }
     }
 
-    /// True while the built-in browser is what the user sees.
-    pub fn is_built_in(&self) -> bool {
-        matches!(self.shown, Shown::BuiltIn(_))
-    }
-
     /// Why the built-in browser took over from the desktop's, once.
     pub fn take_notice(&mut self) -> Option<String> {
         self.notice.take()
