@@ -88,13 +88,21 @@ impl Drop for Children {
 /// Starts `Xvfb` on a free display number; returns the number. Xvfb picks the number
 /// itself and reports it on `-displayfd` once it accepts connections: choosing a number here
 /// by looking for lock files raced with other tests (and other test runs) doing the same.
+///
+/// `-noreset`: an X server resets itself when its last client disconnects, and a client that
+/// connects during the reset is refused ("Failed to open connection to X server"); the probe
+/// below, xdotool and `import` are all clients that come and go. Before returning, a test
+/// client connects, so the server is known to accept connections. Xvfb's own messages go to
+/// `xvfb.log` beside the app's logs, and a failure to reach it says so (see
+/// [`xvfb_state`]).
 fn start_xvfb(children: &mut Children) -> u32 {
     use std::io::BufRead;
+    let log = xvfb_log();
     let mut child = Command::new("Xvfb")
-        .args(["-displayfd", "1"])
+        .args(["-displayfd", "1", "-noreset"])
         .args(["-screen", "0", "1600x1000x24", "-nolisten", "tcp"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("create xvfb.log"))
         .spawn()
         .expect("start Xvfb");
     let stdout = child.stdout.take().expect("Xvfb stdout");
@@ -111,10 +119,49 @@ fn start_xvfb(children: &mut Children) -> u32 {
     });
     let line = rx
         .recv_timeout(Duration::from_secs(10))
-        .expect("Xvfb reported no display number within 10 s");
-    line.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("Xvfb reported {line:?}, not a display number"))
+        .unwrap_or_else(|_| {
+            panic!(
+                "Xvfb reported no display number within 10 s\n{}",
+                read(&log)
+            )
+        });
+    let display: u32 = line.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "Xvfb reported {line:?}, not a display number\n{}",
+            read(&log)
+        )
+    });
+    let t0 = Instant::now();
+    while let Err(e) = x11rb::connect(Some(&format!(":{display}"))) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "Xvfb on :{display} refuses connections: {e}\n{}",
+            xvfb_state(children)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    display
+}
+
+/// Where this test binary's Xvfb writes its messages (one at a time, see [`ONE_AT_A_TIME`]).
+fn xvfb_log() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xvfb");
+    std::fs::create_dir_all(&dir).expect("create the Xvfb log folder");
+    dir.join("xvfb.log")
+}
+
+/// Whether the X server is still running, and what it said: for the message of a test that
+/// could not reach it.
+fn xvfb_state(children: &mut Children) -> String {
+    let state = match children.0.iter_mut().find(|(name, _)| *name == "Xvfb") {
+        Some((_, c)) => match c.try_wait() {
+            Ok(None) => "Xvfb is running".to_string(),
+            Ok(Some(status)) => format!("Xvfb has exited: {status}"),
+            Err(e) => format!("Xvfb: {e}"),
+        },
+        None => "no Xvfb was started".to_string(),
+    };
+    format!("{state}; its log:\n{}", read(&xvfb_log()))
 }
 
 fn xdotool(display: u32, args: &[&str]) -> std::process::Output {
@@ -126,17 +173,24 @@ fn xdotool(display: u32, args: &[&str]) -> std::process::Output {
 }
 
 /// The id of the Millpond window, once it is mapped (bounded wait).
-fn wait_for_window(display: u32, app: &mut Child, log: &Path, timeout: Duration) -> String {
+fn wait_for_window(
+    display: u32,
+    children: &mut Children,
+    app: usize,
+    log: &Path,
+    timeout: Duration,
+) -> String {
     let t0 = Instant::now();
     loop {
         let out = xdotool(display, &["search", "--onlyvisible", "--name", "^Millpond"]);
         if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
             return id.trim().to_string();
         }
-        if let Ok(Some(status)) = app.try_wait() {
+        if let Ok(Some(status)) = children.get(app).try_wait() {
             panic!(
-                "millpond exited before its window appeared: {status}\n{}",
-                read(log)
+                "millpond exited before its window appeared: {status}\n{}\n{}",
+                read(log),
+                xvfb_state(children)
             );
         }
         assert!(
@@ -286,7 +340,7 @@ fn open_and_quit(
     let log = run.config.path().join("millpond.log");
     let app = run.spawn(display, &log);
     let i = children.add("millpond", app);
-    let window = wait_for_window(display, children.get(i), &log, Duration::from_secs(60));
+    let window = wait_for_window(display, children, i, &log, Duration::from_secs(60));
     std::thread::sleep(settle);
     screenshot(display, name);
     // The window alone: docs/screenshot.png is taken from the idle one.
@@ -355,7 +409,7 @@ fn a_model_on_the_command_line_opens_in_the_window() {
     run.args.push(part);
     let log = dir.path().join("log.txt");
     let i = children.add("millpond", run.spawn(display, &log));
-    wait_for_window(display, children.get(i), &log, Duration::from_secs(60));
+    wait_for_window(display, &mut children, i, &log, Duration::from_secs(60));
     let t0 = Instant::now();
     let window = loop {
         let out = xdotool(
@@ -391,7 +445,7 @@ fn without_a_desktop_portal_open_uses_the_built_in_browser() {
         .push(("XDG_RUNTIME_DIR", dir.path().display().to_string()));
     let log = dir.path().join("log.txt");
     let i = children.add("millpond", run.spawn(display, &log));
-    let window = wait_for_window(display, children.get(i), &log, Duration::from_secs(60));
+    let window = wait_for_window(display, &mut children, i, &log, Duration::from_secs(60));
     let _ = xdotool(display, &["windowfocus", "--sync", &window]);
     let out = xdotool(display, &["key", "--clearmodifiers", "ctrl+o"]);
     assert!(out.status.success());
@@ -502,7 +556,7 @@ fn server_mode_with_a_peer_and_a_job_in_flight_quits_and_the_peer_sees_it() {
     let log = run.config.path().join("millpond.log");
     let app = run.spawn(display, &log);
     let a = children.add("millpond", app);
-    let window = wait_for_window(display, children.get(a), &log, Duration::from_secs(60));
+    let window = wait_for_window(display, &mut children, a, &log, Duration::from_secs(60));
     // The peer is linked and has taken part of the job.
     let t0 = Instant::now();
     loop {
