@@ -15,6 +15,7 @@ pub mod geom;
 pub mod grid;
 pub mod index;
 pub mod job;
+pub mod job_file;
 pub mod mesh;
 pub mod models;
 pub mod placement;

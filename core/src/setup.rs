@@ -216,6 +216,46 @@ impl Strategy {
     }
 }
 
+/// One operation of a job, as the machinist sets it up: a strategy with its parameters, the
+/// tool (by its library id) and, optionally, feeds of its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationDef {
+    /// Stable identity: the 3D view and results are keyed by it.
+    pub id: u64,
+    pub name: String,
+    /// Included in "Generate all" and in the G-code.
+    pub enabled: bool,
+    /// Its toolpath is drawn.
+    pub visible: bool,
+    pub tool: u64,
+    pub strategy: Strategy,
+    /// This operation's own feeds and speed; `None`: the tool's. Roughing and finishing
+    /// with one cutter rarely want the same feed.
+    pub feeds: Option<OperationFeeds>,
+}
+
+/// Feeds and spindle speed an operation sets for itself.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationFeeds {
+    /// mm/min.
+    pub feed: f64,
+    /// mm/min.
+    pub plunge_feed: f64,
+    /// rpm.
+    pub spindle_rpm: f64,
+}
+
+impl OperationFeeds {
+    /// Starting from the tool's.
+    pub fn of(tool: &crate::tools::Tool) -> Self {
+        Self {
+            feed: tool.feed,
+            plunge_feed: tool.plunge_feed,
+            spindle_rpm: tool.spindle_rpm,
+        }
+    }
+}
+
 /// How the stock is given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StockMode {

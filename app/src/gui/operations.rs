@@ -11,7 +11,8 @@
 use super::model::Model;
 use millpond_core::setup::Setup;
 pub use millpond_core::setup::{
-    LineAxis, RasterParams, RoughingParams, Stepover, Stock, StockMode, Strategy, WaterlineParams,
+    LineAxis, OperationDef, OperationFeeds, RasterParams, RoughingParams, Stepover, Stock,
+    StockMode, Strategy, WaterlineParams,
 };
 pub use millpond_core::tools::{Tool, ToolLibrary, ToolShape};
 use millpond_core::{Feeds, JobSpec};
@@ -21,45 +22,6 @@ pub fn usual_shape(strategy: &Strategy) -> ToolShape {
     match strategy {
         Strategy::Roughing(_) => ToolShape::Flat,
         Strategy::RasterFinishing(_) | Strategy::WaterlineFinishing(_) => ToolShape::Ball,
-    }
-}
-
-/// One operation of the job.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OperationDef {
-    /// Stable identity: the 3D view and results are keyed by it.
-    pub id: u64,
-    pub name: String,
-    /// Included in "Generate all" and in the G-code.
-    pub enabled: bool,
-    /// Its toolpath is drawn.
-    pub visible: bool,
-    pub tool: u64,
-    pub strategy: Strategy,
-    /// This operation's own feeds and speed; `None`: the tool's. Roughing and finishing
-    /// with one cutter rarely want the same feed.
-    pub feeds: Option<OperationFeeds>,
-}
-
-/// Feeds and spindle speed an operation sets for itself.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OperationFeeds {
-    /// mm/min.
-    pub feed: f64,
-    /// mm/min.
-    pub plunge_feed: f64,
-    /// rpm.
-    pub spindle_rpm: f64,
-}
-
-impl OperationFeeds {
-    /// Starting from the tool's.
-    pub fn of(tool: &Tool) -> Self {
-        Self {
-            feed: tool.feed,
-            plunge_feed: tool.plunge_feed,
-            spindle_rpm: tool.spindle_rpm,
-        }
     }
 }
 

@@ -1,0 +1,1286 @@
+//! Job files (`.millpond`): a whole job — the model and how it is placed, the stock, the
+//! tools, the operations in order, the output settings — as TOML a machinist can read and a
+//! version-control system can diff.
+//!
+//! The file has its own schema, separate from the in-memory types ([`Job`] and what it
+//! holds): those may gain fields and defaults, while a file of format 1 means the same thing
+//! forever. So reading is strict — every field present, no unknown ones, every value in
+//! range — and every error names the file, the line and the field (ARCHITECTURE.md §5).
+//! A later format will read this one by converting it; format 1 files are kept in the
+//! repository's tests to prove it.
+//!
+//! A job never holds the pool secret, nor computed toolpaths: pressing Generate all on a
+//! reopened job gives the same program bit for bit, because toolpaths are a pure function of
+//! what is saved here.
+
+use crate::Rect;
+use crate::gcode::Dialect;
+use crate::mesh::MeshHash;
+use crate::placement::{Axis3, Placement, Units};
+use crate::raster::Direction;
+use crate::rough::ClearPattern;
+use crate::setup::{
+    LineAxis, OperationDef, OperationFeeds, RasterParams, RoughingParams, Stepover, Stock,
+    StockMode, Strategy, WaterlineParams, WorkZeroChoice, XyZero, ZZero,
+};
+use crate::tools::{Tool, ToolShape};
+use crate::waterline::Milling;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The format this version writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The file name extension of job files.
+pub const EXTENSION: &str = "millpond";
+
+/// Job files are small (a few kB); anything much larger is not one, and is refused before
+/// it is read into memory.
+pub const MAX_JOB_FILE_BYTES: u64 = 4 << 20;
+
+/// Where the part comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelFile {
+    /// The sample part built into Millpond.
+    Sample,
+    /// An STL file; `path` is absolute in memory (or as the user gave it) and relative to the
+    /// job file on disk when it lies beside or below it.
+    Stl {
+        path: PathBuf,
+        /// The content hash of the mesh as read, when the job was saved: a different hash on
+        /// opening means the file changed since.
+        hash: Option<MeshHash>,
+    },
+}
+
+/// The model and how it is placed on the machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelRef {
+    pub file: ModelFile,
+    pub units: Units,
+    pub placement: Vec<Placement>,
+}
+
+/// How the program is written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Output {
+    pub dialect: Dialect,
+    /// Dwell after each spindle start, seconds (0: none).
+    pub spindle_dwell_s: f64,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self {
+            dialect: Dialect::LinuxCnc,
+            spindle_dwell_s: 0.0,
+        }
+    }
+}
+
+/// A whole job, as the window's document and `millpond toolpath --job` both hold it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub model: ModelRef,
+    pub stock: Stock,
+    /// Operations refer to these by [`Tool::id`]; in the file, by tool number.
+    pub tools: Vec<Tool>,
+    /// In machining order.
+    pub operations: Vec<OperationDef>,
+    pub output: Output,
+}
+
+/// Why a job file cannot be read or written.
+#[derive(Debug, Error)]
+pub enum JobFileError {
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
+    /// The file is not a valid job: `line` (1-based) and `field` (a dotted path such as
+    /// `operations[2].roughing.stepdown`) where known.
+    #[error("{file}{}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default(), field.as_ref().map(|f| format!(", {f}")).unwrap_or_default())]
+    Invalid {
+        file: String,
+        line: Option<usize>,
+        field: Option<String>,
+        message: String,
+    },
+    /// The job cannot be written as it stands (two tools with one number, say).
+    #[error("cannot save the job: {0}")]
+    Unsaveable(String),
+}
+
+// ---------------------------------------------------------------------------------------
+// The format-1 schema. Names are the machinist's; enumerations are words, not numbers.
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV1 {
+    millpond: HeaderV1,
+    model: ModelV1,
+    stock: StockV1,
+    output: OutputV1,
+    #[serde(default)]
+    tools: Vec<ToolV1>,
+    #[serde(default)]
+    operations: Vec<OperationV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderV1 {
+    format: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelV1 {
+    /// The STL file, relative to the job file where it lies beside or below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    /// The mesh's content hash (BLAKE3 over its triangles, hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blake3: Option<String>,
+    /// `sample`: the part built into Millpond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sample: Option<bool>,
+    units: String,
+    placement: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockV1 {
+    mode: String,
+    margin_xy: f64,
+    margin_top: f64,
+    margin_bottom: f64,
+    min: [f64; 3],
+    max: [f64; 3],
+    safe_height: f64,
+    zero_xy: String,
+    zero_z: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputV1 {
+    dialect: String,
+    spindle_dwell: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolV1 {
+    number: i64,
+    name: String,
+    name_follows_shape: bool,
+    shape: String,
+    diameter: f64,
+    corner_radius: f64,
+    included_angle: f64,
+    flutes: i64,
+    stick_out: f64,
+    max_depth_of_cut: f64,
+    feed: f64,
+    plunge_feed: f64,
+    spindle_rpm: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperationV1 {
+    name: String,
+    enabled: bool,
+    visible: bool,
+    /// The tool's number.
+    tool: i64,
+    /// The operation's own feeds; absent: the tool's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feeds: Option<FeedsV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    roughing: Option<RoughingV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raster_finishing: Option<RasterV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    waterline_finishing: Option<WaterlineV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedsV1 {
+    feed: f64,
+    plunge_feed: f64,
+    spindle_rpm: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoughingV1 {
+    stepdown: f64,
+    /// `"2.4mm"` or `"40%"` (of the tool diameter).
+    stepover: String,
+    allowance: f64,
+    pattern: String,
+    milling: String,
+    sampling: f64,
+    ramp_angle: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RasterV1 {
+    stepover: f64,
+    sampling: f64,
+    axis: String,
+    direction: String,
+    merge_tolerance: f64,
+    extra_margin: f64,
+    allowance: f64,
+    /// `[xmin, xmax, ymin, ymax]`: passes cover exactly this box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bounds: Option<[f64; 4]>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaterlineV1 {
+    stepdown: f64,
+    sampling: f64,
+    milling: String,
+    allowance: f64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Words for enumerations, both ways.
+
+/// A word-for-value table; reading a word not in it names the words that are.
+struct Words<T: 'static>(&'static [(&'static str, T)]);
+
+impl<T: Copy + PartialEq> Words<T> {
+    fn word(&self, v: T) -> &'static str {
+        self.0.iter().find(|(_, x)| *x == v).map_or("?", |(w, _)| w)
+    }
+
+    fn value(&self, word: &str) -> Result<T, String> {
+        self.0
+            .iter()
+            .find(|(w, _)| *w == word)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let all: Vec<String> = self.0.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+                format!("\"{word}\" is not one of {}", all.join(", "))
+            })
+    }
+}
+
+const UNITS: Words<Units> = Words(&[
+    ("mm", Units::Millimetres),
+    ("cm", Units::Centimetres),
+    ("m", Units::Metres),
+    ("inch", Units::Inches),
+]);
+const STOCK_MODE: Words<StockMode> = Words(&[
+    ("model box", StockMode::ModelBox),
+    ("explicit", StockMode::Explicit),
+]);
+const ZERO_XY: Words<XyZero> = Words(&[
+    ("model origin", XyZero::Model),
+    ("stock front left", XyZero::StockFrontLeft),
+    ("stock front right", XyZero::StockFrontRight),
+    ("stock back left", XyZero::StockBackLeft),
+    ("stock back right", XyZero::StockBackRight),
+    ("stock centre", XyZero::StockCentre),
+]);
+const ZERO_Z: Words<ZZero> = Words(&[
+    ("model origin", ZZero::Model),
+    ("stock top", ZZero::StockTop),
+    ("stock bottom", ZZero::StockBottom),
+    ("model top", ZZero::ModelTop),
+]);
+const DIALECT: Words<Dialect> = Words(&[("linuxcnc", Dialect::LinuxCnc), ("grbl", Dialect::Grbl)]);
+const SHAPE: Words<ToolShape> = Words(&[
+    ("flat", ToolShape::Flat),
+    ("ball", ToolShape::Ball),
+    ("bull", ToolShape::Bull),
+    ("v-bit", ToolShape::VBit),
+]);
+const PATTERN: Words<ClearPattern> = Words(&[
+    ("offset", ClearPattern::Offset),
+    ("zigzag", ClearPattern::Zigzag),
+]);
+const MILLING: Words<Milling> = Words(&[
+    ("climb", Milling::Climb),
+    ("conventional", Milling::Conventional),
+]);
+const AXIS: Words<LineAxis> = Words(&[("x", LineAxis::X), ("y", LineAxis::Y)]);
+const DIRECTION: Words<Direction> = Words(&[
+    ("zigzag", Direction::Zigzag),
+    ("climb", Direction::Climb),
+    ("conventional", Direction::Conventional),
+]);
+const PLACEMENT: Words<Placement> = Words(&[
+    ("move to origin", Placement::MoveToOrigin),
+    ("centre", Placement::Center),
+    ("rotate x", Placement::Rotate(Axis3::X)),
+    ("rotate y", Placement::Rotate(Axis3::Y)),
+    ("rotate z", Placement::Rotate(Axis3::Z)),
+    ("mirror x", Placement::Mirror(Axis3::X)),
+    ("mirror y", Placement::Mirror(Axis3::Y)),
+    ("mirror z", Placement::Mirror(Axis3::Z)),
+]);
+
+// ---------------------------------------------------------------------------------------
+// Writing.
+
+impl Job {
+    /// The job as format-1 TOML. `job_path` is where it will be written: the model's path
+    /// is stored relative to its folder when the model lies there or below.
+    pub fn to_toml(&self, job_path: &Path) -> Result<String, JobFileError> {
+        let mut numbers = std::collections::BTreeMap::new();
+        for t in &self.tools {
+            if let Some(other) = numbers.insert(t.number, t) {
+                return Err(JobFileError::Unsaveable(format!(
+                    "tools \"{}\" and \"{}\" both have number {}: give each its own",
+                    other.name, t.name, t.number
+                )));
+            }
+        }
+        let number_of = |id: u64| self.tools.iter().find(|t| t.id == id).map(|t| t.number);
+        let (file, blake3, sample) = match &self.model.file {
+            ModelFile::Sample => (None, None, Some(true)),
+            ModelFile::Stl { path, hash } => (
+                Some(relative_path(
+                    path,
+                    job_path.parent().unwrap_or(Path::new(".")),
+                )),
+                hash.map(|h| hex(&h.0)),
+                None,
+            ),
+        };
+        let s = &self.stock;
+        let mut operations = Vec::new();
+        for op in &self.operations {
+            let tool = number_of(op.tool).ok_or_else(|| {
+                JobFileError::Unsaveable(format!("\"{}\" has no tool: choose one", op.name))
+            })?;
+            let mut o = OperationV1 {
+                name: op.name.clone(),
+                enabled: op.enabled,
+                visible: op.visible,
+                tool: i64::from(tool),
+                feeds: op.feeds.map(|f| FeedsV1 {
+                    feed: f.feed,
+                    plunge_feed: f.plunge_feed,
+                    spindle_rpm: f.spindle_rpm,
+                }),
+                roughing: None,
+                raster_finishing: None,
+                waterline_finishing: None,
+            };
+            match &op.strategy {
+                Strategy::Roughing(p) => {
+                    o.roughing = Some(RoughingV1 {
+                        stepdown: p.stepdown,
+                        stepover: match p.stepover {
+                            Stepover::Mm(v) => format!("{v}mm"),
+                            Stepover::Percent(v) => format!("{v}%"),
+                        },
+                        allowance: p.allowance,
+                        pattern: PATTERN.word(p.pattern).into(),
+                        milling: MILLING.word(p.milling).into(),
+                        sampling: p.sampling,
+                        ramp_angle: p.ramp_angle,
+                    });
+                }
+                Strategy::RasterFinishing(p) => {
+                    o.raster_finishing = Some(RasterV1 {
+                        stepover: p.stepover,
+                        sampling: p.sampling,
+                        axis: AXIS.word(p.axis).into(),
+                        direction: DIRECTION.word(p.direction).into(),
+                        merge_tolerance: p.merge_tolerance,
+                        extra_margin: p.extra_margin,
+                        allowance: p.allowance,
+                        bounds: p.bounds.map(|b| [b.xmin, b.xmax, b.ymin, b.ymax]),
+                    });
+                }
+                Strategy::WaterlineFinishing(p) => {
+                    o.waterline_finishing = Some(WaterlineV1 {
+                        stepdown: p.stepdown,
+                        sampling: p.sampling,
+                        milling: MILLING.word(p.milling).into(),
+                        allowance: p.allowance,
+                    });
+                }
+            }
+            operations.push(o);
+        }
+        let file = FileV1 {
+            millpond: HeaderV1 {
+                format: i64::from(FORMAT_VERSION),
+            },
+            model: ModelV1 {
+                file,
+                blake3,
+                sample,
+                units: UNITS.word(self.model.units).into(),
+                placement: self
+                    .model
+                    .placement
+                    .iter()
+                    .map(|p| PLACEMENT.word(*p).into())
+                    .collect(),
+            },
+            stock: StockV1 {
+                mode: STOCK_MODE.word(s.mode).into(),
+                margin_xy: s.margin_xy,
+                margin_top: s.margin_top,
+                margin_bottom: s.margin_bottom,
+                min: s.min,
+                max: s.max,
+                safe_height: s.safe_height,
+                zero_xy: ZERO_XY.word(s.zero.xy).into(),
+                zero_z: ZERO_Z.word(s.zero.z).into(),
+            },
+            output: OutputV1 {
+                dialect: DIALECT.word(self.output.dialect).into(),
+                spindle_dwell: self.output.spindle_dwell_s,
+            },
+            tools: self
+                .tools
+                .iter()
+                .map(|t| ToolV1 {
+                    number: i64::from(t.number),
+                    name: t.name.clone(),
+                    name_follows_shape: t.auto_name,
+                    shape: SHAPE.word(t.shape).into(),
+                    diameter: t.diameter,
+                    corner_radius: t.corner_radius,
+                    included_angle: t.included_angle,
+                    flutes: i64::from(t.flutes),
+                    stick_out: t.stick_out,
+                    max_depth_of_cut: t.max_depth_of_cut,
+                    feed: t.feed,
+                    plunge_feed: t.plunge_feed,
+                    spindle_rpm: t.spindle_rpm,
+                })
+                .collect(),
+            operations,
+        };
+        let body = toml::to_string(&file).map_err(|e| JobFileError::Unsaveable(e.to_string()))?;
+        Ok(format!(
+            "# A Millpond job: the model, stock, tools and operations that make one program.\n\
+             # Paths are relative to this file. Toolpaths are not saved: Generate all rebuilds\n\
+             # them, bit for bit.\n\n{body}"
+        ))
+    }
+
+    /// Writes the job to `path` atomically: a temporary file beside it, flushed to disk,
+    /// then renamed over the old one. A crash or a full disk mid-save leaves the old job.
+    pub fn save(&self, path: &Path) -> Result<(), JobFileError> {
+        let text = self.to_toml(path)?;
+        write_atomically(path, text.as_bytes()).map_err(|e| JobFileError::Io {
+            file: path.display().to_string(),
+            message: format!("cannot save: {e}"),
+        })
+    }
+
+    /// Reads a job file. Relative model paths are resolved against the job file's folder.
+    pub fn load(path: &Path) -> Result<Job, JobFileError> {
+        let file = path.display().to_string();
+        let io = |e: std::io::Error| JobFileError::Io {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_JOB_FILE_BYTES {
+            return Err(JobFileError::Invalid {
+                file,
+                line: None,
+                field: None,
+                message: format!(
+                    "{size} bytes is too large for a job file (at most {MAX_JOB_FILE_BYTES})"
+                ),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        let text = String::from_utf8(bytes).map_err(|e| JobFileError::Invalid {
+            file: file.clone(),
+            line: None,
+            field: None,
+            message: format!(
+                "not a text file (invalid UTF-8 at byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
+        Job::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Reads a job from its text. `file` names it in errors; relative model paths are
+    /// resolved against `dir`.
+    pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Job, JobFileError> {
+        let invalid =
+            |line: Option<usize>, field: Option<String>, message: String| JobFileError::Invalid {
+                file: file.to_string(),
+                line,
+                field,
+                message,
+            };
+        let table = toml::de::DeTable::parse(text).map_err(|e| {
+            invalid(
+                e.span().map(|s| line_of(text, s.start)),
+                None,
+                e.message().to_string(),
+            )
+        })?;
+        // The version first: a newer file must say so, not fail on a field it added.
+        let header = table.get_ref().get("millpond").map(|v| v.get_ref());
+        let version = match header {
+            Some(toml::de::DeValue::Table(t)) => match t.get("format").map(|v| v.get_ref()) {
+                Some(toml::de::DeValue::Integer(i)) => i.to_string().parse::<i64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(version) = version else {
+            return Err(invalid(
+                Some(1),
+                Some("millpond.format".into()),
+                "not a Millpond job: it has no [millpond] table with a format number".into(),
+            ));
+        };
+        if version > i64::from(FORMAT_VERSION) {
+            return Err(invalid(
+                find_line(text, &[Key::Name("millpond"), Key::Name("format")]),
+                Some("millpond.format".into()),
+                format!(
+                    "written by a newer Millpond (format {version}); this version reads \
+                     formats up to {FORMAT_VERSION}"
+                ),
+            ));
+        }
+        if version < 1 {
+            return Err(invalid(
+                find_line(text, &[Key::Name("millpond"), Key::Name("format")]),
+                Some("millpond.format".into()),
+                format!("format {version} does not exist (formats start at 1)"),
+            ));
+        }
+        let v1: FileV1 = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            invalid(
+                line,
+                line.and_then(|l| field_on_line(text, l)),
+                e.message().trim_end().to_string(),
+            )
+        })?;
+        from_v1(v1, dir).map_err(|(path, message)| {
+            invalid(find_line(text, &path), Some(dotted(&path)), message)
+        })
+    }
+}
+
+/// One step of a path to a field in the file.
+#[derive(Clone, Debug)]
+enum Key {
+    Name(&'static str),
+    Index(usize),
+}
+
+fn dotted(path: &[Key]) -> String {
+    let mut s = String::new();
+    for k in path {
+        match k {
+            Key::Name(n) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(n);
+            }
+            Key::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The line of the field at `path` (or of the nearest enclosing one found).
+fn find_line(text: &str, path: &[Key]) -> Option<usize> {
+    let table = toml::de::DeTable::parse(text).ok()?;
+    let mut span = table.span();
+    let mut value: Option<&toml::de::DeValue<'_>> = None;
+    let mut current = table.get_ref();
+    for k in path {
+        let next = match (k, value) {
+            (Key::Name(n), None) => current.get(*n),
+            (Key::Name(n), Some(toml::de::DeValue::Table(t))) => t.get(*n),
+            (Key::Index(i), Some(toml::de::DeValue::Array(a))) => a.get(*i),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        span = next.span();
+        if let toml::de::DeValue::Table(t) = next.get_ref() {
+            current = t;
+        }
+        value = Some(next.get_ref());
+    }
+    Some(line_of(text, span.start))
+}
+
+/// The key or table header on a line (`stepdown = ...`, `[operations.roughing]`), to name
+/// the field of an error serde reports only by its position.
+fn field_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?.trim();
+    let name = if let Some(h) = l.strip_prefix('[') {
+        h.trim_start_matches('[').split(']').next()?
+    } else {
+        l.split('=').next().filter(|_| l.contains('='))?
+    };
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+type FieldError = (Vec<Key>, String);
+
+fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
+    use Key::{Index, Name};
+    let at = |path: &[Key]| path.to_vec();
+
+    // Model.
+    let m = &f.model;
+    let file = match (&m.file, m.sample) {
+        (Some(_), Some(true)) => {
+            return Err((
+                at(&[Name("model")]),
+                "give either `file` or `sample = true`, not both".into(),
+            ));
+        }
+        (None, Some(true)) => ModelFile::Sample,
+        (Some(p), None | Some(false)) => {
+            if p.is_empty() {
+                return Err((at(&[Name("model"), Name("file")]), "is empty".into()));
+            }
+            let hash = match &m.blake3 {
+                None => None,
+                Some(h) => Some(MeshHash(unhex(h).ok_or_else(|| {
+                    (
+                        at(&[Name("model"), Name("blake3")]),
+                        "expected 64 hexadecimal digits".to_string(),
+                    )
+                })?)),
+            };
+            let path = PathBuf::from(p);
+            let path = if path.is_absolute() {
+                path
+            } else {
+                dir.join(path)
+            };
+            ModelFile::Stl { path, hash }
+        }
+        (None, _) => {
+            return Err((
+                at(&[Name("model")]),
+                "names no model: give `file = \"part.stl\"` (or `sample = true`)".into(),
+            ));
+        }
+    };
+    let units = word(UNITS.value(&m.units), &[Name("model"), Name("units")])?;
+    let mut placement = Vec::new();
+    for (i, p) in m.placement.iter().enumerate() {
+        placement.push(word(
+            PLACEMENT.value(p),
+            &[Name("model"), Name("placement"), Index(i)],
+        )?);
+    }
+
+    // Stock.
+    let s = &f.stock;
+    let sp = |n: &'static str| vec![Name("stock"), Name(n)];
+    let mode = word(STOCK_MODE.value(&s.mode), &sp("mode"))?;
+    for (n, v) in [
+        ("margin_xy", s.margin_xy),
+        ("margin_top", s.margin_top),
+        ("margin_bottom", s.margin_bottom),
+    ] {
+        check(v, 0.0, 1e4, &sp(n))?;
+    }
+    check(s.safe_height, 0.1, 1e4, &sp("safe_height"))?;
+    for i in 0..3 {
+        check(s.min[i], -1e5, 1e5, &sp("min"))?;
+        check(s.max[i], -1e5, 1e5, &sp("max"))?;
+        if mode == StockMode::Explicit && s.max[i] <= s.min[i] {
+            return Err((
+                sp("max"),
+                format!(
+                    "the stock's highest {} ({}) must be above its lowest ({})",
+                    ["X", "Y", "Z"][i],
+                    s.max[i],
+                    s.min[i]
+                ),
+            ));
+        }
+    }
+    let stock = Stock {
+        mode,
+        margin_xy: s.margin_xy,
+        margin_top: s.margin_top,
+        margin_bottom: s.margin_bottom,
+        min: s.min,
+        max: s.max,
+        safe_height: s.safe_height,
+        zero: WorkZeroChoice {
+            xy: word(ZERO_XY.value(&s.zero_xy), &sp("zero_xy"))?,
+            z: word(ZERO_Z.value(&s.zero_z), &sp("zero_z"))?,
+        },
+    };
+
+    // Output.
+    let dialect = word(
+        DIALECT.value(&f.output.dialect),
+        &[Name("output"), Name("dialect")],
+    )?;
+    check(
+        f.output.spindle_dwell,
+        0.0,
+        600.0,
+        &[Name("output"), Name("spindle_dwell")],
+    )?;
+    let output = Output {
+        dialect,
+        spindle_dwell_s: f.output.spindle_dwell,
+    };
+
+    // Tools: ids in memory are the numbers (unique in a file).
+    let mut tools: Vec<Tool> = Vec::new();
+    for (i, t) in f.tools.iter().enumerate() {
+        let tp = |n: &'static str| vec![Name("tools"), Index(i), Name(n)];
+        let number = u32::try_from(t.number)
+            .ok()
+            .filter(|n| *n <= 9999)
+            .ok_or_else(|| {
+                (
+                    tp("number"),
+                    format!("{} is not a tool number (0 to 9999)", t.number),
+                )
+            })?;
+        if let Some(other) = tools.iter().find(|o| o.number == number) {
+            return Err((
+                tp("number"),
+                format!(
+                    "tools \"{}\" and \"{}\" both have number {number}",
+                    other.name, t.name
+                ),
+            ));
+        }
+        let flutes = u32::try_from(t.flutes)
+            .ok()
+            .filter(|n| (1..=16).contains(n))
+            .ok_or_else(|| (tp("flutes"), format!("{} is not 1 to 16 flutes", t.flutes)))?;
+        check(t.diameter, 0.01, 1000.0, &tp("diameter"))?;
+        check(t.feed, 1.0, 100_000.0, &tp("feed"))?;
+        check(t.plunge_feed, 1.0, 100_000.0, &tp("plunge_feed"))?;
+        check(t.spindle_rpm, 1.0, 200_000.0, &tp("spindle_rpm"))?;
+        check(t.max_depth_of_cut, 0.0, 1000.0, &tp("max_depth_of_cut"))?;
+        check(t.stick_out, 0.0, 1000.0, &tp("stick_out"))?;
+        let shape = word(SHAPE.value(&t.shape), &tp("shape"))?;
+        if shape == ToolShape::Bull {
+            check(t.corner_radius, 0.01, 500.0, &tp("corner_radius"))?;
+        }
+        if shape == ToolShape::VBit {
+            check(t.included_angle, 1.0, 179.0, &tp("included_angle"))?;
+        }
+        let tool = Tool {
+            id: u64::from(number),
+            number,
+            name: t.name.clone(),
+            shape,
+            diameter: t.diameter,
+            corner_radius: t.corner_radius,
+            included_angle: t.included_angle,
+            feed: t.feed,
+            plunge_feed: t.plunge_feed,
+            spindle_rpm: t.spindle_rpm,
+            max_depth_of_cut: t.max_depth_of_cut,
+            flutes,
+            stick_out: t.stick_out,
+            auto_name: t.name_follows_shape,
+        };
+        if let Err(e) = tool.cutter() {
+            return Err((at(&[Name("tools"), Index(i)]), e.to_string()));
+        }
+        tools.push(tool);
+    }
+
+    // Operations: ids in memory count from 1 in file order.
+    let mut operations = Vec::new();
+    for (i, o) in f.operations.iter().enumerate() {
+        let op = |n: &'static str| vec![Name("operations"), Index(i), Name(n)];
+        let tool = tools
+            .iter()
+            .find(|t| i64::from(t.number) == o.tool)
+            .map(|t| t.id)
+            .ok_or_else(|| {
+                (
+                    op("tool"),
+                    format!("no tool with number {} in this job's [[tools]]", o.tool),
+                )
+            })?;
+        let feeds = match &o.feeds {
+            None => None,
+            Some(fd) => {
+                let fp =
+                    |n: &'static str| vec![Name("operations"), Index(i), Name("feeds"), Name(n)];
+                check(fd.feed, 1.0, 100_000.0, &fp("feed"))?;
+                check(fd.plunge_feed, 1.0, 100_000.0, &fp("plunge_feed"))?;
+                check(fd.spindle_rpm, 1.0, 200_000.0, &fp("spindle_rpm"))?;
+                Some(OperationFeeds {
+                    feed: fd.feed,
+                    plunge_feed: fd.plunge_feed,
+                    spindle_rpm: fd.spindle_rpm,
+                })
+            }
+        };
+        let given = [
+            o.roughing.is_some(),
+            o.raster_finishing.is_some(),
+            o.waterline_finishing.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err((
+                at(&[Name("operations"), Index(i)]),
+                "give exactly one strategy table: [operations.roughing], \
+                 [operations.raster_finishing] or [operations.waterline_finishing]"
+                    .into(),
+            ));
+        }
+        let sub =
+            |s: &'static str, n: &'static str| vec![Name("operations"), Index(i), Name(s), Name(n)];
+        let strategy = if let Some(p) = &o.roughing {
+            let k = |n| sub("roughing", n);
+            check(p.stepdown, 0.01, 1000.0, &k("stepdown"))?;
+            check(p.allowance, 0.0, 100.0, &k("allowance"))?;
+            check(p.sampling, 0.001, 100.0, &k("sampling"))?;
+            check(p.ramp_angle, 0.1, 90.0, &k("ramp_angle"))?;
+            let stepover: Stepover = p.stepover.parse().map_err(|e| (k("stepover"), e))?;
+            Strategy::Roughing(RoughingParams {
+                stepdown: p.stepdown,
+                stepover,
+                allowance: p.allowance,
+                pattern: word(PATTERN.value(&p.pattern), &k("pattern"))?,
+                milling: word(MILLING.value(&p.milling), &k("milling"))?,
+                sampling: p.sampling,
+                ramp_angle: p.ramp_angle,
+            })
+        } else if let Some(p) = &o.raster_finishing {
+            let k = |n| sub("raster_finishing", n);
+            check(p.stepover, 0.001, 1000.0, &k("stepover"))?;
+            check(p.sampling, 0.001, 100.0, &k("sampling"))?;
+            check(p.merge_tolerance, 0.0, 10.0, &k("merge_tolerance"))?;
+            check(p.extra_margin, 0.0, 1000.0, &k("extra_margin"))?;
+            check(p.allowance, 0.0, 100.0, &k("allowance"))?;
+            let bounds = match p.bounds {
+                None => None,
+                Some([xmin, xmax, ymin, ymax]) => {
+                    for v in [xmin, xmax, ymin, ymax] {
+                        check(v, -1e5, 1e5, &k("bounds"))?;
+                    }
+                    if xmax < xmin || ymax < ymin {
+                        return Err((
+                            k("bounds"),
+                            "expected [xmin, xmax, ymin, ymax] with each max not below its min"
+                                .into(),
+                        ));
+                    }
+                    Some(Rect::new(xmin, xmax, ymin, ymax))
+                }
+            };
+            Strategy::RasterFinishing(RasterParams {
+                stepover: p.stepover,
+                sampling: p.sampling,
+                axis: word(AXIS.value(&p.axis), &k("axis"))?,
+                direction: word(DIRECTION.value(&p.direction), &k("direction"))?,
+                merge_tolerance: p.merge_tolerance,
+                extra_margin: p.extra_margin,
+                allowance: p.allowance,
+                bounds,
+            })
+        } else if let Some(p) = &o.waterline_finishing {
+            let k = |n| sub("waterline_finishing", n);
+            check(p.stepdown, 0.01, 1000.0, &k("stepdown"))?;
+            check(p.sampling, 0.001, 100.0, &k("sampling"))?;
+            check(p.allowance, 0.0, 100.0, &k("allowance"))?;
+            Strategy::WaterlineFinishing(WaterlineParams {
+                stepdown: p.stepdown,
+                sampling: p.sampling,
+                milling: word(MILLING.value(&p.milling), &k("milling"))?,
+                allowance: p.allowance,
+            })
+        } else {
+            unreachable!("exactly one strategy was checked above")
+        };
+        operations.push(OperationDef {
+            id: i as u64 + 1,
+            name: o.name.clone(),
+            enabled: o.enabled,
+            visible: o.visible,
+            tool,
+            strategy,
+            feeds,
+        });
+    }
+    Ok(Job {
+        model: ModelRef {
+            file,
+            units,
+            placement,
+        },
+        stock,
+        tools,
+        operations,
+        output,
+    })
+}
+
+/// A word read, or an error for the field at `path`.
+fn word<T>(r: Result<T, String>, path: &[Key]) -> Result<T, FieldError> {
+    r.map_err(|m| (path.to_vec(), m))
+}
+
+/// `v` finite and in `lo..=hi`, else an error for the field at `path`.
+fn check(v: f64, lo: f64, hi: f64, path: &[Key]) -> Result<(), FieldError> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err((path.to_vec(), format!("{v} is out of range ({lo} to {hi})")))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `path` relative to `dir` when it lies in `dir` or below (written with `/`, so a job moves
+/// between systems); otherwise as it is.
+fn relative_path(path: &Path, dir: &Path) -> String {
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().map_or_else(|_| p.to_path_buf(), |c| c.join(p))
+        }
+    };
+    let (p, d) = (abs(path), abs(dir));
+    match p.strip_prefix(&d) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
+        _ => path.display().to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, synced before the
+/// rename, so `path` holds either the old content or the new, never a part. The temporary
+/// file is removed when anything fails.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "job".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::ToolLibrary;
+
+    fn sample_job() -> Job {
+        let tools = ToolLibrary::default().tools;
+        let mut raster = RasterParams {
+            bounds: Some(Rect::new(-1.0, 10.5, 0.0, 7.25)),
+            ..RasterParams::default()
+        };
+        raster.stepover = 0.3;
+        Job {
+            model: ModelRef {
+                file: ModelFile::Stl {
+                    path: PathBuf::from("/jobs/parts/lever.stl"),
+                    hash: Some(MeshHash([0xab; 32])),
+                },
+                units: Units::Inches,
+                placement: vec![
+                    Placement::Rotate(Axis3::Z),
+                    Placement::Mirror(Axis3::X),
+                    Placement::Center,
+                ],
+            },
+            stock: Stock {
+                zero: WorkZeroChoice {
+                    xy: XyZero::StockFrontLeft,
+                    z: ZZero::StockTop,
+                },
+                ..Stock::around_model(3.0, 1.5, 0.25)
+            },
+            operations: vec![
+                OperationDef {
+                    id: 1,
+                    name: "Rough it".into(),
+                    enabled: true,
+                    visible: false,
+                    tool: tools[0].id,
+                    strategy: Strategy::Roughing(RoughingParams {
+                        stepover: Stepover::Mm(2.5),
+                        ..RoughingParams::default()
+                    }),
+                    feeds: Some(OperationFeeds {
+                        feed: 1234.5,
+                        plunge_feed: 100.0,
+                        spindle_rpm: 16000.0,
+                    }),
+                },
+                OperationDef {
+                    id: 2,
+                    name: "Finish \"fine\"".into(),
+                    enabled: false,
+                    visible: true,
+                    tool: tools[1].id,
+                    strategy: Strategy::RasterFinishing(raster),
+                    feeds: None,
+                },
+                OperationDef {
+                    id: 3,
+                    name: "Walls".into(),
+                    enabled: true,
+                    visible: true,
+                    tool: tools[1].id,
+                    strategy: Strategy::WaterlineFinishing(WaterlineParams::default()),
+                    feeds: None,
+                },
+            ],
+            tools,
+            output: Output {
+                dialect: Dialect::Grbl,
+                spindle_dwell_s: 2.5,
+            },
+        }
+    }
+
+    /// Ids in memory are the file's numbering (tools by number, operations in order).
+    fn renumbered(mut job: Job) -> Job {
+        for op in &mut job.operations {
+            op.tool = job
+                .tools
+                .iter()
+                .find(|t| t.id == op.tool)
+                .map(|t| u64::from(t.number))
+                .unwrap();
+        }
+        for t in &mut job.tools {
+            t.id = u64::from(t.number);
+        }
+        for (i, op) in job.operations.iter_mut().enumerate() {
+            op.id = i as u64 + 1;
+        }
+        job
+    }
+
+    #[test]
+    fn a_job_round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut job = sample_job();
+        job.model.file = ModelFile::Stl {
+            path: dir.path().join("parts/lever.stl"),
+            hash: Some(MeshHash([7; 32])),
+        };
+        let path = dir.path().join("lever.millpond");
+        job.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("file = \"parts/lever.stl\""), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        let back = Job::load(&path).unwrap();
+        assert_eq!(back, renumbered(job.clone()));
+        // Saved again, the text is the same: nothing drifts.
+        back.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // The sample part.
+        job.model.file = ModelFile::Sample;
+        job.save(&path).unwrap();
+        assert_eq!(Job::load(&path).unwrap().model.file, ModelFile::Sample);
+    }
+
+    #[test]
+    fn two_tools_with_one_number_cannot_be_saved() {
+        let mut job = sample_job();
+        job.tools[1].number = job.tools[0].number;
+        let e = job
+            .to_toml(Path::new("x.millpond"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both have number"), "{e}");
+    }
+
+    /// The error for `text` with `line` replaced by `with`.
+    fn error_with(text: &str, line: &str, with: &str) -> String {
+        assert!(text.contains(line), "{line} not in the sample");
+        let bad = text.replacen(line, with, 1);
+        Job::parse(&bad, "bad.millpond", Path::new("/jobs"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn bad_files_name_the_file_the_line_and_the_field() {
+        let text = sample_job().to_toml(Path::new("/jobs/x.millpond")).unwrap();
+        let line_of_text =
+            |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+        // Out of range.
+        let e = error_with(&text, "stepdown = 2.0", "stepdown = -1.0");
+        assert!(
+            e.starts_with(&format!(
+                "bad.millpond, line {}",
+                line_of_text("stepdown = 2.0")
+            )) && e.contains("operations[0].roughing.stepdown")
+                && e.contains("out of range"),
+            "{e}"
+        );
+        // A word that is not one.
+        let e = error_with(&text, "shape = \"ball\"", "shape = \"spherical\"");
+        assert!(
+            e.contains("tools[0].shape") && e.contains("\"ball\""),
+            "{e}"
+        );
+        // Missing field.
+        let e = error_with(&text, "ramp_angle = 3.0\n", "");
+        assert!(
+            e.contains("bad.millpond, line")
+                && e.contains("operations.roughing")
+                && e.contains("ramp_angle"),
+            "{e}"
+        );
+        // Unknown field.
+        let e = error_with(
+            &text,
+            "ramp_angle = 3.0",
+            "ramp_angle = 3.0\nramp_speed = 2",
+        );
+        assert!(e.contains("ramp_speed"), "{e}");
+        // Wrong type.
+        let e = error_with(&text, "stepdown = 2.0", "stepdown = \"deep\"");
+        assert!(
+            e.contains("line") && e.contains(", stepdown:") && e.contains("f64"),
+            "{e}"
+        );
+        // A tool that is not in the job.
+        let e = error_with(&text, "tool = 1", "tool = 77");
+        assert!(
+            e.contains("operations[0].tool") && e.contains("no tool with number 77"),
+            "{e}"
+        );
+        // Future and unknown versions, and not a job at all.
+        let e = error_with(&text, "format = 1", "format = 2");
+        assert!(e.contains("newer Millpond") && e.contains("line"), "{e}");
+        let e = error_with(&text, "format = 1", "format = 0");
+        assert!(e.contains("does not exist"), "{e}");
+        let e = Job::parse("[model]\nfile = \"a.stl\"\n", "a.millpond", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a Millpond job"), "{e}");
+        // Broken TOML.
+        let e = error_with(&text, "[stock]", "[stock");
+        assert!(
+            e.contains(&format!("line {}", line_of_text("[stock]"))),
+            "{e}"
+        );
+        // Two strategies in one operation.
+        let e = error_with(
+            &text,
+            "[operations.roughing]",
+            "[operations.waterline_finishing]\nstepdown = 1.0\nsampling = 0.1\nmilling = \"climb\"\nallowance = 0.0\n\n[operations.roughing]",
+        );
+        assert!(e.contains("exactly one strategy"), "{e}");
+        // A bad stepover.
+        let e = error_with(&text, "stepover = \"2.5mm\"", "stepover = \"150%\"");
+        assert!(
+            e.contains("operations[0].roughing.stepover") && e.contains("100%"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oversized_and_binary_files_are_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.millpond");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_JOB_FILE_BYTES + 1).unwrap();
+        let e = Job::load(&big).unwrap_err().to_string();
+        assert!(e.contains("big.millpond") && e.contains("too large"), "{e}");
+        let bin = dir.path().join("part.millpond");
+        std::fs::write(&bin, b"solid \xff\xfe\x00").unwrap();
+        let e = Job::load(&bin).unwrap_err().to_string();
+        assert!(e.contains("part.millpond") && e.contains("UTF-8"), "{e}");
+        let e = Job::load(&dir.path().join("none.millpond"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("none.millpond") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn saving_over_a_job_is_atomic_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.millpond");
+        let job = sample_job();
+        job.save(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // A save that cannot write (its folder is gone) leaves nothing behind.
+        let gone = dir.path().join("gone/a.millpond");
+        assert!(job.save(&gone).is_err());
+        // An unsaveable job does not touch the file.
+        let mut bad = job.clone();
+        bad.tools[1].number = bad.tools[0].number;
+        assert!(bad.save(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.millpond")]);
+    }
+}
