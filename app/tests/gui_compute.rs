@@ -6,6 +6,7 @@ mod gui_support;
 use egui_kittest::kittest::Queryable;
 use gui_support::app;
 use millpond::gui::MillpondApp;
+use millpond::gui::document::Command;
 use millpond::gui::operations::{RoughingParams, Stepover, Strategy, ToolShape, WaterlineParams};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,9 +23,10 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 fn generating_a_long_job() -> (gui_support::TestApp, u64) {
     let mut t = app();
     let op = t.raster();
-    let p = t.raster_params();
-    p.stepover = 0.02;
-    p.sampling = 0.02;
+    t.set_raster(|p| {
+        p.stepover = 0.02;
+        p.sampling = 0.02;
+    });
     t.harness.get_by_label("Generate").click();
     (t, op)
 }
@@ -60,7 +62,7 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
         t.texts()
     );
     t.harness.run_ok();
-    let name = t.app().operations.get(op).unwrap().name.clone();
+    let name = t.app().doc().operations.get(op).unwrap().name.clone();
     assert!(
         t.has_text(&format!("Warning: {name}: move ")) && t.has_text("deep into the stock"),
         "{}",
@@ -70,6 +72,7 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     // Hiding it in the view: its row's Show box.
     let row = t
         .app()
+        .doc()
         .operations
         .list
         .iter()
@@ -81,7 +84,7 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
         .expect("a Show box per operation")
         .click();
     t.harness.run_ok();
-    assert!(!t.app().operations.get(op).unwrap().visible);
+    assert!(!t.app().doc().operations.get(op).unwrap().visible);
 
     // G-code for the enabled operations, written off the UI thread.
     let out = t.dir.path().join("part.ngc");
@@ -211,20 +214,21 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
     let _one = one_at_a_time();
     let mut t = app();
     let raster = t.raster();
-    let ball = t.app().operations.get(raster).unwrap().tool;
+    let ball = t.app().doc().operations.get(raster).unwrap().tool;
     // This test builds its own roughing: the default job's goes.
-    let default_rough = t.app().operations.list[0].id;
+    let default_rough = t.app().doc().operations.list[0].id;
     assert_ne!(default_rough, raster);
     t.app_mut().remove_operation(default_rough);
     let flat = t
         .app()
+        .doc()
         .tools
         .tools
         .iter()
         .find(|x| x.shape == ToolShape::Flat)
         .unwrap()
         .clone();
-    let waterline = t.app_mut().operations.add(
+    let waterline = t.app_mut().add_operation(
         Strategy::WaterlineFinishing(WaterlineParams {
             stepdown: 4.0,
             sampling: 0.4,
@@ -232,7 +236,7 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
         }),
         ball,
     );
-    let rough = t.app_mut().operations.add(
+    let rough = t.app_mut().add_operation(
         Strategy::Roughing(RoughingParams {
             stepdown: 6.0,
             stepover: Stepover::Mm(3.0),
@@ -243,15 +247,14 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
     );
     let disabled = t
         .app_mut()
-        .operations
-        .add(Strategy::defaults().remove(1), ball);
-    t.app_mut().operations.get_mut(disabled).unwrap().enabled = false;
+        .add_operation(Strategy::defaults().remove(1), ball);
+    t.app_mut().edit_operation(disabled, |o| o.enabled = false);
     // Machining order: roughing, waterline, raster.
-    t.app_mut().operations.move_by(rough, true);
-    t.app_mut().operations.move_by(rough, true);
-    t.app_mut().operations.move_by(waterline, true);
-    t.app_mut().operations.move_by(rough, true);
-    let order: Vec<u64> = t.app().operations.list.iter().map(|o| o.id).collect();
+    t.app_mut().execute(Command::MoveOperation(rough, true));
+    t.app_mut().execute(Command::MoveOperation(rough, true));
+    t.app_mut().execute(Command::MoveOperation(waterline, true));
+    t.app_mut().execute(Command::MoveOperation(rough, true));
+    let order: Vec<u64> = t.app().doc().operations.list.iter().map(|o| o.id).collect();
     assert_eq!(order, [rough, waterline, raster, disabled]);
     t.harness.run_ok();
     t.harness.get_by_label("Generate all").click();
@@ -269,7 +272,11 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
         "a disabled operation was computed"
     );
     // Roughing stays in the stock and above its bottom.
-    let stock = t.app().stock.aabb(t.app().model.as_ref().unwrap().bounds());
+    let stock = t
+        .app()
+        .doc()
+        .stock
+        .aabb(t.app().doc().model.as_ref().unwrap().bounds());
     let tp = t.app().toolpath(rough).unwrap().clone();
     assert!(tp.moves.iter().all(|m| m.to.z >= stock.min.z - 1e-9));
     let summary = t.app().export_summary();
@@ -290,7 +297,9 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
         "roughing with the flat end mill"
     );
     // GRBL: no tool changes.
-    t.app_mut().session.dialect = millpond_core::gcode::Dialect::Grbl;
+    let mut output = t.app().doc().output;
+    output.dialect = millpond_core::gcode::Dialect::Grbl;
+    t.app_mut().execute(Command::SetOutput(output));
     let out = t.dir.path().join("all.nc");
     t.app_mut().export_to(out.clone());
     assert!(t.run_until(Duration::from_secs(30), |a| {
@@ -308,7 +317,7 @@ fn a_bad_parameter_is_reported_not_computed() {
     let _one = one_at_a_time();
     let mut t = app();
     let op = t.raster();
-    t.raster_params().stepover = 0.0;
+    t.set_raster(|p| p.stepover = 0.0);
     t.app_mut().generate(false);
     t.harness.run_ok();
     assert!(!t.app().compute.is_running());

@@ -44,7 +44,7 @@ fn retype(t: &mut TestApp, current: &str, text: &str) {
 fn the_built_in_browser_exports_gcode_and_opens_a_model() {
     let mut t = app_with_built_in_browser();
     let op = t.raster();
-    t.raster_params().stepover = 2.0;
+    t.set_raster(|p| p.stepover = 2.0);
     t.app_mut().generate(false);
     assert!(
         t.run_until(Duration::from_secs(60), |a| a.toolpath(op).is_some()),
@@ -101,6 +101,7 @@ fn the_built_in_browser_exports_gcode_and_opens_a_model() {
     t.harness.get_by_label("Open").click();
     assert!(
         t.run_until(Duration::from_secs(30), |a| a
+            .doc()
             .model
             .as_ref()
             .is_some_and(|m| m.name == "bracket.stl")),

@@ -12,6 +12,7 @@ fn starts_with_the_bundled_model_and_a_ready_operation() {
     let t = app();
     let m = t
         .app()
+        .doc()
         .model
         .as_ref()
         .expect("the default model is loaded at start");
@@ -19,12 +20,12 @@ fn starts_with_the_bundled_model_and_a_ready_operation() {
     assert!(t.has_text(&m.triangles().to_string()), "{}", t.texts());
     // Roughing with the flat end mill, then finishing with the ball nose: finishing alone
     // would bury the ball in the uncut block.
-    let ops = &t.app().operations.list;
+    let ops = &t.app().doc().operations.list;
     let names: Vec<&str> = ops.iter().map(|o| o.strategy.label()).collect();
     assert_eq!(names, ["Roughing", "Raster finishing"]);
     let shapes: Vec<_> = ops
         .iter()
-        .map(|o| t.app().tools.get(o.tool).unwrap().shape)
+        .map(|o| t.app().doc().tools.get(o.tool).unwrap().shape)
         .collect();
     assert_eq!(
         shapes,
@@ -39,8 +40,8 @@ fn starts_with_the_bundled_model_and_a_ready_operation() {
     let b = m.bounds();
     assert!(stock.min.x < b.min.x && stock.max.z > b.max.z, "{stock:?}");
     assert_eq!(
-        millpond::gui::window_title(Some(&m.name)),
-        "Millpond — default-part.stl"
+        millpond::gui::window_title(None, false, Some(&m.name)),
+        "Millpond — Untitled job — default-part.stl"
     );
     assert!(t.has_text("Generate"), "{}", t.texts());
 }
@@ -53,6 +54,7 @@ fn dropped_file_loads_and_shows_its_triangle_count() {
     t.drop_file(&path);
     assert!(
         t.run_until(Duration::from_secs(10), |a| a
+            .doc()
             .model
             .as_ref()
             .is_some_and(|m| m.name == "sphere.stl")),
@@ -60,7 +62,7 @@ fn dropped_file_loads_and_shows_its_triangle_count() {
         t.texts()
     );
     t.harness.run_ok();
-    assert_eq!(t.app().model.as_ref().unwrap().triangles(), 1280);
+    assert_eq!(t.app().doc().model.as_ref().unwrap().triangles(), 1280);
     assert!(t.has_text("1280"), "{}", t.texts());
     assert!(t.has_text("20.000 × 20.000 × 20.000 mm"), "{}", t.texts());
     assert_eq!(t.app().session.recent.first(), Some(&path));
@@ -84,7 +86,7 @@ fn bad_file_shows_an_error_and_keeps_the_previous_model() {
     t.harness.run_ok();
     assert!(t.has_text("Cannot open broken.stl:"), "{}", t.texts());
     assert_eq!(
-        t.app().model.as_ref().unwrap().name,
+        t.app().doc().model.as_ref().unwrap().name,
         millpond::cli::DEFAULT_MODEL_NAME,
         "the previous model must stay"
     );
@@ -103,31 +105,41 @@ fn units_and_placement_rebuild_the_mesh_from_the_original() {
     write_stl(&path, &sphere());
     t.drop_file(&path);
     assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.model.as_ref().is_some_and(|m| m.name == "sphere.stl")
+        a.doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.name == "sphere.stl")
     }));
     t.app_mut().set_units(Units::Inches);
     assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.model.as_ref().is_some_and(|m| m.units == Units::Inches)
+        a.doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.units == Units::Inches)
     }));
-    let s = t.app().model.as_ref().unwrap().bounds().size();
+    let s = t.app().doc().model.as_ref().unwrap().bounds().size();
     assert!((s.x - 20.0 * 25.4).abs() < 1e-3, "{s:?}");
     // Placement buttons, by label, as a user clicks them.
     use egui_kittest::kittest::Queryable;
     t.harness.get_by_label("Move to origin").click();
     t.harness.run_ok();
     assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.model
+        a.doc()
+            .model
             .as_ref()
             .is_some_and(|m| m.placement == [Placement::MoveToOrigin])
     }));
-    let b = t.app().model.as_ref().unwrap().bounds();
+    let b = t.app().doc().model.as_ref().unwrap().bounds();
     assert!(b.min.x.abs() < 1e-9 && b.min.y.abs() < 1e-9 && b.min.z.abs() < 1e-9);
     t.app_mut().place(Placement::Rotate(Axis3::X));
     assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.model.as_ref().is_some_and(|m| m.placement.len() == 2)
+        a.doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.placement.len() == 2)
     }));
     // Still inches, still the same triangles.
-    let m = t.app().model.as_ref().unwrap();
+    let m = t.app().doc().model.as_ref().unwrap();
     assert_eq!(m.units, Units::Inches);
     assert_eq!(m.triangles(), 1280);
     // Mirror across X: the box flips to the other side of X0, and the triangles' winding
@@ -135,9 +147,12 @@ fn units_and_placement_rebuild_the_mesh_from_the_original() {
     let before = m.bounds();
     t.app_mut().place(Placement::Mirror(Axis3::X));
     assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.model.as_ref().is_some_and(|m| m.placement.len() == 3)
+        a.doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.placement.len() == 3)
     }));
-    let m = t.app().model.as_ref().unwrap();
+    let m = t.app().doc().model.as_ref().unwrap();
     let b = m.bounds();
     assert!((b.min.x + before.max.x).abs() < 1e-9 && (b.max.x + before.min.x).abs() < 1e-9);
     let volume: f64 = m
@@ -159,9 +174,12 @@ fn units_and_placement_rebuild_the_mesh_from_the_original() {
     t.harness.get_by_label("Center XY").click();
     t.harness.run_ok();
     assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.model.as_ref().is_some_and(|m| m.placement.len() == 4)
+        a.doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.placement.len() == 4)
     }));
-    let b = t.app().model.as_ref().unwrap().bounds();
+    let b = t.app().doc().model.as_ref().unwrap().bounds();
     assert!((b.min.x + b.max.x).abs() < 1e-9 && (b.min.y + b.max.y).abs() < 1e-9);
     assert!(b.min.z.abs() < 1e-9, "{b:?}");
 }
@@ -191,6 +209,7 @@ fn every_panel_opens_and_every_field_is_named() {
     // Bull nose and V-bit fields.
     let bull = t
         .app()
+        .doc()
         .tools
         .tools
         .iter()
@@ -202,6 +221,7 @@ fn every_panel_opens_and_every_field_is_named() {
     assert!(t.has_text("Corner radius"), "{}", t.texts());
     let vbit = t
         .app()
+        .doc()
         .tools
         .tools
         .iter()
@@ -212,7 +232,7 @@ fn every_panel_opens_and_every_field_is_named() {
     t.harness.run_ok();
     assert!(t.has_text("Included angle"), "{}", t.texts());
     // A waterline operation's editor.
-    t.app_mut().operations.add(
+    t.app_mut().add_operation(
         millpond::gui::operations::Strategy::WaterlineFinishing(Default::default()),
         vbit,
     );
@@ -223,7 +243,7 @@ fn every_panel_opens_and_every_field_is_named() {
         t.texts()
     );
     // And a roughing operation's.
-    t.app_mut().operations.add(
+    t.app_mut().add_operation(
         millpond::gui::operations::Strategy::Roughing(Default::default()),
         bull,
     );
@@ -260,19 +280,21 @@ fn every_panel_opens_and_every_field_is_named() {
 #[test]
 fn the_tool_library_is_saved_between_runs() {
     let mut t = app();
-    let id = t.app_mut().tools.add(None);
-    t.app_mut().tools.get_mut(id).unwrap().name = "8 mm roughing end mill".into();
+    let id = t.app_mut().add_tool(None);
+    t.app_mut()
+        .edit_tool(id, |x| x.name = "8 mm roughing end mill".into());
     t.app_mut().save_all();
     let dir = t.dir;
     drop(t.harness);
     let t = gui_support::app_in(dir);
     assert!(
         t.app()
+            .doc()
             .tools
             .tools
             .iter()
             .any(|x| x.name == "8 mm roughing end mill"),
         "{:?}",
-        t.app().tools.tools
+        t.app().doc().tools.tools
     );
 }

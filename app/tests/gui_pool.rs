@@ -149,7 +149,7 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
 fn statistics_list_a_helpers_workers_after_this_computers() {
     let mut t = loopback_app();
     // Seconds of work, so the helper takes part.
-    t.raster_params().stepover = 0.1;
+    t.set_raster(|p| p.stepover = 0.1);
     t.app_mut().set_server_mode(true);
     assert!(t.run_until(Duration::from_secs(20), |a| matches!(
         a.pool.state(),

@@ -29,7 +29,7 @@ fn statistics_show_this_computers_workers_live_and_sort_by_a_column() {
     let op = t.raster();
     // About a second of work in many chunks: the panel shows each finished chunk at once
     // (not on a timer), so it is seen while the job runs.
-    t.raster_params().stepover = 0.03;
+    t.set_raster(|p| p.stepover = 0.03);
     t.harness.get_by_label("Statistics").click();
     t.harness.run_ok();
     assert!(t.has_text("Workers on this computer"), "{}", t.texts());

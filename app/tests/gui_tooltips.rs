@@ -152,6 +152,7 @@ fn click(t: &mut TestApp, label: &str) {
 fn select_tool(t: &mut TestApp, shape: ToolShape) {
     let id = t
         .app()
+        .doc()
         .tools
         .tools
         .iter()
@@ -186,8 +187,8 @@ fn every_parameter_has_a_tooltip() {
         count += check(&mut t, &place, None, &mut checked, &mut missing);
     }
     let raster = t.raster();
-    let tool = t.app().operations.get(raster).unwrap().tool;
-    t.app_mut().operations.add(
+    let tool = t.app().doc().operations.get(raster).unwrap().tool;
+    t.app_mut().add_operation(
         Strategy::WaterlineFinishing(WaterlineParams::default()),
         tool,
     );
@@ -200,21 +201,17 @@ fn every_parameter_has_a_tooltip() {
     );
     let rough = t
         .app_mut()
-        .operations
-        .add(Strategy::Roughing(RoughingParams::default()), tool);
+        .add_operation(Strategy::Roughing(RoughingParams::default()), tool);
     count += check(&mut t, "roughing", None, &mut checked, &mut missing);
     // The other stepover unit.
-    if let Some(Strategy::Roughing(p)) = t
-        .app_mut()
-        .operations
-        .get_mut(rough)
-        .map(|o| &mut o.strategy)
-    {
-        p.stepover = match p.stepover {
-            Stepover::Mm(_) => Stepover::Percent(40.0),
-            Stepover::Percent(_) => Stepover::Mm(2.5),
-        };
-    }
+    t.app_mut().edit_operation(rough, |o| {
+        if let Strategy::Roughing(p) = &mut o.strategy {
+            p.stepover = match p.stepover {
+                Stepover::Mm(_) => Stepover::Percent(40.0),
+                Stepover::Percent(_) => Stepover::Mm(2.5),
+            };
+        }
+    });
     count += check(
         &mut t,
         "roughing, other stepover",

@@ -238,7 +238,7 @@ impl GeneratedApp {
         let options = millpond::gui::AppOptions::with_config_dir(config.path());
         let mut app = millpond::gui::MillpondApp::new(&cc, options);
         let mut frame = eframe::Frame::_new_kittest();
-        let ops = app.operations.list.len();
+        let ops = app.doc().operations.list.len();
         assert!(ops > 0, "the app starts with a default job");
         frames_until(
             &mut window,
@@ -246,7 +246,7 @@ impl GeneratedApp {
             &mut frame,
             Duration::from_secs(10),
             "the model",
-            |a| a.model.is_some(),
+            |a| a.doc().model.is_some(),
         );
         app.generate(true);
         frames_until(

@@ -8,16 +8,19 @@
 use super::check::ProgramCheck;
 use super::compute::{Backend, Compute, ComputeEvent, Computed, JobRequest};
 use super::dialogs::{self, PendingDialog};
+use super::document::{Command, Document, History};
 use super::export::{self, ExportOp, Exporter, Summary};
 use super::model::{LoadOutcome, Model, ModelLoader, Placement, Units, display_name};
-use super::operations::{self, Operations, Stock, Strategy, ToolLibrary};
+use super::operations::{self, OperationDef, Strategy, Tool, ToolLibrary};
 use super::preferences::{self, PoolControl, PoolState, Preferences, QUIT_POOL_WAIT};
 use super::settings::{load_json, save_json};
 use super::stats_panel::StatsPanel;
 use super::view3d::SceneView;
 use crate::cli::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
 use egui::DroppedFileHandle;
+use millpond_core::MeshHash;
 use millpond_core::gcode::Dialect;
+use millpond_core::job_file::{self, Job, ModelFile, Output};
 use millpond_core::toolpath::ToolpathStats;
 use millpond_core::{Aabb, Toolpath};
 use millpond_net::{PoolStats, Secret};
@@ -82,11 +85,13 @@ impl AppOptions {
     }
 }
 
-/// Window title for a model.
-pub fn window_title(model_name: Option<&str>) -> String {
+/// Window title: the job (`*` when it has unsaved changes) and the model.
+pub fn window_title(job: Option<&str>, unsaved: bool, model_name: Option<&str>) -> String {
+    let mark = if unsaved { "*" } else { "" };
+    let job = job.unwrap_or("Untitled job");
     match model_name {
-        Some(n) => format!("Millpond — {n}"),
-        None => "Millpond".into(),
+        Some(n) => format!("Millpond — {job}{mark} — {n}"),
+        None => format!("Millpond — {job}{mark}"),
     }
 }
 
@@ -104,8 +109,13 @@ type LocalProgress = (bool, Option<(u64, u32)>, usize);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Session {
-    /// Most recent first.
+    /// Models, most recent first.
     pub recent: Vec<PathBuf>,
+    /// Job files, most recent first.
+    pub recent_jobs: Vec<PathBuf>,
+    /// The job file whose unsaved changes the recovery file holds (`None`: a job never
+    /// saved), while there is one.
+    pub recovery_of: Option<PathBuf>,
     pub dialect: Dialect,
     pub show_stats: bool,
 }
@@ -114,9 +124,54 @@ impl Default for Session {
     fn default() -> Self {
         Self {
             recent: Vec::new(),
+            recent_jobs: Vec::new(),
+            recovery_of: None,
             dialect: Dialect::LinuxCnc,
             show_stats: false,
         }
+    }
+}
+
+/// What a file dialog is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DialogFor {
+    OpenModel,
+    OpenJob,
+    SaveJob,
+    /// The model of a job being opened, which is not where the job says.
+    LocateModel,
+}
+
+/// A job being opened while its model loads.
+#[derive(Debug)]
+struct OpeningJob {
+    /// The model's hash when the job was saved.
+    hash: Option<MeshHash>,
+    /// Opened from its file (no unsaved changes), not restored from the recovery file.
+    clean: bool,
+}
+
+/// Unsaved work of the last run.
+#[derive(Debug)]
+struct RecoveryOffer {
+    /// The job file it was a change of, if the job had been saved.
+    job_path: Option<PathBuf>,
+}
+
+/// The recovery file, in the config folder.
+const RECOVERY_FILE: &str = "recovery.millpond";
+/// How long after a change the recovery file is written.
+const RECOVERY_DELAY: Duration = Duration::from_secs(3);
+
+/// `path` with the job extension, when the user typed a name without it.
+fn with_job_extension(path: PathBuf) -> PathBuf {
+    if path.extension().is_some_and(|e| e == job_file::EXTENSION) {
+        path
+    } else {
+        let mut s = path.into_os_string();
+        s.push(".");
+        s.push(job_file::EXTENSION);
+        PathBuf::from(s)
     }
 }
 
@@ -142,15 +197,26 @@ pub struct PrefsUi {
 
 pub struct MillpondApp {
     pub options: AppOptions,
-    pub model: Option<Model>,
+    /// The job: changed only through [`MillpondApp::execute`] (and undo and redo).
+    doc: Document,
+    history: History,
+    /// Where the job was last saved or opened from; `None`: not saved yet.
+    job_path: Option<PathBuf>,
+    /// The history state last saved (or opened): any other state has unsaved changes.
+    saved_state: u64,
+    /// When the recovery file is due to be written (a few seconds after a change).
+    recovery_due: Option<Instant>,
+    /// A job whose model is loading: checked against its saved hash once it arrives.
+    opening_job: Option<OpeningJob>,
+    /// The units and placement of a job whose model the user is asked to find.
+    locating: Option<(Units, Vec<Placement>)>,
+    /// Unsaved work of the last run, until the user restores or discards it.
+    recovery_offer: Option<RecoveryOffer>,
     pub loader: ModelLoader,
     /// Errors shown at the top of the window until dismissed.
     pub banners: Vec<String>,
     pub session: Session,
-    pub tools: ToolLibrary,
     pub selected_tool: Option<u64>,
-    pub operations: Operations,
-    pub stock: Stock,
     pub results: BTreeMap<u64, OpResult>,
     /// The last failure of each operation.
     pub op_errors: BTreeMap<u64, String>,
@@ -168,7 +234,7 @@ pub struct MillpondApp {
     /// The last thing that happened, for the status bar.
     pub status: String,
     pub(super) view: SceneView,
-    pub(super) open_dialog: Option<PendingDialog>,
+    pub(super) open_dialog: Option<(DialogFor, PendingDialog)>,
     pub(super) ctx: egui::Context,
     title: String,
     last_refresh: Option<Instant>,
@@ -187,8 +253,9 @@ pub struct MillpondApp {
 impl std::fmt::Debug for MillpondApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MillpondApp")
-            .field("model", &self.model.as_ref().map(|m| &m.name))
-            .field("operations", &self.operations.list.len())
+            .field("model", &self.doc.model.as_ref().map(|m| &m.name))
+            .field("job", &self.job_path)
+            .field("operations", &self.doc.operations.list.len())
             .field("results", &self.results.len())
             .field("computing", &self.compute.is_running())
             .finish_non_exhaustive()
@@ -227,9 +294,16 @@ impl MillpondApp {
                 None
             }
         };
-        let mut operations = Operations::with_default(&tools);
+        let mut doc = Document::new(
+            tools,
+            Output {
+                dialect: session.dialect,
+                spindle_dwell_s: prefs.spindle_dwell_s,
+            },
+        );
         if options.autostart == Autostart::Heavy
-            && let Some(op) = operations
+            && let Some(op) = doc
+                .operations
                 .list
                 .iter_mut()
                 .find(|o| matches!(o.strategy, Strategy::RasterFinishing(_)))
@@ -241,12 +315,16 @@ impl MillpondApp {
         }
         let mut app = Self {
             loader: ModelLoader::new(ctx.clone()),
-            model: None,
             banners,
-            selected_tool: tools.tools.first().map(|t| t.id),
-            tools,
-            operations,
-            stock: Stock::default(),
+            selected_tool: doc.tools.tools.first().map(|t| t.id),
+            doc,
+            history: History::default(),
+            job_path: None,
+            saved_state: 0,
+            recovery_due: None,
+            opening_job: None,
+            locating: None,
+            recovery_offer: None,
             results: BTreeMap::new(),
             op_errors: BTreeMap::new(),
             compute: Compute::new(ctx.clone()),
@@ -279,14 +357,24 @@ impl MillpondApp {
             preview_sent: None,
             options,
         };
+        // The first model is part of the new job, not a change to it.
+        app.opening_job = Some(OpeningJob {
+            hash: None,
+            clean: true,
+        });
         match app.options.open.clone() {
             // Loaded off the UI thread like File > Open; a file that cannot be read leaves the
             // window empty with the reason in a banner.
             Some(path) => app.open_path(path),
             None => match ModelLoader::load_bundled_now(DEFAULT_MODEL, DEFAULT_MODEL_NAME) {
-                Ok(m) => app.set_model(m),
+                Ok(m) => app.model_arrived(m),
                 Err(e) => app.banners.push(e),
             },
+        }
+        if app.recovery_path().is_file() {
+            app.recovery_offer = Some(RecoveryOffer {
+                job_path: app.session.recovery_of.clone(),
+            });
         }
         if app.prefs.server_mode {
             app.pool.apply(&app.prefs, app.secret.as_ref());
@@ -314,19 +402,32 @@ impl MillpondApp {
     /// Draws the built-in file browsers and acts on answered dialogs (from the UI pass: the
     /// built-in browser is a window of this one).
     pub(super) fn show_dialogs(&mut self, ctx: &egui::Context) {
-        if let Some(d) = &mut self.open_dialog {
+        if let Some((_, d)) = &mut self.open_dialog {
             let answer = d.show(ctx);
             if let Some(notice) = d.take_notice() {
                 tracing::info!("{notice}");
                 self.status = notice;
             }
-            if let Some(answer) = answer {
-                self.open_dialog = None;
-                match answer {
-                    Some(path) => self.open_path(path),
-                    None => {
+            if let Some(answer) = answer
+                && let Some((purpose, _)) = self.open_dialog.take()
+            {
+                match (purpose, answer) {
+                    (DialogFor::OpenModel, Some(path)) => self.open_path(path),
+                    (DialogFor::OpenJob, Some(path)) => self.open_job(&path),
+                    (DialogFor::SaveJob, Some(path)) => {
+                        self.save_job_to(&with_job_extension(path));
+                    }
+                    (DialogFor::LocateModel, Some(path)) => self.locate_model(path),
+                    (DialogFor::OpenModel, None) => {
                         self.status =
                             "No file chosen. You can also drop an STL file on the window.".into();
+                    }
+                    (DialogFor::LocateModel, None) => {
+                        self.opening_job = None;
+                        self.status = "No model chosen: the job has no model.".into();
+                    }
+                    (DialogFor::OpenJob | DialogFor::SaveJob, None) => {
+                        self.status = "No file chosen.".into();
                     }
                 }
             }
@@ -337,26 +438,42 @@ impl MillpondApp {
         }
     }
 
+    fn ask(&mut self, purpose: DialogFor) {
+        if self.open_dialog.is_some() {
+            return;
+        }
+        let recent = match purpose {
+            DialogFor::OpenModel | DialogFor::LocateModel => &self.session.recent,
+            DialogFor::OpenJob | DialogFor::SaveJob => &self.session.recent_jobs,
+        };
+        let start = recent
+            .first()
+            .and_then(|p| p.parent())
+            .map(std::path::Path::to_path_buf);
+        let folders = dialogs::folders_of(recent);
+        let browser = self.prefs.file_browser;
+        let dialog = match purpose {
+            DialogFor::OpenModel => dialogs::open_model(&self.ctx, browser, start, folders),
+            DialogFor::LocateModel => dialogs::locate_model(&self.ctx, browser, start, folders),
+            DialogFor::OpenJob => dialogs::open_job(&self.ctx, browser, start, folders),
+            DialogFor::SaveJob => {
+                let name = self.job_name().unwrap_or_else(|| {
+                    let (_, stem) = self.export_title();
+                    format!("{stem}.{}", job_file::EXTENSION)
+                });
+                dialogs::save_job(&self.ctx, browser, start, name, folders)
+            }
+        };
+        self.open_dialog = Some((purpose, dialog));
+    }
+
     /// Asks for a model file with the desktop's dialog (or the built-in browser).
     pub fn open_dialog(&mut self) {
-        if self.open_dialog.is_none() {
-            let start = self
-                .session
-                .recent
-                .first()
-                .and_then(|p| p.parent())
-                .map(std::path::Path::to_path_buf);
-            self.open_dialog = Some(dialogs::open_model(
-                &self.ctx,
-                self.prefs.file_browser,
-                start,
-                dialogs::folders_of(&self.session.recent),
-            ));
-        }
+        self.ask(DialogFor::OpenModel);
     }
 
     pub fn set_units(&mut self, units: Units) {
-        if let Some(m) = &self.model
+        if let Some(m) = &self.doc.model
             && m.units != units
         {
             self.loader.replace(m, units, m.placement.clone());
@@ -364,7 +481,7 @@ impl MillpondApp {
     }
 
     pub fn place(&mut self, step: Placement) {
-        if let Some(m) = &self.model {
+        if let Some(m) = &self.doc.model {
             let mut placement = m.placement.clone();
             placement.push(step);
             self.loader.replace(m, m.units, placement);
@@ -372,23 +489,16 @@ impl MillpondApp {
     }
 
     pub fn reset_placement(&mut self) {
-        if let Some(m) = &self.model {
+        if let Some(m) = &self.doc.model {
             self.loader.replace(m, m.units, Vec::new());
         }
     }
 
-    fn set_model(&mut self, mut model: Model) {
+    /// A model the loader built: a new part or a new placement is a change of the job (one
+    /// undo step); the model of a job being opened is part of opening it.
+    fn model_arrived(&mut self, mut model: Model) {
         self.model_generation += 1;
         model.generation = self.model_generation;
-        // Toolpaths of another placement or part are void; a running batch computes for the
-        // old mesh, so it stops too.
-        self.compute.cancel();
-        for id in self.results.keys() {
-            self.view.remove_toolpath(*id);
-        }
-        self.results.clear();
-        self.op_errors.clear();
-        self.view.set_model(&model.mesh);
         if let Some(path) = &model.path {
             self.session.recent.retain(|p| p != path);
             self.session.recent.insert(0, path.clone());
@@ -396,10 +506,405 @@ impl MillpondApp {
             self.save_session();
         }
         self.status = format!("{}: {} triangles", model.name, model.triangles());
-        self.model = Some(model);
-        // The stock follows the model (margins) or stays (explicit): sent after the model.
+        match self.opening_job.take() {
+            Some(job) => {
+                if let Some(saved) = job.hash
+                    && saved != model.original.hash()
+                {
+                    self.banners.push(format!(
+                        "{} has changed since the job was saved: its toolpaths will differ \
+                         from the saved job's. Generate them again and check them before \
+                         cutting.",
+                        model
+                            .path
+                            .as_deref()
+                            .map_or_else(|| model.name.clone(), |p| p.display().to_string())
+                    ));
+                }
+                let before = self.doc.clone();
+                self.doc.model = Some(model);
+                self.document_changed(&before);
+                if job.clean {
+                    // The model of a saved job is not a change to it.
+                    self.saved_state = self.history.state();
+                    self.recovery_due = None;
+                }
+            }
+            None => self.execute(Command::ReplaceModel(Box::new(model))),
+        }
+    }
+
+    // ----- the document -----
+
+    /// The job the window shows. Change it with [`MillpondApp::execute`].
+    pub fn doc(&self) -> &Document {
+        &self.doc
+    }
+
+    /// Changes the job: one undoable step (or part of the previous one for a continued
+    /// edit), and everything that shows the job follows.
+    pub fn execute(&mut self, cmd: Command) {
+        let before = self.doc.clone();
+        self.history.execute(&mut self.doc, cmd, Instant::now());
+        self.document_changed(&before);
+    }
+
+    /// Adds an operation (one command) and returns its id; it is selected.
+    pub fn add_operation(&mut self, strategy: Strategy, tool: u64) -> u64 {
+        self.execute(Command::AddOperation(strategy, tool));
+        self.doc.operations.list.last().map_or(0, |o| o.id)
+    }
+
+    /// Changes an operation through a copy: one command.
+    pub fn edit_operation(&mut self, id: u64, change: impl FnOnce(&mut OperationDef)) {
+        if let Some(op) = self.doc.operations.get(id) {
+            let mut op = op.clone();
+            change(&mut op);
+            self.execute(Command::EditOperation(Box::new(op)));
+        }
+    }
+
+    /// Adds a tool (a copy of `like`, or the default end mill) and returns its id.
+    pub fn add_tool(&mut self, like: Option<&Tool>) -> u64 {
+        self.execute(Command::AddTool(like.cloned().map(Box::new)));
+        self.doc.tools.tools.last().map_or(0, |t| t.id)
+    }
+
+    /// Changes a tool through a copy: one command.
+    pub fn edit_tool(&mut self, id: u64, change: impl FnOnce(&mut Tool)) {
+        if let Some(t) = self.doc.tools.get(id) {
+            let mut t = t.clone();
+            change(&mut t);
+            self.execute(Command::EditTool(Box::new(t)));
+        }
+    }
+
+    pub fn undo(&mut self) {
+        let before = self.doc.clone();
+        if self.history.undo(&mut self.doc) {
+            self.document_changed(&before);
+            self.status = "Undone.".into();
+        }
+    }
+
+    pub fn redo(&mut self) {
+        let before = self.doc.clone();
+        if self.history.redo(&mut self.doc) {
+            self.document_changed(&before);
+            self.status = "Redone.".into();
+        }
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Ends the edit in progress (a drag released): the next edit is a step of its own.
+    pub fn close_edit(&mut self) {
+        self.history.close_edit();
+    }
+
+    /// Selects an operation for the editor (not a change to the job).
+    pub fn select_operation(&mut self, id: u64) {
+        self.doc.operations.selected = Some(id);
+    }
+
+    /// Whether the job has changes that are not saved.
+    pub fn is_dirty(&self) -> bool {
+        self.history.state() != self.saved_state
+    }
+
+    /// Where the job is saved, if it is.
+    pub fn job_path(&self) -> Option<&std::path::Path> {
+        self.job_path.as_deref()
+    }
+
+    fn job_name(&self) -> Option<String> {
+        self.job_path.as_deref().map(display_name)
+    }
+
+    /// Brings everything that shows the document in line with it after a change from
+    /// `before`: the 3D view, computed toolpaths of operations that are gone, the stock box,
+    /// the tool library file, the session, and the recovery file's timer.
+    fn document_changed(&mut self, before: &Document) {
+        let model_of = |d: &Document| d.model.as_ref().map(|m| m.generation);
+        if model_of(before) != model_of(&self.doc) {
+            // Toolpaths of another placement or part are void; a running batch computes for
+            // the old mesh, so it stops too.
+            self.compute.cancel();
+            for id in self.results.keys() {
+                self.view.remove_toolpath(*id);
+            }
+            self.results.clear();
+            self.op_errors.clear();
+            match &self.doc.model {
+                Some(m) => {
+                    self.view.set_model(&m.mesh);
+                    self.view.fit();
+                }
+                None => self.view.clear_model(),
+            }
+        }
+        for op in &before.operations.list {
+            match self.doc.operations.get(op.id) {
+                None => {
+                    if self.results.remove(&op.id).is_some() {
+                        self.view.remove_toolpath(op.id);
+                    }
+                    self.op_errors.remove(&op.id);
+                }
+                Some(now) if now.visible != op.visible => {
+                    self.view.set_toolpath_visible(op.id, now.visible);
+                }
+                Some(_) => {}
+            }
+        }
+        if self
+            .selected_tool
+            .is_none_or(|id| self.doc.tools.get(id).is_none())
+            || self.doc.tools.tools.len() > before.tools.tools.len()
+        {
+            // A new tool is the one to edit; a deleted one's place goes to the first.
+            let added = self
+                .doc
+                .tools
+                .tools
+                .iter()
+                .find(|t| before.tools.get(t.id).is_none());
+            self.selected_tool = added.or(self.doc.tools.tools.first()).map(|t| t.id);
+        }
+        if self.doc.tools != before.tools {
+            self.tools_edited();
+        }
+        if self.doc.output.dialect != before.output.dialect {
+            self.session.dialect = self.doc.output.dialect;
+            self.save_session();
+        }
         self.sync_stock();
-        self.view.fit();
+        self.recovery_due = Some(Instant::now() + RECOVERY_DELAY);
+    }
+
+    // ----- job files -----
+
+    /// File > New job: the sample part, the default stock and operations, the tool library.
+    /// Unsaved work of the old job stays in the recovery file until the new one changes.
+    pub fn new_job(&mut self) {
+        let before = self.doc.clone();
+        self.doc = Document::new(
+            self.doc.tools.clone(),
+            Output {
+                dialect: self.session.dialect,
+                spindle_dwell_s: self.prefs.spindle_dwell_s,
+            },
+        );
+        self.doc.model = before.model.clone();
+        self.job_path = None;
+        self.opening_job = None;
+        self.history.clear();
+        self.saved_state = self.history.state();
+        self.document_changed(&before);
+        self.recovery_due = None;
+        self.status = "New job.".into();
+    }
+
+    pub fn open_job_dialog(&mut self) {
+        self.ask(DialogFor::OpenJob);
+    }
+
+    /// Save (Ctrl-S): to the job's file, or asks where the first time.
+    pub fn save_job(&mut self) {
+        match self.job_path.clone() {
+            Some(p) => {
+                self.save_job_to(&p);
+            }
+            None => self.save_job_dialog(),
+        }
+    }
+
+    pub fn save_job_dialog(&mut self) {
+        self.ask(DialogFor::SaveJob);
+    }
+
+    /// Writes the job to `path` (atomically); `false` with a banner if it cannot.
+    pub fn save_job_to(&mut self, path: &std::path::Path) -> bool {
+        let Some(job) = self.doc.to_job() else {
+            self.banners
+                .push("Nothing to save yet: open a model first.".into());
+            return false;
+        };
+        match job.save(path) {
+            Ok(()) => {
+                self.job_path = Some(path.to_path_buf());
+                self.saved_state = self.history.state();
+                self.recovery_due = None;
+                self.remove_recovery();
+                self.remember_job(path);
+                self.status = format!("Saved {}.", display_name(path));
+                true
+            }
+            Err(e) => {
+                self.banners.push(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Opens a job file. A file that cannot be read changes nothing (its error, naming the
+    /// file, line and field, shows in a banner). The job's model loads off the UI thread;
+    /// one that moved is looked for next to the job file, then asked for.
+    pub fn open_job(&mut self, path: &std::path::Path) {
+        match Job::load(path) {
+            Ok(job) => {
+                self.remember_job(path);
+                self.start_job(&job, Some(path.to_path_buf()), true);
+            }
+            Err(e) => {
+                self.session.recent_jobs.retain(|p| p != path);
+                self.banners.push(format!("Cannot open the job: {e}"));
+            }
+        }
+    }
+
+    /// Shows `job` (from `path`, or from the recovery file when `clean` is false).
+    fn start_job(&mut self, job: &Job, path: Option<PathBuf>, clean: bool) {
+        let before = self.doc.clone();
+        self.doc = Document::from_job(job);
+        self.job_path = path.clone();
+        self.history.clear();
+        self.saved_state = if clean {
+            self.history.state()
+        } else {
+            u64::MAX
+        };
+        self.selected_tool = self.doc.tools.tools.first().map(|t| t.id);
+        self.opening_job = None;
+        self.document_changed(&before);
+        self.recovery_due = None;
+        let name = path
+            .as_deref()
+            .map_or_else(|| "the recovered job".into(), display_name);
+        self.status = format!("Opened {name}.");
+        let (units, placement) = (job.model.units, job.model.placement.clone());
+        match &job.model.file {
+            ModelFile::Sample => {
+                match ModelLoader::load_bundled_now(DEFAULT_MODEL, DEFAULT_MODEL_NAME)
+                    .and_then(|m| Model::build(m.name, None, m.original, units, placement))
+                {
+                    Ok(m) => {
+                        self.opening_job = Some(OpeningJob { hash: None, clean });
+                        self.model_arrived(m);
+                    }
+                    Err(e) => self.banners.push(e),
+                }
+            }
+            ModelFile::Stl { path: model, hash } => {
+                self.opening_job = Some(OpeningJob { hash: *hash, clean });
+                let beside = path
+                    .as_deref()
+                    .and_then(|j| j.parent())
+                    .zip(model.file_name())
+                    .map(|(dir, name)| dir.join(name));
+                if model.is_file() {
+                    self.loader.open_placed(model.clone(), units, placement);
+                } else if let Some(b) = beside.filter(|b| b.is_file()) {
+                    self.status = format!(
+                        "{} is not where the job says; using the one next to the job file.",
+                        model.display()
+                    );
+                    self.loader.open_placed(b, units, placement);
+                } else {
+                    self.locating = Some((units, placement));
+                    self.banners.push(format!(
+                        "The job's model {} is not there (nor next to the job file): choose \
+                         where it is now.",
+                        model.display()
+                    ));
+                    self.ask(DialogFor::LocateModel);
+                }
+            }
+        }
+    }
+
+    /// The model a job names, chosen by the user after it moved.
+    fn locate_model(&mut self, path: PathBuf) {
+        let (units, placement) = self.locating.take().unwrap_or_default();
+        self.loader.open_placed(path, units, placement);
+    }
+
+    fn remember_job(&mut self, path: &std::path::Path) {
+        let path = path.to_path_buf();
+        self.session.recent_jobs.retain(|p| p != &path);
+        self.session.recent_jobs.insert(0, path);
+        self.session.recent_jobs.truncate(MAX_RECENT);
+        self.save_session();
+    }
+
+    // ----- the recovery file -----
+
+    fn recovery_path(&self) -> PathBuf {
+        self.options.config_dir.join(RECOVERY_FILE)
+    }
+
+    /// Unsaved work found at start, offered for restoring.
+    pub fn recovery_offered(&self) -> bool {
+        self.recovery_offer.is_some()
+    }
+
+    /// Restores the unsaved job of the last run (it stays unsaved: the mark shows).
+    pub fn restore_recovery(&mut self) {
+        let Some(offer) = self.recovery_offer.take() else {
+            return;
+        };
+        match Job::load(&self.recovery_path()) {
+            Ok(job) => {
+                self.start_job(&job, offer.job_path, false);
+                self.status = "Restored the unsaved job of the last run.".into();
+            }
+            Err(e) => self
+                .banners
+                .push(format!("Cannot restore the unsaved job: {e}")),
+        }
+    }
+
+    pub fn discard_recovery(&mut self) {
+        self.recovery_offer = None;
+        self.remove_recovery();
+    }
+
+    fn remove_recovery(&mut self) {
+        if std::fs::remove_file(self.recovery_path()).is_ok() || self.session.recovery_of.is_some()
+        {
+            self.session.recovery_of = None;
+            self.save_session();
+        }
+    }
+
+    /// Writes the recovery file when it is due: the job as it stands if it has unsaved
+    /// changes (atomically, like a save), none if it has not.
+    fn write_recovery(&mut self) {
+        self.recovery_due = None;
+        if self.recovery_offer.is_some() {
+            // The last run's work is not overwritten before the user answers.
+            return;
+        }
+        if !self.is_dirty() {
+            self.remove_recovery();
+            return;
+        }
+        let Some(job) = self.doc.to_job() else {
+            return;
+        };
+        let path = self.recovery_path();
+        match job.save(&path) {
+            Ok(()) => {
+                if self.session.recovery_of != self.job_path {
+                    self.session.recovery_of.clone_from(&self.job_path);
+                    self.save_session();
+                }
+            }
+            // Two tools with one number, say: the user learns of it on saving.
+            Err(e) => tracing::warn!("cannot write the recovery file: {e}"),
+        }
     }
 
     /// What the 3D view draws besides the cuts (its Model, Stock and Rapids boxes).
@@ -414,7 +919,11 @@ impl MillpondApp {
 
     /// Sends the stock box to the 3D view when it changed.
     pub(super) fn sync_stock(&mut self) {
-        let b = self.model.as_ref().map(|m| self.stock.aabb(m.bounds()));
+        let b = self
+            .doc
+            .model
+            .as_ref()
+            .map(|m| self.doc.stock.aabb(m.bounds()));
         if b != self.sent_stock {
             self.view.set_stock(b);
             self.sent_stock = b;
@@ -426,19 +935,20 @@ impl MillpondApp {
     /// Plans and starts the selected operation (`all == false`) or every enabled one, in
     /// order. Problems (no model, a bad parameter) show in the banner and per operation.
     pub fn generate(&mut self, all: bool) {
-        let Some(model) = &self.model else {
+        let Some(model) = &self.doc.model else {
             self.banners.push("Open a model first.".into());
             return;
         };
         let ids: Vec<u64> = if all {
-            self.operations
+            self.doc
+                .operations
                 .list
                 .iter()
                 .filter(|o| o.enabled)
                 .map(|o| o.id)
                 .collect()
         } else {
-            self.operations.selected.into_iter().collect()
+            self.doc.operations.selected.into_iter().collect()
         };
         if ids.is_empty() {
             self.banners.push(if all {
@@ -450,10 +960,16 @@ impl MillpondApp {
         }
         let mut jobs = Vec::new();
         for id in ids {
-            let Some(op) = self.operations.get(id) else {
+            let Some(op) = self.doc.operations.get(id) else {
                 continue;
             };
-            match operations::plan(op, &self.tools, model, &self.stock, self.prefs.rapid_rate) {
+            match operations::plan(
+                op,
+                &self.doc.tools,
+                model,
+                &self.doc.stock,
+                self.prefs.rapid_rate,
+            ) {
                 Ok(planned) => {
                     self.op_errors.remove(&id);
                     jobs.push(JobRequest {
@@ -509,13 +1025,19 @@ impl MillpondApp {
     pub fn is_outdated(&self, op_id: u64) -> bool {
         let (Some(r), Some(op), Some(model)) = (
             self.results.get(&op_id),
-            self.operations.get(op_id),
-            &self.model,
+            self.doc.operations.get(op_id),
+            &self.doc.model,
         ) else {
             return false;
         };
-        operations::plan(op, &self.tools, model, &self.stock, self.prefs.rapid_rate)
-            .map_or(true, |p| p != r.computed.planned)
+        operations::plan(
+            op,
+            &self.doc.tools,
+            model,
+            &self.doc.stock,
+            self.prefs.rapid_rate,
+        )
+        .map_or(true, |p| p != r.computed.planned)
     }
 
     /// Segments of the preview the 3D view holds for `op_id` (an operation being computed).
@@ -528,25 +1050,23 @@ impl MillpondApp {
     }
 
     pub fn set_visible(&mut self, op_id: u64, visible: bool) {
-        if let Some(op) = self.operations.get_mut(op_id) {
+        if let Some(op) = self.doc.operations.get(op_id) {
+            let mut op = op.clone();
             op.visible = visible;
-            self.view.set_toolpath_visible(op_id, visible);
+            self.execute(Command::EditOperation(Box::new(op)));
         }
     }
 
     pub fn remove_operation(&mut self, op_id: u64) {
-        self.operations.remove(op_id);
-        if self.results.remove(&op_id).is_some() {
-            self.view.remove_toolpath(op_id);
-        }
-        self.op_errors.remove(&op_id);
+        self.execute(Command::RemoveOperation(op_id));
     }
 
     // ----- export -----
 
     /// Enabled operations with toolpaths, in machining order.
     pub fn export_ops(&self) -> Vec<ExportOp> {
-        self.operations
+        self.doc
+            .operations
             .list
             .iter()
             .filter(|o| o.enabled)
@@ -559,7 +1079,7 @@ impl MillpondApp {
                     cutter: p.spec.cutter,
                     feeds: p.feeds,
                     safe_z: p.safe_z,
-                    spindle_dwell_s: self.prefs.spindle_dwell_s,
+                    spindle_dwell_s: self.doc.output.spindle_dwell_s,
                     max_depth_of_cut: p.tool.max_depth_of_cut(&p.spec.cutter),
                     toolpath: r.computed.toolpath.clone(),
                 })
@@ -572,7 +1092,7 @@ impl MillpondApp {
     }
 
     fn export_title(&self) -> (String, String) {
-        let name = self.model.as_ref().map_or("part", |m| m.name.as_str());
+        let name = self.doc.model.as_ref().map_or("part", |m| m.name.as_str());
         let stem = std::path::Path::new(name)
             .file_stem()
             .map_or_else(|| "part".into(), |s| s.to_string_lossy().into_owned());
@@ -594,15 +1114,15 @@ impl MillpondApp {
     }
 
     fn export_job(&self, title: String, ops: Vec<ExportOp>) -> export::Job {
-        let zero = match (&self.model, self.sent_stock) {
+        let zero = match (&self.doc.model, self.sent_stock) {
             (Some(m), Some(stock)) => Some(millpond_core::gcode::WorkZero {
-                at: self.stock.zero.point(stock, m.bounds()),
-                description: self.stock.zero.describe(),
+                at: self.doc.stock.zero.point(stock, m.bounds()),
+                description: self.doc.stock.zero.describe(),
             }),
             _ => None,
         };
         export::Job {
-            dialect: self.session.dialect,
+            dialect: self.doc.output.dialect,
             title,
             stock: self.sent_stock,
             zero,
@@ -677,13 +1197,14 @@ impl MillpondApp {
     pub fn poll(&mut self) {
         if let Some(outcome) = self.loader.poll() {
             match outcome {
-                LoadOutcome::Loaded(m) => self.set_model(*m),
+                LoadOutcome::Loaded(m) => self.model_arrived(*m),
                 LoadOutcome::Failed {
                     name,
                     path,
                     message,
                 } => {
                     let kept = self
+                        .doc
                         .model
                         .as_ref()
                         .map_or(String::new(), |m| format!(" {} stays loaded.", m.name));
@@ -692,6 +1213,7 @@ impl MillpondApp {
                     if let Some(p) = path {
                         self.session.recent.retain(|r| r != &p);
                     }
+                    self.opening_job = None;
                     self.status = format!("Cannot open {name}");
                 }
             }
@@ -700,17 +1222,18 @@ impl MillpondApp {
             match ev {
                 ComputeEvent::Finished(c) => {
                     let stats = c.toolpath.stats(&c.planned.feeds);
-                    let current_model = self.model.as_ref().map(|m| m.generation);
+                    let current_model = self.doc.model.as_ref().map(|m| m.generation);
                     if Some(c.generation) != current_model {
                         continue;
                     }
-                    let visible = self.operations.get(c.op_id).is_some_and(|o| o.visible);
+                    let visible = self.doc.operations.get(c.op_id).is_some_and(|o| o.visible);
                     // Replaces the preview too, once the toolpath is uploaded.
                     self.view.set_toolpath(c.op_id, &c.toolpath, visible);
                     if self.preview_sent.is_some_and(|(op, ..)| op == c.op_id) {
                         self.preview_sent = None;
                     }
                     let name = self
+                        .doc
                         .operations
                         .get(c.op_id)
                         .map_or_else(String::new, |o| o.name.clone());
@@ -744,6 +1267,7 @@ impl MillpondApp {
         self.sync_preview();
         self.exporter.poll();
         let legend: Vec<(u64, String)> = self
+            .doc
             .operations
             .list
             .iter()
@@ -790,7 +1314,18 @@ impl MillpondApp {
         {
             self.save_tools();
         }
-        let title = window_title(self.model.as_ref().map(|m| m.name.as_str()));
+        match self.recovery_due {
+            Some(t) if Instant::now() >= t => self.write_recovery(),
+            Some(t) => self
+                .ctx
+                .request_repaint_after(t.saturating_duration_since(Instant::now())),
+            None => {}
+        }
+        let title = window_title(
+            self.job_name().as_deref(),
+            self.is_dirty(),
+            self.doc.model.as_ref().map(|m| m.name.as_str()),
+        );
         if title != self.title {
             self.ctx
                 .send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
@@ -822,7 +1357,7 @@ impl MillpondApp {
             Some((_, chunks, at)) => p.chunks > chunks && at.elapsed() >= PREVIEW_EVERY,
         };
         if due {
-            let visible = self.operations.get(p.op_id).is_some_and(|o| o.visible);
+            let visible = self.doc.operations.get(p.op_id).is_some_and(|o| o.visible);
             self.view.set_preview(p.op_id, &p.lines, p.bounds, visible);
             self.preview_sent = Some((p.op_id, p.chunks, Instant::now()));
         } else {
@@ -861,7 +1396,7 @@ impl MillpondApp {
     fn save_tools(&mut self) {
         self.tools_changed = None;
         let path = self.options.config_dir.join(TOOLS_FILE);
-        if let Err(e) = save_json(&path, &self.tools) {
+        if let Err(e) = save_json(&path, &self.doc.tools) {
             self.banners.push(format!(
                 "Cannot save the tool library to {}: {e}",
                 path.display()

@@ -457,6 +457,73 @@ pub fn save_gcode(
     )
 }
 
+/// "Open job": Millpond job files.
+pub fn open_job(
+    repaint: &egui::Context,
+    browser: FileBrowser,
+    start: Option<PathBuf>,
+    recent: Vec<PathBuf>,
+) -> PendingDialog {
+    PendingDialog::new(
+        repaint,
+        browser,
+        Spec {
+            save: false,
+            title: "Open job",
+            filter_name: "Millpond jobs",
+            extensions: &["millpond"],
+            start,
+            file_name: None,
+            recent,
+        },
+    )
+}
+
+/// "Save job as": where to write the job file.
+pub fn save_job(
+    repaint: &egui::Context,
+    browser: FileBrowser,
+    start: Option<PathBuf>,
+    file_name: String,
+    recent: Vec<PathBuf>,
+) -> PendingDialog {
+    PendingDialog::new(
+        repaint,
+        browser,
+        Spec {
+            save: true,
+            title: "Save job",
+            filter_name: "Millpond jobs",
+            extensions: &["millpond"],
+            start,
+            file_name: Some(file_name),
+            recent,
+        },
+    )
+}
+
+/// "Where is the model?": the STL file of a job whose model moved.
+pub fn locate_model(
+    repaint: &egui::Context,
+    browser: FileBrowser,
+    start: Option<PathBuf>,
+    recent: Vec<PathBuf>,
+) -> PendingDialog {
+    PendingDialog::new(
+        repaint,
+        browser,
+        Spec {
+            save: false,
+            title: "Where is the job's model?",
+            filter_name: "STL models",
+            extensions: &["stl"],
+            start,
+            file_name: None,
+            recent,
+        },
+    )
+}
+
 /// The folders of `files`, most recent first, each once.
 pub fn folders_of(files: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();

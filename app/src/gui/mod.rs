@@ -20,6 +20,7 @@ pub mod app;
 pub mod check;
 pub mod compute;
 pub mod dialogs;
+pub mod document;
 pub mod export;
 pub mod model;
 pub mod operations;
@@ -70,10 +71,14 @@ pub fn run(model: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut options = AppOptions::from_env();
     options.open = model.map(std::path::Path::to_path_buf);
     let mut viewport = egui::ViewportBuilder::default()
-        .with_title(window_title(Some(&model.map_or_else(
-            || crate::cli::DEFAULT_MODEL_NAME.to_string(),
-            model::display_name,
-        ))))
+        .with_title(window_title(
+            None,
+            false,
+            Some(&model.map_or_else(
+                || crate::cli::DEFAULT_MODEL_NAME.to_string(),
+                model::display_name,
+            )),
+        ))
         .with_app_id("millpond")
         .with_inner_size([1280.0, 800.0])
         .with_min_inner_size([640.0, 400.0])

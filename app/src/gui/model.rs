@@ -148,6 +148,18 @@ impl ModelLoader {
         );
     }
 
+    /// Opens a job's model with the job's units and placement.
+    pub fn open_placed(&mut self, path: PathBuf, units: Units, placement: Vec<Placement>) {
+        let name = display_name(&path);
+        self.spawn(
+            name,
+            Some(path.clone()),
+            Source::Path(path),
+            units,
+            placement,
+        );
+    }
+
     /// What drag and drop calls (and the UI tests, with a handle to a temporary file).
     pub fn open_dropped(&mut self, file: DroppedFileHandle) {
         let path = file.path().to_path_buf();

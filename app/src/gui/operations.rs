@@ -64,6 +64,15 @@ impl Operations {
         ops
     }
 
+    /// Operations as a job file lists them; the first is selected.
+    pub fn from_list(list: Vec<OperationDef>) -> Self {
+        Self {
+            next_id: list.iter().map(|o| o.id).max().unwrap_or(0) + 1,
+            selected: list.first().map(|o| o.id),
+            list,
+        }
+    }
+
     /// The first operation of a strategy (the default job's raster finishing, say).
     pub fn first_of(&self, strategy: fn(&Strategy) -> bool) -> Option<&OperationDef> {
         self.list.iter().find(|o| strategy(&o.strategy))

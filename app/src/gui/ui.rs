@@ -2,6 +2,7 @@
 //! bar, statistics panel, preferences. Thin: every action calls a [`MillpondApp`] method.
 
 use super::app::MillpondApp;
+use super::document::Command;
 use super::export::dialect_label;
 use super::model::{Axis3, Placement, Units};
 use super::operations::{
@@ -21,6 +22,13 @@ use std::time::Duration;
 
 const QUIT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Q);
 const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
+const SAVE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
+const SAVE_AS: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::S);
+const UNDO: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
+const REDO: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::Z);
+const REDO_Y: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Y);
 const ERROR_RED: Color32 = Color32::from_rgb(0xe0, 0x55, 0x55);
 
 /// A labelled number in a two-column grid; the label names the field for screen readers and
@@ -82,6 +90,26 @@ impl eframe::App for MillpondApp {
         if ui.input_mut(|i| i.consume_shortcut(&OPEN)) {
             self.open_dialog();
         }
+        // The longer shortcuts first: Ctrl-Shift-S is not Ctrl-S.
+        if ui.input_mut(|i| i.consume_shortcut(&SAVE_AS)) {
+            self.save_job_dialog();
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&SAVE)) {
+            self.save_job();
+        }
+        // A text field being typed in keeps Ctrl-Z for its own text.
+        if !ui.ctx().egui_wants_keyboard_input() {
+            if ui.input_mut(|i| i.consume_shortcut(&REDO) || i.consume_shortcut(&REDO_Y)) {
+                self.redo();
+            }
+            if ui.input_mut(|i| i.consume_shortcut(&UNDO)) {
+                self.undo();
+            }
+        }
+        // A drag or a click ends: the next edit is an undo step of its own.
+        if ui.input(|i| i.pointer.any_released()) {
+            self.close_edit();
+        }
         let ctx = ui.ctx().clone();
         self.show_dialogs(&ctx);
         let dropped = ui.input(|i| i.raw.dropped_files.clone());
@@ -91,6 +119,9 @@ impl eframe::App for MillpondApp {
         let hovering = ui.input(|i| !i.raw.hovered_files.is_empty());
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        if self.recovery_offered() {
+            egui::Panel::top("recovery").show(ui, |ui| self.recovery_ui(ui));
+        }
         if !self.banners.is_empty() {
             egui::Panel::top("banners").show(ui, |ui| self.banners_ui(ui));
         }
@@ -156,6 +187,49 @@ impl MillpondApp {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
                 if ui
+                    .button("New job")
+                    .on_hover_text("Start a new job: default stock and operations on this model")
+                    .clicked()
+                {
+                    self.new_job();
+                }
+                if ui
+                    .button("Open job…")
+                    .on_hover_text("Open a Millpond job file (.millpond)")
+                    .clicked()
+                {
+                    self.open_job_dialog();
+                }
+                ui.menu_button("Recent jobs", |ui| {
+                    if self.session.recent_jobs.is_empty() {
+                        ui.weak("No recent jobs");
+                    }
+                    for path in self.session.recent_jobs.clone() {
+                        if ui
+                            .button(super::model::display_name(&path))
+                            .on_hover_text(path.display().to_string())
+                            .clicked()
+                        {
+                            self.open_job(&path);
+                        }
+                    }
+                });
+                if ui
+                    .button("Save job")
+                    .on_hover_text("Save the job: model, stock, tools and operations (Ctrl+S)")
+                    .clicked()
+                {
+                    self.save_job();
+                }
+                if ui
+                    .button("Save job as…")
+                    .on_hover_text("Save the job under another name (Ctrl+Shift+S)")
+                    .clicked()
+                {
+                    self.save_job_dialog();
+                }
+                ui.separator();
+                if ui
                     .button("Open model…")
                     .on_hover_text("Open an STL file (Ctrl+O); you can also drop one on the window")
                     .clicked()
@@ -188,6 +262,36 @@ impl MillpondApp {
                     self.quit();
                 }
             });
+            ui.menu_button("Edit", |ui| {
+                let undo = self.history().undo_label().map(str::to_string);
+                let redo = self.history().redo_label().map(str::to_string);
+                if ui
+                    .add_enabled(
+                        undo.is_some(),
+                        egui::Button::new(match &undo {
+                            Some(w) => format!("Undo {w}"),
+                            None => "Undo".into(),
+                        }),
+                    )
+                    .on_hover_text("Ctrl+Z")
+                    .clicked()
+                {
+                    self.undo();
+                }
+                if ui
+                    .add_enabled(
+                        redo.is_some(),
+                        egui::Button::new(match &redo {
+                            Some(w) => format!("Redo {w}"),
+                            None => "Redo".into(),
+                        }),
+                    )
+                    .on_hover_text("Ctrl+Shift+Z or Ctrl+Y")
+                    .clicked()
+                {
+                    self.redo();
+                }
+            });
             ui.menu_button("View", |ui| {
                 if ui
                     .checkbox(&mut self.stats.visible, "Process statistics")
@@ -214,6 +318,34 @@ impl MillpondApp {
                 self.save_session();
             }
         });
+    }
+
+    fn recovery_ui(&mut self, ui: &mut Ui) {
+        egui::Frame::new()
+            .fill(Color32::from_rgb(0x1e, 0x3a, 0x5a))
+            .inner_margin(6.0)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(
+                        RichText::new("Millpond closed with unsaved changes to a job.")
+                            .color(Color32::WHITE),
+                    );
+                    if ui
+                        .button("Restore")
+                        .on_hover_text("Open the unsaved job as it was")
+                        .clicked()
+                    {
+                        self.restore_recovery();
+                    }
+                    if ui
+                        .button("Discard")
+                        .on_hover_text("Forget the unsaved changes")
+                        .clicked()
+                    {
+                        self.discard_recovery();
+                    }
+                });
+            });
     }
 
     fn banners_ui(&mut self, ui: &mut Ui) {
@@ -313,7 +445,7 @@ impl MillpondApp {
                 self.open_dialog();
             }
         });
-        let Some(m) = &self.model else {
+        let Some(m) = &self.doc().model else {
             ui.weak("No model loaded.");
             return;
         };
@@ -421,35 +553,34 @@ impl MillpondApp {
     }
 
     fn stock_ui(&mut self, ui: &mut Ui) {
-        let Some(model_box) = self.model.as_ref().map(|m| m.bounds()) else {
+        let Some(model_box) = self.doc().model.as_ref().map(|m| m.bounds()) else {
             ui.weak("Open a model first.");
             return;
         };
+        // Edited as a copy; a change is one command.
+        let mut stock = self.doc().stock.clone();
         let mut changed = false;
         ui.horizontal(|ui| {
             if ui
-                .radio(
-                    self.stock.mode == StockMode::ModelBox,
-                    "Model box + margins",
-                )
+                .radio(stock.mode == StockMode::ModelBox, "Model box + margins")
                 .on_hover_text("The stock follows the model: its box grown by the margins")
                 .clicked()
             {
-                self.stock.mode = StockMode::ModelBox;
+                stock.mode = StockMode::ModelBox;
                 changed = true;
             }
             if ui
-                .radio(self.stock.mode == StockMode::Explicit, "Explicit corners")
+                .radio(stock.mode == StockMode::Explicit, "Explicit corners")
                 .on_hover_text("Give the stock's corners in machine coordinates")
                 .clicked()
-                && self.stock.mode != StockMode::Explicit
+                && stock.mode != StockMode::Explicit
             {
-                self.stock.make_explicit(model_box);
+                stock.make_explicit(model_box);
                 changed = true;
             }
         });
         egui::Grid::new("stock").num_columns(2).show(ui, |ui| {
-            let s = &mut self.stock;
+            let s = &mut stock;
             match s.mode {
                 StockMode::ModelBox => {
                     changed |= num(ui, "Margin X/Y", "Stock beyond the model on every side in X and Y", &mut s.margin_xy, " mm", 0.0..=1000.0, 0.1);
@@ -508,7 +639,7 @@ impl MillpondApp {
                 ui.end_row();
             }
         });
-        let b = self.stock.aabb(model_box);
+        let b = stock.aabb(model_box);
         let sz = b.size();
         ui.label(format!(
             "Stock {:.2} × {:.2} × {:.2} mm, floor Z{:.3}, safe Z{:.3}",
@@ -516,16 +647,16 @@ impl MillpondApp {
             sz.y,
             sz.z,
             b.min.z,
-            b.max.z + self.stock.safe_height
+            b.max.z + stock.safe_height
         ));
-        if changed {
-            self.sync_stock();
+        if changed && stock != self.doc().stock {
+            self.execute(Command::SetStock(stock));
         }
     }
 
     fn tools_ui(&mut self, ui: &mut Ui) {
         let mut select = None;
-        for t in &self.tools.tools {
+        for t in &self.doc().tools.tools {
             let selected = self.selected_tool == Some(t.id);
             if ui
                 .selectable_label(selected, t.title())
@@ -538,19 +669,18 @@ impl MillpondApp {
         if select.is_some() {
             self.selected_tool = select;
         }
-        let used: Vec<u64> = self.operations.list.iter().map(|o| o.tool).collect();
+        let used: Vec<u64> = self.doc().operations.list.iter().map(|o| o.tool).collect();
         ui.horizontal(|ui| {
             if ui
                 .button("New tool")
                 .on_hover_text("Add a 6 mm flat end mill to edit")
                 .clicked()
             {
-                self.selected_tool = Some(self.tools.add(None));
-                self.tools_edited();
+                self.execute(Command::AddTool(None));
             }
             let sel = self
                 .selected_tool
-                .and_then(|id| self.tools.get(id))
+                .and_then(|id| self.doc().tools.get(id))
                 .cloned();
             if ui
                 .add_enabled(sel.is_some(), egui::Button::new("Duplicate"))
@@ -558,8 +688,7 @@ impl MillpondApp {
                 .clicked()
                 && let Some(t) = &sel
             {
-                self.selected_tool = Some(self.tools.add(Some(t)));
-                self.tools_edited();
+                self.execute(Command::AddTool(Some(Box::new(t.clone()))));
             }
             let deletable = sel.as_ref().is_some_and(|t| !used.contains(&t.id));
             if ui
@@ -568,14 +697,18 @@ impl MillpondApp {
                 .clicked()
                 && let Some(t) = &sel
             {
-                self.tools.remove(t.id);
-                self.selected_tool = self.tools.tools.first().map(|t| t.id);
-                self.tools_edited();
+                self.execute(Command::RemoveTool(t.id));
             }
         });
-        let Some(tool) = self.selected_tool.and_then(|id| self.tools.get_mut(id)) else {
+        // Edited as a copy; a change is one command.
+        let Some(mut edited) = self
+            .selected_tool
+            .and_then(|id| self.doc().tools.get(id))
+            .cloned()
+        else {
             return;
         };
+        let tool = &mut edited;
         let mut changed = false;
         let mut geometry = false;
         egui::Grid::new("tool-editor")
@@ -714,7 +847,7 @@ impl MillpondApp {
             ui.colored_label(ERROR_RED, e.to_string());
         }
         if changed {
-            self.tools_edited();
+            self.execute(Command::EditTool(Box::new(edited)));
         }
     }
 
@@ -722,21 +855,29 @@ impl MillpondApp {
         let mut select = None;
         let mut moves = None;
         let mut visibility = None;
-        let ids: Vec<u64> = self.operations.list.iter().map(|o| o.id).collect();
+        let mut enabling = None;
+        let ids: Vec<u64> = self.doc().operations.list.iter().map(|o| o.id).collect();
         for (i, id) in ids.iter().copied().enumerate() {
             let pending = self.compute.is_pending(id);
             let outdated = self.is_outdated(id);
             let has_result = self.results.contains_key(&id);
             let error = self.op_errors.contains_key(&id);
-            let selected = self.operations.selected == Some(id);
-            let Some(op) = self.operations.get_mut(id) else {
+            let selected = self.doc().operations.selected == Some(id);
+            let Some(op) = self.doc().operations.get(id) else {
                 continue;
             };
             ui.horizontal(|ui| {
-                ui.checkbox(&mut op.enabled, "").on_hover_text(format!(
-                    "Include \"{}\" in Generate all and in the G-code",
-                    op.name
-                ));
+                let mut enabled = op.enabled;
+                if ui
+                    .checkbox(&mut enabled, "")
+                    .on_hover_text(format!(
+                        "Include \"{}\" in Generate all and in the G-code",
+                        op.name
+                    ))
+                    .changed()
+                {
+                    enabling = Some((id, enabled));
+                }
                 let mut visible = op.visible;
                 if ui
                     .checkbox(&mut visible, "Show")
@@ -781,13 +922,20 @@ impl MillpondApp {
             });
         }
         if let Some(id) = select {
-            self.operations.selected = Some(id);
+            self.select_operation(id);
         }
         if let Some((id, up)) = moves {
-            self.operations.move_by(id, up);
+            self.execute(Command::MoveOperation(id, up));
         }
         if let Some((id, v)) = visibility {
             self.set_visible(id, v);
+        }
+        if let Some((id, on)) = enabling
+            && let Some(op) = self.doc().operations.get(id)
+        {
+            let mut op = op.clone();
+            op.enabled = on;
+            self.execute(Command::EditOperation(Box::new(op)));
         }
         ui.horizontal(|ui| {
             ui.menu_button("Add operation", |ui| {
@@ -808,30 +956,32 @@ impl MillpondApp {
                         // The first tool of the usual shape, else the one the selected
                         // operation uses.
                         let tool = self
+                            .doc()
                             .tools
                             .tools
                             .iter()
                             .find(|t| t.shape == usual_shape(&s))
                             .map(|t| t.id)
                             .or(self
+                                .doc()
                                 .operations
                                 .selected
-                                .and_then(|id| self.operations.get(id))
+                                .and_then(|id| self.doc().operations.get(id))
                                 .map(|o| o.tool))
-                            .or(self.tools.tools.first().map(|t| t.id))
+                            .or(self.doc().tools.tools.first().map(|t| t.id))
                             .unwrap_or(0);
-                        self.operations.add(s, tool);
+                        self.execute(Command::AddOperation(s, tool));
                     }
                 }
             });
             if ui
                 .add_enabled(
-                    self.operations.selected.is_some(),
+                    self.doc().operations.selected.is_some(),
                     egui::Button::new("Remove"),
                 )
                 .on_hover_text("Remove the selected operation and its toolpath")
                 .clicked()
-                && let Some(id) = self.operations.selected
+                && let Some(id) = self.doc().operations.selected
             {
                 self.remove_operation(id);
             }
@@ -840,10 +990,10 @@ impl MillpondApp {
         self.operation_editor(ui);
         ui.separator();
         ui.horizontal(|ui| {
-            let ready = self.model.is_some();
+            let ready = self.doc().model.is_some();
             if ui
                 .add_enabled(
-                    ready && self.operations.selected.is_some(),
+                    ready && self.doc().operations.selected.is_some(),
                     egui::Button::new("Generate"),
                 )
                 .on_hover_text("Compute the selected operation's toolpath")
@@ -859,7 +1009,7 @@ impl MillpondApp {
                 self.generate(true);
             }
         });
-        if let Some(id) = self.operations.selected {
+        if let Some(id) = self.doc().operations.selected {
             if let Some(r) = self.results.get(&id) {
                 let s = r.stats;
                 ui.label(format!(
@@ -886,20 +1036,28 @@ impl MillpondApp {
     }
 
     fn operation_editor(&mut self, ui: &mut Ui) {
-        let Some(id) = self.operations.selected else {
+        let Some(id) = self.doc().operations.selected else {
             ui.weak("No operation selected.");
             return;
         };
-        let tools: Vec<(u64, String)> =
-            self.tools.tools.iter().map(|t| (t.id, t.title())).collect();
+        let tools: Vec<(u64, String)> = self
+            .doc()
+            .tools
+            .tools
+            .iter()
+            .map(|t| (t.id, t.title()))
+            .collect();
         let tool_feeds = self
+            .doc()
             .operations
             .get(id)
-            .and_then(|op| self.tools.get(op.tool))
+            .and_then(|op| self.doc().tools.get(op.tool))
             .map(OperationFeeds::of);
-        let Some(op) = self.operations.get_mut(id) else {
+        // Edited as a copy; a change is one command.
+        let Some(mut edited) = self.doc().operations.get(id).cloned() else {
             return;
         };
+        let op = &mut edited;
         ui.label(RichText::new(op.strategy.label()).strong());
         egui::Grid::new("op-editor").num_columns(2).show(ui, |ui| {
             text_row(
@@ -969,6 +1127,16 @@ impl MillpondApp {
                 Strategy::WaterlineFinishing(p) => waterline_editor(ui, p),
             }
         });
+        if edited
+            != self
+                .doc()
+                .operations
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| edited.clone())
+        {
+            self.execute(Command::EditOperation(Box::new(edited)));
+        }
     }
 
     fn export_ui(&mut self, ui: &mut Ui) {
@@ -976,12 +1144,13 @@ impl MillpondApp {
             let l = ui
                 .label("Dialect")
                 .on_hover_text("The controller the program is for");
-            let mut dialect = self.session.dialect;
+            let mut output = self.doc().output;
+            let dialect = &mut output.dialect;
             egui::ComboBox::from_id_salt("dialect")
-                .selected_text(dialect_label(dialect))
+                .selected_text(dialect_label(*dialect))
                 .show_ui(ui, |ui| {
                     for d in [Dialect::LinuxCnc, Dialect::Grbl] {
-                        ui.selectable_value(&mut dialect, d, dialect_label(d));
+                        ui.selectable_value(dialect, d, dialect_label(d));
                     }
                 })
                 .response
@@ -989,11 +1158,26 @@ impl MillpondApp {
                 .on_hover_text(
                     "LinuxCNC: tool changes with M6, G64 blending. GRBL: no M6, short lines",
                 );
-            if dialect != self.session.dialect {
-                self.session.dialect = dialect;
-                self.save_session();
+            if output != self.doc().output {
+                self.execute(Command::SetOutput(output));
             }
         });
+        let mut output = self.doc().output;
+        egui::Grid::new("output").num_columns(2).show(ui, |ui| {
+            num(
+                ui,
+                "Spindle spin-up",
+                "Dwell after each spindle start (G4), so the spindle is at speed before the \
+                 first cut; 0: none. New jobs take Preferences' value",
+                &mut output.spindle_dwell_s,
+                " s",
+                0.0..=600.0,
+                0.1,
+            );
+        });
+        if output != self.doc().output {
+            self.execute(Command::SetOutput(output));
+        }
         let s = self.export_summary();
         if s.operations == 0 {
             ui.weak("Generate an enabled operation to export G-code.");

@@ -34,6 +34,23 @@ pub fn app_in(dir: tempfile::TempDir) -> TestApp {
     t
 }
 
+/// Builds the app with settings in `config` (which outlives this app: a second start of
+/// the app in the same folder sees what the first left).
+pub fn app_in_path(config: &Path) -> TestApp {
+    std::fs::create_dir_all(config).expect("config folder");
+    let options = AppOptions::with_config_dir(config);
+    let harness = Harness::builder()
+        .with_size(egui::vec2(1400.0, 1000.0))
+        .with_max_steps(40)
+        .build_eframe(move |cc| MillpondApp::new(cc, options));
+    let mut t = TestApp {
+        harness,
+        dir: tempfile::tempdir().expect("temporary folder"),
+    };
+    t.harness.run_ok();
+    t
+}
+
 impl TestApp {
     pub fn app(&self) -> &MillpondApp {
         self.harness.state()
@@ -44,6 +61,7 @@ impl TestApp {
     pub fn raster(&self) -> u64 {
         let a = self.app();
         let op = a
+            .doc()
             .operations
             .list
             .iter()
@@ -54,17 +72,26 @@ impl TestApp {
                 )
             })
             .expect("the default job has a raster finishing operation");
-        assert_eq!(a.operations.selected, Some(op.id), "the raster is selected");
+        assert_eq!(
+            a.doc().operations.selected,
+            Some(op.id),
+            "the raster is selected"
+        );
         op.id
     }
 
-    /// The raster finishing operation's parameters, to make a test's job shorter or longer.
-    pub fn raster_params(&mut self) -> &mut millpond::gui::operations::RasterParams {
+    /// Changes the raster finishing operation's parameters (one command, as the editor
+    /// sends), to make a test's job shorter or longer.
+    pub fn set_raster(
+        &mut self,
+        change: impl FnOnce(&mut millpond::gui::operations::RasterParams),
+    ) {
         let id = self.raster();
-        match &mut self.app_mut().operations.get_mut(id).unwrap().strategy {
-            millpond::gui::operations::Strategy::RasterFinishing(p) => p,
-            _ => unreachable!("found as raster finishing"),
-        }
+        self.app_mut()
+            .edit_operation(id, |op| match &mut op.strategy {
+                millpond::gui::operations::Strategy::RasterFinishing(p) => change(p),
+                _ => unreachable!("found as raster finishing"),
+            });
     }
 
     pub fn app_mut(&mut self) -> &mut MillpondApp {

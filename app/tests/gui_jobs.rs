@@ -1,0 +1,365 @@
+//! Job files, undo and redo, and the recovery file, in the real app (egui_kittest): a job
+//! saved and reopened is the same document and gives the same G-code byte for byte; every
+//! change undoes (Ctrl-Z) and redoes (Ctrl-Shift-Z, Ctrl-Y), a drag on a number is one step;
+//! the title shows the job and its unsaved mark; unsaved work survives a crash; a moved or
+//! changed model and a bad job file are told, never silently used.
+
+mod gui_support;
+
+use egui::{Key, Modifiers};
+use egui_kittest::kittest::Queryable as _;
+use gui_support::{TestApp, app, write_stl};
+use millpond::gui::document::Command;
+use millpond::gui::operations::Strategy;
+use millpond_core::job_file::Job;
+use std::path::Path;
+use std::time::Duration;
+
+/// A CAD-like part with integer coordinates: a 30 × 20 × 10 block with a 4 mm deep pocket.
+fn pocket_block() -> Vec<millpond_core::Triangle> {
+    millpond_core::models::height_field_solid((0.0, 30.0), (0.0, 20.0), 30, 20, 0.0, |x, y| {
+        if (10.0..=20.0).contains(&x) && (5.0..=15.0).contains(&y) {
+            6.0
+        } else {
+            10.0
+        }
+    })
+}
+
+/// The app with `part.stl` (the pocket block) loaded from `dir`, and quick operations.
+fn app_with_part(dir: &Path) -> TestApp {
+    let mut t = app();
+    let part = dir.join("part.stl");
+    write_stl(&part, &pocket_block());
+    t.app_mut().open_path(part);
+    assert!(
+        t.run_until(Duration::from_secs(20), |a| a
+            .doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.name == "part.stl")),
+        "the part never loaded"
+    );
+    t.set_raster(|p| {
+        p.stepover = 1.0;
+        p.sampling = 0.5;
+    });
+    t
+}
+
+/// Generate all, then export to `out`; returns the program.
+fn generate_and_export(t: &mut TestApp, out: &Path) -> Vec<u8> {
+    t.app_mut().generate(true);
+    assert!(
+        t.run_until(Duration::from_secs(120), |a| !a.compute.is_running()
+            && a.doc()
+                .operations
+                .list
+                .iter()
+                .all(|o| a.toolpath(o.id).is_some())),
+        "the job never finished"
+    );
+    t.app_mut().exporter.last = None;
+    t.app_mut().export_to(out.to_path_buf());
+    assert!(t.run_until(Duration::from_secs(60), |a| a.exporter.last.is_some()));
+    assert!(
+        matches!(t.app().exporter.last, Some(Ok(_))),
+        "{:?}",
+        t.app().exporter.last
+    );
+    std::fs::read(out).unwrap()
+}
+
+fn title(t: &TestApp) -> String {
+    millpond::gui::window_title(
+        t.app()
+            .job_path()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .as_deref(),
+        t.app().is_dirty(),
+        t.app().doc().model.as_ref().map(|m| m.name.as_str()),
+    )
+}
+
+#[test]
+fn a_saved_job_reopens_as_the_same_document_and_the_same_gcode() {
+    let work = tempfile::tempdir().unwrap();
+    let mut t = app_with_part(work.path());
+    assert!(t.app().is_dirty(), "the raster edit is unsaved");
+    assert!(
+        title(&t).starts_with("Millpond — Untitled job*"),
+        "{}",
+        title(&t)
+    );
+    // A few more settings a job must keep.
+    let raster = t.raster();
+    t.app_mut()
+        .edit_operation(raster, |o| o.name = "Finish the pocket".into());
+    let mut stock = t.app().doc().stock.clone();
+    stock.margin_xy = 3.0;
+    stock.zero.z = millpond_core::setup::ZZero::StockTop;
+    t.app_mut().execute(Command::SetStock(stock));
+    let mut output = t.app().doc().output;
+    output.dialect = millpond_core::gcode::Dialect::Grbl;
+    output.spindle_dwell_s = 1.5;
+    t.app_mut().execute(Command::SetOutput(output));
+    let before = generate_and_export(&mut t, &work.path().join("before.ngc"));
+
+    let job_path = work.path().join("pocket.millpond");
+    assert!(t.app_mut().save_job_to(&job_path));
+    assert!(!t.app().is_dirty());
+    assert_eq!(title(&t), "Millpond — pocket.millpond — part.stl");
+    let saved = t.app().doc().to_job().unwrap();
+    let text = std::fs::read_to_string(&job_path).unwrap();
+    assert!(
+        text.contains("file = \"part.stl\""),
+        "relative model path: {text}"
+    );
+    assert!(!text.to_lowercase().contains("secret"), "{text}");
+
+    // A fresh window opens it.
+    let mut u = app();
+    u.app_mut().open_job(&job_path);
+    assert!(
+        u.run_until(Duration::from_secs(20), |a| a
+            .doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.name == "part.stl")),
+        "the job's model never loaded"
+    );
+    assert!(!u.app().is_dirty(), "an opened job has no unsaved changes");
+    let reopened = u.app().doc().to_job().unwrap();
+    assert_eq!(reopened.operations.len(), saved.operations.len());
+    assert_eq!(
+        reopened.to_toml(&job_path).unwrap(),
+        saved.to_toml(&job_path).unwrap(),
+        "the same job"
+    );
+    let after = generate_and_export(&mut u, &work.path().join("after.ngc"));
+    assert!(
+        before == after,
+        "Generate all on the reopened job gives other G-code"
+    );
+}
+
+#[test]
+fn undo_and_redo_every_change_from_the_keyboard_and_the_edit_menu() {
+    let mut t = app();
+    let raster = t.raster();
+    let stepover = |t: &TestApp| match &t.app().doc().operations.get(raster).unwrap().strategy {
+        Strategy::RasterFinishing(p) => p.stepover,
+        _ => unreachable!(),
+    };
+    let first = stepover(&t);
+    assert!(!t.app().is_dirty());
+    t.set_raster(|p| p.stepover = 0.7);
+    t.app_mut().close_edit();
+    let ops = t.app().doc().operations.list.len();
+    t.app_mut().remove_operation(raster);
+    assert_eq!(t.app().doc().operations.list.len(), ops - 1);
+    assert!(t.app().is_dirty());
+
+    // Ctrl-Z twice: the operation is back, then its stepover.
+    t.harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    t.harness.run_ok();
+    assert_eq!(t.app().doc().operations.list.len(), ops);
+    assert_eq!(stepover(&t), 0.7);
+    t.harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    t.harness.run_ok();
+    assert_eq!(stepover(&t), first);
+    assert!(!t.app().is_dirty(), "undone to the state it started in");
+    // Ctrl-Y and Ctrl-Shift-Z redo.
+    t.harness.key_press_modifiers(Modifiers::COMMAND, Key::Y);
+    t.harness.run_ok();
+    assert_eq!(stepover(&t), 0.7);
+    t.harness
+        .key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    t.harness.run_ok();
+    assert_eq!(t.app().doc().operations.list.len(), ops - 1);
+    // The Edit menu names what it undoes.
+    t.harness.get_by_label("Edit").click();
+    t.harness.run_ok();
+    t.harness.get_by_label("Undo remove operation").click();
+    t.harness.run_ok();
+    assert_eq!(t.app().doc().operations.list.len(), ops);
+}
+
+#[test]
+fn a_drag_on_a_number_is_one_undo_step() {
+    let mut t = app();
+    let raster = t.raster();
+    let stepover = |t: &TestApp| match &t.app().doc().operations.get(raster).unwrap().strategy {
+        Strategy::RasterFinishing(p) => p.stepover,
+        _ => unreachable!(),
+    };
+    let first = stepover(&t);
+    let rect = t.harness.get_by_label("Stepover").rect();
+    let start = rect.center();
+    t.harness
+        .input_mut()
+        .events
+        .push(egui::Event::PointerMoved(start));
+    t.harness.step();
+    t.harness
+        .input_mut()
+        .events
+        .push(egui::Event::PointerButton {
+            pos: start,
+            button: egui::PointerButton::Primary,
+            pressed: true,
+            modifiers: Modifiers::NONE,
+        });
+    t.harness.step();
+    for i in 1..=30 {
+        let p = start + egui::vec2(i as f32 * 3.0, 0.0);
+        t.harness
+            .input_mut()
+            .events
+            .push(egui::Event::PointerMoved(p));
+        t.harness.step();
+    }
+    let end = start + egui::vec2(90.0, 0.0);
+    t.harness
+        .input_mut()
+        .events
+        .push(egui::Event::PointerButton {
+            pos: end,
+            button: egui::PointerButton::Primary,
+            pressed: false,
+            modifiers: Modifiers::NONE,
+        });
+    t.harness.run_ok();
+    let dragged = stepover(&t);
+    assert!(
+        dragged > first,
+        "the drag changed the stepover: {first} -> {dragged}"
+    );
+    t.app_mut().undo();
+    assert_eq!(stepover(&t), first, "one undo takes back the whole drag");
+}
+
+#[test]
+fn unsaved_work_is_offered_after_a_crash_and_quitting_never_waits() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("config");
+    let recovery = config.join("recovery.millpond");
+    let mut t = gui_support::app_in_path(&config);
+    t.set_raster(|p| p.stepover = 0.45);
+    // Written a few seconds after the change, without a click.
+    assert!(
+        t.run_until(Duration::from_secs(10), |_| recovery.is_file()),
+        "no recovery file"
+    );
+    let job = Job::load(&recovery).unwrap();
+    assert!(job.operations.iter().any(|o| matches!(
+        &o.strategy,
+        Strategy::RasterFinishing(p) if p.stepover == 0.45
+    )));
+    // Ctrl-Q quits at once, with no question about the unsaved job.
+    let t0 = std::time::Instant::now();
+    t.harness.key_press_modifiers(Modifiers::COMMAND, Key::Q);
+    t.harness.run_ok();
+    assert!(t0.elapsed() < Duration::from_millis(500));
+    assert!(!t.has_text("Save changes"), "{}", t.texts());
+    drop(t);
+    // The next start offers it.
+    let mut u = gui_support::app_in_path(&config);
+    assert!(u.app().recovery_offered());
+    assert!(u.has_text("unsaved changes"), "{}", u.texts());
+    u.harness.get_by_label("Restore").click();
+    u.harness.run_ok();
+    assert!(u.run_until(Duration::from_secs(20), |a| a.doc().model.is_some()));
+    assert!(
+        u.app().doc().operations.list.iter().any(|o| matches!(
+            &o.strategy,
+            Strategy::RasterFinishing(p) if p.stepover == 0.45
+        )),
+        "{:?}",
+        u.app().doc().operations.list
+    );
+    assert!(u.app().is_dirty(), "restored work is still unsaved");
+    // Saving it removes the recovery file.
+    let path = root.path().join("saved.millpond");
+    assert!(u.app_mut().save_job_to(&path));
+    assert!(!recovery.exists());
+}
+
+#[test]
+fn a_moved_model_is_found_next_to_the_job_and_a_changed_one_is_warned_of() {
+    let work = tempfile::tempdir().unwrap();
+    let models = work.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let mut t = app_with_part(&models);
+    let job_path = work.path().join("jobs/pocket.millpond");
+    std::fs::create_dir(job_path.parent().unwrap()).unwrap();
+    assert!(t.app_mut().save_job_to(&job_path));
+    // The model moves next to the job file; its old place is empty.
+    std::fs::rename(models.join("part.stl"), job_path.with_file_name("part.stl")).unwrap();
+    let mut u = app();
+    u.app_mut().open_job(&job_path);
+    assert!(
+        u.run_until(Duration::from_secs(20), |a| a
+            .doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.name == "part.stl")),
+        "the model next to the job was not used: {}",
+        u.texts()
+    );
+    assert!(u.app().banners.is_empty(), "{:?}", u.app().banners);
+
+    // Changed since saving: loaded, with a warning.
+    let mut other = pocket_block();
+    other.truncate(other.len() - 2);
+    write_stl(&job_path.with_file_name("part.stl"), &other);
+    let mut v = app();
+    v.app_mut().open_job(&job_path);
+    assert!(v.run_until(Duration::from_secs(20), |a| {
+        a.doc().model.as_ref().is_some_and(|m| m.name == "part.stl")
+    }));
+    assert!(
+        v.app()
+            .banners
+            .iter()
+            .any(|b| b.contains("has changed since the job was saved")),
+        "{:?}",
+        v.app().banners
+    );
+
+    // Gone altogether: the window asks where it is.
+    std::fs::remove_file(job_path.with_file_name("part.stl")).unwrap();
+    let mut w = app();
+    w.app_mut().open_job(&job_path);
+    w.harness.run_ok();
+    assert!(
+        w.app().banners.iter().any(|b| b.contains("is not there")),
+        "{:?}",
+        w.app().banners
+    );
+}
+
+#[test]
+fn a_bad_job_file_changes_nothing_and_says_where_it_is_wrong() {
+    let work = tempfile::tempdir().unwrap();
+    let mut t = app();
+    let before = t.app().doc().to_job().unwrap();
+    let bad = work.path().join("bad.millpond");
+    let good = before.to_toml(&bad).unwrap();
+    std::fs::write(&bad, good.replace("stepdown = 2.0", "stepdown = -2.0")).unwrap();
+    t.app_mut().open_job(&bad);
+    t.harness.run_ok();
+    let banner = t.app().banners.last().cloned().unwrap_or_default();
+    assert!(
+        banner.contains("bad.millpond")
+            && banner.contains("line")
+            && banner.contains("roughing.stepdown"),
+        "{banner}"
+    );
+    assert_eq!(
+        t.app().doc().to_job().unwrap(),
+        before,
+        "nothing half-loaded"
+    );
+    assert!(t.app().job_path().is_none());
+}
