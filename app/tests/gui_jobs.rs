@@ -363,3 +363,63 @@ fn a_bad_job_file_changes_nothing_and_says_where_it_is_wrong() {
     );
     assert!(t.app().job_path().is_none());
 }
+
+#[test]
+fn importing_tools_asks_about_taken_numbers_and_undoes_in_one_step() {
+    let work = tempfile::tempdir().unwrap();
+    let mut t = app();
+    let here = t.app().doc().tools.tools.clone();
+    // A colleague's library: one of ours unchanged, one of our numbers for another tool,
+    // and a tool with a new number.
+    let mut theirs = vec![here[0].clone()];
+    let mut clash = here[1].clone();
+    clash.name = "Their 1/4 in end mill".into();
+    clash.diameter = 6.35;
+    theirs.push(clash);
+    let mut fresh = here[0].clone();
+    fresh.number = 30;
+    fresh.name = "Engraver".into();
+    theirs.push(fresh);
+    let lib = work.path().join("colleague.toml");
+    millpond_core::job_file::save_tool_library(&lib, &theirs).unwrap();
+
+    t.app_mut().import_tools(&lib);
+    t.harness.run_ok();
+    assert!(t.app().pending_import.is_some(), "the clash is asked about");
+    assert!(t.has_text("Their 1/4 in end mill"), "{}", t.texts());
+    assert_eq!(
+        t.app().doc().tools.tools,
+        here,
+        "nothing changes before the answer"
+    );
+    t.harness.get_by_label("Add under a new number").click();
+    t.harness.run_ok();
+    t.harness.get_by_label("Import").click();
+    t.harness.run_ok();
+    let tools = &t.app().doc().tools.tools;
+    assert_eq!(tools.len(), here.len() + 2, "{tools:?}");
+    assert!(tools.iter().any(|x| x.name == "Engraver" && x.number == 30));
+    assert!(
+        tools
+            .iter()
+            .any(|x| x.name == "Their 1/4 in end mill" && x.number == 31)
+    );
+    assert_eq!(tools[1], here[1], "ours keeps its number");
+    t.app_mut().undo();
+    assert_eq!(
+        t.app().doc().tools.tools,
+        here,
+        "one undo takes the import back"
+    );
+
+    // Exported and read back, the library is the same tools.
+    let out = work.path().join("ours.toml");
+    t.app_mut().export_tools(&out);
+    let back = millpond_core::job_file::load_tool_library(&out).unwrap();
+    assert_eq!(back.len(), here.len());
+    assert!(
+        back.iter()
+            .zip(&here)
+            .all(|(a, b)| a.number == b.number && a.name == b.name)
+    );
+}

@@ -337,15 +337,7 @@ impl Job {
     /// The job as format-1 TOML. `job_path` is where it will be written: the model's path
     /// is stored relative to its folder when the model lies there or below.
     pub fn to_toml(&self, job_path: &Path) -> Result<String, JobFileError> {
-        let mut numbers = std::collections::BTreeMap::new();
-        for t in &self.tools {
-            if let Some(other) = numbers.insert(t.number, t) {
-                return Err(JobFileError::Unsaveable(format!(
-                    "tools \"{}\" and \"{}\" both have number {}: give each its own",
-                    other.name, t.name, t.number
-                )));
-            }
-        }
+        check_numbers(&self.tools)?;
         let number_of = |id: u64| self.tools.iter().find(|t| t.id == id).map(|t| t.number);
         let (file, blake3, sample) = match &self.model.file {
             ModelFile::Sample => (None, None, Some(true)),
@@ -447,25 +439,7 @@ impl Job {
                 dialect: DIALECT.word(self.output.dialect).into(),
                 spindle_dwell: self.output.spindle_dwell_s,
             },
-            tools: self
-                .tools
-                .iter()
-                .map(|t| ToolV1 {
-                    number: i64::from(t.number),
-                    name: t.name.clone(),
-                    name_follows_shape: t.auto_name,
-                    shape: SHAPE.word(t.shape).into(),
-                    diameter: t.diameter,
-                    corner_radius: t.corner_radius,
-                    included_angle: t.included_angle,
-                    flutes: i64::from(t.flutes),
-                    stick_out: t.stick_out,
-                    max_depth_of_cut: t.max_depth_of_cut,
-                    feed: t.feed,
-                    plunge_feed: t.plunge_feed,
-                    spindle_rpm: t.spindle_rpm,
-                })
-                .collect(),
+            tools: self.tools.iter().map(tool_to_v1).collect(),
             operations,
         };
         let body = toml::to_string(&file).map_err(|e| JobFileError::Unsaveable(e.to_string()))?;
@@ -488,96 +462,199 @@ impl Job {
 
     /// Reads a job file. Relative model paths are resolved against the job file's folder.
     pub fn load(path: &Path) -> Result<Job, JobFileError> {
-        let file = path.display().to_string();
-        let io = |e: std::io::Error| JobFileError::Io {
-            file: file.clone(),
-            message: format!("cannot read: {e}"),
-        };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_JOB_FILE_BYTES {
-            return Err(JobFileError::Invalid {
-                file,
-                line: None,
-                field: None,
-                message: format!(
-                    "{size} bytes is too large for a job file (at most {MAX_JOB_FILE_BYTES})"
-                ),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        let text = String::from_utf8(bytes).map_err(|e| JobFileError::Invalid {
-            file: file.clone(),
-            line: None,
-            field: None,
-            message: format!(
-                "not a text file (invalid UTF-8 at byte {})",
-                e.utf8_error().valid_up_to()
-            ),
-        })?;
-        Job::parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
+        let text = read_text(path)?;
+        Job::parse(
+            &text,
+            &path.display().to_string(),
+            path.parent().unwrap_or(Path::new(".")),
+        )
     }
 
     /// Reads a job from its text. `file` names it in errors; relative model paths are
     /// resolved against `dir`.
     pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Job, JobFileError> {
-        let invalid =
-            |line: Option<usize>, field: Option<String>, message: String| JobFileError::Invalid {
-                file: file.to_string(),
-                line,
-                field,
-                message,
-            };
-        let table = toml::de::DeTable::parse(text).map_err(|e| {
-            invalid(
-                e.span().map(|s| line_of(text, s.start)),
-                None,
-                e.message().to_string(),
-            )
-        })?;
-        // The version first: a newer file must say so, not fail on a field it added.
-        let header = table.get_ref().get("millpond").map(|v| v.get_ref());
-        let version = match header {
-            Some(toml::de::DeValue::Table(t)) => match t.get("format").map(|v| v.get_ref()) {
-                Some(toml::de::DeValue::Integer(i)) => i.to_string().parse::<i64>().ok(),
-                _ => None,
-            },
-            _ => None,
-        };
-        let Some(version) = version else {
-            return Err(invalid(
-                Some(1),
-                Some("millpond.format".into()),
-                "not a Millpond job: it has no [millpond] table with a format number".into(),
-            ));
-        };
-        if version > i64::from(FORMAT_VERSION) {
-            return Err(invalid(
-                find_line(text, &[Key::Name("millpond"), Key::Name("format")]),
-                Some("millpond.format".into()),
-                format!(
-                    "written by a newer Millpond (format {version}); this version reads \
-                     formats up to {FORMAT_VERSION}"
-                ),
-            ));
-        }
-        if version < 1 {
-            return Err(invalid(
-                find_line(text, &[Key::Name("millpond"), Key::Name("format")]),
-                Some("millpond.format".into()),
-                format!("format {version} does not exist (formats start at 1)"),
-            ));
-        }
-        let v1: FileV1 = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start));
-            invalid(
-                line,
-                line.and_then(|l| field_on_line(text, l)),
-                e.message().trim_end().to_string(),
-            )
-        })?;
-        from_v1(v1, dir).map_err(|(path, message)| {
-            invalid(find_line(text, &path), Some(dotted(&path)), message)
+        check_format(text, file, "millpond", "job")?;
+        let v1: FileV1 = from_toml(text, file)?;
+        from_v1(v1, dir).map_err(|(path, message)| JobFileError::Invalid {
+            file: file.to_string(),
+            line: find_line(text, &path),
+            field: Some(dotted(&path)),
+            message,
         })
+    }
+}
+
+/// A tool library as a file of its own (`[[tools]]` as in a job, under a
+/// `[millpond_tools]` header), to share tools between computers and people.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LibraryV1 {
+    millpond_tools: HeaderV1,
+    #[serde(default)]
+    tools: Vec<ToolV1>,
+}
+
+/// Writes `tools` as a tool library file (atomically).
+pub fn save_tool_library(path: &Path, tools: &[Tool]) -> Result<(), JobFileError> {
+    check_numbers(tools)?;
+    let body = toml::to_string(&LibraryV1 {
+        millpond_tools: HeaderV1 {
+            format: i64::from(FORMAT_VERSION),
+        },
+        tools: tools.iter().map(tool_to_v1).collect(),
+    })
+    .map_err(|e| JobFileError::Unsaveable(e.to_string()))?;
+    let text =
+        format!("# A Millpond tool library: File > Import in the Tool library panel.\n\n{body}");
+    write_atomically(path, text.as_bytes()).map_err(|e| JobFileError::Io {
+        file: path.display().to_string(),
+        message: format!("cannot save: {e}"),
+    })
+}
+
+/// Reads a tool library file; ids are the tool numbers.
+pub fn load_tool_library(path: &Path) -> Result<Vec<Tool>, JobFileError> {
+    let text = read_text(path)?;
+    let file = path.display().to_string();
+    check_format(&text, &file, "millpond_tools", "tool library")?;
+    let v1: LibraryV1 = from_toml(&text, &file)?;
+    tools_from_v1(&v1.tools).map_err(|(at, message)| JobFileError::Invalid {
+        file: file.clone(),
+        line: find_line(&text, &at),
+        field: Some(dotted(&at)),
+        message,
+    })
+}
+
+/// A file's text, refused before reading when it is too large for a job or library, and
+/// when it is not UTF-8.
+fn read_text(path: &Path) -> Result<String, JobFileError> {
+    let file = path.display().to_string();
+    let invalid = |message: String| JobFileError::Invalid {
+        file: file.clone(),
+        line: None,
+        field: None,
+        message,
+    };
+    let io = |e: std::io::Error| JobFileError::Io {
+        file: file.clone(),
+        message: format!("cannot read: {e}"),
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_JOB_FILE_BYTES {
+        return Err(invalid(format!(
+            "{size} bytes is too large for a job file (at most {MAX_JOB_FILE_BYTES})"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    String::from_utf8(bytes).map_err(|e| {
+        invalid(format!(
+            "not a text file (invalid UTF-8 at byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Checks the syntax and the `[header] format` of a file before anything else: a newer
+/// file must say so, not fail on a field it added.
+fn check_format(
+    text: &str,
+    file: &str,
+    header: &'static str,
+    what: &str,
+) -> Result<(), JobFileError> {
+    let invalid =
+        |line: Option<usize>, field: Option<String>, message: String| JobFileError::Invalid {
+            file: file.to_string(),
+            line,
+            field,
+            message,
+        };
+    let table = toml::de::DeTable::parse(text).map_err(|e| {
+        invalid(
+            e.span().map(|s| line_of(text, s.start)),
+            None,
+            e.message().to_string(),
+        )
+    })?;
+    let version = match table.get_ref().get(header).map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::Table(t)) => match t.get("format").map(|v| v.get_ref()) {
+            Some(toml::de::DeValue::Integer(i)) => i.to_string().parse::<i64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let field = format!("{header}.format");
+    let at = || find_line(text, &[Key::Name(header), Key::Name("format")]);
+    let Some(version) = version else {
+        return Err(invalid(
+            Some(1),
+            Some(field),
+            format!("not a Millpond {what}: it has no [{header}] table with a format number"),
+        ));
+    };
+    if version > i64::from(FORMAT_VERSION) {
+        return Err(invalid(
+            at(),
+            Some(field),
+            format!(
+                "written by a newer Millpond (format {version}); this version reads formats \
+                 up to {FORMAT_VERSION}"
+            ),
+        ));
+    }
+    if version < 1 {
+        return Err(invalid(
+            at(),
+            Some(field),
+            format!("format {version} does not exist (formats start at 1)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The file's fields, with serde's errors placed at their line and field.
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, JobFileError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        JobFileError::Invalid {
+            file: file.to_string(),
+            line,
+            field: line.and_then(|l| field_on_line(text, l)),
+            message: e.message().trim_end().to_string(),
+        }
+    })
+}
+
+/// Two tools with one number cannot be written: the file refers to tools by number.
+fn check_numbers(tools: &[Tool]) -> Result<(), JobFileError> {
+    let mut numbers = std::collections::BTreeMap::new();
+    for t in tools {
+        if let Some(other) = numbers.insert(t.number, t) {
+            return Err(JobFileError::Unsaveable(format!(
+                "tools \"{}\" and \"{}\" both have number {}: give each its own",
+                other.name, t.name, t.number
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn tool_to_v1(t: &Tool) -> ToolV1 {
+    ToolV1 {
+        number: i64::from(t.number),
+        name: t.name.clone(),
+        name_follows_shape: t.auto_name,
+        shape: SHAPE.word(t.shape).into(),
+        diameter: t.diameter,
+        corner_radius: t.corner_radius,
+        included_angle: t.included_angle,
+        flutes: i64::from(t.flutes),
+        stick_out: t.stick_out,
+        max_depth_of_cut: t.max_depth_of_cut,
+        feed: t.feed,
+        plunge_feed: t.plunge_feed,
+        spindle_rpm: t.spindle_rpm,
     }
 }
 
@@ -757,66 +834,7 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
         spindle_dwell_s: f.output.spindle_dwell,
     };
 
-    // Tools: ids in memory are the numbers (unique in a file).
-    let mut tools: Vec<Tool> = Vec::new();
-    for (i, t) in f.tools.iter().enumerate() {
-        let tp = |n: &'static str| vec![Name("tools"), Index(i), Name(n)];
-        let number = u32::try_from(t.number)
-            .ok()
-            .filter(|n| *n <= 9999)
-            .ok_or_else(|| {
-                (
-                    tp("number"),
-                    format!("{} is not a tool number (0 to 9999)", t.number),
-                )
-            })?;
-        if let Some(other) = tools.iter().find(|o| o.number == number) {
-            return Err((
-                tp("number"),
-                format!(
-                    "tools \"{}\" and \"{}\" both have number {number}",
-                    other.name, t.name
-                ),
-            ));
-        }
-        let flutes = u32::try_from(t.flutes)
-            .ok()
-            .filter(|n| (1..=16).contains(n))
-            .ok_or_else(|| (tp("flutes"), format!("{} is not 1 to 16 flutes", t.flutes)))?;
-        check(t.diameter, 0.01, 1000.0, &tp("diameter"))?;
-        check(t.feed, 1.0, 100_000.0, &tp("feed"))?;
-        check(t.plunge_feed, 1.0, 100_000.0, &tp("plunge_feed"))?;
-        check(t.spindle_rpm, 1.0, 200_000.0, &tp("spindle_rpm"))?;
-        check(t.max_depth_of_cut, 0.0, 1000.0, &tp("max_depth_of_cut"))?;
-        check(t.stick_out, 0.0, 1000.0, &tp("stick_out"))?;
-        let shape = word(SHAPE.value(&t.shape), &tp("shape"))?;
-        if shape == ToolShape::Bull {
-            check(t.corner_radius, 0.01, 500.0, &tp("corner_radius"))?;
-        }
-        if shape == ToolShape::VBit {
-            check(t.included_angle, 1.0, 179.0, &tp("included_angle"))?;
-        }
-        let tool = Tool {
-            id: u64::from(number),
-            number,
-            name: t.name.clone(),
-            shape,
-            diameter: t.diameter,
-            corner_radius: t.corner_radius,
-            included_angle: t.included_angle,
-            feed: t.feed,
-            plunge_feed: t.plunge_feed,
-            spindle_rpm: t.spindle_rpm,
-            max_depth_of_cut: t.max_depth_of_cut,
-            flutes,
-            stick_out: t.stick_out,
-            auto_name: t.name_follows_shape,
-        };
-        if let Err(e) = tool.cutter() {
-            return Err((at(&[Name("tools"), Index(i)]), e.to_string()));
-        }
-        tools.push(tool);
-    }
+    let tools = tools_from_v1(&f.tools)?;
 
     // Operations: ids in memory count from 1 in file order.
     let mut operations = Vec::new();
@@ -946,6 +964,73 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
         operations,
         output,
     })
+}
+
+/// The `[[tools]]` of a job or a tool library; ids in memory are the numbers (unique in a
+/// file).
+fn tools_from_v1(list: &[ToolV1]) -> Result<Vec<Tool>, FieldError> {
+    use Key::{Index, Name};
+    let mut tools: Vec<Tool> = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let tp = |n: &'static str| vec![Name("tools"), Index(i), Name(n)];
+        let number = u32::try_from(t.number)
+            .ok()
+            .filter(|n| *n <= 9999)
+            .ok_or_else(|| {
+                (
+                    tp("number"),
+                    format!("{} is not a tool number (0 to 9999)", t.number),
+                )
+            })?;
+        if let Some(other) = tools.iter().find(|o| o.number == number) {
+            return Err((
+                tp("number"),
+                format!(
+                    "tools \"{}\" and \"{}\" both have number {number}",
+                    other.name, t.name
+                ),
+            ));
+        }
+        let flutes = u32::try_from(t.flutes)
+            .ok()
+            .filter(|n| (1..=16).contains(n))
+            .ok_or_else(|| (tp("flutes"), format!("{} is not 1 to 16 flutes", t.flutes)))?;
+        check(t.diameter, 0.01, 1000.0, &tp("diameter"))?;
+        check(t.feed, 1.0, 100_000.0, &tp("feed"))?;
+        check(t.plunge_feed, 1.0, 100_000.0, &tp("plunge_feed"))?;
+        check(t.spindle_rpm, 1.0, 200_000.0, &tp("spindle_rpm"))?;
+        check(t.max_depth_of_cut, 0.0, 1000.0, &tp("max_depth_of_cut"))?;
+        check(t.stick_out, 0.0, 1000.0, &tp("stick_out"))?;
+        let shape = word(SHAPE.value(&t.shape), &tp("shape"))?;
+        if shape == ToolShape::Bull {
+            check(t.corner_radius, 0.01, 500.0, &tp("corner_radius"))?;
+        }
+        if shape == ToolShape::VBit {
+            check(t.included_angle, 1.0, 179.0, &tp("included_angle"))?;
+        }
+        let tool = Tool {
+            id: u64::from(number),
+            number,
+            name: t.name.clone(),
+            shape,
+            diameter: t.diameter,
+            corner_radius: t.corner_radius,
+            included_angle: t.included_angle,
+            feed: t.feed,
+            plunge_feed: t.plunge_feed,
+            spindle_rpm: t.spindle_rpm,
+            max_depth_of_cut: t.max_depth_of_cut,
+            flutes,
+            stick_out: t.stick_out,
+            auto_name: t.name_follows_shape,
+        };
+        if let Err(e) = tool.cutter() {
+            return Err((vec![Name("tools"), Index(i)], e.to_string()));
+        }
+        tools.push(tool);
+    }
+
+    Ok(tools)
 }
 
 /// A word read, or an error for the field at `path`.
@@ -1260,6 +1345,34 @@ mod tests {
             e.contains("none.millpond") && e.contains("cannot read"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_tool_library_round_trips_and_a_job_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.toml");
+        let tools = ToolLibrary::default().tools;
+        save_tool_library(&path, &tools).unwrap();
+        let back = load_tool_library(&path).unwrap();
+        let renumbered: Vec<Tool> = tools
+            .iter()
+            .map(|t| Tool {
+                id: u64::from(t.number),
+                ..t.clone()
+            })
+            .collect();
+        assert_eq!(back, renumbered);
+        let job = dir.path().join("a.millpond");
+        sample_job().save(&job).unwrap();
+        let e = load_tool_library(&job).unwrap_err().to_string();
+        assert!(
+            e.contains("a.millpond") && e.contains("not a Millpond tool library"),
+            "{e}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("diameter = 3.0", "diameter = 0.0", 1)).unwrap();
+        let e = load_tool_library(&path).unwrap_err().to_string();
+        assert!(e.contains("line") && e.contains("tools[0].diameter"), "{e}");
     }
 
     #[test]

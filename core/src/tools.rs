@@ -277,11 +277,152 @@ impl ToolLibrary {
     pub fn remove(&mut self, id: u64) {
         self.tools.retain(|t| t.id != id);
     }
+
+    /// Sorts the tools of an imported library: the ones already here (same number, same
+    /// tool) are dropped, the ones with a free number are to add, and the ones whose number
+    /// a different tool here has are conflicts for the user to settle.
+    pub fn plan_import(&self, imported: Vec<Tool>) -> ImportPlan {
+        let mut plan = ImportPlan::default();
+        for t in imported {
+            match self.tools.iter().find(|h| h.number == t.number) {
+                None => plan.new.push(t),
+                Some(here) if same_tool(here, &t) => plan.already_here += 1,
+                Some(here) => plan.conflicts.push(NumberConflict {
+                    imported: t,
+                    here: here.clone(),
+                }),
+            }
+        }
+        plan
+    }
+
+    /// Carries out an import: the new tools, and each conflict as chosen (`choices` in the
+    /// order of `plan.conflicts`). Every tool added gets a fresh id.
+    pub fn import(&mut self, plan: &ImportPlan, choices: &[ImportChoice]) {
+        let add = |lib: &mut ToolLibrary, mut t: Tool, number: u32| {
+            t.id = lib.tools.iter().map(|x| x.id).max().unwrap_or(0) + 1;
+            t.number = number;
+            lib.tools.push(t);
+        };
+        for t in &plan.new {
+            add(self, t.clone(), t.number);
+        }
+        for (c, choice) in plan.conflicts.iter().zip(choices) {
+            match choice {
+                ImportChoice::Replace => {
+                    if let Some(here) = self.tools.iter_mut().find(|h| h.id == c.here.id) {
+                        let id = here.id;
+                        *here = c.imported.clone();
+                        here.id = id;
+                    }
+                }
+                ImportChoice::AddWithNextNumber => {
+                    let number = self.tools.iter().map(|x| x.number).max().unwrap_or(0) + 1;
+                    add(self, c.imported.clone(), number);
+                }
+                ImportChoice::Skip => {}
+            }
+        }
+    }
+}
+
+/// Whether two tools are the same but for their ids.
+fn same_tool(a: &Tool, b: &Tool) -> bool {
+    Tool {
+        id: b.id,
+        ..a.clone()
+    } == *b
+}
+
+/// An imported tool whose number a different tool of the library already has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NumberConflict {
+    pub imported: Tool,
+    pub here: Tool,
+}
+
+impl std::fmt::Display for NumberConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "T{} is \"{}\" in the file but \"{}\" here",
+            self.here.number, self.imported.name, self.here.name
+        )
+    }
+}
+
+/// What an import would do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportPlan {
+    /// Tools with numbers the library does not use.
+    pub new: Vec<Tool>,
+    pub conflicts: Vec<NumberConflict>,
+    /// Tools the library already has, identical.
+    pub already_here: usize,
+}
+
+/// How to settle a [`NumberConflict`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportChoice {
+    /// The imported tool takes the place (and number) of the one here.
+    Replace,
+    /// The imported tool is added under the next free number.
+    AddWithNextNumber,
+    /// The imported tool is left out.
+    Skip,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_adds_new_numbers_skips_copies_and_settles_conflicts_as_chosen() {
+        let mut lib = ToolLibrary::default();
+        let n = lib.tools.len();
+        let mut same = lib.tools[0].clone();
+        same.id = 99;
+        let mut clash = lib.tools[1].clone();
+        clash.name = "Their 6 mm".into();
+        clash.diameter = 6.35;
+        let mut clash2 = lib.tools[2].clone();
+        clash2.name = "Their bull".into();
+        let mut fresh = lib.tools[0].clone();
+        fresh.number = 40;
+        fresh.name = "New one".into();
+        let plan = lib.plan_import(vec![same, clash.clone(), clash2, fresh]);
+        assert_eq!(plan.already_here, 1);
+        assert_eq!(plan.new.len(), 1);
+        assert_eq!(plan.conflicts.len(), 2);
+        assert!(
+            plan.conflicts[0].to_string().contains("Their 6 mm"),
+            "{}",
+            plan.conflicts[0]
+        );
+        let before = lib.clone();
+        lib.import(
+            &plan,
+            &[ImportChoice::Replace, ImportChoice::AddWithNextNumber],
+        );
+        assert_eq!(lib.tools.len(), n + 2);
+        let replaced = &lib.tools[1];
+        assert_eq!(
+            (replaced.id, replaced.number, replaced.diameter),
+            (before.tools[1].id, clash.number, 6.35)
+        );
+        assert!(
+            lib.tools
+                .iter()
+                .any(|t| t.name == "Their bull" && t.number == 41)
+        );
+        assert!(
+            lib.tools
+                .iter()
+                .any(|t| t.name == "New one" && t.number == 40)
+        );
+        let ids: std::collections::BTreeSet<u64> = lib.tools.iter().map(|t| t.id).collect();
+        assert_eq!(ids.len(), lib.tools.len(), "ids stay unique");
+    }
 
     #[test]
     fn a_new_tool_is_named_after_its_shape_and_size_until_renamed() {

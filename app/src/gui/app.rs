@@ -22,6 +22,7 @@ use millpond_core::MeshHash;
 use millpond_core::gcode::Dialect;
 use millpond_core::job_file::{self, Job, ModelFile, Output};
 use millpond_core::toolpath::ToolpathStats;
+use millpond_core::tools::{ImportChoice, ImportPlan};
 use millpond_core::{Aabb, Toolpath};
 use millpond_net::{PoolStats, Secret};
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,17 @@ pub(super) enum DialogFor {
     SaveJob,
     /// The model of a job being opened, which is not where the job says.
     LocateModel,
+    ImportTools,
+    ExportTools,
+}
+
+/// An import of tools waiting for the user to settle its number conflicts.
+#[derive(Debug)]
+pub struct PendingImport {
+    pub file: String,
+    pub plan: ImportPlan,
+    /// One per conflict.
+    pub choices: Vec<ImportChoice>,
 }
 
 /// A job being opened while its model loads.
@@ -212,6 +224,8 @@ pub struct MillpondApp {
     locating: Option<(Units, Vec<Placement>)>,
     /// Unsaved work of the last run, until the user restores or discards it.
     recovery_offer: Option<RecoveryOffer>,
+    /// Tools being imported whose numbers clash with the library's.
+    pub pending_import: Option<PendingImport>,
     pub loader: ModelLoader,
     /// Errors shown at the top of the window until dismissed.
     pub banners: Vec<String>,
@@ -325,6 +339,7 @@ impl MillpondApp {
             opening_job: None,
             locating: None,
             recovery_offer: None,
+            pending_import: None,
             results: BTreeMap::new(),
             op_errors: BTreeMap::new(),
             compute: Compute::new(ctx.clone()),
@@ -418,6 +433,8 @@ impl MillpondApp {
                         self.save_job_to(&with_job_extension(path));
                     }
                     (DialogFor::LocateModel, Some(path)) => self.locate_model(path),
+                    (DialogFor::ImportTools, Some(path)) => self.import_tools(&path),
+                    (DialogFor::ExportTools, Some(path)) => self.export_tools(&path),
                     (DialogFor::OpenModel, None) => {
                         self.status =
                             "No file chosen. You can also drop an STL file on the window.".into();
@@ -426,7 +443,13 @@ impl MillpondApp {
                         self.opening_job = None;
                         self.status = "No model chosen: the job has no model.".into();
                     }
-                    (DialogFor::OpenJob | DialogFor::SaveJob, None) => {
+                    (
+                        DialogFor::OpenJob
+                        | DialogFor::SaveJob
+                        | DialogFor::ImportTools
+                        | DialogFor::ExportTools,
+                        None,
+                    ) => {
                         self.status = "No file chosen.".into();
                     }
                 }
@@ -444,7 +467,10 @@ impl MillpondApp {
         }
         let recent = match purpose {
             DialogFor::OpenModel | DialogFor::LocateModel => &self.session.recent,
-            DialogFor::OpenJob | DialogFor::SaveJob => &self.session.recent_jobs,
+            DialogFor::OpenJob
+            | DialogFor::SaveJob
+            | DialogFor::ImportTools
+            | DialogFor::ExportTools => &self.session.recent_jobs,
         };
         let start = recent
             .first()
@@ -456,6 +482,13 @@ impl MillpondApp {
             DialogFor::OpenModel => dialogs::open_model(&self.ctx, browser, start, folders),
             DialogFor::LocateModel => dialogs::locate_model(&self.ctx, browser, start, folders),
             DialogFor::OpenJob => dialogs::open_job(&self.ctx, browser, start, folders),
+            DialogFor::ImportTools | DialogFor::ExportTools => dialogs::tool_library(
+                &self.ctx,
+                browser,
+                purpose == DialogFor::ExportTools,
+                start,
+                folders,
+            ),
             DialogFor::SaveJob => {
                 let name = self.job_name().unwrap_or_else(|| {
                     let (_, stem) = self.export_title();
@@ -829,6 +862,81 @@ impl MillpondApp {
     fn locate_model(&mut self, path: PathBuf) {
         let (units, placement) = self.locating.take().unwrap_or_default();
         self.loader.open_placed(path, units, placement);
+    }
+
+    // ----- tool library exchange -----
+
+    pub fn import_tools_dialog(&mut self) {
+        self.ask(DialogFor::ImportTools);
+    }
+
+    pub fn export_tools_dialog(&mut self) {
+        self.ask(DialogFor::ExportTools);
+    }
+
+    /// Writes the job's tools as a library file.
+    pub fn export_tools(&mut self, path: &std::path::Path) {
+        match job_file::save_tool_library(path, &self.doc.tools.tools) {
+            Ok(()) => {
+                self.status = format!(
+                    "Exported {} tools to {}.",
+                    self.doc.tools.tools.len(),
+                    display_name(path)
+                );
+            }
+            Err(e) => self.banners.push(e.to_string()),
+        }
+    }
+
+    /// Reads a library file and adds its tools: at once when no number clashes, else after
+    /// the user settled each clash in the import window.
+    pub fn import_tools(&mut self, path: &std::path::Path) {
+        match job_file::load_tool_library(path) {
+            Ok(tools) => {
+                let plan = self.doc.tools.plan_import(tools);
+                let pending = PendingImport {
+                    file: display_name(path),
+                    choices: vec![ImportChoice::Skip; plan.conflicts.len()],
+                    plan,
+                };
+                if pending.plan.conflicts.is_empty() {
+                    self.finish_import(pending);
+                } else {
+                    self.pending_import = Some(pending);
+                }
+            }
+            Err(e) => self.banners.push(format!("Cannot import tools: {e}")),
+        }
+    }
+
+    /// Carries out the import waiting in the import window (one undo step).
+    pub fn confirm_import(&mut self) {
+        if let Some(p) = self.pending_import.take() {
+            self.finish_import(p);
+        }
+    }
+
+    pub fn cancel_import(&mut self) {
+        self.pending_import = None;
+        self.status = "Import cancelled.".into();
+    }
+
+    fn finish_import(&mut self, p: PendingImport) {
+        let mut tools = self.doc.tools.clone();
+        tools.import(&p.plan, &p.choices);
+        let added = tools.tools.len() - self.doc.tools.tools.len();
+        let replaced = p
+            .choices
+            .iter()
+            .filter(|c| **c == ImportChoice::Replace)
+            .count();
+        if tools != self.doc.tools {
+            self.execute(Command::SetTools(tools));
+        }
+        self.status = format!(
+            "From {}: {added} tools added, {replaced} replaced, {} already here.",
+            p.file, p.plan.already_here
+        );
     }
 
     fn remember_job(&mut self, path: &std::path::Path) {

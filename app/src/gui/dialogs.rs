@@ -524,6 +524,29 @@ pub fn locate_model(
     )
 }
 
+/// "Import tools" / "Export tools": a tool library file.
+pub fn tool_library(
+    repaint: &egui::Context,
+    browser: FileBrowser,
+    save: bool,
+    start: Option<PathBuf>,
+    recent: Vec<PathBuf>,
+) -> PendingDialog {
+    PendingDialog::new(
+        repaint,
+        browser,
+        Spec {
+            save,
+            title: if save { "Export tools" } else { "Import tools" },
+            filter_name: "Millpond tool libraries",
+            extensions: &["toml"],
+            start,
+            file_name: save.then(|| "tools.toml".to_string()),
+            recent,
+        },
+    )
+}
+
 /// The folders of `files`, most recent first, each once.
 pub fn folders_of(files: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();

@@ -41,6 +41,8 @@ pub enum Command {
     /// Replaces the tool with the same id.
     EditTool(Box<Tool>),
     RemoveTool(u64),
+    /// The whole tool library at once (an import).
+    SetTools(ToolLibrary),
     /// A new operation with a strategy and a tool; it is selected.
     AddOperation(Strategy, u64),
     /// Replaces the operation with the same id (parameters, name, tool, feeds, enabled,
@@ -87,6 +89,7 @@ impl Command {
             Command::AddTool(_) => "new tool".into(),
             Command::EditTool(t) => format!("tool \"{}\"", t.name),
             Command::RemoveTool(_) => "delete tool".into(),
+            Command::SetTools(_) => "import tools".into(),
             Command::AddOperation(s, _) => format!("add {}", s.label().to_lowercase()),
             Command::EditOperation(o) => format!("\"{}\"", o.name),
             Command::RemoveOperation(_) => "remove operation".into(),
@@ -127,6 +130,7 @@ impl Document {
                     self.tools.remove(id);
                 }
             }
+            Command::SetTools(t) => self.tools = t,
             Command::AddOperation(s, tool) => {
                 self.operations.add(s, tool);
             }

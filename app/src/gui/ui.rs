@@ -16,6 +16,7 @@ use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichT
 use millpond_core::gcode::Dialect;
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
+use millpond_core::tools::ImportChoice;
 use millpond_core::waterline::Milling;
 use millpond_net::Secret;
 use std::time::Duration;
@@ -152,6 +153,12 @@ impl eframe::App for MillpondApp {
                 );
             }
         });
+        if self.pending_import.is_some() {
+            egui::Window::new("Import tools")
+                .collapsible(false)
+                .default_width(480.0)
+                .show(ui.ctx(), |ui| self.import_ui(ui));
+        }
         if self.prefs_ui.open {
             let mut open = true;
             egui::Window::new("Preferences")
@@ -316,6 +323,51 @@ impl MillpondApp {
             {
                 self.stats.visible = !self.stats.visible;
                 self.save_session();
+            }
+        });
+    }
+
+    fn import_ui(&mut self, ui: &mut Ui) {
+        let Some(p) = &mut self.pending_import else {
+            return;
+        };
+        ui.label(format!(
+            "{}: {} new tools, {} already here. These numbers are taken by other tools:",
+            p.file,
+            p.plan.new.len(),
+            p.plan.already_here
+        ));
+        for (c, choice) in p.plan.conflicts.iter().zip(p.choices.iter_mut()) {
+            ui.separator();
+            ui.label(c.to_string());
+            ui.horizontal(|ui| {
+                ui.radio_value(choice, ImportChoice::Replace, "Replace")
+                    .on_hover_text("The file's tool takes this number; the one here goes");
+                ui.radio_value(
+                    choice,
+                    ImportChoice::AddWithNextNumber,
+                    "Add under a new number",
+                )
+                .on_hover_text("Keep both: the file's tool gets the next free number");
+                ui.radio_value(choice, ImportChoice::Skip, "Skip")
+                    .on_hover_text("Keep the tool here; leave the file's out");
+            });
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            if ui
+                .button("Import")
+                .on_hover_text("Add the tools as chosen")
+                .clicked()
+            {
+                self.confirm_import();
+            }
+            if ui
+                .button("Cancel")
+                .on_hover_text("Import nothing")
+                .clicked()
+            {
+                self.cancel_import();
             }
         });
     }
