@@ -231,6 +231,11 @@ pub trait Shape: Copy + Send + Sync + fmt::Debug {
     fn radius(&self) -> f64;
     /// Profile height `h(ρ)` for `0 ≤ ρ ≤ R`.
     fn height(&self, rho: f64) -> f64;
+    /// `h(ρ)` from `ρ²`, with `ρ` clamped to R: the height at a vertex, from its squared
+    /// distance computed directly (see `drop::touch`).
+    fn height_sq(&self, rho2: f64) -> f64 {
+        self.height(rho2.sqrt().min(self.radius()))
+    }
     /// A lower bound of `h(ρ)` from `ρ²`, cheap enough to prune triangles with.
     fn height_lower_bound(&self, rho2: f64) -> f64;
     /// Contact with a plane whose upward unit normal is `(nx, ny, nz)`, `nz > 0`: the XY
@@ -314,6 +319,9 @@ impl Shape for FlatProfile {
     fn height(&self, _rho: f64) -> f64 {
         0.0
     }
+    fn height_sq(&self, _rho2: f64) -> f64 {
+        0.0
+    }
     fn height_lower_bound(&self, _rho2: f64) -> f64 {
         0.0
     }
@@ -345,7 +353,10 @@ impl Shape for BallProfile {
         self.r
     }
     fn height(&self, rho: f64) -> f64 {
-        let s2 = (self.r * self.r - rho * rho).max(0.0);
+        self.height_sq(rho * rho)
+    }
+    fn height_sq(&self, rho2: f64) -> f64 {
+        let s2 = (self.r * self.r - rho2).max(0.0);
         self.r - s2.sqrt()
     }
     fn height_lower_bound(&self, rho2: f64) -> f64 {
