@@ -76,6 +76,11 @@ const VERTICAL_NZ: f64 = 1e-9;
 /// far above any rounding, and never drops a triangle that `touch` would find in reach.
 const REACH_MARGIN: f64 = 1e-9;
 
+/// Squared distances within this fraction of R² count as near R in `touch`, where a vertex's
+/// distance and profile height come from its own coordinates: far above the rounding of the
+/// rotated distances, so every vertex whose rounding could matter is treated so.
+const NEAR_R: f64 = 1e-9;
+
 /// The radius the pruning works with (see `REACH_MARGIN`).
 fn reach(r: f64) -> f64 {
     r * (1.0 + REACH_MARGIN)
@@ -205,6 +210,9 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64
         }
     }
     let mut best = f64::NEG_INFINITY;
+    // Squared distances between these are near R: there a vertex's distance and height are
+    // taken from its own coordinates (see below).
+    let (near_lo, near_hi) = (r2 * (1.0 - NEAR_R), r2 * (1.0 + NEAR_R));
     for (i, e) in t.e.iter().enumerate() {
         if e.len == 0.0 {
             continue;
@@ -213,21 +221,36 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64
         let d = e.du * rv - e.dv * ru;
         let d2 = d * d;
         let w0 = ru * e.du + rv * e.dv;
-        // Squared distance from the axis to the segment: to its line (d) beside it, to the
-        // nearer end beyond it. The ends' distances are taken from their coordinates (the
-        // end is the next edge's start), not from the rotated d and w0, so that a vertex
-        // exactly R away is exactly R away whichever edge reaches it.
-        let rho2 = if w0 < 0.0 {
-            ru * ru + rv * rv
-        } else if w0 > e.len {
-            let (qu, qv) = end_offset(t, i, cu, cv);
-            qu * qu + qv * qv
-        } else {
-            d2
-        };
-        // The cutter is a closed solid: at exactly R it touches (ARCHITECTURE.md §3.2).
-        // Nothing on this edge is higher than its top end.
-        if rho2 > r2 || e.zhi - shape.height_lower_bound(rho2) <= beat {
+        // Nothing on this edge is higher than its top end, and nothing on it is closer to the
+        // axis than the segment: d across its line, and `past` beyond its nearer end.
+        let past = gap(0.0, -w0, e.len - w0);
+        let mut rho2 = d2 + past * past;
+        let mut near_end = false;
+        if rho2 >= near_lo {
+            if rho2 > near_hi {
+                // Beyond R, by far more than any rounding.
+                continue;
+            }
+            if past > 0.0 {
+                // The nearest point is an end, near R: whether it is in reach, and the
+                // profile's height under it, come from its distance from its own coordinates
+                // (the end is the next edge's start), not the rotated d and w0, so that a
+                // vertex exactly R away is exactly R away whichever edge leads to it, and the
+                // ball's steep profile near R does not magnify the rotation's rounding.
+                near_end = true;
+                let (qu, qv) = if w0 < 0.0 {
+                    (ru, rv)
+                } else {
+                    end_offset(t, i, cu, cv)
+                };
+                rho2 = qu * qu + qv * qv;
+            }
+            // The cutter is a closed solid: at exactly R it touches (ARCHITECTURE.md §3.2).
+            if rho2 > r2 {
+                continue;
+            }
+        }
+        if e.zhi - shape.height_lower_bound(rho2) <= beat {
             continue;
         }
         let s2 = max(r2 - d2, 0.0);
@@ -235,23 +258,33 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64
         let mut lo = max(-w0, -s);
         let mut hi = min(e.len - w0, s);
         if lo > hi {
+            if !near_end {
+                continue;
+            }
             // The end is in reach but `s`, rounded, falls short of it: it touches there.
             let w = if w0 < 0.0 { -w0 } else { e.len - w0 };
             (lo, hi) = (w, w);
         }
-        let (w, h) = shape.edge_contact(e.m, e.c, d2, s2, lo, hi);
+        let (w, mut h) = shape.edge_contact(e.m, e.c, d2, s2, lo, hi);
         let along = w0 + w;
-        // At an end the contact is the vertex: its height under the profile from its own
-        // distance, which near R (where the ball's profile is steep) is far more accurate
-        // than one from the rotated d and w, and the same whichever edge reaches it.
-        let tip = if along <= 0.0 {
-            e.z0 - shape.height_sq(ru * ru + rv * rv)
+        let z = if along <= 0.0 {
+            e.z0
         } else if along >= e.len {
-            let (qu, qv) = end_offset(t, i, cu, cv);
-            e.z1 - shape.height_sq(qu * qu + qv * qv)
+            e.z1
         } else {
-            e.z0 + e.m * along - h
+            e.z0 + e.m * along
         };
+        if near_end
+            && (if w0 < 0.0 {
+                along <= 0.0
+            } else {
+                along >= e.len
+            })
+        {
+            // The contact is that end.
+            h = shape.height_sq(rho2);
+        }
+        let tip = z - h;
         best = max(best, tip);
     }
     best
@@ -362,7 +395,7 @@ impl<'a> DropCutter<'a> {
         {
             return Some(h);
         }
-        let rows = ReachRows::new(&band.grid, v, reach(r));
+        let rows = ReachRows::new(&band.grid, v, r);
         let mut found = None;
         band.scan(shape, rows.as_slice(), u, v, u32::MAX, z, |t, id, z| {
             if touch(shape, r2, t, u, v, z) > z {
@@ -403,7 +436,7 @@ impl<'a> DropCutter<'a> {
             let dx = gap(x, x0, x1);
             let dy = gap(y, y0, y1);
             let rho2 = dx * dx + dy * dy;
-            if rho2 > far2 || zmax - shape.height_lower_bound(min(rho2, r2)) <= best {
+            if rho2 > far2 || zmax - shape.height_lower_bound(rho2) <= best {
                 continue;
             }
             let z = touch(shape, r2, &prepare(shape, t, false), x, y, best);
@@ -479,7 +512,17 @@ impl<'a> DropCutter<'a> {
                 .then(a.2.total_cmp(&b.2))
                 .then(a.3.cmp(&b.3))
         });
-        let grid = Grid2::new(r, (u0 - r, u1 + r), (v0 - r, v1 + r), prepared.len());
+        let radius = shape.radius();
+        let grid = Grid2::new(
+            radius,
+            (u0 - radius, u1 + radius),
+            (v0 - radius, v1 + radius),
+            prepared.len(),
+        );
+        // A triangle goes in the cells its box grown by twice the pruning's margin overlaps:
+        // one in reach (its box at most `reach(R)` away) then has a cell less than R away,
+        // which the scan's strict cell tests keep (see `Band::scan`).
+        let grow = 2.0 * (r - radius);
         let entries: Vec<Entry> = order
             .iter()
             .map(|&(_, _, _, id)| {
@@ -493,8 +536,14 @@ impl<'a> DropCutter<'a> {
                     vmin,
                     vmax,
                     id,
-                    k: [grid.col(umin), grid.col(umax)],
-                    j: [grid.row(vmin), grid.row(vmax)],
+                    k: [
+                        grid.col(down32(t.umin - grow)),
+                        grid.col(up32(t.umax + grow)),
+                    ],
+                    j: [
+                        grid.row(down32(t.vmin - grow)),
+                        grid.row(up32(t.vmax + grow)),
+                    ],
                 }
             })
             .collect();
@@ -599,7 +648,7 @@ impl<'a> DropCutter<'a> {
         let r = shape.radius();
         let r2 = r * r;
         let far = reach(r);
-        let rows = ReachRows::new(&band.grid, v, far);
+        let rows = ReachRows::new(&band.grid, v, r);
         let mut hint: Option<u32> = None;
         for (i, slot) in out.iter_mut().enumerate() {
             let u = origin + (first + i) as f64 * spacing;
@@ -765,6 +814,9 @@ impl Band {
     /// top first) is left at the first triangle whose top, less the profile's rise over the
     /// cell's distance from the axis, cannot beat the bar. `rows` are the grid rows within
     /// reach of the line through (u, v) with their distance across it ([`ReachRows`]).
+    /// Cells and rows exactly R away are skipped: every triangle in reach, even at exactly R,
+    /// is also listed in a nearer cell (see [`DropCutter::band`]); triangles are then tested
+    /// on their own boxes, out to `reach(R)`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn scan<S: Shape>(
@@ -783,7 +835,7 @@ impl Band {
         let far2 = far * far;
         let g = &self.grid;
         let (kc, jc) = (g.col(u as f32), g.row(v as f32));
-        let (k0, k1) = (g.col(down32(u - far)), g.col(up32(u + far)));
+        let (k0, k1) = (g.col(down32(u - r)), g.col(up32(u + r)));
         // Columns centre-out.
         let span = (kc - k0).max(k1 - kc);
         for &(j, gap_v) in rows {
@@ -808,10 +860,10 @@ impl Band {
                     let (a, b) = g.col_span(k);
                     let gap_u = gap(u, a, b);
                     let gap2 = gap_u * gap_u + gap_v * gap_v;
-                    if gap2 > far2 {
+                    if gap2 >= r2 {
                         continue;
                     }
-                    let rise = shape.height_lower_bound(min(gap2, r2));
+                    let rise = shape.height_lower_bound(gap2);
                     for e in list {
                         if e.zmax - rise <= bar {
                             break;
@@ -827,7 +879,7 @@ impl Band {
                         let du = gap(u, umin, umax);
                         let dv = gap(v, vmin, vmax);
                         let rho2 = du * du + dv * dv;
-                        if rho2 > far2 || e.zmax - shape.height_lower_bound(min(rho2, r2)) <= bar {
+                        if rho2 > far2 || e.zmax - shape.height_lower_bound(rho2) <= bar {
                             continue;
                         }
                         match judge(&self.prepared[e.id as usize], e.id, bar) {
@@ -853,7 +905,8 @@ struct ReachRows {
 }
 
 impl ReachRows {
-    /// `r`: the pruning's reach (see `REACH_MARGIN`); a row exactly that far counts.
+    /// Rows exactly R away are left out: a triangle in reach also lies in a nearer row (see
+    /// `DropCutter::band`).
     fn new(g: &Grid2, v: f64, r: f64) -> Self {
         let (j0, j1) = (g.row(down32(v - r)), g.row(up32(v + r)));
         let mut rows = [(0, 0.0); MAX_REACH_ROWS];
@@ -861,7 +914,7 @@ impl ReachRows {
         for j in j0..=j1 {
             let (a, b) = g.row_span(j);
             let gap_v = gap(v, a, b);
-            if gap_v <= r {
+            if gap_v < r {
                 debug_assert!(
                     len < MAX_REACH_ROWS,
                     "more rows within reach than cells of a quarter radius allow"
