@@ -231,7 +231,13 @@ pub trait Shape: Copy + Send + Sync + fmt::Debug {
     fn radius(&self) -> f64;
     /// Profile height `h(ρ)` for `0 ≤ ρ ≤ R`.
     fn height(&self, rho: f64) -> f64;
-    /// A lower bound of `h(ρ)` from `ρ²`, cheap enough to prune triangles with.
+    /// `h(ρ)` from `ρ²`, with `ρ` clamped to R: the height at a vertex, from its squared
+    /// distance computed directly (see `drop::touch`).
+    fn height_sq(&self, rho2: f64) -> f64 {
+        self.height(rho2.sqrt().min(self.radius()))
+    }
+    /// A lower bound of `h(ρ)` from `ρ²`, cheap enough to prune triangles with; for `ρ`
+    /// slightly past R (by the pruning's margin) a lower bound of `h(R)`.
     fn height_lower_bound(&self, rho2: f64) -> f64;
     /// Contact with a plane whose upward unit normal is `(nx, ny, nz)`, `nz > 0`: the XY
     /// offset from the tool axis to the contact point and the profile height there.
@@ -252,9 +258,10 @@ pub trait Shape: Copy + Send + Sync + fmt::Debug {
     fn edge_contact(&self, m: f64, c: f64, d2: f64, s2: f64, lo: f64, hi: f64) -> (f64, f64);
 }
 
-/// Scales the pruning bounds' constants down a hair, so that their rounding can never lift
-/// a bound above the true profile height.
-const LOWER: f64 = 1.0 - 1e-12;
+/// Scales the pruning bounds' constants down a hair, so that neither their rounding nor the
+/// pruning's reach past R (`drop::REACH_MARGIN`, 1e-9: the bounds are used out to
+/// `(R·(1 + 1e-9))²`) can ever lift a bound above the true profile height.
+const LOWER: f64 = 1.0 - 1e-8;
 
 /// The four shapes behind one enum, for code that is not hot.
 #[derive(Clone, Copy, Debug)]
@@ -314,6 +321,9 @@ impl Shape for FlatProfile {
     fn height(&self, _rho: f64) -> f64 {
         0.0
     }
+    fn height_sq(&self, _rho2: f64) -> f64 {
+        0.0
+    }
     fn height_lower_bound(&self, _rho2: f64) -> f64 {
         0.0
     }
@@ -345,7 +355,10 @@ impl Shape for BallProfile {
         self.r
     }
     fn height(&self, rho: f64) -> f64 {
-        let s2 = (self.r * self.r - rho * rho).max(0.0);
+        self.height_sq(rho * rho)
+    }
+    fn height_sq(&self, rho2: f64) -> f64 {
+        let s2 = (self.r * self.r - rho2).max(0.0);
         self.r - s2.sqrt()
     }
     fn height_lower_bound(&self, rho2: f64) -> f64 {

@@ -70,6 +70,22 @@ struct Prepared {
 /// Below this |nz| a triangle counts as vertical for the facet test; its edges still count.
 const VERTICAL_NZ: f64 = 1e-9;
 
+/// How much further than the radius, relatively, the pruning (index boxes, band and grid
+/// cells, bounding boxes) reaches. `touch` alone decides contact, closed at exactly R; its
+/// distances are rounded differently from the boxes', so the pruning keeps this margin,
+/// far above any rounding, and never drops a triangle that `touch` would find in reach.
+const REACH_MARGIN: f64 = 1e-9;
+
+/// Squared distances within this fraction of R² count as near R in `touch`, where a vertex's
+/// distance and profile height come from its own coordinates: far above the rounding of the
+/// rotated distances, so every vertex whose rounding could matter is treated so.
+const NEAR_R: f64 = 1e-9;
+
+/// The radius the pruning works with (see `REACH_MARGIN`).
+fn reach(r: f64) -> f64 {
+    r * (1.0 + REACH_MARGIN)
+}
+
 fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
     let uvz = |i: usize| {
         let p = t.v[i];
@@ -156,6 +172,13 @@ fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
     }
 }
 
+/// The offset from the end of edge `i` (the next edge's start) to the axis at (cu, cv).
+#[inline(always)]
+fn end_offset(t: &Prepared, i: usize, cu: f64, cv: f64) -> (f64, f64) {
+    let n = &t.e[if i == 2 { 0 } else { i + 1 }];
+    (cu - n.u0, cv - n.v0)
+}
+
 /// Highest tip z at which the cutter with its axis at (cu, cv) touches triangle `t`,
 /// or -inf if it cannot touch it.
 #[inline(always)]
@@ -187,7 +210,10 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64
         }
     }
     let mut best = f64::NEG_INFINITY;
-    for e in &t.e {
+    // Squared distances between these are near R: there a vertex's distance and height are
+    // taken from its own coordinates (see below).
+    let (near_lo, near_hi) = (r2 * (1.0 - NEAR_R), r2 * (1.0 + NEAR_R));
+    for (i, e) in t.e.iter().enumerate() {
         if e.len == 0.0 {
             continue;
         }
@@ -198,27 +224,68 @@ fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64
         // Nothing on this edge is higher than its top end, and nothing on it is closer to the
         // axis than the segment: d across its line, and `past` beyond its nearer end.
         let past = gap(0.0, -w0, e.len - w0);
-        let rho2 = d2 + past * past;
-        if rho2 >= r2 || e.zhi - shape.height_lower_bound(rho2) <= beat {
+        let mut rho2 = d2 + past * past;
+        let mut near_end = false;
+        if rho2 >= near_lo {
+            if rho2 > near_hi {
+                // Beyond R, by far more than any rounding.
+                continue;
+            }
+            if past > 0.0 {
+                // The nearest point is an end, near R: whether it is in reach, and the
+                // profile's height under it, come from its distance from its own coordinates
+                // (the end is the next edge's start), not the rotated d and w0, so that a
+                // vertex exactly R away is exactly R away whichever edge leads to it, and the
+                // ball's steep profile near R does not magnify the rotation's rounding.
+                near_end = true;
+                let (qu, qv) = if w0 < 0.0 {
+                    (ru, rv)
+                } else {
+                    end_offset(t, i, cu, cv)
+                };
+                rho2 = qu * qu + qv * qv;
+            }
+            // The cutter is a closed solid: at exactly R it touches (ARCHITECTURE.md §3.2).
+            if rho2 > r2 {
+                continue;
+            }
+        }
+        if e.zhi - shape.height_lower_bound(rho2) <= beat {
             continue;
         }
-        let s2 = r2 - d2;
+        let s2 = max(r2 - d2, 0.0);
         let s = s2.sqrt();
-        let lo = max(-w0, -s);
-        let hi = min(e.len - w0, s);
+        let mut lo = max(-w0, -s);
+        let mut hi = min(e.len - w0, s);
         if lo > hi {
-            continue;
+            if !near_end {
+                continue;
+            }
+            // The end is in reach but `s`, rounded, falls short of it: it touches there.
+            let w = if w0 < 0.0 { -w0 } else { e.len - w0 };
+            (lo, hi) = (w, w);
         }
-        let (w, h) = shape.edge_contact(e.m, e.c, d2, s2, lo, hi);
-        let t = w0 + w;
-        let z = if t <= 0.0 {
+        let (w, mut h) = shape.edge_contact(e.m, e.c, d2, s2, lo, hi);
+        let along = w0 + w;
+        let z = if along <= 0.0 {
             e.z0
-        } else if t >= e.len {
+        } else if along >= e.len {
             e.z1
         } else {
-            e.z0 + e.m * t
+            e.z0 + e.m * along
         };
-        best = max(best, z - h);
+        if near_end
+            && (if w0 < 0.0 {
+                along <= 0.0
+            } else {
+                along >= e.len
+            })
+        {
+            // The contact is that end.
+            h = shape.height_sq(rho2);
+        }
+        let tip = z - h;
+        best = max(best, tip);
     }
     best
 }
@@ -346,12 +413,17 @@ impl<'a> DropCutter<'a> {
     fn at_impl<S: Shape>(&self, shape: &S, x: f64, y: f64) -> f64 {
         let r = shape.radius();
         let r2 = r * r;
+        let far = reach(r);
+        let far2 = far * far;
         let tris = self.mesh.triangles();
         let mut cand: Vec<(f64, u32)> = Vec::new();
-        self.index
-            .query(&Rect::new(x - r, x + r, y - r, y + r), self.floor, |id| {
+        self.index.query(
+            &Rect::new(x - far, x + far, y - far, y + far),
+            self.floor,
+            |id| {
                 cand.push((tris[id as usize].zmax(), id));
-            });
+            },
+        );
         cand.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut best = self.floor;
         for &(zmax, id) in &cand {
@@ -364,7 +436,7 @@ impl<'a> DropCutter<'a> {
             let dx = gap(x, x0, x1);
             let dy = gap(y, y0, y1);
             let rho2 = dx * dx + dy * dy;
-            if rho2 >= r2 || zmax - shape.height_lower_bound(rho2) <= best {
+            if rho2 > far2 || zmax - shape.height_lower_bound(rho2) <= best {
                 continue;
             }
             let z = touch(shape, r2, &prepare(shape, t, false), x, y, best);
@@ -410,7 +482,7 @@ impl<'a> DropCutter<'a> {
         (v0, v1): (f64, f64),
         (u0, u1): (f64, f64),
     ) -> Band {
-        let r = shape.radius();
+        let r = reach(shape.radius());
         let swap = axis == Axis::Y;
         let rect = if swap {
             Rect::new(v0 - r, v1 + r, u0 - r, u1 + r)
@@ -440,7 +512,17 @@ impl<'a> DropCutter<'a> {
                 .then(a.2.total_cmp(&b.2))
                 .then(a.3.cmp(&b.3))
         });
-        let grid = Grid2::new(r, (u0 - r, u1 + r), (v0 - r, v1 + r), prepared.len());
+        let radius = shape.radius();
+        let grid = Grid2::new(
+            radius,
+            (u0 - radius, u1 + radius),
+            (v0 - radius, v1 + radius),
+            prepared.len(),
+        );
+        // A triangle goes in the cells its box grown by twice the pruning's margin overlaps:
+        // one in reach (its box at most `reach(R)` away) then has a cell less than R away,
+        // which the scan's strict cell tests keep (see `Band::scan`).
+        let grow = 2.0 * (r - radius);
         let entries: Vec<Entry> = order
             .iter()
             .map(|&(_, _, _, id)| {
@@ -454,8 +536,14 @@ impl<'a> DropCutter<'a> {
                     vmin,
                     vmax,
                     id,
-                    k: [grid.col(umin), grid.col(umax)],
-                    j: [grid.row(vmin), grid.row(vmax)],
+                    k: [
+                        grid.col(down32(t.umin - grow)),
+                        grid.col(up32(t.umax + grow)),
+                    ],
+                    j: [
+                        grid.row(down32(t.vmin - grow)),
+                        grid.row(up32(t.vmax + grow)),
+                    ],
                 }
             })
             .collect();
@@ -559,6 +647,7 @@ impl<'a> DropCutter<'a> {
     ) {
         let r = shape.radius();
         let r2 = r * r;
+        let far = reach(r);
         let rows = ReachRows::new(&band.grid, v, r);
         let mut hint: Option<u32> = None;
         for (i, slot) in out.iter_mut().enumerate() {
@@ -570,7 +659,7 @@ impl<'a> DropCutter<'a> {
             let mut bar = threshold(best);
             if let Some(h) = hint {
                 let t = &band.prepared[h as usize];
-                if t.umax >= u - r && t.umin <= u + r {
+                if t.umax >= u - far && t.umin <= u + far {
                     let z = touch(shape, r2, t, u, v, bar);
                     if z > best {
                         best = z;
@@ -725,6 +814,9 @@ impl Band {
     /// top first) is left at the first triangle whose top, less the profile's rise over the
     /// cell's distance from the axis, cannot beat the bar. `rows` are the grid rows within
     /// reach of the line through (u, v) with their distance across it ([`ReachRows`]).
+    /// Cells and rows exactly R away are skipped: every triangle in reach, even at exactly R,
+    /// is also listed in a nearer cell (see [`DropCutter::band`]); triangles are then tested
+    /// on their own boxes, out to `reach(R)`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn scan<S: Shape>(
@@ -739,9 +831,11 @@ impl Band {
     ) {
         let r = shape.radius();
         let r2 = r * r;
+        let far = reach(r);
+        let far2 = far * far;
         let g = &self.grid;
         let (kc, jc) = (g.col(u as f32), g.row(v as f32));
-        let (k0, k1) = (g.col((u - r) as f32), g.col((u + r) as f32));
+        let (k0, k1) = (g.col(down32(u - r)), g.col(up32(u + r)));
         // Columns centre-out.
         let span = (kc - k0).max(k1 - kc);
         for &(j, gap_v) in rows {
@@ -785,7 +879,7 @@ impl Band {
                         let du = gap(u, umin, umax);
                         let dv = gap(v, vmin, vmax);
                         let rho2 = du * du + dv * dv;
-                        if rho2 >= r2 || e.zmax - shape.height_lower_bound(rho2) <= bar {
+                        if rho2 > far2 || e.zmax - shape.height_lower_bound(rho2) <= bar {
                             continue;
                         }
                         match judge(&self.prepared[e.id as usize], e.id, bar) {
@@ -811,8 +905,10 @@ struct ReachRows {
 }
 
 impl ReachRows {
+    /// Rows exactly R away are left out: a triangle in reach also lies in a nearer row (see
+    /// `DropCutter::band`).
     fn new(g: &Grid2, v: f64, r: f64) -> Self {
-        let (j0, j1) = (g.row((v - r) as f32), g.row((v + r) as f32));
+        let (j0, j1) = (g.row(down32(v - r)), g.row(up32(v + r)));
         let mut rows = [(0, 0.0); MAX_REACH_ROWS];
         let mut len = 0;
         for j in j0..=j1 {
@@ -944,7 +1040,8 @@ impl DropCutter<'_> {
     ) -> f64 {
         let r = shape.radius();
         let r2 = r * r;
-        let rect = Rect::new(a.x.min(b.x), a.x.max(b.x), a.y.min(b.y), a.y.max(b.y)).grown(r);
+        let far = reach(r);
+        let rect = Rect::new(a.x.min(b.x), a.x.max(b.x), a.y.min(b.y), a.y.max(b.y)).grown(far);
         let zlow = a.z.min(b.z);
         let tris = self.mesh.triangles();
         let mut worst = f64::NEG_INFINITY;
@@ -961,7 +1058,7 @@ impl DropCutter<'_> {
                 return;
             }
             let t = prepare(shape, &tris[id as usize], false);
-            let Some((t0, t1)) = reach_interval(&t, (a.x, a.y), (b.x, b.y), r) else {
+            let Some((t0, t1)) = reach_interval(&t, (a.x, a.y), (b.x, b.y), far) else {
                 return;
             };
             // The move's lowest point over the interval bounds what this triangle can do.
@@ -1198,6 +1295,60 @@ mod tests {
             }
         }
         assert!(checked > 15_000);
+    }
+
+    /// The cutter is a closed solid: a wall's top edge, or a block's corner, at exactly R
+    /// touches it, one ulp further does not, whichever path computes the height
+    /// (tests/tests/tangency.rs checks every shape, orientation and path against the oracle).
+    #[test]
+    fn contact_at_exactly_the_radius() {
+        // A block [0, 10]² with its top at z = 0 and walls down to -5; integer coordinates.
+        let p = Point3::new;
+        let mut tris = vec![
+            Triangle::new(p(0.0, 0.0, 0.0), p(10.0, 0.0, 0.0), p(10.0, 10.0, 0.0)),
+            Triangle::new(p(0.0, 0.0, 0.0), p(10.0, 10.0, 0.0), p(0.0, 10.0, 0.0)),
+        ];
+        for (a, b) in [((0.0, 0.0), (10.0, 0.0)), ((0.0, 0.0), (0.0, 10.0))] {
+            tris.push(Triangle::new(
+                p(a.0, a.1, -5.0),
+                p(b.0, b.1, -5.0),
+                p(b.0, b.1, 0.0),
+            ));
+            tris.push(Triangle::new(
+                p(a.0, a.1, -5.0),
+                p(b.0, b.1, 0.0),
+                p(a.0, a.1, 0.0),
+            ));
+        }
+        let mesh = Mesh::from_triangles(tris, "block").unwrap();
+        let index = TriangleIndex::new(&mesh);
+        for (spec, at_r) in [("flat:6", 0.0), ("ball:6", -3.0), ("bull:6:1", -1.0)] {
+            let dc = DropCutter::new(&mesh, &index, spec.parse().unwrap(), -5.0);
+            // Beside the wall x = 0, and 3-4-5 from the corner with a radius of 5.
+            assert_eq!(dc.at(-3.0, 5.0), at_r, "{spec} beside the wall");
+            assert_eq!(
+                dc.at((-3.0f64).next_down(), 5.0),
+                -5.0,
+                "{spec} one ulp out"
+            );
+            assert!(dc.at((-3.0f64).next_up(), 5.0) > -5.0, "{spec} one ulp in");
+            let mut out = [0.0; 5];
+            dc.line(Axis::Y, -3.0, 3.0, 1.0, 0, &mut out);
+            assert_eq!(out, [at_r; 5], "{spec} along the wall");
+            dc.line(Axis::X, 5.0, -5.0, 1.0, 0, &mut out);
+            assert_eq!(out[2], at_r, "{spec} across the wall");
+        }
+        let dc = DropCutter::new(&mesh, &index, "flat:10".parse().unwrap(), -5.0);
+        assert_eq!(dc.at(-3.0, -4.0), 0.0, "corner at exactly R");
+        assert_eq!(
+            dc.at((-3.0f64).next_down(), -4.0),
+            -5.0,
+            "corner one ulp out"
+        );
+        assert_eq!(
+            dc.max_rise_along(p(-3.0, -6.0, -1.0), p(-3.0, -2.0, -1.0), 1.0),
+            1.0
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use crate::grid::{Grid, MAX_POINTS};
 /// Version of everything that decides the bits of a chunk result. Pool peers must match it
 /// exactly for a pooled job to equal a local one; bump it with any change to the contact
 /// math, the chunk split or the result encoding.
-pub const COMPUTE_ABI: u32 = 8;
+pub const COMPUTE_ABI: u32 = 9;
 
 /// Points a chunk aims at. Large enough that per-chunk overhead (a pool round trip, an index
 /// query per line) is small, small enough that two workers balance and a lost chunk is cheap.
