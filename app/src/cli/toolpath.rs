@@ -5,6 +5,10 @@
 //! Flags and `--op` keys fill the same [`OpOptions`], and one function checks which apply to
 //! which strategy and builds the operation, so both forms accept and refuse exactly the same
 //! things.
+//!
+//! Every run is a job run: flags and `--op`s become the [`Job`] they describe (which
+//! `--save-job` writes), `--job` reads one, and both go through [`run_job`] — plan, compute,
+//! post — so a saved job gives the program its flags gave, and the window's program.
 
 use super::progress::OperationProgress;
 use super::{AxisArg, DEFAULT_MODEL_NAME, DialectArg, Units, format_duration, threads};
