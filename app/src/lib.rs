@@ -2,8 +2,11 @@
 //!
 //! - [`cli`]: the command-line subcommands (`drop`, `toolpath`).
 //! - [`pool`]: `millpond serve` and joining the pool from the CLI.
+//! - [`run_job`]: a job (a `.millpond` file) turned into its G-code program, for the CLI and
+//!   the window alike.
 //! - [`gui`]: the eframe desktop app (what `millpond` with no arguments opens).
 
 pub mod cli;
 pub mod gui;
 pub mod pool;
+pub mod run_job;

@@ -5,24 +5,30 @@
 //! Flags and `--op` keys fill the same [`OpOptions`], and one function checks which apply to
 //! which strategy and builds the operation, so both forms accept and refuse exactly the same
 //! things.
+//!
+//! Every run is a job run: flags and `--op`s become the [`Job`] they describe (which
+//! `--save-job` writes), `--job` reads one, and both go through [`run_job`] — plan, compute,
+//! post — so a saved job gives the program its flags gave, and the window's program.
 
 use super::progress::OperationProgress;
-use super::{AxisArg, DialectArg, Units, format_duration, load_model, threads, write_gcode};
+use super::{AxisArg, DEFAULT_MODEL_NAME, DialectArg, Units, format_duration, threads};
+use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use millpond_core::gcode::{self, Dialect};
 use millpond_core::job::JobOutput;
+use millpond_core::job_file::{self, Job, ModelFile, ModelRef, Output};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
 use millpond_core::setup::{
-    LineAxis, RasterParams, RoughingParams, Setup, Stepover, Stock, Strategy, WaterlineParams,
-    WorkZeroChoice, XyZero, ZZero,
+    LineAxis, OperationDef, OperationFeeds, RasterParams, RoughingParams, Stepover, Stock,
+    Strategy, WaterlineParams, WorkZeroChoice, XyZero, ZZero,
 };
-use millpond_core::stock_model;
+use millpond_core::tools::{Tool, ToolShape};
 use millpond_core::waterline::Milling;
-use millpond_core::{Aabb, Cutter, Feeds, JobContext, Point3, Rect};
+use millpond_core::{Aabb, Cutter, Feeds, JobContext, Point3, Rect, Toolpath};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,10 +94,58 @@ other operation flags are refused; --stock, --stock-margin, --floor, --safe-z, -
 --threads and --pool apply to the whole run.
 Example: --op rough,tool=flat:6,stepdown=1,stepover=40%,t=1 --op raster,tool=ball:3,stepover=0.3,t=2";
 
+/// Everything that describes a job: with `--job` the job file says it, and these are refused.
+const JOB_FLAGS: &[&str] = &[
+    "model",
+    "units",
+    "strategy",
+    "tool",
+    "stepover",
+    "stepdown",
+    "sampling",
+    "allowance",
+    "axis",
+    "bounds",
+    "margin",
+    "direction",
+    "merge_tolerance",
+    "pattern",
+    "milling",
+    "ramp_angle",
+    "feed",
+    "plunge_feed",
+    "spindle",
+    "tool_number",
+    "name",
+    "ops",
+    "stock_margin",
+    "stock",
+    "floor",
+    "safe_z",
+    "zero",
+    "spindle_dwell",
+    "dialect",
+    "save_job",
+];
+
 #[derive(Debug, Args)]
 pub struct ToolpathArgs {
-    /// STL model (binary or ASCII).
-    pub model: PathBuf,
+    /// STL model (binary or ASCII); default-part.stl, when no such file is here, is the
+    /// bundled sample part. Required unless --job is given.
+    #[arg(required_unless_present = "job")]
+    pub model: Option<PathBuf>,
+    /// Run a job file (.millpond, as the window saves it): its model, placement, stock, tools,
+    /// every enabled operation in order, work zero, dialect and spindle dwell, exactly as the
+    /// window's Generate all + Export does. The flags that describe a job are refused with
+    /// it; -o, --pool, --threads and --quiet apply.
+    #[arg(long, value_name = "FILE", conflicts_with_all = JOB_FLAGS)]
+    pub job: Option<PathBuf>,
+    /// Also save the job these flags or --ops describe to FILE (.millpond; the model's path
+    /// relative to it, its content hash recorded), then run it as `--job FILE` would: the
+    /// program is the one --job gives, with its work zero line even without --zero. --floor
+    /// and --safe-z cannot be saved in a job and are refused with it.
+    #[arg(long, value_name = "FILE")]
+    pub save_job: Option<PathBuf>,
     /// Units the STL is in (every size given here is in mm).
     #[arg(long, value_enum, default_value = "mm")]
     pub units: Units,
@@ -878,31 +932,221 @@ fn number_tools(ops: Vec<OpDef>) -> Result<Vec<(OpDef, u32)>, String> {
     Ok(out)
 }
 
+// ----- the job these flags describe -----
+
+/// The tool an operation given by flags or `--op` cuts with, as a job holds it: its number
+/// is its id; the feeds are those of the first operation that uses it.
+fn job_tool(number: u32, op: &OpDef) -> Tool {
+    let (shape, diameter, corner_radius, included_angle) = match op.cutter {
+        Cutter::Flat { diameter } => (ToolShape::Flat, diameter, 1.0, 60.0),
+        Cutter::Ball { diameter } => (ToolShape::Ball, diameter, 1.0, 60.0),
+        Cutter::Bull {
+            diameter,
+            corner_radius,
+        } => (ToolShape::Bull, diameter, corner_radius, 60.0),
+        Cutter::VBit {
+            diameter,
+            included_angle,
+        } => (ToolShape::VBit, diameter, 1.0, included_angle),
+    };
+    let mut tool = Tool {
+        id: u64::from(number),
+        number,
+        name: String::new(),
+        shape,
+        diameter,
+        corner_radius,
+        included_angle,
+        feed: op.feeds.feed,
+        plunge_feed: op.feeds.plunge_feed,
+        spindle_rpm: op.feeds.spindle_rpm,
+        // 0: the usual for its shape and size, as the command line has always checked.
+        max_depth_of_cut: 0.0,
+        flutes: 2,
+        stick_out: 0.0,
+        auto_name: true,
+    };
+    tool.rename_if_automatic();
+    tool
+}
+
+impl ToolpathArgs {
+    /// The job that `ops` (from [`ToolpathArgs::operations`]) and the other flags describe,
+    /// on `model`. Operations whose feeds differ from their tool's keep their own.
+    fn job(&self, ops: &[(OpDef, u32)], model: ModelFile) -> Job {
+        let mut tools: Vec<Tool> = Vec::new();
+        for (op, number) in ops {
+            if !tools.iter().any(|t| t.number == *number) {
+                tools.push(job_tool(*number, op));
+            }
+        }
+        let operations = ops
+            .iter()
+            .enumerate()
+            .map(|(k, (op, number))| {
+                let tool = tools.iter().find(|t| t.number == *number);
+                let own = OperationFeeds {
+                    feed: op.feeds.feed,
+                    plunge_feed: op.feeds.plunge_feed,
+                    spindle_rpm: op.feeds.spindle_rpm,
+                };
+                OperationDef {
+                    id: k as u64 + 1,
+                    name: op.name.clone(),
+                    enabled: true,
+                    visible: true,
+                    tool: u64::from(*number),
+                    strategy: op.strategy.clone(),
+                    feeds: (tool.map(OperationFeeds::of) != Some(own)).then_some(own),
+                }
+            })
+            .collect();
+        Job {
+            model: ModelRef {
+                file: model,
+                units: self.units.into(),
+                placement: Vec::new(),
+            },
+            stock: Stock {
+                zero: self.zero.unwrap_or_default(),
+                ..self.stock()
+            },
+            tools,
+            operations,
+            output: Output {
+                dialect: match self.dialect {
+                    DialectArg::Linuxcnc => Dialect::LinuxCnc,
+                    DialectArg::Grbl => Dialect::Grbl,
+                },
+                spindle_dwell_s: self.spindle_dwell,
+            },
+        }
+    }
+}
+
+/// Saves `job` to `path` and reads it back: what runs is what `--job path` will run. A job
+/// the file format cannot hold (a size out of its range) fails here, before anything is
+/// written.
+fn save_job(job: &Job, path: &Path) -> Result<Job> {
+    let text = job.to_toml(path)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let back = Job::parse(&text, &path.display().to_string(), dir)
+        .map_err(|e| anyhow!("cannot save the job: as written it would not read back: {e}"))?;
+    job_file::write_atomically(path, text.as_bytes())
+        .with_context(|| format!("{}: cannot save the job", path.display()))?;
+    Ok(back)
+}
+
 // ----- the run -----
+
+/// Loads the model a job names and says what the user should know about it on stderr.
+fn load_job_model(job: &Job, units_hint: &str) -> Result<JobModel> {
+    let model = run_job::load_model(job)?;
+    let name = model.mesh.name().to_string();
+    if let Some(note) = &model.load_note {
+        eprintln!("millpond: note: {name}: {note}");
+    }
+    if let Some(hint) = &model.size_hint {
+        eprintln!("millpond: note: {name}: {hint} ({units_hint})");
+    }
+    if model.skipped_degenerate > 0 {
+        eprintln!(
+            "millpond: {name}: skipped {} degenerate triangles",
+            model.skipped_degenerate
+        );
+    }
+    if let Some(changed) = &model.changed {
+        eprintln!("warning: {changed}");
+    }
+    Ok(model)
+}
 
 pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     let threads = threads(args.threads)?;
-    let ops = args.operations()?;
-    let loaded = load_model(&args.model, args.units)?;
-    let mut setup = Setup::new(loaded.mesh.hash(), loaded.mesh.bounds(), &args.stock())
-        .map_err(|e| anyhow!("stock: {e}"))?;
-    if let Some(floor) = args.floor {
+    // The job, its model, how each operation is named in messages, and how the program
+    // departs from the job (flags a job file cannot hold).
+    let (job, model, origins, floor, safe_z, zero) = match &args.job {
+        Some(path) => {
+            let job = Job::load(path)?;
+            let model = load_job_model(&job, "the job's units")
+                .with_context(|| format!("{}: the job's model", path.display()))?;
+            let origins: Vec<String> = job.operations.iter().map(|o| o.name.clone()).collect();
+            let zero = Some(job.stock.zero);
+            (job, model, origins, None, None, zero)
+        }
+        None => {
+            let Some(model_path) = &args.model else {
+                bail!("give the model (an STL file) or --job FILE");
+            };
+            if args.save_job.is_some() {
+                for (given, flag) in [
+                    (args.floor.is_some(), "--floor"),
+                    (args.safe_z.is_some(), "--safe-z"),
+                ] {
+                    if given {
+                        bail!(
+                            "{flag} cannot be saved in a job (a job's floor is its stock bottom, \
+                             its safe height is measured from the stock top): give the stock \
+                             with --stock or --stock-margin instead, or leave out --save-job"
+                        );
+                    }
+                }
+            }
+            let ops = args.operations()?;
+            let file = if model_path == Path::new(DEFAULT_MODEL_NAME) && !model_path.exists() {
+                ModelFile::Sample
+            } else {
+                ModelFile::Stl {
+                    path: std::path::absolute(model_path)
+                        .with_context(|| format!("cannot open {}", model_path.display()))?,
+                    hash: None,
+                }
+            };
+            let mut job = args.job(&ops, file);
+            let model = load_job_model(&job, "--units")?;
+            if let ModelFile::Stl { hash, .. } = &mut job.model.file {
+                *hash = Some(model.read_hash);
+            }
+            let origins: Vec<String> = ops.iter().map(|(o, _)| o.origin.clone()).collect();
+            match &args.save_job {
+                Some(path) => {
+                    let job = save_job(&job, path)?;
+                    let zero = Some(job.stock.zero);
+                    (job, model, origins, None, None, zero)
+                }
+                None => (job, model, origins, args.floor, args.safe_z, args.zero),
+            }
+        }
+    };
+
+    // Plan every operation before computing any: a bad one fails the run at once.
+    let mut setup = run_job::setup(&job, model.mesh.hash(), model.mesh.bounds())?;
+    if let Some(floor) = floor {
         setup = setup
             .with_floor(floor)
             .map_err(|e| anyhow!("--floor: {e}"))?;
     }
-    if let Some(z) = args.safe_z {
+    if let Some(z) = safe_z {
         setup = setup.with_safe_z(z).map_err(|e| anyhow!("--safe-z: {e}"))?;
     }
-    // Plan every operation before computing any: a bad one fails the run at once.
-    let jobs = ops
+    let zero = zero.map(|z| run_job::work_zero(z, &setup));
+    let program = run_job::plan_in(&job, setup, zero).map_err(|e| {
+        let origin = &origins[e.operation];
+        anyhow!("{origin}: {}", e.message)
+    })?;
+    if program.ops.is_empty() {
+        bail!("the job has no enabled operation: there is no program to write");
+    }
+    let origin = |op: &run_job::PlannedOp| origins[op.operation].clone();
+    let jobs = program
+        .ops
         .iter()
-        .map(|(op, _)| {
-            let spec = setup
-                .plan(&op.strategy, op.cutter)
-                .map_err(|e| anyhow!("{}: {e}", op.origin))?;
-            JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)
-                .with_context(|| op.origin.clone())
+        .map(|op| {
+            JobContext::new(model.mesh.clone(), model.index.clone(), op.spec.clone())
+                .with_context(|| origin(op))
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -912,7 +1156,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     };
     let mut toolpaths = Vec::with_capacity(jobs.len());
     let t_all = Instant::now();
-    for (ctx, (op, _)) in jobs.iter().zip(&ops) {
+    for (ctx, op) in jobs.iter().zip(&program.ops) {
         let t0 = Instant::now();
         let label = format!("{}. {}", toolpaths.len() + 1, op.name);
         let output = match &pool {
@@ -927,7 +1171,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
             None => super::run(ctx, threads, &label, args.quiet)?,
         };
         let JobOutput::Toolpath(tp) = output else {
-            bail!("internal error: {} produced no toolpath", op.origin);
+            bail!("internal error: {} produced no toolpath", origin(op));
         };
         toolpaths.push((tp, t0.elapsed().as_secs_f64()));
     }
@@ -936,61 +1180,25 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         pool.shutdown();
     }
 
-    let dialect = match args.dialect {
-        DialectArg::Linuxcnc => Dialect::LinuxCnc,
-        DialectArg::Grbl => Dialect::Grbl,
-    };
     // Every operation starts from the stock the ones before it left: its straight-down
     // rapids stop above the material there, and a move buried deeper than its tool can cut,
     // or a rapid into material, is said before anyone runs the program.
-    let steps: Vec<stock_model::ProgramStep<'_>> = ops
-        .iter()
-        .zip(&toolpaths)
-        .map(|((op, _), (tp, _))| stock_model::ProgramStep {
-            cutter: op.cutter,
-            max_depth_of_cut: stock_model::default_max_depth_of_cut(&op.cutter),
-            toolpath: tp,
-        })
-        .collect();
-    let checked = stock_model::check_program(setup.stock, &steps)
+    let computed: Vec<&Toolpath> = toolpaths.iter().map(|(tp, _)| tp).collect();
+    let posted = run_job::post(&program, &computed)
         .map_err(|e| anyhow!("cannot check the program against the stock: {e}"))?;
-    for (k, ((op, _), ((_, report), step))) in
-        ops.iter().zip(checked.iter().zip(&steps)).enumerate()
-    {
-        for w in report.warnings(&format!("{}. {}", k + 1, op.name), step.max_depth_of_cut) {
-            eprintln!("warning: {w}");
-        }
+    for w in run_job::warnings(&program, &posted) {
+        eprintln!("warning: {w}");
     }
-    // The checked toolpaths are the ones posted: the computed ones go (a large program held
+    // The posted toolpaths are the ones written: the computed ones go (a large program held
     // twice would double the run's peak memory); only their compute times stay.
-    drop(steps);
+    drop(computed);
     let seconds: Vec<f64> = toolpaths.into_iter().map(|(_, s)| s).collect();
-    let program: Vec<gcode::Operation<'_>> = ops
-        .iter()
-        .zip(&checked)
-        .map(|((op, number), (tp, _))| gcode::Operation {
-            name: &op.name,
-            tool_number: *number,
-            cutter: op.cutter,
-            feeds: op.feeds,
-            safe_z: setup.safe_z,
-            spindle_dwell_s: args.spindle_dwell,
-            toolpath: tp,
-        })
-        .collect();
-    let title = args
-        .model
-        .file_name()
-        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
-    let zero = args.zero.map(|z| gcode::WorkZero {
-        at: z.point(setup.stock, setup.model),
-        description: z.describe(),
-    });
-    write_gcode(&args.output, dialect, &title, zero.as_ref(), &program)?;
+    run_job::write(&args.output, &program, &posted)?;
 
     let (mut moves, mut retracts) = (0, 0);
     let (mut cut, mut plunge, mut rapid, mut time) = (0.0, 0.0, 0.0, 0.0);
-    for (k, (p, seconds)) in program.iter().zip(&seconds).enumerate() {
+    let written = run_job::gcode_operations(&program, &posted);
+    for (k, (p, seconds)) in written.iter().zip(&seconds).enumerate() {
         let tp = p.toolpath;
         let s = tp.stats(&p.feeds);
         println!(
@@ -1018,9 +1226,9 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         "{}: {} triangles, {} operation{}, {moves} moves ({retracts} retracts) in {compute_s:.2} s \
          on {threads} threads",
         args.output.display(),
-        loaded.mesh.len(),
-        program.len(),
-        if program.len() == 1 { "" } else { "s" },
+        model.mesh.len(),
+        written.len(),
+        if written.len() == 1 { "" } else { "s" },
     );
     println!(
         "total: cut {cut:.1} mm, plunge {plunge:.1} mm, rapid {rapid:.1} mm, estimated machining \
