@@ -117,6 +117,34 @@ fn a_saved_job_reopens_as_the_same_document_and_the_same_gcode() {
     );
     assert!(!text.to_lowercase().contains("secret"), "{text}");
 
+    // The command line runs the saved job to the same program.
+    let cli_out = work.path().join("cli.ngc");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_millpond"))
+        .args(["toolpath", "--quiet", "--job"])
+        .arg(&job_path)
+        .arg("-o")
+        .arg(&cli_out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cli = std::fs::read(&cli_out).unwrap();
+    if cli != before {
+        let (a, b) = (
+            String::from_utf8_lossy(&before),
+            String::from_utf8_lossy(&cli),
+        );
+        let first = a.lines().zip(b.lines()).position(|(x, y)| x != y);
+        panic!(
+            "`millpond toolpath --job` and the window's export differ (first at line {first:?}):\n{}\n---\n{}",
+            a.lines().take(30).collect::<Vec<_>>().join("\n"),
+            b.lines().take(30).collect::<Vec<_>>().join("\n")
+        );
+    }
+
     // A fresh window opens it.
     let mut u = app();
     u.app_mut().open_job(&job_path);
