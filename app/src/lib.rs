@@ -7,6 +7,7 @@
 //! - [`gui`]: the eframe desktop app (what `millpond` with no arguments opens).
 
 pub mod cli;
+pub mod common;
 pub mod gui;
 pub mod pool;
 pub mod run_job;

@@ -8,7 +8,7 @@
 //! own progress display): [`plan`] gives the [`JobSpec`] of each operation, [`post`] takes
 //! the toolpaths computed for them, in order.
 
-use crate::cli::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
+use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
 use anyhow::{Context, Result};
 use millpond_core::gcode::{self, Dialect};
 use millpond_core::job_file::{Job, ModelFile};
@@ -277,7 +277,7 @@ pub fn write(
     program: &Program,
     posted: &[(Toolpath, EngagementReport)],
 ) -> Result<()> {
-    crate::cli::write_gcode(
+    crate::common::write_gcode(
         path,
         program.dialect,
         &program.title,

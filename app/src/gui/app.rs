@@ -16,7 +16,7 @@ use super::preferences::{self, PoolControl, PoolState, Preferences, QUIT_POOL_WA
 use super::settings::{load_json, save_json};
 use super::stats_panel::StatsPanel;
 use super::view3d::SceneView;
-use crate::cli::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
+use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
 use egui::DroppedFileHandle;
 use millpond_core::MeshHash;
 use millpond_core::gcode::Dialect;

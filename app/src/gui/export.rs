@@ -106,7 +106,7 @@ pub fn write(
             toolpath: checked.as_ref().map_or(&*o.toolpath, |c| &c[k].0),
         })
         .collect();
-    crate::cli::write_gcode(path, dialect, title, zero, &ops).map_err(|e| format!("{e:#}"))
+    crate::common::write_gcode(path, dialect, title, zero, &ops).map_err(|e| format!("{e:#}"))
 }
 
 /// A program to write: its operations, for which controller, checked against which stock.

@@ -75,7 +75,7 @@ pub fn run(model: Option<&std::path::Path>) -> anyhow::Result<()> {
             None,
             false,
             Some(&model.map_or_else(
-                || crate::cli::DEFAULT_MODEL_NAME.to_string(),
+                || crate::common::DEFAULT_MODEL_NAME.to_string(),
                 model::display_name,
             )),
         ))

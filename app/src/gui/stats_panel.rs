@@ -281,7 +281,7 @@ pub fn format_eta(s: f64) -> String {
     } else if s < 60.0 {
         format!("{s:.0} s")
     } else {
-        crate::cli::format_duration(s)
+        crate::common::format_duration(s)
     }
 }
 

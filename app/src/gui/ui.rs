@@ -11,7 +11,7 @@ use super::operations::{
 };
 use super::preferences::PoolState;
 use super::stats_panel::{format_eta, format_rate};
-use crate::cli::format_duration;
+use crate::common::format_duration;
 use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichText, Ui};
 use millpond_core::gcode::Dialect;
 use millpond_core::raster::Direction;
