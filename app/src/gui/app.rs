@@ -18,8 +18,9 @@ use super::view3d::SceneView;
 use crate::cli::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
 use egui::DroppedFileHandle;
 use millpond_core::gcode::Dialect;
+use millpond_core::planner::estimate_time;
 use millpond_core::toolpath::ToolpathStats;
-use millpond_core::{Aabb, Toolpath};
+use millpond_core::{Aabb, TimeEstimate, Toolpath};
 use millpond_net::{PoolStats, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -125,6 +126,8 @@ impl Default for Session {
 pub struct OpResult {
     pub computed: Computed,
     pub stats: ToolpathStats,
+    /// Machining time on the machine of Preferences (redone when they change).
+    pub time: TimeEstimate,
 }
 
 /// Preferences-window state that is not saved.
@@ -562,6 +565,7 @@ impl MillpondApp {
                     spindle_dwell_s: self.prefs.spindle_dwell_s,
                     max_depth_of_cut: p.tool.max_depth_of_cut(&p.spec.cutter),
                     toolpath: r.computed.toolpath.clone(),
+                    time: r.time,
                 })
             })
             .collect()
@@ -606,6 +610,7 @@ impl MillpondApp {
             title,
             stock: self.sent_stock,
             zero,
+            machine: self.prefs.machine(),
             ops,
         }
     }
@@ -621,7 +626,15 @@ impl MillpondApp {
 
     /// Saves the edited preferences and brings the pool in line with them.
     pub fn apply_preferences(&mut self) {
+        let machine_changed = self.prefs.machine() != self.prefs_ui.edit.machine();
         self.prefs = self.prefs_ui.edit.clone();
+        if machine_changed {
+            let machine = self.prefs.machine();
+            for r in self.results.values_mut() {
+                let c = &r.computed;
+                r.time = estimate_time(&c.toolpath, &c.planned.feeds, &machine);
+            }
+        }
         self.prefs_ui.message = Some(
             self.prefs
                 .save(&self.options.config_dir)
@@ -719,6 +732,11 @@ impl MillpondApp {
                     self.results.insert(
                         c.op_id,
                         OpResult {
+                            time: estimate_time(
+                                &c.toolpath,
+                                &c.planned.feeds,
+                                &self.prefs.machine(),
+                            ),
                             computed: *c,
                             stats,
                         },
