@@ -126,7 +126,10 @@ pub fn write_program(
 /// to the toolpath's start, then its moves, to rest at the end. The first operation's lift
 /// and move to its start are not counted (where the tool is before the program is not
 /// known), nor is the operator's time at a tool change.
-pub fn estimate_program(operations: &[Operation<'_>], machine: &MachineProfile) -> Vec<TimeEstimate> {
+pub fn estimate_program(
+    operations: &[Operation<'_>],
+    machine: &MachineProfile,
+) -> Vec<TimeEstimate> {
     let mut before: Option<Point3> = None;
     operations
         .iter()
@@ -136,12 +139,20 @@ pub fn estimate_program(operations: &[Operation<'_>], machine: &MachineProfile) 
             let safe = op.safe_z.max(start.z);
             let from = before.unwrap_or(Point3::new(start.x, start.y, safe));
             let mut p = Planner::new(machine, from);
-            p.move_to(MoveKind::Rapid, Point3::new(from.x, from.y, safe), f64::INFINITY);
+            p.move_to(
+                MoveKind::Rapid,
+                Point3::new(from.x, from.y, safe),
+                f64::INFINITY,
+            );
             p.stop();
             if op.spindle_dwell_s > 0.0 {
                 p.dwell(op.spindle_dwell_s);
             }
-            p.move_to(MoveKind::Rapid, Point3::new(start.x, start.y, safe), f64::INFINITY);
+            p.move_to(
+                MoveKind::Rapid,
+                Point3::new(start.x, start.y, safe),
+                f64::INFINITY,
+            );
             if start.z < op.safe_z {
                 p.move_to(MoveKind::Rapid, start, f64::INFINITY);
             }

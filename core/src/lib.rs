@@ -35,6 +35,6 @@ pub use geom::{Aabb, Point3, Rect, Triangle};
 pub use index::TriangleIndex;
 pub use job::{CancelToken, JobContext, JobSpec};
 pub use mesh::{Mesh, MeshHash};
-pub use stl::StlError;
 pub use planner::{MachineProfile, TimeEstimate};
+pub use stl::StlError;
 pub use toolpath::{Feeds, Toolpath};

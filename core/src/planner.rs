@@ -328,10 +328,16 @@ impl Planner {
             room += reach;
         }
         // Forward pass over the final blocks, timing each.
-        let mut entry_sq = self.head_entry_sq.min(w.first().map_or(0.0, |b| b.entry_sq));
+        let mut entry_sq = self
+            .head_entry_sq
+            .min(w.first().map_or(0.0, |b| b.entry_sq));
         for k in 0..done {
             let b = w[k];
-            let next = if k + 1 < w.len() { w[k + 1].entry_sq } else { 0.0 };
+            let next = if k + 1 < w.len() {
+                w[k + 1].entry_sq
+            } else {
+                0.0
+            };
             let exit_sq = next.min(entry_sq + 2.0 * b.accel * b.length);
             let t = block_time(b.length, b.accel, b.nominal_sq, entry_sq, exit_sq);
             let e = &mut self.estimate;
@@ -485,7 +491,10 @@ mod tests {
         close(e.full_speed_s, l / v, 1e-12);
 
         // Diagonally in XY at 3/5, 4/5: Y's 500 mm/s² is the limit, 625 mm/s² along the move.
-        let tp = cuts(Point3::new(0.0, 0.0, 0.0), &[Point3::new(600.0, 800.0, 0.0)]);
+        let tp = cuts(
+            Point3::new(0.0, 0.0, 0.0),
+            &[Point3::new(600.0, 800.0, 0.0)],
+        );
         let e = estimate_time(&tp, &feeds(3000.0), &machine(a, 0.01));
         close(e.total_s, l / v + v / 625.0, 1e-9);
 
@@ -661,7 +670,10 @@ mod tests {
             // The feeds are below the axis limits: cutting and plunging take at least their
             // length ÷ feed.
             assert!(e.cutting_s >= 60.0 * st.cut_length / f.feed, "{e:?}");
-            assert!(e.plunge_s >= 60.0 * st.plunge_length / f.plunge_feed, "{e:?}");
+            assert!(
+                e.plunge_s >= 60.0 * st.plunge_length / f.plunge_feed,
+                "{e:?}"
+            );
             let parts = e.cutting_s + e.plunge_s + e.rapid_s + e.dwell_s;
             close(parts, e.total_s, 1e-12);
         }

@@ -8,9 +8,7 @@ use millpond_core::planner::{MachineProfile, estimate_time};
 use millpond_core::raster::{Direction, RasterSpec};
 use millpond_core::runner::run_local;
 use millpond_core::toolpath::Toolpath;
-use millpond_core::{
-    Axis, CancelToken, Feeds, JobContext, JobSpec, Mesh, TriangleIndex, models,
-};
+use millpond_core::{Axis, CancelToken, Feeds, JobContext, JobSpec, Mesh, TriangleIndex, models};
 use std::sync::Arc;
 
 fn raster_of_default_part(step: f64, sampling: f64) -> Toolpath {
@@ -79,7 +77,12 @@ fn a_raster_finish_takes_longer_than_length_over_feed() {
         moves: tp.moves[half..].to_vec(),
     };
     let m = MachineProfile::hobby();
-    let split = estimate_time(&first, &feeds, &m).total_s + estimate_time(&second, &feeds, &m).total_s;
+    let split =
+        estimate_time(&first, &feeds, &m).total_s + estimate_time(&second, &feeds, &m).total_s;
     assert!(split >= hobby.total_s - 1e-9, "{split} < {}", hobby.total_s);
-    assert!(split - hobby.total_s < 1.0, "one stop costs {} s", split - hobby.total_s);
+    assert!(
+        split - hobby.total_s < 1.0,
+        "one stop costs {} s",
+        split - hobby.total_s
+    );
 }

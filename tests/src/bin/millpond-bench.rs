@@ -543,7 +543,11 @@ fn planner(quick: bool) -> Result<()> {
         for i in 0..=1000 {
             let k = if j % 2 == 0 { i } else { 1000 - i };
             let x = k as f64 * 0.1;
-            let kind = if i == 0 { MoveKind::Plunge } else { MoveKind::Cut };
+            let kind = if i == 0 {
+                MoveKind::Plunge
+            } else {
+                MoveKind::Cut
+            };
             tp.push(kind, Point3::new(x, y, models::wavy_height(x, y)));
         }
     }
