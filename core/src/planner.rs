@@ -230,7 +230,8 @@ impl Planner {
         let delta = [d.x, d.y, d.z];
         let length = d.length();
         self.at = to;
-        if !(length > 1e-9) {
+        // Zero-length (and NaN) moves are dropped, as GRBL drops them.
+        if length.is_nan() || length <= 1e-9 {
             return;
         }
         let u = delta.map(|c| c / length);
