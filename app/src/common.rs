@@ -17,6 +17,7 @@ pub fn write_gcode(
     dialect: Dialect,
     title: &str,
     zero: Option<&gcode::WorkZero>,
+    machine: &millpond_core::MachineProfile,
     ops: &[gcode::Operation<'_>],
 ) -> Result<()> {
     let dir = path
@@ -30,7 +31,7 @@ pub fn write_gcode(
     ));
     let result = (|| -> std::io::Result<()> {
         let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        gcode::write_program_at(&mut out, dialect, title, zero, ops)?;
+        gcode::write_program_at(&mut out, dialect, title, zero, machine, ops)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -40,8 +41,5 @@ pub fn write_gcode(
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Hours, minutes and seconds: `1:02:03`.
-pub fn format_duration(s: f64) -> String {
-    let s = s.round() as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
+/// Hours, minutes and seconds: `1:02:03` (the core writes them in program headers).
+pub use millpond_core::gcode::format_duration;

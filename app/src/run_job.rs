@@ -276,12 +276,14 @@ pub fn write(
     path: &Path,
     program: &Program,
     posted: &[(Toolpath, EngagementReport)],
+    machine: &millpond_core::MachineProfile,
 ) -> Result<()> {
     crate::common::write_gcode(
         path,
         program.dialect,
         &program.title,
         program.zero.as_ref(),
+        machine,
         &gcode_operations(program, posted),
     )
 }

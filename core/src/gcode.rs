@@ -2,6 +2,7 @@
 
 use crate::cutter::Cutter;
 use crate::geom::Point3;
+use crate::planner::{MachineProfile, Planner, TimeEstimate};
 use crate::toolpath::{Feeds, MoveKind, Toolpath};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -97,7 +98,8 @@ pub fn describe_tool(cutter: &Cutter) -> String {
     }
 }
 
-/// Writes a complete program: header, each operation with its tool change, footer.
+/// Writes a complete program: header, each operation with its tool change, footer; the
+/// machining time in the comments is estimated for [`MachineProfile::default`].
 ///
 /// A tool change happens before the first operation and wherever the tool number or the
 /// cutter differs from the operation before; consecutive operations with the same tool run on
@@ -108,7 +110,63 @@ pub fn write_program(
     title: &str,
     operations: &[Operation<'_>],
 ) -> io::Result<()> {
-    write_program_at(out, dialect, title, None, operations)
+    write_program_at(
+        out,
+        dialect,
+        title,
+        None,
+        &MachineProfile::default(),
+        operations,
+    )
+}
+
+/// How long each operation of the program takes on `machine`, as [`write_program`] writes
+/// it: the lift from where the operation before left the tool, the spindle start (a stop:
+/// GRBL and LinuxCNC both wait for the machine to come to rest) and its dwell, the rapids
+/// to the toolpath's start, then its moves, to rest at the end. The first operation's lift
+/// and move to its start are not counted (where the tool is before the program is not
+/// known), nor is the operator's time at a tool change.
+pub fn estimate_program(
+    operations: &[Operation<'_>],
+    machine: &MachineProfile,
+) -> Vec<TimeEstimate> {
+    let mut before: Option<Point3> = None;
+    operations
+        .iter()
+        .map(|op| {
+            let tp = op.toolpath;
+            let start = tp.start;
+            let safe = op.safe_z.max(start.z);
+            let from = before.unwrap_or(Point3::new(start.x, start.y, safe));
+            let mut p = Planner::new(machine, from);
+            p.move_to(
+                MoveKind::Rapid,
+                Point3::new(from.x, from.y, safe),
+                f64::INFINITY,
+            );
+            p.stop();
+            if op.spindle_dwell_s > 0.0 {
+                p.dwell(op.spindle_dwell_s);
+            }
+            p.move_to(
+                MoveKind::Rapid,
+                Point3::new(start.x, start.y, safe),
+                f64::INFINITY,
+            );
+            if start.z < op.safe_z {
+                p.move_to(MoveKind::Rapid, start, f64::INFINITY);
+            }
+            p.follow(tp, &op.feeds);
+            before = Some(tp.end());
+            p.finish()
+        })
+        .collect()
+}
+
+/// `H:MM:SS`.
+pub fn format_duration(s: f64) -> String {
+    let s = s.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Where the program's zero is: a point in model coordinates, and how the header says so.
@@ -120,14 +178,17 @@ pub struct WorkZero {
 }
 
 /// [`write_program`] with every coordinate measured from `zero` (the machinist's touch-off
-/// point) instead of the model's origin; the header says where zero is.
+/// point) instead of the model's origin (the header says where zero is), and the machining
+/// time estimated for `machine` ([`estimate_program`]).
 pub fn write_program_at(
     out: &mut impl Write,
     dialect: Dialect,
     title: &str,
     zero: Option<&WorkZero>,
+    machine: &MachineProfile,
     operations: &[Operation<'_>],
 ) -> io::Result<()> {
+    let times = estimate_program(operations, machine);
     let mut s = String::new();
     if dialect == Dialect::LinuxCnc {
         s.push_str("%\n");
@@ -151,6 +212,27 @@ pub fn write_program_at(
             ))
         );
     }
+    let total: TimeEstimate = times.iter().copied().sum();
+    let f = |v: [f64; 3]| format!("{}/{}/{}", num(v[0]), num(v[1]), num(v[2]));
+    for line in [
+        format!(
+            "Estimated machining time {}, {} without acceleration",
+            format_duration(total.total_s),
+            format_duration(total.full_speed_s + total.dwell_s)
+        ),
+        format!(
+            "for rapids XYZ {} mm/min, feeds up to {}",
+            f(machine.rapid_rate),
+            f(machine.max_feed)
+        ),
+        format!(
+            "accelerations {} mm/s2, junction deviation {} mm",
+            f(machine.acceleration),
+            num(machine.junction_deviation)
+        ),
+    ] {
+        let _ = writeln!(s, "{}", comment(&line));
+    }
     // mm, absolute, feed per minute, XY plane, no cutter compensation, no canned cycle.
     s.push_str("G21 G90 G94 G17 G40 G80\n");
     if dialect == Dialect::LinuxCnc {
@@ -158,14 +240,14 @@ pub fn write_program_at(
     }
     out.write_all(s.as_bytes())?;
     let mut loaded: Option<(u32, Cutter)> = None;
-    for op in operations {
+    for (op, time) in operations.iter().zip(&times) {
         let change = match loaded {
             None => ToolChange::First,
             Some(t) if t == (op.tool_number, op.cutter) => ToolChange::None,
             Some(_) => ToolChange::Swap,
         };
         match zero {
-            None => write_operation(out, dialect, op, change)?,
+            None => write_operation(out, dialect, op, change, time)?,
             Some(z) => {
                 let moved = op.toolpath.translated(z.at);
                 let at_zero = Operation {
@@ -173,7 +255,7 @@ pub fn write_program_at(
                     toolpath: &moved,
                     ..*op
                 };
-                write_operation(out, dialect, &at_zero, change)?;
+                write_operation(out, dialect, &at_zero, change, time)?;
             }
         }
         loaded = Some((op.tool_number, op.cutter));
@@ -202,6 +284,7 @@ fn write_operation(
     dialect: Dialect,
     op: &Operation<'_>,
     change: ToolChange,
+    time: &TimeEstimate,
 ) -> io::Result<()> {
     let tp = op.toolpath;
     let stats = tp.stats(&op.feeds);
@@ -220,7 +303,7 @@ fn write_operation(
             "Cut {:.1} mm, rapid {:.1} mm, about {:.1} min",
             stats.cut_length + stats.plunge_length,
             stats.rapid_length,
-            stats.machining_time_s / 60.0
+            time.total_s / 60.0
         ))
     );
     let start = tp.start;
@@ -483,6 +566,43 @@ mod tests {
             !plain.lines().any(|l| l.starts_with("G4 ")),
             "no dwell unless asked for: {plain}"
         );
+    }
+
+    #[test]
+    fn the_header_gives_the_estimated_time_per_operation_and_in_all() {
+        let tp = sample();
+        let op = |dwell| Operation {
+            name: "Raster",
+            tool_number: 1,
+            cutter: "ball:3".parse().unwrap(),
+            feeds: Feeds::default(),
+            safe_z: 10.0,
+            spindle_dwell_s: dwell,
+            toolpath: &tp,
+        };
+        let machine = MachineProfile::default();
+        let times = estimate_program(&[op(0.0), op(0.0)], &machine);
+        // The second operation starts where the first ended: a lift (already at safe Z
+        // there), a move back across and down to the start, which the first did not need.
+        assert!(times[1].rapid_s > times[0].rapid_s + 0.2, "{times:?}");
+        assert!(times[0].total_s > tp.stats(&Feeds::default()).machining_time_s);
+        let with_dwell = estimate_program(&[op(2.5)], &machine);
+        assert!((with_dwell[0].total_s - times[0].total_s - 2.5).abs() < 1e-9);
+        // Each operation's comment has its own time, the header the sum.
+        let mut out = Vec::new();
+        write_program(&mut out, Dialect::Grbl, "t", &[op(0.0), op(0.0)]).unwrap();
+        let g = String::from_utf8(out).unwrap();
+        let total = format_duration(times[0].total_s + times[1].total_s);
+        assert!(
+            g.contains(&format!("(Estimated machining time {total}, ")),
+            "{g}"
+        );
+        assert!(g.contains("(accelerations 500/500/200 mm/s2, junction deviation 0.01 mm)"));
+        for t in &times {
+            let about = format!(", about {:.1} min)", t.total_s / 60.0);
+            assert!(g.contains(&about), "{about} in {g}");
+        }
+        assert!(g.lines().all(|l| l.len() <= 70), "GRBL line too long");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use millpond_core::setup::{
 };
 use millpond_core::tools::{Tool, ToolShape};
 use millpond_core::waterline::Milling;
-use millpond_core::{Aabb, Cutter, Feeds, JobContext, Point3, Rect, Toolpath};
+use millpond_core::{Aabb, Cutter, Feeds, JobContext, MachineProfile, Point3, Rect, Toolpath};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -244,6 +244,16 @@ pub struct ToolpathArgs {
     /// G-code dialect.
     #[arg(long, value_enum, default_value = "linuxcnc")]
     pub dialect: DialectArg,
+    /// The machine the time is estimated for: hobby (GRBL router: 5000/5000/1500 mm/min
+    /// rapids, 500/500/200 mm/s²) or stiff (15000/15000/5000 mm/min, 2000/2000/1000 mm/s²).
+    #[arg(long, value_enum, default_value = "hobby")]
+    pub machine: MachineArg,
+    /// The machine's X and Y rapid rate (and fastest feed), mm/min [default: the --machine's].
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub rapid_rate: Option<f64>,
+    /// The machine's X and Y acceleration, mm/s² [default: the --machine's].
+    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    pub acceleration: Option<f64>,
     /// Output G-code file.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -253,6 +263,31 @@ pub struct ToolpathArgs {
     pub pool: Option<String>,
     #[command(flatten)]
     pub secret: crate::pool::SecretArgs,
+}
+
+/// Machine profiles for the time estimate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MachineArg {
+    Hobby,
+    Stiff,
+}
+
+impl ToolpathArgs {
+    /// The machine profile the options describe.
+    pub fn machine(&self) -> MachineProfile {
+        let mut m = match self.machine {
+            MachineArg::Hobby => MachineProfile::hobby(),
+            MachineArg::Stiff => MachineProfile::stiff(),
+        };
+        if let Some(r) = self.rapid_rate {
+            m.rapid_rate[..2].fill(r);
+            m.max_feed[..2].fill(r);
+        }
+        if let Some(a) = self.acceleration {
+            m.acceleration[..2].fill(a);
+        }
+        m
+    }
 }
 
 // ----- values -----
@@ -1193,17 +1228,21 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     // twice would double the run's peak memory); only their compute times stay.
     drop(computed);
     let seconds: Vec<f64> = toolpaths.into_iter().map(|(_, s)| s).collect();
-    run_job::write(&args.output, &program, &posted)?;
+    let machine = args.machine();
+    run_job::write(&args.output, &program, &posted, &machine)?;
 
+    // The planner's time: as the machine would run the program, accelerating and slowing
+    // for corners (millpond_core::planner); "without acceleration" is length ÷ feed.
     let (mut moves, mut retracts) = (0, 0);
-    let (mut cut, mut plunge, mut rapid, mut time) = (0.0, 0.0, 0.0, 0.0);
+    let (mut cut, mut plunge, mut rapid) = (0.0, 0.0, 0.0);
     let written = run_job::gcode_operations(&program, &posted);
-    for (k, (p, seconds)) in written.iter().zip(&seconds).enumerate() {
+    let times = gcode::estimate_program(&written, &machine);
+    for (k, ((p, seconds), t)) in written.iter().zip(&seconds).zip(&times).enumerate() {
         let tp = p.toolpath;
         let s = tp.stats(&p.feeds);
         println!(
             "{}. {}, T{} {}: {} moves ({} retracts) in {seconds:.2} s; cut {:.1} mm, plunge {:.1} mm, \
-             rapid {:.1} mm, machining time {}",
+             rapid {:.1} mm, machining time {} ({} without acceleration)",
             k + 1,
             p.name,
             p.tool_number,
@@ -1213,15 +1252,16 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
             s.cut_length,
             s.plunge_length,
             s.rapid_length,
-            format_duration(s.machining_time_s)
+            format_duration(t.total_s),
+            format_duration(t.full_speed_s + t.dwell_s)
         );
         moves += s.moves;
         retracts += s.retracts;
         cut += s.cut_length;
         plunge += s.plunge_length;
         rapid += s.rapid_length;
-        time += s.machining_time_s;
     }
+    let time: millpond_core::TimeEstimate = times.iter().copied().sum();
     println!(
         "{}: {} triangles, {} operation{}, {moves} moves ({retracts} retracts) in {compute_s:.2} s \
          on {threads} threads",
@@ -1232,8 +1272,10 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     );
     println!(
         "total: cut {cut:.1} mm, plunge {plunge:.1} mm, rapid {rapid:.1} mm, estimated machining \
-         time {}",
-        format_duration(time)
+         time {} ({} without acceleration; {})",
+        format_duration(time.total_s),
+        format_duration(time.full_speed_s + time.dwell_s),
+        machine.describe()
     );
     Ok(())
 }

@@ -21,9 +21,10 @@ use egui::DroppedFileHandle;
 use millpond_core::MeshHash;
 use millpond_core::gcode::Dialect;
 use millpond_core::job_file::{self, Job, ModelFile, Output};
+use millpond_core::planner::estimate_time;
 use millpond_core::toolpath::ToolpathStats;
 use millpond_core::tools::{ImportChoice, ImportPlan};
-use millpond_core::{Aabb, Toolpath};
+use millpond_core::{Aabb, TimeEstimate, Toolpath};
 use millpond_net::{PoolStats, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -192,6 +193,8 @@ fn with_job_extension(path: PathBuf) -> PathBuf {
 pub struct OpResult {
     pub computed: Computed,
     pub stats: ToolpathStats,
+    /// Machining time on the machine of Preferences (redone when they change).
+    pub time: TimeEstimate,
 }
 
 /// Preferences-window state that is not saved.
@@ -1190,6 +1193,7 @@ impl MillpondApp {
                     spindle_dwell_s: self.doc.output.spindle_dwell_s,
                     max_depth_of_cut: p.tool.max_depth_of_cut(&p.spec.cutter),
                     toolpath: r.computed.toolpath.clone(),
+                    time: r.time,
                 })
             })
             .collect()
@@ -1234,6 +1238,7 @@ impl MillpondApp {
             title,
             stock: self.sent_stock,
             zero,
+            machine: self.prefs.machine(),
             ops,
         }
     }
@@ -1249,7 +1254,15 @@ impl MillpondApp {
 
     /// Saves the edited preferences and brings the pool in line with them.
     pub fn apply_preferences(&mut self) {
+        let machine_changed = self.prefs.machine() != self.prefs_ui.edit.machine();
         self.prefs = self.prefs_ui.edit.clone();
+        if machine_changed {
+            let machine = self.prefs.machine();
+            for r in self.results.values_mut() {
+                let c = &r.computed;
+                r.time = estimate_time(&c.toolpath, &c.planned.feeds, &machine);
+            }
+        }
         self.prefs_ui.message = Some(
             self.prefs
                 .save(&self.options.config_dir)
@@ -1350,6 +1363,11 @@ impl MillpondApp {
                     self.results.insert(
                         c.op_id,
                         OpResult {
+                            time: estimate_time(
+                                &c.toolpath,
+                                &c.planned.feeds,
+                                &self.prefs.machine(),
+                            ),
                             computed: *c,
                             stats,
                         },

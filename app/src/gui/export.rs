@@ -5,7 +5,7 @@
 use super::dialogs::{self, PendingDialog};
 use millpond_core::gcode::{self, Dialect};
 use millpond_core::stock_model::{self, EngagementReport, ProgramStep};
-use millpond_core::{Aabb, Cutter, Feeds, Toolpath};
+use millpond_core::{Aabb, Cutter, Feeds, MachineProfile, TimeEstimate, Toolpath};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
@@ -23,6 +23,9 @@ pub struct ExportOp {
     /// The deepest the tool may cut in one move, mm (the tool's).
     pub max_depth_of_cut: f64,
     pub toolpath: Arc<Toolpath>,
+    /// Its machining time on the machine of Preferences (the toolpath alone, from rest to
+    /// rest: `millpond_core::planner::estimate_time`).
+    pub time: TimeEstimate,
 }
 
 /// What the program will do, shown before exporting.
@@ -32,7 +35,8 @@ pub struct Summary {
     /// Cutting and plunging, mm.
     pub cut_length: f64,
     pub rapid_length: f64,
-    pub machining_time_s: f64,
+    /// The operations' times added up.
+    pub time: TimeEstimate,
 }
 
 pub fn summarize(ops: &[ExportOp]) -> Summary {
@@ -44,7 +48,7 @@ pub fn summarize(ops: &[ExportOp]) -> Summary {
         let t = op.toolpath.stats(&op.feeds);
         s.cut_length += t.cut_length + t.plunge_length;
         s.rapid_length += t.rapid_length;
-        s.machining_time_s += t.machining_time_s;
+        s.time += op.time;
     }
     s
 }
@@ -90,6 +94,7 @@ pub fn write(
     title: &str,
     stock: Option<Aabb>,
     zero: Option<&gcode::WorkZero>,
+    machine: &MachineProfile,
     ops: &[ExportOp],
 ) -> Result<(), String> {
     let checked = stock.map(|s| machined(s, ops)).transpose()?;
@@ -106,7 +111,8 @@ pub fn write(
             toolpath: checked.as_ref().map_or(&*o.toolpath, |c| &c[k].0),
         })
         .collect();
-    crate::common::write_gcode(path, dialect, title, zero, &ops).map_err(|e| format!("{e:#}"))
+    crate::common::write_gcode(path, dialect, title, zero, machine, &ops)
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// A program to write: its operations, for which controller, checked against which stock.
@@ -119,6 +125,8 @@ pub struct Job {
     pub stock: Option<Aabb>,
     /// Where the program's zero is.
     pub zero: Option<gcode::WorkZero>,
+    /// The machine the header's time is estimated for.
+    pub machine: MachineProfile,
     pub ops: Vec<ExportOp>,
 }
 
@@ -167,6 +175,7 @@ impl Exporter {
                 &job.title,
                 job.stock,
                 job.zero.as_ref(),
+                &job.machine,
                 &job.ops,
             )
             .map(|()| path);

@@ -10,6 +10,7 @@
 //! the window.
 
 use super::settings::{load_json, save_json};
+use millpond_core::MachineProfile;
 use millpond_net::{DEFAULT_PORT, Pool, PoolConfig, Secret};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -43,8 +44,17 @@ pub struct Preferences {
     pub local_workers: usize,
     /// Shown to the other members.
     pub node_name: String,
-    /// The machine's rapid rate, mm/min: only for machining time estimates.
+    /// The machine's X and Y rapid rate (also their fastest feed), mm/min: only for
+    /// machining time estimates, as all the machine's figures here.
     pub rapid_rate: f64,
+    /// Z rapid rate (and fastest feed), mm/min.
+    pub rapid_rate_z: f64,
+    /// X and Y acceleration, mm/s².
+    pub acceleration: f64,
+    /// Z acceleration, mm/s².
+    pub acceleration_z: f64,
+    /// Junction deviation, mm (`millpond_core::MachineProfile`).
+    pub junction_deviation: f64,
     /// Seconds the spindle needs to reach its speed: the program waits this long (`G4`) after
     /// starting it, before the first move. 0 for none.
     pub spindle_dwell_s: f64,
@@ -54,6 +64,7 @@ pub struct Preferences {
 
 impl Default for Preferences {
     fn default() -> Self {
+        let hobby = MachineProfile::hobby();
         Self {
             server_mode: false,
             listen_address: "0.0.0.0".into(),
@@ -61,7 +72,11 @@ impl Default for Preferences {
             remote_servers: Vec::new(),
             local_workers: all_cores(),
             node_name: millpond_net::default_name(),
-            rapid_rate: millpond_core::Feeds::default().rapid_rate,
+            rapid_rate: hobby.rapid_rate[0],
+            rapid_rate_z: hobby.rapid_rate[2],
+            acceleration: hobby.acceleration[0],
+            acceleration_z: hobby.acceleration[2],
+            junction_deviation: hobby.junction_deviation,
             spindle_dwell_s: 0.0,
             file_browser: super::dialogs::FileBrowser::Desktop,
         }
@@ -87,13 +102,33 @@ impl Preferences {
         if self.local_workers == 0 {
             self.local_workers = all_cores();
         }
-        if !(self.rapid_rate.is_finite() && self.rapid_rate > 0.0) {
-            self.rapid_rate = Self::default().rapid_rate;
+        let d = Self::default();
+        for (v, default) in [
+            (&mut self.rapid_rate, d.rapid_rate),
+            (&mut self.rapid_rate_z, d.rapid_rate_z),
+            (&mut self.acceleration, d.acceleration),
+            (&mut self.acceleration_z, d.acceleration_z),
+            (&mut self.junction_deviation, d.junction_deviation),
+        ] {
+            if !(v.is_finite() && *v > 0.0) {
+                *v = default;
+            }
         }
         if !(self.spindle_dwell_s.is_finite() && (0.0..=600.0).contains(&self.spindle_dwell_s)) {
             self.spindle_dwell_s = 0.0;
         }
         self
+    }
+
+    /// The machine the time estimates are for.
+    pub fn machine(&self) -> MachineProfile {
+        let (xy, z) = (self.rapid_rate, self.rapid_rate_z);
+        MachineProfile {
+            max_feed: [xy, xy, z],
+            rapid_rate: [xy, xy, z],
+            acceleration: [self.acceleration, self.acceleration, self.acceleration_z],
+            junction_deviation: self.junction_deviation,
+        }
     }
 
     pub fn listen(&self) -> Result<SocketAddr, String> {

@@ -1074,7 +1074,7 @@ impl MillpondApp {
                 ));
                 ui.label(format!(
                     "Estimated machining time {} · computed in {:.1} s",
-                    format_duration(s.machining_time_s),
+                    format_duration(r.time.total_s),
                     r.computed.elapsed_s
                 ));
                 if self.is_outdated(id) {
@@ -1242,9 +1242,14 @@ impl MillpondApp {
                 s.rapid_length
             ));
             ui.label(format!(
-                "Estimated machining time {} (at {:.0} mm/min rapids)",
-                format_duration(s.machining_time_s),
-                self.prefs.rapid_rate
+                "Estimated machining time {} ({} without acceleration)",
+                format_duration(s.time.total_s),
+                format_duration(s.time.full_speed_s + s.time.dwell_s)
+            ))
+            .on_hover_text(format!(
+                "As the machine of Preferences would run it ({}): accelerating, and slowing \
+                 for every corner. Operator time at tool changes not counted",
+                self.prefs.machine().describe()
             ));
         }
         if s.operations > 0 {
@@ -1313,7 +1318,11 @@ impl MillpondApp {
                 .labelled_by(l.id)
                 .on_hover_text(format!("Worker threads computing on this computer (it has {cores} cores)"));
             ui.end_row();
-            num(ui, "Rapid rate", "The machine's rapid rate: only used to estimate machining time", &mut e.rapid_rate, " mm/min", 1.0..=200_000.0, 50.0);
+            num(ui, "Rapid rate", "The machine's X and Y rapid rate, also their fastest feed: only used to estimate machining time", &mut e.rapid_rate, " mm/min", 1.0..=200_000.0, 50.0);
+            num(ui, "Z rapid rate", "The machine's Z rapid rate, also its fastest feed: only used to estimate machining time", &mut e.rapid_rate_z, " mm/min", 1.0..=200_000.0, 50.0);
+            num(ui, "Acceleration", "The machine's X and Y acceleration (GRBL's $120, $121): only used to estimate machining time", &mut e.acceleration, " mm/s²", 1.0..=100_000.0, 10.0);
+            num(ui, "Z acceleration", "The machine's Z acceleration (GRBL's $122): only used to estimate machining time", &mut e.acceleration_z, " mm/s²", 1.0..=100_000.0, 10.0);
+            num(ui, "Junction deviation", "How far the machine may stray from a corner to keep speed (GRBL's $11; LinuxCNC's G64 P): only used to estimate machining time", &mut e.junction_deviation, " mm", 0.0001..=10.0, 0.001);
             num(ui, "Spindle spin-up", "Seconds the program waits (G4) after starting the spindle, before the first move: for spindles that need time to reach their speed", &mut e.spindle_dwell_s, " s", 0.0..=600.0, 0.1);
             let tip = "Open and Export: the desktop's file dialog where the desktop has one (an xdg portal), else Millpond's own browser; or always Millpond's own (for a desktop whose dialog does not work)";
             ui.label("File dialogs").on_hover_text(tip);

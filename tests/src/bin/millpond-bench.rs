@@ -5,7 +5,8 @@
 //! drop-cutter grids, then how the cost per point scales with mesh size at constant triangle
 //! density (the index's O(log n + k) claim).
 //!
-//! `--quick` runs a reduced set (smaller grids) for a smoke test.
+//! `--quick` runs a reduced set (smaller grids) for a smoke test; `--planner-only` times only
+//! the machining time planner.
 
 use anyhow::{Context, Result, bail};
 use millpond_core::job::{DropSpec, Grid, Operation};
@@ -527,9 +528,59 @@ fn waterline(quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// The machining time planner (`millpond_core::planner`) on a fine zigzag raster over the
+/// wavy surface: 1000 lines of 1000 moves (quick: 100 lines), 0.1 mm apart along the line.
+fn planner(quick: bool) -> Result<()> {
+    use millpond_core::planner::{MachineProfile, estimate_time};
+    use millpond_core::toolpath::{MoveKind, Toolpath};
+    let lines = if quick { 100 } else { 1000 };
+    let mut tp = Toolpath {
+        start: Point3::new(0.0, 0.0, 10.0),
+        moves: Vec::with_capacity(lines * 1001),
+    };
+    for j in 0..lines {
+        let y = j as f64 * 0.1;
+        for i in 0..=1000 {
+            let k = if j % 2 == 0 { i } else { 1000 - i };
+            let x = k as f64 * 0.1;
+            let kind = if i == 0 {
+                MoveKind::Plunge
+            } else {
+                MoveKind::Cut
+            };
+            tp.push(kind, Point3::new(x, y, models::wavy_height(x, y)));
+        }
+    }
+    let feeds = millpond_core::Feeds::default();
+    let machine = MachineProfile::hobby();
+    println!(
+        "\nMachining time planner (`--planner-only`): a zigzag raster of {} moves over the \
+         wavy surface, 0.1 mm apart, on the hobby machine; three runs.\n",
+        tp.moves.len()
+    );
+    println!("| moves | planned s | length ÷ feed s | run s | moves/s |");
+    println!("|---:|---:|---:|---:|---:|");
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let e = estimate_time(&tp, &feeds, &machine);
+        let dt = t0.elapsed().as_secs_f64();
+        println!(
+            "| {} | {:.0} | {:.0} | {dt:.3} | {:.2e} |",
+            tp.moves.len(),
+            e.total_s,
+            tp.stats(&feeds).machining_time_s,
+            tp.moves.len() as f64 / dt
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--planner-only") {
+        return planner(quick);
+    }
     if args.iter().any(|a| a == "--pool-only") {
         return pool(quick);
     }
@@ -605,5 +656,6 @@ fn main() -> Result<()> {
     scaling(quick)?;
     load(quick)?;
     waterline(quick)?;
+    planner(quick)?;
     pool(quick)
 }
