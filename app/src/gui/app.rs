@@ -7,7 +7,7 @@
 
 use super::check::ProgramCheck;
 use super::compute::{Backend, Compute, ComputeEvent, Computed, JobRequest};
-use super::dialogs::{self, PendingDialog};
+use super::dialogs::{self, Choice, PendingDialog};
 use super::document::{Command, Document, History};
 use super::export::{self, ExportOp, Exporter, Summary};
 use super::model::{LoadOutcome, Model, ModelLoader, Placement, Units, display_name};
@@ -134,18 +134,6 @@ impl Default for Session {
     }
 }
 
-/// What a file dialog is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum DialogFor {
-    OpenModel,
-    OpenJob,
-    SaveJob,
-    /// The model of a job being opened, which is not where the job says.
-    LocateModel,
-    ImportTools,
-    ExportTools,
-}
-
 /// An import of tools waiting for the user to settle its number conflicts.
 #[derive(Debug)]
 pub struct PendingImport {
@@ -251,7 +239,7 @@ pub struct MillpondApp {
     /// The last thing that happened, for the status bar.
     pub status: String,
     pub(super) view: SceneView,
-    pub(super) open_dialog: Option<(DialogFor, PendingDialog)>,
+    pub(super) open_dialog: Option<(Choice, PendingDialog)>,
     pub(super) ctx: egui::Context,
     title: String,
     last_refresh: Option<Instant>,
@@ -430,27 +418,29 @@ impl MillpondApp {
                 && let Some((purpose, _)) = self.open_dialog.take()
             {
                 match (purpose, answer) {
-                    (DialogFor::OpenModel, Some(path)) => self.open_path(path),
-                    (DialogFor::OpenJob, Some(path)) => self.open_job(&path),
-                    (DialogFor::SaveJob, Some(path)) => {
+                    (Choice::OpenModel, Some(path)) => self.open_path(path),
+                    (Choice::OpenJob, Some(path)) => self.open_job(&path),
+                    (Choice::SaveJob, Some(path)) => {
                         self.save_job_to(&with_job_extension(path));
                     }
-                    (DialogFor::LocateModel, Some(path)) => self.locate_model(path),
-                    (DialogFor::ImportTools, Some(path)) => self.import_tools(&path),
-                    (DialogFor::ExportTools, Some(path)) => self.export_tools(&path),
-                    (DialogFor::OpenModel, None) => {
+                    (Choice::LocateModel, Some(path)) => self.locate_model(path),
+                    (Choice::ImportTools, Some(path)) => self.import_tools(&path),
+                    (Choice::ExportTools, Some(path)) => self.export_tools(&path),
+                    (Choice::ExportGcode, Some(path)) => self.export_to(path),
+                    (Choice::OpenModel, None) => {
                         self.status =
                             "No file chosen. You can also drop an STL file on the window.".into();
                     }
-                    (DialogFor::LocateModel, None) => {
+                    (Choice::LocateModel, None) => {
                         self.opening_job = None;
                         self.status = "No model chosen: the job has no model.".into();
                     }
                     (
-                        DialogFor::OpenJob
-                        | DialogFor::SaveJob
-                        | DialogFor::ImportTools
-                        | DialogFor::ExportTools,
+                        Choice::OpenJob
+                        | Choice::SaveJob
+                        | Choice::ImportTools
+                        | Choice::ExportTools
+                        | Choice::ExportGcode,
                         None,
                     ) => {
                         self.status = "No file chosen.".into();
@@ -464,16 +454,17 @@ impl MillpondApp {
         }
     }
 
-    fn ask(&mut self, purpose: DialogFor) {
+    fn ask(&mut self, purpose: Choice) {
         if self.open_dialog.is_some() {
             return;
         }
         let recent = match purpose {
-            DialogFor::OpenModel | DialogFor::LocateModel => &self.session.recent,
-            DialogFor::OpenJob
-            | DialogFor::SaveJob
-            | DialogFor::ImportTools
-            | DialogFor::ExportTools => &self.session.recent_jobs,
+            Choice::OpenModel | Choice::LocateModel => &self.session.recent,
+            Choice::OpenJob
+            | Choice::SaveJob
+            | Choice::ImportTools
+            | Choice::ExportTools
+            | Choice::ExportGcode => &self.session.recent_jobs,
         };
         let start = recent
             .first()
@@ -481,31 +472,19 @@ impl MillpondApp {
             .map(std::path::Path::to_path_buf);
         let folders = dialogs::folders_of(recent);
         let browser = self.prefs.file_browser;
-        let dialog = match purpose {
-            DialogFor::OpenModel => dialogs::open_model(&self.ctx, browser, start, folders),
-            DialogFor::LocateModel => dialogs::locate_model(&self.ctx, browser, start, folders),
-            DialogFor::OpenJob => dialogs::open_job(&self.ctx, browser, start, folders),
-            DialogFor::ImportTools | DialogFor::ExportTools => dialogs::tool_library(
-                &self.ctx,
-                browser,
-                purpose == DialogFor::ExportTools,
-                start,
-                folders,
-            ),
-            DialogFor::SaveJob => {
-                let name = self.job_name().unwrap_or_else(|| {
-                    let (_, stem) = self.export_title();
-                    format!("{stem}.{}", job_file::EXTENSION)
-                });
-                dialogs::save_job(&self.ctx, browser, start, name, folders)
-            }
-        };
+        let name = (purpose == Choice::SaveJob).then(|| {
+            self.job_name().unwrap_or_else(|| {
+                let (_, stem) = self.export_title();
+                format!("{stem}.{}", job_file::EXTENSION)
+            })
+        });
+        let dialog = dialogs::choose(&self.ctx, browser, purpose, start, name, folders);
         self.open_dialog = Some((purpose, dialog));
     }
 
     /// Asks for a model file with the desktop's dialog (or the built-in browser).
     pub fn open_dialog(&mut self) {
-        self.ask(DialogFor::OpenModel);
+        self.ask(Choice::OpenModel);
     }
 
     pub fn set_units(&mut self, units: Units) {
@@ -744,7 +723,7 @@ impl MillpondApp {
     }
 
     pub fn open_job_dialog(&mut self) {
-        self.ask(DialogFor::OpenJob);
+        self.ask(Choice::OpenJob);
     }
 
     /// Save (Ctrl-S): to the job's file, or asks where the first time.
@@ -758,7 +737,7 @@ impl MillpondApp {
     }
 
     pub fn save_job_dialog(&mut self) {
-        self.ask(DialogFor::SaveJob);
+        self.ask(Choice::SaveJob);
     }
 
     /// Writes the job to `path` (atomically); `false` with a banner if it cannot.
@@ -855,7 +834,7 @@ impl MillpondApp {
                          where it is now.",
                         model.display()
                     ));
-                    self.ask(DialogFor::LocateModel);
+                    self.ask(Choice::LocateModel);
                 }
             }
         }
@@ -870,11 +849,11 @@ impl MillpondApp {
     // ----- tool library exchange -----
 
     pub fn import_tools_dialog(&mut self) {
-        self.ask(DialogFor::ImportTools);
+        self.ask(Choice::ImportTools);
     }
 
     pub fn export_tools_dialog(&mut self) {
-        self.ask(DialogFor::ExportTools);
+        self.ask(Choice::ExportTools);
     }
 
     /// Writes the job's tools as a library file.

@@ -412,136 +412,63 @@ fn run_portal(spec: &Spec) -> Option<PathBuf> {
     handle.map(|h| h.path().to_path_buf())
 }
 
-/// "Open model": STL files.
-pub fn open_model(
-    repaint: &egui::Context,
-    browser: FileBrowser,
-    start: Option<PathBuf>,
-    recent: Vec<PathBuf>,
-) -> PendingDialog {
-    PendingDialog::new(
-        repaint,
-        browser,
-        Spec {
-            save: false,
-            title: "Open model",
-            filter_name: "STL models",
-            extensions: &["stl"],
-            start,
-            file_name: None,
-            recent,
-        },
-    )
+/// What a file dialog is for: each has its title, its filter and whether it saves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    OpenModel,
+    /// The model of a job being opened, which is not where the job says.
+    LocateModel,
+    ExportGcode,
+    OpenJob,
+    SaveJob,
+    ImportTools,
+    ExportTools,
 }
 
-/// "Export G-code": where to save the program.
-pub fn save_gcode(
-    repaint: &egui::Context,
-    browser: FileBrowser,
-    start: Option<PathBuf>,
-    file_name: String,
-    recent: Vec<PathBuf>,
-) -> PendingDialog {
-    PendingDialog::new(
-        repaint,
-        browser,
-        Spec {
-            save: true,
-            title: "Export G-code",
-            filter_name: "G-code",
-            extensions: &["ngc", "nc", "gcode", "tap"],
-            start,
-            file_name: Some(file_name),
-            recent,
-        },
-    )
+impl Choice {
+    /// Saves (asks for a new file name), title, filter name, extensions.
+    fn describe(self) -> (bool, &'static str, &'static str, &'static [&'static str]) {
+        const STL: &[&str] = &["stl"];
+        const JOBS: &[&str] = &["millpond"];
+        const TOOLS: &[&str] = &["toml"];
+        match self {
+            Choice::OpenModel => (false, "Open model", "STL models", STL),
+            Choice::LocateModel => (false, "Where is the job's model?", "STL models", STL),
+            Choice::ExportGcode => (
+                true,
+                "Export G-code",
+                "G-code",
+                &["ngc", "nc", "gcode", "tap"],
+            ),
+            Choice::OpenJob => (false, "Open job", "Millpond jobs", JOBS),
+            Choice::SaveJob => (true, "Save job", "Millpond jobs", JOBS),
+            Choice::ImportTools => (false, "Import tools", "Millpond tool libraries", TOOLS),
+            Choice::ExportTools => (true, "Export tools", "Millpond tool libraries", TOOLS),
+        }
+    }
 }
 
-/// "Open job": Millpond job files.
-pub fn open_job(
+/// Asks for a file: the desktop's dialog, or the built-in browser. `file_name` is the name
+/// offered when saving; `recent` the folders offered beside the built-in browser.
+pub fn choose(
     repaint: &egui::Context,
     browser: FileBrowser,
+    choice: Choice,
     start: Option<PathBuf>,
+    file_name: Option<String>,
     recent: Vec<PathBuf>,
 ) -> PendingDialog {
-    PendingDialog::new(
-        repaint,
-        browser,
-        Spec {
-            save: false,
-            title: "Open job",
-            filter_name: "Millpond jobs",
-            extensions: &["millpond"],
-            start,
-            file_name: None,
-            recent,
-        },
-    )
-}
-
-/// "Save job as": where to write the job file.
-pub fn save_job(
-    repaint: &egui::Context,
-    browser: FileBrowser,
-    start: Option<PathBuf>,
-    file_name: String,
-    recent: Vec<PathBuf>,
-) -> PendingDialog {
-    PendingDialog::new(
-        repaint,
-        browser,
-        Spec {
-            save: true,
-            title: "Save job",
-            filter_name: "Millpond jobs",
-            extensions: &["millpond"],
-            start,
-            file_name: Some(file_name),
-            recent,
-        },
-    )
-}
-
-/// "Where is the model?": the STL file of a job whose model moved.
-pub fn locate_model(
-    repaint: &egui::Context,
-    browser: FileBrowser,
-    start: Option<PathBuf>,
-    recent: Vec<PathBuf>,
-) -> PendingDialog {
-    PendingDialog::new(
-        repaint,
-        browser,
-        Spec {
-            save: false,
-            title: "Where is the job's model?",
-            filter_name: "STL models",
-            extensions: &["stl"],
-            start,
-            file_name: None,
-            recent,
-        },
-    )
-}
-
-/// "Import tools" / "Export tools": a tool library file.
-pub fn tool_library(
-    repaint: &egui::Context,
-    browser: FileBrowser,
-    save: bool,
-    start: Option<PathBuf>,
-    recent: Vec<PathBuf>,
-) -> PendingDialog {
+    let (save, title, filter_name, extensions) = choice.describe();
     PendingDialog::new(
         repaint,
         browser,
         Spec {
             save,
-            title: if save { "Export tools" } else { "Import tools" },
-            filter_name: "Millpond tool libraries",
-            extensions: &["toml"],
+            title,
+            filter_name,
+            extensions,
             start,
-            file_name: save.then(|| "tools.toml".to_string()),
+            file_name: if save { file_name } else { None },
             recent,
         },
     )

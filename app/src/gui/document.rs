@@ -249,15 +249,8 @@ impl History {
         let Some(s) = self.undo.pop_back() else {
             return false;
         };
-        let what = s.what.clone();
-        let current = std::mem::replace(doc, s.doc);
-        self.redo.push(Snapshot {
-            doc: current,
-            state: self.state,
-            what,
-        });
-        self.state = s.state;
-        self.open_edit = None;
+        let current = self.restore(doc, s);
+        self.redo.push(current);
         true
     }
 
@@ -265,16 +258,22 @@ impl History {
         let Some(s) = self.redo.pop() else {
             return false;
         };
-        let what = s.what.clone();
-        let current = std::mem::replace(doc, s.doc);
-        self.undo.push_back(Snapshot {
-            doc: current,
+        let current = self.restore(doc, s);
+        self.undo.push_back(current);
+        true
+    }
+
+    /// Puts snapshot `s` in place of `doc`; returns the state it replaced, labelled as `s`
+    /// was (what undoing or redoing it again does is the same change).
+    fn restore(&mut self, doc: &mut Document, s: Snapshot) -> Snapshot {
+        let current = Snapshot {
+            doc: std::mem::replace(doc, s.doc),
             state: self.state,
-            what,
-        });
+            what: s.what,
+        };
         self.state = s.state;
         self.open_edit = None;
-        true
+        current
     }
 
     /// What Undo would undo ("stock", "\"Roughing 1\""), if anything.

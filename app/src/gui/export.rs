@@ -156,7 +156,14 @@ impl Exporter {
     ) {
         let name = format!("{file_stem}.{}", default_extension(job.dialect));
         let recent: Vec<PathBuf> = self.last_dir.iter().cloned().collect();
-        let pending = dialogs::save_gcode(repaint, browser, self.last_dir.clone(), name, recent);
+        let pending = dialogs::choose(
+            repaint,
+            browser,
+            dialogs::Choice::ExportGcode,
+            self.last_dir.clone(),
+            Some(name),
+            recent,
+        );
         self.dialog = Some((pending, job));
     }
 
