@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod progress;
 mod toolpath;
+pub mod tools;
 
 pub use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME, format_duration, write_gcode};
 
@@ -48,6 +49,8 @@ pub enum Command {
     Waterline(WaterlineArgs),
     /// Run a headless pool member: offer this machine's cores to the pool.
     Serve(crate::pool::ServeArgs),
+    /// Export or import the window's tool library as a file.
+    Tools(tools::ToolsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

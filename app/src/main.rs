@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Toolpath(args)) => cli::toolpath_command(args),
         Some(cli::Command::Waterline(args)) => cli::waterline_command(args),
         Some(cli::Command::Serve(args)) => pool::serve_command(args),
+        Some(cli::Command::Tools(args)) => cli::tools::tools_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

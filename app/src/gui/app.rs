@@ -16,7 +16,7 @@ use super::preferences::{self, PoolControl, PoolState, Preferences, QUIT_POOL_WA
 use super::settings::{load_json, save_json};
 use super::stats_panel::StatsPanel;
 use super::view3d::SceneView;
-use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
+use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME, TOOLS_FILE};
 use egui::DroppedFileHandle;
 use millpond_core::MeshHash;
 use millpond_core::gcode::Dialect;
@@ -97,7 +97,6 @@ pub fn window_title(job: Option<&str>, unsaved: bool, model_name: Option<&str>) 
     }
 }
 
-const TOOLS_FILE: &str = "tools.json";
 const SESSION_FILE: &str = "session.json";
 const MAX_RECENT: usize = 10;
 /// Shortest time between two uploads of a growing preview.
