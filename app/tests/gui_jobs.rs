@@ -451,3 +451,34 @@ fn importing_tools_asks_about_taken_numbers_and_undoes_in_one_step() {
             .all(|(a, b)| a.number == b.number && a.name == b.name)
     );
 }
+
+#[test]
+fn a_placement_and_a_stock_edit_undo_like_any_other_change() {
+    let mut t = app();
+    let original = t.app().doc().model.as_ref().unwrap().bounds();
+    t.harness.get_by_label("Center XY").click();
+    assert!(
+        t.run_until(Duration::from_secs(20), |a| a
+            .doc()
+            .model
+            .as_ref()
+            .is_some_and(|m| m.placement.len() == 1)),
+        "the placement never applied"
+    );
+    let mut stock = t.app().doc().stock.clone();
+    stock.margin_xy = 9.0;
+    t.app_mut().execute(Command::SetStock(stock));
+    t.harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    t.harness.run_ok();
+    assert_eq!(t.app().doc().stock.margin_xy, 2.0);
+    t.harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    t.harness.run_ok();
+    let m = t.app().doc().model.as_ref().unwrap();
+    assert!(m.placement.is_empty(), "{:?}", m.placement);
+    assert_eq!(m.bounds(), original, "the part is back where it was");
+    assert_eq!(
+        t.app().stock_shown().map(|s| s.min.x),
+        Some(original.min.x - 2.0)
+    );
+    assert!(!t.app().is_dirty());
+}
