@@ -181,13 +181,8 @@ pub fn plan_in(
             .find(|t| t.id == op.tool)
             .ok_or_else(|| error("choose a tool: it names none of the job's".into()))?;
         let cutter = tool.cutter().map_err(|e| error(e.to_string()))?;
-        let mut feeds = tool.feeds(rapid_rate).map_err(|e| error(e.to_string()))?;
-        if let Some(own) = op.feeds {
-            feeds.feed = own.feed;
-            feeds.plunge_feed = own.plunge_feed;
-            feeds.spindle_rpm = own.spindle_rpm;
-            feeds.validate().map_err(error)?;
-        }
+        let feeds = tool.feeds(rapid_rate).map_err(|e| error(e.to_string()))?;
+        let feeds = op.feeds_over(feeds).map_err(error)?;
         let spec = setup
             .plan(&op.strategy, cutter)
             .map_err(|e| error(e.to_string()))?;

@@ -32,19 +32,25 @@ fn app_with_part(dir: &Path) -> TestApp {
     let part = dir.join("part.stl");
     write_stl(&part, &pocket_block());
     t.app_mut().open_path(part);
+    wait_for_part(&mut t);
+    t.set_raster(|p| {
+        p.stepover = 1.0;
+        p.sampling = 0.5;
+    });
+    t
+}
+
+/// Runs frames until `part.stl` is the document's model (a bounded wait).
+fn wait_for_part(t: &mut TestApp) {
     assert!(
         t.run_until(Duration::from_secs(20), |a| a
             .doc()
             .model
             .as_ref()
             .is_some_and(|m| m.name == "part.stl")),
-        "the part never loaded"
+        "part.stl never loaded: {}",
+        t.texts()
     );
-    t.set_raster(|p| {
-        p.stepover = 1.0;
-        p.sampling = 0.5;
-    });
-    t
 }
 
 /// Generate all, then export to `out`; returns the program.
@@ -148,14 +154,7 @@ fn a_saved_job_reopens_as_the_same_document_and_the_same_gcode() {
     // A fresh window opens it.
     let mut u = app();
     u.app_mut().open_job(&job_path);
-    assert!(
-        u.run_until(Duration::from_secs(20), |a| a
-            .doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.name == "part.stl")),
-        "the job's model never loaded"
-    );
+    wait_for_part(&mut u);
     assert!(!u.app().is_dirty(), "an opened job has no unsaved changes");
     let reopened = u.app().doc().to_job().unwrap();
     assert_eq!(reopened.operations.len(), saved.operations.len());
@@ -326,15 +325,7 @@ fn a_moved_model_is_found_next_to_the_job_and_a_changed_one_is_warned_of() {
     std::fs::rename(models.join("part.stl"), job_path.with_file_name("part.stl")).unwrap();
     let mut u = app();
     u.app_mut().open_job(&job_path);
-    assert!(
-        u.run_until(Duration::from_secs(20), |a| a
-            .doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.name == "part.stl")),
-        "the model next to the job was not used: {}",
-        u.texts()
-    );
+    wait_for_part(&mut u);
     assert!(u.app().banners.is_empty(), "{:?}", u.app().banners);
 
     // Changed since saving: loaded, with a warning.

@@ -234,6 +234,25 @@ pub struct OperationDef {
     pub feeds: Option<OperationFeeds>,
 }
 
+impl OperationDef {
+    /// The feeds this operation runs at, given its tool's: its own feed, plunge feed and
+    /// spindle speed where it has them (checked), the tool's otherwise. The window and
+    /// `millpond toolpath` both plan with this.
+    pub fn feeds_over(&self, tool_feeds: crate::Feeds) -> Result<crate::Feeds, String> {
+        let Some(own) = self.feeds else {
+            return Ok(tool_feeds);
+        };
+        let feeds = crate::Feeds {
+            feed: own.feed,
+            plunge_feed: own.plunge_feed,
+            spindle_rpm: own.spindle_rpm,
+            ..tool_feeds
+        };
+        feeds.validate()?;
+        Ok(feeds)
+    }
+}
+
 /// Feeds and spindle speed an operation sets for itself.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OperationFeeds {

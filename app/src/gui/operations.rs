@@ -145,13 +145,10 @@ pub fn plan(
         .get(op.tool)
         .ok_or_else(|| format!("{}: choose a tool", op.name))?;
     let cutter = tool.cutter().map_err(|e| e.to_string())?;
-    let mut feeds = tool.feeds(rapid_rate).map_err(|e| e.to_string())?;
-    if let Some(own) = op.feeds {
-        feeds.feed = own.feed;
-        feeds.plunge_feed = own.plunge_feed;
-        feeds.spindle_rpm = own.spindle_rpm;
-        feeds.validate().map_err(|e| format!("{}: {e}", op.name))?;
-    }
+    let feeds = tool.feeds(rapid_rate).map_err(|e| e.to_string())?;
+    let feeds = op
+        .feeds_over(feeds)
+        .map_err(|e| format!("{}: {e}", op.name))?;
     let setup = Setup::new(model.mesh.hash(), model.bounds(), stock).map_err(|e| e.to_string())?;
     let spec = setup
         .plan(&op.strategy, cutter)
