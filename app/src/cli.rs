@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use millpond_core::job::{DropSpec, Grid, JobOutput, Operation};
 use millpond_core::placement;
-use millpond_core::runner::{self, RunError};
+use millpond_core::runner::{Executor, Local, RunEvent};
 use millpond_core::waterline::{ContourSpec, Level};
 use millpond_core::{Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Rect, TriangleIndex};
 use std::io::{BufWriter, Write};
@@ -257,19 +257,17 @@ fn threads(arg: Option<usize>) -> Result<usize> {
     }
 }
 
-/// Runs a job on this computer's cores, with a progress bar named `label` on a terminal.
-fn run(ctx: &JobContext, threads: usize, label: &str, quiet: bool) -> Result<JobOutput> {
-    let cancel = CancelToken::new();
+/// Runs a job on `executor` (this computer's cores or the pool), with a progress bar named
+/// `label` on a terminal: the one way every command computes a job.
+fn run(ctx: &JobContext, executor: &dyn Executor, label: &str, quiet: bool) -> Result<JobOutput> {
     let progress = OperationProgress::new(label, ctx.spec().chunk_count(), quiet);
-    let results = runner::run_local(ctx, threads, &cancel, &|_, p| {
-        progress.update(p.chunks_done, p.points_done);
-    })
-    .map_err(|e| match e {
-        RunError::Cancelled => anyhow::anyhow!("cancelled"),
-        e => anyhow::Error::new(e),
+    let output = executor.run(ctx, &CancelToken::new(), &|event| {
+        if let RunEvent::Progress { progress: p, .. } = event {
+            progress.update(p.chunks_done, p.points_done);
+        }
     })?;
     progress.finish();
-    Ok(ctx.finish(results)?)
+    Ok(output)
 }
 
 pub fn drop_command(args: &DropArgs) -> Result<()> {
@@ -292,7 +290,7 @@ pub fn drop_command(args: &DropArgs) -> Result<()> {
     };
     let ctx = JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)?;
     let t0 = Instant::now();
-    let JobOutput::Heights(z) = run(&ctx, threads, "drop", m.quiet)? else {
+    let JobOutput::Heights(z) = run(&ctx, &Local { threads }, "drop", m.quiet)? else {
         bail!("internal error: drop job produced a toolpath");
     };
     let compute_s = t0.elapsed().as_secs_f64();
@@ -327,7 +325,8 @@ pub fn waterline_command(args: &WaterlineArgs) -> Result<()> {
     };
     let ctx = JobContext::new(loaded.mesh.clone(), loaded.index.clone(), spec)?;
     let t0 = Instant::now();
-    let JobOutput::Contours(levels) = run(&ctx, threads, "waterline", args.quiet)? else {
+    let JobOutput::Contours(levels) = run(&ctx, &Local { threads }, "waterline", args.quiet)?
+    else {
         bail!("internal error: contour job produced something else");
     };
     let compute_s = t0.elapsed().as_secs_f64();

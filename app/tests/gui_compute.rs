@@ -54,7 +54,8 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     assert!(t.has_text("1 operation: cut"), "{}", t.texts());
     assert!(t.has_text("done"), "{}", t.texts());
     // Finishing without the default job's roughing runs the ball nose through the uncut
-    // block: said beside the Export button, naming the operation.
+    // block: said beside the Export button, naming the operation as `millpond toolpath` does
+    // (its place in the program, then its name).
     assert!(
         t.run_until(Duration::from_secs(60), |a| !a.program_check.busy()
             && !a.program_check.warnings.is_empty()),
@@ -64,7 +65,7 @@ fn generate_shows_the_toolpath_and_its_statistics_then_exports() {
     t.harness.run_ok();
     let name = t.app().doc().operations.get(op).unwrap().name.clone();
     assert!(
-        t.has_text(&format!("Warning: {name}: move ")) && t.has_text("deep into the stock"),
+        t.has_text(&format!("Warning: 1. {name}: move ")) && t.has_text("deep into the stock"),
         "{}",
         t.texts()
     );

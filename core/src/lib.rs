@@ -20,6 +20,7 @@ pub mod mesh;
 pub mod models;
 pub mod placement;
 pub mod planner;
+pub mod program;
 pub mod raster;
 pub mod rough;
 pub mod runner;

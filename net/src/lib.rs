@@ -5,7 +5,8 @@
 //! same bits as a local run, whoever computed its chunks.
 //!
 //! The app uses [`Pool`]: start a member from a [`PoolConfig`], [`Pool::submit`] jobs and
-//! watch their [`JobEvent`]s, read [`Pool::stats`], and [`Pool::shutdown`] at once on quit.
+//! watch their [`JobEvent`]s (or run them through the [`Executor`] interface the local
+//! runner shares), read [`Pool::stats`], and [`Pool::shutdown`] at once on quit.
 
 pub mod auth;
 mod dial;
@@ -26,7 +27,9 @@ pub use stats::{
 };
 pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
-use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobOutput};
+use millpond_core::CancelToken;
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
+use millpond_core::runner::{Executor, Progress, RunError, RunEvent};
 use millpond_core::{JobSpec, Mesh, TriangleIndex};
 use node::{Event, Shell};
 use proto::{Input, NodeSettings};
@@ -101,23 +104,10 @@ pub enum PoolError {
     Cancelled,
 }
 
-/// How far a job has come.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct JobProgress {
-    pub chunks_done: u32,
-    pub chunks_total: u32,
-    /// Chunks computed on this host / elsewhere in the pool.
-    pub local_chunks: u32,
-    pub remote_chunks: u32,
-    pub points_done: u64,
-    pub points_per_s: f64,
-    pub eta_s: f64,
-}
-
 /// What a submitted job reports.
 #[derive(Debug)]
 pub enum JobEvent {
-    Progress(JobProgress),
+    Progress(Progress),
     /// A chunk's result the owner accepted (validated, first of its chunk), once per chunk, in
     /// arrival order, so the job can be drawn while it is assembled. The owner keeps its own
     /// reference for assembly; the receiver may hold this one as long as it likes.
@@ -138,9 +128,38 @@ impl JobHandle {
         let _ = self.tx.send(Event::Input(Input::Cancel(self.id)));
     }
 
+    /// Blocks until the job is over, reporting its chunks and progress as [`RunEvent`]s, and
+    /// cancels it at its owner within milliseconds of `cancel`. Needs no [`Pool`]: a handle
+    /// outlives a pool that stops (its events end, and the run says the pool stopped).
+    pub fn follow(
+        self,
+        cancel: &CancelToken,
+        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+    ) -> Result<JobOutput, RunError> {
+        loop {
+            if cancel.is_cancelled() {
+                self.cancel();
+                return Err(RunError::Cancelled);
+            }
+            // A short wait, so that a cancel is seen within milliseconds.
+            match self.events.recv_timeout(Duration::from_millis(10)) {
+                Ok(JobEvent::Progress(progress)) => on_event(RunEvent::Progress {
+                    progress,
+                    worker: None,
+                }),
+                Ok(JobEvent::Chunk(r)) => on_event(RunEvent::Chunk(&r)),
+                Ok(JobEvent::Finished(r)) => return r.map_err(RunError::from),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(PoolError::Stopped.into());
+                }
+            }
+        }
+    }
+
     /// Blocks until the job is over, calling `on_progress` on the way (chunk results are
     /// skipped: the output has them all).
-    pub fn wait(self, mut on_progress: impl FnMut(JobProgress)) -> Result<JobOutput, PoolError> {
+    pub fn wait(self, mut on_progress: impl FnMut(Progress)) -> Result<JobOutput, PoolError> {
         loop {
             match self.events.recv() {
                 Ok(JobEvent::Progress(p)) => on_progress(p),
@@ -296,6 +315,30 @@ impl Pool {
                 let _ = tokio::time::timeout(Duration::from_millis(300), ep.wait_idle()).await;
             });
             rt.shutdown_background();
+        }
+    }
+}
+
+/// The pool as an executor: the job is submitted here (this member owns it; everyone helps)
+/// and followed to its end, so the command line and the window run a job the same way
+/// whether it is computed here or in the pool.
+impl Executor for Pool {
+    fn run(
+        &self,
+        job: &JobContext,
+        cancel: &CancelToken,
+        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+    ) -> Result<JobOutput, RunError> {
+        self.submit(job.mesh().clone(), job.index().clone(), job.spec().clone())?
+            .follow(cancel, on_event)
+    }
+}
+
+impl From<PoolError> for RunError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Cancelled => RunError::Cancelled,
+            e => RunError::Pool(e.to_string()),
         }
     }
 }

@@ -88,12 +88,7 @@ impl WorkerStats {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobStats {
     pub id: String,
-    pub chunks_done: u32,
-    pub chunks_total: u32,
-    pub local_chunks: u32,
-    pub remote_chunks: u32,
-    pub points_per_s: f64,
-    pub eta_s: f64,
+    pub progress: millpond_core::runner::Progress,
 }
 
 /// Connection state of a configured remote server, in words a user understands.

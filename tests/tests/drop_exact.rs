@@ -660,7 +660,7 @@ fn raster_toolpath_never_gouges() {
             operation: Operation::Raster(raster),
         };
         let ctx = JobContext::new(mesh.clone(), index.clone(), job).unwrap();
-        let results = runner::run_local(&ctx, 2, &CancelToken::new(), &|_, _| {}).unwrap();
+        let results = runner::run_local(&ctx, 2, &CancelToken::new(), &|_| {}).unwrap();
         let Ok(JobOutput::Toolpath(tp)) = ctx.finish(results) else {
             panic!("a raster job must give a toolpath");
         };

@@ -3,7 +3,7 @@
 
 use millpond_core::job::{ChunkData, ChunkResult, DropSpec, Grid, JobError, JobOutput, Operation};
 use millpond_core::raster::{Direction, RasterSpec};
-use millpond_core::runner::{RunError, run_local};
+use millpond_core::runner::{RunError, RunEvent, run_local};
 use millpond_core::toolpath::Toolpath;
 use millpond_core::{
     Axis, CancelToken, Cutter, DropCutter, JobContext, JobSpec, Mesh, Point3, Rect, Triangle,
@@ -244,7 +244,7 @@ fn bit_identical_with_1_and_2_threads() {
             let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).unwrap();
             let token = CancelToken::new();
             let run = |threads| {
-                let results = run_local(&ctx, threads, &token, &|_, _| {}).unwrap();
+                let results = run_local(&ctx, threads, &token, &|_| {}).unwrap();
                 ctx.finish(results).unwrap()
             };
             let one = run(1);
@@ -317,8 +317,10 @@ fn cancel_stops_within_50ms() {
     let worker = {
         let (token, done) = (token.clone(), done.clone());
         std::thread::spawn(move || {
-            let result = run_local(&ctx, 2, &token, &|_, progress| {
-                done.fetch_max(progress.points_done, Ordering::Relaxed);
+            let result = run_local(&ctx, 2, &token, &|event| {
+                if let RunEvent::Progress { progress, .. } = event {
+                    done.fetch_max(progress.points_done, Ordering::Relaxed);
+                }
             });
             (result, Instant::now())
         })
@@ -636,7 +638,7 @@ fn a_comb_of_walls_finer_than_the_sampling_is_a_valid_result() {
     }
     let (mesh, index) = context(tris, "comb");
     let ctx = fine_tool_coarse_line(mesh, index, 16.0);
-    let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
+    let results = run_local(&ctx, 1, &CancelToken::new(), &|_| {}).unwrap();
     let points: usize = results
         .iter()
         .map(|r| match &r.data {
@@ -680,7 +682,7 @@ fn a_thin_wall_between_samples_is_not_gouged_by_a_narrower_tool() {
     let tris = models::box_solid(Point3::new(0.6975, 0.0, 0.0), Point3::new(0.7025, 1.0, 1.0));
     let (mesh, index) = context(tris, "thin wall");
     let ctx = fine_tool_coarse_line(mesh.clone(), index.clone(), 4.0);
-    let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
+    let results = run_local(&ctx, 1, &CancelToken::new(), &|_| {}).unwrap();
     let Ok(JobOutput::Toolpath(tp)) = ctx.finish(results) else {
         panic!("a raster job gives a toolpath")
     };

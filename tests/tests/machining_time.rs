@@ -33,7 +33,7 @@ fn raster_of_default_part(step: f64, sampling: f64) -> Toolpath {
         }),
     };
     let ctx = JobContext::new(mesh, index, spec).unwrap();
-    let results = run_local(&ctx, 2, &CancelToken::new(), &|_, _| {}).unwrap();
+    let results = run_local(&ctx, 2, &CancelToken::new(), &|_| {}).unwrap();
     match ctx.finish(results) {
         Ok(JobOutput::Toolpath(tp)) => tp,
         other => panic!("a raster job gives a toolpath, got {other:?}"),

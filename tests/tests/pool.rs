@@ -11,12 +11,12 @@
 
 use millpond_core::job::{COMPUTE_ABI, ChunkResult, Grid, JobOutput, Operation};
 use millpond_core::raster::{self, Direction, RasterSpec};
-use millpond_core::runner::run_local;
+use millpond_core::runner::{Executor, Local, Progress, RunError, RunEvent, run_local};
 use millpond_core::{
     Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Point3, TriangleIndex, models,
 };
 use millpond_net::wire::{self, BulkHeader, JobId, Msg, NodeId, PROTOCOL_VERSION};
-use millpond_net::{JobEvent, JobProgress, Pool, PoolConfig, PoolStats, RemoteState, Secret};
+use millpond_net::{JobEvent, Pool, PoolConfig, PoolStats, RemoteState, Secret};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,7 +89,7 @@ fn local_run(spec: &JobSpec) -> (Arc<JobOutput>, Duration) {
     let (mesh, index) = model();
     let t0 = Instant::now();
     let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).unwrap();
-    let results = run_local(&ctx, 1, &CancelToken::new(), &|_, _| {}).unwrap();
+    let results = run_local(&ctx, 1, &CancelToken::new(), &|_| {}).unwrap();
     let out = Arc::new(ctx.finish(results).unwrap());
     let t = t0.elapsed();
     cache.push((spec.clone(), out.clone(), t));
@@ -196,19 +196,19 @@ fn wait_for_hosts(pool: &Pool, direct: &[&str], gossiped: &[&str]) {
 #[derive(Debug)]
 struct JobRun {
     output: JobOutput,
-    last: JobProgress,
+    last: Progress,
     elapsed: Duration,
 }
 
 /// Submits `spec` to `pool` and waits (at most `JOB_TIMEOUT`) for the result, calling
 /// `on_progress` on the way.
-fn run_job(pool: &Pool, spec: &JobSpec, mut on_progress: impl FnMut(&JobProgress)) -> JobRun {
+fn run_job(pool: &Pool, spec: &JobSpec, mut on_progress: impl FnMut(&Progress)) -> JobRun {
     let (mesh, index) = model();
     let t0 = Instant::now();
     let handle = pool
         .submit(mesh.clone(), index.clone(), spec.clone())
         .expect("submit");
-    let mut last = JobProgress::default();
+    let mut last = Progress::default();
     loop {
         let left = JOB_TIMEOUT.saturating_sub(t0.elapsed());
         match handle.events.recv_timeout(left) {
@@ -529,6 +529,88 @@ fn star_of_four_shares_work() {
         run.last.local_chunks,
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// The command line and the window run a job through one interface, `Executor`, whether this
+/// computer's cores or the pool compute it: both report every chunk exactly once and a
+/// progress that ends at the job's size, give the same bits, and stop at a cancel.
+#[test]
+fn local_cores_and_the_pool_run_a_job_through_one_executor() {
+    let spec = dense_spec();
+    let (mesh, index) = model();
+    let job = JobContext::new(mesh.clone(), index.clone(), spec.clone()).unwrap();
+    let total = spec.chunk_count();
+    let mut c = Cluster::new("executor");
+    let a = c.serve("A", &[]);
+    let pool = member("O", &[a], 1, SECRET);
+    wait_for_hosts(&pool, &["A"], &[]);
+    let local = Local { threads: 2 };
+    let executors: [(&str, &dyn Executor); 2] = [("local", &local), ("pool", &pool)];
+    let mut outputs = Vec::new();
+    for (name, executor) in executors {
+        let chunks = Mutex::new(Vec::new());
+        let last = Mutex::new(Progress::default());
+        let timed = Mutex::new(0u32);
+        let output = executor
+            .run(&job, &CancelToken::new(), &|event| match event {
+                RunEvent::Chunk(r) => chunks.lock().unwrap().push(r.chunk),
+                RunEvent::Progress { progress, worker } => {
+                    let mut l = last.lock().unwrap();
+                    if progress.chunks_done >= l.chunks_done {
+                        *l = progress;
+                    }
+                    if let Some(w) = worker {
+                        assert!(w.worker < 2 && w.compute_s >= 0.0, "{name}: {w:?}");
+                        *timed.lock().unwrap() += 1;
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut chunks = chunks.into_inner().unwrap();
+        chunks.sort_unstable();
+        assert_eq!(chunks, (0..total).collect::<Vec<_>>(), "{name}: chunks");
+        let last = last.into_inner().unwrap();
+        assert_eq!(last.chunks_total, total, "{name}: {last:?}");
+        assert_eq!(last.points_total, spec.grid().points(), "{name}: {last:?}");
+        assert!(
+            last.chunks_done <= total && last.elapsed_s > 0.0,
+            "{name}: {last:?}"
+        );
+        let timed = timed.into_inner().unwrap();
+        if name == "local" {
+            // Every chunk computed here, each by a named worker.
+            assert_eq!((last.chunks_done, last.local_chunks), (total, total));
+            assert_eq!(last.points_done, last.points_total);
+            assert_eq!(timed, total);
+        } else {
+            assert_eq!(timed, 0, "the pool counts its own workers");
+        }
+        outputs.push(output);
+    }
+    assert_identical(&outputs[1], &outputs[0]);
+    assert_identical(&outputs[0], &reference(&spec));
+
+    // A cancel after the first chunk stops either executor at once.
+    for (name, executor) in executors {
+        let cancel = CancelToken::new();
+        let t = Mutex::new(None);
+        let result = executor.run(&job, &cancel, &|event| {
+            if let RunEvent::Chunk(_) = event {
+                cancel.cancel();
+                t.lock().unwrap().get_or_insert_with(Instant::now);
+            }
+        });
+        let latency = t.into_inner().unwrap().expect("a chunk came").elapsed();
+        assert!(
+            matches!(result, Err(RunError::Cancelled)),
+            "{name}: {result:?}"
+        );
+        assert!(
+            latency < Duration::from_secs(1),
+            "{name}: returned {latency:?} after the cancel"
+        );
+    }
+    pool.shutdown();
 }
 
 /// A loop O–A–B–C–O: every job reaches each member by two paths. Announcements are taken

@@ -60,7 +60,7 @@ fn rough_job(s: &Setup, cutter: Cutter, pattern: ClearPattern, allowance: f64) -
 }
 
 fn toolpath(ctx: &JobContext, threads: usize) -> Toolpath {
-    let r = runner::run_local(ctx, threads, &CancelToken::new(), &|_, _| {}).unwrap();
+    let r = runner::run_local(ctx, threads, &CancelToken::new(), &|_| {}).unwrap();
     match ctx.finish(r).unwrap() {
         JobOutput::Toolpath(tp) => tp,
         other => panic!("{other:?}"),

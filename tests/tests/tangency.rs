@@ -385,7 +385,7 @@ fn contours(mesh: &Arc<Mesh>, index: &Arc<TriangleIndex>, cutter: Cutter, z: f64
         }),
     };
     let ctx = JobContext::new(mesh.clone(), index.clone(), spec).unwrap();
-    let results = runner::run_local(&ctx, 2, &CancelToken::new(), &|_, _| {}).unwrap();
+    let results = runner::run_local(&ctx, 2, &CancelToken::new(), &|_| {}).unwrap();
     match ctx.finish(results).unwrap() {
         JobOutput::Contours(mut l) => l.remove(0),
         other => panic!("expected contours, got {other:?}"),

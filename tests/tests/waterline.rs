@@ -46,7 +46,7 @@ fn contour_job(
 }
 
 fn run(ctx: &JobContext, threads: usize) -> Vec<Level> {
-    let results = runner::run_local(ctx, threads, &CancelToken::new(), &|_, _| {}).expect("run");
+    let results = runner::run_local(ctx, threads, &CancelToken::new(), &|_| {}).expect("run");
     match ctx.finish(results).expect("finish") {
         JobOutput::Contours(l) => l,
         other => panic!("expected contours, got {other:?}"),
@@ -528,7 +528,7 @@ fn waterline_finishing_never_gouges_and_plunges_only_in_the_clear() {
             }),
         };
         let ctx = JobContext::new(m.mesh.clone(), m.index.clone(), spec).unwrap();
-        let r = runner::run_local(&ctx, 2, &CancelToken::new(), &|_, _| {}).unwrap();
+        let r = runner::run_local(&ctx, 2, &CancelToken::new(), &|_| {}).unwrap();
         let JobOutput::Toolpath(tp) = ctx.finish(r).unwrap() else {
             panic!("expected a toolpath")
         };

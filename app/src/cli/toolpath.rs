@@ -10,7 +10,6 @@
 //! `--save-job` writes), `--job` reads one, and both go through [`run_job`] — plan, compute,
 //! post — so a saved job gives the program its flags gave, and the window's program.
 
-use super::progress::OperationProgress;
 use super::{AxisArg, DEFAULT_MODEL_NAME, DialectArg, Units, format_duration, threads};
 use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
@@ -20,6 +19,7 @@ use millpond_core::job::JobOutput;
 use millpond_core::job_file::{self, Job, ModelFile, ModelRef, Output};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
+use millpond_core::runner::{Executor, Local};
 use millpond_core::setup::{
     LineAxis, OperationDef, OperationFeeds, RasterParams, RoughingParams, Stepover, Stock,
     Strategy, WaterlineParams, WorkZeroChoice, XyZero, ZZero,
@@ -1175,13 +1175,12 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     if program.ops.is_empty() {
         bail!("the job has no enabled operation: there is no program to write");
     }
-    let origin = |op: &run_job::PlannedOp| origins[op.operation].clone();
     let jobs = program
         .ops
         .iter()
-        .map(|op| {
+        .map(|(k, op)| {
             JobContext::new(model.mesh.clone(), model.index.clone(), op.spec.clone())
-                .with_context(|| origin(op))
+                .with_context(|| origins[*k].clone())
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -1189,24 +1188,18 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         Some(address) => Some(crate::pool::join(address, &args.secret, threads)?),
         None => None,
     };
+    let executor: &dyn Executor = match &pool {
+        Some(pool) => pool,
+        None => &Local { threads },
+    };
     let mut toolpaths = Vec::with_capacity(jobs.len());
     let t_all = Instant::now();
-    for (ctx, op) in jobs.iter().zip(&program.ops) {
+    for (ctx, (k, op)) in jobs.iter().zip(&program.ops) {
         let t0 = Instant::now();
         let label = format!("{}. {}", toolpaths.len() + 1, op.name);
-        let output = match &pool {
-            Some(pool) => {
-                let progress = OperationProgress::new(&label, ctx.spec().chunk_count(), args.quiet);
-                let out = pool
-                    .submit(ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone())?
-                    .wait(|p| progress.update(p.chunks_done, p.points_done))?;
-                progress.finish();
-                out
-            }
-            None => super::run(ctx, threads, &label, args.quiet)?,
-        };
+        let output = super::run(ctx, executor, &label, args.quiet)?;
         let JobOutput::Toolpath(tp) = output else {
-            bail!("internal error: {} produced no toolpath", origin(op));
+            bail!("internal error: {} produced no toolpath", origins[*k]);
         };
         toolpaths.push((tp, t0.elapsed().as_secs_f64()));
     }
@@ -1219,9 +1212,10 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     // rapids stop above the material there, and a move buried deeper than its tool can cut,
     // or a rapid into material, is said before anyone runs the program.
     let computed: Vec<&Toolpath> = toolpaths.iter().map(|(tp, _)| tp).collect();
-    let posted = run_job::post(&program, &computed)
+    let posted = program
+        .post(&computed)
         .map_err(|e| anyhow!("cannot check the program against the stock: {e}"))?;
-    for w in run_job::warnings(&program, &posted) {
+    for w in program.warnings(&posted) {
         eprintln!("warning: {w}");
     }
     // The posted toolpaths are the ones written: the computed ones go (a large program held
@@ -1235,7 +1229,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     // for corners (millpond_core::planner); "without acceleration" is length ÷ feed.
     let (mut moves, mut retracts) = (0, 0);
     let (mut cut, mut plunge, mut rapid) = (0.0, 0.0, 0.0);
-    let written = run_job::gcode_operations(&program, &posted);
+    let written = program.gcode_operations(&posted);
     let times = gcode::estimate_program(&written, &machine);
     for (k, ((p, seconds), t)) in written.iter().zip(&seconds).zip(&times).enumerate() {
         let tp = p.toolpath;

@@ -9,7 +9,7 @@ use super::check::ProgramCheck;
 use super::compute::{Backend, Compute, ComputeEvent, Computed, JobRequest};
 use super::dialogs::{self, Choice, PendingDialog};
 use super::document::{Command, Document, History};
-use super::export::{self, ExportOp, Exporter, Summary};
+use super::export::{self, Exporter, Summary};
 use super::model::{LoadOutcome, Model, ModelLoader, Placement, Units, display_name};
 use super::operations::{self, OperationDef, Strategy, Tool, ToolLibrary};
 use super::preferences::{self, PoolControl, PoolState, Preferences, QUIT_POOL_WAIT};
@@ -22,6 +22,8 @@ use millpond_core::MeshHash;
 use millpond_core::gcode::Dialect;
 use millpond_core::job_file::{self, Job, ModelFile, Output};
 use millpond_core::planner::estimate_time;
+use millpond_core::program::{self, PlannedOp, Program};
+use millpond_core::setup::Setup;
 use millpond_core::toolpath::ToolpathStats;
 use millpond_core::tools::{ImportChoice, ImportPlan};
 use millpond_core::{Aabb, TimeEstimate, Toolpath};
@@ -1126,7 +1128,7 @@ impl MillpondApp {
             &self.doc.stock,
             self.prefs.rapid_rate,
         )
-        .map_or(true, |p| p != r.computed.planned)
+        .map_or(true, |p| !p.same_toolpath(&r.computed.planned))
     }
 
     /// Segments of the preview the 3D view holds for `op_id` (an operation being computed).
@@ -1152,33 +1154,47 @@ impl MillpondApp {
 
     // ----- export -----
 
-    /// Enabled operations with toolpaths, in machining order.
-    pub fn export_ops(&self) -> Vec<ExportOp> {
-        self.doc
-            .operations
-            .list
-            .iter()
-            .filter(|o| o.enabled)
-            .filter_map(|o| {
-                let r = self.results.get(&o.id)?;
-                let p = &r.computed.planned;
-                Some(ExportOp {
-                    name: o.name.clone(),
-                    tool_number: p.tool.number,
-                    cutter: p.spec.cutter,
-                    feeds: p.feeds,
-                    safe_z: p.safe_z,
-                    spindle_dwell_s: self.doc.output.spindle_dwell_s,
-                    max_depth_of_cut: p.tool.max_depth_of_cut(&p.spec.cutter),
-                    toolpath: r.computed.toolpath.clone(),
-                    time: r.time,
-                })
-            })
-            .collect()
+    /// The program Export writes: the enabled operations that have toolpaths, in machining
+    /// order, planned as they were computed, in the document's stock, zero and output.
+    /// `None` without a model (or a stock that cannot be set up around it).
+    pub fn export_program(&self) -> Option<export::Job> {
+        let model = self.doc.model.as_ref()?;
+        let setup = Setup::new(model.mesh.hash(), model.bounds(), &self.doc.stock).ok()?;
+        let mut ops = Vec::new();
+        let mut toolpaths = Vec::new();
+        let mut times = Vec::new();
+        for (k, o) in self.doc.operations.list.iter().enumerate() {
+            let Some(r) = self.results.get(&o.id).filter(|_| o.enabled) else {
+                continue;
+            };
+            // The name as it is now: renaming changes the comment, not the moves.
+            let planned = PlannedOp {
+                name: o.name.clone(),
+                ..r.computed.planned.clone()
+            };
+            ops.push((k, planned));
+            toolpaths.push(r.computed.toolpath.clone());
+            times.push(r.time);
+        }
+        let zero = Some(program::work_zero(self.doc.stock.zero, &setup));
+        Some(export::Job {
+            program: Program {
+                title: self.export_title().0,
+                dialect: self.doc.output.dialect,
+                spindle_dwell_s: self.doc.output.spindle_dwell_s,
+                setup,
+                zero,
+                ops,
+            },
+            toolpaths,
+            times,
+            machine: self.prefs.machine(),
+        })
     }
 
     pub fn export_summary(&self) -> Summary {
-        export::summarize(&self.export_ops())
+        self.export_program()
+            .map_or_else(Summary::default, |job| export::summarize(&job))
     }
 
     fn export_title(&self) -> (String, String) {
@@ -1189,43 +1205,31 @@ impl MillpondApp {
         (name.to_string(), stem)
     }
 
-    /// Asks where to save, then writes the program.
-    pub fn export_dialog(&mut self) {
-        let ops = self.export_ops();
-        if ops.is_empty() {
+    /// The program to export, or `None` with a banner saying why there is none.
+    fn program_to_export(&mut self) -> Option<export::Job> {
+        let job = self.export_program().filter(|j| !j.program.ops.is_empty());
+        if job.is_none() {
             self.banners
                 .push("Nothing to export: generate an enabled operation first.".into());
-            return;
         }
-        let (title, stem) = self.export_title();
-        let job = self.export_job(title, ops);
+        job
+    }
+
+    /// Asks where to save, then writes the program.
+    pub fn export_dialog(&mut self) {
+        let Some(job) = self.program_to_export() else {
+            return;
+        };
+        let (_, stem) = self.export_title();
         self.exporter
             .start(&self.ctx, self.prefs.file_browser, &stem, job);
     }
 
-    fn export_job(&self, title: String, ops: Vec<ExportOp>) -> export::Job {
-        let zero = match (&self.doc.model, self.sent_stock) {
-            (Some(m), Some(stock)) => Some(millpond_core::gcode::WorkZero {
-                at: self.doc.stock.zero.point(stock, m.bounds()),
-                description: self.doc.stock.zero.describe(),
-            }),
-            _ => None,
-        };
-        export::Job {
-            dialect: self.doc.output.dialect,
-            title,
-            stock: self.sent_stock,
-            zero,
-            machine: self.prefs.machine(),
-            ops,
-        }
-    }
-
     /// Writes the program to `path` (no dialog), off the UI thread.
     pub fn export_to(&mut self, path: PathBuf) {
-        let (title, _) = self.export_title();
-        let job = self.export_job(title, self.export_ops());
-        self.exporter.write_to(&self.ctx, path, job);
+        if let Some(job) = self.program_to_export() {
+            self.exporter.write_to(&self.ctx, path, job);
+        }
     }
 
     // ----- preferences and the pool -----
@@ -1378,8 +1382,8 @@ impl MillpondApp {
             .map(|o| (o.id, o.name.clone()))
             .collect();
         self.view.set_legend(&legend);
-        let ops = self.export_ops();
-        self.program_check.update(&self.ctx, self.sent_stock, &ops);
+        let program = self.export_program();
+        self.program_check.update(&self.ctx, program.as_ref());
         self.pool.poll();
         if let Some(t) = self.autostart_at
             && self.autostart_ready(t)

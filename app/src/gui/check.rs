@@ -4,8 +4,7 @@
 //! (a move buried deeper than its tool can cut, a rapid into material) is shown beside the
 //! Export button.
 
-use super::export::{self, ExportOp};
-use millpond_core::Aabb;
+use super::export::{self, Job};
 use std::sync::mpsc::{Receiver, channel};
 
 /// What a check depends on: the toolpaths (by identity: a new computation is a new `Arc`),
@@ -17,15 +16,19 @@ struct CheckKey {
 }
 
 impl CheckKey {
-    fn new(stock: Aabb, ops: &[ExportOp]) -> Self {
+    fn new(job: &Job) -> Self {
+        let stock = job.program.setup.stock;
         Self {
-            ops: ops
+            ops: job
+                .program
+                .ops
                 .iter()
-                .map(|o| {
+                .zip(&job.toolpaths)
+                .map(|((_, op), tp)| {
                     (
-                        std::sync::Arc::as_ptr(&o.toolpath) as usize,
-                        o.cutter,
-                        o.max_depth_of_cut.to_bits(),
+                        std::sync::Arc::as_ptr(tp) as usize,
+                        op.cutter,
+                        op.max_depth_of_cut.to_bits(),
                     )
                 })
                 .collect(),
@@ -58,7 +61,7 @@ pub struct ProgramCheck {
 impl ProgramCheck {
     /// Starts a check when the program or the stock changed since the last one; collects a
     /// finished one. Cheap when nothing changed: call it every frame.
-    pub fn update(&mut self, ctx: &egui::Context, stock: Option<Aabb>, ops: &[ExportOp]) {
+    pub fn update(&mut self, ctx: &egui::Context, job: Option<&Job>) {
         if let Some((key, rx)) = &self.running
             && let Ok(result) = rx.try_recv()
         {
@@ -66,23 +69,23 @@ impl ProgramCheck {
             self.done = Some(key.clone());
             self.running = None;
         }
-        let Some(stock) = stock else {
+        let Some(job) = job else {
             self.warnings.clear();
             self.done = None;
             return;
         };
-        let key = CheckKey::new(stock, ops);
+        let key = CheckKey::new(job);
         let current = self.running.as_ref().map(|(k, _)| k).or(self.done.as_ref());
         if current == Some(&key) || self.running.is_some() {
             return;
         }
-        let ops = ops.to_vec();
+        let job = job.clone();
         let (tx, rx) = channel();
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("program-check".into())
             .spawn(move || {
-                let _ = tx.send(check(stock, &ops));
+                let _ = tx.send(check(&job));
                 ctx.request_repaint();
             });
         match spawned {
@@ -100,11 +103,8 @@ impl ProgramCheck {
     }
 }
 
-/// The warnings for `ops` machined in order from `stock`.
-pub fn check(stock: Aabb, ops: &[ExportOp]) -> Result<Vec<String>, String> {
-    Ok(ops
-        .iter()
-        .zip(&export::machined(stock, ops)?)
-        .flat_map(|(o, (_, r))| r.warnings(&o.name, o.max_depth_of_cut))
-        .collect())
+/// The warnings for the program machined in order from its stock: the ones
+/// `millpond toolpath` prints.
+pub fn check(job: &Job) -> Result<Vec<String>, String> {
+    Ok(job.program.warnings(&export::posted(job)?))
 }

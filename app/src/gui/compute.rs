@@ -8,14 +8,14 @@
 //! cancel sets the batch's [`CancelToken`]: local chunks see it between
 //! raster line pieces (milliseconds), and a pooled job is cancelled at its owner at once.
 
-use super::operations::PlannedJob;
 use millpond_core::job::JobOutput;
-use millpond_core::runner::{self, RunError};
+use millpond_core::program::PlannedOp;
+use millpond_core::runner::{Executor, Local, Progress, RunError, RunEvent, WorkerChunk};
 use millpond_core::{Aabb, CancelToken, JobContext, Mesh, Point3, Toolpath, TriangleIndex};
-use millpond_net::{JobEvent, Pool, PoolError, WorkerStats};
-use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex, Weak};
+use millpond_net::{Pool, WorkerStats};
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Where a batch runs.
@@ -35,34 +35,9 @@ pub struct JobRequest {
     pub name: String,
     pub mesh: Arc<Mesh>,
     pub index: Arc<TriangleIndex>,
-    pub planned: PlannedJob,
+    pub planned: PlannedOp,
     /// The model generation it was planned for.
     pub generation: u64,
-}
-
-/// How far the running operation has come.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct JobProgressView {
-    pub chunks_done: u32,
-    pub chunks_total: u32,
-    pub local_chunks: u32,
-    pub remote_chunks: u32,
-    pub points_done: u64,
-    pub points_total: u64,
-    /// CL points per second.
-    pub points_per_s: f64,
-    pub eta_s: f64,
-    pub elapsed_s: f64,
-}
-
-impl JobProgressView {
-    pub fn fraction(&self) -> f32 {
-        if self.chunks_total == 0 {
-            0.0
-        } else {
-            self.chunks_done as f32 / self.chunks_total as f32
-        }
-    }
 }
 
 /// What the running operation has computed so far: the CL points of its finished chunks,
@@ -108,7 +83,7 @@ impl Preview {
 pub struct Computed {
     pub op_id: u64,
     pub toolpath: Arc<Toolpath>,
-    pub planned: PlannedJob,
+    pub planned: PlannedOp,
     pub generation: u64,
     pub elapsed_s: f64,
 }
@@ -136,17 +111,16 @@ enum Msg {
         points_total: u64,
         chunks_total: u32,
     },
-    Progress(JobProgressView),
+    /// How far the operation has come; `worker` for a chunk computed by a worker thread here
+    /// (local mode).
+    Progress {
+        progress: Progress,
+        worker: Option<WorkerChunk>,
+    },
     /// A finished chunk's CL polylines, for the preview.
     Chunk {
         op_id: u64,
         lines: Vec<Vec<Point3>>,
-    },
-    /// A chunk computed here (local mode): by which worker thread, in how many seconds.
-    LocalChunk {
-        progress: JobProgressView,
-        worker: usize,
-        seconds: f64,
     },
     Done {
         request: Box<JobRequest>,
@@ -164,7 +138,7 @@ enum Msg {
 pub struct CurrentJob {
     pub op_id: u64,
     pub name: String,
-    pub progress: JobProgressView,
+    pub progress: Progress,
 }
 
 #[derive(Debug)]
@@ -184,14 +158,20 @@ struct Batch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
     pub name: String,
-    pub chunks_done: u32,
-    pub chunks_total: u32,
-    pub local_chunks: u32,
-    pub remote_chunks: u32,
-    pub points_per_s: f64,
-    pub eta_s: f64,
-    /// "running", "done", "cancelled", "failed".
+    /// Where it got to (for a finished job: its end).
+    pub progress: Progress,
+    /// "running", "cancelling", "done", "cancelled", "failed".
     pub state: &'static str,
+}
+
+impl JobRow {
+    /// Seconds left: none for a job that is over.
+    pub fn eta_s(&self) -> f64 {
+        match self.state {
+            "running" | "cancelling" => self.progress.eta_s(),
+            _ => 0.0,
+        }
+    }
 }
 
 /// What this computer's worker threads computed in local mode since start (pooled runs are
@@ -321,12 +301,7 @@ impl Compute {
         if let Err(e) = spawned {
             self.finished.push(JobRow {
                 name: format!("cannot start a worker thread: {e}"),
-                chunks_done: 0,
-                chunks_total: 0,
-                local_chunks: 0,
-                remote_chunks: 0,
-                points_per_s: 0.0,
-                eta_s: 0.0,
+                progress: Progress::default(),
                 state: "failed",
             });
             return;
@@ -380,16 +355,19 @@ impl Compute {
                     b.current = Some(CurrentJob {
                         op_id,
                         name,
-                        progress: JobProgressView {
+                        progress: Progress {
                             points_total,
                             chunks_total,
-                            ..JobProgressView::default()
+                            ..Progress::default()
                         },
                     });
                 }
-                Msg::Progress(p) => {
+                Msg::Progress { progress, worker } => {
+                    if let Some(w) = worker {
+                        self.totals.add(w.worker, w.compute_s);
+                    }
                     if let Some(c) = &mut b.current {
-                        c.progress = p;
+                        c.progress = progress;
                     }
                 }
                 Msg::Chunk { op_id, lines } => {
@@ -397,16 +375,6 @@ impl Compute {
                         b.preview
                             .get_or_insert_with(|| Preview::new(op_id))
                             .add(lines);
-                    }
-                }
-                Msg::LocalChunk {
-                    progress,
-                    worker,
-                    seconds,
-                } => {
-                    self.totals.add(worker, seconds);
-                    if let Some(c) = &mut b.current {
-                        c.progress = progress;
                     }
                 }
                 Msg::Done {
@@ -419,12 +387,7 @@ impl Compute {
                     progress.elapsed_s = elapsed_s;
                     let row = |state| JobRow {
                         name: request.name.clone(),
-                        chunks_done: progress.chunks_done,
-                        chunks_total: progress.chunks_total,
-                        local_chunks: progress.local_chunks,
-                        remote_chunks: progress.remote_chunks,
-                        points_per_s: progress.points_total as f64 / elapsed_s.max(1e-9),
-                        eta_s: 0.0,
+                        progress,
                         state,
                     };
                     match result {
@@ -460,12 +423,7 @@ impl Compute {
                             &mut self.finished,
                             JobRow {
                                 name: c.name,
-                                chunks_done: c.progress.chunks_done,
-                                chunks_total: c.progress.chunks_total,
-                                local_chunks: c.progress.local_chunks,
-                                remote_chunks: c.progress.remote_chunks,
-                                points_per_s: c.progress.points_per_s,
-                                eta_s: 0.0,
+                                progress: c.progress,
                                 state: "cancelled",
                             },
                         );
@@ -515,11 +473,6 @@ fn push_row(rows: &mut Vec<JobRow>, row: JobRow) {
     }
 }
 
-enum JobFailure {
-    Cancelled,
-    Failed(String),
-}
-
 fn run_batch(
     jobs: Vec<JobRequest>,
     backend: Backend,
@@ -546,10 +499,7 @@ fn run_batch(
             chunks_total: spec.chunk_count(),
         });
         let t0 = Instant::now();
-        let result = match &backend {
-            Backend::Local { threads } => run_local(&job, *threads, &cancel, &send),
-            Backend::Pool { pool, .. } => run_pooled(&job, pool, &cancel, &send),
-        };
+        let result = run_one(&job, &backend, &cancel, &send);
         let elapsed_s = t0.elapsed().as_secs_f64();
         match result {
             Ok(tp) => send(Msg::Done {
@@ -557,142 +507,75 @@ fn run_batch(
                 result: Ok(tp),
                 elapsed_s,
             }),
-            Err(JobFailure::Failed(e)) => send(Msg::Done {
-                request: Box::new(job),
-                result: Err(e),
-                elapsed_s,
-            }),
-            Err(JobFailure::Cancelled) => {
+            Err(RunError::Cancelled) => {
                 send(Msg::Cancelled {
                     stopped: Instant::now(),
                 });
                 return;
             }
+            Err(e) => send(Msg::Done {
+                request: Box::new(job),
+                result: Err(e.to_string()),
+                elapsed_s,
+            }),
         }
     }
     send(Msg::BatchOver);
 }
 
-fn toolpath_of(out: JobOutput) -> Result<Toolpath, JobFailure> {
-    match out {
+/// One operation, run by the batch's executor (whichever it is), its chunks previewed and its
+/// progress reported as they come.
+fn run_one(
+    job: &JobRequest,
+    executor: &dyn Executor,
+    cancel: &CancelToken,
+    send: &(dyn Fn(Msg) + Sync),
+) -> Result<Toolpath, RunError> {
+    let ctx = JobContext::new(
+        job.mesh.clone(),
+        job.index.clone(),
+        job.planned.spec.clone(),
+    )?;
+    let output = executor.run(&ctx, cancel, &|event| match event {
+        // A copy of the chunk's points: cheap next to computing them.
+        RunEvent::Chunk(r) => send(Msg::Chunk {
+            op_id: job.op_id,
+            lines: ctx.preview(r),
+        }),
+        RunEvent::Progress { progress, worker } => send(Msg::Progress { progress, worker }),
+    })?;
+    match output {
         JobOutput::Toolpath(tp) => Ok(tp),
-        _ => Err(JobFailure::Failed(
+        _ => Err(RunError::Pool(
             "internal error: the job produced no toolpath".into(),
         )),
     }
 }
 
-fn run_local(
-    job: &JobRequest,
-    threads: usize,
-    cancel: &CancelToken,
-    send: &(dyn Fn(Msg) + Sync),
-) -> Result<Toolpath, JobFailure> {
-    let ctx = JobContext::new(
-        job.mesh.clone(),
-        job.index.clone(),
-        job.planned.spec.clone(),
-    )
-    .map_err(|e| JobFailure::Failed(e.to_string()))?;
-    let t0 = Instant::now();
-    // Each worker thread's index and when it last finished a chunk. The runner reports a
-    // chunk from its worker right after computing it, and a worker takes its next chunk at
-    // once while any are left, so the time since its previous report is the chunk's
-    // compute time.
-    let workers: Mutex<HashMap<std::thread::ThreadId, (usize, Instant)>> = Mutex::default();
-    let results = runner::run_local(&ctx, threads, cancel, &|r, p| {
-        // A copy of the chunk's points: cheap next to computing them.
-        send(Msg::Chunk {
-            op_id: job.op_id,
-            lines: ctx.preview(r),
-        });
-        let now = Instant::now();
-        let (worker, since) = {
-            let mut w = workers.lock().unwrap_or_else(|e| e.into_inner());
-            let next = w.len();
-            let slot = w.entry(std::thread::current().id()).or_insert((next, t0));
-            let was = *slot;
-            slot.1 = now;
-            was
-        };
-        let elapsed_s = (now - t0).as_secs_f64();
-        let rate = p.points_done as f64 / elapsed_s.max(1e-9);
-        send(Msg::LocalChunk {
-            progress: JobProgressView {
-                chunks_done: p.chunks_done,
-                chunks_total: p.chunks_total,
-                local_chunks: p.chunks_done,
-                remote_chunks: 0,
-                points_done: p.points_done,
-                points_total: p.points_total,
-                points_per_s: rate,
-                eta_s: p.points_total.saturating_sub(p.points_done) as f64 / rate.max(1e-9),
-                elapsed_s,
-            },
-            worker,
-            seconds: (now - since).as_secs_f64(),
-        });
-    })
-    .map_err(|e| match e {
-        RunError::Cancelled => JobFailure::Cancelled,
-        e => JobFailure::Failed(e.to_string()),
-    })?;
-    if cancel.is_cancelled() {
-        return Err(JobFailure::Cancelled);
-    }
-    toolpath_of(
-        ctx.finish(results)
-            .map_err(|e| JobFailure::Failed(e.to_string()))?,
-    )
-}
-
-fn run_pooled(
-    job: &JobRequest,
-    pool: &Weak<Pool>,
-    cancel: &CancelToken,
-    send: &(dyn Fn(Msg) + Sync),
-) -> Result<Toolpath, JobFailure> {
-    let stopped = || JobFailure::Failed("the pool stopped (server mode was turned off)".into());
-    let handle = {
-        let pool = pool.upgrade().ok_or_else(stopped)?;
-        pool.submit(
-            job.mesh.clone(),
-            job.index.clone(),
-            job.planned.spec.clone(),
-        )
-        .map_err(|e| JobFailure::Failed(e.to_string()))?
-    };
-    let t0 = Instant::now();
-    let points_total = job.planned.spec.grid().points();
-    loop {
-        if cancel.is_cancelled() {
-            handle.cancel();
-            return Err(JobFailure::Cancelled);
-        }
-        match handle.events.recv_timeout(Duration::from_millis(10)) {
-            Ok(JobEvent::Progress(p)) => send(Msg::Progress(JobProgressView {
-                chunks_done: p.chunks_done,
-                chunks_total: p.chunks_total,
-                local_chunks: p.local_chunks,
-                remote_chunks: p.remote_chunks,
-                points_done: p.points_done,
-                points_total,
-                points_per_s: p.points_per_s,
-                eta_s: p.eta_s,
-                elapsed_s: t0.elapsed().as_secs_f64(),
-            })),
-            Ok(JobEvent::Chunk(r)) => send(Msg::Chunk {
-                op_id: job.op_id,
-                lines: job.planned.spec.preview(&r),
-            }),
-            Ok(JobEvent::Finished(Ok(out))) => return toolpath_of(out),
-            Ok(JobEvent::Finished(Err(PoolError::Cancelled))) => {
-                return Err(JobFailure::Cancelled);
+/// A batch's backend is its executor: this computer's cores, or the pool as long as server
+/// mode is on.
+impl Executor for Backend {
+    fn run(
+        &self,
+        job: &JobContext,
+        cancel: &CancelToken,
+        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+    ) -> Result<JobOutput, RunError> {
+        match self {
+            Backend::Local { threads } => Local { threads: *threads }.run(job, cancel, on_event),
+            // The pool is held only to submit: its handle follows the job without it, so
+            // turning server mode off (or quitting) drops the pool at once, and the run says
+            // the pool stopped.
+            Backend::Pool { pool, .. } => {
+                let stopped =
+                    || RunError::Pool("the pool stopped (server mode was turned off)".into());
+                let handle = pool.upgrade().ok_or_else(stopped)?.submit(
+                    job.mesh().clone(),
+                    job.index().clone(),
+                    job.spec().clone(),
+                )?;
+                handle.follow(cancel, on_event)
             }
-            Ok(JobEvent::Finished(Err(PoolError::Stopped)))
-            | Err(RecvTimeoutError::Disconnected) => return Err(stopped()),
-            Ok(JobEvent::Finished(Err(e))) => return Err(JobFailure::Failed(e.to_string())),
-            Err(RecvTimeoutError::Timeout) => {}
         }
     }
 }

@@ -3,29 +3,24 @@
 //! own tool change), written off the UI thread through a temporary file.
 
 use super::dialogs::{self, PendingDialog};
-use millpond_core::gcode::{self, Dialect};
-use millpond_core::stock_model::{self, EngagementReport, ProgramStep};
-use millpond_core::{Aabb, Cutter, Feeds, MachineProfile, TimeEstimate, Toolpath};
+use millpond_core::gcode::Dialect;
+use millpond_core::program::Program;
+use millpond_core::{MachineProfile, TimeEstimate, Toolpath};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
-/// One operation as it goes into the program.
+/// A program to write: the job's program as planned ([`Program`], the same type
+/// `millpond toolpath` posts), the computed toolpath and the machining time of each of its
+/// operations, and the machine the header's time is estimated for.
 #[derive(Debug, Clone)]
-pub struct ExportOp {
-    pub name: String,
-    pub tool_number: u32,
-    pub cutter: Cutter,
-    pub feeds: Feeds,
-    pub safe_z: f64,
-    /// Seconds the spindle gets to reach its speed (the machine's, from Preferences).
-    pub spindle_dwell_s: f64,
-    /// The deepest the tool may cut in one move, mm (the tool's).
-    pub max_depth_of_cut: f64,
-    pub toolpath: Arc<Toolpath>,
-    /// Its machining time on the machine of Preferences (the toolpath alone, from rest to
+pub struct Job {
+    pub program: Program,
+    pub toolpaths: Vec<Arc<Toolpath>>,
+    /// Each operation's time on the machine of Preferences (the toolpath alone, from rest to
     /// rest: `millpond_core::planner::estimate_time`).
-    pub time: TimeEstimate,
+    pub times: Vec<TimeEstimate>,
+    pub machine: MachineProfile,
 }
 
 /// What the program will do, shown before exporting.
@@ -39,16 +34,16 @@ pub struct Summary {
     pub time: TimeEstimate,
 }
 
-pub fn summarize(ops: &[ExportOp]) -> Summary {
+pub fn summarize(job: &Job) -> Summary {
     let mut s = Summary {
-        operations: ops.len(),
+        operations: job.program.ops.len(),
         ..Summary::default()
     };
-    for op in ops {
-        let t = op.toolpath.stats(&op.feeds);
+    for (((_, op), tp), time) in job.program.ops.iter().zip(&job.toolpaths).zip(&job.times) {
+        let t = tp.stats(&op.feeds);
         s.cut_length += t.cut_length + t.plunge_length;
         s.rapid_length += t.rapid_length;
-        s.time += op.time;
+        s.time += *time;
     }
     s
 }
@@ -67,67 +62,21 @@ pub fn default_extension(d: Dialect) -> &'static str {
     }
 }
 
-/// `ops` machined in order from `stock`: the toolpaths as they are posted (straight-down
-/// rapids stopped above the material) and what each did to the stock.
-pub fn machined(
-    stock: Aabb,
-    ops: &[ExportOp],
-) -> Result<Vec<(Toolpath, EngagementReport)>, String> {
-    let steps: Vec<ProgramStep<'_>> = ops
-        .iter()
-        .map(|o| ProgramStep {
-            cutter: o.cutter,
-            max_depth_of_cut: o.max_depth_of_cut,
-            toolpath: &o.toolpath,
-        })
-        .collect();
-    stock_model::check_program(stock, &steps)
+/// The program's toolpaths as posted: machined in order from the stock, straight-down rapids
+/// stopped above what the operations before left ([`Program::post`]).
+pub fn posted(
+    job: &Job,
+) -> Result<Vec<(Toolpath, millpond_core::stock_model::EngagementReport)>, String> {
+    let toolpaths: Vec<&Toolpath> = job.toolpaths.iter().map(|t| &**t).collect();
+    job.program
+        .post(&toolpaths)
         .map_err(|e| format!("cannot check the program against the stock: {e}"))
 }
 
-/// Writes the program (what the background thread runs). With the stock box, the toolpaths
-/// are posted as the program check machines them: straight-down rapids stop above what the
-/// operations before left ([`machined`]).
-pub fn write(
-    path: &Path,
-    dialect: Dialect,
-    title: &str,
-    stock: Option<Aabb>,
-    zero: Option<&gcode::WorkZero>,
-    machine: &MachineProfile,
-    ops: &[ExportOp],
-) -> Result<(), String> {
-    let checked = stock.map(|s| machined(s, ops)).transpose()?;
-    let ops: Vec<gcode::Operation<'_>> = ops
-        .iter()
-        .enumerate()
-        .map(|(k, o)| gcode::Operation {
-            name: &o.name,
-            tool_number: o.tool_number,
-            cutter: o.cutter,
-            feeds: o.feeds,
-            safe_z: o.safe_z,
-            spindle_dwell_s: o.spindle_dwell_s,
-            toolpath: checked.as_ref().map_or(&*o.toolpath, |c| &c[k].0),
-        })
-        .collect();
-    crate::common::write_gcode(path, dialect, title, zero, machine, &ops)
+/// Writes the program (what the background thread runs), as `millpond toolpath` writes it.
+pub fn write(path: &Path, job: &Job) -> Result<(), String> {
+    crate::run_job::write(path, &job.program, &posted(job)?, &job.machine)
         .map_err(|e| format!("{e:#}"))
-}
-
-/// A program to write: its operations, for which controller, checked against which stock.
-#[derive(Debug)]
-pub struct Job {
-    pub dialect: Dialect,
-    /// The program's title comment (the model's name).
-    pub title: String,
-    /// With it, the toolpaths are posted as the program check machines them ([`machined`]).
-    pub stock: Option<Aabb>,
-    /// Where the program's zero is.
-    pub zero: Option<gcode::WorkZero>,
-    /// The machine the header's time is estimated for.
-    pub machine: MachineProfile,
-    pub ops: Vec<ExportOp>,
 }
 
 /// The export in progress, if any, and how the last one went.
@@ -154,7 +103,7 @@ impl Exporter {
         file_stem: &str,
         job: Job,
     ) {
-        let name = format!("{file_stem}.{}", default_extension(job.dialect));
+        let name = format!("{file_stem}.{}", default_extension(job.program.dialect));
         let recent: Vec<PathBuf> = self.last_dir.iter().cloned().collect();
         let pending = dialogs::choose(
             repaint,
@@ -176,16 +125,7 @@ impl Exporter {
         let (tx, rx) = channel();
         let repaint = repaint.clone();
         std::thread::spawn(move || {
-            let r = write(
-                &path,
-                job.dialect,
-                &job.title,
-                job.stock,
-                job.zero.as_ref(),
-                &job.machine,
-                &job.ops,
-            )
-            .map(|()| path);
+            let r = write(&path, &job).map(|()| path);
             let _ = tx.send(r);
             repaint.request_repaint();
         });

@@ -1,5 +1,5 @@
 //! The tool library, the list of operations and the stock: plain data the side panel edits
-//! and [`plan`] turns into a core [`JobSpec`].
+//! and [`plan`] turns into a core [`PlannedOp`] (its [`millpond_core::JobSpec`], tool and feeds).
 //!
 //! Operations are an enum of strategies, each with its own parameter struct
 //! ([`Strategy`]), so a strategy the core gains is one more variant, its parameter struct, its
@@ -9,13 +9,13 @@
 //! ([`millpond_core::tools`]).
 
 use super::model::Model;
+use millpond_core::program::PlannedOp;
 use millpond_core::setup::Setup;
 pub use millpond_core::setup::{
     LineAxis, OperationDef, OperationFeeds, RasterParams, RoughingParams, Stepover, Stock,
     StockMode, Strategy, WaterlineParams,
 };
 pub use millpond_core::tools::{Tool, ToolLibrary, ToolShape};
-use millpond_core::{Feeds, JobSpec};
 
 /// The tool shape a strategy is usually cut with: new operations start with one.
 pub fn usual_shape(strategy: &Strategy) -> ToolShape {
@@ -123,42 +123,17 @@ impl Operations {
     }
 }
 
-/// Everything needed to run one operation and to post its toolpath.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlannedJob {
-    pub spec: JobSpec,
-    pub tool: Tool,
-    pub feeds: Feeds,
-    pub safe_z: f64,
-}
-
-/// Turns an operation into a validated job for the current model, tool and stock: the tool
-/// library and the machine's rapid rate here, everything else in [`Setup::plan`].
+/// Plans an operation for the current model, tool library and stock, as
+/// `millpond toolpath` plans it ([`PlannedOp::plan`]); the error names the operation.
 pub fn plan(
     op: &OperationDef,
     tools: &ToolLibrary,
     model: &Model,
     stock: &Stock,
     rapid_rate: f64,
-) -> Result<PlannedJob, String> {
-    let tool = tools
-        .get(op.tool)
-        .ok_or_else(|| format!("{}: choose a tool", op.name))?;
-    let cutter = tool.cutter().map_err(|e| e.to_string())?;
-    let feeds = tool.feeds(rapid_rate).map_err(|e| e.to_string())?;
-    let feeds = op
-        .feeds_over(feeds)
-        .map_err(|e| format!("{}: {e}", op.name))?;
+) -> Result<PlannedOp, String> {
     let setup = Setup::new(model.mesh.hash(), model.bounds(), stock).map_err(|e| e.to_string())?;
-    let spec = setup
-        .plan(&op.strategy, cutter)
-        .map_err(|e| format!("{}: {e}", op.name))?;
-    Ok(PlannedJob {
-        spec,
-        tool: tool.clone(),
-        feeds,
-        safe_z: setup.safe_z,
-    })
+    PlannedOp::plan(op, &tools.tools, &setup, rapid_rate).map_err(|e| format!("{}: {e}", op.name))
 }
 
 #[cfg(test)]

@@ -192,12 +192,7 @@ pub fn job_rows(compute: &Compute) -> Vec<JobRow> {
         let p = c.progress;
         rows.push(JobRow {
             name: c.name.clone(),
-            chunks_done: p.chunks_done,
-            chunks_total: p.chunks_total,
-            local_chunks: p.local_chunks,
-            remote_chunks: p.remote_chunks,
-            points_per_s: p.points_per_s,
-            eta_s: p.eta_s,
+            progress: p,
             state: if compute.is_cancelling() {
                 "cancelling"
             } else {
@@ -423,11 +418,12 @@ fn worker_columns() -> Vec<Column<WorkerRow>> {
 }
 
 fn share(r: &JobRow) -> f64 {
-    let all = r.local_chunks + r.remote_chunks;
+    let p = &r.progress;
+    let all = p.local_chunks + p.remote_chunks;
     if all == 0 {
         0.0
     } else {
-        f64::from(r.local_chunks) / f64::from(all)
+        f64::from(p.local_chunks) / f64::from(all)
     }
 }
 
@@ -448,15 +444,15 @@ fn job_columns() -> Vec<Column<JobRow>> {
         Column {
             title: "Chunks",
             tip: "Chunks done of the job's total",
-            text: |r| format!("{} / {}", r.chunks_done, r.chunks_total),
-            key: |r| Key::Num(f64::from(r.chunks_done)),
+            text: |r| format!("{} / {}", r.progress.chunks_done, r.progress.chunks_total),
+            key: |r| Key::Num(f64::from(r.progress.chunks_done)),
         },
         Column {
             title: "Local / remote",
             tip: "Share of the chunks computed on this computer and elsewhere in the pool",
             text: |r| {
                 let s = share(r);
-                if r.local_chunks + r.remote_chunks == 0 {
+                if r.progress.local_chunks + r.progress.remote_chunks == 0 {
                     "—".into()
                 } else {
                     format!("{:.0}% / {:.0}%", s * 100.0, (1.0 - s) * 100.0)
@@ -467,14 +463,14 @@ fn job_columns() -> Vec<Column<JobRow>> {
         Column {
             title: "Throughput",
             tip: "Cutter-location points computed per second",
-            text: |r| format_rate(r.points_per_s),
-            key: |r| Key::Num(r.points_per_s),
+            text: |r| format_rate(r.progress.points_per_s()),
+            key: |r| Key::Num(r.progress.points_per_s()),
         },
         Column {
             title: "ETA",
             tip: "Estimated time until the job is done",
-            text: |r| format_eta(r.eta_s),
-            key: |r| Key::Num(r.eta_s),
+            text: |r| format_eta(r.eta_s()),
+            key: |r| Key::Num(r.eta_s()),
         },
     ]
 }
@@ -594,7 +590,7 @@ impl StatsPanel {
             .map(|h| h.workers)
             .sum();
         let chunks: u64 = self.hosts.iter().map(|h| h.chunks_done).sum();
-        let rate = compute.current().map_or(0.0, |c| c.progress.points_per_s);
+        let rate = compute.current().map_or(0.0, |c| c.progress.points_per_s());
         self.totals = format!(
             "{} ({} host{}, {workers} workers): {chunks} chunks computed, now {}",
             if pool.is_some() { "Pool" } else { "Local mode" },

@@ -433,8 +433,8 @@ impl MillpondApp {
                     c.name,
                     p.chunks_done,
                     p.chunks_total,
-                    format_rate(p.points_per_s),
-                    format_eta(p.eta_s)
+                    format_rate(p.points_per_s()),
+                    format_eta(p.eta_s())
                 );
                 ui.add(
                     egui::ProgressBar::new(p.fraction())

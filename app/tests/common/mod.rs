@@ -63,7 +63,7 @@ pub fn raster_toolpath(mesh: &Mesh, cutter: Cutter, stepover: f64, sampling: f64
         }),
     };
     let ctx = JobContext::new(mesh, index, spec).expect("a valid raster job");
-    let results = millpond_core::runner::run_local(&ctx, 2, &CancelToken::new(), &|_, _| {})
+    let results = millpond_core::runner::run_local(&ctx, 2, &CancelToken::new(), &|_| {})
         .expect("the raster job runs");
     match ctx.finish(results).expect("the results assemble") {
         JobOutput::Toolpath(tp) => tp,

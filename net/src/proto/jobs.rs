@@ -4,8 +4,9 @@
 use super::{Action, LinkId, MAX_DEATHS, Node, close};
 use crate::stats::WorkerStats;
 use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
-use crate::{JobEvent, JobProgress, PoolError};
+use crate::{JobEvent, PoolError};
 use millpond_core::job::{ChunkResult, JobContext};
+use millpond_core::runner::Progress;
 use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -150,28 +151,16 @@ impl JobState {
             .map(|(c, _)| *c)
     }
 
-    /// How far the owner has come, rates measured up to `now`.
-    pub fn progress(&self, now: Instant) -> JobProgress {
-        let done = self.results.len() as u32;
-        let secs = now
-            .saturating_duration_since(self.started)
-            .as_secs_f64()
-            .max(1e-6);
-        let rate = self.points_done as f64 / secs;
-        let total_points = self.spec.grid().points();
-        let left = total_points.saturating_sub(self.points_done) as f64;
-        JobProgress {
-            chunks_done: done,
+    /// How far the owner has come, up to `now`.
+    pub fn progress(&self, now: Instant) -> Progress {
+        Progress {
+            chunks_done: self.results.len() as u32,
             chunks_total: self.total,
             local_chunks: self.local_done,
             remote_chunks: self.remote_done,
             points_done: self.points_done,
-            points_per_s: rate,
-            eta_s: if rate > 0.0 {
-                left / rate
-            } else {
-                f64::INFINITY
-            },
+            points_total: self.spec.grid().points(),
+            elapsed_s: now.saturating_duration_since(self.started).as_secs_f64(),
         }
     }
 }

@@ -129,17 +129,9 @@ impl Node {
             .jobs
             .iter()
             .filter(|(_, j)| j.parent.is_none())
-            .map(|(id, j)| {
-                let p = j.progress(now);
-                JobStats {
-                    id: id.to_string(),
-                    chunks_done: p.chunks_done,
-                    chunks_total: p.chunks_total,
-                    local_chunks: p.local_chunks,
-                    remote_chunks: p.remote_chunks,
-                    points_per_s: p.points_per_s,
-                    eta_s: p.eta_s,
-                }
+            .map(|(id, j)| JobStats {
+                id: id.to_string(),
+                progress: j.progress(now),
             })
             .collect();
         let remotes = self

@@ -100,7 +100,7 @@ fn run_one(model: Model, tool: &str, threads: usize, quick: bool) -> Result<()> 
     let points = spec.grid().points();
     let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
     let t1 = Instant::now();
-    let results = run_local(&ctx, threads, &CancelToken::new(), &|_, _| {})?;
+    let results = run_local(&ctx, threads, &CancelToken::new(), &|_| {})?;
     let out = ctx.finish(results)?;
     let compute_s = t1.elapsed().as_secs_f64();
     // A digest of every height's bits, so that runs of different builds can be compared.
@@ -304,7 +304,7 @@ fn pool(quick: bool) -> Result<()> {
     for _ in 0..3 {
         let ctx = millpond_core::JobContext::new(mesh.clone(), index.clone(), spec.clone())?;
         let t = Instant::now();
-        let r = run_local(&ctx, 2, &CancelToken::new(), &|_, _| {})?;
+        let r = run_local(&ctx, 2, &CancelToken::new(), &|_| {})?;
         ctx.finish(r)?;
         locals.push(t.elapsed().as_secs_f64());
     }
@@ -447,7 +447,7 @@ fn waterline(quick: bool) -> Result<()> {
             let mut last = None;
             for _ in 0..3 {
                 let t0 = Instant::now();
-                let results = run_local(&ctx, threads, &CancelToken::new(), &|_, _| {})?;
+                let results = run_local(&ctx, threads, &CancelToken::new(), &|_| {})?;
                 last = Some(ctx.finish(results)?);
                 times.push(t0.elapsed().as_secs_f64());
             }

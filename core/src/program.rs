@@ -1,0 +1,203 @@
+//! A job's program before and after its toolpaths are computed: every enabled operation
+//! planned with its tool and feeds ([`Program::plan`], [`PlannedOp::plan`]), then the
+//! computed toolpaths checked against the stock and posted ([`Program::post`]). The window's
+//! Generate + Export and `millpond toolpath` both go through here, so one job gives one
+//! program, bit for bit, whichever front end the machinist used (ARCHITECTURE.md §6.3).
+
+use crate::gcode::{self, Dialect};
+use crate::job_file::Job;
+use crate::setup::{OperationDef, Setup, WorkZeroChoice};
+use crate::stock_model::{self, EngagementReport, ProgramStep, StockModelError};
+use crate::tools::Tool;
+use crate::{Cutter, Feeds, JobSpec, Toolpath};
+use std::fmt;
+
+/// One operation of the program, planned: all but its toolpath.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedOp {
+    pub name: String,
+    pub tool_number: u32,
+    pub cutter: Cutter,
+    /// The operation's own, or its tool's.
+    pub feeds: Feeds,
+    /// The deepest its tool may cut in one move, mm ([`Tool::max_depth_of_cut`]).
+    pub max_depth_of_cut: f64,
+    /// What to compute.
+    pub spec: JobSpec,
+}
+
+impl PlannedOp {
+    /// Plans `op` in `setup` with its tool from `tools`: the cutter, the feeds (the
+    /// operation's own over the tool's) and the job spec. The error is in the user's words,
+    /// without the operation's name (the caller knows how to name it).
+    pub fn plan(
+        op: &OperationDef,
+        tools: &[Tool],
+        setup: &Setup,
+        rapid_rate: f64,
+    ) -> Result<Self, String> {
+        let tool = tools
+            .iter()
+            .find(|t| t.id == op.tool)
+            .ok_or_else(|| "choose a tool: it names none of the job's".to_string())?;
+        let cutter = tool.cutter().map_err(|e| e.to_string())?;
+        let feeds = op.feeds_over(tool.feeds(rapid_rate).map_err(|e| e.to_string())?)?;
+        let spec = setup
+            .plan(&op.strategy, cutter)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            name: op.name.clone(),
+            tool_number: tool.number,
+            cutter,
+            feeds,
+            max_depth_of_cut: tool.max_depth_of_cut(&cutter),
+            spec,
+        })
+    }
+
+    /// Whether a toolpath computed for `self` is still the one `other` would compute and
+    /// post (names aside: renaming changes no move).
+    pub fn same_toolpath(&self, other: &PlannedOp) -> bool {
+        self.spec == other.spec
+            && self.feeds == other.feeds
+            && self.tool_number == other.tool_number
+            && self.cutter == other.cutter
+            && self.max_depth_of_cut == other.max_depth_of_cut
+    }
+}
+
+/// A job's program before its toolpaths are computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    /// The title comment (the model's file name).
+    pub title: String,
+    pub dialect: Dialect,
+    pub spindle_dwell_s: f64,
+    /// The model where it lies, the stock box, floor and safe height.
+    pub setup: Setup,
+    /// Where the program's zero is; `None`: the model's coordinates, unannounced (the
+    /// command line without `--zero`). A job always states its zero.
+    pub zero: Option<gcode::WorkZero>,
+    /// The enabled operations, in machining order, with their indices in `Job::operations`.
+    pub ops: Vec<(usize, PlannedOp)>,
+}
+
+/// Why an operation of a job cannot be planned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    /// Its index in `Job::operations`.
+    pub operation: usize,
+    pub name: String,
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// The work zero `choice` gives in `setup`, for the program's header.
+pub fn work_zero(choice: WorkZeroChoice, setup: &Setup) -> gcode::WorkZero {
+    gcode::WorkZero {
+        at: choice.point(setup.stock, setup.model),
+        description: choice.describe(),
+    }
+}
+
+impl Program {
+    /// Plans every enabled operation of `job` in order, in `setup` (the job's stock around
+    /// its placed model; the command line's `--floor` and `--safe-z` may change it), with
+    /// the program titled `title` and its zero at `zero`.
+    pub fn plan(
+        job: &Job,
+        title: String,
+        setup: Setup,
+        zero: Option<gcode::WorkZero>,
+        rapid_rate: f64,
+    ) -> Result<Self, PlanError> {
+        let mut ops = Vec::new();
+        for (k, op) in job.operations.iter().enumerate() {
+            if !op.enabled {
+                continue;
+            }
+            let planned =
+                PlannedOp::plan(op, &job.tools, &setup, rapid_rate).map_err(|message| {
+                    PlanError {
+                        operation: k,
+                        name: op.name.clone(),
+                        message,
+                    }
+                })?;
+            ops.push((k, planned));
+        }
+        Ok(Self {
+            title,
+            dialect: job.output.dialect,
+            spindle_dwell_s: job.output.spindle_dwell_s,
+            setup,
+            zero,
+            ops,
+        })
+    }
+
+    /// The program's toolpaths as posted: each operation machined, in order, from the stock
+    /// the ones before it left (straight-down rapids stop above the material), with what
+    /// each did to the stock. `toolpaths` are the computed ones, one per operation.
+    pub fn post(
+        &self,
+        toolpaths: &[&Toolpath],
+    ) -> Result<Vec<(Toolpath, EngagementReport)>, StockModelError> {
+        assert_eq!(
+            toolpaths.len(),
+            self.ops.len(),
+            "one toolpath per operation"
+        );
+        let steps: Vec<ProgramStep<'_>> = self
+            .ops
+            .iter()
+            .zip(toolpaths)
+            .map(|((_, op), tp)| ProgramStep {
+                cutter: op.cutter,
+                max_depth_of_cut: op.max_depth_of_cut,
+                toolpath: tp,
+            })
+            .collect();
+        stock_model::check_program(self.setup.stock, &steps)
+    }
+
+    /// What the program check found: deep cuts, rapids into material, uncut stock — one line
+    /// each, naming the operation ("2. Raster finishing: …").
+    pub fn warnings(&self, posted: &[(Toolpath, EngagementReport)]) -> Vec<String> {
+        self.ops
+            .iter()
+            .zip(posted)
+            .enumerate()
+            .flat_map(|(k, ((_, op), (_, report)))| {
+                report.warnings(&format!("{}. {}", k + 1, op.name), op.max_depth_of_cut)
+            })
+            .collect()
+    }
+
+    /// The program's operations as the G-code writer takes them, with the posted toolpaths.
+    pub fn gcode_operations<'a>(
+        &'a self,
+        posted: &'a [(Toolpath, EngagementReport)],
+    ) -> Vec<gcode::Operation<'a>> {
+        self.ops
+            .iter()
+            .zip(posted)
+            .map(|((_, op), (tp, _))| gcode::Operation {
+                name: &op.name,
+                tool_number: op.tool_number,
+                cutter: op.cutter,
+                feeds: op.feeds,
+                safe_z: self.setup.safe_z,
+                spindle_dwell_s: self.spindle_dwell_s,
+                toolpath: tp,
+            })
+            .collect()
+    }
+}
