@@ -255,7 +255,54 @@ fn statistics_list_a_helpers_workers_after_this_computers() {
         "{}",
         t.texts()
     );
+
+    // The helper quits and a new one starts with the same name (a restart is a new node):
+    // the status bar says the first left, its row says lost with no distance and is not
+    // counted, and the new one is.
     helper.shutdown();
+    let mut cfg = PoolConfig::new(Secret::new("correct horse battery", "test").unwrap());
+    cfg.remotes = vec![addr.to_string()];
+    cfg.workers = 2;
+    cfg.name = "helper".into();
+    let restarted = Pool::start(cfg).unwrap();
+    let rows = |a: &millpond::gui::app::MillpondApp| {
+        let helpers: Vec<_> = a
+            .stats
+            .hosts
+            .iter()
+            .filter(|h| h.name == "helper")
+            .collect();
+        (
+            helpers.iter().filter(|h| h.state == "lost").count(),
+            helpers.iter().filter(|h| h.state != "lost").count(),
+        )
+    };
+    assert!(
+        t.run_until(Duration::from_secs(20), |a| rows(a) == (1, 1)),
+        "{:?}",
+        t.app().stats.hosts
+    );
+    t.harness.run_ok();
+    assert!(
+        t.app().status.starts_with("Pool: helper lost (peer quit"),
+        "{}",
+        t.app().status
+    );
+    let totals = t.app().stats.totals.clone();
+    assert!(
+        totals.starts_with("Pool (2 hosts and 1 lost, 4 workers)"),
+        "{totals}"
+    );
+    let lost = t
+        .app()
+        .stats
+        .hosts
+        .iter()
+        .find(|h| h.state == "lost")
+        .cloned()
+        .unwrap();
+    assert!(lost.chunks_done > 0, "the lost helper's history: {lost:?}");
+    restarted.shutdown();
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub mod wire;
 pub use millpond_core as core;
 pub use secret::{SECRET_ENV, SECRET_FILE, Secret, SecretError};
 pub use stats::{
-    HostState, HostStats, JobStats, PoolStats, RemoteState, RemoteStatus, WorkerStats,
+    HostState, HostStats, JobStats, PoolNotice, PoolStats, RemoteState, RemoteStatus, WorkerStats,
 };
 pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
@@ -38,6 +38,44 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Where other machines can reach a member bound to `bound`, in words for its statistics
+/// row: the address itself when it is a specific one, else (bound to 0.0.0.0 or [::], which
+/// nobody can dial) `bound`'s port on each of the machine's addresses of that family —
+/// loopback and IPv6 link-local ones left out unless nothing else is there.
+pub fn reachable_at(bound: SocketAddr, interfaces: &[std::net::IpAddr]) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    // A socket on [::] takes IPv4 too (dual stack); one on 0.0.0.0 only IPv4.
+    let family = |ip: &std::net::IpAddr| bound.is_ipv6() || ip.is_ipv4();
+    let link_local = |ip: &std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+    };
+    let mut usable: Vec<&std::net::IpAddr> = interfaces
+        .iter()
+        .filter(|ip| family(ip) && !ip.is_loopback() && !link_local(ip))
+        .collect();
+    if usable.is_empty() {
+        usable = interfaces.iter().filter(|ip| family(ip)).collect();
+    }
+    if usable.is_empty() {
+        return bound.to_string();
+    }
+    usable
+        .iter()
+        .map(|ip| SocketAddr::new(**ip, bound.port()).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// This machine's interface addresses (none if the system will not say).
+fn interface_addresses() -> Vec<std::net::IpAddr> {
+    if_addrs::get_if_addrs()
+        .map(|list| list.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default()
+}
 
 /// Default pool port (UDP).
 pub const DEFAULT_PORT: u16 = 1250;
@@ -230,7 +268,10 @@ impl Pool {
             protocol: config.protocol,
             compute_abi: config.compute_abi,
             mesh_cache_bytes: config.mesh_cache_bytes,
-            address: config.listen.and(local_addr).map(|a| a.to_string()),
+            address: config
+                .listen
+                .and(local_addr)
+                .map(|a| reachable_at(a, &interface_addresses())),
         };
         let shell = Shell::new(
             settings,
@@ -295,6 +336,15 @@ impl Pool {
         })
     }
 
+    /// The notices numbered after `seq` (a helper lost, its chunks re-queued), oldest first:
+    /// cheap enough to ask every frame.
+    pub fn notices_after(&self, seq: u64) -> Vec<stats::PoolNotice> {
+        self.shared
+            .lock()
+            .map(|s| s.notices.iter().filter(|n| n.seq > seq).cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The latest statistics (refreshed every 50 ms).
     pub fn stats(&self) -> PoolStats {
         self.shared.lock().map(|s| s.clone()).unwrap_or_default()
@@ -346,5 +396,52 @@ impl From<PoolError> for RunError {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{interface_addresses, reachable_at};
+    use std::net::{IpAddr, SocketAddr};
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_member_on_every_address_shows_where_it_can_be_reached() {
+        let any4: SocketAddr = "0.0.0.0:1250".parse().unwrap();
+        let any6: SocketAddr = "[::]:1250".parse().unwrap();
+        let machine = ips(&[
+            "127.0.0.1",
+            "192.168.1.5",
+            "::1",
+            "fe80::1",
+            "10.0.0.2",
+            "2001:db8::7",
+        ]);
+        assert_eq!(
+            reachable_at(any4, &machine),
+            "192.168.1.5:1250, 10.0.0.2:1250"
+        );
+        assert_eq!(
+            reachable_at(any6, &machine),
+            "192.168.1.5:1250, 10.0.0.2:1250, [2001:db8::7]:1250"
+        );
+        // Only loopback: that is where it is reachable (from this machine).
+        assert_eq!(
+            reachable_at(any4, &ips(&["127.0.0.1", "::1"])),
+            "127.0.0.1:1250"
+        );
+        // A specific address is shown as it is; nothing known keeps the bound address.
+        let lo: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(reachable_at(lo, &machine), "127.0.0.1:5000");
+        assert_eq!(reachable_at(any4, &[]), "0.0.0.0:1250");
+        // This machine has at least its loopback interface: never 0.0.0.0.
+        let here = reachable_at(any4, &interface_addresses());
+        assert!(
+            !here.contains("0.0.0.0") && here.ends_with(":1250"),
+            "{here}"
+        );
     }
 }

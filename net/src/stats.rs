@@ -120,6 +120,18 @@ pub struct RemoteStatus {
     pub last_error: Option<String>,
 }
 
+/// Something the pool did that the user should hear of at once (the window's status bar
+/// says it): a helper lost, its chunks re-queued. Numbered, so that a reader of successive
+/// snapshots takes each one once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolNotice {
+    pub seq: u64,
+    pub text: String,
+}
+
+/// How many notices a snapshot keeps (the newest).
+pub const MAX_NOTICES: usize = 8;
+
 /// Everything at once.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PoolStats {
@@ -128,6 +140,16 @@ pub struct PoolStats {
     pub hosts: Vec<HostStats>,
     pub jobs: Vec<JobStats>,
     pub remotes: Vec<RemoteStatus>,
+    /// The latest notices, oldest first (at most [`MAX_NOTICES`]).
+    pub notices: Vec<PoolNotice>,
+}
+
+impl PoolStats {
+    /// The hosts that are part of the pool now (this one, linked ones, and ones gossip heard
+    /// of lately), not those lost or gone silent: what "N hosts" counts.
+    pub fn reachable_hosts(&self) -> impl Iterator<Item = &HostStats> {
+        self.hosts.iter().filter(|h| h.state != HostState::Lost)
+    }
 }
 
 #[cfg(test)]

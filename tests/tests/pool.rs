@@ -708,6 +708,18 @@ fn killed_worker_chunks_are_recomputed() {
         after < limit,
         "the job took {after:?} after the kill (limit {limit:?})"
     );
+    // The owner says so (the window's status bar shows its notices) and no longer counts B:
+    // its row stays, lost, for what it computed.
+    let stats = o.stats();
+    let said: Vec<&str> = stats.notices.iter().map(|n| n.text.as_str()).collect();
+    assert!(
+        said.iter()
+            .any(|t| t.starts_with("B lost") && t.contains("chunks re-queued")),
+        "{said:?}"
+    );
+    let b = stats.hosts.iter().find(|h| h.name == "B").expect("B's row");
+    assert_eq!(b.state, millpond_net::HostState::Lost, "{b:?}");
+    assert_eq!(stats.reachable_hosts().count(), 3, "{:?}", stats.hosts);
     eprintln!(
         "kill worker: killed B at {done_then}/{} (it had delivered {b_delivered}); job {:.2} s, \
          {:.2} s after the kill; test {:.1} s",

@@ -233,6 +233,9 @@ pub struct MillpondApp {
     pub secret: Option<Secret>,
     pub pool: PoolControl,
     pub pool_stats: Option<PoolStats>,
+    /// The last pool notice the status bar said: the pool (its node id; a restarted pool is a
+    /// new node) and the notice's number (from 1).
+    pool_notice_seen: (u64, u64),
     pub stats: StatsPanel,
     pub exporter: Exporter,
     /// The program checked against the stock: warnings shown before export.
@@ -343,6 +346,7 @@ impl MillpondApp {
             prefs,
             secret,
             pool_stats: None,
+            pool_notice_seen: (0, 0),
             stats: StatsPanel {
                 visible: session.show_stats,
                 ..StatsPanel::default()
@@ -1402,6 +1406,18 @@ impl MillpondApp {
                 .map(|c| (c.op_id, c.progress.chunks_done)),
             self.compute.finished.len(),
         );
+        if let Some(pool) = self.pool.pool() {
+            let node = pool.id().0;
+            let seen = if self.pool_notice_seen.0 == node {
+                self.pool_notice_seen.1
+            } else {
+                0
+            };
+            for n in pool.notices_after(seen) {
+                self.pool_notice_seen = (node, n.seq);
+                self.status = format!("Pool: {}", n.text);
+            }
+        }
         let refresh_due = self.stats_progress != Some(progress)
             || self
                 .last_refresh

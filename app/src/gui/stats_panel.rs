@@ -82,7 +82,13 @@ pub fn worker_rows(
     compute: &Compute,
 ) -> Vec<WorkerRow> {
     let local = &compute.totals.workers;
-    let computing_here = compute.is_running() && !compute.is_pooled();
+    // Busy while chunks of a local run are left: idle as soon as the last one is counted,
+    // while the job is still being assembled.
+    let computing_here = compute.is_running()
+        && !compute.is_pooled()
+        && compute
+            .current()
+            .is_some_and(|c| c.progress.chunks_done < c.progress.chunks_total);
     let n = workers.max(local.len()).max(pool_workers.len());
     (0..n)
         .map(|i| {
@@ -297,7 +303,14 @@ fn host_columns() -> Vec<Column<HostRow>> {
         Column {
             title: "Hops",
             tip: "Links between here and there: 0 is this computer, 1 a direct link",
-            text: |r| r.hops.to_string(),
+            // Only a host that can be reached has a distance.
+            text: |r| {
+                if r.state == "lost" {
+                    "—".into()
+                } else {
+                    r.hops.to_string()
+                }
+            },
             key: |r| Key::Num(f64::from(r.hops)),
         },
         Column {
@@ -589,13 +602,28 @@ impl StatsPanel {
             .filter(|h| h.state != "lost")
             .map(|h| h.workers)
             .sum();
-        let chunks: u64 = self.hosts.iter().map(|h| h.chunks_done).sum();
+        // Per computing worker, here and elsewhere: a chunk relayed through a link is
+        // counted once, by the node that computed it.
+        let chunks: u64 = self
+            .workers
+            .iter()
+            .chain(&self.remote_workers)
+            .map(|w| w.chunks_done)
+            .sum();
         let rate = compute.current().map_or(0.0, |c| c.progress.points_per_s());
+        // Hosts in the pool now: a lost one stays listed (what it computed is history) but
+        // is not counted.
+        let hosts = self.hosts.iter().filter(|h| h.state != "lost").count();
+        let lost = self.hosts.len() - hosts;
         self.totals = format!(
-            "{} ({} host{}, {workers} workers): {chunks} chunks computed, now {}",
+            "{} ({hosts} host{}{}, {workers} workers): {chunks} chunks computed, now {}",
             if pool.is_some() { "Pool" } else { "Local mode" },
-            self.hosts.len(),
-            if self.hosts.len() == 1 { "" } else { "s" },
+            if hosts == 1 { "" } else { "s" },
+            if lost > 0 {
+                format!(" and {lost} lost")
+            } else {
+                String::new()
+            },
             format_rate(rate)
         );
     }

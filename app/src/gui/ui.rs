@@ -171,6 +171,9 @@ impl eframe::App for MillpondApp {
             ui.request_repaint_after(Duration::from_millis(100));
         } else if self.stats.visible || self.prefs_ui.open {
             ui.request_repaint_after(Duration::from_millis(250));
+        } else if self.pool.pool().is_some() {
+            // Server mode: the status bar says within a second when a helper is lost.
+            ui.request_repaint_after(Duration::from_secs(1));
         }
     }
 

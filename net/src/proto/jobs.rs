@@ -90,12 +90,15 @@ impl JobState {
     /// A link below this node died: everything handed down it comes back to the front of the
     /// queue. At the owner each such chunk counts a death; one that killed `MAX_DEATHS`
     /// holders is never handed out again, only computed here.
-    pub fn link_lost(&mut self, link: LinkId) {
+    /// Forgets `link` as a child and puts the chunks it held back at the front of the queue;
+    /// returns how many.
+    pub fn link_lost(&mut self, link: LinkId) -> u32 {
         self.children.remove(&link);
         self.child_wants.remove(&link);
         let Some(lost) = self.granted.remove(&link) else {
-            return;
+            return 0;
         };
+        let mut requeued = 0;
         let mut lost: Vec<u32> = lost.into_keys().collect();
         lost.sort_unstable();
         for c in lost.into_iter().rev() {
@@ -110,7 +113,9 @@ impl JobState {
                 }
             }
             self.queue.push_front(c);
+            requeued += 1;
         }
+        requeued
     }
 
     /// Takes up to `want` chunks from the front of the queue for child `link`, skipping the
@@ -309,7 +314,7 @@ impl Node {
                         .or_default();
                     w.chunks_done += 1;
                     w.compute_s += f64::from(compute_s);
-                    self.remote_via.insert(node, l.peer);
+                    self.remote_via.insert(node, (l.peer, now));
                 }
             }
         }

@@ -15,6 +15,13 @@ const BUSY_GOSSIP_EVERY: Duration = Duration::from_millis(250);
 const GOSSIP_BUDGET: usize = wire::MAX_FRAME * 3 / 4;
 /// A member heard of through a longer path replaces a shorter one only after this silence.
 const STALE_PATH: Duration = Duration::from_secs(10);
+/// How long a member `hops` links away may go unheard before it counts as gone: gossip
+/// comes every `GOSSIP_EVERY` over each link, so news of a member that far away may be up to
+/// `hops` gossip periods old when it arrives; two more periods of silence mean it left.
+pub(super) fn gone_after(hops: u8) -> Duration {
+    GOSSIP_EVERY * (u32::from(hops.min(MAX_HOPS)) + 2)
+}
+
 /// Members unheard for this long are forgotten (direct links stay).
 const FORGET_AFTER: Duration = Duration::from_secs(30);
 

@@ -31,7 +31,7 @@ mod tests;
 
 pub use events::{Action, Input, LinkStats};
 
-use crate::stats::WorkerStats;
+use crate::stats::{MAX_NOTICES, PoolNotice, WorkerStats};
 use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use jobs::JobState;
@@ -41,7 +41,7 @@ use millpond_core::JobSpec;
 use millpond_core::job::JobContext;
 use millpond_core::mesh::MeshHash;
 use remotes::Remote;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
@@ -133,14 +133,17 @@ pub struct Node {
     worker_slots: Vec<WorkerStats>,
     /// Results received from links since start, per computing node and worker slot.
     remote_workers: BTreeMap<NodeId, BTreeMap<u32, WorkerStats>>,
-    /// Through which link's peer each computing node's results last came.
-    remote_via: HashMap<NodeId, NodeId>,
+    /// Through which link's peer each computing node's results last came, and when.
+    remote_via: HashMap<NodeId, (NodeId, Instant)>,
     meshes: MeshCache,
     members: BTreeMap<NodeId, Member>,
     remotes: Vec<Remote>,
     last_gossip: Instant,
     /// This node's busy workers as last gossiped, and when that was.
     busy_gossiped: (Vec<u64>, Instant),
+    /// What the user should hear of at once, newest last (at most `MAX_NOTICES`).
+    notices: VecDeque<PoolNotice>,
+    next_notice: u64,
 }
 
 impl Node {
@@ -163,6 +166,8 @@ impl Node {
             remotes,
             last_gossip: now,
             busy_gossiped: (Vec::new(), now),
+            notices: VecDeque::new(),
+            next_notice: 1,
         }
     }
 
@@ -395,6 +400,7 @@ impl Node {
         if let Some(m) = self.members.get_mut(&l.peer) {
             m.hops = u8::MAX;
         }
+        let mut requeued = 0;
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();
         for id in ids {
             let Some(j) = self.jobs.get_mut(&id) else {
@@ -406,7 +412,27 @@ impl Node {
                 self.end_job(id);
                 continue;
             }
-            j.link_lost(link);
+            requeued += j.link_lost(link);
+        }
+        self.notice(if requeued > 0 {
+            format!(
+                "{} lost ({reason}): {requeued} of its chunks re-queued",
+                l.name
+            )
+        } else {
+            format!("{} lost ({reason})", l.name)
+        });
+    }
+
+    /// Tells the user (through the statistics' notices) something they should hear at once.
+    fn notice(&mut self, text: String) {
+        self.notices.push_back(PoolNotice {
+            seq: self.next_notice,
+            text,
+        });
+        self.next_notice += 1;
+        while self.notices.len() > MAX_NOTICES {
+            self.notices.pop_front();
         }
     }
 

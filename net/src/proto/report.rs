@@ -2,6 +2,7 @@
 //! tick from the node's state and the transport figures the shell passed in.
 
 use super::Node;
+use super::members::gone_after;
 use crate::stats::{HostState, HostStats, JobStats, PoolStats, RemoteStatus, WorkerStats};
 use crate::wire::{self, NodeId};
 use std::collections::HashSet;
@@ -24,6 +25,26 @@ impl Node {
             w.busy = wire::is_busy(busy, i);
         }
         out
+    }
+
+    /// Chunks `node`'s workers computed of the results received here, and their average
+    /// compute time: the history a member's row keeps after its link is gone.
+    fn computed_by(&self, node: NodeId) -> (u64, f64) {
+        let all = self
+            .remote_workers
+            .get(&node)
+            .into_iter()
+            .flat_map(|s| s.values());
+        let (chunks, seconds) =
+            all.fold((0, 0.0), |(c, s), w| (c + w.chunks_done, s + w.compute_s));
+        (
+            chunks,
+            if chunks == 0 {
+                0.0
+            } else {
+                seconds / chunks as f64
+            },
+        )
     }
 
     /// The statistics as of `now`.
@@ -91,7 +112,9 @@ impl Node {
                 hops: m.hops,
                 workers: m.workers,
                 load: m.load,
-                state: if m.hops == u8::MAX {
+                // Gone when its link was lost, or when gossip stopped mentioning it (it left
+                // through another member, or was killed).
+                state: if m.hops == u8::MAX || since(m.heard) > gone_after(m.hops).as_secs_f64() {
                     HostState::Lost
                 } else if m.load > 0 {
                     HostState::Busy
@@ -99,6 +122,8 @@ impl Node {
                     HostState::Idle
                 },
                 last_heard_s: since(m.heard),
+                chunks_done: self.computed_by(*id).0,
+                avg_compute_s: self.computed_by(*id).1,
                 worker_stats: self.remote_worker_stats(*id, m.workers, &m.busy),
                 workers_busy_known: m.hops != u8::MAX,
                 ..HostStats::default()
@@ -106,21 +131,35 @@ impl Node {
         }
         // Nodes whose results arrived here but that are neither linked nor known by gossip
         // (gossip not yet heard, or forgotten): a row of their own, named by id, one link
-        // beyond the peer their results came through.
+        // beyond the peer their results came through, gone once no result came for as long
+        // as gossip would have taken to mention it (a restarted helper is a new node: its old
+        // self stays only as the history of what it computed).
         for (id, slots) in &self.remote_workers {
             if linked.contains(id) || self.members.contains_key(id) {
                 continue;
             }
-            let via_hops = self
-                .remote_via
-                .get(id)
-                .and_then(|p| self.members.get(p))
-                .map_or(1, |m| m.hops);
+            let via = self.remote_via.get(id);
+            let hops = via
+                .and_then(|(p, _)| self.members.get(p))
+                .map_or(1, |m| m.hops)
+                .saturating_add(1);
+            let heard_s = via.map_or(f64::INFINITY, |(_, t)| since(*t));
             hosts.push(HostStats {
                 node: id.0,
                 name: format!("node {:016x}", id.0),
-                hops: via_hops.saturating_add(1),
+                hops,
                 workers: slots.len() as u32,
+                // Reached through a link that is gone, or silent too long: gone.
+                state: if via.is_none_or(|(p, _)| !linked.contains(p))
+                    || heard_s > gone_after(hops).as_secs_f64()
+                {
+                    HostState::Lost
+                } else {
+                    HostState::Idle
+                },
+                last_heard_s: heard_s,
+                chunks_done: self.computed_by(*id).0,
+                avg_compute_s: self.computed_by(*id).1,
                 worker_stats: self.remote_worker_stats(*id, 0, &[]),
                 ..HostStats::default()
             });
@@ -149,6 +188,7 @@ impl Node {
             hosts,
             jobs,
             remotes,
+            notices: self.notices.iter().cloned().collect(),
         }
     }
 }

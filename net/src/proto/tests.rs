@@ -1,7 +1,9 @@
 //! The protocol driven without sockets: inputs in, actions checked.
 
 use super::*;
-use crate::wire::PROTOCOL_VERSION;
+use crate::stats::HostState;
+use crate::wire::{MemberInfo, PROTOCOL_VERSION};
+use members::gone_after;
 use millpond_core::job::{COMPUTE_ABI, ChunkResult, DropSpec, Grid, Operation};
 use millpond_core::models::box_solid;
 use millpond_core::{Axis, CancelToken, Cutter, Mesh, Point3, Rect, TriangleIndex};
@@ -338,6 +340,85 @@ fn a_lost_link_s_chunks_come_back_to_the_front_of_the_queue() {
     );
     // A result from the dead link's chunk that still comes (it is gone) is not taken.
     assert!(n.handle(t0, remote_result(5, job, 1)).is_empty());
+}
+
+/// The statistics tell the truth about who is in the pool: a lost helper is said once in a
+/// notice (with the chunks it held, re-queued), shown lost and not counted; a member only
+/// gossip knows is gone once gossip stops mentioning it; a node known only by its results
+/// (a helper that was restarted is a new node) is gone once its results stop.
+#[test]
+fn a_lost_helper_is_noticed_shown_gone_and_not_counted() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    // Peer 9 (link 5) says it knows member 20, one link beyond it.
+    let far = MemberInfo {
+        node: NodeId(20),
+        name: "far".into(),
+        hops: 1,
+        workers: 4,
+        load: 0,
+        busy: vec![0],
+        age_ms: 0,
+    };
+    msg(&mut n, t0, 5, Msg::Members(vec![far]));
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    // A result computed by node 30 (known only by its results) comes through peer 9.
+    let mut input = remote_result(5, job, 1);
+    if let Input::Result { by, .. } = &mut input {
+        *by = (NodeId(30), 0);
+    }
+    n.handle(t0, input);
+    let s = n.snapshot(t0);
+    assert_eq!(s.reachable_hosts().count(), 4, "{:?}", s.hosts);
+    assert!(s.notices.is_empty());
+
+    // Nothing more from member 20 and node 30: gone after gossip's timeout, not before.
+    let later = t0 + gone_after(2) - Duration::from_millis(100);
+    let s = n.snapshot(later);
+    assert_eq!(s.reachable_hosts().count(), 4, "{:?}", s.hosts);
+    let s = n.snapshot(t0 + gone_after(2) + Duration::from_millis(100));
+    let state = |id: u64| s.hosts.iter().find(|h| h.node == id).map(|h| h.state);
+    assert_eq!(state(20), Some(HostState::Lost));
+    assert_eq!(state(30), Some(HostState::Lost));
+    assert_eq!(s.reachable_hosts().count(), 2, "{:?}", s.hosts);
+
+    // Peer 9 holds chunk 2 and dies: said once, its chunk back in the queue.
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    n.handle(
+        t0,
+        Input::LinkDown {
+            link: 5,
+            reason: "timed out".into(),
+        },
+    );
+    let s = n.snapshot(t0 + gone_after(2) + Duration::from_millis(100));
+    assert_eq!(
+        s.notices
+            .iter()
+            .map(|x| x.text.as_str())
+            .collect::<Vec<_>>(),
+        ["peer-9 lost (timed out): 1 of its chunks re-queued"]
+    );
+    assert_eq!(
+        s.hosts.iter().find(|h| h.node == 9).map(|h| h.state),
+        Some(HostState::Lost)
+    );
+    assert_eq!(s.reachable_hosts().count(), 1, "{:?}", s.hosts);
+    // Notices are numbered and bounded.
+    for k in 0..20 {
+        link_up(&mut n, t0, 100 + k, 200 + k);
+        n.handle(
+            t0,
+            Input::LinkDown {
+                link: 100 + k,
+                reason: "peer quit".into(),
+            },
+        );
+    }
+    let s = n.snapshot(t0);
+    assert_eq!(s.notices.len(), MAX_NOTICES);
+    assert!(s.notices.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    assert_eq!(s.notices.last().unwrap().text, "peer-219 lost (peer quit)");
 }
 
 #[test]
