@@ -360,7 +360,7 @@ pub static NAME: Setting = Setting {
     key: "name",
     flag: "--name",
     label: "Name",
-    help: "Name of the operation in the program's comments",
+    help: "What this operation is called in the list and in the program's comments",
     cli_help: None,
     range: None,
     strategies: Strategies::ALL,
