@@ -13,6 +13,7 @@ use egui::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use gui_support::{TestApp, app};
 use millpond::gui::operations::{RoughingParams, Stepover, Strategy, ToolShape, WaterlineParams};
+use millpond_core::params;
 use std::collections::BTreeSet;
 
 /// The roles of widgets that set a parameter.
@@ -247,4 +248,37 @@ fn every_parameter_has_a_tooltip() {
         missing.len(),
         missing.join("\n")
     );
+}
+
+/// The operation editors' number fields say what the setting table says: the tooltip of
+/// roughing's Stepdown (and every other number of the strategy) is the table's help with its
+/// range, the one the command line and job files check.
+#[test]
+fn operation_tooltips_are_the_setting_table_s() {
+    let mut t = app();
+    t.harness.set_size(egui::vec2(1400.0, 3000.0));
+    let tool = t.app().doc().operations.get(t.raster()).unwrap().tool;
+    t.app_mut()
+        .add_operation(Strategy::Roughing(RoughingParams::default()), tool);
+    t.harness.run_ok();
+    let fields = parameter_widgets(&t, None);
+    let field = |label: &str| {
+        fields
+            .iter()
+            .find(|w| w.role == Role::SpinButton && w.label == label)
+            .unwrap_or_else(|| panic!("no number field \"{label}\" in {fields:#?}"))
+    };
+    let stepdown = field(params::STEPDOWN.label);
+    assert_eq!(
+        stepdown.description.as_deref(),
+        Some(params::STEPDOWN.tooltip().as_str())
+    );
+    assert!(
+        params::STEPDOWN
+            .tooltip()
+            .starts_with(params::STEPDOWN.help)
+    );
+    for s in [&params::ALLOWANCE, &params::RAMP_ANGLE, &params::SAMPLING] {
+        assert_eq!(field(s.label).description, Some(s.tooltip()), "{}", s.key);
+    }
 }

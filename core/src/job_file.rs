@@ -16,6 +16,7 @@
 use crate::Rect;
 use crate::gcode::Dialect;
 use crate::mesh::MeshHash;
+use crate::params;
 use crate::placement::{Axis3, Placement, Units};
 use crate::raster::Direction;
 use crate::rough::ClearPattern;
@@ -255,10 +256,10 @@ struct WaterlineV1 {
 // Words for enumerations, both ways.
 
 /// A word-for-value table; reading a word not in it names the words that are.
-struct Words<T: 'static>(&'static [(&'static str, T)]);
+pub(crate) struct Words<T: 'static>(&'static [(&'static str, T)]);
 
 impl<T: Copy + PartialEq> Words<T> {
-    fn word(&self, v: T) -> &'static str {
+    pub(crate) fn word(&self, v: T) -> &'static str {
         self.0.iter().find(|(_, x)| *x == v).map_or("?", |(w, _)| w)
     }
 
@@ -305,16 +306,16 @@ const SHAPE: Words<ToolShape> = Words(&[
     ("bull", ToolShape::Bull),
     ("v-bit", ToolShape::VBit),
 ]);
-const PATTERN: Words<ClearPattern> = Words(&[
+pub(crate) const PATTERN: Words<ClearPattern> = Words(&[
     ("offset", ClearPattern::Offset),
     ("zigzag", ClearPattern::Zigzag),
 ]);
-const MILLING: Words<Milling> = Words(&[
+pub(crate) const MILLING: Words<Milling> = Words(&[
     ("climb", Milling::Climb),
     ("conventional", Milling::Conventional),
 ]);
-const AXIS: Words<LineAxis> = Words(&[("x", LineAxis::X), ("y", LineAxis::Y)]);
-const DIRECTION: Words<Direction> = Words(&[
+pub(crate) const AXIS: Words<LineAxis> = Words(&[("x", LineAxis::X), ("y", LineAxis::Y)]);
+pub(crate) const DIRECTION: Words<Direction> = Words(&[
     ("zigzag", Direction::Zigzag),
     ("climb", Direction::Climb),
     ("conventional", Direction::Conventional),
@@ -855,9 +856,9 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
             Some(fd) => {
                 let fp =
                     |n: &'static str| vec![Name("operations"), Index(i), Name("feeds"), Name(n)];
-                check(fd.feed, 1.0, 100_000.0, &fp("feed"))?;
-                check(fd.plunge_feed, 1.0, 100_000.0, &fp("plunge_feed"))?;
-                check(fd.spindle_rpm, 1.0, 200_000.0, &fp("spindle_rpm"))?;
+                check_setting(&params::FEED, fd.feed, &fp("feed"))?;
+                check_setting(&params::PLUNGE_FEED, fd.plunge_feed, &fp("plunge_feed"))?;
+                check_setting(&params::SPINDLE_SPEED, fd.spindle_rpm, &fp("spindle_rpm"))?;
                 Some(OperationFeeds {
                     feed: fd.feed,
                     plunge_feed: fd.plunge_feed,
@@ -882,10 +883,10 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
             |s: &'static str, n: &'static str| vec![Name("operations"), Index(i), Name(s), Name(n)];
         let strategy = if let Some(p) = &o.roughing {
             let k = |n| sub("roughing", n);
-            check(p.stepdown, 0.01, 1000.0, &k("stepdown"))?;
-            check(p.allowance, 0.0, 100.0, &k("allowance"))?;
-            check(p.sampling, 0.001, 100.0, &k("sampling"))?;
-            check(p.ramp_angle, 0.1, 90.0, &k("ramp_angle"))?;
+            check_setting(&params::STEPDOWN, p.stepdown, &k("stepdown"))?;
+            check_setting(&params::ALLOWANCE, p.allowance, &k("allowance"))?;
+            check_setting(&params::SAMPLING, p.sampling, &k("sampling"))?;
+            check_setting(&params::RAMP_ANGLE, p.ramp_angle, &k("ramp_angle"))?;
             let stepover: Stepover = p.stepover.parse().map_err(|e| (k("stepover"), e))?;
             Strategy::Roughing(RoughingParams {
                 stepdown: p.stepdown,
@@ -898,11 +899,15 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
             })
         } else if let Some(p) = &o.raster_finishing {
             let k = |n| sub("raster_finishing", n);
-            check(p.stepover, 0.001, 1000.0, &k("stepover"))?;
-            check(p.sampling, 0.001, 100.0, &k("sampling"))?;
-            check(p.merge_tolerance, 0.0, 10.0, &k("merge_tolerance"))?;
-            check(p.extra_margin, 0.0, 1000.0, &k("extra_margin"))?;
-            check(p.allowance, 0.0, 100.0, &k("allowance"))?;
+            check_setting(&params::STEPOVER, p.stepover, &k("stepover"))?;
+            check_setting(&params::SAMPLING, p.sampling, &k("sampling"))?;
+            check_setting(
+                &params::MERGE_TOLERANCE,
+                p.merge_tolerance,
+                &k("merge_tolerance"),
+            )?;
+            check_setting(&params::MARGIN, p.extra_margin, &k("extra_margin"))?;
+            check_setting(&params::ALLOWANCE, p.allowance, &k("allowance"))?;
             let bounds = match p.bounds {
                 None => None,
                 Some([xmin, xmax, ymin, ymax]) => {
@@ -931,9 +936,9 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
             })
         } else if let Some(p) = &o.waterline_finishing {
             let k = |n| sub("waterline_finishing", n);
-            check(p.stepdown, 0.01, 1000.0, &k("stepdown"))?;
-            check(p.sampling, 0.001, 100.0, &k("sampling"))?;
-            check(p.allowance, 0.0, 100.0, &k("allowance"))?;
+            check_setting(&params::STEPDOWN, p.stepdown, &k("stepdown"))?;
+            check_setting(&params::SAMPLING, p.sampling, &k("sampling"))?;
+            check_setting(&params::ALLOWANCE, p.allowance, &k("allowance"))?;
             Strategy::WaterlineFinishing(WaterlineParams {
                 stepdown: p.stepdown,
                 sampling: p.sampling,
@@ -1036,6 +1041,14 @@ fn tools_from_v1(list: &[ToolV1]) -> Result<Vec<Tool>, FieldError> {
 /// A word read, or an error for the field at `path`.
 fn word<T>(r: Result<T, String>, path: &[Key]) -> Result<T, FieldError> {
     r.map_err(|m| (path.to_vec(), m))
+}
+
+/// `v` in the range the setting table gives an operation setting (the window's and the
+/// command line's), else an error for the field at `path`.
+fn check_setting(s: &params::Setting, v: f64, path: &[Key]) -> Result<(), FieldError> {
+    s.check(v)
+        .map(|_| ())
+        .map_err(|e| (path.to_vec(), e.to_string()))
 }
 
 /// `v` finite and in `lo..=hi`, else an error for the field at `path`.

@@ -18,6 +18,7 @@ pub mod job;
 pub mod job_file;
 pub mod mesh;
 pub mod models;
+pub mod params;
 pub mod placement;
 pub mod planner;
 pub mod program;

@@ -10,6 +10,7 @@ use crate::cutter::Cutter;
 use crate::geom::{Aabb, Point3, Rect};
 use crate::job::{Grid, JobError, JobSpec, Operation};
 use crate::mesh::MeshHash;
+use crate::params::{self, StrategyKind};
 use crate::raster::{self, Direction, RasterSpec};
 use crate::rough::{ClearPattern, RoughSpec};
 use crate::waterline::{self, ContourSpec, Milling, WaterlineSpec};
@@ -65,7 +66,8 @@ impl fmt::Display for Stepover {
 impl FromStr for Stepover {
     type Err = String;
 
-    /// `0.8` or `0.8mm` (millimetres) or `40%` (of the tool diameter); positive and finite.
+    /// `0.8` or `0.8mm` (millimetres) or `40%` (of the tool diameter), in the ranges of
+    /// [`params::STEPOVER`] and [`params::STEPOVER_PERCENT`].
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         let (number, percent) = match t.strip_suffix('%') {
@@ -75,14 +77,13 @@ impl FromStr for Stepover {
         let v: f64 = number.trim().parse().map_err(|_| {
             format!("expected a stepover in mm (0.8) or in percent of the tool diameter (40%), got \"{s}\"")
         })?;
-        if !(v.is_finite() && v > 0.0) {
-            return Err(format!("the stepover must be positive, got \"{s}\""));
-        }
-        if percent && v > 100.0 {
-            return Err(format!(
-                "a stepover over 100% of the tool diameter leaves ridges uncut, got \"{s}\""
-            ));
-        }
+        // The table's ranges: the window's editor and job files take the same.
+        let range = if percent {
+            params::STEPOVER_PERCENT
+        } else {
+            params::STEPOVER.number_range()
+        };
+        range.check(v).map_err(|e| e.to_string())?;
         Ok(if percent {
             Stepover::Percent(v)
         } else {
@@ -208,10 +209,16 @@ impl Strategy {
     }
 
     pub fn label(&self) -> &'static str {
+        self.kind().label()
+    }
+
+    /// Which strategy this is, without its parameters: what the setting table
+    /// ([`params`]) says a setting applies to.
+    pub fn kind(&self) -> StrategyKind {
         match self {
-            Strategy::Roughing(_) => "Roughing",
-            Strategy::RasterFinishing(_) => "Raster finishing",
-            Strategy::WaterlineFinishing(_) => "Waterline finishing",
+            Strategy::Roughing(_) => StrategyKind::Roughing,
+            Strategy::RasterFinishing(_) => StrategyKind::RasterFinishing,
+            Strategy::WaterlineFinishing(_) => StrategyKind::WaterlineFinishing,
         }
     }
 }

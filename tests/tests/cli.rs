@@ -1111,8 +1111,8 @@ fn toolpath_bad_operations_name_the_setting_and_write_nothing() {
         ),
         // Planning errors come after the model is read, and name the operation.
         (
-            &["--op", "rough,tool=flat:6,stepdown=0.0001"],
-            &["--op", "stepdown"],
+            &["--op", "raster,tool=ball:3,stepover=0.3,margin=-50"],
+            &["--op", "margin=-50", "bounds"],
         ),
         // Flags and --op do not mix.
         (
@@ -1156,7 +1156,7 @@ fn toolpath_bad_operations_name_the_setting_and_write_nothing() {
         (&["--stepover", "1"], &["--tool"]),
         (
             &["--tool", "ball:3", "--stepover", "-1"],
-            &["--stepover", "positive"],
+            &["--stepover", "-1 is out of range (0.001 to 1000 mm)"],
         ),
         (
             &["--tool", "ball:3", "--stepover", "1", "--pattern", "offset"],

@@ -557,6 +557,33 @@ fn bad_job_files_are_named_with_their_line_and_write_nothing() {
         }
         assert!(!d.join("out.ngc").exists(), "{name} wrote a program");
     }
+    // One value out of range gets one message, from the setting table, whether a job file
+    // or an --op gives it.
+    let want = millpond_core::params::STEPDOWN
+        .check(-4.0)
+        .unwrap_err()
+        .to_string();
+    let from_job = fail(d, &["toolpath", "--job", "range.millpond", "-o", "out.ngc"]);
+    assert!(
+        from_job.contains(&format!("operations[0].roughing.stepdown: {want}")),
+        "{from_job:?} lacks {want:?}"
+    );
+    let from_op = fail(
+        d,
+        &[
+            "toolpath",
+            "default-part.stl",
+            "--op",
+            "rough,tool=flat:6,stepdown=-4.0",
+            "-o",
+            "out.ngc",
+        ],
+    );
+    assert!(
+        from_op.contains(&format!("key \"stepdown\": {want}")),
+        "{from_op:?} lacks {want:?}"
+    );
+    assert!(!d.join("out.ngc").exists());
     // No file at all; not a job at all (an STL renamed).
     let e = fail(d, &["toolpath", "--job", "none.millpond", "-o", "out.ngc"]);
     assert!(

@@ -17,6 +17,12 @@ use clap::{Args, ValueEnum};
 use millpond_core::gcode::{self, Dialect};
 use millpond_core::job::JobOutput;
 use millpond_core::job_file::{self, Job, ModelFile, ModelRef, Output};
+use millpond_core::params::{
+    self, ALLOWANCE, AXIS_SETTING, BOUNDS, DIRECTION_SETTING, FEED, MARGIN, MERGE_TOLERANCE,
+    MILLING_SETTING, NAME, OPERATION_SETTINGS, PATTERN_SETTING, PLUNGE_FEED, Preset, RAMP_ANGLE,
+    SAMPLING, SPINDLE_SPEED, STEPDOWN, STEPOVER, Setting, Strategies, StrategyKind, TOOL,
+    TOOL_NUMBER,
+};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
 use millpond_core::runner::{Executor, Local};
@@ -42,12 +48,23 @@ pub enum StrategyArg {
 }
 
 impl StrategyArg {
-    fn name(self) -> &'static str {
+    /// The command line's strategies, in the order it lists them.
+    const ALL: [StrategyArg; 3] = [
+        StrategyArg::Raster,
+        StrategyArg::Waterline,
+        StrategyArg::Rough,
+    ];
+
+    fn kind(self) -> StrategyKind {
         match self {
-            StrategyArg::Raster => "raster",
-            StrategyArg::Waterline => "waterline",
-            StrategyArg::Rough => "rough",
+            StrategyArg::Raster => StrategyKind::RasterFinishing,
+            StrategyArg::Waterline => StrategyKind::WaterlineFinishing,
+            StrategyArg::Rough => StrategyKind::Roughing,
         }
+    }
+
+    fn name(self) -> &'static str {
+        self.kind().word()
     }
 }
 
@@ -77,22 +94,146 @@ pub enum MillingArg {
     Conventional,
 }
 
-const OP_HELP: &str = "\
-One operation of a multi-operation run, cut in the order given (repeat --op). SPEC is the \
-strategy, then KEY=VALUE pairs separated by commas:
-  raster:    stepover= (required: mm, or percent of the tool diameter such as 10%), sampling=, \
-axis=x|y, direction=zigzag|climb|conventional, merge-tolerance=, margin=, \
-bounds=XMIN:XMAX:YMIN:YMAX, allowance=
-  waterline: stepdown= (default 0.5), sampling=, milling=climb|conventional, allowance=
-  rough:     stepdown= (required), stepover= (default 40%), allowance= (default 0.3), \
-pattern=offset|zigzag, milling=, sampling= (default 0.25), ramp-angle= (degrees, default 3)
-  every one: tool= (required, e.g. tool=flat:6), t= (tool number), feed=, plunge=, spindle=, \
-name=
-Sizes in mm. Operations without t= are numbered by tool: the first tool is 1, the next new one \
-2, and so on. With --op, every operation setting goes into the --op: --strategy, --tool and the \
-other operation flags are refused; --stock, --stock-margin, --floor, --safe-z, --dialect, \
---threads and --pool apply to the whole run.
-Example: --op rough,tool=flat:6,stepdown=1,stepover=40%,t=1 --op raster,tool=ball:3,stepover=0.3,t=2";
+/// The long help of `--op`: every key of each strategy, from the setting table.
+fn op_help() -> String {
+    // Settings every strategy takes with the same default go on one line of their own.
+    let shared = |s: &Setting| {
+        s.strategies == Strategies::ALL
+            && StrategyArg::ALL
+                .iter()
+                .all(|k| s.default_for(k.kind()) == s.default_for(StrategyKind::Roughing))
+    };
+    let key = |s: &Setting, kind: Option<StrategyKind>| {
+        let mut text = format!("{}=", s.key);
+        if let Some(words) = choices(s.key) {
+            text += &words.join("|");
+        }
+        let required = match kind {
+            Some(k) => s.required_on_command_line.contains(k),
+            None => s.required_on_command_line == Strategies::ALL,
+        };
+        // The table holds the window's extra margin, beyond the tool radius; margin= is
+        // measured from the model's box, so its default is --margin's help's to say.
+        let default = kind
+            .or(Some(StrategyKind::Roughing))
+            .and_then(|k| s.default_for(k))
+            .filter(|_| s.key != MARGIN.key);
+        match default {
+            _ if required => text += " (required)",
+            Some(d @ (Preset::Number(_) | Preset::Stepover(_))) => {
+                text += &format!(" (default {d})")
+            }
+            _ => {}
+        }
+        text
+    };
+    let mut help = String::from(
+        "One operation of a multi-operation run, cut in the order given (repeat --op). SPEC is \
+         the strategy, then KEY=VALUE pairs separated by commas:\n",
+    );
+    for strategy in StrategyArg::ALL {
+        let keys: Vec<String> = OPERATION_SETTINGS
+            .iter()
+            .filter(|s| s.applies_to(strategy.kind()) && !shared(s))
+            .map(|s| key(s, Some(strategy.kind())))
+            .collect();
+        help += &format!(
+            "  {:<10} {}\n",
+            format!("{}:", strategy.name()),
+            keys.join(", ")
+        );
+    }
+    let keys: Vec<String> = OPERATION_SETTINGS
+        .iter()
+        .filter(|s| shared(s))
+        .map(|s| key(s, None))
+        .collect();
+    help += &format!("  every one: {}\n", keys.join(", "));
+    help += "Sizes in mm; each number's range is in the help of its flag. Operations without t= \
+             are numbered by tool: the first tool is 1, the next new one 2, and so on. With --op, \
+             every operation setting goes into the --op: --strategy, --tool and the other \
+             operation flags are refused; --stock, --stock-margin, --floor, --safe-z, --dialect, \
+             --threads and --pool apply to the whole run.\n\
+             Example: --op rough,tool=flat:6,stepdown=1,stepover=40%,t=1 --op \
+             raster,tool=ball:3,stepover=0.3,t=2";
+    help
+}
+
+/// The words a setting takes on the command line, for settings that take words.
+fn choices(key: &str) -> Option<Vec<String>> {
+    fn names<T: ValueEnum>() -> Vec<String> {
+        T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect()
+    }
+    match key {
+        "axis" => Some(names::<AxisArg>()),
+        "direction" => Some(names::<DirectionArg>()),
+        "pattern" => Some(names::<PatternArg>()),
+        "milling" => Some(names::<MillingArg>()),
+        _ => None,
+    }
+}
+
+/// The help of an operation setting's flag, from the setting table: which strategies take it,
+/// what it means, its range and its default for each strategy.
+fn flag_help(s: &Setting) -> String {
+    if let Some(help) = s.cli_help {
+        return help.to_string();
+    }
+    let mut help = String::new();
+    let used: Vec<StrategyArg> = StrategyArg::ALL
+        .into_iter()
+        .filter(|k| s.applies_to(k.kind()))
+        .collect();
+    if s.strategies != Strategies::ALL {
+        let names: Vec<&str> = used.iter().map(|k| k.name()).collect();
+        let names = names.join(" and ");
+        let mut first = names.chars();
+        if let Some(c) = first.next() {
+            help += &format!("{}{}: ", c.to_uppercase(), first.as_str());
+        }
+        let mut first = s.help.chars();
+        if let Some(c) = first.next() {
+            help += &format!("{}{}", c.to_lowercase(), first.as_str());
+        }
+    } else {
+        help += s.help;
+    }
+    if s.range.is_some() {
+        help += &format!(" ({})", s.format_range());
+    }
+    help += ".";
+    let defaults: Vec<(StrategyArg, String)> = used
+        .iter()
+        .filter_map(|k| {
+            if s.required_on_command_line.contains(k.kind()) {
+                Some((*k, "required".to_string()))
+            } else {
+                s.default_for(k.kind()).map(|d| (*k, d.to_string()))
+            }
+        })
+        .collect();
+    if let Some((_, first)) = defaults.first() {
+        if defaults.iter().all(|(_, d)| d == first) {
+            help += &format!(" [default: {first}]");
+        } else {
+            let each: Vec<String> = defaults
+                .iter()
+                .map(|(k, d)| format!("{}: {d}", k.name()))
+                .collect();
+            help += &format!(" [default: {}]", each.join("; "));
+        }
+    }
+    help
+}
+
+/// The value parser of a number setting's flag: the table's range and message.
+fn number(s: &'static Setting) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |text| s.parse(text).map_err(|e| e.to_string())
+}
 
 /// Everything that describes a job: with `--job` the job file says it, and these are refused.
 const JOB_FLAGS: &[&str] = &[
@@ -152,65 +293,54 @@ pub struct ToolpathArgs {
     /// Strategy of a single operation [default: raster].
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyArg>,
-    /// Tool: flat:D, ball:D, bull:D:R or vbit:D:ANGLE (mm; ANGLE = included angle, degrees).
-    /// Required unless --op is given.
-    #[arg(long, value_parser = parse_cutter)]
+    #[arg(long = TOOL.long(), help = flag_help(&TOOL), value_parser = parse_cutter)]
     pub tool: Option<Cutter>,
-    /// Distance between passes: mm (0.8), or percent of the tool diameter (40%). Required for
-    /// raster; roughing defaults to 40%; waterline has none.
-    #[arg(long, value_parser = parse_stepover, allow_hyphen_values = true)]
+    #[arg(long = STEPOVER.long(), help = flag_help(&STEPOVER), value_parser = parse_stepover,
+        allow_hyphen_values = true)]
     pub stepover: Option<Stepover>,
-    /// Depth of each level or layer, mm (waterline: default 0.5; rough: required).
-    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    #[arg(long = STEPDOWN.long(), help = flag_help(&STEPDOWN), value_parser = number(&STEPDOWN),
+        allow_hyphen_values = true)]
     pub stepdown: Option<f64>,
-    /// Distance between computed points, mm [default: 0.1; rough: 0.25].
-    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    #[arg(long = SAMPLING.long(), help = flag_help(&SAMPLING), value_parser = number(&SAMPLING),
+        allow_hyphen_values = true)]
     pub sampling: Option<f64>,
-    /// Material left on the model, mm [default: 0; rough: 0.3].
-    #[arg(long, value_parser = parse_non_negative, allow_hyphen_values = true)]
+    #[arg(long = ALLOWANCE.long(), help = flag_help(&ALLOWANCE),
+        value_parser = number(&ALLOWANCE), allow_hyphen_values = true)]
     pub allowance: Option<f64>,
-    /// Raster: lines run along this axis [default: x].
-    #[arg(long, value_enum)]
+    #[arg(long = AXIS_SETTING.long(), help = flag_help(&AXIS_SETTING), value_enum)]
     pub axis: Option<AxisArg>,
-    /// Raster: bounds XMIN,XMAX,YMIN,YMAX in mm [default: the model's box plus --margin].
-    #[arg(long, value_parser = parse_bounds_flag, allow_hyphen_values = true, conflicts_with = "margin")]
+    #[arg(long = BOUNDS.long(), help = flag_help(&BOUNDS), value_parser = parse_bounds_flag,
+        allow_hyphen_values = true, conflicts_with = "margin")]
     pub bounds: Option<Rect>,
-    /// Raster: margin around the model's box, mm [default: the tool radius, so that the
-    /// outermost pass's tool just reaches the box and never runs into the stock beside it].
-    #[arg(long, value_parser = parse_number, allow_hyphen_values = true)]
+    #[arg(long = MARGIN.long(), help = flag_help(&MARGIN), value_parser = number(&MARGIN),
+        allow_hyphen_values = true)]
     pub margin: Option<f64>,
-    /// Raster: milling direction [default: zigzag].
-    #[arg(long, value_enum)]
+    #[arg(long = DIRECTION_SETTING.long(), help = flag_help(&DIRECTION_SETTING), value_enum)]
     pub direction: Option<DirectionArg>,
-    /// Raster: points are merged while the path stays within this distance of the exact CL
-    /// surface, mm [default: 0.001].
-    #[arg(long, value_parser = parse_non_negative, allow_hyphen_values = true)]
+    #[arg(long = MERGE_TOLERANCE.long(), help = flag_help(&MERGE_TOLERANCE),
+        value_parser = number(&MERGE_TOLERANCE), allow_hyphen_values = true)]
     pub merge_tolerance: Option<f64>,
-    /// Rough: how each layer is cleared [default: offset].
-    #[arg(long, value_enum)]
+    #[arg(long = PATTERN_SETTING.long(), help = flag_help(&PATTERN_SETTING), value_enum)]
     pub pattern: Option<PatternArg>,
-    /// Waterline and rough: which side of the tool the material is on [default: climb].
-    #[arg(long, value_enum)]
+    #[arg(long = MILLING_SETTING.long(), help = flag_help(&MILLING_SETTING), value_enum)]
     pub milling: Option<MillingArg>,
-    /// Rough: entry ramp angle, degrees from horizontal [default: 3].
-    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    #[arg(long = RAMP_ANGLE.long(), help = flag_help(&RAMP_ANGLE),
+        value_parser = number(&RAMP_ANGLE), allow_hyphen_values = true)]
     pub ramp_angle: Option<f64>,
-    /// Cutting feed, mm/min [default: 1000].
-    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    #[arg(long = FEED.long(), help = flag_help(&FEED), value_parser = number(&FEED),
+        allow_hyphen_values = true)]
     pub feed: Option<f64>,
-    /// Plunge feed, mm/min [default: 300].
-    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    #[arg(long = PLUNGE_FEED.long(), help = flag_help(&PLUNGE_FEED),
+        value_parser = number(&PLUNGE_FEED), allow_hyphen_values = true)]
     pub plunge_feed: Option<f64>,
-    /// Spindle speed, rpm [default: 18000].
-    #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
+    #[arg(long = SPINDLE_SPEED.long(), help = flag_help(&SPINDLE_SPEED),
+        value_parser = number(&SPINDLE_SPEED), allow_hyphen_values = true)]
     pub spindle: Option<f64>,
-    /// Tool number for the tool change [default: 1].
-    #[arg(long)]
+    #[arg(long = TOOL_NUMBER.long(), help = flag_help(&TOOL_NUMBER))]
     pub tool_number: Option<u32>,
-    /// Name of the operation in the program's comments [default: the strategy's name].
-    #[arg(long, value_parser = parse_name)]
+    #[arg(long = NAME.long(), help = flag_help(&NAME), value_parser = parse_name)]
     pub name: Option<String>,
-    #[arg(long = "op", value_name = "SPEC", value_parser = parse_op, long_help = OP_HELP,
+    #[arg(long = "op", value_name = "SPEC", value_parser = parse_op, long_help = op_help(),
         help = "One operation of several, in order: STRATEGY,KEY=VALUE,... (repeat; --help lists the keys)")]
     pub ops: Vec<OpSpec>,
     /// Stock: the model's box plus margins XY[,TOP[,BOTTOM]] in mm (TOP and BOTTOM default to
@@ -438,124 +568,21 @@ fn parse_stock_box(s: &str) -> Result<Stock, String> {
 
 // ----- one operation's settings, from flags or from an --op -----
 
-/// A setting of an operation: its `--op` key, its flag, and the strategies it applies to
-/// (raster, waterline, rough).
-struct Key {
-    key: &'static str,
-    flag: &'static str,
-    applies: [bool; 3],
+/// The setting with this `--op` key.
+fn key(name: &str) -> Option<&'static Setting> {
+    params::setting(name)
 }
 
-const ALL: [bool; 3] = [true, true, true];
-const RASTER: [bool; 3] = [true, false, false];
-
-const KEYS: &[Key] = &[
-    Key {
-        key: "tool",
-        flag: "--tool",
-        applies: ALL,
-    },
-    Key {
-        key: "t",
-        flag: "--tool-number",
-        applies: ALL,
-    },
-    Key {
-        key: "name",
-        flag: "--name",
-        applies: ALL,
-    },
-    Key {
-        key: "feed",
-        flag: "--feed",
-        applies: ALL,
-    },
-    Key {
-        key: "plunge",
-        flag: "--plunge-feed",
-        applies: ALL,
-    },
-    Key {
-        key: "spindle",
-        flag: "--spindle",
-        applies: ALL,
-    },
-    Key {
-        key: "stepover",
-        flag: "--stepover",
-        applies: [true, false, true],
-    },
-    Key {
-        key: "stepdown",
-        flag: "--stepdown",
-        applies: [false, true, true],
-    },
-    Key {
-        key: "sampling",
-        flag: "--sampling",
-        applies: ALL,
-    },
-    Key {
-        key: "allowance",
-        flag: "--allowance",
-        applies: ALL,
-    },
-    Key {
-        key: "axis",
-        flag: "--axis",
-        applies: RASTER,
-    },
-    Key {
-        key: "direction",
-        flag: "--direction",
-        applies: RASTER,
-    },
-    Key {
-        key: "merge-tolerance",
-        flag: "--merge-tolerance",
-        applies: RASTER,
-    },
-    Key {
-        key: "margin",
-        flag: "--margin",
-        applies: RASTER,
-    },
-    Key {
-        key: "bounds",
-        flag: "--bounds",
-        applies: RASTER,
-    },
-    Key {
-        key: "pattern",
-        flag: "--pattern",
-        applies: [false, false, true],
-    },
-    Key {
-        key: "milling",
-        flag: "--milling",
-        applies: [false, true, true],
-    },
-    Key {
-        key: "ramp-angle",
-        flag: "--ramp-angle",
-        applies: [false, false, true],
-    },
-];
-
-fn key(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.key == name)
-}
-
-fn applies(k: &Key, strategy: StrategyArg) -> bool {
-    // `applies` lists raster, waterline, rough: the order of `StrategyArg`.
-    k.applies[strategy as usize]
+fn applies(s: &Setting, strategy: StrategyArg) -> bool {
+    s.applies_to(strategy.kind())
 }
 
 /// The `--op` keys a strategy takes, for messages.
 fn keys_of(strategy: StrategyArg) -> String {
-    KEYS.iter()
-        .filter(|k| applies(k, strategy))
-        .map(|k| k.key)
+    OPERATION_SETTINGS
+        .iter()
+        .filter(|s| applies(s, strategy))
+        .map(|s| s.key)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -618,21 +645,21 @@ impl OpOptions {
             "tool" => self.tool = Some(parse_cutter(v)?),
             "t" => self.tool_number = Some(parse_tool_number(v)?),
             "name" => self.name = Some(parse_name(v)?),
-            "feed" => self.feed = Some(parse_positive(v)?),
-            "plunge" => self.plunge_feed = Some(parse_positive(v)?),
-            "spindle" => self.spindle = Some(parse_positive(v)?),
+            "feed" => self.feed = Some(number(&FEED)(v)?),
+            "plunge" => self.plunge_feed = Some(number(&PLUNGE_FEED)(v)?),
+            "spindle" => self.spindle = Some(number(&SPINDLE_SPEED)(v)?),
             "stepover" => self.stepover = Some(parse_stepover(v)?),
-            "stepdown" => self.stepdown = Some(parse_positive(v)?),
-            "sampling" => self.sampling = Some(parse_positive(v)?),
-            "allowance" => self.allowance = Some(parse_non_negative(v)?),
+            "stepdown" => self.stepdown = Some(number(&STEPDOWN)(v)?),
+            "sampling" => self.sampling = Some(number(&SAMPLING)(v)?),
+            "allowance" => self.allowance = Some(number(&ALLOWANCE)(v)?),
             "axis" => self.axis = Some(parse_choice(v)?),
             "direction" => self.direction = Some(parse_choice(v)?),
-            "merge-tolerance" => self.merge_tolerance = Some(parse_non_negative(v)?),
-            "margin" => self.margin = Some(parse_number(v)?),
+            "merge-tolerance" => self.merge_tolerance = Some(number(&MERGE_TOLERANCE)(v)?),
+            "margin" => self.margin = Some(number(&MARGIN)(v)?),
             "bounds" => self.bounds = Some(bounds(v, ':')?),
             "pattern" => self.pattern = Some(parse_choice(v)?),
             "milling" => self.milling = Some(parse_choice(v)?),
-            "ramp-angle" => self.ramp_angle = Some(parse_positive(v)?),
+            "ramp-angle" => self.ramp_angle = Some(number(&RAMP_ANGLE)(v)?),
             _ => return Err(format!("unknown key \"{key}\"")),
         }
         Ok(())
@@ -1338,7 +1365,7 @@ mod tests {
             ("rough,tool=flat:6,stepdown=abc", &["\"stepdown\"", "abc"]),
             (
                 "rough,tool=flat:6,stepdown=-2",
-                &["\"stepdown\"", "positive"],
+                &["\"stepdown\"", "-2 is out of range (0.01 to 1000 mm)"],
             ),
             (
                 "rough,tool=flat:6,stepdown=1,stepdown=2",
@@ -1368,6 +1395,122 @@ mod tests {
                 assert!(e.contains(w), "{spec:?}: {e:?} lacks {w:?}");
             }
         }
+    }
+
+    /// A value each setting takes, for the tests below.
+    fn sample(s: &Setting, kind: StrategyKind) -> String {
+        match (s.key, s.default_for(kind)) {
+            ("tool", _) => "flat:6".into(),
+            ("t", _) => "3".into(),
+            ("name", _) => "Walls".into(),
+            ("bounds", _) => "0:1:0:1".into(),
+            (_, Some(Preset::Number(v))) => v.to_string(),
+            (_, Some(Preset::Stepover(Stepover::Percent(p)))) => format!("{p}%"),
+            (_, Some(Preset::Stepover(Stepover::Mm(v)))) => v.to_string(),
+            (_, Some(Preset::Word(w))) => w.to_string(),
+            (key, d) => panic!("no sample value for {key} ({d:?})"),
+        }
+    }
+
+    #[test]
+    fn every_setting_has_its_flag_and_every_flag_its_setting() {
+        use clap::{Args, FromArgMatches};
+        let cmd = ToolpathArgs::augment_args(clap::Command::new("toolpath"));
+        for s in OPERATION_SETTINGS {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(s.long()))
+                .unwrap_or_else(|| panic!("no flag {} for the setting \"{}\"", s.flag, s.key));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert_eq!(help, flag_help(s), "{}", s.flag);
+            assert!(
+                help.contains(s.cli_help.unwrap_or(&s.help[1..])),
+                "{}: {help}",
+                s.flag
+            );
+        }
+        // Every flag given (--bounds excludes --margin): each fills its own setting.
+        let mut argv = vec![
+            "toolpath".to_string(),
+            "part.stl".into(),
+            "-o".into(),
+            "x.ngc".into(),
+        ];
+        for s in OPERATION_SETTINGS.iter().filter(|s| s.key != "bounds") {
+            let kind = s.strategies.kinds().next().unwrap();
+            let value = sample(s, kind);
+            argv.extend([s.flag.to_string(), value]);
+        }
+        let m = cmd.try_get_matches_from(argv).unwrap();
+        let given = ToolpathArgs::from_arg_matches(&m)
+            .unwrap()
+            .flag_options()
+            .given();
+        let keys: Vec<&str> = OPERATION_SETTINGS
+            .iter()
+            .map(|s| s.key)
+            .filter(|k| *k != "bounds")
+            .collect();
+        assert_eq!(given, keys);
+    }
+
+    #[test]
+    fn op_keys_apply_to_exactly_the_strategies_the_table_lists() {
+        for strategy in StrategyArg::ALL {
+            let kind = strategy.kind();
+            let base = match strategy {
+                StrategyArg::Raster => "raster,tool=ball:3,stepover=0.3",
+                StrategyArg::Waterline => "waterline,tool=ball:3",
+                StrategyArg::Rough => "rough,tool=flat:6,stepdown=1",
+            };
+            for s in OPERATION_SETTINGS {
+                if base.contains(&format!(",{}=", s.key)) {
+                    continue;
+                }
+                let value = if s.applies_to(kind) {
+                    sample(s, kind)
+                } else {
+                    let used = s.strategies.kinds().next().unwrap();
+                    sample(s, used)
+                };
+                let spec = format!("{base},{}={value}", s.key);
+                match op(&spec) {
+                    Ok(_) => assert!(s.applies_to(kind), "{spec} accepted"),
+                    Err(e) => {
+                        assert!(!s.applies_to(kind), "{spec}: {e}");
+                        let allowed: Vec<&str> = OPERATION_SETTINGS
+                            .iter()
+                            .filter(|s| s.applies_to(kind))
+                            .map(|s| s.key)
+                            .collect();
+                        assert_eq!(
+                            e,
+                            format!(
+                                "key \"{}\" does not apply to {}; it takes {}",
+                                s.key,
+                                strategy.name(),
+                                allowed.join(", ")
+                            )
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flags_and_op_keys_give_the_table_s_range_message() {
+        use clap::{Args, FromArgMatches};
+        let want = STEPDOWN.check(-1.0).unwrap_err().to_string();
+        let e = op("rough,tool=flat:6,stepdown=-1").unwrap_err();
+        assert_eq!(e, format!("key \"stepdown\": {want}"));
+        let cmd = ToolpathArgs::augment_args(clap::Command::new("toolpath"));
+        let e = cmd
+            .try_get_matches_from(["toolpath", "part.stl", "-o", "x", "--stepdown", "-1"])
+            .map(|m| ToolpathArgs::from_arg_matches(&m))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--stepdown") && e.contains(&want), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::stats_panel::{format_eta, format_rate};
 use crate::common::format_duration;
 use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichText, Ui};
 use millpond_core::gcode::Dialect;
+use millpond_core::params::{self, Setting};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
 use millpond_core::tools::ImportChoice;
@@ -55,6 +56,44 @@ fn num(
                 .range(range)
                 .speed(speed)
                 .suffix(suffix)
+                .max_decimals(4),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(tip);
+    ui.end_row();
+    r.changed()
+}
+
+/// An operation setting's number field: its label, range, unit and tooltip from the setting
+/// table ([`params`]), which the command line and job files check against too. `speed` is how
+/// fast a drag changes it.
+fn setting_drag(ui: &mut Ui, setting: &Setting, value: &mut f64, speed: f64) -> bool {
+    number_row(
+        ui,
+        setting.label,
+        &setting.tooltip(),
+        value,
+        setting.number_range(),
+        speed,
+    )
+}
+
+/// A labelled number row in a `range`, with `tip` on both the label and the field.
+fn number_row(
+    ui: &mut Ui,
+    label: &str,
+    tip: &str,
+    value: &mut f64,
+    range: params::Range,
+    speed: f64,
+) -> bool {
+    let l = ui.label(label).on_hover_text(tip);
+    let r = ui
+        .add(
+            DragValue::new(value)
+                .range(range.inclusive())
+                .speed(speed)
+                .suffix(range.unit.suffix())
                 .max_decimals(4),
         )
         .labelled_by(l.id)
@@ -1115,15 +1154,9 @@ impl MillpondApp {
         let op = &mut edited;
         ui.label(RichText::new(op.strategy.label()).strong());
         egui::Grid::new("op-editor").num_columns(2).show(ui, |ui| {
-            text_row(
-                ui,
-                "Name",
-                "What this operation is called in the list and the G-code",
-                &mut op.name,
-            );
-            let l = ui
-                .label("Tool")
-                .on_hover_text("Which tool of the library cuts this operation");
+            text_row(ui, params::NAME.label, params::NAME.help, &mut op.name);
+            let tool_tip = params::TOOL.help;
+            let l = ui.label(params::TOOL.label).on_hover_text(tool_tip);
             let current = tools
                 .iter()
                 .find(|(t, _)| *t == op.tool)
@@ -1138,7 +1171,7 @@ impl MillpondApp {
                 })
                 .response
                 .labelled_by(l.id)
-                .on_hover_text("Which tool of the library cuts this operation");
+                .on_hover_text(tool_tip);
             ui.end_row();
             let tip = "Feeds and spindle speed for this operation alone; unticked, the tool's";
             let mut own = op.feeds.is_some();
@@ -1148,33 +1181,9 @@ impl MillpondApp {
             }
             ui.end_row();
             if let Some(f) = &mut op.feeds {
-                num(
-                    ui,
-                    "Feed",
-                    "This operation's cutting feed",
-                    &mut f.feed,
-                    " mm/min",
-                    1.0..=100_000.0,
-                    10.0,
-                );
-                num(
-                    ui,
-                    "Plunge feed",
-                    "This operation's feed down into material",
-                    &mut f.plunge_feed,
-                    " mm/min",
-                    1.0..=100_000.0,
-                    10.0,
-                );
-                num(
-                    ui,
-                    "Spindle speed",
-                    "This operation's spindle speed",
-                    &mut f.spindle_rpm,
-                    " rpm",
-                    1.0..=200_000.0,
-                    100.0,
-                );
+                setting_drag(ui, &params::FEED, &mut f.feed, 10.0);
+                setting_drag(ui, &params::PLUNGE_FEED, &mut f.plunge_feed, 10.0);
+                setting_drag(ui, &params::SPINDLE_SPEED, &mut f.spindle_rpm, 100.0);
             }
             match &mut op.strategy {
                 Strategy::Roughing(p) => roughing_editor(ui, p),
@@ -1507,37 +1516,20 @@ impl MillpondApp {
 }
 
 fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
-    num(
-        ui,
-        "Stepover",
-        "Distance between neighbouring passes",
-        &mut p.stepover,
-        " mm",
-        0.001..=1000.0,
-        0.01,
-    );
-    num(
-        ui,
-        "Sampling",
-        "Distance between computed points along a pass: smaller follows the surface closer and takes longer",
-        &mut p.sampling,
-        " mm",
-        0.001..=100.0,
-        0.01,
-    );
+    setting_drag(ui, &params::STEPOVER, &mut p.stepover, 0.01);
+    setting_drag(ui, &params::SAMPLING, &mut p.sampling, 0.01);
     radio_row(
         ui,
-        "Passes along",
-        "Which axis the passes run along",
+        params::AXIS_SETTING.label,
+        params::AXIS_SETTING.help,
         &mut p.axis,
         &[
             (LineAxis::X, "X", "Passes parallel to X"),
             (LineAxis::Y, "Y", "Passes parallel to Y"),
         ],
     );
-    let l = ui
-        .label("Direction")
-        .on_hover_text("Which way the passes are cut");
+    let direction = &params::DIRECTION_SETTING;
+    let l = ui.label(direction.label).on_hover_text(direction.help);
     let label = |d: Direction| match d {
         Direction::Zigzag => "Zigzag",
         Direction::Climb => "Climb",
@@ -1552,44 +1544,18 @@ fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
         })
         .response
         .labelled_by(l.id)
-        .on_hover_text(
-            "Zigzag: both ways, no lifts. Climb or conventional: one way, lifting between passes",
-        );
+        .on_hover_text(direction.help);
     ui.end_row();
-    num(
-        ui,
-        "Merge tolerance",
-        "Points are merged while the path stays this close to the exact surface",
-        &mut p.merge_tolerance,
-        " mm",
-        0.0..=1.0,
-        0.0005,
-    );
-    num(
-        ui,
-        "Extra margin",
-        "Passes cover the model's box plus the tool radius plus this. 0: the tool just reaches the box; more clears the part's sides but cuts into the stock beside it",
-        &mut p.extra_margin,
-        " mm",
-        -100.0..=100.0,
-        0.1,
-    );
-    num(
-        ui,
-        "Allowance",
-        "Material left on the surface for a later pass (0: finish to size)",
-        &mut p.allowance,
-        " mm",
-        0.0..=100.0,
-        0.05,
-    );
+    setting_drag(ui, &params::MERGE_TOLERANCE, &mut p.merge_tolerance, 0.0005);
+    setting_drag(ui, &params::MARGIN, &mut p.extra_margin, 0.1);
+    setting_drag(ui, &params::ALLOWANCE, &mut p.allowance, 0.05);
 }
 
 fn milling_row(ui: &mut Ui, milling: &mut Milling) {
     radio_row(
         ui,
-        "Milling",
-        "Which side of the tool the material is on as it goes round",
+        params::MILLING_SETTING.label,
+        params::MILLING_SETTING.help,
         milling,
         &[
             (
@@ -1627,28 +1593,17 @@ fn radio_row<T: PartialEq + Copy>(
 }
 
 fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
-    num(
-        ui,
-        "Stepdown",
-        "Depth of each layer",
-        &mut p.stepdown,
-        " mm",
-        0.01..=1000.0,
-        0.05,
-    );
-    let (value, suffix, range, speed) = match &mut p.stepover {
-        Stepover::Mm(v) => (v, " mm", 0.01..=1000.0, 0.05),
-        Stepover::Percent(v) => (v, " % of the diameter", 1.0..=100.0, 0.5),
-    };
-    num(
-        ui,
-        "Stepover",
-        "Distance between clearing passes in a layer (about 40% of the tool diameter)",
-        value,
-        suffix,
-        range,
-        speed,
-    );
+    setting_drag(ui, &params::STEPDOWN, &mut p.stepdown, 0.05);
+    match &mut p.stepover {
+        Stepover::Mm(v) => {
+            setting_drag(ui, &params::STEPOVER, v, 0.05);
+        }
+        Stepover::Percent(v) => {
+            let s = &params::STEPOVER;
+            let tip = format!("{} ({})", s.help, params::STEPOVER_PERCENT);
+            number_row(ui, s.label, &tip, v, params::STEPOVER_PERCENT, 0.5);
+        }
+    }
     let l = ui
         .label("Stepover in")
         .on_hover_text("Millimetres, or a share of the tool diameter that follows the tool");
@@ -1676,19 +1631,11 @@ fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
     .response
     .labelled_by(l.id);
     ui.end_row();
-    num(
-        ui,
-        "Allowance",
-        "Material left on the model for the finishing operations",
-        &mut p.allowance,
-        " mm",
-        0.0..=100.0,
-        0.05,
-    );
+    setting_drag(ui, &params::ALLOWANCE, &mut p.allowance, 0.05);
     radio_row(
         ui,
-        "Pattern",
-        "How each layer is cleared",
+        params::PATTERN_SETTING.label,
+        params::PATTERN_SETTING.help,
         &mut p.pattern,
         &[
             (
@@ -1704,53 +1651,13 @@ fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
         ],
     );
     milling_row(ui, &mut p.milling);
-    num(
-        ui,
-        "Ramp angle",
-        "Entry ramps go down at this angle instead of plunging straight",
-        &mut p.ramp_angle,
-        "°",
-        0.5..=90.0,
-        0.5,
-    );
-    num(
-        ui,
-        "Sampling",
-        "Grid spacing the layer outlines are traced on: features smaller than this may be missed",
-        &mut p.sampling,
-        " mm",
-        0.01..=100.0,
-        0.01,
-    );
+    setting_drag(ui, &params::RAMP_ANGLE, &mut p.ramp_angle, 0.5);
+    setting_drag(ui, &params::SAMPLING, &mut p.sampling, 0.01);
 }
 
 fn waterline_editor(ui: &mut Ui, p: &mut WaterlineParams) {
-    num(
-        ui,
-        "Stepdown",
-        "Height between contour levels",
-        &mut p.stepdown,
-        " mm",
-        0.001..=1000.0,
-        0.01,
-    );
-    num(
-        ui,
-        "Sampling",
-        "Grid spacing the contours are traced on: features smaller than this may be missed",
-        &mut p.sampling,
-        " mm",
-        0.001..=100.0,
-        0.01,
-    );
+    setting_drag(ui, &params::STEPDOWN, &mut p.stepdown, 0.01);
+    setting_drag(ui, &params::SAMPLING, &mut p.sampling, 0.01);
     milling_row(ui, &mut p.milling);
-    num(
-        ui,
-        "Allowance",
-        "Material left on the surface for a later pass (0: finish to size)",
-        &mut p.allowance,
-        " mm",
-        0.0..=100.0,
-        0.05,
-    );
+    setting_drag(ui, &params::ALLOWANCE, &mut p.allowance, 0.05);
 }
