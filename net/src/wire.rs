@@ -117,7 +117,7 @@ pub enum Msg {
     /// A job exists; flooded with a hop limit, de-duplicated by id.
     Announce {
         job: JobId,
-        spec: JobSpec,
+        spec: Box<JobSpec>,
         hops_left: u8,
     },
     /// Child → parent: I can take `want` more chunks of `job`.

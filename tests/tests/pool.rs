@@ -1045,7 +1045,7 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
             let job = JobId { owner: me, seq: 1 };
             let frame = wire::encode(&Msg::Announce {
                 job,
-                spec: sp.clone(),
+                spec: Box::new(sp.clone()),
                 hops_left: 0,
             })
             .unwrap();

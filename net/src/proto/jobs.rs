@@ -205,7 +205,7 @@ impl Node {
                 l,
                 Msg::Announce {
                     job: id,
-                    spec,
+                    spec: Box::new(spec),
                     hops_left,
                 },
             );
