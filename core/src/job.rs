@@ -615,6 +615,7 @@ mod tests {
             grid: grid(0.01),
             floor: -10.0,
             safe_z: 15.0,
+            links: crate::links::Links::at_safe_height(15.0),
             direction: Direction::Zigzag,
             merge_tolerance: raster::DEFAULT_MERGE_TOLERANCE,
             allowance: 0.0,

@@ -16,6 +16,7 @@ pub mod grid;
 pub mod index;
 pub mod job;
 pub mod job_file;
+pub mod links;
 pub mod mesh;
 pub mod models;
 pub mod params;

@@ -202,6 +202,48 @@ pub fn default_part_height(x: f64, y: f64) -> f64 {
     z
 }
 
+/// A terrain relief: a `cells × cells` height field solid over 120 × 90 mm (two triangles a
+/// cell, plus sides and bottom), hills and valleys 2 to about 20 mm high from several octaves
+/// of smooth value noise. Fine cells and many separate hills, as scanned or sculpted reliefs
+/// have; 374 cells give about 280k triangles.
+pub fn terrain_relief(cells: usize) -> Vec<Triangle> {
+    height_field_solid((0.0, 120.0), (0.0, 90.0), cells, cells, 0.0, terrain_height)
+}
+
+/// Height of the terrain relief (see [`terrain_relief`]).
+pub fn terrain_height(x: f64, y: f64) -> f64 {
+    // Value noise on an integer lattice: a hash of the cell corner, smoothly interpolated.
+    fn lattice(i: i64, j: i64, seed: u64) -> f64 {
+        let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+            ^ seed.wrapping_mul(0x1656_67B1_9E37_79F9);
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 32;
+        (h >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn noise(x: f64, y: f64, seed: u64) -> f64 {
+        let (i, j) = (x.floor(), y.floor());
+        let (fx, fy) = (x - i, y - j);
+        let s = |t: f64| t * t * (3.0 - 2.0 * t);
+        let (sx, sy) = (s(fx), s(fy));
+        let (i, j) = (i as i64, j as i64);
+        let a = lattice(i, j, seed) + (lattice(i + 1, j, seed) - lattice(i, j, seed)) * sx;
+        let b =
+            lattice(i, j + 1, seed) + (lattice(i + 1, j + 1, seed) - lattice(i, j + 1, seed)) * sx;
+        a + (b - a) * sy
+    }
+    let mut z = 0.0;
+    let mut amplitude = 10.0;
+    let mut scale = 1.0 / 18.0;
+    for octave in 0..4 {
+        z += amplitude * noise(x * scale, y * scale, octave);
+        amplitude *= 0.45;
+        scale *= 2.1;
+    }
+    2.0 + z
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ use crate::drop::{Axis, DropCutter};
 use crate::error::JobError;
 use crate::geom::Point3;
 use crate::grid::Grid;
+use crate::links::{Links, link_to};
 use crate::toolpath::{MoveKind, Toolpath};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,8 @@ pub struct RasterSpec {
     pub floor: f64,
     /// Height for rapid moves across the part.
     pub safe_z: f64,
+    /// How lines are linked where the direct move is not clear.
+    pub links: Links,
     pub direction: Direction,
     /// Points are dropped while the path stays within this distance above every computed
     /// CL point (and never below one), mm.
@@ -50,6 +53,7 @@ impl RasterSpec {
                 self.safe_z
             )));
         }
+        self.links.validate()?;
         if !(self.merge_tolerance.is_finite() && self.merge_tolerance >= 0.0) {
             return Err(JobError::Invalid(format!(
                 "merge tolerance must be zero or positive, got {}",
@@ -272,8 +276,8 @@ pub fn approach(tp: &mut Toolpath, to: Point3, safe_z: f64) {
 }
 
 /// Links merged lines into one toolpath: a direct cutting move between lines where it clears
-/// the model (`model`: the job's contact with no floor), otherwise retract to safe height,
-/// rapid over and plunge.
+/// the model (`model`: the job's contact with no floor), otherwise a link along the surface
+/// (no lower than the floor) or a hop (see [`links`](crate::links)).
 pub fn link(model: &DropCutter<'_>, spec: &RasterSpec, lines: &[Vec<Point3>]) -> Toolpath {
     let Some(first) = lines.iter().find_map(|l| l.first().copied()) else {
         return Toolpath::default();
@@ -292,7 +296,8 @@ pub fn link(model: &DropCutter<'_>, spec: &RasterSpec, lines: &[Vec<Point3>]) ->
         } else if move_is_clear(model, from, line[0]) {
             tp.push(MoveKind::Cut, line[0]);
         } else {
-            approach(&mut tp, line[0], safe_z);
+            let (low, step) = (spec.floor, spec.grid.sampling);
+            link_to(&mut tp, model, line[0], &spec.links, safe_z, low, step);
         }
         for &p in &line[1..] {
             tp.push(MoveKind::Cut, p);

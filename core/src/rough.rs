@@ -14,7 +14,8 @@ use crate::cutter::Cutter;
 use crate::drop::DropCutter;
 use crate::error::JobError;
 use crate::geom::{Aabb, Point3};
-use crate::raster::approach;
+use crate::links::{Links, hop};
+use crate::raster::move_is_clear;
 use crate::toolpath::{MoveKind, Toolpath};
 use crate::waterline::{ContourSpec, Level, Milling};
 use i_overlay::core::fill_rule::FillRule;
@@ -51,6 +52,8 @@ pub struct RoughSpec {
     pub pattern: ClearPattern,
     pub milling: Milling,
     pub safe_z: f64,
+    /// How passes are linked where the tool leaves the layer's clear area.
+    pub links: Links,
     /// Angle of entry ramps, degrees from horizontal.
     pub ramp_angle: f64,
 }
@@ -80,6 +83,13 @@ impl RoughSpec {
             return invalid(format!(
                 "safe height ({}) must be at or above the stock top ({})",
                 self.safe_z, self.stock.max.z
+            ));
+        }
+        self.links.validate()?;
+        if self.links.clearance_z < self.stock.max.z {
+            return invalid(format!(
+                "link clearance height ({}) must be at or above the stock top ({})",
+                self.links.clearance_z, self.stock.max.z
             ));
         }
         if !(self.ramp_angle.is_finite() && self.ramp_angle > 0.0 && self.ramp_angle <= 90.0) {
@@ -409,6 +419,9 @@ pub fn toolpath(
         .collect();
     let mut started = false;
     let mut above = spec.stock.max.z;
+    // The clear area of the layer above, all of it cut at height `above` (none above the
+    // first layer: the stock top is not cut).
+    let mut above_area: Option<&Shapes> = None;
     for (level, (area, paths)) in levels.iter().zip(&layers) {
         let z = level.z;
         for path in paths.iter().filter(|p| p.len() >= 2) {
@@ -420,7 +433,22 @@ pub fn toolpath(
                 // Down through the air above this layer (cleared by the layer above, or above
                 // the stock), then ramp along the path into the new depth.
                 let s = Point3::new(path[0][0], path[0][1], above);
-                approach(&mut tp, s, spec.safe_z);
+                // A short link stays down at the height of the layer above, inside what that
+                // layer cleared: straight up into the space the tool stands in, across as a
+                // feed move (also proven clear of the model), then the ramp.
+                let stays = started
+                    && (here.z == z || here.z == above)
+                    && (s.x - here.x).hypot(s.y - here.y) <= spec.links.stay_down
+                    && above_area.is_some_and(|a| inside_area(a, [here.x, here.y], path[0]))
+                    && move_is_clear(model, Point3::new(here.x, here.y, above), s);
+                if stays {
+                    if here.z < above {
+                        tp.push(MoveKind::Cut, Point3::new(here.x, here.y, above));
+                    }
+                    tp.push(MoveKind::Cut, s);
+                } else {
+                    hop(&mut tp, model, s, &spec.links, spec.safe_z);
+                }
                 started = true;
                 ramp(&mut tp, path, above, z, slope);
             }
@@ -429,6 +457,7 @@ pub fn toolpath(
             }
         }
         above = z;
+        above_area = Some(area);
     }
     let end = tp.end();
     if end.z < spec.safe_z {

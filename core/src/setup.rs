@@ -530,6 +530,7 @@ impl Setup {
     pub fn plan(&self, strategy: &Strategy, cutter: Cutter) -> Result<JobSpec, SetupError> {
         cutter.validate().map_err(JobError::from)?;
         let (mb, sb, safe_z) = (self.model, self.stock, self.safe_z);
+        let links = crate::links::Links::new(sb.max.z, safe_z, cutter.diameter());
         let operation = match strategy {
             Strategy::Roughing(p) => {
                 let reach = cutter.radius() + p.allowance.max(0.0);
@@ -547,6 +548,7 @@ impl Setup {
                     pattern: p.pattern,
                     milling: p.milling,
                     safe_z,
+                    links,
                     ramp_angle: p.ramp_angle,
                 })
             }
@@ -572,6 +574,7 @@ impl Setup {
                     },
                     floor: self.floor,
                     safe_z,
+                    links,
                     direction: p.direction,
                     merge_tolerance: p.merge_tolerance,
                     allowance: p.allowance,
@@ -591,6 +594,7 @@ impl Setup {
                         allowance: p.allowance,
                     },
                     safe_z,
+                    links,
                     milling: p.milling,
                 })
             }

@@ -645,6 +645,8 @@ pub enum Milling {
 pub struct WaterlineSpec {
     pub contours: ContourSpec,
     pub safe_z: f64,
+    /// How loops are linked where the direct move is not clear.
+    pub links: crate::links::Links,
     pub milling: Milling,
 }
 
@@ -657,7 +659,7 @@ impl WaterlineSpec {
                 self.safe_z
             )));
         }
-        Ok(())
+        self.links.validate()
     }
 }
 
@@ -714,7 +716,8 @@ fn merged_outward(points: &[[f64; 2]], tol: f64) -> Vec<[f64; 2]> {
 /// order, each started at its point nearest the tool, entered by a short straight lead-in from
 /// outside the region (the plunge is in the clear, never into the model), run once round
 /// and back to its start. Moves between loops go straight where they clear the model (checked
-/// exactly), otherwise by safe height.
+/// exactly), otherwise along the surface (no lower than the lower end) or by a hop (see
+/// [`links`](crate::links)).
 pub fn toolpath(
     model: &DropCutter<'_>,
     tool: crate::cutter::Cutter,
@@ -791,10 +794,12 @@ pub fn toolpath(
                     tp = Some(t);
                 }
                 Some(t) => {
-                    if move_is_clear(model, t.end(), entry) {
+                    let here = t.end();
+                    if move_is_clear(model, here, entry) {
                         t.push(MoveKind::Cut, entry);
                     } else {
-                        approach(t, entry, safe_z);
+                        let (low, step) = (here.z.min(entry.z), spec.contours.grid.sampling);
+                        crate::links::link_to(t, model, entry, &spec.links, safe_z, low, step);
                     }
                 }
             }

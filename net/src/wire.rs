@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of this protocol. Peers must match exactly.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
@@ -117,7 +117,7 @@ pub enum Msg {
     /// A job exists; flooded with a hop limit, de-duplicated by id.
     Announce {
         job: JobId,
-        spec: JobSpec,
+        spec: Box<JobSpec>,
         hops_left: u8,
     },
     /// Child → parent: I can take `want` more chunks of `job`.

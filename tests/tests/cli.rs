@@ -970,19 +970,35 @@ fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
         .map(|k| b.max.z - 2.0 * k as f64)
         .chain([b.min.z])
         .collect();
-    // Every move across is on a level. (Feeding straight down may stop above one: an
-    // approach feeds down from above the stock's top.)
+    // Every move across is on a level, but for the few links that stay down along the
+    // surface between loops (within the model's height). (Feeding straight down may stop
+    // above one: an approach feeds down from above the stock's top.)
     let mut cut_levels = BTreeSet::new();
+    let (mut on_level, mut surface_links) = (0, 0);
     let mut at = [f64::NAN; 3];
     for &(rapid, p) in &ops[0].1 {
         let across = p[0] != at[0] || p[1] != at[1];
         if !rapid && across {
-            let k = levels.iter().position(|z| (p[2] - z).abs() < 1e-4);
-            cut_levels
-                .insert(k.unwrap_or_else(|| panic!("cut at {p:?}, not on a level {levels:?}")));
+            match levels.iter().position(|z| (p[2] - z).abs() < 1e-4) {
+                Some(k) => {
+                    cut_levels.insert(k);
+                    on_level += 1;
+                }
+                None => {
+                    assert!(
+                        p[2] >= b.min.z - 1e-4 && p[2] <= b.max.z + 1e-4,
+                        "cut at {p:?}, not on a level {levels:?} nor on the model"
+                    );
+                    surface_links += 1;
+                }
+            }
         }
         at = p;
     }
+    assert!(
+        surface_links * 10 < on_level,
+        "{surface_links} moves off the levels, {on_level} on them"
+    );
     assert!(
         cut_levels.len() + 1 >= levels.len(),
         "levels cut: {cut_levels:?} of {levels:?}"

@@ -650,6 +650,7 @@ fn raster_toolpath_never_gouges() {
             grid,
             floor: bb.min.z,
             safe_z: bb.max.z + 5.0,
+            links: millpond_core::links::Links::at_safe_height(bb.max.z + 5.0),
             direction,
             merge_tolerance: tol,
             allowance: 0.0,

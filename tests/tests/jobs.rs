@@ -40,13 +40,15 @@ fn drop_spec(mesh: &Mesh, cutter: &str, grid: Grid) -> JobSpec {
 
 fn raster_spec(mesh: &Mesh, cutter: &str, grid: Grid, direction: Direction) -> JobSpec {
     let b = mesh.bounds();
+    let cutter: millpond_core::Cutter = cutter.parse().unwrap();
     JobSpec {
         mesh: mesh.hash(),
-        cutter: cutter.parse().unwrap(),
+        cutter,
         operation: Operation::Raster(RasterSpec {
             grid,
             floor: b.min.z,
             safe_z: b.max.z + 5.0,
+            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, cutter.diameter()),
             direction,
             merge_tolerance: 0.001,
             allowance: 0.0,

@@ -1,7 +1,8 @@
 //! Programs read by LinuxCNC's own interpreter (`rs274`, Debian's `linuxcnc-uspace`): every
 //! line is accepted, and what the machine would do — its canonical moves — is checked: after
 //! each tool change the new tool goes to safe Z before it moves across the part, and no rapid
-//! moves across the part below safe Z.
+//! moves across the part below the clearance height above the stock top (links within an
+//! operation hop there where the move is clear of the model).
 //!
 //! The interpreter is run standalone (`-g`, stdin closed, no realtime, no display). Its tool
 //! table is read in inches whatever the program's units, so lengths are written as mm / 25.4;
@@ -79,9 +80,9 @@ fn interpret(program: &Path, lengths_mm: &[f64]) -> Vec<Canon> {
 }
 
 /// What is wrong with the moves: an XY rapid after a tool change (or an operator pause)
-/// before a Z-only lift to `safe_z`, or any XY rapid below `safe_z`. Also returns how many
+/// before a Z-only lift to `safe_z`, or any XY rapid below `clear_z`. Also returns how many
 /// tool changes there were.
-fn unsafe_moves(calls: &[Canon], safe_z: f64) -> (Vec<String>, usize) {
+fn unsafe_moves(calls: &[Canon], safe_z: f64, clear_z: f64) -> (Vec<String>, usize) {
     let eps = 1e-4;
     let mut at = [0.0f64; 3];
     let (mut armed, mut changes, mut bad) = (false, 0, Vec::new());
@@ -105,8 +106,11 @@ fn unsafe_moves(calls: &[Canon], safe_z: f64) -> (Vec<String>, usize) {
                             "#{}: across to {v:?} after a tool change, before lifting to safe Z",
                             c.seq
                         ));
-                    } else if across && at[2].min(v[2]) < safe_z - eps {
-                        bad.push(format!("#{}: rapid across below safe Z: {v:?}", c.seq));
+                    } else if across && at[2].min(v[2]) < clear_z - eps {
+                        bad.push(format!(
+                            "#{}: rapid across below the clearance height: {v:?}",
+                            c.seq
+                        ));
                     }
                     if !across && v[2] >= safe_z - eps {
                         armed = false;
@@ -130,7 +134,9 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
     let dir = tempfile::tempdir().unwrap();
     let part = bundled_part();
     let mesh = millpond_core::Mesh::from_stl_path(&part).unwrap();
-    let safe_z = mesh.bounds().max.z + 1.0 + 5.0;
+    let stock_top = mesh.bounds().max.z + 1.0;
+    let safe_z = stock_top + 5.0;
+    let clear_z = stock_top + millpond_core::links::LINK_CLEARANCE;
     for dialect in ["linuxcnc", "grbl"] {
         let out = dir.path().join(format!("{dialect}.ngc"));
         let status = Command::new(millpond_tests::millpond_bin())
@@ -153,7 +159,7 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
         // Each tool longer than the one before: a missing lift would rapid the new tool
         // 20 mm lower than the program means.
         let calls = interpret(&out, &[0.0, 20.0, 35.0]);
-        let (bad, changes) = unsafe_moves(&calls, safe_z);
+        let (bad, changes) = unsafe_moves(&calls, safe_z, clear_z);
         assert!(bad.is_empty(), "{dialect}: {bad:#?}");
         let dwells = calls.iter().filter(|c| c.call == "DWELL").count();
         if dialect == "linuxcnc" {
@@ -173,7 +179,7 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
             assert!(g.contains(&lift), "{lift:?} not in the program");
             let broken = dir.path().join("broken.ngc");
             std::fs::write(&broken, g.replacen(&lift, "G43 H2\n", 1)).unwrap();
-            let (bad, _) = unsafe_moves(&interpret(&broken, &[0.0, 20.0, 35.0]), safe_z);
+            let (bad, _) = unsafe_moves(&interpret(&broken, &[0.0, 20.0, 35.0]), safe_z, clear_z);
             assert!(
                 bad.iter().any(|b| b.contains("after a tool change")),
                 "the missing lift went unnoticed: {bad:?}"

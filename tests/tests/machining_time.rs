@@ -27,6 +27,7 @@ fn raster_of_default_part(step: f64, sampling: f64) -> Toolpath {
             },
             floor: b.min.z,
             safe_z: b.max.z + 5.0,
+            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, 3.0),
             direction: Direction::Zigzag,
             merge_tolerance: 0.001,
             allowance: 0.0,

@@ -66,6 +66,7 @@ fn raster_spec(step: f64, sampling: f64) -> JobSpec {
             },
             floor: b.min.z,
             safe_z: b.max.z + 5.0,
+            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, 3.0),
             direction: Direction::Zigzag,
             merge_tolerance: raster::DEFAULT_MERGE_TOLERANCE,
             allowance: 0.0,
@@ -1138,7 +1139,7 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
             let job = JobId { owner: me, seq: 1 };
             let frame = wire::encode(&Msg::Announce {
                 job,
-                spec: sp.clone(),
+                spec: Box::new(sp.clone()),
                 hops_left: 0,
             })
             .unwrap();

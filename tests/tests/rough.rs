@@ -53,6 +53,11 @@ fn rough_job(s: &Setup, cutter: Cutter, pattern: ClearPattern, allowance: f64) -
             pattern,
             milling: Milling::Climb,
             safe_z: s.stock.max.z + 5.0,
+            links: millpond_core::links::Links::new(
+                s.stock.max.z,
+                s.stock.max.z + 5.0,
+                cutter.diameter(),
+            ),
             ramp_angle: 3.0,
         }),
     };

@@ -524,6 +524,7 @@ fn waterline_finishing_never_gouges_and_plunges_only_in_the_clear() {
                     allowance: 0.0,
                 },
                 safe_z: b.max.z + 5.0,
+                links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, cutter.diameter()),
                 milling,
             }),
         };

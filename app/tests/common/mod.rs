@@ -57,6 +57,7 @@ pub fn raster_toolpath(mesh: &Mesh, cutter: Cutter, stepover: f64, sampling: f64
             },
             floor: b.min.z,
             safe_z: b.max.z + 5.0,
+            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, cutter.diameter()),
             direction: Direction::Zigzag,
             merge_tolerance: millpond_core::raster::DEFAULT_MERGE_TOLERANCE,
             allowance: 0.0,

@@ -199,7 +199,7 @@ impl Node {
                 l,
                 Msg::Announce {
                     job: id,
-                    spec,
+                    spec: Box::new(spec),
                     hops_left,
                 },
             );

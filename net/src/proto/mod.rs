@@ -374,7 +374,7 @@ impl Node {
                 link,
                 Msg::Announce {
                     job,
-                    spec,
+                    spec: Box::new(spec),
                     hops_left,
                 },
             );
@@ -447,7 +447,7 @@ impl Node {
                 job,
                 spec,
                 hops_left,
-            } => self.on_announce(now, link, job, spec, hops_left),
+            } => self.on_announce(now, link, job, *spec, hops_left),
             Msg::Steal { job, want } => match self.jobs.get_mut(&job) {
                 Some(j) if j.parent != Some(link) => {
                     j.child_wants.insert(link, want);
@@ -522,7 +522,7 @@ impl Node {
                     l,
                     Msg::Announce {
                         job,
-                        spec,
+                        spec: Box::new(spec),
                         hops_left,
                     },
                 );

@@ -139,7 +139,7 @@ fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
     };
     let announce = |hops_left| Msg::Announce {
         job,
-        spec: spec.clone(),
+        spec: Box::new(spec.clone()),
         hops_left,
     };
     let a = msg(&mut n, t0, 1, announce(7));
@@ -212,7 +212,7 @@ fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
         1,
         Msg::Announce {
             job: last,
-            spec,
+            spec: Box::new(spec),
             hops_left: 0,
         },
     );
@@ -487,7 +487,7 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
         1,
         Msg::Announce {
             job,
-            spec: spec.clone(),
+            spec: Box::new(spec.clone()),
             hops_left: 7,
         },
     );

@@ -259,6 +259,7 @@ fn pool(quick: bool) -> Result<()> {
             },
             floor: b.min.z,
             safe_z: b.max.z + 5.0,
+            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, 3.0),
             direction: Direction::Zigzag,
             merge_tolerance: 0.001,
             allowance: 0.0,
