@@ -58,7 +58,7 @@ fn model(name: &'static str, tris: Vec<Triangle>) -> Model {
 
 fn toolpath(m: &Model, spec: &JobSpec, threads: usize) -> Toolpath {
     let ctx = JobContext::new(m.mesh.clone(), m.index.clone(), spec.clone()).unwrap();
-    let r = runner::run_local(&ctx, threads, &CancelToken::new(), &|_, _| {}).unwrap();
+    let r = runner::run_local(&ctx, threads, &CancelToken::new(), &|_| {}).unwrap();
     match ctx.finish(r).unwrap() {
         JobOutput::Toolpath(tp) => tp,
         other => panic!("{other:?}"),
