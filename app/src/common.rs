@@ -2,7 +2,7 @@
 //! bundled sample part, writing a program to a file, and durations as machinists read them.
 
 use anyhow::{Context as _, Result};
-use millpond_core::gcode::{self, Dialect};
+use millpond_core::gcode;
 use std::io::BufWriter;
 use std::path::Path;
 
@@ -18,7 +18,7 @@ pub const DEFAULT_MODEL_NAME: &str = "default-part.stl";
 /// where a good one was.
 pub fn write_gcode(
     path: &Path,
-    dialect: Dialect,
+    post: gcode::Post,
     title: &str,
     zero: Option<&gcode::WorkZero>,
     machine: &millpond_core::MachineProfile,
@@ -35,7 +35,7 @@ pub fn write_gcode(
     ));
     let result = (|| -> std::io::Result<()> {
         let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        gcode::write_program_at(&mut out, dialect, title, zero, machine, ops)?;
+        gcode::write_program_at(&mut out, post, title, zero, machine, ops)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

@@ -119,7 +119,7 @@ pub fn write(
 ) -> Result<()> {
     crate::common::write_gcode(
         path,
-        program.dialect,
+        program.post_settings(),
         &program.title,
         program.zero.as_ref(),
         machine,

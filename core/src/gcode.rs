@@ -31,6 +31,65 @@ impl FromStr for Dialect {
     }
 }
 
+/// The units a program is written in: what `G21`/`G20` announce. Toolpaths are in
+/// millimetres; an inch program has every coordinate and feed divided by 25.4 on output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProgramUnits {
+    #[default]
+    Millimetres,
+    /// `G20`: inches, to 5 decimals (0.25 µm), feeds in inches per minute.
+    Inches,
+}
+
+impl ProgramUnits {
+    pub const ALL: [ProgramUnits; 2] = [ProgramUnits::Millimetres, ProgramUnits::Inches];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProgramUnits::Millimetres => "mm (G21)",
+            ProgramUnits::Inches => "inch (G20)",
+        }
+    }
+
+    /// A millimetre figure (coordinate or feed) as the program writes it.
+    fn n(self, mm: f64) -> String {
+        match self {
+            ProgramUnits::Millimetres => num(mm),
+            ProgramUnits::Inches => num_places(mm / 25.4, 5),
+        }
+    }
+}
+
+impl FromStr for ProgramUnits {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "mm" | "millimetres" | "millimeters" | "g21" => Ok(ProgramUnits::Millimetres),
+            "inch" | "inches" | "in" | "g20" => Ok(ProgramUnits::Inches),
+            _ => Err(format!(
+                "unknown program units \"{s}\": expected mm or inch"
+            )),
+        }
+    }
+}
+
+/// How a program is written: for which controller, in which units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Post {
+    pub dialect: Dialect,
+    pub units: ProgramUnits,
+}
+
+impl From<Dialect> for Post {
+    /// The dialect in millimetres.
+    fn from(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            units: ProgramUnits::Millimetres,
+        }
+    }
+}
+
 /// One operation of a program: a toolpath cut with one tool.
 #[derive(Debug, Clone, Copy)]
 pub struct Operation<'a> {
@@ -46,22 +105,28 @@ pub struct Operation<'a> {
     pub toolpath: &'a Toolpath,
 }
 
-/// Coordinates to 4 decimals (0.1 µm), trailing zeros dropped, no negative zero. Integer
-/// arithmetic: `format!("{:.4}")` on floats dominated writing large programs.
+/// Millimetres to 4 decimals (0.1 µm), trailing zeros dropped, no negative zero.
 fn num(v: f64) -> String {
-    let scaled = (v * 1e4).round();
+    num_places(v, 4)
+}
+
+/// `v` to `places` decimals (at most 9), trailing zeros dropped, no negative zero. Integer
+/// arithmetic: `format!("{:.4}")` on floats dominated writing large programs.
+fn num_places(v: f64, places: u32) -> String {
+    let unit = 10u64.pow(places.min(9));
+    let scaled = (v * unit as f64).round();
     if scaled.is_nan() || scaled.abs() >= 9e15 {
-        return format!("{v:.4}");
+        return format!("{v:.*}", places as usize);
     }
     let i = scaled as i64;
-    let (int, frac) = (i.unsigned_abs() / 10_000, i.unsigned_abs() % 10_000);
+    let (int, frac) = (i.unsigned_abs() / unit, i.unsigned_abs() % unit);
     let mut s = String::with_capacity(16);
     if i < 0 {
         s.push('-');
     }
     let _ = write!(s, "{int}");
     if frac != 0 {
-        let digits = format!("{frac:04}");
+        let digits = format!("{frac:0width$}", width = places as usize);
         s.push('.');
         s.push_str(digits.trim_end_matches('0'));
     }
@@ -112,7 +177,7 @@ pub fn write_program(
 ) -> io::Result<()> {
     write_program_at(
         out,
-        dialect,
+        dialect.into(),
         title,
         None,
         &MachineProfile::default(),
@@ -182,12 +247,13 @@ pub struct WorkZero {
 /// time estimated for `machine` ([`estimate_program`]).
 pub fn write_program_at(
     out: &mut impl Write,
-    dialect: Dialect,
+    post: Post,
     title: &str,
     zero: Option<&WorkZero>,
     machine: &MachineProfile,
     operations: &[Operation<'_>],
 ) -> io::Result<()> {
+    let Post { dialect, units } = post;
     let times = estimate_program(operations, machine);
     let mut s = String::new();
     if dialect == Dialect::LinuxCnc {
@@ -233,10 +299,19 @@ pub fn write_program_at(
     ] {
         let _ = writeln!(s, "{}", comment(&line));
     }
-    // mm, absolute, feed per minute, XY plane, no cutter compensation, no canned cycle.
-    s.push_str("G21 G90 G94 G17 G40 G80\n");
+    // mm or inch, absolute, feed per minute, XY plane, no cutter compensation, no canned
+    // cycle.
+    let _ = writeln!(
+        s,
+        "{} G90 G94 G17 G40 G80",
+        match units {
+            ProgramUnits::Millimetres => "G21",
+            ProgramUnits::Inches => "G20",
+        }
+    );
     if dialect == Dialect::LinuxCnc {
-        s.push_str("G49\nG64 P0.005\n");
+        // Blending within 5 µm (in the program's units).
+        let _ = writeln!(s, "G49\nG64 P{}", units.n(0.005));
     }
     out.write_all(s.as_bytes())?;
     let mut loaded: Option<(u32, Cutter)> = None;
@@ -247,7 +322,7 @@ pub fn write_program_at(
             Some(_) => ToolChange::Swap,
         };
         match zero {
-            None => write_operation(out, dialect, op, change, time)?,
+            None => write_operation(out, post, op, change, time)?,
             Some(z) => {
                 let moved = op.toolpath.translated(z.at);
                 let at_zero = Operation {
@@ -255,7 +330,7 @@ pub fn write_program_at(
                     toolpath: &moved,
                     ..*op
                 };
-                write_operation(out, dialect, &at_zero, change, time)?;
+                write_operation(out, post, &at_zero, change, time)?;
             }
         }
         loaded = Some((op.tool_number, op.cutter));
@@ -281,11 +356,14 @@ enum ToolChange {
 
 fn write_operation(
     out: &mut impl Write,
-    dialect: Dialect,
+    post: Post,
     op: &Operation<'_>,
     change: ToolChange,
     time: &TimeEstimate,
 ) -> io::Result<()> {
+    let Post { dialect, units } = post;
+    // Lengths and feeds in the program's units; spindle speed and dwell are not lengths.
+    let len = |v: f64| units.n(v);
     let tp = op.toolpath;
     let stats = tp.stats(&op.feeds);
     let tool = describe_tool(&op.cutter);
@@ -308,7 +386,7 @@ fn write_operation(
     );
     let start = tp.start;
     // Lift before any tool change or spindle start.
-    let _ = writeln!(s, "G0 Z{}", num(op.safe_z.max(start.z)));
+    let _ = writeln!(s, "G0 Z{}", len(op.safe_z.max(start.z)));
     let n = op.tool_number;
     match (dialect, change) {
         (_, ToolChange::None) => {}
@@ -338,16 +416,16 @@ fn write_operation(
         // A new tool (and, in LinuxCNC, its new length offset) may reach lower than the one
         // before: the lift above was made with the old tool, so lift again before any move
         // across the part.
-        let _ = writeln!(s, "G0 Z{}", num(op.safe_z.max(start.z)));
+        let _ = writeln!(s, "G0 Z{}", len(op.safe_z.max(start.z)));
     }
     let _ = writeln!(s, "S{} M3", num(op.feeds.spindle_rpm.round()));
     if op.spindle_dwell_s > 0.0 {
         // Let the spindle reach its speed before the tool meets material.
         let _ = writeln!(s, "G4 P{}", num(op.spindle_dwell_s));
     }
-    let _ = writeln!(s, "G0 X{} Y{}", num(start.x), num(start.y));
+    let _ = writeln!(s, "G0 X{} Y{}", len(start.x), len(start.y));
     if start.z < op.safe_z {
-        let _ = writeln!(s, "G0 Z{}", num(start.z));
+        let _ = writeln!(s, "G0 Z{}", len(start.z));
     }
     out.write_all(s.as_bytes())?;
 
@@ -355,11 +433,11 @@ fn write_operation(
     let mut mode = 0u8;
     let mut feed = f64::NAN;
     // The header above leaves the tool at the toolpath's start.
-    let (mut x, mut y, mut z) = (num(start.x), num(start.y), num(start.z));
+    let (mut x, mut y, mut z) = (len(start.x), len(start.y), len(start.z));
     let mut line = String::new();
     for m in &tp.moves {
         line.clear();
-        let (nx, ny, nz) = (num(m.to.x), num(m.to.y), num(m.to.z));
+        let (nx, ny, nz) = (len(m.to.x), len(m.to.y), len(m.to.z));
         let (g, f) = match m.kind {
             MoveKind::Rapid => (0u8, None),
             MoveKind::Plunge => (1, Some(op.feeds.plunge_feed)),
@@ -384,7 +462,7 @@ fn write_operation(
         if let Some(f) = f
             && f != feed
         {
-            let _ = write!(line, " F{}", num(f));
+            let _ = write!(line, " F{}", len(f));
             feed = f;
         }
         line.push('\n');
@@ -631,6 +709,62 @@ mod tests {
         for l in g.lines() {
             assert!(l.matches('(').count() <= 1, "{l}");
         }
+    }
+
+    #[test]
+    fn an_inch_program_writes_inches_and_inches_per_minute() {
+        let tp = sample();
+        let op = Operation {
+            name: "Raster",
+            tool_number: 1,
+            cutter: Cutter::Ball { diameter: 3.0 },
+            feeds: Feeds::default(),
+            safe_z: 25.4,
+            spindle_dwell_s: 1.5,
+            toolpath: &tp,
+        };
+        let write = |units| {
+            let mut out = Vec::new();
+            let post = Post {
+                dialect: Dialect::LinuxCnc,
+                units,
+            };
+            write_program_at(&mut out, post, "t", None, &MachineProfile::default(), &[op]).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let (mm, inch) = (
+            write(ProgramUnits::Millimetres),
+            write(ProgramUnits::Inches),
+        );
+        assert!(
+            mm.contains("G21 G90") && mm.contains("G64 P0.005\n"),
+            "{mm}"
+        );
+        assert!(inch.contains("G20 G90") && !inch.contains("G21"), "{inch}");
+        // Blending 5 µm, safe Z 25.4 mm = 1 in, feed and plunge feed per minute in inches;
+        // spindle speed and dwell are not lengths.
+        assert!(inch.contains("G64 P0.0002\n"), "{inch}");
+        assert!(inch.contains("G0 Z1\n"), "{inch}");
+        let f = |v: f64| num_places(v / 25.4, 5);
+        assert!(
+            inch.contains(&format!(" F{}", f(Feeds::default().feed))),
+            "{inch}"
+        );
+        let s = format!("S{} M3", num(Feeds::default().spindle_rpm));
+        assert!(mm.contains(&s) && inch.contains(&s), "{inch}");
+        assert!(inch.contains("G4 P1.5\n"), "{inch}");
+        // Every coordinate is the mm one over 25.4, to 5 decimals.
+        for (a, b) in mm
+            .lines()
+            .zip(inch.lines())
+            .filter(|(a, _)| a.starts_with("X"))
+        {
+            let x = |l: &str| l[1..].split(' ').next().unwrap().parse::<f64>().unwrap();
+            assert!((x(a) / 25.4 - x(b)).abs() <= 0.5e-5, "{a} / {b}");
+        }
+        assert_eq!(num_places(-0.000_004, 5), "0");
+        assert_eq!(num_places(1.234_565_1, 5), "1.23457");
+        assert_eq!(num_places(2.5, 5), "2.5");
     }
 
     #[test]

@@ -14,10 +14,10 @@
 //! what is saved here.
 
 use crate::Rect;
-use crate::gcode::Dialect;
+use crate::gcode::{Dialect, ProgramUnits};
 use crate::mesh::MeshHash;
 use crate::params;
-use crate::placement::{Axis3, Placement, Units};
+use crate::placement::{Axis3, Placement, Units, check_scale};
 use crate::raster::Direction;
 use crate::rough::ClearPattern;
 use crate::setup::{
@@ -67,6 +67,8 @@ pub struct ModelRef {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Output {
     pub dialect: Dialect,
+    /// What the program is written in (G21 mm or G20 inch).
+    pub units: ProgramUnits,
     /// Dwell after each spindle start, seconds (0: none).
     pub spindle_dwell_s: f64,
 }
@@ -75,6 +77,7 @@ impl Default for Output {
     fn default() -> Self {
         Self {
             dialect: Dialect::LinuxCnc,
+            units: ProgramUnits::Millimetres,
             spindle_dwell_s: 0.0,
         }
     }
@@ -168,6 +171,14 @@ struct StockV1 {
 struct OutputV1 {
     dialect: String,
     spindle_dwell: f64,
+    /// Added within format 1: a file without it writes millimetres, as every program did
+    /// before.
+    #[serde(default = "millimetres")]
+    units: String,
+}
+
+fn millimetres() -> String {
+    "mm".into()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -300,6 +311,10 @@ const ZERO_Z: Words<ZZero> = Words(&[
     ("model top", ZZero::ModelTop),
 ]);
 const DIALECT: Words<Dialect> = Words(&[("linuxcnc", Dialect::LinuxCnc), ("grbl", Dialect::Grbl)]);
+const PROGRAM_UNITS: Words<ProgramUnits> = Words(&[
+    ("mm", ProgramUnits::Millimetres),
+    ("inch", ProgramUnits::Inches),
+]);
 const SHAPE: Words<ToolShape> = Words(&[
     ("flat", ToolShape::Flat),
     ("ball", ToolShape::Ball),
@@ -422,7 +437,11 @@ impl Job {
                     .model
                     .placement
                     .iter()
-                    .map(|p| PLACEMENT.word(*p).into())
+                    .map(|p| match p {
+                        // A factor is not a word: "scale 2.5" (Rust's shortest round trip).
+                        Placement::Scale(f) => format!("scale {f}"),
+                        p => PLACEMENT.word(*p).into(),
+                    })
                     .collect(),
             },
             stock: StockV1 {
@@ -439,6 +458,7 @@ impl Job {
             output: OutputV1 {
                 dialect: DIALECT.word(self.output.dialect).into(),
                 spindle_dwell: self.output.spindle_dwell_s,
+                units: PROGRAM_UNITS.word(self.output.units).into(),
             },
             tools: self.tools.iter().map(tool_to_v1).collect(),
             operations,
@@ -772,10 +792,18 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
     let units = word(UNITS.value(&m.units), &[Name("model"), Name("units")])?;
     let mut placement = Vec::new();
     for (i, p) in m.placement.iter().enumerate() {
-        placement.push(word(
-            PLACEMENT.value(p),
-            &[Name("model"), Name("placement"), Index(i)],
-        )?);
+        let at = || vec![Name("model"), Name("placement"), Index(i)];
+        let step = match p.strip_prefix("scale ") {
+            Some(f) => Placement::Scale(word(
+                f.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("\"{f}\" is not a number"))
+                    .and_then(check_scale),
+                &at(),
+            )?),
+            None => word(PLACEMENT.value(p), &at())?,
+        };
+        placement.push(step);
     }
 
     // Stock.
@@ -830,8 +858,13 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
         600.0,
         &[Name("output"), Name("spindle_dwell")],
     )?;
+    let program_units = word(
+        PROGRAM_UNITS.value(&f.output.units),
+        &[Name("output"), Name("units")],
+    )?;
     let output = Output {
         dialect,
+        units: program_units,
         spindle_dwell_s: f.output.spindle_dwell,
     };
 
@@ -1193,6 +1226,7 @@ mod tests {
             tools,
             output: Output {
                 dialect: Dialect::Grbl,
+                units: ProgramUnits::Inches,
                 spindle_dwell_s: 2.5,
             },
         }

@@ -69,8 +69,24 @@ impl Axis3 {
     }
 }
 
+/// The largest and smallest free scale factor a placement step takes: beyond them a part is
+/// no longer a workshop part whatever its file's units were.
+pub const SCALE_RANGE: (f64, f64) = (1e-4, 1e4);
+
+/// `f` as a scale step's factor, or why not (for every entry point's message).
+pub fn check_scale(f: f64) -> Result<f64, String> {
+    let (lo, hi) = SCALE_RANGE;
+    if (lo..=hi).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!(
+            "a scale factor of {f} is out of range ({lo} to {hi})"
+        ))
+    }
+}
+
 /// One step of placing the part on the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Placement {
     /// The box's lowest corner to X0 Y0 Z0.
     MoveToOrigin,
@@ -80,6 +96,9 @@ pub enum Placement {
     Rotate(Axis3),
     /// Mirror across the plane normal to an axis.
     Mirror(Axis3),
+    /// Every coordinate times a factor, about the origin: a file in units that are none of
+    /// [`Units`], or a part to be cut larger or smaller. Within [`SCALE_RANGE`].
+    Scale(f64),
 }
 
 impl Placement {
@@ -101,6 +120,8 @@ impl Placement {
             Placement::Mirror(Axis3::X) => mesh.transformed(|p| Point3::new(-p.x, p.y, p.z), true),
             Placement::Mirror(Axis3::Y) => mesh.transformed(|p| Point3::new(p.x, -p.y, p.z), true),
             Placement::Mirror(Axis3::Z) => mesh.transformed(|p| Point3::new(p.x, p.y, -p.z), true),
+            // Entry points (job files, `--scale`, the window) keep `f` within SCALE_RANGE.
+            Placement::Scale(f) => mesh.transformed(|p| p * f, false),
         }
     }
 }

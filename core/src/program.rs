@@ -72,6 +72,8 @@ pub struct Program {
     /// The title comment (the model's file name).
     pub title: String,
     pub dialect: Dialect,
+    /// G21 millimetres or G20 inches.
+    pub units: gcode::ProgramUnits,
     pub spindle_dwell_s: f64,
     /// The model where it lies, the stock box, floor and safe height.
     pub setup: Setup,
@@ -136,6 +138,7 @@ impl Program {
         Ok(Self {
             title,
             dialect: job.output.dialect,
+            units: job.output.units,
             spindle_dwell_s: job.output.spindle_dwell_s,
             setup,
             zero,
@@ -179,6 +182,14 @@ impl Program {
                 report.warnings(&format!("{}. {}", k + 1, op.name), op.max_depth_of_cut)
             })
             .collect()
+    }
+
+    /// How the program is written: its dialect in its units.
+    pub fn post_settings(&self) -> gcode::Post {
+        gcode::Post {
+            dialect: self.dialect,
+            units: self.units,
+        }
     }
 
     /// The program's operations as the G-code writer takes them, with the posted toolpaths.

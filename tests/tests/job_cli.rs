@@ -681,3 +681,73 @@ fn a_job_computed_in_the_pool_gives_the_local_program() {
     assert_eq!(read(&d.join("pool.ngc")), read(&d.join("local.ngc")));
     drop(server);
 }
+
+/// A free scale factor places the part as the units do (the same program, byte for byte, for
+/// an inch part read with `--units inch` or `--scale 25.4`), is kept in a saved job as a
+/// placement step, and a factor out of range is refused naming the flag or the job's line.
+#[test]
+fn a_free_scale_factor_places_the_part_and_is_kept_in_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let inch: Vec<Triangle> = part(10.0)
+        .iter()
+        .map(|t| {
+            let s = |p: Point3| p * (1.0 / 25.4);
+            Triangle::new(s(t.v[0]), s(t.v[1]), s(t.v[2]))
+        })
+        .collect();
+    let f = std::fs::File::create(dir.path().join("inch.stl")).unwrap();
+    stl::write_binary(std::io::BufWriter::new(f), "inch part", &inch).unwrap();
+    let run = |extra: &[&str], out: &str| {
+        let mut args = vec!["toolpath", "inch.stl", "-o", out, "--quiet"];
+        args.extend_from_slice(extra);
+        // One quick operation: what is compared is the placement.
+        args.extend_from_slice(&["--op", "raster,tool=ball:3,stepover=1,sampling=0.5"]);
+        succeed(dir.path(), &args)
+    };
+    run(&["--units", "inch"], "units.ngc");
+    run(&["--scale", "25.4"], "scale.ngc");
+    let by_units = read(&dir.path().join("units.ngc"));
+    assert!(by_units.lines().count() > 100);
+    assert_eq!(by_units, read(&dir.path().join("scale.ngc")));
+
+    run(
+        &["--scale", "25.4", "--save-job", "scaled.millpond"],
+        "saved.ngc",
+    );
+    let job = read(&dir.path().join("scaled.millpond"));
+    assert!(job.contains("placement = [\"scale 25.4\"]"), "{job}");
+    succeed(
+        dir.path(),
+        &[
+            "toolpath",
+            "--job",
+            "scaled.millpond",
+            "-o",
+            "job.ngc",
+            "--quiet",
+        ],
+    );
+    assert_eq!(
+        read(&dir.path().join("saved.ngc")),
+        read(&dir.path().join("job.ngc"))
+    );
+
+    let e = fail(
+        dir.path(),
+        &["toolpath", "inch.stl", "--scale", "0", "-o", "x.ngc"],
+    );
+    assert!(e.contains("--scale") && e.contains("out of range"), "{e}");
+    let bad = job.replace("\"scale 25.4\"", "\"scale -2\"");
+    std::fs::write(dir.path().join("bad.millpond"), &bad).unwrap();
+    let line = 1 + bad.lines().position(|l| l.contains("scale -2")).unwrap();
+    let e = fail(
+        dir.path(),
+        &["toolpath", "--job", "bad.millpond", "-o", "y.ngc"],
+    );
+    assert!(
+        e.contains(&format!("bad.millpond, line {line}, model.placement[0]"))
+            && e.contains("out of range"),
+        "{e}"
+    );
+    assert!(!dir.path().join("y.ngc").exists());
+}

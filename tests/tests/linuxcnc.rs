@@ -193,3 +193,83 @@ fn fmt(v: f64) -> String {
     let s = format!("{v:.4}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
+
+/// The moves LinuxCNC would make: (call, X, Y, Z) of every straight move, and every feed
+/// rate set, in the program's units.
+fn moves_and_feeds(calls: &[Canon]) -> (Vec<(String, [f64; 3])>, Vec<f64>) {
+    let mut moves = Vec::new();
+    let mut feeds = Vec::new();
+    for c in calls {
+        let v: Vec<f64> = c
+            .args
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        match c.call.as_str() {
+            "STRAIGHT_TRAVERSE" | "STRAIGHT_FEED" => {
+                moves.push((c.call.clone(), [v[0], v[1], v[2]]))
+            }
+            "SET_FEED_RATE" if v[0] > 0.0 => feeds.push(v[0]),
+            _ => {}
+        }
+    }
+    (moves, feeds)
+}
+
+/// An inch program (G20) is the millimetre program divided by 25.4: LinuxCNC reads it in
+/// inches and makes the same moves, at the same feeds, within the output's rounding.
+#[test]
+fn an_inch_program_makes_the_same_moves_as_the_millimetre_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = bundled_part();
+    let mut runs = Vec::new();
+    for units in ["mm", "inch"] {
+        let out = dir.path().join(format!("{units}.ngc"));
+        let status = Command::new(millpond_tests::millpond_bin())
+            .args(["toolpath".as_ref(), part.as_os_str()])
+            .args(["-o".as_ref(), out.as_os_str()])
+            .args(["--program-units", units, "--stock-margin", "2,1"])
+            .args(["--op", "rough,tool=flat:6,stepdown=4,sampling=0.5"])
+            .args(["--op", "raster,tool=ball:3,stepover=2,sampling=0.5"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let g = std::fs::read_to_string(&out).unwrap();
+        let calls = interpret(&out, &[0.0, 0.0]);
+        let declared = calls
+            .iter()
+            .filter(|c| c.call == "USE_LENGTH_UNITS")
+            .map(|c| c.args.clone())
+            .next_back()
+            .unwrap();
+        runs.push((g, declared, moves_and_feeds(&calls)));
+    }
+    let (mm, inch) = (&runs[0], &runs[1]);
+    assert!(mm.0.contains("\nG21 ") && !mm.0.contains("G20"));
+    assert!(inch.0.contains("\nG20 ") && !inch.0.contains("G21"));
+    assert_eq!(mm.1, "CANON_UNITS_MM");
+    assert_eq!(inch.1, "CANON_UNITS_INCHES");
+    let ((mm_moves, mm_feeds), (in_moves, in_feeds)) = (&mm.2, &inch.2);
+    assert!(mm_moves.len() > 1000, "{} moves", mm_moves.len());
+    // The interpreter prints 4 decimals: 2.54 µm in inches.
+    let mut worst = 0.0f64;
+    let (mut i, mut j) = (0, 0);
+    while i < mm_moves.len() && j < in_moves.len() {
+        let (a, b) = (&mm_moves[i], &in_moves[j]);
+        let d = (0..3)
+            .map(|k| (a.1[k] - b.1[k] * 25.4).abs())
+            .fold(0.0, f64::max);
+        assert_eq!(a.0, b.0, "move {i}: {a:?} / {b:?} in");
+        assert!(d < 0.004, "move {i}: {a:?} mm, {b:?} in: {d} mm apart");
+        worst = worst.max(d);
+        i += 1;
+        j += 1;
+    }
+    // A move shorter than the inch output's resolution may be dropped there, nothing more.
+    assert!(mm_moves.len().abs_diff(in_moves.len()) * 1000 < mm_moves.len());
+    assert_eq!(mm_feeds.len(), in_feeds.len());
+    for (a, b) in mm_feeds.iter().zip(in_feeds) {
+        assert!((a - b * 25.4).abs() < 0.01, "feed {a} mm/min, {b} in/min");
+    }
+    eprintln!("{} moves, worst {worst:.4} mm apart", mm_moves.len());
+}

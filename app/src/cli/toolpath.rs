@@ -14,7 +14,7 @@ use super::{AxisArg, DEFAULT_MODEL_NAME, DialectArg, Units, format_duration, thr
 use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
-use millpond_core::gcode::{self, Dialect};
+use millpond_core::gcode::{self, Dialect, ProgramUnits};
 use millpond_core::job::JobOutput;
 use millpond_core::job_file::{self, Job, ModelFile, ModelRef, Output};
 use millpond_core::params::{
@@ -23,6 +23,7 @@ use millpond_core::params::{
     SAMPLING, SPINDLE_SPEED, STEPDOWN, STEPOVER, Setting, Strategies, StrategyKind, TOOL,
     TOOL_NUMBER,
 };
+use millpond_core::placement::Placement;
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
 use millpond_core::runner::{Executor, Local};
@@ -239,6 +240,7 @@ fn number(s: &'static Setting) -> impl Fn(&str) -> Result<f64, String> + Clone +
 const JOB_FLAGS: &[&str] = &[
     "model",
     "units",
+    "scale",
     "strategy",
     "tool",
     "stepover",
@@ -266,6 +268,7 @@ const JOB_FLAGS: &[&str] = &[
     "zero",
     "spindle_dwell",
     "dialect",
+    "program_units",
     "save_job",
 ];
 
@@ -290,6 +293,11 @@ pub struct ToolpathArgs {
     /// Units the STL is in (every size given here is in mm).
     #[arg(long, value_enum, default_value = "mm")]
     pub units: Units,
+    /// A free scale factor applied after --units, about the model's origin (a file in other
+    /// units, or a part cut larger or smaller), 0.0001 to 10000; saved in a job as a
+    /// placement step.
+    #[arg(long, value_parser = parse_scale)]
+    pub scale: Option<f64>,
     /// Strategy of a single operation [default: raster].
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyArg>,
@@ -374,6 +382,10 @@ pub struct ToolpathArgs {
     /// G-code dialect.
     #[arg(long, value_enum, default_value = "linuxcnc")]
     pub dialect: DialectArg,
+    /// The units the program is written in: mm (G21) or inch (G20: coordinates to 5
+    /// decimals, feeds in inches per minute). Toolpaths are computed in mm either way.
+    #[arg(long, value_parser = parse_program_units, default_value = "mm")]
+    pub program_units: ProgramUnits,
     /// The machine the time is estimated for: hobby (GRBL router: 5000/5000/1500 mm/min
     /// rapids, 500/500/200 mm/s²) or stiff (15000/15000/5000 mm/min, 2000/2000/1000 mm/s²).
     #[arg(long, value_enum, default_value = "hobby")]
@@ -530,6 +542,18 @@ fn bounds(s: &str, sep: char) -> Result<Rect, String> {
         ));
     }
     Ok(r)
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    let f: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number, got \"{s}\""))?;
+    millpond_core::placement::check_scale(f)
+}
+
+fn parse_program_units(s: &str) -> Result<ProgramUnits, String> {
+    s.parse()
 }
 
 fn parse_bounds_flag(s: &str) -> Result<Rect, String> {
@@ -1067,7 +1091,7 @@ impl ToolpathArgs {
             model: ModelRef {
                 file: model,
                 units: self.units.into(),
-                placement: Vec::new(),
+                placement: self.scale.map(Placement::Scale).into_iter().collect(),
             },
             stock: Stock {
                 zero: self.zero.unwrap_or_default(),
@@ -1080,6 +1104,7 @@ impl ToolpathArgs {
                     DialectArg::Linuxcnc => Dialect::LinuxCnc,
                     DialectArg::Grbl => Dialect::Grbl,
                 },
+                units: self.program_units,
                 spindle_dwell_s: self.spindle_dwell,
             },
         }

@@ -19,7 +19,7 @@ use super::view3d::SceneView;
 use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME, TOOLS_FILE};
 use egui::DroppedFileHandle;
 use millpond_core::MeshHash;
-use millpond_core::gcode::Dialect;
+use millpond_core::gcode::{Dialect, ProgramUnits};
 use millpond_core::job_file::{self, Job, ModelFile, Output};
 use millpond_core::planner::estimate_time;
 use millpond_core::program::{self, PlannedOp, Program};
@@ -120,6 +120,8 @@ pub struct Session {
     /// saved), while there is one.
     pub recovery_of: Option<PathBuf>,
     pub dialect: Dialect,
+    /// The program units new jobs start with (the last chosen).
+    pub program_units: ProgramUnits,
     pub show_stats: bool,
 }
 
@@ -130,6 +132,7 @@ impl Default for Session {
             recent_jobs: Vec::new(),
             recovery_of: None,
             dialect: Dialect::LinuxCnc,
+            program_units: ProgramUnits::Millimetres,
             show_stats: false,
         }
     }
@@ -307,6 +310,7 @@ impl MillpondApp {
             tools,
             Output {
                 dialect: session.dialect,
+                units: session.program_units,
                 spindle_dwell_s: prefs.spindle_dwell_s,
             },
         );
@@ -696,8 +700,11 @@ impl MillpondApp {
         if self.doc.tools != before.tools {
             self.tools_edited();
         }
-        if self.doc.output.dialect != before.output.dialect {
+        if self.doc.output.dialect != before.output.dialect
+            || self.doc.output.units != before.output.units
+        {
             self.session.dialect = self.doc.output.dialect;
+            self.session.program_units = self.doc.output.units;
             self.save_session();
         }
         self.sync_stock();
@@ -714,6 +721,7 @@ impl MillpondApp {
             self.doc.tools.clone(),
             Output {
                 dialect: self.session.dialect,
+                units: self.session.program_units,
                 spindle_dwell_s: self.prefs.spindle_dwell_s,
             },
         );
@@ -1185,6 +1193,7 @@ impl MillpondApp {
             program: Program {
                 title: self.export_title().0,
                 dialect: self.doc.output.dialect,
+                units: self.doc.output.units,
                 spindle_dwell_s: self.doc.output.spindle_dwell_s,
                 setup,
                 zero,

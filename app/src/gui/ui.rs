@@ -13,7 +13,7 @@ use super::preferences::PoolState;
 use super::stats_panel::{format_eta, format_rate};
 use crate::common::format_duration;
 use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichText, Ui};
-use millpond_core::gcode::Dialect;
+use millpond_core::gcode::{Dialect, ProgramUnits};
 use millpond_core::params::{self, Setting};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
@@ -644,6 +644,32 @@ impl MillpondApp {
                 }
             }
         });
+        ui.horizontal(|ui| {
+            // The factor being typed lives in egui's memory until applied as a step.
+            let id = egui::Id::unique("model-scale-factor");
+            let mut factor: f64 = ui.data_mut(|d| *d.get_temp_mut_or(id, 1.0));
+            let (lo, hi) = millpond_core::placement::SCALE_RANGE;
+            let l = ui.label("Scale ×");
+            ui.add(
+                egui::DragValue::new(&mut factor)
+                    .range(lo..=hi)
+                    .speed(0.01)
+                    .max_decimals(6),
+            )
+            .labelled_by(l.id)
+            .on_hover_text(
+                "A free factor: every coordinate times it, about the origin — for a file in \
+                 other units than those above, or to cut the part larger or smaller",
+            );
+            ui.data_mut(|d| d.insert_temp(id, factor));
+            if ui
+                .add_enabled(factor != 1.0, egui::Button::new("Scale"))
+                .on_hover_text("Scale the model by the factor (one undo step)")
+                .clicked()
+            {
+                self.place(Placement::Scale(factor));
+            }
+        });
     }
 
     fn stock_ui(&mut self, ui: &mut Ui) {
@@ -1221,6 +1247,24 @@ impl MillpondApp {
                 .labelled_by(l.id)
                 .on_hover_text(
                     "LinuxCNC: tool changes with M6, G64 blending. GRBL: no M6, short lines",
+                );
+            let l = ui
+                .label("Units")
+                .on_hover_text("The units the program is written in");
+            let units = &mut output.units;
+            egui::ComboBox::from_id_salt("program-units")
+                .selected_text(units.label())
+                .show_ui(ui, |ui| {
+                    for u in ProgramUnits::ALL {
+                        ui.selectable_value(units, u, u.label());
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "mm: G21. inch: G20, coordinates to 5 decimals and feeds in inches per \
+                     minute, for machines set up in inches. Toolpaths are computed in mm \
+                     either way",
                 );
             if output != self.doc().output {
                 self.execute(Command::SetOutput(output));
