@@ -102,15 +102,7 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
     );
     // The statistics panel lists this host with the chunks its pool workers computed and
     // their time per chunk, measured by the pool.
-    let total = u64::from(
-        t.app()
-            .compute
-            .finished
-            .last()
-            .unwrap()
-            .progress
-            .chunks_total,
-    );
+    let total = t.last_job_chunks();
     t.harness.get_by_label("Statistics").click();
     // Refreshed a few times per second while visible.
     assert!(
@@ -201,15 +193,7 @@ fn statistics_list_a_helpers_workers_after_this_computers() {
     );
     eprintln!("frames with a preview: {previews}; helper seen busy: {helper_busy}");
     assert!(previews > 0, "no preview of the pooled job");
-    let total = u64::from(
-        t.app()
-            .compute
-            .finished
-            .last()
-            .unwrap()
-            .progress
-            .chunks_total,
-    );
+    let total = t.last_job_chunks();
     // The helper's workers are listed after this computer's, adding up to the chunks its
     // link delivered, with their compute time as busy time.
     let helper_chunks = |a: &millpond::gui::app::MillpondApp| {

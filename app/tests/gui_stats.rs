@@ -54,15 +54,7 @@ fn statistics_show_this_computers_workers_live_and_sort_by_a_column() {
         t.texts()
     );
     let wall_s = click.elapsed().as_secs_f64();
-    let total = u64::from(
-        t.app()
-            .compute
-            .finished
-            .last()
-            .unwrap()
-            .progress
-            .chunks_total,
-    );
+    let total = t.last_job_chunks();
     assert!(
         t.run_until(Duration::from_secs(3), |a| a.stats.hosts[0].chunks_done
             == total),

@@ -339,3 +339,62 @@ fn operations_have_their_colours_and_rapids_can_be_hidden() {
     assert!(y2 * 10 < y1, "rapids still drawn: {y2} px of {y1}");
     g.app.shutdown();
 }
+
+/// The centre of the pixels in colour `c` (none: `None`).
+fn centroid_of(image: &image::RgbaImage, c: [f32; 4]) -> Option<(f64, f64, usize)> {
+    let want = c.map(|v| (v * 255.0).round() as i32);
+    let (mut x, mut y, mut n) = (0.0, 0.0, 0usize);
+    for (px, py, p) in image.enumerate_pixels() {
+        if (0..3).all(|k| (i32::from(p.0[k]) - want[k]).abs() <= 12) {
+            x += f64::from(px);
+            y += f64::from(py);
+            n += 1;
+        }
+    }
+    (n > 0).then(|| (x / n as f64, y / n as f64, n))
+}
+
+/// The program's zero is shown in the view as an axis marker (X red, Y green) where the
+/// stock's work zero puts it, over everything, and it follows a new choice.
+#[test]
+fn the_work_zero_marker_shows_where_the_program_s_zero_is() {
+    use millpond::gui::document::Command;
+    use millpond_core::setup::{WorkZeroChoice, XyZero, ZZero};
+    // The marker's X and Y colours (AXIS_COLORS in gpu.rs).
+    let (red, green) = ([0.95, 0.26, 0.21, 1.0], [0.30, 0.85, 0.35, 1.0]);
+    let mut g = GeneratedApp::new();
+    let stock = g.app.stock_shown().expect("a stock");
+    let model = g.app.doc().model.as_ref().unwrap().bounds();
+    let zero = g.app.doc().stock.zero;
+    let (at, arm) = g.app.work_zero_shown().expect("a marker");
+    assert_eq!(at, zero.point(stock, model));
+    assert!(arm > 1.0);
+    let before = g.draw();
+    let (x0, y0, n) = centroid_of(&before, red).expect("the X arm is drawn");
+    assert!(n > 40, "{n} px of the X arm");
+    assert!(
+        centroid_of(&before, green).is_some_and(|(_, _, n)| n > 40),
+        "the Y arm"
+    );
+
+    // Touch off at the stock's back right top corner instead: the marker moves there.
+    let mut s = g.app.doc().stock.clone();
+    s.zero = WorkZeroChoice {
+        xy: XyZero::StockBackRight,
+        z: ZZero::StockTop,
+    };
+    g.app.execute(Command::SetStock(s.clone()));
+    let (moved, _) = g.app.work_zero_shown().unwrap();
+    assert_eq!(moved, s.zero.point(stock, model));
+    assert_eq!(
+        (moved.x, moved.y, moved.z),
+        (stock.max.x, stock.max.y, stock.max.z)
+    );
+    let after = g.draw();
+    let (x1, y1, _) = centroid_of(&after, red).expect("the X arm is drawn");
+    assert!(
+        (x1 - x0).hypot(y1 - y0) > 100.0,
+        "the marker stayed at ({x0:.0}, {y0:.0}): now ({x1:.0}, {y1:.0})"
+    );
+    g.app.shutdown();
+}

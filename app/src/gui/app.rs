@@ -1015,6 +1015,11 @@ impl MillpondApp {
         &mut self.view.layers
     }
 
+    /// Where the 3D view's work-zero marker is, and how long its arms are.
+    pub fn work_zero_shown(&self) -> Option<(millpond_core::Point3, f64)> {
+        self.view.work_zero()
+    }
+
     /// The stock box the 3D view shows.
     pub fn stock_shown(&self) -> Option<Aabb> {
         self.sent_stock
@@ -1031,6 +1036,14 @@ impl MillpondApp {
             self.view.set_stock(b);
             self.sent_stock = b;
         }
+        // The program's zero where the stock's work zero puts it, arms a fifth of the stock's
+        // largest side.
+        let zero = self.doc.model.as_ref().zip(b).map(|(m, stock)| {
+            let size = stock.max - stock.min;
+            let arm = 0.2 * size.x.max(size.y).max(size.z);
+            (self.doc.stock.zero.point(stock, m.bounds()), arm)
+        });
+        self.view.set_work_zero(zero);
     }
 
     // ----- computing -----

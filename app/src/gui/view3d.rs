@@ -84,6 +84,7 @@ pub struct SceneView {
     camera: OrbitCamera,
     model: Option<(Aabb, usize)>,
     stock: Option<Aabb>,
+    work_zero: Option<(Point3, f64)>,
     toolpaths: BTreeMap<ToolpathId, ToolpathEntry>,
     /// Previews of operations being computed.
     previews: BTreeMap<ToolpathId, ToolpathEntry>,
@@ -181,6 +182,7 @@ impl SceneView {
             camera: OrbitCamera::default(),
             model: None,
             stock: None,
+            work_zero: None,
             toolpaths: BTreeMap::new(),
             previews: BTreeMap::new(),
             fit_pending: true,
@@ -267,6 +269,25 @@ impl SceneView {
     pub fn clear_model(&mut self) {
         self.model = None;
         lock(&self.inbox).set(gpu::Slot::Model, gpu::Change::Model(None));
+    }
+
+    /// Shows the program's zero as an axis marker (X red, Y green, Z blue) with arms of
+    /// `length`, or hides it.
+    pub fn set_work_zero(&mut self, zero: Option<(Point3, f64)>) {
+        let zero = zero.filter(|(p, l)| p.is_finite() && l.is_finite() && *l > 0.0);
+        if zero == self.work_zero {
+            return;
+        }
+        self.work_zero = zero;
+        if self.shared.is_some() {
+            let lines = zero.map(|(p, l)| geometry::axis_lines(p, l));
+            lock(&self.inbox).set(gpu::Slot::WorkZero, gpu::Change::Lines(lines));
+        }
+    }
+
+    /// Where the work-zero marker is and how long its arms are.
+    pub fn work_zero(&self) -> Option<(Point3, f64)> {
+        self.work_zero
     }
 
     /// Shows the stock as a wireframe box, or hides it.

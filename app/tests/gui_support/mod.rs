@@ -56,6 +56,12 @@ impl TestApp {
         self.harness.state()
     }
 
+    /// The chunks of the job that finished last.
+    pub fn last_job_chunks(&self) -> u64 {
+        let row = self.app().compute.finished.last().expect("a finished job");
+        u64::from(row.progress.chunks_total)
+    }
+
     /// The default job's raster finishing operation (its second, after roughing; the one
     /// selected, which Generate computes).
     pub fn raster(&self) -> u64 {

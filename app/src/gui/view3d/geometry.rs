@@ -393,6 +393,26 @@ fn toolpath_lines(toolpath: &Toolpath) -> (Lines, Aabb) {
 }
 
 /// The twelve edges of a box.
+/// The work-zero marker: one segment of `length` along +X, +Y and +Z from `at`, as kinds
+/// 0, 1 and 2 so that one draw colours them red, green and blue.
+pub fn axis_lines(at: Point3, length: f64) -> Lines {
+    let mut chunk = Chunk::default();
+    let o = f32x3(at);
+    for (kind, d) in [
+        (0u8, Point3::new(length, 0.0, 0.0)),
+        (1, Point3::new(0.0, length, 0.0)),
+        (2, Point3::new(0.0, 0.0, length)),
+    ] {
+        chunk.push(o, f32x3(at + d), kind);
+    }
+    Lines {
+        levels: vec![Level {
+            tolerance: 0.0,
+            cells: vec![vec![chunk]],
+        }],
+    }
+}
+
 pub fn box_lines(b: &Aabb) -> Lines {
     let mut chunk = Chunk::default();
     let corner = |i: usize| {

@@ -105,6 +105,14 @@ const LINE_COLORS: [[f32; 4]; 4] = [
     [0.62, 0.66, 0.72, 1.0],
 ];
 
+/// The work-zero marker's X, Y and Z in sRGB (the usual red, green, blue).
+const AXIS_COLORS: [[f32; 4]; 4] = [
+    [0.95, 0.26, 0.21, 1.0],
+    [0.30, 0.85, 0.35, 1.0],
+    [0.25, 0.55, 1.0, 1.0],
+    [0.0; 4],
+];
+
 /// Colour slots of the rapid and cut moves in `LINE_COLORS`.
 const RAPID_SLOT: usize = super::geometry::KIND_RAPID as usize;
 const CUT_SLOT: usize = super::geometry::KIND_CUT as usize;
@@ -307,6 +315,8 @@ fn outside_frustum(view_projection: &Mat4, min: Vec3, max: Vec3) -> bool {
 pub enum Slot {
     Model,
     Stock,
+    /// The program's zero: an axis marker.
+    WorkZero,
     Toolpath(ToolpathId),
     /// What an operation has computed so far; drawn instead of its toolpath while present.
     Preview(ToolpathId),
@@ -437,6 +447,7 @@ struct Gpu {
     model: Option<Gm<Mesh, ShadedMaterial>>,
     lines: Program,
     stock: Option<GpuLines>,
+    work_zero: Option<GpuLines>,
     toolpaths: BTreeMap<ToolpathId, GpuLines>,
     previews: BTreeMap<ToolpathId, GpuLines>,
 }
@@ -455,6 +466,7 @@ impl Gpu {
             model: None,
             lines,
             stock: None,
+            work_zero: None,
             toolpaths: BTreeMap::new(),
             previews: BTreeMap::new(),
         })
@@ -486,6 +498,7 @@ impl Gpu {
                 });
             }
             Slot::Stock => self.stock = lines(change),
+            Slot::WorkZero => self.work_zero = lines(change),
             Slot::Toolpath(id) => {
                 // The finished toolpath replaces its preview the moment it is on the GPU, so
                 // the view never flashes empty between the two.
@@ -594,8 +607,9 @@ impl Gpu {
             if let Some(stock) = &self.stock
                 && params.layers.stock
             {
-                self.draw_lines(&frame, stock, 1.0, 0.0, LINE_COLORS);
+                self.draw_lines(&frame, stock, 1.0, 0.0, LINE_COLORS, DepthTest::LessOrEqual);
             }
+
             for (id, cut) in &params.visible {
                 let shown = self.previews.get(id).or_else(|| self.toolpaths.get(id));
                 if let Some(toolpath) = shown {
@@ -605,8 +619,21 @@ impl Gpu {
                         // Transparent: the fragment shader drops it.
                         colors[RAPID_SLOT] = [0.0; 4];
                     }
-                    drawn += self.draw_lines(&frame, toolpath, 0.75, params.lift, colors);
+                    drawn += self.draw_lines(
+                        &frame,
+                        toolpath,
+                        0.75,
+                        params.lift,
+                        colors,
+                        DepthTest::LessOrEqual,
+                    );
                 }
+            }
+            // The program's zero is often inside the part or under toolpaths (a corner of the
+            // stock's bottom, the model's origin): drawn last, over everything, so it always
+            // shows where the machinist touches off.
+            if let Some(marker) = &self.work_zero {
+                self.draw_lines(&frame, marker, 1.75, 0.0, AXIS_COLORS, DepthTest::Always);
             }
             Ok::<(), three_d::CoreError>(())
         };
@@ -633,6 +660,7 @@ impl Gpu {
         half_width: f32,
         lift: f32,
         colors: [[f32; 4]; 4],
+        depth_test: DepthTest,
     ) -> usize {
         let p = &self.lines;
         let viewport = frame.viewport;
@@ -647,7 +675,7 @@ impl Gpu {
         p.use_uniform_array("u_colors", &colors);
         let states = RenderStates {
             write_mask: WriteMask::COLOR_AND_DEPTH,
-            depth_test: DepthTest::LessOrEqual,
+            depth_test,
             blend: Blend::Disabled,
             cull: Cull::None,
         };
