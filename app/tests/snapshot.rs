@@ -398,3 +398,67 @@ fn the_work_zero_marker_shows_where_the_program_s_zero_is() {
     );
     g.app.shutdown();
 }
+
+/// Reading a toolpath: drawn up to a move with the tool there (and the move's line given),
+/// then only between two heights; other operations stay whole.
+#[test]
+fn a_toolpath_is_read_move_by_move_and_layer_by_layer() {
+    use millpond::gui::view3d::OPERATION_COLORS;
+    let white = [0.96, 0.96, 0.96, 1.0];
+    let mut g = GeneratedApp::new();
+    let ops: Vec<u64> = g.app.doc().operations.list.iter().map(|o| o.id).collect();
+    let rough = ops[0];
+    let full = g.draw();
+    let count = |img: &image::RgbaImage| {
+        (
+            pixels_like(img, OPERATION_COLORS[0]),
+            pixels_like(img, OPERATION_COLORS[1]),
+            pixels_like(img, white),
+        )
+    };
+    let (r0, f0, w0) = count(&full);
+    let moves = g.app.toolpath(rough).unwrap().moves.len() as u32;
+    assert!(moves > 100);
+
+    // The first tenth of roughing's moves, the tool where the last of them ends (the
+    // selected operation is the one read move by move).
+    g.app.select_operation(rough);
+    let n = moves / 10;
+    g.app.inspect_move(rough, Some(n));
+    let line = g.app.inspected_move_line(rough).expect("the move's line");
+    assert!(
+        line.starts_with(&format!("Move {n} of {moves}: G")),
+        "{line}"
+    );
+    // The tool is the operation's, at the move's end.
+    let at = g.app.toolpath(rough).unwrap().moves[n as usize - 1].to;
+    let cutter = g.app.results[&rough].computed.planned.cutter;
+    let shown = g.app.view_tool_at().expect("the tool is drawn");
+    assert_eq!(shown, (at, cutter));
+    let part = g.draw();
+    // Kept for a look: target/tmp/snapshots/inspect_move.png.
+    let _ = part.save(common::output_dir().join("inspect_move.png"));
+    let (r1, f1, w1) = count(&part);
+    assert!(r1 * 2 < r0, "roughing still drawn whole: {r1} of {r0} px");
+    assert!(
+        f1 * 10 > f0 * 9,
+        "finishing must stay whole: {f1} of {f0} px"
+    );
+    assert!(w1 > w0 + 30, "no tool drawn: {w1} px of white, {w0} before");
+
+    // Whole again, then only the top 2 mm of every toolpath.
+    g.app.inspect_move(rough, None);
+    assert!(g.app.view_tool_at().is_none());
+    let top = g.app.stock_shown().unwrap().max.z;
+    g.app.inspect_heights(Some((top - 2.0, top)));
+    let layer = g.draw();
+    let (r2, f2, _) = count(&layer);
+    assert!(
+        r2 * 2 < r0 && f2 < f0,
+        "heights not applied: {r2} of {r0}, {f2} of {f0}"
+    );
+    g.app.inspect_heights(None);
+    let (r3, _, _) = count(&g.draw());
+    assert!(r3 * 10 > r0 * 9, "every height again: {r3} of {r0}");
+    g.app.shutdown();
+}

@@ -227,6 +227,10 @@ pub struct MillpondApp {
     pub session: Session,
     pub selected_tool: Option<u64>,
     pub results: BTreeMap<u64, OpResult>,
+    /// The operation whose toolpath is drawn up to a move, and that move.
+    inspect_until: Option<(u64, u32)>,
+    /// The heights drawn, when not all.
+    inspect_z: Option<(f64, f64)>,
     /// The last failure of each operation.
     pub op_errors: BTreeMap<u64, String>,
     pub compute: Compute,
@@ -339,6 +343,8 @@ impl MillpondApp {
             locating: None,
             recovery_offer: None,
             pending_import: None,
+            inspect_until: None,
+            inspect_z: None,
             results: BTreeMap::new(),
             op_errors: BTreeMap::new(),
             compute: Compute::new(ctx.clone()),
@@ -1015,6 +1021,11 @@ impl MillpondApp {
         &mut self.view.layers
     }
 
+    /// The tool the 3D view draws at the inspected move: its tip and which it is.
+    pub fn view_tool_at(&self) -> Option<(millpond_core::Point3, millpond_core::Cutter)> {
+        self.view.tool_at()
+    }
+
     /// Where the 3D view's work-zero marker is, and how long its arms are.
     pub fn work_zero_shown(&self) -> Option<(millpond_core::Point3, f64)> {
         self.view.work_zero()
@@ -1159,6 +1170,84 @@ impl MillpondApp {
     /// Segments of the preview the 3D view holds for `op_id` (an operation being computed).
     pub fn preview_in_view(&self, op_id: u64) -> Option<usize> {
         self.view.preview_segments(op_id)
+    }
+
+    /// The operation drawn up to a move, if any.
+    pub fn inspected_operation(&self) -> Option<u64> {
+        self.inspect_until.map(|(op, _)| op)
+    }
+
+    /// The move the selected operation's toolpath is drawn up to (1-based; 0: none of it),
+    /// when it is not drawn whole.
+    pub fn inspected_move(&self, op_id: u64) -> Option<u32> {
+        self.inspect_until
+            .filter(|(op, _)| *op == op_id)
+            .map(|(_, n)| n)
+    }
+
+    /// Draws `op_id`'s toolpath up to move `n` (1-based) with its tool there, or whole
+    /// (`None`). Other toolpaths stay whole.
+    pub fn inspect_move(&mut self, op_id: u64, n: Option<u32>) {
+        let Some(r) = self.results.get(&op_id) else {
+            return;
+        };
+        let tp = &r.computed.toolpath;
+        let n = n.filter(|&n| (n as usize) < tp.moves.len());
+        self.inspect_until = n.map(|n| (op_id, n));
+        self.view.inspect.until = self.inspect_until;
+        let tool = n.map(|n| {
+            let at = match n {
+                0 => tp.start,
+                n => tp.moves[n as usize - 1].to,
+            };
+            (at, r.computed.planned.cutter)
+        });
+        self.view.set_tool_at(tool);
+    }
+
+    /// The inspected move as the program writes it: "Move 12 of 340: G1 X… Y… Z… (cut)", in
+    /// the program's coordinates (from its work zero).
+    pub fn inspected_move_line(&self, op_id: u64) -> Option<String> {
+        let n = self.inspected_move(op_id)?;
+        let r = self.results.get(&op_id)?;
+        let tp = &r.computed.toolpath;
+        let zero = self
+            .view
+            .work_zero()
+            .map_or(millpond_core::Point3::new(0.0, 0.0, 0.0), |z| z.0);
+        let (word, kind, to) = match n {
+            0 => ("start", "", tp.start),
+            n => {
+                let m = &tp.moves[n as usize - 1];
+                match m.kind {
+                    millpond_core::toolpath::MoveKind::Rapid => ("G0", " (rapid)", m.to),
+                    millpond_core::toolpath::MoveKind::Plunge => ("G1", " (plunge)", m.to),
+                    millpond_core::toolpath::MoveKind::Cut => ("G1", " (cut)", m.to),
+                }
+            }
+        };
+        let p = to - zero;
+        Some(format!(
+            "Move {n} of {}: {word} X{:.3} Y{:.3} Z{:.3}{kind}",
+            tp.moves.len(),
+            p.x,
+            p.y,
+            p.z
+        ))
+    }
+
+    /// Draws only what of the toolpaths reaches between these heights (model Z), or every
+    /// height (`None`).
+    pub fn inspect_heights(&mut self, z: Option<(f64, f64)>) {
+        self.view.inspect.z = z.map_or((f32::NEG_INFINITY, f32::INFINITY), |(lo, hi)| {
+            (lo as f32, hi as f32)
+        });
+        self.inspect_z = z;
+    }
+
+    /// The heights drawn, when not all.
+    pub fn inspected_heights(&self) -> Option<(f64, f64)> {
+        self.inspect_z
     }
 
     pub fn toolpath(&self, op_id: u64) -> Option<&Arc<Toolpath>> {

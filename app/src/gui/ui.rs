@@ -1129,6 +1129,13 @@ impl MillpondApp {
                 self.generate(true);
             }
         });
+        // Only the selected operation is read move by move: another selection shows its path
+        // whole again.
+        if let Some(op) = self.inspected_operation()
+            && self.doc().operations.selected != Some(op)
+        {
+            self.inspect_move(op, None);
+        }
         if let Some(id) = self.doc().operations.selected {
             if let Some(r) = self.results.get(&id) {
                 let s = r.stats;
@@ -1148,11 +1155,71 @@ impl MillpondApp {
                 if self.is_outdated(id) {
                     ui.colored_label(Color32::YELLOW, "Parameters changed since: generate again.");
                 }
+                self.inspect_ui(ui, id);
             }
             if let Some(e) = self.op_errors.get(&id) {
                 ui.colored_label(ERROR_RED, e);
             }
         }
+    }
+
+    /// Reading the toolpath: up to a move with the tool there and that move's line, and the
+    /// heights drawn.
+    fn inspect_ui(&mut self, ui: &mut Ui, id: u64) {
+        let Some(tp) = self.toolpath(id).cloned() else {
+            return;
+        };
+        let total = tp.moves.len() as u32;
+        let mut n = self.inspected_move(id).unwrap_or(total);
+        ui.horizontal(|ui| {
+            let l = ui.label("Moves");
+            let r = ui
+                .add(egui::Slider::new(&mut n, 0..=total))
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "Draw this toolpath up to a move, with the tool there and the move's line \
+                     below; at the end, the whole path",
+                );
+            if r.changed() {
+                self.inspect_move(id, (n < total).then_some(n));
+            }
+        });
+        if let Some(line) = self.inspected_move_line(id) {
+            ui.monospace(line);
+        }
+        let (zmin, zmax) = tp
+            .moves
+            .iter()
+            .fold((tp.start.z, tp.start.z), |(lo, hi), m| {
+                (lo.min(m.to.z), hi.max(m.to.z))
+            });
+        let (mut lo, mut hi) = self.inspected_heights().unwrap_or((zmin, zmax));
+        ui.horizontal(|ui| {
+            let l = ui.label("Heights");
+            let speed = ((zmax - zmin) / 200.0).max(0.01);
+            let r1 = ui
+                .add(
+                    egui::DragValue::new(&mut lo)
+                        .range(zmin..=zmax)
+                        .speed(speed)
+                        .suffix(" mm"),
+                )
+                .labelled_by(l.id)
+                .on_hover_text("Draw only the moves that reach this height or above (model Z)");
+            ui.label("to");
+            let r2 = ui
+                .add(
+                    egui::DragValue::new(&mut hi)
+                        .range(zmin..=zmax)
+                        .speed(speed)
+                        .suffix(" mm"),
+                )
+                .on_hover_text("…and this height or below: one layer at a time");
+            if r1.changed() || r2.changed() {
+                let all = lo <= zmin && hi >= zmax;
+                self.inspect_heights((!all).then_some((lo.min(hi), hi.max(lo))));
+            }
+        });
     }
 
     fn operation_editor(&mut self, ui: &mut Ui) {

@@ -42,11 +42,11 @@ mod camera;
 mod geometry;
 mod gpu;
 
-pub use gpu::FrameStats;
+pub use gpu::{FrameStats, Inspect};
 
 use camera::OrbitCamera;
 use egui::{Align, Layout, PointerButton, Rect, Sense, Ui, UiBuilder, Vec2, vec2};
-use millpond_core::{Aabb, Mesh, Point3, Toolpath};
+use millpond_core::{Aabb, Cutter, Mesh, Point3, Toolpath};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -85,6 +85,9 @@ pub struct SceneView {
     model: Option<(Aabb, usize)>,
     stock: Option<Aabb>,
     work_zero: Option<(Point3, f64)>,
+    tool_at: Option<(Point3, Cutter)>,
+    /// Which moves and heights of the toolpaths are drawn.
+    pub inspect: gpu::Inspect,
     toolpaths: BTreeMap<ToolpathId, ToolpathEntry>,
     /// Previews of operations being computed.
     previews: BTreeMap<ToolpathId, ToolpathEntry>,
@@ -183,6 +186,8 @@ impl SceneView {
             model: None,
             stock: None,
             work_zero: None,
+            tool_at: None,
+            inspect: gpu::Inspect::default(),
             toolpaths: BTreeMap::new(),
             previews: BTreeMap::new(),
             fit_pending: true,
@@ -283,6 +288,24 @@ impl SceneView {
             let lines = zero.map(|(p, l)| geometry::axis_lines(p, l));
             lock(&self.inbox).set(gpu::Slot::WorkZero, gpu::Change::Lines(lines));
         }
+    }
+
+    /// Draws the cutter with its tip at a point (the inspected move), or nothing.
+    pub fn set_tool_at(&mut self, tool: Option<(Point3, Cutter)>) {
+        let tool = tool.filter(|(p, _)| p.is_finite());
+        if tool == self.tool_at {
+            return;
+        }
+        self.tool_at = tool;
+        if self.shared.is_some() {
+            let lines = tool.map(|(p, c)| geometry::tool_lines(p, &c, 2.0 * c.diameter()));
+            lock(&self.inbox).set(gpu::Slot::Tool, gpu::Change::Lines(lines));
+        }
+    }
+
+    /// Where the tool is drawn (its tip) and which it is.
+    pub fn tool_at(&self) -> Option<(Point3, Cutter)> {
+        self.tool_at
     }
 
     /// Where the work-zero marker is and how long its arms are.
@@ -520,6 +543,7 @@ impl SceneView {
                     },
                     layers: self.layers,
                     lift: scale * 2e-4,
+                    inspect: self.inspect,
                 };
                 let shared_cb = Arc::clone(shared);
                 let inbox = Arc::clone(&self.inbox);

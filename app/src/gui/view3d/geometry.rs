@@ -10,6 +10,7 @@
 //! the real path at that cell's distance: zoomed out, coarse levels; zoomed in, full detail
 //! for the few cells in view.
 
+use millpond_core::Cutter;
 use millpond_core::toolpath::MoveKind;
 use millpond_core::{Aabb, Mesh, Point3, Toolpath};
 use std::collections::HashMap;
@@ -48,7 +49,9 @@ pub struct ModelData {
 
 /// Line segments, drawn as screen-space quads. Stored as the texels of a float texture the
 /// line shader fetches from: two per segment, the start with the colour slot in `w`, then
-/// the end (see [`super::gpu`] for why not vertex attributes).
+/// the end with the number of the move it ends (1-based; 0 for what is not a move), so the
+/// shader can draw a toolpath up to a move (see [`super::gpu`] for why not vertex
+/// attributes). An f32 counts moves exactly up to 16.7 million.
 #[derive(Debug, Default)]
 pub struct Chunk {
     pub texels: Vec<[f32; 4]>,
@@ -69,7 +72,7 @@ impl Chunk {
             .map(|t| (t[0], [t[1][0], t[1][1], t[1][2]]))
     }
 
-    fn push(&mut self, a: [f32; 3], b: [f32; 3], kind: u8) {
+    fn push(&mut self, a: [f32; 3], b: [f32; 3], kind: u8, move_no: u32) {
         if self.texels.is_empty() {
             self.min = a;
             self.max = a;
@@ -81,7 +84,7 @@ impl Chunk {
             }
         }
         self.texels.push([a[0], a[1], a[2], f32::from(kind)]);
-        self.texels.push([b[0], b[1], b[2], 0.0]);
+        self.texels.push([b[0], b[1], b[2], move_no as f32]);
     }
 }
 
@@ -199,6 +202,8 @@ pub fn model_data(corners: &[[f32; 3]]) -> ModelData {
 pub struct Polyline {
     points: Vec<[f32; 3]>,
     kinds: Vec<u8>,
+    /// The toolpath's move (1-based) that ends at `points[i]`; 0 where there is none.
+    moves: Vec<u32>,
 }
 
 impl Polyline {
@@ -216,13 +221,15 @@ impl Polyline {
         bounds.extend(toolpath.start);
         line.points.push(f32x3(toolpath.start));
         line.kinds.push(KIND_CUT);
-        for m in &toolpath.moves {
+        line.moves.push(0);
+        for (k, m) in toolpath.moves.iter().enumerate() {
             bounds.extend(m.to);
             let p = f32x3(m.to);
             if line.points.last() == Some(&p) {
                 continue;
             }
             line.points.push(p);
+            line.moves.push(k as u32 + 1);
             line.kinds.push(match m.kind {
                 MoveKind::Rapid => KIND_RAPID,
                 MoveKind::Plunge => KIND_PLUNGE,
@@ -246,6 +253,7 @@ impl Polyline {
                 bounds.extend(p);
                 line.points.push(f32x3(p));
                 line.kinds.push(if i == 0 { KIND_GAP } else { KIND_CUT });
+                line.moves.push(0);
             }
         }
         (line, bounds)
@@ -295,30 +303,31 @@ impl Polyline {
     /// the whole part and always be on screen.
     fn binned(&self, tolerance: f32, grid: &Grid) -> Level {
         let mut cells: Vec<Vec<Chunk>> = (0..grid.cells()).map(|_| Vec::new()).collect();
-        let mut put = |cell: usize, a, b, kind| {
+        let mut put = |cell: usize, a, b, kind, move_no| {
             let chunks = &mut cells[cell];
             if chunks.last().is_none_or(|c| c.len() == CHUNK_SEGMENTS) {
                 chunks.push(Chunk::default());
             }
             if let Some(c) = chunks.last_mut() {
-                c.push(a, b, kind);
+                c.push(a, b, kind, move_no);
             }
         };
         for i in 1..self.points.len() {
             let (a, b) = (self.points[i - 1], self.points[i]);
             let kind = self.kinds[i];
+            let move_no = self.moves.get(i).copied().unwrap_or(0);
             if kind == KIND_GAP {
                 continue;
             }
             if grid.is_wide(a, b) {
-                put(grid.wide(), a, b, kind);
+                put(grid.wide(), a, b, kind, move_no);
                 continue;
             }
             let (x0, x1) = (grid.index(a[0].min(b[0]), 0), grid.index(a[0].max(b[0]), 0));
             let (y0, y1) = (grid.index(a[1].min(b[1]), 1), grid.index(a[1].max(b[1]), 1));
             for y in y0..=y1 {
                 for x in x0..=x1 {
-                    put(y * grid.n + x, a, b, kind);
+                    put(y * grid.n + x, a, b, kind, move_no);
                 }
             }
         }
@@ -337,6 +346,8 @@ impl Polyline {
         }
         out.points.push(p[0]);
         out.kinds.push(k[0]);
+        // A merged segment counts as its last move: it shows once the path reaches its end.
+        out.moves.push(self.moves[0]);
         let tol2 = tolerance * tolerance;
         let mut anchor = 0;
         let mut end = 1;
@@ -352,6 +363,7 @@ impl Polyline {
             }
             out.points.push(p[end]);
             out.kinds.push(k[end]);
+            out.moves.push(self.moves[end]);
             anchor = end;
             end = anchor + 1;
         }
@@ -403,7 +415,54 @@ pub fn axis_lines(at: Point3, length: f64) -> Lines {
         (1, Point3::new(0.0, length, 0.0)),
         (2, Point3::new(0.0, 0.0, length)),
     ] {
-        chunk.push(o, f32x3(at + d), kind);
+        chunk.push(o, f32x3(at + d), kind, 0);
+    }
+    Lines {
+        levels: vec![Level {
+            tolerance: 0.0,
+            cells: vec![vec![chunk]],
+        }],
+    }
+}
+
+/// The cutter with its tip at `tip`, as a wireframe: its profile in the XZ and YZ planes,
+/// circles where the profile reaches full width and at the top of `length`, and four side
+/// lines.
+pub fn tool_lines(tip: Point3, cutter: &Cutter, length: f64) -> Lines {
+    let mut chunk = Chunk::default();
+    let r = cutter.radius();
+    let at = |x: f64, y: f64, z: f64| f32x3(Point3::new(tip.x + x, tip.y + y, tip.z + z));
+    const STEPS: usize = 16;
+    // The profile, from the axis out, both ways in both planes.
+    for k in 0..STEPS {
+        let (r0, r1) = (
+            r * k as f64 / STEPS as f64,
+            r * (k + 1) as f64 / STEPS as f64,
+        );
+        let (z0, z1) = (cutter.height_at(r0), cutter.height_at(r1));
+        for (dx, dy) in [(1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0)] {
+            chunk.push(at(dx * r0, dy * r0, z0), at(dx * r1, dy * r1, z1), 0, 0);
+        }
+    }
+    let shoulder = cutter.height_at(r);
+    let top = length.max(shoulder);
+    let circle = 48;
+    for k in 0..circle {
+        let (a0, a1) = (
+            std::f64::consts::TAU * k as f64 / circle as f64,
+            std::f64::consts::TAU * (k + 1) as f64 / circle as f64,
+        );
+        for z in [shoulder, top] {
+            chunk.push(
+                at(r * a0.cos(), r * a0.sin(), z),
+                at(r * a1.cos(), r * a1.sin(), z),
+                0,
+                0,
+            );
+        }
+    }
+    for (dx, dy) in [(1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0)] {
+        chunk.push(at(dx * r, dy * r, shoulder), at(dx * r, dy * r, top), 0, 0);
     }
     Lines {
         levels: vec![Level {
@@ -425,7 +484,7 @@ pub fn box_lines(b: &Aabb) -> Lines {
     for i in 0..8usize {
         for bit in [1usize, 2, 4] {
             if i & bit == 0 && corner(i) != corner(i | bit) {
-                chunk.push(corner(i), corner(i | bit), KIND_EDGE);
+                chunk.push(corner(i), corner(i | bit), KIND_EDGE, 0);
             }
         }
     }
@@ -440,6 +499,47 @@ pub fn box_lines(b: &Aabb) -> Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shader draws a toolpath up to a move by the move number each segment carries: at
+    /// full detail every segment ends where its move ends; simplified segments carry the
+    /// number of the last move they stand for, so nothing shows before its move is reached.
+    #[test]
+    fn every_segment_carries_the_move_it_ends() {
+        let mut tp = Toolpath {
+            start: Point3::new(0.0, 0.0, 0.0),
+            moves: vec![],
+        };
+        for k in 0..200 {
+            let x = k as f64 * 0.5;
+            tp.push(MoveKind::Cut, Point3::new(x, (x * 0.3).sin(), 0.0));
+        }
+        tp.push(MoveKind::Rapid, Point3::new(99.5, 0.0, 5.0));
+        let (lines, _) = toolpath_lines(&tp);
+        let ends = |level: &Level| {
+            let mut v: Vec<(u32, [f32; 3])> = level
+                .cells
+                .iter()
+                .flatten()
+                .flat_map(|c| c.texels.chunks_exact(2))
+                .map(|t| (t[1][3] as u32, [t[1][0], t[1][1], t[1][2]]))
+                .collect();
+            v.sort_by_key(|e| e.0);
+            v.dedup_by_key(|e| e.0);
+            v
+        };
+        let full = ends(&lines.levels[0]);
+        // The first cut goes nowhere from the start (x = 0): left out.
+        assert_eq!(full.len(), tp.moves.len() - 1);
+        for (n, end) in &full {
+            assert_eq!(*end, f32x3(tp.moves[*n as usize - 1].to), "move {n}");
+        }
+        assert!(lines.levels.len() > 1, "no simplified level to check");
+        for level in &lines.levels[1..] {
+            for (n, end) in ends(level) {
+                assert_eq!(end, f32x3(tp.moves[n as usize - 1].to), "move {n}");
+            }
+        }
+    }
 
     #[test]
     fn toolpath_segments_follow_moves_and_kinds() {
@@ -505,6 +605,7 @@ mod tests {
         let mut level = Polyline {
             points: full.points.clone(),
             kinds: full.kinds.clone(),
+            moves: full.moves.clone(),
         };
         for tolerance in [0.05f32, 0.2, 0.8] {
             let coarser = level.simplified(tolerance);

@@ -35,6 +35,9 @@ uniform float u_half_width;
 uniform float u_lift;
 uniform vec4 u_colors[4];
 uniform sampler2D u_segments;
+// Draw only segments ending at move u_until or before, and reaching into [u_z.x, u_z.y].
+uniform float u_until;
+uniform vec2 u_z;
 // Always 1.0: see `Gpu::vao_attribute`.
 in float a_one;
 out vec4 v_color;
@@ -51,6 +54,11 @@ void main() {
     int row = size.y - 1 - texel / size.x;
     vec4 start = texelFetch(u_segments, ivec2(texel % size.x, row), 0);
     vec4 end = texelFetch(u_segments, ivec2(texel % size.x + 1, row), 0);
+    if (end.w > u_until || max(start.z, end.z) < u_z.x || min(start.z, end.z) > u_z.y) {
+        gl_Position = vec4(2.0, 2.0, 2.0, 1.0);
+        v_color = vec4(0.0);
+        return;
+    }
     // Lift both ends towards the eye so a path lying on the surface is not buried in it.
     vec4 v0 = u_view * vec4(start.xyz, 1.0);
     vec4 v1 = u_view * vec4(end.xyz, 1.0);
@@ -112,6 +120,9 @@ const AXIS_COLORS: [[f32; 4]; 4] = [
     [0.25, 0.55, 1.0, 1.0],
     [0.0; 4],
 ];
+
+/// The tool drawn at the inspected move (white, over everything).
+const TOOL_COLOR: [f32; 4] = [0.96, 0.96, 0.96, 1.0];
 
 /// Colour slots of the rapid and cut moves in `LINE_COLORS`.
 const RAPID_SLOT: usize = super::geometry::KIND_RAPID as usize;
@@ -317,6 +328,8 @@ pub enum Slot {
     Stock,
     /// The program's zero: an axis marker.
     WorkZero,
+    /// The tool at the inspected move.
+    Tool,
     Toolpath(ToolpathId),
     /// What an operation has computed so far; drawn instead of its toolpath while present.
     Preview(ToolpathId),
@@ -338,7 +351,47 @@ pub struct FrameParams {
     pub layers: super::Layers,
     /// Distance to lift lines towards the eye, world units (a tiny fraction of the scene).
     pub lift: f32,
+    /// What of the toolpaths to draw (every move at every height by default).
+    pub inspect: Inspect,
 }
+
+/// Reading a toolpath move by move and layer by layer: the operation drawn up to a move
+/// (others whole), and the heights drawn, for every toolpath.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Inspect {
+    /// The toolpath drawn up to a move (1-based; 0 draws none of it), and that move.
+    pub until: Option<(ToolpathId, u32)>,
+    /// Lowest and highest Z drawn.
+    pub z: (f32, f32),
+}
+
+impl Default for Inspect {
+    fn default() -> Self {
+        Self {
+            until: None,
+            z: (f32::NEG_INFINITY, f32::INFINITY),
+        }
+    }
+}
+
+/// How one set of lines is drawn.
+#[derive(Clone, Copy)]
+struct LineStyle {
+    /// Pixels.
+    half_width: f32,
+    /// Towards the eye, world units.
+    lift: f32,
+    /// By kind slot.
+    colors: [[f32; 4]; 4],
+    depth_test: DepthTest,
+    /// Segments ending after this move are not drawn.
+    until: f32,
+    /// Nor those entirely below `z.0` or above `z.1`.
+    z: (f32, f32),
+}
+
+/// Draw everything: no move limit, every height (what the stock and markers use).
+const ALL: (f32, (f32, f32)) = (f32::MAX, (f32::MIN, f32::MAX));
 
 /// Prepared changes on their way to the GPU: shared by the view (UI thread), its preparation
 /// threads and its paint callbacks. Holds CPU data only, so a preparation thread never owns
@@ -448,6 +501,7 @@ struct Gpu {
     lines: Program,
     stock: Option<GpuLines>,
     work_zero: Option<GpuLines>,
+    tool: Option<GpuLines>,
     toolpaths: BTreeMap<ToolpathId, GpuLines>,
     previews: BTreeMap<ToolpathId, GpuLines>,
 }
@@ -467,6 +521,7 @@ impl Gpu {
             lines,
             stock: None,
             work_zero: None,
+            tool: None,
             toolpaths: BTreeMap::new(),
             previews: BTreeMap::new(),
         })
@@ -499,6 +554,7 @@ impl Gpu {
             }
             Slot::Stock => self.stock = lines(change),
             Slot::WorkZero => self.work_zero = lines(change),
+            Slot::Tool => self.tool = lines(change),
             Slot::Toolpath(id) => {
                 // The finished toolpath replaces its preview the moment it is on the GPU, so
                 // the view never flashes empty between the two.
@@ -607,7 +663,18 @@ impl Gpu {
             if let Some(stock) = &self.stock
                 && params.layers.stock
             {
-                self.draw_lines(&frame, stock, 1.0, 0.0, LINE_COLORS, DepthTest::LessOrEqual);
+                self.draw_lines(
+                    &frame,
+                    stock,
+                    LineStyle {
+                        half_width: 1.0,
+                        lift: 0.0,
+                        colors: LINE_COLORS,
+                        depth_test: DepthTest::LessOrEqual,
+                        until: ALL.0,
+                        z: ALL.1,
+                    },
+                );
             }
 
             for (id, cut) in &params.visible {
@@ -619,13 +686,22 @@ impl Gpu {
                         // Transparent: the fragment shader drops it.
                         colors[RAPID_SLOT] = [0.0; 4];
                     }
+                    let until = match params.inspect.until {
+                        Some((i, n)) if i == *id => n as f32,
+                        _ => f32::MAX,
+                    };
+                    let (lo, hi) = params.inspect.z;
                     drawn += self.draw_lines(
                         &frame,
                         toolpath,
-                        0.75,
-                        params.lift,
-                        colors,
-                        DepthTest::LessOrEqual,
+                        LineStyle {
+                            half_width: 0.75,
+                            lift: params.lift,
+                            colors,
+                            depth_test: DepthTest::LessOrEqual,
+                            until,
+                            z: (lo.max(f32::MIN), hi.min(f32::MAX)),
+                        },
                     );
                 }
             }
@@ -633,7 +709,32 @@ impl Gpu {
             // stock's bottom, the model's origin): drawn last, over everything, so it always
             // shows where the machinist touches off.
             if let Some(marker) = &self.work_zero {
-                self.draw_lines(&frame, marker, 1.75, 0.0, AXIS_COLORS, DepthTest::Always);
+                self.draw_lines(
+                    &frame,
+                    marker,
+                    LineStyle {
+                        half_width: 1.75,
+                        lift: 0.0,
+                        colors: AXIS_COLORS,
+                        depth_test: DepthTest::Always,
+                        until: ALL.0,
+                        z: ALL.1,
+                    },
+                );
+            }
+            if let Some(tool) = &self.tool {
+                self.draw_lines(
+                    &frame,
+                    tool,
+                    LineStyle {
+                        half_width: 1.25,
+                        lift: 0.0,
+                        colors: [TOOL_COLOR; 4],
+                        depth_test: DepthTest::Always,
+                        until: ALL.0,
+                        z: ALL.1,
+                    },
+                );
             }
             Ok::<(), three_d::CoreError>(())
         };
@@ -653,15 +754,15 @@ impl Gpu {
     /// Draws the cells on screen, each at the coarsest level whose error is under half a pixel
     /// at the cell's nearest point, one draw call per chunk on screen; returns how
     /// many segments that was.
-    fn draw_lines(
-        &self,
-        frame: &LineFrame,
-        lines: &GpuLines,
-        half_width: f32,
-        lift: f32,
-        colors: [[f32; 4]; 4],
-        depth_test: DepthTest,
-    ) -> usize {
+    fn draw_lines(&self, frame: &LineFrame, lines: &GpuLines, style: LineStyle) -> usize {
+        let LineStyle {
+            half_width,
+            lift,
+            colors,
+            depth_test,
+            until,
+            z,
+        } = style;
         let p = &self.lines;
         let viewport = frame.viewport;
         p.use_uniform("u_view", frame.view);
@@ -673,6 +774,8 @@ impl Gpu {
         p.use_uniform("u_half_width", half_width);
         let colors = colors.map(|c| vec4(c[0], c[1], c[2], c[3]));
         p.use_uniform_array("u_colors", &colors);
+        p.use_uniform("u_until", until);
+        p.use_uniform("u_z", vec2(z.0, z.1));
         let states = RenderStates {
             write_mask: WriteMask::COLOR_AND_DEPTH,
             depth_test,
