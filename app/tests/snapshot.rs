@@ -337,6 +337,13 @@ fn operations_have_their_colours_and_rapids_can_be_hidden() {
     let (_, _, y2) = counts(&without);
     // The legend's swatches stay; the rapids go.
     assert!(y2 * 10 < y1, "rapids still drawn: {y2} px of {y1}");
+    // Each kind of move has its box: without cuts, only the legend keeps their colours.
+    g.app.view_layers().cuts = false;
+    let (r3, f3, _) = counts(&g.draw());
+    assert!(
+        r3 * 10 < r1 && f3 * 10 < f1,
+        "cuts still drawn: {r3} of {r1}, {f3} of {f1} px"
+    );
     g.app.shutdown();
 }
 

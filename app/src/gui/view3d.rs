@@ -99,12 +99,14 @@ pub struct SceneView {
     legend: Vec<(ToolpathId, String, [f32; 4])>,
 }
 
-/// What the view draws besides the toolpaths' cuts and plunges.
+/// What the view draws: the model, the stock, and each kind of move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layers {
     pub model: bool,
     pub stock: bool,
     pub rapids: bool,
+    pub plunges: bool,
+    pub cuts: bool,
 }
 
 impl Default for Layers {
@@ -113,6 +115,8 @@ impl Default for Layers {
             model: true,
             stock: true,
             rapids: true,
+            plunges: true,
+            cuts: true,
         }
     }
 }
@@ -582,7 +586,11 @@ impl SceneView {
             ui.checkbox(&mut self.layers.stock, "stock")
                 .on_hover_text("Show the stock's edges");
             ui.checkbox(&mut self.layers.rapids, "rapids")
-                .on_hover_text("Show rapid moves (yellow); plunges are orange-red");
+                .on_hover_text("Show rapid moves (yellow)");
+            ui.checkbox(&mut self.layers.plunges, "plunges")
+                .on_hover_text("Show plunges and ramps (orange-red)");
+            ui.checkbox(&mut self.layers.cuts, "cuts")
+                .on_hover_text("Show cutting moves (each operation's colour, as in the legend)");
         });
         for (id, name, c) in &self.legend {
             let shown = self

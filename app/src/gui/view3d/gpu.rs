@@ -127,6 +127,7 @@ const TOOL_COLOR: [f32; 4] = [0.96, 0.96, 0.96, 1.0];
 /// Colour slots of the rapid and cut moves in `LINE_COLORS`.
 const RAPID_SLOT: usize = super::geometry::KIND_RAPID as usize;
 const CUT_SLOT: usize = super::geometry::KIND_CUT as usize;
+const PLUNGE_SLOT: usize = super::geometry::KIND_PLUNGE as usize;
 
 /// The view's background (sRGB); also what egui shows without GL.
 pub const BACKGROUND: [f32; 3] = [0.16, 0.17, 0.19];
@@ -682,9 +683,15 @@ impl Gpu {
                 if let Some(toolpath) = shown {
                     let mut colors = LINE_COLORS;
                     colors[CUT_SLOT] = *cut;
-                    if !params.layers.rapids {
-                        // Transparent: the fragment shader drops it.
-                        colors[RAPID_SLOT] = [0.0; 4];
+                    // A hidden kind is transparent: the fragment shader drops it.
+                    for (slot, shown) in [
+                        (RAPID_SLOT, params.layers.rapids),
+                        (PLUNGE_SLOT, params.layers.plunges),
+                        (CUT_SLOT, params.layers.cuts),
+                    ] {
+                        if !shown {
+                            colors[slot] = [0.0; 4];
+                        }
                     }
                     let until = match params.inspect.until {
                         Some((i, n)) if i == *id => n as f32,
