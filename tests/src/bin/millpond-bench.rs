@@ -531,6 +531,98 @@ fn waterline(quick: bool) -> Result<()> {
 
 /// The machining time planner (`millpond_core::planner`) on a fine zigzag raster over the
 /// wavy surface: 1000 lines of 1000 moves (quick: 100 lines), 0.1 mm apart along the line.
+/// Bytes written, and nothing kept: the writer's own speed, not the disk's.
+struct CountingSink(u64);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The G-code writer on a large raster program (10M moves; `--quick` 1M) for each post:
+/// megabytes per second and bytes per move, the header's time estimate included.
+fn gcode(quick: bool) -> Result<()> {
+    use millpond_core::gcode::{Dialect, Operation, Post, ProgramUnits, write_program_at};
+    use millpond_core::planner::MachineProfile;
+    use millpond_core::toolpath::{MoveKind, Toolpath};
+    let (lines, per_line) = if quick { (1000, 1000) } else { (5000, 2000) };
+    let mut tp = Toolpath {
+        start: Point3::new(0.0, 0.0, 10.0),
+        moves: Vec::with_capacity(lines * (per_line + 1)),
+    };
+    for j in 0..lines {
+        let y = j as f64 * 0.05;
+        for i in 0..=per_line {
+            let k = if j % 2 == 0 { i } else { per_line - i };
+            let x = k as f64 * 0.05;
+            let kind = if i == 0 {
+                MoveKind::Plunge
+            } else {
+                MoveKind::Cut
+            };
+            tp.push(kind, Point3::new(x, y, models::wavy_height(x, y)));
+        }
+    }
+    let op = Operation {
+        name: "Raster finishing",
+        tool_number: 1,
+        cutter: millpond_core::Cutter::Ball { diameter: 3.0 },
+        feeds: millpond_core::Feeds::default(),
+        safe_z: 15.0,
+        spindle_dwell_s: 0.0,
+        toolpath: &tp,
+    };
+    println!(
+        "\nG-code writer (`--gcode-only`): a zigzag raster of {} moves over the wavy surface, \
+         written to a counting sink (no disk), header time estimate included; best of three.\n",
+        tp.moves.len()
+    );
+    println!("| post | moves | MB | bytes/move | s | MB/s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, post) in [
+        ("LinuxCNC, mm", Post::from(Dialect::LinuxCnc)),
+        ("GRBL, mm", Post::from(Dialect::Grbl)),
+        (
+            "LinuxCNC, inch",
+            Post {
+                dialect: Dialect::LinuxCnc,
+                units: ProgramUnits::Inches,
+            },
+        ),
+    ] {
+        let mut best = f64::INFINITY;
+        let mut bytes = 0;
+        for _ in 0..3 {
+            let mut sink = std::io::BufWriter::with_capacity(1 << 16, CountingSink(0));
+            let t0 = Instant::now();
+            write_program_at(
+                &mut sink,
+                post,
+                "bench",
+                None,
+                &MachineProfile::hobby(),
+                &[op],
+            )?;
+            let sink = sink.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+            best = best.min(t0.elapsed().as_secs_f64());
+            bytes = sink.0;
+        }
+        let mb = bytes as f64 / 1e6;
+        println!(
+            "| {name} | {} | {mb:.1} | {:.1} | {best:.2} | {:.0} |",
+            tp.moves.len(),
+            bytes as f64 / tp.moves.len() as f64,
+            mb / best
+        );
+    }
+    Ok(())
+}
+
 fn planner(quick: bool) -> Result<()> {
     use millpond_core::planner::{MachineProfile, estimate_time};
     use millpond_core::toolpath::{MoveKind, Toolpath};
@@ -581,6 +673,9 @@ fn main() -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     if args.iter().any(|a| a == "--planner-only") {
         return planner(quick);
+    }
+    if args.iter().any(|a| a == "--gcode-only") {
+        return gcode(quick);
     }
     if args.iter().any(|a| a == "--pool-only") {
         return pool(quick);
