@@ -51,6 +51,25 @@ impl ProgramUnits {
         }
     }
 
+    /// Decimals written.
+    fn places(self) -> u32 {
+        match self {
+            ProgramUnits::Millimetres => 4,
+            ProgramUnits::Inches => 5,
+        }
+    }
+
+    /// A millimetre figure as the whole number of the output's resolution it is written as
+    /// (the same arithmetic as [`ProgramUnits::n`]): two figures print alike exactly when
+    /// these are equal. `None` for what is not finite or absurdly large (written as text).
+    fn quantum(self, mm: f64) -> Option<i64> {
+        let scaled = match self {
+            ProgramUnits::Millimetres => (mm * 1e4).round(),
+            ProgramUnits::Inches => (mm / 25.4 * 1e5).round(),
+        };
+        (scaled.is_finite() && scaled.abs() < 9e15).then_some(scaled as i64)
+    }
+
     /// A millimetre figure (coordinate or feed) as the program writes it.
     fn n(self, mm: f64) -> String {
         match self {
@@ -429,46 +448,104 @@ fn write_operation(
     }
     out.write_all(s.as_bytes())?;
 
-    // Modal output: a word only when it changes.
+    // Modal output: a word only when it changes. Figures are compared as the integers of the
+    // output's resolution they are written as (what two strings would compare, without
+    // making them) and written straight into the line: the loop allocates nothing.
+    let q = |v: f64| units.quantum(v);
+    let places = units.places();
     let mut mode = 0u8;
     let mut feed = f64::NAN;
     // The header above leaves the tool at the toolpath's start.
-    let (mut x, mut y, mut z) = (len(start.x), len(start.y), len(start.z));
-    let mut line = String::new();
+    let (mut x, mut y, mut z) = (q(start.x), q(start.y), q(start.z));
+    let mut words: Vec<u8> = Vec::with_capacity(64);
+    // Lines gather here and go out 64 KiB at a time.
+    let mut block: Vec<u8> = Vec::with_capacity(1 << 16);
     for m in &tp.moves {
-        line.clear();
-        let (nx, ny, nz) = (len(m.to.x), len(m.to.y), len(m.to.z));
+        words.clear();
         let (g, f) = match m.kind {
             MoveKind::Rapid => (0u8, None),
             MoveKind::Plunge => (1, Some(op.feeds.plunge_feed)),
             MoveKind::Cut => (1, Some(op.feeds.feed)),
         };
-        for (word, new, old) in [('X', &nx, &mut x), ('Y', &ny, &mut y), ('Z', &nz, &mut z)] {
-            if new != old {
-                let _ = write!(line, " {word}{new}");
-                *old = new.clone();
+        for (word, v, old) in [
+            (b'X', m.to.x, &mut x),
+            (b'Y', m.to.y, &mut y),
+            (b'Z', m.to.z, &mut z),
+        ] {
+            let new = q(v);
+            if new != *old {
+                words.push(b' ');
+                words.push(word);
+                match new {
+                    Some(n) => push_fixed(&mut words, n, places),
+                    None => words.extend_from_slice(len(v).as_bytes()),
+                }
+                *old = new;
             }
         }
-        if line.is_empty() {
+        if words.is_empty() {
             // No axis changes at this output precision: nothing to move.
             continue;
         }
         if g != mode {
-            line.insert_str(0, &format!("G{g}"));
+            block.push(b'G');
+            block.push(b'0' + g);
+            block.extend_from_slice(&words);
             mode = g;
         } else {
-            line.remove(0);
+            block.extend_from_slice(&words[1..]);
         }
         if let Some(f) = f
             && f != feed
         {
-            let _ = write!(line, " F{}", len(f));
+            block.extend_from_slice(b" F");
+            block.extend_from_slice(len(f).as_bytes());
             feed = f;
         }
-        line.push('\n');
-        out.write_all(line.as_bytes())?;
+        block.push(b'\n');
+        if block.len() >= (1 << 16) - 64 {
+            out.write_all(&block)?;
+            block.clear();
+        }
     }
+    out.write_all(&block)?;
     Ok(())
+}
+
+/// Appends `q` units of 10^-`places` as [`num_places`] writes the figure: trailing zeros
+/// dropped, no negative zero. By hand: `write!` cost more than the rest of a move.
+fn push_fixed(out: &mut Vec<u8>, q: i64, places: u32) {
+    let unit = 10u64.pow(places.min(9));
+    let a = q.unsigned_abs();
+    let (mut int, mut frac) = (a / unit, a % unit);
+    if q < 0 {
+        out.push(b'-');
+    }
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (int % 10) as u8;
+        int /= 10;
+        if int == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+    if frac != 0 {
+        let mut width = places.min(9) as usize;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        let mut digits = [b'0'; 9];
+        for d in digits[..width].iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        out.push(b'.');
+        out.extend_from_slice(&digits[..width]);
+    }
 }
 
 #[cfg(test)]
@@ -708,6 +785,41 @@ mod tests {
         // Comments never nest parentheses.
         for l in g.lines() {
             assert!(l.matches('(').count() <= 1, "{l}");
+        }
+    }
+
+    /// The writer's loop prints figures by hand from their quantum: exactly what the
+    /// formatting function writes, for both units, around every rounding edge.
+    #[test]
+    fn figures_written_by_hand_are_the_formatted_ones() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut values = vec![
+            0.0, -0.0, 0.00004, -0.00004, 0.00005, -0.00005, 1.0, -1.0, 25.4,
+        ];
+        for _ in 0..20_000 {
+            let r = next();
+            let magnitude = 10f64.powi((r % 9) as i32 - 4);
+            let v = (next() as f64 / u64::MAX as f64 - 0.5) * 2.0 * magnitude;
+            values.push(v);
+            // Halfway cases of the 4th and 5th decimal.
+            values.push((r % 100_000) as f64 * 1e-4 + 0.5e-4);
+        }
+        for units in ProgramUnits::ALL {
+            for &v in &values {
+                let mut hand = Vec::new();
+                push_fixed(&mut hand, units.quantum(v).unwrap(), units.places());
+                assert_eq!(
+                    String::from_utf8(hand).unwrap(),
+                    units.n(v),
+                    "{v} in {units:?}"
+                );
+            }
         }
     }
 
