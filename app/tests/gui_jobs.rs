@@ -170,14 +170,19 @@ fn a_saved_job_reopens_as_the_same_document_and_the_same_gcode() {
     );
 }
 
+/// The stepover of raster operation `id`.
+fn raster_stepover(t: &TestApp, id: u64) -> f64 {
+    match &t.app().doc().operations.get(id).unwrap().strategy {
+        Strategy::RasterFinishing(p) => p.stepover,
+        _ => unreachable!("operation {id} is not a raster"),
+    }
+}
+
 #[test]
 fn undo_and_redo_every_change_from_the_keyboard_and_the_edit_menu() {
     let mut t = app();
     let raster = t.raster();
-    let stepover = |t: &TestApp| match &t.app().doc().operations.get(raster).unwrap().strategy {
-        Strategy::RasterFinishing(p) => p.stepover,
-        _ => unreachable!(),
-    };
+    let stepover = |t: &TestApp| raster_stepover(t, raster);
     let first = stepover(&t);
     assert!(!t.app().is_dirty());
     t.set_raster(|p| p.stepover = 0.7);
@@ -216,10 +221,7 @@ fn undo_and_redo_every_change_from_the_keyboard_and_the_edit_menu() {
 fn a_drag_on_a_number_is_one_undo_step() {
     let mut t = app();
     let raster = t.raster();
-    let stepover = |t: &TestApp| match &t.app().doc().operations.get(raster).unwrap().strategy {
-        Strategy::RasterFinishing(p) => p.stepover,
-        _ => unreachable!(),
-    };
+    let stepover = |t: &TestApp| raster_stepover(t, raster);
     let first = stepover(&t);
     let rect = t.harness.get_by_label("Stepover").rect();
     let start = rect.center();

@@ -1250,6 +1250,12 @@ impl MillpondApp {
         self.inspect_z
     }
 
+    /// The lowest and highest Z of `op_id`'s toolpath, as the 3D view measured it.
+    pub fn toolpath_heights(&self, op_id: u64) -> Option<(f64, f64)> {
+        let b = self.view.toolpath_bounds(op_id)?;
+        (!b.is_empty()).then_some((b.min.z, b.max.z))
+    }
+
     pub fn toolpath(&self, op_id: u64) -> Option<&Arc<Toolpath>> {
         self.results.get(&op_id).map(|r| &r.computed.toolpath)
     }

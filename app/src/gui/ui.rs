@@ -1166,10 +1166,9 @@ impl MillpondApp {
     /// Reading the toolpath: up to a move with the tool there and that move's line, and the
     /// heights drawn.
     fn inspect_ui(&mut self, ui: &mut Ui, id: u64) {
-        let Some(tp) = self.toolpath(id).cloned() else {
+        let Some(total) = self.toolpath(id).map(|tp| tp.moves.len() as u32) else {
             return;
         };
-        let total = tp.moves.len() as u32;
         let mut n = self.inspected_move(id).unwrap_or(total);
         ui.horizontal(|ui| {
             let l = ui.label("Moves");
@@ -1187,12 +1186,10 @@ impl MillpondApp {
         if let Some(line) = self.inspected_move_line(id) {
             ui.monospace(line);
         }
-        let (zmin, zmax) = tp
-            .moves
-            .iter()
-            .fold((tp.start.z, tp.start.z), |(lo, hi), m| {
-                (lo.min(m.to.z), hi.max(m.to.z))
-            });
+        // Measured once when the view took the toolpath, not per frame over every move.
+        let Some((zmin, zmax)) = self.toolpath_heights(id) else {
+            return;
+        };
         let (mut lo, mut hi) = self.inspected_heights().unwrap_or((zmin, zmax));
         ui.horizontal(|ui| {
             let l = ui.label("Heights");

@@ -307,6 +307,11 @@ impl SceneView {
         }
     }
 
+    /// The box of the toolpath shown under `id` (kept when it was set: no pass over its moves).
+    pub fn toolpath_bounds(&self, id: ToolpathId) -> Option<Aabb> {
+        self.toolpaths.get(&id).map(|t| t.bounds)
+    }
+
     /// Where the tool is drawn (its tip) and which it is.
     pub fn tool_at(&self) -> Option<(Point3, Cutter)> {
         self.tool_at

@@ -106,6 +106,7 @@ impl Node {
             if linked.contains(id) {
                 continue;
             }
+            let (chunks_done, avg_compute_s) = self.computed_by(*id);
             hosts.push(HostStats {
                 node: id.0,
                 name: m.name.clone(),
@@ -122,8 +123,8 @@ impl Node {
                     HostState::Idle
                 },
                 last_heard_s: since(m.heard),
-                chunks_done: self.computed_by(*id).0,
-                avg_compute_s: self.computed_by(*id).1,
+                chunks_done,
+                avg_compute_s,
                 worker_stats: self.remote_worker_stats(*id, m.workers, &m.busy),
                 workers_busy_known: m.hops != u8::MAX,
                 ..HostStats::default()
@@ -144,6 +145,7 @@ impl Node {
                 .map_or(1, |m| m.hops)
                 .saturating_add(1);
             let heard_s = via.map_or(f64::INFINITY, |(_, t)| since(*t));
+            let (chunks_done, avg_compute_s) = self.computed_by(*id);
             hosts.push(HostStats {
                 node: id.0,
                 name: format!("node {:016x}", id.0),
@@ -158,8 +160,8 @@ impl Node {
                     HostState::Idle
                 },
                 last_heard_s: heard_s,
-                chunks_done: self.computed_by(*id).0,
-                avg_compute_s: self.computed_by(*id).1,
+                chunks_done,
+                avg_compute_s,
                 worker_stats: self.remote_worker_stats(*id, 0, &[]),
                 ..HostStats::default()
             });
