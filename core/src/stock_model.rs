@@ -1,27 +1,44 @@
 //! What is left of the stock: a height field (Z-map) over the stock's XY box, lowered by
-//! every move of a program, so that each operation knows the material it starts from.
-//!
-//! Its first use is safety: a cutting move that goes deeper into material than the tool's
-//! maximum depth of cut (a finishing pass run on uncut stock, say), or a rapid that would
-//! meet material, is found before the program reaches a machine, and named.
+//! every move of a program, so that each operation knows the material it starts from, and
+//! the machinist sees what the program leaves (ARCHITECTURE.md §7).
 //!
 //! Each cell holds the top of the material over its centre. A move lowers a cell to the
-//! lowest point of the tool's surface over that centre during the move. The tool surface
-//! above a point at distance `ρ` from the axis is `tip + h(ρ)`, with the profile `h` convex
-//! and non-decreasing (see [`crate::cutter`]); along a straight move the distance to the axis
-//! is convex in the move's parameter, so the height of the surface over a cell is a convex
-//! function of the parameter, and its minimum is found by a golden-section search when the
-//! move is not level (a level or vertical move has it in closed form).
+//! lowest point of the tool's surface over that centre during the move, computed exactly
+//! (not by stamping the tool at sampled positions). The tool surface above a point at
+//! distance `ρ` from the axis is `tip + h(ρ)`, with the profile `h` convex and
+//! non-decreasing (see [`crate::cutter`]). Along a straight move, measured by `w` from the
+//! foot of the perpendicular from the cell centre to the move, the tip is at `z_f + m·w`
+//! and the surface over the cell at `z_f + m·w + h(sqrt(d² + w²))`: minimising it is
+//! maximising `(-m)·w - h(sqrt(d² + w²))`, which is exactly the drop-cutter's contact with
+//! a straight edge of slope `-m` ([`Shape::edge_contact`]) — closed form for flat, ball and
+//! V-bit, a safeguarded Newton iteration for the bull nose, the same code the toolpaths are
+//! computed with.
+//!
+//! Heights are kept as `f32` offsets below the uncut top (4 bytes a cell: a 200 × 170 mm
+//! stock at 0.05 mm is 54 MB): each is the exact height rounded once, within 4 nm on a
+//! 100 mm block, far below any machining tolerance. The cells are stored in square tiles so
+//! that tiles can be machined on separate threads, each applying in program order the moves
+//! that reach it: the height of a cell is the minimum over the moves, so the result does not
+//! depend on how the tiles are shared out.
 
-use crate::cutter::{Cutter, Profile};
+use crate::cutter::{Cutter, Profile, Shape};
 use crate::geom::{Aabb, Point3};
 use crate::raster::FEED_CLEARANCE;
 use crate::toolpath::{MoveKind, Toolpath};
+use crate::with_shape;
+use rayon::prelude::*;
 use thiserror::Error;
 
-/// Most cells a stock model may have (16 M cells, 128 MiB of heights): a larger stock gets
-/// coarser cells rather than exhausting memory.
-pub const MAX_CELLS: usize = 1 << 24;
+/// Most cells a stock model may have at all (256 M cells, 1 GiB of heights).
+pub const MAX_CELLS: usize = 1 << 28;
+
+/// Cells the program check ([`check_program`]) uses at most (16 M cells, 64 MiB): it runs on
+/// every export, so a large stock gets coarser cells rather than a long wait.
+pub const CHECK_CELLS: usize = 1 << 24;
+
+/// Cells per side of a tile (64 KiB of heights: one tile's cells stay in a core's cache
+/// while the moves that reach it are applied).
+pub const TILE: usize = 128;
 
 /// Material thinner than this is not counted as material a move meets, mm: rounding in the
 /// cell heights and the moves' own coordinates stays below it.
@@ -34,11 +51,33 @@ pub enum StockModelError {
     EmptyStock,
     #[error("the cell size must be a positive number of millimetres, got {0}")]
     Cell(f64),
+    #[error(
+        "{cells} cells of {cell} mm would need {mib} MiB, more than the {budget} MiB allowed: choose a coarser cell or a larger memory budget"
+    )]
+    TooManyCells {
+        cells: usize,
+        cell: f64,
+        mib: usize,
+        budget: usize,
+    },
 }
 
-/// The material left of a stock block, as a height per cell.
+/// A square block of cells, stored row by row.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StockModel {
+struct Tile {
+    /// The tile's first cell in the whole grid.
+    i0: usize,
+    j0: usize,
+    /// Cells along X and Y (`TILE`, less at the grid's far edges).
+    w: usize,
+    h: usize,
+    /// Height of each cell below `StockModel::reference`, mm.
+    heights: Vec<f32>,
+}
+
+/// Where the cells are.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Grid {
     /// Centre of cell (0, 0).
     x0: f64,
     y0: f64,
@@ -46,7 +85,17 @@ pub struct StockModel {
     nx: usize,
     ny: usize,
     bottom: f64,
-    top: Vec<f64>,
+    /// The uncut top: heights are stored relative to it.
+    reference: f64,
+}
+
+/// The material left of a stock block, as a height per cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StockModel {
+    g: Grid,
+    /// Tiles along X.
+    tx: usize,
+    tiles: Vec<Tile>,
 }
 
 /// One move of a toolpath that meets material it should not.
@@ -61,7 +110,6 @@ pub struct MoveFinding {
     /// How deep the tool went into material during the move, mm.
     pub depth: f64,
 }
-
 /// What one operation's moves did to the stock.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct EngagementReport {
@@ -132,63 +180,306 @@ pub fn default_max_depth_of_cut(cutter: &Cutter) -> f64 {
     }
 }
 
+/// A straight move of the tool tip from `a` to `b`, with what every cell's sweep needs
+/// computed once.
+#[derive(Clone, Copy, Debug)]
+pub struct SweptMove {
+    a: Point3,
+    b: Point3,
+    /// Unit horizontal direction and horizontal length (0 for a vertical move).
+    ux: f64,
+    uy: f64,
+    len: f64,
+    /// Rise per unit of horizontal travel.
+    slope: f64,
+    /// `Shape::edge_constant(-slope)`.
+    c: f64,
+    r: f64,
+    r2: f64,
+    /// The XY box the tool sweeps.
+    lo: (f64, f64),
+    hi: (f64, f64),
+}
+
+impl SweptMove {
+    pub fn new<S: Shape>(shape: &S, a: Point3, b: Point3) -> Self {
+        let (dx, dy) = (b.x - a.x, b.y - a.y);
+        let len = dx.hypot(dy);
+        let (ux, uy, slope) = if len > 0.0 {
+            (dx / len, dy / len, (b.z - a.z) / len)
+        } else {
+            (0.0, 0.0, 0.0)
+        };
+        let r = shape.radius();
+        Self {
+            a,
+            b,
+            ux,
+            uy,
+            len,
+            slope,
+            c: shape.edge_constant(-slope),
+            r,
+            r2: r * r,
+            lo: (a.x.min(b.x) - r, a.y.min(b.y) - r),
+            hi: (a.x.max(b.x) + r, a.y.max(b.y) + r),
+        }
+    }
+
+    /// The lowest height of the tool's surface over `(x, y)` during the move, when it is
+    /// below `top`; `None` when the tool never reaches over the point or stays above `top`.
+    #[inline]
+    pub fn lowest_below<S: Shape>(&self, shape: &S, x: f64, y: f64, top: f64) -> Option<f64> {
+        let (px, py) = (x - self.a.x, y - self.a.y);
+        if self.len == 0.0 {
+            let rho2 = px * px + py * py;
+            if rho2 > self.r2 {
+                return None;
+            }
+            let z = self.a.z.min(self.b.z) + shape.height_sq(rho2);
+            return (z < top).then_some(z);
+        }
+        // Along the move from `a`, and across it.
+        let t = px * self.ux + py * self.uy;
+        let d = px * self.uy - py * self.ux;
+        let d2 = d * d;
+        let near = t - t.clamp(0.0, self.len);
+        let near2 = near * near + d2;
+        if near2 > self.r2 {
+            return None;
+        }
+        // Never below the lowest tip plus the profile at the nearest approach: most cells of
+        // a fine raster, already cut by the moves before, stop here.
+        if self.a.z.min(self.b.z) + shape.height_lower_bound(near2) >= top {
+            return None;
+        }
+        let s2 = self.r2 - d2;
+        let half = s2.max(0.0).sqrt();
+        let lo = (-t).max(-half);
+        let hi = (self.len - t).min(half);
+        let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, hi) };
+        let (w, h) = shape.edge_contact(-self.slope, self.c, d2, s2, lo, hi);
+        let z = self.a.z + self.slope * (t + w) + h;
+        (z < top).then_some(z)
+    }
+
+    /// The cells' X range in the row at height `y` that the tool can reach: a superset of
+    /// the swept disk's cross-section, exact for moves along an axis. `None` when the row is
+    /// out of reach.
+    #[inline]
+    fn row_reach(&self, y: f64) -> Option<(f64, f64)> {
+        let (a, b) = (self.a, self.b);
+        let (ya, yb) = (y - a.y, y - b.y);
+        let (t0, t1) = if a.y == b.y {
+            if ya.abs() > self.r {
+                return None;
+            }
+            (0.0, 1.0)
+        } else {
+            let dy = b.y - a.y;
+            let (u, v) = ((ya - self.r) / dy, (ya + self.r) / dy);
+            let (u, v) = (u.min(v).max(0.0), u.max(v).min(1.0));
+            if u > v {
+                return None;
+            }
+            (u, v)
+        };
+        let dmin = if ya * yb <= 0.0 {
+            0.0
+        } else {
+            ya.abs().min(yb.abs())
+        };
+        let half = (self.r2 - dmin * dmin).max(0.0).sqrt();
+        let (xa, xb) = (a.x + t0 * (b.x - a.x), a.x + t1 * (b.x - a.x));
+        // A hair wider: the cells themselves decide, exactly, whether the tool reaches them.
+        let slack = 1e-9 * (1.0 + half + xa.abs().max(xb.abs()));
+        Some((xa.min(xb) - half - slack, xa.max(xb) + half + slack))
+    }
+}
+
+/// What one move did to the cells of one tile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TileHit {
+    /// The move's index in the batch.
+    pub index: u32,
+    /// The deepest material the move met: how far the material stood above the tool.
+    pub depth: f64,
+    /// Material removed, mm³.
+    pub removed: f64,
+    /// The extent, across the move (along X for a vertical move), of the cells it lowered
+    /// by more than [`MATERIAL_TOLERANCE`]; `lo > hi` when none.
+    pub across: (f64, f64),
+}
+
+impl TileHit {
+    fn empty(index: u32) -> Self {
+        Self {
+            index,
+            depth: 0.0,
+            removed: 0.0,
+            across: (f64::INFINITY, f64::NEG_INFINITY),
+        }
+    }
+
+    /// Combines what one move did in two tiles.
+    pub fn merge(&mut self, o: &TileHit) {
+        self.depth = self.depth.max(o.depth);
+        self.removed += o.removed;
+        self.across = (self.across.0.min(o.across.0), self.across.1.max(o.across.1));
+    }
+
+    /// How wide the cut was, mm (between the outermost lowered cells' centres).
+    pub fn width(&self) -> f64 {
+        (self.across.1 - self.across.0).max(0.0)
+    }
+}
+
 impl StockModel {
-    /// A cell size for this stock and the smallest tool that will cut it: a quarter of its
-    /// radius, coarser only where the stock would need more than [`MAX_CELLS`].
-    pub fn default_cell(stock: Aabb, smallest_tool_radius: f64) -> f64 {
+    /// A cell size for this stock and the smallest tool that will cut it: `fraction` of its
+    /// radius, coarser only where the stock would need more than `max_cells`.
+    pub fn cell_for(
+        stock: Aabb,
+        smallest_tool_radius: f64,
+        fraction: f64,
+        max_cells: usize,
+    ) -> f64 {
         let (w, d) = (stock.max.x - stock.min.x, stock.max.y - stock.min.y);
-        let fine = (smallest_tool_radius / 4.0).max(1e-3);
-        let budget = (w * d / MAX_CELLS as f64).sqrt() * 1.01;
+        let fine = (smallest_tool_radius * fraction).max(1e-3);
+        let budget = (w * d / max_cells as f64).sqrt() * 1.01;
         fine.max(budget)
     }
 
-    /// The uncut block `stock`, in cells of `cell` mm.
+    /// The program check's cell size: a quarter of the smallest tool's radius, within
+    /// [`CHECK_CELLS`].
+    pub fn default_cell(stock: Aabb, smallest_tool_radius: f64) -> f64 {
+        Self::cell_for(stock, smallest_tool_radius, 0.25, CHECK_CELLS)
+    }
+
+    /// The uncut block `stock`, in cells of `cell` mm, within [`MAX_CELLS`].
     pub fn new(stock: Aabb, cell: f64) -> Result<Self, StockModelError> {
+        Self::with_budget(stock, cell, MAX_CELLS * 4)
+    }
+
+    /// Cells along X and Y of `stock` at `cell` mm, and the bytes their heights take.
+    pub fn cells_of(stock: Aabb, cell: f64) -> Result<(usize, usize, usize), StockModelError> {
         if stock.is_empty() || !(stock.min.is_finite() && stock.max.is_finite()) {
             return Err(StockModelError::EmptyStock);
         }
         if !(cell.is_finite() && cell > 0.0) {
             return Err(StockModelError::Cell(cell));
         }
-        let count = |len: f64| ((len / cell).ceil() as usize).max(1);
+        let count = |len: f64| ((len / cell).ceil().min(1e12) as usize).max(1);
         let (nx, ny) = (
             count(stock.max.x - stock.min.x),
             count(stock.max.y - stock.min.y),
         );
-        if nx.saturating_mul(ny) > MAX_CELLS {
-            return Err(StockModelError::Cell(cell));
+        Ok((nx, ny, nx.saturating_mul(ny).saturating_mul(4)))
+    }
+
+    /// As [`new`](Self::new), refusing a model whose heights need more than `budget` bytes.
+    pub fn with_budget(stock: Aabb, cell: f64, budget: usize) -> Result<Self, StockModelError> {
+        let (nx, ny, bytes) = Self::cells_of(stock, cell)?;
+        let cells = nx.saturating_mul(ny);
+        if bytes > budget || cells > MAX_CELLS {
+            return Err(StockModelError::TooManyCells {
+                cells,
+                cell,
+                mib: bytes >> 20,
+                budget: budget.min(MAX_CELLS * 4) >> 20,
+            });
+        }
+        let tx = nx.div_ceil(TILE);
+        let ty = ny.div_ceil(TILE);
+        let mut tiles = Vec::with_capacity(tx * ty);
+        for tj in 0..ty {
+            for ti in 0..tx {
+                let (i0, j0) = (ti * TILE, tj * TILE);
+                let (w, h) = (TILE.min(nx - i0), TILE.min(ny - j0));
+                tiles.push(Tile {
+                    i0,
+                    j0,
+                    w,
+                    h,
+                    heights: vec![0.0; w * h],
+                });
+            }
         }
         Ok(Self {
-            x0: stock.min.x + cell / 2.0,
-            y0: stock.min.y + cell / 2.0,
-            cell,
-            nx,
-            ny,
-            bottom: stock.min.z,
-            top: vec![stock.max.z; nx * ny],
+            g: Grid {
+                x0: stock.min.x + cell / 2.0,
+                y0: stock.min.y + cell / 2.0,
+                cell,
+                nx,
+                ny,
+                bottom: stock.min.z,
+                reference: stock.max.z,
+            },
+            tx,
+            tiles,
         })
     }
 
     pub fn cell(&self) -> f64 {
-        self.cell
+        self.g.cell
     }
 
     /// Cells along X and Y.
     pub fn size(&self) -> (usize, usize) {
-        (self.nx, self.ny)
+        (self.g.nx, self.g.ny)
+    }
+
+    /// The stock block's bottom and uncut top.
+    pub fn z_range(&self) -> (f64, f64) {
+        (self.g.bottom, self.g.reference)
+    }
+
+    /// Bytes the heights take.
+    pub fn memory_bytes(&self) -> usize {
+        self.g.nx * self.g.ny * std::mem::size_of::<f32>()
     }
 
     /// Top of the material over cell `(i, j)`.
     pub fn height(&self, i: usize, j: usize) -> f64 {
-        self.top[j * self.nx + i]
+        let t = &self.tiles[(j / TILE) * self.tx + i / TILE];
+        self.g.reference + t.heights[(j - t.j0) * t.w + (i - t.i0)] as f64
     }
 
     /// Centre of cell `(i, j)`.
     pub fn centre(&self, i: usize, j: usize) -> (f64, f64) {
         (
-            self.x0 + i as f64 * self.cell,
-            self.y0 + j as f64 * self.cell,
+            self.g.x0 + i as f64 * self.g.cell,
+            self.g.y0 + j as f64 * self.g.cell,
         )
+    }
+
+    /// Every cell's height, row by row (Y outer), for drawing and export.
+    pub fn heights(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.g.nx * self.g.ny];
+        let reference = self.g.reference as f32;
+        for t in &self.tiles {
+            for r in 0..t.h {
+                let row = &t.heights[r * t.w..(r + 1) * t.w];
+                let o = (t.j0 + r) * self.g.nx + t.i0;
+                for (dst, &h) in out[o..o + t.w].iter_mut().zip(row) {
+                    *dst = reference + h;
+                }
+            }
+        }
+        out
+    }
+
+    /// Calls `f(i, j, height)` for every cell, a tile at a time on all threads, and combines
+    /// the tiles' results in tile order (the same whatever the thread count).
+    pub fn fold_tiles<T: Send>(&self, f: impl Fn(TileCells<'_>) -> T + Sync + Send) -> Vec<T> {
+        self.tiles
+            .par_iter()
+            .map(|t| {
+                f(TileCells {
+                    model: self,
+                    tile: t,
+                })
+            })
+            .collect()
     }
 
     /// Runs a toolpath through the stock with `cutter`, lowering the material, and reports
@@ -223,7 +514,6 @@ impl StockModel {
         safe_descents: bool,
     ) -> (Toolpath, EngagementReport) {
         let profile = cutter.profile();
-        let r = cutter.radius();
         let mut report = EngagementReport::default();
         let mut out = Toolpath {
             start: toolpath.start,
@@ -238,17 +528,17 @@ impl StockModel {
             let straight_down =
                 m.kind == MoveKind::Rapid && m.to.x == at.x && m.to.y == at.y && m.to.z < at.z;
             if safe_descents && straight_down {
-                let stop = self.contact_height(&profile, r, m.to.x, m.to.y) + FEED_CLEARANCE;
+                let stop = self.contact_height(&profile, m.to.x, m.to.y) + FEED_CLEARANCE;
                 if m.to.z < stop {
                     if at.z > stop {
                         let over = Point3::new(m.to.x, m.to.y, stop);
-                        self.sweep(&profile, r, at, over);
+                        self.sweep(&profile, at, over);
                         out.push(MoveKind::Rapid, over);
                         at = over;
                     }
-                    let depth = self.sweep(&profile, r, at, m.to);
+                    let depth = self.sweep(&profile, at, m.to);
                     let index = out.moves.len();
-                    self.record(
+                    record(
                         &mut report,
                         index,
                         MoveKind::Plunge,
@@ -268,186 +558,246 @@ impl StockModel {
             } else {
                 index
             };
-            let depth = self.sweep(&profile, r, at, m.to);
-            self.record(&mut report, index, m.kind, m.to, depth, max_depth_of_cut);
+            let depth = self.sweep(&profile, at, m.to);
+            record(&mut report, index, m.kind, m.to, depth, max_depth_of_cut);
             at = m.to;
         }
         (out, report)
     }
 
-    /// Adds one move's meeting with material to `report`.
-    fn record(
-        &self,
-        report: &mut EngagementReport,
-        index: usize,
-        kind: MoveKind,
-        to: Point3,
-        depth: f64,
-        max_depth_of_cut: f64,
-    ) {
-        if depth <= MATERIAL_TOLERANCE {
-            return;
-        }
-        let finding = MoveFinding {
-            index,
-            kind,
-            to,
-            depth,
-        };
-        match kind {
-            MoveKind::Rapid => {
-                report.rapids_in_material += 1;
-                report.first_rapid_in_material.get_or_insert(finding);
-            }
-            MoveKind::Cut | MoveKind::Plunge => {
-                report.deepest_cut = report.deepest_cut.max(depth);
-                if depth > max_depth_of_cut + MATERIAL_TOLERANCE {
-                    report.too_deep_moves += 1;
-                    report.first_too_deep.get_or_insert(finding);
-                }
-            }
-        }
-    }
-
     /// The lowest tip height at `(x, y)` at which the tool touches the material left: the
     /// highest of each cell's top less the tool's surface height over it. The stock bottom
     /// where the tool meets nothing.
-    pub fn contact_height(&self, profile: &Profile, r: f64, x: f64, y: f64) -> f64 {
-        let mut high = self.bottom;
-        let (Some((i0, i1)), Some((j0, j1))) = (
-            self.span(x - r, x + r, self.x0, self.nx),
-            self.span(y - r, y + r, self.y0, self.ny),
-        ) else {
-            return high;
-        };
-        for j in j0..=j1 {
-            let cy = self.y0 + j as f64 * self.cell;
-            for i in i0..=i1 {
-                let cx = self.x0 + i as f64 * self.cell;
-                let rho = ((cx - x).powi(2) + (cy - y).powi(2)).sqrt();
-                if rho <= r {
-                    high = high.max(self.top[j * self.nx + i] - profile.height(rho));
+    pub fn contact_height(&self, profile: &Profile, x: f64, y: f64) -> f64 {
+        with_shape!(profile, p => {
+            let r = p.radius();
+            let mut high = self.g.bottom;
+            let (Some((i0, i1)), Some((j0, j1))) = (
+                span(x - r, x + r, self.g.x0, self.g.cell, self.g.nx),
+                span(y - r, y + r, self.g.y0, self.g.cell, self.g.ny),
+            ) else {
+                return high;
+            };
+            for j in j0..=j1 {
+                let cy = self.g.y0 + j as f64 * self.g.cell;
+                for i in i0..=i1 {
+                    let cx = self.g.x0 + i as f64 * self.g.cell;
+                    let rho2 = (cx - x).powi(2) + (cy - y).powi(2);
+                    if rho2 <= r * r {
+                        high = high.max(self.height(i, j) - p.height_sq(rho2));
+                    }
                 }
             }
-        }
-        high
+            high
+        })
     }
 
     /// Lowers every cell under the tool moving from `a` to `b`; returns the deepest material
-    /// the tool met (how far the material stood above the tool's surface), mm.
-    fn sweep(&mut self, profile: &Profile, r: f64, a: Point3, b: Point3) -> f64 {
-        let (lo_x, hi_x) = (a.x.min(b.x) - r, a.x.max(b.x) + r);
-        let (lo_y, hi_y) = (a.y.min(b.y) - r, a.y.max(b.y) + r);
-        let Some((i0, i1)) = self.span(lo_x, hi_x, self.x0, self.nx) else {
-            return 0.0;
-        };
-        let Some((j0, j1)) = self.span(lo_y, hi_y, self.y0, self.ny) else {
-            return 0.0;
-        };
-        // Below every point of the move plus the tool: nothing over a cell can be lower.
-        let zmin = a.z.min(b.z);
-        let (dx, dy, dz) = (b.x - a.x, b.y - a.y, b.z - a.z);
-        let len2 = dx * dx + dy * dy;
-        let mut deepest = 0.0f64;
-        for j in j0..=j1 {
-            let cy = self.y0 + j as f64 * self.cell;
-            for i in i0..=i1 {
-                let k = j * self.nx + i;
-                let top = self.top[k];
-                if top <= zmin + MATERIAL_TOLERANCE * 0.5 {
-                    continue;
+    /// the tool met, mm.
+    fn sweep(&mut self, profile: &Profile, a: Point3, b: Point3) -> f64 {
+        with_shape!(profile, p => {
+            let mv = SweptMove::new(p, a, b);
+            let Some((t0, t1)) = self.tiles_reached(&mv) else {
+                return 0.0;
+            };
+            let mut deepest = 0.0f64;
+            for tj in t0.1..=t1.1 {
+                for ti in t0.0..=t1.0 {
+                    let tile = &mut self.tiles[tj * self.tx + ti];
+                    deepest = deepest.max(self.g.apply(tile, p, &mv, 0).depth);
                 }
-                let cx = self.x0 + i as f64 * self.cell;
-                // Where along the move the axis passes nearest the cell.
-                let t = if len2 > 0.0 {
-                    (((cx - a.x) * dx + (cy - a.y) * dy) / len2).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                };
-                let near = ((a.x + t * dx - cx).powi(2) + (a.y + t * dy - cy).powi(2)).sqrt();
-                if near > r {
-                    continue;
-                }
-                // The surface over the cell is never below the move's lowest tip plus the
-                // profile at the nearest distance: where that already clears the material
-                // (most cells of a fine raster, cut by the passes before), nothing to search.
-                let bound = zmin + profile.height(near);
-                if bound >= top {
-                    continue;
-                }
-                let low = if dz == 0.0 || len2 == 0.0 {
-                    bound
-                } else {
-                    lowest_surface(profile, r, (cx, cy), a, b)
-                };
-                if low < top {
-                    deepest = deepest.max(top - low);
-                    self.top[k] = low.max(self.bottom);
+            }
+            deepest
+        })
+    }
+
+    /// The tiles a move's box reaches: `((ti0, tj0), (ti1, tj1))`.
+    fn tiles_reached(&self, mv: &SweptMove) -> Option<((usize, usize), (usize, usize))> {
+        let (i0, i1) = span(mv.lo.0, mv.hi.0, self.g.x0, self.g.cell, self.g.nx)?;
+        let (j0, j1) = span(mv.lo.1, mv.hi.1, self.g.y0, self.g.cell, self.g.ny)?;
+        Some(((i0 / TILE, j0 / TILE), (i1 / TILE, j1 / TILE)))
+    }
+
+    /// Applies `moves` (in order) to every tile they reach, the tiles on all threads, and
+    /// returns what each move did, merged over the tiles in tile order: the same figures
+    /// whatever the thread count.
+    pub fn machine_batch(&mut self, cutter: &Cutter, moves: &[(Point3, Point3)]) -> Vec<TileHit> {
+        let profile = cutter.profile();
+        with_shape!(&profile, p => self.machine_batch_shape(p, moves))
+    }
+
+    fn machine_batch_shape<S: Shape>(
+        &mut self,
+        shape: &S,
+        moves: &[(Point3, Point3)],
+    ) -> Vec<TileHit> {
+        let swept: Vec<SweptMove> = moves
+            .iter()
+            .map(|&(a, b)| SweptMove::new(shape, a, b))
+            .collect();
+        // Which moves reach each tile, in order.
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); self.tiles.len()];
+        for (k, mv) in swept.iter().enumerate() {
+            if let Some((t0, t1)) = self.tiles_reached(mv) {
+                for tj in t0.1..=t1.1 {
+                    for ti in t0.0..=t1.0 {
+                        lists[tj * self.tx + ti].push(k as u32);
+                    }
                 }
             }
         }
-        deepest
-    }
-
-    /// Cell indices whose centres lie in `[lo, hi]` along one axis.
-    fn span(&self, lo: f64, hi: f64, origin: f64, n: usize) -> Option<(usize, usize)> {
-        let first = ((lo - origin) / self.cell).ceil().max(0.0);
-        let last = ((hi - origin) / self.cell).floor().min(n as f64 - 1.0);
-        (first <= last).then_some((first as usize, last as usize))
+        let g = self.g;
+        let hits: Vec<Vec<TileHit>> = self
+            .tiles
+            .par_iter_mut()
+            .zip(lists.par_iter())
+            .filter(|(_, list)| !list.is_empty())
+            .map(|(tile, list)| {
+                let mut out = Vec::new();
+                for &k in list {
+                    let hit = g.apply(tile, shape, &swept[k as usize], k);
+                    if hit.depth > 0.0 {
+                        out.push(hit);
+                    }
+                }
+                out
+            })
+            .collect();
+        let mut merged: Vec<TileHit> = (0..moves.len() as u32).map(TileHit::empty).collect();
+        for tile in &hits {
+            for h in tile {
+                merged[h.index as usize].merge(h);
+            }
+        }
+        merged
     }
 }
 
-/// The lowest height of the tool's surface over `c` while the tip moves from `a` to `b` (not
-/// level, not vertical), where the axis passes within `r` of `c`.
-fn lowest_surface(profile: &Profile, r: f64, c: (f64, f64), a: Point3, b: Point3) -> f64 {
-    let (dx, dy, dz) = (b.x - a.x, b.y - a.y, b.z - a.z);
-    let len2 = dx * dx + dy * dy;
-    let len = len2.sqrt();
-    // The part of the move whose axis passes within r of c: around the foot of the
-    // perpendicular from c to the move's line, half a chord of the circle of radius r
-    // either way.
-    let t_foot = ((c.0 - a.x) * dx + (c.1 - a.y) * dy) / len2;
-    let perp2 = (a.x + t_foot * dx - c.0).powi(2) + (a.y + t_foot * dy - c.1).powi(2);
-    let half_chord = (r * r - perp2).max(0.0).sqrt() / len;
-    let (mut lo, mut hi) = (
-        (t_foot - half_chord).max(0.0),
-        (t_foot + half_chord).min(1.0),
-    );
-    if lo > hi {
-        // Only an end point is within reach (rounding at the circle's edge).
-        lo = t_foot.clamp(0.0, 1.0);
-        hi = lo;
+/// A view of one tile's cells for [`StockModel::fold_tiles`].
+#[derive(Clone, Copy, Debug)]
+pub struct TileCells<'a> {
+    model: &'a StockModel,
+    tile: &'a Tile,
+}
+
+impl TileCells<'_> {
+    /// The first cell `(i, j)` and the number of cells along X and Y.
+    pub fn extent(&self) -> ((usize, usize), (usize, usize)) {
+        ((self.tile.i0, self.tile.j0), (self.tile.w, self.tile.h))
     }
-    let f = |t: f64| {
-        let rho = ((a.x + t * dx - c.0).powi(2) + (a.y + t * dy - c.1).powi(2)).sqrt();
-        a.z + t * dz + profile.height(rho.min(r))
-    };
-    // Convex on [lo, hi]: golden-section search to a tenth of a micron of travel.
-    const INV_PHI: f64 = 0.618_033_988_749_894_8;
-    let tol = 1e-4 / (len.max(dz.abs()) + 1e-12);
-    let mut x1 = hi - INV_PHI * (hi - lo);
-    let mut x2 = lo + INV_PHI * (hi - lo);
-    let (mut f1, mut f2) = (f(x1), f(x2));
-    let mut guard = 0;
-    while hi - lo > tol && guard < 100 {
-        guard += 1;
-        if f1 <= f2 {
-            hi = x2;
-            x2 = x1;
-            f2 = f1;
-            x1 = hi - INV_PHI * (hi - lo);
-            f1 = f(x1);
-        } else {
-            lo = x1;
-            x1 = x2;
-            f1 = f2;
-            x2 = lo + INV_PHI * (hi - lo);
-            f2 = f(x2);
+
+    /// The centre of the tile's first cell.
+    pub fn origin(&self) -> (f64, f64) {
+        self.model.centre(self.tile.i0, self.tile.j0)
+    }
+
+    /// Calls `f(i, j, x, y, height)` for each cell, row by row.
+    pub fn for_each(&self, mut f: impl FnMut(usize, usize, f64, f64, f64)) {
+        let (m, t) = (self.model, self.tile);
+        for r in 0..t.h {
+            let j = t.j0 + r;
+            let y = m.g.y0 + j as f64 * m.g.cell;
+            for c in 0..t.w {
+                let i = t.i0 + c;
+                let x = m.g.x0 + i as f64 * m.g.cell;
+                f(i, j, x, y, m.g.reference + t.heights[r * t.w + c] as f64);
+            }
         }
     }
-    f1.min(f2).min(f(lo)).min(f(hi))
 }
 
+impl Grid {
+    /// Lowers the cells of `tile` under one move.
+    fn apply<S: Shape>(&self, tile: &mut Tile, shape: &S, mv: &SweptMove, index: u32) -> TileHit {
+        let mut hit = TileHit::empty(index);
+        let (x0, y0, cell) = (self.x0, self.y0, self.cell);
+        let Some((j0, j1)) = span(mv.lo.1, mv.hi.1, y0, cell, self.ny) else {
+            return hit;
+        };
+        let (j0, j1) = (j0.max(tile.j0), j1.min(tile.j0 + tile.h - 1));
+        let reference = self.reference;
+        let bottom = self.bottom;
+        let area = cell * cell;
+        for j in j0..=j1 {
+            let cy = y0 + j as f64 * cell;
+            let Some((xl, xr)) = mv.row_reach(cy) else {
+                continue;
+            };
+            let Some((i0, i1)) = span(xl, xr, x0, cell, self.nx) else {
+                continue;
+            };
+            let (i0, i1) = (i0.max(tile.i0), i1.min(tile.i0 + tile.w - 1));
+            if i0 > i1 {
+                continue;
+            }
+            let row = (j - tile.j0) * tile.w;
+            for i in i0..=i1 {
+                let k = row + i - tile.i0;
+                let top = reference + tile.heights[k] as f64;
+                let cx = x0 + i as f64 * cell;
+                if let Some(z) = mv.lowest_below(shape, cx, cy, top) {
+                    let z = z.max(bottom);
+                    if z >= top {
+                        continue;
+                    }
+                    let depth = top - z;
+                    tile.heights[k] = (z - reference) as f32;
+                    hit.depth = hit.depth.max(depth);
+                    hit.removed += depth * area;
+                    if depth > MATERIAL_TOLERANCE {
+                        let across = if mv.len > 0.0 {
+                            (cx - mv.a.x) * mv.uy - (cy - mv.a.y) * mv.ux
+                        } else {
+                            cx - mv.a.x
+                        };
+                        hit.across = (hit.across.0.min(across), hit.across.1.max(across));
+                    }
+                }
+            }
+        }
+        hit
+    }
+}
+
+/// Cell indices whose centres lie in `[lo, hi]` along one axis.
+fn span(lo: f64, hi: f64, origin: f64, cell: f64, n: usize) -> Option<(usize, usize)> {
+    let first = ((lo - origin) / cell).ceil().max(0.0);
+    let last = ((hi - origin) / cell).floor().min(n as f64 - 1.0);
+    (first <= last).then_some((first as usize, last as usize))
+}
+
+/// Adds one move's meeting with material to `report`.
+fn record(
+    report: &mut EngagementReport,
+    index: usize,
+    kind: MoveKind,
+    to: Point3,
+    depth: f64,
+    max_depth_of_cut: f64,
+) {
+    if depth <= MATERIAL_TOLERANCE {
+        return;
+    }
+    let finding = MoveFinding {
+        index,
+        kind,
+        to,
+        depth,
+    };
+    match kind {
+        MoveKind::Rapid => {
+            report.rapids_in_material += 1;
+            report.first_rapid_in_material.get_or_insert(finding);
+        }
+        MoveKind::Cut | MoveKind::Plunge => {
+            report.deepest_cut = report.deepest_cut.max(depth);
+            if depth > max_depth_of_cut + MATERIAL_TOLERANCE {
+                report.too_deep_moves += 1;
+                report.first_too_deep.get_or_insert(finding);
+            }
+        }
+    }
+}
 /// One operation of a program, as the stock sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct ProgramStep<'a> {
