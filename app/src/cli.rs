@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod progress;
+mod simulate;
 mod toolpath;
 pub mod tools;
 
@@ -20,6 +21,7 @@ pub use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME, format_duration, writ
 
 use progress::OperationProgress;
 
+pub use simulate::{SimulateArgs, simulate_command};
 pub use toolpath::{ToolpathArgs, toolpath_command};
 
 #[derive(Debug, Parser)]
@@ -51,6 +53,10 @@ pub enum Command {
     Serve(crate::pool::ServeArgs),
     /// Export or import the window's tool library as a file.
     Tools(tools::ToolsArgs),
+    /// Machine a job's program (or a G-code file) into the stock and check it against the
+    /// model: gouges, material left, rapids through material, deepest and widest cuts, as
+    /// one JSON line; non-zero exit on a gouge or a rapid through material.
+    Simulate(Box<SimulateArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

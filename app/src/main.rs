@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Waterline(args)) => cli::waterline_command(args),
         Some(cli::Command::Serve(args)) => pool::serve_command(args),
         Some(cli::Command::Tools(args)) => cli::tools::tools_command(args),
+        Some(cli::Command::Simulate(args)) => cli::simulate_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -421,6 +421,9 @@ fn write_operation(
                 "{}",
                 comment(&format!("Load tool {n} before starting: {tool}"))
             );
+            // GRBL reads and ignores a T word; it names the tool for senders and for
+            // `millpond simulate`, which change tool at each T of a program without M6.
+            let _ = writeln!(s, "T{n}");
         }
         (Dialect::Grbl, ToolChange::Swap) => {
             // GRBL has no tool changer and rejects M6: stop the spindle, wait at safe height
@@ -428,6 +431,7 @@ fn write_operation(
             s.push_str("M5\n");
             let _ = writeln!(s, "{}", comment(&format!("Change to tool {n}: {tool}")));
             let _ = writeln!(s, "{}", comment("Set Z zero at the new tip, then resume"));
+            let _ = writeln!(s, "T{n}");
             s.push_str("M0\n");
         }
     }

@@ -96,9 +96,9 @@ pub enum GcodeReadError {
 ///
 /// Tools: `T` selects and `M6` changes, starting a new [`ToolRun`]; moves before the first
 /// `M6` are tool 0's. A program with no `M6` at all (GRBL cannot say it) changes tool at each
-/// `T` word instead, the only tool information it has. A GRBL program as [`crate::gcode`]
-/// writes it has no `T` either (the tool is named in comments and swapped at `M0`), so it
-/// reads as one tool-0 run. Runs without moves are dropped.
+/// `T` word instead, the only tool information it has (a GRBL program as [`crate::gcode`]
+/// writes it names each tool with a `T` word GRBL ignores, before the `M0` that waits for
+/// the swap). Runs without moves are dropped.
 pub fn read_program(
     text: &str,
     file: &str,
@@ -846,22 +846,22 @@ mod tests {
                     ProgramUnits::Inches => 25.4e-5,
                 };
                 let line_of = |s: &str| g.lines().position(|l| l == s).unwrap() + 1;
-                // LinuxCNC: a run per M6 with its tool. GRBL: the writer names tools only in
-                // comments and swaps them at an M0, so all is one run of tool 0.
-                let expected = match dialect {
+                // LinuxCNC: a run per M6 with its tool. GRBL: a run per T word (the writer
+                // names each tool with one, before the M0 that waits for the swap).
+                let (first, second) = match dialect {
                     Dialect::LinuxCnc => {
                         assert_eq!(prog.lines, g.lines().count() - 1, "M2 ends before the %");
-                        vec![
-                            (3, line_of("T3 M6"), p(0.0, 0.0, 12.5), run1.clone()),
-                            (7, line_of("T7 M6"), p(0.333, 5.5, 12.5), run2.clone()),
-                        ]
+                        ("T3 M6", "T7 M6")
                     }
                     Dialect::Grbl => {
                         assert_eq!(prog.lines, g.lines().count());
-                        let all = run1.iter().chain(&run2).copied().collect();
-                        vec![(0, 1, p(0.0, 0.0, 12.5), all)]
+                        ("T3", "T7")
                     }
                 };
+                let expected = vec![
+                    (3, line_of(first), p(0.0, 0.0, 12.5), run1.clone()),
+                    (7, line_of(second), p(0.333, 5.5, 12.5), run2.clone()),
+                ];
                 assert_eq!(
                     prog.runs.len(),
                     expected.len(),

@@ -575,7 +575,7 @@ fn parse_stock_margin(s: &str) -> Result<Stock, String> {
     Ok(Stock::around_model(m(0), m(1), m(2)))
 }
 
-fn parse_stock_box(s: &str) -> Result<Stock, String> {
+pub(crate) fn parse_stock_box(s: &str) -> Result<Stock, String> {
     let v = numbers(s, ',', 6, "XMIN,XMAX,YMIN,YMAX,ZMIN,ZMAX (six numbers, mm)")?;
     for (axis, lo, hi) in [('X', v[0], v[1]), ('Y', v[2], v[3]), ('Z', v[4], v[5])] {
         if lo >= hi {
@@ -1130,7 +1130,7 @@ fn save_job(job: &Job, path: &Path) -> Result<Job> {
 // ----- the run -----
 
 /// Loads the model a job names and says what the user should know about it on stderr.
-fn load_job_model(job: &Job, units_hint: &str) -> Result<JobModel> {
+pub(crate) fn load_job_model(job: &Job, units_hint: &str) -> Result<JobModel> {
     let model = run_job::load_model(job)?;
     let name = model.mesh.name().to_string();
     if let Some(note) = &model.load_note {
@@ -1149,6 +1149,37 @@ fn load_job_model(job: &Job, units_hint: &str) -> Result<JobModel> {
         eprintln!("warning: {changed}");
     }
     Ok(model)
+}
+
+/// Computes every operation of `program` on `executor`, in order, with a progress bar each
+/// (unless `quiet`): the toolpaths as computed, with each one's compute time in seconds.
+/// `origins` names each of the job's operations in messages (by its index in the job).
+pub(crate) fn compute_toolpaths(
+    program: &run_job::Program,
+    model: &JobModel,
+    origins: &[String],
+    executor: &dyn Executor,
+    quiet: bool,
+) -> Result<Vec<(Toolpath, f64)>> {
+    let jobs = program
+        .ops
+        .iter()
+        .map(|(k, op)| {
+            JobContext::new(model.mesh.clone(), model.index.clone(), op.spec.clone())
+                .with_context(|| origins[*k].clone())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut toolpaths = Vec::with_capacity(jobs.len());
+    for (ctx, (k, op)) in jobs.iter().zip(&program.ops) {
+        let t0 = Instant::now();
+        let label = format!("{}. {}", toolpaths.len() + 1, op.name);
+        let output = super::run(ctx, executor, &label, quiet)?;
+        let JobOutput::Toolpath(tp) = output else {
+            bail!("internal error: {} produced no toolpath", origins[*k]);
+        };
+        toolpaths.push((tp, t0.elapsed().as_secs_f64()));
+    }
+    Ok(toolpaths)
 }
 
 pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
@@ -1227,15 +1258,6 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     if program.ops.is_empty() {
         bail!("the job has no enabled operation: there is no program to write");
     }
-    let jobs = program
-        .ops
-        .iter()
-        .map(|(k, op)| {
-            JobContext::new(model.mesh.clone(), model.index.clone(), op.spec.clone())
-                .with_context(|| origins[*k].clone())
-        })
-        .collect::<Result<Vec<_>>>()?;
-
     let pool = match &args.pool {
         Some(address) => Some(crate::pool::join(address, &args.secret, threads)?),
         None => None,
@@ -1244,17 +1266,8 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         Some(pool) => pool,
         None => &Local { threads },
     };
-    let mut toolpaths = Vec::with_capacity(jobs.len());
     let t_all = Instant::now();
-    for (ctx, (k, op)) in jobs.iter().zip(&program.ops) {
-        let t0 = Instant::now();
-        let label = format!("{}. {}", toolpaths.len() + 1, op.name);
-        let output = super::run(ctx, executor, &label, args.quiet)?;
-        let JobOutput::Toolpath(tp) = output else {
-            bail!("internal error: {} produced no toolpath", origins[*k]);
-        };
-        toolpaths.push((tp, t0.elapsed().as_secs_f64()));
-    }
+    let toolpaths = compute_toolpaths(&program, &model, &origins, executor, args.quiet)?;
     let compute_s = t_all.elapsed().as_secs_f64();
     if let Some(pool) = pool {
         pool.shutdown();
