@@ -487,7 +487,7 @@ impl JobContext {
             });
         }
         let mut z = vec![0.0; lines.len() * per_line];
-        self.lines_heights(&dc, lines.clone(), None, &mut z, cancel)?;
+        let band = self.lines_heights(&dc, lines.clone(), None, &mut z, cancel)?;
         let data = match &self.spec.operation {
             Operation::Drop(_) => ChunkData::Heights(z),
             Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
@@ -499,7 +499,7 @@ impl JobContext {
                     if cancel.is_cancelled() {
                         return Err(Cancelled);
                     }
-                    polylines.push(raster::line_polyline(&dc, r, j, row));
+                    polylines.push(raster::line_polyline(&dc, band.as_ref(), r, j, row));
                 }
                 ChunkData::Polylines(polylines)
             }

@@ -1,5 +1,5 @@
 //! Stock simulation and verification: what a program leaves of the stock, and how that
-//! compares with the model (ARCHITECTURE.md §7).
+//! compares with the model (ARCHITECTURE.md §2.2).
 //!
 //! A program's passes (one per operation, or per tool of a G-code file) are machined in
 //! order into a [`StockModel`], each from what the ones before left. Moves are applied in
@@ -24,9 +24,11 @@ use crate::{Mesh, TriangleIndex};
 /// that the per-move figures of a batch stay small (a few MB).
 pub const BATCH_MOVES: usize = 1 << 16;
 
-/// Default deviation below the model counted as a gouge, mm (half a micron: a program one
-/// micron into the model is found; the stock's `f32` heights are exact to a few nanometres).
-pub const DEFAULT_TOLERANCE: f64 = 5e-4;
+/// Default depth below the model counted as a gouge, mm: the toolpaths' own tolerance
+/// ([`crate::raster::DEFAULT_MERGE_TOLERANCE`]) and the resolution a millimetre program is
+/// written at; the stock's `f32` heights are exact to a few nanometres, so a smaller
+/// tolerance finds smaller gouges in a program computed here.
+pub const DEFAULT_TOLERANCE: f64 = 1e-3;
 
 /// Default memory the stock's heights may take, bytes.
 pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
@@ -865,7 +867,7 @@ mod tests {
         }
         let mut stock = StockModel::new(block(10.0), 0.05).unwrap();
         run(&mut stock, &pass("face", flat, &face));
-        let clean = verify(&stock, &target, DEFAULT_TOLERANCE);
+        let clean = verify(&stock, &target, 5e-4);
         assert_eq!(clean.gouge, None, "{clean:?}");
         assert_eq!(clean.cells, 800 * 400);
         // Beside the block, 5 mm stand above the floor.
@@ -879,7 +881,8 @@ mod tests {
             ],
         );
         run(&mut stock, &pass("gouge", flat, &bad));
-        let v = verify(&stock, &target, DEFAULT_TOLERANCE);
+        // Half a micron: below the program's one micron.
+        let v = verify(&stock, &target, 5e-4);
         let g = v.gouge.unwrap();
         assert!((g.deviation + 0.001).abs() < 1e-6, "{g:?}");
         assert!(
@@ -906,7 +909,7 @@ mod tests {
             n
         };
         assert_eq!(v.gouge_cells, cells_near);
-        let (w, h, rgb) = deviation_image(&stock, &target, DEFAULT_TOLERANCE, 5.0);
+        let (w, h, rgb) = deviation_image(&stock, &target, 5e-4, 5.0);
         assert_eq!((w, h, rgb.len()), (800, 400, 800 * 400 * 3));
         // (20, 10) is gouged: red; (10, 10) on the block's top is on size: green.
         let px = |x: f64, y: f64| {

@@ -1,6 +1,6 @@
 //! What is left of the stock: a height field (Z-map) over the stock's XY box, lowered by
 //! every move of a program, so that each operation knows the material it starts from, and
-//! the machinist sees what the program leaves (ARCHITECTURE.md §7).
+//! the machinist sees what the program leaves (ARCHITECTURE.md §2.2).
 //!
 //! Each cell holds the top of the material over its centre. A move lowers a cell to the
 //! lowest point of the tool's surface over that centre during the move, computed exactly

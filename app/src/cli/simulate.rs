@@ -1,5 +1,5 @@
 //! `millpond simulate`: what a program leaves of the stock, checked against the model
-//! (ARCHITECTURE.md §7). For a job, its toolpaths are computed and posted exactly as
+//! (ARCHITECTURE.md §2.2). For a job, its toolpaths are computed and posted exactly as
 //! `millpond toolpath --job` writes them; for a G-code file (`--gcode`), the file is read
 //! strictly ([`millpond_core::gcode_read`]) and its coordinates taken from the job's work
 //! zero, or as they are with `--stock` and `--model`. One JSON line on stdout gives the

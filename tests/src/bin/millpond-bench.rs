@@ -680,6 +680,13 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--pool-only") {
         return pool(quick);
     }
+    if let Some(k) = args.iter().position(|a| a == "--simulate-one") {
+        let threads: usize = args.get(k + 1).context("threads")?.parse()?;
+        return simulate_one(threads, quick);
+    }
+    if args.iter().any(|a| a == "--simulate-only") {
+        return simulate(quick);
+    }
     if args.iter().any(|a| a == "--waterline-only") {
         return waterline(quick);
     }
@@ -753,5 +760,132 @@ fn main() -> Result<()> {
     load(quick)?;
     waterline(quick)?;
     planner(quick)?;
+    simulate(quick)?;
     pool(quick)
+}
+
+/// The simulation benchmark (`--simulate-only`): each thread count in a fresh process, for
+/// its own peak memory.
+fn simulate(quick: bool) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    println!(
+        "\nStock simulation (`--simulate-only`{}): the raster finishing program of the \
+         280k-triangle terrain relief stretched over 200 × 170 mm (3 mm ball, 0.1 mm stepover \
+         and sampling), machined into the stock on a 0.05 mm grid and checked against the \
+         model; one fresh process per thread count.\n",
+        if quick { " --quick" } else { "" }
+    );
+    println!(
+        "| threads | moves | cells | stock MB | simulate s | moves/s | verify s | peak RSS MB (program + mesh + stock) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for threads in [1, 2] {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--simulate-one", &threads.to_string()]);
+        if quick {
+            cmd.arg("--quick");
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!(
+                "simulate {threads}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        println!(
+            "| {threads} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} |",
+            v["moves"],
+            v["cells"],
+            v["stock_mb"].as_f64().unwrap_or(0.0),
+            v["simulate_s"].as_f64().unwrap_or(0.0),
+            v["moves_per_s"].as_f64().unwrap_or(0.0),
+            v["verify_s"].as_f64().unwrap_or(0.0),
+            v["peak_rss"].as_f64().unwrap_or(0.0) / 1e6,
+        );
+    }
+    Ok(())
+}
+
+/// One simulation run in this process: prints one JSON line.
+fn simulate_one(threads: usize, quick: bool) -> Result<()> {
+    use millpond_core::job::JobOutput;
+    use millpond_core::setup::{RasterParams, Setup, Stock, Strategy};
+    use millpond_core::simulate::{self, Pass, PassFeeds, Target};
+    use millpond_core::stock_model::StockModel;
+    let (w, d) = (200.0, 170.0);
+    let cells = if quick { 120 } else { 374 };
+    let relief: Vec<millpond_core::Triangle> = models::terrain_relief(cells)
+        .into_iter()
+        .map(|t| {
+            let s = |p: Point3| Point3::new(p.x * w / 120.0, p.y * d / 90.0, p.z);
+            millpond_core::Triangle::new(s(t.v[0]), s(t.v[1]), s(t.v[2]))
+        })
+        .collect();
+    let mesh = Arc::new(Mesh::from_triangles(relief, "relief-200x170")?);
+    let index = Arc::new(TriangleIndex::new(&mesh));
+    let setup = Setup::new(
+        mesh.hash(),
+        mesh.bounds(),
+        &Stock::around_model(0.0, 1.0, 0.0),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let step = if quick { 0.5 } else { 0.1 };
+    let cutter: Cutter = "ball:3".parse()?;
+    let spec = setup
+        .plan(
+            &Strategy::RasterFinishing(RasterParams {
+                stepover: step,
+                sampling: step,
+                ..RasterParams::default()
+            }),
+            cutter,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
+    let results = run_local(&ctx, 2, &CancelToken::new(), &|_| {})?;
+    let JobOutput::Toolpath(tp) = ctx.finish(results)? else {
+        bail!("no toolpath");
+    };
+    let cell = if quick { 0.2 } else { 0.05 };
+    let mut stock = StockModel::with_budget(setup.stock, cell, 1 << 30)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let pass = Pass {
+        name: "raster",
+        tool_number: 1,
+        cutter,
+        toolpath: &tp,
+        feeds: PassFeeds::Operation(millpond_core::Feeds::default()),
+        lines: None,
+    };
+    let t0 = Instant::now();
+    let report = pool.install(|| {
+        simulate::simulate_pass(&mut stock, &pass, &CancelToken::new(), &mut |_, _| {})
+    })?;
+    let simulate_s = t0.elapsed().as_secs_f64();
+    let target = Target {
+        mesh: &mesh,
+        index: &index,
+        floor: setup.floor,
+    };
+    let t1 = Instant::now();
+    let check = pool.install(|| simulate::verify(&stock, &target, simulate::DEFAULT_TOLERANCE));
+    let verify_s = t1.elapsed().as_secs_f64();
+    let (nx, ny) = stock.size();
+    let line = serde_json::json!({
+        "threads": threads,
+        "moves": tp.moves.len(),
+        "cells": nx * ny,
+        "stock_mb": stock.memory_bytes() as f64 / 1e6,
+        "simulate_s": simulate_s,
+        "moves_per_s": tp.moves.len() as f64 / simulate_s,
+        "verify_s": verify_s,
+        "removed_mm3": report.removed_mm3,
+        "gouge": check.gouge.map(|g| -g.deviation),
+        "peak_rss": peak_rss(),
+    });
+    println!("{line}");
+    Ok(())
 }
