@@ -256,6 +256,13 @@ pub trait Shape: Copy + Send + Sync + fmt::Debug {
     /// and `c = edge_constant(m)`: the hot loop has both at hand, and they turn the ball's
     /// contact into one square root.
     fn edge_contact(&self, m: f64, c: f64, d2: f64, s2: f64, lo: f64, hi: f64) -> (f64, f64);
+    /// True only when `h(ρ) ≥ h` for sure (`ρ² = rho2`), decided without a square root
+    /// where the shape allows, with a margin against rounding: the stock simulator skips the
+    /// cells a tool end stays above. `false` means "compute it".
+    fn surely_at_least(&self, rho2: f64, h: f64) -> bool {
+        let _ = (rho2, h);
+        false
+    }
 }
 
 /// Scales the pruning bounds' constants down a hair, so that neither their rounding nor the
@@ -341,6 +348,9 @@ impl Shape for FlatProfile {
     fn edge_contact(&self, m: f64, _c: f64, _d2: f64, _s2: f64, lo: f64, hi: f64) -> (f64, f64) {
         (linear_argmax(m, lo, hi), 0.0)
     }
+    fn surely_at_least(&self, _rho2: f64, h: f64) -> bool {
+        h <= 0.0
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -373,6 +383,11 @@ impl Shape for BallProfile {
     }
     fn edge_constant(&self, m: f64) -> f64 {
         1.0 / (1.0 + m * m).sqrt()
+    }
+    fn surely_at_least(&self, rho2: f64, h: f64) -> bool {
+        // R - sqrt(R² - ρ²) ≥ h  ⇔  R² - ρ² ≤ (R - h)², for h ≤ R.
+        let (r2, q) = (self.r * self.r, self.r - h);
+        h <= self.r && r2 - rho2 < q * q * (1.0 - 1e-9) - 1e-12 * r2
     }
     fn edge_contact(&self, m: f64, c: f64, _d2: f64, s2: f64, lo: f64, hi: f64) -> (f64, f64) {
         // In the vertical plane of the edge the ball is a circle of radius s; a line of
@@ -547,6 +562,10 @@ impl Shape for VBitProfile {
         } else {
             0.0
         }
+    }
+    fn surely_at_least(&self, rho2: f64, h: f64) -> bool {
+        // kρ ≥ h  ⇔  k²ρ² ≥ h², for h ≥ 0.
+        h <= 0.0 || self.k * self.k * rho2 > h * h * (1.0 + 1e-9)
     }
     fn edge_contact(&self, m: f64, c: f64, d2: f64, _s2: f64, lo: f64, hi: f64) -> (f64, f64) {
         let w = if m.abs() < self.k {

@@ -169,7 +169,7 @@ pub fn simulate_pass(
             segments.push((from, m.to));
             from = m.to;
         }
-        let hits = stock.machine_batch(&pass.cutter, &segments);
+        let hits = stock.machine_batch(&pass.cutter, &segments, b > 0);
         for (k, hit) in hits.iter().enumerate() {
             let index = first + k;
             let m = moves[index];
@@ -673,6 +673,51 @@ mod tests {
                     let want = f(lo).min(best.1);
                     let got = got.unwrap();
                     assert!((got - want).abs() < 1e-9, "{cutter:?} d = {d}: {got} vs {want}");
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn moves_along_an_axis_take_the_same_contact_as_any_other() {
+        // Sloped moves along +X, -X, +Y and -Y (the fast path for raster moves), checked
+        // cell by cell against the general sweep of the same moves.
+        let tp = toolpath(
+            Point3::new(5.0, 5.0, 9.5),
+            &[
+                (MoveKind::Cut, [30.0, 5.0, 7.0]),
+                (MoveKind::Cut, [30.0, 15.0, 8.0]),
+                (MoveKind::Cut, [8.0, 15.0, 6.5]),
+                (MoveKind::Cut, [8.0, 6.0, 9.0]),
+                (MoveKind::Cut, [8.0, 6.0, 8.0]),
+            ],
+        );
+        for cutter in CUTTERS {
+            let mut stock = StockModel::new(block(10.0), 0.1).unwrap();
+            run(&mut stock, &pass("axes", cutter, &tp));
+            let profile = cutter.profile();
+            let (nx, ny) = stock.size();
+            with_shape!(&profile, p => {
+                let mut from = tp.start;
+                let moves: Vec<SweptMove> = tp
+                    .moves
+                    .iter()
+                    .map(|m| {
+                        let mv = SweptMove::new(p, from, m.to);
+                        from = m.to;
+                        mv
+                    })
+                    .collect();
+                for j in 0..ny {
+                    for i in 0..nx {
+                        let (x, y) = stock.centre(i, j);
+                        let want = moves
+                            .iter()
+                            .filter_map(|mv| mv.lowest_below(p, x, y, 10.0))
+                            .fold(10.0f64, f64::min);
+                        let got = stock.height(i, j);
+                        assert!((got - want).abs() < 2e-6, "{cutter:?} at {x} {y}: {got} vs {want}");
+                    }
                 }
             });
         }

@@ -199,6 +199,9 @@ pub struct SweptMove {
     /// The XY box the tool sweeps.
     lo: (f64, f64),
     hi: (f64, f64),
+    /// The move starts where one just applied with the same tool ended: the tool at the
+    /// start has been applied to every cell already.
+    start_covered: bool,
 }
 
 impl SweptMove {
@@ -223,6 +226,7 @@ impl SweptMove {
             r2: r * r,
             lo: (a.x.min(b.x) - r, a.y.min(b.y) - r),
             hi: (a.x.max(b.x) + r, a.y.max(b.y) + r),
+            start_covered: false,
         }
     }
 
@@ -249,8 +253,10 @@ impl SweptMove {
             return None;
         }
         // Never below the lowest tip plus the profile at the nearest approach: most cells of
-        // a fine raster, already cut by the moves before, stop here.
-        if self.a.z.min(self.b.z) + shape.height_lower_bound(near2) >= top {
+        // a fine raster, already cut by the moves before, stop here. The profile itself, not
+        // a cheaper lower bound: the cells behind a level move were cut to exactly that by
+        // the move before, and only the exact height lets them stop here.
+        if self.a.z.min(self.b.z) + shape.height_sq(near2) >= top {
             return None;
         }
         let s2 = self.r2 - d2;
@@ -621,19 +627,36 @@ impl StockModel {
     /// Applies `moves` (in order) to every tile they reach, the tiles on all threads, and
     /// returns what each move did, merged over the tiles in tile order: the same figures
     /// whatever the thread count.
-    pub fn machine_batch(&mut self, cutter: &Cutter, moves: &[(Point3, Point3)]) -> Vec<TileHit> {
+    /// `start_covered`: the first move starts where the last one applied, with this
+    /// cutter, ended.
+    pub fn machine_batch(
+        &mut self,
+        cutter: &Cutter,
+        moves: &[(Point3, Point3)],
+        start_covered: bool,
+    ) -> Vec<TileHit> {
         let profile = cutter.profile();
-        with_shape!(&profile, p => self.machine_batch_shape(p, moves))
+        with_shape!(&profile, p => self.machine_batch_shape(p, moves, start_covered))
     }
 
     fn machine_batch_shape<S: Shape>(
         &mut self,
         shape: &S,
         moves: &[(Point3, Point3)],
+        start_covered: bool,
     ) -> Vec<TileHit> {
         let swept: Vec<SweptMove> = moves
             .iter()
-            .map(|&(a, b)| SweptMove::new(shape, a, b))
+            .enumerate()
+            .map(|(k, &(a, b))| SweptMove {
+                // Every move of a batch but the first starts where the one before ended.
+                start_covered: if k == 0 {
+                    start_covered
+                } else {
+                    a == moves[k - 1].1
+                },
+                ..SweptMove::new(shape, a, b)
+            })
             .collect();
         // Which moves reach each tile, in order.
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); self.tiles.len()];
@@ -647,11 +670,17 @@ impl StockModel {
             }
         }
         let g = self.g;
-        let hits: Vec<Vec<TileHit>> = self
+        // Only the tiles the batch reaches, as one list: a raster batch covers a strip one or
+        // two tiles tall, and splitting the whole tile array would hand it all to one thread.
+        let active: Vec<(&mut Tile, &Vec<u32>)> = self
             .tiles
-            .par_iter_mut()
-            .zip(lists.par_iter())
+            .iter_mut()
+            .zip(&lists)
             .filter(|(_, list)| !list.is_empty())
+            .collect();
+        let hits: Vec<Vec<TileHit>> = active
+            .into_par_iter()
+            .with_max_len(1)
             .map(|(tile, list)| {
                 let mut out = Vec::new();
                 for &k in list {
@@ -670,6 +699,125 @@ impl StockModel {
             }
         }
         merged
+    }
+}
+
+impl Grid {
+    /// [`apply`](Self::apply) for a move along X or Y (a raster's moves, nearly all of a
+    /// finishing program): on each line of cells along the move the distance across it is
+    /// the same, so the drop-cutter's edge contact over the tool's whole reach is found once
+    /// per line, and a cell needs it again (one profile height) only where the tip's end
+    /// points clamp it — the caps of the swept shape. The same contact as the general path,
+    /// since the objective is concave: its maximum on a sub-interval is its maximum on the
+    /// whole reach, clamped.
+    fn apply_along_axis<S: Shape>(
+        &self,
+        tile: &mut Tile,
+        shape: &S,
+        mv: &SweptMove,
+        index: u32,
+    ) -> TileHit {
+        let mut hit = TileHit::empty(index);
+        let along_x = mv.uy == 0.0;
+        let dir = if along_x { mv.ux } else { mv.uy };
+        let (a_along, a_across) = if along_x {
+            (mv.a.x, mv.a.y)
+        } else {
+            (mv.a.y, mv.a.x)
+        };
+        let (o_along, o_across, n_along, n_across) = if along_x {
+            (self.x0, self.y0, self.nx, self.ny)
+        } else {
+            (self.y0, self.x0, self.ny, self.nx)
+        };
+        let (t_along, len_along, t_across, len_across) = if along_x {
+            (tile.i0, tile.w, tile.j0, tile.h)
+        } else {
+            (tile.j0, tile.h, tile.i0, tile.w)
+        };
+        let cell = self.cell;
+        let Some((q0, q1)) = span(a_across - mv.r, a_across + mv.r, o_across, cell, n_across)
+        else {
+            return hit;
+        };
+        let (q0, q1) = (q0.max(t_across), q1.min(t_across + len_across - 1));
+        let (len, m, az) = (mv.len, mv.slope, mv.a.z);
+        let (reference, bottom, area) = (self.reference, self.bottom, cell * cell);
+        for q in q0..=q1 {
+            let across = o_across + q as f64 * cell - a_across;
+            let d2 = across * across;
+            if d2 > mv.r2 {
+                continue;
+            }
+            let s2 = mv.r2 - d2;
+            let half = s2.sqrt();
+            // The contact over the whole reach, before the move's ends clamp it.
+            let (w_free, h_free) = shape.edge_contact(-m, mv.c, d2, s2, -half, half);
+            let (lo, hi) = if dir > 0.0 {
+                (a_along - half, a_along + len + half)
+            } else {
+                (a_along - len - half, a_along + half)
+            };
+            let slack = 1e-9 * (1.0 + half + lo.abs().max(hi.abs()));
+            let Some((p0, p1)) = span(lo - slack, hi + slack, o_along, cell, n_along) else {
+                continue;
+            };
+            let (p0, p1) = (p0.max(t_along), p1.min(t_along + len_along - 1));
+            let width_across = if along_x { -across * dir } else { across * dir };
+            for p in p0..=p1 {
+                // Along the move from `a`, and the tip's reach from the cell's foot.
+                let t = (o_along + p as f64 * cell - a_along) * dir;
+                let (wl, wh) = ((-t).max(-half), (len - t).min(half));
+                if wl > wh {
+                    continue;
+                }
+                // The caps (a run at each end of the line) need the profile's height; the
+                // rest, a run between them, has it already: a branch the predictor gets
+                // right, where a square root per cell would be the loop's cost.
+                let w = w_free.clamp(wl, wh);
+                let k = if along_x {
+                    (q - tile.j0) * tile.w + (p - tile.i0)
+                } else {
+                    (p - tile.j0) * tile.w + (q - tile.i0)
+                };
+                let stored = tile.heights[k];
+                let top = reference + stored as f64;
+                let h = if w == w_free {
+                    h_free
+                } else {
+                    // The tool at one end of the move. At the start, where the move before
+                    // ended, that tool has already been applied to this cell: nothing to do.
+                    if mv.start_covered && w == -t {
+                        continue;
+                    }
+                    let rho2 = d2 + w * w;
+                    if shape.surely_at_least(rho2, top - (az + m * (t + w))) {
+                        continue;
+                    }
+                    shape.height_sq(rho2)
+                };
+                // Branch-free from here (selects, not jumps): whether a cell is cut is as
+                // good as random to the branch predictor.
+                let z = (az + m * (t + w) + h).max(bottom);
+                let cut = z < top;
+                tile.heights[k] = if cut { (z - reference) as f32 } else { stored };
+                let depth = if cut { top - z } else { 0.0 };
+                hit.depth = hit.depth.max(depth);
+                hit.removed += depth * area;
+                let engaged = depth > MATERIAL_TOLERANCE;
+                hit.across.0 = if engaged {
+                    hit.across.0.min(width_across)
+                } else {
+                    hit.across.0
+                };
+                hit.across.1 = if engaged {
+                    hit.across.1.max(width_across)
+                } else {
+                    hit.across.1
+                };
+            }
+        }
+        hit
     }
 }
 
@@ -709,6 +857,9 @@ impl TileCells<'_> {
 impl Grid {
     /// Lowers the cells of `tile` under one move.
     fn apply<S: Shape>(&self, tile: &mut Tile, shape: &S, mv: &SweptMove, index: u32) -> TileHit {
+        if mv.len > 0.0 && (mv.ux == 0.0 || mv.uy == 0.0) {
+            return self.apply_along_axis(tile, shape, mv, index);
+        }
         let mut hit = TileHit::empty(index);
         let (x0, y0, cell) = (self.x0, self.y0, self.cell);
         let Some((j0, j1)) = span(mv.lo.1, mv.hi.1, y0, cell, self.ny) else {
