@@ -567,6 +567,7 @@ mod tests {
     use crate::cutter::Shape;
     use crate::geom::Aabb;
     use crate::stock_model::SweptMove;
+    use crate::stock_model::tests::path as toolpath;
     use crate::with_shape;
 
     const CUTTERS: [Cutter; 4] = [
@@ -602,17 +603,6 @@ mod tests {
 
     fn run(stock: &mut StockModel, p: &Pass<'_>) -> PassReport {
         simulate_pass(stock, p, &CancelToken::new(), &mut |_, _| {}).unwrap()
-    }
-
-    fn toolpath(start: Point3, moves: &[(MoveKind, [f64; 3])]) -> Toolpath {
-        let mut tp = Toolpath {
-            start,
-            moves: Vec::new(),
-        };
-        for &(k, [x, y, z]) in moves {
-            tp.push(k, Point3::new(x, y, z));
-        }
-        tp
     }
 
     #[test]

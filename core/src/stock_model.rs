@@ -983,7 +983,7 @@ pub fn check_program(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn block() -> Aabb {
@@ -993,7 +993,8 @@ mod tests {
         }
     }
 
-    fn path(start: Point3, moves: &[(MoveKind, [f64; 3])]) -> Toolpath {
+    /// A toolpath from `start` through `moves` (kind and X, Y, Z).
+    pub(crate) fn path(start: Point3, moves: &[(MoveKind, [f64; 3])]) -> Toolpath {
         let mut tp = Toolpath {
             start,
             moves: Vec::new(),

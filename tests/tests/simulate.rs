@@ -63,6 +63,21 @@ const OPS: [&str; 5] = [
     "raster,tool=bull:6:1,stepover=0.7,t=3",
 ];
 
+/// A folder with the ribbed plate and `ribs.millpond`, its job of `ops` (and `ribs.ngc`).
+fn ribs_job(ops: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_stl(&d.join("ribs.stl"), &ribbed_plate());
+    let mut args = vec!["toolpath", "ribs.stl", "--save-job", "ribs.millpond"];
+    args.extend(["-o", "ribs.ngc", "--quiet"]);
+    for op in ops {
+        args.extend(["--op", op]);
+    }
+    let out = run_in(d, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    dir
+}
+
 fn gouge(v: &Value) -> &Value {
     &v["total"]["verification"]["gouge"]
 }
@@ -144,26 +159,8 @@ fn own_programs_leave_no_gouge_from_the_job_or_from_its_gcode() {
 
 #[test]
 fn figures_do_not_depend_on_the_thread_count() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ribs_job(&[OPS[0], OPS[2]]);
     let d = dir.path();
-    write_stl(&d.join("ribs.stl"), &ribbed_plate());
-    let out = run_in(
-        d,
-        &[
-            "toolpath",
-            "ribs.stl",
-            "--save-job",
-            "ribs.millpond",
-            "-o",
-            "ribs.ngc",
-            "--quiet",
-            "--op",
-            OPS[0],
-            "--op",
-            OPS[2],
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let mut runs = Vec::new();
     for threads in ["1", "2", "3"] {
         let (ok, mut v, err) = simulate(
@@ -291,24 +288,8 @@ fn a_planted_gouge_a_rapid_through_material_and_bad_lines_are_named() {
 
 #[test]
 fn the_machined_stock_and_the_deviation_map_are_written() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ribs_job(&[OPS[0]]);
     let d = dir.path();
-    write_stl(&d.join("ribs.stl"), &ribbed_plate());
-    let out = run_in(
-        d,
-        &[
-            "toolpath",
-            "ribs.stl",
-            "--save-job",
-            "ribs.millpond",
-            "-o",
-            "ribs.ngc",
-            "--quiet",
-            "--op",
-            OPS[0],
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let (ok, v, err) = simulate(
         d,
         &[
