@@ -1,5 +1,5 @@
 //! UI tests of computing: Generate by its label, the toolpath and its statistics showing,
-//! Cancel honoured within 0.1 s, Generate all in machining order, G-code export.
+//! Cancel honoured within 0.1 s, Generate all in machining order, G-code export, Simulate.
 
 mod gui_support;
 
@@ -324,4 +324,73 @@ fn a_bad_parameter_is_reported_not_computed() {
     assert!(!t.app().compute.is_running());
     assert!(t.app().op_errors.contains_key(&op));
     assert!(t.has_text("Cannot generate"), "{}", t.texts());
+}
+
+#[test]
+fn simulate_shows_the_stock_the_program_leaves_and_goes_when_the_program_changes() {
+    let _one = one_at_a_time();
+    let mut t = app();
+    // The default job: roughing, then raster finishing.
+    t.harness.get_by_label("Generate all").click();
+    let ops: Vec<u64> = t.app().doc().operations.list.iter().map(|o| o.id).collect();
+    assert!(ops.len() >= 2, "{ops:?}");
+    assert!(
+        t.run_until(Duration::from_secs(180), |a| ops
+            .iter()
+            .all(|&id| a.toolpath(id).is_some())
+            && !a.compute.is_running()),
+        "not generated: {}",
+        t.texts()
+    );
+    t.harness.run_ok();
+    // Below the operations in the side panel: scrolled to, as a user would.
+    t.harness.get_by_label("Simulate").scroll_to_me();
+    t.harness.run_ok();
+    // Cancel stops it and leaves nothing new.
+    t.harness.get_by_label("Simulate").click();
+    assert!(
+        t.run_until(Duration::from_secs(5), |a| a.simulation.busy()
+            || a.simulation.last.is_some()),
+        "not simulating: {:?}",
+        t.app().simulation
+    );
+    t.app_mut().simulation.cancel();
+    t.harness.run_ok();
+    assert!(!t.app().simulation.busy() && t.app().simulation.last.is_none());
+
+    t.harness.get_by_label("Simulate").scroll_to_me();
+    t.harness.run_ok();
+    t.harness.get_by_label("Simulate").click();
+    assert!(
+        t.run_until(Duration::from_secs(120), |a| !a.simulation.busy()
+            && a.simulation.last.is_some()),
+        "no simulation: {}",
+        t.texts()
+    );
+    t.harness.run_ok();
+    let sim = match &t.app().simulation.last {
+        Some(Ok(sim)) => sim,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(sim.operations.len(), ops.len());
+    assert!(
+        sim.operations[0].0.removed_mm3 > 1000.0,
+        "{:?}",
+        sim.operations[0].0
+    );
+    // Millpond's own program on its own part: no gouge, nothing through material.
+    assert!(sim.total().unwrap().gouge.is_none(), "{:?}", sim.total());
+    assert_eq!(sim.rapids_in_material(), 0);
+    assert!(t.has_text("No gouge"), "{}", t.texts());
+    assert!(t.has_text("Material left: up to"), "{}", t.texts());
+    assert!(t.has_text("Simulated on"), "{}", t.texts());
+    assert!(t.app().view_has_simulated_stock());
+
+    // Another program (the finishing left out): the simulated stock is of the old one, gone.
+    let last = *ops.last().unwrap();
+    t.app_mut().edit_operation(last, |op| op.enabled = false);
+    t.harness.run_ok();
+    assert!(t.app().simulation.last.is_none());
+    assert!(!t.app().view_has_simulated_stock());
+    assert!(!t.has_text("No gouge"), "{}", t.texts());
 }

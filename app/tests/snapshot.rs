@@ -469,3 +469,64 @@ fn a_toolpath_is_read_move_by_move_and_layer_by_layer() {
     assert!(r3 * 10 > r0 * 9, "every height again: {r3} of {r0}");
     g.app.shutdown();
 }
+
+/// Simulate on the default job: the stock the program leaves is drawn in the model's place,
+/// coloured by deviation (green on size, yellow to blue material left, red a gouge: none), and
+/// the view's "simulated" box brings the model back. Both pictures are saved in the
+/// snapshot output folder to look at.
+#[test]
+fn the_simulated_stock_is_drawn_by_deviation() {
+    let mut g = GeneratedApp::new();
+    // The stock, not the toolpaths over it (the finishing cuts are green too).
+    let layers = g.app.view_layers();
+    (layers.cuts, layers.rapids, layers.plunges) = (false, false, false);
+    let before = g.draw();
+    g.app.simulate();
+    frames_until(
+        &mut g.window,
+        &mut g.app,
+        &mut g.frame,
+        std::time::Duration::from_secs(120),
+        "the simulation",
+        |a| !a.simulation.busy() && a.simulation.last.is_some(),
+    );
+    frames_until(
+        &mut g.window,
+        &mut g.app,
+        &mut g.frame,
+        std::time::Duration::from_secs(30),
+        "the 3D view to prepare the simulated stock",
+        |_| millpond::gui::view3d::preparing() == 0,
+    );
+    assert!(g.app.view_has_simulated_stock());
+    let simulated = g.draw();
+    common::save(
+        &simulated,
+        &common::output_dir().join("simulated_stock.png"),
+    );
+    // Green (on size) and blue-ish (material left) cells, lit: counted by hue, not value.
+    let count = |img: &image::RgbaImage, f: &dyn Fn(i32, i32, i32) -> bool| {
+        img.pixels()
+            .filter(|p| f(i32::from(p.0[0]), i32::from(p.0[1]), i32::from(p.0[2])))
+            .count()
+    };
+    let green = |r: i32, g: i32, b: i32| g > r + 40 && g > b + 30;
+    let red = |r: i32, g: i32, b: i32| r > 150 && r > g + 80 && r > b + 80;
+    let (g0, g1) = (count(&before, &green), count(&simulated, &green));
+    assert!(
+        g1 > g0 + 5000,
+        "on-size green: {g0} px before, {g1} px simulated"
+    );
+    // No gouge: red only in the legend's swatch (12 × 12 px) and the toolpaths' plunges.
+    let (r0, r1) = (count(&before, &red), count(&simulated, &red));
+    assert!(r1 <= r0 + 400, "red: {r0} px before, {r1} px simulated");
+    g.app.view_layers().simulated = false;
+    let model_again = g.draw();
+    common::save(
+        &model_again,
+        &common::output_dir().join("simulated_stock_hidden.png"),
+    );
+    let g2 = count(&model_again, &green);
+    assert!(g2 * 2 < g1, "on-size green still drawn: {g2} of {g1} px");
+    g.app.shutdown();
+}

@@ -493,24 +493,82 @@ pub fn deviation_colour(left: f64, gouge: bool, tolerance: f64, full_scale: f64)
     [mix(250.0, 20.0), mix(235.0, 40.0), mix(150.0, 140.0)]
 }
 
+/// The machined stock's top surface for drawing: one vertex per sampled cell centre (every
+/// `stride`-th cell, the smallest stride within `max_cells`), coloured as the deviation map
+/// ([`deviation_colour`]), two triangles per square of four.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StockSurface {
+    pub positions: Vec<[f32; 3]>,
+    pub colors: Vec<[u8; 3]>,
+    pub indices: Vec<u32>,
+    /// Cells between two vertices.
+    pub stride: usize,
+}
+
+/// See [`StockSurface`].
+pub fn stock_surface(
+    stock: &StockModel,
+    target: &Target<'_>,
+    tolerance: f64,
+    full_scale: f64,
+    max_cells: usize,
+) -> StockSurface {
+    let (nx, ny) = stock.size();
+    let stride = sample_stride(nx, ny, max_cells);
+    let (cols, rows) = (sampled(nx, stride), sampled(ny, stride));
+    let heights = stock.heights();
+    let (_, _, rgb) = deviation_image(stock, target, tolerance, full_scale);
+    let mut out = StockSurface {
+        positions: Vec::with_capacity(cols.len() * rows.len()),
+        colors: Vec::with_capacity(cols.len() * rows.len()),
+        indices: Vec::new(),
+        stride,
+    };
+    for &j in &rows {
+        for &i in &cols {
+            let (x, y) = stock.centre(i, j);
+            out.positions
+                .push([x as f32, y as f32, heights[j * nx + i]]);
+            let o = ((ny - 1 - j) * nx + i) * 3;
+            out.colors.push([rgb[o], rgb[o + 1], rgb[o + 2]]);
+        }
+    }
+    let w = cols.len() as u32;
+    for r in 0..rows.len().saturating_sub(1) as u32 {
+        for c in 0..w.saturating_sub(1) {
+            let (a, b) = (r * w + c, r * w + c + 1);
+            let (d, e) = (a + w, b + w);
+            out.indices.extend([a, b, e, a, e, d]);
+        }
+    }
+    out
+}
+
+/// The smallest stride that keeps a grid of `nx × ny` cells within `max_cells`.
+fn sample_stride(nx: usize, ny: usize, max_cells: usize) -> usize {
+    let mut stride = 1;
+    while nx.div_ceil(stride) * ny.div_ceil(stride) > max_cells.max(4) {
+        stride += 1;
+    }
+    stride
+}
+
+/// Every `stride`-th index below `n`, and always the last.
+fn sampled(n: usize, stride: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).step_by(stride).collect();
+    if *v.last().unwrap_or(&0) != n - 1 {
+        v.push(n - 1);
+    }
+    v
+}
+
 /// The machined stock as a closed triangle mesh: its top surface through the cell centres
 /// (every `stride`-th cell, the smallest stride that keeps within `max_cells` cells), walls
 /// down to the stock bottom, and the bottom.
 pub fn stock_triangles(stock: &StockModel, max_cells: usize) -> (usize, Vec<Triangle>) {
     let (nx, ny) = stock.size();
-    let mut stride = 1;
-    while nx.div_ceil(stride) * ny.div_ceil(stride) > max_cells.max(4) {
-        stride += 1;
-    }
-    // The sampled columns and rows, always including the last.
-    let pick = |n: usize| -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).step_by(stride).collect();
-        if *v.last().unwrap_or(&0) != n - 1 {
-            v.push(n - 1);
-        }
-        v
-    };
-    let (cols, rows) = (pick(nx), pick(ny));
+    let stride = sample_stride(nx, ny, max_cells);
+    let (cols, rows) = (sampled(nx, stride), sampled(ny, stride));
     let heights = stock.heights();
     let bottom = stock.z_range().0;
     let p = |i: usize, j: usize| {

@@ -247,6 +247,8 @@ pub struct MillpondApp {
     pub exporter: Exporter,
     /// The program checked against the stock: warnings shown before export.
     pub program_check: ProgramCheck,
+    /// Simulate: the program machined into the stock, off the UI thread.
+    pub simulation: super::simulation::Simulation,
     /// The last thing that happened, for the status bar.
     pub status: String,
     pub(super) view: SceneView,
@@ -364,6 +366,7 @@ impl MillpondApp {
             session,
             exporter: Exporter::default(),
             program_check: ProgramCheck::default(),
+            simulation: Default::default(),
             status: String::new(),
             view: SceneView::new(cc.gl.clone()),
             open_dialog: None,
@@ -1017,6 +1020,11 @@ impl MillpondApp {
     }
 
     /// What the 3D view draws besides the cuts (its Model, Stock and Rapids boxes).
+    /// Whether the 3D view shows a simulated stock (instead of the model).
+    pub fn view_has_simulated_stock(&self) -> bool {
+        self.view.has_simulated_stock()
+    }
+
     pub fn view_layers(&mut self) -> &mut super::view3d::Layers {
         &mut self.view.layers
     }
@@ -1313,6 +1321,18 @@ impl MillpondApp {
         })
     }
 
+    /// Simulate: machines the program Export would write into the stock, off the UI thread,
+    /// and shows what it leaves (a running simulation is cancelled first).
+    pub fn simulate(&mut self) {
+        let Some(model) = self.doc.model.as_ref() else {
+            return;
+        };
+        let (mesh, index) = (model.mesh.clone(), model.index.clone());
+        if let Some(job) = self.export_program().filter(|j| !j.program.ops.is_empty()) {
+            self.simulation.start(&self.ctx, job, mesh, index);
+        }
+    }
+
     pub fn export_summary(&self) -> Summary {
         self.export_program()
             .map_or_else(Summary::default, |job| export::summarize(&job))
@@ -1505,6 +1525,19 @@ impl MillpondApp {
         self.view.set_legend(&legend);
         let program = self.export_program();
         self.program_check.update(&self.ctx, program.as_ref());
+        if self.simulation.poll()
+            && let Some(Ok(sim)) = &self.simulation.last
+        {
+            self.view.set_simulated_stock(Some(sim.surface.clone()));
+        }
+        // A regenerated, added or removed operation: the simulated stock is of another
+        // program now.
+        if matches!(self.simulation.last, Some(Ok(_)))
+            && !self.simulation.is_current(program.as_ref())
+        {
+            self.simulation.last = None;
+            self.view.set_simulated_stock(None);
+        }
         self.pool.poll();
         if let Some(t) = self.autostart_at
             && self.autostart_ready(t)

@@ -9,6 +9,7 @@
 //! - [`preferences`]: server mode and the pool it starts and stops.
 //! - [`stats_panel`]: the Process Statistics panel.
 //! - [`export`]: G-code export.
+//! - [`simulation`]: Simulate: the program machined into the stock, drawn by deviation.
 //! - [`view3d`]: the 3D view.
 //!
 //! Testing aids (environment): `MILLPOND_CONFIG_DIR` puts every setting in another folder;
@@ -26,6 +27,7 @@ pub mod model;
 pub mod operations;
 pub mod preferences;
 pub mod settings;
+pub mod simulation;
 pub mod stats_panel;
 mod ui;
 pub mod view3d;

@@ -1380,6 +1380,9 @@ impl MillpondApp {
                 ui.colored_label(Color32::YELLOW, format!("Warning: {w}"));
             }
         }
+        if s.operations > 0 {
+            self.simulation_ui(ui);
+        }
         if ui
             .add_enabled(
                 s.operations > 0 && !self.exporter.busy(),
@@ -1399,6 +1402,127 @@ impl MillpondApp {
             }
             None => {}
         }
+    }
+
+    /// Simulate, its progress and Cancel, and what the simulated stock shows.
+    fn simulation_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            if let Some(p) = self.simulation.progress_text() {
+                ui.label(p);
+                if ui
+                    .button("Cancel simulation")
+                    .on_hover_text("Stop simulating; the stock shown before stays")
+                    .clicked()
+                {
+                    self.simulation.cancel();
+                }
+            } else if ui
+                .button("Simulate")
+                .on_hover_text(
+                    "Machine the program into the stock, as Export would write it, and show                      what it leaves: coloured by how far the stock stands from the model, with                      any gouge and rapid through material named",
+                )
+                .clicked()
+            {
+                self.simulate();
+            }
+        });
+        let Some(last) = &self.simulation.last else {
+            return;
+        };
+        let sim = match last {
+            Ok(sim) => sim,
+            Err(e) => {
+                ui.colored_label(ERROR_RED, e);
+                return;
+            }
+        };
+        let Some(v) = sim.total() else {
+            return;
+        };
+        let tol_um = sim.tolerance * 1000.0;
+        ui.label(format!(
+            "Simulated on {} × {} cells of {:.3} mm in {:.1} s",
+            sim.cells.0, sim.cells.1, sim.cell, sim.seconds
+        ))
+        .on_hover_text(
+            "Each cell holds the top of the material over its centre, lowered exactly by              every move of the program (millpond simulate gives the same figures)",
+        );
+        match v.gouge {
+            Some(g) => {
+                ui.colored_label(
+                    ERROR_RED,
+                    format!(
+                        "Gouge: {:.4} mm below the model at X{:.3} Y{:.3} ({} cells beyond                          {tol_um:.1} µm)",
+                        -g.deviation, g.x, g.y, v.gouge_cells
+                    ),
+                );
+            }
+            None => {
+                ui.colored_label(
+                    Color32::LIGHT_GREEN,
+                    format!("No gouge (nothing below the model by more than {tol_um:.1} µm)"),
+                );
+            }
+        }
+        let rapids = sim.rapids_in_material();
+        if rapids > 0 {
+            ui.colored_label(
+                ERROR_RED,
+                format!(
+                    "{rapids} rapid move{} through material",
+                    if rapids == 1 { "" } else { "s" }
+                ),
+            );
+        }
+        if let Some(m) = v.remaining_max {
+            ui.label(format!(
+                "Material left: up to {:.3} mm at X{:.3} Y{:.3}, mean {:.3} mm, {:.0} mm³",
+                m.deviation, m.x, m.y, v.remaining_mean, v.remaining_mm3
+            ));
+        }
+        ui.horizontal_wrapped(|ui| {
+            let swatch = |ui: &mut Ui, rgb: [u8; 3], text: &str, tip: &str| {
+                let (rect, response) =
+                    ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+                ui.painter()
+                    .rect_filled(rect, 2.0, Color32::from_rgb(rgb[0], rgb[1], rgb[2]));
+                response.on_hover_text(tip);
+                ui.label(text).on_hover_text(tip);
+            };
+            let colour = |left: f64, gouge: bool| {
+                millpond_core::simulate::deviation_colour(
+                    left,
+                    gouge,
+                    sim.tolerance,
+                    super::simulation::FULL_SCALE_MM,
+                )
+            };
+            swatch(ui, colour(0.0, true), "gouge", "Cut below the model");
+            swatch(
+                ui,
+                colour(0.0, false),
+                "on size",
+                "Within the tolerance of the model (or of the floor beside it)",
+            );
+            swatch(
+                ui,
+                colour(0.01, false),
+                "0.01 mm",
+                "Material left: a hundredth",
+            );
+            swatch(
+                ui,
+                colour(0.2, false),
+                "0.2 mm",
+                "Material left: two tenths",
+            );
+            swatch(
+                ui,
+                colour(super::simulation::FULL_SCALE_MM, false),
+                "1 mm+",
+                "Material left: a millimetre or more",
+            );
+        });
     }
 
     fn preferences_ui(&mut self, ui: &mut Ui) {

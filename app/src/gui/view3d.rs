@@ -83,6 +83,8 @@ pub struct SceneView {
     repaint: Arc<Mutex<Option<egui::Context>>>,
     camera: OrbitCamera,
     model: Option<(Aabb, usize)>,
+    /// A simulated stock is shown instead of the model.
+    simulated: bool,
     stock: Option<Aabb>,
     work_zero: Option<(Point3, f64)>,
     tool_at: Option<(Point3, Cutter)>,
@@ -103,6 +105,8 @@ pub struct SceneView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layers {
     pub model: bool,
+    /// The simulated stock, when there is one, instead of the model.
+    pub simulated: bool,
     pub stock: bool,
     pub rapids: bool,
     pub plunges: bool,
@@ -113,6 +117,7 @@ impl Default for Layers {
     fn default() -> Self {
         Self {
             model: true,
+            simulated: true,
             stock: true,
             rapids: true,
             plunges: true,
@@ -195,6 +200,7 @@ impl SceneView {
             toolpaths: BTreeMap::new(),
             previews: BTreeMap::new(),
             fit_pending: true,
+            simulated: false,
             layers: Layers::default(),
             legend: Vec::new(),
         }
@@ -272,6 +278,26 @@ impl SceneView {
                 gpu::Change::Model(Some(geometry::model_data(&corners)))
             });
         }
+    }
+
+    /// Shows the stock as a simulated program leaves it, coloured by deviation from the
+    /// model, instead of the model; `None` shows the model again.
+    pub fn set_simulated_stock(
+        &mut self,
+        surface: Option<Arc<millpond_core::simulate::StockSurface>>,
+    ) {
+        self.simulated = surface.is_some();
+        match surface {
+            Some(s) => self.prepare(gpu::Slot::Simulated, move || {
+                gpu::Change::Surface(Some(geometry::surface_data(&s)))
+            }),
+            None => lock(&self.inbox).set(gpu::Slot::Simulated, gpu::Change::Surface(None)),
+        }
+    }
+
+    /// Whether a simulated stock is shown instead of the model.
+    pub fn has_simulated_stock(&self) -> bool {
+        self.simulated
     }
 
     /// Removes the model.
@@ -588,6 +614,12 @@ impl SceneView {
                 .on_hover_text("What the view draws besides the cutting moves");
             ui.checkbox(&mut self.layers.model, "model")
                 .on_hover_text("Show the model");
+            if self.simulated {
+                ui.checkbox(&mut self.layers.simulated, "simulated")
+                    .on_hover_text(
+                        "Show the stock as the simulated program leaves it instead of the model",
+                    );
+            }
             ui.checkbox(&mut self.layers.stock, "stock")
                 .on_hover_text("Show the stock's edges");
             ui.checkbox(&mut self.layers.rapids, "rapids")

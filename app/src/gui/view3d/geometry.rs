@@ -196,6 +196,27 @@ pub fn model_data(corners: &[[f32; 3]]) -> ModelData {
     out
 }
 
+/// A coloured triangle mesh (the simulated stock), ready for the GPU.
+#[derive(Debug, Default)]
+pub struct SurfaceData {
+    pub positions: Vec<Vec3>,
+    pub colors: Vec<three_d::Srgba>,
+    pub indices: Vec<u32>,
+}
+
+/// The simulated stock's surface for the GPU.
+pub fn surface_data(s: &millpond_core::simulate::StockSurface) -> SurfaceData {
+    SurfaceData {
+        positions: s.positions.iter().map(|&p| Vec3::from(p)).collect(),
+        colors: s
+            .colors
+            .iter()
+            .map(|&[r, g, b]| three_d::Srgba::new(r, g, b, 255))
+            .collect(),
+        indices: s.indices.clone(),
+    }
+}
+
 /// A polyline: `kinds[i]` is the colour slot of the segment ending at `points[i]`
 /// (`kinds[0]` is unused).
 #[derive(Debug, Default)]

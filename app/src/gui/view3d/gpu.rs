@@ -6,7 +6,7 @@
 
 use super::ToolpathId;
 use super::camera::CameraFrame;
-use super::geometry::{Chunk, Lines, ModelData};
+use super::geometry::{Chunk, Lines, ModelData, SurfaceData};
 use egui_glow::glow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -186,6 +186,51 @@ impl Material for ShadedMaterial {
     }
 }
 
+/// The simulated stock: each vertex coloured by how far the stock stands from the model
+/// there, lit as the model is (so its shape reads as well as its colours).
+#[derive(Clone, Copy, Debug)]
+struct DeviationMaterial {
+    light_dir: Vec3,
+}
+
+const DEVIATION_FS: &str = r#"
+in vec3 pos;
+in vec4 col;
+uniform vec3 u_light_dir;
+layout (location = 0) out vec4 out_color;
+void main() {
+    vec3 c = cross(dFdx(pos), dFdy(pos));
+    float l = length(c);
+    vec3 n = l > 0.0 ? c / l : vec3(0.0, 0.0, 1.0);
+    float direct = max(dot(n, -u_light_dir), 0.0);
+    float ambient = mix(0.35, 0.5, 0.5 + 0.5 * n.z);
+    vec3 linear = col.rgb * (ambient + 0.6 * direct);
+    out_color = vec4(pow(linear, vec3(1.0 / 2.2)), 1.0);
+}
+"#;
+
+impl Material for DeviationMaterial {
+    fn fragment_shader_source(&self, _lights: &[&dyn Light]) -> String {
+        DEVIATION_FS.to_string()
+    }
+
+    fn id(&self) -> EffectMaterialId {
+        EffectMaterialId(0x0102)
+    }
+
+    fn use_uniforms(&self, program: &Program, _viewer: &dyn Viewer, _lights: &[&dyn Light]) {
+        program.use_uniform("u_light_dir", self.light_dir);
+    }
+
+    fn render_states(&self) -> RenderStates {
+        RenderStates::default()
+    }
+
+    fn material_type(&self) -> MaterialType {
+        MaterialType::Opaque
+    }
+}
+
 /// One chunk of segments on the GPU, with its bounds for culling.
 struct GpuChunk {
     texture: Texture2D,
@@ -334,6 +379,9 @@ pub enum Slot {
     Toolpath(ToolpathId),
     /// What an operation has computed so far; drawn instead of its toolpath while present.
     Preview(ToolpathId),
+    /// The stock as the program leaves it (`millpond_core::simulate`), drawn instead of the
+    /// model while present.
+    Simulated,
 }
 
 /// New contents for a slot, waiting for the next paint to reach the GPU. `None` empties it.
@@ -341,6 +389,7 @@ pub enum Slot {
 pub enum Change {
     Model(Option<ModelData>),
     Lines(Option<Lines>),
+    Surface(Option<SurfaceData>),
 }
 
 /// What one frame draws, decided on the UI thread and moved into the paint callback.
@@ -499,6 +548,7 @@ struct Gpu {
     model_triangles: usize,
     ctx: Context,
     model: Option<Gm<Mesh, ShadedMaterial>>,
+    simulated: Option<Gm<Mesh, DeviationMaterial>>,
     lines: Program,
     stock: Option<GpuLines>,
     work_zero: Option<GpuLines>,
@@ -519,6 +569,7 @@ impl Gpu {
             model_triangles: 0,
             ctx,
             model: None,
+            simulated: None,
             lines,
             stock: None,
             work_zero: None,
@@ -531,13 +582,13 @@ impl Gpu {
     fn apply(&mut self, slot: Slot, change: Change) {
         let lines = |c: Change| match c {
             Change::Lines(Some(l)) => GpuLines::new(&self.ctx, &l),
-            Change::Lines(None) | Change::Model(_) => None,
+            Change::Lines(None) | Change::Model(_) | Change::Surface(_) => None,
         };
         match slot {
             Slot::Model => {
                 let data = match change {
                     Change::Model(d) => d,
-                    Change::Lines(_) => None,
+                    Change::Lines(_) | Change::Surface(_) => None,
                 };
                 self.model_triangles = data.as_ref().map_or(0, |d| d.indices.len() / 3);
                 self.model = data.filter(|d| !d.indices.is_empty()).map(|d| {
@@ -548,6 +599,24 @@ impl Gpu {
                     };
                     let material = ShadedMaterial {
                         albedo: vec3(0.62, 0.64, 0.67),
+                        light_dir: vec3(0.0, 0.0, -1.0),
+                    };
+                    Gm::new(Mesh::new(&self.ctx, &cpu), material)
+                });
+            }
+            Slot::Simulated => {
+                let data = match change {
+                    Change::Surface(d) => d,
+                    Change::Lines(_) | Change::Model(_) => None,
+                };
+                self.simulated = data.filter(|d| !d.indices.is_empty()).map(|d| {
+                    let cpu = CpuMesh {
+                        positions: Positions::F32(d.positions),
+                        indices: Indices::U32(d.indices),
+                        colors: Some(d.colors),
+                        ..Default::default()
+                    };
+                    let material = DeviationMaterial {
                         light_dir: vec3(0.0, 0.0, -1.0),
                     };
                     Gm::new(Mesh::new(&self.ctx, &cpu), material)
@@ -646,7 +715,12 @@ impl Gpu {
         if let Some(model) = &mut self.model {
             model.material.light_dir = light_dir;
         }
-        if params.layers.model {
+        if let Some(stock) = &mut self.simulated {
+            stock.material.light_dir = light_dir;
+        }
+        if self.simulated.is_some() && params.layers.simulated {
+            target.render_partially(scissor, &camera, self.simulated.iter(), &[]);
+        } else if params.layers.model {
             target.render_partially(scissor, &camera, self.model.iter(), &[]);
         }
 

@@ -1,0 +1,253 @@
+//! Simulate in the window: the program Export would write, machined into the stock off the
+//! UI thread (`millpond_core::simulate`, the same passes `millpond simulate` runs), with
+//! progress and Cancel like Generate; the stock it leaves is drawn in the 3D view coloured
+//! by deviation from the model, and its figures shown beside Export (ARCHITECTURE.md §2.2).
+
+use super::export::{self, Job};
+use millpond_core::job::CancelToken;
+use millpond_core::simulate::{
+    self, DEFAULT_CELL_FRACTION, DEFAULT_TOLERANCE, Pass, PassFeeds, PassReport, StockSurface,
+    Target, Verification,
+};
+use millpond_core::stock_model::StockModel;
+use millpond_core::{Mesh, TriangleIndex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+
+/// Memory the window's simulation may give the stock's heights (4 bytes a cell).
+pub const MEMORY_BUDGET: usize = 256 << 20;
+
+/// Most cells drawn (the view samples every n-th cell beyond this).
+const DRAWN_CELLS: usize = 1 << 20;
+
+/// Material left beyond this is drawn darkest blue, mm.
+pub const FULL_SCALE_MM: f64 = 1.0;
+
+/// A finished simulation.
+#[derive(Debug)]
+pub struct Simulated {
+    /// Per operation: what it did, and the stock compared with the model after it.
+    pub operations: Vec<(PassReport, Verification)>,
+    /// Cells along X and Y, and their size, mm.
+    pub cells: (usize, usize),
+    pub cell: f64,
+    pub tolerance: f64,
+    pub seconds: f64,
+    pub surface: Arc<StockSurface>,
+    /// What it was computed for.
+    key: Vec<usize>,
+}
+
+impl Simulated {
+    /// The stock after the last operation compared with the model.
+    pub fn total(&self) -> Option<&Verification> {
+        self.operations.last().map(|(_, v)| v)
+    }
+
+    /// Rapid moves through material in the whole program.
+    pub fn rapids_in_material(&self) -> usize {
+        self.operations
+            .iter()
+            .map(|(r, _)| r.rapids_in_material)
+            .sum()
+    }
+}
+
+/// How far a running simulation has come.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Operations done, of all; moves done in the current one, of all (each × 1).
+    ops: AtomicU64,
+    moves: AtomicU64,
+    name: Mutex<String>,
+}
+
+/// The window's simulation: at most one running.
+#[derive(Debug, Default)]
+pub struct Simulation {
+    running: Option<Running>,
+    /// The last finished one.
+    pub last: Option<Result<Simulated, String>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    cancel: CancelToken,
+    progress: Arc<Progress>,
+    ops: usize,
+    rx: Receiver<Result<Simulated, String>>,
+}
+
+/// What identifies the program simulated: its toolpaths (a new computation is a new `Arc`).
+fn key(job: &Job) -> Vec<usize> {
+    job.toolpaths
+        .iter()
+        .map(|t| Arc::as_ptr(t) as usize)
+        .collect()
+}
+
+impl Simulation {
+    /// Starts simulating `job` against the model (`mesh`, `index`); a running one is
+    /// cancelled first.
+    pub fn start(
+        &mut self,
+        ctx: &egui::Context,
+        job: Job,
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+    ) {
+        self.cancel();
+        let cancel = CancelToken::new();
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = channel();
+        let ops = job.program.ops.len();
+        let (c, p, ctx) = (cancel.clone(), progress.clone(), ctx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("simulate".into())
+            .spawn(move || {
+                let _ = tx.send(run(&job, &mesh, &index, &c, &p, &ctx));
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => {
+                self.running = Some(Running {
+                    cancel,
+                    progress,
+                    ops,
+                    rx,
+                })
+            }
+            Err(e) => self.last = Some(Err(format!("cannot start the simulation: {e}"))),
+        }
+    }
+
+    /// Stops a running simulation (within a batch of moves); what was shown stays.
+    pub fn cancel(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.cancel.cancel();
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// "2/3 Raster finishing 45%" while running.
+    pub fn progress_text(&self) -> Option<String> {
+        let r = self.running.as_ref()?;
+        let op = r.progress.ops.load(Ordering::Relaxed) as usize;
+        let permille = r.progress.moves.load(Ordering::Relaxed);
+        let name = r
+            .progress
+            .name
+            .lock()
+            .map(|n| n.clone())
+            .unwrap_or_default();
+        Some(format!(
+            "Simulating {}/{} {name}: {}%",
+            (op + 1).min(r.ops),
+            r.ops,
+            permille / 10
+        ))
+    }
+
+    /// Collects a finished simulation: `true` when a new one arrived.
+    pub fn poll(&mut self) -> bool {
+        let Some(r) = &self.running else {
+            return false;
+        };
+        match r.rx.try_recv() {
+            Ok(result) => {
+                self.running = None;
+                if !matches!(&result, Err(e) if e == "cancelled") {
+                    self.last = Some(result);
+                }
+                true
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => false,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.running = None;
+                self.last = Some(Err("the simulation stopped unexpectedly".into()));
+                true
+            }
+        }
+    }
+
+    /// Whether the last finished simulation is of `job` as it is now (a regenerated
+    /// operation makes it stale).
+    pub fn is_current(&self, job: Option<&Job>) -> bool {
+        match (&self.last, job) {
+            (Some(Ok(s)), Some(j)) => s.key == key(j),
+            _ => false,
+        }
+    }
+}
+
+/// The simulation itself (the background thread's work).
+fn run(
+    job: &Job,
+    mesh: &Mesh,
+    index: &TriangleIndex,
+    cancel: &CancelToken,
+    progress: &Progress,
+    ctx: &egui::Context,
+) -> Result<Simulated, String> {
+    let t0 = std::time::Instant::now();
+    let posted = export::posted(job)?;
+    let stock_box = job.program.setup.stock;
+    let smallest = job
+        .program
+        .ops
+        .iter()
+        .map(|(_, op)| op.cutter.radius())
+        .fold(f64::INFINITY, f64::min);
+    let cell = StockModel::cell_for(
+        stock_box,
+        smallest,
+        DEFAULT_CELL_FRACTION,
+        MEMORY_BUDGET / 4,
+    );
+    let mut stock = StockModel::with_budget(stock_box, cell, MEMORY_BUDGET)
+        .map_err(|e| format!("cannot simulate: {e}"))?;
+    let target = Target {
+        mesh,
+        index,
+        floor: job.program.setup.floor,
+    };
+    let tolerance = DEFAULT_TOLERANCE;
+    let mut operations = Vec::with_capacity(posted.len());
+    for (k, ((_, op), (toolpath, _))) in job.program.ops.iter().zip(&posted).enumerate() {
+        progress.ops.store(k as u64, Ordering::Relaxed);
+        if let Ok(mut n) = progress.name.lock() {
+            n.clone_from(&op.name);
+        }
+        let pass = Pass {
+            name: &op.name,
+            tool_number: op.tool_number,
+            cutter: op.cutter,
+            toolpath,
+            feeds: PassFeeds::Operation(op.feeds),
+            lines: None,
+        };
+        let report = simulate::simulate_pass(&mut stock, &pass, cancel, &mut |done, all| {
+            progress
+                .moves
+                .store((done * 1000 / all.max(1)) as u64, Ordering::Relaxed);
+            ctx.request_repaint();
+        })
+        .map_err(|e| e.to_string())?;
+        let check = simulate::verify(&stock, &target, tolerance);
+        operations.push((report, check));
+    }
+    let surface = simulate::stock_surface(&stock, &target, tolerance, FULL_SCALE_MM, DRAWN_CELLS);
+    Ok(Simulated {
+        operations,
+        cells: stock.size(),
+        cell: stock.cell(),
+        tolerance,
+        seconds: t0.elapsed().as_secs_f64(),
+        surface: Arc::new(surface),
+        key: key(job),
+    })
+}
