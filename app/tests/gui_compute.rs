@@ -386,11 +386,94 @@ fn simulate_shows_the_stock_the_program_leaves_and_goes_when_the_program_changes
     assert!(t.has_text("Simulated on"), "{}", t.texts());
     assert!(t.app().view_has_simulated_stock());
 
+    // Playback: halfway through the finishing the tool is drawn at its move; back at the end
+    // (from the uncut block again) the stock is the simulation's, bit for bit.
+    use millpond::gui::simulation::At;
+    let full = t
+        .app()
+        .simulation
+        .last
+        .as_ref()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .surface
+        .clone();
+    let lengths = t
+        .app()
+        .simulation
+        .playback
+        .as_ref()
+        .expect("playback")
+        .lengths
+        .clone();
+    let last_op = lengths.len() - 1;
+    let seen = |t: &mut gui_support::TestApp, at: At| {
+        t.app_mut().simulation.playback.as_mut().unwrap().seek(at);
+        assert!(
+            t.run_until(Duration::from_secs(60), |a| a
+                .simulation
+                .playback
+                .as_ref()
+                .is_some_and(|p| p.shown == Some(at))),
+            "playback never showed {at:?}"
+        );
+        t.app().view_tool_at()
+    };
+    let half = At {
+        op: last_op,
+        moves: lengths[last_op] / 2,
+    };
+    let tool = seen(&mut t, half);
+    assert!(tool.is_some(), "the tool is drawn at the move");
+    let end = At {
+        op: last_op,
+        moves: lengths[last_op],
+    };
+    assert!(seen(&mut t, end).is_none(), "no tool at the end");
+    // The frame shown at the end: the view holds it; compare through a fresh seek's frame.
+    let again = {
+        let pb = t.app_mut().simulation.playback.as_mut().unwrap();
+        pb.seek(At { op: 0, moves: 0 });
+        pb.seek(end);
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(f) = pb.poll()
+                && f.at == end
+            {
+                break f.surface;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "no frame");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert!(
+        *again == *full,
+        "playback's end differs from the simulation"
+    );
+    // Play runs to the end and stops.
+    {
+        let pb = t.app_mut().simulation.playback.as_mut().unwrap();
+        pb.seek(At {
+            op: last_op,
+            moves: lengths[last_op] - 10.min(lengths[last_op]),
+        });
+        pb.speed = 1e5;
+        pb.playing = true;
+    }
+    assert!(
+        t.run_until(Duration::from_secs(60), |a| {
+            let p = a.simulation.playback.as_ref().unwrap();
+            !p.playing && p.shown == Some(end)
+        }),
+        "play did not reach the end"
+    );
+
     // Another program (the finishing left out): the simulated stock is of the old one, gone.
     let last = *ops.last().unwrap();
     t.app_mut().edit_operation(last, |op| op.enabled = false);
     t.harness.run_ok();
-    assert!(t.app().simulation.last.is_none());
+    assert!(t.app().simulation.last.is_none() && t.app().simulation.playback.is_none());
     assert!(!t.app().view_has_simulated_stock());
     assert!(!t.has_text("No gouge"), "{}", t.texts());
 }

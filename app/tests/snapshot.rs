@@ -520,6 +520,49 @@ fn the_simulated_stock_is_drawn_by_deviation() {
     // No gouge: red only in the legend's swatch (12 × 12 px) and the toolpaths' plunges.
     let (r0, r1) = (count(&before, &red), count(&simulated, &red));
     assert!(r1 <= r0 + 400, "red: {r0} px before, {r1} px simulated");
+    // Playback halfway through the roughing: the block still stands above the finished
+    // shape (more material left: less on-size green), the tool drawn at its move.
+    let half = {
+        let pb = g.app.simulation.playback.as_mut().expect("playback");
+        let at = millpond::gui::simulation::At {
+            op: 0,
+            moves: pb.lengths[0] / 2,
+        };
+        pb.seek(at);
+        at
+    };
+    frames_until(
+        &mut g.window,
+        &mut g.app,
+        &mut g.frame,
+        std::time::Duration::from_secs(60),
+        "the playback frame",
+        |a| {
+            a.simulation
+                .playback
+                .as_ref()
+                .is_some_and(|p| p.shown == Some(half))
+        },
+    );
+    frames_until(
+        &mut g.window,
+        &mut g.app,
+        &mut g.frame,
+        std::time::Duration::from_secs(30),
+        "the 3D view to prepare it",
+        |_| millpond::gui::view3d::preparing() == 0,
+    );
+    let halfway = g.draw();
+    common::save(
+        &halfway,
+        &common::output_dir().join("simulated_stock_halfway.png"),
+    );
+    assert!(g.app.view_tool_at().is_some());
+    let gh = count(&halfway, &green);
+    assert!(
+        gh * 2 < g1,
+        "halfway on-size green {gh} px vs {g1} px at the end"
+    );
     g.app.view_layers().simulated = false;
     let model_again = g.draw();
     common::save(

@@ -1529,6 +1529,10 @@ impl MillpondApp {
             && let Some(Ok(sim)) = &self.simulation.last
         {
             self.view.set_simulated_stock(Some(sim.surface.clone()));
+            self.simulation.playback = self.doc.model.as_ref().and_then(|m| {
+                super::simulation::Playback::new(&self.ctx, sim, m.mesh.clone(), m.index.clone())
+                    .ok()
+            });
         }
         // A regenerated, added or removed operation: the simulated stock is of another
         // program now.
@@ -1536,7 +1540,22 @@ impl MillpondApp {
             && !self.simulation.is_current(program.as_ref())
         {
             self.simulation.last = None;
+            self.simulation.playback = None;
             self.view.set_simulated_stock(None);
+            self.view.set_tool_at(None);
+        }
+        if let Some(pb) = &mut self.simulation.playback {
+            let dt = f64::from(self.ctx.input(|i| i.stable_dt));
+            pb.advance(dt);
+            if pb.playing {
+                self.ctx.request_repaint();
+            }
+            if let Some(frame) = pb.poll() {
+                let end = frame.at.op + 1 == pb.lengths.len()
+                    && frame.at.moves == pb.lengths[frame.at.op];
+                self.view.set_simulated_stock(Some(frame.surface));
+                self.view.set_tool_at((!end).then_some(frame.tool));
+            }
         }
         self.pool.poll();
         if let Some(t) = self.autostart_at

@@ -10,7 +10,7 @@ use millpond_core::simulate::{
     Target, Verification,
 };
 use millpond_core::stock_model::StockModel;
-use millpond_core::{Mesh, TriangleIndex};
+use millpond_core::{Aabb, Cutter, Mesh, Point3, Toolpath, TriangleIndex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
@@ -35,8 +35,21 @@ pub struct Simulated {
     pub tolerance: f64,
     pub seconds: f64,
     pub surface: Arc<StockSurface>,
+    /// What playback replays: each operation's name, tool and posted toolpath, the stock
+    /// box and the floor.
+    program: Arc<Replay>,
     /// What it was computed for.
     key: Vec<usize>,
+}
+
+/// A simulated program, kept for playback.
+#[derive(Debug)]
+struct Replay {
+    ops: Vec<(String, Cutter, Toolpath)>,
+    stock: Aabb,
+    floor: f64,
+    cell: f64,
+    tolerance: f64,
 }
 
 impl Simulated {
@@ -69,6 +82,8 @@ pub struct Simulation {
     running: Option<Running>,
     /// The last finished one.
     pub last: Option<Result<Simulated, String>>,
+    /// Playback of the last finished one.
+    pub playback: Option<Playback>,
 }
 
 #[derive(Debug)]
@@ -241,6 +256,19 @@ fn run(
         operations.push((report, check));
     }
     let surface = simulate::stock_surface(&stock, &target, tolerance, FULL_SCALE_MM, DRAWN_CELLS);
+    let program = Replay {
+        ops: job
+            .program
+            .ops
+            .iter()
+            .zip(posted)
+            .map(|((_, op), (tp, _))| (op.name.clone(), op.cutter, tp))
+            .collect(),
+        stock: stock_box,
+        floor: job.program.setup.floor,
+        cell,
+        tolerance,
+    };
     Ok(Simulated {
         operations,
         cells: stock.size(),
@@ -248,6 +276,229 @@ fn run(
         tolerance,
         seconds: t0.elapsed().as_secs_f64(),
         surface: Arc::new(surface),
+        program: Arc::new(program),
         key: key(job),
     })
+}
+
+/// A point of playback: the operations before `op` done, and the first `moves` moves of
+/// operation `op` (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct At {
+    pub op: usize,
+    pub moves: usize,
+}
+
+/// The stock at a point of playback, and the tool there.
+#[derive(Debug)]
+pub struct Frame {
+    pub at: At,
+    pub surface: Arc<StockSurface>,
+    pub tool: (Point3, Cutter),
+}
+
+/// Playback of a finished simulation: the stock as it stands at any move, computed off the
+/// UI thread (the latest request wins); forward from the point shown it machines only the
+/// moves in between, backward it starts again from the uncut block.
+#[derive(Debug)]
+pub struct Playback {
+    requests: std::sync::mpsc::Sender<At>,
+    frames: Receiver<Frame>,
+    /// Moves per operation.
+    pub lengths: Vec<usize>,
+    pub names: Vec<String>,
+    /// Where the slider is.
+    pub at: At,
+    /// The frame on screen.
+    pub shown: Option<At>,
+    pub playing: bool,
+    /// Moves per second while playing.
+    pub speed: f64,
+    /// Moves owed to the next step while playing (fractions of a move).
+    carry: f64,
+}
+
+impl Playback {
+    /// Playback of `sim` against the model; starts at the end of the program.
+    pub fn new(
+        ctx: &egui::Context,
+        sim: &Simulated,
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+    ) -> Result<Self, String> {
+        let program = sim.program.clone();
+        let lengths: Vec<usize> = program
+            .ops
+            .iter()
+            .map(|(_, _, tp)| tp.moves.len())
+            .collect();
+        let names = program.ops.iter().map(|(n, _, _)| n.clone()).collect();
+        let last = lengths.len().saturating_sub(1);
+        let at = At {
+            op: last,
+            moves: lengths.last().copied().unwrap_or(0),
+        };
+        let (requests, rx) = channel::<At>();
+        let (tx, frames) = channel();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("simulate-playback".into())
+            .spawn(move || replay(&program, &mesh, &index, &rx, &tx, &ctx))
+            .map_err(|e| format!("cannot start playback: {e}"))?;
+        Ok(Self {
+            requests,
+            frames,
+            lengths,
+            names,
+            at,
+            shown: Some(at),
+            playing: false,
+            speed: 500.0,
+            carry: 0.0,
+        })
+    }
+
+    /// Shows the stock at `at` (clamped to the program).
+    pub fn seek(&mut self, at: At) {
+        let op = at.op.min(self.lengths.len().saturating_sub(1));
+        let at = At {
+            op,
+            moves: at.moves.min(self.lengths.get(op).copied().unwrap_or(0)),
+        };
+        if at != self.at {
+            self.at = at;
+            let _ = self.requests.send(at);
+        }
+    }
+
+    /// Advances while playing by `dt` seconds' worth of moves (on into the next operation);
+    /// stops at the end.
+    pub fn advance(&mut self, dt: f64) {
+        if !self.playing {
+            return;
+        }
+        self.carry += self.speed.max(1.0) * dt.clamp(0.0, 0.5);
+        let step = self.carry.floor() as usize;
+        if step == 0 {
+            return;
+        }
+        self.carry -= step as f64;
+        let mut at = self.at;
+        at.moves += step;
+        while at.op + 1 < self.lengths.len() && at.moves > self.lengths[at.op] {
+            at.moves -= self.lengths[at.op];
+            at.op += 1;
+        }
+        if at.op + 1 == self.lengths.len() && at.moves >= self.lengths[at.op] {
+            self.playing = false;
+        }
+        self.seek(at);
+    }
+
+    /// A newly computed frame, if one arrived.
+    pub fn poll(&mut self) -> Option<Frame> {
+        let mut latest = None;
+        while let Ok(f) = self.frames.try_recv() {
+            latest = Some(f);
+        }
+        if let Some(f) = &latest {
+            self.shown = Some(f.at);
+        }
+        latest
+    }
+}
+
+/// The playback thread: answers the latest request with the stock there, until the
+/// [`Playback`] goes.
+fn replay(
+    program: &Replay,
+    mesh: &Mesh,
+    index: &TriangleIndex,
+    requests: &Receiver<At>,
+    frames: &std::sync::mpsc::Sender<Frame>,
+    ctx: &egui::Context,
+) {
+    let target = Target {
+        mesh,
+        index,
+        floor: program.floor,
+    };
+    let fresh = || StockModel::with_budget(program.stock, program.cell, MEMORY_BUDGET).ok();
+    let Some(mut stock) = fresh() else {
+        return;
+    };
+    let mut now = At { op: 0, moves: 0 };
+    while let Ok(mut want) = requests.recv() {
+        while let Ok(later) = requests.try_recv() {
+            want = later;
+        }
+        if want < now {
+            let Some(s) = fresh() else {
+                return;
+            };
+            stock = s;
+            now = At { op: 0, moves: 0 };
+        }
+        // Machine from `now` to `want`, operation by operation.
+        while now < want {
+            let (_, cutter, tp) = &program.ops[now.op];
+            let end = if now.op == want.op {
+                want.moves
+            } else {
+                tp.moves.len()
+            };
+            let from = now.moves;
+            let mut at = if from == 0 {
+                tp.start
+            } else {
+                tp.moves[from - 1].to
+            };
+            let segments: Vec<(Point3, Point3)> = tp.moves[from..end]
+                .iter()
+                .map(|m| {
+                    let s = (at, m.to);
+                    at = m.to;
+                    s
+                })
+                .collect();
+            for batch in segments.chunks(simulate::BATCH_MOVES) {
+                stock.machine_batch(
+                    cutter,
+                    batch,
+                    from > 0 || batch.as_ptr() != segments.as_ptr(),
+                );
+            }
+            now = if now.op == want.op {
+                want
+            } else {
+                At {
+                    op: now.op + 1,
+                    moves: 0,
+                }
+            };
+        }
+        let (_, cutter, tp) = &program.ops[want.op];
+        let tool = match want.moves {
+            0 => tp.start,
+            n => tp.moves[n - 1].to,
+        };
+        let surface = simulate::stock_surface(
+            &stock,
+            &target,
+            program.tolerance,
+            FULL_SCALE_MM,
+            DRAWN_CELLS,
+        );
+        if frames
+            .send(Frame {
+                at: want,
+                surface: Arc::new(surface),
+                tool: (tool, *cutter),
+            })
+            .is_err()
+        {
+            return;
+        }
+        ctx.request_repaint();
+    }
 }

@@ -1480,6 +1480,63 @@ impl MillpondApp {
                 m.deviation, m.x, m.y, v.remaining_mean, v.remaining_mm3
             ));
         }
+        if let Some(pb) = &mut self.simulation.playback {
+            ui.horizontal(|ui| {
+                let playing = pb.playing;
+                if ui
+                    .button(if playing { "Pause" } else { "Play" })
+                    .on_hover_text(
+                        "Replay the program move by move: the stock as it stands, with the tool",
+                    )
+                    .clicked()
+                {
+                    let at_end =
+                        pb.at.op + 1 == pb.lengths.len() && pb.at.moves == pb.lengths[pb.at.op];
+                    if !playing && at_end {
+                        pb.seek(super::simulation::At { op: 0, moves: 0 });
+                    }
+                    pb.playing = !playing;
+                }
+                let mut op = pb.at.op;
+                egui::ComboBox::from_id_salt("playback operation")
+                    .selected_text(format!("{}. {}", op + 1, pb.names[op]))
+                    .show_ui(ui, |ui| {
+                        for (k, name) in pb.names.iter().enumerate() {
+                            ui.selectable_value(&mut op, k, format!("{}. {name}", k + 1));
+                        }
+                    })
+                    .response
+                    .on_hover_text("The operation the slider moves through");
+                if op != pb.at.op {
+                    pb.seek(super::simulation::At {
+                        op,
+                        moves: pb.lengths[op],
+                    });
+                }
+                ui.add(
+                    egui::DragValue::new(&mut pb.speed)
+                        .range(1.0..=1e6)
+                        .speed(10.0)
+                        .suffix(" moves/s"),
+                )
+                .on_hover_text("How fast Play goes through the moves");
+            });
+            let mut moves = pb.at.moves;
+            let len = pb.lengths[pb.at.op];
+            if ui
+                .add(egui::Slider::new(&mut moves, 0..=len).text("moves"))
+                .on_hover_text(
+                    "The stock after this many moves of the operation (the ones before it done)",
+                )
+                .changed()
+            {
+                pb.playing = false;
+                pb.seek(super::simulation::At {
+                    op: pb.at.op,
+                    moves,
+                });
+            }
+        }
         ui.horizontal_wrapped(|ui| {
             let swatch = |ui: &mut Ui, rgb: [u8; 3], text: &str, tip: &str| {
                 let (rect, response) =
