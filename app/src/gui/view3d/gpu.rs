@@ -135,19 +135,24 @@ pub const BACKGROUND: [f32; 3] = [0.16, 0.17, 0.19];
 /// The model's look: a matte grey surface lit by one directional light and a sky/ground
 /// ambient. Much cheaper per pixel than three-d's physically based material, which under
 /// software GL cost more than the rest of the frame together; a machined part is matte anyway.
+/// With `vertex_colors`, the simulated stock's: each vertex coloured by how far the stock
+/// stands from the model there, lit the same way (brighter ambient, so the colours read) so
+/// its shape reads as well as its colours.
 struct ShadedMaterial {
-    /// Linear RGB.
+    /// Linear RGB (unused with vertex colours).
     albedo: Vec3,
     /// Direction the light travels, world space, unit length.
     light_dir: Vec3,
+    vertex_colors: bool,
 }
 
-const SHADED_FS: &str = r#"
+/// The lighting both looks share: `shade(albedo, ambient below, ambient above, direct)`.
+const SHADING_GLSL: &str = r#"
 in vec3 pos;
 uniform vec3 u_albedo;
 uniform vec3 u_light_dir;
 layout (location = 0) out vec4 out_color;
-void main() {
+vec4 shade(vec3 albedo, float below, float above, float direct_share) {
     // The facet's normal, facing the viewer: within a triangle the position changes linearly
     // across the screen, so its screen-space derivatives span the facet's plane.
     vec3 c = cross(dFdx(pos), dFdy(pos));
@@ -156,69 +161,36 @@ void main() {
     float direct = max(dot(n, -u_light_dir), 0.0);
     // Ambient from above brighter than from below: up-facing and down-facing walls differ
     // even where the direct light does not reach.
-    float ambient = mix(0.18, 0.34, 0.5 + 0.5 * n.z);
-    vec3 linear = u_albedo * (ambient + 0.75 * direct);
-    out_color = vec4(pow(linear, vec3(1.0 / 2.2)), 1.0);
+    float ambient = mix(below, above, 0.5 + 0.5 * n.z);
+    vec3 linear = albedo * (ambient + direct_share * direct);
+    return vec4(pow(linear, vec3(1.0 / 2.2)), 1.0);
 }
 "#;
 
+const SHADED_MAIN: &str = "void main() { out_color = shade(u_albedo, 0.18, 0.34, 0.75); }\n";
+// three-d gives the mesh's vertex colours to a fragment shader that declares `col`.
+const COLORED_MAIN: &str =
+    "in vec4 col;\nvoid main() { out_color = shade(col.rgb, 0.35, 0.5, 0.6); }\n";
+
 impl Material for ShadedMaterial {
     fn fragment_shader_source(&self, _lights: &[&dyn Light]) -> String {
-        SHADED_FS.to_string()
+        let main = if self.vertex_colors {
+            COLORED_MAIN
+        } else {
+            SHADED_MAIN
+        };
+        format!("{SHADING_GLSL}{main}")
     }
 
     fn id(&self) -> EffectMaterialId {
         // Ids below 0x5000 are free for materials outside three-d.
-        EffectMaterialId(0x0101)
+        EffectMaterialId(if self.vertex_colors { 0x0102 } else { 0x0101 })
     }
 
     fn use_uniforms(&self, program: &Program, _viewer: &dyn Viewer, _lights: &[&dyn Light]) {
-        program.use_uniform("u_albedo", self.albedo);
-        program.use_uniform("u_light_dir", self.light_dir);
-    }
-
-    fn render_states(&self) -> RenderStates {
-        RenderStates::default()
-    }
-
-    fn material_type(&self) -> MaterialType {
-        MaterialType::Opaque
-    }
-}
-
-/// The simulated stock: each vertex coloured by how far the stock stands from the model
-/// there, lit as the model is (so its shape reads as well as its colours).
-#[derive(Clone, Copy, Debug)]
-struct DeviationMaterial {
-    light_dir: Vec3,
-}
-
-const DEVIATION_FS: &str = r#"
-in vec3 pos;
-in vec4 col;
-uniform vec3 u_light_dir;
-layout (location = 0) out vec4 out_color;
-void main() {
-    vec3 c = cross(dFdx(pos), dFdy(pos));
-    float l = length(c);
-    vec3 n = l > 0.0 ? c / l : vec3(0.0, 0.0, 1.0);
-    float direct = max(dot(n, -u_light_dir), 0.0);
-    float ambient = mix(0.35, 0.5, 0.5 + 0.5 * n.z);
-    vec3 linear = col.rgb * (ambient + 0.6 * direct);
-    out_color = vec4(pow(linear, vec3(1.0 / 2.2)), 1.0);
-}
-"#;
-
-impl Material for DeviationMaterial {
-    fn fragment_shader_source(&self, _lights: &[&dyn Light]) -> String {
-        DEVIATION_FS.to_string()
-    }
-
-    fn id(&self) -> EffectMaterialId {
-        EffectMaterialId(0x0102)
-    }
-
-    fn use_uniforms(&self, program: &Program, _viewer: &dyn Viewer, _lights: &[&dyn Light]) {
+        if !self.vertex_colors {
+            program.use_uniform("u_albedo", self.albedo);
+        }
         program.use_uniform("u_light_dir", self.light_dir);
     }
 
@@ -548,7 +520,7 @@ struct Gpu {
     model_triangles: usize,
     ctx: Context,
     model: Option<Gm<Mesh, ShadedMaterial>>,
-    simulated: Option<Gm<Mesh, DeviationMaterial>>,
+    simulated: Option<Gm<Mesh, ShadedMaterial>>,
     lines: Program,
     stock: Option<GpuLines>,
     work_zero: Option<GpuLines>,
@@ -600,6 +572,7 @@ impl Gpu {
                     let material = ShadedMaterial {
                         albedo: vec3(0.62, 0.64, 0.67),
                         light_dir: vec3(0.0, 0.0, -1.0),
+                        vertex_colors: false,
                     };
                     Gm::new(Mesh::new(&self.ctx, &cpu), material)
                 });
@@ -616,8 +589,10 @@ impl Gpu {
                         colors: Some(d.colors),
                         ..Default::default()
                     };
-                    let material = DeviationMaterial {
+                    let material = ShadedMaterial {
+                        albedo: vec3(1.0, 1.0, 1.0),
                         light_dir: vec3(0.0, 0.0, -1.0),
+                        vertex_colors: true,
                     };
                     Gm::new(Mesh::new(&self.ctx, &cpu), material)
                 });
