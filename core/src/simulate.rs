@@ -541,6 +541,27 @@ pub fn stock_surface(
             out.indices.extend([a, b, e, a, e, d]);
         }
     }
+    // Walls down to the stock's bottom around the edge, in the edge's colours: a block, not a
+    // sheet floating at the top of the stock box.
+    let h = rows.len() as u32;
+    let mut ring: Vec<u32> = (0..w).collect();
+    ring.extend((1..h).map(|r| r * w + w - 1));
+    ring.extend((0..w.saturating_sub(1)).rev().map(|c| (h - 1) * w + c));
+    ring.extend((1..h.saturating_sub(1)).rev().map(|r| r * w));
+    let bottom = stock.z_range().0 as f32;
+    let base = out.positions.len() as u32;
+    for &k in &ring {
+        let [x, y, _] = out.positions[k as usize];
+        out.positions.push([x, y, bottom]);
+        out.colors.push(out.colors[k as usize]);
+    }
+    let n = ring.len() as u32;
+    for q in 0..n {
+        let (a, b) = (ring[q as usize], ring[((q + 1) % n) as usize]);
+        let (la, lb) = (base + q, base + (q + 1) % n);
+        // The ring runs counter-clockwise seen from above: outward-facing walls.
+        out.indices.extend([a, la, lb, a, lb, b]);
+    }
     out
 }
 
