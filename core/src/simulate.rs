@@ -20,9 +20,7 @@ use crate::stock_model::{MATERIAL_TOLERANCE, StockModel, TileCells};
 use crate::toolpath::{Feeds, MoveKind, Toolpath};
 use crate::{Mesh, TriangleIndex};
 
-/// Moves applied per batch: enough for every thread to have tiles to work on, few enough
-/// that the per-move figures of a batch stay small (a few MB).
-pub const BATCH_MOVES: usize = 1 << 16;
+pub use crate::stock_model::BATCH_MOVES;
 
 /// Default depth below the model counted as a gouge, mm: the toolpaths' own tolerance
 /// ([`crate::raster::DEFAULT_MERGE_TOLERANCE`]) and the resolution a millimetre program is
@@ -949,7 +947,7 @@ mod tests {
         // The sequential, move-by-move path gives the same heights.
         let mut seq = StockModel::new(block(10.0), 0.07).unwrap();
         for c in CUTTERS {
-            seq.machine(&c, &tp, 100.0);
+            seq.machine_move_by_move(&c, &tp);
         }
         assert_eq!(seq.heights(), results[0].0);
     }

@@ -40,6 +40,10 @@ pub const CHECK_CELLS: usize = 1 << 24;
 /// while the moves that reach it are applied).
 pub const TILE: usize = 128;
 
+/// Moves machined together, the tiles on all threads: enough for every thread to have tiles
+/// to work on, few enough that the per-move figures of a batch stay small (a few MB).
+pub const BATCH_MOVES: usize = 1 << 16;
+
 /// Material thinner than this is not counted as material a move meets, mm: rounding in the
 /// cell heights and the moves' own coordinates stays below it.
 pub const MATERIAL_TOLERANCE: f64 = 1e-3;
@@ -356,7 +360,12 @@ impl StockModel {
     }
 
     /// The program check's cell size: a quarter of the smallest tool's radius, within
-    /// [`CHECK_CELLS`].
+    /// [`CHECK_CELLS`]. Finer cells see more — the allowance's 0.3 mm skin on a roughed
+    /// part's sides, which a depth-only "buried tool" test then flags (a finishing plunge
+    /// beside the part cuts it 6.4 mm deep, 0.3 mm wide); and thin slivers of stock that
+    /// coarser cells miss (0.1 mm wide between a waterline's contours on uncut stock, which
+    /// a straight-down rapid then goes through: `millpond simulate` at a tenth of the radius
+    /// finds it). Both wait for a test that weighs the width of a cut as well as its depth.
     pub fn default_cell(stock: Aabb, smallest_tool_radius: f64) -> f64 {
         Self::cell_for(stock, smallest_tool_radius, 0.25, CHECK_CELLS)
     }
@@ -529,11 +538,21 @@ impl StockModel {
                 0
             }),
         };
+        // Moves are machined in batches, the tiles on all threads; only a straight-down
+        // rapid needs the stock as it stands at that move, so the batch is machined first.
+        let mut batch = Batch {
+            cutter,
+            max_depth_of_cut,
+            segments: Vec::new(),
+            moves: Vec::new(),
+            start_covered: false,
+        };
         let mut at = toolpath.start;
         for (index, m) in toolpath.moves.iter().enumerate() {
             let straight_down =
                 m.kind == MoveKind::Rapid && m.to.x == at.x && m.to.y == at.y && m.to.z < at.z;
             if safe_descents && straight_down {
+                batch.flush(self, &mut report);
                 let stop = self.contact_height(&profile, m.to.x, m.to.y) + FEED_CLEARANCE;
                 if m.to.z < stop {
                     if at.z > stop {
@@ -554,6 +573,8 @@ impl StockModel {
                     );
                     out.push(MoveKind::Plunge, m.to);
                     at = m.to;
+                    // The tool at `at` is applied: the next move starts there.
+                    batch.start_covered = true;
                     continue;
                 }
             }
@@ -564,10 +585,14 @@ impl StockModel {
             } else {
                 index
             };
-            let depth = self.sweep(&profile, at, m.to);
-            record(&mut report, index, m.kind, m.to, depth, max_depth_of_cut);
+            batch.segments.push((at, m.to));
+            batch.moves.push((index, m.kind, m.to));
             at = m.to;
+            if batch.segments.len() == BATCH_MOVES {
+                batch.flush(self, &mut report);
+            }
         }
+        batch.flush(self, &mut report);
         (out, report)
     }
 
@@ -596,6 +621,18 @@ impl StockModel {
             }
             high
         })
+    }
+
+    /// Machines a toolpath one move at a time, without batches (for tests: the batched,
+    /// tiled path must give the same stock).
+    #[cfg(test)]
+    pub(crate) fn machine_move_by_move(&mut self, cutter: &Cutter, toolpath: &Toolpath) {
+        let profile = cutter.profile();
+        let mut at = toolpath.start;
+        for m in &toolpath.moves {
+            self.sweep(&profile, at, m.to);
+            at = m.to;
+        }
     }
 
     /// Lowers every cell under the tool moving from `a` to `b`; returns the deepest material
@@ -915,6 +952,33 @@ fn span(lo: f64, hi: f64, origin: f64, cell: f64, n: usize) -> Option<(usize, us
     let first = ((lo - origin) / cell).ceil().max(0.0);
     let last = ((hi - origin) / cell).floor().min(n as f64 - 1.0);
     (first <= last).then_some((first as usize, last as usize))
+}
+
+/// Moves of [`StockModel::run`] waiting to be machined together.
+struct Batch<'a> {
+    cutter: &'a Cutter,
+    max_depth_of_cut: f64,
+    segments: Vec<(Point3, Point3)>,
+    /// Each move's index in the posted toolpath, kind and end.
+    moves: Vec<(usize, MoveKind, Point3)>,
+    /// The first move starts where a move already applied ended.
+    start_covered: bool,
+}
+
+impl Batch<'_> {
+    /// Machines the waiting moves and records what each met.
+    fn flush(&mut self, stock: &mut StockModel, report: &mut EngagementReport) {
+        if self.segments.is_empty() {
+            return;
+        }
+        let hits = stock.machine_batch(self.cutter, &self.segments, self.start_covered);
+        for (hit, &(index, kind, to)) in hits.iter().zip(&self.moves) {
+            record(report, index, kind, to, hit.depth, self.max_depth_of_cut);
+        }
+        self.segments.clear();
+        self.moves.clear();
+        self.start_covered = true;
+    }
 }
 
 /// Adds one move's meeting with material to `report`.
