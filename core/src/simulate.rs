@@ -167,7 +167,7 @@ pub fn simulate_pass(
             segments.push((from, m.to));
             from = m.to;
         }
-        let hits = stock.machine_batch(&pass.cutter, &segments, b > 0);
+        let hits = stock.machine_batch(&pass.cutter, &segments, b > 0, f64::INFINITY);
         for (k, hit) in hits.iter().enumerate() {
             let index = first + k;
             let m = moves[index];

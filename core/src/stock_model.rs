@@ -206,6 +206,8 @@ pub struct SweptMove {
     /// The move starts where one just applied with the same tool ended: the tool at the
     /// start has been applied to every cell already.
     start_covered: bool,
+    /// Cells cut deeper than this count towards [`TileHit::deep`].
+    deep_at: f64,
 }
 
 impl SweptMove {
@@ -231,6 +233,7 @@ impl SweptMove {
             lo: (a.x.min(b.x) - r, a.y.min(b.y) - r),
             hi: (a.x.max(b.x) + r, a.y.max(b.y) + r),
             start_covered: false,
+            deep_at: f64::INFINITY,
         }
     }
 
@@ -319,6 +322,8 @@ pub struct TileHit {
     /// The extent, across the move (along X for a vertical move), of the cells it lowered
     /// by more than [`MATERIAL_TOLERANCE`]; `lo > hi` when none.
     pub across: (f64, f64),
+    /// The same extent of the cells it cut deeper than the batch's `deep_at`.
+    pub deep: (f64, f64),
 }
 
 impl TileHit {
@@ -328,6 +333,7 @@ impl TileHit {
             depth: 0.0,
             removed: 0.0,
             across: (f64::INFINITY, f64::NEG_INFINITY),
+            deep: (f64::INFINITY, f64::NEG_INFINITY),
         }
     }
 
@@ -336,11 +342,17 @@ impl TileHit {
         self.depth = self.depth.max(o.depth);
         self.removed += o.removed;
         self.across = (self.across.0.min(o.across.0), self.across.1.max(o.across.1));
+        self.deep = (self.deep.0.min(o.deep.0), self.deep.1.max(o.deep.1));
     }
 
     /// How wide the cut was, mm (between the outermost lowered cells' centres).
     pub fn width(&self) -> f64 {
         (self.across.1 - self.across.0).max(0.0)
+    }
+
+    /// How wide the part cut deeper than `deep_at` was, mm.
+    pub fn deep_width(&self) -> f64 {
+        (self.deep.1 - self.deep.0).max(0.0)
     }
 }
 
@@ -359,15 +371,14 @@ impl StockModel {
         fine.max(budget)
     }
 
-    /// The program check's cell size: a quarter of the smallest tool's radius, within
-    /// [`CHECK_CELLS`]. Finer cells see more — the allowance's 0.3 mm skin on a roughed
-    /// part's sides, which a depth-only "buried tool" test then flags (a finishing plunge
-    /// beside the part cuts it 6.4 mm deep, 0.3 mm wide); and thin slivers of stock that
-    /// coarser cells miss (0.1 mm wide between a waterline's contours on uncut stock, which
-    /// a straight-down rapid then goes through: `millpond simulate` at a tenth of the radius
-    /// finds it). Both wait for a test that weighs the width of a cut as well as its depth.
+    /// The program check's cell size: a tenth of the smallest tool's radius, as `millpond
+    /// simulate` uses by default, within [`CHECK_CELLS`]. At a quarter radius the check
+    /// missed a sliver of stock 0.1 mm wide and 14 mm tall left between a waterline's
+    /// contours on uncut stock, and stopped a straight-down rapid above the cells, through
+    /// the sliver (a buried cut is judged by its width as well, [`BURIED_SHARE`], so that
+    /// fine cells do not call a wall's allowance skin a buried tool).
     pub fn default_cell(stock: Aabb, smallest_tool_radius: f64) -> f64 {
-        Self::cell_for(stock, smallest_tool_radius, 0.25, CHECK_CELLS)
+        Self::cell_for(stock, smallest_tool_radius, 0.1, CHECK_CELLS)
     }
 
     /// The uncut block `stock`, in cells of `cell` mm, within [`MAX_CELLS`].
@@ -540,9 +551,10 @@ impl StockModel {
         };
         // Moves are machined in batches, the tiles on all threads; only a straight-down
         // rapid needs the stock as it stands at that move, so the batch is machined first.
+        let limits = Limits::new(cutter, max_depth_of_cut);
         let mut batch = Batch {
             cutter,
-            max_depth_of_cut,
+            limits,
             segments: Vec::new(),
             moves: Vec::new(),
             start_covered: false,
@@ -557,20 +569,13 @@ impl StockModel {
                 if m.to.z < stop {
                     if at.z > stop {
                         let over = Point3::new(m.to.x, m.to.y, stop);
-                        self.sweep(&profile, at, over);
+                        self.sweep(&profile, at, over, f64::INFINITY);
                         out.push(MoveKind::Rapid, over);
                         at = over;
                     }
-                    let depth = self.sweep(&profile, at, m.to);
+                    let hit = self.sweep(&profile, at, m.to, limits.deep_at());
                     let index = out.moves.len();
-                    record(
-                        &mut report,
-                        index,
-                        MoveKind::Plunge,
-                        m.to,
-                        depth,
-                        max_depth_of_cut,
-                    );
+                    record(&mut report, index, MoveKind::Plunge, m.to, &hit, limits);
                     out.push(MoveKind::Plunge, m.to);
                     at = m.to;
                     // The tool at `at` is applied: the next move starts there.
@@ -630,27 +635,30 @@ impl StockModel {
         let profile = cutter.profile();
         let mut at = toolpath.start;
         for m in &toolpath.moves {
-            self.sweep(&profile, at, m.to);
+            self.sweep(&profile, at, m.to, f64::INFINITY);
             at = m.to;
         }
     }
 
     /// Lowers every cell under the tool moving from `a` to `b`; returns the deepest material
     /// the tool met, mm.
-    fn sweep(&mut self, profile: &Profile, a: Point3, b: Point3) -> f64 {
+    fn sweep(&mut self, profile: &Profile, a: Point3, b: Point3, deep_at: f64) -> TileHit {
         with_shape!(profile, p => {
-            let mv = SweptMove::new(p, a, b);
-            let Some((t0, t1)) = self.tiles_reached(&mv) else {
-                return 0.0;
+            let mv = SweptMove {
+                deep_at,
+                ..SweptMove::new(p, a, b)
             };
-            let mut deepest = 0.0f64;
+            let mut hit = TileHit::empty(0);
+            let Some((t0, t1)) = self.tiles_reached(&mv) else {
+                return hit;
+            };
             for tj in t0.1..=t1.1 {
                 for ti in t0.0..=t1.0 {
                     let tile = &mut self.tiles[tj * self.tx + ti];
-                    deepest = deepest.max(self.g.apply(tile, p, &mv, 0).depth);
+                    hit.merge(&self.g.apply(tile, p, &mv, 0));
                 }
             }
-            deepest
+            hit
         })
     }
 
@@ -666,14 +674,16 @@ impl StockModel {
     /// whatever the thread count.
     /// `start_covered`: the first move starts where the last one applied, with this
     /// cutter, ended.
+    /// Cells cut deeper than `deep_at` count towards each move's [`TileHit::deep`].
     pub fn machine_batch(
         &mut self,
         cutter: &Cutter,
         moves: &[(Point3, Point3)],
         start_covered: bool,
+        deep_at: f64,
     ) -> Vec<TileHit> {
         let profile = cutter.profile();
-        with_shape!(&profile, p => self.machine_batch_shape(p, moves, start_covered))
+        with_shape!(&profile, p => self.machine_batch_shape(p, moves, start_covered, deep_at))
     }
 
     fn machine_batch_shape<S: Shape>(
@@ -681,6 +691,7 @@ impl StockModel {
         shape: &S,
         moves: &[(Point3, Point3)],
         start_covered: bool,
+        deep_at: f64,
     ) -> Vec<TileHit> {
         let swept: Vec<SweptMove> = moves
             .iter()
@@ -692,6 +703,7 @@ impl StockModel {
                 } else {
                     a == moves[k - 1].1
                 },
+                deep_at,
                 ..SweptMove::new(shape, a, b)
             })
             .collect();
@@ -852,6 +864,17 @@ impl Grid {
                 } else {
                     hit.across.1
                 };
+                let buried = depth > mv.deep_at;
+                hit.deep.0 = if buried {
+                    hit.deep.0.min(width_across)
+                } else {
+                    hit.deep.0
+                };
+                hit.deep.1 = if buried {
+                    hit.deep.1.max(width_across)
+                } else {
+                    hit.deep.1
+                };
             }
         }
         hit
@@ -939,6 +962,9 @@ impl Grid {
                             cx - mv.a.x
                         };
                         hit.across = (hit.across.0.min(across), hit.across.1.max(across));
+                        if depth > mv.deep_at {
+                            hit.deep = (hit.deep.0.min(across), hit.deep.1.max(across));
+                        }
                     }
                 }
             }
@@ -954,10 +980,38 @@ fn span(lo: f64, hi: f64, origin: f64, cell: f64, n: usize) -> Option<(usize, us
     (first <= last).then_some((first as usize, last as usize))
 }
 
+/// A cut deeper than the tool's maximum depth of cut buries it only where the part that
+/// deep is at least this share of its diameter wide. A finishing pass taking the roughing
+/// allowance off a part's side cuts it the full height of the side but a few tenths wide:
+/// cells fine enough to see that skin would otherwise call it a buried tool.
+pub const BURIED_SHARE: f64 = 0.25;
+
+/// What counts as burying the tool.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_depth_of_cut: f64,
+    /// [`BURIED_SHARE`] of the tool's diameter, mm.
+    buried_width: f64,
+}
+
+impl Limits {
+    fn new(cutter: &Cutter, max_depth_of_cut: f64) -> Self {
+        Self {
+            max_depth_of_cut,
+            buried_width: BURIED_SHARE * cutter.diameter(),
+        }
+    }
+
+    /// Cells cut deeper than this count towards the width of a buried cut.
+    fn deep_at(self) -> f64 {
+        self.max_depth_of_cut + MATERIAL_TOLERANCE
+    }
+}
+
 /// Moves of [`StockModel::run`] waiting to be machined together.
 struct Batch<'a> {
     cutter: &'a Cutter,
-    max_depth_of_cut: f64,
+    limits: Limits,
     segments: Vec<(Point3, Point3)>,
     /// Each move's index in the posted toolpath, kind and end.
     moves: Vec<(usize, MoveKind, Point3)>,
@@ -971,9 +1025,14 @@ impl Batch<'_> {
         if self.segments.is_empty() {
             return;
         }
-        let hits = stock.machine_batch(self.cutter, &self.segments, self.start_covered);
+        let hits = stock.machine_batch(
+            self.cutter,
+            &self.segments,
+            self.start_covered,
+            self.limits.deep_at(),
+        );
         for (hit, &(index, kind, to)) in hits.iter().zip(&self.moves) {
-            record(report, index, kind, to, hit.depth, self.max_depth_of_cut);
+            record(report, index, kind, to, hit, self.limits);
         }
         self.segments.clear();
         self.moves.clear();
@@ -987,9 +1046,10 @@ fn record(
     index: usize,
     kind: MoveKind,
     to: Point3,
-    depth: f64,
-    max_depth_of_cut: f64,
+    hit: &TileHit,
+    limits: Limits,
 ) {
+    let depth = hit.depth;
     if depth <= MATERIAL_TOLERANCE {
         return;
     }
@@ -1006,7 +1066,7 @@ fn record(
         }
         MoveKind::Cut | MoveKind::Plunge => {
             report.deepest_cut = report.deepest_cut.max(depth);
-            if depth > max_depth_of_cut + MATERIAL_TOLERANCE {
+            if depth > limits.deep_at() && hit.deep_width() >= limits.buried_width {
                 report.too_deep_moves += 1;
                 report.first_too_deep.get_or_insert(finding);
             }
@@ -1226,6 +1286,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_thin_skin_cut_full_height_does_not_bury_the_tool_but_a_plunge_into_stock_does() {
+        // Two flat passes 7 mm deep leave a skin 0.3 mm wide between them (the cells from
+        // x = 20.025 to 20.275), as a roughing allowance stands on a part's side.
+        let mut s = StockModel::new(block(), 0.05).unwrap();
+        let flat = Cutter::Flat { diameter: 4.0 };
+        let passes = path(
+            Point3::new(18.0, 2.0, 3.0),
+            &[
+                (MoveKind::Cut, [18.0, 16.0, 3.0]),
+                (MoveKind::Rapid, [18.0, 16.0, 15.0]),
+                (MoveKind::Rapid, [22.3, 2.0, 15.0]),
+                (MoveKind::Plunge, [22.3, 2.0, 3.0]),
+                (MoveKind::Cut, [22.3, 16.0, 3.0]),
+            ],
+        );
+        s.machine(&flat, &passes, 100.0);
+        assert_eq!(s.height(403, 180), 10.0, "the skin stands");
+        assert_eq!(s.height(399, 180), 3.0);
+        assert_eq!(s.height(407, 180), 3.0);
+        let ball = Cutter::Ball { diameter: 3.0 };
+        let max = default_max_depth_of_cut(&ball);
+        // A plunge through the skin: 7 mm deep, 0.25 mm wide (between cell centres).
+        let skin = path(
+            Point3::new(20.15, 9.0, 15.0),
+            &[(MoveKind::Plunge, [20.15, 9.0, 3.0])],
+        );
+        let r = s.machine(&ball, &skin, max);
+        assert!(r.deepest_cut > 6.9, "{r:?}");
+        assert!(
+            r.first_too_deep.is_none(),
+            "a skin is no buried tool: {r:?}"
+        );
+        // A plunge into the uncut stock beyond the passes: buried across its whole width.
+        let buried = path(
+            Point3::new(20.15, 19.0, 15.0),
+            &[(MoveKind::Plunge, [20.15, 19.0, 2.0])],
+        );
+        let r = s.machine(&ball, &buried, max);
+        assert_eq!(r.too_deep_moves, 1, "{r:?}");
+    }
+
+    #[test]
     fn large_stocks_get_coarser_cells_and_bad_ones_are_refused() {
         let big = Aabb {
             min: Point3::new(0.0, 0.0, 0.0),
@@ -1234,7 +1336,7 @@ pub(crate) mod tests {
         let cell = StockModel::default_cell(big, 0.5);
         let s = StockModel::new(big, cell).unwrap();
         assert!(s.size().0 * s.size().1 <= MAX_CELLS);
-        assert_eq!(StockModel::default_cell(block(), 1.5), 0.375);
+        assert!((StockModel::default_cell(block(), 1.5) - 0.15).abs() < 1e-12);
         assert!(StockModel::new(big, 0.01).is_err());
         assert!(StockModel::new(block(), 0.0).is_err());
         assert!(StockModel::new(block(), f64::NAN).is_err());

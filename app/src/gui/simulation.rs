@@ -466,6 +466,7 @@ fn replay(
                     cutter,
                     batch,
                     from > 0 || batch.as_ptr() != segments.as_ptr(),
+                    f64::INFINITY,
                 );
             }
             now = if now.op == want.op {
