@@ -155,65 +155,100 @@ pub fn simulate_pass(
         feed_length_mm: 0.0,
         feed_time_s: 0.0,
     };
+    machine_moves(
+        stock,
+        &pass.cutter,
+        pass.toolpath,
+        0..moves.len(),
+        cancel,
+        &mut |first, segments, hits| {
+            for (k, hit) in hits.iter().enumerate() {
+                let index = first + k;
+                let m = moves[index];
+                let (a, b) = segments[k];
+                if m.kind != MoveKind::Rapid {
+                    let len = (b - a).length();
+                    let feed = match pass.feeds {
+                        PassFeeds::Operation(f) => {
+                            if m.kind == MoveKind::Plunge {
+                                f.plunge_feed
+                            } else {
+                                f.feed
+                            }
+                        }
+                        PassFeeds::PerMove(f) => f[index],
+                    };
+                    report.feed_length_mm += len;
+                    if feed > 0.0 {
+                        report.feed_time_s += len / feed * 60.0;
+                    }
+                }
+                report.removed_mm3 += hit.removed;
+                if hit.depth <= MATERIAL_TOLERANCE {
+                    continue;
+                }
+                let engagement = Engagement {
+                    depth: hit.depth,
+                    width: hit.width(),
+                    at: MoveAt {
+                        index,
+                        line: pass.lines.map(|l| l[index]),
+                        kind: m.kind,
+                        to: m.to,
+                    },
+                };
+                if m.kind == MoveKind::Rapid {
+                    report.rapids_in_material += 1;
+                    report.first_rapid_in_material.get_or_insert(engagement);
+                    continue;
+                }
+                keep_max(&mut report.deepest_cut, engagement, |e| e.depth);
+                keep_max(&mut report.widest_cut, engagement, |e| e.width);
+            }
+            progress(first + hits.len(), moves.len());
+        },
+    )?;
+    Ok(report)
+}
+
+/// What [`machine_moves`] calls after each batch: the index of its first move, its
+/// segments (from, to) and what each did.
+pub type BatchDone<'a> = dyn FnMut(usize, &[(Point3, Point3)], &[crate::stock_model::TileHit]) + 'a;
+
+/// Machines the moves `range` of `toolpath` into `stock` with `cutter` (the moves before
+/// `range.start` already machined), [`BATCH_MOVES`] at a time on the current rayon pool;
+/// after each batch, `each(index of its first move, its segments, what each did)`. Stops
+/// between batches when `cancel` is set.
+pub fn machine_moves(
+    stock: &mut StockModel,
+    cutter: &Cutter,
+    toolpath: &Toolpath,
+    range: std::ops::Range<usize>,
+    cancel: &CancelToken,
+    each: &mut BatchDone<'_>,
+) -> Result<(), SimulateError> {
+    let moves = &toolpath.moves[range.clone()];
     let mut segments = Vec::with_capacity(BATCH_MOVES.min(moves.len()));
-    let mut from = pass.toolpath.start;
+    let mut from = match range.start {
+        0 => toolpath.start,
+        n => toolpath.moves[n - 1].to,
+    };
     for (b, batch) in moves.chunks(BATCH_MOVES).enumerate() {
         if cancel.is_cancelled() {
             return Err(SimulateError::Cancelled);
         }
-        let first = b * BATCH_MOVES;
         segments.clear();
         for m in batch {
             segments.push((from, m.to));
             from = m.to;
         }
-        let hits = stock.machine_batch(&pass.cutter, &segments, b > 0, f64::INFINITY);
-        for (k, hit) in hits.iter().enumerate() {
-            let index = first + k;
-            let m = moves[index];
-            let (a, b) = segments[k];
-            if m.kind != MoveKind::Rapid {
-                let len = (b - a).length();
-                let feed = match pass.feeds {
-                    PassFeeds::Operation(f) => {
-                        if m.kind == MoveKind::Plunge {
-                            f.plunge_feed
-                        } else {
-                            f.feed
-                        }
-                    }
-                    PassFeeds::PerMove(f) => f[index],
-                };
-                report.feed_length_mm += len;
-                if feed > 0.0 {
-                    report.feed_time_s += len / feed * 60.0;
-                }
-            }
-            report.removed_mm3 += hit.removed;
-            if hit.depth <= MATERIAL_TOLERANCE {
-                continue;
-            }
-            let engagement = Engagement {
-                depth: hit.depth,
-                width: hit.width(),
-                at: MoveAt {
-                    index,
-                    line: pass.lines.map(|l| l[index]),
-                    kind: m.kind,
-                    to: m.to,
-                },
-            };
-            if m.kind == MoveKind::Rapid {
-                report.rapids_in_material += 1;
-                report.first_rapid_in_material.get_or_insert(engagement);
-                continue;
-            }
-            keep_max(&mut report.deepest_cut, engagement, |e| e.depth);
-            keep_max(&mut report.widest_cut, engagement, |e| e.width);
-        }
-        progress((first + batch.len()).min(moves.len()), moves.len());
+        // The tool at a batch's first move's start was applied by the move before it,
+        // unless that is the toolpath's start.
+        let covered = range.start + b > 0;
+        let hits = stock.machine_batch(cutter, &segments, covered, f64::INFINITY);
+        each(range.start + b * BATCH_MOVES, &segments, &hits);
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Keeps the engagement with the larger `key`; the earlier move on a tie.

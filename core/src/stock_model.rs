@@ -345,6 +345,37 @@ impl TileHit {
         self.deep = (self.deep.0.min(o.deep.0), self.deep.1.max(o.deep.1));
     }
 
+    /// Counts one cell lowered by `depth` (0 for a cell left as it was) at `across` from the
+    /// move's line: selects, not jumps (whether a cell is cut is as good as random to the
+    /// branch predictor).
+    #[inline]
+    fn add_cut(&mut self, depth: f64, area: f64, across: f64, deep_at: f64) {
+        self.depth = self.depth.max(depth);
+        self.removed += depth * area;
+        let engaged = depth > MATERIAL_TOLERANCE;
+        self.across.0 = if engaged {
+            self.across.0.min(across)
+        } else {
+            self.across.0
+        };
+        self.across.1 = if engaged {
+            self.across.1.max(across)
+        } else {
+            self.across.1
+        };
+        let buried = depth > deep_at;
+        self.deep.0 = if buried {
+            self.deep.0.min(across)
+        } else {
+            self.deep.0
+        };
+        self.deep.1 = if buried {
+            self.deep.1.max(across)
+        } else {
+            self.deep.1
+        };
+    }
+
     /// How wide the cut was, mm (between the outermost lowered cells' centres).
     pub fn width(&self) -> f64 {
         (self.across.1 - self.across.0).max(0.0)
@@ -845,36 +876,15 @@ impl Grid {
                     }
                     shape.height_sq(rho2)
                 };
-                // Branch-free from here (selects, not jumps): whether a cell is cut is as
-                // good as random to the branch predictor.
                 let z = (az + m * (t + w) + h).max(bottom);
                 let cut = z < top;
                 tile.heights[k] = if cut { (z - reference) as f32 } else { stored };
-                let depth = if cut { top - z } else { 0.0 };
-                hit.depth = hit.depth.max(depth);
-                hit.removed += depth * area;
-                let engaged = depth > MATERIAL_TOLERANCE;
-                hit.across.0 = if engaged {
-                    hit.across.0.min(width_across)
-                } else {
-                    hit.across.0
-                };
-                hit.across.1 = if engaged {
-                    hit.across.1.max(width_across)
-                } else {
-                    hit.across.1
-                };
-                let buried = depth > mv.deep_at;
-                hit.deep.0 = if buried {
-                    hit.deep.0.min(width_across)
-                } else {
-                    hit.deep.0
-                };
-                hit.deep.1 = if buried {
-                    hit.deep.1.max(width_across)
-                } else {
-                    hit.deep.1
-                };
+                hit.add_cut(
+                    if cut { top - z } else { 0.0 },
+                    area,
+                    width_across,
+                    mv.deep_at,
+                );
             }
         }
         hit
@@ -951,21 +961,13 @@ impl Grid {
                     if z >= top {
                         continue;
                     }
-                    let depth = top - z;
                     tile.heights[k] = (z - reference) as f32;
-                    hit.depth = hit.depth.max(depth);
-                    hit.removed += depth * area;
-                    if depth > MATERIAL_TOLERANCE {
-                        let across = if mv.len > 0.0 {
-                            (cx - mv.a.x) * mv.uy - (cy - mv.a.y) * mv.ux
-                        } else {
-                            cx - mv.a.x
-                        };
-                        hit.across = (hit.across.0.min(across), hit.across.1.max(across));
-                        if depth > mv.deep_at {
-                            hit.deep = (hit.deep.0.min(across), hit.deep.1.max(across));
-                        }
-                    }
+                    let across = if mv.len > 0.0 {
+                        (cx - mv.a.x) * mv.uy - (cy - mv.a.y) * mv.ux
+                    } else {
+                        cx - mv.a.x
+                    };
+                    hit.add_cut(top - z, area, across, mv.deep_at);
                 }
             }
         }

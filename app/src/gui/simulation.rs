@@ -447,27 +447,16 @@ fn replay(
             } else {
                 tp.moves.len()
             };
-            let from = now.moves;
-            let mut at = if from == 0 {
-                tp.start
-            } else {
-                tp.moves[from - 1].to
-            };
-            let segments: Vec<(Point3, Point3)> = tp.moves[from..end]
-                .iter()
-                .map(|m| {
-                    let s = (at, m.to);
-                    at = m.to;
-                    s
-                })
-                .collect();
-            for batch in segments.chunks(simulate::BATCH_MOVES) {
-                stock.machine_batch(
-                    cutter,
-                    batch,
-                    from > 0 || batch.as_ptr() != segments.as_ptr(),
-                    f64::INFINITY,
-                );
+            let machined = simulate::machine_moves(
+                &mut stock,
+                cutter,
+                tp,
+                now.moves..end,
+                &CancelToken::new(),
+                &mut |_, _, _| {},
+            );
+            if machined.is_err() {
+                return;
             }
             now = if now.op == want.op {
                 want
