@@ -477,3 +477,67 @@ fn simulate_shows_the_stock_the_program_leaves_and_goes_when_the_program_changes
     assert!(!t.app().view_has_simulated_stock());
     assert!(!t.has_text("No gouge"), "{}", t.texts());
 }
+
+/// Rest roughing from the window: ticked in the roughing editor, it needs the operations
+/// before it generated (or generated with it), and then cuts a small part of what a full
+/// roughing would.
+#[test]
+fn rest_roughing_is_ticked_in_the_editor_and_cuts_only_what_is_left() {
+    let _one = one_at_a_time();
+    let mut t = app();
+    let first = t.app().doc().operations.list[0].id;
+    let flat = t.app().doc().operations.get(first).unwrap().tool;
+    assert!(matches!(
+        t.app().doc().operations.get(first).unwrap().strategy,
+        Strategy::Roughing(_)
+    ));
+    // Only the default roughing before it: the finishing operations are switched off.
+    let others: Vec<u64> = t.app().doc().operations.list[1..]
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    for id in others {
+        t.app_mut().edit_operation(id, |o| o.enabled = false);
+    }
+    let params = RoughingParams {
+        stepdown: 1.0,
+        ..RoughingParams::default()
+    };
+    let second = t.app_mut().add_operation(Strategy::Roughing(params), flat);
+    t.app_mut().select_operation(second);
+    t.harness.run_ok();
+    let tick = t.harness.get_by_label("Rest roughing");
+    tick.scroll_to_me();
+    t.harness.run_ok();
+    t.harness.get_by_label("Rest roughing").click();
+    t.harness.run_ok();
+    let rest = |a: &MillpondApp| match a.doc().operations.get(second).unwrap().strategy {
+        Strategy::Roughing(p) => p.rest,
+        _ => unreachable!(),
+    };
+    assert_eq!(rest(t.app()), Some(0.1), "the tick makes it rest roughing");
+    assert!(t.has_text("Rest threshold"), "{}", t.texts());
+
+    // Alone, it has nothing to start from.
+    t.app_mut().generate(false);
+    t.harness.run_ok();
+    assert!(!t.app().compute.is_running());
+    assert!(t.has_text("first: rest roughing"), "{}", t.texts());
+
+    // With the roughing before it (one batch, in order): a small part of the cut.
+    t.app_mut().generate(true);
+    assert!(
+        t.run_until(Duration::from_secs(180), |a| !a.compute.is_running()
+            && a.toolpath(second).is_some()),
+        "{} {:?}",
+        t.texts(),
+        t.app().op_errors
+    );
+    let cut = |id| t.app().results[&id].stats.cut_length;
+    assert!(
+        cut(second) > 0.0 && cut(second) < 0.5 * cut(first),
+        "rest {} mm, first {} mm",
+        cut(second),
+        cut(first)
+    );
+}

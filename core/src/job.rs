@@ -11,6 +11,7 @@ use crate::geom::Point3;
 use crate::index::TriangleIndex;
 use crate::mesh::{Mesh, MeshHash};
 use crate::raster::{self, RasterSpec};
+use crate::rest::RestMaterial;
 use crate::toolpath::Toolpath;
 use crate::waterline::{self, Chain, ContourSpec, Level, WaterlineSpec};
 use serde::{Deserialize, Serialize};
@@ -345,6 +346,9 @@ pub struct JobContext {
     mesh: Arc<Mesh>,
     index: Arc<TriangleIndex>,
     spec: JobSpec,
+    /// What the earlier operations left for a rest roughing job: needed to assemble its
+    /// toolpath, not to compute its chunks, so it stays with the job's owner.
+    rest: Option<Arc<RestMaterial>>,
 }
 
 /// Raster lines longer than this are computed in pieces, so a cancel is seen within
@@ -367,7 +371,38 @@ impl JobContext {
                 actual: mesh.hash(),
             });
         }
-        Ok(Self { mesh, index, spec })
+        Ok(Self {
+            mesh,
+            index,
+            spec,
+            rest: None,
+        })
+    }
+
+    /// Gives a rest roughing job the material the earlier operations left
+    /// ([`RestMaterial::trace`], for this job's levels).
+    pub fn with_rest(mut self, rest: Arc<RestMaterial>) -> Result<Self, JobError> {
+        let levels = match &self.spec.operation {
+            Operation::Rough(r) if r.rest.is_some() => r.contours.levels.len(),
+            _ => {
+                return Err(JobError::Invalid(
+                    "only a rest roughing operation takes the earlier operations' stock".into(),
+                ));
+            }
+        };
+        if rest.layers.len() != levels {
+            return Err(JobError::Invalid(format!(
+                "the rest material has {} layers for {levels} levels",
+                rest.layers.len()
+            )));
+        }
+        self.rest = Some(rest);
+        Ok(self)
+    }
+
+    /// The rest material given with [`with_rest`](Self::with_rest).
+    pub fn rest(&self) -> Option<&Arc<RestMaterial>> {
+        self.rest.as_ref()
     }
 
     pub fn spec(&self) -> &JobSpec {
@@ -563,9 +598,22 @@ impl JobContext {
                     Operation::Waterline(w) => Ok(JobOutput::Toolpath(waterline::toolpath(
                         &model, tool, w, &levels,
                     ))),
-                    Operation::Rough(r) => Ok(JobOutput::Toolpath(crate::rough::toolpath(
-                        &model, tool, r, &levels,
-                    ))),
+                    Operation::Rough(r) => {
+                        let rest = match (r.rest, &self.rest) {
+                            (None, _) => None,
+                            (Some(_), Some(m)) => Some(&**m),
+                            (Some(_), None) => {
+                                return Err(JobError::Invalid(
+                                    "rest roughing needs the stock the earlier operations \
+                                     left: simulate them first"
+                                        .into(),
+                                ));
+                            }
+                        };
+                        Ok(JobOutput::Toolpath(crate::rough::toolpath(
+                            &model, tool, r, &levels, rest,
+                        )))
+                    }
                     _ => Ok(JobOutput::Contours(levels)),
                 }
             }

@@ -237,6 +237,9 @@ struct RoughingV1 {
     milling: String,
     sampling: f64,
     ramp_angle: f64,
+    /// Rest roughing's threshold, mm; absent: the whole stock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rest: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -399,6 +402,7 @@ impl Job {
                         milling: MILLING.word(p.milling).into(),
                         sampling: p.sampling,
                         ramp_angle: p.ramp_angle,
+                        rest: p.rest,
                     });
                 }
                 Strategy::RasterFinishing(p) => {
@@ -920,6 +924,9 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
             check_setting(&params::ALLOWANCE, p.allowance, &k("allowance"))?;
             check_setting(&params::SAMPLING, p.sampling, &k("sampling"))?;
             check_setting(&params::RAMP_ANGLE, p.ramp_angle, &k("ramp_angle"))?;
+            if let Some(t) = p.rest {
+                check_setting(&params::REST, t, &k("rest"))?;
+            }
             let stepover: Stepover = p.stepover.parse().map_err(|e| (k("stepover"), e))?;
             Strategy::Roughing(RoughingParams {
                 stepdown: p.stepdown,
@@ -929,6 +936,7 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
                 milling: word(MILLING.value(&p.milling), &k("milling"))?,
                 sampling: p.sampling,
                 ramp_angle: p.ramp_angle,
+                rest: p.rest,
             })
         } else if let Some(p) = &o.raster_finishing {
             let k = |n| sub("raster_finishing", n);

@@ -25,6 +25,7 @@ pub mod placement;
 pub mod planner;
 pub mod program;
 pub mod raster;
+pub mod rest;
 pub mod rough;
 pub mod runner;
 pub mod setup;

@@ -196,6 +196,8 @@ pub enum Preset {
     Word(&'static str),
     /// Worked out when the operation is planned; says from what.
     Derived(&'static str),
+    /// Not in use unless given; says what happens then.
+    Off(&'static str),
 }
 
 impl fmt::Display for Preset {
@@ -203,7 +205,7 @@ impl fmt::Display for Preset {
         match self {
             Preset::Number(v) => write!(f, "{v}"),
             Preset::Stepover(s) => write!(f, "{s}"),
-            Preset::Word(w) | Preset::Derived(w) => f.write_str(w),
+            Preset::Word(w) | Preset::Derived(w) | Preset::Off(w) => f.write_str(w),
         }
     }
 }
@@ -313,6 +315,7 @@ pub static OPERATION_SETTINGS: &[&Setting] = &[
     &PATTERN_SETTING,
     &MILLING_SETTING,
     &RAMP_ANGLE,
+    &REST,
 ];
 
 /// A stepover given as a share of the tool diameter (roughing's usual "40 % of D"); the
@@ -598,6 +601,20 @@ pub static RAMP_ANGLE: Setting = Setting {
     default: |_| Some(Preset::Number(RoughingParams::default().ramp_angle)),
 };
 
+pub static REST: Setting = Setting {
+    key: "rest",
+    flag: "--rest",
+    label: "Rest threshold",
+    help: "Clear only where the operations before this one left more than this above the \
+           model plus the allowance: rest roughing, typically a smaller tool after a big one \
+           (the earlier operations are simulated to find it)",
+    cli_help: None,
+    range: Some(Range::new(0.0, 100.0, Unit::Mm)),
+    strategies: Strategies::ROUGHING,
+    required_on_command_line: Strategies::NONE,
+    default: |_| Some(Preset::Off("off: the whole stock")),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,7 +659,7 @@ mod tests {
                     (Preset::Stepover(Stepover::Percent(p)), _) => {
                         assert_eq!(STEPOVER_PERCENT.check(p), Ok(p))
                     }
-                    (Preset::Word(_) | Preset::Derived(_), None) => {}
+                    (Preset::Word(_) | Preset::Derived(_), None) | (Preset::Off(_), _) => {}
                     other => panic!("{}, {kind:?}: {other:?}", s.key),
                 }
             }

@@ -5,8 +5,13 @@
 //! program, bit for bit, whichever front end the machinist used (ARCHITECTURE.md §6.3).
 
 use crate::gcode::{self, Dialect};
+use crate::index::TriangleIndex;
+use crate::job::{CancelToken, Operation};
 use crate::job_file::Job;
+use crate::mesh::Mesh;
+use crate::rest::RestMaterial;
 use crate::setup::{OperationDef, Setup, WorkZeroChoice};
+use crate::simulate::SimulateError;
 use crate::stock_model::{self, EngagementReport, ProgramStep, StockModelError};
 use crate::tools::Tool;
 use crate::{Cutter, Feeds, JobSpec, Toolpath};
@@ -53,6 +58,15 @@ impl PlannedOp {
             max_depth_of_cut: tool.max_depth_of_cut(&cutter),
             spec,
         })
+    }
+
+    /// Rest roughing's threshold, where this operation is one: its toolpath depends on what
+    /// the operations before it leave ([`Program::rest_material`]).
+    pub fn rest(&self) -> Option<f64> {
+        match &self.spec.operation {
+            Operation::Rough(r) => r.rest,
+            _ => None,
+        }
     }
 
     /// Whether a toolpath computed for `self` is still the one `other` would compute and
@@ -169,6 +183,37 @@ impl Program {
             })
             .collect();
         stock_model::check_program(self.setup.stock, &steps)
+    }
+
+    /// What the operations before `op` (an index in `ops`) leave for it to cut, where it is
+    /// rest roughing: their toolpaths (`earlier`, in order) machined into the stock, on
+    /// cells a tenth of this operation's tool radius (see [`RestMaterial::left_by`]), compared with
+    /// the model at its levels. Runs on the current rayon pool; stops when `cancel` is set.
+    pub fn rest_material(
+        &self,
+        op: usize,
+        earlier: &[&Toolpath],
+        mesh: &Mesh,
+        index: &TriangleIndex,
+        cancel: &CancelToken,
+    ) -> Result<Option<RestMaterial>, SimulateError> {
+        let planned = &self.ops[op].1;
+        if planned.rest().is_none() {
+            return Ok(None);
+        }
+        if earlier.len() != op {
+            return Err(SimulateError::Input(format!(
+                "{}: rest roughing needs the toolpaths of the {op} operations before it, got {}",
+                planned.name,
+                earlier.len()
+            )));
+        }
+        let earlier: Vec<(Cutter, &Toolpath)> = self.ops[..op]
+            .iter()
+            .zip(earlier)
+            .map(|((_, o), tp)| (o.cutter, *tp))
+            .collect();
+        RestMaterial::left_by(&self.setup, &earlier, &planned.spec, mesh, index, cancel)
     }
 
     /// What the program check found: deep cuts, rapids into material, uncut stock — one line

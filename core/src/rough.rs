@@ -16,6 +16,7 @@ use crate::error::JobError;
 use crate::geom::{Aabb, Point3};
 use crate::links::{Links, hop};
 use crate::raster::move_is_clear;
+use crate::rest::RestMaterial;
 use crate::toolpath::{MoveKind, Toolpath};
 use crate::waterline::{ContourSpec, Level, Milling};
 use i_overlay::core::fill_rule::FillRule;
@@ -56,6 +57,10 @@ pub struct RoughSpec {
     pub links: Links,
     /// Angle of entry ramps, degrees from horizontal.
     pub ramp_angle: f64,
+    /// Rest roughing: clear only where the stock the earlier operations left stands more
+    /// than this above the layer and the model plus allowance, mm ([`crate::rest`]); `None`
+    /// clears the whole stock.
+    pub rest: Option<f64>,
 }
 
 /// Most clearing passes per layer (a guard against absurd stepovers on huge stock).
@@ -91,6 +96,11 @@ impl RoughSpec {
                 "link clearance height ({}) must be at or above the stock top ({})",
                 self.links.clearance_z, self.stock.max.z
             ));
+        }
+        if let Some(t) = self.rest
+            && !(t.is_finite() && t >= 0.0)
+        {
+            return invalid(format!("the rest threshold must be zero or more, got {t}"));
         }
         if !(self.ramp_angle.is_finite() && self.ramp_angle > 0.0 && self.ramp_angle <= 90.0) {
             return invalid(format!(
@@ -237,7 +247,7 @@ fn despiked(ring: &Ring, width: f64) -> Ring {
 /// A closed ring with the points dropped that lie within `tol` of the chord joining the kept
 /// points around them (Douglas–Peucker, split at the point farthest from the first). Written
 /// here rather than taken from `geo` for one function.
-fn thinned(ring: &Ring, tol: f64) -> Ring {
+pub(crate) fn thinned(ring: &Ring, tol: f64) -> Ring {
     let n = ring.len();
     if n < 4 {
         return ring.clone();
@@ -383,12 +393,14 @@ fn inside_area(area: &Shapes, a: [f64; 2], b: [f64; 2]) -> bool {
 
 /// Builds the roughing toolpath from the layers' contours (in layer order, top down).
 /// `model` is the job's contact (the tool grown by the allowance) with no floor: what each
-/// layer's boundary is checked against.
+/// layer's boundary is checked against. With `rest`, each layer clears only the part of its
+/// area from which the tool reaches the material left there.
 pub fn toolpath(
     model: &DropCutter<'_>,
     tool: Cutter,
     spec: &RoughSpec,
     levels: &[Level],
+    rest: Option<&RestMaterial>,
 ) -> Toolpath {
     let flat_radius = match tool {
         Cutter::Flat { diameter } => diameter / 2.0,
@@ -411,8 +423,12 @@ pub fn toolpath(
     // each layer on its own, so the result does not depend on the thread count.
     let layers: Vec<(Shapes, Vec<Ring>)> = levels
         .par_iter()
-        .map(|level| {
-            let area = clear_area(model, &spec.stock, tool.radius(), level, first_margin);
+        .enumerate()
+        .map(|(k, level)| {
+            let mut area = clear_area(model, &spec.stock, tool.radius(), level, first_margin);
+            if let Some(rest) = rest {
+                area = rest.restrict(&area, k, tool.radius());
+            }
             let paths = layer_paths(&area, spec);
             (area, paths)
         })

@@ -91,6 +91,10 @@ pub enum RunError {
     /// The results could not be assembled (a result failed its checks).
     #[error(transparent)]
     Job(#[from] JobError),
+    /// What the job is computed from could not be made ready (the stock the operations
+    /// before a rest roughing one leave); the message says why, in the user's words.
+    #[error("{0}")]
+    Prepare(String),
     /// The pool failed the job or stopped; the message says which, in the user's words.
     #[error("{0}")]
     Pool(String),

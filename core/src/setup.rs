@@ -173,6 +173,10 @@ pub struct RoughingParams {
     pub sampling: f64,
     /// Entry ramp angle, degrees from horizontal.
     pub ramp_angle: f64,
+    /// Rest roughing: clear only where the earlier operations left more than this above the
+    /// model plus allowance, mm (typically a smaller tool after a big one). `None`: clear
+    /// the whole stock.
+    pub rest: Option<f64>,
 }
 
 impl Default for RoughingParams {
@@ -186,6 +190,7 @@ impl Default for RoughingParams {
             milling: Milling::Climb,
             sampling: 0.25,
             ramp_angle: 3.0,
+            rest: None,
         }
     }
 }
@@ -550,6 +555,7 @@ impl Setup {
                     safe_z,
                     links,
                     ramp_angle: p.ramp_angle,
+                    rest: p.rest,
                 })
             }
             Strategy::RasterFinishing(p) => {

@@ -98,6 +98,9 @@ pub struct PassReport {
     pub widest_cut: Option<Engagement>,
     /// Feed moves' length, mm, and time at their feed, s (no acceleration).
     pub feed_length_mm: f64,
+    /// Length of the feed moves that cut nothing (no cell deeper than
+    /// [`MATERIAL_TOLERANCE`]): links and passes in air, mm. What rest roughing saves.
+    pub air_cut_mm: f64,
     pub feed_time_s: f64,
 }
 
@@ -153,6 +156,7 @@ pub fn simulate_pass(
         deepest_cut: None,
         widest_cut: None,
         feed_length_mm: 0.0,
+        air_cut_mm: 0.0,
         feed_time_s: 0.0,
     };
     machine_moves(
@@ -179,6 +183,9 @@ pub fn simulate_pass(
                         PassFeeds::PerMove(f) => f[index],
                     };
                     report.feed_length_mm += len;
+                    if hit.depth <= MATERIAL_TOLERANCE {
+                        report.air_cut_mm += len;
+                    }
                     if feed > 0.0 {
                         report.feed_time_s += len / feed * 60.0;
                     }
@@ -340,7 +347,7 @@ impl Verification {
 
 /// The target height of every cell of one tile (row by row): the highest point of the
 /// model's triangles over the cell's centre, or `NaN` where no triangle covers it.
-fn model_top(cells: &TileCells<'_>, target: &Target<'_>, cell: f64) -> Vec<f64> {
+pub(crate) fn model_top(cells: &TileCells<'_>, target: &Target<'_>, cell: f64) -> Vec<f64> {
     let (_, (w, h)) = cells.extent();
     let mut top = vec![f64::NAN; w * h];
     let (x0, y0) = cells.origin();

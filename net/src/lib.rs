@@ -317,13 +317,18 @@ impl Pool {
         index: Arc<TriangleIndex>,
         spec: JobSpec,
     ) -> Result<JobHandle, PoolError> {
+        let ctx = JobContext::new(mesh, index, spec).map_err(|e| PoolError::Job(e.to_string()))?;
+        self.submit_job(ctx)
+    }
+
+    /// As [`submit`](Self::submit), for a job already bound to its mesh: what only the owner
+    /// needs to assemble it (a rest roughing job's material) stays with it.
+    pub fn submit_job(&self, ctx: JobContext) -> Result<JobHandle, PoolError> {
         let (events_tx, events) = std::sync::mpsc::channel();
         let (reply_tx, reply) = std::sync::mpsc::channel();
         self.tx
             .send(Event::Submit {
-                mesh,
-                index,
-                spec,
+                ctx: Box::new(ctx),
                 events: events_tx,
                 reply: reply_tx,
             })
@@ -379,8 +384,7 @@ impl Executor for Pool {
         cancel: &CancelToken,
         on_event: &(dyn Fn(RunEvent<'_>) + Sync),
     ) -> Result<JobOutput, RunError> {
-        self.submit(job.mesh().clone(), job.index().clone(), job.spec().clone())?
-            .follow(cancel, on_event)
+        self.submit_job(job.clone())?.follow(cancel, on_event)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::stats::PoolStats;
 use crate::wire::{self, JobId, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use millpond_core::job::JobOutput;
-use millpond_core::{JobSpec, Mesh, TriangleIndex};
+use millpond_core::{JobContext, TriangleIndex};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -32,9 +32,7 @@ pub enum Event {
     LinkUp(Box<NewLink>),
     /// The app submits a job: its events go to `events`, its id or refusal to `reply`.
     Submit {
-        mesh: Arc<Mesh>,
-        index: Arc<TriangleIndex>,
-        spec: JobSpec,
+        ctx: Box<JobContext>,
         events: std::sync::mpsc::Sender<JobEvent>,
         reply: std::sync::mpsc::Sender<Result<JobId, PoolError>>,
     },
@@ -126,15 +124,9 @@ impl Shell {
                     input
                 }
                 Event::LinkUp(nl) => self.link_up(*nl),
-                Event::Submit {
-                    mesh,
-                    index,
-                    spec,
-                    events,
-                    reply,
-                } => {
+                Event::Submit { ctx, events, reply } => {
                     self.submitting = Some((events, reply));
-                    Input::Submit { mesh, index, spec }
+                    Input::Submit { ctx }
                 }
                 Event::Tick => Input::Tick {
                     links: self.link_stats(),

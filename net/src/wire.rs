@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of this protocol. Peers must match exactly.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).

@@ -614,6 +614,97 @@ fn local_cores_and_the_pool_run_a_job_through_one_executor() {
     pool.shutdown();
 }
 
+/// Rest roughing is assembled by the job's owner from the material the earlier operation
+/// left, which never crosses the wire: through the pool it gives the local toolpath bit for
+/// bit, and it is not the full roughing.
+#[test]
+fn rest_roughing_through_the_pool_is_the_local_one() {
+    use millpond_core::rest::RestMaterial;
+    use millpond_core::setup::{RoughingParams, Setup, Stock, Strategy};
+    let t0 = Instant::now();
+    let (mesh, index) = model();
+    let setup = Setup::new(
+        mesh.hash(),
+        mesh.bounds(),
+        &Stock::around_model(3.0, 1.0, 0.0),
+    )
+    .unwrap();
+    let rough = |diameter, rest| {
+        let p = RoughingParams {
+            rest,
+            ..RoughingParams::default()
+        };
+        setup
+            .plan(&Strategy::Roughing(p), Cutter::Flat { diameter })
+            .unwrap()
+    };
+    let local = Local { threads: 2 };
+    let run = |ctx: &JobContext, e: &dyn Executor| match e
+        .run(ctx, &CancelToken::new(), &|_| {})
+        .unwrap()
+    {
+        JobOutput::Toolpath(tp) => tp,
+        other => panic!("not a toolpath: {other:?}"),
+    };
+    let big = run(
+        &JobContext::new(mesh.clone(), index.clone(), rough(6.0, None)).unwrap(),
+        &local,
+    );
+    let spec = rough(2.0, Some(0.1));
+    let material = RestMaterial::left_by(
+        &setup,
+        &[(Cutter::Flat { diameter: 6.0 }, &big)],
+        &spec,
+        mesh,
+        index,
+        &CancelToken::new(),
+    )
+    .unwrap()
+    .expect("a rest job");
+    let bare = JobContext::new(mesh.clone(), index.clone(), spec.clone()).unwrap();
+    let err = local.run(&bare, &CancelToken::new(), &|_| {}).unwrap_err();
+    assert!(err.to_string().contains("rest roughing needs"), "{err}");
+    let job = bare.with_rest(Arc::new(material)).unwrap();
+    let want = run(&job, &local);
+    let full = run(
+        &JobContext::new(mesh.clone(), index.clone(), rough(2.0, None)).unwrap(),
+        &local,
+    );
+    let cut = |tp: &millpond_core::Toolpath| {
+        let mut from = tp.start;
+        let mut length = 0.0;
+        for m in &tp.moves {
+            if m.kind != millpond_core::toolpath::MoveKind::Rapid {
+                length += (m.to - from).length();
+            }
+            from = m.to;
+        }
+        length
+    };
+    eprintln!(
+        "rest roughing: {} moves, {:.0} mm at feed; full: {} moves, {:.0} mm",
+        want.moves.len(),
+        cut(&want),
+        full.moves.len(),
+        cut(&full)
+    );
+    assert!(cut(&want) * 2.0 < cut(&full), "rest {want:?}");
+
+    eprintln!("local runs: {:.2} s", t0.elapsed().as_secs_f64());
+    let mut c = Cluster::new("rest");
+    let a = c.serve("A", &[]);
+    let pool = member("O", &[a], 1, SECRET);
+    wait_for_hosts(&pool, &["A"], &[]);
+    let t = Instant::now();
+    let got = run(&job, &pool);
+    eprintln!(
+        "rest roughing in the pool: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_identical(&JobOutput::Toolpath(got), &JobOutput::Toolpath(want));
+    pool.shutdown();
+}
+
 /// A loop O–A–B–C–O: every job reaches each member by two paths. Announcements are taken
 /// up once (each member ends each job exactly once), and the results are identical.
 #[test]

@@ -59,6 +59,7 @@ fn rough_job(s: &Setup, cutter: Cutter, pattern: ClearPattern, allowance: f64) -
                 cutter.diameter(),
             ),
             ramp_angle: 3.0,
+            rest: None,
         }),
     };
     JobContext::new(s.mesh.clone(), s.index.clone(), spec).unwrap()

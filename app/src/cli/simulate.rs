@@ -514,6 +514,7 @@ fn operation_json(r: &PassReport, check: Option<&Verification>) -> Value {
         "deepest_cut": engagement_json(r.deepest_cut.as_ref(), None),
         "widest_cut": engagement_json(r.widest_cut.as_ref(), None),
         "feed_length_mm": r.feed_length_mm,
+        "air_cut_mm": r.air_cut_mm,
         "feed_time_s": r.feed_time_s,
         "verification": check.map(verification_json),
     })

@@ -20,7 +20,7 @@ use millpond_core::job_file::{self, Job, ModelFile, ModelRef, Output};
 use millpond_core::params::{
     self, ALLOWANCE, AXIS_SETTING, BOUNDS, DIRECTION_SETTING, FEED, MARGIN, MERGE_TOLERANCE,
     MILLING_SETTING, NAME, OPERATION_SETTINGS, PATTERN_SETTING, PLUNGE_FEED, Preset, RAMP_ANGLE,
-    SAMPLING, SPINDLE_SPEED, STEPDOWN, STEPOVER, Setting, Strategies, StrategyKind, TOOL,
+    REST, SAMPLING, SPINDLE_SPEED, STEPDOWN, STEPOVER, Setting, Strategies, StrategyKind, TOOL,
     TOOL_NUMBER,
 };
 use millpond_core::placement::Placement;
@@ -36,6 +36,7 @@ use millpond_core::waterline::Milling;
 use millpond_core::{Aabb, Cutter, Feeds, JobContext, MachineProfile, Point3, Rect, Toolpath};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -255,6 +256,7 @@ const JOB_FLAGS: &[&str] = &[
     "pattern",
     "milling",
     "ramp_angle",
+    "rest",
     "feed",
     "plunge_feed",
     "spindle",
@@ -335,6 +337,9 @@ pub struct ToolpathArgs {
     #[arg(long = RAMP_ANGLE.long(), help = flag_help(&RAMP_ANGLE),
         value_parser = number(&RAMP_ANGLE), allow_hyphen_values = true)]
     pub ramp_angle: Option<f64>,
+    #[arg(long = REST.long(), help = flag_help(&REST),
+        value_parser = number(&REST), allow_hyphen_values = true)]
+    pub rest: Option<f64>,
     #[arg(long = FEED.long(), help = flag_help(&FEED), value_parser = number(&FEED),
         allow_hyphen_values = true)]
     pub feed: Option<f64>,
@@ -632,6 +637,7 @@ pub struct OpOptions {
     pub pattern: Option<PatternArg>,
     pub milling: Option<MillingArg>,
     pub ramp_angle: Option<f64>,
+    pub rest: Option<f64>,
 }
 
 impl OpOptions {
@@ -656,6 +662,7 @@ impl OpOptions {
             ("pattern", self.pattern.is_some()),
             ("milling", self.milling.is_some()),
             ("ramp-angle", self.ramp_angle.is_some()),
+            ("rest", self.rest.is_some()),
         ];
         set.into_iter()
             .filter(|(_, s)| *s)
@@ -684,6 +691,7 @@ impl OpOptions {
             "pattern" => self.pattern = Some(parse_choice(v)?),
             "milling" => self.milling = Some(parse_choice(v)?),
             "ramp-angle" => self.ramp_angle = Some(number(&RAMP_ANGLE)(v)?),
+            "rest" => self.rest = Some(number(&REST)(v)?),
             _ => return Err(format!("unknown key \"{key}\"")),
         }
         Ok(())
@@ -796,6 +804,7 @@ fn build(
                 milling: o.milling.map_or(d.milling, Milling::from),
                 sampling: o.sampling.unwrap_or(d.sampling),
                 ramp_angle: o.ramp_angle.unwrap_or(d.ramp_angle),
+                rest: o.rest.or(d.rest),
             })
         }
     };
@@ -941,6 +950,7 @@ impl ToolpathArgs {
             pattern: self.pattern,
             milling: self.milling,
             ramp_angle: self.ramp_angle,
+            rest: self.rest,
         }
     }
 
@@ -1169,17 +1179,52 @@ pub(crate) fn compute_toolpaths(
                 .with_context(|| origins[*k].clone())
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut toolpaths = Vec::with_capacity(jobs.len());
-    for (ctx, (k, op)) in jobs.iter().zip(&program.ops) {
+    let mut toolpaths: Vec<(Toolpath, f64)> = Vec::with_capacity(jobs.len());
+    for (n, (ctx, (k, op))) in jobs.into_iter().zip(&program.ops).enumerate() {
         let t0 = Instant::now();
-        let label = format!("{}. {}", toolpaths.len() + 1, op.name);
-        let output = super::run(ctx, executor, &label, quiet)?;
+        let label = format!("{}. {}", n + 1, op.name);
+        let ctx = match rest_material(program, n, &toolpaths, model)? {
+            Some(rest) => {
+                if !quiet {
+                    eprintln!(
+                        "{label}: rest roughing: the {n} operations before it simulated on \
+                         {:.3} mm cells in {:.2} s",
+                        rest.cell,
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
+                ctx.with_rest(Arc::new(rest))
+                    .with_context(|| origins[*k].clone())?
+            }
+            None => ctx,
+        };
+        let output = super::run(&ctx, executor, &label, quiet)?;
         let JobOutput::Toolpath(tp) = output else {
             bail!("internal error: {} produced no toolpath", origins[*k]);
         };
         toolpaths.push((tp, t0.elapsed().as_secs_f64()));
     }
     Ok(toolpaths)
+}
+
+/// What the operations before operation `n` of `program` left for it, where it is rest
+/// roughing (`computed`: their toolpaths), simulated on all cores.
+pub(crate) fn rest_material(
+    program: &run_job::Program,
+    n: usize,
+    computed: &[(Toolpath, f64)],
+    model: &JobModel,
+) -> Result<Option<millpond_core::rest::RestMaterial>> {
+    let earlier: Vec<&Toolpath> = computed.iter().map(|(tp, _)| tp).collect();
+    program
+        .rest_material(
+            n,
+            &earlier,
+            &model.mesh,
+            &model.index,
+            &millpond_core::CancelToken::new(),
+        )
+        .map_err(|e| anyhow!("{e}"))
 }
 
 pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
@@ -1442,6 +1487,7 @@ mod tests {
             ("t", _) => "3".into(),
             ("name", _) => "Walls".into(),
             ("bounds", _) => "0:1:0:1".into(),
+            ("rest", _) => "0.2".into(),
             (_, Some(Preset::Number(v))) => v.to_string(),
             (_, Some(Preset::Stepover(Stepover::Percent(p)))) => format!("{p}%"),
             (_, Some(Preset::Stepover(Stepover::Mm(v)))) => v.to_string(),

@@ -6,7 +6,7 @@
 //! per frame.
 
 use super::check::ProgramCheck;
-use super::compute::{Backend, Compute, ComputeEvent, Computed, JobRequest};
+use super::compute::{Backend, Compute, ComputeEvent, Computed, EarlierOp, JobRequest, RestInput};
 use super::dialogs::{self, Choice, PendingDialog};
 use super::document::{Command, Document, History};
 use super::export::{self, Exporter, Summary};
@@ -1067,6 +1067,54 @@ impl MillpondApp {
 
     // ----- computing -----
 
+    /// What rest roughing operation `id` is computed from: the enabled operations before it,
+    /// each with its toolpath unless `batch` (the operations about to be computed, in order)
+    /// computes it first.
+    fn rest_input(&self, id: u64, batch: &[u64]) -> Result<RestInput, String> {
+        let model = self.doc.model.as_ref().ok_or("open a model first")?;
+        let setup = Setup::new(model.mesh.hash(), model.bounds(), &self.doc.stock)
+            .map_err(|e| e.to_string())?;
+        let mut earlier = Vec::new();
+        for o in &self.doc.operations.list {
+            if o.id == id {
+                break;
+            }
+            if !o.enabled {
+                continue;
+            }
+            let in_batch = batch.iter().take_while(|b| **b != id).any(|b| *b == o.id);
+            let result = self.results.get(&o.id);
+            let cutter = match result.filter(|_| !in_batch) {
+                Some(r) => r.computed.planned.cutter,
+                None => {
+                    operations::plan(
+                        o,
+                        &self.doc.tools,
+                        model,
+                        &self.doc.stock,
+                        self.prefs.rapid_rate,
+                    )?
+                    .cutter
+                }
+            };
+            let toolpath = result.map(|r| r.computed.toolpath.clone());
+            if toolpath.is_none() && !in_batch {
+                return Err(format!(
+                    "generate \"{}\" first: rest roughing cuts only what the operations before \
+                     it leave",
+                    o.name
+                ));
+            }
+            earlier.push(EarlierOp {
+                op_id: o.id,
+                name: o.name.clone(),
+                cutter,
+                toolpath: if in_batch { None } else { toolpath },
+            });
+        }
+        Ok(RestInput { setup, earlier })
+    }
+
     /// Plans and starts the selected operation (`all == false`) or every enabled one, in
     /// order. Problems (no model, a bad parameter) show in the banner and per operation.
     pub fn generate(&mut self, all: bool) {
@@ -1094,7 +1142,7 @@ impl MillpondApp {
             return;
         }
         let mut jobs = Vec::new();
-        for id in ids {
+        for &id in &ids {
             let Some(op) = self.doc.operations.get(id) else {
                 continue;
             };
@@ -1107,6 +1155,18 @@ impl MillpondApp {
             ) {
                 Ok(planned) => {
                     self.op_errors.remove(&id);
+                    let rest = match planned.rest() {
+                        Some(_) => match self.rest_input(id, &ids) {
+                            Ok(r) => Some(r),
+                            Err(e) => {
+                                self.op_errors.insert(id, e.clone());
+                                self.banners
+                                    .push(format!("Cannot generate \"{}\": {e}", op.name));
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     jobs.push(JobRequest {
                         op_id: id,
                         name: op.name.clone(),
@@ -1114,6 +1174,7 @@ impl MillpondApp {
                         index: model.index.clone(),
                         planned,
                         generation: model.generation,
+                        rest,
                     });
                 }
                 Err(e) => {

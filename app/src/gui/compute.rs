@@ -10,8 +10,10 @@
 
 use millpond_core::job::JobOutput;
 use millpond_core::program::PlannedOp;
+use millpond_core::rest::RestMaterial;
 use millpond_core::runner::{Executor, Local, Progress, RunError, RunEvent, WorkerChunk};
-use millpond_core::{Aabb, CancelToken, JobContext, Mesh, Point3, Toolpath, TriangleIndex};
+use millpond_core::setup::Setup;
+use millpond_core::{Aabb, CancelToken, Cutter, JobContext, Mesh, Point3, Toolpath, TriangleIndex};
 use millpond_net::{Pool, WorkerStats};
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -38,6 +40,27 @@ pub struct JobRequest {
     pub planned: PlannedOp,
     /// The model generation it was planned for.
     pub generation: u64,
+    /// For rest roughing: the stock set up and the operations before it.
+    pub rest: Option<RestInput>,
+}
+
+/// What a rest roughing operation is computed from: the operations before it machine the
+/// stock, and it cuts only what they leave ([`RestMaterial::left_by`]).
+#[derive(Debug, Clone)]
+pub struct RestInput {
+    pub setup: Setup,
+    /// The enabled operations before it, in machining order.
+    pub earlier: Vec<EarlierOp>,
+}
+
+/// An operation before a rest roughing one.
+#[derive(Debug, Clone)]
+pub struct EarlierOp {
+    pub op_id: u64,
+    pub name: String,
+    pub cutter: Cutter,
+    /// Its toolpath, where it has one and is not computed again in the same batch.
+    pub toolpath: Option<Arc<Toolpath>>,
 }
 
 /// What the running operation has computed so far: the CL points of its finished chunks,
@@ -124,7 +147,7 @@ enum Msg {
     },
     Done {
         request: Box<JobRequest>,
-        result: Result<Toolpath, String>,
+        result: Result<Arc<Toolpath>, String>,
         elapsed_s: f64,
     },
     Cancelled {
@@ -395,7 +418,7 @@ impl Compute {
                             push_row(&mut self.finished, row("done"));
                             events.push(ComputeEvent::Finished(Box::new(Computed {
                                 op_id: request.op_id,
-                                toolpath: Arc::new(tp),
+                                toolpath: tp,
                                 planned: request.planned,
                                 generation: request.generation,
                                 elapsed_s,
@@ -484,6 +507,8 @@ fn run_batch(
         let _ = tx.send(m);
         repaint.request_repaint();
     };
+    // This batch's toolpaths so far, for the rest roughing operations after them.
+    let mut done: std::collections::HashMap<u64, Arc<Toolpath>> = Default::default();
     for job in jobs {
         if cancel.is_cancelled() {
             send(Msg::Cancelled {
@@ -499,14 +524,17 @@ fn run_batch(
             chunks_total: spec.chunk_count(),
         });
         let t0 = Instant::now();
-        let result = run_one(&job, &backend, &cancel, &send);
+        let result = run_one(&job, &done, &backend, &cancel, &send).map(Arc::new);
         let elapsed_s = t0.elapsed().as_secs_f64();
         match result {
-            Ok(tp) => send(Msg::Done {
-                request: Box::new(job),
-                result: Ok(tp),
-                elapsed_s,
-            }),
+            Ok(tp) => {
+                done.insert(job.op_id, tp.clone());
+                send(Msg::Done {
+                    request: Box::new(job),
+                    result: Ok(tp),
+                    elapsed_s,
+                })
+            }
             Err(RunError::Cancelled) => {
                 send(Msg::Cancelled {
                     stopped: Instant::now(),
@@ -527,15 +555,44 @@ fn run_batch(
 /// progress reported as they come.
 fn run_one(
     job: &JobRequest,
+    done: &std::collections::HashMap<u64, Arc<Toolpath>>,
     executor: &dyn Executor,
     cancel: &CancelToken,
     send: &(dyn Fn(Msg) + Sync),
 ) -> Result<Toolpath, RunError> {
-    let ctx = JobContext::new(
+    let mut ctx = JobContext::new(
         job.mesh.clone(),
         job.index.clone(),
         job.planned.spec.clone(),
     )?;
+    if let Some(rest) = &job.rest {
+        let mut earlier = Vec::with_capacity(rest.earlier.len());
+        for e in &rest.earlier {
+            let Some(tp) = done.get(&e.op_id).or(e.toolpath.as_ref()) else {
+                return Err(RunError::Prepare(format!(
+                    "generate \"{}\" first: rest roughing cuts only what the operations \
+                     before it leave",
+                    e.name
+                )));
+            };
+            earlier.push((e.cutter, &**tp));
+        }
+        let material = RestMaterial::left_by(
+            &rest.setup,
+            &earlier,
+            &job.planned.spec,
+            &job.mesh,
+            &job.index,
+            cancel,
+        )
+        .map_err(|e| match e {
+            millpond_core::simulate::SimulateError::Cancelled => RunError::Cancelled,
+            e => RunError::Prepare(e.to_string()),
+        })?;
+        if let Some(m) = material {
+            ctx = ctx.with_rest(Arc::new(m))?;
+        }
+    }
     let output = executor.run(&ctx, cancel, &|event| match event {
         // A copy of the chunk's points: cheap next to computing them.
         RunEvent::Chunk(r) => send(Msg::Chunk {
@@ -569,11 +626,10 @@ impl Executor for Backend {
             Backend::Pool { pool, .. } => {
                 let stopped =
                     || RunError::Pool("the pool stopped (server mode was turned off)".into());
-                let handle = pool.upgrade().ok_or_else(stopped)?.submit(
-                    job.mesh().clone(),
-                    job.index().clone(),
-                    job.spec().clone(),
-                )?;
+                let handle = pool
+                    .upgrade()
+                    .ok_or_else(stopped)?
+                    .submit_job(job.clone())?;
                 handle.follow(cancel, on_event)
             }
         }

@@ -1942,6 +1942,27 @@ fn roughing_editor(ui: &mut Ui, p: &mut RoughingParams) {
     milling_row(ui, &mut p.milling);
     setting_drag(ui, &params::RAMP_ANGLE, &mut p.ramp_angle, 0.5);
     setting_drag(ui, &params::SAMPLING, &mut p.sampling, 0.01);
+    rest_row(ui, &mut p.rest);
+}
+
+/// Rest roughing on or off, and its threshold when on.
+fn rest_row(ui: &mut Ui, rest: &mut Option<f64>) {
+    let setting = &params::REST;
+    let l = ui.label("Rest roughing").on_hover_text(setting.tooltip());
+    let mut on = rest.is_some();
+    if ui
+        .checkbox(&mut on, "only what earlier operations left")
+        .on_hover_text(setting.tooltip())
+        .labelled_by(l.id)
+        .changed()
+    {
+        // 0.1 mm: above the simulated stock's rounding, below any allowance worth leaving.
+        *rest = on.then_some(0.1);
+    }
+    ui.end_row();
+    if let Some(t) = rest {
+        setting_drag(ui, setting, t, 0.01);
+    }
 }
 
 fn waterline_editor(ui: &mut Ui, p: &mut WaterlineParams) {

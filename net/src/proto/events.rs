@@ -8,7 +8,7 @@ use crate::stats::{PoolStats, RemoteState};
 use crate::wire::{JobId, Msg, NodeId};
 use millpond_core::job::{ChunkResult, JobContext};
 use millpond_core::mesh::MeshHash;
-use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
+use millpond_core::{CancelToken, Mesh, TriangleIndex};
 use std::sync::Arc;
 
 /// What happened, as the shell tells it.
@@ -74,10 +74,9 @@ pub enum Input {
         error: String,
     },
     /// The app submits a job; answered by [`Action::Submitted`].
+    /// The job comes bound to its mesh, with what only its owner needs to assemble it.
     Submit {
-        mesh: Arc<Mesh>,
-        index: Arc<TriangleIndex>,
-        spec: JobSpec,
+        ctx: Box<JobContext>,
     },
     /// The owner's handle cancels the job.
     Cancel(JobId),
@@ -162,7 +161,7 @@ impl std::fmt::Debug for Input {
             Input::RemoteFailed { remote, error, .. } => {
                 write!(f, "RemoteFailed({remote}, {error})")
             }
-            Input::Submit { spec, .. } => write!(f, "Submit({})", spec.mesh),
+            Input::Submit { ctx } => write!(f, "Submit({})", ctx.spec().mesh),
             Input::Cancel(job) => write!(f, "Cancel({job})"),
             Input::Tick { links } => write!(f, "Tick({} links)", links.len()),
         }

@@ -7,7 +7,7 @@ use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use millpond_core::job::{ChunkResult, JobContext};
 use millpond_core::runner::Progress;
-use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
+use millpond_core::{CancelToken, JobSpec};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -171,15 +171,8 @@ impl JobState {
 }
 
 impl Node {
-    pub(super) fn submit(
-        &mut self,
-        now: Instant,
-        mesh: Arc<Mesh>,
-        index: Arc<TriangleIndex>,
-        spec: JobSpec,
-    ) -> Result<JobId, PoolError> {
-        let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone())
-            .map_err(|e| PoolError::Job(e.to_string()))?;
+    pub(super) fn submit(&mut self, now: Instant, ctx: JobContext) -> Result<JobId, PoolError> {
+        let (mesh, index, spec) = (ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone());
         let id = JobId {
             owner: self.s.id,
             seq: self.next_seq,

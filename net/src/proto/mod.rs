@@ -265,8 +265,8 @@ impl Node {
                     r.failed(now, state, error);
                 }
             }
-            Input::Submit { mesh, index, spec } => {
-                let r = self.submit(now, mesh, index, spec);
+            Input::Submit { ctx } => {
+                let r = self.submit(now, *ctx);
                 self.out.push(Action::Submitted(r));
             }
             Input::Cancel(job) => {

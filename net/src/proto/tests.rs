@@ -97,7 +97,8 @@ fn computed(actions: &[Action]) -> Vec<u32> {
 fn owner_with_child(t0: Instant) -> (Node, JobId) {
     let (mesh, index, spec) = model();
     let mut n = node(1, 1, t0);
-    let a = n.handle(t0, Input::Submit { mesh, index, spec });
+    let ctx = Box::new(JobContext::new(mesh, index, spec).expect("a valid job"));
+    let a = n.handle(t0, Input::Submit { ctx });
     let Some(Action::Submitted(Ok(job))) = a.iter().find(|a| matches!(a, Action::Submitted(_)))
     else {
         panic!("not submitted: {a:?}");

@@ -379,7 +379,8 @@ impl World {
             .collect();
         let expected = ctx.finish(chunks).expect("a local run");
         self.submitting = Some((node, Arc::new(expected)));
-        self.deliver(node, Input::Submit { mesh, index, spec });
+        let ctx = Box::new(ctx);
+        self.deliver(node, Input::Submit { ctx });
     }
 
     /// Injects a result for a chunk never granted on `link` at `node`.
