@@ -540,4 +540,19 @@ fn rest_roughing_is_ticked_in_the_editor_and_cuts_only_what_is_left() {
         cut(second),
         cut(first)
     );
+    assert!(!t.app().is_outdated(second));
+
+    // The roughing before it computed again: the rest is out of date.
+    t.app_mut().select_operation(first);
+    t.app_mut().generate(false);
+    assert!(
+        t.run_until(Duration::from_secs(120), |a| !a.compute.is_running()),
+        "{}",
+        t.texts()
+    );
+    assert!(!t.app().is_outdated(first));
+    assert!(
+        t.app().is_outdated(second),
+        "computed from the old roughing"
+    );
 }

@@ -1217,7 +1217,7 @@ impl MillpondApp {
     }
 
     /// Whether `op`'s toolpath was computed with what the operation, its tool and the stock
-    /// say now.
+    /// say now (and, for rest roughing, from the toolpaths the operations before it have now).
     pub fn is_outdated(&self, op_id: u64) -> bool {
         let (Some(r), Some(op), Some(model)) = (
             self.results.get(&op_id),
@@ -1226,6 +1226,31 @@ impl MillpondApp {
         ) else {
             return false;
         };
+        if !r.computed.rest_from.is_empty() || r.computed.planned.rest().is_some() {
+            let before: Vec<u64> = self
+                .doc
+                .operations
+                .list
+                .iter()
+                .take_while(|o| o.id != op_id)
+                .filter(|o| o.enabled)
+                .map(|o| o.id)
+                .collect();
+            let same = before.len() == r.computed.rest_from.len()
+                && before
+                    .iter()
+                    .zip(&r.computed.rest_from)
+                    .all(|(id, (was, tp))| {
+                        id == was
+                            && self
+                                .results
+                                .get(id)
+                                .is_some_and(|now| Arc::ptr_eq(&now.computed.toolpath, tp))
+                    });
+            if !same {
+                return true;
+            }
+        }
         operations::plan(
             op,
             &self.doc.tools,

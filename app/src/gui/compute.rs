@@ -109,6 +109,9 @@ pub struct Computed {
     pub planned: PlannedOp,
     pub generation: u64,
     pub elapsed_s: f64,
+    /// For rest roughing: the operations before it and the toolpaths it was computed from
+    /// (it is out of date once one of them changes).
+    pub rest_from: Vec<(u64, Arc<Toolpath>)>,
 }
 
 /// What the UI learns from [`Compute::poll`].
@@ -126,6 +129,9 @@ pub enum ComputeEvent {
         latency: Duration,
     },
 }
+
+/// The earlier operations' toolpaths a rest roughing one was computed from.
+type RestFrom = Vec<(u64, Arc<Toolpath>)>;
 
 enum Msg {
     Started {
@@ -147,7 +153,7 @@ enum Msg {
     },
     Done {
         request: Box<JobRequest>,
-        result: Result<Arc<Toolpath>, String>,
+        result: Result<(Arc<Toolpath>, RestFrom), String>,
         elapsed_s: f64,
     },
     Cancelled {
@@ -414,7 +420,7 @@ impl Compute {
                         state,
                     };
                     match result {
-                        Ok(tp) => {
+                        Ok((tp, rest_from)) => {
                             push_row(&mut self.finished, row("done"));
                             events.push(ComputeEvent::Finished(Box::new(Computed {
                                 op_id: request.op_id,
@@ -422,6 +428,7 @@ impl Compute {
                                 planned: request.planned,
                                 generation: request.generation,
                                 elapsed_s,
+                                rest_from,
                             })));
                         }
                         Err(message) => {
@@ -524,14 +531,15 @@ fn run_batch(
             chunks_total: spec.chunk_count(),
         });
         let t0 = Instant::now();
-        let result = run_one(&job, &done, &backend, &cancel, &send).map(Arc::new);
+        let result = run_one(&job, &done, &backend, &cancel, &send);
         let elapsed_s = t0.elapsed().as_secs_f64();
         match result {
-            Ok(tp) => {
+            Ok((tp, rest_from)) => {
+                let tp = Arc::new(tp);
                 done.insert(job.op_id, tp.clone());
                 send(Msg::Done {
                     request: Box::new(job),
-                    result: Ok(tp),
+                    result: Ok((tp, rest_from)),
                     elapsed_s,
                 })
             }
@@ -559,12 +567,13 @@ fn run_one(
     executor: &dyn Executor,
     cancel: &CancelToken,
     send: &(dyn Fn(Msg) + Sync),
-) -> Result<Toolpath, RunError> {
+) -> Result<(Toolpath, RestFrom), RunError> {
     let mut ctx = JobContext::new(
         job.mesh.clone(),
         job.index.clone(),
         job.planned.spec.clone(),
     )?;
+    let mut rest_from = Vec::new();
     if let Some(rest) = &job.rest {
         let mut earlier = Vec::with_capacity(rest.earlier.len());
         for e in &rest.earlier {
@@ -576,6 +585,7 @@ fn run_one(
                 )));
             };
             earlier.push((e.cutter, &**tp));
+            rest_from.push((e.op_id, tp.clone()));
         }
         let material = RestMaterial::left_by(
             &rest.setup,
@@ -602,7 +612,7 @@ fn run_one(
         RunEvent::Progress { progress, worker } => send(Msg::Progress { progress, worker }),
     })?;
     match output {
-        JobOutput::Toolpath(tp) => Ok(tp),
+        JobOutput::Toolpath(tp) => Ok((tp, rest_from)),
         _ => Err(RunError::Pool(
             "internal error: the job produced no toolpath".into(),
         )),
