@@ -18,7 +18,7 @@ use crate::index::TriangleIndex;
 use crate::job::{CancelToken, Operation};
 use crate::mesh::Mesh;
 use crate::setup::Setup;
-use crate::simulate::{self, SimulateError, Target, model_top};
+use crate::simulate::{self, SimulateError, Target, for_each_against};
 use crate::stock_model::StockModel;
 use crate::{Cutter, JobSpec, Toolpath};
 use i_overlay::core::fill_rule::FillRule;
@@ -118,18 +118,9 @@ impl RestMaterial {
         let (nx, ny) = stock.size();
         // Each cell's top and how far it stands above the target, in one pass over the tiles.
         let tiles = stock.fold_tiles(|cells| {
-            let top = model_top(&cells, target, cell);
-            let mut out = Vec::with_capacity(top.len());
-            let mut k = 0;
-            cells.for_each(|_, _, _, _, z| {
-                let model = top[k];
-                k += 1;
-                let aim = if model.is_nan() {
-                    target.floor
-                } else {
-                    model.max(target.floor)
-                };
-                out.push((z, z - aim));
+            let mut out = Vec::new();
+            for_each_against(&cells, target, cell, |_, _, z, _, aim| {
+                out.push((z, z - aim))
             });
             (cells.extent(), out)
         });

@@ -347,7 +347,7 @@ impl Verification {
 
 /// The target height of every cell of one tile (row by row): the highest point of the
 /// model's triangles over the cell's centre, or `NaN` where no triangle covers it.
-pub(crate) fn model_top(cells: &TileCells<'_>, target: &Target<'_>, cell: f64) -> Vec<f64> {
+fn model_top(cells: &TileCells<'_>, target: &Target<'_>, cell: f64) -> Vec<f64> {
     let (_, (w, h)) = cells.extent();
     let mut top = vec![f64::NAN; w * h];
     let (x0, y0) = cells.origin();
@@ -416,26 +416,41 @@ fn raster_triangle(
     }
 }
 
+/// Calls `f(x, y, stock top, model top, aim)` for every cell of one tile, row by row: the
+/// model's top over the cell (`None` off the model) and the height the program should leave
+/// there (the model's top, or the floor where the model does not reach or lies below it).
+pub(crate) fn for_each_against(
+    cells: &TileCells<'_>,
+    target: &Target<'_>,
+    cell: f64,
+    mut f: impl FnMut(f64, f64, f64, Option<f64>, f64),
+) {
+    let top = model_top(cells, target, cell);
+    let mut k = 0;
+    cells.for_each(|_, _, x, y, z| {
+        let model = top[k];
+        k += 1;
+        if model.is_nan() {
+            f(x, y, z, None, target.floor)
+        } else {
+            f(x, y, z, Some(model), model.max(target.floor))
+        }
+    });
+}
+
 /// Compares every cell of `stock` with `target`; a gouge is a cell more than `tolerance`
 /// below the model. Runs a tile at a time on the current rayon pool.
 pub fn verify(stock: &StockModel, target: &Target<'_>, tolerance: f64) -> Verification {
     let cell = stock.cell();
     let area = cell * cell;
     let tiles = stock.fold_tiles(|cells| {
-        let top = model_top(&cells, target, cell);
         let mut v = Verification::empty(tolerance);
-        let mut k = 0;
-        cells.for_each(|_, _, x, y, z| {
-            let model = top[k];
-            k += 1;
+        for_each_against(&cells, target, cell, |x, y, z, model, aim| {
             v.cells += 1;
-            let aim = if model.is_nan() {
-                target.floor
-            } else {
-                model.max(target.floor)
-            };
             let left = z - aim;
-            if !model.is_nan() && z < model - tolerance {
+            if let Some(model) = model
+                && z < model - tolerance
+            {
                 v.gouge_cells += 1;
                 let d = Deviation {
                     deviation: z - model,
@@ -489,20 +504,11 @@ pub fn deviation_image(
     let (nx, ny) = stock.size();
     let cell = stock.cell();
     let tiles = stock.fold_tiles(|cells| {
-        let top = model_top(&cells, target, cell);
-        let mut px = Vec::with_capacity(top.len());
-        let mut k = 0;
-        cells.for_each(|_, _, _, _, z| {
-            let model = top[k];
-            k += 1;
-            let aim = if model.is_nan() {
-                target.floor
-            } else {
-                model.max(target.floor)
-            };
+        let mut px = Vec::new();
+        for_each_against(&cells, target, cell, |_, _, z, model, aim| {
             px.push(deviation_colour(
                 z - aim,
-                !model.is_nan() && z < model - tolerance,
+                model.is_some_and(|m| z < m - tolerance),
                 tolerance,
                 full_scale,
             ));
