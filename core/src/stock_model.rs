@@ -843,51 +843,193 @@ impl Grid {
                 continue;
             };
             let (p0, p1) = (p0.max(t_along), p1.min(t_along + len_along - 1));
+            if p0 > p1 {
+                continue;
+            }
+            let t_at = |p: usize| (o_along + p as f64 * cell - a_along) * dir;
+            // The row in three runs (`t` is monotonic in `p`): the start cap, where the
+            // lowest tool over a cell is the one at the move's start (`w_free < -t`), the
+            // end cap (`w_free > len - t`) at the row's other end, and between them the
+            // cells whose contact is `w_free` itself. Found by bisection, not cell by cell.
+            let in_start = |p: usize| w_free < -t_at(p);
+            let in_end = |p: usize| w_free > len - t_at(p);
+            let (start, middle, end) = if dir > 0.0 {
+                let s = first_not(p0, p1, in_start);
+                let e = first_of_suffix(s, p1, in_end);
+                (p0..s, s..e, e..p1 + 1)
+            } else {
+                let s = first_of_suffix(p0, p1, in_start);
+                let e = first_not(p0, s.max(p0 + 1) - 1, in_end).min(s);
+                (s..p1 + 1, e..s, p0..e)
+            };
             let width_across = if along_x { -across * dir } else { across * dir };
-            for p in p0..=p1 {
-                // Along the move from `a`, and the tip's reach from the cell's foot.
-                let t = (o_along + p as f64 * cell - a_along) * dir;
-                let (wl, wh) = ((-t).max(-half), (len - t).min(half));
-                if wl > wh {
-                    continue;
+            let row = Row {
+                o_along,
+                a_along,
+                cell,
+                dir,
+                len,
+                half,
+                d2,
+                az,
+                m,
+                reference,
+                bottom,
+            };
+            let mut cut = RowCut::default();
+            // The start cap was applied by the move before, where it ended here.
+            let caps = [(start, false), (end, true)];
+            for (run, at_end) in caps.into_iter().filter(|(r, _)| !r.is_empty()) {
+                if at_end || !mv.start_covered {
+                    if along_x {
+                        let k0 = (q - tile.j0) * tile.w + (run.start - tile.i0);
+                        let cells = &mut tile.heights[k0..k0 + run.len()];
+                        row.cap(shape, cells, run.start, at_end, &mut cut);
+                    } else {
+                        for p in run {
+                            let k = (p - tile.j0) * tile.w + (q - tile.i0);
+                            let cells = std::slice::from_mut(&mut tile.heights[k]);
+                            row.cap(shape, cells, p, at_end, &mut cut);
+                        }
+                    }
                 }
-                // The caps (a run at each end of the line) need the profile's height; the
-                // rest, a run between them, has it already: a branch the predictor gets
-                // right, where a square root per cell would be the loop's cost.
-                let w = w_free.clamp(wl, wh);
+            }
+            for p in middle {
+                let t = t_at(p);
                 let k = if along_x {
                     (q - tile.j0) * tile.w + (p - tile.i0)
                 } else {
                     (p - tile.j0) * tile.w + (q - tile.i0)
                 };
-                let stored = tile.heights[k];
-                let top = reference + stored as f64;
-                let h = if w == w_free {
-                    h_free
-                } else {
-                    // The tool at one end of the move. At the start, where the move before
-                    // ended, that tool has already been applied to this cell: nothing to do.
-                    if mv.start_covered && w == -t {
-                        continue;
-                    }
-                    let rho2 = d2 + w * w;
-                    if shape.surely_at_least(rho2, top - (az + m * (t + w))) {
-                        continue;
-                    }
-                    shape.height_sq(rho2)
-                };
-                let z = (az + m * (t + w) + h).max(bottom);
-                let cut = z < top;
-                tile.heights[k] = if cut { (z - reference) as f32 } else { stored };
-                hit.add_cut(
-                    if cut { top - z } else { 0.0 },
-                    area,
-                    width_across,
-                    mv.deep_at,
-                );
+                let z = (az + m * (t + w_free) + h_free).max(bottom);
+                tile.heights[k] = cut.lower(tile.heights[k], z, reference);
             }
+            cut.add_to(&mut hit, area, width_across, mv.deep_at);
         }
         hit
+    }
+}
+
+/// One line of cells along a move along X or Y, at a fixed distance across it: what the
+/// cells under the tool at the move's end need.
+struct Row {
+    /// Where the first cell's centre and the move's start are along the axis.
+    o_along: f64,
+    a_along: f64,
+    cell: f64,
+    /// +1 or -1: the move's direction along the axis.
+    dir: f64,
+    len: f64,
+    /// Half the tool's reach along this line.
+    half: f64,
+    /// Distance across, squared.
+    d2: f64,
+    /// The move's start height and rise per unit of travel.
+    az: f64,
+    m: f64,
+    reference: f64,
+    bottom: f64,
+}
+
+impl Row {
+    /// Lowers `cells` (consecutive cells of the line from `first`, all in one cap) to the
+    /// tool at the move's end (`at_end`) or start. Branch-free and four cells at a time, so
+    /// that the compiler can keep the square roots in vector registers; the depth sums run
+    /// in four fixed lanes, the same on every machine.
+    #[inline]
+    fn cap<S: Shape>(
+        &self,
+        shape: &S,
+        cells: &mut [f32],
+        first: usize,
+        at_end: bool,
+        cut: &mut RowCut,
+    ) {
+        // First the tool's height over each cell (a loop of arithmetic the compiler keeps
+        // in vector registers), then the cells lowered to it.
+        let mut zs = [0.0f64; TILE];
+        for (chunk_at, cells) in cells.chunks_mut(TILE).enumerate() {
+            let first = (first + chunk_at * TILE) as f64;
+            let n = cells.len();
+            for (i, z) in zs[..n].iter_mut().enumerate() {
+                let p = first + IOTA[i];
+                let t = (self.o_along + p * self.cell - self.a_along) * self.dir;
+                // The tip at the move's end or start, `w` along from the cell's foot.
+                let w = if at_end { self.len - t } else { -t };
+                let rho2 = self.d2 + w * w;
+                let h = (self.az + self.m * (t + w) + shape.height_sq(rho2)).max(self.bottom);
+                let reached = if at_end {
+                    w >= -self.half
+                } else {
+                    w <= self.half
+                };
+                *z = if reached { h } else { f64::INFINITY };
+            }
+            let mut most = [0.0f64; 4];
+            let mut sum = [0.0f64; 4];
+            for (k, (h, &z)) in cells.iter_mut().zip(&zs[..n]).enumerate() {
+                let lane = k % 4;
+                let top = self.reference + *h as f64;
+                let lowers = z < top;
+                let depth = if lowers { top - z } else { 0.0 };
+                *h = if lowers {
+                    (z - self.reference) as f32
+                } else {
+                    *h
+                };
+                most[lane] = most[lane].max(depth);
+                sum[lane] += depth;
+            }
+            for lane in 0..4 {
+                cut.depth = cut.depth.max(most[lane]);
+                cut.sum += sum[lane];
+            }
+        }
+    }
+}
+
+/// 0, 1, 2, … as `f64`s: cell numbers within a run, loaded rather than converted.
+const IOTA: [f64; TILE] = {
+    let mut a = [0.0; TILE];
+    let mut i = 0;
+    while i < TILE {
+        a[i] = i as f64;
+        i += 1;
+    }
+    a
+};
+
+/// What a move did to one line of cells: its deepest cut and the sum of the depths.
+#[derive(Default)]
+struct RowCut {
+    depth: f64,
+    sum: f64,
+}
+
+impl RowCut {
+    /// The cell `stored` lowered to `z` where that is below it; what it becomes.
+    #[inline]
+    fn lower(&mut self, stored: f32, z: f64, reference: f64) -> f32 {
+        let top = reference + stored as f64;
+        if z < top {
+            self.depth = self.depth.max(top - z);
+            self.sum += top - z;
+            (z - reference) as f32
+        } else {
+            stored
+        }
+    }
+
+    /// Adds the line's figures to the move's: all its cells lie `across` from the move.
+    fn add_to(&self, hit: &mut TileHit, area: f64, across: f64, deep_at: f64) {
+        hit.depth = hit.depth.max(self.depth);
+        hit.removed += self.sum * area;
+        if self.depth > MATERIAL_TOLERANCE {
+            hit.across = (hit.across.0.min(across), hit.across.1.max(across));
+        }
+        if self.depth > deep_at {
+            hit.deep = (hit.deep.0.min(across), hit.deep.1.max(across));
+        }
     }
 }
 
@@ -973,6 +1115,27 @@ impl Grid {
         }
         hit
     }
+}
+
+/// The first `p` in `lo..=hi` where `pred` fails (`hi + 1` if none), for a `pred` that holds
+/// on a prefix of the range: guessed by bisection, so whole runs are skipped in `log` steps.
+fn first_not(lo: usize, hi: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut a, mut b) = (lo, hi + 1);
+    while a < b {
+        let mid = a + (b - a) / 2;
+        if pred(mid) {
+            a = mid + 1;
+        } else {
+            b = mid;
+        }
+    }
+    a
+}
+
+/// The first `p` of the suffix of `lo..=hi` where `pred` holds (`hi + 1` if it holds
+/// nowhere), for a `pred` that holds on a suffix of the range.
+fn first_of_suffix(lo: usize, hi: usize, pred: impl Fn(usize) -> bool) -> usize {
+    first_not(lo, hi, |p| !pred(p))
 }
 
 /// Cell indices whose centres lie in `[lo, hi]` along one axis.
