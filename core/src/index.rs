@@ -14,6 +14,7 @@
 
 use crate::geom::{Rect, Triangle};
 use crate::mesh::Mesh;
+use rayon::prelude::*;
 
 /// Triangles per leaf. Small leaves keep `k` close to the true overlap count.
 const LEAF_SIZE: usize = 4;
@@ -67,7 +68,7 @@ impl TriangleIndex {
 
     pub fn from_triangles(triangles: &[Triangle]) -> Self {
         let mut items: Vec<Item> = triangles
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(i, t)| {
                 let xmin = t.v[0].x.min(t.v[1].x).min(t.v[2].x);
@@ -84,9 +85,7 @@ impl TriangleIndex {
                 }
             })
             .collect();
-        let mut nodes = Vec::with_capacity(2 * triangles.len() / LEAF_SIZE + 1);
-        let mut order = Vec::with_capacity(triangles.len());
-        build(&mut items, &mut nodes, &mut order);
+        let (nodes, order) = build_tree(&mut items);
         Self { nodes, order }
     }
 
@@ -126,7 +125,61 @@ impl TriangleIndex {
     }
 }
 
-fn build(items: &mut [Item], nodes: &mut Vec<Node>, order: &mut Vec<u32>) {
+/// Subtrees with more triangles than this are built on two threads (their halves side by
+/// side); smaller ones are not worth a task.
+const PARALLEL_ITEMS: usize = 1 << 14;
+
+/// Nodes in the tree over `n` triangles, and over `n + 1`: a leaf up to `LEAF_SIZE`, else a
+/// node over two halves of `n / 2` and `n - n / 2`. In O(log n), so that every subtree's
+/// place in the node array is known before it is built.
+fn node_counts(n: usize) -> (usize, usize) {
+    if n < LEAF_SIZE {
+        return (1, 1);
+    }
+    if n == LEAF_SIZE {
+        // Over LEAF_SIZE + 1: a node over two leaves.
+        return (1, 3);
+    }
+    let k = n / 2;
+    let (a, b) = node_counts(k);
+    if n % 2 == 0 {
+        (1 + 2 * a, 1 + a + b)
+    } else {
+        (1 + a + b, 1 + 2 * b)
+    }
+}
+
+fn node_count(n: usize) -> usize {
+    node_counts(n).0
+}
+
+/// The tree over `items`, depth-first: each node, then its left subtree, then its right.
+fn build_tree(items: &mut [Item]) -> (Vec<Node>, Vec<u32>) {
+    let empty = Node {
+        min: [0.0; 2],
+        max: [0.0; 2],
+        zmax: 0.0,
+        first: 0,
+        escape: 0,
+        count: 0,
+    };
+    let mut nodes = vec![empty; node_count(items.len())];
+    let mut order = vec![0u32; items.len()];
+    build(items, &mut nodes, 0, &mut order, 0);
+    (nodes, order)
+}
+
+/// Builds the subtree over `items` into `nodes` (exactly its node count, the first at index
+/// `node_base` of the whole array) and `order` (its leaf order, from `order_base`). Large
+/// halves are built side by side in their own parts of the arrays: the same nodes, bit for
+/// bit, as on one thread, since each half's split depends only on its own items.
+fn build(
+    items: &mut [Item],
+    nodes: &mut [Node],
+    node_base: usize,
+    order: &mut [u32],
+    order_base: usize,
+) {
     let mut min = [f32::INFINITY; 2];
     let mut max = [f32::NEG_INFINITY; 2];
     let mut cmin = [f32::INFINITY; 2];
@@ -141,39 +194,99 @@ fn build(items: &mut [Item], nodes: &mut Vec<Node>, order: &mut Vec<u32>) {
         }
         zmax = zmax.max(it.zmax);
     }
-    let me = nodes.len();
-    nodes.push(Node {
+    let n = items.len();
+    let (me, below) = nodes.split_first_mut().expect("a subtree has a node");
+    *me = Node {
         min,
         max,
         zmax,
         first: 0,
-        escape: 0,
+        escape: (node_base + 1 + below.len()) as u32,
         count: 0,
-    });
-    if items.len() <= LEAF_SIZE {
-        nodes[me].first = order.len() as u32;
-        nodes[me].count = items.len() as u32;
-        order.extend(items.iter().map(|it| it.id));
-    } else {
-        let axis = usize::from(cmax[1] - cmin[1] > cmax[0] - cmin[0]);
-        let mid = items.len() / 2;
-        // Ties broken by id so that the tree does not depend on the sort's whims.
-        items.select_nth_unstable_by(mid, |a, b| {
-            a.centre[axis]
-                .total_cmp(&b.centre[axis])
-                .then(a.id.cmp(&b.id))
-        });
-        let (left, right) = items.split_at_mut(mid);
-        build(left, nodes, order);
-        build(right, nodes, order);
+    };
+    if n <= LEAF_SIZE {
+        me.first = order_base as u32;
+        me.count = n as u32;
+        for (slot, it) in order.iter_mut().zip(items.iter()) {
+            *slot = it.id;
+        }
+        return;
     }
-    nodes[me].escape = nodes.len() as u32;
+    let axis = usize::from(cmax[1] - cmin[1] > cmax[0] - cmin[0]);
+    let mid = n / 2;
+    // Ties broken by id so that the tree does not depend on the sort's whims.
+    items.select_nth_unstable_by(mid, |a, b| {
+        a.centre[axis]
+            .total_cmp(&b.centre[axis])
+            .then(a.id.cmp(&b.id))
+    });
+    let (left, right) = items.split_at_mut(mid);
+    let (left_nodes, right_nodes) = below.split_at_mut(node_count(mid));
+    let (left_order, right_order) = order.split_at_mut(mid);
+    let right_base = node_base + 1 + left_nodes.len();
+    let mut do_left = || build(left, left_nodes, node_base + 1, left_order, order_base);
+    let mut do_right = || {
+        build(
+            right,
+            right_nodes,
+            right_base,
+            right_order,
+            order_base + mid,
+        )
+    };
+    if n > PARALLEL_ITEMS {
+        rayon::join(do_left, do_right);
+    } else {
+        do_left();
+        do_right();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geom::Point3;
+
+    #[test]
+    fn the_tree_is_the_same_on_any_number_of_threads() {
+        let tris = crate::models::wavy_surface(200);
+        assert!(tris.len() > 4 * PARALLEL_ITEMS, "big enough to build in parallel");
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| TriangleIndex::from_triangles(&tris))
+        };
+        let (a, b) = (on(1), on(3));
+        assert_eq!(a.order, b.order);
+        assert_eq!(a.nodes.len(), b.nodes.len());
+        for (n, m) in a.nodes.iter().zip(&b.nodes) {
+            assert_eq!(
+                (n.min, n.max, n.zmax.to_bits(), n.first, n.escape, n.count),
+                (m.min, m.max, m.zmax.to_bits(), m.first, m.escape, m.count)
+            );
+        }
+        // Every triangle in exactly one leaf, and escapes past their subtrees.
+        let mut seen = a.order.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..tris.len() as u32).collect::<Vec<_>>());
+        assert!(a.nodes.iter().enumerate().all(|(i, n)| n.escape as usize > i));
+    }
+
+    #[test]
+    fn node_counts_are_those_the_tree_has() {
+        fn count(n: usize) -> usize {
+            if n <= LEAF_SIZE {
+                1
+            } else {
+                1 + count(n / 2) + count(n - n / 2)
+            }
+        }
+        for n in 1..3000 {
+            assert_eq!(node_counts(n), (count(n), count(n + 1)), "{n}");
+        }
+    }
 
     #[test]
     fn query_finds_exactly_the_overlapping_boxes_and_maybe_leaf_mates() {

@@ -8,6 +8,7 @@
 //! wrap around it.
 
 use crate::geom::{Point3, Triangle};
+use rayon::prelude::*;
 use std::io::Write;
 use thiserror::Error;
 
@@ -66,7 +67,8 @@ pub struct RawStl {
     pub encoding: StlEncoding,
 }
 
-/// Parses STL bytes. `file` is only used to name the source in errors.
+/// Parses STL bytes. `file` is only used to name the source in errors. Values are read, not
+/// checked: [`Mesh`](crate::Mesh) refuses non-finite ones and drops degenerate triangles.
 pub fn parse(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
     if bytes.is_empty() {
         return Err(StlError::NotStl {
@@ -79,7 +81,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<RawStl, StlError> {
     if let Some(n) = declared
         && binary_len(n) == bytes.len() as u64
     {
-        return parse_binary(bytes, n as usize, file);
+        return Ok(parse_binary(bytes, n as usize));
     }
     if starts_with_solid(bytes) {
         let ascii = parse_ascii(bytes, file);
@@ -168,33 +170,31 @@ fn looks_like_text(bytes: &[u8]) -> bool {
         .all(|&b| b.is_ascii_whitespace() || (0x20..0x7f).contains(&b) || b >= 0x80)
 }
 
-fn parse_binary(bytes: &[u8], count: usize, file: &str) -> Result<RawStl, StlError> {
-    let mut triangles = Vec::with_capacity(count);
-    let records = bytes[BINARY_HEADER..].chunks_exact(BINARY_RECORD);
-    for (i, rec) in records.enumerate() {
-        let f = |k: usize| {
-            let o = 12 + 4 * k;
-            f64::from(f32::from_le_bytes([
-                rec[o],
-                rec[o + 1],
-                rec[o + 2],
-                rec[o + 3],
-            ]))
-        };
-        let p = |k: usize| Point3::new(f(3 * k), f(3 * k + 1), f(3 * k + 2));
-        let t = Triangle::new(p(0), p(1), p(2));
-        if !t.v.iter().all(|v| v.is_finite()) {
-            return Err(StlError::NonFinite {
-                file: file.into(),
-                triangle: i,
-            });
-        }
-        triangles.push(t);
-    }
-    Ok(RawStl {
+fn parse_binary(bytes: &[u8], count: usize) -> RawStl {
+    // Records are independent: read on all cores, in order.
+    let records = bytes[BINARY_HEADER..].par_chunks_exact(BINARY_RECORD);
+    let triangles: Vec<Triangle> = records
+        .map(|rec| {
+            let f = |k: usize| {
+                let o = 12 + 4 * k;
+                f64::from(f32::from_le_bytes([
+                    rec[o],
+                    rec[o + 1],
+                    rec[o + 2],
+                    rec[o + 3],
+                ]))
+            };
+            let p = |k: usize| Point3::new(f(3 * k), f(3 * k + 1), f(3 * k + 2));
+            Triangle::new(p(0), p(1), p(2))
+        })
+        .collect();
+    debug_assert_eq!(triangles.len(), count);
+    // Non-finite values are refused, with the record named, by `Mesh` (one pass over the
+    // triangles for every check).
+    RawStl {
         triangles,
         encoding: StlEncoding::Binary,
-    })
+    }
 }
 
 /// Whitespace tokenizer over raw bytes that tracks line numbers for error messages.
