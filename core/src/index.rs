@@ -142,7 +142,7 @@ fn node_counts(n: usize) -> (usize, usize) {
     }
     let k = n / 2;
     let (a, b) = node_counts(k);
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         (1 + 2 * a, 1 + a + b)
     } else {
         (1 + a + b, 1 + 2 * b)
@@ -250,7 +250,10 @@ mod tests {
     #[test]
     fn the_tree_is_the_same_on_any_number_of_threads() {
         let tris = crate::models::wavy_surface(200);
-        assert!(tris.len() > 4 * PARALLEL_ITEMS, "big enough to build in parallel");
+        assert!(
+            tris.len() > 4 * PARALLEL_ITEMS,
+            "big enough to build in parallel"
+        );
         let on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -271,7 +274,12 @@ mod tests {
         let mut seen = a.order.clone();
         seen.sort_unstable();
         assert_eq!(seen, (0..tris.len() as u32).collect::<Vec<_>>());
-        assert!(a.nodes.iter().enumerate().all(|(i, n)| n.escape as usize > i));
+        assert!(
+            a.nodes
+                .iter()
+                .enumerate()
+                .all(|(i, n)| n.escape as usize > i)
+        );
     }
 
     #[test]
