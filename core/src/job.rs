@@ -455,6 +455,38 @@ impl JobContext {
         } else {
             0.0
         };
+        // Lines farther apart than the tool's width share no triangle: a band over all of
+        // them would prepare every triangle in between (a sparse grid paid for the whole
+        // mesh). Each gets its own band; the heights are the same either way. Only for raw
+        // grids, whose callers need no band afterwards.
+        let r = dc.cutter().radius();
+        if levels.is_none()
+            && lines.len() > 1
+            && grid.step > 2.0 * r * (1.0 + 1e-6) + 2.0 * m
+            && matches!(self.spec.operation, Operation::Drop(_))
+        {
+            for (row, j) in out.chunks_mut(per_line).zip(lines) {
+                self.lines_heights(dc, j..j + 1, None, row, cancel)?;
+            }
+            return Ok(None);
+        }
+        // Likewise points farther apart along a line than the tool's width: a band each.
+        if levels.is_none()
+            && lines.len() == 1
+            && grid.sampling > 2.0 * r * (1.0 + 1e-6)
+            && matches!(self.spec.operation, Operation::Drop(_))
+        {
+            let across = grid.across(lines.start);
+            for (i, z) in out.iter_mut().enumerate() {
+                if cancel.is_cancelled() {
+                    return Err(Cancelled);
+                }
+                let along = grid.along(i);
+                let band = dc.band(grid.axis, (across, across), (along, along));
+                dc.sweep(&band, across, a0, grid.sampling, i, std::slice::from_mut(z));
+            }
+            return Ok(None);
+        }
         let band = dc.band(
             grid.axis,
             (grid.across(lines.start) - m, grid.across(lines.end - 1) + m),
@@ -653,6 +685,60 @@ mod tests {
             operation,
         };
         JobContext::new(mesh, index, spec).expect("a valid job")
+    }
+
+    /// The heights of a drop grid over a terrain relief with a 3 mm ball, every chunk run.
+    fn relief_heights(step: f64, sampling: f64) -> (Grid, Vec<f64>) {
+        let tris = models::terrain_relief(80);
+        let mesh = Arc::new(Mesh::from_triangles(tris, "relief").unwrap());
+        let index = Arc::new(TriangleIndex::new(&mesh));
+        let grid = Grid {
+            axis: Axis::X,
+            bounds: Rect::new(3.0, 115.0, 2.0, 86.0),
+            step,
+            sampling,
+        };
+        let spec = JobSpec {
+            mesh: mesh.hash(),
+            cutter: Cutter::Ball { diameter: 3.0 },
+            operation: Operation::Drop(DropSpec { grid, floor: -1.0 }),
+        };
+        let ctx = JobContext::new(mesh, index, spec).unwrap();
+        let cancel = CancelToken::new();
+        let results = (0..ctx.spec().chunk_count())
+            .map(|c| ctx.run_chunk(c, &cancel).unwrap())
+            .collect();
+        match ctx.finish(results).unwrap() {
+            JobOutput::Heights(z) => (grid, z),
+            _ => unreachable!(),
+        }
+    }
+
+    /// A sparse grid (lines, or points, farther apart than the tool) is computed a line or a
+    /// point at a time, with the heights a dense grid gives at the same places.
+    #[test]
+    fn sparse_grids_give_the_dense_grids_heights() {
+        let (dense_grid, dense) = relief_heights(1.0, 0.5);
+        let per_dense = dense_grid.points_per_line();
+        // Lines 4 mm apart (each its own band), points 0.5 mm apart: every 4th dense line.
+        let (grid, lines) = relief_heights(4.0, 0.5);
+        let per = grid.points_per_line();
+        assert_eq!(per, per_dense);
+        for (j, row) in lines.chunks(per).enumerate() {
+            let want = &dense[4 * j * per_dense..(4 * j + 1) * per_dense];
+            for (i, (a, b)) in row.iter().zip(want).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "line {j}, point {i}");
+            }
+        }
+        // Points 4 mm apart too (a band each): every 8th dense point of those lines.
+        let (grid, points) = relief_heights(4.0, 4.0);
+        let per = grid.points_per_line();
+        for (j, row) in points.chunks(per).enumerate() {
+            for (i, z) in row.iter().enumerate() {
+                let want = dense[4 * j * per_dense + 8 * i];
+                assert_eq!(z.to_bits(), want.to_bits(), "line {j}, point {i}");
+            }
+        }
     }
 
     /// Every chunk's preview is made of its own CL points: raster lines as computed, drop

@@ -132,6 +132,67 @@ fn run_one(model: Model, tool: &str, threads: usize, quick: bool) -> Result<()> 
     Ok(())
 }
 
+/// The terrain relief of the simulation benchmark stretched over 200 × 170 mm, `cells` × `cells`
+/// grid cells (374: 280k triangles; 708: 1M, cells about 0.28 × 0.24 mm).
+fn stretched_relief(cells: usize) -> Result<Mesh> {
+    let (w, d) = (200.0, 170.0);
+    let relief: Vec<millpond_core::Triangle> = models::terrain_relief(cells)
+        .into_iter()
+        .map(|t| {
+            let s = |p: Point3| Point3::new(p.x * w / 120.0, p.y * d / 90.0, p.z);
+            millpond_core::Triangle::new(s(t.v[0]), s(t.v[1]), s(t.v[2]))
+        })
+        .collect();
+    Ok(Mesh::from_triangles(relief, "relief-200x170")?)
+}
+
+/// Drop-cutter on terrain reliefs as a user's raster would sample them (3 mm ball, 0.5 mm
+/// between lines, 0.1 mm along them), and a sparse grid (10 mm) on the same meshes: compute
+/// time of the job on fresh contexts, after the index is built.
+fn relief(quick: bool) -> Result<()> {
+    println!("\n### Drop-cutter on terrain reliefs (`--relief-only`, 3 mm ball)\n");
+    println!("| triangles | grid | points | threads | compute s | points/s |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    let sizes: &[usize] = if quick { &[120] } else { &[374, 708] };
+    for &cells in sizes {
+        let mesh = Arc::new(stretched_relief(cells)?);
+        let index = Arc::new(TriangleIndex::new(&mesh));
+        let b = mesh.bounds();
+        for (name, step, sampling) in [("0.5 × 0.1 mm", 0.5, 0.1), ("10 × 10 mm", 10.0, 10.0)] {
+            let spec = JobSpec {
+                mesh: mesh.hash(),
+                cutter: "ball:3".parse::<Cutter>()?,
+                operation: Operation::Drop(DropSpec {
+                    grid: Grid {
+                        axis: Axis::X,
+                        bounds: b.xy(),
+                        step,
+                        sampling,
+                    },
+                    floor: b.min.z,
+                }),
+            };
+            let points = spec.grid().points();
+            for threads in [1, 2] {
+                let mut best = f64::INFINITY;
+                for _ in 0..if step > 1.0 { 5 } else { 1 } {
+                    let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone())?;
+                    let t = Instant::now();
+                    let results = run_local(&ctx, threads, &CancelToken::new(), &|_| {})?;
+                    let _ = ctx.finish(results)?;
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                println!(
+                    "| {} | {name} | {points} | {threads} | {best:.3} | {:.0} |",
+                    mesh.len(),
+                    points as f64 / best
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Cost per point as the mesh grows at constant triangle size: a wavy height field of
 /// n × n cells of 0.15 mm, queried over the same 20 × 20 mm window (same surface) with a
 /// 3 mm ball.
@@ -702,6 +763,9 @@ fn main() -> Result<()> {
                 .build_global()?;
         }
         return load(quick);
+    }
+    if args.iter().any(|a| a == "--relief-only") {
+        return relief(quick);
     }
     if args.iter().any(|a| a == "--gcode-only") {
         return gcode(quick);
