@@ -584,3 +584,48 @@ fn waterline_finishing_never_gouges_and_plunges_only_in_the_clear() {
         );
     }
 }
+
+/// Distance from `p` to the closed polyline `poly`.
+fn distance_to_loop(poly: &[[f64; 2]], p: [f64; 2]) -> f64 {
+    (0..poly.len())
+        .map(|k| {
+            let (a, b) = (poly[k], poly[(k + 1) % poly.len()]);
+            let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
+            let (px, py) = (p[0] - a[0], p[1] - a[1]);
+            let t = ((px * ex + py * ey) / (ex * ex + ey * ey)).clamp(0.0, 1.0);
+            ((px - t * ex).powi(2) + (py - t * ey).powi(2)).sqrt()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// An L-shaped CAD part whose inside corner falls between fibers: the contour goes into the
+/// corner (an exact point is added where the chord between two fiber crossings would cut it
+/// off), instead of leaving a fillet of material a fiber spacing wide.
+#[test]
+fn inside_corners_between_fibers_are_followed() {
+    let p = Point3::new;
+    // Inside corner of the L at (10.13, 10.37): between the 0.5 mm fibers.
+    let mut tris = models::box_solid(p(0.0, 0.0, 0.0), p(20.0, 10.37, 5.0));
+    tris.extend(models::box_solid(p(0.0, 0.0, 0.0), p(10.13, 20.0, 5.0)));
+    let m = model(tris);
+    for cutter in [
+        Cutter::Flat { diameter: 6.0 },
+        Cutter::Ball { diameter: 6.0 },
+    ] {
+        let levels = contours(&m, cutter, &[1.0], 0.5, 0.0);
+        assert_eq!(levels[0].contours.len(), 1, "{cutter}");
+        let points = &levels[0].contours[0].points;
+        // The region's inside corner: both walls offset by the radius.
+        let corner = [10.13 + 3.0, 10.37 + 3.0];
+        let d = distance_to_loop(points, corner);
+        eprintln!(
+            "{cutter}: {} points, {d:.6} mm from the corner",
+            points.len()
+        );
+        assert!(
+            d < 0.002,
+            "{cutter}: the contour passes {d} mm from the corner"
+        );
+        check_exact(&m, cutter, &levels, 0.5, 0.0);
+    }
+}
