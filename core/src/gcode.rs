@@ -900,6 +900,97 @@ mod tests {
         }
     }
 
+    /// A raster-like toolpath with what tempts a writer to repeat itself: moves along one
+    /// axis only, a plunge between cuts at the same feed, rapids between cuts, points that
+    /// differ from the last below the output's resolution, values with trailing zeros.
+    fn tempting() -> Toolpath {
+        let mut tp = Toolpath {
+            start: Point3::new(0.0, 0.0, 10.0),
+            moves: vec![],
+        };
+        for j in 0..40 {
+            let y = j as f64 * 0.25;
+            tp.push(MoveKind::Rapid, Point3::new(0.0, y, 3.0));
+            tp.push(MoveKind::Plunge, Point3::new(0.0, y, 1.5));
+            for i in 1..=50 {
+                let x = i as f64 * 0.5;
+                // A flat stretch (Z unchanged), then a slope; one point a hair off the last.
+                let z = if i < 20 {
+                    1.5
+                } else {
+                    1.5 - (i - 20) as f64 * 0.1
+                };
+                tp.push(MoveKind::Cut, Point3::new(x, y, z));
+                if i == 30 {
+                    tp.push(MoveKind::Cut, Point3::new(x + 1e-9, y, z));
+                }
+            }
+            tp.push(MoveKind::Rapid, Point3::new(25.0, y, 10.0));
+        }
+        tp
+    }
+
+    /// Every post writes a motion word only when it changes the machine's state (G0/G1, F,
+    /// each axis, as the controller reads the figures back), and no figure with a trailing
+    /// zero, a trailing point or a negative zero.
+    #[test]
+    fn motion_lines_never_repeat_a_modal_word() {
+        let tp = tempting();
+        let op = Operation {
+            name: "Raster",
+            tool_number: 1,
+            cutter: Cutter::Ball { diameter: 3.0 },
+            feeds: Feeds::default(),
+            safe_z: 10.0,
+            spindle_dwell_s: 0.0,
+            toolpath: &tp,
+        };
+        for dialect in [Dialect::LinuxCnc, Dialect::Grbl] {
+            for units in [ProgramUnits::Millimetres, ProgramUnits::Inches] {
+                let mut out = Vec::new();
+                let post = Post { dialect, units };
+                write_program_at(&mut out, post, "t", None, &MachineProfile::default(), &[op])
+                    .unwrap();
+                let g = String::from_utf8(out).unwrap();
+                // The toolpath's lines: after the header's move to its start (whose lifts
+                // are deliberate: a new tool's offset moves Z at the same figure), up to the
+                // final lift before the spindle stops.
+                let lines: Vec<&str> = g.lines().filter(|l| !l.starts_with('(')).collect();
+                let spindle = lines.iter().position(|l| l.starts_with('S')).unwrap();
+                let stop = lines.iter().position(|l| *l == "M5").unwrap();
+                let mut state: std::collections::HashMap<char, String> = Default::default();
+                for l in &lines[..=spindle + 1] {
+                    for w in l.split(' ').filter(|w| "GXYZ".contains(&w[..1])) {
+                        state.insert(w.chars().next().unwrap(), w[1..].to_string());
+                    }
+                }
+                let mut motion_lines = 0;
+                for line in &lines[spindle + 2..stop - 1] {
+                    motion_lines += 1;
+                    for w in line.split(' ') {
+                        let (letter, value) = (w.chars().next().unwrap(), &w[1..]);
+                        assert!("GXYZF".contains(letter), "{w} in \"{line}\"");
+                        if letter != 'G' {
+                            assert!(
+                                !(value.contains('.')
+                                    && (value.ends_with('0') || value.ends_with('.')))
+                                    && value != "-0",
+                                "{dialect:?} {units:?}: {w} in \"{line}\""
+                            );
+                        }
+                        let old = state.insert(letter, value.to_string());
+                        assert_ne!(
+                            old.as_deref(),
+                            Some(value),
+                            "{dialect:?} {units:?}: {w} repeated in \"{line}\""
+                        );
+                    }
+                }
+                assert!(motion_lines > 1000, "{motion_lines} motion lines");
+            }
+        }
+    }
+
     #[test]
     fn grbl_program_avoids_unsupported_words() {
         let g = program(Dialect::Grbl);
