@@ -218,6 +218,27 @@ pub fn simulate_pass(
     Ok(report)
 }
 
+/// Machines `passes` into `stock` in order, each from the stock the one before left, on the
+/// current rayon pool, and checks the stock against `target` after each (where there is
+/// one). `progress(pass, moves done, moves)` after each batch. What `millpond simulate` and
+/// the window's Simulate both run.
+pub fn simulate_program(
+    stock: &mut StockModel,
+    passes: &[Pass<'_>],
+    target: Option<&Target<'_>>,
+    tolerance: f64,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(usize, usize, usize),
+) -> Result<Vec<(PassReport, Option<Verification>)>, SimulateError> {
+    let mut out = Vec::with_capacity(passes.len());
+    for (k, pass) in passes.iter().enumerate() {
+        let report = simulate_pass(stock, pass, cancel, &mut |done, all| progress(k, done, all))?;
+        let check = target.map(|t| verify(stock, t, tolerance));
+        out.push((report, check));
+    }
+    Ok(out)
+}
+
 /// What [`machine_moves`] calls after each batch: the index of its first move, its
 /// segments (from, to) and what each did.
 pub type BatchDone<'a> = dyn FnMut(usize, &[(Point3, Point3)], &[crate::stock_model::TileHit]) + 'a;

@@ -153,22 +153,33 @@ pub fn simulate_command(args: &SimulateArgs) -> Result<()> {
 
     let t0 = Instant::now();
     let cancel = CancelToken::new();
-    let mut ops = Vec::new();
-    for (k, owned) in plan.passes.iter().enumerate() {
-        let pass = owned.pass();
-        let label = format!("simulate {}. {}", k + 1, pass.name);
-        let chunks = owned.toolpath.moves.len().div_ceil(simulate::BATCH_MOVES);
-        let progress = OperationProgress::new(&label, chunks as u32, args.quiet);
-        let report = pool.install(|| {
-            simulate::simulate_pass(&mut stock, &pass, &cancel, &mut |done, _| {
-                progress.update(done.div_ceil(simulate::BATCH_MOVES) as u32, done as u64)
-            })
-        })?;
-        progress.finish();
-        let check = target
-            .as_ref()
-            .map(|t| pool.install(|| simulate::verify(&stock, t, args.tolerance)));
-        ops.push((report, check));
+    let passes: Vec<_> = plan.passes.iter().map(|p| p.pass()).collect();
+    // A progress bar per pass, started when its first batch is done.
+    let mut bar: Option<(usize, OperationProgress)> = None;
+    let ops = pool.install(|| {
+        simulate::simulate_program(
+            &mut stock,
+            &passes,
+            target.as_ref(),
+            args.tolerance,
+            &cancel,
+            &mut |k, done, all| {
+                if bar.as_ref().is_none_or(|(at, _)| *at != k) {
+                    if let Some((_, b)) = bar.take() {
+                        b.finish();
+                    }
+                    let label = format!("simulate {}. {}", k + 1, passes[k].name);
+                    let chunks = all.div_ceil(simulate::BATCH_MOVES) as u32;
+                    bar = Some((k, OperationProgress::new(&label, chunks, args.quiet)));
+                }
+                if let Some((_, b)) = &bar {
+                    b.update(done.div_ceil(simulate::BATCH_MOVES) as u32, done as u64);
+                }
+            },
+        )
+    })?;
+    if let Some((_, b)) = bar {
+        b.finish();
     }
     let seconds = t0.elapsed().as_secs_f64();
 

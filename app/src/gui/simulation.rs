@@ -231,30 +231,45 @@ fn run(
         floor: job.program.setup.floor,
     };
     let tolerance = DEFAULT_TOLERANCE;
-    let mut operations = Vec::with_capacity(posted.len());
-    for (k, ((_, op), (toolpath, _))) in job.program.ops.iter().zip(&posted).enumerate() {
-        progress.ops.store(k as u64, Ordering::Relaxed);
-        if let Ok(mut n) = progress.name.lock() {
-            n.clone_from(&op.name);
-        }
-        let pass = Pass {
+    let passes: Vec<Pass<'_>> = job
+        .program
+        .ops
+        .iter()
+        .zip(&posted)
+        .map(|((_, op), (toolpath, _))| Pass {
             name: &op.name,
             tool_number: op.tool_number,
             cutter: op.cutter,
             toolpath,
             feeds: PassFeeds::Operation(op.feeds),
             lines: None,
-        };
-        let report = simulate::simulate_pass(&mut stock, &pass, cancel, &mut |done, all| {
+        })
+        .collect();
+    let operations = simulate::simulate_program(
+        &mut stock,
+        &passes,
+        Some(&target),
+        tolerance,
+        cancel,
+        &mut |k, done, all| {
+            // After each batch of 65,536 moves: a lock and a name copy are nothing next to it.
+            progress.ops.store(k as u64, Ordering::Relaxed);
+            if let Ok(mut n) = progress.name.lock()
+                && *n != passes[k].name
+            {
+                *n = passes[k].name.to_string();
+            }
             progress
                 .moves
                 .store((done * 1000 / all.max(1)) as u64, Ordering::Relaxed);
             ctx.request_repaint();
-        })
-        .map_err(|e| e.to_string())?;
-        let check = simulate::verify(&stock, &target, tolerance);
-        operations.push((report, check));
-    }
+        },
+    )
+    .map_err(|e| e.to_string())?
+    .into_iter()
+    // Checked against the model after every pass: the target was given.
+    .filter_map(|(report, check)| Some((report, check?)))
+    .collect::<Vec<_>>();
     let surface = simulate::stock_surface(&stock, &target, tolerance, FULL_SCALE_MM, DRAWN_CELLS);
     let program = Replay {
         ops: job

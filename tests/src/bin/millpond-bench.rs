@@ -906,16 +906,7 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
     use millpond_core::setup::{RasterParams, Setup, Stock, Strategy};
     use millpond_core::simulate::{self, Pass, PassFeeds, Target};
     use millpond_core::stock_model::StockModel;
-    let (w, d) = (200.0, 170.0);
-    let cells = if quick { 120 } else { 374 };
-    let relief: Vec<millpond_core::Triangle> = models::terrain_relief(cells)
-        .into_iter()
-        .map(|t| {
-            let s = |p: Point3| Point3::new(p.x * w / 120.0, p.y * d / 90.0, p.z);
-            millpond_core::Triangle::new(s(t.v[0]), s(t.v[1]), s(t.v[2]))
-        })
-        .collect();
-    let mesh = Arc::new(Mesh::from_triangles(relief, "relief-200x170")?);
+    let mesh = Arc::new(stretched_relief(if quick { 120 } else { 374 })?);
     let index = Arc::new(TriangleIndex::new(&mesh));
     let setup = Setup::new(
         mesh.hash(),
