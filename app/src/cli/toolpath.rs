@@ -1186,9 +1186,13 @@ pub(crate) fn compute_toolpaths(
         let ctx = match rest_material(program, n, &toolpaths, model)? {
             Some(rest) => {
                 if !quiet {
+                    let before = match n {
+                        0 => "nothing before it (the uncut stock)".to_string(),
+                        1 => "the operation before it".to_string(),
+                        n => format!("the {n} operations before it"),
+                    };
                     eprintln!(
-                        "{label}: rest roughing: the {n} operations before it simulated on \
-                         {:.3} mm cells in {:.2} s",
+                        "{label}: rest roughing: {before} simulated on {:.3} mm cells in {:.2} s",
                         rest.cell,
                         t0.elapsed().as_secs_f64()
                     );
