@@ -437,24 +437,24 @@ fn raster_triangle(
     }
 }
 
-/// Calls `f(x, y, stock top, model top, aim)` for every cell of one tile, row by row: the
+/// Calls `f((i, j), (x, y), stock top, model top, aim)` for every cell of one tile, row by row: the
 /// model's top over the cell (`None` off the model) and the height the program should leave
 /// there (the model's top, or the floor where the model does not reach or lies below it).
 pub(crate) fn for_each_against(
     cells: &TileCells<'_>,
     target: &Target<'_>,
     cell: f64,
-    mut f: impl FnMut(f64, f64, f64, Option<f64>, f64),
+    mut f: impl FnMut((usize, usize), (f64, f64), f64, Option<f64>, f64),
 ) {
     let top = model_top(cells, target, cell);
     let mut k = 0;
-    cells.for_each(|_, _, x, y, z| {
+    cells.for_each(|i, j, x, y, z| {
         let model = top[k];
         k += 1;
         if model.is_nan() {
-            f(x, y, z, None, target.floor)
+            f((i, j), (x, y), z, None, target.floor)
         } else {
-            f(x, y, z, Some(model), model.max(target.floor))
+            f((i, j), (x, y), z, Some(model), model.max(target.floor))
         }
     });
 }
@@ -466,7 +466,7 @@ pub fn verify(stock: &StockModel, target: &Target<'_>, tolerance: f64) -> Verifi
     let area = cell * cell;
     let tiles = stock.fold_tiles(|cells| {
         let mut v = Verification::empty(tolerance);
-        for_each_against(&cells, target, cell, |x, y, z, model, aim| {
+        for_each_against(&cells, target, cell, |_, (x, y), z, model, aim| {
             v.cells += 1;
             let left = z - aim;
             if let Some(model) = model
@@ -583,22 +583,44 @@ pub fn stock_surface(
     let (nx, ny) = stock.size();
     let stride = sample_stride(nx, ny, max_cells);
     let (cols, rows) = (sampled(nx, stride), sampled(ny, stride));
-    let heights = stock.heights();
-    let (_, _, rgb) = deviation_image(stock, target, tolerance, full_scale);
+    // Where each drawn cell goes in the surface (`usize::MAX`: not drawn): only those are
+    // read and coloured, a tile at a time, not the whole stock (every playback frame).
+    let place = |all: usize, picked: &[usize]| {
+        let mut at = vec![usize::MAX; all];
+        for (k, &i) in picked.iter().enumerate() {
+            at[i] = k;
+        }
+        at
+    };
+    let (col_at, row_at) = (place(nx, &cols), place(ny, &rows));
+    let w = cols.len();
+    let drawn = stock.fold_tiles(|cells| {
+        let mut out = Vec::new();
+        for_each_against(
+            &cells,
+            target,
+            stock.cell(),
+            |(i, j), (x, y), z, model, aim| {
+                let (c, r) = (col_at[i], row_at[j]);
+                if c != usize::MAX && r != usize::MAX {
+                    let gouge = model.is_some_and(|m| z < m - tolerance);
+                    let colour = deviation_colour(z - aim, gouge, tolerance, full_scale);
+                    out.push((r * w + c, [x as f32, y as f32, z as f32], colour));
+                }
+            },
+        );
+        out
+    });
+    let n = cols.len() * rows.len();
     let mut out = StockSurface {
-        positions: Vec::with_capacity(cols.len() * rows.len()),
-        colors: Vec::with_capacity(cols.len() * rows.len()),
+        positions: vec![[0.0; 3]; n],
+        colors: vec![[0; 3]; n],
         indices: Vec::new(),
         stride,
     };
-    for &j in &rows {
-        for &i in &cols {
-            let (x, y) = stock.centre(i, j);
-            out.positions
-                .push([x as f32, y as f32, heights[j * nx + i]]);
-            let o = ((ny - 1 - j) * nx + i) * 3;
-            out.colors.push([rgb[o], rgb[o + 1], rgb[o + 2]]);
-        }
+    for (k, p, c) in drawn.into_iter().flatten() {
+        out.positions[k] = p;
+        out.colors[k] = c;
     }
     let w = cols.len() as u32;
     for r in 0..rows.len().saturating_sub(1) as u32 {
