@@ -431,9 +431,10 @@ impl JobContext {
     }
 
     /// Tip heights of the raster lines `lines`, one row of `out` per line, checking
-    /// `cancel` between pieces of at most `PIECE_POINTS` points. All lines share one band of
-    /// prepared triangles. With `levels` (ascending), only which of them each point is
-    /// above (see `DropCutter::sweep_classes`): all contour tracing needs.
+    /// `cancel` between pieces of at most `PIECE_POINTS` points. Raster and contour lines
+    /// share one band of prepared triangles, returned for their assembly; a raw drop grid
+    /// prepares smaller ones and returns none. With `levels` (ascending), only which of them
+    /// each point is above (see `DropCutter::sweep_classes`): all contour tracing needs.
     fn lines_heights(
         &self,
         dc: &DropCutter<'_>,
@@ -455,90 +456,69 @@ impl JobContext {
         } else {
             0.0
         };
-        // Lines farther apart than the tool's width share no triangle: a band over all of
-        // them would prepare every triangle in between (a sparse grid paid for the whole
-        // mesh). Each gets its own band; the heights are the same either way. Only for raw
-        // grids, whose callers need no band afterwards.
         let r = dc.cutter().radius();
-        if levels.is_none()
-            && lines.len() > 1
-            && grid.step > 2.0 * r * (1.0 + 1e-6) + 2.0 * m
-            && matches!(self.spec.operation, Operation::Drop(_))
-        {
-            for (row, j) in out.chunks_mut(per_line).zip(lines) {
-                self.lines_heights(dc, j..j + 1, None, row, cancel)?;
-            }
-            return Ok(None);
-        }
-        // Likewise points farther apart along a line than the tool's width: a band each.
-        if levels.is_none()
-            && lines.len() == 1
-            && grid.sampling > 2.0 * r * (1.0 + 1e-6)
-            && matches!(self.spec.operation, Operation::Drop(_))
-        {
-            let across = grid.across(lines.start);
-            for (i, z) in out.iter_mut().enumerate() {
-                if cancel.is_cancelled() {
-                    return Err(Cancelled);
-                }
-                let along = grid.along(i);
-                let band = dc.band(grid.axis, (across, across), (along, along));
-                dc.sweep(&band, across, a0, grid.sampling, i, std::slice::from_mut(z));
-            }
-            return Ok(None);
-        }
         // Tiles across all the lines, a few cutter diameters long: a line's sweep reads the
         // band's triangles near the cutter, and a tile's worth of them stays in cache for the
         // next line, where sweeping whole lines one by one would stream the band (tens of MB
         // on a fine mesh) from memory once per line. Same heights either way.
         let tile = ((4.0 * r / grid.sampling).ceil() as usize).clamp(TILE_POINTS_MIN, PIECE_POINTS);
-        // A raw grid needs no band afterwards: it prepares one for every tile's stretch of
-        // its lines (two tool diameters) rather than one for their whole length, so that each
-        // worker holds a few MB of prepared triangles, not tens. On the 1M-triangle wavy
-        // surface (0.1 mm grid), peak memory at 1 / 2 / 16 threads: 3 mm ball 149 / 184 / 705
-        // MB before, 129 / 129 / 166 after; 6 mm flat 162 / 210 / 710 before, 129 / 138 /
-        // 312 after; the same time within noise (the stretches overlap by the tool's reach:
-        // more triangles prepared, fewer streamed from memory).
-        let stretch = if matches!(self.spec.operation, Operation::Drop(_)) {
-            ((4.0 * r / grid.sampling).ceil() as usize)
-                .div_ceil(tile)
-                .max(1)
-                * tile
+        // A raw grid needs no band afterwards, so it prepares one per group of lines and
+        // stretch along them rather than one for the chunk's whole lines: a stretch is a
+        // tile (two tool diameters), so that each worker holds a few MB of prepared
+        // triangles, not tens (on the 1M-triangle wavy surface at 0.1 mm, peak memory at 1 /
+        // 2 / 16 threads: 3 mm ball 149 / 184 / 705 MB before, 129 / 129 / 166 after; 6 mm
+        // flat 162 / 210 / 710 before, 129 / 138 / 312 after, in the same time), and lines
+        // or points farther apart than the tool's width share no triangle, so each gets a
+        // band of its own (a sparse grid paid for the whole mesh between them). Raster and
+        // contour chunks keep one band over all their lines: their assembly and the slicer
+        // use it afterwards. More or fewer triangles in a band never change a height.
+        let raw = levels.is_none() && matches!(self.spec.operation, Operation::Drop(_));
+        let apart = 2.0 * r * (1.0 + 1e-6);
+        let group = if raw && grid.step > apart {
+            1
         } else {
-            per_line
+            lines.len()
         };
-        let across = (grid.across(lines.start) - m, grid.across(lines.end - 1) + m);
+        let stretch = match (raw, grid.sampling > apart) {
+            (false, _) => per_line,
+            (true, true) => 1,
+            (true, false) => tile,
+        };
         let mut band = None;
-        for s0 in (0..per_line).step_by(stretch) {
-            let s1 = (s0 + stretch).min(per_line);
-            let along = if stretch >= per_line {
-                (a0 - m, a1.max(grid.along(per_line - 1)) + m)
-            } else {
-                (grid.along(s0) - m, grid.along(s1 - 1) + m)
-            };
-            // The stretch before is done with: free its band before preparing the next.
-            drop(band.take());
-            let b = dc.band(grid.axis, across, along);
-            for first in (s0..s1).step_by(tile) {
-                let end = (first + tile).min(s1);
-                for (row, j) in out.chunks_mut(per_line).zip(lines.clone()) {
-                    if cancel.is_cancelled() {
-                        return Err(Cancelled);
-                    }
-                    let (across, piece) = (grid.across(j), &mut row[first..end]);
-                    match levels {
-                        Some(l) => dc.sweep_classes(&b, across, a0, grid.sampling, first, piece, l),
-                        None => dc.sweep(&b, across, a0, grid.sampling, first, piece),
+        let rows = out.chunks_mut(per_line * group);
+        for (out, first_line) in rows.zip(lines.clone().step_by(group)) {
+            let lines = first_line..(first_line + group).min(lines.end);
+            let across = (grid.across(lines.start) - m, grid.across(lines.end - 1) + m);
+            for s0 in (0..per_line).step_by(stretch) {
+                let s1 = (s0 + stretch).min(per_line);
+                let along = if stretch >= per_line {
+                    (a0 - m, a1.max(grid.along(per_line - 1)) + m)
+                } else {
+                    (grid.along(s0) - m, grid.along(s1 - 1) + m)
+                };
+                // The stretch before is done with: free its band before preparing the next.
+                drop(band.take());
+                let b = dc.band(grid.axis, across, along);
+                for first in (s0..s1).step_by(tile) {
+                    let end = (first + tile).min(s1);
+                    for (row, j) in out.chunks_mut(per_line).zip(lines.clone()) {
+                        if cancel.is_cancelled() {
+                            return Err(Cancelled);
+                        }
+                        let (across, piece) = (grid.across(j), &mut row[first..end]);
+                        match levels {
+                            Some(l) => {
+                                dc.sweep_classes(&b, across, a0, grid.sampling, first, piece, l)
+                            }
+                            None => dc.sweep(&b, across, a0, grid.sampling, first, piece),
+                        }
                     }
                 }
+                band = Some(b);
             }
-            band = Some(b);
         }
-        if stretch < per_line {
-            // Only the last stretch's band is left: no caller of a raw grid wants it.
-            return Ok(None);
-        }
-        Ok(band)
+        // A raw grid's caller wants no band (and only its last stretch's would be left).
+        Ok(band.filter(|_| !raw))
     }
 
     /// Computes chunk `c`: a pure function of (mesh, spec, c).
