@@ -346,34 +346,10 @@ impl TileHit {
     }
 
     /// Counts one cell lowered by `depth` (0 for a cell left as it was) at `across` from the
-    /// move's line: selects, not jumps (whether a cell is cut is as good as random to the
-    /// branch predictor).
+    /// move's line: a line of one cell ([`RowCut::add_to`] is the one rule).
     #[inline]
     fn add_cut(&mut self, depth: f64, area: f64, across: f64, deep_at: f64) {
-        self.depth = self.depth.max(depth);
-        self.removed += depth * area;
-        let engaged = depth > MATERIAL_TOLERANCE;
-        self.across.0 = if engaged {
-            self.across.0.min(across)
-        } else {
-            self.across.0
-        };
-        self.across.1 = if engaged {
-            self.across.1.max(across)
-        } else {
-            self.across.1
-        };
-        let buried = depth > deep_at;
-        self.deep.0 = if buried {
-            self.deep.0.min(across)
-        } else {
-            self.deep.0
-        };
-        self.deep.1 = if buried {
-            self.deep.1.max(across)
-        } else {
-            self.deep.1
-        };
+        RowCut { depth, sum: depth }.add_to(self, area, across, deep_at);
     }
 
     /// How wide the cut was, mm (between the outermost lowered cells' centres).
@@ -1021,15 +997,21 @@ impl RowCut {
     }
 
     /// Adds the line's figures to the move's: all its cells lie `across` from the move.
+    /// Selects, not jumps: whether a cell is cut is as good as random to the branch
+    /// predictor where a line is a single cell (the general sweep's).
+    #[inline]
     fn add_to(&self, hit: &mut TileHit, area: f64, across: f64, deep_at: f64) {
         hit.depth = hit.depth.max(self.depth);
         hit.removed += self.sum * area;
-        if self.depth > MATERIAL_TOLERANCE {
-            hit.across = (hit.across.0.min(across), hit.across.1.max(across));
-        }
-        if self.depth > deep_at {
-            hit.deep = (hit.deep.0.min(across), hit.deep.1.max(across));
-        }
+        let widen = |(lo, hi): (f64, f64), yes: bool| {
+            if yes {
+                (lo.min(across), hi.max(across))
+            } else {
+                (lo, hi)
+            }
+        };
+        hit.across = widen(hit.across, self.depth > MATERIAL_TOLERANCE);
+        hit.deep = widen(hit.deep, self.depth > deep_at);
     }
 }
 
