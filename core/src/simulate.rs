@@ -527,12 +527,7 @@ pub fn deviation_image(
     let tiles = stock.fold_tiles(|cells| {
         let mut px = Vec::new();
         for_each_against(&cells, target, cell, |_, _, z, model, aim| {
-            px.push(deviation_colour(
-                z - aim,
-                model.is_some_and(|m| z < m - tolerance),
-                tolerance,
-                full_scale,
-            ));
+            px.push(cell_colour(z, model, aim, tolerance, full_scale));
         });
         (cells.extent(), px)
     });
@@ -545,6 +540,13 @@ pub fn deviation_image(
         }
     }
     (nx, ny, rgb)
+}
+
+/// A cell's colour from what [`for_each_against`] says of it: the deviation map's and the
+/// drawn surface's.
+fn cell_colour(z: f64, model: Option<f64>, aim: f64, tolerance: f64, full_scale: f64) -> [u8; 3] {
+    let gouge = model.is_some_and(|m| z < m - tolerance);
+    deviation_colour(z - aim, gouge, tolerance, full_scale)
 }
 
 /// The colour of one cell of the deviation map (see [`deviation_image`]).
@@ -603,8 +605,7 @@ pub fn stock_surface(
             |(i, j), (x, y), z, model, aim| {
                 let (c, r) = (col_at[i], row_at[j]);
                 if c != usize::MAX && r != usize::MAX {
-                    let gouge = model.is_some_and(|m| z < m - tolerance);
-                    let colour = deviation_colour(z - aim, gouge, tolerance, full_scale);
+                    let colour = cell_colour(z, model, aim, tolerance, full_scale);
                     out.push((r * w + c, [x as f32, y as f32, z as f32], colour));
                 }
             },
