@@ -116,32 +116,27 @@ impl RestMaterial {
     ) -> Self {
         let cell = stock.cell();
         let (nx, ny) = stock.size();
-        // Each cell's top and how far it stands above the target, in one pass over the tiles.
+        // Each cell's top where it stands more than `allowance + threshold` above the target
+        // (-inf where it does not: no level finds material there), in one pass over the tiles.
         let tiles = stock.fold_tiles(|cells| {
             let mut out = Vec::new();
             for_each_against(&cells, target, cell, |_, _, z, _, aim| {
-                out.push((z, z - aim))
+                let left = z - aim > allowance + threshold;
+                out.push(if left { z } else { f64::NEG_INFINITY })
             });
             (cells.extent(), out)
         });
-        let mut height = vec![0.0f64; nx * ny];
-        let mut excess = vec![0.0f64; nx * ny];
+        let mut top = vec![f64::NEG_INFINITY; nx * ny];
         for (((i0, j0), (w, _)), cells) in tiles {
-            for (k, (z, left)) in cells.into_iter().enumerate() {
-                let at = (j0 + k / w) * nx + i0 + k % w;
-                height[at] = z;
-                excess[at] = left;
+            for (k, z) in cells.into_iter().enumerate() {
+                top[(j0 + k / w) * nx + i0 + k % w] = z;
             }
         }
         let origin = stock.centre(0, 0);
         let layers = levels
             .par_iter()
             .map(|&z| {
-                let mask: Vec<bool> = height
-                    .iter()
-                    .zip(&excess)
-                    .map(|(&h, &e)| h > z + threshold && e > allowance + threshold)
-                    .collect();
+                let mask: Vec<bool> = top.iter().map(|&h| h > z + threshold).collect();
                 outlines(&mask, (nx, ny), origin, cell)
             })
             .collect();
@@ -150,11 +145,6 @@ impl RestMaterial {
             threshold,
             layers,
         }
-    }
-
-    /// Points in all the outlines (what a job's size check weighs).
-    pub fn points(&self) -> usize {
-        self.layers.iter().flatten().map(Vec::len).sum()
     }
 
     /// The part of `area` (a layer's clear area, where the tool axis may go) from which a
@@ -176,17 +166,8 @@ impl RestMaterial {
         };
         // The grown outlines only say how far the passes go; a quarter cell of leeway is
         // below what the cells can tell, and thinning to it keeps the passes' vertices few.
-        let reach: Shapes = reach
-            .into_iter()
-            .map(|shape| {
-                shape
-                    .iter()
-                    .map(|ring| crate::rough::thinned(ring, self.cell / 4.0))
-                    .filter(|ring| ring.len() >= 3)
-                    .collect::<Vec<_>>()
-            })
-            .filter(|shape: &Vec<Ring>| !shape.is_empty())
-            .collect();
+        let reach =
+            crate::rough::each_ring(reach, |ring| crate::rough::thinned(ring, self.cell / 4.0));
         if reach.is_empty() {
             return Vec::new();
         }

@@ -193,15 +193,22 @@ fn shrink(area: &Shapes, by: f64) -> Shapes {
     }
     // Round joins, chords a tenth of the offset radius long.
     let style = OutlineStyle::new(-(by + TOLERANCE)).line_join(LineJoin::Round(0.1));
-    let mut out: Shapes = area.outline(&style);
-    for shape in &mut out {
+    each_ring(area.outline(&style), |ring| {
+        thinned(&despiked(ring, CRACK), TOLERANCE)
+    })
+}
+
+/// `shapes` with every ring replaced by `f` of it, dropping the rings that no longer
+/// enclose anything (fewer than three points) and the shapes left with none.
+pub(crate) fn each_ring(mut shapes: Shapes, f: impl Fn(&Ring) -> Ring) -> Shapes {
+    for shape in &mut shapes {
         for ring in shape.iter_mut() {
-            *ring = thinned(&despiked(ring, CRACK), TOLERANCE);
+            *ring = f(ring);
         }
         shape.retain(|r| r.len() >= 3);
     }
-    out.retain(|s| !s.is_empty());
-    out
+    shapes.retain(|s| !s.is_empty());
+    shapes
 }
 
 /// Widest crack `despiked` closes, mm.
