@@ -321,55 +321,58 @@ impl Slicer<'_> {
             return;
         }
         let m = [0.5 * (p[0] + q[0]), 0.5 * (p[1] + q[1])];
-        let Some(witness) = self
-            .dc
-            .band_exceeds(self.band, m[0], m[1], z + REFINE_TOLERANCE, None)
-        else {
-            if corners > 0 {
-                self.refine_corner(p, q, m, len, z, (depth, corners, budget), out);
-            }
-            return;
-        };
-        if depth == 0 {
-            return;
-        }
-        // Outward normal; a convex bulge's sag is less than half the chord.
-        let nrm = [dy / len, -dx / len];
-        let reach = 0.5 * len;
-        let at = |t: f64| [m[0] + nrm[0] * reach * t, m[1] + nrm[1] * reach * t];
-        let end = at(1.0);
-        if self
-            .dc
-            .band_exceeds(self.band, end[0], end[1], z, None)
-            .is_some()
-        {
-            // Not a simple bulge (a corner of the grid's own making): leave the chord.
-            return;
-        }
-        let c = at(self.exit(at, reach, z, Some(witness)));
+        // The new point, and what is left of each depth for the chords either side of it.
+        let (c, depth, corners) =
+            match self
+                .dc
+                .band_exceeds(self.band, m[0], m[1], z + REFINE_TOLERANCE, None)
+            {
+                Some(witness) if depth > 0 => {
+                    // Outward normal; a convex bulge's sag is less than half the chord.
+                    let nrm = [dy / len, -dx / len];
+                    let reach = 0.5 * len;
+                    let at = |t: f64| [m[0] + nrm[0] * reach * t, m[1] + nrm[1] * reach * t];
+                    let end = at(1.0);
+                    if self
+                        .dc
+                        .band_exceeds(self.band, end[0], end[1], z, None)
+                        .is_some()
+                    {
+                        // Not a simple bulge (a corner of the grid's own making): leave the chord.
+                        return;
+                    }
+                    (
+                        at(self.exit(at, reach, z, Some(witness))),
+                        depth - 1,
+                        corners,
+                    )
+                }
+                None if corners > 0 => match self.corner_point(p, q, m, len, z) {
+                    Some(c) => (c, depth, corners - 1),
+                    None => return,
+                },
+                _ => return,
+            };
         *budget -= 1;
-        self.refine_chord(p, c, z, (depth - 1, corners, budget), out);
+        self.refine_chord(p, c, z, (depth, corners, budget), out);
         out.push(c);
-        self.refine_chord(c, q, z, (depth - 1, corners, budget), out);
+        self.refine_chord(c, q, z, (depth, corners, budget), out);
     }
 
-    /// Where the chord from `p` to `q` (midpoint `m`) passes outside the region by more than
-    /// `REFINE_TOLERANCE`: a corner of the region (an inside corner between two walls, seen
-    /// from the tool) that falls between fibers, which the chord cuts off, so that the tool
-    /// would not reach into it. The exact boundary point on the chord's inward normal
-    /// through `m` goes in, found like a fiber crossing (walking out of the region towards
-    /// `m`), and both new chords are looked at again.
-    #[allow(clippy::too_many_arguments)]
-    fn refine_corner(
+    /// Where the chord from `p` to `q` (midpoint `m`, length `len`) passes outside the region
+    /// by more than `REFINE_TOLERANCE`: a corner of the region (an inside corner between two
+    /// walls, seen from the tool) that falls between fibers, which the chord cuts off, so
+    /// that the tool would not reach into it. The exact boundary point on the chord's inward
+    /// normal through `m`, found like a fiber crossing (walking out of the region towards
+    /// `m`); `None` where the boundary is within the tolerance, or no region is there.
+    fn corner_point(
         &self,
         p: [f64; 2],
         q: [f64; 2],
         m: [f64; 2],
         len: f64,
         z: f64,
-        (depth, corners, budget): (usize, usize, &mut usize),
-        out: &mut Vec<[f64; 2]>,
-    ) {
+    ) -> Option<[f64; 2]> {
         // The region is on the left.
         let inward = [(p[1] - q[1]) / len, (q[0] - p[0]) / len];
         let probe = [
@@ -382,25 +385,21 @@ impl Slicer<'_> {
             .is_some()
         {
             // The boundary is within the tolerance of the chord.
-            return;
+            return None;
         }
         // A corner's sag is less than half the chord; no region there: a gap, not a corner.
         let reach = 0.5 * len;
         let inner = [m[0] + inward[0] * reach, m[1] + inward[1] * reach];
-        let Some(witness) = self.dc.band_exceeds(self.band, inner[0], inner[1], z, None) else {
-            return;
-        };
+        let witness = self
+            .dc
+            .band_exceeds(self.band, inner[0], inner[1], z, None)?;
         let at = |t: f64| {
             [
                 inner[0] + (m[0] - inner[0]) * t,
                 inner[1] + (m[1] - inner[1]) * t,
             ]
         };
-        let c = at(self.exit(at, reach, z, Some(witness)));
-        *budget -= 1;
-        self.refine_chord(p, c, z, (depth, corners - 1, budget), out);
-        out.push(c);
-        self.refine_chord(c, q, z, (depth, corners - 1, budget), out);
+        Some(at(self.exit(at, reach, z, Some(witness))))
     }
 
     /// The cells of cell rows `rows` (cell row j spans grid rows j and j + 1) that each level
