@@ -57,6 +57,35 @@ pub enum Command {
     /// model: gouges, material left, rapids through material, deepest and widest cuts, as
     /// one JSON line; non-zero exit on a gouge or a rapid through material.
     Simulate(Box<SimulateArgs>),
+    /// List the post-processors `toolpath --post` takes: the built-in ones and yours in the
+    /// config folder's posts/ (with the mistake in each one that cannot be used).
+    Posts,
+}
+
+/// `millpond posts`: one line per post — its name for `--post`, what it is called, the
+/// units it writes and where it comes from — then the post files that cannot be used.
+pub fn posts_command() -> anyhow::Result<()> {
+    let dir = crate::run_job::posts_dir(&crate::pool::config_dir());
+    let library = crate::run_job::post_library(&crate::pool::config_dir());
+    for p in &library.posts {
+        let units: Vec<&str> = p.units.iter().map(|u| u.word()).collect();
+        let from = match &p.source {
+            millpond_core::post::PostSource::BuiltIn => "built in".to_string(),
+            millpond_core::post::PostSource::File(f) => f.display().to_string(),
+        };
+        println!(
+            "{:<12} {} ({}; .{}; {from})",
+            p.key,
+            p.name,
+            units.join(", "),
+            p.extension
+        );
+    }
+    for e in &library.broken {
+        eprintln!("not used: {e}");
+    }
+    eprintln!("your own posts: {}", dir.display());
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,12 +125,6 @@ impl From<Units> for placement::Units {
             Units::Inch => placement::Units::Inches,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum DialectArg {
-    Linuxcnc,
-    Grbl,
 }
 
 /// Options shared by every command that loads a model and runs a job.

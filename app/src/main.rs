@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Serve(args)) => pool::serve_command(args),
         Some(cli::Command::Tools(args)) => cli::tools::tools_command(args),
         Some(cli::Command::Simulate(args)) => cli::simulate_command(args),
+        Some(cli::Command::Posts) => cli::posts_command(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

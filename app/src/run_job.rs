@@ -13,6 +13,7 @@ use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
 use anyhow::{Context, Result};
 use millpond_core::gcode;
 use millpond_core::job_file::{Job, ModelFile};
+use millpond_core::post::{PostLibrary, PostProcessor};
 pub use millpond_core::program::{PlanError, PlannedOp, Program, work_zero};
 use millpond_core::setup::Setup;
 use millpond_core::stock_model::EngagementReport;
@@ -97,17 +98,43 @@ pub fn setup(job: &Job, mesh: MeshHash, model: Aabb) -> Result<Setup> {
 pub fn plan(job: &Job, model: &Mesh) -> Result<Program> {
     let setup = setup(job, model.hash(), model.bounds())?;
     let zero = Some(work_zero(job.stock.zero, &setup));
-    Ok(plan_in(job, setup, zero)?)
+    let post = find_post(job, &post_library(&crate::pool::config_dir()))?;
+    Ok(plan_in(job, setup, zero, post)?)
 }
 
 /// [`plan`] in a given setup and zero (the command line's `--floor`, `--safe-z` and its
-/// program without a zero line change them; a job file cannot).
+/// program without a zero line change them; a job file cannot), written by `post`.
 pub fn plan_in(
     job: &Job,
     setup: Setup,
     zero: Option<gcode::WorkZero>,
+    post: PostProcessor,
 ) -> Result<Program, PlanError> {
-    Program::plan(job, title(job), setup, zero, Feeds::default().rapid_rate)
+    Program::plan(
+        job,
+        title(job),
+        setup,
+        zero,
+        Feeds::default().rapid_rate,
+        post,
+    )
+}
+
+/// The folder of the user's own post-processors: `posts/` in the config folder.
+pub fn posts_dir(config_dir: &Path) -> std::path::PathBuf {
+    config_dir.join("posts")
+}
+
+/// The posts a user can choose: the built-in ones and those in [`posts_dir`].
+pub fn post_library(config_dir: &Path) -> PostLibrary {
+    PostLibrary::load(Some(&posts_dir(config_dir)))
+}
+
+/// The post `job` names, from `library`, if it can write the job's units.
+pub fn find_post(job: &Job, library: &PostLibrary) -> Result<PostProcessor> {
+    let post = library.find(&job.output.post)?;
+    post.check_units(job.output.units)?;
+    Ok(post)
 }
 
 /// Writes the program to `path` (through a temporary file: a failure leaves no half program).

@@ -298,8 +298,8 @@ fn generate_all_runs_enabled_operations_in_order_and_exports_them_together() {
         "roughing with the flat end mill"
     );
     // GRBL: no tool changes.
-    let mut output = t.app().doc().output;
-    output.dialect = millpond_core::gcode::Dialect::Grbl;
+    let mut output = t.app().doc().output.clone();
+    output.post = "grbl".into();
     t.app_mut().execute(Command::SetOutput(output));
     let out = t.dir.path().join("all.nc");
     t.app_mut().export_to(out.clone());

@@ -105,8 +105,8 @@ fn a_saved_job_reopens_as_the_same_document_and_the_same_gcode() {
     stock.margin_xy = 3.0;
     stock.zero.z = millpond_core::setup::ZZero::StockTop;
     t.app_mut().execute(Command::SetStock(stock));
-    let mut output = t.app().doc().output;
-    output.dialect = millpond_core::gcode::Dialect::Grbl;
+    let mut output = t.app().doc().output.clone();
+    output.post = "grbl".into();
     output.spindle_dwell_s = 1.5;
     t.app_mut().execute(Command::SetOutput(output));
     let before = generate_and_export(&mut t, &work.path().join("before.ngc"));

@@ -1,35 +1,19 @@
-//! Post-processors: toolpaths to G-code for a controller dialect.
+//! Toolpaths to G-code, as a post-processor ([`crate::post::PostProcessor`]) spells it.
+//!
+//! The writer owns what keeps the machine safe whatever the post: a lift to safe Z before a
+//! tool change and again after it (the new tool may be longer), the spindle started before
+//! the first move, modal motion lines that never repeat a word. The post decides how each
+//! line is spelled, which lines wrap the program, and how comments look.
 
 use crate::cutter::Cutter;
 use crate::geom::Point3;
 use crate::planner::{MachineProfile, Planner, TimeEstimate};
+use crate::post::{ArcStyle, CommentStyle, CoolantMode, Placeholder, PostProcessor, Template};
 use crate::toolpath::{Feeds, MoveKind, Toolpath};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::str::FromStr;
-
-/// Controller dialects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Dialect {
-    /// LinuxCNC (rs274ngc): `%`-wrapped, tool changes with `M6`, path blending with `G64`.
-    LinuxCnc,
-    /// GRBL 1.1: no `M6` (it rejects it), no `G64`, lines kept short.
-    Grbl,
-}
-
-impl FromStr for Dialect {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "linuxcnc" | "emc" | "ngc" => Ok(Dialect::LinuxCnc),
-            "grbl" => Ok(Dialect::Grbl),
-            _ => Err(format!(
-                "unknown G-code dialect \"{s}\": expected linuxcnc or grbl"
-            )),
-        }
-    }
-}
 
 /// The units a program is written in: what `G21`/`G20` announce. Toolpaths are in
 /// millimetres; an inch program has every coordinate and feed divided by 25.4 on output.
@@ -37,7 +21,7 @@ impl FromStr for Dialect {
 pub enum ProgramUnits {
     #[default]
     Millimetres,
-    /// `G20`: inches, to 5 decimals (0.25 µm), feeds in inches per minute.
+    /// `G20`: inches, feeds in inches per minute.
     Inches,
 }
 
@@ -51,30 +35,27 @@ impl ProgramUnits {
         }
     }
 
-    /// Decimals written.
-    fn places(self) -> u32 {
+    /// The word files and flags use: `mm` or `inch`.
+    pub fn word(self) -> &'static str {
         match self {
-            ProgramUnits::Millimetres => 4,
-            ProgramUnits::Inches => 5,
+            ProgramUnits::Millimetres => "mm",
+            ProgramUnits::Inches => "inch",
         }
     }
 
-    /// A millimetre figure as the whole number of the output's resolution it is written as
-    /// (the same arithmetic as [`ProgramUnits::n`]): two figures print alike exactly when
-    /// these are equal. `None` for what is not finite or absurdly large (written as text).
-    fn quantum(self, mm: f64) -> Option<i64> {
-        let scaled = match self {
-            ProgramUnits::Millimetres => (mm * 1e4).round(),
-            ProgramUnits::Inches => (mm / 25.4 * 1e5).round(),
-        };
-        (scaled.is_finite() && scaled.abs() < 9e15).then_some(scaled as i64)
+    /// The G code that selects these units.
+    pub fn code(self) -> &'static str {
+        match self {
+            ProgramUnits::Millimetres => "G21",
+            ProgramUnits::Inches => "G20",
+        }
     }
 
-    /// A millimetre figure (coordinate or feed) as the program writes it.
-    fn n(self, mm: f64) -> String {
+    /// A millimetre figure in these units.
+    fn of_mm(self, mm: f64) -> f64 {
         match self {
-            ProgramUnits::Millimetres => num(mm),
-            ProgramUnits::Inches => num_places(mm / 25.4, 5),
+            ProgramUnits::Millimetres => mm,
+            ProgramUnits::Inches => mm / 25.4,
         }
     }
 }
@@ -92,20 +73,58 @@ impl FromStr for ProgramUnits {
     }
 }
 
-/// How a program is written: for which controller, in which units.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Post {
-    pub dialect: Dialect,
+/// How a program is written: by which post, in which units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Post<'a> {
+    pub processor: &'a PostProcessor,
     pub units: ProgramUnits,
 }
 
-impl From<Dialect> for Post {
-    /// The dialect in millimetres.
-    fn from(dialect: Dialect) -> Self {
+impl<'a> Post<'a> {
+    /// `processor` in its default units.
+    pub fn new(processor: &'a PostProcessor) -> Self {
         Self {
-            dialect,
-            units: ProgramUnits::Millimetres,
+            processor,
+            units: processor.default_units(),
         }
+    }
+
+    /// How figures are written: decimals for axes and feeds, in the program's units.
+    fn format(&self) -> Format {
+        let p = self.processor.places(self.units);
+        Format {
+            units: self.units,
+            axes: p.axes,
+            feed: p.feed,
+        }
+    }
+}
+
+/// Figures as a program writes them.
+#[derive(Clone, Copy, Debug)]
+struct Format {
+    units: ProgramUnits,
+    axes: u32,
+    feed: u32,
+}
+
+impl Format {
+    /// A millimetre length (coordinate, arc offset) as written.
+    fn len(&self, mm: f64) -> String {
+        num_places(self.units.of_mm(mm), self.axes)
+    }
+
+    /// A mm/min feed as written.
+    fn feed(&self, mm_per_min: f64) -> String {
+        num_places(self.units.of_mm(mm_per_min), self.feed)
+    }
+
+    /// A millimetre length as the whole number of the output's resolution it is written as
+    /// (the same arithmetic as [`Format::len`]): two figures print alike exactly when these
+    /// are equal. `None` for what is not finite or absurdly large (written as text).
+    fn quantum(&self, mm: f64) -> Option<i64> {
+        let scaled = (self.units.of_mm(mm) * 10f64.powi(self.axes as i32)).round();
+        (scaled.is_finite() && scaled.abs() < 9e15).then_some(scaled as i64)
     }
 }
 
@@ -152,19 +171,6 @@ fn num_places(v: f64, places: u32) -> String {
     s
 }
 
-/// Comments must not contain parentheses (neither controller nests them).
-fn comment(text: &str) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| match c {
-            '(' | ')' => '[',
-            c if c.is_ascii_graphic() || c == ' ' => c,
-            _ => '?',
-        })
-        .collect();
-    format!("({})", clean.replace('[', ""))
-}
-
 /// The tool in a machinist's words, for comments: "ball 3 mm", "bull 6 mm R1", "V-bit 6 mm 60
 /// deg" (ASCII only: controllers differ on anything else in comments).
 pub fn describe_tool(cutter: &Cutter) -> String {
@@ -190,13 +196,13 @@ pub fn describe_tool(cutter: &Cutter) -> String {
 /// without one.
 pub fn write_program(
     out: &mut impl Write,
-    dialect: Dialect,
+    post: &PostProcessor,
     title: &str,
     operations: &[Operation<'_>],
 ) -> io::Result<()> {
     write_program_at(
         out,
-        dialect.into(),
+        Post::new(post),
         title,
         None,
         &MachineProfile::default(),
@@ -261,41 +267,185 @@ pub struct WorkZero {
     pub description: String,
 }
 
+/// Why a post cannot write a program, as the I/O error the writer returns.
+fn cannot(post: &PostProcessor, message: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("the {} post {message}", post.name),
+    )
+}
+
+/// Lines as a post writes them: numbered where it numbers them, comments in its style,
+/// each checked against its longest line.
+struct Lines<'p> {
+    post: &'p PostProcessor,
+    format: Format,
+    /// The next `N` number, for a post that numbers lines.
+    next: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl<'p> Lines<'p> {
+    fn new(post: Post<'p>) -> Self {
+        Self {
+            post: post.processor,
+            format: post.format(),
+            next: post.processor.line_numbers.map(|n| n.start),
+            buf: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    /// Starts a line: its `N` word, if the post numbers lines.
+    fn begin(&mut self) {
+        if let (Some(n), Some(numbers)) = (self.next, self.post.line_numbers) {
+            self.buf.push(b'N');
+            let _ = write!(Bytes(&mut self.buf), "{n} ");
+            let after = n + numbers.step;
+            self.next = Some(if after > numbers.max {
+                numbers.start
+            } else {
+                after
+            });
+        }
+    }
+
+    /// Ends a line started at `start` in the buffer, refusing one longer than the post
+    /// allows (comments not counted).
+    fn end(&mut self, start: usize) -> io::Result<()> {
+        let line = &self.buf[start..];
+        let mut length = line.len();
+        if line.contains(&b'(') || line.contains(&b';') {
+            length = words_length(line);
+        }
+        if length > self.post.max_line_length {
+            let text = String::from_utf8_lossy(line).into_owned();
+            return Err(cannot(
+                self.post,
+                format!(
+                    "takes lines of at most {} characters; this one has {length}: {text}",
+                    self.post.max_line_length
+                ),
+            ));
+        }
+        self.buf.push(b'\n');
+        Ok(())
+    }
+
+    /// A line of code: numbered, except `%` and the program number (`O…`), which a control
+    /// reads before it counts blocks.
+    fn code(&mut self, line: &str) -> io::Result<()> {
+        let start = self.buf.len();
+        if line != "%" && !line.starts_with(['O', 'o']) {
+            self.begin();
+        }
+        self.buf.extend_from_slice(line.as_bytes());
+        self.end(start)
+    }
+
+    /// A whole-line comment in the post's style (none where it has none).
+    fn comment(&mut self, text: &str) {
+        let text = crate::post::clean_text(text);
+        match self.post.comments {
+            CommentStyle::Parentheses => {
+                let _ = writeln!(Bytes(&mut self.buf), "({text})");
+            }
+            CommentStyle::Semicolon => {
+                let _ = writeln!(Bytes(&mut self.buf), "; {text}");
+            }
+            CommentStyle::None => {}
+        }
+    }
+
+    /// A template line, its placeholders filled by `value`.
+    fn template(&mut self, t: &Template, value: &dyn Fn(Placeholder) -> String) -> io::Result<()> {
+        let line = t.fill(value);
+        if t.is_comment() {
+            self.comment(&line);
+            Ok(())
+        } else if line.trim().is_empty() {
+            Ok(())
+        } else {
+            self.code(&line)
+        }
+    }
+
+    /// Sends the buffer on once it holds a good part of 64 KiB.
+    fn flush_some(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if self.buf.len() >= (1 << 16) - 256 {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// `write!` into a byte buffer.
+struct Bytes<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A line's length without its comments: `(…)` anywhere and `;` to the end.
+fn words_length(line: &[u8]) -> usize {
+    let mut n = 0;
+    let mut depth = 0;
+    for &c in line {
+        match c {
+            b';' if depth == 0 => break,
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
 /// [`write_program`] with every coordinate measured from `zero` (the machinist's touch-off
 /// point) instead of the model's origin (the header says where zero is), and the machining
 /// time estimated for `machine` ([`estimate_program`]).
 pub fn write_program_at(
     out: &mut impl Write,
-    post: Post,
+    post: Post<'_>,
     title: &str,
     zero: Option<&WorkZero>,
     machine: &MachineProfile,
     operations: &[Operation<'_>],
 ) -> io::Result<()> {
-    let Post { dialect, units } = post;
+    let processor = post.processor;
+    processor
+        .check_units(post.units)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let times = estimate_program(operations, machine);
-    let mut s = String::new();
-    if dialect == Dialect::LinuxCnc {
-        s.push_str("%\n");
+    let mut lines = Lines::new(post);
+    let fmt = post.format();
+    let header = |p: Placeholder| match p {
+        Placeholder::Title => title.to_string(),
+        Placeholder::ProgramNumber => processor.program_number.to_string(),
+        _ => String::new(),
+    };
+    for t in &processor.start {
+        lines.template(t, &header)?;
     }
-    let _ = writeln!(
-        s,
-        "{}",
-        comment(&format!("{title} - Millpond {}", env!("CARGO_PKG_VERSION")))
-    );
+    lines.comment(&format!("{title} - Millpond {}", env!("CARGO_PKG_VERSION")));
     if let Some(z) = zero {
         let p = z.at;
-        let _ = writeln!(
-            s,
-            "{}",
-            comment(&format!(
-                "Work zero: {}, at X{} Y{} Z{} of the model",
-                z.description,
-                num(p.x),
-                num(p.y),
-                num(p.z)
-            ))
-        );
+        lines.comment(&format!(
+            "Work zero: {}, at X{} Y{} Z{} of the model",
+            z.description,
+            num(p.x),
+            num(p.y),
+            num(p.z)
+        ));
     }
     let total: TimeEstimate = times.iter().copied().sum();
     let f = |v: [f64; 3]| format!("{}/{}/{}", num(v[0]), num(v[1]), num(v[2]));
@@ -316,23 +466,17 @@ pub fn write_program_at(
             num(machine.junction_deviation)
         ),
     ] {
-        let _ = writeln!(s, "{}", comment(&line));
+        lines.comment(&line);
     }
-    // mm or inch, absolute, feed per minute, XY plane, no cutter compensation, no canned
-    // cycle.
-    let _ = writeln!(
-        s,
-        "{} G90 G94 G17 G40 G80",
-        match units {
-            ProgramUnits::Millimetres => "G21",
-            ProgramUnits::Inches => "G20",
-        }
-    );
-    if dialect == Dialect::LinuxCnc {
-        // Blending within 5 µm (in the program's units).
-        let _ = writeln!(s, "G49\nG64 P{}", units.n(0.005));
+    // Units, absolute, feed per minute, XY plane, no cutter compensation, no canned cycle:
+    // whatever the post spells, it says these.
+    for t in &processor.setup {
+        lines.template(t, &|p| match p {
+            Placeholder::Units => post.units.code().to_string(),
+            Placeholder::Tolerance => fmt.len(processor.path_tolerance),
+            _ => String::new(),
+        })?;
     }
-    out.write_all(s.as_bytes())?;
     let mut loaded: Option<(u32, Cutter)> = None;
     for (op, time) in operations.iter().zip(&times) {
         let change = match loaded {
@@ -341,7 +485,7 @@ pub fn write_program_at(
             Some(_) => ToolChange::Swap,
         };
         match zero {
-            None => write_operation(out, post, op, change, time)?,
+            None => write_operation(out, &mut lines, op, change, time)?,
             Some(z) => {
                 let moved = op.toolpath.translated(z.at);
                 let at_zero = Operation {
@@ -349,17 +493,26 @@ pub fn write_program_at(
                     toolpath: &moved,
                     ..*op
                 };
-                write_operation(out, post, &at_zero, change, time)?;
+                write_operation(out, &mut lines, &at_zero, change, time)?;
             }
         }
         loaded = Some((op.tool_number, op.cutter));
     }
-    let mut s = String::from("M5\n");
-    s.push_str("M2\n");
-    if dialect == Dialect::LinuxCnc {
-        s.push_str("%\n");
+    coolant_off(&mut lines)?;
+    lines.template(&processor.spindle_stop, &|_| String::new())?;
+    for t in &processor.end {
+        lines.template(t, &header)?;
     }
-    out.write_all(s.as_bytes())
+    lines.flush(out)
+}
+
+/// The coolant off, where the post turns it on.
+fn coolant_off(lines: &mut Lines<'_>) -> io::Result<()> {
+    let post = lines.post;
+    if post.coolant.mode != CoolantMode::Off {
+        lines.template(&post.coolant.off, &|_| String::new())?;
+    }
+    Ok(())
 }
 
 /// What happens to the tool before an operation.
@@ -375,95 +528,107 @@ enum ToolChange {
 
 fn write_operation(
     out: &mut impl Write,
-    post: Post,
+    lines: &mut Lines<'_>,
     op: &Operation<'_>,
     change: ToolChange,
     time: &TimeEstimate,
 ) -> io::Result<()> {
-    let Post { dialect, units } = post;
-    // Lengths and feeds in the program's units; spindle speed and dwell are not lengths.
-    let len = |v: f64| units.n(v);
+    let post = lines.post;
+    let fmt = lines.format;
     let tp = op.toolpath;
     let stats = tp.stats(&op.feeds);
     let tool = describe_tool(&op.cutter);
-    let mut s = String::new();
-    let _ = writeln!(s, "{}", comment(&format!("Operation: {}", op.name)));
-    let _ = writeln!(
-        s,
-        "{}",
-        comment(&format!("Tool {}: {tool}", op.tool_number))
-    );
-    let _ = writeln!(
-        s,
-        "{}",
-        comment(&format!(
-            "Cut {:.1} mm, rapid {:.1} mm, about {:.1} min",
-            stats.cut_length + stats.plunge_length,
-            stats.rapid_length,
-            time.total_s / 60.0
-        ))
-    );
+    lines.comment(&format!("Operation: {}", op.name));
+    lines.comment(&format!("Tool {}: {tool}", op.tool_number));
+    lines.comment(&format!(
+        "Cut {:.1} mm, rapid {:.1} mm, about {:.1} min",
+        stats.cut_length + stats.plunge_length,
+        stats.rapid_length,
+        time.total_s / 60.0
+    ));
     let start = tp.start;
+    let lift = format!("G0 Z{}", fmt.len(op.safe_z.max(start.z)));
     // Lift before any tool change or spindle start.
-    let _ = writeln!(s, "G0 Z{}", len(op.safe_z.max(start.z)));
+    lines.code(&lift)?;
     let n = op.tool_number;
-    match (dialect, change) {
-        (_, ToolChange::None) => {}
-        (Dialect::LinuxCnc, _) => {
-            // The tool table's length offset for the new tool, so Z means the tip again.
-            let _ = writeln!(s, "{}", comment(&format!("Change to tool {n}: {tool}")));
-            let _ = writeln!(s, "T{n} M6");
-            let _ = writeln!(s, "G43 H{n}");
-        }
-        (Dialect::Grbl, ToolChange::First) => {
-            let _ = writeln!(
-                s,
-                "{}",
-                comment(&format!("Load tool {n} before starting: {tool}"))
-            );
-            // GRBL reads and ignores a T word; it names the tool for senders and for
-            // `millpond simulate`, which change tool at each T of a program without M6.
-            let _ = writeln!(s, "T{n}");
-        }
-        (Dialect::Grbl, ToolChange::Swap) => {
-            // GRBL has no tool changer and rejects M6: stop the spindle, wait at safe height
-            // for the operator to swap the tool and set Z zero at its tip, then go on.
-            s.push_str("M5\n");
-            let _ = writeln!(s, "{}", comment(&format!("Change to tool {n}: {tool}")));
-            let _ = writeln!(s, "{}", comment("Set Z zero at the new tip, then resume"));
-            let _ = writeln!(s, "T{n}");
-            s.push_str("M0\n");
-        }
-    }
+    let tool_value = |p: Placeholder| match p {
+        Placeholder::Tool => n.to_string(),
+        Placeholder::ToolName => tool.clone(),
+        _ => String::new(),
+    };
     if change != ToolChange::None {
-        // A new tool (and, in LinuxCNC, its new length offset) may reach lower than the one
-        // before: the lift above was made with the old tool, so lift again before any move
-        // across the part.
-        let _ = writeln!(s, "G0 Z{}", len(op.safe_z.max(start.z)));
+        if change == ToolChange::Swap {
+            coolant_off(lines)?;
+        }
+        match (&post.tool_change, change) {
+            (Some(tc), ToolChange::First) => {
+                for t in tc.first.as_ref().unwrap_or(&tc.change) {
+                    lines.template(t, &tool_value)?;
+                }
+            }
+            (Some(tc), _) => {
+                for t in &tc.change {
+                    lines.template(t, &tool_value)?;
+                }
+            }
+            (None, ToolChange::First) => {
+                lines.comment(&format!("Load tool {n} before starting: {tool}"));
+            }
+            (None, _) => {
+                // No tool changer: stop the spindle and wait at safe height for the operator
+                // to swap the tool and set Z zero at its tip, then go on.
+                lines.template(&post.spindle_stop, &|_| String::new())?;
+                lines.comment(&format!("Change to tool {n}: {tool}"));
+                lines.comment("Set Z zero at the new tip, then resume");
+                lines.template(&post.pause, &|_| String::new())?;
+            }
+        }
+        // A new tool (and its new length offset) may reach lower than the one before: the
+        // lift above was made with the old tool, so lift again before any move across the
+        // part.
+        lines.code(&lift)?;
     }
-    let _ = writeln!(s, "S{} M3", num(op.feeds.spindle_rpm.round()));
+    lines.template(&post.spindle_start, &|p| match p {
+        Placeholder::Rpm => num(op.feeds.spindle_rpm.round()),
+        _ => String::new(),
+    })?;
+    match post.coolant.mode {
+        CoolantMode::Off => {}
+        CoolantMode::Flood => lines.template(&post.coolant.flood, &|_| String::new())?,
+        CoolantMode::Mist => lines.template(&post.coolant.mist, &|_| String::new())?,
+    }
     if op.spindle_dwell_s > 0.0 {
         // Let the spindle reach its speed before the tool meets material.
-        let _ = writeln!(s, "G4 P{}", num(op.spindle_dwell_s));
+        lines.template(&post.dwell, &|p| match p {
+            Placeholder::Seconds => num(op.spindle_dwell_s),
+            Placeholder::Milliseconds => num((op.spindle_dwell_s * 1000.0).ceil()),
+            _ => String::new(),
+        })?;
     }
-    let _ = writeln!(s, "G0 X{} Y{}", len(start.x), len(start.y));
+    lines.code(&format!("G0 X{} Y{}", fmt.len(start.x), fmt.len(start.y)))?;
     if start.z < op.safe_z {
-        let _ = writeln!(s, "G0 Z{}", len(start.z));
+        lines.code(&format!("G0 Z{}", fmt.len(start.z)))?;
     }
-    out.write_all(s.as_bytes())?;
+    lines.flush_some(out)?;
+    write_moves(out, lines, op)
+}
 
-    // Modal output: a word only when it changes. Figures are compared as the integers of the
-    // output's resolution they are written as (what two strings would compare, without
-    // making them) and written straight into the line: the loop allocates nothing.
-    let q = |v: f64| units.quantum(v);
-    let places = units.places();
+/// The toolpath's moves. Modal output: a word only when it changes. Figures are compared as
+/// the integers of the output's resolution they are written as (what two strings would
+/// compare, without making them) and written straight into the line: the loop allocates
+/// nothing.
+fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) -> io::Result<()> {
+    let fmt = lines.format;
+    let tp = op.toolpath;
+    let start = tp.start;
+    let q = |v: f64| fmt.quantum(v);
+    let places = fmt.axes;
+    let _arcs = lines.post.arcs != ArcStyle::None;
     let mut mode = 0u8;
     let mut feed = f64::NAN;
-    // The header above leaves the tool at the toolpath's start.
+    // The lines before leave the tool at the toolpath's start.
     let (mut x, mut y, mut z) = (q(start.x), q(start.y), q(start.z));
     let mut words: Vec<u8> = Vec::with_capacity(64);
-    // Lines gather here and go out 64 KiB at a time.
-    let mut block: Vec<u8> = Vec::with_capacity(1 << 16);
     for m in &tp.moves {
         words.clear();
         let (g, f) = match m.kind {
@@ -482,7 +647,7 @@ fn write_operation(
                 words.push(word);
                 match new {
                     Some(n) => push_fixed(&mut words, n, places),
-                    None => words.extend_from_slice(len(v).as_bytes()),
+                    None => words.extend_from_slice(fmt.len(v).as_bytes()),
                 }
                 *old = new;
             }
@@ -491,6 +656,9 @@ fn write_operation(
             // No axis changes at this output precision: nothing to move.
             continue;
         }
+        let line_start = lines.buf.len();
+        lines.begin();
+        let block = &mut lines.buf;
         if g != mode {
             block.push(b'G');
             block.push(b'0' + g);
@@ -503,16 +671,12 @@ fn write_operation(
             && f != feed
         {
             block.extend_from_slice(b" F");
-            block.extend_from_slice(len(f).as_bytes());
+            block.extend_from_slice(fmt.feed(f).as_bytes());
             feed = f;
         }
-        block.push(b'\n');
-        if block.len() >= (1 << 16) - 64 {
-            out.write_all(&block)?;
-            block.clear();
-        }
+        lines.end(line_start)?;
+        lines.flush_some(out)?;
     }
-    out.write_all(&block)?;
     Ok(())
 }
 
@@ -556,6 +720,10 @@ fn push_fixed(out: &mut Vec<u8>, q: i64, places: u32) {
 mod tests {
     use super::*;
 
+    fn post(key: &str) -> PostProcessor {
+        PostProcessor::built_in_named(key).unwrap()
+    }
+
     fn sample() -> Toolpath {
         let mut tp = Toolpath {
             start: Point3::new(0.0, 0.0, 10.0),
@@ -569,7 +737,7 @@ mod tests {
         tp
     }
 
-    fn program(d: Dialect) -> String {
+    fn program(d: &str) -> String {
         let tp = sample();
         let op = Operation {
             name: "Raster (finishing)",
@@ -581,12 +749,12 @@ mod tests {
             toolpath: &tp,
         };
         let mut out = Vec::new();
-        write_program(&mut out, d, "test", &[op]).unwrap();
+        write_program(&mut out, &post(d), "test", &[op]).unwrap();
         String::from_utf8(out).unwrap()
     }
 
     /// Roughing with T1 (flat 6), finishing twice with T2 (ball 3), then T1 again.
-    fn three_tools(d: Dialect) -> String {
+    fn three_tools(d: &str) -> String {
         let tp = sample();
         let op = |name, tool_number, cutter: &str| Operation {
             name,
@@ -604,7 +772,7 @@ mod tests {
             op("Chamfer", 1, "flat:6"),
         ];
         let mut out = Vec::new();
-        write_program(&mut out, d, "test", &ops).unwrap();
+        write_program(&mut out, &post(d), "test", &ops).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -621,7 +789,7 @@ mod tests {
 
     #[test]
     fn linuxcnc_changes_tools_with_m6_only_when_the_tool_changes() {
-        let g = three_tools(Dialect::LinuxCnc);
+        let g = three_tools("linuxcnc");
         let changes: Vec<&str> = g.lines().filter(|l| l.ends_with(" M6")).collect();
         assert_eq!(changes, ["T1 M6", "T2 M6", "T1 M6"], "{g}");
         assert!(
@@ -647,7 +815,7 @@ mod tests {
 
     #[test]
     fn grbl_stops_lifts_and_pauses_for_a_new_tool() {
-        let g = three_tools(Dialect::Grbl);
+        let g = three_tools("grbl");
         assert!(!g.contains("M6"), "GRBL rejects M6");
         assert!(
             g.contains("(Load tool 1 before starting: flat 6 mm)"),
@@ -681,13 +849,13 @@ mod tests {
     /// operator set Z zero in GRBL) goes to safe Z before any move across the part.
     #[test]
     fn every_tool_change_lifts_to_safe_z_before_moving_across() {
-        for d in [Dialect::LinuxCnc, Dialect::Grbl] {
+        for d in ["linuxcnc", "grbl"] {
             let g = three_tools(d);
             let lines: Vec<&str> = g.lines().collect();
             let changes: Vec<usize> = (0..lines.len())
                 .filter(|&i| lines[i].ends_with("M6") || lines[i] == "M0")
                 .collect();
-            assert_eq!(changes.len(), if d == Dialect::LinuxCnc { 3 } else { 2 });
+            assert_eq!(changes.len(), if d == "linuxcnc" { 3 } else { 2 });
             for i in changes {
                 let after = &lines[i + 1..];
                 let across = after
@@ -717,10 +885,10 @@ mod tests {
             toolpath: &tp,
         };
         let mut out = Vec::new();
-        write_program(&mut out, Dialect::LinuxCnc, "t", &[op]).unwrap();
+        write_program(&mut out, &post("linuxcnc"), "t", &[op]).unwrap();
         let g = String::from_utf8(out).unwrap();
         assert!(g.contains("S18000 M3\nG4 P2.5\nG0 X0 Y0\n"), "{g}");
-        let plain = program(Dialect::Grbl);
+        let plain = program("grbl");
         assert!(
             !plain.lines().any(|l| l.starts_with("G4 ")),
             "no dwell unless asked for: {plain}"
@@ -749,7 +917,7 @@ mod tests {
         assert!((with_dwell[0].total_s - times[0].total_s - 2.5).abs() < 1e-9);
         // Each operation's comment has its own time, the header the sum.
         let mut out = Vec::new();
-        write_program(&mut out, Dialect::Grbl, "t", &[op(0.0), op(0.0)]).unwrap();
+        write_program(&mut out, &post("grbl"), "t", &[op(0.0), op(0.0)]).unwrap();
         let g = String::from_utf8(out).unwrap();
         let total = format_duration(times[0].total_s + times[1].total_s);
         assert!(
@@ -776,7 +944,7 @@ mod tests {
 
     #[test]
     fn linuxcnc_program_shape() {
-        let g = program(Dialect::LinuxCnc);
+        let g = program("linuxcnc");
         assert!(g.starts_with("%\n"));
         assert!(g.trim_end().ends_with('%'));
         assert!(g.contains("G21 G90 G94"));
@@ -815,14 +983,21 @@ mod tests {
             values.push((r % 100_000) as f64 * 1e-4 + 0.5e-4);
         }
         for units in ProgramUnits::ALL {
-            for &v in &values {
-                let mut hand = Vec::new();
-                push_fixed(&mut hand, units.quantum(v).unwrap(), units.places());
-                assert_eq!(
-                    String::from_utf8(hand).unwrap(),
-                    units.n(v),
-                    "{v} in {units:?}"
-                );
+            for axes in 0..=6 {
+                let f = Format {
+                    units,
+                    axes,
+                    feed: axes,
+                };
+                for &v in &values {
+                    let mut hand = Vec::new();
+                    push_fixed(&mut hand, f.quantum(v).unwrap(), axes);
+                    assert_eq!(
+                        String::from_utf8(hand).unwrap(),
+                        f.len(v),
+                        "{v} in {units:?} to {axes} decimals"
+                    );
+                }
             }
         }
     }
@@ -841,8 +1016,9 @@ mod tests {
         };
         let write = |units| {
             let mut out = Vec::new();
+            let processor = post("linuxcnc");
             let post = Post {
-                dialect: Dialect::LinuxCnc,
+                processor: &processor,
                 units,
             };
             write_program_at(&mut out, post, "t", None, &MachineProfile::default(), &[op]).unwrap();
@@ -945,10 +1121,14 @@ mod tests {
             spindle_dwell_s: 0.0,
             toolpath: &tp,
         };
-        for dialect in [Dialect::LinuxCnc, Dialect::Grbl] {
+        for dialect in ["linuxcnc", "grbl"] {
             for units in [ProgramUnits::Millimetres, ProgramUnits::Inches] {
                 let mut out = Vec::new();
-                let post = Post { dialect, units };
+                let processor = post(dialect);
+                let post = Post {
+                    processor: &processor,
+                    units,
+                };
                 write_program_at(&mut out, post, "t", None, &MachineProfile::default(), &[op])
                     .unwrap();
                 let g = String::from_utf8(out).unwrap();
@@ -993,7 +1173,7 @@ mod tests {
 
     #[test]
     fn grbl_program_avoids_unsupported_words() {
-        let g = program(Dialect::Grbl);
+        let g = program("grbl");
         assert!(!g.contains("M6"));
         assert!(!g.contains("G64"));
         assert!(!g.contains('%'));

@@ -168,7 +168,7 @@ fn tokenize<'a>(src: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), String> {
                 }
                 let num = &src[start..j];
                 let word = |value| Word { letter, num, value };
-                if !b"GMNXYZIJKRFSTPQH".contains(&letter) {
+                if !b"GMNOXYZIJKRFSTPQH".contains(&letter) {
                     return Err(format!("unsupported word \"{}\"", word(0.0)));
                 }
                 let digits = num.trim_start_matches(['+', '-']);
@@ -353,6 +353,19 @@ impl<'a> Reader<'a> {
     /// modes, feed, tool select and change, dwell, motion, then a program end. True at the
     /// end of the program.
     fn block(&mut self, words: &[Word<'a>]) -> Result<bool, GcodeReadError> {
+        // A Fanuc-style program number (`O1000`, with at most a line number) names the
+        // program and does nothing; an O word beside anything else is LinuxCNC's subroutine
+        // and flow control, which the reader does not follow.
+        if let Some(o) = words.iter().find(|w| w.letter == b'O') {
+            if words.iter().all(|w| w.letter == b'O' || w.letter == b'N') && words.len() <= 2 {
+                return Ok(false);
+            }
+            fail!(
+                self,
+                "unsupported word \"{o}\": only a program number on a line of its own is \
+                 read (O-word subroutines and loops are not supported)"
+            );
+        }
         // Each word in its slot: G and M codes by modal group (two of one group conflict, as
         // in LinuxCNC), other letters by letter.
         let mut letters: [Option<Word>; 26] = [None; 26];
@@ -750,8 +763,9 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gcode::{Dialect, Operation, Post, ProgramUnits, write_program_at};
+    use crate::gcode::{Operation, Post, ProgramUnits, write_program_at};
     use crate::planner::MachineProfile;
+    use crate::post::PostProcessor;
     use crate::toolpath::{Feeds, Toolpath};
     use MoveKind::{Cut, Plunge, Rapid};
 
@@ -834,30 +848,42 @@ mod tests {
         run1.push((Rapid, p(0.333, 5.5, 12.5), 0.0));
         let mut run2 = vec![(Rapid, p(20.0, -3.5, 12.5), 0.0), (Rapid, tp2.start, 0.0)];
         run2.extend(with_feeds(&tp2));
-        for dialect in [Dialect::LinuxCnc, Dialect::Grbl] {
-            for units in ProgramUnits::ALL {
+        // Every built-in post that names its tools with T words (Marlin's has none: its T
+        // selects an extruder), in every unit it writes.
+        for post in PostProcessor::built_in() {
+            if post.key == "marlin" {
+                continue;
+            }
+            for &units in &post.units {
                 let mut out = Vec::new();
-                let (post, machine) = (Post { dialect, units }, MachineProfile::default());
-                write_program_at(&mut out, post, "rt", None, &machine, &ops).unwrap();
+                let machine = MachineProfile::default();
+                let at = Post {
+                    processor: &post,
+                    units,
+                };
+                write_program_at(&mut out, at, "rt", None, &machine, &ops).unwrap();
                 let g = String::from_utf8(out).unwrap();
                 let prog = read_with(&g, 1e-4).unwrap_or_else(|e| panic!("{e}\n{g}"));
-                let eps = match units {
-                    ProgramUnits::Millimetres => 1e-3,
-                    ProgramUnits::Inches => 25.4e-5,
+                // Within the written figures' resolution.
+                let places = post.places(units);
+                let scale = match units {
+                    ProgramUnits::Millimetres => 1.0,
+                    ProgramUnits::Inches => 25.4,
                 };
-                let line_of = |s: &str| g.lines().position(|l| l == s).unwrap() + 1;
-                // LinuxCNC: a run per M6 with its tool. GRBL: a run per T word (the writer
-                // names each tool with one, before the M0 that waits for the swap).
-                let (first, second) = match dialect {
-                    Dialect::LinuxCnc => {
-                        assert_eq!(prog.lines, g.lines().count() - 1, "M2 ends before the %");
-                        ("T3 M6", "T7 M6")
-                    }
-                    Dialect::Grbl => {
-                        assert_eq!(prog.lines, g.lines().count());
-                        ("T3", "T7")
-                    }
+                let eps = scale * 10f64.powi(-(places.axes as i32));
+                let feed_eps = scale * 10f64.powi(-(places.feed as i32));
+                let line_of = |s: &str| g.lines().position(|l| l.ends_with(s)).unwrap() + 1;
+                // A run per M6 with its tool; in GRBL, a run per T word (the writer names
+                // each tool with one, before the M0 that waits for the swap). Reading ends at
+                // the program end, before a closing `%`.
+                let closing = g.lines().rev().take_while(|l| *l == "%").count();
+                assert_eq!(prog.lines, g.lines().count() - closing, "{}", post.key);
+                let (first, second) = if post.key == "grbl" {
+                    ("T3", "T7")
+                } else {
+                    ("T3 M6", "T7 M6")
                 };
+                let dialect = &post.key;
                 let expected = vec![
                     (3, line_of(first), p(0.0, 0.0, 12.5), run1.clone()),
                     (7, line_of(second), p(0.333, 5.5, 12.5), run2.clone()),
@@ -879,7 +905,7 @@ mod tests {
                     for (m, &(kind, to, f)) in run.moves.iter().zip(want) {
                         assert_eq!(m.kind, kind, "{what}: {m:?}");
                         assert!((m.to - to).length() <= eps, "{what}: {m:?} vs {to:?}");
-                        assert!((m.feed - f).abs() <= eps, "{what}: {m:?}");
+                        assert!((m.feed - f).abs() <= feed_eps, "{what}: {m:?}");
                         assert!(g.lines().nth(m.line - 1).unwrap().len() > 1, "{what}");
                     }
                 }

@@ -14,7 +14,7 @@
 //! what is saved here.
 
 use crate::Rect;
-use crate::gcode::{Dialect, ProgramUnits};
+use crate::gcode::ProgramUnits;
 use crate::mesh::MeshHash;
 use crate::params;
 use crate::placement::{Axis3, Placement, Units, check_scale};
@@ -64,9 +64,11 @@ pub struct ModelRef {
 }
 
 /// How the program is written.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Output {
-    pub dialect: Dialect,
+    /// The post-processor: a key (`linuxcnc`, a built-in or one in the config folder's
+    /// `posts/`) or the path of a post file ([`crate::post::PostLibrary::find`]).
+    pub post: String,
     /// What the program is written in (G21 mm or G20 inch).
     pub units: ProgramUnits,
     /// Dwell after each spindle start, seconds (0: none).
@@ -76,7 +78,7 @@ pub struct Output {
 impl Default for Output {
     fn default() -> Self {
         Self {
-            dialect: Dialect::LinuxCnc,
+            post: crate::post::DEFAULT_POST.to_string(),
             units: ProgramUnits::Millimetres,
             spindle_dwell_s: 0.0,
         }
@@ -169,7 +171,12 @@ struct StockV1 {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OutputV1 {
-    dialect: String,
+    /// Added within format 1; files before it name a `dialect` (`linuxcnc` or `grbl`, now
+    /// the keys of the built-in posts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    post: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dialect: Option<String>,
     spindle_dwell: f64,
     /// Added within format 1: a file without it writes millimetres, as every program did
     /// before.
@@ -313,7 +320,6 @@ const ZERO_Z: Words<ZZero> = Words(&[
     ("stock bottom", ZZero::StockBottom),
     ("model top", ZZero::ModelTop),
 ]);
-const DIALECT: Words<Dialect> = Words(&[("linuxcnc", Dialect::LinuxCnc), ("grbl", Dialect::Grbl)]);
 const PROGRAM_UNITS: Words<ProgramUnits> = Words(&[
     ("mm", ProgramUnits::Millimetres),
     ("inch", ProgramUnits::Inches),
@@ -460,7 +466,8 @@ impl Job {
                 zero_z: ZERO_Z.word(s.zero.z).into(),
             },
             output: OutputV1 {
-                dialect: DIALECT.word(self.output.dialect).into(),
+                post: Some(self.output.post.clone()),
+                dialect: None,
                 spindle_dwell: self.output.spindle_dwell_s,
                 units: PROGRAM_UNITS.word(self.output.units).into(),
             },
@@ -487,7 +494,7 @@ impl Job {
 
     /// Reads a job file. Relative model paths are resolved against the job file's folder.
     pub fn load(path: &Path) -> Result<Job, JobFileError> {
-        let text = read_text(path)?;
+        let text = read_text(path, MAX_JOB_FILE_BYTES, "job")?;
         Job::parse(
             &text,
             &path.display().to_string(),
@@ -539,7 +546,7 @@ pub fn save_tool_library(path: &Path, tools: &[Tool]) -> Result<(), JobFileError
 
 /// Reads a tool library file; ids are the tool numbers.
 pub fn load_tool_library(path: &Path) -> Result<Vec<Tool>, JobFileError> {
-    let text = read_text(path)?;
+    let text = read_text(path, MAX_JOB_FILE_BYTES, "tool library")?;
     let file = path.display().to_string();
     check_format(&text, &file, "millpond_tools", "tool library")?;
     let v1: LibraryV1 = from_toml(&text, &file)?;
@@ -553,7 +560,7 @@ pub fn load_tool_library(path: &Path) -> Result<Vec<Tool>, JobFileError> {
 
 /// A file's text, refused before reading when it is too large for a job or library, and
 /// when it is not UTF-8.
-fn read_text(path: &Path) -> Result<String, JobFileError> {
+pub(crate) fn read_text(path: &Path, max_bytes: u64, what: &str) -> Result<String, JobFileError> {
     let file = path.display().to_string();
     let invalid = |message: String| JobFileError::Invalid {
         file: file.clone(),
@@ -566,9 +573,9 @@ fn read_text(path: &Path) -> Result<String, JobFileError> {
         message: format!("cannot read: {e}"),
     };
     let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > MAX_JOB_FILE_BYTES {
+    if size > max_bytes {
         return Err(invalid(format!(
-            "{size} bytes is too large for a job file (at most {MAX_JOB_FILE_BYTES})"
+            "{size} bytes is too large for a {what} file (at most {max_bytes})"
         )));
     }
     let bytes = std::fs::read(path).map_err(io)?;
@@ -639,7 +646,10 @@ fn check_format(
 }
 
 /// The file's fields, with serde's errors placed at their line and field.
-fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, JobFileError> {
+pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<T, JobFileError> {
     toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
         JobFileError::Invalid {
@@ -685,12 +695,12 @@ fn tool_to_v1(t: &Tool) -> ToolV1 {
 
 /// One step of a path to a field in the file.
 #[derive(Clone, Debug)]
-enum Key {
+pub(crate) enum Key {
     Name(&'static str),
     Index(usize),
 }
 
-fn dotted(path: &[Key]) -> String {
+pub(crate) fn dotted(path: &[Key]) -> String {
     let mut s = String::new();
     for k in path {
         match k {
@@ -707,7 +717,7 @@ fn dotted(path: &[Key]) -> String {
 }
 
 /// The line of the field at `path` (or of the nearest enclosing one found).
-fn find_line(text: &str, path: &[Key]) -> Option<usize> {
+pub(crate) fn find_line(text: &str, path: &[Key]) -> Option<usize> {
     let table = toml::de::DeTable::parse(text).ok()?;
     let mut span = table.span();
     let mut value: Option<&toml::de::DeValue<'_>> = None;
@@ -852,10 +862,22 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
     };
 
     // Output.
-    let dialect = word(
-        DIALECT.value(&f.output.dialect),
-        &[Name("output"), Name("dialect")],
-    )?;
+    let post = match (&f.output.post, &f.output.dialect) {
+        (Some(p), None) | (None, Some(p)) => p.trim().to_string(),
+        (None, None) => crate::post::DEFAULT_POST.to_string(),
+        (Some(_), Some(_)) => {
+            return Err((
+                vec![Name("output"), Name("dialect")],
+                "give the post only (dialect is its older name)".into(),
+            ));
+        }
+    };
+    if post.is_empty() || post.len() > 1024 || post.contains(['\n', '\r']) {
+        return Err((
+            vec![Name("output"), Name("post")],
+            "the post is a name (linuxcnc, grbl, ...) or the path of a post file".into(),
+        ));
+    }
     check(
         f.output.spindle_dwell,
         0.0,
@@ -867,7 +889,7 @@ fn from_v1(f: FileV1, dir: &Path) -> Result<Job, FieldError> {
         &[Name("output"), Name("units")],
     )?;
     let output = Output {
-        dialect,
+        post,
         units: program_units,
         spindle_dwell_s: f.output.spindle_dwell,
     };
@@ -1233,7 +1255,7 @@ mod tests {
             ],
             tools,
             output: Output {
-                dialect: Dialect::Grbl,
+                post: "grbl".into(),
                 units: ProgramUnits::Inches,
                 spindle_dwell_s: 2.5,
             },

@@ -23,6 +23,7 @@ pub mod models;
 pub mod params;
 pub mod placement;
 pub mod planner;
+pub mod post;
 pub mod program;
 pub mod raster;
 pub mod rest;

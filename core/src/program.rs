@@ -4,11 +4,12 @@
 //! Generate + Export and `millpond toolpath` both go through here, so one job gives one
 //! program, bit for bit, whichever front end the machinist used (ARCHITECTURE.md §6.3).
 
-use crate::gcode::{self, Dialect};
+use crate::gcode;
 use crate::index::TriangleIndex;
 use crate::job::{CancelToken, Operation};
 use crate::job_file::Job;
 use crate::mesh::Mesh;
+use crate::post::PostProcessor;
 use crate::rest::RestMaterial;
 use crate::setup::{OperationDef, Setup, WorkZeroChoice};
 use crate::simulate::SimulateError;
@@ -85,7 +86,8 @@ impl PlannedOp {
 pub struct Program {
     /// The title comment (the model's file name).
     pub title: String,
-    pub dialect: Dialect,
+    /// How it is written: the job's post, found by its name.
+    pub post: PostProcessor,
     /// G21 millimetres or G20 inches.
     pub units: gcode::ProgramUnits,
     pub spindle_dwell_s: f64,
@@ -126,13 +128,15 @@ pub fn work_zero(choice: WorkZeroChoice, setup: &Setup) -> gcode::WorkZero {
 impl Program {
     /// Plans every enabled operation of `job` in order, in `setup` (the job's stock around
     /// its placed model; the command line's `--floor` and `--safe-z` may change it), with
-    /// the program titled `title` and its zero at `zero`.
+    /// the program titled `title`, its zero at `zero`, written by `post` (the one
+    /// `job.output.post` names, found by the caller, who knows the user's posts).
     pub fn plan(
         job: &Job,
         title: String,
         setup: Setup,
         zero: Option<gcode::WorkZero>,
         rapid_rate: f64,
+        post: PostProcessor,
     ) -> Result<Self, PlanError> {
         let mut ops = Vec::new();
         for (k, op) in job.operations.iter().enumerate() {
@@ -151,7 +155,7 @@ impl Program {
         }
         Ok(Self {
             title,
-            dialect: job.output.dialect,
+            post,
             units: job.output.units,
             spindle_dwell_s: job.output.spindle_dwell_s,
             setup,
@@ -229,10 +233,10 @@ impl Program {
             .collect()
     }
 
-    /// How the program is written: its dialect in its units.
-    pub fn post_settings(&self) -> gcode::Post {
+    /// How the program is written: its post in its units.
+    pub fn post_settings(&self) -> gcode::Post<'_> {
         gcode::Post {
-            dialect: self.dialect,
+            processor: &self.post,
             units: self.units,
         }
     }

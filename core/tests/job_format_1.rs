@@ -1,7 +1,6 @@
 //! A job file of format 1, kept in the repository as it was first written, loads with
 //! every later version (issue: "a job from an older format version loads").
 
-use millpond_core::gcode::Dialect;
 use millpond_core::job_file::{Job, ModelFile};
 use millpond_core::placement::{Axis3, Placement, Units};
 use millpond_core::setup::{Stepover, Strategy, XyZero, ZZero};
@@ -31,8 +30,8 @@ fn the_format_1_file_loads_with_every_field() {
         (XyZero::StockFrontLeft, ZZero::StockTop)
     );
     assert_eq!(
-        (job.output.dialect, job.output.spindle_dwell_s),
-        (Dialect::Grbl, 2.5)
+        (job.output.post.as_str(), job.output.spindle_dwell_s),
+        ("grbl", 2.5)
     );
     assert_eq!(job.tools.len(), 2);
     let mill = &job.tools[1];

@@ -137,7 +137,7 @@ fn a_saved_job_runs_to_the_same_program_byte_for_byte() {
     assert!(job.contains("file = \"part.stl\""), "{job}");
     assert!(job.contains("blake3 = \""), "{job}");
     assert!(job.contains("zero_xy = \"stock front left\""), "{job}");
-    assert!(job.contains("dialect = \"grbl\""), "{job}");
+    assert!(job.contains("post = \"grbl\""), "{job}");
     assert!(job.contains("spindle_dwell = 1.5"), "{job}");
     // Tools numbered as the flags give them (1, then t=5 for the ball nose).
     assert!(
@@ -416,7 +416,7 @@ fn a_job_on_the_sample_part_runs_its_enabled_operations() {
         &["--op", "raster,tool=ball:3,stepover=1"],
         &["--stock-margin", "1"],
         &["--zero", "model,model"],
-        &["--dialect", "grbl"],
+        &["--post", "grbl"],
         &["--units", "inch"],
         &["--save-job", "other.millpond"],
     ] {

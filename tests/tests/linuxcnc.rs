@@ -128,7 +128,9 @@ fn bundled_part() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-part.stl")
 }
 
-/// Three tools of different lengths in one program, for LinuxCNC and for GRBL.
+/// Three tools of different lengths in one program, for every built-in post whose dialect
+/// rs274ngc reads (LinuxCNC, GRBL, Mach3/Mach4, UCCNC, Fanuc-style; not Marlin's `;`
+/// comments).
 #[test]
 fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,13 +139,13 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
     let stock_top = mesh.bounds().max.z + 1.0;
     let safe_z = stock_top + 5.0;
     let clear_z = stock_top + millpond_core::links::LINK_CLEARANCE;
-    for dialect in ["linuxcnc", "grbl"] {
+    for dialect in ["linuxcnc", "grbl", "mach3", "uccnc", "fanuc"] {
         let out = dir.path().join(format!("{dialect}.ngc"));
         let status = Command::new(millpond_tests::millpond_bin())
             .args(["toolpath".as_ref(), part.as_os_str()])
             .args(["-o".as_ref(), out.as_os_str()])
             .args([
-                "--dialect",
+                "--post",
                 dialect,
                 "--stock-margin",
                 "2,1",
@@ -162,9 +164,9 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
         let (bad, changes) = unsafe_moves(&calls, safe_z, clear_z);
         assert!(bad.is_empty(), "{dialect}: {bad:#?}");
         let dwells = calls.iter().filter(|c| c.call == "DWELL").count();
-        if dialect == "linuxcnc" {
-            assert_eq!(changes, 3, "three tools, three changes");
-            assert_eq!(dwells, 3, "a dwell after each spindle start");
+        if dialect != "grbl" {
+            assert_eq!(changes, 3, "{dialect}: three tools, three changes");
+            assert_eq!(dwells, 3, "{dialect}: a dwell after each spindle start");
         } else {
             // GRBL has no changer: the operator swaps at each M0 pause.
             assert_eq!(changes, 0);

@@ -10,11 +10,11 @@
 //! `--save-job` writes), `--job` reads one, and both go through [`run_job`] — plan, compute,
 //! post — so a saved job gives the program its flags gave, and the window's program.
 
-use super::{AxisArg, DEFAULT_MODEL_NAME, DialectArg, Units, format_duration, threads};
+use super::{AxisArg, DEFAULT_MODEL_NAME, Units, format_duration, threads};
 use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
-use millpond_core::gcode::{self, Dialect, ProgramUnits};
+use millpond_core::gcode::{self, ProgramUnits};
 use millpond_core::job::JobOutput;
 use millpond_core::job_file::{self, Job, ModelFile, ModelRef, Output};
 use millpond_core::params::{
@@ -24,6 +24,7 @@ use millpond_core::params::{
     TOOL_NUMBER,
 };
 use millpond_core::placement::Placement;
+use millpond_core::post::PostProcessor;
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
 use millpond_core::runner::{Executor, Local};
@@ -154,7 +155,7 @@ fn op_help() -> String {
     help += "Sizes in mm; each number's range is in the help of its flag. Operations without t= \
              are numbered by tool: the first tool is 1, the next new one 2, and so on. With --op, \
              every operation setting goes into the --op: --strategy, --tool and the other \
-             operation flags are refused; --stock, --stock-margin, --floor, --safe-z, --dialect, \
+             operation flags are refused; --stock, --stock-margin, --floor, --safe-z, --post, \
              --threads and --pool apply to the whole run.\n\
              Example: --op rough,tool=flat:6,stepdown=1,stepover=40%,t=1 --op \
              raster,tool=ball:3,stepover=0.3,t=2";
@@ -269,7 +270,7 @@ const JOB_FLAGS: &[&str] = &[
     "safe_z",
     "zero",
     "spindle_dwell",
-    "dialect",
+    "post",
     "program_units",
     "save_job",
 ];
@@ -281,7 +282,7 @@ pub struct ToolpathArgs {
     #[arg(required_unless_present = "job")]
     pub model: Option<PathBuf>,
     /// Run a job file (.millpond, as the window saves it): its model, placement, stock, tools,
-    /// every enabled operation in order, work zero, dialect and spindle dwell, exactly as the
+    /// every enabled operation in order, work zero, post and spindle dwell, exactly as the
     /// window's Generate all + Export does. The flags that describe a job are refused with
     /// it; -o, --pool, --threads and --quiet apply.
     #[arg(long, value_name = "FILE", conflicts_with_all = JOB_FLAGS)]
@@ -384,13 +385,21 @@ pub struct ToolpathArgs {
     /// No progress bars (they are only drawn when stderr is a terminal anyway).
     #[arg(long, short)]
     pub quiet: bool,
-    /// G-code dialect.
-    #[arg(long, value_enum, default_value = "linuxcnc")]
-    pub dialect: DialectArg,
-    /// The units the program is written in: mm (G21) or inch (G20: coordinates to 5
-    /// decimals, feeds in inches per minute). Toolpaths are computed in mm either way.
-    #[arg(long, value_parser = parse_program_units, default_value = "mm")]
-    pub program_units: ProgramUnits,
+    /// Post-processor: how the program is written for the controller. A built-in one
+    /// (linuxcnc, grbl, mach3, uccnc, marlin, fanuc), one of yours in the config folder's
+    /// posts/, or the path of a post file (.toml); `millpond posts` lists them.
+    #[arg(
+        long,
+        visible_alias = "dialect",
+        value_name = "NAME|FILE",
+        default_value = "linuxcnc"
+    )]
+    pub post: String,
+    /// The units the program is written in: mm (G21) or inch (G20, feeds in inches per
+    /// minute) [default: the post's, mm for all built-in ones]. Toolpaths are computed in
+    /// mm either way.
+    #[arg(long, value_parser = parse_program_units)]
+    pub program_units: Option<ProgramUnits>,
     /// The machine the time is estimated for: hobby (GRBL router: 5000/5000/1500 mm/min
     /// rapids, 500/500/200 mm/s²) or stiff (15000/15000/5000 mm/min, 2000/2000/1000 mm/s²).
     #[arg(long, value_enum, default_value = "hobby")]
@@ -1069,7 +1078,7 @@ fn job_tool(number: u32, op: &OpDef) -> Tool {
 impl ToolpathArgs {
     /// The job that `ops` (from [`ToolpathArgs::operations`]) and the other flags describe,
     /// on `model`. Operations whose feeds differ from their tool's keep their own.
-    fn job(&self, ops: &[(OpDef, u32)], model: ModelFile) -> Job {
+    fn job(&self, ops: &[(OpDef, u32)], model: ModelFile, post: &PostProcessor) -> Job {
         let mut tools: Vec<Tool> = Vec::new();
         for (op, number) in ops {
             if !tools.iter().any(|t| t.number == *number) {
@@ -1110,11 +1119,8 @@ impl ToolpathArgs {
             tools,
             operations,
             output: Output {
-                dialect: match self.dialect {
-                    DialectArg::Linuxcnc => Dialect::LinuxCnc,
-                    DialectArg::Grbl => Dialect::Grbl,
-                },
-                units: self.program_units,
+                post: self.post.clone(),
+                units: self.program_units.unwrap_or(post.default_units()),
                 spindle_dwell_s: self.spindle_dwell,
             },
         }
@@ -1233,6 +1239,7 @@ pub(crate) fn rest_material(
 
 pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     let threads = threads(args.threads)?;
+    let posts = run_job::post_library(&crate::pool::config_dir());
     // The job, its model, how each operation is named in messages, and how the program
     // departs from the job (flags a job file cannot hold).
     let (job, model, origins, floor, safe_z, zero) = match &args.job {
@@ -1272,7 +1279,8 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
                     hash: None,
                 }
             };
-            let mut job = args.job(&ops, file);
+            let post = posts.find(&args.post)?;
+            let mut job = args.job(&ops, file, &post);
             let model = load_job_model(&job, "--units")?;
             if let ModelFile::Stl { hash, .. } = &mut job.model.file {
                 *hash = Some(model.read_hash);
@@ -1300,7 +1308,8 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         setup = setup.with_safe_z(z).map_err(|e| anyhow!("--safe-z: {e}"))?;
     }
     let zero = zero.map(|z| run_job::work_zero(z, &setup));
-    let program = run_job::plan_in(&job, setup, zero).map_err(|e| {
+    let post = run_job::find_post(&job, &posts)?;
+    let program = run_job::plan_in(&job, setup, zero, post).map_err(|e| {
         let origin = &origins[e.operation];
         anyhow!("{origin}: {}", e.message)
     })?;

@@ -19,9 +19,10 @@ use super::view3d::SceneView;
 use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME, TOOLS_FILE};
 use egui::DroppedFileHandle;
 use millpond_core::MeshHash;
-use millpond_core::gcode::{Dialect, ProgramUnits};
+use millpond_core::gcode::ProgramUnits;
 use millpond_core::job_file::{self, Job, ModelFile, Output};
 use millpond_core::planner::estimate_time;
+use millpond_core::post::{PostLibrary, PostProcessor};
 use millpond_core::program::{self, PlannedOp, Program};
 use millpond_core::setup::Setup;
 use millpond_core::toolpath::ToolpathStats;
@@ -119,7 +120,8 @@ pub struct Session {
     /// The job file whose unsaved changes the recovery file holds (`None`: a job never
     /// saved), while there is one.
     pub recovery_of: Option<PathBuf>,
-    pub dialect: Dialect,
+    /// The post new jobs start with (the last chosen).
+    pub post: String,
     /// The program units new jobs start with (the last chosen).
     pub program_units: ProgramUnits,
     pub show_stats: bool,
@@ -131,7 +133,7 @@ impl Default for Session {
             recent: Vec::new(),
             recent_jobs: Vec::new(),
             recovery_of: None,
-            dialect: Dialect::LinuxCnc,
+            post: millpond_core::post::DEFAULT_POST.to_string(),
             program_units: ProgramUnits::Millimetres,
             show_stats: false,
         }
@@ -247,6 +249,9 @@ pub struct MillpondApp {
     pub exporter: Exporter,
     /// The program checked against the stock: warnings shown before export.
     pub program_check: ProgramCheck,
+    /// The post-processors Export can use: the built-in ones and the user's
+    /// (`run_job::posts_dir`), read at start.
+    pub posts: PostLibrary,
     /// Simulate: the program machined into the stock, off the UI thread.
     pub simulation: super::simulation::Simulation,
     /// The last thing that happened, for the status bar.
@@ -315,7 +320,7 @@ impl MillpondApp {
         let mut doc = Document::new(
             tools,
             Output {
-                dialect: session.dialect,
+                post: session.post.clone(),
                 units: session.program_units,
                 spindle_dwell_s: prefs.spindle_dwell_s,
             },
@@ -332,7 +337,10 @@ impl MillpondApp {
             p.sampling = 0.01;
             op.name = "Fine raster (autostart)".into();
         }
+        let posts = crate::run_job::post_library(&dir);
+        banners.extend(posts.broken.iter().map(|e| format!("post not used: {e}")));
         let mut app = Self {
+            posts,
             loader: ModelLoader::new(ctx.clone()),
             banners,
             selected_tool: doc.tools.tools.first().map(|t| t.id),
@@ -709,10 +717,10 @@ impl MillpondApp {
         if self.doc.tools != before.tools {
             self.tools_edited();
         }
-        if self.doc.output.dialect != before.output.dialect
+        if self.doc.output.post != before.output.post
             || self.doc.output.units != before.output.units
         {
-            self.session.dialect = self.doc.output.dialect;
+            self.session.post = self.doc.output.post.clone();
             self.session.program_units = self.doc.output.units;
             self.save_session();
         }
@@ -729,7 +737,7 @@ impl MillpondApp {
         self.doc = Document::new(
             self.doc.tools.clone(),
             Output {
-                dialect: self.session.dialect,
+                post: self.session.post.clone(),
                 units: self.session.program_units,
                 spindle_dwell_s: self.prefs.spindle_dwell_s,
             },
@@ -1368,6 +1376,14 @@ impl MillpondApp {
 
     // ----- export -----
 
+    /// The post the job names, if there is one and it can write the job's units.
+    pub fn post(&self) -> Result<PostProcessor, String> {
+        let job = &self.doc.output;
+        let post = self.posts.find(&job.post).map_err(|e| e.to_string())?;
+        post.check_units(job.units).map_err(|e| e.to_string())?;
+        Ok(post)
+    }
+
     /// The program Export writes: the enabled operations that have toolpaths, in machining
     /// order, planned as they were computed, in the document's stock, zero and output.
     /// `None` without a model (or a stock that cannot be set up around it).
@@ -1391,10 +1407,11 @@ impl MillpondApp {
             times.push(r.time);
         }
         let zero = Some(program::work_zero(self.doc.stock.zero, &setup));
+        let post = self.post().ok()?;
         Some(export::Job {
             program: Program {
                 title: self.export_title().0,
-                dialect: self.doc.output.dialect,
+                post,
                 units: self.doc.output.units,
                 spindle_dwell_s: self.doc.output.spindle_dwell_s,
                 setup,

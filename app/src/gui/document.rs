@@ -163,7 +163,7 @@ impl Document {
             stock: self.stock.clone(),
             tools: self.tools.tools.clone(),
             operations: self.operations.list.clone(),
-            output: self.output,
+            output: self.output.clone(),
         })
     }
 
@@ -176,7 +176,7 @@ impl Document {
                 tools: job.tools.clone(),
             },
             operations: Operations::from_list(job.operations.clone()),
-            output: job.output,
+            output: job.output.clone(),
         }
     }
 }

@@ -3,7 +3,6 @@
 //! own tool change), written off the UI thread through a temporary file.
 
 use super::dialogs::{self, PendingDialog};
-use millpond_core::gcode::Dialect;
 use millpond_core::program::Program;
 use millpond_core::{MachineProfile, TimeEstimate, Toolpath};
 use std::path::{Path, PathBuf};
@@ -48,20 +47,6 @@ pub fn summarize(job: &Job) -> Summary {
     s
 }
 
-pub fn dialect_label(d: Dialect) -> &'static str {
-    match d {
-        Dialect::LinuxCnc => "LinuxCNC",
-        Dialect::Grbl => "GRBL",
-    }
-}
-
-pub fn default_extension(d: Dialect) -> &'static str {
-    match d {
-        Dialect::LinuxCnc => "ngc",
-        Dialect::Grbl => "nc",
-    }
-}
-
 /// The program's toolpaths as posted: machined in order from the stock, straight-down rapids
 /// stopped above what the operations before left ([`Program::post`]).
 pub fn posted(
@@ -103,7 +88,7 @@ impl Exporter {
         file_stem: &str,
         job: Job,
     ) {
-        let name = format!("{file_stem}.{}", default_extension(job.program.dialect));
+        let name = format!("{file_stem}.{}", job.program.post.extension);
         let recent: Vec<PathBuf> = self.last_dir.iter().cloned().collect();
         let pending = dialogs::choose(
             repaint,

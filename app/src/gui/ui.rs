@@ -3,7 +3,6 @@
 
 use super::app::MillpondApp;
 use super::document::Command;
-use super::export::dialect_label;
 use super::model::{Axis3, Placement, Units};
 use super::operations::{
     LineAxis, OperationFeeds, RasterParams, RoughingParams, Stepover, StockMode, Strategy,
@@ -13,7 +12,7 @@ use super::preferences::PoolState;
 use super::stats_panel::{format_eta, format_rate};
 use crate::common::format_duration;
 use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichText, Ui};
-use millpond_core::gcode::{Dialect, ProgramUnits};
+use millpond_core::gcode::ProgramUnits;
 use millpond_core::params::{self, Setting};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
@@ -1296,45 +1295,62 @@ impl MillpondApp {
     fn export_ui(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
             let l = ui
-                .label("Dialect")
-                .on_hover_text("The controller the program is for");
-            let mut output = self.doc().output;
-            let dialect = &mut output.dialect;
-            egui::ComboBox::from_id_salt("dialect")
-                .selected_text(dialect_label(*dialect))
+                .label("Post")
+                .on_hover_text("The post-processor: how the program is written for the controller");
+            let mut output = self.doc().output.clone();
+            let chosen = self.posts.posts.iter().find(|p| p.key == output.post);
+            egui::ComboBox::from_id_salt("post")
+                .selected_text(chosen.map_or(output.post.as_str(), |p| p.name.as_str()))
                 .show_ui(ui, |ui| {
-                    for d in [Dialect::LinuxCnc, Dialect::Grbl] {
-                        ui.selectable_value(dialect, d, dialect_label(d));
+                    for p in &self.posts.posts {
+                        ui.selectable_value(&mut output.post, p.key.clone(), &p.name)
+                            .on_hover_text(&p.description);
                     }
                 })
                 .response
                 .labelled_by(l.id)
-                .on_hover_text(
-                    "LinuxCNC: tool changes with M6, G64 blending. GRBL: no M6, short lines",
-                );
+                .on_hover_text(format!(
+                    "{}. Your own posts (TOML files) go in {}",
+                    chosen.map_or("Not one of the posts", |p| p.description.as_str()),
+                    crate::run_job::posts_dir(&self.options.config_dir).display()
+                ));
+            // A post that writes fewer units: its own.
+            if let Some(p) = self.posts.posts.iter().find(|p| p.key == output.post)
+                && !p.units.contains(&output.units)
+            {
+                output.units = p.default_units();
+            }
             let l = ui
                 .label("Units")
                 .on_hover_text("The units the program is written in");
+            let units_allowed = self
+                .posts
+                .posts
+                .iter()
+                .find(|p| p.key == output.post)
+                .map_or(ProgramUnits::ALL.to_vec(), |p| p.units.clone());
             let units = &mut output.units;
             egui::ComboBox::from_id_salt("program-units")
                 .selected_text(units.label())
                 .show_ui(ui, |ui| {
-                    for u in ProgramUnits::ALL {
+                    for u in units_allowed {
                         ui.selectable_value(units, u, u.label());
                     }
                 })
                 .response
                 .labelled_by(l.id)
                 .on_hover_text(
-                    "mm: G21. inch: G20, coordinates to 5 decimals and feeds in inches per \
-                     minute, for machines set up in inches. Toolpaths are computed in mm \
-                     either way",
+                    "mm: G21. inch: G20, feeds in inches per minute, for machines set up in \
+                     inches. Toolpaths are computed in mm either way",
                 );
             if output != self.doc().output {
                 self.execute(Command::SetOutput(output));
             }
         });
-        let mut output = self.doc().output;
+        if let Err(e) = self.post() {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        let mut output = self.doc().output.clone();
         egui::Grid::new("output").num_columns(2).show(ui, |ui| {
             num(
                 ui,

@@ -627,8 +627,9 @@ impl std::io::Write for CountingSink {
 /// The G-code writer on a large raster program (10M moves; `--quick` 1M) for each post:
 /// megabytes per second and bytes per move, the header's time estimate included.
 fn gcode(quick: bool) -> Result<()> {
-    use millpond_core::gcode::{Dialect, Operation, Post, ProgramUnits, write_program_at};
+    use millpond_core::gcode::{Operation, Post, ProgramUnits, write_program_at};
     use millpond_core::planner::MachineProfile;
+    use millpond_core::post::PostProcessor;
     use millpond_core::toolpath::{MoveKind, Toolpath};
     let (lines, per_line) = if quick { (1000, 1000) } else { (5000, 2000) };
     let mut tp = Toolpath {
@@ -664,17 +665,19 @@ fn gcode(quick: bool) -> Result<()> {
     );
     println!("| post | moves | MB | bytes/move | s | MB/s |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (name, post) in [
-        ("LinuxCNC, mm", Post::from(Dialect::LinuxCnc)),
-        ("GRBL, mm", Post::from(Dialect::Grbl)),
-        (
-            "LinuxCNC, inch",
-            Post {
-                dialect: Dialect::LinuxCnc,
-                units: ProgramUnits::Inches,
-            },
-        ),
-    ] {
+    let posts = PostProcessor::built_in();
+    let mut runs: Vec<(String, Post<'_>)> = posts
+        .iter()
+        .map(|p| (format!("{}, mm", p.name), Post::new(p)))
+        .collect();
+    runs.push((
+        "LinuxCNC, inch".into(),
+        Post {
+            processor: &posts[0],
+            units: ProgramUnits::Inches,
+        },
+    ));
+    for (name, post) in runs {
         let mut best = f64::INFINITY;
         let mut bytes = 0;
         for _ in 0..3 {
