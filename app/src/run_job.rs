@@ -11,6 +11,7 @@
 
 use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME};
 use anyhow::{Context, Result};
+use millpond_core::arcs::ArcSpan;
 use millpond_core::gcode;
 use millpond_core::job_file::{Job, ModelFile};
 use millpond_core::post::{PostLibrary, PostProcessor};
@@ -137,11 +138,13 @@ pub fn find_post(job: &Job, library: &PostLibrary) -> Result<PostProcessor> {
     Ok(post)
 }
 
-/// Writes the program to `path` (through a temporary file: a failure leaves no half program).
+/// Writes the program to `path` (through a temporary file: a failure leaves no half program),
+/// with `arcs` in place of their moves where the post writes arcs ([`Program::arcs`]).
 pub fn write(
     path: &Path,
     program: &Program,
     posted: &[(Toolpath, EngagementReport)],
+    arcs: &[Vec<ArcSpan>],
     machine: &millpond_core::MachineProfile,
 ) -> Result<()> {
     crate::common::write_gcode(
@@ -150,6 +153,6 @@ pub fn write(
         &program.title,
         program.zero.as_ref(),
         machine,
-        &program.gcode_operations(posted),
+        &program.gcode_operations(posted, arcs),
     )
 }

@@ -5,6 +5,7 @@
 //! the first move, modal motion lines that never repeat a word. The post decides how each
 //! line is spelled, which lines wrap the program, and how comments look.
 
+use crate::arcs::{Arc, ArcSpan};
 use crate::cutter::Cutter;
 use crate::geom::Point3;
 use crate::planner::{MachineProfile, Planner, TimeEstimate};
@@ -140,6 +141,10 @@ pub struct Operation<'a> {
     pub safe_z: f64,
     /// Seconds to wait after starting the spindle before the first move (`G4 P`); 0 for none.
     pub spindle_dwell_s: f64,
+    /// Arcs to write in place of runs of the toolpath's moves, in order, fitted for this
+    /// post and checked against the model ([`crate::arcs`], `Program::arcs`); empty for
+    /// straight moves only. A post without arcs writes the moves whatever this holds.
+    pub arcs: &'a [ArcSpan],
     pub toolpath: &'a Toolpath,
 }
 
@@ -488,8 +493,18 @@ pub fn write_program_at(
             None => write_operation(out, &mut lines, op, change, time)?,
             Some(z) => {
                 let moved = op.toolpath.translated(z.at);
+                let arcs: Vec<ArcSpan> = op
+                    .arcs
+                    .iter()
+                    .map(|s| {
+                        let mut s = *s;
+                        s.arc.centre = [s.arc.centre[0] - z.at.x, s.arc.centre[1] - z.at.y];
+                        s
+                    })
+                    .collect();
                 let at_zero = Operation {
                     safe_z: op.safe_z - z.at.z,
+                    arcs: &arcs,
                     toolpath: &moved,
                     ..*op
                 };
@@ -616,42 +631,72 @@ fn write_operation(
 /// The toolpath's moves. Modal output: a word only when it changes. Figures are compared as
 /// the integers of the output's resolution they are written as (what two strings would
 /// compare, without making them) and written straight into the line: the loop allocates
-/// nothing.
+/// nothing. Where the post writes arcs, the operation's arcs replace their runs of moves, one
+/// `G2`/`G3` each ([`crate::arcs`]).
 fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) -> io::Result<()> {
     let fmt = lines.format;
-    let tp = op.toolpath;
-    let start = tp.start;
+    let moves = &op.toolpath.moves;
+    let start = op.toolpath.start;
     let q = |v: f64| fmt.quantum(v);
     let places = fmt.axes;
-    let _arcs = lines.post.arcs != ArcStyle::None;
+    let style = lines.post.arcs;
+    let mut arcs: &[ArcSpan] = if style == ArcStyle::None {
+        &[]
+    } else {
+        op.arcs
+    };
     let mut mode = 0u8;
     let mut feed = f64::NAN;
     // The lines before leave the tool at the toolpath's start.
-    let (mut x, mut y, mut z) = (q(start.x), q(start.y), q(start.z));
-    let mut words: Vec<u8> = Vec::with_capacity(64);
-    for m in &tp.moves {
-        words.clear();
+    let mut at = Quantized {
+        xyz: [q(start.x), q(start.y), q(start.z)],
+    };
+    let mut words: Vec<u8> = Vec::with_capacity(96);
+    let mut i = 0;
+    while i < moves.len() {
+        let m = moves[i];
         let (g, f) = match m.kind {
             MoveKind::Rapid => (0u8, None),
             MoveKind::Plunge => (1, Some(op.feeds.plunge_feed)),
             MoveKind::Cut => (1, Some(op.feeds.feed)),
         };
-        for (word, v, old) in [
-            (b'X', m.to.x, &mut x),
-            (b'Y', m.to.y, &mut y),
-            (b'Z', m.to.z, &mut z),
-        ] {
-            let new = q(v);
-            if new != *old {
-                words.push(b' ');
-                words.push(word);
-                match new {
-                    Some(n) => push_fixed(&mut words, n, places),
-                    None => words.extend_from_slice(fmt.len(v).as_bytes()),
+        words.clear();
+        let mut done = 1;
+        let mut code = g;
+        while arcs.first().is_some_and(|a| a.first < i) {
+            arcs = &arcs[1..];
+        }
+        if let Some(span) = arcs.first().filter(|a| a.first == i)
+            && g == 1
+            && let Some(end) = moves.get(i + span.arc.moves - 1)
+            && moves[i..i + span.arc.moves]
+                .iter()
+                .all(|n| n.kind == m.kind)
+            && let Some(w) = arc_words(&fmt, style, &at, &span.arc, end.to)
+        {
+            words = w.words;
+            at = w.end;
+            code = if span.arc.clockwise { 2 } else { 3 };
+            done = span.arc.moves;
+        }
+        if done == 1 {
+            for (axis, (word, v)) in [(b'X', m.to.x), (b'Y', m.to.y), (b'Z', m.to.z)]
+                .into_iter()
+                .enumerate()
+            {
+                let new = q(v);
+                if new != at.xyz[axis] {
+                    words.push(b' ');
+                    words.push(word);
+                    match new {
+                        Some(n) => push_fixed(&mut words, n, places),
+                        None => words.extend_from_slice(fmt.len(v).as_bytes()),
+                    }
+                    at.xyz[axis] = new;
                 }
-                *old = new;
             }
         }
+        i += done;
         if words.is_empty() {
             // No axis changes at this output precision: nothing to move.
             continue;
@@ -659,11 +704,11 @@ fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) 
         let line_start = lines.buf.len();
         lines.begin();
         let block = &mut lines.buf;
-        if g != mode {
+        if code != mode {
             block.push(b'G');
-            block.push(b'0' + g);
+            block.push(b'0' + code);
             block.extend_from_slice(&words);
-            mode = g;
+            mode = code;
         } else {
             block.extend_from_slice(&words[1..]);
         }
@@ -678,6 +723,77 @@ fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) 
         lines.flush_some(out)?;
     }
     Ok(())
+}
+
+/// Where the controller is, as written: each axis in units of the output's resolution
+/// (`None` for a figure written as text, beyond any real machine).
+#[derive(Clone, Copy, Debug)]
+struct Quantized {
+    xyz: [Option<i64>; 3],
+}
+
+/// An arc's words and where it leaves the controller.
+struct ArcWords {
+    words: Vec<u8>,
+    end: Quantized,
+}
+
+/// The words of `arc` from where the controller is (`from`, as written) to `to`: the axes
+/// that change, then `I J` (the centre from the written start, as controllers take it) or
+/// `R`. `None` where the written figures would not make the arc: an end the resolution
+/// cannot tell from the start, or a centre whose rounding puts the start and end more than
+/// two steps of the resolution off one radius (controllers refuse those, LinuxCNC first).
+fn arc_words(
+    fmt: &Format,
+    style: ArcStyle,
+    from: &Quantized,
+    arc: &Arc,
+    to: Point3,
+) -> Option<ArcWords> {
+    let unit = 10f64.powi(fmt.axes as i32);
+    let (sx, sy) = (from.xyz[0]?, from.xyz[1]?);
+    let end = [fmt.quantum(to.x)?, fmt.quantum(to.y)?, fmt.quantum(to.z)?];
+    if end[0] == sx && end[1] == sy {
+        return None;
+    }
+    // In units of the resolution, in the program's units.
+    let centre = [
+        (fmt.units.of_mm(arc.centre[0]) * unit).round(),
+        (fmt.units.of_mm(arc.centre[1]) * unit).round(),
+    ];
+    let (i, j) = (centre[0] - sx as f64, centre[1] - sy as f64);
+    let r_start = i.hypot(j);
+    let r_end = (centre[0] - end[0] as f64).hypot(centre[1] - end[1] as f64);
+    if (r_start - r_end).abs() > 2.0 || !(i.abs() < 9e15 && j.abs() < 9e15) {
+        return None;
+    }
+    let mut words = Vec::with_capacity(96);
+    let mut at = *from;
+    for (axis, word) in [b'X', b'Y', b'Z'].into_iter().enumerate() {
+        if Some(end[axis]) != at.xyz[axis] {
+            words.push(b' ');
+            words.push(word);
+            push_fixed(&mut words, end[axis], fmt.axes);
+            at.xyz[axis] = Some(end[axis]);
+        }
+    }
+    match style {
+        ArcStyle::R => {
+            words.extend_from_slice(b" R");
+            push_fixed(
+                &mut words,
+                ((r_start + r_end) / 2.0).round() as i64,
+                fmt.axes,
+            );
+        }
+        _ => {
+            words.extend_from_slice(b" I");
+            push_fixed(&mut words, i as i64, fmt.axes);
+            words.extend_from_slice(b" J");
+            push_fixed(&mut words, j as i64, fmt.axes);
+        }
+    }
+    Some(ArcWords { words, end: at })
 }
 
 /// Appends `q` units of 10^-`places` as [`num_places`] writes the figure: trailing zeros
@@ -746,6 +862,7 @@ mod tests {
             feeds: Feeds::default(),
             safe_z: 10.0,
             spindle_dwell_s: 0.0,
+            arcs: &[],
             toolpath: &tp,
         };
         let mut out = Vec::new();
@@ -763,6 +880,7 @@ mod tests {
             feeds: Feeds::default(),
             safe_z: 12.5,
             spindle_dwell_s: 0.0,
+            arcs: &[],
             toolpath: &tp,
         };
         let ops = [
@@ -882,6 +1000,7 @@ mod tests {
             feeds: Feeds::default(),
             safe_z: 10.0,
             spindle_dwell_s: 2.5,
+            arcs: &[],
             toolpath: &tp,
         };
         let mut out = Vec::new();
@@ -905,6 +1024,7 @@ mod tests {
             feeds: Feeds::default(),
             safe_z: 10.0,
             spindle_dwell_s: dwell,
+            arcs: &[],
             toolpath: &tp,
         };
         let machine = MachineProfile::default();
@@ -1012,6 +1132,7 @@ mod tests {
             feeds: Feeds::default(),
             safe_z: 25.4,
             spindle_dwell_s: 1.5,
+            arcs: &[],
             toolpath: &tp,
         };
         let write = |units| {
@@ -1119,6 +1240,7 @@ mod tests {
             feeds: Feeds::default(),
             safe_z: 10.0,
             spindle_dwell_s: 0.0,
+            arcs: &[],
             toolpath: &tp,
         };
         for dialect in ["linuxcnc", "grbl"] {
@@ -1178,5 +1300,145 @@ mod tests {
         assert!(!g.contains("G64"));
         assert!(!g.contains('%'));
         assert!(g.lines().all(|l| l.len() <= 70), "GRBL line too long");
+    }
+
+    /// Half a circle of 200 cut moves at Z -1, a straight run on, then a helical quarter
+    /// down 0.5 mm: the arcs' moves and the straight ones, from a plunge at the start.
+    fn round_trip_path() -> Toolpath {
+        let mut tp = Toolpath {
+            start: Point3::new(15.0, 10.0, 5.0),
+            moves: vec![],
+        };
+        tp.push(MoveKind::Plunge, Point3::new(15.0, 10.0, -1.0));
+        let c = (10.0, 10.0);
+        for k in 1..=200 {
+            let t = std::f64::consts::PI * k as f64 / 200.0;
+            tp.push(
+                MoveKind::Cut,
+                Point3::new(c.0 + 5.0 * t.cos(), c.1 + 5.0 * t.sin(), -1.0),
+            );
+        }
+        for k in 1..=5 {
+            tp.push(MoveKind::Cut, Point3::new(5.0, 10.0 - k as f64, -1.0));
+        }
+        // A clockwise helical quarter about (10, 5), from (5, 5).
+        for k in 1..=100 {
+            let t = std::f64::consts::PI - std::f64::consts::FRAC_PI_2 * k as f64 / 100.0;
+            tp.push(
+                MoveKind::Cut,
+                Point3::new(
+                    10.0 + 5.0 * t.cos(),
+                    5.0 + 5.0 * t.sin(),
+                    -1.0 - 0.005 * k as f64,
+                ),
+            );
+        }
+        tp.push(MoveKind::Rapid, Point3::new(10.0, 10.0, 5.0));
+        tp
+    }
+
+    /// Writes `tp` with its arcs fitted (no model to check them against) in `post`.
+    fn with_arcs(post: &PostProcessor, tp: &Toolpath) -> String {
+        let sweep = match post.arcs {
+            ArcStyle::R => std::f64::consts::TAU / 3.0,
+            _ => std::f64::consts::PI,
+        };
+        let arcs = crate::arcs::fit_toolpath(tp, crate::arcs::DEFAULT_ARC_TOLERANCE, sweep);
+        let op = Operation {
+            name: "Contour",
+            tool_number: 1,
+            cutter: Cutter::Ball { diameter: 3.0 },
+            feeds: Feeds::default(),
+            safe_z: 5.0,
+            spindle_dwell_s: 0.0,
+            arcs: &arcs,
+            toolpath: tp,
+        };
+        let mut out = Vec::new();
+        write_program_at(
+            &mut out,
+            Post::new(post),
+            "t",
+            None,
+            &MachineProfile::default(),
+            &[op],
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn arcs_replace_their_moves_and_read_back_through_every_point() {
+        let tp = round_trip_path();
+        let ijk = post("linuxcnc");
+        let mut r = post("linuxcnc");
+        r.arcs = ArcStyle::R;
+        let mut lines_only = post("linuxcnc");
+        lines_only.arcs = ArcStyle::None;
+        for (p, arcs) in [(&ijk, 2), (&r, 3), (&lines_only, 0)] {
+            let g = with_arcs(p, &tp);
+            let arc_lines: Vec<&str> = g
+                .lines()
+                .filter(|l| {
+                    l.starts_with("G2 ")
+                        || l.starts_with("G3 ")
+                        || l.contains(" I")
+                        || l.contains(" R")
+                })
+                .collect();
+            // The half circle counter-clockwise (G3) in one arc, or two within 120 degrees
+            // for R; the helix clockwise (G2) with its Z.
+            assert_eq!(arc_lines.len(), arcs, "{:?}: {arc_lines:?}", p.arcs);
+            if arcs > 0 {
+                assert!(arc_lines[0].starts_with("G3"), "{arc_lines:?}");
+                let last = arc_lines[arcs - 1];
+                assert!(last.starts_with("G2") && last.contains(" Z-1.5 "), "{last}");
+                let centre_words = if p.arcs == ArcStyle::R { " R5" } else { " I" };
+                assert!(
+                    arc_lines.iter().all(|l| l.contains(centre_words)),
+                    "{arc_lines:?}"
+                );
+            } else {
+                let motion = g
+                    .lines()
+                    .filter(|l| l.starts_with(['X', 'Y', 'Z', 'G']))
+                    .count();
+                assert!(motion > 300, "{motion} lines");
+            }
+            // Read back as the controller would run it: every computed point within the
+            // tolerance (and the output's rounding) of the path read, which ends where the
+            // toolpath ends.
+            let read = crate::gcode_read::read_program(&g, "t.ngc", &Default::default()).unwrap();
+            let path: Vec<Point3> = read
+                .runs
+                .iter()
+                .flat_map(|r| r.moves.iter().map(|m| m.to))
+                .collect();
+            let worst = tp
+                .moves
+                .iter()
+                .map(|m| {
+                    path.windows(2)
+                        .map(|w| distance_to_segment(m.to, w[0], w[1]))
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .fold(0.0, f64::max);
+            assert!(
+                worst < 1.1e-3,
+                "{:?}: a point {worst} mm off the path",
+                p.arcs
+            );
+            assert!((*path.last().unwrap() - tp.end()).length() < 1e-4);
+        }
+    }
+
+    fn distance_to_segment(p: Point3, a: Point3, b: Point3) -> f64 {
+        let ab = b - a;
+        let t = if ab.length() > 0.0 {
+            ((p - a).dot(ab) / ab.dot(ab)).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        (p - (a + ab * t)).length()
     }
 }

@@ -827,6 +827,7 @@ mod tests {
             feeds,
             safe_z: 12.5,
             spindle_dwell_s: 1.5,
+            arcs: &[],
             toolpath,
         };
         let ops = [

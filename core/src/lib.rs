@@ -7,6 +7,7 @@
 //! turned into G-code. [`setup`] turns a machinist's description of an operation (strategy,
 //! parameters, tool, stock) into that job spec, for the window and the command line alike.
 
+pub mod arcs;
 pub mod cutter;
 pub mod drop;
 pub mod error;

@@ -4,11 +4,14 @@
 //! Generate + Export and `millpond toolpath` both go through here, so one job gives one
 //! program, bit for bit, whichever front end the machinist used (ARCHITECTURE.md §6.3).
 
+use crate::arcs::{self, ArcSpan};
+use crate::drop::DropCutter;
 use crate::gcode;
 use crate::index::TriangleIndex;
 use crate::job::{CancelToken, Operation};
 use crate::job_file::Job;
 use crate::mesh::Mesh;
+use crate::post::ArcStyle;
 use crate::post::PostProcessor;
 use crate::rest::RestMaterial;
 use crate::setup::{OperationDef, Setup, WorkZeroChoice};
@@ -67,6 +70,15 @@ impl PlannedOp {
         match &self.spec.operation {
             Operation::Rough(r) => r.rest,
             _ => None,
+        }
+    }
+
+    /// How far a written arc may stray from this operation's moves, mm: 1 µm, never more
+    /// than a raster's merge tolerance (the same bar its straight moves were merged to).
+    pub fn arc_tolerance(&self) -> f64 {
+        match &self.spec.operation {
+            Operation::Raster(r) => crate::arcs::DEFAULT_ARC_TOLERANCE.min(r.merge_tolerance),
+            _ => crate::arcs::DEFAULT_ARC_TOLERANCE,
         }
     }
 
@@ -241,21 +253,61 @@ impl Program {
         }
     }
 
-    /// The program's operations as the G-code writer takes them, with the posted toolpaths.
+    /// The arcs the program's post writes in each posted toolpath: fitted within each
+    /// operation's [`PlannedOp::arc_tolerance`] and checked against the model with its
+    /// cutter and allowance ([`crate::arcs`]); none for a post without arcs. Runs on the
+    /// current rayon pool.
+    pub fn arcs(
+        &self,
+        posted: &[(Toolpath, EngagementReport)],
+        mesh: &Mesh,
+        index: &TriangleIndex,
+    ) -> Vec<Vec<ArcSpan>> {
+        let max_sweep = match self.post.arcs {
+            ArcStyle::None => return vec![Vec::new(); posted.len()],
+            ArcStyle::Ijk => std::f64::consts::PI,
+            // The centre from the radius alone is ill defined near half a circle.
+            ArcStyle::R => std::f64::consts::TAU / 3.0,
+        };
+        self.ops
+            .iter()
+            .zip(posted)
+            .map(|((_, op), (tp, _))| {
+                let spans = arcs::fit_toolpath(tp, op.arc_tolerance(), max_sweep);
+                match DropCutter::with_allowance(
+                    mesh,
+                    index,
+                    op.cutter,
+                    f64::NEG_INFINITY,
+                    op.spec.allowance(),
+                ) {
+                    Ok(contact) => arcs::keep_clear(spans, tp, &contact, op.arc_tolerance()),
+                    // A cutter that cannot be grown by its allowance computed nothing.
+                    Err(_) => Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// The program's operations as the G-code writer takes them, with the posted toolpaths
+    /// and their arcs ([`Program::arcs`]; empty lists for straight moves only).
     pub fn gcode_operations<'a>(
         &'a self,
         posted: &'a [(Toolpath, EngagementReport)],
+        arcs: &'a [Vec<ArcSpan>],
     ) -> Vec<gcode::Operation<'a>> {
         self.ops
             .iter()
             .zip(posted)
-            .map(|((_, op), (tp, _))| gcode::Operation {
+            .enumerate()
+            .map(|(k, ((_, op), (tp, _)))| gcode::Operation {
                 name: &op.name,
                 tool_number: op.tool_number,
                 cutter: op.cutter,
                 feeds: op.feeds,
                 safe_z: self.setup.safe_z,
                 spindle_dwell_s: self.spindle_dwell_s,
+                arcs: arcs.get(k).map_or(&[], |a| a.as_slice()),
                 toolpath: tp,
             })
             .collect()

@@ -495,7 +495,8 @@ fn bad_arguments_fail_with_a_clear_message() {
 }
 
 /// Checks every line of a program: comments, the known setup and tool-change words, and motion
-/// lines (`G0`/`G1` with X/Y/Z/F words, or a modal continuation starting with an axis word).
+/// lines (`G0`/`G1` with X/Y/Z/F words, `G2`/`G3` arcs with their I/J centre, or a modal
+/// continuation starting with an axis word).
 /// Returns (rapid lines, feed lines).
 fn check_motion_lines(gcode: &str) -> (usize, usize) {
     let (mut rapids, mut feeds) = (0, 0);
@@ -504,7 +505,7 @@ fn check_motion_lines(gcode: &str) -> (usize, usize) {
         let mut words = line.split_whitespace().peekable();
         let Some(&first) = words.peek() else { continue };
         match first {
-            "G0" | "G1" => {
+            "G0" | "G1" | "G2" | "G3" => {
                 mode = Some(first);
                 words.next();
             }
@@ -524,12 +525,23 @@ fn check_motion_lines(gcode: &str) -> (usize, usize) {
             _ => feeds += 1,
         }
         let mut n = 0;
+        let arc = matches!(mode, Some("G2" | "G3"));
+        let mut centre = 0;
         for w in words {
             let (letter, value) = w.split_at(1);
+            let allowed: &[&str] = if arc {
+                &["X", "Y", "Z", "F", "I", "J"]
+            } else {
+                &["X", "Y", "Z", "F"]
+            };
             assert!(
-                ["X", "Y", "Z", "F"].contains(&letter),
+                allowed.contains(&letter),
                 "unexpected word {w:?} in {line:?}"
             );
+            if ["I", "J"].contains(&letter) {
+                centre += 1;
+                continue;
+            }
             let v: f64 = value
                 .parse()
                 .unwrap_or_else(|_| panic!("{w:?} in {line:?} is not a number"));
@@ -537,6 +549,10 @@ fn check_motion_lines(gcode: &str) -> (usize, usize) {
             n += 1;
         }
         assert!(n > 0, "motion line without coordinates: {line:?}");
+        assert!(
+            centre == if arc { 2 } else { 0 },
+            "an arc without both I and J: {line:?}"
+        );
     }
     (rapids, feeds)
 }
@@ -593,7 +609,7 @@ fn operation_moves(gcode: &str) -> Vec<(String, Moves)> {
         for w in line.split_whitespace() {
             match w {
                 "G0" => rapid = true,
-                "G1" => rapid = false,
+                "G1" | "G2" | "G3" => rapid = false,
                 _ => {
                     let axis = match w.as_bytes()[0] {
                         b'X' => 0,

@@ -118,6 +118,17 @@ fn unsafe_moves(calls: &[Canon], safe_z: f64, clear_z: f64) -> (Vec<String>, usi
                 }
                 at = [v[0], v[1], v[2]];
             }
+            // ARC_FEED(first_end, second_end, first_axis, second_axis, rotation,
+            // axis_end_point, ...): a feed move, never a rapid; it only moves the tool.
+            "ARC_FEED" => {
+                let v: Vec<f64> = c
+                    .args
+                    .split(',')
+                    .take(6)
+                    .map(|s| s.trim().parse().unwrap())
+                    .collect();
+                at = [v[0], v[1], v[5]];
+            }
             _ => {}
         }
     }
@@ -211,6 +222,7 @@ fn moves_and_feeds(calls: &[Canon]) -> (Vec<(String, [f64; 3])>, Vec<f64>) {
             "STRAIGHT_TRAVERSE" | "STRAIGHT_FEED" => {
                 moves.push((c.call.clone(), [v[0], v[1], v[2]]))
             }
+            "ARC_FEED" => moves.push((c.call.clone(), [v[0], v[1], v[5]])),
             "SET_FEED_RATE" if v[0] > 0.0 => feeds.push(v[0]),
             _ => {}
         }

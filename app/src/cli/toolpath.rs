@@ -1346,13 +1346,18 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     drop(computed);
     let seconds: Vec<f64> = toolpaths.into_iter().map(|(_, s)| s).collect();
     let machine = args.machine();
-    run_job::write(&args.output, &program, &posted, &machine)?;
+    // Arcs where the post writes them, each checked against the model.
+    let arcs = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?
+        .install(|| program.arcs(&posted, &model.mesh, &model.index));
+    run_job::write(&args.output, &program, &posted, &arcs, &machine)?;
 
     // The planner's time: as the machine would run the program, accelerating and slowing
     // for corners (millpond_core::planner); "without acceleration" is length ÷ feed.
     let (mut moves, mut retracts) = (0, 0);
     let (mut cut, mut plunge, mut rapid) = (0.0, 0.0, 0.0);
-    let written = program.gcode_operations(&posted);
+    let written = program.gcode_operations(&posted, &arcs);
     let times = gcode::estimate_program(&written, &machine);
     for (k, ((p, seconds), t)) in written.iter().zip(&seconds).zip(&times).enumerate() {
         let tp = p.toolpath;

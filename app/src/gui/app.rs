@@ -1419,6 +1419,8 @@ impl MillpondApp {
                 ops,
             },
             toolpaths,
+            mesh: model.mesh.clone(),
+            index: model.index.clone(),
             times,
             machine: self.prefs.machine(),
         })

@@ -16,6 +16,10 @@ use std::sync::mpsc::{Receiver, channel};
 pub struct Job {
     pub program: Program,
     pub toolpaths: Vec<Arc<Toolpath>>,
+    /// The model the toolpaths were computed against, for checking arcs
+    /// ([`Program::arcs`]).
+    pub mesh: Arc<millpond_core::Mesh>,
+    pub index: Arc<millpond_core::TriangleIndex>,
     /// Each operation's time on the machine of Preferences (the toolpath alone, from rest to
     /// rest: `millpond_core::planner::estimate_time`).
     pub times: Vec<TimeEstimate>,
@@ -60,7 +64,9 @@ pub fn posted(
 
 /// Writes the program (what the background thread runs), as `millpond toolpath` writes it.
 pub fn write(path: &Path, job: &Job) -> Result<(), String> {
-    crate::run_job::write(path, &job.program, &posted(job)?, &job.machine)
+    let posted = posted(job)?;
+    let arcs = job.program.arcs(&posted, &job.mesh, &job.index);
+    crate::run_job::write(path, &job.program, &posted, &arcs, &job.machine)
         .map_err(|e| format!("{e:#}"))
 }
 

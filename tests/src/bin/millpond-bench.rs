@@ -656,6 +656,7 @@ fn gcode(quick: bool) -> Result<()> {
         feeds: millpond_core::Feeds::default(),
         safe_z: 15.0,
         spindle_dwell_s: 0.0,
+        arcs: &[],
         toolpath: &tp,
     };
     println!(
