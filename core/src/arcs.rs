@@ -31,7 +31,7 @@
 //! each.
 
 use crate::drop::DropCutter;
-use crate::geom::Point3;
+use crate::geom::{Point3, Rect};
 use crate::toolpath::{MoveKind, Toolpath};
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -274,20 +274,31 @@ pub fn keep_clear(
             let from = point(span.first);
             let to = point(span.first + span.arc.moves);
             let chords = chords_of(&span.arc, from, to);
-            let rise = |limit: f64| {
+            // Far from anything above it (most roughing rings): clear without a chord.
+            let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+            for p in &chords {
+                lo = [lo[0].min(p.x), lo[1].min(p.y)];
+                hi = [hi[0].max(p.x), hi[1].max(p.y)];
+            }
+            let extent = Rect::new(lo[0], hi[0], lo[1], hi[1]).grown(CHECK_SAGITTA);
+            if !contact.may_touch(extent, from.z.min(to.z)) {
+                return true;
+            }
+            // Whether the contact stands no more than `limit` above the arc anywhere: stops
+            // at the first chord where it does.
+            let clear = |limit: f64| {
                 chords
                     .windows(2)
-                    .map(|w| contact.max_rise_along(w[0], w[1], limit))
-                    .fold(f64::NEG_INFINITY, f64::max)
+                    .all(|w| contact.max_rise_along(w[0], w[1], limit) <= limit)
             };
-            if rise(limit) <= limit {
+            if clear(limit) {
                 return true;
             }
             // As deep as the moves it replaces, no deeper.
-            let arc_rise = rise(f64::INFINITY);
-            (span.first..span.first + span.arc.moves).any(|k| {
-                contact.max_rise_along(point(k), point(k + 1), arc_rise) >= arc_rise - 1e-9
-            })
+            let moves_rise = (span.first..span.first + span.arc.moves)
+                .map(|k| contact.max_rise_along(point(k), point(k + 1), f64::INFINITY))
+                .fold(f64::NEG_INFINITY, f64::max);
+            moves_rise > limit && clear(moves_rise)
         })
         .collect()
 }

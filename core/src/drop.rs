@@ -1031,6 +1031,18 @@ impl DropCutter<'_> {
         with_shape!(self.cutter.profile(), p => self.max_rise_impl(&p, down(a), down(b), limit))
     }
 
+    /// Whether the tool tip anywhere over `rect` (an XY extent) and no lower than `z` can
+    /// touch the model at all: some triangle within the cutter's reach of `rect` reaches
+    /// above `z`. `false` proves every move there clear, without looking at a move; `true`
+    /// proves nothing. One index query: what checking many short moves together first asks.
+    pub fn may_touch(&self, rect: Rect, z: f64) -> bool {
+        let far = reach(self.cutter.radius());
+        let mut any = false;
+        self.index
+            .query(&rect.grown(far), z - self.lift, |_| any = true);
+        any
+    }
+
     fn max_rise_impl<S: Shape>(
         &self,
         shape: &S,

@@ -268,8 +268,16 @@ fn arcs_shrink_the_program_and_never_gouge() {
     let part = bundled_part().display().to_string();
     let mut programs = Vec::new();
     for post in ["linuxcnc", "straight"] {
-        let out = work.path().join(format!("{post}.ngc")).display().to_string();
-        let job = work.path().join(format!("{post}.millpond")).display().to_string();
+        let out = work
+            .path()
+            .join(format!("{post}.ngc"))
+            .display()
+            .to_string();
+        let job = work
+            .path()
+            .join(format!("{post}.millpond"))
+            .display()
+            .to_string();
         let run = millpond(
             config.path(),
             &[
