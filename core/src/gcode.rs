@@ -719,8 +719,15 @@ fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) 
             block.extend_from_slice(fmt.feed(f).as_bytes());
             feed = f;
         }
-        lines.end(line_start)?;
-        lines.flush_some(out)?;
+        // A motion line has no comment: its length is its bytes.
+        if lines.buf.len() - line_start > lines.post.max_line_length {
+            lines.end(line_start)?;
+        } else {
+            lines.buf.push(b'\n');
+        }
+        if lines.buf.len() >= (1 << 16) - 256 {
+            lines.flush(out)?;
+        }
     }
     Ok(())
 }
@@ -1440,5 +1447,40 @@ mod tests {
             0.0
         };
         (p - (a + ab * t)).length()
+    }
+
+    /// A post without a tool changer (Marlin's): the first tool is named for the operator,
+    /// every later change stops the spindle, says which tool to fit and pauses (M0), then
+    /// lifts before moving; no T word (Marlin's T selects an extruder), `;` comments.
+    #[test]
+    fn a_post_without_tool_changes_pauses_for_the_operator() {
+        let g = three_tools("marlin");
+        let lines: Vec<&str> = g.lines().collect();
+        let mut code = lines.iter().filter(|l| !l.starts_with(';'));
+        assert!(
+            code.all(|l| !l.contains(['(', 'T']) && !l.contains("M6")),
+            "{g}"
+        );
+        assert!(
+            lines.contains(&"; Load tool 1 before starting: flat 6 mm"),
+            "{g}"
+        );
+        let pauses: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == "M0").collect();
+        assert_eq!(pauses.len(), 2, "two changes after the first tool: {g}");
+        for i in pauses {
+            assert_eq!(
+                lines[i - 3],
+                "M5",
+                "the spindle stops first: {:?}",
+                &lines[i - 3..i]
+            );
+            assert!(
+                lines[i - 2].starts_with("; Change to tool "),
+                "{}",
+                lines[i - 2]
+            );
+            assert!(lines[i + 1].starts_with("G0 Z"), "a lift before moving on");
+            assert!(lines[i + 2].starts_with("M3 S"), "the spindle starts again");
+        }
     }
 }
