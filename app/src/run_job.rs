@@ -94,7 +94,7 @@ pub fn setup(job: &Job, mesh: MeshHash, model: Aabb) -> Result<Setup> {
 }
 
 /// Plans `job` for its placed model: every enabled operation in order, with its tool, its
-/// feeds (its own, or the tool's), the job's stock, zero, dialect and spindle dwell. This is
+/// feeds (its own, or the tool's), the job's stock, zero, post and spindle dwell. This is
 /// what Generate all + Export does, and what `millpond toolpath --job` does.
 pub fn plan(job: &Job, model: &Mesh) -> Result<Program> {
     let setup = setup(job, model.hash(), model.bounds())?;

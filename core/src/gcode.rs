@@ -1250,10 +1250,11 @@ mod tests {
             arcs: &[],
             toolpath: &tp,
         };
-        for dialect in ["linuxcnc", "grbl"] {
-            for units in [ProgramUnits::Millimetres, ProgramUnits::Inches] {
+        // Every built-in post, in every unit it writes.
+        for processor in PostProcessor::built_in() {
+            let dialect = processor.key.clone();
+            for units in processor.units.clone() {
                 let mut out = Vec::new();
-                let processor = post(dialect);
                 let post = Post {
                     processor: &processor,
                     units,
@@ -1264,8 +1265,19 @@ mod tests {
                 // The toolpath's lines: after the header's move to its start (whose lifts
                 // are deliberate: a new tool's offset moves Z at the same figure), up to the
                 // final lift before the spindle stops.
-                let lines: Vec<&str> = g.lines().filter(|l| !l.starts_with('(')).collect();
-                let spindle = lines.iter().position(|l| l.starts_with('S')).unwrap();
+                // Comments out, line numbers off.
+                let lines: Vec<&str> = g
+                    .lines()
+                    .filter(|l| !l.starts_with(['(', ';']))
+                    .map(|l| match l.strip_prefix('N') {
+                        Some(rest) => rest.split_once(' ').map_or("", |(_, code)| code),
+                        None => l,
+                    })
+                    .collect();
+                let spindle = lines
+                    .iter()
+                    .position(|l| l.starts_with('S') || l.starts_with("M3 "))
+                    .unwrap();
                 let stop = lines.iter().position(|l| *l == "M5").unwrap();
                 let mut state: std::collections::HashMap<char, String> = Default::default();
                 for l in &lines[..=spindle + 1] {
