@@ -8,7 +8,7 @@ mod gui_support;
 
 use egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable as _;
-use gui_support::{TestApp, app, write_stl};
+use gui_support::{TestApp, app, app_in, write_stl};
 use millpond::gui::document::Command;
 use millpond::gui::operations::Strategy;
 use millpond_core::job_file::Job;
@@ -474,4 +474,54 @@ fn a_placement_and_a_stock_edit_undo_like_any_other_change() {
         Some(original.min.x - 2.0)
     );
     assert!(!t.app().is_dirty());
+}
+
+/// The user's own posts (the config folder's `posts/`) are in the window's Post list, and
+/// Export writes with the one chosen; a post file with a mistake is named in a banner with
+/// its line and key, and is not listed.
+#[test]
+fn a_users_post_is_listed_and_export_writes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let posts = dir.path().join("posts");
+    std::fs::create_dir_all(&posts).unwrap();
+    let linuxcnc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/posts/linuxcnc.toml"),
+    )
+    .unwrap();
+    let shop = linuxcnc
+        .replacen("name = \"LinuxCNC\"", "name = \"Shop mill\"", 1)
+        .replacen("comments = \"parentheses\"", "comments = \"semicolon\"", 1);
+    std::fs::write(posts.join("shop.toml"), shop).unwrap();
+    std::fs::write(
+        posts.join("broken.toml"),
+        "name = \"Broken\"\nextension = 3\n",
+    )
+    .unwrap();
+    let mut t = app_in(dir);
+    let banner = t.app().banners.join("\n");
+    assert!(
+        banner.contains("broken.toml, line 2, extension:"),
+        "{banner}"
+    );
+    assert!(t.app().posts.posts.iter().all(|p| p.name != "Broken"));
+
+    // Choose it in the list, as a user does.
+    let post = t.harness.get_by_label("Post");
+    post.scroll_to_me();
+    t.harness.run_ok();
+    t.harness.get_by_label("Post").click();
+    t.harness.run_ok();
+    t.harness.get_by_label("Shop mill").click();
+    t.harness.run_ok();
+    assert_eq!(t.app().doc().output.post, "shop");
+
+    let work = tempfile::tempdir().unwrap();
+    let g = generate_and_export(&mut t, &work.path().join("part.ngc"));
+    let g = String::from_utf8(g).unwrap();
+    assert!(
+        g.lines().any(|l| l.starts_with("; Operation: ")),
+        "{}",
+        &g[..400.min(g.len())]
+    );
+    assert!(!g.contains('('), "comments in the post's style only");
 }
