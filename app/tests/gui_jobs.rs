@@ -511,7 +511,7 @@ fn a_users_post_is_listed_and_export_writes_with_it() {
     t.harness.run_ok();
     t.harness.get_by_label("Post").click();
     t.harness.run_ok();
-    t.harness.get_by_label("Shop mill").click();
+    t.harness.get_by_label("Shop mill (shop.toml)").click();
     t.harness.run_ok();
     assert_eq!(t.app().doc().output.post, "shop");
 

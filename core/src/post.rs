@@ -573,6 +573,22 @@ impl PostProcessor {
         Self::built_in_named(DEFAULT_POST).expect("the default post is built in")
     }
 
+    /// How lists show it: its name, and for a user's post its file, so a copy of a built-in
+    /// post is told from the original.
+    pub fn label(&self) -> String {
+        match &self.source {
+            PostSource::BuiltIn => self.name.clone(),
+            PostSource::File(path) => format!(
+                "{} ({})",
+                self.name,
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                )
+            ),
+        }
+    }
+
     /// The units a program gets with this post unless the job says otherwise.
     pub fn default_units(&self) -> ProgramUnits {
         self.units[0]

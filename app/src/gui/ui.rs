@@ -1300,10 +1300,10 @@ impl MillpondApp {
             let mut output = self.doc().output.clone();
             let chosen = self.posts.posts.iter().find(|p| p.key == output.post);
             egui::ComboBox::from_id_salt("post")
-                .selected_text(chosen.map_or(output.post.as_str(), |p| p.name.as_str()))
+                .selected_text(chosen.map_or(output.post.clone(), |p| p.label()))
                 .show_ui(ui, |ui| {
                     for p in &self.posts.posts {
-                        ui.selectable_value(&mut output.post, p.key.clone(), &p.name)
+                        ui.selectable_value(&mut output.post, p.key.clone(), p.label())
                             .on_hover_text(&p.description);
                     }
                 })
