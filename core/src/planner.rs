@@ -26,7 +26,9 @@
 //! speed in the buffer — so its speeds are those of unlimited look-ahead, a lower bound on a
 //! real controller's time for the same model (see [`Planner`] for why the window is exact).
 //!
-//! Not modelled: arcs (Millpond writes none), jerk limits (GRBL has none; LinuxCNC's planner
+//! Arcs are planned as the straight moves they were fitted to (`crate::arcs`: within a micron
+//! of them), which is how GRBL runs them too (it cuts arcs into segments of `$12`, 2 µm).
+//! Not modelled: jerk limits (GRBL has none; LinuxCNC's planner
 //! is close to this one with its path tolerance `G64 P` as δ), spindle acceleration, and the
 //! operator's time at a tool change.
 
