@@ -33,6 +33,17 @@ struct Canon {
     args: String,
 }
 
+impl Canon {
+    /// The call's first `n` arguments as numbers.
+    fn numbers(&self, n: usize) -> Vec<f64> {
+        self.args
+            .split(',')
+            .take(n)
+            .map(|s| s.trim().parse().unwrap())
+            .collect()
+    }
+}
+
 /// Runs `program` through the interpreter with tools 1..=3 of `lengths_mm`; returns the
 /// canonical calls. Fails the test on any interpreter error.
 fn interpret(program: &Path, lengths_mm: &[f64]) -> Vec<Canon> {
@@ -93,12 +104,7 @@ fn unsafe_moves(calls: &[Canon], safe_z: f64, clear_z: f64) -> (Vec<String>, usi
                 armed = true;
             }
             "STRAIGHT_TRAVERSE" | "STRAIGHT_FEED" => {
-                let v: Vec<f64> = c
-                    .args
-                    .split(',')
-                    .take(3)
-                    .map(|s| s.trim().parse().unwrap())
-                    .collect();
+                let v = c.numbers(3);
                 let across = (v[0] - at[0]).abs() > eps || (v[1] - at[1]).abs() > eps;
                 if c.call == "STRAIGHT_TRAVERSE" {
                     if across && armed {
@@ -121,12 +127,7 @@ fn unsafe_moves(calls: &[Canon], safe_z: f64, clear_z: f64) -> (Vec<String>, usi
             // ARC_FEED(first_end, second_end, first_axis, second_axis, rotation,
             // axis_end_point, ...): a feed move, never a rapid; it only moves the tool.
             "ARC_FEED" => {
-                let v: Vec<f64> = c
-                    .args
-                    .split(',')
-                    .take(6)
-                    .map(|s| s.trim().parse().unwrap())
-                    .collect();
+                let v = c.numbers(6);
                 at = [v[0], v[1], v[5]];
             }
             _ => {}
