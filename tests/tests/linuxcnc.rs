@@ -142,7 +142,9 @@ fn bundled_part() -> PathBuf {
 
 /// Three tools of different lengths in one program, for every built-in post whose dialect
 /// rs274ngc reads (LinuxCNC, GRBL, Mach3/Mach4, UCCNC, Fanuc-style; not Marlin's `;`
-/// comments).
+/// comments), and for LinuxCNC with its arcs given by radius (R) instead of centre (I J).
+/// Every one has arcs (roughing rings, waterline loops); rs274 checks each arc's radius at
+/// both ends.
 #[test]
 fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,8 +153,20 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
     let stock_top = mesh.bounds().max.z + 1.0;
     let safe_z = stock_top + 5.0;
     let clear_z = stock_top + millpond_core::links::LINK_CLEARANCE;
-    for dialect in ["linuxcnc", "grbl", "mach3", "uccnc", "fanuc"] {
-        let out = dir.path().join(format!("{dialect}.ngc"));
+    let by_radius = dir.path().join("linuxcnc-r.toml");
+    let linuxcnc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/posts/linuxcnc.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &by_radius,
+        linuxcnc.replacen("arcs = \"ijk\"", "arcs = \"r\"", 1),
+    )
+    .unwrap();
+    let by_radius = by_radius.display().to_string();
+    for dialect in ["linuxcnc", "grbl", "mach3", "uccnc", "fanuc", &by_radius] {
+        let name = Path::new(dialect).file_stem().unwrap().to_string_lossy();
+        let out = dir.path().join(format!("{name}.ngc"));
         let status = Command::new(millpond_tests::millpond_bin())
             .args(["toolpath".as_ref(), part.as_os_str()])
             .args(["-o".as_ref(), out.as_os_str()])
@@ -170,15 +184,21 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
             .status()
             .unwrap();
         assert!(status.success());
+        let g = std::fs::read_to_string(&out).unwrap();
+        let centre = if dialect == by_radius { " R" } else { " I" };
+        assert!(
+            g.lines().filter(|l| l.contains(centre)).count() > 20,
+            "{name}: arcs written with{centre}"
+        );
         // Each tool longer than the one before: a missing lift would rapid the new tool
         // 20 mm lower than the program means.
         let calls = interpret(&out, &[0.0, 20.0, 35.0]);
         let (bad, changes) = unsafe_moves(&calls, safe_z, clear_z);
-        assert!(bad.is_empty(), "{dialect}: {bad:#?}");
+        assert!(bad.is_empty(), "{name}: {bad:#?}");
         let dwells = calls.iter().filter(|c| c.call == "DWELL").count();
         if dialect != "grbl" {
-            assert_eq!(changes, 3, "{dialect}: three tools, three changes");
-            assert_eq!(dwells, 3, "{dialect}: a dwell after each spindle start");
+            assert_eq!(changes, 3, "{name}: three tools, three changes");
+            assert_eq!(dwells, 3, "{name}: a dwell after each spindle start");
         } else {
             // GRBL has no changer: the operator swaps at each M0 pause.
             assert_eq!(changes, 0);
@@ -187,7 +207,6 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
 
         // The check itself: the same program without the lift after the first change is
         // caught.
-        let g = std::fs::read_to_string(&out).unwrap();
         if dialect == "linuxcnc" {
             let lift = format!("G43 H2\nG0 Z{}\n", fmt(safe_z));
             assert!(g.contains(&lift), "{lift:?} not in the program");
