@@ -87,8 +87,19 @@ impl Preferences {
     /// Reads the preferences (defaults if there are none); a damaged file is reported and
     /// replaced by defaults rather than stopping the app.
     pub fn load(config_dir: &Path) -> (Self, Option<String>) {
-        match load_json::<Self>(&config_dir.join(PREFERENCES_FILE)) {
-            Ok(p) => (p.unwrap_or_default().sanitized(), None),
+        let path = config_dir.join(PREFERENCES_FILE);
+        match load_json::<Self>(&path) {
+            Ok(p) => {
+                let (prefs, fixed) = p.unwrap_or_default().sanitized();
+                let warning = (!fixed.is_empty()).then(|| {
+                    format!(
+                        "{}: {}; the defaults are used instead (change them in Preferences)",
+                        path.display(),
+                        fixed.join("; ")
+                    )
+                });
+                (prefs, warning)
+            }
             Err(e) => (Self::default(), Some(e)),
         }
     }
@@ -98,26 +109,40 @@ impl Preferences {
         save_json(&path, self).map_err(|e| format!("cannot save {}: {e}", path.display()))
     }
 
-    fn sanitized(mut self) -> Self {
+    /// The preferences with every impossible figure (a machine with no acceleration, a
+    /// negative rapid rate) replaced by its default, and what was replaced, in words: the
+    /// time estimates must never be made for a machine that cannot exist, nor quietly for
+    /// another one.
+    fn sanitized(mut self) -> (Self, Vec<String>) {
+        let mut fixed = Vec::new();
         if self.local_workers == 0 {
             self.local_workers = all_cores();
         }
         let d = Self::default();
-        for (v, default) in [
-            (&mut self.rapid_rate, d.rapid_rate),
-            (&mut self.rapid_rate_z, d.rapid_rate_z),
-            (&mut self.acceleration, d.acceleration),
-            (&mut self.acceleration_z, d.acceleration_z),
-            (&mut self.junction_deviation, d.junction_deviation),
+        for (what, v, default) in [
+            ("X/Y rapid rate", &mut self.rapid_rate, d.rapid_rate),
+            ("Z rapid rate", &mut self.rapid_rate_z, d.rapid_rate_z),
+            ("X/Y acceleration", &mut self.acceleration, d.acceleration),
+            ("Z acceleration", &mut self.acceleration_z, d.acceleration_z),
+            (
+                "junction deviation",
+                &mut self.junction_deviation,
+                d.junction_deviation,
+            ),
         ] {
             if !(v.is_finite() && *v > 0.0) {
+                fixed.push(format!("{what} {v} is not a positive number"));
                 *v = default;
             }
         }
         if !(self.spindle_dwell_s.is_finite() && (0.0..=600.0).contains(&self.spindle_dwell_s)) {
+            fixed.push(format!(
+                "spindle spin-up {} s is not 0 to 600 s",
+                self.spindle_dwell_s
+            ));
             self.spindle_dwell_s = 0.0;
         }
-        self
+        (self, fixed)
     }
 
     /// The machine the time estimates are for.
@@ -419,6 +444,34 @@ mod tests {
         assert_eq!(q.listen_port, 7);
         assert_eq!(q.listen_address, "0.0.0.0");
         assert!(warning.is_none());
+    }
+
+    /// A hand-edited machine that cannot exist is replaced by the default one, and the user
+    /// is told which figure and why: estimates are never made for it, nor quietly for
+    /// another machine.
+    #[test]
+    fn an_impossible_machine_is_named_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(PREFERENCES_FILE),
+            br#"{"acceleration": 0.0, "rapid_rate_z": -1500.0, "spindle_dwell_s": 2.0}"#,
+        )
+        .unwrap();
+        let (p, warning) = Preferences::load(dir.path());
+        let d = Preferences::default();
+        assert_eq!(
+            (p.acceleration, p.rapid_rate_z),
+            (d.acceleration, d.rapid_rate_z)
+        );
+        assert_eq!(p.spindle_dwell_s, 2.0);
+        assert!(p.machine().validate().is_ok());
+        let w = warning.unwrap();
+        assert!(
+            w.contains(PREFERENCES_FILE)
+                && w.contains("X/Y acceleration 0 is not a positive number")
+                && w.contains("Z rapid rate -1500 is not a positive number"),
+            "{w}"
+        );
     }
 
     #[test]
