@@ -10,7 +10,7 @@
 
 use anyhow::{Context, Result, bail};
 use millpond_core::job::{DropSpec, Grid, Operation};
-use millpond_core::runner::run_local;
+use millpond_core::runner::{RunEvent, run_local};
 use millpond_core::{
     Axis, CancelToken, Cutter, DropCutter, JobContext, JobSpec, Mesh, Point3, TriangleIndex, models,
 };
@@ -519,23 +519,46 @@ fn waterline(quick: bool) -> Result<()> {
     )?);
     let index = Arc::new(TriangleIndex::new(&mesh));
     let bounds = mesh.bounds();
-    // Three runs per thread count: (median s, best s) and the last output.
-    let time = |spec: JobSpec| -> Result<Vec<(usize, f64, f64, JobOutput)>> {
+    // Three runs per thread count: (median s, best s) and the last output; and from the
+    // 1-thread runs, how the work divides: the largest chunk's share of the job's compute
+    // plus assembly, and assembly's share (what no second core or pool member can take).
+    let time = |spec: JobSpec| -> Result<(Vec<(usize, f64, f64, JobOutput)>, Shares)> {
         let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
         let mut rows = Vec::new();
+        let mut shares = Shares::default();
         for threads in [1, 2] {
             let mut times = Vec::new();
             let mut last = None;
             for _ in 0..3 {
+                let chunks = std::sync::Mutex::new(Vec::new());
                 let t0 = Instant::now();
-                let results = run_local(&ctx, threads, &CancelToken::new(), &|_| {})?;
+                let results = run_local(&ctx, threads, &CancelToken::new(), &|e| {
+                    if let RunEvent::Progress {
+                        worker: Some(w), ..
+                    } = e
+                    {
+                        chunks.lock().unwrap().push(w.compute_s);
+                    }
+                })?;
+                let t1 = Instant::now();
                 last = Some(ctx.finish(results)?);
+                let assembly = t1.elapsed().as_secs_f64();
                 times.push(t0.elapsed().as_secs_f64());
+                if threads == 1 {
+                    let chunks = chunks.into_inner().unwrap();
+                    let total: f64 = chunks.iter().sum::<f64>() + assembly;
+                    let largest = chunks.iter().copied().fold(0.0, f64::max);
+                    shares = Shares {
+                        chunks: chunks.len(),
+                        largest: largest / total,
+                        assembly: assembly / total,
+                    };
+                }
             }
             times.sort_by(f64::total_cmp);
             rows.push((threads, times[1], times[0], last.context("no run")?));
         }
-        Ok(rows)
+        Ok((rows, shares))
     };
 
     let cutter: Cutter = "ball:3".parse()?;
@@ -560,7 +583,8 @@ fn waterline(quick: bool) -> Result<()> {
     );
     println!("| threads | loops | contour points | median s | best s |");
     println!("|---:|---:|---:|---:|---:|");
-    for (threads, median, best, out) in time(spec)? {
+    let (rows, shares) = time(spec)?;
+    for (threads, median, best, out) in rows {
         let JobOutput::Contours(levels) = out else {
             bail!("a contour job gave no contours");
         };
@@ -572,6 +596,7 @@ fn waterline(quick: bool) -> Result<()> {
             .sum();
         println!("| {threads} | {loops} | {points} | {median:.2} | {best:.2} |");
     }
+    println!("\n{shares}");
 
     // Roughing as the app plans it: the default roughing operation (offset rings 40 % of the
     // diameter apart, 0.3 mm allowance, outlines traced on 0.25 mm fibers) with a 1 mm
@@ -595,7 +620,8 @@ fn waterline(quick: bool) -> Result<()> {
     );
     println!("| threads | moves | cut length m | median s | best s |");
     println!("|---:|---:|---:|---:|---:|");
-    for (threads, median, best, out) in time(spec)? {
+    let (rows, shares) = time(spec)?;
+    for (threads, median, best, out) in rows {
         let JobOutput::Toolpath(tp) = out else {
             bail!("a roughing job gave no toolpath");
         };
@@ -606,7 +632,33 @@ fn waterline(quick: bool) -> Result<()> {
             stats.cut_length / 1e3
         );
     }
+    println!("\n{shares}");
     Ok(())
+}
+
+/// How a job's work divides, from a 1-thread run: the bound on its speed-up from cores or
+/// pool members is 1 / max(largest chunk share, assembly share).
+#[derive(Clone, Copy, Debug, Default)]
+struct Shares {
+    chunks: usize,
+    /// The largest chunk's compute time over the job's (chunks + assembly).
+    largest: f64,
+    /// Assembly's (`JobContext::finish`) over the same.
+    assembly: f64,
+}
+
+impl std::fmt::Display for Shares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} chunks; on 1 thread the largest chunk is {:.1} % of the job's work and \
+             assembly {:.1} %: no more than {:.0}x faster on any number of cores.",
+            self.chunks,
+            self.largest * 100.0,
+            self.assembly * 100.0,
+            1.0 / self.largest.max(self.assembly).max(1e-9)
+        )
+    }
 }
 
 /// The machining time planner (`millpond_core::planner`) on a fine zigzag raster over the
