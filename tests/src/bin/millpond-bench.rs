@@ -522,7 +522,7 @@ fn waterline(quick: bool) -> Result<()> {
     // Three runs per thread count: (median s, best s) and the last output; and from the
     // 1-thread runs, how the work divides: the largest chunk's share of the job's compute
     // plus assembly, and assembly's share (what no second core or pool member can take).
-    let time = |spec: JobSpec| -> Result<(Vec<(usize, f64, f64, JobOutput)>, Shares)> {
+    let time = |spec: JobSpec| -> Result<(Vec<Timed>, Shares)> {
         let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
         let mut rows = Vec::new();
         let mut shares = Shares::default();
@@ -635,6 +635,9 @@ fn waterline(quick: bool) -> Result<()> {
     println!("\n{shares}");
     Ok(())
 }
+
+/// One thread count's runs: threads, median s, best s, the last run's output.
+type Timed = (usize, f64, f64, millpond_core::job::JobOutput);
 
 /// How a job's work divides, from a 1-thread run: the bound on its speed-up from cores or
 /// pool members is 1 / max(largest chunk share, assembly share).
