@@ -1,9 +1,10 @@
 //! One job as a member sees it ([`JobState`]: queue, grants, re-queue on link loss, deaths,
 //! backup copies), and the node's handling of job ends and results (ARCHITECTURE.md §4.5–4.6).
 
-use super::{Action, LinkId, MAX_DEATHS, Node, close};
+use super::verify::{Check, Delivery, Sampler, same_bits};
+use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, Node, close};
 use crate::stats::WorkerStats;
-use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
+use crate::wire::{JobId, MAX_HOPS, MAX_REASON, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use millpond_core::job::{ChunkResult, JobContext};
 use millpond_core::runner::Progress;
@@ -11,12 +12,21 @@ use millpond_core::{CancelToken, JobSpec};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Most (node, worker slot) pairs whose received results are counted; later ones are not.
 const MAX_REMOTE_WORKERS: usize = 4096;
 /// Shortest time between two progress reports sent as results arrive.
 const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+/// A grant expires once held this many times the holder's measured pace (grant to result,
+/// averaged), plus `EXPIRE_SLACK`.
+const EXPIRE_FACTOR: f64 = 4.0;
+/// The same before the holder delivered anything in this job, times the slowest pace
+/// measured at another holder (this node's own compute time until there is one): a slower
+/// machine is not cut off before its first result.
+const UNMEASURED_FACTOR: f64 = 16.0;
+/// Added to every grant's time limit: round trips, a busy loop, a short job's noise.
+const EXPIRE_SLACK: Duration = Duration::from_secs(2);
 
 /// One job as this node sees it.
 pub(super) struct JobState {
@@ -50,6 +60,24 @@ pub(super) struct JobState {
     pub results: BTreeMap<u32, Arc<ChunkResult>>,
     pub deaths: HashMap<u32, u32>,
     pub local_only: HashSet<u32>,
+    /// Which link delivered each remote result in `results` (taken out again if its peer is
+    /// caught lying, `verify.rs`).
+    pub delivered: BTreeMap<u32, Delivery>,
+    /// Remote results waiting for this node's own computation of their chunk.
+    pub checks: BTreeMap<u32, Vec<Check>>,
+    /// Checks not yet started, front first: local workers take them before the queue.
+    pub check_queue: VecDeque<u32>,
+    /// (Link, computing node) pairs with at least one result checked in this job.
+    pub sampled: HashSet<(LinkId, NodeId)>,
+    pub sampler: Sampler,
+    /// Failures (panics) of each chunk on this node's own workers.
+    pub local_failures: HashMap<u32, u32>,
+    /// Per child link, the seconds from a grant to its result (a moving average).
+    pub pace: HashMap<LinkId, f64>,
+    /// Seconds a chunk of this job takes on this node's workers (a moving average).
+    pub local_pace: Option<f64>,
+    /// Links that announced this job (the parent first): where its mesh may be fetched.
+    pub announcers: BTreeSet<LinkId>,
     pub started: Instant,
     pub local_done: u32,
     pub remote_done: u32,
@@ -79,6 +107,15 @@ impl JobState {
             results: BTreeMap::new(),
             deaths: HashMap::new(),
             local_only: HashSet::new(),
+            delivered: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            check_queue: VecDeque::new(),
+            sampled: HashSet::new(),
+            sampler: Sampler::default(),
+            local_failures: HashMap::new(),
+            pace: HashMap::new(),
+            local_pace: None,
+            announcers: parent.into_iter().collect(),
             started: now,
             local_done: 0,
             remote_done: 0,
@@ -88,20 +125,24 @@ impl JobState {
     }
 
     /// A link below this node died: everything handed down it comes back to the front of the
-    /// queue. At the owner each such chunk counts a death; one that killed `MAX_DEATHS`
-    /// holders is never handed out again, only computed here.
-    /// Forgets `link` as a child and puts the chunks it held back at the front of the queue;
-    /// returns how many.
+    /// queue (`take_back`). Forgets `link` as a child; returns how many chunks came back.
     pub fn link_lost(&mut self, link: LinkId) -> u32 {
         self.children.remove(&link);
         self.child_wants.remove(&link);
         let Some(lost) = self.granted.remove(&link) else {
             return 0;
         };
+        self.take_back(lost.into_keys().collect())
+    }
+
+    /// Chunks handed down a link that will not deliver them (lost, failed, expired) go back to
+    /// the front of the queue, unless done meanwhile. At the owner each counts a death; one
+    /// that killed `MAX_DEATHS` holders is never handed out again, only computed here.
+    /// Returns how many came back.
+    pub fn take_back(&mut self, mut chunks: Vec<u32>) -> u32 {
+        chunks.sort_unstable();
         let mut requeued = 0;
-        let mut lost: Vec<u32> = lost.into_keys().collect();
-        lost.sort_unstable();
-        for c in lost.into_iter().rev() {
+        for c in chunks.into_iter().rev() {
             if self.results.contains_key(&c) {
                 continue;
             }
@@ -112,10 +153,86 @@ impl JobState {
                     self.local_only.insert(c);
                 }
             }
-            self.queue.push_front(c);
+            if !self.queue.contains(&c) {
+                self.queue.push_front(c);
+            }
             requeued += 1;
         }
         requeued
+    }
+
+    /// Takes back the grants held far longer than their holder's pace (`EXPIRE_FACTOR`,
+    /// `UNMEASURED_FACTOR`, `EXPIRE_SLACK`): a silent or hoarding holder cannot stall the
+    /// job; its result still counts if it comes first. Returns (link, chunks taken back).
+    pub fn expire(&mut self, now: Instant) -> Vec<(LinkId, u32)> {
+        // Turnarounds are comparable with each other (network, queueing at the holder); this
+        // node's own compute time stands in only until one is measured.
+        let slowest = self
+            .pace
+            .values()
+            .copied()
+            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p))))
+            .or(self.local_pace);
+        let mut out = Vec::new();
+        let links: Vec<LinkId> = self.granted.keys().copied().collect();
+        for link in links {
+            let limit = match self.pace.get(&link) {
+                Some(p) => EXPIRE_FACTOR * p,
+                None => match slowest {
+                    Some(p) => UNMEASURED_FACTOR * p,
+                    None => continue, // nothing measured yet: no limit to go by
+                },
+            };
+            let limit = Duration::from_secs_f64(limit.min(1e6)) + EXPIRE_SLACK;
+            let Some(g) = self.granted.get_mut(&link) else {
+                continue;
+            };
+            let old: Vec<u32> = g
+                .iter()
+                .filter(|(_, t)| now.saturating_duration_since(**t) > limit)
+                .map(|(c, _)| *c)
+                .collect();
+            for c in &old {
+                g.remove(c);
+            }
+            if !old.is_empty() {
+                let n = self.take_back(old);
+                out.push((link, n));
+            }
+        }
+        out
+    }
+
+    /// Records a result's turnaround from `link` (grant to result).
+    fn measured(&mut self, link: LinkId, seconds: f64) {
+        let p = self.pace.entry(link).or_insert(seconds);
+        *p = 0.75 * *p + 0.25 * seconds;
+    }
+
+    /// Takes out every result `peer` delivered (it was caught lying) and re-queues their
+    /// chunks at the front; its pending checks are moot. Returns how many were taken out.
+    pub fn discard_from(&mut self, peer: NodeId) -> u32 {
+        let chunks: Vec<u32> = self
+            .delivered
+            .iter()
+            .filter(|(_, d)| d.peer == peer)
+            .map(|(c, _)| *c)
+            .collect();
+        for &c in chunks.iter().rev() {
+            self.delivered.remove(&c);
+            if self.results.remove(&c).is_some() {
+                self.remote_done = self.remote_done.saturating_sub(1);
+                self.points_done = self.points_done.saturating_sub(self.spec.chunk_points(c));
+            }
+            if !self.queue.contains(&c) {
+                self.queue.push_front(c);
+            }
+        }
+        for v in self.checks.values_mut() {
+            v.retain(|k| k.from.peer != peer);
+        }
+        self.checks.retain(|_, v| !v.is_empty());
+        chunks.len() as u32
     }
 
     /// Takes up to `want` chunks from the front of the queue for child `link`, skipping the
@@ -183,6 +300,7 @@ impl Node {
         let mut state = JobState::new(spec.clone(), None, now);
         state.ctx = Some(ctx);
         state.queue = (0..state.total).collect();
+        state.sampler = Sampler::new(self.s.seed, id);
         state.children = self.links.keys().copied().collect();
         let children: Vec<LinkId> = state.children.iter().copied().collect();
         for l in children {
@@ -218,7 +336,7 @@ impl Node {
         Some(j)
     }
 
-    /// A chunk computed on worker slot `worker` (or given up: `result` None).
+    /// A chunk's computation on worker slot `worker` is over.
     pub(super) fn on_computed(
         &mut self,
         now: Instant,
@@ -226,25 +344,137 @@ impl Node {
         chunk: u32,
         worker: usize,
         seconds: f64,
-        result: Option<Box<ChunkResult>>,
+        outcome: ChunkOutcome,
     ) {
         self.busy = self.busy.saturating_sub(1);
+        let done = matches!(outcome, ChunkOutcome::Done(_));
         if let Some(w) = self.worker_slots.get_mut(worker) {
             w.busy = false;
-            if result.is_some() {
+            if done {
                 w.chunks_done += 1;
                 w.compute_s += seconds;
             }
         }
+        let mut owner = false;
         if let Some(j) = self.jobs.get_mut(&job) {
             j.running.remove(&chunk);
-            if result.is_some() {
+            owner = j.parent.is_none();
+            if done {
                 j.computed_here += 1;
+                let p = j.local_pace.get_or_insert(seconds);
+                *p = 0.75 * *p + 0.25 * seconds;
             }
         }
-        if let Some(r) = result {
-            let by = (self.s.id, worker as u32);
-            self.on_result(now, job, chunk, r, None, seconds, by);
+        match outcome {
+            ChunkOutcome::Done(r) => {
+                if owner {
+                    self.check_against(now, job, chunk, &r);
+                }
+                let by = (self.s.id, worker as u32);
+                self.on_result(now, job, chunk, r, None, seconds, by);
+                if owner {
+                    self.finish_if_complete(now, job);
+                }
+            }
+            ChunkOutcome::Cancelled => {}
+            ChunkOutcome::Failed(reason) => self.failed_here(job, chunk, &reason),
+        }
+    }
+
+    /// A chunk's computation panicked on this node's worker. At the owner the chunk goes back
+    /// to the front of its queue (or its check queue), and the job fails with the reason once
+    /// it failed `MAX_DEATHS` times here: nothing else could compute it. Elsewhere it goes
+    /// back to the parent (`Msg::Failed`), which re-queues it and counts a death.
+    fn failed_here(&mut self, id: JobId, chunk: u32, reason: &str) {
+        warn!("job {id}: chunk {chunk} failed here: {reason}");
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        match j.parent {
+            Some(parent) => {
+                if j.held.remove(&chunk) {
+                    let reason: String = reason.chars().take(MAX_REASON / 4).collect();
+                    self.send(
+                        parent,
+                        Msg::Failed {
+                            job: id,
+                            chunk,
+                            reason,
+                        },
+                    );
+                }
+            }
+            None => {
+                let n = j.local_failures.entry(chunk).or_insert(0);
+                *n += 1;
+                if *n >= MAX_DEATHS {
+                    let text = format!("chunk {chunk} failed {n} times here: {reason}");
+                    self.end_job(id);
+                    let event = JobEvent::Finished(Err(PoolError::Job(text)));
+                    self.out.push(Action::Report { job: id, event });
+                    return;
+                }
+                if j.checks.contains_key(&chunk) {
+                    j.check_queue.push_front(chunk);
+                } else if !j.results.contains_key(&chunk) && !j.queue.contains(&chunk) {
+                    j.queue.push_front(chunk);
+                }
+                self.notice(format!(
+                    "chunk {chunk} of job {id} failed here ({reason}): re-queued"
+                ));
+            }
+        }
+    }
+
+    /// Child `link` could not compute chunk `chunk` it was granted: it goes back to the
+    /// queue (a death at the owner), or up to this relay's parent.
+    pub(super) fn on_failed(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        id: JobId,
+        chunk: u32,
+        reason: &str,
+    ) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if j.parent == Some(link) {
+            return self.close_link(now, link, close::PROTOCOL_VIOLATION, "Failed from a parent");
+        }
+        if !j
+            .ever_granted
+            .get(&link)
+            .is_some_and(|s| s.contains(&chunk))
+        {
+            let reason = format!("failure of chunk {chunk} that was never granted to it");
+            return self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
+        }
+        if j.granted
+            .get_mut(&link)
+            .is_none_or(|g| g.remove(&chunk).is_none())
+        {
+            return; // taken back meanwhile
+        }
+        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+        match j.parent {
+            Some(parent) => {
+                if j.held.remove(&chunk) {
+                    let msg = Msg::Failed {
+                        job: id,
+                        chunk,
+                        reason,
+                    };
+                    self.send(parent, msg);
+                }
+            }
+            None => {
+                j.take_back(vec![chunk]);
+                let name = self.links.get(&link).map_or("a peer", |l| l.name.as_str());
+                let text =
+                    format!("chunk {chunk} of job {id} failed on {name} ({reason}): re-queued");
+                self.notice(text);
+            }
         }
     }
 
@@ -261,6 +491,9 @@ impl Node {
         by: (NodeId, u32),
         result: Box<ChunkResult>,
     ) {
+        let Some(peer) = self.links.get(&link).map(|l| l.peer) else {
+            return; // the link is gone: what it held was taken back
+        };
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
@@ -279,13 +512,15 @@ impl Node {
         if let Err(e) = result.validate(&j.spec) {
             return self.close_link(now, link, violation, &e.to_string());
         }
-        if j.granted
-            .get_mut(&link)
-            .is_none_or(|g| g.remove(&chunk).is_none())
-        {
-            return; // late: re-queued meanwhile; the first result wins
+        // A result whose grant expired still counts if it comes first (and is compared with
+        // the copy if not: `on_result`).
+        let granted_at = j.granted.get_mut(&link).and_then(|g| g.remove(&chunk));
+        if let Some(t) = granted_at {
+            j.measured(link, now.saturating_duration_since(t).as_secs_f64());
         }
-        if let Some(l) = self.links.get_mut(&link) {
+        if let Some(l) = self.links.get_mut(&link)
+            && granted_at.is_some()
+        {
             l.chunks_done += 1;
             l.compute_s += f64::from(compute_s);
             l.transfer_s += transfer_s;
@@ -312,7 +547,12 @@ impl Node {
             }
         }
         let seconds = f64::from(compute_s);
-        self.on_result(now, job, chunk, result, Some(link), seconds, by);
+        let from = Delivery {
+            link,
+            peer,
+            by: by.0,
+        };
+        self.on_result(now, job, chunk, result, Some(from), seconds, by);
     }
 
     /// A result computed here (`from` None) or received from a child; `by` is who computed
@@ -324,55 +564,91 @@ impl Node {
         id: JobId,
         chunk: u32,
         result: Box<ChunkResult>,
-        from: Option<LinkId>,
+        from: Option<Delivery>,
         seconds: f64,
         by: (NodeId, u32),
     ) {
         let Some(j) = self.jobs.get_mut(&id) else {
             return;
         };
-        match j.parent {
-            Some(parent) => {
-                if !j.held.remove(&chunk) || !self.links.contains_key(&parent) {
-                    return;
-                }
-                self.out.push(Action::SendResult {
-                    link: parent,
-                    job: id,
-                    chunk,
-                    compute_s: seconds as f32,
-                    by,
-                    result,
-                });
+        if let Some(parent) = j.parent {
+            if !j.held.remove(&chunk) || !self.links.contains_key(&parent) {
+                return;
             }
-            None => {
-                if j.results.contains_key(&chunk) {
-                    return; // duplicate (a backup copy): first wins
-                }
-                j.queue.retain(|&c| c != chunk);
-                for g in j.granted.values_mut() {
-                    g.remove(&chunk);
-                }
-                if from.is_some() {
-                    j.remote_done += 1;
-                } else {
-                    j.local_done += 1;
-                }
-                j.points_done += j.spec.chunk_points(chunk);
-                let result: Arc<ChunkResult> = Arc::from(result);
-                self.out.push(Action::Report {
-                    job: id,
-                    event: JobEvent::Chunk(Arc::clone(&result)),
-                });
-                j.results.insert(chunk, result);
-                if j.results.len() as u32 == j.total {
-                    self.finish_job(now, id);
-                } else if now.saturating_duration_since(j.last_progress) > PROGRESS_EVERY {
-                    j.last_progress = now;
-                    let event = JobEvent::Progress(j.progress(now));
-                    self.out.push(Action::Report { job: id, event });
-                }
+            // Any copy of it here (re-queued after an expiry) is moot now.
+            j.queue.retain(|&c| c != chunk);
+            for g in j.granted.values_mut() {
+                g.remove(&chunk);
             }
+            self.out.push(Action::SendResult {
+                link: parent,
+                job: id,
+                chunk,
+                compute_s: seconds as f32,
+                by,
+                result,
+            });
+            return;
+        }
+        let result: Arc<ChunkResult> = Arc::from(result);
+        if let Some(kept) = j.results.get(&chunk) {
+            // A second copy (a backup, or a result whose grant expired): the same bits, or
+            // someone lied.
+            if same_bits(kept, &result) {
+                return;
+            }
+            let earlier = j.delivered.get(&chunk).copied();
+            self.copies_differ(now, id, chunk, earlier, from, Arc::clone(&result));
+            // This node's own copy takes the place of a wrong one taken out.
+            let taken = self
+                .jobs
+                .get(&id)
+                .is_none_or(|j| j.results.contains_key(&chunk));
+            if from.is_some() || taken {
+                return;
+            }
+        }
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        j.queue.retain(|&c| c != chunk);
+        for g in j.granted.values_mut() {
+            g.remove(&chunk);
+        }
+        match from {
+            Some(d) => {
+                j.delivered.insert(chunk, d);
+                j.remote_done += 1;
+            }
+            None => j.local_done += 1,
+        }
+        j.points_done += j.spec.chunk_points(chunk);
+        self.out.push(Action::Report {
+            job: id,
+            event: JobEvent::Chunk(Arc::clone(&result)),
+        });
+        j.results.insert(chunk, Arc::clone(&result));
+        if let Some(d) = from {
+            self.sample(id, chunk, d, &result);
+        }
+        self.finish_if_complete(now, id);
+    }
+
+    /// Ends the job once every result is in and every check of one is done (so that no result
+    /// of a peer found lying reaches the output, `verify.rs`); else reports progress if due.
+    pub(super) fn finish_if_complete(&mut self, now: Instant, id: JobId) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if j.parent.is_some() {
+            return;
+        }
+        if j.results.len() as u32 == j.total && j.checks.is_empty() {
+            self.finish_job(now, id);
+        } else if now.saturating_duration_since(j.last_progress) > PROGRESS_EVERY {
+            j.last_progress = now;
+            let event = JobEvent::Progress(j.progress(now));
+            self.out.push(Action::Report { job: id, event });
         }
     }
 

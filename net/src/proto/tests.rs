@@ -51,6 +51,8 @@ fn node(id: u64, workers: usize, t0: Instant) -> Node {
         compute_abi: COMPUTE_ABI,
         mesh_cache_bytes: 1 << 30,
         address: None,
+        verify: 0.0,
+        seed: 7,
     };
     Node::new(settings, t0)
 }
@@ -260,7 +262,7 @@ fn steal_grant_result_completes_the_job_with_progress() {
         chunk: 0,
         worker: 0,
         seconds: 0.05,
-        result: Some(result(0)),
+        outcome: ChunkOutcome::Done(result(0)),
     };
     let a = n.handle(t0 + Duration::from_millis(80), done);
     assert!(matches!(&a[0], Action::Report { event: JobEvent::Chunk(r), .. } if r.chunk == 0));
@@ -543,7 +545,7 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
         chunk: 0,
         worker: 0,
         seconds: 0.05,
-        result: Some(result(0)),
+        outcome: ChunkOutcome::Done(result(0)),
     };
     let a = n.handle(t1, done);
     assert!(matches!(
@@ -574,7 +576,7 @@ fn computed_here(job: JobId, chunk: u32) -> Input {
         chunk,
         worker: 0,
         seconds: 0.05,
-        result: Some(result(chunk)),
+        outcome: ChunkOutcome::Done(result(chunk)),
     }
 }
 
