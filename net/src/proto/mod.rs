@@ -11,7 +11,8 @@
 //! | `mod.rs` | [`Node`]: links, message dispatch, the tick |
 //! | `events.rs` | [`Input`] and [`Action`], the interface to the shell |
 //! | `handshake.rs` | a new link's Hello check, the authentication back-off |
-//! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, backups; job ends and results |
+//! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, expiry, backups; submit and job ends |
+//! | `results.rs` | results and failures, computed here or received; acceptance and the job's end |
 //! | `schedule.rs` | `pump`: local workers, grants to children, steals from the parent, backup copies |
 //! | `verify.rs` | verified results: sampled recomputation, compared copies, convicting a peer |
 //! | `members.rs` | gossip and membership |
@@ -26,6 +27,7 @@ mod members;
 mod mesh_cache;
 mod remotes;
 mod report;
+mod results;
 mod schedule;
 #[cfg(test)]
 mod tests;

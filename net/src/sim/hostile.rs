@@ -153,6 +153,17 @@ fn sim_panicking_computations_are_requeued_and_the_job_completes() {
             "seed {seed}: {said:?}"
         );
     }
+    // Behind a relay: its failures go up the tree to the owner.
+    for seed in 0..10 {
+        let behaviours = [
+            Behaviour::Honest,
+            Behaviour::Honest,
+            Behaviour::Panics(u32::MAX),
+        ];
+        let times = [5 * MS, 4 * MS, 3 * MS];
+        let w = run(seed, &behaviours, &times, &[(0, 1), (1, 2)], 10_000 * MS);
+        assert_local_bits(&w, &format!("chain, seed {seed}"));
+    }
     // The owner alone, its first two computations panicking: re-queued, then done.
     let w = run(1, &[Behaviour::Panics(2)], &[5 * MS], &[], 10_000 * MS);
     assert_local_bits(&w, "owner alone");
