@@ -173,6 +173,9 @@ impl Node {
                 Some(h) => {
                     h.wrong_results = c.wrong;
                     h.discarded_results = c.discarded;
+                    if h.address.is_none() {
+                        h.address.clone_from(&c.address);
+                    }
                 }
                 None => hosts.push(HostStats {
                     node: id.0,
