@@ -151,13 +151,38 @@ fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
-/// Joins the pool at `address` as a member (offering `threads` workers), waiting until the
-/// link is up.
-pub fn join(address: &str, secret: &SecretArgs, threads: usize) -> Result<Pool> {
+/// Reads `--verify`: a share of the results peers send that this member recomputes, as a
+/// fraction (0.03) or a percentage (3%).
+pub fn parse_verify(s: &str) -> Result<f64, String> {
+    millpond_net::parse_verify(s).map_err(|e| e.to_string())
+}
+
+/// Says on stderr which pool members were caught returning wrong results (named, with what
+/// was thrown out), so that a run of the command line names them as the window's statistics
+/// do.
+pub fn report_culprits(pool: &Pool) {
+    for h in pool.stats().hosts.iter().filter(|h| h.wrong_results > 0) {
+        let at = h
+            .address
+            .as_deref()
+            .map_or_else(String::new, |a| format!(" ({a})"));
+        eprintln!(
+            "warning: pool member {}{at} returned {} wrong result(s) (a recomputed sample or a \
+             copy differed): it was cut off, and the {} result(s) it had delivered were \
+             discarded and computed again",
+            h.name, h.wrong_results, h.discarded_results
+        );
+    }
+}
+
+/// Joins the pool at `address` as a member (offering `threads` workers, recomputing `verify`
+/// of the results peers send for its jobs), waiting until the link is up.
+pub fn join(address: &str, secret: &SecretArgs, threads: usize, verify: f64) -> Result<Pool> {
     init_logging();
     let mut cfg = PoolConfig::new(secret.load()?);
     cfg.remotes = vec![address.to_string()];
     cfg.workers = threads;
+    cfg.verify = verify;
     cfg.name = format!("{} (cli)", cfg.name);
     cfg.config_dir = Some(config_dir());
     versions(&mut cfg);

@@ -23,8 +23,14 @@ pub async fn exchange_hello(
     hello: &Msg,
 ) -> Result<(NodeId, String, u32), (RemoteState, String)> {
     let frame = wire::encode(hello).map_err(|e| (RemoteState::Unreachable, e.to_string()))?;
-    send.write_all(&frame)
+    tokio::time::timeout(AUTH_TIMEOUT, send.write_all(&frame))
         .await
+        .map_err(|_| {
+            (
+                RemoteState::Unreachable,
+                "Hello not sent in time".to_string(),
+            )
+        })?
         .map_err(|e| (RemoteState::Unreachable, e.to_string()))?;
     let body = tokio::time::timeout(AUTH_TIMEOUT, read_frame(recv))
         .await

@@ -28,10 +28,11 @@ pub use stats::{
 pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
 use millpond_core::CancelToken;
-use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
+use millpond_core::job::{COMPUTE_ABI, Cancelled, ChunkResult, JobContext, JobOutput};
 use millpond_core::runner::{Executor, Progress, RunError, RunEvent};
 use millpond_core::{JobSpec, Mesh, TriangleIndex};
 use node::{Event, Shell};
+pub use proto::DEFAULT_VERIFY;
 use proto::{Input, NodeSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +81,35 @@ fn interface_addresses() -> Vec<std::net::IpAddr> {
 /// Default pool port (UDP).
 pub const DEFAULT_PORT: u16 = 1250;
 
+/// How a member's workers compute a chunk. The pool's own is [`RunChunk`]
+/// (`JobContext::run_chunk`). Another one (a test's lying peer, an accelerator) must give
+/// the same bits for the same job: owners recompute a sample of what peers send and cut off a
+/// peer whose bits differ (ARCHITECTURE.md §4.6). A panic in it is caught: the chunk goes
+/// back to its owner's queue.
+pub trait ComputeChunk: std::fmt::Debug + Send + Sync {
+    fn compute(
+        &self,
+        ctx: &JobContext,
+        chunk: u32,
+        cancel: &CancelToken,
+    ) -> Result<ChunkResult, Cancelled>;
+}
+
+/// Chunks computed as every Millpond computes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunChunk;
+
+impl ComputeChunk for RunChunk {
+    fn compute(
+        &self,
+        ctx: &JobContext,
+        chunk: u32,
+        cancel: &CancelToken,
+    ) -> Result<ChunkResult, Cancelled> {
+        ctx.run_chunk(chunk, cancel)
+    }
+}
+
 /// How to run a pool member.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
@@ -100,6 +130,15 @@ pub struct PoolConfig {
     pub protocol: u32,
     /// Compute ABI to announce (tests provoke mismatches with it).
     pub compute_abi: u32,
+    /// Share of the results peers send for this member's jobs that it recomputes and
+    /// compares bit for bit, 0 to 1 (default [`DEFAULT_VERIFY`], 3%); above 0, also the first
+    /// result of each peer in each job. 0 checks no sample; copies of a chunk are compared
+    /// whatever this is. A peer caught with a wrong result is cut off and everything it
+    /// delivered is recomputed.
+    pub verify: f64,
+    /// How this member's workers compute chunks ([`RunChunk`] unless a test or another
+    /// implementation says otherwise).
+    pub compute: Arc<dyn ComputeChunk>,
 }
 
 impl PoolConfig {
@@ -114,7 +153,27 @@ impl PoolConfig {
             mesh_cache_bytes: 2 << 30,
             protocol: PROTOCOL_VERSION,
             compute_abi: COMPUTE_ABI,
+            verify: DEFAULT_VERIFY,
+            compute: Arc::new(RunChunk),
         }
+    }
+}
+
+/// Why a share of results to verify is refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("the share of results to verify must be between 0 and 1 (0% and 100%), not {0}")]
+pub struct VerifyShareError(pub String);
+
+/// Reads a share of results to verify: a fraction (`0.03`) or a percentage (`3%`), 0 to 1.
+pub fn parse_verify(text: &str) -> Result<f64, VerifyShareError> {
+    let t = text.trim();
+    let value = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match value {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(VerifyShareError(text.to_string())),
     }
 }
 
@@ -250,14 +309,20 @@ impl Pool {
             ep
         };
         let local_addr = endpoint.local_addr().ok();
-        let id = {
+        let random = || {
             use ring::rand::SecureRandom;
             let mut b = [0u8; 8];
             ring::rand::SystemRandom::new()
                 .fill(&mut b)
                 .map_err(|_| PoolError::Start("no system randomness".into()))?;
-            NodeId(u64::from_le_bytes(b))
+            Ok::<u64, PoolError>(u64::from_le_bytes(b))
         };
+        let id = NodeId(random()?);
+        if !(0.0..=1.0).contains(&config.verify) {
+            return Err(PoolError::Start(
+                VerifyShareError(config.verify.to_string()).to_string(),
+            ));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Mutex::new(PoolStats::default()));
         let settings = NodeSettings {
@@ -272,6 +337,8 @@ impl Pool {
                 .listen
                 .and(local_addr)
                 .map(|a| reachable_at(a, &interface_addresses())),
+            verify: config.verify,
+            seed: random()?,
         };
         let shell = Shell::new(
             settings,
@@ -279,6 +346,7 @@ impl Pool {
             endpoint.clone(),
             tx.clone(),
             shared.clone(),
+            config.compute.clone(),
         );
         let hello = shell.hello();
         runtime.spawn(shell.run(rx));

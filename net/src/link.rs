@@ -7,8 +7,25 @@ use crate::proto::{Input, LinkId, close};
 use crate::wire::{self, BulkHeader, JobId, NodeId};
 use millpond_core::Mesh;
 use millpond_core::job::ChunkResult;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// Longest a write may take (a control frame, a bulk stream's header, each 1 MiB of its
+/// payload, its acknowledgement): a peer that stops reading cannot hold a task for ever.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bulk payloads are written in pieces of this many bytes, each within `WRITE_TIMEOUT`.
+const WRITE_PIECE: usize = 1 << 20;
+
+/// Runs a write within `WRITE_TIMEOUT`.
+async fn in_time<T, E: std::fmt::Display>(
+    what: &str,
+    write: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("{what} did not complete in {WRITE_TIMEOUT:?}")),
+    }
+}
 
 /// Reads one control frame; `None` at a clean end of stream.
 pub(crate) async fn read_frame(
@@ -96,11 +113,19 @@ pub(crate) fn spawn_link_tasks(
     mut ctrl_rx: mpsc::UnboundedReceiver<Vec<u8>>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
-    // Writer.
+    // Writer: a frame the peer does not take within the timeout closes the link (the
+    // close watcher then reports it down).
+    let c = conn.clone();
     tokio::spawn(async move {
         while let Some(frame) = ctrl_rx.recv().await {
-            if send.write_all(&frame).await.is_err() {
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, send.write_all(&frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    let reason = format!("a control write did not complete in {WRITE_TIMEOUT:?}");
+                    c.close(close::STALLED.into(), reason.as_bytes());
+                    break;
+                }
             }
         }
     });
@@ -165,6 +190,7 @@ pub fn describe_close(e: &quinn::ConnectionError) -> String {
                 close::AUTH_FAILED => "authentication failed".into(),
                 close::VERSION_MISMATCH => reason,
                 close::PROTOCOL_VIOLATION => format!("protocol violation: {reason}"),
+                close::STALLED => format!("stalled: {reason}"),
                 _ => reason,
             }
         }
@@ -259,14 +285,24 @@ pub(crate) async fn send_bulk(
     header: &BulkHeader,
     payload: &[u8],
 ) -> Result<(), String> {
-    let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
+    let mut s = in_time("opening a bulk stream", conn.open_uni()).await?;
     let frame = wire::encode(header).map_err(|e| e.to_string())?;
-    s.write_all(&frame).await.map_err(|e| e.to_string())?;
-    s.write_all(payload).await.map_err(|e| e.to_string())?;
-    s.finish().map_err(|e| e.to_string())?;
-    // Wait until the peer has it all, so a quick close does not cut it off.
-    let _ = s.stopped().await;
-    Ok(())
+    let written = async {
+        in_time("a bulk header", s.write_all(&frame)).await?;
+        for piece in payload.chunks(WRITE_PIECE) {
+            in_time("a bulk write", s.write_all(piece)).await?;
+        }
+        s.finish().map_err(|e| e.to_string())?;
+        // Wait until the peer has it all, so a quick close does not cut it off.
+        in_time("a bulk acknowledgement", s.stopped()).await?;
+        Ok::<(), String>(())
+    }
+    .await;
+    if written.is_err() {
+        // Give up the stream: the receiver sees it reset, the sender's parent re-queues.
+        let _ = s.reset(0u32.into());
+    }
+    written
 }
 
 pub(crate) async fn send_result(

@@ -7,11 +7,11 @@
 
 use crate::dial::{self, DialContext};
 use crate::link::{self, spawn_link_tasks};
-use crate::proto::{self, Action, Input, LinkId, LinkStats, NodeSettings};
+use crate::proto::{self, Action, ChunkOutcome, Input, LinkId, LinkStats, NodeSettings};
 use crate::secret::Secret;
 use crate::stats::PoolStats;
 use crate::wire::{self, JobId, Msg, NodeId};
-use crate::{JobEvent, PoolError};
+use crate::{ComputeChunk, JobEvent, PoolError};
 use millpond_core::job::JobOutput;
 use millpond_core::{JobContext, TriangleIndex};
 use std::collections::HashMap;
@@ -76,6 +76,8 @@ pub struct Shell {
     owners: HashMap<JobId, std::sync::mpsc::Sender<JobEvent>>,
     /// The channels of the submission being handled.
     submitting: Option<Submitting>,
+    /// How chunks are computed here.
+    compute: Arc<dyn ComputeChunk>,
 }
 
 type Submitting = (
@@ -90,6 +92,7 @@ impl Shell {
         endpoint: quinn::Endpoint,
         tx: mpsc::UnboundedSender<Event>,
         shared: Arc<Mutex<PoolStats>>,
+        compute: Arc<dyn ComputeChunk>,
     ) -> Self {
         let node = proto::Node::new(settings, Instant::now());
         let hello = node.hello();
@@ -104,6 +107,7 @@ impl Shell {
             next_link: 1,
             owners: HashMap::new(),
             submitting: None,
+            compute,
         }
     }
 
@@ -257,16 +261,27 @@ impl Shell {
                 cancel,
             } => {
                 let tx = self.tx.clone();
+                let compute = self.compute.clone();
                 tokio::task::spawn_blocking(move || {
-                    let t = Instant::now();
-                    let result = ctx.run_chunk(chunk, &cancel).ok().map(Box::new);
-                    let _ = tx.send(Event::Input(Input::Computed {
+                    // Whatever happens in the computation, the protocol hears how it ended:
+                    // a panic is caught, and a task ended without a word says so on drop.
+                    let mut report = Reporter {
+                        tx,
                         job,
                         chunk,
                         worker,
-                        seconds: t.elapsed().as_secs_f64(),
-                        result,
+                        start: Instant::now(),
+                        sent: false,
+                    };
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        compute.compute(&ctx, chunk, &cancel)
                     }));
+                    let outcome = match run {
+                        Ok(Ok(r)) => ChunkOutcome::Done(Box::new(r)),
+                        Ok(Err(_)) => ChunkOutcome::Cancelled,
+                        Err(panic) => ChunkOutcome::Failed(panic_words(&*panic)),
+                    };
+                    report.send(outcome);
                 });
             }
             Action::IndexMesh { mesh } => {
@@ -282,11 +297,19 @@ impl Shell {
                 let Some(events) = self.owners.remove(&job) else {
                     return;
                 };
-                // Assembly links raster lines (clearance checks): off the loop.
+                // Assembly links raster lines (clearance checks): off the loop. A panic in it
+                // ends the job with its words, never silence.
                 tokio::task::spawn_blocking(move || {
-                    let out: Result<JobOutput, PoolError> = ctx
-                        .finish(results)
-                        .map_err(|e| PoolError::Job(e.to_string()));
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        ctx.finish(results)
+                    }));
+                    let out: Result<JobOutput, PoolError> = match run {
+                        Ok(r) => r.map_err(|e| PoolError::Job(e.to_string())),
+                        Err(panic) => Err(PoolError::Job(format!(
+                            "assembly failed: {}",
+                            panic_words(&*panic)
+                        ))),
+                    };
                     let _ = events.send(JobEvent::Finished(out));
                 });
             }
@@ -326,6 +349,50 @@ impl Shell {
             }
         }
     }
+}
+
+/// Tells the loop how a chunk's computation ended, once: by `send`, or on drop (the task
+/// ended without a result: a failure).
+struct Reporter {
+    tx: mpsc::UnboundedSender<Event>,
+    job: JobId,
+    chunk: u32,
+    worker: usize,
+    start: Instant,
+    sent: bool,
+}
+
+impl Reporter {
+    fn send(&mut self, outcome: ChunkOutcome) {
+        if std::mem::replace(&mut self.sent, true) {
+            return;
+        }
+        let _ = self.tx.send(Event::Input(Input::Computed {
+            job: self.job,
+            chunk: self.chunk,
+            worker: self.worker,
+            seconds: self.start.elapsed().as_secs_f64(),
+            outcome,
+        }));
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.send(ChunkOutcome::Failed(
+            "the computation ended without a result".into(),
+        ));
+    }
+}
+
+/// A caught panic's message, in words.
+fn panic_words(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("panicked: {text}")
 }
 
 /// Fires `Tick` events until the loop is gone.

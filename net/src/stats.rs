@@ -61,6 +61,12 @@ pub struct HostStats {
     /// Whether `worker_stats[..].busy` says something: false for a host known only from the
     /// results it computed (no gossip heard) and for a lost one.
     pub workers_busy_known: bool,
+    /// Results of this host found wrong here (a recomputed sample or a copy differed): it was
+    /// cut off and gets no more work from here.
+    pub wrong_results: u64,
+    /// Results it had delivered to jobs owned here that were taken out again for that and
+    /// recomputed; none of them is in any output.
+    pub discarded_results: u64,
 }
 
 /// One worker thread: what it has done since the pool started.

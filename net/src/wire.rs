@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of this protocol. Peers must match exactly.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
@@ -26,6 +26,8 @@ pub const MAX_MEMBERS: usize = 256;
 pub const MAX_GRANT: usize = 1024;
 /// How far a job announcement travels.
 pub const MAX_HOPS: u8 = 8;
+/// Longest reason a `Failed` message may give, bytes.
+pub const MAX_REASON: usize = 256;
 /// Most worker threads a node may have (and so the bound on a worker slot index).
 pub const MAX_WORKERS: u32 = 4096;
 /// Words of the largest busy-worker bitmap ([`MemberInfo::busy`]).
@@ -130,6 +132,16 @@ pub enum Msg {
     FetchMesh { hash: MeshHash },
     /// Parent → child: the job is over (finished or cancelled); drop it.
     Cancel { job: JobId },
+    /// Child → parent: computing this granted chunk failed here (a panic, in these words);
+    /// the chunk goes back to the owner's queue, where it counts a death.
+    Failed {
+        job: JobId,
+        chunk: u32,
+        reason: String,
+    },
+    /// Answer to `FetchMesh`: I cannot send this mesh (unknown here, or I am fetching it from
+    /// you); ask another neighbour.
+    NoMesh { hash: MeshHash },
 }
 
 /// Header of a bulk stream.
@@ -284,7 +296,12 @@ fn validate_msg(msg: &Msg) -> Result<(), WireError> {
                 return bad(format!("grant of {} chunks", chunks.len()));
             }
         }
-        Msg::NoWork { .. } | Msg::FetchMesh { .. } | Msg::Cancel { .. } => {}
+        Msg::Failed { reason, .. } => {
+            if reason.len() > MAX_REASON {
+                return bad(format!("failure reason of {} bytes", reason.len()));
+            }
+        }
+        Msg::NoWork { .. } | Msg::FetchMesh { .. } | Msg::Cancel { .. } | Msg::NoMesh { .. } => {}
     }
     Ok(())
 }
@@ -345,6 +362,28 @@ mod tests {
             *size = MAX_RESULT + 1;
         }
         assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());
+    }
+
+    #[test]
+    fn a_failure_s_reason_is_bounded() {
+        let job = JobId {
+            owner: NodeId(1),
+            seq: 1,
+        };
+        let failed = |n: usize| Msg::Failed {
+            job,
+            chunk: 3,
+            reason: "x".repeat(n),
+        };
+        assert_eq!(decodes(&failed(MAX_REASON)).unwrap(), failed(MAX_REASON));
+        assert!(matches!(
+            decodes(&failed(MAX_REASON + 1)),
+            Err(WireError::Invalid(_))
+        ));
+        let no_mesh = Msg::NoMesh {
+            hash: millpond_core::mesh::MeshHash([3; 32]),
+        };
+        assert_eq!(decodes(&no_mesh).unwrap(), no_mesh);
     }
 
     fn member(workers: u32, busy: Vec<u64>) -> Msg {

@@ -341,6 +341,27 @@ impl Cluster {
         self.wait_listening(name)
     }
 
+    /// A hostile member (`millpond-rogue-peer MODE`, a test-only binary: its workers poison,
+    /// panic or hold what they are given) on 127.0.0.1, `workers` workers, dialling `remotes`.
+    fn rogue(
+        &mut self,
+        name: &str,
+        mode: &str,
+        workers: usize,
+        remotes: &[SocketAddr],
+    ) -> SocketAddr {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_millpond-rogue-peer"));
+        self.configure(&mut cmd, name);
+        cmd.args([mode, "--workers", &workers.to_string(), "--name", name])
+            .arg("--secret-file")
+            .arg(self.secret_file());
+        for r in remotes {
+            cmd.arg("--remote").arg(r.to_string());
+        }
+        self.spawn(name, cmd);
+        self.wait_listening(name)
+    }
+
     /// The address a serve process printed once it was listening.
     fn wait_listening(&mut self, name: &str) -> SocketAddr {
         wait_until(
@@ -1478,6 +1499,134 @@ fn pool_across_network_namespaces() {
     eprintln!(
         "netns: {} bytes of G-code identical, S computed {chunks:?}; test {:.1} s",
         pooled.len(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+// ----- hostile members (issue 17) -----
+
+/// O (here, 1 worker) with an honest server A and a member R whose heights are all 1 mm
+/// high: R is caught at its first checked result, named, cut off, and none of what it sent
+/// is in the output, which is the local run's bits.
+#[test]
+fn a_poisoning_peer_is_cut_off_named_and_none_of_its_results_is_in_the_output() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("poison");
+    let t0 = Instant::now();
+    let a = c.serve("A", &[]);
+    let r = c.rogue("R", "poison", 2, &[]);
+    let o = member("O", &[a, r], 1, SECRET);
+    wait_for_hosts(&o, &["A", "R"], &[]);
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    let poisoned = c.log("R").matches("poisoned chunk").count();
+    assert!(poisoned > 0, "R computed nothing:\n{}", c.log("R"));
+    let stats = o.stats();
+    let row = stats
+        .hosts
+        .iter()
+        .find(|h| h.name == "R" && h.wrong_results > 0)
+        .unwrap_or_else(|| panic!("R not named: {}", describe_hosts(&stats)));
+    let said: Vec<&str> = stats.notices.iter().map(|n| n.text.as_str()).collect();
+    assert!(
+        said.iter()
+            .any(|t| t.starts_with(&format!("R ({r}) returned a wrong result for chunk"))),
+        "{said:?}"
+    );
+    // The honest member is never blamed, and A's log has no violation.
+    assert!(!said.iter().any(|t| t.starts_with("A ")), "{said:?}");
+    assert_clean_log("A", &c.log("A"));
+    eprintln!(
+        "poison: R computed {poisoned} poisoned chunks, {} wrong found, {} of its results \
+         discarded, 0 in the output (identical to the local run); job {:.2} s ({} local, {} \
+         remote); test {:.1} s",
+        row.wrong_results,
+        row.discarded_results,
+        run.elapsed.as_secs_f64(),
+        run.last.local_chunks,
+        run.last.remote_chunks,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// `millpond toolpath --pool R` where R poisons every chunk: the G-code is the local run's
+/// byte for byte, and the command line names R.
+#[test]
+fn the_command_line_names_a_poisoning_peer_and_writes_the_local_g_code() {
+    let mut c = Cluster::new("poison-cli");
+    let args = |out: &str| -> Vec<String> {
+        [
+            "toolpath",
+            "default-part.stl",
+            "--tool",
+            "ball:3",
+            "--stepover",
+            "0.1",
+            "--sampling",
+            "0.05",
+            "--threads",
+            "1",
+            "-o",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let local = c.command("local").args(args("local.ngc")).output().unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let r = c.rogue("R", "poison", 2, &[]);
+    let pooled = c
+        .command("owner")
+        .args(args("pool.ngc"))
+        .args(["--pool", &r.to_string(), "--secret-file"])
+        .arg(c.secret_file())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&pooled.stderr);
+    assert!(pooled.status.success(), "{stderr}");
+    assert!(
+        std::fs::read(c.path("pool.ngc")).unwrap() == std::fs::read(c.path("local.ngc")).unwrap(),
+        "G-code differs from the local run"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: pool member R ({r}) returned 1 wrong result(s)"
+        )),
+        "{stderr}"
+    );
+    assert!(c.log("R").contains("poisoned chunk"), "R computed nothing");
+}
+
+/// O with a server A and a member R whose every computation panics: R's chunks come back
+/// (named in O's notices), three failures keep a chunk at O, and the job is the local run.
+#[test]
+fn a_peer_whose_chunks_panic_does_not_hang_the_job() {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new("panic");
+    let t0 = Instant::now();
+    let a = c.serve("A", &[]);
+    let r = c.rogue("R", "panic", 2, &[]);
+    let o = member("O", &[a, r], 1, SECRET);
+    wait_for_hosts(&o, &["A", "R"], &[]);
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    let said: Vec<String> = o.stats().notices.iter().map(|n| n.text.clone()).collect();
+    assert!(
+        said.iter()
+            .any(|t| t.contains("failed on R (panicked: rogue peer")),
+        "{said:?}"
+    );
+    eprintln!(
+        "panic: R panicked on {} chunks; job {:.2} s; test {:.1} s",
+        c.log("R").matches("panicking on chunk").count(),
+        run.elapsed.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
 }

@@ -417,6 +417,12 @@ pub struct ToolpathArgs {
     /// is its own job).
     #[arg(long)]
     pub pool: Option<String>,
+    /// With --pool: the share of the results other members send that this computer computes
+    /// again and compares bit for bit, as a fraction or a percentage (0 to 1, or 0% to 100%);
+    /// also the first result of each member in each job unless 0. A member caught with a
+    /// wrong result is cut off, named, and everything it sent is computed again.
+    #[arg(long, default_value = "3%", value_parser = crate::pool::parse_verify)]
+    pub verify: f64,
     #[command(flatten)]
     pub secret: crate::pool::SecretArgs,
 }
@@ -1317,7 +1323,12 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         bail!("the job has no enabled operation: there is no program to write");
     }
     let pool = match &args.pool {
-        Some(address) => Some(crate::pool::join(address, &args.secret, threads)?),
+        Some(address) => Some(crate::pool::join(
+            address,
+            &args.secret,
+            threads,
+            args.verify,
+        )?),
         None => None,
     };
     let executor: &dyn Executor = match &pool {
@@ -1328,6 +1339,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     let toolpaths = compute_toolpaths(&program, &model, &origins, executor, args.quiet)?;
     let compute_s = t_all.elapsed().as_secs_f64();
     if let Some(pool) = pool {
+        crate::pool::report_culprits(&pool);
         pool.shutdown();
     }
 

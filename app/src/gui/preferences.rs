@@ -42,6 +42,9 @@ pub struct Preferences {
     pub remote_servers: Vec<String>,
     /// Worker threads for computing here.
     pub local_workers: usize,
+    /// Percent of the results other members send for this computer's jobs that it computes
+    /// again and compares (`PoolConfig::verify`).
+    pub verify_percent: f64,
     /// Shown to the other members.
     pub node_name: String,
     /// The machine's X and Y rapid rate (also their fastest feed), mm/min: only for
@@ -71,6 +74,7 @@ impl Default for Preferences {
             listen_port: DEFAULT_PORT,
             remote_servers: Vec::new(),
             local_workers: all_cores(),
+            verify_percent: millpond_net::DEFAULT_VERIFY * 100.0,
             node_name: millpond_net::default_name(),
             rapid_rate: hobby.rapid_rate[0],
             rapid_rate_z: hobby.rapid_rate[2],
@@ -173,6 +177,7 @@ impl Preferences {
             remotes: self.remote_servers.clone(),
             workers: self.local_workers.max(1),
             name: self.node_name.clone(),
+            verify: (self.verify_percent / 100.0).clamp(0.0, 1.0),
         }
     }
 }
@@ -214,6 +219,7 @@ struct PoolSettings {
     remotes: Vec<String>,
     workers: usize,
     name: String,
+    verify: f64,
 }
 
 /// Where server mode is.
@@ -332,6 +338,7 @@ impl PoolControl {
         cfg.listen = Some(listen);
         cfg.remotes = settings.remotes.clone();
         cfg.workers = settings.workers;
+        cfg.verify = settings.verify;
         if !settings.name.trim().is_empty() {
             cfg.name = settings.name.trim().to_string();
         }

@@ -61,7 +61,15 @@ pub fn pool_host_rows(stats: &PoolStats) -> Vec<HostRow> {
                 .unwrap_or_else(|| if h.hops == 0 { "this computer" } else { "—" }.into()),
             hops: h.hops,
             workers: h.workers,
-            state: h.state.as_str().into(),
+            // A host caught returning wrong results says so, whatever its link's state.
+            state: if h.wrong_results > 0 {
+                format!(
+                    "cut off: {} wrong result(s), {} discarded",
+                    h.wrong_results, h.discarded_results
+                )
+            } else {
+                h.state.as_str().into()
+            },
             chunks_done: h.chunks_done,
             avg_compute_s: h.avg_compute_s,
             avg_transfer_s: h.avg_transfer_s,
@@ -791,6 +799,23 @@ mod tests {
         let (chunks, avg) = host_work(&rows);
         assert_eq!(chunks, 12);
         assert!((avg - 2.2 / 12.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_host_caught_lying_is_named_cut_off() {
+        use millpond_net::HostStats;
+        let stats = PoolStats {
+            hosts: vec![HostStats {
+                name: "liar".into(),
+                hops: 1,
+                wrong_results: 1,
+                discarded_results: 14,
+                ..HostStats::default()
+            }],
+            ..PoolStats::default()
+        };
+        let rows = pool_host_rows(&stats);
+        assert_eq!(rows[0].state, "cut off: 1 wrong result(s), 14 discarded");
     }
 
     #[test]

@@ -1635,6 +1635,7 @@ impl MillpondApp {
                 .labelled_by(l.id)
                 .on_hover_text(format!("Worker threads computing on this computer (it has {cores} cores)"));
             ui.end_row();
+            num(ui, "Verify results", "Share of the results other members send for this computer's jobs that it computes again and compares bit for bit (also each member's first in each job, unless 0). A member caught with a wrong result is cut off, named in the statistics, and everything it sent is computed again", &mut e.verify_percent, " %", 0.0..=100.0, 0.5);
             num(ui, "Rapid rate", "The machine's X and Y rapid rate, also their fastest feed: only used to estimate machining time", &mut e.rapid_rate, " mm/min", 1.0..=200_000.0, 50.0);
             num(ui, "Z rapid rate", "The machine's Z rapid rate, also its fastest feed: only used to estimate machining time", &mut e.rapid_rate_z, " mm/min", 1.0..=200_000.0, 50.0);
             num(ui, "Acceleration", "The machine's X and Y acceleration (GRBL's $120, $121): only used to estimate machining time", &mut e.acceleration, " mm/s²", 1.0..=100_000.0, 10.0);

@@ -59,13 +59,13 @@ pub enum Input {
         mesh: Arc<Mesh>,
         index: Arc<TriangleIndex>,
     },
-    /// An [`Action::Compute`] is over; `result` is `None` when it was cancelled or failed.
+    /// An [`Action::Compute`] is over.
     Computed {
         job: JobId,
         chunk: u32,
         worker: usize,
         seconds: f64,
-        result: Option<Box<ChunkResult>>,
+        outcome: ChunkOutcome,
     },
     /// An [`Action::Dial`] failed.
     RemoteFailed {
@@ -84,6 +84,36 @@ pub enum Input {
     Tick {
         links: Vec<LinkStats>,
     },
+}
+
+/// How a chunk's computation ended.
+pub enum ChunkOutcome {
+    Done(Box<ChunkResult>),
+    /// The job's token was cancelled (the job is over here).
+    Cancelled,
+    /// The computation panicked (or its task ended without a word): the words of the panic.
+    /// The chunk goes back to its owner's queue, never silently lost (ARCHITECTURE.md §4.6).
+    Failed(String),
+}
+
+impl std::fmt::Debug for ChunkOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkOutcome::Done(r) => write!(f, "Done(chunk {})", r.chunk),
+            ChunkOutcome::Cancelled => f.write_str("Cancelled"),
+            ChunkOutcome::Failed(why) => write!(f, "Failed({why})"),
+        }
+    }
+}
+
+impl ChunkOutcome {
+    /// The result, if there is one.
+    pub fn result(self) -> Option<Box<ChunkResult>> {
+        match self {
+            ChunkOutcome::Done(r) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// What the transport knows of a link (`quinn::Connection::stats`), statistics only.

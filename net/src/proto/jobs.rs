@@ -1,10 +1,10 @@
 //! One job as a member sees it ([`JobState`]: queue, grants, re-queue on link loss, deaths,
 //! backup copies), and the node's handling of job ends and results (ARCHITECTURE.md §4.5–4.6).
 
-use super::{Action, LinkId, MAX_DEATHS, Node, close};
-use crate::stats::WorkerStats;
+use super::verify::{Check, Delivery, Sampler};
+use super::{LinkId, MAX_DEATHS, Node};
+use crate::PoolError;
 use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
-use crate::{JobEvent, PoolError};
 use millpond_core::job::{ChunkResult, JobContext};
 use millpond_core::runner::Progress;
 use millpond_core::{CancelToken, JobSpec};
@@ -14,9 +14,18 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 /// Most (node, worker slot) pairs whose received results are counted; later ones are not.
-const MAX_REMOTE_WORKERS: usize = 4096;
+pub(super) const MAX_REMOTE_WORKERS: usize = 4096;
 /// Shortest time between two progress reports sent as results arrive.
-const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+pub(super) const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+/// A grant expires once held this many times the holder's measured pace (grant to result,
+/// averaged), plus `EXPIRE_SLACK`.
+const EXPIRE_FACTOR: f64 = 4.0;
+/// The same before the holder delivered anything in this job, times the slowest pace
+/// measured at another holder (this node's own compute time until there is one): a slower
+/// machine is not cut off before its first result.
+const UNMEASURED_FACTOR: f64 = 16.0;
+/// Added to every grant's time limit: round trips, a busy loop, a short job's noise.
+const EXPIRE_SLACK: Duration = Duration::from_secs(2);
 
 /// One job as this node sees it.
 pub(super) struct JobState {
@@ -50,6 +59,24 @@ pub(super) struct JobState {
     pub results: BTreeMap<u32, Arc<ChunkResult>>,
     pub deaths: HashMap<u32, u32>,
     pub local_only: HashSet<u32>,
+    /// Which link delivered each remote result in `results` (taken out again if its peer is
+    /// caught lying, `verify.rs`).
+    pub delivered: BTreeMap<u32, Delivery>,
+    /// Remote results waiting for this node's own computation of their chunk.
+    pub checks: BTreeMap<u32, Vec<Check>>,
+    /// Checks not yet started, front first: local workers take them before the queue.
+    pub check_queue: VecDeque<u32>,
+    /// (Link, computing node) pairs with at least one result checked in this job.
+    pub sampled: HashSet<(LinkId, NodeId)>,
+    pub sampler: Sampler,
+    /// Failures (panics) of each chunk on this node's own workers.
+    pub local_failures: HashMap<u32, u32>,
+    /// Per child link, the seconds from a grant to its result (a moving average).
+    pub pace: HashMap<LinkId, f64>,
+    /// Seconds a chunk of this job takes on this node's workers (a moving average).
+    pub local_pace: Option<f64>,
+    /// Links that announced this job (the parent first): where its mesh may be fetched.
+    pub announcers: BTreeSet<LinkId>,
     pub started: Instant,
     pub local_done: u32,
     pub remote_done: u32,
@@ -79,6 +106,15 @@ impl JobState {
             results: BTreeMap::new(),
             deaths: HashMap::new(),
             local_only: HashSet::new(),
+            delivered: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            check_queue: VecDeque::new(),
+            sampled: HashSet::new(),
+            sampler: Sampler::default(),
+            local_failures: HashMap::new(),
+            pace: HashMap::new(),
+            local_pace: None,
+            announcers: parent.into_iter().collect(),
             started: now,
             local_done: 0,
             remote_done: 0,
@@ -88,20 +124,24 @@ impl JobState {
     }
 
     /// A link below this node died: everything handed down it comes back to the front of the
-    /// queue. At the owner each such chunk counts a death; one that killed `MAX_DEATHS`
-    /// holders is never handed out again, only computed here.
-    /// Forgets `link` as a child and puts the chunks it held back at the front of the queue;
-    /// returns how many.
+    /// queue (`take_back`). Forgets `link` as a child; returns how many chunks came back.
     pub fn link_lost(&mut self, link: LinkId) -> u32 {
         self.children.remove(&link);
         self.child_wants.remove(&link);
         let Some(lost) = self.granted.remove(&link) else {
             return 0;
         };
+        self.take_back(lost.into_keys().collect())
+    }
+
+    /// Chunks handed down a link that will not deliver them (lost, failed, expired) go back to
+    /// the front of the queue, unless done meanwhile. At the owner each counts a death; one
+    /// that killed `MAX_DEATHS` holders is never handed out again, only computed here.
+    /// Returns how many came back.
+    pub fn take_back(&mut self, mut chunks: Vec<u32>) -> u32 {
+        chunks.sort_unstable();
         let mut requeued = 0;
-        let mut lost: Vec<u32> = lost.into_keys().collect();
-        lost.sort_unstable();
-        for c in lost.into_iter().rev() {
+        for c in chunks.into_iter().rev() {
             if self.results.contains_key(&c) {
                 continue;
             }
@@ -112,10 +152,86 @@ impl JobState {
                     self.local_only.insert(c);
                 }
             }
-            self.queue.push_front(c);
+            if !self.queue.contains(&c) {
+                self.queue.push_front(c);
+            }
             requeued += 1;
         }
         requeued
+    }
+
+    /// Takes back the grants held far longer than their holder's pace (`EXPIRE_FACTOR`,
+    /// `UNMEASURED_FACTOR`, `EXPIRE_SLACK`): a silent or hoarding holder cannot stall the
+    /// job; its result still counts if it comes first. Returns (link, chunks taken back).
+    pub fn expire(&mut self, now: Instant) -> Vec<(LinkId, u32)> {
+        // Turnarounds are comparable with each other (network, queueing at the holder); this
+        // node's own compute time stands in only until one is measured.
+        let slowest = self
+            .pace
+            .values()
+            .copied()
+            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p))))
+            .or(self.local_pace);
+        let mut out = Vec::new();
+        let links: Vec<LinkId> = self.granted.keys().copied().collect();
+        for link in links {
+            let limit = match self.pace.get(&link) {
+                Some(p) => EXPIRE_FACTOR * p,
+                None => match slowest {
+                    Some(p) => UNMEASURED_FACTOR * p,
+                    None => continue, // nothing measured yet: no limit to go by
+                },
+            };
+            let limit = Duration::from_secs_f64(limit.min(1e6)) + EXPIRE_SLACK;
+            let Some(g) = self.granted.get_mut(&link) else {
+                continue;
+            };
+            let old: Vec<u32> = g
+                .iter()
+                .filter(|(_, t)| now.saturating_duration_since(**t) > limit)
+                .map(|(c, _)| *c)
+                .collect();
+            for c in &old {
+                g.remove(c);
+            }
+            if !old.is_empty() {
+                let n = self.take_back(old);
+                out.push((link, n));
+            }
+        }
+        out
+    }
+
+    /// Records a result's turnaround from `link` (grant to result).
+    pub fn measured(&mut self, link: LinkId, seconds: f64) {
+        let p = self.pace.entry(link).or_insert(seconds);
+        *p = 0.75 * *p + 0.25 * seconds;
+    }
+
+    /// Takes out every result `peer` delivered (it was caught lying) and re-queues their
+    /// chunks at the front; its pending checks are moot. Returns how many were taken out.
+    pub fn discard_from(&mut self, peer: NodeId) -> u32 {
+        let chunks: Vec<u32> = self
+            .delivered
+            .iter()
+            .filter(|(_, d)| d.peer == peer)
+            .map(|(c, _)| *c)
+            .collect();
+        for &c in chunks.iter().rev() {
+            self.delivered.remove(&c);
+            if self.results.remove(&c).is_some() {
+                self.remote_done = self.remote_done.saturating_sub(1);
+                self.points_done = self.points_done.saturating_sub(self.spec.chunk_points(c));
+            }
+            if !self.queue.contains(&c) {
+                self.queue.push_front(c);
+            }
+        }
+        for v in self.checks.values_mut() {
+            v.retain(|k| k.from.peer != peer);
+        }
+        self.checks.retain(|_, v| !v.is_empty());
+        chunks.len() as u32
     }
 
     /// Takes up to `want` chunks from the front of the queue for child `link`, skipping the
@@ -183,6 +299,7 @@ impl Node {
         let mut state = JobState::new(spec.clone(), None, now);
         state.ctx = Some(ctx);
         state.queue = (0..state.total).collect();
+        state.sampler = Sampler::new(self.s.seed, id);
         state.children = self.links.keys().copied().collect();
         let children: Vec<LinkId> = state.children.iter().copied().collect();
         for l in children {
@@ -216,189 +333,6 @@ impl Node {
             }
         }
         Some(j)
-    }
-
-    /// A chunk computed on worker slot `worker` (or given up: `result` None).
-    pub(super) fn on_computed(
-        &mut self,
-        now: Instant,
-        job: JobId,
-        chunk: u32,
-        worker: usize,
-        seconds: f64,
-        result: Option<Box<ChunkResult>>,
-    ) {
-        self.busy = self.busy.saturating_sub(1);
-        if let Some(w) = self.worker_slots.get_mut(worker) {
-            w.busy = false;
-            if result.is_some() {
-                w.chunks_done += 1;
-                w.compute_s += seconds;
-            }
-        }
-        if let Some(j) = self.jobs.get_mut(&job) {
-            j.running.remove(&chunk);
-            if result.is_some() {
-                j.computed_here += 1;
-            }
-        }
-        if let Some(r) = result {
-            let by = (self.s.id, worker as u32);
-            self.on_result(now, job, chunk, r, None, seconds, by);
-        }
-    }
-
-    /// A result from child `link`: checked against what was granted to it, then counted.
-    /// `times` is (compute, transfer) seconds.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_remote_result(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        job: JobId,
-        chunk: u32,
-        (compute_s, transfer_s): (f32, f64),
-        by: (NodeId, u32),
-        result: Box<ChunkResult>,
-    ) {
-        let Some(j) = self.jobs.get_mut(&job) else {
-            return;
-        };
-        let violation = close::PROTOCOL_VIOLATION;
-        if !j
-            .ever_granted
-            .get(&link)
-            .is_some_and(|s| s.contains(&chunk))
-        {
-            let reason = format!("result for chunk {chunk} that was never granted to it");
-            return self.close_link(now, link, violation, &reason);
-        }
-        if result.chunk != chunk {
-            return self.close_link(now, link, violation, "result header mismatch");
-        }
-        if let Err(e) = result.validate(&j.spec) {
-            return self.close_link(now, link, violation, &e.to_string());
-        }
-        if j.granted
-            .get_mut(&link)
-            .is_none_or(|g| g.remove(&chunk).is_none())
-        {
-            return; // late: re-queued meanwhile; the first result wins
-        }
-        if let Some(l) = self.links.get_mut(&link) {
-            l.chunks_done += 1;
-            l.compute_s += f64::from(compute_s);
-            l.transfer_s += transfer_s;
-            // Per computing worker, counted where the link's count is (statistics only: a
-            // claim of being this node is ignored, and the pairs counted are bounded).
-            let (node, worker) = by;
-            if node != self.s.id {
-                let pairs: usize = self.remote_workers.values().map(|w| w.len()).sum();
-                let known = self
-                    .remote_workers
-                    .get(&node)
-                    .is_some_and(|w| w.contains_key(&worker));
-                if known || pairs < MAX_REMOTE_WORKERS {
-                    let w: &mut WorkerStats = self
-                        .remote_workers
-                        .entry(node)
-                        .or_default()
-                        .entry(worker)
-                        .or_default();
-                    w.chunks_done += 1;
-                    w.compute_s += f64::from(compute_s);
-                    self.remote_via.insert(node, (l.peer, now));
-                }
-            }
-        }
-        let seconds = f64::from(compute_s);
-        self.on_result(now, job, chunk, result, Some(link), seconds, by);
-    }
-
-    /// A result computed here (`from` None) or received from a child; `by` is who computed
-    /// it (node, worker slot), passed on unchanged when the result goes up to the parent.
-    #[allow(clippy::too_many_arguments)]
-    fn on_result(
-        &mut self,
-        now: Instant,
-        id: JobId,
-        chunk: u32,
-        result: Box<ChunkResult>,
-        from: Option<LinkId>,
-        seconds: f64,
-        by: (NodeId, u32),
-    ) {
-        let Some(j) = self.jobs.get_mut(&id) else {
-            return;
-        };
-        match j.parent {
-            Some(parent) => {
-                if !j.held.remove(&chunk) || !self.links.contains_key(&parent) {
-                    return;
-                }
-                self.out.push(Action::SendResult {
-                    link: parent,
-                    job: id,
-                    chunk,
-                    compute_s: seconds as f32,
-                    by,
-                    result,
-                });
-            }
-            None => {
-                if j.results.contains_key(&chunk) {
-                    return; // duplicate (a backup copy): first wins
-                }
-                j.queue.retain(|&c| c != chunk);
-                for g in j.granted.values_mut() {
-                    g.remove(&chunk);
-                }
-                if from.is_some() {
-                    j.remote_done += 1;
-                } else {
-                    j.local_done += 1;
-                }
-                j.points_done += j.spec.chunk_points(chunk);
-                let result: Arc<ChunkResult> = Arc::from(result);
-                self.out.push(Action::Report {
-                    job: id,
-                    event: JobEvent::Chunk(Arc::clone(&result)),
-                });
-                j.results.insert(chunk, result);
-                if j.results.len() as u32 == j.total {
-                    self.finish_job(now, id);
-                } else if now.saturating_duration_since(j.last_progress) > PROGRESS_EVERY {
-                    j.last_progress = now;
-                    let event = JobEvent::Progress(j.progress(now));
-                    self.out.push(Action::Report { job: id, event });
-                }
-            }
-        }
-    }
-
-    /// Every result is in: the job ends here and below, and the shell assembles it.
-    fn finish_job(&mut self, now: Instant, id: JobId) {
-        let Some(mut j) = self.end_job(id) else {
-            return;
-        };
-        let event = JobEvent::Progress(j.progress(now));
-        self.out.push(Action::Report { job: id, event });
-        let Some(ctx) = j.ctx.take() else { return };
-        let results: Vec<ChunkResult> = std::mem::take(&mut j.results)
-            .into_values()
-            .map(|r| Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone()))
-            .collect();
-        info!(
-            "job {id} done: {} chunks here, {} from the pool, {:.2} s",
-            j.local_done,
-            j.remote_done,
-            now.saturating_duration_since(j.started).as_secs_f64()
-        );
-        self.out.push(Action::Assemble {
-            job: id,
-            ctx,
-            results,
-        });
     }
 }
 

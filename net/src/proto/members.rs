@@ -143,6 +143,19 @@ impl Node {
     /// A gossip list from `link`: the peer's own entry updates the link, the others the
     /// members (a shorter path wins, or any path once the known one went quiet).
     pub(super) fn on_members(&mut self, now: Instant, link: LinkId, list: Vec<MemberInfo>) {
+        // Workers behind the link: the whole list of a full gossip; a list of the peer alone
+        // (its busy workers changed) says nothing of the others.
+        let workers: u32 = list
+            .iter()
+            .filter(|m| m.node != self.s.id)
+            .fold(0u32, |n, m| n.saturating_add(m.workers));
+        if let Some(l) = self.links.get_mut(&link) {
+            l.behind = if list.len() > 1 {
+                workers
+            } else {
+                l.behind.max(workers)
+            };
+        }
         for m in list {
             if m.node == self.s.id {
                 continue;

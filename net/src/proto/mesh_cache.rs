@@ -1,15 +1,22 @@
-//! The mesh cache and mesh fetching (ARCHITECTURE.md §4.7): meshes by hash, fetched only
-//! from a job's parent, sent at most once down a link, LRU by bytes, never evicting a mesh a
-//! live job uses.
+//! The mesh cache and mesh fetching (ARCHITECTURE.md §4.7): meshes by hash, fetched from a
+//! job's parent first and from the other links that announced it when the parent cannot
+//! send it (`NoMesh`), goes, or takes too long; sent once down a link unless asked again
+//! after `MESH_WAIT`; LRU by bytes, never evicting a mesh a live job uses.
 
 use super::{Action, LinkId, Node};
+use crate::wire::Msg;
 use millpond_core::job::JobContext;
 use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
 use millpond_core::{Mesh, TriangleIndex};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::debug;
+
+/// How long a fetch waits for its mesh before asking the next link that has the job (doubled
+/// on each retry, up to 8 times this); also the shortest time before a link is sent the
+/// same mesh again when it asks again.
+pub(super) const MESH_WAIT: Duration = Duration::from_secs(10);
 
 struct CachedMesh {
     mesh: Arc<Mesh>,
@@ -31,11 +38,23 @@ impl CachedMesh {
     }
 }
 
+/// A mesh being fetched.
+struct Fetch {
+    /// Links that asked this node for it meanwhile.
+    waiters: Vec<LinkId>,
+    /// The link asked last (`None`: none could be asked; try again after `MESH_WAIT`).
+    asked: Option<LinkId>,
+    since: Instant,
+    tries: u32,
+    /// It arrived and is being indexed: no more asking.
+    arrived: bool,
+}
+
 /// Meshes kept, and the ones being fetched or indexed with the links waiting for them.
 #[derive(Default)]
 pub(super) struct MeshCache {
     meshes: BTreeMap<MeshHash, CachedMesh>,
-    pending: HashMap<MeshHash, Vec<LinkId>>,
+    pending: BTreeMap<MeshHash, Fetch>,
 }
 
 impl MeshCache {
@@ -64,16 +83,6 @@ impl MeshCache {
             .or_insert_with(|| CachedMesh::new(mesh, index, now));
     }
 
-    /// Whether the mesh must be asked for: not already being fetched (the caller knows it is
-    /// not cached). Marks it as being fetched.
-    pub fn start_fetch(&mut self, hash: MeshHash) -> bool {
-        if self.pending.contains_key(&hash) {
-            return false;
-        }
-        self.pending.insert(hash, Vec::new());
-        true
-    }
-
     /// Drops least recently used meshes until they fit in `budget` bytes, never one in `in_use`.
     fn evict(&mut self, budget: u64, in_use: &HashSet<MeshHash>) {
         let mut total: u64 = self.meshes.values().map(|m| m.bytes).sum();
@@ -93,23 +102,149 @@ impl MeshCache {
 }
 
 impl Node {
-    /// A child asks for a mesh: sent now if cached, on arrival if it is being fetched.
-    pub(super) fn on_fetch_mesh(&mut self, now: Instant, link: LinkId, hash: MeshHash) {
-        if let Some((mesh, _)) = self.meshes.get(hash, now) {
-            self.send_mesh(link, mesh);
-        } else if let Some(waiters) = self.meshes.pending.get_mut(&hash) {
-            waiters.push(link);
+    /// Starts fetching a mesh no job here has, from `link` (the parent of the job that needs
+    /// it), unless it is already being fetched.
+    pub(super) fn fetch_mesh(&mut self, now: Instant, hash: MeshHash, link: LinkId) {
+        if self.meshes.pending.contains_key(&hash) {
+            return;
         }
-        // A mesh this node has never heard of: the requester's job will end without it.
+        let fetch = Fetch {
+            waiters: Vec::new(),
+            asked: Some(link),
+            since: now,
+            tries: 0,
+            arrived: false,
+        };
+        self.meshes.pending.insert(hash, fetch);
+        self.send(link, Msg::FetchMesh { hash });
     }
 
-    fn send_mesh(&mut self, link: LinkId, mesh: Arc<Mesh>) {
+    /// Asks the next link that announced a job of this mesh (after the one asked last, in
+    /// turn), never one waiting on this node for it nor `avoid` (which just said no or went).
+    fn ask_again(&mut self, now: Instant, hash: MeshHash, avoid: Option<LinkId>) {
+        let mut candidates: Vec<LinkId> = self
+            .jobs
+            .values()
+            .filter(|j| j.spec.mesh == hash && j.ctx.is_none())
+            .flat_map(|j| j.announcers.iter().copied())
+            .filter(|l| self.links.contains_key(l) && Some(*l) != avoid)
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let Some(f) = self.meshes.pending.get_mut(&hash) else {
+            return;
+        };
+        candidates.retain(|l| !f.waiters.contains(l));
+        let after = f.asked.unwrap_or(0);
+        let next = candidates
+            .iter()
+            .find(|&&l| l > after)
+            .or(candidates.first())
+            .copied();
+        f.asked = next;
+        f.since = now;
+        if let Some(link) = next {
+            f.tries += 1;
+            debug!("mesh {hash}: asking link {link} (try {})", f.tries);
+            self.send(link, Msg::FetchMesh { hash });
+        }
+    }
+
+    /// The link asked for a mesh cannot send it: ask another.
+    pub(super) fn on_no_mesh(&mut self, now: Instant, link: LinkId, hash: MeshHash) {
+        if self
+            .meshes
+            .pending
+            .get(&hash)
+            .is_some_and(|f| f.asked == Some(link) && !f.arrived)
+        {
+            self.ask_again(now, hash, Some(link));
+        }
+    }
+
+    /// A link went: fetches that asked it ask another; what it waited for is not sent.
+    pub(super) fn mesh_link_lost(&mut self, now: Instant, link: LinkId) {
+        let mut asked = Vec::new();
+        for (hash, f) in self.meshes.pending.iter_mut() {
+            f.waiters.retain(|&l| l != link);
+            if f.asked == Some(link) && !f.arrived {
+                asked.push(*hash);
+            }
+        }
+        for hash in asked {
+            self.ask_again(now, hash, Some(link));
+        }
+    }
+
+    /// Every tick: a fetch no job needs any more is dropped (its waiters told `NoMesh`, so
+    /// they ask elsewhere); one unanswered for its wait asks the next link.
+    pub(super) fn retry_fetches(&mut self, now: Instant) {
+        let needed: HashSet<MeshHash> = self
+            .jobs
+            .values()
+            .filter(|j| j.ctx.is_none())
+            .map(|j| j.spec.mesh)
+            .collect();
+        let stale: Vec<MeshHash> = self
+            .meshes
+            .pending
+            .iter()
+            .filter(|(h, f)| !f.arrived && !needed.contains(h))
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in stale {
+            if let Some(f) = self.meshes.pending.remove(&hash) {
+                for l in f.waiters {
+                    self.send(l, Msg::NoMesh { hash });
+                }
+            }
+        }
+        let due: Vec<MeshHash> = self
+            .meshes
+            .pending
+            .iter()
+            .filter(|(_, f)| {
+                let wait = MESH_WAIT * 2u32.pow(f.tries.min(3));
+                !f.arrived && now.saturating_duration_since(f.since) > wait
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in due {
+            self.ask_again(now, hash, None);
+        }
+    }
+
+    /// A link asks for a mesh: sent now if cached, on arrival if it is being fetched from
+    /// another link; `NoMesh` if this node does not have it or is fetching it from that
+    /// very link (two nodes waiting on each other would wait for ever).
+    pub(super) fn on_fetch_mesh(&mut self, now: Instant, link: LinkId, hash: MeshHash) {
+        if let Some((mesh, _)) = self.meshes.get(hash, now) {
+            self.send_mesh(now, link, mesh);
+            return;
+        }
+        match self.meshes.pending.get_mut(&hash) {
+            Some(f) if f.asked != Some(link) || f.arrived => {
+                if !f.waiters.contains(&link) {
+                    f.waiters.push(link);
+                }
+            }
+            _ => self.send(link, Msg::NoMesh { hash }),
+        }
+    }
+
+    fn send_mesh(&mut self, now: Instant, link: LinkId, mesh: Arc<Mesh>) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if !l.meshes_sent.insert(mesh.hash()) {
+        // Once per link, unless it asks again after a while (its copy was lost on the way).
+        let hash = mesh.hash();
+        if l.meshes_sent
+            .get(&hash)
+            .is_some_and(|t| now.saturating_duration_since(*t) < MESH_WAIT)
+        {
             return;
         }
+        l.meshes_sent.insert(hash, now);
         l.meshes_out += 1;
         self.out.push(Action::SendMesh { link, mesh });
     }
@@ -119,8 +254,9 @@ impl Node {
         if let Some(l) = self.links.get_mut(&link) {
             l.meshes_in += 1;
         }
-        if !self.meshes.pending.contains_key(&mesh.hash()) {
-            return; // not asked for
+        match self.meshes.pending.get_mut(&mesh.hash()) {
+            Some(f) if !f.arrived => f.arrived = true,
+            _ => return, // not asked for, or a second copy
         }
         self.out.push(Action::IndexMesh { mesh });
     }
@@ -141,8 +277,9 @@ impl Node {
                 j.ctx = JobContext::new(mesh.clone(), index.clone(), j.spec.clone()).ok();
             }
         }
-        for l in self.meshes.pending.remove(&hash).unwrap_or_default() {
-            self.send_mesh(l, mesh.clone());
+        let waiters = self.meshes.pending.remove(&hash).map(|f| f.waiters);
+        for l in waiters.unwrap_or_default() {
+            self.send_mesh(now, l, mesh.clone());
         }
         self.evict_meshes();
     }

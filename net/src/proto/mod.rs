@@ -11,8 +11,10 @@
 //! | `mod.rs` | [`Node`]: links, message dispatch, the tick |
 //! | `events.rs` | [`Input`] and [`Action`], the interface to the shell |
 //! | `handshake.rs` | a new link's Hello check, the authentication back-off |
-//! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, backups; job ends and results |
+//! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, expiry, backups; submit and job ends |
+//! | `results.rs` | results and failures, computed here or received; acceptance and the job's end |
 //! | `schedule.rs` | `pump`: local workers, grants to children, steals from the parent, backup copies |
+//! | `verify.rs` | verified results: sampled recomputation, compared copies, convicting a peer |
 //! | `members.rs` | gossip and membership |
 //! | `mesh_cache.rs` | the mesh cache and mesh fetching |
 //! | `remotes.rs` | configured remotes: when to dial, back-off |
@@ -25,11 +27,15 @@ mod members;
 mod mesh_cache;
 mod remotes;
 mod report;
+mod results;
 mod schedule;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
+mod verify;
 
-pub use events::{Action, Input, LinkStats};
+pub use events::{Action, ChunkOutcome, Input, LinkStats};
 
 use crate::stats::{MAX_NOTICES, PoolNotice, WorkerStats};
 use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
@@ -55,6 +61,8 @@ pub mod close {
     pub const VERSION_MISMATCH: u32 = 2;
     pub const PROTOCOL_VIOLATION: u32 = 3;
     pub const DUPLICATE: u32 = 4;
+    /// A write to the peer did not complete in time (it stopped reading).
+    pub const STALLED: u32 = 5;
 }
 
 /// Chunks handed to a link that died this many times are computed by the owner itself.
@@ -76,7 +84,16 @@ pub struct NodeSettings {
     pub mesh_cache_bytes: u64,
     /// Where this node listens, as the statistics show it.
     pub address: Option<String>,
+    /// Share of the results peers send for jobs owned here that this node recomputes and
+    /// compares (0 to 1); besides, the first of each link in each job when above 0
+    /// (`verify.rs`). Copies of a chunk are compared whatever it is.
+    pub verify: f64,
+    /// Seeds which results are checked (drawn from the OS at start): unknown to peers.
+    pub seed: u64,
 }
+
+/// The default share of peers' results recomputed by their job's owner.
+pub const DEFAULT_VERIFY: f64 = 0.03;
 
 /// What a node holds ([`Node::load`]), for bounds checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,10 +127,13 @@ struct Link {
     transfer_s: f64,
     meshes_in: u64,
     meshes_out: u64,
-    /// Meshes this link has been sent, so none crosses it twice.
-    meshes_sent: HashSet<MeshHash>,
+    /// Meshes this link has been sent, and when, so none crosses it twice in a row.
+    meshes_sent: HashMap<MeshHash, Instant>,
     /// The transport's figures, as of the last tick.
     transport: LinkStats,
+    /// Workers behind the link, as its gossip last said (the peer's and those it lists):
+    /// what bounds the chunks it may hold (`schedule.rs`).
+    behind: u32,
 }
 
 /// One pool member's protocol state.
@@ -144,6 +164,8 @@ pub struct Node {
     /// What the user should hear of at once, newest last (at most `MAX_NOTICES`).
     notices: VecDeque<PoolNotice>,
     next_notice: u64,
+    /// Peers caught returning wrong results: they get no more work from here.
+    culprits: BTreeMap<NodeId, verify::Culprit>,
 }
 
 impl Node {
@@ -168,6 +190,7 @@ impl Node {
             busy_gossiped: (Vec::new(), now),
             notices: VecDeque::new(),
             next_notice: 1,
+            culprits: BTreeMap::new(),
         }
     }
 
@@ -209,6 +232,12 @@ impl Node {
             busy: self.busy,
             meshes: self.meshes.len(),
         }
+    }
+
+    /// Changes the share of peers' results checked (tests).
+    #[cfg(test)]
+    pub fn set_verify(&mut self, verify: f64) {
+        self.s.verify = verify;
     }
 
     /// The node stops: every running chunk is cancelled. (The shell closes the endpoint.)
@@ -254,8 +283,8 @@ impl Node {
                 chunk,
                 worker,
                 seconds,
-                result,
-            } => self.on_computed(now, job, chunk, worker, seconds, result),
+                outcome,
+            } => self.on_computed(now, job, chunk, worker, seconds, outcome),
             Input::RemoteFailed {
                 remote,
                 state,
@@ -351,11 +380,12 @@ impl Node {
                 transfer_s: 0.0,
                 meshes_in: 0,
                 meshes_out: 0,
-                meshes_sent: HashSet::new(),
+                meshes_sent: HashMap::new(),
                 transport: LinkStats {
                     link,
                     ..LinkStats::default()
                 },
+                behind: workers,
             },
         );
         // Tell the newcomer about jobs it can help with.
@@ -414,6 +444,7 @@ impl Node {
             }
             requeued += j.link_lost(link);
         }
+        self.mesh_link_lost(now, link);
         self.notice(if requeued > 0 {
             format!(
                 "{} lost ({reason}): {requeued} of its chunks re-queued",
@@ -448,13 +479,17 @@ impl Node {
                 spec,
                 hops_left,
             } => self.on_announce(now, link, job, *spec, hops_left),
-            Msg::Steal { job, want } => match self.jobs.get_mut(&job) {
-                Some(j) if j.parent != Some(link) => {
-                    j.child_wants.insert(link, want);
-                    j.children.insert(link);
+            Msg::Steal { job, want } => {
+                // A peer caught lying gets no more work from here (`verify.rs`).
+                let distrusted = self.distrusted(link);
+                match self.jobs.get_mut(&job) {
+                    Some(j) if j.parent != Some(link) && !distrusted => {
+                        j.child_wants.insert(link, want);
+                        j.children.insert(link);
+                    }
+                    _ => self.send(link, Msg::NoWork { job }),
                 }
-                _ => self.send(link, Msg::NoWork { job }),
-            },
+            }
             Msg::Grant { job, chunks } => {
                 // A parent grants only after this node asked, for a job it announced first,
                 // and ends the job (Cancel) only after its last grant: never for an unknown job.
@@ -490,6 +525,8 @@ impl Node {
                 }
             }
             Msg::FetchMesh { hash } => self.on_fetch_mesh(now, link, hash),
+            Msg::NoMesh { hash } => self.on_no_mesh(now, link, hash),
+            Msg::Failed { job, chunk, reason } => self.on_failed(now, link, job, chunk, &reason),
             Msg::Cancel { job } => {
                 if self.jobs.get(&job).is_some_and(|j| j.parent == Some(link)) {
                     self.end_job(job);
@@ -500,6 +537,10 @@ impl Node {
 
     fn on_announce(&mut self, now: Instant, link: LinkId, job: JobId, spec: JobSpec, hops: u8) {
         if !self.seen.insert(job) {
+            // Another way to the job: a place to fetch its mesh from if the parent cannot.
+            if let Some(j) = self.jobs.get_mut(&job) {
+                j.announcers.insert(link);
+            }
             return;
         }
         if spec.validate().is_err() {
@@ -530,8 +571,8 @@ impl Node {
         }
         let need_mesh = state.ctx.is_none();
         self.jobs.insert(job, state);
-        if need_mesh && self.meshes.start_fetch(hash) {
-            self.send(link, Msg::FetchMesh { hash });
+        if need_mesh {
+            self.fetch_mesh(now, hash, link);
         }
     }
 
@@ -549,6 +590,8 @@ impl Node {
             }
         }
         self.gossip_tick(now);
+        self.expire_grants(now);
+        self.retry_fetches(now);
         // Progress for owners, at most every 100 ms.
         let mut reports = Vec::new();
         for (id, j) in self.jobs.iter_mut() {

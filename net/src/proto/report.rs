@@ -99,6 +99,7 @@ impl Node {
                 meshes_out: l.meshes_out,
                 worker_stats: self.remote_worker_stats(l.peer, l.workers, &l.busy),
                 workers_busy_known: true,
+                ..HostStats::default()
             });
         }
         let linked: HashSet<NodeId> = self.links.values().map(|l| l.peer).collect();
@@ -165,6 +166,29 @@ impl Node {
                 worker_stats: self.remote_worker_stats(*id, 0, &[]),
                 ..HostStats::default()
             });
+        }
+        // Peers caught lying: named on their row (one of their own if they have none left).
+        for (id, c) in &self.culprits {
+            match hosts.iter_mut().find(|h| h.node == id.0) {
+                Some(h) => {
+                    h.wrong_results = c.wrong;
+                    h.discarded_results = c.discarded;
+                    if h.address.is_none() {
+                        h.address.clone_from(&c.address);
+                    }
+                }
+                None => hosts.push(HostStats {
+                    node: id.0,
+                    name: c.name.clone(),
+                    address: c.address.clone(),
+                    hops: 1,
+                    state: HostState::Lost,
+                    last_heard_s: f64::INFINITY,
+                    wrong_results: c.wrong,
+                    discarded_results: c.discarded,
+                    ..HostStats::default()
+                }),
+            }
         }
         let jobs = self
             .jobs

@@ -1,6 +1,8 @@
-//! Scheduling after every input (ARCHITECTURE.md §4.6): local workers first, then grants to
-//! children, steals from the parent, and backup copies of the tail at the owner. Pull is the
-//! back-pressure: nothing is pushed.
+//! Scheduling after every input (ARCHITECTURE.md §4.6): local workers first (the owner's
+//! checks of peers' results before its queue), then grants to children (at most
+//! `HOLD_PER_WORKER` chunks per worker behind a link), steals from the parent, and backup
+//! copies of the tail at the owner; grants held far longer than their holder's pace are
+//! taken back each tick. Pull is the back-pressure: nothing is pushed.
 
 use super::{Action, LinkId, Node};
 use crate::wire::{self, JobId, Msg};
@@ -9,6 +11,9 @@ use tracing::debug;
 
 /// How long a node waits after `NoWork` before asking its parent again.
 const NOWORK_WAIT: Duration = Duration::from_millis(100);
+/// Most chunks a link may hold per worker behind it (its gossip says how many): a child
+/// asking for more waits until its grants come back; a hoarder cannot empty the queue.
+pub(super) const HOLD_PER_WORKER: u32 = 4;
 
 impl Node {
     /// Hands work to idle workers and to children, asks parents for more, copies the tail.
@@ -28,7 +33,15 @@ impl Node {
                 if j.ctx.is_none() {
                     continue;
                 }
-                let Some(c) = j.queue.pop_front() else {
+                // A check still wanted goes first: the job cannot end before it.
+                let mut check = None;
+                while let Some(c) = j.check_queue.pop_front() {
+                    if j.checks.contains_key(&c) && !j.running.contains(&c) {
+                        check = Some(c);
+                        break;
+                    }
+                }
+                let Some(c) = check.or_else(|| j.queue.pop_front()) else {
                     continue;
                 };
                 self.start_chunk(*id, c);
@@ -79,18 +92,33 @@ impl Node {
         });
     }
 
-    /// Answers each child's outstanding `Steal` from the front of the queue.
+    /// Answers each child's outstanding `Steal` from the front of the queue, up to what the
+    /// child may hold (`HOLD_PER_WORKER`); the rest of its ask waits for its grants to come
+    /// back.
     fn serve_children(&mut self, now: Instant, id: JobId) {
-        let Some(j) = self.jobs.get_mut(&id) else {
+        let Some(j) = self.jobs.get(&id) else {
             return;
         };
         if j.child_wants.is_empty() || j.queue.is_empty() {
             return;
         }
+        let room: Vec<(LinkId, u32, u32)> = j
+            .child_wants
+            .iter()
+            .map(|(&link, &want)| {
+                let held = j.granted.get(&link).map_or(0, |g| g.len()) as u32;
+                (link, want, self.hold_limit(link).saturating_sub(held))
+            })
+            .collect();
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
         let mut grants: Vec<(LinkId, Vec<u32>)> = Vec::new();
-        let wants: Vec<(LinkId, u32)> = j.child_wants.iter().map(|(k, v)| (*k, *v)).collect();
-        for (link, want) in wants {
-            let chunks = j.grant(link, want, now);
+        for (link, want, room) in room {
+            if room == 0 {
+                continue;
+            }
+            let chunks = j.grant(link, want.min(room), now);
             if !chunks.is_empty() {
                 j.child_wants.remove(&link);
                 grants.push((link, chunks));
@@ -98,6 +126,34 @@ impl Node {
         }
         for (link, chunks) in grants {
             self.send(link, Msg::Grant { job: id, chunks });
+        }
+    }
+
+    /// Most chunks `link` may hold of one job: `HOLD_PER_WORKER` per worker behind it.
+    pub(super) fn hold_limit(&self, link: LinkId) -> u32 {
+        let workers = self.links.get(&link).map_or(1, |l| l.behind.max(1));
+        HOLD_PER_WORKER.saturating_mul(workers)
+    }
+
+    /// Every tick: grants held far longer than their holder's pace come back to the queue
+    /// (`JobState::expire`), said in a notice at the owner.
+    pub(super) fn expire_grants(&mut self, now: Instant) {
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            let Some(j) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let owner = j.parent.is_none();
+            for (link, n) in j.expire(now) {
+                let name = self.links.get(&link).map_or("a peer", |l| l.name.as_str());
+                let text = format!(
+                    "{name} held {n} chunk(s) of job {id} far longer than its pace: re-queued"
+                );
+                debug!("{text}");
+                if owner && n > 0 {
+                    self.notice(text);
+                }
+            }
         }
     }
 

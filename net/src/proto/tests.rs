@@ -10,7 +10,7 @@ use millpond_core::{Axis, CancelToken, Cutter, Mesh, Point3, Rect, TriangleIndex
 use std::sync::Arc;
 
 /// A small box and a drop grid over it cut into exactly three chunks.
-fn model() -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
+pub(super) fn model() -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
     let triangles = box_solid(Point3::new(2.0, 2.0, 0.0), Point3::new(8.0, 8.0, 3.0));
     let mesh = Mesh::from_triangles(triangles, "box").expect("a valid box");
     let index = TriangleIndex::new(&mesh);
@@ -32,7 +32,7 @@ fn model() -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
 }
 
 /// Chunk `c` of the job, computed for real.
-fn result(c: u32) -> Box<ChunkResult> {
+pub(super) fn result(c: u32) -> Box<ChunkResult> {
     let (mesh, index, spec) = model();
     let ctx = JobContext::new(mesh, index, spec).expect("a valid job");
     Box::new(
@@ -41,7 +41,7 @@ fn result(c: u32) -> Box<ChunkResult> {
     )
 }
 
-fn node(id: u64, workers: usize, t0: Instant) -> Node {
+pub(super) fn node(id: u64, workers: usize, t0: Instant) -> Node {
     let settings = NodeSettings {
         id: NodeId(id),
         name: format!("node-{id}"),
@@ -51,11 +51,13 @@ fn node(id: u64, workers: usize, t0: Instant) -> Node {
         compute_abi: COMPUTE_ABI,
         mesh_cache_bytes: 1 << 30,
         address: None,
+        verify: 0.0,
+        seed: 7,
     };
     Node::new(settings, t0)
 }
 
-fn link_up(n: &mut Node, now: Instant, link: LinkId, peer: u64) -> Vec<Action> {
+pub(super) fn link_up(n: &mut Node, now: Instant, link: LinkId, peer: u64) -> Vec<Action> {
     let input = Input::LinkUp {
         link,
         peer: NodeId(peer),
@@ -67,12 +69,12 @@ fn link_up(n: &mut Node, now: Instant, link: LinkId, peer: u64) -> Vec<Action> {
     n.handle(now, input)
 }
 
-fn msg(n: &mut Node, now: Instant, link: LinkId, msg: Msg) -> Vec<Action> {
+pub(super) fn msg(n: &mut Node, now: Instant, link: LinkId, msg: Msg) -> Vec<Action> {
     n.handle(now, Input::Msg { link, msg })
 }
 
 /// The control messages among `actions`, gossip left out.
-fn sent(actions: &[Action]) -> Vec<(LinkId, Msg)> {
+pub(super) fn sent(actions: &[Action]) -> Vec<(LinkId, Msg)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -85,7 +87,7 @@ fn sent(actions: &[Action]) -> Vec<(LinkId, Msg)> {
 }
 
 /// The chunks `actions` start computing here.
-fn computed(actions: &[Action]) -> Vec<u32> {
+pub(super) fn computed(actions: &[Action]) -> Vec<u32> {
     let chunks = actions.iter().filter_map(|a| match a {
         Action::Compute { chunk, .. } => Some(*chunk),
         _ => None,
@@ -94,7 +96,7 @@ fn computed(actions: &[Action]) -> Vec<u32> {
 }
 
 /// An owner with one worker, a job of three chunks (chunk 0 on its worker) and child link 5.
-fn owner_with_child(t0: Instant) -> (Node, JobId) {
+pub(super) fn owner_with_child(t0: Instant) -> (Node, JobId) {
     let (mesh, index, spec) = model();
     let mut n = node(1, 1, t0);
     let ctx = Box::new(JobContext::new(mesh, index, spec).expect("a valid job"));
@@ -114,7 +116,7 @@ fn owner_with_child(t0: Instant) -> (Node, JobId) {
     (n, job)
 }
 
-fn remote_result(link: LinkId, job: JobId, chunk: u32) -> Input {
+pub(super) fn remote_result(link: LinkId, job: JobId, chunk: u32) -> Input {
     Input::Result {
         link,
         job,
@@ -260,7 +262,7 @@ fn steal_grant_result_completes_the_job_with_progress() {
         chunk: 0,
         worker: 0,
         seconds: 0.05,
-        result: Some(result(0)),
+        outcome: ChunkOutcome::Done(result(0)),
     };
     let a = n.handle(t0 + Duration::from_millis(80), done);
     assert!(matches!(&a[0], Action::Report { event: JobEvent::Chunk(r), .. } if r.chunk == 0));
@@ -448,7 +450,7 @@ fn a_result_for_a_chunk_never_granted_to_the_link_closes_it() {
 }
 
 /// The mesh arrives at `n` from `link` and is indexed.
-fn mesh_arrives(n: &mut Node, now: Instant, link: LinkId, mesh: &Mesh) -> Vec<Action> {
+pub(super) fn mesh_arrives(n: &mut Node, now: Instant, link: LinkId, mesh: &Mesh) -> Vec<Action> {
     let a = n.handle(
         now,
         Input::MeshArrived {
@@ -543,7 +545,7 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
         chunk: 0,
         worker: 0,
         seconds: 0.05,
-        result: Some(result(0)),
+        outcome: ChunkOutcome::Done(result(0)),
     };
     let a = n.handle(t1, done);
     assert!(matches!(
@@ -568,13 +570,13 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
 }
 
 /// Chunk `chunk` computed on this node's worker 0.
-fn computed_here(job: JobId, chunk: u32) -> Input {
+pub(super) fn computed_here(job: JobId, chunk: u32) -> Input {
     Input::Computed {
         job,
         chunk,
         worker: 0,
         seconds: 0.05,
-        result: Some(result(chunk)),
+        outcome: ChunkOutcome::Done(result(chunk)),
     }
 }
 

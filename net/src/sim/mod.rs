@@ -7,16 +7,19 @@
 //! | `mod.rs` | [`World`]: the clock, the event queue, links, carrying out actions |
 //! | `rng.rs` | the seeded random numbers |
 //! | `scenario.rs` | topologies, faults, the checks, and the many-seed test |
+//! | `hostile.rs` | peers that lie, panic or keep their grants: the owner copes |
 
+mod hostile;
 mod rng;
 mod scenario;
 
 pub use rng::Rng;
 
-use crate::proto::{self, Action, Input, LinkId, Node, NodeSettings, close};
+use crate::proto::{self, Action, ChunkOutcome, Input, LinkId, Node, NodeSettings, close};
+use crate::stats::PoolStats;
 use crate::wire::{JobId, Msg, NodeId, PROTOCOL_VERSION};
 use crate::{JobEvent, PoolError};
-use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
+use millpond_core::job::{COMPUTE_ABI, ChunkData, ChunkResult, JobContext, JobOutput};
 use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +38,8 @@ enum Ev {
         generation: u32,
         input: Input,
     },
-    /// A chunk computed on `node`: `Computed`, or `None` if it was cancelled meanwhile.
+    /// A chunk computed on `node` (or failed: the words of the panic); cancelled if the
+    /// job's token was cancelled meanwhile.
     Computed {
         node: usize,
         generation: u32,
@@ -43,7 +47,7 @@ enum Ev {
         chunk: u32,
         worker: usize,
         cancel: CancelToken,
-        result: ChunkResult,
+        result: Result<ChunkResult, String>,
     },
     Tick {
         node: usize,
@@ -62,6 +66,28 @@ struct End {
     last_arrival: Micros,
     /// Extra delay while a delay fault holds.
     delay: Micros,
+}
+
+/// How a node's workers behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    Honest,
+    /// Every height it computes is 1 mm too high.
+    Liar,
+    /// Its first `n` computations panic.
+    Panics(u32),
+    /// Its workers never answer: it holds what it is granted.
+    Silent,
+}
+
+/// `r` with every height 1 mm higher (a lying peer's result).
+pub fn poisoned(mut r: ChunkResult) -> ChunkResult {
+    if let ChunkData::Heights(z) = &mut r.data {
+        for v in z {
+            *v += 1.0;
+        }
+    }
+    r
 }
 
 /// A job submitted in the world, and what a local run gives.
@@ -132,6 +158,15 @@ pub struct World {
     pub count: Counters,
     pub errors: Vec<String>,
     pub trace: bool,
+    pub behaviour: Vec<Behaviour>,
+    /// Computations each node has started, for `Behaviour::Panics`.
+    started: Vec<u32>,
+    /// Each node's latest statistics.
+    pub published: BTreeMap<usize, Box<PoolStats>>,
+    /// Closes for a wrong result (link's node, reason): expected only where a liar is.
+    pub convictions: Vec<(usize, String)>,
+    /// Jobs that failed, with why.
+    pub failed: Vec<(JobId, String)>,
 }
 
 impl World {
@@ -157,6 +192,11 @@ impl World {
             count: Counters::default(),
             errors: Vec::new(),
             trace: false,
+            behaviour: vec![Behaviour::Honest; n],
+            started: vec![0; n],
+            published: BTreeMap::new(),
+            convictions: Vec::new(),
+            failed: Vec::new(),
         };
         for i in 0..n {
             let node = w.fresh_node(i);
@@ -184,6 +224,8 @@ impl World {
             compute_abi: COMPUTE_ABI,
             mesh_cache_bytes: 1 << 30,
             address: None,
+            verify: crate::proto::DEFAULT_VERIFY,
+            seed: 99 + i as u64,
         };
         Node::new(settings, self.instant())
     }
@@ -419,7 +461,10 @@ impl World {
             eprintln!("{:>9} µs  node {node} -> {action:?}", self.now);
         }
         match action {
-            Action::Open { .. } | Action::Dial { .. } | Action::Publish(_) => {}
+            Action::Open { .. } | Action::Dial { .. } => {}
+            Action::Publish(stats) => {
+                self.published.insert(node, stats);
+            }
             Action::Send { link, msg } => {
                 if matches!(msg, Msg::Members(_)) {
                     self.count.gossip += 1;
@@ -434,8 +479,15 @@ impl World {
             }
             Action::Close { link, code, reason } => {
                 if code == close::PROTOCOL_VIOLATION {
+                    let liars = self.behaviour.contains(&Behaviour::Liar);
                     match self.bogus.get_mut(&link) {
                         Some(seen) if reason.contains("never granted") => *seen = true,
+                        // A liar's results (or a relay's carrying them) convict its link.
+                        _ if liars && reason.contains("wrong result") => {
+                            let peer = self.ends.get(&link).map(|e| self.ends[&e.peer].node);
+                            self.convictions
+                                .push((peer.unwrap_or(usize::MAX), reason.clone()));
+                        }
                         _ => self
                             .errors
                             .push(format!("node {node} closed link {link}: {reason}")),
@@ -479,7 +531,15 @@ impl World {
                 cancel,
             } => {
                 self.count.computes += 1;
-                let result = run_chunk(&ctx, chunk);
+                self.started[node] += 1;
+                let result = match self.behaviour[node] {
+                    Behaviour::Silent => return,
+                    Behaviour::Panics(n) if self.started[node] <= n => {
+                        Err(format!("panicked: computation {} here", self.started[node]))
+                    }
+                    Behaviour::Liar => Ok(poisoned(run_chunk(&ctx, chunk))),
+                    _ => Ok(run_chunk(&ctx, chunk)),
+                };
                 let base = self.chunk_time[node];
                 let t = self.now + base + self.rng.range(0, base / 2 + 1);
                 let generation = self.generation[node];
@@ -526,6 +586,7 @@ impl World {
                 if let JobEvent::Finished(Err(e)) = event
                     && !matches!(e, PoolError::Cancelled)
                 {
+                    self.failed.push((job, e.to_string()));
                     self.errors.push(format!("job {job} failed: {e}"));
                 }
             }
@@ -594,7 +655,11 @@ impl World {
                 if generation != self.generation[node] {
                     return;
                 }
-                let result = (!cancel.is_cancelled()).then(|| Box::new(result));
+                let outcome = match result {
+                    _ if cancel.is_cancelled() => ChunkOutcome::Cancelled,
+                    Ok(r) => ChunkOutcome::Done(Box::new(r)),
+                    Err(why) => ChunkOutcome::Failed(why),
+                };
                 let seconds = self.chunk_time[node] as f64 * 1e-6;
                 self.deliver(
                     node,
@@ -603,7 +668,7 @@ impl World {
                         chunk,
                         worker,
                         seconds,
-                        result,
+                        outcome,
                     },
                 );
             }

@@ -1,0 +1,357 @@
+//! Results and failures as a member receives them (ARCHITECTURE.md §4.6): a chunk computed
+//! here or failed here, a child's result or failure, the owner's acceptance (copies compared,
+//! samples checked: `verify.rs`) and the job's end once every result is in and checked.
+
+use super::jobs::{MAX_REMOTE_WORKERS, PROGRESS_EVERY};
+use super::verify::{Delivery, same_bits};
+use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, Node, close};
+use crate::stats::WorkerStats;
+use crate::wire::{JobId, MAX_REASON, Msg, NodeId};
+use crate::{JobEvent, PoolError};
+use millpond_core::job::ChunkResult;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{info, warn};
+
+impl Node {
+    /// A chunk's computation on worker slot `worker` is over.
+    pub(super) fn on_computed(
+        &mut self,
+        now: Instant,
+        job: JobId,
+        chunk: u32,
+        worker: usize,
+        seconds: f64,
+        outcome: ChunkOutcome,
+    ) {
+        self.busy = self.busy.saturating_sub(1);
+        let done = matches!(outcome, ChunkOutcome::Done(_));
+        if let Some(w) = self.worker_slots.get_mut(worker) {
+            w.busy = false;
+            if done {
+                w.chunks_done += 1;
+                w.compute_s += seconds;
+            }
+        }
+        let mut owner = false;
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.running.remove(&chunk);
+            owner = j.parent.is_none();
+            if done {
+                j.computed_here += 1;
+                let p = j.local_pace.get_or_insert(seconds);
+                *p = 0.75 * *p + 0.25 * seconds;
+            }
+        }
+        match outcome {
+            ChunkOutcome::Done(r) => {
+                if owner {
+                    self.check_against(now, job, chunk, &r);
+                }
+                let by = (self.s.id, worker as u32);
+                self.on_result(now, job, chunk, r, None, seconds, by);
+                if owner {
+                    self.finish_if_complete(now, job);
+                }
+            }
+            ChunkOutcome::Cancelled => {}
+            ChunkOutcome::Failed(reason) => self.failed_here(job, chunk, &reason),
+        }
+    }
+
+    /// A chunk's computation panicked on this node's worker. At the owner the chunk goes back
+    /// to the front of its queue (or its check queue), and the job fails with the reason once
+    /// it failed `MAX_DEATHS` times here: nothing else could compute it. Elsewhere it goes
+    /// back to the parent (`Msg::Failed`), which re-queues it and counts a death.
+    fn failed_here(&mut self, id: JobId, chunk: u32, reason: &str) {
+        warn!("job {id}: chunk {chunk} failed here: {reason}");
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        match j.parent {
+            Some(parent) => {
+                if j.held.remove(&chunk) {
+                    let reason: String = reason.chars().take(MAX_REASON / 4).collect();
+                    self.send(
+                        parent,
+                        Msg::Failed {
+                            job: id,
+                            chunk,
+                            reason,
+                        },
+                    );
+                }
+            }
+            None => {
+                let n = j.local_failures.entry(chunk).or_insert(0);
+                *n += 1;
+                if *n >= MAX_DEATHS {
+                    let text = format!("chunk {chunk} failed {n} times here: {reason}");
+                    self.end_job(id);
+                    let event = JobEvent::Finished(Err(PoolError::Job(text)));
+                    self.out.push(Action::Report { job: id, event });
+                    return;
+                }
+                if j.checks.contains_key(&chunk) {
+                    j.check_queue.push_front(chunk);
+                } else if !j.results.contains_key(&chunk) && !j.queue.contains(&chunk) {
+                    j.queue.push_front(chunk);
+                }
+                self.notice(format!(
+                    "chunk {chunk} of job {id} failed here ({reason}): re-queued"
+                ));
+            }
+        }
+    }
+
+    /// Child `link` could not compute chunk `chunk` it was granted: it goes back to the
+    /// queue (a death at the owner), or up to this relay's parent.
+    pub(super) fn on_failed(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        id: JobId,
+        chunk: u32,
+        reason: &str,
+    ) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if j.parent == Some(link) {
+            return self.close_link(now, link, close::PROTOCOL_VIOLATION, "Failed from a parent");
+        }
+        if !j
+            .ever_granted
+            .get(&link)
+            .is_some_and(|s| s.contains(&chunk))
+        {
+            let reason = format!("failure of chunk {chunk} that was never granted to it");
+            return self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
+        }
+        if j.granted
+            .get_mut(&link)
+            .is_none_or(|g| g.remove(&chunk).is_none())
+        {
+            return; // taken back meanwhile
+        }
+        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+        match j.parent {
+            Some(parent) => {
+                if j.held.remove(&chunk) {
+                    let msg = Msg::Failed {
+                        job: id,
+                        chunk,
+                        reason,
+                    };
+                    self.send(parent, msg);
+                }
+            }
+            None => {
+                j.take_back(vec![chunk]);
+                let name = self.links.get(&link).map_or("a peer", |l| l.name.as_str());
+                let text =
+                    format!("chunk {chunk} of job {id} failed on {name} ({reason}): re-queued");
+                self.notice(text);
+            }
+        }
+    }
+
+    /// A result from child `link`: checked against what was granted to it, then counted.
+    /// `times` is (compute, transfer) seconds.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_remote_result(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        job: JobId,
+        chunk: u32,
+        (compute_s, transfer_s): (f32, f64),
+        by: (NodeId, u32),
+        result: Box<ChunkResult>,
+    ) {
+        let Some(peer) = self.links.get(&link).map(|l| l.peer) else {
+            return; // the link is gone: what it held was taken back
+        };
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return;
+        };
+        let violation = close::PROTOCOL_VIOLATION;
+        if !j
+            .ever_granted
+            .get(&link)
+            .is_some_and(|s| s.contains(&chunk))
+        {
+            let reason = format!("result for chunk {chunk} that was never granted to it");
+            return self.close_link(now, link, violation, &reason);
+        }
+        if result.chunk != chunk {
+            return self.close_link(now, link, violation, "result header mismatch");
+        }
+        if let Err(e) = result.validate(&j.spec) {
+            return self.close_link(now, link, violation, &e.to_string());
+        }
+        // A result whose grant expired still counts if it comes first (and is compared with
+        // the copy if not: `on_result`).
+        let granted_at = j.granted.get_mut(&link).and_then(|g| g.remove(&chunk));
+        if let Some(t) = granted_at {
+            j.measured(link, now.saturating_duration_since(t).as_secs_f64());
+        }
+        if let Some(l) = self.links.get_mut(&link)
+            && granted_at.is_some()
+        {
+            l.chunks_done += 1;
+            l.compute_s += f64::from(compute_s);
+            l.transfer_s += transfer_s;
+            // Per computing worker, counted where the link's count is (statistics only: a
+            // claim of being this node is ignored, and the pairs counted are bounded).
+            let (node, worker) = by;
+            if node != self.s.id {
+                let pairs: usize = self.remote_workers.values().map(|w| w.len()).sum();
+                let known = self
+                    .remote_workers
+                    .get(&node)
+                    .is_some_and(|w| w.contains_key(&worker));
+                if known || pairs < MAX_REMOTE_WORKERS {
+                    let w: &mut WorkerStats = self
+                        .remote_workers
+                        .entry(node)
+                        .or_default()
+                        .entry(worker)
+                        .or_default();
+                    w.chunks_done += 1;
+                    w.compute_s += f64::from(compute_s);
+                    self.remote_via.insert(node, (l.peer, now));
+                }
+            }
+        }
+        let seconds = f64::from(compute_s);
+        let from = Delivery {
+            link,
+            peer,
+            by: by.0,
+        };
+        self.on_result(now, job, chunk, result, Some(from), seconds, by);
+    }
+
+    /// A result computed here (`from` None) or received from a child; `by` is who computed
+    /// it (node, worker slot), passed on unchanged when the result goes up to the parent.
+    #[allow(clippy::too_many_arguments)]
+    fn on_result(
+        &mut self,
+        now: Instant,
+        id: JobId,
+        chunk: u32,
+        result: Box<ChunkResult>,
+        from: Option<Delivery>,
+        seconds: f64,
+        by: (NodeId, u32),
+    ) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if let Some(parent) = j.parent {
+            if !j.held.remove(&chunk) || !self.links.contains_key(&parent) {
+                return;
+            }
+            // Any copy of it here (re-queued after an expiry) is moot now.
+            j.queue.retain(|&c| c != chunk);
+            for g in j.granted.values_mut() {
+                g.remove(&chunk);
+            }
+            self.out.push(Action::SendResult {
+                link: parent,
+                job: id,
+                chunk,
+                compute_s: seconds as f32,
+                by,
+                result,
+            });
+            return;
+        }
+        let result: Arc<ChunkResult> = Arc::from(result);
+        if let Some(kept) = j.results.get(&chunk) {
+            // A second copy (a backup, or a result whose grant expired): the same bits, or
+            // someone lied.
+            if same_bits(kept, &result) {
+                return;
+            }
+            let earlier = j.delivered.get(&chunk).copied();
+            self.copies_differ(now, id, chunk, earlier, from, Arc::clone(&result));
+            // This node's own copy takes the place of a wrong one taken out.
+            let taken = self
+                .jobs
+                .get(&id)
+                .is_none_or(|j| j.results.contains_key(&chunk));
+            if from.is_some() || taken {
+                return;
+            }
+        }
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        j.queue.retain(|&c| c != chunk);
+        for g in j.granted.values_mut() {
+            g.remove(&chunk);
+        }
+        match from {
+            Some(d) => {
+                j.delivered.insert(chunk, d);
+                j.remote_done += 1;
+            }
+            None => j.local_done += 1,
+        }
+        j.points_done += j.spec.chunk_points(chunk);
+        self.out.push(Action::Report {
+            job: id,
+            event: JobEvent::Chunk(Arc::clone(&result)),
+        });
+        j.results.insert(chunk, Arc::clone(&result));
+        if let Some(d) = from {
+            self.sample(id, chunk, d, &result);
+        }
+        self.finish_if_complete(now, id);
+    }
+
+    /// Ends the job once every result is in and every check of one is done (so that no result
+    /// of a peer found lying reaches the output, `verify.rs`); else reports progress if due.
+    pub(super) fn finish_if_complete(&mut self, now: Instant, id: JobId) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if j.parent.is_some() {
+            return;
+        }
+        if j.results.len() as u32 == j.total && j.checks.is_empty() {
+            self.finish_job(now, id);
+        } else if now.saturating_duration_since(j.last_progress) > PROGRESS_EVERY {
+            j.last_progress = now;
+            let event = JobEvent::Progress(j.progress(now));
+            self.out.push(Action::Report { job: id, event });
+        }
+    }
+
+    /// Every result is in: the job ends here and below, and the shell assembles it.
+    fn finish_job(&mut self, now: Instant, id: JobId) {
+        let Some(mut j) = self.end_job(id) else {
+            return;
+        };
+        let event = JobEvent::Progress(j.progress(now));
+        self.out.push(Action::Report { job: id, event });
+        let Some(ctx) = j.ctx.take() else { return };
+        let results: Vec<ChunkResult> = std::mem::take(&mut j.results)
+            .into_values()
+            .map(|r| Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone()))
+            .collect();
+        info!(
+            "job {id} done: {} chunks here, {} from the pool, {:.2} s",
+            j.local_done,
+            j.remote_done,
+            now.saturating_duration_since(j.started).as_secs_f64()
+        );
+        self.out.push(Action::Assemble {
+            job: id,
+            ctx,
+            results,
+        });
+    }
+}

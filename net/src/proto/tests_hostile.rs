@@ -1,0 +1,385 @@
+//! The protocol against hostile or broken peers (issue 17), driven without sockets: a wrong
+//! result taken out again, failures re-queued, grants that expire, a hoarder capped, mesh
+//! fetches that do not wait for ever.
+
+use super::mesh_cache::MESH_WAIT;
+use super::schedule::HOLD_PER_WORKER;
+use super::tests::{
+    computed, computed_here, link_up, model, msg, node, owner_with_child, remote_result, result,
+    sent,
+};
+use super::*;
+use crate::wire::MemberInfo;
+use millpond_core::job::{ChunkData, ChunkResult, DropSpec, Grid, Operation};
+use millpond_core::{Axis, CancelToken, Rect};
+
+/// Chunk `c` with every height 1 mm too high, as a lying peer sends it.
+fn poisoned(c: u32) -> Box<ChunkResult> {
+    let mut r = result(c);
+    if let ChunkData::Heights(z) = &mut r.data {
+        z.iter_mut().for_each(|v| *v += 1.0);
+    }
+    r
+}
+
+fn closes(actions: &[Action]) -> Vec<(LinkId, u32, String)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Close { link, code, reason } => Some((*link, *code, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assembled(actions: &[Action]) -> Option<&Vec<ChunkResult>> {
+    actions.iter().find_map(|a| match a {
+        Action::Assemble { results, .. } => Some(results),
+        _ => None,
+    })
+}
+
+fn tick(n: &mut Node, now: Instant) -> Vec<Action> {
+    n.handle(now, Input::Tick { links: Vec::new() })
+}
+
+#[test]
+fn a_wrong_result_is_taken_out_again_and_the_job_waits_for_its_check() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    n.s.verify = 0.03;
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
+    // Chunk 1 comes 1 mm high: taken for now (previewed), its check queued as the first of
+    // this link.
+    let mut wrong = remote_result(5, job, 1);
+    if let Input::Result { result, .. } = &mut wrong {
+        *result = poisoned(1);
+    }
+    let a = n.handle(t0, wrong);
+    assert!(matches!(&a[..], [Action::Report { event: JobEvent::Chunk(r), .. }] if r.chunk == 1));
+    n.handle(t0, remote_result(5, job, 2));
+    assert_eq!(n.jobs[&job].results.len(), 2);
+    // The owner's worker is free: the check goes before anything else; every chunk has a
+    // result, yet the job is not assembled while the check is out.
+    let a = n.handle(t0, computed_here(job, 0));
+    assert_eq!(computed(&a), vec![1]);
+    assert!(assembled(&a).is_none(), "{a:?}");
+    // The check differs: the link is closed, chunks 1 and 2 taken out, 1 is the owner's own
+    // now and 2 is computed again.
+    let a = n.handle(t0, computed_here(job, 1));
+    let c = closes(&a);
+    assert!(
+        matches!(&c[..], [(5, close::PROTOCOL_VIOLATION, r)] if r.contains("wrong result for chunk 1")),
+        "{a:?}"
+    );
+    assert_eq!(computed(&a), vec![2]);
+    assert!(assembled(&a).is_none());
+    let a = n.handle(t0, computed_here(job, 2));
+    let results = assembled(&a).expect("assembled");
+    for r in results {
+        assert_eq!(*r, *result(r.chunk), "chunk {} is not the owner's", r.chunk);
+    }
+    // Named in the statistics and a notice; back on a new link, it gets no work.
+    let s = n.snapshot(t0);
+    let row = s.hosts.iter().find(|h| h.node == 9).expect("its row");
+    assert_eq!((row.wrong_results, row.discarded_results), (1, 2));
+    assert!(
+        s.notices.iter().any(|x| x.text
+            == format!(
+                "peer-9 (192.0.2.9:1250) returned a wrong result for chunk 1 of job {job}: \
+                 link dropped, 2 of its results discarded and recomputed"
+            )),
+        "{:?}",
+        s.notices
+    );
+    let (mut n, job) = owner_with_child(t0);
+    n.s.verify = 0.03;
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    let mut wrong = remote_result(5, job, 1);
+    if let Input::Result { result, .. } = &mut wrong {
+        *result = poisoned(1);
+    }
+    n.handle(t0, wrong);
+    n.handle(t0, computed_here(job, 0));
+    n.handle(t0, computed_here(job, 1));
+    link_up(&mut n, t0, 6, 9);
+    let a = msg(&mut n, t0, 6, Msg::Steal { job, want: 1 });
+    assert_eq!(sent(&a), vec![(6, Msg::NoWork { job })]);
+}
+
+#[test]
+fn a_copy_that_differs_from_the_owner_s_convicts_its_sender_even_without_sampling() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    assert_eq!(n.s.verify, 0.0);
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    // The owner copies chunk 1 (idle, nothing queued after chunk 2) and has it first.
+    n.handle(t0, computed_here(job, 0));
+    n.handle(t0, computed_here(job, 2));
+    let a = n.handle(t0, computed_here(job, 1));
+    assert!(assembled(&a).is_some());
+    // A job still open: the liar's late copy of chunk 1 differs from the owner's.
+    let (mut n, job) = owner_with_child(t0);
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
+    n.handle(t0, computed_here(job, 0));
+    // The owner copies chunk 1 (the oldest grant) and has it first.
+    let a = n.handle(t0, computed_here(job, 1));
+    assert!(assembled(&a).is_none());
+    let mut wrong = remote_result(5, job, 1);
+    if let Input::Result { result, .. } = &mut wrong {
+        *result = poisoned(1);
+    }
+    let a = n.handle(t0, wrong);
+    assert!(
+        matches!(&closes(&a)[..], [(5, close::PROTOCOL_VIOLATION, _)]),
+        "{a:?}"
+    );
+    // The same bits are no offence.
+    let (mut n, job) = owner_with_child(t0);
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
+    n.handle(t0, computed_here(job, 0));
+    n.handle(t0, computed_here(job, 1));
+    assert!(closes(&n.handle(t0, remote_result(5, job, 1))).is_empty());
+}
+
+#[test]
+fn a_failed_chunk_is_requeued_with_a_death_and_three_failures_here_end_the_job() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    let failed = |chunk| Msg::Failed {
+        job,
+        chunk,
+        reason: "panicked: boom".into(),
+    };
+    msg(&mut n, t0, 5, failed(1));
+    assert_eq!(n.jobs[&job].queue.front(), Some(&1));
+    assert_eq!(n.jobs[&job].deaths[&1], 1);
+    assert!(n.snapshot(t0).notices.iter().any(|x| {
+        x.text
+            .contains("failed on peer-9 (panicked: boom): re-queued")
+    }));
+    // A failure of a chunk it never had is a violation.
+    let a = msg(&mut n, t0, 5, failed(2));
+    assert!(matches!(
+        &closes(&a)[..],
+        [(5, close::PROTOCOL_VIOLATION, _)]
+    ));
+    // The owner's own worker: chunk 0 panics, goes back to the front and is tried again;
+    // the third failure ends the job with the panic's words.
+    let fail_here = || Input::Computed {
+        job,
+        chunk: 0,
+        worker: 0,
+        seconds: 0.01,
+        outcome: ChunkOutcome::Failed("panicked: boom".into()),
+    };
+    for _ in 0..2 {
+        let a = n.handle(t0, fail_here());
+        assert_eq!(computed(&a), vec![0]);
+    }
+    let a = n.handle(t0, fail_here());
+    let finished = a.iter().find_map(|a| match a {
+        Action::Report {
+            event: JobEvent::Finished(r),
+            ..
+        } => Some(r),
+        _ => None,
+    });
+    assert!(
+        matches!(finished, Some(Err(PoolError::Job(t))) if t.contains("chunk 0 failed 3 times here: panicked: boom")),
+        "{a:?}"
+    );
+    assert!(n.jobs.is_empty());
+}
+
+/// A 26-chunk job over the test box.
+fn long_job(n: &mut Node, t0: Instant) -> (JobId, JobContext) {
+    let (mesh, index, mut spec) = model();
+    if let Operation::Drop(DropSpec { grid, .. }) = &mut spec.operation {
+        *grid = Grid {
+            axis: Axis::X,
+            bounds: Rect::new(0.0, 10.0, 0.0, 10.0),
+            step: 0.1,
+            sampling: 0.001,
+        };
+    }
+    let ctx = JobContext::new(mesh, index, spec).expect("a valid job");
+    let a = n.handle(
+        t0,
+        Input::Submit {
+            ctx: Box::new(ctx.clone()),
+        },
+    );
+    let job = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Submitted(Ok(j)) => Some(*j),
+            _ => None,
+        })
+        .expect("submitted");
+    (job, ctx)
+}
+
+fn granted(actions: &[Action]) -> Vec<u32> {
+    sent(actions)
+        .into_iter()
+        .flat_map(|(_, m)| match m {
+            Msg::Grant { chunks, .. } => chunks,
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
+    let t0 = Instant::now();
+    let mut n = node(1, 1, t0);
+    let (job, ctx) = long_job(&mut n, t0);
+    assert!(ctx.spec().chunk_count() > 20);
+    link_up(&mut n, t0, 5, 9); // 2 workers
+    let cap = 2 * HOLD_PER_WORKER as usize;
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 });
+    assert_eq!(granted(&a).len(), cap);
+    // More asks wait until its grants come back.
+    assert!(granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 })).is_empty());
+    let r = ctx.run_chunk(1, &CancelToken::new()).expect("computed");
+    let back = Input::Result {
+        link: 5,
+        job,
+        chunk: 1,
+        compute_s: 0.01,
+        transfer_s: 0.001,
+        by: (NodeId(9), 0),
+        result: Box::new(r),
+    };
+    assert_eq!(granted(&n.handle(t0, back)).len(), 1);
+    // Gossip says four more workers are behind it (a relay): it may hold more.
+    let info = |node, workers| MemberInfo {
+        node: NodeId(node),
+        name: format!("m{node}"),
+        hops: 0,
+        workers,
+        load: 0,
+        busy: vec![0; (workers as usize).div_ceil(64)],
+        age_ms: 0,
+    };
+    msg(&mut n, t0, 5, Msg::Members(vec![info(9, 2), info(30, 4)]));
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 });
+    assert_eq!(granted(&a).len(), 6 * HOLD_PER_WORKER as usize - cap);
+}
+
+#[test]
+fn a_grant_held_far_longer_than_the_pace_expires_and_is_computed_again() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
+    // No pace measured yet: nothing expires, however long.
+    tick(&mut n, t0 + Duration::from_secs(60));
+    assert_eq!(n.jobs[&job].granted[&5].len(), 2);
+
+    // The owner's chunk took 50 ms: peer 9, which has delivered nothing yet, may hold a
+    // chunk 16 × 50 ms + 2 s.
+    let (mut n, job) = owner_with_child(t0);
+    assert_eq!(computed(&n.handle(t0, computed_here(job, 0))), vec![1]);
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
+    assert_eq!(granted(&a), vec![2]);
+    tick(&mut n, t0 + Duration::from_millis(2700));
+    assert_eq!(n.jobs[&job].granted[&5].len(), 1);
+    tick(&mut n, t0 + Duration::from_millis(2900));
+    assert!(n.jobs[&job].granted[&5].is_empty());
+    assert_eq!(n.jobs[&job].queue, [2]);
+    assert_eq!(n.jobs[&job].deaths[&2], 1);
+    let text = format!("peer-9 held 1 chunk(s) of job {job} far longer than its pace: re-queued");
+    assert!(
+        n.snapshot(t0).notices.iter().any(|x| x.text == text),
+        "{:?}",
+        n.snapshot(t0).notices
+    );
+    // Its result, late, still counts if it comes first.
+    let a = n.handle(t0 + Duration::from_secs(3), remote_result(5, job, 2));
+    assert!(
+        matches!(&a[0], Action::Report { event: JobEvent::Chunk(r), .. } if r.chunk == 2),
+        "{a:?}"
+    );
+    assert!(n.jobs[&job].queue.is_empty());
+
+    // Measured: a result 1 s after its grant sets peer 9's pace; 4 × 1 s + 2 s.
+    let (mut n, job) = owner_with_child(t0);
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    let t1 = t0 + Duration::from_secs(1);
+    n.handle(t1, remote_result(5, job, 1));
+    msg(&mut n, t1, 5, Msg::Steal { job, want: 1 });
+    assert_eq!(n.jobs[&job].granted[&5].len(), 1);
+    tick(&mut n, t1 + Duration::from_millis(5900));
+    assert_eq!(n.jobs[&job].granted[&5].len(), 1);
+    tick(&mut n, t1 + Duration::from_millis(6100));
+    assert!(n.jobs[&job].granted[&5].is_empty());
+}
+
+/// Node 2: link 1 (peer 1) announces the job first (its parent), link 2 (peer 3) too.
+fn fetching(t0: Instant) -> (Node, JobSpec) {
+    let (_, _, spec) = model();
+    let mut n = node(2, 1, t0);
+    link_up(&mut n, t0, 1, 1);
+    link_up(&mut n, t0, 2, 3);
+    let job = JobId {
+        owner: NodeId(1),
+        seq: 1,
+    };
+    let announce = Msg::Announce {
+        job,
+        spec: Box::new(spec.clone()),
+        hops_left: 7,
+    };
+    let a = msg(&mut n, t0, 1, announce.clone());
+    assert!(sent(&a).contains(&(1, Msg::FetchMesh { hash: spec.mesh })));
+    msg(&mut n, t0, 2, announce);
+    (n, spec)
+}
+
+#[test]
+fn a_mesh_fetch_asks_another_neighbour_when_refused_lost_or_unanswered() {
+    let t0 = Instant::now();
+    let fetch_to = |a: &[Action], hash| {
+        sent(a)
+            .into_iter()
+            .filter(|(_, m)| *m == Msg::FetchMesh { hash })
+            .map(|(l, _)| l)
+            .collect::<Vec<_>>()
+    };
+    // Refused: the other announcer is asked at once.
+    let (mut n, spec) = fetching(t0);
+    let a = msg(&mut n, t0, 1, Msg::NoMesh { hash: spec.mesh });
+    assert_eq!(fetch_to(&a, spec.mesh), vec![2]);
+    // Two nodes fetching the same mesh from each other: each tells the other no.
+    let a = msg(&mut n, t0, 2, Msg::FetchMesh { hash: spec.mesh });
+    assert_eq!(sent(&a), vec![(2, Msg::NoMesh { hash: spec.mesh })]);
+    // A mesh it has never heard of: no.
+    let other = millpond_core::mesh::MeshHash([9; 32]);
+    let a = msg(&mut n, t0, 1, Msg::FetchMesh { hash: other });
+    assert_eq!(sent(&a), vec![(1, Msg::NoMesh { hash: other })]);
+    // The link asked goes: the other is asked again.
+    let a = n.handle(
+        t0,
+        Input::LinkDown {
+            link: 2,
+            reason: "timed out".into(),
+        },
+    );
+    assert_eq!(fetch_to(&a, spec.mesh), vec![1]);
+    // Unanswered: after MESH_WAIT the next one is asked, then in turn, waiting longer.
+    let (mut n, spec) = fetching(t0);
+    assert!(fetch_to(&tick(&mut n, t0 + MESH_WAIT / 2), spec.mesh).is_empty());
+    let t1 = t0 + MESH_WAIT + Duration::from_millis(50);
+    assert_eq!(fetch_to(&tick(&mut n, t1), spec.mesh), vec![2]);
+    assert!(
+        fetch_to(
+            &tick(&mut n, t1 + MESH_WAIT + Duration::from_millis(50)),
+            spec.mesh
+        )
+        .is_empty()
+    );
+    let t2 = t1 + 2 * MESH_WAIT + Duration::from_millis(50);
+    assert_eq!(fetch_to(&tick(&mut n, t2), spec.mesh), vec![1]);
+}

@@ -1,0 +1,108 @@
+//! A hostile pool member for the end-to-end tests (`tests/tests/pool.rs`), never shipped: a
+//! real `millpond_net::Pool` whose workers compute through a [`ComputeChunk`] that misbehaves.
+//! The `millpond` binary has no way to do any of this.
+//!
+//! ```text
+//! millpond-rogue-peer MODE --secret-file FILE [--listen ADDR] [--remote ADDR]... [--workers N] [--name NAME]
+//! ```
+//!
+//! MODE: `poison` (every height or point 1 mm too high), `panic` (every computation panics),
+//! `silent` (never returns: keeps what it is granted). Prints `serving on ADDR` on stderr once
+//! listening, one line per chunk it touched (`poisoned chunk N`, `panicking on chunk N`,
+//! `holding chunk N`), and runs until killed.
+
+use anyhow::{Context, Result, bail};
+use millpond_core::job::{Cancelled, ChunkData, ChunkResult};
+use millpond_core::{CancelToken, JobContext};
+use millpond_net::{ComputeChunk, Pool, PoolConfig, Secret};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Poison,
+    Panic,
+    Silent,
+}
+
+#[derive(Debug)]
+struct Rogue(Mode);
+
+impl ComputeChunk for Rogue {
+    fn compute(
+        &self,
+        ctx: &JobContext,
+        chunk: u32,
+        cancel: &CancelToken,
+    ) -> Result<ChunkResult, Cancelled> {
+        match self.0 {
+            Mode::Poison => {
+                let mut r = ctx.run_chunk(chunk, cancel)?;
+                match &mut r.data {
+                    ChunkData::Heights(z) => z.iter_mut().for_each(|v| *v += 1.0),
+                    ChunkData::Polylines(lines) => {
+                        lines.iter_mut().flatten().for_each(|p| p.z += 1.0)
+                    }
+                    // Contours have no heights in their points: shift them 1 mm in x.
+                    ChunkData::Chains(levels) => levels
+                        .iter_mut()
+                        .flatten()
+                        .flat_map(|c| c.points.iter_mut())
+                        .for_each(|p| p[0] += 1.0),
+                }
+                eprintln!("poisoned chunk {chunk}");
+                Ok(r)
+            }
+            Mode::Panic => {
+                eprintln!("panicking on chunk {chunk}");
+                panic!("rogue peer: chunk {chunk}");
+            }
+            Mode::Silent => {
+                eprintln!("holding chunk {chunk}");
+                while !cancel.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(Cancelled)
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mode = match args.next().as_deref() {
+        Some("poison") => Mode::Poison,
+        Some("panic") => Mode::Panic,
+        Some("silent") => Mode::Silent,
+        other => bail!("first argument: poison, panic or silent, not {other:?}"),
+    };
+    let (mut secret, mut listen, mut remotes, mut workers, mut name) =
+        (None, None, Vec::new(), 1, "rogue".to_string());
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--secret-file" => secret = Some(Secret::from_file(std::path::Path::new(&value))?),
+            "--listen" => listen = Some(value.parse::<SocketAddr>()?),
+            "--remote" => remotes.push(value),
+            "--workers" => workers = value.parse()?,
+            "--name" => name = value,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    let mut cfg = PoolConfig::new(secret.context("--secret-file is required")?);
+    cfg.listen = Some(listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))));
+    cfg.remotes = remotes;
+    cfg.workers = workers;
+    cfg.name = name;
+    cfg.config_dir = None;
+    cfg.compute = Arc::new(Rogue(mode));
+    let pool = Pool::start(cfg)?;
+    let at = pool.local_addr().context("no local address")?;
+    eprintln!("millpond: serving on {at} ({workers} workers, {mode:?})");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
