@@ -1505,21 +1505,29 @@ fn pool_across_network_namespaces() {
 
 // ----- hostile members (issue 17) -----
 
+/// O (1 worker) joined to an honest server A and to a rogue member R (`millpond-rogue-peer
+/// MODE`, 2 workers), running the dense job: the cluster, R's address, O, and the run, whose
+/// output is checked to be the local run's bits.
+fn beside_a_rogue(mode: &str) -> (Cluster, SocketAddr, Pool, JobRun) {
+    let spec = dense_spec();
+    let want = reference(&spec);
+    let mut c = Cluster::new(mode);
+    let a = c.serve("A", &[]);
+    let r = c.rogue("R", mode, 2, &[]);
+    let o = member("O", &[a, r], 1, SECRET);
+    wait_for_hosts(&o, &["A", "R"], &[]);
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    (c, r, o, run)
+}
+
 /// O (here, 1 worker) with an honest server A and a member R whose heights are all 1 mm
 /// high: R is caught at its first checked result, named, cut off, and none of what it sent
 /// is in the output, which is the local run's bits.
 #[test]
 fn a_poisoning_peer_is_cut_off_named_and_none_of_its_results_is_in_the_output() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("poison");
     let t0 = Instant::now();
-    let a = c.serve("A", &[]);
-    let r = c.rogue("R", "poison", 2, &[]);
-    let o = member("O", &[a, r], 1, SECRET);
-    wait_for_hosts(&o, &["A", "R"], &[]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let (c, r, o, run) = beside_a_rogue("poison");
     let poisoned = c.log("R").matches("poisoned chunk").count();
     assert!(poisoned > 0, "R computed nothing:\n{}", c.log("R"));
     let stats = o.stats();
@@ -1607,16 +1615,8 @@ fn the_command_line_names_a_poisoning_peer_and_writes_the_local_g_code() {
 /// (named in O's notices), three failures keep a chunk at O, and the job is the local run.
 #[test]
 fn a_peer_whose_chunks_panic_does_not_hang_the_job() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("panic");
     let t0 = Instant::now();
-    let a = c.serve("A", &[]);
-    let r = c.rogue("R", "panic", 2, &[]);
-    let o = member("O", &[a, r], 1, SECRET);
-    wait_for_hosts(&o, &["A", "R"], &[]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let (c, _, o, run) = beside_a_rogue("panic");
     let said: Vec<String> = o.stats().notices.iter().map(|n| n.text.clone()).collect();
     assert!(
         said.iter()
