@@ -133,9 +133,7 @@ pub fn post_library(config_dir: &Path) -> PostLibrary {
 
 /// The post `job` names, from `library`, if it can write the job's units.
 pub fn find_post(job: &Job, library: &PostLibrary) -> Result<PostProcessor> {
-    let post = library.find(&job.output.post)?;
-    post.check_units(job.output.units)?;
-    Ok(post)
+    Ok(library.for_output(&job.output)?)
 }
 
 /// Writes the program to `path` (through a temporary file: a failure leaves no half program),

@@ -207,9 +207,9 @@ pub struct ArcSpan {
     pub arc: Arc,
 }
 
-/// How high the contact may stand above an arc at the least, mm, whatever the tolerance
-/// (the bar links meet: `raster::LINK_TOLERANCE`).
-pub const RISE_TOLERANCE: f64 = 1e-6;
+/// How high the contact may stand above an arc at the least, mm, whatever the tolerance: the
+/// bar links meet.
+pub const RISE_TOLERANCE: f64 = crate::raster::LINK_TOLERANCE;
 
 /// Largest distance of the arc from the chords it is checked along, mm: a tenth of a
 /// micron, so what the chords miss is far below any tolerance.

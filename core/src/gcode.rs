@@ -725,9 +725,7 @@ fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) 
         } else {
             lines.buf.push(b'\n');
         }
-        if lines.buf.len() >= (1 << 16) - 256 {
-            lines.flush(out)?;
-        }
+        lines.flush_some(out)?;
     }
     Ok(())
 }
@@ -1358,11 +1356,14 @@ mod tests {
 
     /// Writes `tp` with its arcs fitted (no model to check them against) in `post`.
     fn with_arcs(post: &PostProcessor, tp: &Toolpath) -> String {
-        let sweep = match post.arcs {
-            ArcStyle::R => std::f64::consts::TAU / 3.0,
-            _ => std::f64::consts::PI,
+        // A post without arcs is given arcs fitted as for I J: it must write lines anyway.
+        let style = if post.arcs == ArcStyle::None {
+            ArcStyle::Ijk
+        } else {
+            post.arcs
         };
-        let arcs = crate::arcs::fit_toolpath(tp, crate::arcs::DEFAULT_ARC_TOLERANCE, sweep);
+        let tol = crate::arcs::DEFAULT_ARC_TOLERANCE;
+        let arcs = crate::arcs::fit_toolpath(tp, tol, style.max_sweep());
         let op = Operation {
             name: "Contour",
             tool_number: 1,

@@ -507,12 +507,7 @@ impl Job {
     pub fn parse(text: &str, file: &str, dir: &Path) -> Result<Job, JobFileError> {
         check_format(text, file, "millpond", "job")?;
         let v1: FileV1 = from_toml(text, file)?;
-        from_v1(v1, dir).map_err(|(path, message)| JobFileError::Invalid {
-            file: file.to_string(),
-            line: find_line(text, &path),
-            field: Some(dotted(&path)),
-            message,
-        })
+        from_v1(v1, dir).map_err(|(path, message)| invalid_at(text, file, &path, message))
     }
 }
 
@@ -550,12 +545,17 @@ pub fn load_tool_library(path: &Path) -> Result<Vec<Tool>, JobFileError> {
     let file = path.display().to_string();
     check_format(&text, &file, "millpond_tools", "tool library")?;
     let v1: LibraryV1 = from_toml(&text, &file)?;
-    tools_from_v1(&v1.tools).map_err(|(at, message)| JobFileError::Invalid {
-        file: file.clone(),
-        line: find_line(&text, &at),
-        field: Some(dotted(&at)),
+    tools_from_v1(&v1.tools).map_err(|(at, message)| invalid_at(&text, &file, &at, message))
+}
+
+/// The error for the field at `path` of a file's `text`: its line and dotted name.
+pub(crate) fn invalid_at(text: &str, file: &str, path: &[Key], message: String) -> JobFileError {
+    JobFileError::Invalid {
+        file: file.to_string(),
+        line: find_line(text, path),
+        field: Some(dotted(path)),
         message,
-    })
+    }
 }
 
 /// A file's text, refused before reading when it is too large for a job or library, and

@@ -91,6 +91,19 @@ pub enum ArcStyle {
     R,
 }
 
+impl ArcStyle {
+    /// The largest angle one arc may sweep, radians: half a circle with the centre given;
+    /// with only the radius, whose centre is ill defined near half a circle, a third of one;
+    /// 0 for a post without arcs.
+    pub fn max_sweep(self) -> f64 {
+        match self {
+            ArcStyle::None => 0.0,
+            ArcStyle::Ijk => std::f64::consts::PI,
+            ArcStyle::R => std::f64::consts::TAU / 3.0,
+        }
+    }
+}
+
 /// The program's lines numbered `N…` (Fanuc-style controls), wrapping past `max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -667,7 +680,7 @@ impl PostProcessor {
                 if let Some(i) = index {
                     at.push(job_file::Key::Index(i));
                 }
-                return Err(invalid_at(
+                return Err(job_file::invalid_at(
                     text,
                     file,
                     &at,
@@ -714,16 +727,7 @@ impl fmt::Display for PostProcessor {
 
 fn invalid(text: &str, file: &str, path: &[&'static str], message: String) -> JobFileError {
     let at: Vec<job_file::Key> = path.iter().map(|n| job_file::Key::Name(n)).collect();
-    invalid_at(text, file, &at, message)
-}
-
-fn invalid_at(text: &str, file: &str, at: &[job_file::Key], message: String) -> JobFileError {
-    JobFileError::Invalid {
-        file: file.to_string(),
-        line: job_file::find_line(text, at),
-        field: Some(job_file::dotted(at)),
-        message,
-    }
+    job_file::invalid_at(text, file, &at, message)
 }
 
 /// The posts a user can choose: the built-in ones, then those in a folder (the config
@@ -800,6 +804,13 @@ impl PostLibrary {
             }
         }
         lib
+    }
+
+    /// The post `output` names, if it can write the program's units.
+    pub fn for_output(&self, output: &crate::job_file::Output) -> Result<PostProcessor, PostError> {
+        let post = self.find(&output.post)?;
+        post.check_units(output.units)?;
+        Ok(post)
     }
 
     /// The post `name_or_file` names: a key (`linuxcnc`, case-insensitive), or the path of

@@ -263,12 +263,10 @@ impl Program {
         mesh: &Mesh,
         index: &TriangleIndex,
     ) -> Vec<Vec<ArcSpan>> {
-        let max_sweep = match self.post.arcs {
-            ArcStyle::None => return vec![Vec::new(); posted.len()],
-            ArcStyle::Ijk => std::f64::consts::PI,
-            // The centre from the radius alone is ill defined near half a circle.
-            ArcStyle::R => std::f64::consts::TAU / 3.0,
-        };
+        if self.post.arcs == ArcStyle::None {
+            return vec![Vec::new(); posted.len()];
+        }
+        let max_sweep = self.post.arcs.max_sweep();
         self.ops
             .iter()
             .zip(posted)

@@ -1378,10 +1378,9 @@ impl MillpondApp {
 
     /// The post the job names, if there is one and it can write the job's units.
     pub fn post(&self) -> Result<PostProcessor, String> {
-        let job = &self.doc.output;
-        let post = self.posts.find(&job.post).map_err(|e| e.to_string())?;
-        post.check_units(job.units).map_err(|e| e.to_string())?;
-        Ok(post)
+        self.posts
+            .for_output(&self.doc.output)
+            .map_err(|e| e.to_string())
     }
 
     /// The program Export writes: the enabled operations that have toolpaths, in machining

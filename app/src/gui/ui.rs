@@ -1314,8 +1314,9 @@ impl MillpondApp {
                     chosen.map_or("Not one of the posts", |p| p.description.as_str()),
                     crate::run_job::posts_dir(&self.options.config_dir).display()
                 ));
-            // A post that writes fewer units: its own.
-            if let Some(p) = self.posts.posts.iter().find(|p| p.key == output.post)
+            // The post as chosen now; one that writes fewer units brings its own.
+            let chosen = self.posts.posts.iter().find(|p| p.key == output.post);
+            if let Some(p) = chosen
                 && !p.units.contains(&output.units)
             {
                 output.units = p.default_units();
@@ -1323,12 +1324,7 @@ impl MillpondApp {
             let l = ui
                 .label("Units")
                 .on_hover_text("The units the program is written in");
-            let units_allowed = self
-                .posts
-                .posts
-                .iter()
-                .find(|p| p.key == output.post)
-                .map_or(ProgramUnits::ALL.to_vec(), |p| p.units.clone());
+            let units_allowed = chosen.map_or(ProgramUnits::ALL.to_vec(), |p| p.units.clone());
             let units = &mut output.units;
             egui::ComboBox::from_id_salt("program-units")
                 .selected_text(units.label())
