@@ -183,6 +183,18 @@ fn end_offset(t: &Prepared, i: usize, cu: f64, cv: f64) -> (f64, f64) {
 /// or -inf if it cannot touch it.
 #[inline(always)]
 fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64) -> f64 {
+    // The tip is the cutter's lowest point and the contact is on the triangle, so the tip
+    // never stands above the triangle's top. Rounding can put a computed contact an ulp
+    // above it (a facet at z = 10 gives 10.000000000000002); capping it keeps every height
+    // within the bound the scans prune by (`zmax`), so whether a point stands above a
+    // level exactly at a flat face's height does not depend on the order triangles are met
+    // in, which differs between chunks' bands.
+    contact_height(shape, r2, t, cu, cv, beat).min(t.zmax)
+}
+
+/// The tip height at which the cutter touches triangle `t` (see [`touch`]).
+#[inline(always)]
+fn contact_height<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64) -> f64 {
     // The plane's contact bounds the triangle's from above (the triangle lies in its plane):
     // most triangles tested are dismissed here, before anything else of them is read.
     if let Some((c0, gu, gv)) = t.plane {

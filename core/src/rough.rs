@@ -398,17 +398,29 @@ fn inside_area(area: &Shapes, a: [f64; 2], b: [f64; 2]) -> bool {
     xs.iter().filter(|&&x| m[0] < x).count() % 2 == 1
 }
 
-/// Builds the roughing toolpath from the layers' contours (in layer order, top down).
-/// `model` is the job's contact (the tool grown by the allowance) with no floor: what each
-/// layer's boundary is checked against. With `rest`, each layer clears only the part of its
-/// area from which the tool reaches the material left there.
-pub fn toolpath(
+/// One layer's plan: the area the tool may clear at the layer's depth, and the clearing
+/// passes through it (outermost first).
+#[derive(Clone, Debug)]
+pub struct Layer {
+    area: Shapes,
+    paths: Vec<Ring>,
+}
+
+/// Plans layer `k` of `levels`: its clear area (the outside of its contours, shrunk until the
+/// tool can follow every boundary clear of the model) and the passes through it. Layers are
+/// independent until they are linked, so they are planned side by side ([`layers`]), and
+/// each on its own, so the plan does not depend on the thread count.
+/// `model` is the job's contact (the tool grown by the allowance) with no floor. With
+/// `rest`, the layer clears only the part of its area from which the tool reaches the
+/// material left there.
+pub fn layer(
     model: &DropCutter<'_>,
     tool: Cutter,
     spec: &RoughSpec,
     levels: &[Level],
+    k: usize,
     rest: Option<&RestMaterial>,
-) -> Toolpath {
+) -> Layer {
     let flat_radius = match tool {
         Cutter::Flat { diameter } => diameter / 2.0,
         Cutter::Bull {
@@ -420,32 +432,67 @@ pub fn toolpath(
     .max(tool.radius() / 4.0);
     let spacing = spec.contours.grid.sampling.max(spec.contours.grid.step);
     let first_margin = spacing * spacing / (4.0 * flat_radius) + 1e-3;
+    let mut area = clear_area(model, &spec.stock, tool.radius(), &levels[k], first_margin);
+    if let Some(rest) = rest {
+        area = rest.restrict(&area, k, tool.radius());
+    }
+    let paths = layer_paths(&area, spec);
+    Layer { area, paths }
+}
 
+/// Every layer's plan ([`layer`]), planned in parallel on the current rayon pool.
+pub fn layers(
+    model: &DropCutter<'_>,
+    tool: Cutter,
+    spec: &RoughSpec,
+    levels: &[Level],
+    rest: Option<&RestMaterial>,
+) -> Vec<Layer> {
+    (0..levels.len())
+        .into_par_iter()
+        .map(|k| layer(model, tool, spec, levels, k, rest))
+        .collect()
+}
+
+/// Builds the roughing toolpath from the layers' contours (in layer order, top down).
+/// `model` is the job's contact (the tool grown by the allowance) with no floor: what each
+/// layer's boundary is checked against. With `rest`, each layer clears only the part of its
+/// area from which the tool reaches the material left there.
+pub fn toolpath(
+    model: &DropCutter<'_>,
+    tool: Cutter,
+    spec: &RoughSpec,
+    levels: &[Level],
+    rest: Option<&RestMaterial>,
+) -> Toolpath {
+    link(
+        model,
+        spec,
+        levels,
+        &layers(model, tool, spec, levels, rest),
+    )
+}
+
+/// Links the layers' passes into one toolpath, top down: ramps into each pass, stays down
+/// between passes where the layer above cleared the way, hops otherwise. The one serial part
+/// of roughing's assembly.
+pub fn link(
+    model: &DropCutter<'_>,
+    spec: &RoughSpec,
+    levels: &[Level],
+    layers: &[Layer],
+) -> Toolpath {
     let slope = spec.ramp_angle.to_radians().tan();
     let mut tp = Toolpath {
         start: Point3::new(spec.stock.min.x, spec.stock.min.y, spec.safe_z),
         moves: Vec::new(),
     };
-    // Layers are independent until they are linked: their polygon work runs in parallel,
-    // each layer on its own, so the result does not depend on the thread count.
-    let layers: Vec<(Shapes, Vec<Ring>)> = levels
-        .par_iter()
-        .enumerate()
-        .map(|(k, level)| {
-            let mut area = clear_area(model, &spec.stock, tool.radius(), level, first_margin);
-            if let Some(rest) = rest {
-                area = rest.restrict(&area, k, tool.radius());
-            }
-            let paths = layer_paths(&area, spec);
-            (area, paths)
-        })
-        .collect();
     let mut started = false;
     let mut above = spec.stock.max.z;
     // The clear area of the layer above, all of it cut at height `above` (none above the
     // first layer: the stock top is not cut).
     let mut above_area: Option<&Shapes> = None;
-    for (level, (area, paths)) in levels.iter().zip(&layers) {
+    for (level, Layer { area, paths }) in levels.iter().zip(layers) {
         let z = level.z;
         for path in paths.iter().filter(|p| p.len() >= 2) {
             let here = tp.end();

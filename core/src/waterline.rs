@@ -227,15 +227,25 @@ impl Slicer<'_> {
 
     /// Where the segment `at(t)`, `t` in `[0, 1]` and `len` long, first leaves the region
     /// {tip height > z}, walking from `at(0)` (inside, or on its edge) towards `at(1)`
-    /// (outside): the first clear `t`, within `CROSSING_TOLERANCE` of the exact boundary.
-    /// `witness` is a band triangle known to hold the tool above `z` at `at(0)`, if any.
+    /// (outside): the first clear `t` of a fixed ladder of steps (the power of two at or
+    /// below `CROSSING_TOLERANCE / len`), so within `CROSSING_TOLERANCE` past the exact
+    /// boundary. `witness` is a band triangle known to hold the tool above `z` at `at(0)`,
+    /// if any.
     ///
     /// One triangle's tip height is concave along a line, so the interval where it holds
-    /// the tool above `z` ends at one place, found by bisection on that triangle alone;
-    /// there the whole band is asked for another triangle still holding the tool, and the
-    /// walk goes on from it.
+    /// the tool above `z` ends at one place, found on that triangle alone; at the first step
+    /// past it that this triangle does not hold, the whole band is asked for another
+    /// triangle still holding the tool, and the walk goes on from it.
+    ///
+    /// Why a ladder: the triangles the walk hands over between come in the order a chunk's
+    /// band lists them, and that depends on which rows the band was prepared for. Stopping
+    /// anywhere within the tolerance, two chunks that share an edge, or one job split into
+    /// chunks two ways, would report a crossing 1e-10 mm apart. Every step before the
+    /// answer is inside and the answer is clear, whichever triangles said so, so the first
+    /// clear step is the model's alone.
     fn exit(&self, at: impl Fn(f64) -> [f64; 2], len: f64, z: f64, witness: Option<u32>) -> f64 {
         let tol = CROSSING_TOLERANCE / len;
+        let step = 2f64.powi(tol.log2().floor() as i32);
         let exceeds = |t: f64| {
             let [x, y] = at(t);
             self.dc.band_exceeds(self.band, x, y, z, None)
@@ -256,6 +266,8 @@ impl Slicer<'_> {
             }
             hi
         };
+        // Every t up to `lo` is inside (each witness held the tool above z over the stretch
+        // it carried), and `lo` is a step of the ladder (or 0).
         let mut lo = 0.0;
         let mut witness = witness.or_else(|| exceeds(lo));
         for _ in 0..MAX_HOPS {
@@ -272,7 +284,16 @@ impl Slicer<'_> {
                 // The caller says the far end is clear; trust it (rounding at a tie).
                 break;
             }
-            lo = interval_end(lo, rise(lo), end, tol, &rise);
+            let held = interval_end(lo, rise(lo), end, tol, &rise);
+            // The first step past `held` this triangle does not hold: at most a step or two.
+            let mut t = ((held / step).floor() + 1.0) * step;
+            while t < 1.0 && rise(t) > 0.0 {
+                t += step;
+            }
+            if t >= 1.0 {
+                return 1.0;
+            }
+            lo = t;
             witness = exceeds(lo);
         }
         // Pathological slivers: bisect on the whole model.
@@ -565,10 +586,10 @@ impl Slicer<'_> {
 }
 
 /// Where `f`, concave on `[lo, 1]` where finite, positive at `lo` (`flo`) and not at 1
-/// (`f1`, possibly -inf), comes down through zero: the first `t` with `f(t) <= 0` found, at
-/// most `tol` past the exact place. Regula falsi with the Illinois rule (the value kept at an
-/// end that stays put twice is halved) needs a handful of evaluations where bisection needs
-/// thirty; where `f` is -inf (beyond the triangle's reach) it bisects.
+/// (`f1`, possibly -inf), comes down through zero: the last `t` found with `f(t) > 0`, at
+/// most `tol` before the first found with `f(t) <= 0`. Regula falsi with the Illinois rule
+/// (the value kept at an end that stays put twice is halved) needs a handful of evaluations
+/// where bisection needs thirty; where `f` is -inf (beyond the triangle's reach) it bisects.
 fn interval_end(mut lo: f64, mut flo: f64, f1: f64, tol: f64, f: &dyn Fn(f64) -> f64) -> f64 {
     let (mut hi, mut fhi) = (1.0, f1);
     // Which end moved last: +1 lo, -1 hi.
@@ -603,7 +624,7 @@ fn interval_end(mut lo: f64, mut flo: f64, f1: f64, tol: f64, f: &dyn Fn(f64) ->
             moved = -1;
         }
     }
-    hi
+    lo
 }
 
 /// Joins the chunks' chains (`chunks[c][level]`, in chunk order) into closed contours.
@@ -651,11 +672,19 @@ pub fn assemble(levels: &[f64], chunks: Vec<Vec<Vec<Chain>>>) -> Result<Vec<Leve
                 points.pop();
                 contours.push(points);
             }
+            // Where a loop starts and which comes first depend on where the chunks'
+            // boundaries fell; both are made a function of the loops alone, so that the
+            // toolpath (whose seams start there) is the same however the job was split.
+            let mut contours: Vec<Vec<[f64; 2]>> = contours
+                .into_iter()
+                .filter(|p| p.len() >= 3)
+                .map(seam_first)
+                .collect();
+            contours.sort_by(|a, b| by_points(a, b));
             Ok(Level {
                 z,
                 contours: contours
                     .into_iter()
-                    .filter(|p| p.len() >= 3)
                     .map(|points| Contour {
                         hole: signed_area(&points) < 0.0,
                         points,
@@ -664,6 +693,42 @@ pub fn assemble(levels: &[f64], chunks: Vec<Vec<Vec<Chain>>>) -> Result<Vec<Leve
             })
         })
         .collect()
+}
+
+/// Points compared by y, then x (`total_cmp`, so the order is total).
+fn by_point(a: &[f64; 2], b: &[f64; 2]) -> std::cmp::Ordering {
+    a[1].total_cmp(&b[1]).then(a[0].total_cmp(&b[0]))
+}
+
+/// Point sequences compared point by point, then by length.
+fn by_points(a: &[[f64; 2]], b: &[[f64; 2]]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| by_point(p, q))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
+}
+
+/// A closed loop turned to start at its lowest point (least y, then least x): of the turns
+/// that start there (a loop may pass one point twice), the least sequence.
+fn seam_first(mut points: Vec<[f64; 2]>) -> Vec<[f64; 2]> {
+    let Some(low) = points.iter().copied().min_by(by_point) else {
+        return points;
+    };
+    let n = points.len();
+    let turned = |k: usize| points[k..].iter().chain(&points[..k]);
+    let best = (0..n)
+        .filter(|&k| by_point(&points[k], &low).is_eq())
+        .min_by(|&a, &b| {
+            turned(a)
+                .zip(turned(b))
+                .map(|(p, q)| by_point(p, q))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .unwrap_or(0);
+    points.rotate_left(best);
+    points
 }
 
 fn bad(z: f64, what: &str) -> JobError {

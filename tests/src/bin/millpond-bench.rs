@@ -540,18 +540,22 @@ fn waterline(quick: bool) -> Result<()> {
                         chunks.lock().unwrap().push(w.compute_s);
                     }
                 })?;
+                let pieces = (threads == 1).then(|| results.clone());
                 let t1 = Instant::now();
                 last = Some(ctx.finish(results)?);
                 let assembly = t1.elapsed().as_secs_f64();
                 times.push(t0.elapsed().as_secs_f64());
-                if threads == 1 {
+                if let Some(results) = pieces {
                     let chunks = chunks.into_inner().unwrap();
                     let total: f64 = chunks.iter().sum::<f64>() + assembly;
                     let largest = chunks.iter().copied().fold(0.0, f64::max);
+                    let (piece, serial) = assembly_pieces(&ctx, results)?;
                     shares = Shares {
                         chunks: chunks.len(),
                         largest: largest / total,
                         assembly: assembly / total,
+                        piece: piece / total,
+                        serial: serial.min(assembly) / total,
                     };
                 }
             }
@@ -639,8 +643,61 @@ fn waterline(quick: bool) -> Result<()> {
 /// One thread count's runs: threads, median s, best s, the last run's output.
 type Timed = (usize, f64, f64, millpond_core::job::JobOutput);
 
-/// How a job's work divides, from a 1-thread run: the bound on its speed-up from cores or
-/// pool members is 1 / max(largest chunk share, assembly share).
+/// A contour job's assembly timed in its pieces on this thread, from its chunk results:
+/// (the largest piece that runs in parallel with the others, the serial part), in seconds.
+/// Contours are joined level by level in one pass (serial); roughing then plans each layer
+/// on its own (`rough::layer`, in parallel) and links them (`rough::link`, serial).
+fn assembly_pieces(
+    ctx: &JobContext,
+    results: Vec<millpond_core::job::ChunkResult>,
+) -> Result<(f64, f64)> {
+    use millpond_core::job::ChunkData;
+    use millpond_core::{rough, waterline};
+    let (levels, rough) = match &ctx.spec().operation {
+        Operation::Contours(c) => (&c.levels, None),
+        Operation::Waterline(w) => (&w.contours.levels, None),
+        Operation::Rough(r) => (&r.contours.levels, Some(r)),
+        _ => return Ok((0.0, 0.0)),
+    };
+    let mut results = results;
+    results.sort_by_key(|r| r.chunk);
+    let chains = results
+        .into_iter()
+        .map(|r| match r.data {
+            ChunkData::Chains(c) => c,
+            _ => Vec::new(),
+        })
+        .collect();
+    let t = Instant::now();
+    let levels = waterline::assemble(levels, chains)?;
+    let join = t.elapsed().as_secs_f64();
+    let Some(spec) = rough else {
+        // Waterline finishing links its loops serially after joining them, like `join`.
+        return Ok((0.0, f64::INFINITY));
+    };
+    let model = ctx.contact(f64::NEG_INFINITY);
+    let mut layers = Vec::new();
+    let mut largest = 0.0f64;
+    for k in 0..levels.len() {
+        let t = Instant::now();
+        layers.push(rough::layer(
+            &model,
+            ctx.spec().cutter,
+            spec,
+            &levels,
+            k,
+            None,
+        ));
+        largest = largest.max(t.elapsed().as_secs_f64());
+    }
+    let t = Instant::now();
+    rough::link(&model, spec, &levels, &layers);
+    Ok((largest, join + t.elapsed().as_secs_f64()))
+}
+
+/// How a job's work divides, from a 1-thread run: the bound on its speed-up from cores is
+/// 1 / max(largest chunk, largest parallel piece of assembly, serial part of assembly), each
+/// as a share of the job's work (pool members take only chunks).
 #[derive(Clone, Copy, Debug, Default)]
 struct Shares {
     chunks: usize,
@@ -648,18 +705,25 @@ struct Shares {
     largest: f64,
     /// Assembly's (`JobContext::finish`) over the same.
     assembly: f64,
+    /// Assembly's largest piece that runs beside the others (a roughing layer).
+    piece: f64,
+    /// Assembly's serial part (all of it, where it has no parallel pieces).
+    serial: f64,
 }
 
 impl std::fmt::Display for Shares {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} chunks; on 1 thread the largest chunk is {:.1} % of the job's work and \
-             assembly {:.1} %: no more than {:.0}x faster on any number of cores.",
+            "{} chunks; on 1 thread the largest chunk is {:.1} % of the job's work; assembly \
+             {:.1} %, of which the largest parallel piece is {:.1} % and the serial part \
+             {:.1} %: no more than {:.0}x faster on any number of cores.",
             self.chunks,
             self.largest * 100.0,
             self.assembly * 100.0,
-            1.0 / self.largest.max(self.assembly).max(1e-9)
+            self.piece * 100.0,
+            self.serial * 100.0,
+            1.0 / self.largest.max(self.piece).max(self.serial).max(1e-9)
         )
     }
 }
