@@ -10,8 +10,9 @@ use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Version of this protocol. Peers must match exactly.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// Version of this protocol. Peers must match exactly. 7: job ids are 128 random bits
+/// ([`JobId`]), and a spec's grid lines are bounded (`millpond_core::job::MAX_POINTS_PER_LINE`).
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
@@ -73,16 +74,23 @@ fn check_busy(busy: &[u64], workers: u32) -> Result<(), String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId(pub u64);
 
-/// A job: the node that owns it and its sequence number there.
+/// A job: the node that owns it and a number its owner drew at random for it.
+///
+/// Random, not counted: a node takes up the first announcement of a job id and ignores later
+/// ones as copies (ARCHITECTURE.md §4.5), so a peer that could tell the id of another node's
+/// next job could announce it first, with any spec, and every node that heard its copy first
+/// would ignore the real job. 128 bits drawn from the system's random source for each job
+/// (the simulator draws them from its seed) leave nothing to guess. Owner-bound: a node drops
+/// an announcement of a job it is named the owner of and never submitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct JobId {
     pub owner: NodeId,
-    pub seq: u32,
+    pub nonce: u128,
 }
 
 impl std::fmt::Display for JobId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}/{}", self.owner.0, self.seq)
+        write!(f, "{:016x}/{:032x}", self.owner.0, self.nonce)
     }
 }
 
@@ -315,7 +323,7 @@ mod tests {
         let m = Msg::Steal {
             job: JobId {
                 owner: NodeId(7),
-                seq: 3,
+                nonce: 3,
             },
             want: 4,
         };
@@ -331,7 +339,7 @@ mod tests {
         let header = |worker: u32| BulkHeader::Result {
             job: JobId {
                 owner: NodeId(1),
-                seq: 2,
+                nonce: 2,
             },
             chunk: 3,
             compute_s: 0.25,
@@ -364,11 +372,51 @@ mod tests {
         assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());
     }
 
+    /// The bound on a grid line (`MAX_POINTS_PER_LINE`) keeps every chunk's points within
+    /// what a result may carry: heights at 8 bytes a point, a raster's polylines at one
+    /// 24-byte point a sample, whatever the line length the grid has.
+    #[test]
+    fn the_longest_line_s_chunk_fits_in_a_result() {
+        use millpond_core::job::{DropSpec, Grid, MAX_POINTS_PER_LINE, Operation};
+        use millpond_core::{Axis, Cutter, JobSpec, Rect};
+        let most = MAX_POINTS_PER_LINE as f64;
+        let mut biggest = 0;
+        for per_line in [
+            1.0,
+            2.0,
+            1000.0,
+            32_767.0,
+            32_769.0,
+            65_537.0,
+            most - 1.0,
+            most,
+        ] {
+            let spec = JobSpec {
+                mesh: MeshHash([0; 32]),
+                cutter: Cutter::Ball { diameter: 3.0 },
+                operation: Operation::Drop(DropSpec {
+                    grid: Grid {
+                        axis: Axis::X,
+                        bounds: Rect::new(0.0, per_line - 1.0, 0.0, 100.0),
+                        step: 0.5,
+                        sampling: 1.0,
+                    },
+                    floor: 0.0,
+                }),
+            };
+            spec.validate().expect("a valid spec");
+            biggest = biggest.max(spec.chunk_points(0));
+        }
+        assert_eq!(biggest, MAX_POINTS_PER_LINE);
+        assert!(8 * biggest + 1024 < MAX_RESULT / 4, "heights");
+        assert!(24 * biggest + 1024 < MAX_RESULT / 2, "polylines");
+    }
+
     #[test]
     fn a_failure_s_reason_is_bounded() {
         let job = JobId {
             owner: NodeId(1),
-            seq: 1,
+            nonce: 1,
         };
         let failed = |n: usize| Msg::Failed {
             job,
@@ -456,7 +504,7 @@ mod tests {
         let valid = encode(&Msg::Grant {
             job: JobId {
                 owner: NodeId(1),
-                seq: 1,
+                nonce: 1,
             },
             chunks: vec![1, 2, 3],
         })

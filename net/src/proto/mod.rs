@@ -147,7 +147,6 @@ pub struct Node {
     jobs: BTreeMap<JobId, JobState>,
     /// Jobs heard of (kept so that late announcements are not taken up again).
     seen: HashSet<JobId>,
-    next_seq: u32,
     busy: usize,
     /// Chunks computed here since start, every job, per worker slot.
     worker_slots: Vec<WorkerStats>,
@@ -178,7 +177,6 @@ impl Node {
             links: BTreeMap::new(),
             jobs: BTreeMap::new(),
             seen: HashSet::new(),
-            next_seq: 1,
             busy: 0,
             worker_slots: vec![WorkerStats::default(); workers],
             remote_workers: BTreeMap::new(),
@@ -294,8 +292,8 @@ impl Node {
                     r.failed(now, state, error);
                 }
             }
-            Input::Submit { ctx } => {
-                let r = self.submit(now, *ctx);
+            Input::Submit { ctx, nonce } => {
+                let r = self.submit(now, *ctx, nonce);
                 self.out.push(Action::Submitted(r));
             }
             Input::Cancel(job) => {
@@ -536,6 +534,13 @@ impl Node {
     }
 
     fn on_announce(&mut self, now: Instant, link: LinkId, job: JobId, spec: JobSpec, hops: u8) {
+        if job.owner == self.s.id && !self.jobs.contains_key(&job) {
+            // A job said to be this node's that it does not have (never submitted, or over):
+            // a forgery, or a late copy of one of its own. Neither is work, and neither is
+            // remembered (a flood of forged ids must not fill `seen`).
+            debug!("job {job} announced by link {link} as this node's: ignored");
+            return;
+        }
         if !self.seen.insert(job) {
             // Another way to the job: a place to fetch its mesh from if the parent cannot.
             if let Some(j) = self.jobs.get_mut(&job) {
@@ -543,9 +548,11 @@ impl Node {
             }
             return;
         }
-        if spec.validate().is_err() {
+        // The wire refuses an invalid spec already (`wire::decode_msg`); this keeps the core
+        // safe whatever the shell: nothing is kept or computed for it.
+        if let Err(e) = spec.validate() {
             let violation = close::PROTOCOL_VIOLATION;
-            return self.close_link(now, link, violation, "invalid job spec");
+            return self.close_link(now, link, violation, &format!("invalid job spec: {e}"));
         }
         debug!("job {job} announced by link {link}");
         let mut state = JobState::new(spec.clone(), Some(link), now);

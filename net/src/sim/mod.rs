@@ -149,6 +149,8 @@ pub struct World {
     pub jobs: BTreeMap<JobId, JobRecord>,
     /// A submit waiting for its `Submitted`: (owner, expected output).
     submitting: Option<(usize, Arc<JobOutput>)>,
+    /// The id of the job the last submit made, if it was taken.
+    submitted: Option<JobId>,
     /// Links on which a bogus result was injected: whether the node closed them for it.
     pub bogus: BTreeMap<LinkId, bool>,
     /// Percent of messages sent twice (the duplicate fault).
@@ -186,6 +188,7 @@ impl World {
             rng: Rng::new(seed),
             jobs: BTreeMap::new(),
             submitting: None,
+            submitted: None,
             bogus: BTreeMap::new(),
             duplicate_percent: 0,
             delayed_until: 0,
@@ -404,16 +407,17 @@ impl World {
         }
     }
 
-    /// Submits a job of `mesh` at `node`; a local run gives the expected output.
+    /// Submits a job of `mesh` at `node`; a local run gives the expected output. Returns the
+    /// job's id if the node took it.
     pub fn submit(
         &mut self,
         node: usize,
         mesh: Arc<Mesh>,
         index: Arc<TriangleIndex>,
         spec: JobSpec,
-    ) {
+    ) -> Option<JobId> {
         if !self.alive(node) {
-            return;
+            return None;
         }
         let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).expect("a valid job");
         let chunks = (0..spec.chunk_count())
@@ -422,7 +426,12 @@ impl World {
         let expected = ctx.finish(chunks).expect("a local run");
         self.submitting = Some((node, Arc::new(expected)));
         let ctx = Box::new(ctx);
-        self.deliver(node, Input::Submit { ctx });
+        // The job's id from the seed, as the shell draws it from the system: a replay gives
+        // the same ids.
+        let nonce = u128::from(self.rng.next()) << 64 | u128::from(self.rng.next());
+        self.submitted = None;
+        self.deliver(node, Input::Submit { ctx, nonce });
+        self.submitted.take()
     }
 
     /// Injects a result for a chunk never granted on `link` at `node`.
@@ -602,6 +611,7 @@ impl World {
                             done: None,
                         };
                         self.jobs.insert(id, rec);
+                        self.submitted = Some(id);
                     }
                     Err(e) => self.errors.push(format!("submit refused: {e}")),
                 }
