@@ -63,7 +63,7 @@ fn refused_or_unreachable(conn: &quinn::Connection, error: String) -> (RemoteSta
         Some(quinn::ConnectionError::ApplicationClosed(a))
             if a.error_code.into_inner() == u64::from(close::VERSION_MISMATCH) =>
         {
-            let reason = String::from_utf8_lossy(&a.reason);
+            let reason = wire::sanitize(&String::from_utf8_lossy(&a.reason), wire::MAX_REASON);
             (
                 RemoteState::VersionMismatch,
                 format!("refused by the peer, which says: {reason}"),

@@ -334,7 +334,8 @@ impl Pool {
         let shared = Arc::new(Mutex::new(PoolStats::default()));
         let settings = NodeSettings {
             id,
-            name: config.name.chars().take(wire::MAX_NAME).collect(),
+            // Cleaned and cut as a peer's name is, so that every peer accepts it.
+            name: wire::sanitize(&config.name, wire::MAX_NAME),
             workers: config.workers.max(1),
             remotes: config.remotes.clone(),
             protocol: config.protocol,

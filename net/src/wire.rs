@@ -34,6 +34,41 @@ pub const MAX_WORKERS: u32 = 4096;
 /// Words of the largest busy-worker bitmap ([`MemberInfo::busy`]).
 pub const MAX_BUSY_WORDS: usize = MAX_WORKERS.div_ceil(64) as usize;
 
+/// Peer-provided text (a name, a failure's words, a close reason) made safe to log and show:
+/// every control character — newlines, the escape that starts a terminal sequence
+/// (`\x1b[31m`), C1 codes — and every mark that reorders text on screen (bidirectional
+/// overrides and isolates) is replaced by `�`, and the whole is cut to at most `max_bytes`
+/// bytes, on a character boundary, ending in `…` where cut. A peer could otherwise forge log
+/// lines, recolour or clear a terminal, or make a name read as another.
+///
+/// The one place such text is cleaned, where it enters: a Hello's name
+/// (`handshake::check_hello`), gossip's names, a `Failed` message's words, and the reason a
+/// peer gave for closing a link (`link::describe_close`, `dial.rs`). Cut to the wire's own
+/// limit ([`MAX_NAME`], [`MAX_REASON`]), what this node passes on stays valid.
+pub fn sanitize(text: &str, max_bytes: usize) -> String {
+    const CUT: char = '…';
+    let reorders = |c: char| matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    for c in text.chars() {
+        let c = if c.is_control() || reorders(c) {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > max_bytes {
+            if max_bytes >= CUT.len_utf8() {
+                while out.len() + CUT.len_utf8() > max_bytes {
+                    out.pop();
+                }
+                out.push(CUT);
+            }
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The busy-worker bitmap of `flags` (worker slot `i` is bit `i % 64` of word `i / 64`).
 pub fn busy_bitmap(flags: impl IntoIterator<Item = bool>) -> Vec<u64> {
     let mut words = Vec::new();
@@ -410,6 +445,35 @@ mod tests {
         assert_eq!(biggest, MAX_POINTS_PER_LINE);
         assert!(8 * biggest + 1024 < MAX_RESULT / 4, "heights");
         assert!(24 * biggest + 1024 < MAX_RESULT / 2, "polylines");
+    }
+
+    /// Escapes, newlines and reordering marks are replaced, the length capped in bytes on a
+    /// character boundary, and plain text (accents, CJK) left as it is.
+    #[test]
+    fn peer_text_is_sanitized_before_it_is_shown() {
+        let evil = "B\x1b[31mred\x1b[0m\nmillpond: error: fake\r\u{9b}2J\u{202e}gnp.exe\u{7f}";
+        let clean = sanitize(evil, MAX_NAME);
+        assert_eq!(clean, "B�[31mred�[0m�millpond: error: fake��2J�gnp.exe�");
+        assert!(!clean.chars().any(char::is_control), "{clean:?}");
+        assert_eq!(sanitize("Café 工房-2", MAX_NAME), "Café 工房-2");
+        // Capped in bytes, ending in an ellipsis; never split inside a character.
+        let long = "é".repeat(100);
+        let cut = sanitize(&long, MAX_NAME);
+        assert!(cut.len() <= MAX_NAME && cut.ends_with('…'), "{cut:?}");
+        assert_eq!(cut.len(), 2 * 30 + 3);
+        let nl = "\n".repeat(MAX_NAME);
+        assert!(sanitize(&nl, MAX_NAME).len() <= MAX_NAME);
+        assert_eq!(sanitize("abcdef", 2), "ab");
+        assert_eq!(sanitize("abcdef", 4), "a…");
+        assert_eq!(sanitize("abcd", 4), "abcd");
+        // What a node passes on after cleaning is still a valid message.
+        let m = member(1, vec![0]);
+        let Msg::Members(mut list) = m else {
+            unreachable!()
+        };
+        list[0].name = sanitize(&"\u{1b}".repeat(60), MAX_NAME);
+        let m = Msg::Members(list);
+        assert_eq!(decodes(&m).unwrap(), m);
     }
 
     #[test]

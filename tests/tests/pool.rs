@@ -257,8 +257,8 @@ impl Cluster {
             .prefix(&format!("millpond-pool-{tag}-"))
             .tempdir()
             .unwrap();
-        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
-        std::fs::write(dir.path().join("wrong-secret"), WRONG_SECRET).unwrap();
+        millpond_tests::write_secret_file(&dir.path().join("secret"), SECRET);
+        millpond_tests::write_secret_file(&dir.path().join("wrong-secret"), WRONG_SECRET);
         Self {
             dir,
             procs: Vec::new(),

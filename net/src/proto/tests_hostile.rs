@@ -482,3 +482,93 @@ fn a_one_line_billion_point_job_is_refused_on_arrival() {
         }
     );
 }
+
+/// Text from peers — a gossiped name, a failure's words — with a terminal escape and a
+/// newline reaches the statistics and notices cleaned, and goes up the tree cleaned.
+#[test]
+fn peer_text_with_escapes_and_newlines_is_cleaned() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    let evil = "x\x1b[31mred\nmillpond: error: fake";
+    let clean = "x�[31mred�millpond: error: fake";
+    let member = MemberInfo {
+        node: NodeId(77),
+        name: evil.into(),
+        hops: 1,
+        workers: 1,
+        load: 0,
+        busy: vec![0],
+        age_ms: 0,
+    };
+    msg(&mut n, t0, 5, Msg::Members(vec![member]));
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    let failed = Msg::Failed {
+        job,
+        chunk: 1,
+        reason: format!("panicked: {evil}"),
+    };
+    msg(&mut n, t0, 5, failed);
+    let s = n.snapshot(t0);
+    let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert!(names.contains(&clean), "{names:?}");
+    let said: Vec<&str> = s.notices.iter().map(|x| x.text.as_str()).collect();
+    assert!(
+        said.iter()
+            .any(|t| t.contains(&format!("failed on peer-9 (panicked: {clean})"))),
+        "{said:?}"
+    );
+    for text in names.iter().chain(&said) {
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+    // A relay passes a failure on cleaned (node 2: parent link 1, child link 2).
+    let (mesh, index, spec) = model();
+    let mut relay = node(2, 1, t0);
+    link_up(&mut relay, t0, 1, 1);
+    link_up(&mut relay, t0, 2, 3);
+    let job = JobId {
+        owner: NodeId(1),
+        nonce: 5,
+    };
+    let announce = Msg::Announce {
+        job,
+        spec: Box::new(spec),
+        hops_left: 7,
+    };
+    msg(&mut relay, t0, 1, announce);
+    relay.handle(
+        t0,
+        Input::MeshArrived {
+            link: 1,
+            mesh: Box::new((*mesh).clone()),
+        },
+    );
+    let ready = Input::MeshReady {
+        hash: mesh.hash(),
+        mesh,
+        index,
+    };
+    relay.handle(t0, ready);
+    msg(&mut relay, t0, 2, Msg::Steal { job, want: 1 });
+    let grant = Msg::Grant {
+        job,
+        chunks: vec![1, 2],
+    };
+    msg(&mut relay, t0, 1, grant);
+    let failed = Msg::Failed {
+        job,
+        chunk: 2,
+        reason: evil.into(),
+    };
+    let up = sent(&msg(&mut relay, t0, 2, failed));
+    assert_eq!(
+        up,
+        vec![(
+            1,
+            Msg::Failed {
+                job,
+                chunk: 2,
+                reason: clean.into()
+            }
+        )]
+    );
+}
