@@ -42,8 +42,9 @@ pub const MAX_BUSY_WORDS: usize = MAX_WORKERS.div_ceil(64) as usize;
 /// lines, recolour or clear a terminal, or make a name read as another.
 ///
 /// The one place such text is cleaned, where it enters: a Hello's name
-/// (`handshake::check_hello`), gossip's names, a `Failed` message's words, and the reason a
-/// peer gave for closing a link (`link::describe_close`, `dial.rs`). Cut to the wire's own
+/// (`handshake::check_hello`), gossip's names, a `Failed` message's words, the reason a peer
+/// gave for closing a link (`link::describe_close`, `dial.rs`), and a failed dial's or
+/// newcomer's error, which may quote it (`dial.rs`). Cut to the wire's own
 /// limit ([`MAX_NAME`], [`MAX_REASON`]), what this node passes on stays valid.
 pub fn sanitize(text: &str, max_bytes: usize) -> String {
     const CUT: char = '…';
