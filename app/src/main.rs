@@ -5,6 +5,11 @@ use millpond::{cli, gui, pool};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything starts a thread: the pool secret leaves the environment, so no child
+    // process inherits it (it is kept for `Secret::from_env`).
+    if let Err(e) = millpond_net::secret::take_env_secret() {
+        eprintln!("millpond: warning: {e}");
+    }
     let cli = cli::Cli::parse();
     let result = match &cli.command {
         None => gui::run(cli.model.as_deref()),

@@ -133,7 +133,9 @@ pub fn serve_command(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Blocks until SIGINT or SIGTERM.
+/// Blocks until SIGINT, SIGTERM or SIGHUP. SIGHUP (the terminal closed, or a service
+/// manager's stop) leaves the pool cleanly like the others, where its default would kill the
+/// process without a word to the peers.
 fn wait_for_signal() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,9 +144,11 @@ fn wait_for_signal() -> Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = hup.recv() => {}
         }
         Ok::<_, std::io::Error>(())
     })?;

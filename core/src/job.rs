@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
 pub use crate::error::JobError;
-pub use crate::grid::{Grid, MAX_POINTS};
+pub use crate::grid::{Grid, MAX_POINTS, MAX_POINTS_PER_LINE};
 
 /// Version of everything that decides the bits of a chunk result. Pool peers must match it
 /// exactly for a pooled job to equal a local one; bump it with any change to the contact
@@ -805,6 +805,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A spec whose grid is one line of a billion points (within `MAX_POINTS`) is refused
+    /// before anything is planned: as one chunk it would take 8 GB on a worker.
+    #[test]
+    fn a_one_line_billion_point_spec_is_refused() {
+        let spec = |xmax: f64| JobSpec {
+            mesh: MeshHash([0; 32]),
+            cutter: Cutter::Ball { diameter: 4.0 },
+            operation: Operation::Drop(DropSpec {
+                grid: Grid {
+                    axis: Axis::X,
+                    bounds: Rect::new(0.0, xmax, 0.0, 0.0),
+                    step: 1.0,
+                    sampling: 0.1,
+                },
+                floor: 0.0,
+            }),
+        };
+        let e = spec(9.999e7)
+            .validate()
+            .expect_err("one line of 1e9 points");
+        assert!(matches!(e, JobError::Invalid(_)), "{e:?}");
+        assert!(e.to_string().contains("limit is 1048576"), "{e}");
+        spec(1e3).validate().expect("a line of 10 001 points");
     }
 
     /// A terrain relief for drop grids.

@@ -63,7 +63,7 @@ fn refused_or_unreachable(conn: &quinn::Connection, error: String) -> (RemoteSta
         Some(quinn::ConnectionError::ApplicationClosed(a))
             if a.error_code.into_inner() == u64::from(close::VERSION_MISMATCH) =>
         {
-            let reason = String::from_utf8_lossy(&a.reason);
+            let reason = wire::sanitize(&String::from_utf8_lossy(&a.reason), wire::MAX_REASON);
             (
                 RemoteState::VersionMismatch,
                 format!("refused by the peer, which says: {reason}"),
@@ -87,6 +87,8 @@ pub(crate) struct DialContext {
 pub(crate) async fn dial(ctx: DialContext) {
     let fail = |state: RemoteState, error: String| {
         let remote = ctx.remote;
+        // Shown in Statistics and Preferences: a transport error may carry the peer's words.
+        let error = wire::sanitize(&error, wire::MAX_REASON);
         let _ = ctx.tx.send(Event::Input(Input::RemoteFailed {
             remote,
             state,
@@ -239,7 +241,11 @@ pub async fn accept_loop(
                         remote: None,
                     })));
                 }
-                Err((_, e)) => warn!("newcomer {}: {e}", conn.remote_address()),
+                Err((_, e)) => warn!(
+                    "newcomer {}: {}",
+                    conn.remote_address(),
+                    wire::sanitize(&e, wire::MAX_REASON)
+                ),
             }
         });
     }

@@ -268,6 +268,16 @@ impl JobHandle {
     }
 }
 
+/// `N` bytes from the system's random source (ring's `SystemRandom`).
+fn system_random<const N: usize>() -> Result<[u8; N], String> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "no system randomness".to_string())?;
+    Ok(b)
+}
+
 /// A running pool member.
 #[derive(Debug)]
 pub struct Pool {
@@ -310,12 +320,9 @@ impl Pool {
         };
         let local_addr = endpoint.local_addr().ok();
         let random = || {
-            use ring::rand::SecureRandom;
-            let mut b = [0u8; 8];
-            ring::rand::SystemRandom::new()
-                .fill(&mut b)
-                .map_err(|_| PoolError::Start("no system randomness".into()))?;
-            Ok::<u64, PoolError>(u64::from_le_bytes(b))
+            system_random()
+                .map(u64::from_le_bytes)
+                .map_err(PoolError::Start)
         };
         let id = NodeId(random()?);
         if !(0.0..=1.0).contains(&config.verify) {
@@ -327,7 +334,8 @@ impl Pool {
         let shared = Arc::new(Mutex::new(PoolStats::default()));
         let settings = NodeSettings {
             id,
-            name: config.name.chars().take(wire::MAX_NAME).collect(),
+            // Cleaned and cut as a peer's name is, so that every peer accepts it.
+            name: wire::sanitize(&config.name, wire::MAX_NAME),
             workers: config.workers.max(1),
             remotes: config.remotes.clone(),
             protocol: config.protocol,
@@ -392,11 +400,16 @@ impl Pool {
     /// As [`submit`](Self::submit), for a job already bound to its mesh: what only the owner
     /// needs to assemble it (a rest roughing job's material) stays with it.
     pub fn submit_job(&self, ctx: JobContext) -> Result<JobHandle, PoolError> {
+        // The job's id is unguessable, so that no peer can announce it first (`JobId`).
+        let nonce = system_random()
+            .map(u128::from_le_bytes)
+            .map_err(PoolError::Job)?;
         let (events_tx, events) = std::sync::mpsc::channel();
         let (reply_tx, reply) = std::sync::mpsc::channel();
         self.tx
             .send(Event::Submit {
                 ctx: Box::new(ctx),
+                nonce,
                 events: events_tx,
                 reply: reply_tx,
             })

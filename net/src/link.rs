@@ -184,7 +184,8 @@ pub(crate) fn spawn_link_tasks(
 pub fn describe_close(e: &quinn::ConnectionError) -> String {
     match e {
         quinn::ConnectionError::ApplicationClosed(a) => {
-            let reason = String::from_utf8_lossy(&a.reason).into_owned();
+            // The peer's own words: cleaned before they are logged or shown.
+            let reason = wire::sanitize(&String::from_utf8_lossy(&a.reason), wire::MAX_REASON);
             match a.error_code.into_inner() as u32 {
                 close::QUIT => format!("peer quit ({reason})"),
                 close::AUTH_FAILED => "authentication failed".into(),
@@ -357,6 +358,15 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
+        // A peer's close reason with a terminal escape and a newline is cleaned.
+        let evil = quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: close::PROTOCOL_VIOLATION.into(),
+            reason: "bad\x1b[2J\nmillpond: fake".into(),
+        });
+        assert_eq!(
+            describe_close(&evil),
+            "protocol violation: bad�[2J�millpond: fake"
+        );
         let short = quinn::ReadExactError::FinishedEarly(2);
         assert!(matches!(
             FrameError::from_read_exact(short).event(3),

@@ -31,8 +31,10 @@ pub enum Event {
     /// An authenticated link whose Hello was exchanged.
     LinkUp(Box<NewLink>),
     /// The app submits a job: its events go to `events`, its id or refusal to `reply`.
+    /// `nonce`: the random half of its id, drawn by [`Pool::submit_job`](crate::Pool).
     Submit {
         ctx: Box<JobContext>,
+        nonce: u128,
         events: std::sync::mpsc::Sender<JobEvent>,
         reply: std::sync::mpsc::Sender<Result<JobId, PoolError>>,
     },
@@ -128,9 +130,14 @@ impl Shell {
                     input
                 }
                 Event::LinkUp(nl) => self.link_up(*nl),
-                Event::Submit { ctx, events, reply } => {
+                Event::Submit {
+                    ctx,
+                    nonce,
+                    events,
+                    reply,
+                } => {
                     self.submitting = Some((events, reply));
-                    Input::Submit { ctx }
+                    Input::Submit { ctx, nonce }
                 }
                 Event::Tick => Input::Tick {
                     links: self.link_stats(),

@@ -216,6 +216,39 @@ mod tests {
         }
     }
 
+    /// A member names each job it submits with 128 bits from the system's random source: two
+    /// jobs' ids share nothing a peer could count on (a counter would differ in its last bits).
+    #[test]
+    fn job_ids_are_drawn_at_random() {
+        let (mesh, index, spec) = sphere_job(4.0);
+        let (mesh, index) = (Arc::new(mesh), Arc::new(index));
+        let pool = Pool::start(PoolConfig::new(
+            Secret::new("a test secret", "test").unwrap(),
+        ))
+        .unwrap();
+        let ids: Vec<crate::JobId> = (0..3)
+            .map(|_| {
+                let job = pool
+                    .submit(mesh.clone(), index.clone(), spec.clone())
+                    .unwrap();
+                let id = job.id;
+                job.wait(|_| {}).unwrap();
+                id
+            })
+            .collect();
+        pool.shutdown();
+        for (k, a) in ids.iter().enumerate() {
+            assert_eq!(a.owner, ids[0].owner);
+            for b in &ids[k + 1..] {
+                let (x, y) = (a.nonce, b.nonce);
+                assert!(
+                    x >> 64 != y >> 64 && x as u64 != y as u64,
+                    "{a} and {b} look related"
+                );
+            }
+        }
+    }
+
     /// A drop job over a 10 mm sphere, `step` apart lines, enough chunks to share out.
     fn sphere_job(step: f64) -> (Mesh, TriangleIndex, JobSpec) {
         let sphere = models::geodesic_sphere(Point3::new(0.0, 0.0, 10.0), 10.0, 8);

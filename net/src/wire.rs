@@ -10,8 +10,9 @@ use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Version of this protocol. Peers must match exactly.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// Version of this protocol. Peers must match exactly. 7: job ids are 128 random bits
+/// ([`JobId`]), and a spec's grid lines are bounded (`millpond_core::job::MAX_POINTS_PER_LINE`).
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
@@ -32,6 +33,42 @@ pub const MAX_REASON: usize = 256;
 pub const MAX_WORKERS: u32 = 4096;
 /// Words of the largest busy-worker bitmap ([`MemberInfo::busy`]).
 pub const MAX_BUSY_WORDS: usize = MAX_WORKERS.div_ceil(64) as usize;
+
+/// Peer-provided text (a name, a failure's words, a close reason) made safe to log and show:
+/// every control character — newlines, the escape that starts a terminal sequence
+/// (`\x1b[31m`), C1 codes — and every mark that reorders text on screen (bidirectional
+/// overrides and isolates) is replaced by `�`, and the whole is cut to at most `max_bytes`
+/// bytes, on a character boundary, ending in `…` where cut. A peer could otherwise forge log
+/// lines, recolour or clear a terminal, or make a name read as another.
+///
+/// The one place such text is cleaned, where it enters: a Hello's name
+/// (`handshake::check_hello`), gossip's names, a `Failed` message's words, the reason a peer
+/// gave for closing a link (`link::describe_close`, `dial.rs`), and a failed dial's or
+/// newcomer's error, which may quote it (`dial.rs`). Cut to the wire's own
+/// limit ([`MAX_NAME`], [`MAX_REASON`]), what this node passes on stays valid.
+pub fn sanitize(text: &str, max_bytes: usize) -> String {
+    const CUT: char = '…';
+    let reorders = |c: char| matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    for c in text.chars() {
+        let c = if c.is_control() || reorders(c) {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > max_bytes {
+            if max_bytes >= CUT.len_utf8() {
+                while out.len() + CUT.len_utf8() > max_bytes {
+                    out.pop();
+                }
+                out.push(CUT);
+            }
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// The busy-worker bitmap of `flags` (worker slot `i` is bit `i % 64` of word `i / 64`).
 pub fn busy_bitmap(flags: impl IntoIterator<Item = bool>) -> Vec<u64> {
@@ -73,16 +110,23 @@ fn check_busy(busy: &[u64], workers: u32) -> Result<(), String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId(pub u64);
 
-/// A job: the node that owns it and its sequence number there.
+/// A job: the node that owns it and a number its owner drew at random for it.
+///
+/// Random, not counted: a node takes up the first announcement of a job id and ignores later
+/// ones as copies (ARCHITECTURE.md §4.5), so a peer that could tell the id of another node's
+/// next job could announce it first, with any spec, and every node that heard its copy first
+/// would ignore the real job. 128 bits drawn from the system's random source for each job
+/// (the simulator draws them from its seed) leave nothing to guess. Owner-bound: a node drops
+/// an announcement of a job it is named the owner of and never submitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct JobId {
     pub owner: NodeId,
-    pub seq: u32,
+    pub nonce: u128,
 }
 
 impl std::fmt::Display for JobId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}/{}", self.owner.0, self.seq)
+        write!(f, "{:016x}/{:032x}", self.owner.0, self.nonce)
     }
 }
 
@@ -315,7 +359,7 @@ mod tests {
         let m = Msg::Steal {
             job: JobId {
                 owner: NodeId(7),
-                seq: 3,
+                nonce: 3,
             },
             want: 4,
         };
@@ -331,7 +375,7 @@ mod tests {
         let header = |worker: u32| BulkHeader::Result {
             job: JobId {
                 owner: NodeId(1),
-                seq: 2,
+                nonce: 2,
             },
             chunk: 3,
             compute_s: 0.25,
@@ -364,11 +408,80 @@ mod tests {
         assert!(decode_bulk_header(&encode(&h).unwrap()[4..]).is_err());
     }
 
+    /// The bound on a grid line (`MAX_POINTS_PER_LINE`) keeps every chunk's points within
+    /// what a result may carry: heights at 8 bytes a point, a raster's polylines at one
+    /// 24-byte point a sample, whatever the line length the grid has.
+    #[test]
+    fn the_longest_line_s_chunk_fits_in_a_result() {
+        use millpond_core::job::{DropSpec, Grid, MAX_POINTS_PER_LINE, Operation};
+        use millpond_core::{Axis, Cutter, JobSpec, Rect};
+        let most = MAX_POINTS_PER_LINE as f64;
+        let mut biggest = 0;
+        for per_line in [
+            1.0,
+            2.0,
+            1000.0,
+            32_767.0,
+            32_769.0,
+            65_537.0,
+            most - 1.0,
+            most,
+        ] {
+            let spec = JobSpec {
+                mesh: MeshHash([0; 32]),
+                cutter: Cutter::Ball { diameter: 3.0 },
+                operation: Operation::Drop(DropSpec {
+                    grid: Grid {
+                        axis: Axis::X,
+                        bounds: Rect::new(0.0, per_line - 1.0, 0.0, 100.0),
+                        step: 0.5,
+                        sampling: 1.0,
+                    },
+                    floor: 0.0,
+                }),
+            };
+            spec.validate().expect("a valid spec");
+            biggest = biggest.max(spec.chunk_points(0));
+        }
+        assert_eq!(biggest, MAX_POINTS_PER_LINE);
+        assert!(8 * biggest + 1024 < MAX_RESULT / 4, "heights");
+        assert!(24 * biggest + 1024 < MAX_RESULT / 2, "polylines");
+    }
+
+    /// Escapes, newlines and reordering marks are replaced, the length capped in bytes on a
+    /// character boundary, and plain text (accents, CJK) left as it is.
+    #[test]
+    fn peer_text_is_sanitized_before_it_is_shown() {
+        let evil = "B\x1b[31mred\x1b[0m\nmillpond: error: fake\r\u{9b}2J\u{202e}gnp.exe\u{7f}";
+        let clean = sanitize(evil, MAX_NAME);
+        assert_eq!(clean, "B�[31mred�[0m�millpond: error: fake��2J�gnp.exe�");
+        assert!(!clean.chars().any(char::is_control), "{clean:?}");
+        assert_eq!(sanitize("Café 工房-2", MAX_NAME), "Café 工房-2");
+        // Capped in bytes, ending in an ellipsis; never split inside a character.
+        let long = "é".repeat(100);
+        let cut = sanitize(&long, MAX_NAME);
+        assert!(cut.len() <= MAX_NAME && cut.ends_with('…'), "{cut:?}");
+        assert_eq!(cut.len(), 2 * 30 + 3);
+        let nl = "\n".repeat(MAX_NAME);
+        assert!(sanitize(&nl, MAX_NAME).len() <= MAX_NAME);
+        assert_eq!(sanitize("abcdef", 2), "ab");
+        assert_eq!(sanitize("abcdef", 4), "a…");
+        assert_eq!(sanitize("abcd", 4), "abcd");
+        // What a node passes on after cleaning is still a valid message.
+        let m = member(1, vec![0]);
+        let Msg::Members(mut list) = m else {
+            unreachable!()
+        };
+        list[0].name = sanitize(&"\u{1b}".repeat(60), MAX_NAME);
+        let m = Msg::Members(list);
+        assert_eq!(decodes(&m).unwrap(), m);
+    }
+
     #[test]
     fn a_failure_s_reason_is_bounded() {
         let job = JobId {
             owner: NodeId(1),
-            seq: 1,
+            nonce: 1,
         };
         let failed = |n: usize| Msg::Failed {
             job,
@@ -456,7 +569,7 @@ mod tests {
         let valid = encode(&Msg::Grant {
             job: JobId {
                 owner: NodeId(1),
-                seq: 1,
+                nonce: 1,
             },
             chunks: vec![1, 2, 3],
         })

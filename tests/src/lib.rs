@@ -55,6 +55,18 @@ pub fn millpond_bin() -> &'static Path {
     })
 }
 
+/// Writes a pool secret file readable only by its owner (mode 0600), as `millpond` requires
+/// of one (a file others can open is refused).
+pub fn write_secret_file(path: &Path, secret: &str) {
+    std::fs::write(path, secret).expect("write the secret file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .expect("make the secret file private");
+    }
+}
+
 /// A small deterministic PRNG (SplitMix64), so generated test meshes are the same on every run
 /// without pulling a random-number crate into the build.
 #[derive(Debug, Clone)]

@@ -615,7 +615,7 @@ impl Drop for Server {
 fn a_job_computed_in_the_pool_gives_the_local_program() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("secret"), "millpond-job-test-secret").unwrap();
+    millpond_tests::write_secret_file(&d.join("secret"), "millpond-job-test-secret");
     std::fs::write(d.join("sample.millpond"), SAMPLE_JOB).unwrap();
     let log = d.join("serve.log");
     let server = Server(

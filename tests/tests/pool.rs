@@ -257,8 +257,8 @@ impl Cluster {
             .prefix(&format!("millpond-pool-{tag}-"))
             .tempdir()
             .unwrap();
-        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
-        std::fs::write(dir.path().join("wrong-secret"), WRONG_SECRET).unwrap();
+        millpond_tests::write_secret_file(&dir.path().join("secret"), SECRET);
+        millpond_tests::write_secret_file(&dir.path().join("wrong-secret"), WRONG_SECRET);
         Self {
             dir,
             procs: Vec::new(),
@@ -1242,7 +1242,10 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
         out.push(("garbage frame", o));
         // (c) A grant for a job the server never heard of.
         let o = misbehave(s, 3, async |_, send, _, me| {
-            let job = JobId { owner: me, seq: 7 };
+            let job = JobId {
+                owner: me,
+                nonce: 7,
+            };
             let frame = wire::encode(&Msg::Grant {
                 job,
                 chunks: vec![0, 1],
@@ -1255,7 +1258,10 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
         // (d) A result for a chunk of a job the peer announced but never granted.
         let sp = small.clone();
         let o = misbehave(s, 4, async move |conn, send, recv, me| {
-            let job = JobId { owner: me, seq: 1 };
+            let job = JobId {
+                owner: me,
+                nonce: 1,
+            };
             let frame = wire::encode(&Msg::Announce {
                 job,
                 spec: Box::new(sp.clone()),
@@ -1293,7 +1299,10 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
         out.push(("result for a chunk never granted", o));
         // (e) A steal of zero chunks.
         let o = misbehave(s, 5, async |_, send, _, me| {
-            let job = JobId { owner: me, seq: 1 };
+            let job = JobId {
+                owner: me,
+                nonce: 1,
+            };
             let frame = wire::encode(&Msg::Steal { job, want: 0 }).unwrap();
             send.write_all(&frame).await.unwrap();
         })

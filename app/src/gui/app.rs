@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 /// How the app is started. Tests give every harness its own config folder.
 #[derive(Clone, Debug)]
@@ -192,16 +193,36 @@ pub struct OpResult {
 }
 
 /// Preferences-window state that is not saved.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct PrefsUi {
     pub open: bool,
     /// The editable copy; applied (saved, pool restarted) by "Save and apply", the server
     /// mode switch, and adding or removing a remote server.
     pub edit: Preferences,
     pub show_secret: bool,
-    pub secret_text: String,
+    /// The secret field's text: zeroed when replaced, cleared or dropped, and never shown by
+    /// `Debug`. (The text field's own undo copies are egui's.)
+    pub secret_text: Zeroizing<String>,
     pub new_remote: String,
     pub message: Option<Result<String, String>>,
+}
+
+impl std::fmt::Debug for PrefsUi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = if self.secret_text.is_empty() {
+            "(empty)"
+        } else {
+            "(hidden)"
+        };
+        f.debug_struct("PrefsUi")
+            .field("open", &self.open)
+            .field("edit", &self.edit)
+            .field("show_secret", &self.show_secret)
+            .field("secret_text", &secret)
+            .field("new_remote", &self.new_remote)
+            .field("message", &self.message)
+            .finish()
+    }
 }
 
 pub struct MillpondApp {

@@ -426,6 +426,17 @@ pub const QUIT_POOL_WAIT: Duration = Duration::from_millis(350);
 mod tests {
     use super::*;
 
+    /// The Preferences window's state can be logged without the secret typed in it.
+    #[test]
+    fn the_secret_field_is_hidden_from_debug() {
+        let mut ui = crate::gui::app::PrefsUi::default();
+        assert!(format!("{ui:?}").contains(r#"secret_text: "(empty)""#));
+        ui.secret_text = zeroize::Zeroizing::new("correct horse battery".into());
+        let shown = format!("{ui:?}");
+        assert!(!shown.contains("correct horse"), "{shown}");
+        assert!(shown.contains(r#"secret_text: "(hidden)""#), "{shown}");
+    }
+
     #[test]
     fn remote_entries_need_host_and_port() {
         assert_eq!(check_remote(" pc:1250 ").unwrap(), "pc:1250");

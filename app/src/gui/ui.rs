@@ -20,6 +20,7 @@ use millpond_core::tools::ImportChoice;
 use millpond_core::waterline::Milling;
 use millpond_net::Secret;
 use std::time::Duration;
+use zeroize::Zeroize;
 
 const QUIT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Q);
 const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
@@ -1669,9 +1670,11 @@ impl MillpondApp {
             );
         ui.horizontal(|ui| {
             let show = self.prefs_ui.show_secret;
-            if self.prefs_ui.secret_text.is_empty() && show {
-                self.prefs_ui.secret_text =
-                    self.secret.as_ref().map(Secret::reveal).unwrap_or_default();
+            if self.prefs_ui.secret_text.is_empty()
+                && show
+                && let Some(s) = &self.secret
+            {
+                self.prefs_ui.secret_text = s.reveal();
             }
             let hint = if self.secret.is_some() {
                 "(saved — type to replace)"
@@ -1682,7 +1685,7 @@ impl MillpondApp {
                 .label("Secret")
                 .on_hover_text("The pool secret; masked unless Show is ticked");
             ui.add(
-                egui::TextEdit::singleline(&mut self.prefs_ui.secret_text)
+                egui::TextEdit::singleline(&mut *self.prefs_ui.secret_text)
                     .password(!show)
                     .hint_text(hint)
                     .desired_width(260.0),
@@ -1695,7 +1698,7 @@ impl MillpondApp {
                 .changed()
                 && !self.prefs_ui.show_secret
             {
-                self.prefs_ui.secret_text.clear();
+                self.prefs_ui.secret_text.zeroize();
             }
         });
         ui.horizontal(|ui| {
@@ -1710,16 +1713,17 @@ impl MillpondApp {
                 if self.prefs_ui.show_secret {
                     self.prefs_ui.secret_text = s.reveal();
                 } else {
-                    self.prefs_ui.secret_text.clear();
+                    self.prefs_ui.secret_text.zeroize();
                 }
                 self.set_secret(s);
             }
-            let typed = self.prefs_ui.secret_text.clone();
-            let differs = !typed.trim().is_empty()
+            // Compared where it is, not copied each frame.
+            let typed = self.prefs_ui.secret_text.trim();
+            let differs = !typed.is_empty()
                 && self
                     .secret
                     .as_ref()
-                    .is_none_or(|s| s.reveal() != typed.trim());
+                    .is_none_or(|s| s.as_bytes() != typed.as_bytes());
             if ui
                 .add_enabled(differs, egui::Button::new("Use this secret"))
                 .on_hover_text(
@@ -1727,7 +1731,8 @@ impl MillpondApp {
                 )
                 .clicked()
             {
-                match Secret::new(typed.into_bytes(), "the secret field") {
+                let typed = self.prefs_ui.secret_text.as_bytes();
+                match Secret::new(typed, "the secret field") {
                     Ok(s) => self.set_secret(s),
                     Err(e) => self.prefs_ui.message = Some(Err(e.to_string())),
                 }

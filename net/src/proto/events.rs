@@ -74,9 +74,12 @@ pub enum Input {
         error: String,
     },
     /// The app submits a job; answered by [`Action::Submitted`].
-    /// The job comes bound to its mesh, with what only its owner needs to assemble it.
+    /// The job comes bound to its mesh, with what only its owner needs to assemble it, and
+    /// with the random half of its id ([`JobId::nonce`]): the core reads no random source,
+    /// so the shell draws it from the system's and a simulator from its seed.
     Submit {
         ctx: Box<JobContext>,
+        nonce: u128,
     },
     /// The owner's handle cancels the job.
     Cancel(JobId),
@@ -191,7 +194,9 @@ impl std::fmt::Debug for Input {
             Input::RemoteFailed { remote, error, .. } => {
                 write!(f, "RemoteFailed({remote}, {error})")
             }
-            Input::Submit { ctx } => write!(f, "Submit({})", ctx.spec().mesh),
+            Input::Submit { ctx, nonce } => {
+                write!(f, "Submit({}, nonce {nonce:032x})", ctx.spec().mesh)
+            }
             Input::Cancel(job) => write!(f, "Cancel({job})"),
             Input::Tick { links } => write!(f, "Tick({} links)", links.len()),
         }

@@ -2,7 +2,7 @@
 //! is one this node can work with, and for how long an address that failed authentication is
 //! refused. The shell (`dial.rs`) does the reading, writing and waiting.
 
-use crate::wire::{Msg, NodeId};
+use crate::wire::{self, Msg, NodeId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -38,7 +38,9 @@ pub enum HelloError {
 }
 
 /// Checks the peer's first message against this node's Hello (`ours`): peers must speak the
-/// same protocol and compute ABI exactly, or results could differ in the last bit.
+/// same protocol and compute ABI exactly, or results could differ in the last bit. The peer's
+/// name comes back cleaned ([`wire::sanitize`]): from here it names the link in logs, errors
+/// and statistics.
 pub fn check_hello(ours: &Msg, theirs: Msg) -> Result<Peer, HelloError> {
     let Msg::Hello {
         protocol,
@@ -50,6 +52,7 @@ pub fn check_hello(ours: &Msg, theirs: Msg) -> Result<Peer, HelloError> {
     else {
         return Err(HelloError::NotHello);
     };
+    let name = wire::sanitize(&name, wire::MAX_NAME);
     let Msg::Hello {
         protocol: ours_protocol,
         compute_abi: ours_abi,
@@ -129,6 +132,28 @@ mod tests {
         assert_eq!(
             check_hello(&hello(3, 8), members),
             Err(HelloError::NotHello)
+        );
+    }
+
+    /// A name with a terminal escape and a newline is cleaned in the peer it gives, and in a
+    /// version mismatch's words.
+    #[test]
+    fn a_hello_s_name_is_cleaned() {
+        let named = |name: &str, abi| Msg::Hello {
+            protocol: 3,
+            compute_abi: abi,
+            node: NodeId(7),
+            name: name.into(),
+            workers: 4,
+        };
+        let evil = "B\x1b[31m\nmillpond: error: fake";
+        let peer = check_hello(&hello(3, 8), named(evil, 8)).expect("same versions");
+        assert_eq!(peer.name, "B�[31m�millpond: error: fake");
+        let e = check_hello(&hello(3, 8), named(evil, 9)).expect_err("another ABI");
+        assert!(
+            e.to_string()
+                .contains("the peer (B�[31m�millpond: error: fake)"),
+            "{e}"
         );
     }
 

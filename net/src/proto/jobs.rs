@@ -287,14 +287,22 @@ impl JobState {
 }
 
 impl Node {
-    pub(super) fn submit(&mut self, now: Instant, ctx: JobContext) -> Result<JobId, PoolError> {
+    pub(super) fn submit(
+        &mut self,
+        now: Instant,
+        ctx: JobContext,
+        nonce: u128,
+    ) -> Result<JobId, PoolError> {
         let (mesh, index, spec) = (ctx.mesh().clone(), ctx.index().clone(), ctx.spec().clone());
         let id = JobId {
             owner: self.s.id,
-            seq: self.next_seq,
+            nonce,
         };
-        self.next_seq += 1;
-        self.seen.insert(id);
+        // Announcements naming this node as owner are never taken up (`on_announce`), so an
+        // id is only taken if the same nonce came twice: a broken random source.
+        if !self.seen.insert(id) {
+            return Err(PoolError::Job(format!("job id {id} drawn twice")));
+        }
         self.meshes.keep(spec.mesh, mesh, index, now);
         let mut state = JobState::new(spec.clone(), None, now);
         state.ctx = Some(ctx);

@@ -156,10 +156,12 @@ impl Node {
                 l.behind.max(workers)
             };
         }
-        for m in list {
+        for mut m in list {
             if m.node == self.s.id {
                 continue;
             }
+            // Names reach the statistics, the logs and the next gossip: cleaned here.
+            m.name = wire::sanitize(&m.name, wire::MAX_NAME);
             let hops = m.hops.saturating_add(1);
             if let Some(l) = self.links.get_mut(&link)
                 && m.node == l.peer

@@ -8,7 +8,8 @@
 //!
 //! | file | machine |
 //! |---|---|
-//! | `mod.rs` | [`Node`]: links, message dispatch, the tick |
+//! | `mod.rs` | [`Node`]: its state, message dispatch, the tick |
+//! | `links.rs` | a link going up (refused if a duplicate) and down (its jobs ended, grants re-queued) |
 //! | `events.rs` | [`Input`] and [`Action`], the interface to the shell |
 //! | `handshake.rs` | a new link's Hello check, the authentication back-off |
 //! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, expiry, backups; submit and job ends |
@@ -23,6 +24,7 @@
 mod events;
 pub mod handshake;
 mod jobs;
+mod links;
 mod members;
 mod mesh_cache;
 mod remotes;
@@ -38,7 +40,7 @@ mod verify;
 pub use events::{Action, ChunkOutcome, Input, LinkStats};
 
 use crate::stats::{MAX_NOTICES, PoolNotice, WorkerStats};
-use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
+use crate::wire::{JobId, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use jobs::JobState;
 use members::Member;
@@ -49,7 +51,7 @@ use millpond_core::mesh::MeshHash;
 use remotes::Remote;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
-use tracing::{debug, info};
+use tracing::debug;
 
 /// Names one link (one QUIC connection) for as long as it lives; given by the shell.
 pub type LinkId = u64;
@@ -147,7 +149,6 @@ pub struct Node {
     jobs: BTreeMap<JobId, JobState>,
     /// Jobs heard of (kept so that late announcements are not taken up again).
     seen: HashSet<JobId>,
-    next_seq: u32,
     busy: usize,
     /// Chunks computed here since start, every job, per worker slot.
     worker_slots: Vec<WorkerStats>,
@@ -178,7 +179,6 @@ impl Node {
             links: BTreeMap::new(),
             jobs: BTreeMap::new(),
             seen: HashSet::new(),
-            next_seq: 1,
             busy: 0,
             worker_slots: vec![WorkerStats::default(); workers],
             remote_workers: BTreeMap::new(),
@@ -294,8 +294,8 @@ impl Node {
                     r.failed(now, state, error);
                 }
             }
-            Input::Submit { ctx } => {
-                let r = self.submit(now, *ctx);
+            Input::Submit { ctx, nonce } => {
+                let r = self.submit(now, *ctx, nonce);
                 self.out.push(Action::Submitted(r));
             }
             Input::Cancel(job) => {
@@ -326,133 +326,6 @@ impl Node {
             });
         }
         self.link_down(now, link, reason);
-    }
-
-    // ----- links -----
-
-    #[allow(clippy::too_many_arguments)]
-    fn link_up(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        peer: NodeId,
-        name: String,
-        workers: u32,
-        remote: Option<usize>,
-        address: String,
-    ) {
-        let refuse = |reason: &str| Action::Close {
-            link,
-            code: close::DUPLICATE,
-            reason: reason.into(),
-        };
-        if peer == self.s.id {
-            self.out.push(refuse("connected to itself"));
-            if let Some(r) = remote.and_then(|r| self.remotes.get_mut(r)) {
-                r.is_self(now);
-            }
-            return;
-        }
-        if let Some((&existing, _)) = self.links.iter().find(|(_, l)| l.peer == peer) {
-            // Both sides dialled each other: keep one link.
-            self.out.push(refuse("already linked"));
-            self.remote_connected(remote, existing);
-            return;
-        }
-        info!("linked to {name} ({address}) with {workers} workers");
-        self.out.push(Action::Open { link });
-        self.remote_connected(remote, link);
-        self.members
-            .insert(peer, Member::direct(name.clone(), workers, now));
-        self.links.insert(
-            link,
-            Link {
-                peer,
-                name,
-                address,
-                workers,
-                load: 0,
-                busy: members::idle(workers),
-                remote,
-                last_heard: now,
-                chunks_done: 0,
-                compute_s: 0.0,
-                transfer_s: 0.0,
-                meshes_in: 0,
-                meshes_out: 0,
-                meshes_sent: HashMap::new(),
-                transport: LinkStats {
-                    link,
-                    ..LinkStats::default()
-                },
-                behind: workers,
-            },
-        );
-        // Tell the newcomer about jobs it can help with.
-        let announce: Vec<(JobId, JobSpec)> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.parent != Some(link))
-            .map(|(k, j)| (*k, j.spec.clone()))
-            .collect();
-        for (job, spec) in announce {
-            if let Some(j) = self.jobs.get_mut(&job) {
-                j.children.insert(link);
-            }
-            let hops_left = MAX_HOPS - 1;
-            self.send(
-                link,
-                Msg::Announce {
-                    job,
-                    spec: Box::new(spec),
-                    hops_left,
-                },
-            );
-        }
-        self.gossip_to(now, link);
-    }
-
-    /// A configured remote server is linked (by this link, or one it dialled us on).
-    fn remote_connected(&mut self, remote: Option<usize>, link: LinkId) {
-        if let Some(r) = remote.and_then(|r| self.remotes.get_mut(r)) {
-            r.connected(link);
-        }
-    }
-
-    fn link_down(&mut self, now: Instant, link: LinkId, reason: &str) {
-        let Some(l) = self.links.remove(&link) else {
-            return;
-        };
-        info!("link to {} lost: {reason}", l.name);
-        if let Some(r) = l.remote.and_then(|r| self.remotes.get_mut(r)) {
-            r.lost(now, reason);
-        }
-        if let Some(m) = self.members.get_mut(&l.peer) {
-            m.hops = u8::MAX;
-        }
-        let mut requeued = 0;
-        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
-        for id in ids {
-            let Some(j) = self.jobs.get_mut(&id) else {
-                continue;
-            };
-            if j.parent == Some(link) {
-                // Our source of work is gone: the job is over here and below.
-                debug!("job {id}: parent lost, cancelling");
-                self.end_job(id);
-                continue;
-            }
-            requeued += j.link_lost(link);
-        }
-        self.mesh_link_lost(now, link);
-        self.notice(if requeued > 0 {
-            format!(
-                "{} lost ({reason}): {requeued} of its chunks re-queued",
-                l.name
-            )
-        } else {
-            format!("{} lost ({reason})", l.name)
-        });
     }
 
     /// Tells the user (through the statistics' notices) something they should hear at once.
@@ -536,6 +409,13 @@ impl Node {
     }
 
     fn on_announce(&mut self, now: Instant, link: LinkId, job: JobId, spec: JobSpec, hops: u8) {
+        if job.owner == self.s.id && !self.jobs.contains_key(&job) {
+            // A job said to be this node's that it does not have (never submitted, or over):
+            // a forgery, or a late copy of one of its own. Neither is work, and neither is
+            // remembered (a flood of forged ids must not fill `seen`).
+            debug!("job {job} announced by link {link} as this node's: ignored");
+            return;
+        }
         if !self.seen.insert(job) {
             // Another way to the job: a place to fetch its mesh from if the parent cannot.
             if let Some(j) = self.jobs.get_mut(&job) {
@@ -543,9 +423,11 @@ impl Node {
             }
             return;
         }
-        if spec.validate().is_err() {
+        // The wire refuses an invalid spec already (`wire::decode_msg`); this keeps the core
+        // safe whatever the shell: nothing is kept or computed for it.
+        if let Err(e) = spec.validate() {
             let violation = close::PROTOCOL_VIOLATION;
-            return self.close_link(now, link, violation, "invalid job spec");
+            return self.close_link(now, link, violation, &format!("invalid job spec: {e}"));
         }
         debug!("job {job} announced by link {link}");
         let mut state = JobState::new(spec.clone(), Some(link), now);

@@ -6,7 +6,7 @@ use super::jobs::{MAX_REMOTE_WORKERS, PROGRESS_EVERY};
 use super::verify::{Delivery, same_bits};
 use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, Node, close};
 use crate::stats::WorkerStats;
-use crate::wire::{JobId, MAX_REASON, Msg, NodeId};
+use crate::wire::{self, JobId, MAX_REASON, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use millpond_core::job::ChunkResult;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ impl Node {
         match j.parent {
             Some(parent) => {
                 if j.held.remove(&chunk) {
-                    let reason: String = reason.chars().take(MAX_REASON / 4).collect();
+                    let reason = wire::sanitize(reason, MAX_REASON);
                     self.send(
                         parent,
                         Msg::Failed {
@@ -134,7 +134,8 @@ impl Node {
         {
             return; // taken back meanwhile
         }
-        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+        // The peer's words, cleaned before they reach a notice or go up the tree.
+        let reason = wire::sanitize(reason, MAX_REASON);
         match j.parent {
             Some(parent) => {
                 if j.held.remove(&chunk) {

@@ -41,6 +41,17 @@ pub(super) fn result(c: u32) -> Box<ChunkResult> {
     )
 }
 
+/// The app's submit of `ctx`, with a nonce of its own, as the shell draws one for each job.
+pub(super) fn submit(ctx: JobContext) -> Input {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Input::Submit {
+        ctx: Box::new(ctx),
+        nonce: u128::from(n) << 64 | 0x5eed,
+    }
+}
+
 pub(super) fn node(id: u64, workers: usize, t0: Instant) -> Node {
     let settings = NodeSettings {
         id: NodeId(id),
@@ -99,8 +110,8 @@ pub(super) fn computed(actions: &[Action]) -> Vec<u32> {
 pub(super) fn owner_with_child(t0: Instant) -> (Node, JobId) {
     let (mesh, index, spec) = model();
     let mut n = node(1, 1, t0);
-    let ctx = Box::new(JobContext::new(mesh, index, spec).expect("a valid job"));
-    let a = n.handle(t0, Input::Submit { ctx });
+    let ctx = JobContext::new(mesh, index, spec).expect("a valid job");
+    let a = n.handle(t0, submit(ctx));
     let Some(Action::Submitted(Ok(job))) = a.iter().find(|a| matches!(a, Action::Submitted(_)))
     else {
         panic!("not submitted: {a:?}");
@@ -138,7 +149,7 @@ fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
     }
     let job = JobId {
         owner: NodeId(1),
-        seq: 1,
+        nonce: 1,
     };
     let announce = |hops_left| Msg::Announce {
         job,
@@ -208,7 +219,7 @@ fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
         "{a:?}"
     );
     // A job announced with no hops left is taken up but not passed on.
-    let last = JobId { seq: 2, ..job };
+    let last = JobId { nonce: 2, ..job };
     let a = msg(
         &mut n,
         t0,
@@ -482,7 +493,7 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
     link_up(&mut n, t0, 2, 3);
     let job = JobId {
         owner: NodeId(1),
-        seq: 1,
+        nonce: 1,
     };
     msg(
         &mut n,

@@ -6,7 +6,7 @@ use super::mesh_cache::MESH_WAIT;
 use super::schedule::HOLD_PER_WORKER;
 use super::tests::{
     computed, computed_here, link_up, model, msg, node, owner_with_child, remote_result, result,
-    sent,
+    sent, submit,
 };
 use super::*;
 use crate::wire::MemberInfo;
@@ -205,12 +205,7 @@ fn long_job(n: &mut Node, t0: Instant) -> (JobId, JobContext) {
         };
     }
     let ctx = JobContext::new(mesh, index, spec).expect("a valid job");
-    let a = n.handle(
-        t0,
-        Input::Submit {
-            ctx: Box::new(ctx.clone()),
-        },
-    );
+    let a = n.handle(t0, submit(ctx.clone()));
     let job = a
         .iter()
         .find_map(|a| match a {
@@ -325,7 +320,7 @@ fn fetching(t0: Instant) -> (Node, JobSpec) {
     link_up(&mut n, t0, 2, 3);
     let job = JobId {
         owner: NodeId(1),
-        seq: 1,
+        nonce: 1,
     };
     let announce = Msg::Announce {
         job,
@@ -382,4 +377,198 @@ fn a_mesh_fetch_asks_another_neighbour_when_refused_lost_or_unanswered() {
     );
     let t2 = t1 + 2 * MESH_WAIT + Duration::from_millis(50);
     assert_eq!(fetch_to(&tick(&mut n, t2), spec.mesh), vec![1]);
+}
+
+/// A peer that announces jobs in the victim's name before the victim submits — every id a
+/// counter would give it next, and any other — blocks nothing: the victim's real job has an id
+/// drawn at random, which its neighbour takes up as a new job. Announced to the victim itself,
+/// a job in its name is dropped, not remembered.
+#[test]
+fn a_job_id_announced_ahead_cannot_block_the_victim_s_real_job() {
+    let t0 = Instant::now();
+    let (mesh, index, spec) = model();
+    // Helper 2: link 1 to the attacker (peer 66), link 2 to the victim (peer 1).
+    let mut helper = node(2, 1, t0);
+    link_up(&mut helper, t0, 1, 66);
+    link_up(&mut helper, t0, 2, 1);
+    let mut victim = node(1, 1, t0);
+    link_up(&mut victim, t0, 7, 2);
+    link_up(&mut victim, t0, 8, 66);
+    // Of another mesh, so that the helper's fetch of the real one is its own.
+    let other = JobSpec {
+        mesh: millpond_core::mesh::MeshHash([9; 32]),
+        ..spec.clone()
+    };
+    let forged = |nonce: u128| Msg::Announce {
+        job: JobId {
+            owner: NodeId(1),
+            nonce,
+        },
+        spec: Box::new(other.clone()),
+        hops_left: 7,
+    };
+    let guesses: Vec<u128> = (0..=64).chain([u128::MAX, 0x5eed]).collect();
+    for &g in &guesses {
+        msg(&mut helper, t0, 1, forged(g));
+        let a = msg(&mut victim, t0, 8, forged(g));
+        assert!(
+            sent(&a).is_empty(),
+            "the victim took up a job in its name: {a:?}"
+        );
+    }
+    assert_eq!(helper.load().jobs, guesses.len());
+    assert_eq!(victim.load().jobs, 0);
+    assert!(victim.seen.is_empty(), "forged ids remembered");
+    // The victim submits: its announcement reaches the helper, which takes the job up from
+    // the victim (and asks it for the mesh), whatever the attacker announced.
+    let ctx = JobContext::new(mesh, index, spec.clone()).expect("a valid job");
+    let a = victim.handle(t0, submit(ctx));
+    let Some(Action::Submitted(Ok(real))) = a.iter().find(|a| matches!(a, Action::Submitted(_)))
+    else {
+        panic!("not submitted: {a:?}");
+    };
+    assert_eq!(real.owner, NodeId(1));
+    let announce = sent(&a)
+        .into_iter()
+        .find_map(|(l, m)| (l == 7).then_some(m))
+        .expect("announced to the helper");
+    let a = msg(&mut helper, t0, 2, announce);
+    assert_eq!(helper.jobs[real].parent, Some(2));
+    assert!(
+        sent(&a).contains(&(2, Msg::FetchMesh { hash: spec.mesh })),
+        "{a:?}"
+    );
+}
+
+/// A job whose grid is one line of a billion points (within the grid's total) is refused on
+/// arrival: at the wire, and by the core if it got that far — its link closed, no job kept,
+/// nothing computed or fetched for it.
+#[test]
+fn a_one_line_billion_point_job_is_refused_on_arrival() {
+    let t0 = Instant::now();
+    let (_, _, mut spec) = model();
+    if let Operation::Drop(DropSpec { grid, .. }) = &mut spec.operation {
+        grid.bounds = Rect::new(0.0, 999_999.0, 0.0, 0.0);
+        grid.step = 1.0;
+    }
+    assert!(spec.grid().points() <= millpond_core::job::MAX_POINTS);
+    assert_eq!(spec.chunk_count(), 1);
+    let announce = Msg::Announce {
+        job: JobId {
+            owner: NodeId(1),
+            nonce: 3,
+        },
+        spec: Box::new(spec),
+        hops_left: 7,
+    };
+    let frame = crate::wire::encode(&announce).expect("encodes");
+    let e = crate::wire::decode_msg(&frame[4..]).expect_err("refused by the wire");
+    assert!(e.to_string().contains("a line of the grid"), "{e}");
+    let mut n = node(2, 4, t0);
+    link_up(&mut n, t0, 1, 1);
+    link_up(&mut n, t0, 2, 3);
+    let a = msg(&mut n, t0, 1, announce);
+    assert!(
+        matches!(&closes(&a)[..], [(1, close::PROTOCOL_VIOLATION, r)]
+            if r.starts_with("invalid job spec: ") && r.contains("a line of the grid")),
+        "{a:?}"
+    );
+    assert!(computed(&a).is_empty() && sent(&a).is_empty(), "{a:?}");
+    assert_eq!(
+        n.load(),
+        Load {
+            links: 1,
+            ..Load::default()
+        }
+    );
+}
+
+/// Text from peers — a gossiped name, a failure's words — with a terminal escape and a
+/// newline reaches the statistics and notices cleaned, and goes up the tree cleaned.
+#[test]
+fn peer_text_with_escapes_and_newlines_is_cleaned() {
+    let t0 = Instant::now();
+    let (mut n, job) = owner_with_child(t0);
+    let evil = "x\x1b[31mred\nmillpond: error: fake";
+    let clean = "x�[31mred�millpond: error: fake";
+    let member = MemberInfo {
+        node: NodeId(77),
+        name: evil.into(),
+        hops: 1,
+        workers: 1,
+        load: 0,
+        busy: vec![0],
+        age_ms: 0,
+    };
+    msg(&mut n, t0, 5, Msg::Members(vec![member]));
+    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    let failed = Msg::Failed {
+        job,
+        chunk: 1,
+        reason: format!("panicked: {evil}"),
+    };
+    msg(&mut n, t0, 5, failed);
+    let s = n.snapshot(t0);
+    let names: Vec<&str> = s.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert!(names.contains(&clean), "{names:?}");
+    let said: Vec<&str> = s.notices.iter().map(|x| x.text.as_str()).collect();
+    assert!(
+        said.iter()
+            .any(|t| t.contains(&format!("failed on peer-9 (panicked: {clean})"))),
+        "{said:?}"
+    );
+    for text in names.iter().chain(&said) {
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+    // A relay passes a failure on cleaned (node 2: parent link 1, child link 2).
+    let (mesh, index, spec) = model();
+    let mut relay = node(2, 1, t0);
+    link_up(&mut relay, t0, 1, 1);
+    link_up(&mut relay, t0, 2, 3);
+    let job = JobId {
+        owner: NodeId(1),
+        nonce: 5,
+    };
+    let announce = Msg::Announce {
+        job,
+        spec: Box::new(spec),
+        hops_left: 7,
+    };
+    msg(&mut relay, t0, 1, announce);
+    relay.handle(
+        t0,
+        Input::MeshArrived {
+            link: 1,
+            mesh: Box::new((*mesh).clone()),
+        },
+    );
+    let ready = Input::MeshReady {
+        hash: mesh.hash(),
+        mesh,
+        index,
+    };
+    relay.handle(t0, ready);
+    msg(&mut relay, t0, 2, Msg::Steal { job, want: 1 });
+    let grant = Msg::Grant {
+        job,
+        chunks: vec![1, 2],
+    };
+    msg(&mut relay, t0, 1, grant);
+    let failed = Msg::Failed {
+        job,
+        chunk: 2,
+        reason: evil.into(),
+    };
+    let up = sent(&msg(&mut relay, t0, 2, failed));
+    assert_eq!(
+        up,
+        vec![(
+            1,
+            Msg::Failed {
+                job,
+                chunk: 2,
+                reason: clean.into()
+            }
+        )]
+    );
 }

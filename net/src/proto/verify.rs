@@ -60,7 +60,8 @@ pub(super) struct Sampler(u64);
 impl Sampler {
     /// The draws for job `job` of a node seeded `seed`.
     pub fn new(seed: u64, job: JobId) -> Self {
-        let mut s = Self(seed ^ job.owner.0.rotate_left(17) ^ u64::from(job.seq));
+        let nonce = job.nonce as u64 ^ (job.nonce >> 64) as u64;
+        let mut s = Self(seed ^ job.owner.0.rotate_left(17) ^ nonce);
         s.next();
         s
     }
@@ -239,7 +240,7 @@ mod tests {
     fn sampling_draws_about_the_fraction_and_bits_are_compared_exactly() {
         let job = JobId {
             owner: NodeId(5),
-            seq: 1,
+            nonce: 1,
         };
         let mut s = Sampler::new(42, job);
         let hits = (0..100_000).filter(|_| s.draw(0.03)).count();
@@ -247,7 +248,7 @@ mod tests {
         assert!((0..1000).all(|_| !s.draw(0.0)));
         assert!((0..1000).all(|_| s.draw(1.0)));
         // Another job draws otherwise; the same seed and job the same.
-        let other = JobId { seq: 2, ..job };
+        let other = JobId { nonce: 2, ..job };
         let a: Vec<bool> = {
             let mut s = Sampler::new(42, job);
             (0..64).map(|_| s.draw(0.5)).collect()

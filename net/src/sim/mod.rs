@@ -4,25 +4,26 @@
 //!
 //! | file | part |
 //! |---|---|
-//! | `mod.rs` | [`World`]: the clock, the event queue, links, carrying out actions |
+//! | `mod.rs` | [`World`]: the clock, the event queue, links, delivering inputs |
+//! | `actions.rs` | carrying out the nodes' actions: what each becomes in the world |
 //! | `rng.rs` | the seeded random numbers |
 //! | `scenario.rs` | topologies, faults, the checks, and the many-seed test |
 //! | `hostile.rs` | peers that lie, panic or keep their grants: the owner copes |
 
+mod actions;
 mod hostile;
 mod rng;
 mod scenario;
 
+use actions::run_chunk;
 pub use rng::Rng;
 
-use crate::proto::{self, Action, ChunkOutcome, Input, LinkId, Node, NodeSettings, close};
+use crate::proto::{self, ChunkOutcome, Input, LinkId, Node, NodeSettings};
 use crate::stats::PoolStats;
-use crate::wire::{JobId, Msg, NodeId, PROTOCOL_VERSION};
-use crate::{JobEvent, PoolError};
-use millpond_core::job::{COMPUTE_ABI, ChunkData, ChunkResult, JobContext, JobOutput};
+use crate::wire::{JobId, NodeId, PROTOCOL_VERSION};
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
 use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,16 +81,6 @@ pub enum Behaviour {
     Silent,
 }
 
-/// `r` with every height 1 mm higher (a lying peer's result).
-pub fn poisoned(mut r: ChunkResult) -> ChunkResult {
-    if let ChunkData::Heights(z) = &mut r.data {
-        for v in z {
-            *v += 1.0;
-        }
-    }
-    r
-}
-
 /// A job submitted in the world, and what a local run gives.
 pub struct JobRecord {
     pub owner: usize,
@@ -115,24 +106,6 @@ pub struct Counters {
     pub faults: BTreeMap<&'static str, u64>,
 }
 
-thread_local! {
-    /// Chunk results by (spec, chunk): each distinct chunk is computed once per thread, for
-    /// real, with the action's context; copies and re-runs reuse it (the core is deterministic).
-    static CHUNKS: RefCell<HashMap<(String, u32), ChunkResult>> = RefCell::new(HashMap::new());
-}
-
-fn run_chunk(ctx: &JobContext, chunk: u32) -> ChunkResult {
-    let key = (format!("{:?}", ctx.spec()), chunk);
-    if let Some(r) = CHUNKS.with(|m| m.borrow().get(&key).cloned()) {
-        return r;
-    }
-    let r = ctx
-        .run_chunk(chunk, &CancelToken::new())
-        .expect("never cancelled");
-    CHUNKS.with(|m| m.borrow_mut().insert(key, r.clone()));
-    r
-}
-
 /// N nodes, their links and the virtual clock.
 pub struct World {
     pub t0: Instant,
@@ -149,6 +122,8 @@ pub struct World {
     pub jobs: BTreeMap<JobId, JobRecord>,
     /// A submit waiting for its `Submitted`: (owner, expected output).
     submitting: Option<(usize, Arc<JobOutput>)>,
+    /// The id of the job the last submit made, if it was taken.
+    submitted: Option<JobId>,
     /// Links on which a bogus result was injected: whether the node closed them for it.
     pub bogus: BTreeMap<LinkId, bool>,
     /// Percent of messages sent twice (the duplicate fault).
@@ -186,6 +161,7 @@ impl World {
             rng: Rng::new(seed),
             jobs: BTreeMap::new(),
             submitting: None,
+            submitted: None,
             bogus: BTreeMap::new(),
             duplicate_percent: 0,
             delayed_until: 0,
@@ -404,16 +380,17 @@ impl World {
         }
     }
 
-    /// Submits a job of `mesh` at `node`; a local run gives the expected output.
+    /// Submits a job of `mesh` at `node`; a local run gives the expected output. Returns the
+    /// job's id if the node took it.
     pub fn submit(
         &mut self,
         node: usize,
         mesh: Arc<Mesh>,
         index: Arc<TriangleIndex>,
         spec: JobSpec,
-    ) {
+    ) -> Option<JobId> {
         if !self.alive(node) {
-            return;
+            return None;
         }
         let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).expect("a valid job");
         let chunks = (0..spec.chunk_count())
@@ -422,7 +399,12 @@ impl World {
         let expected = ctx.finish(chunks).expect("a local run");
         self.submitting = Some((node, Arc::new(expected)));
         let ctx = Box::new(ctx);
-        self.deliver(node, Input::Submit { ctx });
+        // The job's id from the seed, as the shell draws it from the system: a replay gives
+        // the same ids.
+        let nonce = u128::from(self.rng.next()) << 64 | u128::from(self.rng.next());
+        self.submitted = None;
+        self.deliver(node, Input::Submit { ctx, nonce });
+        self.submitted.take()
     }
 
     /// Injects a result for a chunk never granted on `link` at `node`.
@@ -453,159 +435,6 @@ impl World {
         let actions = n.handle(now, input);
         for a in actions {
             self.act(node, a);
-        }
-    }
-
-    fn act(&mut self, node: usize, action: Action) {
-        if self.trace && !matches!(action, Action::Publish(_)) {
-            eprintln!("{:>9} µs  node {node} -> {action:?}", self.now);
-        }
-        match action {
-            Action::Open { .. } | Action::Dial { .. } => {}
-            Action::Publish(stats) => {
-                self.published.insert(node, stats);
-            }
-            Action::Send { link, msg } => {
-                if matches!(msg, Msg::Members(_)) {
-                    self.count.gossip += 1;
-                } else {
-                    self.count.msgs += 1;
-                    self.count.last_job_traffic = self.now;
-                }
-                self.carry(link, true, |l| Input::Msg {
-                    link: l,
-                    msg: msg.clone(),
-                });
-            }
-            Action::Close { link, code, reason } => {
-                if code == close::PROTOCOL_VIOLATION {
-                    let liars = self.behaviour.contains(&Behaviour::Liar);
-                    match self.bogus.get_mut(&link) {
-                        Some(seen) if reason.contains("never granted") => *seen = true,
-                        // A liar's results (or a relay's carrying them) convict its link.
-                        _ if liars && reason.contains("wrong result") => {
-                            let peer = self.ends.get(&link).map(|e| self.ends[&e.peer].node);
-                            self.convictions
-                                .push((peer.unwrap_or(usize::MAX), reason.clone()));
-                        }
-                        _ => self
-                            .errors
-                            .push(format!("node {node} closed link {link}: {reason}")),
-                    }
-                }
-                self.close_end(link, &reason, false);
-            }
-            Action::SendMesh { link, mesh } => {
-                self.count.meshes += 1;
-                let mesh = (*mesh).clone();
-                self.carry(link, false, |l| Input::MeshArrived {
-                    link: l,
-                    mesh: Box::new(mesh.clone()),
-                });
-            }
-            Action::SendResult {
-                link,
-                job,
-                chunk,
-                compute_s,
-                by,
-                result,
-            } => {
-                self.count.results += 1;
-                self.count.last_job_traffic = self.now;
-                self.carry(link, false, |l| Input::Result {
-                    link: l,
-                    job,
-                    chunk,
-                    compute_s,
-                    transfer_s: 0.001,
-                    by,
-                    result: result.clone(),
-                });
-            }
-            Action::Compute {
-                job,
-                chunk,
-                worker,
-                ctx,
-                cancel,
-            } => {
-                self.count.computes += 1;
-                self.started[node] += 1;
-                let result = match self.behaviour[node] {
-                    Behaviour::Silent => return,
-                    Behaviour::Panics(n) if self.started[node] <= n => {
-                        Err(format!("panicked: computation {} here", self.started[node]))
-                    }
-                    Behaviour::Liar => Ok(poisoned(run_chunk(&ctx, chunk))),
-                    _ => Ok(run_chunk(&ctx, chunk)),
-                };
-                let base = self.chunk_time[node];
-                let t = self.now + base + self.rng.range(0, base / 2 + 1);
-                let generation = self.generation[node];
-                let ev = Ev::Computed {
-                    node,
-                    generation,
-                    job,
-                    chunk,
-                    worker,
-                    cancel,
-                    result,
-                };
-                self.at(t, ev);
-            }
-            Action::IndexMesh { mesh } => {
-                let index = Arc::new(TriangleIndex::new(&mesh));
-                let hash = mesh.hash();
-                let input = Input::MeshReady {
-                    hash,
-                    mesh: Arc::from(mesh),
-                    index,
-                };
-                let t = self.now + self.rng.range(50, 500);
-                self.input_at(t, node, input);
-            }
-            Action::Assemble { job, ctx, results } => {
-                let out = ctx.finish(results);
-                let Some(rec) = self.jobs.get_mut(&job) else {
-                    return self
-                        .errors
-                        .push(format!("job {job} assembled but never submitted"));
-                };
-                let same = out.as_ref().is_ok_and(|o| *o == *rec.expected);
-                if rec.done.is_some() {
-                    self.errors.push(format!("job {job} assembled twice"));
-                }
-                rec.done = Some(same);
-                if !same {
-                    self.errors
-                        .push(format!("job {job} differs from the local run"));
-                }
-            }
-            Action::Report { job, event } => {
-                if let JobEvent::Finished(Err(e)) = event
-                    && !matches!(e, PoolError::Cancelled)
-                {
-                    self.failed.push((job, e.to_string()));
-                    self.errors.push(format!("job {job} failed: {e}"));
-                }
-            }
-            Action::Submitted(r) => {
-                let (owner, expected) = self.submitting.take().expect("a submit");
-                match r {
-                    Ok(id) => {
-                        let owner_generation = self.generation[owner];
-                        let rec = JobRecord {
-                            owner,
-                            owner_generation,
-                            expected,
-                            done: None,
-                        };
-                        self.jobs.insert(id, rec);
-                    }
-                    Err(e) => self.errors.push(format!("submit refused: {e}")),
-                }
-            }
         }
     }
 

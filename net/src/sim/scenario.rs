@@ -95,14 +95,8 @@ pub fn inject(w: &mut World, f: Fault) {
                     millpond_core::job::JobContext::new(mesh.clone(), index.clone(), spec.clone());
                 ctx.ok().map(|c| super::run_chunk(&c, 0))
             };
-            w.submit(node, mesh, index, spec);
+            let job = w.submit(node, mesh, index, spec);
             let links = w.links_of(node);
-            let job = w
-                .jobs
-                .iter()
-                .filter(|(_, r)| r.owner == node)
-                .map(|(j, _)| *j)
-                .max();
             if bogus
                 && !links.is_empty()
                 && let (Some(job), Some(r)) = (job, c0)
