@@ -302,15 +302,10 @@ impl<'p> Lines<'p> {
 
     /// Starts a line: its `N` word, if the post numbers lines.
     fn begin(&mut self) {
-        if let (Some(n), Some(numbers)) = (self.next, self.post.line_numbers) {
+        if let Some(n) = self.next {
             self.buf.push(b'N');
             let _ = write!(Bytes(&mut self.buf), "{n} ");
-            let after = n + numbers.step;
-            self.next = Some(if after > numbers.max {
-                numbers.start
-            } else {
-                after
-            });
+            self.next = Some(next_number(n, self.post));
         }
     }
 
@@ -386,6 +381,15 @@ impl<'p> Lines<'p> {
         out.write_all(&self.buf)?;
         self.buf.clear();
         Ok(())
+    }
+}
+
+/// The line number after `n` (back to the start past the post's largest).
+fn next_number(n: u64, post: &PostProcessor) -> u64 {
+    match post.line_numbers {
+        Some(numbers) if n + numbers.step <= numbers.max => n + numbers.step,
+        Some(numbers) => numbers.start,
+        None => n,
     }
 }
 
@@ -628,106 +632,300 @@ fn write_operation(
     write_moves(out, lines, op)
 }
 
+/// Moves per block of a toolpath formatted on its own thread (see [`write_moves`]).
+const BLOCK_MOVES: usize = 1 << 16;
+
 /// The toolpath's moves. Modal output: a word only when it changes. Figures are compared as
 /// the integers of the output's resolution they are written as (what two strings would
 /// compare, without making them) and written straight into the line: the loop allocates
 /// nothing. Where the post writes arcs, the operation's arcs replace their runs of moves, one
 /// `G2`/`G3` each ([`crate::arcs`]).
+///
+/// A large toolpath is written in blocks formatted side by side on the current rayon pool:
+/// formatting is most of the writer's time, and on a 10M-move program it was a serial tail
+/// after the parallel compute. What a block's first line writes depends on what the lines
+/// before it left: where the controller is (always the last move's end, rounded as written,
+/// so the block knows it), and the modal G code, the feed and the next line number (which
+/// depend on which lines were written). So each block first works out, on its own, which
+/// lines it writes (without formatting a figure); a pass over the blocks carries the modal
+/// state and the line count from each to the next; then the blocks are formatted, again
+/// side by side, and sent on in order. The bytes are the same as one pass's.
 fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) -> io::Result<()> {
-    let fmt = lines.format;
-    let moves = &op.toolpath.moves;
-    let start = op.toolpath.start;
-    let q = |v: f64| fmt.quantum(v);
-    let places = fmt.axes;
-    let style = lines.post.arcs;
-    let mut arcs: &[ArcSpan] = if style == ArcStyle::None {
-        &[]
-    } else {
-        op.arcs
-    };
-    let mut mode = 0u8;
-    let mut feed = f64::NAN;
-    // The lines before leave the tool at the toolpath's start.
-    let mut at = Quantized {
-        xyz: [q(start.x), q(start.y), q(start.z)],
-    };
-    let mut words: Vec<u8> = Vec::with_capacity(96);
-    let mut i = 0;
-    while i < moves.len() {
-        let m = moves[i];
+    write_moves_in(out, lines, op, BLOCK_MOVES)
+}
+
+fn write_moves_in(
+    out: &mut impl Write,
+    lines: &mut Lines<'_>,
+    op: &Operation<'_>,
+    block: usize,
+) -> io::Result<()> {
+    use rayon::prelude::*;
+    let motion = Motion::new(lines, op);
+    let mut words = Vec::with_capacity(96);
+    let n = op.toolpath.moves.len();
+    // On one thread the first pass would only add to the work.
+    if n <= block || rayon::current_num_threads() == 1 {
+        let mut state = motion.at(0);
+        state.next = lines.next;
+        while state.i < n {
+            motion.line(&mut state, Some(lines), &mut words)?;
+            lines.flush_some(out)?;
+        }
+        return Ok(());
+    }
+    let bounds = motion.block_starts(block);
+    let until = |k: usize| bounds.get(k + 1).copied().unwrap_or(n);
+    // What each block leaves, from no modal state: its last motion code and feed, and how
+    // many lines it writes.
+    let left: Vec<Modal> = (0..bounds.len())
+        .into_par_iter()
+        .map(|k| {
+            let mut state = Modal {
+                mode: UNKNOWN_MODE,
+                ..motion.at(bounds[k])
+            };
+            let mut words = Vec::new();
+            while state.i < until(k) {
+                // Without lines to write into, nothing can fail.
+                let _ = motion.line(&mut state, None, &mut words);
+            }
+            state
+        })
+        .collect();
+    let mut starts = Vec::with_capacity(bounds.len());
+    let (mut mode, mut feed, mut next) = (0, f64::NAN, lines.next);
+    for (k, after) in left.iter().enumerate() {
+        starts.push(Modal {
+            mode,
+            feed,
+            next,
+            ..motion.at(bounds[k])
+        });
+        if after.mode != UNKNOWN_MODE {
+            mode = after.mode;
+        }
+        if !after.feed.is_nan() {
+            feed = after.feed;
+        }
+        next = next.map(|mut n| {
+            for _ in 0..after.written {
+                n = next_number(n, lines.post);
+            }
+            n
+        });
+    }
+    let texts: Vec<io::Result<Vec<u8>>> = starts
+        .par_iter()
+        .enumerate()
+        .map(|(k, &start)| {
+            let mut text = Lines {
+                post: lines.post,
+                format: lines.format,
+                next: start.next,
+                buf: Vec::with_capacity((until(k) - start.i) * 24),
+            };
+            let mut state = start;
+            let mut words = Vec::with_capacity(96);
+            while state.i < until(k) {
+                motion.line(&mut state, Some(&mut text), &mut words)?;
+            }
+            Ok(text.buf)
+        })
+        .collect();
+    lines.flush(out)?;
+    for text in texts {
+        out.write_all(&text?)?;
+    }
+    lines.next = next;
+    Ok(())
+}
+
+/// A motion code no line writes: what a block works out its lines from.
+const UNKNOWN_MODE: u8 = u8::MAX;
+
+/// What the motion lines written so far leave for the next: the next move, the next arc,
+/// where the controller is, its modal motion code and feed, and the next line number.
+#[derive(Clone, Copy, Debug)]
+struct Modal {
+    i: usize,
+    arc: usize,
+    at: Quantized,
+    mode: u8,
+    feed: f64,
+    next: Option<u64>,
+    /// Lines written, when only working out which lines are written.
+    written: u64,
+}
+
+/// One operation's moves as motion lines.
+struct Motion<'a> {
+    op: &'a Operation<'a>,
+    fmt: Format,
+    post: &'a PostProcessor,
+    arcs: &'a [ArcSpan],
+}
+
+impl<'a> Motion<'a> {
+    fn new(lines: &Lines<'a>, op: &'a Operation<'a>) -> Self {
+        let arcs: &[ArcSpan] = if lines.post.arcs == ArcStyle::None {
+            &[]
+        } else {
+            op.arcs
+        };
+        Self {
+            op,
+            fmt: lines.format,
+            post: lines.post,
+            arcs,
+        }
+    }
+
+    /// The state before move `i`, as far as the moves alone tell it: the controller is at
+    /// the last move's end (the toolpath's start before the first), rounded as written (a
+    /// line writes every axis that changes, an arc's line its end); the modal code and feed
+    /// and the line number are those before the first move (G0 from the lines that lead
+    /// in, no feed yet), right only for the first.
+    fn at(&self, i: usize) -> Modal {
+        let moves = &self.op.toolpath.moves;
+        let p = if i == 0 {
+            self.op.toolpath.start
+        } else {
+            moves[i - 1].to
+        };
+        let q = |v: f64| self.fmt.quantum(v);
+        Modal {
+            i,
+            arc: self.arcs.partition_point(|a| a.first < i),
+            at: Quantized {
+                xyz: [q(p.x), q(p.y), q(p.z)],
+            },
+            mode: 0,
+            feed: f64::NAN,
+            next: None,
+            written: 0,
+        }
+    }
+
+    /// Where blocks of about `block` moves start: never inside an arc's run of moves.
+    fn block_starts(&self, block: usize) -> Vec<usize> {
+        let n = self.op.toolpath.moves.len();
+        let mut out = vec![0];
+        let mut b = block;
+        while b < n {
+            // Past the run of an arc that started before `b`, if it covers `b`.
+            let k = self.arcs.partition_point(|a| a.first < b);
+            if let Some(a) = k.checked_sub(1).map(|k| &self.arcs[k]) {
+                b = b.max(a.first + a.arc.moves);
+            }
+            if b >= n {
+                break;
+            }
+            out.push(b);
+            b = (b / block + 1) * block;
+        }
+        out
+    }
+
+    /// Writes the line of the move (or arc) at `s.i` into `lines` and moves `s` past it;
+    /// with no `lines`, only moves `s` on as writing would. A move that changes no axis at
+    /// the output's precision writes nothing.
+    /// `words` is scratch space, so that the loop allocates nothing.
+    fn line(
+        &self,
+        s: &mut Modal,
+        lines: Option<&mut Lines<'_>>,
+        words: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let moves = &self.op.toolpath.moves;
+        let fmt = &self.fmt;
+        let m = moves[s.i];
         let (g, f) = match m.kind {
             MoveKind::Rapid => (0u8, None),
-            MoveKind::Plunge => (1, Some(op.feeds.plunge_feed)),
-            MoveKind::Cut => (1, Some(op.feeds.feed)),
+            MoveKind::Plunge => (1, Some(self.op.feeds.plunge_feed)),
+            MoveKind::Cut => (1, Some(self.op.feeds.feed)),
         };
         words.clear();
+        let mut arc = false;
         let mut done = 1;
         let mut code = g;
-        while arcs.first().is_some_and(|a| a.first < i) {
-            arcs = &arcs[1..];
+        while self.arcs.get(s.arc).is_some_and(|a| a.first < s.i) {
+            s.arc += 1;
         }
-        if let Some(span) = arcs.first().filter(|a| a.first == i)
+        if let Some(span) = self.arcs.get(s.arc).filter(|a| a.first == s.i)
             && g == 1
-            && let Some(end) = moves.get(i + span.arc.moves - 1)
-            && moves[i..i + span.arc.moves]
+            && let Some(end) = moves.get(s.i + span.arc.moves - 1)
+            && moves[s.i..s.i + span.arc.moves]
                 .iter()
                 .all(|n| n.kind == m.kind)
-            && let Some(w) = arc_words(&fmt, style, &at, &span.arc, end.to)
+            && let Some(w) = arc_words(fmt, self.post.arcs, &s.at, &span.arc, end.to)
         {
-            words = w.words;
-            at = w.end;
+            s.at = w.end;
             code = if span.arc.clockwise { 2 } else { 3 };
             done = span.arc.moves;
+            *words = w.words;
+            arc = true;
         }
+        let writing = lines.is_some();
+        let mut changed = false;
         if done == 1 {
             for (axis, (word, v)) in [(b'X', m.to.x), (b'Y', m.to.y), (b'Z', m.to.z)]
                 .into_iter()
                 .enumerate()
             {
-                let new = q(v);
-                if new != at.xyz[axis] {
-                    words.push(b' ');
-                    words.push(word);
-                    match new {
-                        Some(n) => push_fixed(&mut words, n, places),
-                        None => words.extend_from_slice(fmt.len(v).as_bytes()),
+                let new = fmt.quantum(v);
+                if new != s.at.xyz[axis] {
+                    changed = true;
+                    s.at.xyz[axis] = new;
+                    if writing {
+                        words.push(b' ');
+                        words.push(word);
+                        match new {
+                            Some(n) => push_fixed(words, n, fmt.axes),
+                            None => words.extend_from_slice(fmt.len(v).as_bytes()),
+                        }
                     }
-                    at.xyz[axis] = new;
                 }
             }
         }
-        i += done;
-        if words.is_empty() {
+        s.i += done;
+        if !changed && !arc {
             // No axis changes at this output precision: nothing to move.
-            continue;
+            return Ok(());
         }
+        let new_mode = code != s.mode;
+        let new_feed = f.filter(|&f| f != s.feed);
+        s.mode = code;
+        if let Some(f) = new_feed {
+            s.feed = f;
+        }
+        let Some(lines) = lines else {
+            s.written += 1;
+            return Ok(());
+        };
         let line_start = lines.buf.len();
         lines.begin();
         let block = &mut lines.buf;
-        if code != mode {
+        if new_mode {
             block.push(b'G');
             block.push(b'0' + code);
-            block.extend_from_slice(&words);
-            mode = code;
+            block.extend_from_slice(words);
         } else {
             block.extend_from_slice(&words[1..]);
         }
-        if let Some(f) = f
-            && f != feed
-        {
+        if let Some(f) = new_feed {
             block.extend_from_slice(b" F");
             block.extend_from_slice(fmt.feed(f).as_bytes());
-            feed = f;
         }
+        s.next = lines.next;
         // A motion line has no comment: its length is its bytes.
         if lines.buf.len() - line_start > lines.post.max_line_length {
-            lines.end(line_start)?;
+            lines.end(line_start)
         } else {
             lines.buf.push(b'\n');
+            Ok(())
         }
-        lines.flush_some(out)?;
     }
-    Ok(())
 }
 
 /// Where the controller is, as written: each axis in units of the output's resolution
@@ -1385,6 +1583,69 @@ mod tests {
         )
         .unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// Moves written in blocks side by side give the bytes one pass gives, whatever the
+    /// block size: each block starts from the modal state, position and line number the
+    /// lines before it leave. On every built-in post (line numbers, arcs I J and R, none),
+    /// over arcs, rapids, feeds that change and moves too short to write.
+    #[test]
+    fn moves_written_in_blocks_are_the_moves_written_in_one_pass() {
+        let mut tp = round_trip_path();
+        let one = tp.clone();
+        for k in 0..3 {
+            let lift = Point3::new(15.0, 10.0 + k as f64, 5.0);
+            tp.push(MoveKind::Rapid, lift);
+            // Too short to show at any post's precision: no line.
+            tp.push(MoveKind::Rapid, Point3::new(lift.x, lift.y, lift.z + 1e-9));
+            for m in &one.moves {
+                tp.push(m.kind, m.to + Point3::new(0.0, k as f64, 0.0));
+            }
+        }
+        for key in ["linuxcnc", "grbl", "mach3", "uccnc", "marlin", "fanuc"] {
+            let post = post(key);
+            let style = if post.arcs == ArcStyle::None {
+                ArcStyle::Ijk
+            } else {
+                post.arcs
+            };
+            let tol = crate::arcs::DEFAULT_ARC_TOLERANCE;
+            let arcs = crate::arcs::fit_toolpath(&tp, tol, style.max_sweep());
+            assert!(arcs.len() >= 6, "{key}: arcs to carry across blocks");
+            let op = Operation {
+                name: "Contour",
+                tool_number: 1,
+                cutter: Cutter::Ball { diameter: 3.0 },
+                feeds: Feeds {
+                    plunge_feed: 250.0,
+                    ..Feeds::default()
+                },
+                safe_z: 5.0,
+                spindle_dwell_s: 0.0,
+                arcs: &arcs,
+                toolpath: &tp,
+            };
+            // Two threads, so that blocks are formatted side by side on any machine.
+            let threads = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let written = |block: usize| {
+                let mut lines = Lines::new(Post::new(&post));
+                let mut out = Vec::new();
+                threads
+                    .install(|| write_moves_in(&mut out, &mut lines, &op, block))
+                    .unwrap();
+                lines.code("M2").unwrap();
+                lines.flush(&mut out).unwrap();
+                String::from_utf8(out).unwrap()
+            };
+            let whole = written(usize::MAX);
+            assert!(whole.lines().count() > 30, "{key}: {whole}");
+            for block in [1, 2, 7, 64] {
+                assert_eq!(written(block), whole, "{key}, blocks of {block} moves");
+            }
+        }
     }
 
     #[test]
