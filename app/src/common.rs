@@ -23,7 +23,7 @@ pub fn write_gcode(
     zero: Option<&gcode::WorkZero>,
     machine: &millpond_core::MachineProfile,
     ops: &[gcode::Operation<'_>],
-) -> Result<()> {
+) -> Result<Vec<millpond_core::TimeEstimate>> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -33,11 +33,12 @@ pub fn write_gcode(
         path.file_name()
             .map_or("out".into(), |n| n.to_string_lossy())
     ));
-    let result = (|| -> std::io::Result<()> {
+    let result = (|| -> std::io::Result<_> {
         let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        gcode::write_program_at(&mut out, post, title, zero, machine, ops)?;
+        let times = gcode::write_program_at(&mut out, post, title, zero, machine, ops)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        Ok(times)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

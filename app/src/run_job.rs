@@ -138,13 +138,14 @@ pub fn find_post(job: &Job, library: &PostLibrary) -> Result<PostProcessor> {
 
 /// Writes the program to `path` (through a temporary file: a failure leaves no half program),
 /// with `arcs` in place of their moves where the post writes arcs ([`Program::arcs`]).
+/// Returns each operation's machining time as the header gives it.
 pub fn write(
     path: &Path,
     program: &Program,
     posted: &[(Toolpath, EngagementReport)],
     arcs: &[Vec<ArcSpan>],
     machine: &millpond_core::MachineProfile,
-) -> Result<()> {
+) -> Result<Vec<millpond_core::TimeEstimate>> {
     crate::common::write_gcode(
         path,
         program.post_settings(),

@@ -213,6 +213,7 @@ pub fn write_program(
         &MachineProfile::default(),
         operations,
     )
+    .map(drop)
 }
 
 /// How long each operation of the program takes on `machine`, as [`write_program`] writes
@@ -421,7 +422,8 @@ fn words_length(line: &[u8]) -> usize {
 
 /// [`write_program`] with every coordinate measured from `zero` (the machinist's touch-off
 /// point) instead of the model's origin (the header says where zero is), and the machining
-/// time estimated for `machine` ([`estimate_program`]).
+/// time estimated for `machine` ([`estimate_program`]). Returns that estimate, one per
+/// operation, so a caller that reports it need not plan the whole program a second time.
 pub fn write_program_at(
     out: &mut impl Write,
     post: Post<'_>,
@@ -429,7 +431,7 @@ pub fn write_program_at(
     zero: Option<&WorkZero>,
     machine: &MachineProfile,
     operations: &[Operation<'_>],
-) -> io::Result<()> {
+) -> io::Result<Vec<TimeEstimate>> {
     let processor = post.processor;
     processor
         .check_units(post.units)
@@ -522,7 +524,8 @@ pub fn write_program_at(
     for t in &processor.end {
         lines.template(t, &header)?;
     }
-    lines.flush(out)
+    lines.flush(out)?;
+    Ok(times)
 }
 
 /// The coolant off, where the post turns it on.
@@ -715,27 +718,33 @@ fn write_moves_in(
             n
         });
     }
-    let texts: Vec<io::Result<Vec<u8>>> = starts
-        .par_iter()
-        .enumerate()
-        .map(|(k, &start)| {
-            let mut text = Lines {
-                post: lines.post,
-                format: lines.format,
-                next: start.next,
-                buf: Vec::with_capacity((until(k) - start.i) * 24),
-            };
-            let mut state = start;
-            let mut words = Vec::with_capacity(96);
-            while state.i < until(k) {
-                motion.line(&mut state, Some(&mut text), &mut words)?;
-            }
-            Ok(text.buf)
-        })
-        .collect();
     lines.flush(out)?;
-    for text in texts {
-        out.write_all(&text?)?;
+    // A few blocks per thread at a time, sent on before the next are formatted, so that the
+    // program's text is never all held at once (150 MB for 10M moves).
+    let group = 4 * rayon::current_num_threads();
+    for (g, starts) in starts.chunks(group).enumerate() {
+        let texts: Vec<io::Result<Vec<u8>>> = starts
+            .par_iter()
+            .enumerate()
+            .map(|(k, &start)| {
+                let k = g * group + k;
+                let mut text = Lines {
+                    post: lines.post,
+                    format: lines.format,
+                    next: start.next,
+                    buf: Vec::with_capacity((until(k) - start.i) * 24),
+                };
+                let mut state = start;
+                let mut words = Vec::with_capacity(96);
+                while state.i < until(k) {
+                    motion.line(&mut state, Some(&mut text), &mut words)?;
+                }
+                Ok(text.buf)
+            })
+            .collect();
+        for text in texts {
+            out.write_all(&text?)?;
+        }
     }
     lines.next = next;
     Ok(())

@@ -1363,14 +1363,13 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         .num_threads(threads)
         .build()?
         .install(|| program.arcs(&posted, &model.mesh, &model.index));
-    run_job::write(&args.output, &program, &posted, &arcs, &machine)?;
+    let times = run_job::write(&args.output, &program, &posted, &arcs, &machine)?;
 
     // The planner's time: as the machine would run the program, accelerating and slowing
     // for corners (millpond_core::planner); "without acceleration" is length ÷ feed.
     let (mut moves, mut retracts) = (0, 0);
     let (mut cut, mut plunge, mut rapid) = (0.0, 0.0, 0.0);
     let written = program.gcode_operations(&posted, &arcs);
-    let times = gcode::estimate_program(&written, &machine);
     for (k, ((p, seconds), t)) in written.iter().zip(&seconds).zip(&times).enumerate() {
         let tp = p.toolpath;
         let s = tp.stats(&p.feeds);

@@ -67,6 +67,7 @@ pub fn write(path: &Path, job: &Job) -> Result<(), String> {
     let posted = posted(job)?;
     let arcs = job.program.arcs(&posted, &job.mesh, &job.index);
     crate::run_job::write(path, &job.program, &posted, &arcs, &job.machine)
+        .map(drop)
         .map_err(|e| format!("{e:#}"))
 }
 
