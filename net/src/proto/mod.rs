@@ -11,7 +11,8 @@
 //! | `mod.rs` | [`Node`]: its state, message dispatch, the tick |
 //! | `links.rs` | a link going up (refused if a duplicate) and down (its jobs ended, grants re-queued) |
 //! | `events.rs` | [`Input`] and [`Action`], the interface to the shell |
-//! | `handshake.rs` | a new link's Hello check, the authentication back-off |
+//! | `admission.rs` | newcomers before authentication: slots (everywhere, per host), retry under load, back-off by source and host |
+//! | `handshake.rs` | a new link's Hello check |
 //! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, expiry, backups; submit and job ends |
 //! | `results.rs` | results and failures, computed here or received; acceptance and the job's end |
 //! | `schedule.rs` | `pump`: local workers, grants to children, steals from the parent, backup copies |
@@ -21,6 +22,7 @@
 //! | `remotes.rs` | configured remotes: when to dial, back-off |
 //! | `report.rs` | the statistics snapshot |
 
+pub mod admission;
 mod events;
 pub mod handshake;
 mod jobs;
@@ -71,8 +73,11 @@ pub mod close {
 pub const MAX_DEATHS: u32 = 3;
 /// How often the shell must send [`Input::Tick`].
 pub const TICK: Duration = Duration::from_millis(50);
-/// Time allowed for a newcomer to authenticate (the shell's timeouts).
+/// Time allowed for a newcomer to authenticate once its QUIC handshake is done: to open the
+/// auth stream and complete SPAKE2 (the shell's timeouts); the Hello gets as long again.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for a newcomer's QUIC handshake (a dial's, and an acceptor's).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings the node needs.
 #[derive(Clone, Debug)]
