@@ -36,10 +36,14 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_failures;
+#[cfg(test)]
 mod tests_hostile;
 mod verify;
 
 pub use events::{Action, ChunkOutcome, Input, LinkStats};
+#[cfg(test)]
+pub(crate) use schedule::HOLD_PER_WORKER;
 
 use crate::stats::{MAX_NOTICES, PoolNotice, WorkerStats};
 use crate::wire::{JobId, Msg, NodeId};
@@ -69,8 +73,12 @@ pub mod close {
     pub const STALLED: u32 = 5;
 }
 
-/// Chunks handed to a link that died this many times are computed by the owner itself.
+/// Chunks handed to a link that died, or that failed them, this many times are computed by
+/// the owner itself.
 pub const MAX_DEATHS: u32 = 3;
+/// A child link that failed this many chunks of a job, more than it delivered, gets no more
+/// of that job (`results.rs`).
+pub const MAX_LINK_FAILURES: u32 = 3;
 /// How often the shell must send [`Input::Tick`].
 pub const TICK: Duration = Duration::from_millis(50);
 /// Time allowed for a newcomer to authenticate once its QUIC handshake is done: to open the
@@ -361,7 +369,9 @@ impl Node {
                 // A peer caught lying gets no more work from here (`verify.rs`).
                 let distrusted = self.distrusted(link);
                 match self.jobs.get_mut(&job) {
-                    Some(j) if j.parent != Some(link) && !distrusted => {
+                    Some(j)
+                        if j.parent != Some(link) && !distrusted && !j.failing.contains(&link) =>
+                    {
                         j.child_wants.insert(link, want);
                         j.children.insert(link);
                     }
