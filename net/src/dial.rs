@@ -4,16 +4,17 @@
 use crate::auth::{self, Side};
 use crate::link::{describe_close, read_frame};
 use crate::node::{Event, NewLink};
-use crate::proto::handshake::{self, AuthBackoff, HelloError, Peer};
-use crate::proto::{AUTH_TIMEOUT, Input, close};
+use crate::proto::admission::{Admission, Ending, Verdict};
+use crate::proto::handshake::{self, HelloError, Peer};
+use crate::proto::{AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, Input, close};
 use crate::secret::Secret;
-use crate::stats::RemoteState;
+use crate::stats::{NewcomerStats, RemoteState};
 use crate::wire::{self, Msg, NodeId};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{debug, info, warn};
 
 /// Exchanges Hello messages and checks versions. Returns (peer, name, workers).
 pub async fn exchange_hello(
@@ -143,9 +144,12 @@ pub async fn connect_and_authenticate(
     let connecting = endpoint
         .connect(addr, "millpond-node")
         .map_err(|e| unreachable(&e))?;
-    let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
         .await
-        .map_err(|_| (RemoteState::Unreachable, "no answer within 5 s".to_string()))?
+        .map_err(|_| {
+            let text = format!("no answer within {} s", HANDSHAKE_TIMEOUT.as_secs());
+            (RemoteState::Unreachable, text)
+        })?
         .map_err(|e| unreachable(&e))?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| unreachable(&e))?;
     let auth = tokio::time::timeout(
@@ -171,82 +175,200 @@ pub async fn connect_and_authenticate(
             return Err((RemoteState::AuthenticationFailed, text));
         }
     }
-    conn.set_max_concurrent_uni_streams(64u32.into());
+    crate::tls::authenticated(&conn);
     let (peer, name, workers) = exchange_hello(&conn, &mut send, &mut recv, hello).await?;
     Ok((conn, send, recv, peer, name, workers))
 }
 
-/// Accepts newcomers for as long as the endpoint is open. A failing address is refused for a
-/// growing time.
+/// Accepts newcomers for as long as the endpoint is open. Each incoming connection is first
+/// put to `admission` (`proto::admission`): one refused (too many pending, or its source
+/// backing off) or asked to retry costs one packet and nothing else, no task; one admitted
+/// gets a task that holds its slot until it has authenticated or is closed.
 pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     tx: mpsc::UnboundedSender<Event>,
     secret: Secret,
     hello: Msg,
+    admission: Arc<Mutex<Admission>>,
 ) {
-    let backoff: Arc<Mutex<AuthBackoff>> = Arc::default();
     while let Some(incoming) = endpoint.accept().await {
-        let ip = incoming.remote_address().ip();
-        let blocked = backoff
-            .lock()
-            .map(|b| b.refuses(ip, Instant::now()))
-            .unwrap_or(false);
-        if blocked {
-            incoming.refuse();
-            continue;
+        let from = incoming.remote_address();
+        let validated = incoming.remote_address_validated();
+        let verdict = match admission.lock() {
+            Ok(mut a) => a.admit(from, validated, Instant::now()),
+            Err(_) => return,
+        };
+        match verdict {
+            Verdict::Admit => {}
+            Verdict::Retry => {
+                // Asked only of a connection without a token, which quinn may always retry.
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            Verdict::Refuse(why) => {
+                debug!("refused a newcomer from {from}: {why:?}");
+                incoming.refuse();
+                continue;
+            }
         }
-        let (tx, secret, hello, backoff) =
-            (tx.clone(), secret.clone(), hello.clone(), backoff.clone());
-        tokio::spawn(async move {
-            let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), incoming).await else {
-                return;
-            };
-            let streams = tokio::time::timeout(AUTH_TIMEOUT, conn.accept_bi()).await;
-            let Ok(Ok((mut send, mut recv))) = streams else {
-                conn.close(close::AUTH_FAILED.into(), b"no authentication in time");
-                return;
-            };
-            let auth = tokio::time::timeout(
-                AUTH_TIMEOUT,
-                auth::authenticate(
-                    &conn,
-                    &mut send,
-                    &mut recv,
-                    secret.as_bytes(),
-                    Side::Acceptor,
-                ),
-            )
-            .await;
-            if !matches!(auth, Ok(Ok(_))) {
-                warn!("authentication failed from {}", conn.remote_address());
-                if let Ok(mut b) = backoff.lock() {
-                    b.failed(ip, Instant::now());
-                }
-                conn.close(close::AUTH_FAILED.into(), b"authentication failed");
-                return;
-            }
-            if let Ok(mut b) = backoff.lock() {
-                b.succeeded(ip);
-            }
-            conn.set_max_concurrent_uni_streams(64u32.into());
-            match exchange_hello(&conn, &mut send, &mut recv, &hello).await {
-                Ok((peer, name, workers)) => {
-                    let _ = tx.send(Event::LinkUp(Box::new(NewLink {
-                        conn,
-                        send,
-                        recv,
-                        peer,
-                        name,
-                        workers,
-                        remote: None,
-                    })));
-                }
-                Err((_, e)) => warn!(
-                    "newcomer {}: {}",
-                    conn.remote_address(),
-                    wire::sanitize(&e, wire::MAX_REASON)
-                ),
-            }
-        });
+        let slot = Slot {
+            admission: admission.clone(),
+            from,
+            ended: false,
+        };
+        let (tx, secret, hello) = (tx.clone(), secret.clone(), hello.clone());
+        tokio::spawn(newcomer(incoming, slot, validated, tx, secret, hello));
     }
+}
+
+/// An admitted newcomer's slot in the admission table, given back once, by [`Slot::end`] or
+/// on drop (the node stopping: no one is blamed).
+struct Slot {
+    admission: Arc<Mutex<Admission>>,
+    from: SocketAddr,
+    ended: bool,
+}
+
+impl Slot {
+    fn end(mut self, ending: Ending) {
+        self.give_back(ending);
+    }
+
+    fn give_back(&mut self, ending: Ending) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        if let Ok(mut a) = self.admission.lock() {
+            a.end(self.from, ending, Instant::now());
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.give_back(Ending::Dropped);
+    }
+}
+
+/// An admitted newcomer: its handshake within [`HANDSHAKE_TIMEOUT`], then the auth stream
+/// opened and SPAKE2 done within [`AUTH_TIMEOUT`], or it is closed and its source backs off
+/// (its host too once its address is proven: the handshake completed, or `validated`); the
+/// slot is given back as it authenticates, before the Hello (which has its own timeout).
+async fn newcomer(
+    incoming: quinn::Incoming,
+    slot: Slot,
+    validated: bool,
+    tx: mpsc::UnboundedSender<Event>,
+    secret: Secret,
+    hello: Msg,
+) {
+    let from = slot.from;
+    // Dropping a handshake that is not done in time closes it.
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            debug!("newcomer {from}: handshake failed: {e}");
+            return slot.end(Ending::Failed { proven: validated });
+        }
+        Err(_) => {
+            debug!("newcomer {from}: no handshake in time");
+            return slot.end(Ending::Failed { proven: validated });
+        }
+    };
+    let auth = tokio::time::timeout(AUTH_TIMEOUT, async {
+        let (mut send, mut recv) = conn.accept_bi().await.map_err(|_| "no stream")?;
+        let side = Side::Acceptor;
+        match auth::authenticate(&conn, &mut send, &mut recv, secret.as_bytes(), side).await {
+            Ok(()) => Ok((send, recv)),
+            Err(_) => Err("authentication failed"),
+        }
+    })
+    .await;
+    let (mut send, mut recv) = match auth {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(why)) => {
+            if why == "authentication failed" {
+                warn!("authentication failed from {from}");
+            } else {
+                debug!("newcomer {from}: {why}");
+            }
+            conn.close(close::AUTH_FAILED.into(), b"authentication failed");
+            return slot.end(Ending::Failed { proven: true });
+        }
+        Err(_) => {
+            debug!("newcomer {from}: no authentication in time");
+            conn.close(close::AUTH_FAILED.into(), b"no authentication in time");
+            return slot.end(Ending::Failed { proven: true });
+        }
+    };
+    slot.end(Ending::Authenticated);
+    crate::tls::authenticated(&conn);
+    match exchange_hello(&conn, &mut send, &mut recv, &hello).await {
+        Ok((peer, name, workers)) => {
+            let _ = tx.send(Event::LinkUp(Box::new(NewLink {
+                conn,
+                send,
+                recv,
+                peer,
+                name,
+                workers,
+                remote: None,
+            })));
+        }
+        Err((_, e)) => warn!("newcomer {from}: {}", wire::sanitize(&e, wire::MAX_REASON)),
+    }
+}
+
+/// How often the newcomers' counts may be logged ([`report_newcomers`]).
+const NEWCOMER_REPORT: Duration = Duration::from_secs(1);
+
+/// Says in the log, at most every [`NEWCOMER_REPORT`], what became of newcomers when
+/// something went wrong with them (refused, asked to retry, closed unauthenticated), and once
+/// more when the pending ones changed after such a line: a flood shows as a few lines a
+/// second at most, never one per connection, and an honest pool's log says nothing.
+pub async fn report_newcomers(admission: Arc<Mutex<Admission>>) {
+    let trouble = |s: &NewcomerStats| {
+        (
+            s.refused_full,
+            s.refused_backing_off,
+            s.retried,
+            s.unauthenticated,
+        )
+    };
+    let mut said: Option<NewcomerStats> = None;
+    let mut tick = tokio::time::interval(NEWCOMER_REPORT);
+    loop {
+        tick.tick().await;
+        let Ok(now) = admission.lock().map(|a| a.stats()) else {
+            return;
+        };
+        let changed = match &said {
+            None => trouble(&now) != (0, 0, 0, 0),
+            Some(s) => trouble(s) != trouble(&now) || s.pending != now.pending,
+        };
+        if changed {
+            info!("{}", describe_newcomers(&now));
+            said = Some(now);
+        }
+    }
+}
+
+/// The newcomers' counts in one line (what [`report_newcomers`] logs; tests read it).
+pub fn describe_newcomers(s: &NewcomerStats) -> String {
+    format!(
+        "newcomers: {} pending (at most {} at once), {} admitted, {} authenticated, {} closed \
+         unauthenticated, {} refused as too many, {} refused backing off, {} asked to retry, \
+         {} remembered",
+        s.pending,
+        s.peak_pending,
+        s.admitted,
+        s.authenticated,
+        s.unauthenticated,
+        s.refused_full,
+        s.refused_backing_off,
+        s.retried,
+        s.remembered
+    )
 }

@@ -23,7 +23,8 @@ pub mod wire;
 pub use millpond_core as core;
 pub use secret::{SECRET_ENV, SECRET_FILE, Secret, SecretError};
 pub use stats::{
-    HostState, HostStats, JobStats, PoolNotice, PoolStats, RemoteState, RemoteStatus, WorkerStats,
+    HostState, HostStats, JobStats, NewcomerStats, PoolNotice, PoolStats, RemoteState,
+    RemoteStatus, WorkerStats,
 };
 pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
@@ -285,6 +286,8 @@ pub struct Pool {
     runtime: Option<tokio::runtime::Runtime>,
     endpoint: quinn::Endpoint,
     shared: Arc<Mutex<PoolStats>>,
+    /// Newcomers before they authenticate, kept by the accept loop (`proto::admission`).
+    admission: Arc<Mutex<proto::admission::Admission>>,
     id: NodeId,
     local_addr: Option<SocketAddr>,
 }
@@ -359,19 +362,23 @@ impl Pool {
         let hello = shell.hello();
         runtime.spawn(shell.run(rx));
         runtime.spawn(node::ticker(tx.clone()));
+        let admission = Arc::new(Mutex::new(proto::admission::Admission::default()));
         if config.listen.is_some() {
             runtime.spawn(node::accept_loop(
                 endpoint.clone(),
                 tx.clone(),
                 config.secret,
                 hello,
+                admission.clone(),
             ));
+            runtime.spawn(dial::report_newcomers(admission.clone()));
         }
         Ok(Self {
             tx,
             runtime: Some(runtime),
             endpoint,
             shared,
+            admission,
             id,
             local_addr,
         })
@@ -431,9 +438,13 @@ impl Pool {
             .unwrap_or_default()
     }
 
-    /// The latest statistics (refreshed every 50 ms).
+    /// The latest statistics (refreshed every 50 ms; the newcomers' counts as they are now).
     pub fn stats(&self) -> PoolStats {
-        self.shared.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut stats = self.shared.lock().map(|s| s.clone()).unwrap_or_default();
+        if let Ok(a) = self.admission.lock() {
+            stats.newcomers = a.stats();
+        }
+        stats
     }
 
     /// Leaves the pool now: the endpoint closes at once (peers see it immediately and

@@ -20,7 +20,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-pub use crate::dial::{accept_loop, connect_and_authenticate, exchange_hello};
+pub use crate::dial::{
+    accept_loop, connect_and_authenticate, describe_newcomers, exchange_hello, report_newcomers,
+};
 pub use crate::link::describe_close;
 pub use crate::proto::close;
 

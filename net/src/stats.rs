@@ -148,6 +148,33 @@ pub struct PoolStats {
     pub remotes: Vec<RemoteStatus>,
     /// The latest notices, oldest first (at most [`MAX_NOTICES`]).
     pub notices: Vec<PoolNotice>,
+    /// Connections to this member before they authenticated (a listening member's).
+    pub newcomers: NewcomerStats,
+}
+
+/// What became of the connections made to this member before they authenticated
+/// (ARCHITECTURE.md §4.4): counts since start, and what is pending now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewcomerStats {
+    /// In their handshake or authentication now.
+    pub pending: u32,
+    /// The most that ever were at once.
+    pub peak_pending: u32,
+    /// Taken (a slot held until authenticated or closed).
+    pub admitted: u64,
+    /// Proved they know the secret.
+    pub authenticated: u64,
+    /// Closed before authenticating: a wrong proof or none in time, no stream opened, a
+    /// handshake that failed or never completed.
+    pub unauthenticated: u64,
+    /// Refused at once: too many pending, everywhere or from their host.
+    pub refused_full: u64,
+    /// Refused at once: their source or host failed lately and is backing off.
+    pub refused_backing_off: u64,
+    /// Asked to prove their address first (a QUIC retry), under load.
+    pub retried: u64,
+    /// Sources and hosts remembered for back-off now.
+    pub remembered: usize,
 }
 
 impl PoolStats {

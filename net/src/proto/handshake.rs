@@ -1,11 +1,8 @@
 //! The decisions of making a link (ARCHITECTURE.md §4.4), without I/O: whether a peer's Hello
-//! is one this node can work with, and for how long an address that failed authentication is
-//! refused. The shell (`dial.rs`) does the reading, writing and waiting.
+//! is one this node can work with (who may start authenticating, and who is refused for a
+//! while, is `admission.rs`). The shell (`dial.rs`) does the reading, writing and waiting.
 
 use crate::wire::{self, Msg, NodeId};
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Who is at the other end, as its Hello says.
@@ -77,33 +74,6 @@ pub fn check_hello(ours: &Msg, theirs: Msg) -> Result<Peer, HelloError> {
     })
 }
 
-/// Addresses that failed authentication, refused for a growing time (0.25 s doubling) so
-/// that guessing the secret is slow; a success forgets the address.
-#[derive(Debug, Default)]
-pub struct AuthBackoff {
-    failures: HashMap<IpAddr, (u32, Instant)>,
-}
-
-impl AuthBackoff {
-    /// Whether a newcomer from `ip` is refused without a handshake.
-    pub fn refuses(&self, ip: IpAddr, now: Instant) -> bool {
-        self.failures
-            .get(&ip)
-            .is_some_and(|(_, until)| now < *until)
-    }
-
-    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
-        let e = self.failures.entry(ip).or_insert((0, now));
-        e.0 += 1;
-        let secs = (0.25 * 2f64.powi(e.0.min(8) as i32 - 1)).min(60.0);
-        e.1 = now + Duration::from_secs_f64(secs);
-    }
-
-    pub fn succeeded(&mut self, ip: IpAddr) {
-        self.failures.remove(&ip);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,26 +125,5 @@ mod tests {
                 .contains("the peer (B�[31m�millpond: error: fake)"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn a_failing_address_is_refused_for_a_growing_time() {
-        let t0 = Instant::now();
-        let ip = IpAddr::from([192, 0, 2, 1]);
-        let mut b = AuthBackoff::default();
-        assert!(!b.refuses(ip, t0));
-        b.failed(ip, t0);
-        assert!(b.refuses(ip, t0 + Duration::from_millis(200)));
-        assert!(!b.refuses(ip, t0 + Duration::from_millis(260)));
-        b.failed(ip, t0);
-        assert!(b.refuses(ip, t0 + Duration::from_millis(450)));
-        assert!(!b.refuses(IpAddr::from([192, 0, 2, 2]), t0));
-        for _ in 0..20 {
-            b.failed(ip, t0);
-        }
-        assert!(b.refuses(ip, t0 + Duration::from_secs(31)));
-        assert!(!b.refuses(ip, t0 + Duration::from_secs(33)));
-        b.succeeded(ip);
-        assert!(!b.refuses(ip, t0));
     }
 }

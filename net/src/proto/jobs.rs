@@ -27,6 +27,15 @@ const UNMEASURED_FACTOR: f64 = 16.0;
 /// Added to every grant's time limit: round trips, a busy loop, a short job's noise.
 const EXPIRE_SLACK: Duration = Duration::from_secs(2);
 
+/// What a child link did with the chunks of one job it was granted.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct LinkRecord {
+    /// Results it delivered for its grants.
+    pub results: u32,
+    /// Chunks it said failed.
+    pub failures: u32,
+}
+
 /// One job as this node sees it.
 pub(super) struct JobState {
     pub spec: JobSpec,
@@ -71,6 +80,10 @@ pub(super) struct JobState {
     pub sampler: Sampler,
     /// Failures (panics) of each chunk on this node's own workers.
     pub local_failures: HashMap<u32, u32>,
+    /// Per child link, its results and failures in this job (`results.rs`).
+    pub record: HashMap<LinkId, LinkRecord>,
+    /// Child links that failed too often to get more of this job.
+    pub failing: BTreeSet<LinkId>,
     /// Per child link, the seconds from a grant to its result (a moving average).
     pub pace: HashMap<LinkId, f64>,
     /// Seconds a chunk of this job takes on this node's workers (a moving average).
@@ -112,6 +125,8 @@ impl JobState {
             sampled: HashSet::new(),
             sampler: Sampler::default(),
             local_failures: HashMap::new(),
+            record: HashMap::new(),
+            failing: BTreeSet::new(),
             pace: HashMap::new(),
             local_pace: None,
             announcers: parent.into_iter().collect(),

@@ -11,7 +11,8 @@
 //! | `mod.rs` | [`Node`]: its state, message dispatch, the tick |
 //! | `links.rs` | a link going up (refused if a duplicate) and down (its jobs ended, grants re-queued) |
 //! | `events.rs` | [`Input`] and [`Action`], the interface to the shell |
-//! | `handshake.rs` | a new link's Hello check, the authentication back-off |
+//! | `admission.rs` | newcomers before authentication: slots (everywhere, per host), retry under load, back-off by source and host |
+//! | `handshake.rs` | a new link's Hello check |
 //! | `jobs.rs` | [`JobState`](jobs::JobState): one job's queue, grants, re-queue, deaths, expiry, backups; submit and job ends |
 //! | `results.rs` | results and failures, computed here or received; acceptance and the job's end |
 //! | `schedule.rs` | `pump`: local workers, grants to children, steals from the parent, backup copies |
@@ -21,6 +22,7 @@
 //! | `remotes.rs` | configured remotes: when to dial, back-off |
 //! | `report.rs` | the statistics snapshot |
 
+pub mod admission;
 mod events;
 pub mod handshake;
 mod jobs;
@@ -34,10 +36,14 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_failures;
+#[cfg(test)]
 mod tests_hostile;
 mod verify;
 
 pub use events::{Action, ChunkOutcome, Input, LinkStats};
+#[cfg(test)]
+pub(crate) use schedule::HOLD_PER_WORKER;
 
 use crate::stats::{MAX_NOTICES, PoolNotice, WorkerStats};
 use crate::wire::{JobId, Msg, NodeId};
@@ -67,12 +73,19 @@ pub mod close {
     pub const STALLED: u32 = 5;
 }
 
-/// Chunks handed to a link that died this many times are computed by the owner itself.
+/// Chunks handed to a link that died, or that failed them, this many times are computed by
+/// the owner itself.
 pub const MAX_DEATHS: u32 = 3;
+/// A child link that failed this many chunks of a job, more than it delivered, gets no more
+/// of that job (`results.rs`).
+pub const MAX_LINK_FAILURES: u32 = 3;
 /// How often the shell must send [`Input::Tick`].
 pub const TICK: Duration = Duration::from_millis(50);
-/// Time allowed for a newcomer to authenticate (the shell's timeouts).
+/// Time allowed for a newcomer to authenticate once its QUIC handshake is done: to open the
+/// auth stream and complete SPAKE2 (the shell's timeouts); the Hello gets as long again.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for a newcomer's QUIC handshake (a dial's, and an acceptor's).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings the node needs.
 #[derive(Clone, Debug)]
@@ -356,7 +369,9 @@ impl Node {
                 // A peer caught lying gets no more work from here (`verify.rs`).
                 let distrusted = self.distrusted(link);
                 match self.jobs.get_mut(&job) {
-                    Some(j) if j.parent != Some(link) && !distrusted => {
+                    Some(j)
+                        if j.parent != Some(link) && !distrusted && !j.failing.contains(&link) =>
+                    {
                         j.child_wants.insert(link, want);
                         j.children.insert(link);
                     }

@@ -215,6 +215,8 @@ impl Node {
             jobs,
             remotes,
             notices: self.notices.iter().cloned().collect(),
+            // Kept by the shell's accept loop (`admission.rs`), filled in by `Pool::stats`.
+            newcomers: Default::default(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::jobs::{MAX_REMOTE_WORKERS, PROGRESS_EVERY};
 use super::verify::{Delivery, same_bits};
-use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, Node, close};
+use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, MAX_LINK_FAILURES, Node, close};
 use crate::stats::WorkerStats;
 use crate::wire::{self, JobId, MAX_REASON, Msg, NodeId};
 use crate::{JobEvent, PoolError};
@@ -61,8 +61,10 @@ impl Node {
 
     /// A chunk's computation panicked on this node's worker. At the owner the chunk goes back
     /// to the front of its queue (or its check queue), and the job fails with the reason once
-    /// it failed `MAX_DEATHS` times here: nothing else could compute it. Elsewhere it goes
-    /// back to the parent (`Msg::Failed`), which re-queues it and counts a death.
+    /// nothing else can compute it: it failed `MAX_DEATHS` times here, or it is one the owner
+    /// kept for itself after it failed (or its holder died) `MAX_DEATHS` times elsewhere.
+    /// Elsewhere it goes back to the parent (`Msg::Failed`), which re-queues it and counts a
+    /// death.
     fn failed_here(&mut self, id: JobId, chunk: u32, reason: &str) {
         warn!("job {id}: chunk {chunk} failed here: {reason}");
         let Some(j) = self.jobs.get_mut(&id) else {
@@ -85,8 +87,17 @@ impl Node {
             None => {
                 let n = j.local_failures.entry(chunk).or_insert(0);
                 *n += 1;
-                if *n >= MAX_DEATHS {
-                    let text = format!("chunk {chunk} failed {n} times here: {reason}");
+                let elsewhere = j.local_only.contains(&chunk);
+                if elsewhere || *n >= MAX_DEATHS {
+                    let text = if elsewhere {
+                        let d = j.deaths.get(&chunk).copied().unwrap_or(0);
+                        format!(
+                            "chunk {chunk} failed here after {d} tries elsewhere that failed \
+                             or were lost: {reason}"
+                        )
+                    } else {
+                        format!("chunk {chunk} failed {n} times here: {reason}")
+                    };
                     self.end_job(id);
                     let event = JobEvent::Finished(Err(PoolError::Job(text)));
                     self.out.push(Action::Report { job: id, event });
@@ -105,7 +116,9 @@ impl Node {
     }
 
     /// Child `link` could not compute chunk `chunk` it was granted: it goes back to the
-    /// queue (a death at the owner), or up to this relay's parent.
+    /// queue (a death at the owner), or up to this relay's parent. A child whose failures in
+    /// the job reach `MAX_LINK_FAILURES` and outnumber its results gets no more of the job
+    /// ([`Node::stop_failing_child`]).
     pub(super) fn on_failed(
         &mut self,
         now: Instant,
@@ -134,6 +147,10 @@ impl Node {
         {
             return; // taken back meanwhile
         }
+        let record = j.record.entry(link).or_default();
+        record.failures += 1;
+        let failing = record.failures >= MAX_LINK_FAILURES && record.failures > record.results;
+        let failures = record.failures;
         // The peer's words, cleaned before they reach a notice or go up the tree.
         let reason = wire::sanitize(reason, MAX_REASON);
         match j.parent {
@@ -142,7 +159,7 @@ impl Node {
                     let msg = Msg::Failed {
                         job: id,
                         chunk,
-                        reason,
+                        reason: reason.clone(),
                     };
                     self.send(parent, msg);
                 }
@@ -155,6 +172,37 @@ impl Node {
                 self.notice(text);
             }
         }
+        if failing {
+            self.stop_failing_child(link, id, failures, &reason);
+        }
+    }
+
+    /// Child `link` failed `failures` chunks of job `id`, more than it delivered: a member
+    /// whose computations keep panicking would otherwise take (and fail) chunk after chunk
+    /// until each had failed three times. It gets no more of the job: the job ends for it
+    /// (`Cancel`: it stops what it holds), what it holds comes back to the queue, and its
+    /// asks get `NoWork`. Only for this job: a panic may be one strategy's on that member,
+    /// and the next job tries it again. The link stays up (it may relay, or help with other
+    /// jobs); a relay does the same to its own children, so the owner sees few failures of
+    /// an honest relay's child.
+    fn stop_failing_child(&mut self, link: LinkId, id: JobId, failures: u32, reason: &str) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if !j.failing.insert(link) {
+            return;
+        }
+        let back = j.link_lost(link);
+        self.send(link, Msg::Cancel { job: id });
+        let (name, address) = self
+            .links
+            .get(&link)
+            .map_or(("a peer", ""), |l| (l.name.as_str(), l.address.as_str()));
+        let text = format!(
+            "{name} ({address}) failed {failures} chunks of job {id} (the last: {reason}): \
+             given no more of it, {back} chunk(s) it held re-queued"
+        );
+        self.notice(text);
     }
 
     /// A result from child `link`: checked against what was granted to it, then counted.
@@ -196,6 +244,7 @@ impl Node {
         let granted_at = j.granted.get_mut(&link).and_then(|g| g.remove(&chunk));
         if let Some(t) = granted_at {
             j.measured(link, now.saturating_duration_since(t).as_secs_f64());
+            j.record.entry(link).or_default().results += 1;
         }
         if let Some(l) = self.links.get_mut(&link)
             && granted_at.is_some()

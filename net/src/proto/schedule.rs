@@ -13,7 +13,7 @@ use tracing::debug;
 const NOWORK_WAIT: Duration = Duration::from_millis(100);
 /// Most chunks a link may hold per worker behind it (its gossip says how many): a child
 /// asking for more waits until its grants come back; a hoarder cannot empty the queue.
-pub(super) const HOLD_PER_WORKER: u32 = 4;
+pub(crate) const HOLD_PER_WORKER: u32 = 4;
 
 impl Node {
     /// Hands work to idle workers and to children, asks parents for more, copies the tail.

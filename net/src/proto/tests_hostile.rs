@@ -1,6 +1,6 @@
 //! The protocol against hostile or broken peers (issue 17), driven without sockets: a wrong
-//! result taken out again, failures re-queued, grants that expire, a hoarder capped, mesh
-//! fetches that do not wait for ever.
+//! result taken out again, grants that expire, a hoarder capped, mesh fetches that do not
+//! wait for ever (failures: `tests_failures.rs`).
 
 use super::mesh_cache::MESH_WAIT;
 use super::schedule::HOLD_PER_WORKER;
@@ -22,7 +22,7 @@ fn poisoned(c: u32) -> Box<ChunkResult> {
     r
 }
 
-fn closes(actions: &[Action]) -> Vec<(LinkId, u32, String)> {
+pub(super) fn closes(actions: &[Action]) -> Vec<(LinkId, u32, String)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -32,14 +32,14 @@ fn closes(actions: &[Action]) -> Vec<(LinkId, u32, String)> {
         .collect()
 }
 
-fn assembled(actions: &[Action]) -> Option<&Vec<ChunkResult>> {
+pub(super) fn assembled(actions: &[Action]) -> Option<&Vec<ChunkResult>> {
     actions.iter().find_map(|a| match a {
         Action::Assemble { results, .. } => Some(results),
         _ => None,
     })
 }
 
-fn tick(n: &mut Node, now: Instant) -> Vec<Action> {
+pub(super) fn tick(n: &mut Node, now: Instant) -> Vec<Action> {
     n.handle(now, Input::Tick { links: Vec::new() })
 }
 
@@ -142,59 +142,8 @@ fn a_copy_that_differs_from_the_owner_s_convicts_its_sender_even_without_samplin
     assert!(closes(&n.handle(t0, remote_result(5, job, 1))).is_empty());
 }
 
-#[test]
-fn a_failed_chunk_is_requeued_with_a_death_and_three_failures_here_end_the_job() {
-    let t0 = Instant::now();
-    let (mut n, job) = owner_with_child(t0);
-    msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
-    let failed = |chunk| Msg::Failed {
-        job,
-        chunk,
-        reason: "panicked: boom".into(),
-    };
-    msg(&mut n, t0, 5, failed(1));
-    assert_eq!(n.jobs[&job].queue.front(), Some(&1));
-    assert_eq!(n.jobs[&job].deaths[&1], 1);
-    assert!(n.snapshot(t0).notices.iter().any(|x| {
-        x.text
-            .contains("failed on peer-9 (panicked: boom): re-queued")
-    }));
-    // A failure of a chunk it never had is a violation.
-    let a = msg(&mut n, t0, 5, failed(2));
-    assert!(matches!(
-        &closes(&a)[..],
-        [(5, close::PROTOCOL_VIOLATION, _)]
-    ));
-    // The owner's own worker: chunk 0 panics, goes back to the front and is tried again;
-    // the third failure ends the job with the panic's words.
-    let fail_here = || Input::Computed {
-        job,
-        chunk: 0,
-        worker: 0,
-        seconds: 0.01,
-        outcome: ChunkOutcome::Failed("panicked: boom".into()),
-    };
-    for _ in 0..2 {
-        let a = n.handle(t0, fail_here());
-        assert_eq!(computed(&a), vec![0]);
-    }
-    let a = n.handle(t0, fail_here());
-    let finished = a.iter().find_map(|a| match a {
-        Action::Report {
-            event: JobEvent::Finished(r),
-            ..
-        } => Some(r),
-        _ => None,
-    });
-    assert!(
-        matches!(finished, Some(Err(PoolError::Job(t))) if t.contains("chunk 0 failed 3 times here: panicked: boom")),
-        "{a:?}"
-    );
-    assert!(n.jobs.is_empty());
-}
-
 /// A 26-chunk job over the test box.
-fn long_job(n: &mut Node, t0: Instant) -> (JobId, JobContext) {
+pub(super) fn long_job(n: &mut Node, t0: Instant) -> (JobId, JobContext) {
     let (mesh, index, mut spec) = model();
     if let Operation::Drop(DropSpec { grid, .. }) = &mut spec.operation {
         *grid = Grid {
@@ -216,7 +165,7 @@ fn long_job(n: &mut Node, t0: Instant) -> (JobId, JobContext) {
     (job, ctx)
 }
 
-fn granted(actions: &[Action]) -> Vec<u32> {
+pub(super) fn granted(actions: &[Action]) -> Vec<u32> {
     sent(actions)
         .into_iter()
         .flat_map(|(_, m)| match m {

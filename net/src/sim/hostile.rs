@@ -152,8 +152,13 @@ fn sim_with_sampling_off_a_liar_s_backup_copy_still_convicts_it() {
 
 #[test]
 fn sim_panicking_computations_are_requeued_and_the_job_completes() {
-    // A helper whose every computation panics: its chunks come back, three deaths keep a
-    // chunk home, and the job is the local run.
+    use crate::proto::MAX_LINK_FAILURES;
+    // A helper whose every computation panics: its chunks come back, and after three
+    // failures it gets no more of the job (the owner hands out at most eight chunks at a
+    // time to its two workers, and had two failures back before the third: ten at most);
+    // the job is the local run.
+    let hold = crate::proto::HOLD_PER_WORKER;
+    let mut most = 0;
     for seed in 0..20 {
         let behaviours = [
             Behaviour::Honest,
@@ -168,8 +173,23 @@ fn sim_panicking_computations_are_requeued_and_the_job_completes() {
             said.iter().any(|t| t.contains("failed on sim-1")),
             "seed {seed}: {said:?}"
         );
+        assert!(
+            said.iter().any(|t| t.starts_with("sim-1 ")
+                && t.contains(&format!("failed {MAX_LINK_FAILURES} chunks of job"))
+                && t.contains("given no more of it")),
+            "seed {seed}: {said:?}"
+        );
+        let bound = MAX_LINK_FAILURES - 1 + 2 * hold;
+        assert!(
+            w.started[1] <= bound,
+            "seed {seed}: the panicking helper computed {} chunks",
+            w.started[1]
+        );
+        most = most.max(w.started[1]);
     }
-    // Behind a relay: its failures go up the tree to the owner.
+    eprintln!("a panicking helper computed {most} chunks at most, of 22");
+    // Behind a relay: its failures go up the tree to the owner, and the relay gives it no
+    // more of the job after three (it has three workers: fourteen at most).
     for seed in 0..10 {
         let behaviours = [
             Behaviour::Honest,
@@ -179,6 +199,21 @@ fn sim_panicking_computations_are_requeued_and_the_job_completes() {
         let times = [5 * MS, 4 * MS, 3 * MS];
         let w = run(seed, &behaviours, &times, &[(0, 1), (1, 2)], 10_000 * MS);
         assert_local_bits(&w, &format!("chain, seed {seed}"));
+        let relay: Vec<&str> = w.published[&1]
+            .notices
+            .iter()
+            .map(|n| n.text.as_str())
+            .collect();
+        assert!(
+            relay
+                .iter()
+                .any(|t| t.starts_with("sim-2 ") && t.contains("given no more of it")),
+            "chain, seed {seed}: {relay:?}"
+        );
+        assert!(
+            w.started[2] <= MAX_LINK_FAILURES - 1 + 3 * hold,
+            "chain, seed {seed}"
+        );
     }
     // The owner alone, its first two computations panicking: re-queued, then done.
     let w = run(1, &[Behaviour::Panics(2)], &[5 * MS], &[], 10_000 * MS);
@@ -194,7 +229,7 @@ fn sim_panicking_computations_are_requeued_and_the_job_completes() {
     );
     assert_eq!(w.failed.len(), 1, "{:?}", w.errors);
     assert!(
-        w.failed[0].1.contains("failed 3 times here"),
+        w.failed[0].1.contains("failed 3 times here: panicked"),
         "{:?}",
         w.failed
     );
