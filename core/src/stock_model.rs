@@ -662,7 +662,7 @@ impl StockModel {
             for tj in t0.1..=t1.1 {
                 for ti in t0.0..=t1.0 {
                     let tile = &mut self.tiles[tj * self.tx + ti];
-                    hit.merge(&self.g.apply(tile, p, &mv, 0));
+                    hit.merge(&self.g.apply(tile, p, &mv, 0, &mut Scratch::new()));
                 }
             }
             hit
@@ -737,16 +737,7 @@ impl StockModel {
         let hits: Vec<Vec<TileHit>> = active
             .into_par_iter()
             .with_max_len(1)
-            .map(|(tile, list)| {
-                let mut out = Vec::new();
-                for &k in list {
-                    let hit = g.apply(tile, shape, &swept[k as usize], k);
-                    if hit.depth > 0.0 {
-                        out.push(hit);
-                    }
-                }
-                out
-            })
+            .map(|(tile, list)| apply_list(&g, tile, shape, &swept, list))
             .collect();
         let mut merged: Vec<TileHit> = (0..moves.len() as u32).map(TileHit::empty).collect();
         for tile in &hits {
@@ -766,12 +757,14 @@ impl Grid {
     /// points clamp it — the caps of the swept shape. The same contact as the general path,
     /// since the objective is concave: its maximum on a sub-interval is its maximum on the
     /// whole reach, clamped.
+    #[inline(always)]
     fn apply_along_axis<S: Shape>(
         &self,
         tile: &mut Tile,
         shape: &S,
         mv: &SweptMove,
         index: u32,
+        scratch: &mut Scratch,
     ) -> TileHit {
         let mut hit = TileHit::empty(index);
         let along_x = mv.uy == 0.0;
@@ -792,6 +785,7 @@ impl Grid {
             (tile.j0, tile.h, tile.i0, tile.w)
         };
         let cell = self.cell;
+        let inv_cell = 1.0 / cell;
         let Some((q0, q1)) = span(a_across - mv.r, a_across + mv.r, o_across, cell, n_across)
         else {
             return hit;
@@ -829,13 +823,17 @@ impl Grid {
             // cells whose contact is `w_free` itself. Found by bisection, not cell by cell.
             let in_start = |p: usize| w_free < -t_at(p);
             let in_end = |p: usize| w_free > len - t_at(p);
+            // Where each boundary lies, in cells from the first centre: the guesses that
+            // `boundary` checks, so that the runs are the predicates' own.
+            let start_at = (a_along - dir * w_free - o_along) * inv_cell;
+            let end_at = (a_along + dir * (len - w_free) - o_along) * inv_cell;
             let (start, middle, end) = if dir > 0.0 {
-                let s = first_not(p0, p1, in_start);
-                let e = first_of_suffix(s, p1, in_end);
+                let s = boundary(p0, p1, start_at, in_start);
+                let e = boundary(s, p1, end_at, |p| !in_end(p));
                 (p0..s, s..e, e..p1 + 1)
             } else {
-                let s = first_of_suffix(p0, p1, in_start);
-                let e = first_not(p0, s.max(p0 + 1) - 1, in_end).min(s);
+                let s = boundary(p0, p1, start_at, |p| !in_start(p));
+                let e = boundary(p0, s.max(p0 + 1) - 1, end_at, in_end).min(s);
                 (s..p1 + 1, e..s, p0..e)
             };
             let width_across = if along_x { -across * dir } else { across * dir };
@@ -860,12 +858,12 @@ impl Grid {
                     if along_x {
                         let k0 = (q - tile.j0) * tile.w + (run.start - tile.i0);
                         let cells = &mut tile.heights[k0..k0 + run.len()];
-                        row.cap(shape, cells, run.start, at_end, &mut cut);
+                        row.cap(shape, cells, run.start, at_end, &mut cut, scratch);
                     } else {
                         for p in run {
                             let k = (p - tile.j0) * tile.w + (q - tile.i0);
                             let cells = std::slice::from_mut(&mut tile.heights[k]);
-                            row.cap(shape, cells, p, at_end, &mut cut);
+                            row.cap(shape, cells, p, at_end, &mut cut, scratch);
                         }
                     }
                 }
@@ -912,7 +910,7 @@ impl Row {
     /// tool at the move's end (`at_end`) or start. Branch-free and four cells at a time, so
     /// that the compiler can keep the square roots in vector registers; the depth sums run
     /// in four fixed lanes, the same on every machine.
-    #[inline]
+    #[inline(always)]
     fn cap<S: Shape>(
         &self,
         shape: &S,
@@ -920,10 +918,11 @@ impl Row {
         first: usize,
         at_end: bool,
         cut: &mut RowCut,
+        scratch: &mut Scratch,
     ) {
         // First the tool's height over each cell (a loop of arithmetic the compiler keeps
         // in vector registers), then the cells lowered to it.
-        let mut zs = [0.0f64; TILE];
+        let zs = &mut scratch.0;
         for (chunk_at, cells) in cells.chunks_mut(TILE).enumerate() {
             let first = (first + chunk_at * TILE) as f64;
             let n = cells.len();
@@ -961,6 +960,17 @@ impl Row {
                 cut.sum += sum[lane];
             }
         }
+    }
+}
+
+/// Room for the tool's heights over one run of a row's cells ([`Row::cap`]), made once per
+/// tile and batch: zeroing a fresh kilobyte on the stack for every row of every move was a
+/// twentieth of the simulator's time.
+struct Scratch([f64; TILE]);
+
+impl Scratch {
+    fn new() -> Self {
+        Self([0.0; TILE])
     }
 }
 
@@ -1050,9 +1060,17 @@ impl TileCells<'_> {
 
 impl Grid {
     /// Lowers the cells of `tile` under one move.
-    fn apply<S: Shape>(&self, tile: &mut Tile, shape: &S, mv: &SweptMove, index: u32) -> TileHit {
+    #[inline(always)]
+    fn apply<S: Shape>(
+        &self,
+        tile: &mut Tile,
+        shape: &S,
+        mv: &SweptMove,
+        index: u32,
+        scratch: &mut Scratch,
+    ) -> TileHit {
         if mv.len > 0.0 && (mv.ux == 0.0 || mv.uy == 0.0) {
-            return self.apply_along_axis(tile, shape, mv, index);
+            return self.apply_along_axis(tile, shape, mv, index, scratch);
         }
         let mut hit = TileHit::empty(index);
         let (x0, y0, cell) = (self.x0, self.y0, self.cell);
@@ -1099,6 +1117,60 @@ impl Grid {
     }
 }
 
+/// Applies the moves `list` (indices into `swept`, in order) to one tile; what each that
+/// met material did. The cells of a move's row caps are the simulator's inner loop, square
+/// roots of independent cells: on a processor with AVX2 the same code is compiled four
+/// doubles wide instead of baseline x86-64's two. The same operations in the same order
+/// either way (no fused multiply-add, no reassociation), so the stock is bit for bit the
+/// same on every machine.
+fn apply_list<S: Shape>(
+    g: &Grid,
+    tile: &mut Tile,
+    shape: &S,
+    swept: &[SweptMove],
+    list: &[u32],
+) -> Vec<TileHit> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `apply_list_avx2` only needs AVX2, which this processor was just found to
+        // have.
+        #[allow(unsafe_code)]
+        return unsafe { apply_list_avx2(g, tile, shape, swept, list) };
+    }
+    apply_list_any(g, tile, shape, swept, list)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn apply_list_avx2<S: Shape>(
+    g: &Grid,
+    tile: &mut Tile,
+    shape: &S,
+    swept: &[SweptMove],
+    list: &[u32],
+) -> Vec<TileHit> {
+    apply_list_any(g, tile, shape, swept, list)
+}
+
+#[inline(always)]
+fn apply_list_any<S: Shape>(
+    g: &Grid,
+    tile: &mut Tile,
+    shape: &S,
+    swept: &[SweptMove],
+    list: &[u32],
+) -> Vec<TileHit> {
+    let mut out = Vec::new();
+    let mut scratch = Scratch::new();
+    for &k in list {
+        let hit = g.apply(tile, shape, &swept[k as usize], k, &mut scratch);
+        if hit.depth > 0.0 {
+            out.push(hit);
+        }
+    }
+    out
+}
+
 /// The first `p` in `lo..=hi` where `pred` fails (`hi + 1` if none), for a `pred` that holds
 /// on a prefix of the range: guessed by bisection, so whole runs are skipped in `log` steps.
 fn first_not(lo: usize, hi: usize, pred: impl Fn(usize) -> bool) -> usize {
@@ -1114,16 +1186,53 @@ fn first_not(lo: usize, hi: usize, pred: impl Fn(usize) -> bool) -> usize {
     a
 }
 
-/// The first `p` of the suffix of `lo..=hi` where `pred` holds (`hi + 1` if it holds
-/// nowhere), for a `pred` that holds on a suffix of the range.
-fn first_of_suffix(lo: usize, hi: usize, pred: impl Fn(usize) -> bool) -> usize {
-    first_not(lo, hi, |p| !pred(p))
+/// As [`first_not`], starting from `guess`, where the boundary should be (in cells): the
+/// answer is checked against `pred` itself and walked a few cells to it, so rounding in the
+/// guess cannot move a run's end; bisection only where the guess is far off. A move's row
+/// has three runs to find, and it is visited once per move: bisection's dozen predicate
+/// calls were a third of the simulator's time on a raster.
+#[inline(always)]
+fn boundary(lo: usize, hi: usize, guess: f64, pred: impl Fn(usize) -> bool) -> usize {
+    if hi < lo {
+        return lo;
+    }
+    let mut p = fast_ceil(guess).clamp(lo as f64, hi as f64 + 1.0) as usize;
+    for _ in 0..4 {
+        if p > lo && !pred(p - 1) {
+            p -= 1;
+        } else if p <= hi && pred(p) {
+            p += 1;
+        } else {
+            // `pred` holds before `p` and fails at it: the one boundary of a prefix.
+            return p;
+        }
+    }
+    first_not(lo, hi, pred)
+}
+
+/// `x.floor()` without a call into the C library, which is what `floor` compiles to for
+/// x86-64's baseline (no SSE4.1 rounding instruction): the simulator rounds twice per row of
+/// cells per move. Exact: a float of magnitude 2⁵² or more is an integer already.
+#[inline]
+fn fast_floor(x: f64) -> f64 {
+    if x.abs() < 4_503_599_627_370_496.0 {
+        let t = x as i64 as f64;
+        if t > x { t - 1.0 } else { t }
+    } else {
+        x.floor()
+    }
+}
+
+/// `x.ceil()`, as [`fast_floor`].
+#[inline]
+fn fast_ceil(x: f64) -> f64 {
+    -fast_floor(-x)
 }
 
 /// Cell indices whose centres lie in `[lo, hi]` along one axis.
 fn span(lo: f64, hi: f64, origin: f64, cell: f64, n: usize) -> Option<(usize, usize)> {
-    let first = ((lo - origin) / cell).ceil().max(0.0);
-    let last = ((hi - origin) / cell).floor().min(n as f64 - 1.0);
+    let first = fast_ceil((lo - origin) / cell).max(0.0);
+    let last = fast_floor((hi - origin) / cell).min(n as f64 - 1.0);
     (first <= last).then_some((first as usize, last as usize))
 }
 
