@@ -1,4 +1,4 @@
-//! LAN discovery's shell (ARCHITECTURE.md §4.11): the UDP socket, the beacon timer and the
+//! LAN discovery's shell (ARCHITECTURE.md §4.12): the UDP socket, the beacon timer and the
 //! broadcast addresses around the pure [`Discovery`] (`proto/discovery.rs`), which decides
 //! everything. Started by `Pool::start` only when `PoolConfig::discover` is on: off, no socket
 //! is opened and nothing is sent.

@@ -143,7 +143,7 @@ pub struct PoolConfig {
     /// How this member's workers compute chunks ([`RunChunk`] unless a test or another
     /// implementation says otherwise).
     pub compute: Arc<dyn ComputeChunk>,
-    /// LAN discovery (ARCHITECTURE.md §4.11): announce this member on its local networks with
+    /// LAN discovery (ARCHITECTURE.md §4.12): announce this member on its local networks with
     /// a beacon only members of the same pool recognise, and connect to the members heard
     /// there as to remote servers added by hand. Needs `listen` (an IPv4 or every address).
     /// Off (the default), no socket is opened and nothing is sent.

@@ -1,4 +1,4 @@
-//! LAN discovery without I/O (ARCHITECTURE.md §4.11; issue 17, point 6): the beacon a member
+//! LAN discovery without I/O (ARCHITECTURE.md §4.12; issue 17, point 6): the beacon a member
 //! broadcasts on its local network, and what a member makes of the beacons it hears.
 //!
 //! A beacon says "a member of *some* pool listens on UDP port P of the machine this datagram

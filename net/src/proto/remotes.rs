@@ -1,4 +1,4 @@
-//! Remote servers (ARCHITECTURE.md §4.4), configured or found by LAN discovery (§4.11): when
+//! Remote servers (ARCHITECTURE.md §4.4), configured or found by LAN discovery (§4.12): when
 //! to dial, and the back-off after a failed dial or a lost link.
 
 use super::{Action, LinkId, Node};
