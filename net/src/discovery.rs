@@ -29,15 +29,12 @@ pub(crate) struct Opened {
     port: u16,
 }
 
-/// Checks that discovery can announce the pool `config` describes, bound to `bound` as node
-/// `id`; derives the beacon key and binds the socket. An error says why, in words.
-pub(crate) fn open(
-    config: &PoolConfig,
-    bound: Option<SocketAddr>,
-    id: NodeId,
-) -> Result<Opened, PoolError> {
+/// Whether discovery can announce the pool `config` describes: it must listen, on an IPv4 or
+/// every address (not loopback, not one IPv6 address: others dial the address a beacon came
+/// from). Checked before anything is bound. Returns the listen address.
+pub(crate) fn check(config: &PoolConfig) -> Result<SocketAddr, PoolError> {
     let fail = |text: String| Err(PoolError::Start(format!("LAN discovery: {text}")));
-    let (Some(listen), Some(bound)) = (config.listen, bound) else {
+    let Some(listen) = config.listen else {
         return fail("it needs a listen address (other members dial the one it announces)".into());
     };
     let ip = listen.ip();
@@ -47,6 +44,18 @@ pub(crate) fn open(
              local network, or on 0.0.0.0 (every network)"
         ));
     }
+    Ok(listen)
+}
+
+/// Derives the beacon key and binds the socket for node `id`, whose endpoint is bound to
+/// `bound` (its real port is the one announced). An error says why, in words.
+pub(crate) fn open(
+    config: &PoolConfig,
+    bound: SocketAddr,
+    id: NodeId,
+) -> Result<Opened, PoolError> {
+    let fail = |text: String| Err(PoolError::Start(format!("LAN discovery: {text}")));
+    let ip = check(config)?.ip();
     let port = config.discovery_port;
     let socket = match bind(port) {
         Ok(s) => s,
@@ -252,7 +261,29 @@ fn describe(targets: &[Ipv4Addr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::{Ipv4Interface, beacon_targets};
+    use crate::{Pool, PoolConfig, Secret};
     use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn a_member_others_cannot_dial_refuses_to_discover_before_binding_anything() {
+        let secret = Secret::new("workshop pool", "a test").unwrap();
+        for listen in [
+            Some("127.0.0.1:0"),
+            Some("[::1]:0"),
+            Some("[2001:db8::1]:0"),
+            None,
+        ] {
+            let mut cfg = PoolConfig::new(secret.clone());
+            cfg.listen = listen.map(|l| l.parse().unwrap());
+            cfg.discover = true;
+            cfg.workers = 1;
+            let err = Pool::start(cfg).expect_err("refused").to_string();
+            assert!(
+                err.starts_with("cannot start the pool: LAN discovery: it "),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn beacons_go_to_each_network_the_pool_listens_on() {

@@ -310,6 +310,9 @@ impl Pool {
     /// Starts a member: binds the endpoint, starts accepting and dialling.
     pub fn start(config: PoolConfig) -> Result<Self, PoolError> {
         let err = |e: &dyn std::fmt::Display| PoolError::Start(e.to_string());
+        if config.discover {
+            discovery::check(&config)?;
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(config.workers.max(1) + 8)
@@ -349,9 +352,10 @@ impl Pool {
         }
         // Checked, and its socket bound, before anything runs: a member asked to discover
         // that cannot says so rather than starting without it.
-        let discovery = match config.discover {
-            true => Some(discovery::open(&config, local_addr, id)?),
-            false => None,
+        let discovery = match (config.discover, local_addr) {
+            (true, Some(bound)) => Some(discovery::open(&config, bound, id)?),
+            (true, None) => return Err(PoolError::Start("LAN discovery: no address".into())),
+            (false, _) => None,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Mutex::new(PoolStats::default()));
