@@ -59,6 +59,14 @@ pub struct ServeArgs {
     /// Name shown to the other members (default: host name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Find the other members on the local network: announce this one with a UDP broadcast
+    /// beacon that only members with the same secret recognise, and connect to those heard.
+    /// Off by default: without it nothing is broadcast.
+    #[arg(long)]
+    pub discover: bool,
+    /// UDP port the discovery beacons go to (the same on every member).
+    #[arg(long, default_value_t = millpond_net::DISCOVERY_PORT, requires = "discover")]
+    pub discovery_port: u16,
 }
 
 /// Where Millpond keeps its settings (overridable with MILLPOND_CONFIG_DIR, for tests).
@@ -114,6 +122,8 @@ pub fn serve_command(args: &ServeArgs) -> Result<()> {
     if let Some(n) = &args.name {
         cfg.name = n.clone();
     }
+    cfg.discover = args.discover;
+    cfg.discovery_port = args.discovery_port;
     cfg.config_dir = Some(config_dir());
     versions(&mut cfg);
     let pool = Pool::start(cfg)?;

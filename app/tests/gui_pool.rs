@@ -48,6 +48,7 @@ fn preferences_open_with_every_setting_named() {
         "Secret",
         "Generate secret",
         "Add server",
+        "Discover members on the local network",
     ] {
         assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
     }
@@ -66,6 +67,28 @@ fn preferences_open_with_every_setting_named() {
     t.app_mut().add_remote("no-port");
     t.harness.run_ok();
     assert!(t.has_text("give HOST:PORT"), "{}", t.texts());
+}
+
+/// LAN discovery is off until chosen, and the choice is saved with the other preferences
+/// (server mode stays off here: nothing is started, nothing broadcast).
+#[test]
+fn lan_discovery_is_off_by_default_and_saved_when_chosen() {
+    let mut t = app();
+    assert!(!Preferences::default().discover);
+    open_preferences(&mut t);
+    assert!(!t.app().prefs_ui.edit.discover);
+    t.harness
+        .get_by_label("Discover members on the local network")
+        .click();
+    t.harness.run_ok();
+    assert!(t.app().prefs_ui.edit.discover);
+    // Not saved until "Save and apply".
+    assert!(!Preferences::load(t.dir.path()).0.discover);
+    t.harness.get_by_label("Save and apply").click();
+    t.harness.run_ok();
+    assert!(t.app().prefs.discover);
+    assert!(Preferences::load(t.dir.path()).0.discover);
+    assert!(matches!(t.app().pool.state(), PoolState::Off));
 }
 
 #[test]

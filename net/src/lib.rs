@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod dial;
+mod discovery;
 mod link;
 pub mod node;
 pub mod proto;
@@ -20,7 +21,9 @@ pub mod stats;
 pub mod tls;
 pub mod wire;
 
+pub use discovery::{Ipv4Interface, beacon_targets};
 pub use millpond_core as core;
+pub use proto::discovery::{DISCOVERY_PORT, DiscoveryStats};
 pub use secret::{SECRET_ENV, SECRET_FILE, Secret, SecretError};
 pub use stats::{
     HostState, HostStats, JobStats, NewcomerStats, PoolNotice, PoolStats, RemoteState,
@@ -140,6 +143,13 @@ pub struct PoolConfig {
     /// How this member's workers compute chunks ([`RunChunk`] unless a test or another
     /// implementation says otherwise).
     pub compute: Arc<dyn ComputeChunk>,
+    /// LAN discovery (ARCHITECTURE.md §4.12): announce this member on its local networks with
+    /// a beacon only members of the same pool recognise, and connect to the members heard
+    /// there as to remote servers added by hand. Needs `listen` (an IPv4 or every address).
+    /// Off (the default), no socket is opened and nothing is sent.
+    pub discover: bool,
+    /// The UDP port beacons are sent to and heard on ([`DISCOVERY_PORT`]).
+    pub discovery_port: u16,
 }
 
 impl PoolConfig {
@@ -156,6 +166,8 @@ impl PoolConfig {
             compute_abi: COMPUTE_ABI,
             verify: DEFAULT_VERIFY,
             compute: Arc::new(RunChunk),
+            discover: false,
+            discovery_port: DISCOVERY_PORT,
         }
     }
 }
@@ -288,6 +300,8 @@ pub struct Pool {
     shared: Arc<Mutex<PoolStats>>,
     /// Newcomers before they authenticate, kept by the accept loop (`proto::admission`).
     admission: Arc<Mutex<proto::admission::Admission>>,
+    /// LAN discovery's counts, kept by its task; `None` when it is off.
+    discovery: Option<Arc<Mutex<DiscoveryStats>>>,
     id: NodeId,
     local_addr: Option<SocketAddr>,
 }
@@ -296,6 +310,9 @@ impl Pool {
     /// Starts a member: binds the endpoint, starts accepting and dialling.
     pub fn start(config: PoolConfig) -> Result<Self, PoolError> {
         let err = |e: &dyn std::fmt::Display| PoolError::Start(e.to_string());
+        if config.discover {
+            discovery::check(&config)?;
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(config.workers.max(1) + 8)
@@ -333,6 +350,13 @@ impl Pool {
                 VerifyShareError(config.verify.to_string()).to_string(),
             ));
         }
+        // Checked, and its socket bound, before anything runs: a member asked to discover
+        // that cannot says so rather than starting without it.
+        let discovery = match (config.discover, local_addr) {
+            (true, Some(bound)) => Some(discovery::open(&config, bound, id)?),
+            (true, None) => return Err(PoolError::Start("LAN discovery: no address".into())),
+            (false, _) => None,
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Mutex::new(PoolStats::default()));
         let settings = NodeSettings {
@@ -373,12 +397,17 @@ impl Pool {
             ));
             runtime.spawn(dial::report_newcomers(admission.clone()));
         }
+        let discovery = match discovery {
+            Some(opened) => Some(discovery::spawn(&runtime, opened, tx.clone())?),
+            None => None,
+        };
         Ok(Self {
             tx,
             runtime: Some(runtime),
             endpoint,
             shared,
             admission,
+            discovery,
             id,
             local_addr,
         })
@@ -444,6 +473,10 @@ impl Pool {
         if let Ok(a) = self.admission.lock() {
             stats.newcomers = a.stats();
         }
+        stats.discovery = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d.lock().ok().map(|d| *d));
         stats
     }
 

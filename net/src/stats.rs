@@ -124,6 +124,8 @@ pub struct RemoteStatus {
     pub address: String,
     pub state: RemoteState,
     pub last_error: Option<String>,
+    /// Found by LAN discovery, not configured.
+    pub discovered: bool,
 }
 
 /// Something the pool did that the user should hear of at once (the window's status bar
@@ -150,6 +152,8 @@ pub struct PoolStats {
     pub notices: Vec<PoolNotice>,
     /// Connections to this member before they authenticated (a listening member's).
     pub newcomers: NewcomerStats,
+    /// LAN discovery's counts; `None` when it is off.
+    pub discovery: Option<crate::proto::discovery::DiscoveryStats>,
 }
 
 /// What became of the connections made to this member before they authenticated

@@ -3,7 +3,8 @@
 //! (`millpond_net::Pool`). Jobs must give the same bits as a local run whoever computed them,
 //! through relays, killed workers, killed relays, a killed owner and a clean shutdown; wrong
 //! secrets, version mismatches and misbehaving raw peers are refused without taking the server
-//! down. One test runs the pool across a veth pair between two network namespaces (root only).
+//! down. One test runs the pool across a veth pair between two network namespaces, another
+//! finds members by LAN discovery on a bridge between namespaces (root only).
 //!
 //! Every child is killed when its test ends (pass or fail), every wait has a deadline, and
 //! every server listens on 127.0.0.1 port 0 (its real port is read from its log), so tests
@@ -1508,6 +1509,287 @@ fn pool_across_network_namespaces() {
     eprintln!(
         "netns: {} bytes of G-code identical, S computed {chunks:?}; test {:.1} s",
         pooled.len(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A local network in namespaces: a bridge in a namespace of its own and one namespace per
+/// member plugged into it (10.251.0.N/24 with its broadcast address, N from 1 in the order
+/// given), all removed on drop. The veth pairs are made inside the namespaces: nothing is
+/// added to this machine's own network.
+struct Lan {
+    hub: String,
+    members: Vec<String>,
+}
+
+impl Lan {
+    fn create(members: &[&str]) -> Result<Self, String> {
+        let tag = std::process::id();
+        let mut lan = Self {
+            hub: format!("mp-lan-{tag}-hub"),
+            members: Vec::new(),
+        };
+        ip(&["netns", "add", &lan.hub])?;
+        let hub = lan.hub.clone();
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        for (i, m) in members.iter().enumerate() {
+            let ns = format!("mp-lan-{tag}-{m}");
+            ip(&["netns", "add", &ns])?;
+            lan.members.push(ns.clone());
+            let (h, v) = (format!("h{i}"), format!("v{i}"));
+            ip(&[
+                "-n", &hub, "link", "add", &h, "type", "veth", "peer", "name", &v, "netns", &ns,
+            ])?;
+            ip(&["-n", &hub, "link", "set", &h, "master", "br0"])?;
+            ip(&["-n", &hub, "link", "set", &h, "up"])?;
+            let addr = format!("{}/24", Self::address(i));
+            ip(&["-n", &ns, "addr", "add", &addr, "brd", "+", "dev", &v])?;
+            ip(&["-n", &ns, "link", "set", &v, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+
+    /// The address of the `i`-th member.
+    fn address(i: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, 251, 0, i as u8 + 1)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth ends inside it; the bridge goes with the hub.
+        for n in self.members.iter().chain([&self.hub]) {
+            let _ = ip(&["netns", "del", n]);
+        }
+    }
+}
+
+/// A UDP socket on `port` inside network namespace `ns` (a thread moved into it): the source
+/// and size of every datagram it hears go to `heard` until `stop` is set.
+fn listen_in(
+    ns: &str,
+    port: u16,
+    heard: Arc<Mutex<Vec<(std::net::IpAddr, usize)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    let path = PathBuf::from("/run/netns").join(ns);
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        let bound = (|| {
+            let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            rustix::thread::move_into_link_name_space(
+                f.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| format!("setns: {e}"))?;
+            let s = std::net::UdpSocket::bind(("0.0.0.0", port)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(s)
+        })();
+        let socket = match bound {
+            Ok(s) => {
+                let _ = ready_tx.send(Ok(()));
+                s
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.clone()));
+                return Err(e);
+            }
+        };
+        let mut buf = [0u8; 2048];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                heard.lock().unwrap().push((from.ip(), n));
+            }
+        }
+        Ok(())
+    });
+    let bound = ready.recv_timeout(Duration::from_secs(5));
+    assert!(matches!(bound, Ok(Ok(()))), "listener in {ns}: {bound:?}");
+    thread
+}
+
+/// `millpond serve --discover` in namespaces on one bridged network: A and B (one secret)
+/// find each other with no address given and share a job (`toolpath --pool` joins A only; B
+/// computes through the link discovery made), W (another secret, discovering) is linked to
+/// nobody and ignores their beacons as they ignore its, and Q (same secret, no
+/// `--discover`) sends nothing: a listener on the discovery port hears A's, B's and W's
+/// beacons, never a datagram from Q, over Q's whole life.
+#[test]
+fn lan_discovery_across_network_namespaces() {
+    if !is_root() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let members = ["a", "b", "w", "q", "l"];
+    let lan = match Lan::create(&members) {
+        Ok(lan) => lan,
+        Err(e) => {
+            eprintln!("skipped: needs root, ip netns and bridges ({e})");
+            return;
+        }
+    };
+    let ns = |m: &str| lan.members[members.iter().position(|x| *x == m).unwrap()].clone();
+    let addr = |m: &str| Lan::address(members.iter().position(|x| *x == m).unwrap());
+    let mut c = Cluster::new("lan");
+    let t0 = Instant::now();
+    let bin = millpond_bin();
+    let toolpath = |out: &str| -> Vec<String> {
+        [
+            "toolpath",
+            "default-part.stl",
+            "--tool",
+            "ball:3",
+            "--stepover",
+            "0.05",
+            "--sampling",
+            "0.02",
+            "-o",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let local = c
+        .command("local")
+        .args(toolpath("local.ngc"))
+        .args(["--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    // The listener first, so that it hears all of Q's life.
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = listen_in(
+        &ns("l"),
+        millpond_net::DISCOVERY_PORT,
+        heard.clone(),
+        stop.clone(),
+    );
+    let heard_from = |ip: std::net::Ipv4Addr| -> usize {
+        heard
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(from, _)| *from == std::net::IpAddr::V4(ip))
+            .count()
+    };
+    let serve = |c: &mut Cluster, name: &str, secret: &str, discover: bool| {
+        let mut cmd = Command::new("ip");
+        c.configure(&mut cmd, name);
+        cmd.args(["netns", "exec", &ns(&name.to_lowercase())])
+            .arg(bin)
+            .args([
+                "serve",
+                "--listen",
+                "0.0.0.0:1250",
+                "--workers",
+                "1",
+                "--name",
+                name,
+            ])
+            .arg("--secret-file")
+            .arg(c.path(secret));
+        if discover {
+            cmd.arg("--discover");
+        }
+        c.spawn(name, cmd);
+        c.wait_listening(name);
+    };
+    serve(&mut c, "Q", "secret", false);
+    serve(&mut c, "A", "secret", true);
+    serve(&mut c, "W", "wrong-secret", true);
+    serve(&mut c, "B", "secret", true);
+    // A and B find each other, nobody having given an address.
+    c.wait_log("A", "linked to B", Duration::from_secs(20));
+    c.wait_log("B", "linked to A", Duration::from_secs(20));
+    wait_until("beacons of A, B and W", Duration::from_secs(20), || {
+        let counts = [addr("a"), addr("b"), addr("w")].map(heard_from);
+        if counts.iter().all(|&n| n >= 2) {
+            Ok(())
+        } else {
+            Err(format!("heard {counts:?}"))
+        }
+    });
+    // A job joined at A only is computed by B too, over the link discovery made.
+    let mut owner = Command::new("ip");
+    c.configure(&mut owner, "owner");
+    owner
+        .args(["netns", "exec", &ns("l")])
+        .arg(bin)
+        .args(toolpath("pool.ngc"))
+        .args(["--threads", "1", "--pool", &format!("{}:1250", addr("a"))])
+        .arg("--secret-file")
+        .arg(c.secret_file());
+    c.spawn("owner", owner);
+    let status = wait_until("the pooled toolpath", Duration::from_secs(40), || {
+        c.proc("owner")
+            .child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_string())
+    });
+    assert!(status.success(), "owner failed:\n{}", c.log("owner"));
+    let pooled = std::fs::read(c.path("pool.ngc")).unwrap();
+    let local = std::fs::read(c.path("local.ngc")).unwrap();
+    assert!(pooled == local, "G-code differs from the local run");
+    let chunks = c.wait_computed("B", 1);
+    assert!(
+        chunks[0] > 0,
+        "B, found by discovery only, computed nothing"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    listener.join().unwrap().unwrap();
+    // Nothing at all came from Q, which was not asked to discover; every beacon heard has a
+    // beacon's size.
+    let heard = heard.lock().unwrap().clone();
+    assert!(
+        heard.iter().all(|(from, _)| *from != addr("q")),
+        "Q sent datagrams without --discover: {heard:?}"
+    );
+    assert!(heard.iter().all(|(_, n)| *n == 71), "{heard:?}");
+    // W is linked to nobody, and says it ignored beacons of another pool; A and B say so of
+    // W's. Q has no discovery at all.
+    for (name, log) in ["A", "B", "W", "Q"].map(|n| (n, c.log(n))) {
+        assert!(
+            !log.contains("linked to W") && !log.contains("linked to Q"),
+            "{name}:\n{log}"
+        );
+    }
+    for name in ["W", "Q"] {
+        assert!(
+            !c.log(name).contains("linked to"),
+            "{name}:\n{}",
+            c.log(name)
+        );
+    }
+    for name in ["A", "B", "W"] {
+        let log = c.log(name);
+        assert!(
+            log.contains("LAN discovery on: beacons to UDP port 47474 of 10.251.0.255"),
+            "{name}:\n{log}"
+        );
+        assert!(log.contains("LAN discovery: ignored "), "{name}:\n{log}");
+    }
+    assert!(!c.log("Q").contains("LAN discovery"), "{}", c.log("Q"));
+    for name in ["A", "B"] {
+        assert_clean_log(name, &c.log(name));
+    }
+    drop(c);
+    drop(lan);
+    eprintln!(
+        "lan: A and B linked by discovery, B computed {chunks:?}, {} datagrams heard, none from \
+         Q; test {:.1} s",
+        heard.len(),
         t0.elapsed().as_secs_f64()
     );
 }

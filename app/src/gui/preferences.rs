@@ -40,6 +40,10 @@ pub struct Preferences {
     pub listen_port: u16,
     /// Members to connect to, HOST:PORT.
     pub remote_servers: Vec<String>,
+    /// LAN discovery (`PoolConfig::discover`): announce this computer on the local network
+    /// with a beacon only members with the same secret recognise, and connect to the members
+    /// heard. Off unless chosen: off, nothing is broadcast.
+    pub discover: bool,
     /// Worker threads for computing here.
     pub local_workers: usize,
     /// Percent of the results other members send for this computer's jobs that it computes
@@ -73,6 +77,7 @@ impl Default for Preferences {
             listen_address: "0.0.0.0".into(),
             listen_port: DEFAULT_PORT,
             remote_servers: Vec::new(),
+            discover: false,
             local_workers: all_cores(),
             verify_percent: millpond_net::DEFAULT_VERIFY * 100.0,
             node_name: millpond_net::default_name(),
@@ -175,6 +180,7 @@ impl Preferences {
         PoolSettings {
             listen: self.listen(),
             remotes: self.remote_servers.clone(),
+            discover: self.discover,
             workers: self.local_workers.max(1),
             name: self.node_name.clone(),
             verify: (self.verify_percent / 100.0).clamp(0.0, 1.0),
@@ -217,6 +223,7 @@ pub fn save_secret(config_dir: &Path, secret: &Secret) -> Result<(), String> {
 struct PoolSettings {
     listen: Result<SocketAddr, String>,
     remotes: Vec<String>,
+    discover: bool,
     workers: usize,
     name: String,
     verify: f64,
@@ -337,6 +344,7 @@ impl PoolControl {
         let mut cfg = PoolConfig::new(secret.clone());
         cfg.listen = Some(listen);
         cfg.remotes = settings.remotes.clone();
+        cfg.discover = settings.discover;
         cfg.workers = settings.workers;
         cfg.verify = settings.verify;
         if !settings.name.trim().is_empty() {

@@ -32,6 +32,13 @@ const REDO: KeyboardShortcut =
     KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::Z);
 const REDO_Y: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Y);
 const ERROR_RED: Color32 = Color32::from_rgb(0xe0, 0x55, 0x55);
+/// The Preferences checkbox turning LAN discovery on (`Preferences::discover`).
+const DISCOVER_LABEL: &str = "Discover members on the local network";
+const DISCOVER_TIP: &str = "Opt-in. While server mode is on, this computer broadcasts a small beacon on \
+     its local networks every few seconds and connects to the members it hears, as if added \
+     below. Only members with the same secret recognise a beacon: to anyone else it is random \
+     bytes, and the secret never crosses the network. A generated secret cannot be guessed \
+     from the beacons; a short one typed by hand could be. Off: nothing is broadcast";
 
 /// A labelled number in a two-column grid; the label names the field for screen readers and
 /// tests, the tooltip says what it does and in which unit (the field's suffix).
@@ -1623,6 +1630,9 @@ impl MillpondApp {
                 .labelled_by(l.id)
                 .on_hover_text("UDP port other members connect to (0: any free port)");
             ui.end_row();
+            ui.label("LAN discovery").on_hover_text(DISCOVER_TIP);
+            ui.checkbox(&mut e.discover, DISCOVER_LABEL).on_hover_text(DISCOVER_TIP);
+            ui.end_row();
             text_row(ui, "Node name", "How this computer is shown to the other members", &mut e.node_name);
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let l = ui.label("Local workers").on_hover_text(format!(
@@ -1779,6 +1789,19 @@ impl MillpondApp {
                     {
                         remove = Some(r.clone());
                     }
+                    ui.end_row();
+                }
+                // Members LAN discovery found: shown, not saved (they announce themselves).
+                for s in statuses.iter().filter(|s| s.discovered) {
+                    ui.label(&s.address);
+                    let c = match s.state {
+                        millpond_net::RemoteState::Connected => Color32::LIGHT_GREEN,
+                        millpond_net::RemoteState::Connecting => ui.visuals().text_color(),
+                        _ => ERROR_RED,
+                    };
+                    ui.colored_label(c, s.state.as_str());
+                    ui.label(s.last_error.clone().unwrap_or_default());
+                    ui.weak("found on the local network");
                     ui.end_row();
                 }
             });

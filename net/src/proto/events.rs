@@ -9,6 +9,7 @@ use crate::wire::{JobId, Msg, NodeId};
 use millpond_core::job::{ChunkResult, JobContext};
 use millpond_core::mesh::MeshHash;
 use millpond_core::{CancelToken, Mesh, TriangleIndex};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What happened, as the shell tells it.
@@ -86,6 +87,13 @@ pub enum Input {
     /// The timer (every [`TICK`](super::TICK)), with what the transport measured of each link.
     Tick {
         links: Vec<LinkStats>,
+    },
+    /// LAN discovery heard a member of this pool (`peer`, its beacon's tag checked) announce
+    /// itself at `address` ([`Dial`](super::discovery::Dial)): it is connected as a remote
+    /// server added by hand (`Node::discovered`).
+    Discovered {
+        peer: NodeId,
+        address: SocketAddr,
     },
 }
 
@@ -171,7 +179,7 @@ pub enum Action {
     Report { job: JobId, event: JobEvent },
     /// The answer to [`Input::Submit`].
     Submitted(Result<JobId, PoolError>),
-    /// Dial configured remote `remote`; answer with a link up or [`Input::RemoteFailed`].
+    /// Dial remote `remote` (configured or discovered); answer with a link up or [`Input::RemoteFailed`].
     Dial { remote: usize, address: String },
     /// The new statistics snapshot.
     Publish(Box<PoolStats>),
@@ -199,6 +207,7 @@ impl std::fmt::Debug for Input {
             }
             Input::Cancel(job) => write!(f, "Cancel({job})"),
             Input::Tick { links } => write!(f, "Tick({} links)", links.len()),
+            Input::Discovered { peer, address } => write!(f, "Discovered({peer:?}, {address})"),
         }
     }
 }

@@ -55,7 +55,6 @@ impl Node {
                 workers,
                 load: 0,
                 busy: members::idle(workers),
-                remote,
                 last_heard: now,
                 chunks_done: 0,
                 compute_s: 0.0,
@@ -106,7 +105,9 @@ impl Node {
             return;
         };
         info!("link to {} lost: {reason}", l.name);
-        if let Some(r) = l.remote.and_then(|r| self.remotes.get_mut(r)) {
+        // Every remote this link served: the one it was dialled for, and one whose own dial
+        // found the peer linked already (both sides dialled, or the peer dialled first).
+        for r in self.remotes.iter_mut().filter(|r| r.link() == Some(link)) {
             r.lost(now, reason);
         }
         if let Some(m) = self.members.get_mut(&l.peer) {

@@ -19,10 +19,12 @@
 //! | `verify.rs` | verified results: sampled recomputation, compared copies, convicting a peer |
 //! | `members.rs` | gossip and membership |
 //! | `mesh_cache.rs` | the mesh cache and mesh fetching |
-//! | `remotes.rs` | configured remotes: when to dial, back-off |
+//! | `remotes.rs` | remote servers, configured or discovered: when to dial, back-off, forgetting discovered ones |
+//! | `discovery.rs` | LAN discovery: beacons (key, format, tag), replays, the members heard, when to dial |
 //! | `report.rs` | the statistics snapshot |
 
 pub mod admission;
+pub mod discovery;
 mod events;
 pub mod handshake;
 mod jobs;
@@ -35,6 +37,8 @@ mod results;
 mod schedule;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_discovery;
 #[cfg(test)]
 mod tests_failures;
 #[cfg(test)]
@@ -135,7 +139,6 @@ struct Link {
     load: u32,
     /// Which of the peer's workers are busy, as it last said (see `MemberInfo::busy`).
     busy: Vec<u64>,
-    remote: Option<usize>,
     last_heard: Instant,
     chunks_done: u64,
     compute_s: f64,
@@ -320,6 +323,7 @@ impl Node {
                 }
             }
             Input::Tick { links } => self.tick(now, &links),
+            Input::Discovered { peer, address } => self.discovered(now, peer, address),
         }
     }
 
@@ -479,13 +483,7 @@ impl Node {
                 l.transport = *st;
             }
         }
-        // Dial remotes that are due.
-        for (i, r) in self.remotes.iter_mut().enumerate() {
-            if r.due(now) {
-                let address = r.address.clone();
-                self.out.push(Action::Dial { remote: i, address });
-            }
-        }
+        self.dial_remotes(now);
         self.gossip_tick(now);
         self.expire_grants(now);
         self.retry_fetches(now);

@@ -202,10 +202,12 @@ impl Node {
         let remotes = self
             .remotes
             .iter()
+            .filter(|r| !r.retired())
             .map(|r| RemoteStatus {
                 address: r.address.clone(),
                 state: r.state,
                 last_error: r.last_error.clone(),
+                discovered: r.found.is_some(),
             })
             .collect();
         PoolStats {
@@ -217,6 +219,8 @@ impl Node {
             notices: self.notices.iter().cloned().collect(),
             // Kept by the shell's accept loop (`admission.rs`), filled in by `Pool::stats`.
             newcomers: Default::default(),
+            // Kept by the shell's discovery task, filled in by `Pool::stats`.
+            discovery: None,
         }
     }
 }

@@ -12,7 +12,7 @@
 
 mod actions;
 mod hostile;
-mod rng;
+pub(crate) mod rng;
 mod scenario;
 
 use actions::run_chunk;
