@@ -44,8 +44,22 @@ pub(crate) fn check(config: &PoolConfig) -> Result<SocketAddr, PoolError> {
              local network, or on 0.0.0.0 (every network)"
         ));
     }
+    if config.secret.as_bytes().len() < MIN_SECRET {
+        return fail(format!(
+            "the pool secret is {} characters; discovery needs at least {MIN_SECRET}, such as \
+             a generated one (Preferences → Generate secret): anyone who records a beacon can \
+             test guesses of the secret offline",
+            config.secret.as_bytes().len()
+        ));
+    }
     Ok(listen)
 }
+
+/// The shortest secret discovery announces a pool with. A beacon's tag lets whoever records
+/// one test guesses of the secret at leisure (PBKDF2 makes each guess cost, it cannot make a
+/// short typed word safe), which SPAKE2 alone never allows; a generated secret (32 base32
+/// characters, 160 bits) is far past this bar.
+pub(crate) const MIN_SECRET: usize = 20;
 
 /// Derives the beacon key and binds the socket for node `id`, whose endpoint is bound to
 /// `bound` (its real port is the one announced). An error says why, in words.
@@ -283,6 +297,21 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_for_discovery_and_a_generated_one_is_long_enough() {
+        let short = Secret::new("a typed password!!!", "a test").unwrap();
+        let mut cfg = PoolConfig::new(short);
+        cfg.listen = Some("0.0.0.0:0".parse().unwrap());
+        cfg.discover = true;
+        cfg.workers = 1;
+        let err = Pool::start(cfg).expect_err("refused").to_string();
+        assert!(
+            err.contains("the pool secret is 19 characters; discovery needs at least 20"),
+            "{err}"
+        );
+        assert!(Secret::generate().as_bytes().len() >= super::MIN_SECRET);
     }
 
     #[test]

@@ -38,7 +38,8 @@ const DISCOVER_TIP: &str = "Opt-in. While server mode is on, this computer broad
      its local networks every few seconds and connects to the members it hears, as if added \
      below. Only members with the same secret recognise a beacon: to anyone else it is random \
      bytes, and the secret never crosses the network. A generated secret cannot be guessed \
-     from the beacons; a short one typed by hand could be. Off: nothing is broadcast";
+     from the beacons; a short one typed by hand could be, so a secret under 20 characters is \
+     refused for discovery. Off: nothing is broadcast";
 
 /// A labelled number in a two-column grid; the label names the field for screen readers and
 /// tests, the tooltip says what it does and in which unit (the field's suffix).
