@@ -27,6 +27,49 @@ const UNMEASURED_FACTOR: f64 = 16.0;
 /// Added to every grant's time limit: round trips, a busy loop, a short job's noise.
 const EXPIRE_SLACK: Duration = Duration::from_secs(2);
 
+/// Job ids heard of, so that a late copy of an announcement is not taken up again: the
+/// newest [`MAX_SEEN`], oldest forgotten first. Unbounded, a peer announcing fresh ids for
+/// ever would grow it for ever; a job still here is in `jobs` too, and an id forgotten after
+/// 65,536 newer ones belongs to a job long over.
+#[derive(Default)]
+pub(super) struct SeenJobs {
+    set: HashSet<JobId>,
+    order: VecDeque<JobId>,
+}
+
+/// Job ids remembered (16 bytes each, twice: about 2 MB full).
+pub const MAX_SEEN: usize = 1 << 16;
+
+impl SeenJobs {
+    /// Remembers `id`; false if it was known already.
+    pub fn insert(&mut self, id: JobId) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > MAX_SEEN
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub fn contains(&self, id: JobId) -> bool {
+        self.set.contains(&id)
+    }
+}
+
 /// What a child link did with the chunks of one job it was granted.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct LinkRecord {

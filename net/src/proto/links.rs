@@ -44,6 +44,11 @@ impl Node {
         info!("linked to {name} ({address}) with {workers} workers");
         self.out.push(Action::Open { link });
         self.remote_connected(remote, link);
+        if !self.members.contains_key(&peer) {
+            // A neighbour always gets in, in place of the farthest member if the table is
+            // full (false only when every member is a neighbour: links have their own bound).
+            let _ = self.room_for_member(1, &mut None);
+        }
         self.members
             .insert(peer, Member::direct(name.clone(), workers, now));
         self.links.insert(

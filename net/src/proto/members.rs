@@ -2,7 +2,8 @@
 //! the statistics only, never correctness.
 
 use super::{LinkId, Node};
-use crate::wire::{self, MAX_HOPS, MemberInfo, Msg};
+use crate::wire::{self, MAX_HOPS, MemberInfo, Msg, NodeId};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 const GOSSIP_EVERY: Duration = Duration::from_secs(2);
@@ -24,6 +25,9 @@ pub(super) fn gone_after(hops: u8) -> Duration {
 
 /// Members unheard for this long are forgotten (direct links stay).
 const FORGET_AFTER: Duration = Duration::from_secs(30);
+/// Members known at once. A workshop pool is tens of machines, the simulated one 100; a
+/// gossip carries at most `wire::MAX_MEMBERS` (256), each entry at most 4096 workers' bits.
+pub const MAX_KNOWN_MEMBERS: usize = 1024;
 
 /// A pool member as gossip describes it.
 pub(super) struct Member {
@@ -114,8 +118,11 @@ impl Node {
             for l in links {
                 self.gossip_to(now, l);
             }
-            self.members.retain(|_, m| {
-                now.saturating_duration_since(m.heard) < FORGET_AFTER || m.hops == 1
+            // A neighbour is kept while its link is up; anything else, a member claimed one
+            // hop away by a peer included, is forgotten once nobody has spoken of it lately.
+            let linked: BTreeSet<NodeId> = self.links.values().map(|l| l.peer).collect();
+            self.members.retain(|id, m| {
+                now.saturating_duration_since(m.heard) < FORGET_AFTER || linked.contains(id)
             });
             self.busy_gossiped = (self.busy_bitmap(), now);
         } else {
@@ -140,6 +147,41 @@ impl Node {
         self.busy_gossiped = (busy, now);
     }
 
+    /// Whether a member newly heard of, `hops` away, may be added: below
+    /// [`MAX_KNOWN_MEMBERS`] always; at the cap only in place of the farthest member not
+    /// linked here (the least recently heard of those), when the new one is nearer. A peer
+    /// inventing members cannot grow the table past the cap, nor push out the near ones.
+    /// `farthest` holds the candidates, farthest last, made at the first need: a gossip of
+    /// 256 members at the cap sorts the table once, not once per member.
+    pub(super) fn room_for_member(
+        &mut self,
+        hops: u8,
+        farthest: &mut Option<Vec<(u8, std::cmp::Reverse<Instant>, NodeId)>>,
+    ) -> bool {
+        if self.members.len() < MAX_KNOWN_MEMBERS {
+            return true;
+        }
+        let list = farthest.get_or_insert_with(|| {
+            let linked: BTreeSet<NodeId> = self.links.values().map(|l| l.peer).collect();
+            let mut v: Vec<_> = self
+                .members
+                .iter()
+                .filter(|(id, _)| !linked.contains(id))
+                .map(|(id, m)| (m.hops, std::cmp::Reverse(m.heard), *id))
+                .collect();
+            v.sort_unstable();
+            v
+        });
+        match list.last() {
+            Some(&(far, _, id)) if hops < far => {
+                list.pop();
+                self.members.remove(&id);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A gossip list from `link`: the peer's own entry updates the link, the others the
     /// members (a shorter path wins, or any path once the known one went quiet).
     pub(super) fn on_members(&mut self, now: Instant, link: LinkId, list: Vec<MemberInfo>) {
@@ -156,6 +198,7 @@ impl Node {
                 l.behind.max(workers)
             };
         }
+        let mut farthest = None;
         for mut m in list {
             if m.node == self.s.id {
                 continue;
@@ -169,6 +212,9 @@ impl Node {
                 l.load = m.load;
                 l.workers = m.workers;
                 l.busy = m.busy.clone();
+            }
+            if !self.members.contains_key(&m.node) && !self.room_for_member(hops, &mut farthest) {
+                continue;
             }
             let e = self.members.entry(m.node).or_insert(Member {
                 name: m.name.clone(),

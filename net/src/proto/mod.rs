@@ -42,6 +42,8 @@ mod tests_discovery;
 #[cfg(test)]
 mod tests_failures;
 #[cfg(test)]
+mod tests_fuzz;
+#[cfg(test)]
 mod tests_hostile;
 mod verify;
 
@@ -59,7 +61,7 @@ use millpond_core::JobSpec;
 use millpond_core::job::JobContext;
 use millpond_core::mesh::MeshHash;
 use remotes::Remote;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
@@ -83,6 +85,11 @@ pub const MAX_DEATHS: u32 = 3;
 /// A child link that failed this many chunks of a job, more than it delivered, gets no more
 /// of that job (`results.rs`).
 pub const MAX_LINK_FAILURES: u32 = 3;
+/// Jobs this node takes part in at once, its own and announced (`room_for_announced`).
+pub const MAX_JOBS: usize = 1024;
+/// Jobs announced by one link kept at once: a relay in a 100-member pool passes every
+/// other member's jobs down one link, a few at a time each.
+pub const MAX_JOBS_PER_LINK: usize = 256;
 /// How often the shell must send [`Input::Tick`].
 pub const TICK: Duration = Duration::from_millis(50);
 /// Time allowed for a newcomer to authenticate once its QUIC handshake is done: to open the
@@ -164,7 +171,7 @@ pub struct Node {
     links: BTreeMap<LinkId, Link>,
     jobs: BTreeMap<JobId, JobState>,
     /// Jobs heard of (kept so that late announcements are not taken up again).
-    seen: HashSet<JobId>,
+    seen: jobs::SeenJobs,
     busy: usize,
     /// Chunks computed here since start, every job, per worker slot.
     worker_slots: Vec<WorkerStats>,
@@ -194,7 +201,7 @@ impl Node {
             out: Vec::new(),
             links: BTreeMap::new(),
             jobs: BTreeMap::new(),
-            seen: HashSet::new(),
+            seen: jobs::SeenJobs::default(),
             busy: 0,
             worker_slots: vec![WorkerStats::default(); workers],
             remote_workers: BTreeMap::new(),
@@ -435,6 +442,11 @@ impl Node {
             debug!("job {job} announced by link {link} as this node's: ignored");
             return;
         }
+        if !self.seen.contains(job) && !self.room_for_announced(link) {
+            // Not remembered as seen: once there is room, the next copy is taken up.
+            debug!("job {job} announced by link {link}: no room, ignored");
+            return;
+        }
         if !self.seen.insert(job) {
             // Another way to the job: a place to fetch its mesh from if the parent cannot.
             if let Some(j) = self.jobs.get_mut(&job) {
@@ -475,6 +487,22 @@ impl Node {
         if need_mesh {
             self.fetch_mesh(now, hash, link);
         }
+    }
+
+    /// Whether one more job announced by `link` may be kept: at most
+    /// [`MAX_JOBS_PER_LINK`] whose parent is that link, and [`MAX_JOBS`] in all. A peer
+    /// announcing job after job (a flood of fresh ids, each a valid spec) fills its own share
+    /// and nothing else; honest jobs reaching this node by other links still get in.
+    fn room_for_announced(&self, link: LinkId) -> bool {
+        if self.jobs.len() >= MAX_JOBS {
+            return false;
+        }
+        let from_link = self
+            .jobs
+            .values()
+            .filter(|j| j.parent == Some(link))
+            .count();
+        from_link < MAX_JOBS_PER_LINK
     }
 
     fn tick(&mut self, now: Instant, links: &[LinkStats]) {
