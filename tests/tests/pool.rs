@@ -1404,6 +1404,41 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// `millpond toolpath` of the bundled part, fine enough that a pool shares it out, written
+/// to `out`: the arguments the network-namespace tests give.
+fn fine_toolpath(out: &str) -> Vec<String> {
+    [
+        "toolpath",
+        "default-part.stl",
+        "--tool",
+        "ball:3",
+        "--stepover",
+        "0.05",
+        "--sampling",
+        "0.02",
+        "-o",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The local reference for [`fine_toolpath`]: `local.ngc` in `c`'s folder, on 2 threads.
+fn local_fine_toolpath(c: &Cluster) {
+    let local = c
+        .command("local")
+        .args(fine_toolpath("local.ngc"))
+        .args(["--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+}
+
 /// `millpond serve` in one namespace, `millpond toolpath --pool` in another, across a veth
 /// pair: the G-code is byte-identical to a local run.
 #[test]
@@ -1422,35 +1457,8 @@ fn pool_across_network_namespaces() {
     let mut c = Cluster::new("netns");
     let t0 = Instant::now();
     let bin = millpond_bin();
-    let args = |out: &str| -> Vec<String> {
-        [
-            "toolpath",
-            "default-part.stl",
-            "--tool",
-            "ball:3",
-            "--stepover",
-            "0.05",
-            "--sampling",
-            "0.02",
-            "-o",
-            out,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
     // The local reference.
-    let local = c
-        .command("local")
-        .args(args("local.ngc"))
-        .args(["--threads", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        local.status.success(),
-        "{}",
-        String::from_utf8_lossy(&local.stderr)
-    );
+    local_fine_toolpath(&c);
     // The server in the first namespace (`ip netns exec` execs it: the child is millpond).
     let mut serve = Command::new("ip");
     c.configure(&mut serve, "S");
@@ -1477,7 +1485,7 @@ fn pool_across_network_namespaces() {
     owner
         .args(["netns", "exec", &ns.names[1]])
         .arg(bin)
-        .args(args("pool.ngc"))
+        .args(fine_toolpath("pool.ngc"))
         .args([
             "--threads",
             "1",
@@ -1638,34 +1646,7 @@ fn lan_discovery_across_network_namespaces() {
     let mut c = Cluster::new("lan");
     let t0 = Instant::now();
     let bin = millpond_bin();
-    let toolpath = |out: &str| -> Vec<String> {
-        [
-            "toolpath",
-            "default-part.stl",
-            "--tool",
-            "ball:3",
-            "--stepover",
-            "0.05",
-            "--sampling",
-            "0.02",
-            "-o",
-            out,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let local = c
-        .command("local")
-        .args(toolpath("local.ngc"))
-        .args(["--threads", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        local.status.success(),
-        "{}",
-        String::from_utf8_lossy(&local.stderr)
-    );
+    local_fine_toolpath(&c);
     // The listener first, so that it hears all of Q's life.
     let heard = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1726,7 +1707,7 @@ fn lan_discovery_across_network_namespaces() {
     owner
         .args(["netns", "exec", &ns("l")])
         .arg(bin)
-        .args(toolpath("pool.ngc"))
+        .args(fine_toolpath("pool.ngc"))
         .args(["--threads", "1", "--pool", &format!("{}:1250", addr("a"))])
         .arg("--secret-file")
         .arg(c.secret_file());

@@ -41,6 +41,18 @@ const DISCOVER_TIP: &str = "Opt-in. While server mode is on, this computer broad
      from the beacons; a short one typed by hand could be, so a secret under 20 characters is \
      refused for discovery. Off: nothing is broadcast";
 
+/// A remote server's state (coloured) and its last error: two cells of the remote servers'
+/// grid, for one added by hand or found by LAN discovery alike.
+fn remote_state_cells(ui: &mut Ui, s: &millpond_net::RemoteStatus) {
+    let c = match s.state {
+        millpond_net::RemoteState::Connected => Color32::LIGHT_GREEN,
+        millpond_net::RemoteState::Connecting => ui.visuals().text_color(),
+        _ => ERROR_RED,
+    };
+    ui.colored_label(c, s.state.as_str());
+    ui.label(s.last_error.clone().unwrap_or_default());
+}
+
 /// A labelled number in a two-column grid; the label names the field for screen readers and
 /// tests, the tooltip says what it does and in which unit (the field's suffix).
 fn num(
@@ -1765,15 +1777,7 @@ impl MillpondApp {
                 for r in &self.prefs.remote_servers {
                     ui.label(r);
                     match statuses.iter().find(|s| &s.address == r) {
-                        Some(s) => {
-                            let c = match s.state {
-                                millpond_net::RemoteState::Connected => Color32::LIGHT_GREEN,
-                                millpond_net::RemoteState::Connecting => ui.visuals().text_color(),
-                                _ => ERROR_RED,
-                            };
-                            ui.colored_label(c, s.state.as_str());
-                            ui.label(s.last_error.clone().unwrap_or_default());
-                        }
+                        Some(s) => remote_state_cells(ui, s),
                         None => {
                             ui.weak(if self.pool.pool().is_some() {
                                 "connecting"
@@ -1795,13 +1799,7 @@ impl MillpondApp {
                 // Members LAN discovery found: shown, not saved (they announce themselves).
                 for s in statuses.iter().filter(|s| s.discovered) {
                     ui.label(&s.address);
-                    let c = match s.state {
-                        millpond_net::RemoteState::Connected => Color32::LIGHT_GREEN,
-                        millpond_net::RemoteState::Connecting => ui.visuals().text_color(),
-                        _ => ERROR_RED,
-                    };
-                    ui.colored_label(c, s.state.as_str());
-                    ui.label(s.last_error.clone().unwrap_or_default());
+                    remote_state_cells(ui, s);
                     ui.weak("found on the local network");
                     ui.end_row();
                 }
