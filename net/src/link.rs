@@ -7,8 +7,9 @@ use crate::proto::{Input, LinkId, close};
 use crate::wire::{self, BulkHeader, JobId, NodeId};
 use millpond_core::Mesh;
 use millpond_core::job::ChunkResult;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// Longest a write may take (a control frame, a bulk stream's header, each 1 MiB of its
 /// payload, its acknowledgement): a peer that stops reading cannot hold a task for ever.
@@ -105,13 +106,26 @@ impl From<&str> for FrameError {
 }
 
 /// Starts a link's writer, control reader, bulk-stream acceptor and close watcher.
+/// Control frames waiting for a link's writer. A frame is at most `wire::MAX_FRAME` (64 KiB),
+/// most are tens of bytes; an honest peer reads within milliseconds, so a full queue means
+/// a peer that stopped reading while this node keeps answering it: its link is closed
+/// (`node.rs`), and the queue never holds more than 64 MiB.
+pub(crate) const MAX_QUEUED_FRAMES: usize = 1024;
+
+/// Messages read from one link that the protocol has not handled yet. The reader waits
+/// for the loop beyond this, so a peer that sends faster than this node handles its
+/// messages is held back by QUIC's flow control (what it sent waits in the connection's
+/// receive window, bounded) rather than growing the loop's queue without end.
+pub(crate) const MAX_UNHANDLED: usize = 4096;
+
 pub(crate) fn spawn_link_tasks(
     link: LinkId,
     conn: quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    mut ctrl_rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut ctrl_rx: mpsc::Receiver<Vec<u8>>,
     tx: mpsc::UnboundedSender<Event>,
+    unhandled: Arc<Semaphore>,
 ) {
     // Writer: a frame the peer does not take within the timeout closes the link (the
     // close watcher then reports it down).
@@ -131,8 +145,17 @@ pub(crate) fn spawn_link_tasks(
     });
     // Control reader.
     let t = tx.clone();
+    let watch = conn.clone();
     tokio::spawn(async move {
         loop {
+            // A permit per message in the loop's queue, given back as the loop handles it.
+            tokio::select! {
+                permit = unhandled.acquire() => match permit {
+                    Ok(p) => p.forget(),
+                    Err(_) => break,
+                },
+                _ = watch.closed() => break,
+            }
             match read_frame(&mut recv).await {
                 Ok(Some(body)) => match wire::decode_msg(&body) {
                     Ok(msg) => {

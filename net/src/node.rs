@@ -60,7 +60,10 @@ pub struct NewLink {
 struct Link {
     conn: quinn::Connection,
     /// To the link's writer task; `None` until the protocol accepts the link.
-    ctrl: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    ctrl: Option<mpsc::Sender<Vec<u8>>>,
+    /// Permits of the link's reader (`link::MAX_UNHANDLED`): one given back per message
+    /// handled.
+    unhandled: Arc<tokio::sync::Semaphore>,
     /// The streams, until the link's tasks take them.
     streams: Option<(quinn::SendStream, quinn::RecvStream)>,
     name: String,
@@ -129,6 +132,11 @@ impl Shell {
                     if let Input::LinkDown { link, .. } = &input {
                         self.links.remove(link);
                     }
+                    if let Input::Msg { link, .. } = &input
+                        && let Some(l) = self.links.get(link)
+                    {
+                        l.unhandled.add_permits(1);
+                    }
                     input
                 }
                 Event::LinkUp(nl) => self.link_up(*nl),
@@ -164,6 +172,7 @@ impl Shell {
             Link {
                 conn: nl.conn,
                 ctrl: None,
+                unhandled: Arc::new(tokio::sync::Semaphore::new(link::MAX_UNHANDLED)),
                 streams: Some((nl.send, nl.recv)),
                 name: nl.name.clone(),
             },
@@ -203,10 +212,11 @@ impl Shell {
                 let Some((send, recv)) = l.streams.take() else {
                     return;
                 };
-                let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+                let (ctrl_tx, ctrl_rx) = mpsc::channel(crate::link::MAX_QUEUED_FRAMES);
                 l.ctrl = Some(ctrl_tx);
                 let (conn, tx) = (l.conn.clone(), self.tx.clone());
-                spawn_link_tasks(link, conn, send, recv, ctrl_rx, tx);
+                let unhandled = l.unhandled.clone();
+                spawn_link_tasks(link, conn, send, recv, ctrl_rx, tx, unhandled);
             }
             Action::Send { link, msg } => {
                 let Some(l) = self.links.get(&link) else {
@@ -214,8 +224,16 @@ impl Shell {
                 };
                 match wire::encode(&msg) {
                     Ok(frame) => {
-                        if let Some(ctrl) = &l.ctrl {
-                            let _ = ctrl.send(frame);
+                        if let Some(ctrl) = &l.ctrl
+                            && let Err(mpsc::error::TrySendError::Full(_)) = ctrl.try_send(frame)
+                        {
+                            // The peer is not reading: its link goes, not this node's memory
+                            // (the close watcher reports it down).
+                            let reason = format!(
+                                "{} control messages wait for the peer to read them",
+                                crate::link::MAX_QUEUED_FRAMES
+                            );
+                            l.conn.close(close::STALLED.into(), reason.as_bytes());
                         }
                     }
                     Err(e) => warn!("cannot encode a message for {}: {e}", l.name),

@@ -1210,6 +1210,60 @@ async fn misbehave(
     outcome
 }
 
+/// An authenticated peer that asks and asks (steals for a job the server never heard of, each
+/// answered `NoWork`) but never reads: the answers pile up for it, not in the server's memory.
+/// Its link is closed as stalled (code 5) once 1024 answers wait or a write waits 10 s, and
+/// the server keeps serving.
+#[test]
+fn a_peer_that_never_reads_is_cut_off_and_the_server_keeps_serving() {
+    let mut c = Cluster::new("deaf");
+    let s = c.serve("S", &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let (outcome, sent) = rt.block_on(async {
+        let mut sent = 0u64;
+        let o = misbehave(s, 6, async |conn, send, _, me| {
+            let job = JobId {
+                owner: me,
+                nonce: 99,
+            };
+            let frame = wire::encode(&Msg::Steal { job, want: 1 }).unwrap();
+            let batch: Vec<u8> = frame.repeat(10_000);
+            // At most 4M asks (about 120 MB) or 30 s: bounded whatever happens.
+            let end = Instant::now() + Duration::from_secs(30);
+            while sent < 4_000_000 && Instant::now() < end && conn.close_reason().is_none() {
+                if send.write_all(&batch).await.is_err() {
+                    break;
+                }
+                sent += 10_000;
+            }
+        })
+        .await;
+        (o, sent)
+    });
+    eprintln!(
+        "never-reading peer: {outcome:?} after {sent} asks, {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        matches!(&outcome, Outcome::Closed(5, _)),
+        "not closed as stalled: {outcome:?}\n{}",
+        c.log("S")
+    );
+    assert!(c.running("S"), "the server died:\n{}", c.log("S"));
+    // Still serving: an honest member joins and a job completes.
+    let spec = raster_spec(0.5, 0.5);
+    let o = member("O", &[s], 1, SECRET);
+    wait_for_hosts(&o, &["S"], &[]);
+    eprintln!("joined at {:.1} s", t0.elapsed().as_secs_f64());
+    let run = run_job(&o, &spec, |_| {});
+    eprintln!("job done at {:.1} s", t0.elapsed().as_secs_f64());
+    assert_identical(&run.output, &reference(&spec));
+}
+
 /// An authenticated peer that breaks the protocol in five ways, one link each: every time the
 /// server closes that link as a protocol violation (code 3), and it keeps serving.
 #[test]
