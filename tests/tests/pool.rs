@@ -1478,6 +1478,23 @@ fn fine_toolpath(out: &str) -> Vec<String> {
     .collect()
 }
 
+/// Waits for the owner process (`owner`, writing [`fine_toolpath`]'s `pool.ngc`) to finish
+/// and checks its G-code is the local reference's byte for byte; the G-code's length.
+fn owner_matches_local(c: &mut Cluster) -> usize {
+    let status = wait_until("the pooled toolpath", Duration::from_secs(40), || {
+        c.proc("owner")
+            .child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_string())
+    });
+    assert!(status.success(), "owner failed:\n{}", c.log("owner"));
+    let pooled = std::fs::read(c.path("pool.ngc")).unwrap();
+    let local = std::fs::read(c.path("local.ngc")).unwrap();
+    assert!(pooled == local, "G-code differs from the local run");
+    pooled.len()
+}
+
 /// The local reference for [`fine_toolpath`]: `local.ngc` in `c`'s folder, on 2 threads.
 fn local_fine_toolpath(c: &Cluster) {
     let local = c
@@ -1549,17 +1566,7 @@ fn pool_across_network_namespaces() {
         ])
         .arg(c.secret_file());
     c.spawn("owner", owner);
-    let status = wait_until("the pooled toolpath", Duration::from_secs(40), || {
-        c.proc("owner")
-            .child
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "still running".to_string())
-    });
-    assert!(status.success(), "owner failed:\n{}", c.log("owner"));
-    let pooled = std::fs::read(c.path("pool.ngc")).unwrap();
-    let local = std::fs::read(c.path("local.ngc")).unwrap();
-    assert!(pooled == local, "G-code differs from the local run");
+    let bytes = owner_matches_local(&mut c);
     let chunks = c.wait_computed("S", 1);
     assert!(
         chunks[0] > 0,
@@ -1570,7 +1577,7 @@ fn pool_across_network_namespaces() {
     drop(ns);
     eprintln!(
         "netns: {} bytes of G-code identical, S computed {chunks:?}; test {:.1} s",
-        pooled.len(),
+        bytes,
         t0.elapsed().as_secs_f64()
     );
 }
@@ -1766,17 +1773,7 @@ fn lan_discovery_across_network_namespaces() {
         .arg("--secret-file")
         .arg(c.secret_file());
     c.spawn("owner", owner);
-    let status = wait_until("the pooled toolpath", Duration::from_secs(40), || {
-        c.proc("owner")
-            .child
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "still running".to_string())
-    });
-    assert!(status.success(), "owner failed:\n{}", c.log("owner"));
-    let pooled = std::fs::read(c.path("pool.ngc")).unwrap();
-    let local = std::fs::read(c.path("local.ngc")).unwrap();
-    assert!(pooled == local, "G-code differs from the local run");
+    owner_matches_local(&mut c);
     let chunks = c.wait_computed("B", 1);
     assert!(
         chunks[0] > 0,
