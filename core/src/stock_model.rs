@@ -659,10 +659,11 @@ impl StockModel {
             let Some((t0, t1)) = self.tiles_reached(&mv) else {
                 return hit;
             };
+            let mut scratch = Scratch::new();
             for tj in t0.1..=t1.1 {
                 for ti in t0.0..=t1.0 {
                     let tile = &mut self.tiles[tj * self.tx + ti];
-                    hit.merge(&self.g.apply(tile, p, &mv, 0, &mut Scratch::new()));
+                    hit.merge(&self.g.apply(tile, p, &mv, 0, &mut scratch));
                 }
             }
             hit
@@ -820,7 +821,7 @@ impl Grid {
             // The row in three runs (`t` is monotonic in `p`): the start cap, where the
             // lowest tool over a cell is the one at the move's start (`w_free < -t`), the
             // end cap (`w_free > len - t`) at the row's other end, and between them the
-            // cells whose contact is `w_free` itself. Found by bisection, not cell by cell.
+            // cells whose contact is `w_free` itself. Found by `boundary`, not cell by cell.
             let in_start = |p: usize| w_free < -t_at(p);
             let in_end = |p: usize| w_free > len - t_at(p);
             // Where each boundary lies, in cells from the first centre: the guesses that
