@@ -23,7 +23,8 @@ pub fn write_gcode(
     zero: Option<&gcode::WorkZero>,
     machine: &millpond_core::MachineProfile,
     ops: &[gcode::Operation<'_>],
-) -> Result<Vec<millpond_core::TimeEstimate>> {
+    times: &[millpond_core::TimeEstimate],
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -35,10 +36,10 @@ pub fn write_gcode(
     ));
     let result = (|| -> std::io::Result<_> {
         let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        let times = gcode::write_program_at(&mut out, post, title, zero, machine, ops)?;
+        gcode::write_program_timed(&mut out, post, title, zero, machine, ops, times)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        Ok(times)
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -137,15 +137,17 @@ pub fn find_post(job: &Job, library: &PostLibrary) -> Result<PostProcessor> {
 }
 
 /// Writes the program to `path` (through a temporary file: a failure leaves no half program),
-/// with `arcs` in place of their moves where the post writes arcs ([`Program::arcs`]).
-/// Returns each operation's machining time as the header gives it.
+/// with `arcs` in place of their moves where the post writes arcs ([`Program::arcs`]), and
+/// each operation's machining time on `machine` in the header (`times`, from
+/// [`Program::post_timed`]).
 pub fn write(
     path: &Path,
     program: &Program,
     posted: &[(Toolpath, EngagementReport)],
     arcs: &[Vec<ArcSpan>],
     machine: &millpond_core::MachineProfile,
-) -> Result<Vec<millpond_core::TimeEstimate>> {
+    times: &[millpond_core::TimeEstimate],
+) -> Result<()> {
     crate::common::write_gcode(
         path,
         program.post_settings(),
@@ -153,5 +155,6 @@ pub fn write(
         program.zero.as_ref(),
         machine,
         &program.gcode_operations(posted, arcs),
+        times,
     )
 }

@@ -226,37 +226,85 @@ pub fn estimate_program(
     operations: &[Operation<'_>],
     machine: &MachineProfile,
 ) -> Vec<TimeEstimate> {
-    let mut before: Option<Point3> = None;
-    operations
-        .iter()
-        .map(|op| {
-            let tp = op.toolpath;
-            let start = tp.start;
-            let safe = op.safe_z.max(start.z);
-            let from = before.unwrap_or(Point3::new(start.x, start.y, safe));
-            let mut p = Planner::new(machine, from);
-            p.move_to(
-                MoveKind::Rapid,
-                Point3::new(from.x, from.y, safe),
-                f64::INFINITY,
-            );
-            p.stop();
-            if op.spindle_dwell_s > 0.0 {
-                p.dwell(op.spindle_dwell_s);
-            }
-            p.move_to(
-                MoveKind::Rapid,
-                Point3::new(start.x, start.y, safe),
-                f64::INFINITY,
-            );
-            if start.z < op.safe_z {
-                p.move_to(MoveKind::Rapid, start, f64::INFINITY);
-            }
-            p.follow(tp, &op.feeds);
-            before = Some(tp.end());
-            p.finish()
-        })
-        .collect()
+    let mut timer = ProgramTimer::new(machine);
+    for op in operations {
+        timer.begin(op.toolpath.start, op.safe_z, op.spindle_dwell_s, op.feeds);
+        timer.moves(&op.toolpath.moves);
+    }
+    timer.finish()
+}
+
+/// [`estimate_program`] fed as the program is made: an operation begun, then its moves in
+/// pieces, in order. `Program::post` runs one beside the stock check, which hands on each
+/// piece of the posted toolpath as soon as it is final, so that the planner — a serial pass
+/// over every move — is done when the check is, not after it (on a 10M-move program it
+/// was a serial tail of a third of a second).
+#[derive(Debug)]
+pub struct ProgramTimer {
+    machine: MachineProfile,
+    /// Where the last operation left the tool.
+    before: Option<Point3>,
+    current: Option<(Planner, Feeds)>,
+    times: Vec<TimeEstimate>,
+}
+
+impl ProgramTimer {
+    pub fn new(machine: &MachineProfile) -> Self {
+        Self {
+            machine: *machine,
+            before: None,
+            current: None,
+            times: Vec::new(),
+        }
+    }
+
+    /// Ends the operation before (if any) and begins one whose toolpath starts at `start`.
+    pub fn begin(&mut self, start: Point3, safe_z: f64, spindle_dwell_s: f64, feeds: Feeds) {
+        self.end_operation();
+        let safe = safe_z.max(start.z);
+        let from = self.before.unwrap_or(Point3::new(start.x, start.y, safe));
+        let mut p = Planner::new(&self.machine, from);
+        p.move_to(
+            MoveKind::Rapid,
+            Point3::new(from.x, from.y, safe),
+            f64::INFINITY,
+        );
+        p.stop();
+        if spindle_dwell_s > 0.0 {
+            p.dwell(spindle_dwell_s);
+        }
+        p.move_to(
+            MoveKind::Rapid,
+            Point3::new(start.x, start.y, safe),
+            f64::INFINITY,
+        );
+        if start.z < safe_z {
+            p.move_to(MoveKind::Rapid, start, f64::INFINITY);
+        }
+        self.current = Some((p, feeds));
+    }
+
+    /// The next moves of the operation begun last.
+    pub fn moves(&mut self, moves: &[crate::toolpath::Move]) {
+        let (p, feeds) = self
+            .current
+            .as_mut()
+            .expect("an operation is begun before its moves");
+        p.follow_moves(moves, feeds);
+    }
+
+    /// Each operation's time, in order.
+    pub fn finish(mut self) -> Vec<TimeEstimate> {
+        self.end_operation();
+        self.times
+    }
+
+    fn end_operation(&mut self) {
+        if let Some((p, _)) = self.current.take() {
+            self.before = Some(p.position());
+            self.times.push(p.finish());
+        }
+    }
 }
 
 /// `H:MM:SS`.
@@ -432,11 +480,27 @@ pub fn write_program_at(
     machine: &MachineProfile,
     operations: &[Operation<'_>],
 ) -> io::Result<Vec<TimeEstimate>> {
+    let times = estimate_program(operations, machine);
+    write_program_timed(out, post, title, zero, machine, operations, &times)?;
+    Ok(times)
+}
+
+/// [`write_program_at`] with each operation's time on `machine` already estimated
+/// ([`estimate_program`], or a [`ProgramTimer`] fed as the program was made).
+pub fn write_program_timed(
+    out: &mut impl Write,
+    post: Post<'_>,
+    title: &str,
+    zero: Option<&WorkZero>,
+    machine: &MachineProfile,
+    operations: &[Operation<'_>],
+    times: &[TimeEstimate],
+) -> io::Result<()> {
+    assert_eq!(times.len(), operations.len(), "one time per operation");
     let processor = post.processor;
     processor
         .check_units(post.units)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let times = estimate_program(operations, machine);
     let mut lines = Lines::new(post);
     let fmt = post.format();
     let header = |p: Placeholder| match p {
@@ -489,34 +553,16 @@ pub fn write_program_at(
         })?;
     }
     let mut loaded: Option<(u32, Cutter)> = None;
-    for (op, time) in operations.iter().zip(&times) {
+    for (op, time) in operations.iter().zip(times) {
         let change = match loaded {
             None => ToolChange::First,
             Some(t) if t == (op.tool_number, op.cutter) => ToolChange::None,
             Some(_) => ToolChange::Swap,
         };
-        match zero {
-            None => write_operation(out, &mut lines, op, change, time)?,
-            Some(z) => {
-                let moved = op.toolpath.translated(z.at);
-                let arcs: Vec<ArcSpan> = op
-                    .arcs
-                    .iter()
-                    .map(|s| {
-                        let mut s = *s;
-                        s.arc.centre = [s.arc.centre[0] - z.at.x, s.arc.centre[1] - z.at.y];
-                        s
-                    })
-                    .collect();
-                let at_zero = Operation {
-                    safe_z: op.safe_z - z.at.z,
-                    arcs: &arcs,
-                    toolpath: &moved,
-                    ..*op
-                };
-                write_operation(out, &mut lines, &at_zero, change, time)?;
-            }
-        }
+        // Every coordinate measured from the zero as it is written: never a translated copy
+        // of the toolpath (on a 10M-move program, 320 MB and a serial pass).
+        let at = zero.map_or(Point3::new(0.0, 0.0, 0.0), |z| z.at);
+        write_operation(out, &mut lines, op, at, change, time)?;
         loaded = Some((op.tool_number, op.cutter));
     }
     coolant_off(&mut lines)?;
@@ -525,7 +571,7 @@ pub fn write_program_at(
         lines.template(t, &header)?;
     }
     lines.flush(out)?;
-    Ok(times)
+    Ok(())
 }
 
 /// The coolant off, where the post turns it on.
@@ -548,10 +594,13 @@ enum ToolChange {
     None,
 }
 
+/// `zero`: where the program's zero is, in model coordinates (the origin for none); every
+/// coordinate written is measured from it.
 fn write_operation(
     out: &mut impl Write,
     lines: &mut Lines<'_>,
     op: &Operation<'_>,
+    zero: Point3,
     change: ToolChange,
     time: &TimeEstimate,
 ) -> io::Result<()> {
@@ -568,8 +617,9 @@ fn write_operation(
         stats.rapid_length,
         time.total_s / 60.0
     ));
-    let start = tp.start;
-    let lift = format!("G0 Z{}", fmt.len(op.safe_z.max(start.z)));
+    let start = tp.start - zero;
+    let safe_z = op.safe_z - zero.z;
+    let lift = format!("G0 Z{}", fmt.len(safe_z.max(start.z)));
     // Lift before any tool change or spindle start.
     lines.code(&lift)?;
     let n = op.tool_number;
@@ -628,11 +678,11 @@ fn write_operation(
         })?;
     }
     lines.code(&format!("G0 X{} Y{}", fmt.len(start.x), fmt.len(start.y)))?;
-    if start.z < op.safe_z {
+    if start.z < safe_z {
         lines.code(&format!("G0 Z{}", fmt.len(start.z)))?;
     }
     lines.flush_some(out)?;
-    write_moves(out, lines, op)
+    write_moves(out, lines, op, zero)
 }
 
 /// Moves per block of a toolpath formatted on its own thread (see [`write_moves`]).
@@ -653,18 +703,24 @@ const BLOCK_MOVES: usize = 1 << 16;
 /// lines it writes (without formatting a figure); a pass over the blocks carries the modal
 /// state and the line count from each to the next; then the blocks are formatted, again
 /// side by side, and sent on in order. The bytes are the same as one pass's.
-fn write_moves(out: &mut impl Write, lines: &mut Lines<'_>, op: &Operation<'_>) -> io::Result<()> {
-    write_moves_in(out, lines, op, BLOCK_MOVES)
+fn write_moves(
+    out: &mut impl Write,
+    lines: &mut Lines<'_>,
+    op: &Operation<'_>,
+    zero: Point3,
+) -> io::Result<()> {
+    write_moves_in(out, lines, op, zero, BLOCK_MOVES)
 }
 
 fn write_moves_in(
     out: &mut impl Write,
     lines: &mut Lines<'_>,
     op: &Operation<'_>,
+    zero: Point3,
     block: usize,
 ) -> io::Result<()> {
     use rayon::prelude::*;
-    let motion = Motion::new(lines, op);
+    let motion = Motion::new(lines, op, zero);
     let mut words = Vec::with_capacity(96);
     let n = op.toolpath.moves.len();
     // On one thread the first pass would only add to the work.
@@ -770,13 +826,15 @@ struct Modal {
 /// One operation's moves as motion lines.
 struct Motion<'a> {
     op: &'a Operation<'a>,
+    /// The program's zero: every point is written less it.
+    zero: Point3,
     fmt: Format,
     post: &'a PostProcessor,
     arcs: &'a [ArcSpan],
 }
 
 impl<'a> Motion<'a> {
-    fn new(lines: &Lines<'a>, op: &'a Operation<'a>) -> Self {
+    fn new(lines: &Lines<'a>, op: &'a Operation<'a>, zero: Point3) -> Self {
         let arcs: &[ArcSpan] = if lines.post.arcs == ArcStyle::None {
             &[]
         } else {
@@ -784,6 +842,7 @@ impl<'a> Motion<'a> {
         };
         Self {
             op,
+            zero,
             fmt: lines.format,
             post: lines.post,
             arcs,
@@ -801,7 +860,7 @@ impl<'a> Motion<'a> {
             self.op.toolpath.start
         } else {
             moves[i - 1].to
-        };
+        } - self.zero;
         let q = |v: f64| self.fmt.quantum(v);
         Modal {
             i,
@@ -848,7 +907,9 @@ impl<'a> Motion<'a> {
     ) -> io::Result<()> {
         let moves = &self.op.toolpath.moves;
         let fmt = &self.fmt;
+        let zero = self.zero;
         let m = moves[s.i];
+        let to = m.to - zero;
         let (g, f) = match m.kind {
             MoveKind::Rapid => (0u8, None),
             MoveKind::Plunge => (1, Some(self.op.feeds.plunge_feed)),
@@ -867,7 +928,16 @@ impl<'a> Motion<'a> {
             && moves[s.i..s.i + span.arc.moves]
                 .iter()
                 .all(|n| n.kind == m.kind)
-            && let Some(w) = arc_words(fmt, self.post.arcs, &s.at, &span.arc, end.to)
+            && let Some(w) = arc_words(
+                fmt,
+                self.post.arcs,
+                &s.at,
+                &Arc {
+                    centre: [span.arc.centre[0] - zero.x, span.arc.centre[1] - zero.y],
+                    ..span.arc
+                },
+                end.to - zero,
+            )
         {
             s.at = w.end;
             code = if span.arc.clockwise { 2 } else { 3 };
@@ -878,7 +948,7 @@ impl<'a> Motion<'a> {
         let writing = lines.is_some();
         let mut changed = false;
         if done == 1 {
-            for (axis, (word, v)) in [(b'X', m.to.x), (b'Y', m.to.y), (b'Z', m.to.z)]
+            for (axis, (word, v)) in [(b'X', to.x), (b'Y', to.y), (b'Z', to.z)]
                 .into_iter()
                 .enumerate()
             {
@@ -1639,20 +1709,44 @@ mod tests {
                 .num_threads(2)
                 .build()
                 .unwrap();
-            let written = |block: usize| {
+            let written_at = |op: &Operation<'_>, zero: Point3, block: usize| {
                 let mut lines = Lines::new(Post::new(&post));
                 let mut out = Vec::new();
                 threads
-                    .install(|| write_moves_in(&mut out, &mut lines, &op, block))
+                    .install(|| write_moves_in(&mut out, &mut lines, op, zero, block))
                     .unwrap();
                 lines.code("M2").unwrap();
                 lines.flush(&mut out).unwrap();
                 String::from_utf8(out).unwrap()
             };
+            let origin = Point3::new(0.0, 0.0, 0.0);
+            let written = |block: usize| written_at(&op, origin, block);
             let whole = written(usize::MAX);
             assert!(whole.lines().count() > 30, "{key}: {whole}");
             for block in [1, 2, 7, 64] {
                 assert_eq!(written(block), whole, "{key}, blocks of {block} moves");
+            }
+            // Measured from a zero as it is written: the same text as the toolpath and its
+            // arcs moved there first (what the writer once did, with a copy).
+            let zero = Point3::new(12.345_67, -3.25, 7.5);
+            let moved = tp.translated(zero);
+            let moved_arcs: Vec<ArcSpan> = arcs
+                .iter()
+                .map(|a| {
+                    let mut a = *a;
+                    a.arc.centre = [a.arc.centre[0] - zero.x, a.arc.centre[1] - zero.y];
+                    a
+                })
+                .collect();
+            let at_zero = Operation {
+                arcs: &moved_arcs,
+                toolpath: &moved,
+                ..op
+            };
+            let want = written_at(&at_zero, origin, usize::MAX);
+            assert_ne!(want, whole, "{key}: the zero moves the figures");
+            for block in [2, 64, usize::MAX] {
+                assert_eq!(written_at(&op, zero, block), want, "{key}: from a zero");
             }
         }
     }

@@ -410,7 +410,12 @@ impl Planner {
     /// The moves of `toolpath` at `feeds`, from wherever the tool is (normally the
     /// toolpath's start).
     pub fn follow(&mut self, toolpath: &crate::Toolpath, feeds: &crate::Feeds) {
-        for m in &toolpath.moves {
+        self.follow_moves(&toolpath.moves, feeds);
+    }
+
+    /// `moves` at `feeds`, from wherever the tool is: a toolpath's moves, or a piece of them.
+    pub fn follow_moves(&mut self, moves: &[crate::toolpath::Move], feeds: &crate::Feeds) {
+        for m in moves {
             let feed = match m.kind {
                 MoveKind::Rapid => f64::INFINITY,
                 MoveKind::Plunge => feeds.plunge_feed,

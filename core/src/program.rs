@@ -93,6 +93,9 @@ impl PlannedOp {
     }
 }
 
+/// The program's toolpaths as posted, each with what it did to the stock ([`Program::post`]).
+pub type Posted = Vec<(Toolpath, EngagementReport)>;
+
 /// A job's program before its toolpaths are computed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Program {
@@ -188,8 +191,54 @@ impl Program {
             self.ops.len(),
             "one toolpath per operation"
         );
-        let steps: Vec<ProgramStep<'_>> = self
-            .ops
+        stock_model::check_program(self.setup.stock, &self.steps(toolpaths))
+    }
+
+    /// [`post`](Self::post), and how long each operation takes on `machine` as written
+    /// ([`gcode::estimate_program`] on the posted toolpaths): the estimate follows the
+    /// check on a thread of its own, piece by piece as the posted moves become final, so it
+    /// is done when the check is (a serial pass over every move otherwise, after it).
+    pub fn post_timed(
+        &self,
+        toolpaths: &[&Toolpath],
+        machine: &crate::MachineProfile,
+    ) -> Result<(Posted, Vec<crate::TimeEstimate>), StockModelError> {
+        assert_eq!(
+            toolpaths.len(),
+            self.ops.len(),
+            "one toolpath per operation"
+        );
+        let steps = self.steps(toolpaths);
+        std::thread::scope(|s| {
+            // A few pieces in flight: the planner keeps up with the check easily.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<crate::toolpath::Move>)>(4);
+            let timer = s.spawn(move || {
+                let mut timer = gcode::ProgramTimer::new(machine);
+                let mut current = None;
+                for (k, moves) in rx {
+                    if current != Some(k) {
+                        let (_, op) = &self.ops[k];
+                        let start = toolpaths[k].start;
+                        timer.begin(start, self.setup.safe_z, self.spindle_dwell_s, op.feeds);
+                        current = Some(k);
+                    }
+                    timer.moves(&moves);
+                }
+                timer.finish()
+            });
+            let posted =
+                stock_model::check_program_posting(self.setup.stock, &steps, &mut |k, m| {
+                    // The timer only ends early if it panicked, which `join` reports.
+                    let _ = tx.send((k, m.to_vec()));
+                });
+            drop(tx);
+            let times = timer.join().expect("the time estimate does not panic");
+            Ok((posted?, times))
+        })
+    }
+
+    fn steps<'a>(&self, toolpaths: &[&'a Toolpath]) -> Vec<ProgramStep<'a>> {
+        self.ops
             .iter()
             .zip(toolpaths)
             .map(|((_, op), tp)| ProgramStep {
@@ -197,8 +246,7 @@ impl Program {
                 max_depth_of_cut: op.max_depth_of_cut,
                 toolpath: tp,
             })
-            .collect();
-        stock_model::check_program(self.setup.stock, &steps)
+            .collect()
     }
 
     /// What the operations before `op` (an index in `ops`) leave for it to cut, where it is
@@ -309,5 +357,97 @@ impl Program {
                 toolpath: tp,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobContext, JobOutput};
+    use crate::planner::MachineProfile;
+    use crate::raster::Direction;
+    use crate::runner::run_local;
+    use crate::setup::{RasterParams, RoughingParams, Stock, Strategy};
+    use crate::{Feeds, models};
+    use std::sync::Arc;
+
+    /// The estimate made beside the check is the one made after it, bit for bit, on a
+    /// program whose finishing passes' straight-down rapids the check stops above the uncut
+    /// material, and whose second operation starts where the first left the tool.
+    #[test]
+    fn the_time_estimated_beside_the_check_is_the_time_of_the_posted_program() {
+        let mesh = Arc::new(Mesh::from_triangles(models::default_part(), "part").unwrap());
+        let index = Arc::new(TriangleIndex::new(&mesh));
+        let setup = Setup::new(
+            mesh.hash(),
+            mesh.bounds(),
+            &Stock::around_model(2.0, 1.0, 0.0),
+        )
+        .unwrap();
+        let rough = Strategy::Roughing(RoughingParams {
+            stepdown: 3.0,
+            ..RoughingParams::default()
+        });
+        let raster = Strategy::RasterFinishing(RasterParams {
+            stepover: 1.0,
+            direction: Direction::Climb,
+            ..RasterParams::default()
+        });
+        // Finishing first, into the uncut stock: its approaches would rapid into material.
+        let ops: Vec<(usize, PlannedOp)> = [
+            (raster, "ball:3".parse::<Cutter>().unwrap()),
+            (rough, "flat:6".parse().unwrap()),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(k, (strategy, cutter))| {
+            let op = PlannedOp {
+                name: format!("op {k}"),
+                tool_number: k as u32 + 1,
+                cutter,
+                feeds: Feeds {
+                    feed: 800.0 + 400.0 * k as f64,
+                    ..Feeds::default()
+                },
+                max_depth_of_cut: 6.0,
+                spec: setup.plan(&strategy, cutter).unwrap(),
+            };
+            (k, op)
+        })
+        .collect();
+        let toolpaths: Vec<Toolpath> = ops
+            .iter()
+            .map(|(_, op)| {
+                let ctx = JobContext::new(mesh.clone(), index.clone(), op.spec.clone()).unwrap();
+                let results = run_local(&ctx, 2, &CancelToken::new(), &|_| {}).unwrap();
+                match ctx.finish(results).unwrap() {
+                    JobOutput::Toolpath(tp) => tp,
+                    _ => unreachable!("a toolpath"),
+                }
+            })
+            .collect();
+        let post = PostProcessor::built_in().remove(0);
+        let program = Program {
+            title: "t".into(),
+            units: post.default_units(),
+            post,
+            spindle_dwell_s: 1.5,
+            zero: None,
+            setup,
+            ops,
+        };
+        let computed: Vec<&Toolpath> = toolpaths.iter().collect();
+        let machine = MachineProfile::hobby();
+        let (posted, times) = program.post_timed(&computed, &machine).unwrap();
+        assert_eq!(posted, program.post(&computed).unwrap());
+        // The check changed some rapids: the estimate is of the posted program.
+        assert!(
+            posted[0].0.moves.len() > toolpaths[0].moves.len(),
+            "no straight-down rapid was stopped above the material"
+        );
+        let arcs = vec![Vec::new(); posted.len()];
+        let want = gcode::estimate_program(&program.gcode_operations(&posted, &arcs), &machine);
+        assert_eq!(times, want);
+        assert!(times.iter().all(|t| t.total_s > 0.0), "{times:?}");
     }
 }

@@ -5,7 +5,7 @@ use crate::error::JobError;
 use crate::geom::Point3;
 use crate::grid::Grid;
 use crate::links::{Links, link_to};
-use crate::toolpath::{MoveKind, Toolpath};
+use crate::toolpath::{Move, MoveKind, Toolpath};
 use serde::{Deserialize, Serialize};
 
 /// Which way the lines are cut.
@@ -319,36 +319,90 @@ pub fn approach(tp: &mut Toolpath, to: Point3, safe_z: f64) {
 /// Links merged lines into one toolpath: a direct cutting move between lines where it clears
 /// the model (`model`: the job's contact with no floor), otherwise a link along the surface
 /// (no lower than the floor) or a hop (see [`links`](crate::links)).
+///
+/// A link depends only on the two lines it joins (it starts where the line before ended), so
+/// the links are found side by side and the lines then copied, side by side, into one move
+/// list made once at its final size: on a 10M-move program this was a serial tail after the
+/// parallel compute (ARCHITECTURE.md §5: the same moves, bit for bit, on any thread count).
 pub fn link(model: &DropCutter<'_>, spec: &RasterSpec, lines: &[Vec<Point3>]) -> Toolpath {
-    let Some(first) = lines.iter().find_map(|l| l.first().copied()) else {
+    use rayon::prelude::*;
+    let lines: Vec<&[Point3]> = lines
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(Vec::as_slice)
+        .collect();
+    let Some(first) = lines.first().map(|l| l[0]) else {
         return Toolpath::default();
     };
     let safe_z = spec.safe_z;
-    let mut tp = Toolpath {
-        start: Point3::new(first.x, first.y, safe_z.max(first.z)),
-        moves: Vec::new(),
-    };
-    let mut started = false;
-    for line in lines.iter().filter(|l| !l.is_empty()) {
-        let from = tp.end();
-        if !started {
-            approach(&mut tp, line[0], safe_z);
-            started = true;
-        } else if move_is_clear(model, from, line[0]) {
-            tp.push(MoveKind::Cut, line[0]);
-        } else {
-            let (low, step) = (spec.floor, spec.grid.sampling);
-            link_to(&mut tp, model, line[0], &spec.links, safe_z, low, step);
-        }
-        for &p in &line[1..] {
-            tp.push(MoveKind::Cut, p);
-        }
+    let start = Point3::new(first.x, first.y, safe_z.max(first.z));
+    // The moves that bring the tool onto each line: from the start for the first, from the
+    // end of the line before for the others.
+    let joins: Vec<Vec<Move>> = (0..lines.len())
+        .into_par_iter()
+        .map(|k| {
+            let to = lines[k][0];
+            let mut tp = Toolpath {
+                start: if k == 0 {
+                    start
+                } else {
+                    *lines[k - 1].last().expect("lines are not empty")
+                },
+                moves: Vec::new(),
+            };
+            if k == 0 {
+                approach(&mut tp, to, safe_z);
+            } else if move_is_clear(model, tp.start, to) {
+                tp.push(MoveKind::Cut, to);
+            } else {
+                let (low, step) = (spec.floor, spec.grid.sampling);
+                link_to(&mut tp, model, to, &spec.links, safe_z, low, step);
+            }
+            tp.moves
+        })
+        .collect();
+    let end = *lines[lines.len() - 1].last().expect("lines are not empty");
+    let lift = (end.z < safe_z).then(|| Move {
+        kind: MoveKind::Rapid,
+        to: Point3::new(end.x, end.y, safe_z),
+    });
+    let sizes: Vec<usize> = joins
+        .iter()
+        .zip(&lines)
+        .map(|(j, l)| j.len() + l.len() - 1)
+        .collect();
+    let total = sizes.iter().sum::<usize>() + usize::from(lift.is_some());
+    let mut moves = vec![
+        Move {
+            kind: MoveKind::Cut,
+            to: start,
+        };
+        total
+    ];
+    // One slice of the list per line, carved in order.
+    let mut parts: Vec<&mut [Move]> = Vec::with_capacity(lines.len());
+    let mut rest = moves.as_mut_slice();
+    for &n in &sizes {
+        let (part, tail) = rest.split_at_mut(n);
+        parts.push(part);
+        rest = tail;
     }
-    let end = tp.end();
-    if end.z < safe_z {
-        tp.push(MoveKind::Rapid, Point3::new(end.x, end.y, safe_z));
+    if let Some(lift) = lift {
+        rest[0] = lift;
     }
-    tp
+    parts
+        .into_par_iter()
+        .zip(joins.par_iter().zip(lines.par_iter()))
+        .for_each(|(part, (join, line))| {
+            part[..join.len()].copy_from_slice(join);
+            for (m, &p) in part[join.len()..].iter_mut().zip(&line[1..]) {
+                *m = Move {
+                    kind: MoveKind::Cut,
+                    to: p,
+                };
+            }
+        });
+    Toolpath { start, moves }
 }
 
 #[cfg(test)]
@@ -372,6 +426,107 @@ mod tests {
             }
         }
         keep
+    }
+
+    /// The links found side by side and the lines copied side by side give the moves the
+    /// plain serial walk gives, in order, bit for bit: with direct moves, surface links and
+    /// hops between the lines, empty lines among them, and a last lift.
+    #[test]
+    fn lines_linked_side_by_side_are_the_lines_linked_one_after_another() {
+        use crate::index::TriangleIndex;
+        use crate::mesh::Mesh;
+        use crate::setup::{RasterParams, Setup, Stock, Strategy};
+        let mesh = Mesh::from_triangles(crate::models::terrain_relief(60), "relief").unwrap();
+        let index = TriangleIndex::new(&mesh);
+        let setup = Setup::new(
+            mesh.hash(),
+            mesh.bounds(),
+            &Stock::around_model(0.0, 1.0, 0.0),
+        )
+        .unwrap();
+        let cutter = crate::Cutter::Ball { diameter: 3.0 };
+        let contact = DropCutter::new(&mesh, &index, cutter, f64::NEG_INFINITY);
+        let serial = |spec: &RasterSpec, lines: &[Vec<Point3>]| {
+            let first = lines.iter().find_map(|l| l.first().copied()).unwrap();
+            let mut tp = Toolpath {
+                start: Point3::new(first.x, first.y, spec.safe_z.max(first.z)),
+                moves: Vec::new(),
+            };
+            let mut started = false;
+            for line in lines.iter().filter(|l| !l.is_empty()) {
+                let from = tp.end();
+                if !started {
+                    approach(&mut tp, line[0], spec.safe_z);
+                    started = true;
+                } else if move_is_clear(&contact, from, line[0]) {
+                    tp.push(MoveKind::Cut, line[0]);
+                } else {
+                    let (low, step) = (spec.floor, spec.grid.sampling);
+                    link_to(
+                        &mut tp,
+                        &contact,
+                        line[0],
+                        &spec.links,
+                        spec.safe_z,
+                        low,
+                        step,
+                    );
+                }
+                for &p in &line[1..] {
+                    tp.push(MoveKind::Cut, p);
+                }
+            }
+            let end = tp.end();
+            if end.z < spec.safe_z {
+                tp.push(MoveKind::Rapid, Point3::new(end.x, end.y, spec.safe_z));
+            }
+            tp
+        };
+        for direction in [Direction::Zigzag, Direction::Climb] {
+            let params = RasterParams {
+                stepover: 0.7,
+                direction,
+                ..RasterParams::default()
+            };
+            let job = setup
+                .plan(&Strategy::RasterFinishing(params), cutter)
+                .unwrap();
+            let crate::job::Operation::Raster(spec) = &job.operation else {
+                unreachable!("a raster spec");
+            };
+            // Lines as the grid's passes give them, with the middle of each line cut out
+            // every third pass (so that links climb over the relief) and some left empty.
+            let grid = &spec.grid;
+            let mut lines: Vec<Vec<Point3>> = (0..grid.lines())
+                .map(|j| {
+                    let mut line: Vec<Point3> = (0..grid.points_per_line())
+                        .map(|i| {
+                            let p = grid.point(j, i, 0.0);
+                            Point3::new(p.x, p.y, contact.at(p.x, p.y))
+                        })
+                        .collect();
+                    if !spec.forward(j) {
+                        line.reverse();
+                    }
+                    line
+                })
+                .collect();
+            for (j, line) in lines.iter_mut().enumerate() {
+                match j % 7 {
+                    3 => line.clear(),
+                    5 => line.truncate(line.len() / 3),
+                    _ => {}
+                }
+            }
+            let want = serial(spec, &lines);
+            let got = link(&contact, spec, &lines);
+            assert_eq!(got, want, "{direction:?}");
+            let kinds = |k: MoveKind| got.moves.iter().filter(|m| m.kind == k).count();
+            assert!(
+                kinds(MoveKind::Plunge) > 1,
+                "{direction:?}: hops between lines"
+            );
+        }
     }
 
     #[test]

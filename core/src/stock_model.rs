@@ -24,7 +24,7 @@
 use crate::cutter::{Cutter, Profile, Shape};
 use crate::geom::{Aabb, Point3};
 use crate::raster::FEED_CLEARANCE;
-use crate::toolpath::{MoveKind, Toolpath};
+use crate::toolpath::{Move, MoveKind, Toolpath};
 use crate::with_shape;
 use rayon::prelude::*;
 use thiserror::Error;
@@ -523,7 +523,8 @@ impl StockModel {
         toolpath: &Toolpath,
         max_depth_of_cut: f64,
     ) -> EngagementReport {
-        self.run(cutter, toolpath, max_depth_of_cut, false).1
+        self.run(cutter, toolpath, max_depth_of_cut, false, &mut |_| {})
+            .1
     }
 
     /// As [`machine`](Self::machine), but first makes every straight-down rapid stop
@@ -536,7 +537,21 @@ impl StockModel {
         toolpath: &Toolpath,
         max_depth_of_cut: f64,
     ) -> (Toolpath, EngagementReport) {
-        self.run(cutter, toolpath, max_depth_of_cut, true)
+        self.run(cutter, toolpath, max_depth_of_cut, true, &mut |_| {})
+    }
+
+    /// [`machine_with_safe_descents`](Self::machine_with_safe_descents), handing each piece
+    /// of the toolpath as changed to `posted`, in order, as soon as it is final (before the
+    /// tiles of its batch are machined): what follows the posted program (the time
+    /// estimate) runs beside the check instead of after it.
+    pub fn machine_posting(
+        &mut self,
+        cutter: &Cutter,
+        toolpath: &Toolpath,
+        max_depth_of_cut: f64,
+        posted: &mut dyn FnMut(&[Move]),
+    ) -> (Toolpath, EngagementReport) {
+        self.run(cutter, toolpath, max_depth_of_cut, true, posted)
     }
 
     fn run(
@@ -545,8 +560,11 @@ impl StockModel {
         toolpath: &Toolpath,
         max_depth_of_cut: f64,
         safe_descents: bool,
+        posted: &mut dyn FnMut(&[Move]),
     ) -> (Toolpath, EngagementReport) {
         let profile = cutter.profile();
+        // How many of `out`'s moves were handed to `posted`: a move is final once pushed.
+        let mut handed = 0;
         let mut report = EngagementReport::default();
         let mut out = Toolpath {
             start: toolpath.start,
@@ -571,6 +589,8 @@ impl StockModel {
             let straight_down =
                 m.kind == MoveKind::Rapid && m.to.x == at.x && m.to.y == at.y && m.to.z < at.z;
             if safe_descents && straight_down {
+                posted(&out.moves[handed..]);
+                handed = out.moves.len();
                 batch.flush(self, &mut report);
                 let stop = self.contact_height(&profile, m.to.x, m.to.y) + FEED_CLEARANCE;
                 if m.to.z < stop {
@@ -601,9 +621,12 @@ impl StockModel {
             batch.moves.push((index, m.kind, m.to));
             at = m.to;
             if batch.segments.len() == BATCH_MOVES {
+                posted(&out.moves[handed..]);
+                handed = out.moves.len();
                 batch.flush(self, &mut report);
             }
         }
+        posted(&out.moves[handed..]);
         batch.flush(self, &mut report);
         (out, report)
     }
@@ -1349,6 +1372,17 @@ pub fn check_program(
     stock: Aabb,
     steps: &[ProgramStep<'_>],
 ) -> Result<Vec<(Toolpath, EngagementReport)>, StockModelError> {
+    check_program_posting(stock, steps, &mut |_, _| {})
+}
+
+/// [`check_program`], handing each piece of each operation's posted toolpath to `posted`
+/// (the operation's index, then the moves), in order, as soon as it is final; every
+/// operation is announced with an empty piece before its moves.
+pub fn check_program_posting(
+    stock: Aabb,
+    steps: &[ProgramStep<'_>],
+    posted: &mut dyn FnMut(usize, &[Move]),
+) -> Result<Vec<(Toolpath, EngagementReport)>, StockModelError> {
     let smallest = steps
         .iter()
         .map(|s| s.cutter.radius())
@@ -1359,7 +1393,13 @@ pub fn check_program(
     let mut model = StockModel::new(stock, StockModel::default_cell(stock, smallest))?;
     Ok(steps
         .iter()
-        .map(|s| model.machine_with_safe_descents(&s.cutter, s.toolpath, s.max_depth_of_cut))
+        .enumerate()
+        .map(|(k, s)| {
+            posted(k, &[]);
+            model.machine_posting(&s.cutter, s.toolpath, s.max_depth_of_cut, &mut |m| {
+                posted(k, m)
+            })
+        })
         .collect())
 }
 

@@ -1347,8 +1347,9 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     // rapids stop above the material there, and a move buried deeper than its tool can cut,
     // or a rapid into material, is said before anyone runs the program.
     let computed: Vec<&Toolpath> = toolpaths.iter().map(|(tp, _)| tp).collect();
-    let posted = program
-        .post(&computed)
+    let machine = args.machine();
+    let (posted, times) = program
+        .post_timed(&computed, &machine)
         .map_err(|e| anyhow!("cannot check the program against the stock: {e}"))?;
     for w in program.warnings(&posted) {
         eprintln!("warning: {w}");
@@ -1357,13 +1358,12 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     // twice would double the run's peak memory); only their compute times stay.
     drop(computed);
     let seconds: Vec<f64> = toolpaths.into_iter().map(|(_, s)| s).collect();
-    let machine = args.machine();
     // Arcs where the post writes them, each checked against the model.
     let arcs = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?
         .install(|| program.arcs(&posted, &model.mesh, &model.index));
-    let times = run_job::write(&args.output, &program, &posted, &arcs, &machine)?;
+    run_job::write(&args.output, &program, &posted, &arcs, &machine, &times)?;
 
     // The planner's time: as the machine would run the program, accelerating and slowing
     // for corners (millpond_core::planner); "without acceleration" is length ÷ feed.

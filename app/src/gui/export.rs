@@ -64,10 +64,13 @@ pub fn posted(
 
 /// Writes the program (what the background thread runs), as `millpond toolpath` writes it.
 pub fn write(path: &Path, job: &Job) -> Result<(), String> {
-    let posted = posted(job)?;
+    let toolpaths: Vec<&Toolpath> = job.toolpaths.iter().map(|t| &**t).collect();
+    let (posted, times) = job
+        .program
+        .post_timed(&toolpaths, &job.machine)
+        .map_err(|e| format!("cannot check the program against the stock: {e}"))?;
     let arcs = job.program.arcs(&posted, &job.mesh, &job.index);
-    crate::run_job::write(path, &job.program, &posted, &arcs, &job.machine)
-        .map(drop)
+    crate::run_job::write(path, &job.program, &posted, &arcs, &job.machine, &times)
         .map_err(|e| format!("{e:#}"))
 }
 

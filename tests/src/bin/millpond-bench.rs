@@ -900,6 +900,10 @@ fn main() -> Result<()> {
         let threads: usize = args.get(k + 1).context("threads")?.parse()?;
         return simulate_one(threads, quick);
     }
+    if let Some(k) = args.iter().position(|a| a == "--program-one") {
+        let threads: usize = args.get(k + 1).context("threads")?.parse()?;
+        return program_one(threads, quick);
+    }
     if args.iter().any(|a| a == "--simulate-only") {
         return simulate(quick);
     }
@@ -1091,6 +1095,135 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         "verify_s": verify_s,
         "removed_mm3": report.removed_mm3,
         "gouge": check.gouge.map(|g| -g.deviation),
+        "peak_rss": peak_rss(),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// A whole raster finishing program as `millpond toolpath` makes it, phase by phase, in this
+/// process on `threads` threads: computing the chunks, assembling them into one toolpath
+/// (`JobContext::finish`, best of five), checking it against the stock with the time
+/// estimate beside it (`Program::post_timed`), fitting arcs (`Program::arcs`), and writing
+/// the G-code (LinuxCNC post, work zero at the stock's corner, best of three) to a counting
+/// sink. Prints one JSON line. The 280k-triangle relief over 200 × 170 mm, 3 mm ball,
+/// 0.05 mm stepover and sampling (`--quick`: 0.25 mm on the small relief).
+fn program_one(threads: usize, quick: bool) -> Result<()> {
+    use millpond_core::gcode::{self, write_program_timed};
+    use millpond_core::job::JobOutput;
+    use millpond_core::planner::MachineProfile;
+    use millpond_core::post::PostProcessor;
+    use millpond_core::program::{PlannedOp, Program, work_zero};
+    use millpond_core::setup::{RasterParams, Setup, Stock, Strategy, WorkZeroChoice};
+    let mesh = Arc::new(stretched_relief(if quick { 120 } else { 374 })?);
+    let index = Arc::new(TriangleIndex::new(&mesh));
+    let setup = Setup::new(
+        mesh.hash(),
+        mesh.bounds(),
+        &Stock::around_model(0.0, 1.0, 0.0),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let step = if quick { 0.25 } else { 0.05 };
+    let cutter: Cutter = "ball:3".parse()?;
+    let spec = setup
+        .plan(
+            &Strategy::RasterFinishing(RasterParams {
+                stepover: step,
+                sampling: step,
+                ..RasterParams::default()
+            }),
+            cutter,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let post = PostProcessor::built_in()
+        .into_iter()
+        .next()
+        .context("a built-in post")?;
+    let program = Program {
+        title: "bench".into(),
+        units: post.default_units(),
+        post,
+        spindle_dwell_s: 0.0,
+        zero: Some(work_zero(WorkZeroChoice::default(), &setup)),
+        setup,
+        ops: vec![(
+            0,
+            PlannedOp {
+                name: "Raster finishing".into(),
+                tool_number: 1,
+                cutter,
+                feeds: millpond_core::Feeds::default(),
+                max_depth_of_cut: 6.0,
+                spec: spec.clone(),
+            },
+        )],
+    };
+    let machine = MachineProfile::hobby();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
+    let t = Instant::now();
+    let results = run_local(&ctx, threads, &CancelToken::new(), &|_| {})?;
+    let compute_s = t.elapsed().as_secs_f64();
+    // Assembly is short: the best of five, so that another process's burst does not hide it.
+    let mut assemble_s = f64::INFINITY;
+    for _ in 0..4 {
+        let copy = results.clone();
+        let t = Instant::now();
+        let out = pool.install(|| ctx.finish(copy))?;
+        assemble_s = assemble_s.min(t.elapsed().as_secs_f64());
+        drop(out);
+    }
+    let t = Instant::now();
+    let JobOutput::Toolpath(tp) = pool.install(|| ctx.finish(results))? else {
+        bail!("no toolpath");
+    };
+    let assemble_s = assemble_s.min(t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let (posted, times) = pool.install(|| program.post_timed(&[&tp], &machine))?;
+    let check_s = t.elapsed().as_secs_f64();
+    drop(tp);
+    let t = Instant::now();
+    let arcs = pool.install(|| program.arcs(&posted, &mesh, &index));
+    let arcs_s = t.elapsed().as_secs_f64();
+    let ops = program.gcode_operations(&posted, &arcs);
+    let (mut write_s, mut bytes) = (f64::INFINITY, 0);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut sink = std::io::BufWriter::with_capacity(1 << 16, CountingSink(0));
+        pool.install(|| {
+            write_program_timed(
+                &mut sink,
+                program.post_settings(),
+                "bench",
+                program.zero.as_ref(),
+                &machine,
+                &ops,
+                &times,
+            )
+        })?;
+        bytes = sink.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?.0;
+        write_s = write_s.min(t.elapsed().as_secs_f64());
+    }
+    // What the estimate alone costs, had it run after the check.
+    let t = Instant::now();
+    let again = gcode::estimate_program(&ops, &machine);
+    let estimate_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        again == times,
+        "the estimate beside the check is the estimate"
+    );
+    let line = serde_json::json!({
+        "threads": threads,
+        "moves": posted[0].0.moves.len(),
+        "bytes": bytes,
+        "compute_s": compute_s,
+        "assemble_s": assemble_s,
+        "check_s": check_s,
+        "arcs_s": arcs_s,
+        "write_s": write_s,
+        "estimate_s": estimate_s,
         "peak_rss": peak_rss(),
     });
     println!("{line}");
