@@ -12,8 +12,9 @@
 //! their test ends.
 
 use millpond_core::job::COMPUTE_ABI;
+use millpond_core::mesh::MeshHash;
 use millpond_net::proto::{AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, close};
-use millpond_net::wire::{Msg, NodeId, PROTOCOL_VERSION};
+use millpond_net::wire::{self, BulkHeader, JobId, Msg, NodeId, PROTOCOL_VERSION};
 use millpond_net::{node, tls};
 use millpond_tests::pool::*;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -716,4 +717,115 @@ fn a_relay_in_the_middle_and_a_reflector_never_authenticate() {
     assert_identical(&run.output, &want);
     assert!(c.log("S").contains("linked to O"));
     eprintln!("mitm: test {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+// ----- bulk data nobody asked for -----
+
+/// Opens `streams` bulk streams on `conn`, each with `header`, and writes up to `bytes` of
+/// payload on each (1 MiB at a time, each write within 5 s); returns the bytes written.
+async fn push_bulk(
+    conn: &quinn::Connection,
+    header: &BulkHeader,
+    streams: usize,
+    bytes: usize,
+) -> usize {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..streams {
+        let (conn, frame) = (conn.clone(), wire::encode(header).unwrap());
+        tasks.spawn(async move {
+            let Ok(mut s) = conn.open_uni().await else {
+                return 0;
+            };
+            if s.write_all(&frame).await.is_err() {
+                return 0;
+            }
+            let piece = vec![0x5a; 1 << 20];
+            let mut sent = 0;
+            while sent < bytes {
+                match tokio::time::timeout(Duration::from_secs(5), s.write_all(&piece)).await {
+                    Ok(Ok(())) => sent += piece.len(),
+                    _ => break,
+                }
+            }
+            sent
+        });
+    }
+    tasks.join_all().await.into_iter().sum()
+}
+
+/// An authenticated peer pushes bulk data nobody asked for, over and over, a new link each
+/// time: meshes never asked of it (each stream announcing 252 MB) and results for a job the
+/// server never had (64 MiB each, the most a result may be), 4 streams of each at once
+/// writing 64 MiB apiece. Each link is closed as a protocol violation at the first header,
+/// before its payload is buffered; the server's peak memory stays within a bound measured
+/// from a baseline, and it keeps serving: an honest job comes out bit-identical.
+#[test]
+fn unasked_meshes_and_results_close_the_link_and_memory_stays_bounded() {
+    const LINKS: u64 = 6;
+    const STREAMS: usize = 4;
+    const BYTES: usize = 64 << 20;
+    // What the server may add to its peak memory: measured on the 2-core VM, +48 KiB (before
+    // bulk headers were checked first: +256 MiB, every result read whole before its job was
+    // looked at). The bound, 16 MiB, is a quarter of one stream's push.
+    const RSS_BOUND_KIB: u64 = 16 << 10;
+    let spec = raster_spec(0.2, 0.1);
+    let want = reference(&spec);
+    let mut c = Cluster::new("unasked");
+    let t0 = Instant::now();
+    let s = c.serve("S", &[]);
+    let pid = c.pid("S");
+    let o = member("O", &[s], 1, SECRET);
+    wait_for_hosts(&o, &["S"], &[]);
+    assert_identical(&run_job(&o, &spec, |_| {}).output, &want);
+    let (base_hwm, base_rss) = memory_kib(pid);
+    let rt = runtime();
+    let mut outcomes = Vec::new();
+    for case in 0..LINKS {
+        let header = if case % 2 == 0 {
+            BulkHeader::Mesh {
+                hash: MeshHash([case as u8 + 1; 32]),
+                // 3.5M triangles of 72 bytes.
+                size: 72 * 3_500_000,
+            }
+        } else {
+            BulkHeader::Result {
+                job: JobId {
+                    owner: NodeId(0xFEED),
+                    nonce: u128::from(case),
+                },
+                chunk: 0,
+                compute_s: 0.1,
+                size: wire::MAX_RESULT,
+                hash: [case as u8; 32],
+                node: NodeId(0xFEED),
+                worker: 0,
+            }
+        };
+        let t = Instant::now();
+        let mut pushed = 0;
+        let outcome = rt.block_on(misbehave(s, 100 + case, async |conn, _, _, _| {
+            pushed = push_bulk(conn, &header, STREAMS, BYTES).await;
+        }));
+        outcomes.push((case, outcome, pushed >> 20, t.elapsed()));
+    }
+    let (hwm, rss) = memory_kib(pid);
+    eprintln!(
+        "unasked: {outcomes:?} (case, outcome, MiB written, time); S memory: baseline VmHWM \
+         {base_hwm} KiB (VmRSS {base_rss}), after VmHWM {hwm} KiB (VmRSS {rss}), +{} KiB",
+        hwm.saturating_sub(base_hwm)
+    );
+    for (case, outcome, _, _) in &outcomes {
+        assert!(
+            matches!(outcome, Outcome::Closed(3, _)),
+            "link {case} not closed as a protocol violation: {outcome:?}"
+        );
+    }
+    assert!(
+        hwm.saturating_sub(base_hwm) <= RSS_BOUND_KIB,
+        "S's peak memory grew from {base_hwm} KiB to {hwm} KiB"
+    );
+    assert!(c.running("S"));
+    let run = run_job(&o, &spec, |_| {});
+    assert_identical(&run.output, &want);
+    eprintln!("unasked: test {:.1} s", t0.elapsed().as_secs_f64());
 }
