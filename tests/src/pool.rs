@@ -53,7 +53,11 @@ pub fn model() -> &'static (Arc<Mesh>, Arc<TriangleIndex>) {
 
 /// A raster finishing job over the default part, framed like `millpond toolpath` frames it.
 pub fn raster_spec(step: f64, sampling: f64) -> JobSpec {
-    let mesh = &model().0;
+    raster_spec_of(&model().0, step, sampling)
+}
+
+/// The same over another mesh.
+pub fn raster_spec_of(mesh: &Mesh, step: f64, sampling: f64) -> JobSpec {
     let b = mesh.bounds();
     JobSpec {
         mesh: mesh.hash(),
@@ -208,8 +212,19 @@ pub struct JobRun {
 
 /// Submits `spec` to `pool` and waits (at most `JOB_TIMEOUT`) for the result, calling
 /// `on_progress` on the way.
-pub fn run_job(pool: &Pool, spec: &JobSpec, mut on_progress: impl FnMut(&Progress)) -> JobRun {
+pub fn run_job(pool: &Pool, spec: &JobSpec, on_progress: impl FnMut(&Progress)) -> JobRun {
     let (mesh, index) = model();
+    run_job_of(pool, mesh, index, spec, on_progress)
+}
+
+/// The same with another mesh.
+pub fn run_job_of(
+    pool: &Pool,
+    mesh: &Arc<Mesh>,
+    index: &Arc<TriangleIndex>,
+    spec: &JobSpec,
+    mut on_progress: impl FnMut(&Progress),
+) -> JobRun {
     let t0 = Instant::now();
     let handle = pool
         .submit(mesh.clone(), index.clone(), spec.clone())

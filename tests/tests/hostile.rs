@@ -13,6 +13,8 @@
 
 use millpond_core::job::COMPUTE_ABI;
 use millpond_core::mesh::MeshHash;
+use millpond_core::runner::run_local;
+use millpond_core::{CancelToken, JobContext, Mesh, TriangleIndex, models};
 use millpond_net::proto::{AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, close};
 use millpond_net::wire::{self, BulkHeader, JobId, Msg, NodeId, PROTOCOL_VERSION};
 use millpond_net::{node, tls};
@@ -828,4 +830,149 @@ fn unasked_meshes_and_results_close_the_link_and_memory_stays_bounded() {
     let run = run_job(&o, &spec, |_| {});
     assert_identical(&run.output, &want);
     eprintln!("unasked: test {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+// ----- a relay stopped while it sends the mesh -----
+
+/// The default part sampled 8 times finer: about 1.2 million triangles, 87 MB on the wire,
+/// so that sending it takes long enough to be caught in the middle.
+fn big_model() -> &'static (Arc<Mesh>, Arc<TriangleIndex>) {
+    static BIG: std::sync::OnceLock<(Arc<Mesh>, Arc<TriangleIndex>)> = std::sync::OnceLock::new();
+    BIG.get_or_init(|| {
+        let t = models::height_field_solid(
+            (0.0, 80.0),
+            (0.0, 60.0),
+            800,
+            750,
+            0.0,
+            models::default_part_height,
+        );
+        let mesh = Mesh::from_triangles(t, "big-part").unwrap();
+        let index = TriangleIndex::new(&mesh);
+        (Arc::new(mesh), Arc::new(index))
+    })
+}
+
+/// Whether process `pid` has exited (a zombie not yet reaped, or gone).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
+/// What [`relay_stopped_mid_mesh`] saw.
+struct MidMesh {
+    c: Cluster,
+    run: JobRun,
+    /// MiB of the mesh B held when A got the signal.
+    b_had_mib: u64,
+    /// From the signal until A had exited.
+    exit: Duration,
+}
+
+/// O (here) → A → B, a job over [`big_model`]: B asks A for the mesh, A fetches it from O,
+/// indexes it and sends it on. Once B's memory shows it reading the mesh (16 MiB of its 87
+/// MB in), A gets `sig`. B never gets the mesh from it; the job completes at O.
+fn relay_stopped_mid_mesh(tag: &str, sig: rustix::process::Signal) -> MidMesh {
+    let (mesh, index) = big_model();
+    let spec = raster_spec_of(mesh, 1.0, 0.5);
+    let want = {
+        let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).unwrap();
+        let r = run_local(&ctx, 1, &CancelToken::new(), &|_| {}).unwrap();
+        ctx.finish(r).unwrap()
+    };
+    let mut c = Cluster::new(tag);
+    let debug = [("MILLPOND_LOG", "info,millpond_net=debug")];
+    let b = c.serve_with("B", &[], "secret", &debug);
+    let a = c.serve_with("A", &[b], "secret", &debug);
+    let o = member("O", &[a], 1, SECRET);
+    wait_for_hosts(&o, &["A"], &["B"]);
+    let (a_pid, b_pid) = (c.pid("A"), c.pid("B"));
+    let (_, b_base) = memory_kib(b_pid);
+    let watcher = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            let (_, rss) = memory_kib(b_pid);
+            if rss > b_base + (16 << 10) {
+                let t = Instant::now();
+                signal(a_pid, sig);
+                while !exited(a_pid) && t.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                return Some(((rss - b_base) >> 10, t.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
+    });
+    let run = run_job_of(&o, mesh, index, &spec, |_| {});
+    let (b_had_mib, exit) = watcher
+        .join()
+        .unwrap()
+        .expect("B never started reading the mesh");
+    assert_identical(&run.output, &want);
+    assert!(exited(a_pid), "A still runs after {sig:?}");
+    assert!(c.running("B"), "B died with its relay");
+    let ready = format!("mesh {} ready", mesh.hash());
+    assert!(c.log("A").contains(&ready), "A never had the mesh");
+    assert!(
+        !c.log("B").contains(&ready),
+        "B got the whole mesh before A stopped: not stopped mid-transfer"
+    );
+    MidMesh {
+        c,
+        run,
+        b_had_mib,
+        exit,
+    }
+}
+
+/// Owner → relay → worker with an 87 MB mesh; the relay is SIGKILLed while the worker reads
+/// the mesh from it. The worker never gets it, and the job completes at the owner,
+/// bit-identical to a local run.
+#[test]
+fn a_relay_killed_while_its_child_fetches_the_mesh_leaves_the_job_whole() {
+    let t0 = Instant::now();
+    let m = relay_stopped_mid_mesh("midmesh-kill", rustix::process::Signal::KILL);
+    eprintln!(
+        "relay killed mid-mesh: B had {} of 87 MB; job {:.2} s; test {:.1} s",
+        m.b_had_mib,
+        m.run.elapsed.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// SIGTERM while a member sends an 87 MB mesh: it leaves within 0.5 s, saying so, the job
+/// completes bit-identical at the owner, and the pool secret is in no member's log (they log
+/// at debug level here).
+#[test]
+fn sigterm_mid_mesh_transfer_leaves_quickly_and_the_secret_is_in_no_log() {
+    let t0 = Instant::now();
+    let m = relay_stopped_mid_mesh("midmesh-term", rustix::process::Signal::TERM);
+    eprintln!(
+        "relay SIGTERMed mid-mesh: exited {:.0} ms after, B had {} of 87 MB; job {:.2} s; \
+         test {:.1} s",
+        m.exit.as_secs_f64() * 1e3,
+        m.b_had_mib,
+        m.run.elapsed.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        m.exit < Duration::from_millis(500),
+        "A took {:?} to exit after SIGTERM",
+        m.exit
+    );
+    let log = m.c.log("A");
+    assert!(log.contains("left the pool in"), "no goodbye:\n{log}");
+    for name in ["A", "B"] {
+        assert!(
+            !m.c.log(name).contains(SECRET),
+            "{name}'s log shows the secret"
+        );
+    }
 }
