@@ -234,6 +234,18 @@ async fn read_bulk(
         return Err("empty bulk stream".into());
     };
     let header = wire::decode_bulk_header(&body).map_err(|e| e.to_string())?;
+    // Nothing more is read until the protocol says this node wants it (issue 17): a stream
+    // it declines is stopped unread, one it finds hostile closes the link.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let offer = Event::BulkOffered {
+        link,
+        header: header.clone(),
+        reply,
+    };
+    if tx.send(offer).is_err() || !answer.await.unwrap_or(false) {
+        let _ = stream.stop(0u32.into());
+        return Ok(());
+    }
     let size = match &header {
         BulkHeader::Result { size, .. } | BulkHeader::Mesh { size, .. } => *size,
     };

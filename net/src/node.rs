@@ -40,6 +40,13 @@ pub enum Event {
         events: std::sync::mpsc::Sender<JobEvent>,
         reply: std::sync::mpsc::Sender<Result<JobId, PoolError>>,
     },
+    /// A bulk stream's header arrived on `link`: `reply` says whether to read its payload
+    /// (the protocol's [`Action::TakeBulk`]; dropped unanswered: no).
+    BulkOffered {
+        link: LinkId,
+        header: wire::BulkHeader,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     /// The timer; the shell adds each link's transport figures.
     Tick,
     Shutdown,
@@ -83,6 +90,8 @@ pub struct Shell {
     owners: HashMap<JobId, std::sync::mpsc::Sender<JobEvent>>,
     /// The channels of the submission being handled.
     submitting: Option<Submitting>,
+    /// Where the answer to the bulk stream offered in the input being handled goes.
+    offering: Option<tokio::sync::oneshot::Sender<bool>>,
     /// How chunks are computed here.
     compute: Arc<dyn ComputeChunk>,
 }
@@ -114,6 +123,7 @@ impl Shell {
             next_link: 1,
             owners: HashMap::new(),
             submitting: None,
+            offering: None,
             compute,
         }
     }
@@ -149,6 +159,14 @@ impl Shell {
                     self.submitting = Some((events, reply));
                     Input::Submit { ctx, nonce }
                 }
+                Event::BulkOffered {
+                    link,
+                    header,
+                    reply,
+                } => {
+                    self.offering = Some(reply);
+                    Input::BulkOffered { link, header }
+                }
                 Event::Tick => Input::Tick {
                     links: self.link_stats(),
                 },
@@ -157,6 +175,8 @@ impl Shell {
             for a in actions {
                 self.execute(a);
             }
+            // An offer the protocol did not answer is declined.
+            self.offering = None;
         }
         self.node.shutdown();
         self.endpoint.close(close::QUIT.into(), b"quit");
@@ -357,6 +377,11 @@ impl Shell {
                     self.owners.insert(*id, events);
                 }
                 let _ = reply.send(r);
+            }
+            Action::TakeBulk(take) => {
+                if let Some(reply) = self.offering.take() {
+                    let _ = reply.send(take);
+                }
             }
             Action::Dial { remote, address } => {
                 debug!("dialling {address}");

@@ -1,6 +1,7 @@
 //! Shared helpers for Millpond's end-to-end tests and benchmark.
 
 pub mod oracle;
+pub mod pool;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ use super::LinkId;
 use crate::JobEvent;
 use crate::PoolError;
 use crate::stats::{PoolStats, RemoteState};
-use crate::wire::{JobId, Msg, NodeId};
+use crate::wire::{BulkHeader, JobId, Msg, NodeId};
 use millpond_core::job::{ChunkResult, JobContext};
 use millpond_core::mesh::MeshHash;
 use millpond_core::{CancelToken, Mesh, TriangleIndex};
@@ -37,6 +37,16 @@ pub enum Input {
     Violation {
         link: LinkId,
         reason: String,
+    },
+    /// A bulk stream's header arrived; its payload is not read yet. Answered by one
+    /// [`Action::TakeBulk`]: only a mesh this node asked the link for and still waits for,
+    /// or a result of a chunk granted down the link, is read (a late copy is declined; a
+    /// mesh never asked of the link, or a result of a job or chunk never granted to it,
+    /// closes the link as a violation), so what a peer makes this node buffer is what this
+    /// node asked for.
+    BulkOffered {
+        link: LinkId,
+        header: BulkHeader,
     },
     /// A result arrived on a bulk stream, hash-checked and decoded.
     Result {
@@ -179,6 +189,8 @@ pub enum Action {
     Report { job: JobId, event: JobEvent },
     /// The answer to [`Input::Submit`].
     Submitted(Result<JobId, PoolError>),
+    /// The answer to [`Input::BulkOffered`]: read the stream's payload, or stop it unread.
+    TakeBulk(bool),
     /// Dial remote `remote` (configured or discovered); answer with a link up or [`Input::RemoteFailed`].
     Dial { remote: usize, address: String },
     /// The new statistics snapshot.
@@ -193,6 +205,7 @@ impl std::fmt::Debug for Input {
             Input::LinkDown { link, reason } => write!(f, "LinkDown({link}, {reason})"),
             Input::Msg { link, msg } => write!(f, "Msg({link}, {msg:?})"),
             Input::Violation { link, reason } => write!(f, "Violation({link}, {reason})"),
+            Input::BulkOffered { link, header } => write!(f, "BulkOffered({link}, {header:?})"),
             Input::Result {
                 link, job, chunk, ..
             } => write!(f, "Result({link}, {job}, chunk {chunk})"),
@@ -240,6 +253,7 @@ impl std::fmt::Debug for Action {
                 JobEvent::Finished(r) => write!(f, "Report({job}, finished, ok {})", r.is_ok()),
             },
             Action::Submitted(r) => write!(f, "Submitted({r:?})"),
+            Action::TakeBulk(take) => write!(f, "TakeBulk({take})"),
             Action::Dial { remote, address } => write!(f, "Dial({remote}, {address})"),
             Action::Publish(_) => f.write_str("Publish"),
         }

@@ -67,6 +67,8 @@ impl Node {
                 meshes_in: 0,
                 meshes_out: 0,
                 meshes_sent: HashMap::new(),
+                meshes_asked: Default::default(),
+                meshes_incoming: Default::default(),
                 transport: LinkStats {
                     link,
                     ..LinkStats::default()

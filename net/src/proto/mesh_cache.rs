@@ -3,7 +3,7 @@
 //! send it (`NoMesh`), goes, or takes too long; sent once down a link unless asked again
 //! after `MESH_WAIT`; LRU by bytes, never evicting a mesh a live job uses.
 
-use super::{Action, LinkId, Node};
+use super::{Action, LinkId, Node, close};
 use crate::wire::Msg;
 use millpond_core::job::JobContext;
 use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
@@ -37,6 +37,11 @@ impl CachedMesh {
         }
     }
 }
+
+/// Meshes remembered as asked of one link (`Link::meshes_asked`): far more than the jobs a
+/// link can have announced at once (`MAX_JOBS_PER_LINK`), so an honest peer's late copy is
+/// always recognised as one, while the record stays bounded.
+pub(super) const MAX_ASKED: usize = 1024;
 
 /// A mesh being fetched.
 struct Fetch {
@@ -116,7 +121,37 @@ impl Node {
             arrived: false,
         };
         self.meshes.pending.insert(hash, fetch);
+        self.ask_for_mesh(link, hash);
+    }
+
+    /// Asks `link` for a mesh, remembering that it was asked (`mesh_offered`).
+    fn ask_for_mesh(&mut self, link: LinkId, hash: MeshHash) {
+        if let Some(l) = self.links.get_mut(&link)
+            && !l.meshes_asked.contains(&hash)
+        {
+            l.meshes_asked.push_back(hash);
+            if l.meshes_asked.len() > MAX_ASKED {
+                l.meshes_asked.pop_front();
+            }
+        }
         self.send(link, Msg::FetchMesh { hash });
+    }
+
+    /// A mesh offered on a bulk stream of `link` (`Node::bulk_offered`): read if this node
+    /// asked the link for it and still waits for it, one stream per link at a time; a copy
+    /// no longer needed is declined; a mesh never asked of the link closes it (an honest
+    /// peer sends a mesh only when asked: `on_fetch_mesh`).
+    pub(super) fn mesh_offered(&mut self, now: Instant, link: LinkId, hash: MeshHash) -> bool {
+        let wanted = self.meshes.pending.get(&hash).is_some_and(|f| !f.arrived);
+        let Some(l) = self.links.get_mut(&link) else {
+            return false;
+        };
+        if !l.meshes_asked.contains(&hash) {
+            let reason = format!("mesh {hash} that was never asked of it");
+            self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
+            return false;
+        }
+        wanted && l.meshes_incoming.insert(hash)
     }
 
     /// Asks the next link that announced a job of this mesh (after the one asked last, in
@@ -146,7 +181,7 @@ impl Node {
         if let Some(link) = next {
             f.tries += 1;
             debug!("mesh {hash}: asking link {link} (try {})", f.tries);
-            self.send(link, Msg::FetchMesh { hash });
+            self.ask_for_mesh(link, hash);
         }
     }
 
@@ -253,6 +288,7 @@ impl Node {
     pub(super) fn on_mesh_arrived(&mut self, link: LinkId, mesh: Box<Mesh>) {
         if let Some(l) = self.links.get_mut(&link) {
             l.meshes_in += 1;
+            l.meshes_incoming.remove(&mesh.hash());
         }
         match self.meshes.pending.get_mut(&mesh.hash()) {
             Some(f) if !f.arrived => f.arrived = true,

@@ -61,7 +61,7 @@ use millpond_core::JobSpec;
 use millpond_core::job::JobContext;
 use millpond_core::mesh::MeshHash;
 use remotes::Remote;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
@@ -154,6 +154,11 @@ struct Link {
     meshes_out: u64,
     /// Meshes this link has been sent, and when, so none crosses it twice in a row.
     meshes_sent: HashMap<MeshHash, Instant>,
+    /// Meshes this node asked of the link (the latest [`mesh_cache::MAX_ASKED`]): a mesh
+    /// it sends must be one of them (`Node::bulk_offered`).
+    meshes_asked: VecDeque<MeshHash>,
+    /// Meshes being read from the link now: one stream each.
+    meshes_incoming: BTreeSet<MeshHash>,
     /// The transport's figures, as of the last tick.
     transport: LinkStats,
     /// Workers behind the link, as its gossip last said (the peer's and those it lists):
@@ -299,6 +304,10 @@ impl Node {
                 by,
                 result,
             } => self.on_remote_result(now, link, job, chunk, (compute_s, transfer_s), by, result),
+            Input::BulkOffered { link, header } => {
+                let take = self.bulk_offered(now, link, &header);
+                self.out.push(Action::TakeBulk(take));
+            }
             Input::MeshArrived { link, mesh } => self.on_mesh_arrived(link, mesh),
             Input::MeshReady { hash, mesh, index } => self.on_mesh_ready(now, hash, mesh, index),
             Input::Computed {

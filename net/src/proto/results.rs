@@ -6,7 +6,7 @@ use super::jobs::{MAX_REMOTE_WORKERS, PROGRESS_EVERY};
 use super::verify::{Delivery, same_bits};
 use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, MAX_LINK_FAILURES, Node, close};
 use crate::stats::WorkerStats;
-use crate::wire::{self, JobId, MAX_REASON, Msg, NodeId};
+use crate::wire::{self, BulkHeader, JobId, MAX_REASON, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use millpond_core::job::ChunkResult;
 use std::sync::Arc;
@@ -203,6 +203,36 @@ impl Node {
              given no more of it, {back} chunk(s) it held re-queued"
         );
         self.notice(text);
+    }
+
+    /// A bulk stream's header from `link` ([`Input::BulkOffered`]): whether to read its
+    /// payload. Checked before a byte of it is buffered, so a peer cannot make this node
+    /// hold meshes or results it never asked for (issue 17): a mesh as `mesh_offered` says;
+    /// a result only of a chunk granted down the link (a late one of a job over here is
+    /// declined); one of a chunk, or a job, never granted to it closes the link.
+    pub(super) fn bulk_offered(&mut self, now: Instant, link: LinkId, header: &BulkHeader) -> bool {
+        if !self.links.contains_key(&link) {
+            return false;
+        }
+        let (job, chunk) = match *header {
+            BulkHeader::Mesh { hash, .. } => return self.mesh_offered(now, link, hash),
+            BulkHeader::Result { job, chunk, .. } => (job, chunk),
+        };
+        let never = match self.jobs.get(&job) {
+            Some(j) => !j
+                .ever_granted
+                .get(&link)
+                .is_some_and(|s| s.contains(&chunk)),
+            // A late result of a job that is over here: not needed, not wrong.
+            None if self.seen.contains(job) => return false,
+            None => true,
+        };
+        if never {
+            let reason = format!("result for chunk {chunk} that was never granted to it");
+            self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
+            return false;
+        }
+        true
     }
 
     /// A result from child `link`: checked against what was granted to it, then counted.

@@ -521,3 +521,128 @@ fn peer_text_with_escapes_and_newlines_is_cleaned() {
         )]
     );
 }
+
+/// The header of a bulk stream with a mesh of `hash` (the link is set by `offer`).
+fn mesh_header(hash: millpond_core::mesh::MeshHash) -> Input {
+    Input::BulkOffered {
+        link: 0,
+        header: crate::wire::BulkHeader::Mesh { hash, size: 72 },
+    }
+}
+
+/// Offers a bulk stream's header on `link`: whether `n` takes it, and all it answered.
+fn offer(n: &mut Node, now: Instant, link: LinkId, mut input: Input) -> (bool, Vec<Action>) {
+    if let Input::BulkOffered { link: l, .. } = &mut input {
+        *l = link;
+    }
+    let a = n.handle(now, input);
+    let takes: Vec<bool> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::TakeBulk(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(takes.len(), 1, "one answer to an offer: {a:?}");
+    (takes[0], a)
+}
+
+/// The header of a bulk stream with a result of `chunk` of `job`.
+fn result_header(job: JobId, chunk: u32) -> Input {
+    Input::BulkOffered {
+        link: 0,
+        header: crate::wire::BulkHeader::Result {
+            job,
+            chunk,
+            compute_s: 0.01,
+            size: 1 << 20,
+            hash: [0; 32],
+            node: NodeId(9),
+            worker: 0,
+        },
+    }
+}
+
+/// Bulk data is judged by its header, before a byte of it is read (issue 17): a mesh is read
+/// only if this node asked that link for it and still waits for it, one stream at a time; a
+/// later copy is declined without blame; a mesh never asked of the link closes it. A result
+/// is read only for a chunk granted down the link; one for a chunk or a job never granted
+/// closes the link; a late one of a job over here is declined.
+#[test]
+fn bulk_data_never_asked_for_is_refused_at_its_header() {
+    let t0 = Instant::now();
+    let (mesh, _, spec) = model();
+    let hash = mesh.hash();
+    // A relay: parent link 1, child link 2.
+    let mut relay = node(2, 1, t0);
+    link_up(&mut relay, t0, 1, 1);
+    link_up(&mut relay, t0, 2, 3);
+    let job = JobId {
+        owner: NodeId(1),
+        nonce: 5,
+    };
+    let announce = Msg::Announce {
+        job,
+        spec: Box::new(spec),
+        hops_left: 7,
+    };
+    let asked = sent(&msg(&mut relay, t0, 1, announce));
+    assert!(asked.contains(&(1, Msg::FetchMesh { hash })), "{asked:?}");
+    // The child was never asked for it: the link closes, nothing is read.
+    let (take, a) = offer(&mut relay, t0, 2, mesh_header(hash));
+    assert!(!take);
+    let closed = closes(&a);
+    assert!(
+        matches!(&closed[..], [(2, close::PROTOCOL_VIOLATION, why)] if why.contains("never asked")),
+        "{a:?}"
+    );
+    // The parent was: its mesh is read, one stream at a time.
+    assert!(offer(&mut relay, t0, 1, mesh_header(hash)).0);
+    let (take, a) = offer(&mut relay, t0, 1, mesh_header(hash));
+    assert!(!take && closes(&a).is_empty(), "{a:?}");
+    // Once it is in, a late copy is declined, the link kept.
+    super::tests::mesh_arrives(&mut relay, t0, 1, &mesh);
+    let (take, a) = offer(&mut relay, t0, 1, mesh_header(hash));
+    assert!(!take && closes(&a).is_empty(), "{a:?}");
+    // Another mesh, never asked of anyone: closed.
+    let other = millpond_core::mesh::MeshHash([7; 32]);
+    let (take, a) = offer(&mut relay, t0, 1, mesh_header(other));
+    assert!(!take && closes(&a).len() == 1, "{a:?}");
+
+    // An owner with child link 5 (granted chunk 1) and another link 6.
+    let (mut n, job) = owner_with_child(t0);
+    link_up(&mut n, t0, 6, 10);
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    assert!(
+        sent(&a).contains(&(
+            5,
+            Msg::Grant {
+                job,
+                chunks: vec![1]
+            }
+        )),
+        "{a:?}"
+    );
+    assert!(offer(&mut n, t0, 5, result_header(job, 1)).0);
+    let (take, a) = offer(&mut n, t0, 5, result_header(job, 2));
+    assert!(!take, "{a:?}");
+    assert!(
+        matches!(&closes(&a)[..], [(5, close::PROTOCOL_VIOLATION, why)] if why.contains("never granted")),
+        "{a:?}"
+    );
+    let unknown = JobId {
+        owner: NodeId(77),
+        nonce: 1,
+    };
+    let (take, a) = offer(&mut n, t0, 6, result_header(unknown, 0));
+    assert!(!take, "{a:?}");
+    assert!(
+        matches!(&closes(&a)[..], [(6, close::PROTOCOL_VIOLATION, why)] if why.contains("never granted")),
+        "{a:?}"
+    );
+    // A late result of a job that is over here is declined without blame.
+    link_up(&mut n, t0, 7, 11);
+    n.handle(t0, Input::Cancel(job));
+    let (take, a) = offer(&mut n, t0, 7, result_header(job, 1));
+    assert!(!take && closes(&a).is_empty(), "{a:?}");
+}

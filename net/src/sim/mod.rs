@@ -20,8 +20,9 @@ pub use rng::Rng;
 
 use crate::proto::{self, ChunkOutcome, Input, LinkId, Node, NodeSettings};
 use crate::stats::PoolStats;
-use crate::wire::{JobId, NodeId, PROTOCOL_VERSION};
+use crate::wire::{BulkHeader, JobId, NodeId, PROTOCOL_VERSION};
 use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
+use millpond_core::mesh::CANONICAL_TRIANGLE_BYTES;
 use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,6 +127,8 @@ pub struct World {
     submitted: Option<JobId>,
     /// Links on which a bogus result was injected: whether the node closed them for it.
     pub bogus: BTreeMap<LinkId, bool>,
+    /// The answer to the bulk stream offered last (`Action::TakeBulk`).
+    taken: Option<bool>,
     /// Percent of messages sent twice (the duplicate fault).
     pub duplicate_percent: u64,
     /// Until when a delayed message may still arrive (a late `Steal` is answered `NoWork`).
@@ -163,6 +166,7 @@ impl World {
             submitting: None,
             submitted: None,
             bogus: BTreeMap::new(),
+            taken: None,
             duplicate_percent: 0,
             delayed_until: 0,
             count: Counters::default(),
@@ -420,7 +424,47 @@ impl World {
             by: (NodeId(1), 0),
             result: Box::new(result),
         };
-        self.deliver(node, input);
+        self.deliver_bulk(node, input);
+    }
+
+    /// Hands a mesh or result that came on a bulk stream to `node` as the shell does: its
+    /// header first (`Input::BulkOffered`), the payload only if the node takes it.
+    fn deliver_bulk(&mut self, node: usize, input: Input) {
+        let header = match &input {
+            Input::Result {
+                link,
+                job,
+                chunk,
+                compute_s,
+                by,
+                ..
+            } => (
+                *link,
+                BulkHeader::Result {
+                    job: *job,
+                    chunk: *chunk,
+                    compute_s: *compute_s,
+                    size: 0,
+                    hash: [0; 32],
+                    node: by.0,
+                    worker: by.1,
+                },
+            ),
+            Input::MeshArrived { link, mesh } => (
+                *link,
+                BulkHeader::Mesh {
+                    hash: mesh.hash(),
+                    size: (mesh.len() * CANONICAL_TRIANGLE_BYTES) as u64,
+                },
+            ),
+            _ => return self.deliver(node, input),
+        };
+        let (link, header) = header;
+        self.taken = None;
+        self.deliver(node, Input::BulkOffered { link, header });
+        if self.taken.take() == Some(true) {
+            self.deliver(node, input);
+        }
     }
 
     /// Hands `input` to `node` now and carries out what it answers.
@@ -470,7 +514,7 @@ impl World {
                 if bound.is_some_and(|l| !self.ends.get(&l).is_some_and(|e| e.open)) {
                     return;
                 }
-                self.deliver(node, input);
+                self.deliver_bulk(node, input);
             }
             Ev::Computed {
                 node,
