@@ -296,49 +296,6 @@ fn system_random<const N: usize>() -> Result<[u8; N], String> {
     Ok(b)
 }
 
-/// Submits jobs to a member's loop: what [`Pool::submit_job`] does, without the pool (a
-/// detached job's runner holds one, §4.13).
-#[derive(Debug, Clone)]
-struct Submitter {
-    tx: mpsc::UnboundedSender<Event>,
-}
-
-impl Submitter {
-    fn submit_job(&self, ctx: JobContext) -> Result<JobHandle, PoolError> {
-        // The job's id is unguessable, so that no peer can announce it first (`JobId`).
-        let nonce = system_random()
-            .map(u128::from_le_bytes)
-            .map_err(PoolError::Job)?;
-        let (events_tx, events) = std::sync::mpsc::channel();
-        let (reply_tx, reply) = std::sync::mpsc::channel();
-        self.tx
-            .send(Event::Submit {
-                ctx: Box::new(ctx),
-                nonce,
-                events: events_tx,
-                reply: reply_tx,
-            })
-            .map_err(|_| PoolError::Stopped)?;
-        let id = reply.recv().map_err(|_| PoolError::Stopped)??;
-        Ok(JobHandle {
-            id,
-            events,
-            tx: self.tx.clone(),
-        })
-    }
-}
-
-impl Executor for Submitter {
-    fn run(
-        &self,
-        job: &JobContext,
-        cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError> {
-        self.submit_job(job.clone())?.follow(cancel, on_event)
-    }
-}
-
 /// Detached jobs a member runs at once: each computes on all of the pool's workers, so a
 /// second would only share them; the rest wait in the queue.
 const DETACHED_RUNNERS: usize = 1;
@@ -444,7 +401,7 @@ impl Pool {
         let detached =
             detached::server::Service::new(config.detached.clone(), detached::Limits::default());
         if config.listen.is_some() {
-            let submitter = Arc::new(Submitter { tx: tx.clone() });
+            let submitter = Arc::new(detached::server::Submitter { tx: tx.clone() });
             detached.start(submitter, DETACHED_RUNNERS);
             runtime.spawn(node::accept_loop(
                 endpoint.clone(),
@@ -496,7 +453,7 @@ impl Pool {
     /// As [`submit`](Self::submit), for a job already bound to its mesh: what only the owner
     /// needs to assemble it (a rest roughing job's material) stays with it.
     pub fn submit_job(&self, ctx: JobContext) -> Result<JobHandle, PoolError> {
-        Submitter {
+        detached::server::Submitter {
             tx: self.tx.clone(),
         }
         .submit_job(ctx)

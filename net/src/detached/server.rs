@@ -5,16 +5,63 @@
 use super::RunDetached;
 use super::wire::{self as dwire, DetachedId, Reply, Request};
 use crate::link::read_frame;
+use crate::node::Event;
 use crate::proto::close;
 use crate::proto::detached::{DetachedInput, DetachedJobs, Fetched, Limits, unknown};
 use crate::wire;
-use millpond_core::Mesh;
-use millpond_core::runner::Executor;
+use crate::{JobHandle, PoolError, system_random};
+use millpond_core::job::JobOutput;
+use millpond_core::runner::{Executor, RunError, RunEvent};
+use millpond_core::{CancelToken, JobContext, Mesh};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
+
+/// Submits jobs to a member's loop: what [`Pool::submit_job`](crate::Pool::submit_job) does, without the pool (a
+/// detached job's runner holds one, §4.13).
+#[derive(Debug, Clone)]
+pub(crate) struct Submitter {
+    pub tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Submitter {
+    pub fn submit_job(&self, ctx: JobContext) -> Result<JobHandle, PoolError> {
+        // The job's id is unguessable, so that no peer can announce it first (`JobId`).
+        let nonce = system_random()
+            .map(u128::from_le_bytes)
+            .map_err(PoolError::Job)?;
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let (reply_tx, reply) = std::sync::mpsc::channel();
+        self.tx
+            .send(Event::Submit {
+                ctx: Box::new(ctx),
+                nonce,
+                events: events_tx,
+                reply: reply_tx,
+            })
+            .map_err(|_| PoolError::Stopped)?;
+        let id = reply.recv().map_err(|_| PoolError::Stopped)??;
+        Ok(JobHandle {
+            id,
+            events,
+            tx: self.tx.clone(),
+        })
+    }
+}
+
+impl Executor for Submitter {
+    fn run(
+        &self,
+        job: &JobContext,
+        cancel: &CancelToken,
+        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+    ) -> Result<JobOutput, RunError> {
+        self.submit_job(job.clone())?.follow(cancel, on_event)
+    }
+}
 
 /// Client connections served at once; more are closed at once.
 const MAX_CLIENTS: usize = 16;
@@ -302,7 +349,7 @@ async fn submit(
         Err(why) => return Ok(Err(why)),
     };
     let id = DetachedId(
-        crate::system_random()
+        system_random()
             .map(u128::from_le_bytes)
             .map_err(Broken::Gone)?,
     );
