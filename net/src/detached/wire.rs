@@ -22,8 +22,10 @@ pub const MAX_LISTED: usize = 64;
 pub const MAX_ERROR: usize = 1024;
 
 /// A detached job's name at the member that runs it: 128 bits from the system's random
-/// source, so that nobody can guess another user's job to fetch or cancel it (the pool
-/// secret lets in every member; the id is what tells one user's job from another's).
+/// source. Not a password — the pool secret is the boundary, and every holder of it may list,
+/// fetch and cancel every job (`jobs` shows the ids) — but never reused: a counter would start
+/// again at a member's restart, and an id saved before it (a script's, a window's) would fetch
+/// another job's program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DetachedId(pub u128);
 
