@@ -235,7 +235,7 @@ impl Client {
                 let program = self.runtime.block_on(read_exactly(recv, size));
                 program
                     .map(FetchOutcome::Program)
-                    .map_err(|e| self.broken(e))
+                    .map_err(|e| self.broken(String::from(e)))
             }
             Reply::NotReady(row) => Ok(FetchOutcome::NotReady(row)),
             r => Err(self.unexpected(&r)),

@@ -4,7 +4,7 @@
 
 use super::RunDetached;
 use super::wire::{self as dwire, DetachedId, Reply, Request};
-use crate::link::read_frame;
+use crate::link::{FrameError, read_frame};
 use crate::node::Event;
 use crate::proto::close;
 use crate::proto::detached::{DetachedInput, DetachedJobs, Fetched, Limits, unknown};
@@ -213,6 +213,15 @@ fn violation(conn: &quinn::Connection, from: SocketAddr, why: &str) {
     conn.close(close::PROTOCOL_VIOLATION.into(), reason.as_bytes());
 }
 
+impl From<FrameError> for Broken {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Gone(why) => Broken::Gone(why),
+            FrameError::Invalid(why) => Broken::Violation(why),
+        }
+    }
+}
+
 /// Why a client's exchange stopped.
 enum Broken {
     /// The connection went, or a write took too long.
@@ -238,11 +247,12 @@ async fn reply(send: &mut quinn::SendStream, reply: &Reply) -> Result<(), Broken
 }
 
 /// Reads exactly `size` bytes (already checked against their limit), allocating as they
-/// arrive rather than what was announced, each piece within [`PIECE_TIMEOUT`].
+/// arrive rather than what was announced, each piece within [`PIECE_TIMEOUT`]. A stream cut
+/// short or reset is the peer's violation; a connection gone, or silent, is not.
 pub(crate) async fn read_exactly(
     recv: &mut quinn::RecvStream,
     size: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, FrameError> {
     let mut data = Vec::with_capacity((size as usize).min(8 << 20));
     let mut buf = vec![0u8; 64 * 1024];
     while (data.len() as u64) < size {
@@ -250,13 +260,13 @@ pub(crate) async fn read_exactly(
         let n = match tokio::time::timeout(PIECE_TIMEOUT, recv.read(&mut buf[..want])).await {
             Ok(Ok(Some(n))) => n,
             Ok(Ok(None)) => {
-                return Err(format!(
-                    "the stream ended {} bytes short",
-                    size - data.len() as u64
-                ));
+                let short = size - data.len() as u64;
+                return Err(FrameError::Invalid(format!(
+                    "the stream ended {short} bytes short"
+                )));
             }
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("no bytes in time".into()),
+            Ok(Err(e)) => return Err(FrameError::from_read(e)),
+            Err(_) => return Err(FrameError::Gone("no bytes in time".into())),
         };
         data.extend_from_slice(&buf[..n]);
     }
@@ -328,10 +338,8 @@ async fn submit(
         return Ok(Err(why));
     }
     reply(send, &Reply::Send).await?;
-    let description = read_exactly(recv, description)
-        .await
-        .map_err(Broken::Violation)?;
-    let bytes = read_exactly(recv, mesh).await.map_err(Broken::Violation)?;
+    let description = read_exactly(recv, description).await?;
+    let bytes = read_exactly(recv, mesh).await?;
     let name = wire::sanitize(title, dwire::MAX_TITLE);
     let checked = tokio::task::spawn_blocking(move || {
         runner.check(&description)?;
