@@ -307,4 +307,26 @@ mod tests {
         bad.post = PostText::BuiltIn("nonesuch".into());
         assert!(Description::decode(&bad.encode().unwrap()).is_err());
     }
+
+    /// A user's post travels as its text: the member, whose posts folder is not the
+    /// submitter's, writes with the very post the submitter chose.
+    #[test]
+    fn a_user_s_post_travels_as_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.toml");
+        let text = millpond_core::post::PostLibrary::load(None)
+            .posts
+            .iter()
+            .find(|p| p.key == "grbl")
+            .map(|_| include_str!("../../core/posts/grbl.toml"))
+            .unwrap()
+            .replace("name = \"GRBL\"", "name = \"Shop GRBL\"");
+        std::fs::write(&path, &text).unwrap();
+        let post = PostProcessor::load(&path).unwrap();
+        assert_eq!(post.name, "Shop GRBL", "the copy is renamed");
+        let sent = PostText::of(&post).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(&sent, PostText::File { key, .. } if key == "shop"));
+        assert_eq!(sent.post().unwrap(), post, "read back without the file");
+    }
 }
