@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod detached;
 mod progress;
 mod simulate;
 mod toolpath;
@@ -21,7 +22,11 @@ pub use crate::common::{DEFAULT_MODEL, DEFAULT_MODEL_NAME, format_duration, writ
 
 use progress::OperationProgress;
 
+pub use detached::{
+    CancelArgs, FetchArgs, MemberArgs, cancel_command, fetch_command, jobs_command, submit_command,
+};
 pub use simulate::{SimulateArgs, simulate_command};
+pub(crate) use toolpath::compute_toolpaths;
 pub use toolpath::{ToolpathArgs, toolpath_command};
 
 #[derive(Debug, Parser)]
@@ -49,8 +54,28 @@ pub enum Command {
     /// Raw waterline contours: the closed loops the tool tip follows at given heights, as CSV,
     /// with a JSON summary line.
     Waterline(WaterlineArgs),
-    /// Run a headless pool member: offer this machine's cores to the pool.
+    /// Run a headless pool member: offer this machine's cores to the pool, and run the jobs
+    /// submitted to it detached.
     Serve(crate::pool::ServeArgs),
+    /// Hand a job to a pool member to run detached (the options of `toolpath`, with --pool
+    /// and without -o): prints the job's id and returns at once.
+    #[command(
+        mut_arg("output", |a| a.required(false).hide(true)),
+        mut_arg("pool", |a| a
+            .required(true)
+            .value_name("HOST:PORT")
+            .help("The pool member that runs the job and keeps its program")),
+        mut_arg("verify", |a| a.hide(true)),
+        mut_arg("threads", |a| a.hide(true)),
+    )]
+    Submit(Box<ToolpathArgs>),
+    /// The detached jobs a pool member keeps: id, state (queued, running n/N chunks,
+    /// complete, failed, cancelled), when submitted, time left.
+    Jobs(MemberArgs),
+    /// Write a detached job's G-code once it is complete (the same bytes `toolpath` writes).
+    Fetch(FetchArgs),
+    /// Cancel a queued or running detached job.
+    Cancel(CancelArgs),
     /// Export or import the window's tool library as a file.
     Tools(tools::ToolsArgs),
     /// Machine a job's program (or a G-code file) into the stock and check it against the

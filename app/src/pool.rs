@@ -125,6 +125,8 @@ pub fn serve_command(args: &ServeArgs) -> Result<()> {
     cfg.discover = args.discover;
     cfg.discovery_port = args.discovery_port;
     cfg.config_dir = Some(config_dir());
+    // Jobs submitted to this member run here, detached (`millpond submit`, §4.13).
+    cfg.detached = Some(std::sync::Arc::new(crate::detached::Runner));
     versions(&mut cfg);
     let pool = Pool::start(cfg)?;
     eprintln!(

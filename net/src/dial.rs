@@ -2,6 +2,7 @@
 //! (SPAKE2, `auth.rs`) and introduced by Hello within the timeouts of ARCHITECTURE.md §4.4.
 
 use crate::auth::{self, Side};
+use crate::detached::server::{Service, serve_client};
 use crate::link::{describe_close, read_frame};
 use crate::node::{Event, NewLink};
 use crate::proto::admission::{Admission, Ending, Verdict};
@@ -9,7 +10,7 @@ use crate::proto::handshake::{self, HelloError, Peer};
 use crate::proto::{AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, Input, close};
 use crate::secret::Secret;
 use crate::stats::{NewcomerStats, RemoteState};
-use crate::wire::{self, Msg, NodeId};
+use crate::wire::{self, Msg, NodeId, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +24,18 @@ pub async fn exchange_hello(
     recv: &mut quinn::RecvStream,
     hello: &Msg,
 ) -> Result<(NodeId, String, u32), (RemoteState, String)> {
+    let msg = send_hello_read_first(conn, send, recv, hello).await?;
+    check_member(conn, hello, msg)
+}
+
+/// Sends this node's Hello and reads the peer's first message (a Hello, or a client's
+/// greeting at an acceptor).
+async fn send_hello_read_first(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    hello: &Msg,
+) -> Result<Msg, (RemoteState, String)> {
     let frame = wire::encode(hello).map_err(|e| (RemoteState::Unreachable, e.to_string()))?;
     tokio::time::timeout(AUTH_TIMEOUT, send.write_all(&frame))
         .await
@@ -33,6 +46,14 @@ pub async fn exchange_hello(
             )
         })?
         .map_err(|e| (RemoteState::Unreachable, e.to_string()))?;
+    read_first(conn, recv).await
+}
+
+/// The peer's first message after authentication, within [`AUTH_TIMEOUT`].
+pub(crate) async fn read_first(
+    conn: &quinn::Connection,
+    recv: &mut quinn::RecvStream,
+) -> Result<Msg, (RemoteState, String)> {
     let body = tokio::time::timeout(AUTH_TIMEOUT, read_frame(recv))
         .await
         .map_err(|_| (RemoteState::Unreachable, "no Hello in time".to_string()))?
@@ -41,7 +62,15 @@ pub async fn exchange_hello(
             RemoteState::Unreachable,
             "link closed before Hello".to_string(),
         ))?;
-    let msg = wire::decode_msg(&body).map_err(|e| (RemoteState::Unreachable, e.to_string()))?;
+    wire::decode_msg(&body).map_err(|e| (RemoteState::Unreachable, e.to_string()))
+}
+
+/// A member's Hello checked against ours (`proto::handshake`); a mismatch closes the link.
+fn check_member(
+    conn: &quinn::Connection,
+    hello: &Msg,
+    msg: Msg,
+) -> Result<(NodeId, String, u32), (RemoteState, String)> {
     match handshake::check_hello(hello, msg) {
         Ok(Peer {
             node,
@@ -140,6 +169,18 @@ pub async fn connect_and_authenticate(
     secret: &Secret,
     hello: &Msg,
 ) -> Result<Authenticated, (RemoteState, String)> {
+    let (conn, mut send, mut recv) = connect_authenticated(endpoint, addr, secret).await?;
+    let (peer, name, workers) = exchange_hello(&conn, &mut send, &mut recv, hello).await?;
+    Ok((conn, send, recv, peer, name, workers))
+}
+
+/// Dials `addr` and authenticates with the pool secret (a member's link, or a detached-jobs
+/// client's connection: the same TLS and SPAKE2, §4.2): the connection and its first stream.
+pub(crate) async fn connect_authenticated(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    secret: &Secret,
+) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), (RemoteState, String)> {
     let unreachable = |e: &dyn std::fmt::Display| (RemoteState::Unreachable, e.to_string());
     let connecting = endpoint
         .connect(addr, "millpond-node")
@@ -176,20 +217,20 @@ pub async fn connect_and_authenticate(
         }
     }
     crate::tls::authenticated(&conn);
-    let (peer, name, workers) = exchange_hello(&conn, &mut send, &mut recv, hello).await?;
-    Ok((conn, send, recv, peer, name, workers))
+    Ok((conn, send, recv))
 }
 
 /// Accepts newcomers for as long as the endpoint is open. Each incoming connection is first
 /// put to `admission` (`proto::admission`): one refused (too many pending, or its source
 /// backing off) or asked to retry costs one packet and nothing else, no task; one admitted
 /// gets a task that holds its slot until it has authenticated or is closed.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     endpoint: quinn::Endpoint,
     tx: mpsc::UnboundedSender<Event>,
     secret: Secret,
     hello: Msg,
     admission: Arc<Mutex<Admission>>,
+    detached: Arc<Service>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let from = incoming.remote_address();
@@ -219,7 +260,10 @@ pub async fn accept_loop(
             ended: false,
         };
         let (tx, secret, hello) = (tx.clone(), secret.clone(), hello.clone());
-        tokio::spawn(newcomer(incoming, slot, validated, tx, secret, hello));
+        let detached = detached.clone();
+        tokio::spawn(newcomer(
+            incoming, slot, validated, tx, secret, hello, detached,
+        ));
     }
 }
 
@@ -263,6 +307,7 @@ async fn newcomer(
     tx: mpsc::UnboundedSender<Event>,
     secret: Secret,
     hello: Msg,
+    detached: Arc<Service>,
 ) {
     let from = slot.from;
     // Dropping a handshake that is not done in time closes it.
@@ -305,7 +350,27 @@ async fn newcomer(
     };
     slot.end(Ending::Authenticated);
     crate::tls::authenticated(&conn);
-    match exchange_hello(&conn, &mut send, &mut recv, &hello).await {
+    // A member says Hello; a detached-jobs client greets as one (§4.13) and is served apart:
+    // it never becomes a link, so it takes no part in jobs, gossip or scheduling.
+    let first = send_hello_read_first(&conn, &mut send, &mut recv, &hello).await;
+    let first = match first {
+        Ok(Msg::Client { protocol }) => {
+            if protocol != PROTOCOL_VERSION {
+                let text = format!(
+                    "version mismatch: this member speaks protocol {PROTOCOL_VERSION}, the \
+                     client protocol {protocol}"
+                );
+                warn!("client {from}: {text}");
+                conn.close(close::VERSION_MISMATCH.into(), text.as_bytes());
+                return;
+            }
+            tokio::spawn(serve_client(conn, send, recv, detached));
+            return;
+        }
+        Ok(msg) => check_member(&conn, &hello, msg),
+        Err(e) => Err(e),
+    };
+    match first {
         Ok((peer, name, workers)) => {
             let _ = tx.send(Event::LinkUp(Box::new(NewLink {
                 conn,

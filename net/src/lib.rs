@@ -9,6 +9,7 @@
 //! runner shares), read [`Pool::stats`], and [`Pool::shutdown`] at once on quit.
 
 pub mod auth;
+pub mod detached;
 mod dial;
 mod discovery;
 mod link;
@@ -150,6 +151,9 @@ pub struct PoolConfig {
     pub discover: bool,
     /// The UDP port beacons are sent to and heard on ([`DISCOVERY_PORT`]).
     pub discovery_port: u16,
+    /// How this member runs detached jobs submitted to it (ARCHITECTURE.md §4.13): `millpond
+    /// serve` gives the app's runner. `None` (the window, `toolpath --pool`): it refuses them.
+    pub detached: Option<Arc<dyn detached::RunDetached>>,
 }
 
 impl PoolConfig {
@@ -168,6 +172,7 @@ impl PoolConfig {
             compute: Arc::new(RunChunk),
             discover: false,
             discovery_port: DISCOVERY_PORT,
+            detached: None,
         }
     }
 }
@@ -291,6 +296,10 @@ fn system_random<const N: usize>() -> Result<[u8; N], String> {
     Ok(b)
 }
 
+/// Detached jobs a member runs at once: each computes on all of the pool's workers, so a
+/// second would only share them; the rest wait in the queue.
+const DETACHED_RUNNERS: usize = 1;
+
 /// A running pool member.
 #[derive(Debug)]
 pub struct Pool {
@@ -302,6 +311,8 @@ pub struct Pool {
     admission: Arc<Mutex<proto::admission::Admission>>,
     /// LAN discovery's counts, kept by its task; `None` when it is off.
     discovery: Option<Arc<Mutex<DiscoveryStats>>>,
+    /// Detached jobs submitted to this member (§4.13).
+    detached: Arc<detached::server::Service>,
     id: NodeId,
     local_addr: Option<SocketAddr>,
 }
@@ -387,13 +398,18 @@ impl Pool {
         runtime.spawn(shell.run(rx));
         runtime.spawn(node::ticker(tx.clone()));
         let admission = Arc::new(Mutex::new(proto::admission::Admission::default()));
+        let detached =
+            detached::server::Service::new(config.detached.clone(), detached::Limits::default());
         if config.listen.is_some() {
+            let submitter = Arc::new(detached::server::Submitter { tx: tx.clone() });
+            detached.start(submitter, DETACHED_RUNNERS);
             runtime.spawn(node::accept_loop(
                 endpoint.clone(),
                 tx.clone(),
                 config.secret,
                 hello,
                 admission.clone(),
+                detached.clone(),
             ));
             runtime.spawn(dial::report_newcomers(admission.clone()));
         }
@@ -408,6 +424,7 @@ impl Pool {
             shared,
             admission,
             discovery,
+            detached,
             id,
             local_addr,
         })
@@ -436,26 +453,10 @@ impl Pool {
     /// As [`submit`](Self::submit), for a job already bound to its mesh: what only the owner
     /// needs to assemble it (a rest roughing job's material) stays with it.
     pub fn submit_job(&self, ctx: JobContext) -> Result<JobHandle, PoolError> {
-        // The job's id is unguessable, so that no peer can announce it first (`JobId`).
-        let nonce = system_random()
-            .map(u128::from_le_bytes)
-            .map_err(PoolError::Job)?;
-        let (events_tx, events) = std::sync::mpsc::channel();
-        let (reply_tx, reply) = std::sync::mpsc::channel();
-        self.tx
-            .send(Event::Submit {
-                ctx: Box::new(ctx),
-                nonce,
-                events: events_tx,
-                reply: reply_tx,
-            })
-            .map_err(|_| PoolError::Stopped)?;
-        let id = reply.recv().map_err(|_| PoolError::Stopped)??;
-        Ok(JobHandle {
-            id,
-            events,
+        detached::server::Submitter {
             tx: self.tx.clone(),
-        })
+        }
+        .submit_job(ctx)
     }
 
     /// The notices numbered after `seq` (a helper lost, its chunks re-queued), oldest first:
@@ -487,6 +488,7 @@ impl Pool {
     }
 
     fn stop(&mut self) {
+        self.detached.stop();
         let _ = self.tx.send(Event::Shutdown);
         self.endpoint.close(node::close::QUIT.into(), b"quit");
         if let Some(rt) = self.runtime.take() {

@@ -60,7 +60,7 @@ impl FrameError {
     /// close watcher does, so it must say why in the same words: quinn's own text is only
     /// "connection lost", which would hide a peer that quit (and counting it as a violation
     /// would blame a peer for leaving mid-transfer).
-    fn from_read(e: quinn::ReadError) -> Self {
+    pub(crate) fn from_read(e: quinn::ReadError) -> Self {
         match e {
             quinn::ReadError::ConnectionLost(c) => FrameError::Gone(describe_close(&c)),
             e => FrameError::Invalid(e.to_string()),

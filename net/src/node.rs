@@ -20,8 +20,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+pub(crate) use crate::dial::accept_loop;
 pub use crate::dial::{
-    accept_loop, connect_and_authenticate, describe_newcomers, exchange_hello, report_newcomers,
+    connect_and_authenticate, describe_newcomers, exchange_hello, report_newcomers,
 };
 pub use crate::link::describe_close;
 pub use crate::proto::close;
@@ -438,7 +439,7 @@ impl Drop for Reporter {
 }
 
 /// A caught panic's message, in words.
-fn panic_words(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_words(panic: &(dyn std::any::Any + Send)) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -12,7 +12,8 @@ use thiserror::Error;
 
 /// Version of this protocol. Peers must match exactly. 7: job ids are 128 random bits
 /// ([`JobId`]), and a spec's grid lines are bounded (`millpond_core::job::MAX_POINTS_PER_LINE`).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: [`Msg::Client`], a detached-jobs client's greeting (`detached`, ARCHITECTURE.md §4.13).
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
@@ -186,6 +187,10 @@ pub enum Msg {
     /// Answer to `FetchMesh`: I cannot send this mesh (unknown here, or I am fetching it from
     /// you); ask another neighbour.
     NoMesh { hash: MeshHash },
+    /// In place of a Hello, first message after authentication: I am a client, not a member
+    /// (no workers, no jobs, no gossip): answer my detached-job requests on this stream
+    /// (`detached::wire`). Anywhere else it is a violation.
+    Client { protocol: u32 },
 }
 
 /// Header of a bulk stream.
@@ -345,7 +350,11 @@ fn validate_msg(msg: &Msg) -> Result<(), WireError> {
                 return bad(format!("failure reason of {} bytes", reason.len()));
             }
         }
-        Msg::NoWork { .. } | Msg::FetchMesh { .. } | Msg::Cancel { .. } | Msg::NoMesh { .. } => {}
+        Msg::NoWork { .. }
+        | Msg::FetchMesh { .. }
+        | Msg::Cancel { .. }
+        | Msg::NoMesh { .. }
+        | Msg::Client { .. } => {}
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ use millpond_core::params::{
     TOOL_NUMBER,
 };
 use millpond_core::placement::Placement;
-use millpond_core::post::PostProcessor;
+use millpond_core::post::{PostLibrary, PostProcessor};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
 use millpond_core::runner::{Executor, Local};
@@ -411,8 +411,8 @@ pub struct ToolpathArgs {
     #[arg(long, value_parser = parse_positive, allow_hyphen_values = true)]
     pub acceleration: Option<f64>,
     /// Output G-code file.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, required = true)]
+    pub output: Option<PathBuf>,
     /// Compute in the pool: join the member at HOST:PORT and share the work (each operation
     /// is its own job).
     #[arg(long)]
@@ -1243,9 +1243,26 @@ pub(crate) fn rest_material(
         .map_err(|e| anyhow!("{e}"))
 }
 
-pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
-    let threads = threads(args.threads)?;
-    let posts = run_job::post_library(&crate::pool::config_dir());
+/// A job as `millpond toolpath` takes it (`--job FILE`, flags or `--op`s), read, its model
+/// loaded and placed, and every operation planned: what `toolpath` then computes here or in
+/// the pool, and what `millpond submit` sends to a member to run detached.
+pub(crate) struct Prepared {
+    pub job: Job,
+    pub model: JobModel,
+    /// How each of the job's operations is named in messages.
+    pub origins: Vec<String>,
+    /// How the program departs from the job (flags a job file cannot hold).
+    pub floor: Option<f64>,
+    pub safe_z: Option<f64>,
+    pub zero: Option<WorkZeroChoice>,
+    /// The post the job's output names, as found here.
+    pub post: PostProcessor,
+    pub program: run_job::Program,
+}
+
+/// Reads the job `args` describe and plans it (every operation before any is computed: a
+/// bad one fails the run at once).
+pub(crate) fn prepare(args: &ToolpathArgs, posts: &PostLibrary) -> Result<Prepared> {
     // The job, its model, how each operation is named in messages, and how the program
     // departs from the job (flags a job file cannot hold).
     let (job, model, origins, floor, safe_z, zero) = match &args.job {
@@ -1313,15 +1330,39 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     if let Some(z) = safe_z {
         setup = setup.with_safe_z(z).map_err(|e| anyhow!("--safe-z: {e}"))?;
     }
-    let zero = zero.map(|z| run_job::work_zero(z, &setup));
-    let post = run_job::find_post(&job, &posts)?;
-    let program = run_job::plan_in(&job, setup, zero, post).map_err(|e| {
+    let zero_at = zero.map(|z| run_job::work_zero(z, &setup));
+    let post = run_job::find_post(&job, posts)?;
+    let program = run_job::plan_in(&job, setup, zero_at, post.clone()).map_err(|e| {
         let origin = &origins[e.operation];
         anyhow!("{origin}: {}", e.message)
     })?;
     if program.ops.is_empty() {
         bail!("the job has no enabled operation: there is no program to write");
     }
+    Ok(Prepared {
+        job,
+        model,
+        origins,
+        floor,
+        safe_z,
+        zero,
+        post,
+        program,
+    })
+}
+
+pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
+    let threads = threads(args.threads)?;
+    let posts = run_job::post_library(&crate::pool::config_dir());
+    let Prepared {
+        model,
+        origins,
+        program,
+        ..
+    } = prepare(args, &posts)?;
+    let Some(output) = &args.output else {
+        bail!("give the G-code file to write with -o FILE");
+    };
     let pool = match &args.pool {
         Some(address) => Some(crate::pool::join(
             address,
@@ -1363,7 +1404,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
         .num_threads(threads)
         .build()?
         .install(|| program.arcs(&posted, &model.mesh, &model.index));
-    run_job::write(&args.output, &program, &posted, &arcs, &machine, &times)?;
+    run_job::write(output, &program, &posted, &arcs, &machine, &times)?;
 
     // The planner's time: as the machine would run the program, accelerating and slowing
     // for corners (millpond_core::planner); "without acceleration" is length ÷ feed.
@@ -1398,7 +1439,7 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     println!(
         "{}: {} triangles, {} operation{}, {moves} moves ({retracts} retracts) in {compute_s:.2} s \
          on {threads} threads",
-        args.output.display(),
+        output.display(),
         model.mesh.len(),
         written.len(),
         if written.len() == 1 { "" } else { "s" },

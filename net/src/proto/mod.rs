@@ -24,6 +24,7 @@
 //! | `report.rs` | the statistics snapshot |
 
 pub mod admission;
+pub mod detached;
 pub mod discovery;
 mod events;
 pub mod handshake;
@@ -379,6 +380,8 @@ impl Node {
         let violation = close::PROTOCOL_VIOLATION;
         match msg {
             Msg::Hello { .. } => self.close_link(now, link, violation, "second Hello"),
+            // A client's greeting belongs before any Hello; on a member's link it is a lie.
+            Msg::Client { .. } => self.close_link(now, link, violation, "a client greeting"),
             Msg::Members(list) => self.on_members(now, link, list),
             Msg::Announce {
                 job,

@@ -646,3 +646,21 @@ fn bulk_data_never_asked_for_is_refused_at_its_header() {
     let (take, a) = offer(&mut n, t0, 7, result_header(job, 1));
     assert!(!take && closes(&a).is_empty(), "{a:?}");
 }
+
+/// A client's greeting belongs before any Hello, on a connection that never becomes a link
+/// (ARCHITECTURE.md §4.13): on a member's link it is a lie, and closes the link.
+#[test]
+fn a_client_greeting_on_a_member_s_link_closes_it() {
+    let t0 = Instant::now();
+    let mut n = node(1, 1, t0);
+    link_up(&mut n, t0, 5, 9);
+    let protocol = crate::wire::PROTOCOL_VERSION;
+    let a = msg(&mut n, t0, 5, Msg::Client { protocol });
+    assert!(
+        a.iter().any(|a| matches!(a,
+            Action::Close { link: 5, code, reason }
+                if *code == close::PROTOCOL_VIOLATION && reason.contains("client greeting"))),
+        "{a:?}"
+    );
+    assert!(!n.links.contains_key(&5));
+}
