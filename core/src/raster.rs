@@ -321,8 +321,8 @@ pub fn approach(tp: &mut Toolpath, to: Point3, safe_z: f64) {
 /// (no lower than the floor) or a hop (see [`links`](crate::links)).
 ///
 /// A link depends only on the two lines it joins (it starts where the line before ended), so
-/// the links are found side by side and the lines then copied, side by side, into one move
-/// list made once at its final size: on a 10M-move program this was a serial tail after the
+/// the links are found side by side and the moves then collected, side by side, into one list
+/// made once at its final size: on a 10M-move program this was a serial tail after the
 /// parallel compute (ARCHITECTURE.md §5: the same moves, bit for bit, on any thread count).
 pub fn link(model: &DropCutter<'_>, spec: &RasterSpec, lines: &[Vec<Point3>]) -> Toolpath {
     use rayon::prelude::*;
@@ -366,42 +366,42 @@ pub fn link(model: &DropCutter<'_>, spec: &RasterSpec, lines: &[Vec<Point3>]) ->
         kind: MoveKind::Rapid,
         to: Point3::new(end.x, end.y, safe_z),
     });
-    let sizes: Vec<usize> = joins
-        .iter()
-        .zip(&lines)
-        .map(|(j, l)| j.len() + l.len() - 1)
-        .collect();
-    let total = sizes.iter().sum::<usize>() + usize::from(lift.is_some());
-    let mut moves = vec![
-        Move {
-            kind: MoveKind::Cut,
-            to: start,
-        };
-        total
-    ];
-    // One slice of the list per line, carved in order.
-    let mut parts: Vec<&mut [Move]> = Vec::with_capacity(lines.len());
-    let mut rest = moves.as_mut_slice();
-    for &n in &sizes {
-        let (part, tail) = rest.split_at_mut(n);
-        parts.push(part);
-        rest = tail;
+    // Where each line's moves (its join, then its points after the first) begin in the list.
+    let mut offsets = Vec::with_capacity(lines.len() + 1);
+    offsets.push(0);
+    for (j, l) in joins.iter().zip(&lines) {
+        offsets.push(offsets[offsets.len() - 1] + j.len() + l.len() - 1);
     }
-    if let Some(lift) = lift {
-        rest[0] = lift;
-    }
-    parts
+    let body = offsets[lines.len()];
+    let total = body + usize::from(lift.is_some());
+    // Collected side by side into the list made at its size: every page of it is first
+    // written (and so zeroed by the kernel) by the thread that fills it, not by one thread
+    // before the copy. Each thread walks a run of moves in order, so it finds each move's
+    // line by stepping on from the last one (or by bisection where it starts).
+    let mut moves = Vec::new();
+    (0..total)
         .into_par_iter()
-        .zip(joins.par_iter().zip(lines.par_iter()))
-        .for_each(|(part, (join, line))| {
-            part[..join.len()].copy_from_slice(join);
-            for (m, &p) in part[join.len()..].iter_mut().zip(&line[1..]) {
-                *m = Move {
-                    kind: MoveKind::Cut,
-                    to: p,
-                };
-            }
-        });
+        .map_init(
+            || 0usize,
+            |line, k| {
+                if k == body {
+                    return lift.expect("the move after the lines is the lift");
+                }
+                if !(offsets[*line] <= k && k < offsets[*line + 1]) {
+                    *line = offsets.partition_point(|&o| o <= k) - 1;
+                }
+                let (join, points) = (&joins[*line], lines[*line]);
+                let i = k - offsets[*line];
+                match join.get(i) {
+                    Some(m) => *m,
+                    None => Move {
+                        kind: MoveKind::Cut,
+                        to: points[1 + i - join.len()],
+                    },
+                }
+            },
+        )
+        .collect_into_vec(&mut moves);
     Toolpath { start, moves }
 }
 

@@ -391,8 +391,11 @@ impl Cluster {
             Duration::from_secs(10),
             || {
                 let log = self.log(name);
-                if let Some(rest) = log.split("serving on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                // Only a whole line: a half-written port would parse as another one.
+                if let Some(rest) = log.split("serving on ").nth(1)
+                    && let Some((line, _)) = rest.split_once('\n')
+                {
+                    let addr = line.split_whitespace().next().unwrap_or_default();
                     return addr
                         .parse::<SocketAddr>()
                         .map_err(|e| format!("bad address {addr:?}: {e}"));

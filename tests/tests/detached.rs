@@ -64,8 +64,12 @@ impl Member {
         let end = Instant::now() + Duration::from_secs(10);
         member.address = loop {
             let log = member.log();
-            if let Some(rest) = log.split("serving on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
+            // Only a whole line: the log may be read while the line is half written.
+            if let Some(rest) = log.split("serving on ").nth(1)
+                && let Some((line, _)) = rest.split_once('\n')
+                && let Some(address) = line.split_whitespace().next()
+            {
+                break address.to_string();
             }
             if let Some(status) = member.serve.try_wait().unwrap() {
                 panic!("serve exited ({status}) before listening:\n{log}");

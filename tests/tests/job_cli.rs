@@ -636,8 +636,12 @@ fn a_job_computed_in_the_pool_gives_the_local_program() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let address = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(rest) = text.split("serving on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
+        // Only a whole line: a half-written port would read as another one.
+        if let Some(rest) = text.split("serving on ").nth(1)
+            && let Some((line, _)) = rest.split_once('\n')
+            && let Some(address) = line.split_whitespace().next()
+        {
+            break address.to_string();
         }
         assert!(Instant::now() < deadline, "serve did not listen:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
