@@ -566,15 +566,9 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic_the_decoders() {
-        // SplitMix64, deterministic.
-        let mut s = 0x1234_5678u64;
-        let mut next = || {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        // The simulator's splitmix64: deterministic.
+        let mut rng = crate::sim::rng::Rng::new(0x1234_5678u64);
+        let mut next = || rng.next();
         let valid = encode(&Msg::Grant {
             job: JobId {
                 owner: NodeId(1),

@@ -3,36 +3,17 @@
 //! look-ahead window (the same program split into operations that stop costs more, never
 //! less). The closed-form cases are in `millpond_core::planner`'s own tests.
 
-use millpond_core::job::{Grid, JobOutput, Operation};
+use millpond_core::job::JobOutput;
 use millpond_core::planner::{MachineProfile, estimate_time};
-use millpond_core::raster::{Direction, RasterSpec};
 use millpond_core::runner::run_local;
 use millpond_core::toolpath::Toolpath;
-use millpond_core::{Axis, CancelToken, Feeds, JobContext, JobSpec, Mesh, TriangleIndex, models};
+use millpond_core::{CancelToken, Feeds, JobContext, Mesh, TriangleIndex, models};
 use std::sync::Arc;
 
 fn raster_of_default_part(step: f64, sampling: f64) -> Toolpath {
     let mesh = Arc::new(Mesh::from_triangles(models::default_part(), "default part").unwrap());
     let index = Arc::new(TriangleIndex::new(&mesh));
-    let b = mesh.bounds();
-    let spec = JobSpec {
-        mesh: mesh.hash(),
-        cutter: "ball:3".parse().unwrap(),
-        operation: Operation::Raster(RasterSpec {
-            grid: Grid {
-                axis: Axis::X,
-                bounds: b.xy().grown(2.0),
-                step,
-                sampling,
-            },
-            floor: b.min.z,
-            safe_z: b.max.z + 5.0,
-            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, 3.0),
-            direction: Direction::Zigzag,
-            merge_tolerance: 0.001,
-            allowance: 0.0,
-        }),
-    };
+    let spec = millpond_tests::pool::raster_spec_of(&mesh, step, sampling);
     let ctx = JobContext::new(mesh, index, spec).unwrap();
     let results = run_local(&ctx, 2, &CancelToken::new(), &|_| {}).unwrap();
     match ctx.finish(results) {

@@ -1027,13 +1027,21 @@ fn simulate(quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// One simulation run in this process: prints one JSON line.
-fn simulate_one(threads: usize, quick: bool) -> Result<()> {
-    use millpond_core::job::JobOutput;
+/// The relief, its index, its setup, the tool and the raster job ([`relief_raster`]).
+type ReliefRaster = (
+    Arc<Mesh>,
+    Arc<TriangleIndex>,
+    millpond_core::setup::Setup,
+    Cutter,
+    JobSpec,
+);
+
+/// The raster finishing job of the simulation and program benchmarks: the terrain relief
+/// stretched over 200 × 170 mm (`cells`, see [`stretched_relief`]), in a stock 1 mm above it,
+/// a 3 mm ball at `step` mm stepover and sampling.
+fn relief_raster(cells: usize, step: f64) -> Result<ReliefRaster> {
     use millpond_core::setup::{RasterParams, Setup, Stock, Strategy};
-    use millpond_core::simulate::{self, Pass, PassFeeds, Target};
-    use millpond_core::stock_model::StockModel;
-    let mesh = Arc::new(stretched_relief(if quick { 120 } else { 374 })?);
+    let mesh = Arc::new(stretched_relief(cells)?);
     let index = Arc::new(TriangleIndex::new(&mesh));
     let setup = Setup::new(
         mesh.hash(),
@@ -1041,7 +1049,6 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         &Stock::around_model(0.0, 1.0, 0.0),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let step = if quick { 0.5 } else { 0.1 };
     let cutter: Cutter = "ball:3".parse()?;
     let spec = setup
         .plan(
@@ -1053,6 +1060,16 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
             cutter,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((mesh, index, setup, cutter, spec))
+}
+
+/// One simulation run in this process: prints one JSON line.
+fn simulate_one(threads: usize, quick: bool) -> Result<()> {
+    use millpond_core::job::JobOutput;
+    use millpond_core::simulate::{self, Pass, PassFeeds, Target};
+    use millpond_core::stock_model::StockModel;
+    let (mesh, index, setup, cutter, spec) =
+        relief_raster(if quick { 120 } else { 374 }, if quick { 0.5 } else { 0.1 })?;
     let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
     let results = run_local(&ctx, 2, &CancelToken::new(), &|_| {})?;
     let JobOutput::Toolpath(tp) = ctx.finish(results)? else {
@@ -1114,27 +1131,11 @@ fn program_one(threads: usize, quick: bool) -> Result<()> {
     use millpond_core::planner::MachineProfile;
     use millpond_core::post::PostProcessor;
     use millpond_core::program::{PlannedOp, Program, work_zero};
-    use millpond_core::setup::{RasterParams, Setup, Stock, Strategy, WorkZeroChoice};
-    let mesh = Arc::new(stretched_relief(if quick { 120 } else { 374 })?);
-    let index = Arc::new(TriangleIndex::new(&mesh));
-    let setup = Setup::new(
-        mesh.hash(),
-        mesh.bounds(),
-        &Stock::around_model(0.0, 1.0, 0.0),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let step = if quick { 0.25 } else { 0.05 };
-    let cutter: Cutter = "ball:3".parse()?;
-    let spec = setup
-        .plan(
-            &Strategy::RasterFinishing(RasterParams {
-                stepover: step,
-                sampling: step,
-                ..RasterParams::default()
-            }),
-            cutter,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    use millpond_core::setup::WorkZeroChoice;
+    let (mesh, index, setup, cutter, spec) = relief_raster(
+        if quick { 120 } else { 374 },
+        if quick { 0.25 } else { 0.05 },
+    )?;
     let post = PostProcessor::built_in()
         .into_iter()
         .next()
