@@ -100,6 +100,30 @@ pub struct StockModel {
     /// Tiles along X.
     tx: usize,
     tiles: Vec<Tile>,
+    /// How each batch's work divided over its tiles, when asked ([`StockModel::profile_work`]).
+    profile: WorkProfile,
+}
+
+/// How one batch of moves divided into work that runs side by side: its tiles, each timed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchWork {
+    /// Tiles the batch reached: the pieces its threads share.
+    pub tiles: usize,
+    /// Seconds of all its tiles, and of the longest.
+    pub total_s: f64,
+    pub largest_s: f64,
+}
+
+/// The batches' work, kept only while profiling (the benchmark's largest-piece share: how far
+/// the simulator could scale on more cores than this machine has). Not part of the stock:
+/// two stocks with the same heights are equal whatever was timed.
+#[derive(Clone, Debug, Default)]
+struct WorkProfile(Option<Vec<BatchWork>>);
+
+impl PartialEq for WorkProfile {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// One move of a toolpath that meets material it should not.
@@ -438,6 +462,7 @@ impl StockModel {
             }
         }
         Ok(Self {
+            profile: WorkProfile::default(),
             g: Grid {
                 x0: stock.min.x + cell / 2.0,
                 y0: stock.min.y + cell / 2.0,
@@ -700,6 +725,16 @@ impl StockModel {
         Some(((i0 / TILE, j0 / TILE), (i1 / TILE, j1 / TILE)))
     }
 
+    /// Starts (or stops) timing each batch's tiles ([`work_profile`](Self::work_profile)).
+    pub fn profile_work(&mut self, on: bool) {
+        self.profile.0 = on.then(Vec::new);
+    }
+
+    /// Each batch machined since profiling started: its tiles and their times.
+    pub fn work_profile(&self) -> &[BatchWork] {
+        self.profile.0.as_deref().unwrap_or(&[])
+    }
+
     /// Applies `moves` (in order) to every tile they reach, the tiles on all threads, and
     /// returns what each move did, merged over the tiles in tile order: the same figures
     /// whatever the thread count.
@@ -758,11 +793,24 @@ impl StockModel {
             .zip(&lists)
             .filter(|(_, list)| !list.is_empty())
             .collect();
-        let hits: Vec<Vec<TileHit>> = active
+        let timed = self.profile.0.is_some();
+        let work: Vec<(Vec<TileHit>, f64)> = active
             .into_par_iter()
             .with_max_len(1)
-            .map(|(tile, list)| apply_list(&g, tile, shape, &swept, list))
+            .map(|(tile, list)| {
+                let t = timed.then(std::time::Instant::now);
+                let hits = apply_list(&g, tile, shape, &swept, list);
+                (hits, t.map_or(0.0, |t| t.elapsed().as_secs_f64()))
+            })
             .collect();
+        if let Some(profile) = &mut self.profile.0 {
+            profile.push(BatchWork {
+                tiles: work.len(),
+                total_s: work.iter().map(|w| w.1).sum(),
+                largest_s: work.iter().map(|w| w.1).fold(0.0, f64::max),
+            });
+        }
+        let hits: Vec<Vec<TileHit>> = work.into_iter().map(|w| w.0).collect();
         let mut merged: Vec<TileHit> = (0..moves.len() as u32).map(TileHit::empty).collect();
         for tile in &hits {
             for h in tile {

@@ -996,9 +996,9 @@ fn simulate(quick: bool) -> Result<()> {
         if quick { " --quick" } else { "" }
     );
     println!(
-        "| threads | moves | cells | stock MB | simulate s | moves/s | verify s | peak RSS MB (program + mesh + stock) |"
+        "| threads | moves | cells | stock MB | simulate s | moves/s | verify s | peak RSS MB (program + mesh + stock) | batches | tiles a batch | largest tile | bound |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for threads in [1, 2] {
         let mut cmd = Command::new(&exe);
         cmd.args(["--simulate-one", &threads.to_string()]);
@@ -1014,7 +1014,7 @@ fn simulate(quick: bool) -> Result<()> {
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         println!(
-            "| {threads} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} |",
+            "| {threads} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {} | {:.1} | {:.2} % | {:.0}× |",
             v["moves"],
             v["cells"],
             v["stock_mb"].as_f64().unwrap_or(0.0),
@@ -1022,6 +1022,10 @@ fn simulate(quick: bool) -> Result<()> {
             v["moves_per_s"].as_f64().unwrap_or(0.0),
             v["verify_s"].as_f64().unwrap_or(0.0),
             v["peak_rss"].as_f64().unwrap_or(0.0) / 1e6,
+            v["batches"],
+            v["tiles_per_batch"].as_f64().unwrap_or(0.0),
+            100.0 * v["largest_tile_share"].as_f64().unwrap_or(0.0),
+            v["bound"].as_f64().unwrap_or(0.0),
         );
     }
     Ok(())
@@ -1088,11 +1092,20 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         feeds: PassFeeds::Operation(millpond_core::Feeds::default()),
         lines: None,
     };
+    // Each batch's tiles timed: the largest piece's share of the work, and the bound on
+    // the speed-up any number of cores could give (the batches run one after another, each
+    // no faster than its longest tile).
+    stock.profile_work(true);
     let t0 = Instant::now();
     let report = pool.install(|| {
         simulate::simulate_pass(&mut stock, &pass, &CancelToken::new(), &mut |_, _| {})
     })?;
     let simulate_s = t0.elapsed().as_secs_f64();
+    let work = stock.work_profile();
+    let total: f64 = work.iter().map(|b| b.total_s).sum();
+    let critical: f64 = work.iter().map(|b| b.largest_s).sum();
+    let largest = work.iter().map(|b| b.largest_s).fold(0.0, f64::max);
+    let tiles = work.iter().map(|b| b.tiles).sum::<usize>() as f64 / work.len().max(1) as f64;
     let target = Target {
         mesh: &mesh,
         index: &index,
@@ -1111,6 +1124,10 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         "moves_per_s": tp.moves.len() as f64 / simulate_s,
         "verify_s": verify_s,
         "removed_mm3": report.removed_mm3,
+        "batches": work.len(),
+        "tiles_per_batch": tiles,
+        "largest_tile_share": largest / total,
+        "bound": total / critical,
         "gouge": check.gouge.map(|g| -g.deviation),
         "peak_rss": peak_rss(),
     });
