@@ -243,6 +243,32 @@ fn a_job_submitted_from_the_window_is_fetched_after_a_restart_byte_for_byte() {
         panic!("the fetched program is not `millpond toolpath --job`'s (first at line {first:?})");
     }
 
+    // A long job submitted from the panel and cancelled there: the member stops it.
+    u.set_raster(|p| {
+        p.stepover = 0.05;
+        p.sampling = 0.05;
+    });
+    u.harness.run_ok();
+    u.harness.get_by_label("Submit job").click();
+    wait(&mut u, "second submit", |a| {
+        a.detached.last_submitted.is_some_and(|i| i != id)
+    });
+    let long = u.app().detached.list.jobs.last().unwrap().key();
+    u.app_mut()
+        .detached_action(DetachedAction::Cancel(long.clone()));
+    wait(&mut u, "cancelled", |a| !a.detached.busy(&long));
+    let message = u.app().detached.message.clone();
+    assert!(
+        matches!(&message, Some(Ok(m)) if m.ends_with("cancelled.")),
+        "{message:?}"
+    );
+    assert!(matches!(
+        u.app().detached.live.get(&long),
+        Some(Live::Row(r)) if r.state == JobState::Cancelled
+    ));
+    u.app_mut().detached_action(DetachedAction::Forget(long));
+    assert_eq!(u.app().detached.list.jobs, vec![job.clone()]);
+
     // The member restarts: it keeps results in memory only, so the job is not kept, and a
     // fetch is refused with the member's words.
     member.stop();
