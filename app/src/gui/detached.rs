@@ -69,7 +69,8 @@ enum Done {
         member: String,
         result: Result<(DetachedId, String, String), String>,
     },
-    Listed(Vec<(String, Result<Vec<JobRow>, String>)>),
+    /// Each member's answer, and when the listing was asked for.
+    Listed(Instant, Vec<(String, Result<Vec<JobRow>, String>)>),
     Fetched {
         key: Key,
         path: PathBuf,
@@ -102,6 +103,8 @@ pub struct DetachedJobs {
     refreshed_at: Option<Instant>,
     /// Jobs with a fetch or cancel on its way.
     pending: BTreeSet<Key>,
+    /// When a fetch or cancel last told a job's state: a listing asked before says less.
+    told: BTreeMap<Key, Instant>,
     dialog: Option<(PendingDialog, Key)>,
     last_dir: Option<PathBuf>,
     tx: Sender<Done>,
@@ -140,6 +143,7 @@ impl DetachedJobs {
             refreshing: false,
             refreshed_at: None,
             pending: BTreeSet::new(),
+            told: BTreeMap::new(),
             dialog: None,
             last_dir: None,
             tx,
@@ -203,6 +207,7 @@ impl DetachedJobs {
         self.refreshed_at = Some(Instant::now());
         let members = self.list.members();
         let secret = secret.clone();
+        let asked = Instant::now();
         self.spawn(move || {
             let answers = members
                 .into_iter()
@@ -212,7 +217,7 @@ impl DetachedJobs {
                     (m, rows)
                 })
                 .collect();
-            Done::Listed(answers)
+            Done::Listed(asked, answers)
         });
     }
 
@@ -309,6 +314,7 @@ impl DetachedJobs {
     pub fn forget(&mut self, key: &Key) {
         if self.list.forget(&key.0, key.1) {
             self.live.remove(key);
+            self.told.remove(key);
             self.save();
             self.message = Some(Ok(format!("Job {} taken off the list.", key.1)));
         }
@@ -348,10 +354,14 @@ impl DetachedJobs {
                         Err(e) => self.message = Some(Err(format!("Not submitted: {e}"))),
                     }
                 }
-                Done::Listed(answers) => {
+                Done::Listed(asked, answers) => {
                     self.refreshing = false;
                     for (member, rows) in answers {
                         for job in self.list.jobs.iter().filter(|j| j.member == member) {
+                            // A cancel answered meanwhile is newer than this listing.
+                            if self.told.get(&job.key()).is_some_and(|t| *t > asked) {
+                                continue;
+                            }
                             let live = match &rows {
                                 Err(e) => Live::Unreachable(e.clone()),
                                 Ok(rows) => rows
@@ -372,6 +382,7 @@ impl DetachedJobs {
                         }
                         Ok(Fetched::NotReady(row)) => {
                             let text = crate::detached::not_ready(&row);
+                            self.told.insert(key.clone(), Instant::now());
                             self.live.insert(key, Live::Row(row));
                             Err(text)
                         }
@@ -388,6 +399,7 @@ impl DetachedJobs {
                                 }
                                 s => format!("Job {} was already over ({s}).", row.id),
                             };
+                            self.told.insert(key.clone(), Instant::now());
                             self.live.insert(key, Live::Row(row));
                             Ok(text)
                         }
