@@ -13,6 +13,7 @@
 use crate::cli::compute_toolpaths;
 use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
+use millpond_core::Mesh;
 use millpond_core::gcode;
 use millpond_core::job::JobOutput;
 use millpond_core::job_file::Job;
@@ -20,7 +21,10 @@ use millpond_core::post::{PostProcessor, PostSource};
 use millpond_core::runner::{Executor, RunError, RunEvent};
 use millpond_core::setup::WorkZeroChoice;
 use millpond_core::{CancelToken, JobContext, MachineProfile, TriangleIndex};
-use millpond_net::detached::{DetachedInput, RunDetached};
+use millpond_net::Secret;
+use millpond_net::detached::{
+    Client, DetachedId, DetachedInput, FetchOutcome, JobRow, RunDetached,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,6 +116,32 @@ impl Description {
         })
     }
 
+    /// A job file's job as `millpond toolpath --job` runs it (its stock's zero, no
+    /// `--floor` or `--safe-z`), planned here for its placed `mesh` first so that a mistake
+    /// is said before anything is sent: the program's title and the description. What the
+    /// window submits.
+    pub fn of_job(
+        job: &Job,
+        mesh: &Mesh,
+        post: &PostProcessor,
+        machine: MachineProfile,
+    ) -> Result<(String, Self)> {
+        let setup = run_job::setup(job, mesh.hash(), mesh.bounds())?;
+        let zero = Some(run_job::work_zero(job.stock.zero, &setup));
+        let program = run_job::plan_in(job, setup, zero, post.clone()).map_err(|e| {
+            let name = job
+                .operations
+                .get(e.operation)
+                .map_or("an operation", |o| o.name.as_str());
+            anyhow!("{name}: {}", e.message)
+        })?;
+        if program.ops.is_empty() {
+            bail!("the job has no enabled operation: there is nothing to run");
+        }
+        let d = Self::new(job, post, None, None, Some(job.stock.zero), machine)?;
+        Ok((program.title, d))
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>> {
         Ok(postcard::to_stdvec(self)?)
     }
@@ -138,6 +168,59 @@ impl Description {
     fn post(&self) -> Result<PostProcessor> {
         self.post.post()
     }
+}
+
+/// Sends a job to the member at `address` (`millpond submit` and the window): its id once
+/// the member queued it, and the member's name.
+pub fn submit(
+    address: &str,
+    secret: &Secret,
+    title: &str,
+    description: &Description,
+    mesh: &Mesh,
+) -> Result<(DetachedId, String)> {
+    let bytes = description.encode()?;
+    let mut client = Client::connect(address, secret)?;
+    let id = client.submit(title, &bytes, mesh)?;
+    Ok((id, client.member.clone()))
+}
+
+/// What [`fetch_to`] did.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The program was written: its size in bytes.
+    Written(u64),
+    /// The job is not complete: where it stands.
+    NotReady(JobRow),
+}
+
+/// A complete job's program written to `path` through a temporary file
+/// (`job_file::write_atomically`: a failure leaves no half program), as `millpond fetch`
+/// and the window's Fetch do.
+pub fn fetch_to(client: &mut Client, id: DetachedId, path: &Path) -> Result<Fetched> {
+    match client.fetch(id)? {
+        FetchOutcome::Program(program) => {
+            millpond_core::job_file::write_atomically(path, &program)
+                .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+            Ok(Fetched::Written(program.len() as u64))
+        }
+        FetchOutcome::NotReady(row) => Ok(Fetched::NotReady(row)),
+    }
+}
+
+/// Why a job's program cannot be fetched yet, or at all, in words.
+pub fn not_ready(row: &JobRow) -> String {
+    use millpond_net::detached::JobState;
+    format!(
+        "job {} ({}) is {}: there is no program to fetch{}",
+        row.id,
+        row.title,
+        row.state,
+        match row.state {
+            JobState::Running { .. } | JobState::Queued { .. } => " yet",
+            _ => "",
+        }
+    )
 }
 
 /// How `millpond serve` runs a detached job.

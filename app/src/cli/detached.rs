@@ -5,12 +5,11 @@
 
 use super::format_duration;
 use super::toolpath::{Prepared, ToolpathArgs, prepare};
-use crate::detached::Description;
+use crate::detached::{Description, Fetched};
 use crate::pool::SecretArgs;
 use anyhow::{Result, bail};
 use clap::Args;
-use millpond_core::job_file;
-use millpond_net::detached::{Client, DetachedId, FetchOutcome, JobRow, JobState};
+use millpond_net::detached::{Client, DetachedId, JobRow, JobState};
 use std::path::PathBuf;
 
 /// The member that keeps the jobs, and the secret to reach it.
@@ -78,18 +77,17 @@ pub fn submit_command(args: &ToolpathArgs) -> Result<()> {
         program,
         ..
     } = prepare(args, &posts)?;
-    let description =
-        Description::new(&job, &post, floor, safe_z, zero, args.machine())?.encode()?;
+    let description = Description::new(&job, &post, floor, safe_z, zero, args.machine())?;
     let secret = args.secret.load()?;
-    let mut client = Client::connect(address, &secret)?;
-    let id = client.submit(&program.title, &description, &model.mesh)?;
+    let (id, member) =
+        crate::detached::submit(address, &secret, &program.title, &description, &model.mesh)?;
     println!("{id}");
     if !args.quiet {
         eprintln!(
             "millpond: job {id} ({}) queued at {} ({address}). `millpond jobs --pool {address}` \
              shows how far it is; `millpond fetch {id} -o FILE --pool {address}` writes its \
              program once it is complete",
-            program.title, client.member
+            program.title, member
         );
     }
     Ok(())
@@ -137,28 +135,13 @@ fn describe(row: &JobRow) -> String {
 /// `millpond fetch`: a complete job's program written (through a temporary file); a job
 /// not complete says where it stands and fails.
 pub fn fetch_command(args: &FetchArgs) -> Result<()> {
-    match args.member.connect()?.fetch(args.id)? {
-        FetchOutcome::Program(program) => {
-            job_file::write_atomically(&args.output, &program)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
-            println!(
-                "{}: {} bytes, job {}",
-                args.output.display(),
-                program.len(),
-                args.id
-            );
+    let mut client = args.member.connect()?;
+    match crate::detached::fetch_to(&mut client, args.id, &args.output)? {
+        Fetched::Written(bytes) => {
+            println!("{}: {bytes} bytes, job {}", args.output.display(), args.id);
             Ok(())
         }
-        FetchOutcome::NotReady(row) => bail!(
-            "job {} ({}) is {}: there is no program to fetch{}",
-            row.id,
-            row.title,
-            row.state,
-            match row.state {
-                JobState::Running { .. } | JobState::Queued { .. } => " yet",
-                _ => "",
-            }
-        ),
+        Fetched::NotReady(row) => bail!("{}", crate::detached::not_ready(&row)),
     }
 }
 

@@ -268,6 +268,8 @@ pub struct MillpondApp {
     pool_notice_seen: (u64, u64),
     pub stats: StatsPanel,
     pub exporter: Exporter,
+    /// Jobs handed to a pool member to run detached, and the ids remembered.
+    pub detached: super::detached::DetachedJobs,
     /// The program checked against the stock: warnings shown before export.
     pub program_check: ProgramCheck,
     /// The post-processors Export can use: the built-in ones and the user's
@@ -358,6 +360,8 @@ impl MillpondApp {
             p.sampling = 0.01;
             op.name = "Fine raster (autostart)".into();
         }
+        let (detached, warning) = super::detached::DetachedJobs::new(ctx.clone(), dir.clone());
+        banners.extend(warning);
         let posts = crate::run_job::post_library(&dir);
         banners.extend(posts.broken.iter().map(|e| format!("post not used: {e}")));
         let mut app = Self {
@@ -394,6 +398,7 @@ impl MillpondApp {
             },
             session,
             exporter: Exporter::default(),
+            detached,
             program_check: ProgramCheck::default(),
             simulation: Default::default(),
             status: String::new(),
@@ -496,6 +501,10 @@ impl MillpondApp {
             }
         }
         if let Some(notice) = self.exporter.show_dialog(ctx) {
+            tracing::info!("{notice}");
+            self.status = notice;
+        }
+        if let Some(notice) = self.detached.show_dialog(ctx, self.secret.as_ref()) {
             tracing::info!("{notice}");
             self.status = notice;
         }
@@ -1640,6 +1649,8 @@ impl MillpondApp {
         }
         self.sync_preview();
         self.exporter.poll();
+        self.detached.poll();
+        self.detached.refresh_if_due(self.secret.as_ref());
         let legend: Vec<(u64, String)> = self
             .doc
             .operations

@@ -9,6 +9,8 @@
 //! - [`preferences`]: server mode and the pool it starts and stops.
 //! - [`stats_panel`]: the Process Statistics panel.
 //! - [`export`]: G-code export.
+//! - [`detached`]: jobs handed to a pool member and fetched later (`detached_list`: the
+//!   remembered ids; `detached_panel`: the window).
 //! - [`simulation`]: Simulate: the program machined into the stock, drawn by deviation.
 //! - [`view3d`]: the 3D view.
 //!
@@ -20,6 +22,9 @@
 pub mod app;
 pub mod check;
 pub mod compute;
+pub mod detached;
+pub mod detached_list;
+mod detached_panel;
 pub mod dialogs;
 pub mod document;
 pub mod export;

@@ -2,6 +2,7 @@
 //! bar, statistics panel, preferences. Thin: every action calls a [`MillpondApp`] method.
 
 use super::app::MillpondApp;
+use super::detached::DetachedAction;
 use super::document::Command;
 use super::model::{Axis3, Placement, Units};
 use super::operations::{
@@ -218,6 +219,27 @@ impl eframe::App for MillpondApp {
                 .default_width(480.0)
                 .show(ui.ctx(), |ui| self.import_ui(ui));
         }
+        if self.detached.open {
+            let mut open = true;
+            let mut actions = Vec::new();
+            egui::Window::new("Detached jobs")
+                .open(&mut open)
+                .default_width(760.0)
+                .show(ui.ctx(), |ui| {
+                    actions = super::detached_panel::show(
+                        ui,
+                        &self.detached,
+                        &self.prefs.remote_servers,
+                        self.secret.is_some(),
+                    );
+                });
+            if !open {
+                actions.push(DetachedAction::Show(false));
+            }
+            for a in actions {
+                self.detached_action(a);
+            }
+        }
         if self.prefs_ui.open {
             let mut open = true;
             egui::Window::new("Preferences")
@@ -368,6 +390,17 @@ impl MillpondApp {
                     .changed()
                 {
                     self.save_session();
+                }
+                let mut open = self.detached.open;
+                if ui
+                    .checkbox(&mut open, "Detached jobs")
+                    .on_hover_text(
+                        "Jobs handed to a pool member to run while this window may close: \
+                         where each stands, Fetch, Cancel",
+                    )
+                    .changed()
+                {
+                    self.detached_action(DetachedAction::Show(open));
                 }
             });
             if ui
@@ -1425,6 +1458,16 @@ impl MillpondApp {
             .clicked()
         {
             self.export_dialog();
+        }
+        if ui
+            .button("Run on pool member (detached)…")
+            .on_hover_text(
+                "Hand the whole job to a pool member (millpond serve) to compute while this \
+                 window may close; fetch its G-code later from Detached jobs",
+            )
+            .clicked()
+        {
+            self.detached_action(DetachedAction::Show(true));
         }
         match &self.exporter.last {
             Some(Ok(m)) => {
