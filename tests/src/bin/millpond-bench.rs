@@ -1224,6 +1224,25 @@ fn program_one(threads: usize, quick: bool) -> Result<()> {
         bytes = sink.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?.0;
         write_s = write_s.min(t.elapsed().as_secs_f64());
     }
+    // The check's batches again, each tile timed: how far the check could scale.
+    let check_work = {
+        use millpond_core::stock_model::StockModel;
+        let stock = program.setup.stock;
+        let mut model = StockModel::new(stock, StockModel::default_cell(stock, cutter.radius()))?;
+        model.profile_work(true);
+        pool.install(|| model.machine_with_safe_descents(&cutter, &posted[0].0, 6.0));
+        let work = model.work_profile();
+        let total: f64 = work.iter().map(|b| b.total_s).sum();
+        let critical: f64 = work.iter().map(|b| b.largest_s).sum();
+        let largest = work.iter().map(|b| b.largest_s).fold(0.0, f64::max);
+        let tiles = work.iter().map(|b| b.tiles).sum::<usize>() as f64 / work.len().max(1) as f64;
+        serde_json::json!({
+            "batches": work.len(),
+            "tiles_per_batch": tiles,
+            "largest_tile_share": largest / total,
+            "bound": total / critical,
+        })
+    };
     // What the estimate alone costs, had it run after the check.
     let t = Instant::now();
     let again = gcode::estimate_program(&ops, &machine);
@@ -1242,6 +1261,7 @@ fn program_one(threads: usize, quick: bool) -> Result<()> {
         "arcs_s": arcs_s,
         "write_s": write_s,
         "estimate_s": estimate_s,
+        "check_work": check_work,
         "peak_rss": peak_rss(),
     });
     println!("{line}");
