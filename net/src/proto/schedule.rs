@@ -11,9 +11,12 @@ use tracing::debug;
 
 /// How long a node waits after `NoWork` before asking its parent again.
 const NOWORK_WAIT: Duration = Duration::from_millis(100);
-/// Most chunks a link may hold per worker behind it (its gossip says how many): a child
+/// Most chunks a link may hold per worker behind it that it has proven (below): a child
 /// asking for more waits until its grants come back; a hoarder cannot empty the queue.
 pub(crate) const HOLD_PER_WORKER: u32 = 4;
+/// Workers a link is taken to have before it delivered anything in a job (fewer if it has
+/// fewer): most members have two cores or more.
+pub(crate) const PROVEN_AT_FIRST: u32 = 2;
 
 impl Node {
     /// Hands work to idle workers and to children, asks parents for more, copies the tail.
@@ -107,7 +110,12 @@ impl Node {
             .iter()
             .map(|(&link, &want)| {
                 let held = j.granted.get(&link).map_or(0, |g| g.len()) as u32;
-                (link, want, self.hold_limit(link).saturating_sub(held))
+                let proven = j.record.get(&link).map_or(0, |r| r.results);
+                (
+                    link,
+                    want,
+                    self.hold_limit(link, proven).saturating_sub(held),
+                )
             })
             .collect();
         let Some(j) = self.jobs.get_mut(&id) else {
@@ -129,10 +137,16 @@ impl Node {
         }
     }
 
-    /// Most chunks `link` may hold of one job: `HOLD_PER_WORKER` per worker behind it.
-    pub(super) fn hold_limit(&self, link: LinkId) -> u32 {
+    /// Most chunks `link` may hold of one job in which it delivered `delivered` results in
+    /// time: `HOLD_PER_WORKER` per worker behind it (its Hello and gossip say how many), but
+    /// counting only the workers it has proven — `PROVEN_AT_FIRST`, plus one per result
+    /// delivered. Workers are claimed, results are not: a peer advertising 4,096 workers and
+    /// sitting on what it gets holds 8 chunks, while an honest one's room grows with each
+    /// result, about doubling each round trip, up to all its workers.
+    pub(super) fn hold_limit(&self, link: LinkId, delivered: u32) -> u32 {
         let workers = self.links.get(&link).map_or(1, |l| l.behind.max(1));
-        HOLD_PER_WORKER.saturating_mul(workers)
+        let proven = delivered.saturating_add(PROVEN_AT_FIRST);
+        HOLD_PER_WORKER.saturating_mul(workers.min(proven))
     }
 
     /// Every tick: grants held far longer than their holder's pace come back to the queue
