@@ -38,6 +38,8 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_budget;
+#[cfg(test)]
 mod tests_discovery;
 #[cfg(test)]
 mod tests_failures;
@@ -61,7 +63,7 @@ use millpond_core::JobSpec;
 use millpond_core::job::JobContext;
 use millpond_core::mesh::MeshHash;
 use remotes::Remote;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
@@ -157,8 +159,9 @@ struct Link {
     /// Meshes this node asked of the link (the latest [`mesh_cache::MAX_ASKED`]): a mesh
     /// it sends must be one of them (`Node::bulk_offered`).
     meshes_asked: VecDeque<MeshHash>,
-    /// Meshes being read from the link now: one stream each.
-    meshes_incoming: BTreeSet<MeshHash>,
+    /// Meshes being read from the link now, with their announced sizes: one stream each
+    /// (counted in the mesh budget until they arrive or the link goes: `mesh_cache.rs`).
+    meshes_incoming: BTreeMap<MeshHash, u64>,
     /// The transport's figures, as of the last tick.
     transport: LinkStats,
     /// Workers behind the link, as its gossip last said (the peer's and those it lists):

@@ -214,21 +214,34 @@ impl Node {
         if !self.links.contains_key(&link) {
             return false;
         }
-        let (job, chunk) = match *header {
-            BulkHeader::Mesh { hash, .. } => return self.mesh_offered(now, link, hash),
-            BulkHeader::Result { job, chunk, .. } => (job, chunk),
+        let (job, chunk, size) = match *header {
+            BulkHeader::Mesh { hash, size } => return self.mesh_offered(now, link, hash, size),
+            BulkHeader::Result {
+                job, chunk, size, ..
+            } => (job, chunk, size),
         };
-        let never = match self.jobs.get(&job) {
-            Some(j) => !j
-                .ever_granted
-                .get(&link)
-                .is_some_and(|s| s.contains(&chunk)),
+        let (never, most) = match self.jobs.get(&job) {
+            Some(j) => (
+                !j.ever_granted
+                    .get(&link)
+                    .is_some_and(|s| s.contains(&chunk)),
+                j.spec.max_result_bytes(chunk).min(wire::MAX_RESULT),
+            ),
             // A late result of a job that is over here: not needed, not wrong.
             None if self.seen.contains(job) => return false,
-            None => true,
+            None => (true, 0),
         };
         if never {
             let reason = format!("result for chunk {chunk} that was never granted to it");
+            self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
+            return false;
+        }
+        // No honest result of the chunk is larger (`JobSpec::max_result_bytes`): nothing of
+        // it is read.
+        if size > most {
+            let reason = format!(
+                "result of {size} bytes for chunk {chunk}, which cannot take more than {most}"
+            );
             self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
             return false;
         }

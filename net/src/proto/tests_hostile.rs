@@ -582,7 +582,12 @@ fn mesh_header(hash: millpond_core::mesh::MeshHash) -> Input {
 }
 
 /// Offers a bulk stream's header on `link`: whether `n` takes it, and all it answered.
-fn offer(n: &mut Node, now: Instant, link: LinkId, mut input: Input) -> (bool, Vec<Action>) {
+pub(super) fn offer(
+    n: &mut Node,
+    now: Instant,
+    link: LinkId,
+    mut input: Input,
+) -> (bool, Vec<Action>) {
     if let Input::BulkOffered { link: l, .. } = &mut input {
         *l = link;
     }
@@ -606,7 +611,7 @@ fn result_header(job: JobId, chunk: u32) -> Input {
             job,
             chunk,
             compute_s: 0.01,
-            size: 1 << 20,
+            size: 64,
             hash: [0; 32],
             node: NodeId(9),
             worker: 0,

@@ -1,0 +1,209 @@
+//! Memory budgets against what peers send (issue 17 point 2): meshes being read or indexed
+//! are held to the mesh budget, a mesh larger than the whole budget is refused with a notice
+//! naming its peer.
+
+use super::tests::{link_up, model, msg, node, sent};
+use super::tests_hostile::offer;
+use super::*;
+use millpond_core::mesh::MeshHash;
+use millpond_core::{Mesh, TriangleIndex};
+use std::sync::Arc;
+
+fn mesh_header(hash: MeshHash, size: u64) -> Input {
+    Input::BulkOffered {
+        link: 0,
+        header: crate::wire::BulkHeader::Mesh { hash, size },
+    }
+}
+
+/// A relay (parent link 1) hears of two jobs, each of a mesh of its own, and fetches both
+/// from its parent. With a budget of 100 triangles' worth: the first mesh (60 triangles
+/// announced) is read, the second (60) declined while the first is read or indexed — no
+/// blame, it is asked again later — and taken once the first is cached; a third job's mesh,
+/// larger than the whole budget, is refused with a notice naming the peer.
+#[test]
+fn meshes_in_flight_stay_within_the_mesh_budget() {
+    let t0 = Instant::now();
+    let (mesh, _, spec) = model();
+    let tri = millpond_core::mesh::CANONICAL_TRIANGLE_BYTES as u64;
+    let mut relay = node(2, 1, t0);
+    relay.s.mesh_cache_bytes = 100 * tri;
+    link_up(&mut relay, t0, 1, 1);
+    let announce = |relay: &mut Node, nonce: u128, hash: MeshHash| {
+        let mut spec = spec.clone();
+        spec.mesh = hash;
+        let job = JobId {
+            owner: NodeId(1),
+            nonce,
+        };
+        let announce = Msg::Announce {
+            job,
+            spec: Box::new(spec),
+            hops_left: 7,
+        };
+        let asked = sent(&msg(relay, t0, 1, announce));
+        assert!(asked.contains(&(1, Msg::FetchMesh { hash })), "{asked:?}");
+    };
+    let (first, second, third) = (mesh.hash(), MeshHash([7; 32]), MeshHash([8; 32]));
+    announce(&mut relay, 1, first);
+    announce(&mut relay, 2, second);
+    announce(&mut relay, 3, third);
+    assert!(offer(&mut relay, t0, 1, mesh_header(first, 60 * tri)).0);
+    assert_eq!(relay.mesh_bytes_in_flight(), 60 * tri);
+    let (take, a) = offer(&mut relay, t0, 1, mesh_header(second, 60 * tri));
+    assert!(!take && tests_hostile::closes(&a).is_empty(), "{a:?}");
+    // Arrived, being indexed: still counted.
+    let a = relay.handle(
+        t0,
+        Input::MeshArrived {
+            link: 1,
+            mesh: Box::new((*mesh).clone()),
+        },
+    );
+    let Some(Action::IndexMesh { mesh: m }) = a.into_iter().next() else {
+        panic!("mesh not indexed");
+    };
+    let arrived = (m.len() * millpond_core::mesh::CANONICAL_TRIANGLE_BYTES) as u64;
+    assert_eq!(relay.mesh_bytes_in_flight(), arrived);
+    if arrived + 60 * tri > 100 * tri {
+        assert!(!offer(&mut relay, t0, 1, mesh_header(second, 60 * tri)).0);
+    }
+    let index = Arc::new(TriangleIndex::new(&m));
+    let m: Arc<Mesh> = Arc::from(m);
+    relay.handle(
+        t0,
+        Input::MeshReady {
+            hash: first,
+            mesh: m,
+            index,
+        },
+    );
+    assert_eq!(relay.mesh_bytes_in_flight(), 0);
+    assert!(offer(&mut relay, t0, 1, mesh_header(second, 60 * tri)).0);
+    // Larger than the whole budget: refused, and said.
+    let (take, a) = offer(&mut relay, t0, 1, mesh_header(third, 101 * tri));
+    assert!(!take && tests_hostile::closes(&a).is_empty(), "{a:?}");
+    let said: Vec<String> = relay
+        .snapshot(t0)
+        .notices
+        .into_iter()
+        .map(|x| x.text)
+        .collect();
+    assert!(
+        said.iter()
+            .any(|t| t.contains("peer-1 (192.0.2.1:1250) offered mesh")
+                && t.contains("more than this member's mesh budget")),
+        "{said:?}"
+    );
+}
+
+/// Every result an honest worker makes fits what its header may announce
+/// (`JobSpec::max_result_bytes`, and the wire's `MAX_RESULT`): the heights of a drop grid
+/// exactly, a raster of the bundled part, and raw waterline contours of it at 2,000 levels
+/// 0.01 mm apart (many levels in each chunk, hence the rows per chunk fewest). A header that
+/// announces more than the chunk can take closes the link before a byte is read.
+#[test]
+fn honest_results_fit_their_chunk_s_bound_and_a_larger_header_is_refused() {
+    use millpond_core::job::{JobContext, JobSpec, Operation};
+    use millpond_core::waterline::ContourSpec;
+    use millpond_core::{CancelToken, Cutter, models};
+    let mesh = Arc::new(Mesh::from_triangles(models::default_part(), "part").unwrap());
+    let index = Arc::new(TriangleIndex::new(&mesh));
+    let b = mesh.bounds();
+    let (_, _, drop_spec) = model();
+    let mut specs = vec![drop_spec];
+    let mut raster = JobSpec {
+        mesh: mesh.hash(),
+        ..specs[0].clone()
+    };
+    if let Operation::Drop(d) = &raster.operation {
+        let mut grid = d.grid;
+        grid.bounds = b.xy().grown(2.0);
+        grid.step = 0.5;
+        grid.sampling = 0.1;
+        raster.operation = Operation::Raster(millpond_core::raster::RasterSpec {
+            grid,
+            floor: b.min.z,
+            safe_z: b.max.z + 5.0,
+            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, 3.0),
+            direction: millpond_core::raster::Direction::Zigzag,
+            merge_tolerance: millpond_core::raster::DEFAULT_MERGE_TOLERANCE,
+            allowance: 0.0,
+        });
+    }
+    specs.push(raster);
+    let cutter = Cutter::Ball { diameter: 3.0 };
+    let levels: Vec<f64> = (0..2000).map(|i| b.max.z - 0.01 * f64::from(i)).collect();
+    specs.push(JobSpec {
+        mesh: mesh.hash(),
+        cutter,
+        operation: Operation::Contours(ContourSpec {
+            grid: ContourSpec::grid_around(b.xy(), cutter.radius(), 0.5).unwrap(),
+            levels,
+            allowance: 0.0,
+        }),
+    });
+    let (drop_mesh, drop_index, _) = model();
+    for (i, spec) in specs.into_iter().enumerate() {
+        let (m, x) = if i == 0 {
+            (drop_mesh.clone(), drop_index.clone())
+        } else {
+            (mesh.clone(), index.clone())
+        };
+        let ctx = JobContext::new(m, x, spec.clone()).unwrap();
+        let mut worst: (f64, u64, u64) = (0.0, 0, 0);
+        for c in 0..spec.chunk_count() {
+            let r = ctx.run_chunk(c, &CancelToken::new()).unwrap();
+            r.validate(&spec).unwrap();
+            let size = postcard::to_stdvec(&r).unwrap().len() as u64;
+            let most = spec.max_result_bytes(c);
+            assert!(
+                size <= most,
+                "job {i}, chunk {c}: {size} bytes, bound {most}"
+            );
+            assert!(
+                size <= crate::wire::MAX_RESULT,
+                "job {i}, chunk {c}: {size} bytes"
+            );
+            if i == 0 {
+                assert!(most - size <= 25, "heights: {size} bytes, bound {most}");
+            }
+            let share = size as f64 / most as f64;
+            if share > worst.0 {
+                worst = (share, size, most);
+            }
+        }
+        eprintln!(
+            "job {i}: {} chunks, the fullest {} of {} bytes ({:.2e})",
+            spec.chunk_count(),
+            worst.1,
+            worst.2,
+            worst.0
+        );
+    }
+    // An owner with child link 5, granted chunk 1: a header a byte over the bound closes it.
+    let t0 = Instant::now();
+    let (mut n, job) = super::tests::owner_with_child(t0);
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
+    assert!(!super::tests_hostile::granted(&a).is_empty());
+    let most = n.jobs[&job].spec.max_result_bytes(1);
+    let header = |size| Input::BulkOffered {
+        link: 5,
+        header: crate::wire::BulkHeader::Result {
+            job,
+            chunk: 1,
+            compute_s: 0.01,
+            size,
+            hash: [0; 32],
+            node: NodeId(9),
+            worker: 0,
+        },
+    };
+    assert!(offer(&mut n, t0, 5, header(most)).0);
+    let (take, a) = offer(&mut n, t0, 5, header(most + 1));
+    assert!(!take);
+    assert!(
+        matches!(&tests_hostile::closes(&a)[..], [(5, close::PROTOCOL_VIOLATION, why)] if why.contains("cannot take more than")),
+        "{a:?}"
+    );
+}
