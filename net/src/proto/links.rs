@@ -108,6 +108,8 @@ impl Node {
     }
 
     pub(super) fn link_down(&mut self, now: Instant, link: LinkId, reason: &str) {
+        // Jobs it was parent or child of change: every job is looked at after this input.
+        self.sweep = super::schedule::Sweep::All;
         let Some(l) = self.links.remove(&link) else {
             return;
         };

@@ -174,6 +174,8 @@ pub struct Node {
     s: NodeSettings,
     /// What the current input asks the shell to do.
     out: Vec<Action>,
+    /// The jobs `pump` looks at after the current input (`schedule::Sweep`).
+    sweep: schedule::Sweep,
     /// Ordered, like everything iterated here, so that the same inputs give the same
     /// actions (a simulator can replay a run).
     links: BTreeMap<LinkId, Link>,
@@ -207,6 +209,7 @@ impl Node {
         Self {
             s: NodeSettings { workers, ..s },
             out: Vec::new(),
+            sweep: schedule::Sweep::All,
             links: BTreeMap::new(),
             jobs: BTreeMap::new(),
             seen: jobs::SeenJobs::default(),
@@ -242,6 +245,7 @@ impl Node {
 
     /// Reacts to one input, then hands out work (`pump`), and returns what to do.
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        self.sweep = schedule::Sweep::of(&input);
         self.on_input(now, input);
         self.pump(now);
         std::mem::take(&mut self.out)

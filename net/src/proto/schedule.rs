@@ -4,7 +4,7 @@
 //! copies of the tail at the owner; grants held far longer than their holder's pace are
 //! taken back each tick. Pull is the back-pressure: nothing is pushed.
 
-use super::{Action, LinkId, Node};
+use super::{Action, Input, LinkId, Node};
 use crate::wire::{self, JobId, Msg};
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -18,10 +18,48 @@ pub(crate) const HOLD_PER_WORKER: u32 = 4;
 /// fewer): most members have two cores or more.
 pub(crate) const PROVEN_AT_FIRST: u32 = 2;
 
+/// The jobs `pump` looks at after an input. After a look at every job, either every worker
+/// is busy or no job has a chunk to start, no child's ask can be served, and every job that
+/// should ask its parent has asked. An input about one job (a steal, a grant, `NoWork`, an
+/// announcement, a failure, a cancel from the parent) changes only that job, unless it closes
+/// a link (`link_down` widens the sweep to all), so only that job is looked at; gossip that
+/// leaves the workers behind its link as they were, and mesh fetches, change none. Everything
+/// else — a link up or down, a result, a computed chunk (a worker free), a mesh ready, a
+/// submission, a tick (timers: `NoWork` waits, expiries) — looks at all. So 1,024 jobs
+/// waiting on their parents cost an input about one of them one job's look, not 1,024.
+pub(super) enum Sweep {
+    All,
+    Jobs(Option<JobId>),
+}
+
+impl Sweep {
+    pub(super) fn of(input: &Input) -> Self {
+        match input {
+            Input::Msg { msg, .. } => match msg {
+                Msg::Announce { job, .. }
+                | Msg::Steal { job, .. }
+                | Msg::Grant { job, .. }
+                | Msg::NoWork { job }
+                | Msg::Failed { job, .. }
+                | Msg::Cancel { job } => Sweep::Jobs(Some(*job)),
+                Msg::Members(_) | Msg::FetchMesh { .. } | Msg::NoMesh { .. } => Sweep::Jobs(None),
+                Msg::Hello { .. } => Sweep::All,
+            },
+            // Taken or declined; one that closes its link widens the sweep (`link_down`).
+            Input::BulkOffered { .. } => Sweep::Jobs(None),
+            _ => Sweep::All,
+        }
+    }
+}
+
 impl Node {
-    /// Hands work to idle workers and to children, asks parents for more, copies the tail.
+    /// Hands work to idle workers and to children, asks parents for more, copies the tail:
+    /// for the jobs the input may have changed (`Sweep`).
     pub(super) fn pump(&mut self, now: Instant) {
-        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        let ids: Vec<JobId> = match std::mem::replace(&mut self.sweep, Sweep::All) {
+            Sweep::All => self.jobs.keys().copied().collect(),
+            Sweep::Jobs(job) => job.into_iter().collect(),
+        };
         // Local workers first, round-robin over jobs.
         let mut progress = true;
         while self.busy < self.s.workers && progress {
