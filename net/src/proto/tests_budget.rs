@@ -217,7 +217,7 @@ fn event_cost_us(jobs: u32) -> (f64, f64) {
     let (mesh, index, spec) = model();
     let mut n = node(2, 1, t0);
     for l in 1..=4 {
-        link_up(&mut n, t0, l, 10 + l as u64);
+        link_up(&mut n, t0, l, 10 + l);
     }
     n.handle(
         t0,
