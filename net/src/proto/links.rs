@@ -69,6 +69,7 @@ impl Node {
                 meshes_sent: HashMap::new(),
                 meshes_asked: Default::default(),
                 meshes_incoming: Default::default(),
+                results_incoming: Default::default(),
                 transport: LinkStats {
                     link,
                     ..LinkStats::default()

@@ -159,6 +159,10 @@ struct Link {
     /// Meshes this node asked of the link (the latest [`mesh_cache::MAX_ASKED`]): a mesh
     /// it sends must be one of them (`Node::bulk_offered`).
     meshes_asked: VecDeque<MeshHash>,
+    /// Results being read from the link now (job, chunk), with their announced sizes: one
+    /// stream each, held to `results::MAX_RESULT_BYTES_PER_LINK` and, over all links,
+    /// `results::MAX_RESULT_BYTES`; removed as each arrives (or with the link).
+    results_incoming: BTreeMap<(JobId, u32), u64>,
     /// Meshes being read from the link now, with their announced sizes: one stream each
     /// (counted in the mesh budget until they arrive or the link goes: `mesh_cache.rs`).
     meshes_incoming: BTreeMap<MeshHash, u64>,
@@ -200,6 +204,9 @@ pub struct Node {
     next_notice: u64,
     /// Peers caught returning wrong results: they get no more work from here.
     culprits: BTreeMap<NodeId, verify::Culprit>,
+    /// Bytes of results that may be read at once from one link and from all
+    /// (`results::MAX_RESULT_BYTES_PER_LINK`, `results::MAX_RESULT_BYTES`; tests lower them).
+    result_budget: (u64, u64),
 }
 
 impl Node {
@@ -210,6 +217,10 @@ impl Node {
             s: NodeSettings { workers, ..s },
             out: Vec::new(),
             sweep: schedule::Sweep::All,
+            result_budget: (
+                results::MAX_RESULT_BYTES_PER_LINK,
+                results::MAX_RESULT_BYTES,
+            ),
             links: BTreeMap::new(),
             jobs: BTreeMap::new(),
             seen: jobs::SeenJobs::default(),

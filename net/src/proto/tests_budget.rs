@@ -288,3 +288,75 @@ fn idle_jobs_do_not_make_every_input_cost_more() {
         );
     }
 }
+
+/// Results on their way in are held to budgets (`results::MAX_RESULT_BYTES_PER_LINK` and
+/// `MAX_RESULT_BYTES`, lowered here to 2 and 3 of the chunk's largest result): one copy of a
+/// chunk's result read at a time from a link; past a budget a stream is declined unread, the
+/// link kept; a result that arrives makes room again.
+#[test]
+fn results_in_flight_stay_within_their_budgets() {
+    let t0 = Instant::now();
+    let mut n = node(1, 1, t0);
+    let (job, ctx) = super::tests_hostile::long_job(&mut n, t0);
+    link_up(&mut n, t0, 5, 9);
+    link_up(&mut n, t0, 6, 10);
+    let on5 = super::tests_hostile::granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 3 }));
+    let on6 = super::tests_hostile::granted(&msg(&mut n, t0, 6, Msg::Steal { job, want: 2 }));
+    assert!(on5.len() == 3 && on6.len() == 2, "{on5:?} {on6:?}");
+    let b = (0..n.jobs[&job].total)
+        .map(|c| n.jobs[&job].spec.max_result_bytes(c))
+        .max()
+        .unwrap();
+    n.result_budget = (2 * b, 3 * b);
+    let header = |link, chunk, size| Input::BulkOffered {
+        link,
+        header: crate::wire::BulkHeader::Result {
+            job,
+            chunk,
+            compute_s: 0.01,
+            size,
+            hash: [0; 32],
+            node: NodeId(9),
+            worker: 0,
+        },
+    };
+    let declined = |n: &mut Node, link, chunk, size| {
+        let (take, a) = offer(n, t0, link, header(link, chunk, size));
+        assert!(!take && tests_hostile::closes(&a).is_empty(), "{a:?}");
+    };
+    assert!(offer(&mut n, t0, 5, header(5, on5[0], b)).0);
+    // A second copy of the same chunk's result while the first is read: declined.
+    declined(&mut n, 5, on5[0], 1);
+    assert!(offer(&mut n, t0, 5, header(5, on5[1], b)).0);
+    // The link's budget is full.
+    declined(&mut n, 5, on5[2], 1);
+    assert!(offer(&mut n, t0, 6, header(6, on6[0], b)).0);
+    assert_eq!(n.result_bytes_in_flight(), 3 * b);
+    // All links' budget is full.
+    declined(&mut n, 6, on6[1], 1);
+    // A result arrives: room again.
+    let back = Input::Result {
+        link: 5,
+        job,
+        chunk: on5[0],
+        compute_s: 0.01,
+        transfer_s: 0.002,
+        by: (NodeId(9), 0),
+        result: Box::new(
+            ctx.run_chunk(on5[0], &millpond_core::CancelToken::new())
+                .unwrap(),
+        ),
+    };
+    n.handle(t0, back);
+    assert_eq!(n.result_bytes_in_flight(), 2 * b);
+    assert!(offer(&mut n, t0, 6, header(6, on6[1], 1)).0);
+    // A link that goes takes its streams with it.
+    n.handle(
+        t0,
+        Input::LinkDown {
+            link: 5,
+            reason: "gone".into(),
+        },
+    );
+    assert_eq!(n.result_bytes_in_flight(), b + 1);
+}
