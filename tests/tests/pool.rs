@@ -1334,6 +1334,8 @@ fn a_member_cut_off_mid_job_links_again_once_healed() {
     let after = dense_spec();
     let want_after = reference(&after);
     let warm = raster_spec(0.5, 0.5);
+    // Built (if need be) before the clock starts.
+    millpond_bin();
     let t0 = Instant::now();
     let mut c = Cluster::new("partition");
     let a_addr = SocketAddr::from((Lan::address(0), 1250));
