@@ -1,10 +1,13 @@
-//! Memory budgets against what peers send (issue 17 point 2): meshes being read or indexed
-//! are held to the mesh budget, a mesh larger than the whole budget is refused with a notice
-//! naming its peer.
+//! Budgets against what peers send or claim (issue 17 point 2): chunks held per proven
+//! worker, meshes and results in flight, a result's size against its chunk, and the cost of
+//! an input with many jobs waiting.
 
+use super::schedule::{HOLD_PER_WORKER, PROVEN_AT_FIRST};
 use super::tests::{link_up, model, msg, node, sent};
-use super::tests_hostile::offer;
+use super::tests_hostile::{granted, long_job, offer};
 use super::*;
+use crate::wire::MemberInfo;
+use millpond_core::CancelToken;
 use millpond_core::mesh::MeshHash;
 use millpond_core::{Mesh, TriangleIndex};
 use std::sync::Arc;
@@ -359,4 +362,93 @@ fn results_in_flight_stay_within_their_budgets() {
         },
     );
     assert_eq!(n.result_bytes_in_flight(), b + 1);
+}
+
+#[test]
+fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
+    let t0 = Instant::now();
+    let mut n = node(1, 1, t0);
+    let (job, ctx) = long_job(&mut n, t0);
+    assert!(ctx.spec().chunk_count() > 20);
+    // A peer advertising the most workers a Hello may claim.
+    let hello = Input::LinkUp {
+        link: 5,
+        peer: NodeId(9),
+        name: "hoarder".into(),
+        workers: crate::wire::MAX_WORKERS,
+        remote: None,
+        address: "192.0.2.9:1250".into(),
+    };
+    n.handle(t0, hello);
+    // Claimed workers are not proven ones: two workers' worth until it delivers.
+    let first = (PROVEN_AT_FIRST * HOLD_PER_WORKER) as usize;
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 });
+    assert_eq!(granted(&a).len(), first);
+    // More asks wait until its grants come back.
+    assert!(granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 })).is_empty());
+    // Each result in time proves one more worker: room for the chunk returned and
+    // `HOLD_PER_WORKER` more.
+    let back = |chunk| {
+        let r = ctx.run_chunk(chunk, &CancelToken::new()).expect("computed");
+        Input::Result {
+            link: 5,
+            job,
+            chunk,
+            compute_s: 0.01,
+            transfer_s: 0.001,
+            by: (NodeId(9), 0),
+            result: Box::new(r),
+        }
+    };
+    let mut held = first;
+    for (i, chunk) in [1, 2].into_iter().enumerate() {
+        // The ask still waiting is answered as the result comes.
+        let mut a = n.handle(t0, back(chunk));
+        a.extend(msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 }));
+        let proven = PROVEN_AT_FIRST as usize + i + 1;
+        assert_eq!(
+            granted(&a).len(),
+            proven * HOLD_PER_WORKER as usize - (held - 1)
+        );
+        held = proven * HOLD_PER_WORKER as usize;
+    }
+    // Proven workers never exceed those behind the link: a peer of 2 workers holds 8 chunks
+    // at most, however much it delivers.
+    let mut n = node(1, 1, t0);
+    let (job, ctx) = long_job(&mut n, t0);
+    link_up(&mut n, t0, 5, 9); // 2 workers
+    let cap = 2 * HOLD_PER_WORKER as usize;
+    let mut chunks = granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 }));
+    assert_eq!(chunks.len(), cap);
+    for _ in 0..3 {
+        let chunk = chunks.remove(0);
+        let r = ctx.run_chunk(chunk, &CancelToken::new()).expect("computed");
+        let back = Input::Result {
+            link: 5,
+            job,
+            chunk,
+            compute_s: 0.01,
+            transfer_s: 0.001,
+            by: (NodeId(9), 0),
+            result: Box::new(r),
+        };
+        chunks.extend(granted(&n.handle(t0, back)));
+        chunks.extend(granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 })));
+        assert!(chunks.len() <= cap, "{chunks:?}");
+    }
+    assert_eq!(chunks.len(), cap);
+    // Gossip says four more workers are behind it (a relay): it may hold more, as many as it
+    // has proven (2 + 3 results).
+    let info = |node, workers| MemberInfo {
+        node: NodeId(node),
+        name: format!("m{node}"),
+        hops: 0,
+        workers,
+        load: 0,
+        busy: vec![0; (workers as usize).div_ceil(64)],
+        age_ms: 0,
+    };
+    msg(&mut n, t0, 5, Msg::Members(vec![info(9, 2), info(30, 4)]));
+    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 });
+    assert_eq!(granted(&a).len(), 5 * HOLD_PER_WORKER as usize - cap);
 }
