@@ -203,6 +203,37 @@ impl JobSpec {
         self.chunk_lines(c).len() as u64 * self.grid().points_per_line() as u64
     }
 
+    /// Most bytes the postcard encoding of any result of chunk `c` that passes
+    /// [`ChunkResult::validate`] can take: exact for heights (8 bytes each), the shapes
+    /// `validate` allows for polylines and contour pieces (every point 24 or 16 bytes, and
+    /// each line or piece its own length and keys). A pool peer checks a result's announced
+    /// size against it before reading a byte of it.
+    pub fn max_result_bytes(&self, c: u32) -> u64 {
+        /// A varint of a `u64` or `usize` length, at most.
+        const LEN: u64 = 10;
+        let lines = self.chunk_lines(c).len() as u64;
+        let per_line = self.grid().points_per_line() as u64;
+        // The chunk number (a u32 varint), the variant, the outer length.
+        let head = 5 + LEN + LEN;
+        let body = match &self.operation {
+            Operation::Drop(_) => (lines * per_line).saturating_mul(8),
+            Operation::Raster(_) => {
+                let line = (per_line * raster::MAX_POINTS_PER_SAMPLE as u64).saturating_mul(24);
+                lines.saturating_mul(LEN.saturating_add(line))
+            }
+            Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
+                let levels = self.contours().map_or(0, |c| c.levels.len()) as u64;
+                let points = (2 * (lines + 1) * per_line)
+                    .saturating_mul(waterline::MAX_POINTS_PER_EDGE as u64);
+                // Each piece has a point at least: its two optional keys (11 bytes each) and
+                // its length, 32 bytes at most, count once per point.
+                let level = points.saturating_mul(16 + 32);
+                levels.saturating_mul(LEN.saturating_add(level))
+            }
+        };
+        head.saturating_add(body)
+    }
+
     /// What a finished chunk looks like in model space, for drawing a job while it is still
     /// being assembled: polylines through the CL points it found.
     ///

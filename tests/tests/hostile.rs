@@ -17,7 +17,7 @@ use millpond_core::runner::run_local;
 use millpond_core::{CancelToken, JobContext, Mesh, TriangleIndex, models};
 use millpond_net::proto::{AUTH_TIMEOUT, HANDSHAKE_TIMEOUT, close};
 use millpond_net::wire::{self, BulkHeader, JobId, Msg, NodeId, PROTOCOL_VERSION};
-use millpond_net::{node, tls};
+use millpond_net::{Pool, PoolConfig, node, tls};
 use millpond_tests::pool::*;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -983,5 +983,141 @@ fn sigterm_mid_mesh_transfer_leaves_quickly_and_the_secret_is_in_no_log() {
             !m.c.log(name).contains(SECRET),
             "{name}'s log shows the secret"
         );
+    }
+}
+
+// ----- a hoarder beside honest members -----
+
+/// Chunks the link to `name` delivered to `pool` so far (0 if it is not listed).
+fn delivered_by(pool: &Pool, name: &str) -> u64 {
+    pool.stats()
+        .hosts
+        .iter()
+        .filter(|h| h.name == name && h.hops == 1)
+        .map(|h| h.chunks_done)
+        .sum()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Issue 17 point 8: a hoarder beside two honest members. O (here, 1 worker, the owner)
+/// linked to two honest `millpond serve` members A and B (1 worker each) runs a raster job of
+/// a few seconds three times; then H (`millpond-rogue-peer hoard`), which advertises 1,024
+/// workers, asks for as many chunks as it may hold and sits on each for 3 s before giving
+/// back its (true) result, joins O, and the same job runs three times more; then H is killed
+/// and the job runs twice more without it. What holds H
+/// back (`proto/schedule.rs`): a link may hold `HOLD_PER_WORKER` chunks for each worker it
+/// has proven (two, plus one per result it delivered in the job, up to what it advertises),
+/// the owner copies the oldest outstanding chunks once its queue is empty, and grants held far
+/// longer than their holder's pace expire. With H, the honest members (O included) compute
+/// at least half the chunks and the median job takes at most 1.5 times the median without
+/// it; every output is the local run's bits.
+#[test]
+fn a_hoarder_beside_two_honest_members_gets_little_and_costs_little_time() {
+    const RUNS: usize = 3;
+    const HOARDER_WORKERS: usize = 1024;
+    let spec = raster_spec(0.03, SAMPLING);
+    let want = reference(&spec);
+    let total = spec.chunk_count() as u64;
+    let mut c = Cluster::new("hoarder");
+    let t0 = Instant::now();
+    let a = c.serve("A", &[]);
+    let b = c.serve("B", &[]);
+    let mut cfg = PoolConfig::new(secret(SECRET));
+    cfg.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.remotes = vec![a.to_string(), b.to_string()];
+    cfg.workers = 1;
+    cfg.name = "O".into();
+    cfg.mesh_cache_bytes = 256 << 20;
+    let o = Pool::start(cfg).unwrap();
+    let o_addr = o.local_addr().unwrap();
+    wait_for_hosts(&o, &["A", "B"], &[]);
+    // A first small job brings the mesh to A and B and starts their workers.
+    let warm = raster_spec(0.5, 0.5);
+    assert_identical(&run_job(&o, &warm, |_| {}).output, &reference(&warm));
+    let run = |o: &Pool| {
+        let h_before = delivered_by(o, "H");
+        let r = run_job(o, &spec, |_| {});
+        assert_identical(&r.output, &want);
+        assert_eq!(u64::from(r.last.chunks_done), total);
+        let h = delivered_by(o, "H") - h_before;
+        (r.elapsed.as_secs_f64(), h, r.last.local_chunks)
+    };
+    let without: Vec<_> = (0..RUNS).map(|_| run(&o)).collect();
+    // The hoarder joins O.
+    let mut cmd = std::process::Command::new(rogue_bin());
+    c.configure(&mut cmd, "H");
+    cmd.args(["hoard", "--workers", &HOARDER_WORKERS.to_string()])
+        .args([
+            "--hold-ms",
+            "3000",
+            "--name",
+            "H",
+            "--remote",
+            &o_addr.to_string(),
+        ])
+        .arg("--secret-file")
+        .arg(c.secret_file());
+    c.spawn("H", cmd);
+    c.wait_listening("H");
+    wait_for_hosts(&o, &["A", "B", "H"], &[]);
+    let with: Vec<_> = (0..RUNS).map(|_| run(&o)).collect();
+    let hoarded = c.log("H").matches("hoarding chunk").count();
+    // H goes (SIGKILL: O notices within the idle timeout), and the job runs twice more
+    // without it, so that the runs without it bracket the runs with it: a machine loaded by
+    // other tests for a while weighs on both sides alike.
+    c.kill("H");
+    wait_until("O to lose H", Duration::from_secs(15), || {
+        let s = o.stats();
+        let linked = s
+            .hosts
+            .iter()
+            .any(|h| h.name == "H" && h.hops == 1 && h.state != millpond_net::HostState::Lost);
+        if linked {
+            Err(describe_hosts(&s))
+        } else {
+            Ok(())
+        }
+    });
+    let mut without = without;
+    without.extend((0..2).map(|_| run(&o)));
+    let t_without = median(without.iter().map(|r| r.0).collect());
+    let t_with = median(with.iter().map(|r| r.0).collect());
+    let shares: Vec<f64> = with
+        .iter()
+        .map(|r| 1.0 - r.1 as f64 / total as f64)
+        .collect();
+    eprintln!(
+        "hoarder: {total} chunks; without H {:?} s (median {t_without:.2}), owner computed {:?}; \
+         with H {:?} s (median {t_with:.2}, {:.2}x), H delivered {:?}, owner computed {:?}, \
+         honest shares {shares:.3?}, H was granted {hoarded} chunks in all; test {:.1} s",
+        without
+            .iter()
+            .map(|r| (r.0 * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        without.iter().map(|r| r.2).collect::<Vec<_>>(),
+        with.iter()
+            .map(|r| (r.0 * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        t_with / t_without,
+        with.iter().map(|r| r.1).collect::<Vec<_>>(),
+        with.iter().map(|r| r.2).collect::<Vec<_>>(),
+        t0.elapsed().as_secs_f64()
+    );
+    for s in &shares {
+        assert!(
+            *s >= 0.5,
+            "the honest members computed only {s:.3} of the chunks"
+        );
+    }
+    assert!(
+        t_with <= 1.5 * t_without,
+        "with the hoarder the job took {t_with:.2} s (median), without {t_without:.2} s"
+    );
+    for name in ["A", "B"] {
+        assert_clean_log(name, &c.log(name));
     }
 }

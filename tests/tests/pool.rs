@@ -1276,6 +1276,172 @@ fn lan_discovery_across_network_namespaces() {
     );
 }
 
+/// Runs `f` on a thread moved into network namespace `ns`: the threads it starts (a pool's
+/// runtime and workers) are in that namespace too, and so are the sockets they open.
+fn in_namespace<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let path = PathBuf::from("/run/netns").join(ns);
+    std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| format!("setns: {e}"))?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| "the thread panicked".to_string())?
+}
+
+/// Chunks the owner `o` received that `name` computed (its per-worker rows, every job).
+fn computed_by(o: &Pool, name: &str) -> u64 {
+    o.stats()
+        .hosts
+        .iter()
+        .filter(|h| h.name == name)
+        .flat_map(|h| &h.worker_stats)
+        .map(|w| w.chunks_done)
+        .sum()
+}
+
+/// Issue 17 point 8, a healed partition: `millpond serve` members A, B and C in network
+/// namespaces on one bridge (B and C dial A), the owner O in a fourth (in this process,
+/// joined to A). Mid-job — once C has delivered a chunk — C's port on the bridge goes down:
+/// the job completes without it, bit-identical to a local run (C's grants expire at A or come
+/// back when its link times out). O's statistics then show C lost; the port comes up again,
+/// C dials A again, O's statistics show it reachable, and a second job is computed by C too,
+/// bit-identical. All within 60 s.
+#[test]
+fn a_member_cut_off_mid_job_links_again_once_healed() {
+    if !is_root() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let members = ["a", "b", "c", "o"];
+    let lan = match Lan::create(&members) {
+        Ok(lan) => lan,
+        Err(e) => {
+            eprintln!("skipped: needs root, ip netns and bridges ({e})");
+            return;
+        }
+    };
+    let spec = raster_spec(0.02, SAMPLING);
+    let want = reference(&spec);
+    let after = dense_spec();
+    let want_after = reference(&after);
+    let warm = raster_spec(0.5, 0.5);
+    // Built (if need be) before the clock starts.
+    millpond_bin();
+    let t0 = Instant::now();
+    let mut c = Cluster::new("partition");
+    let a_addr = SocketAddr::from((Lan::address(0), 1250));
+    for (i, name) in ["A", "B", "C"].into_iter().enumerate() {
+        let mut cmd = Command::new("ip");
+        c.configure(&mut cmd, name);
+        cmd.args(["netns", "exec", &lan.members[i]])
+            .arg(millpond_bin())
+            .args(["serve", "--listen", "0.0.0.0:1250", "--workers", "1"])
+            .args(["--name", name])
+            .arg("--secret-file")
+            .arg(c.secret_file());
+        if name != "A" {
+            cmd.arg("--remote-server").arg(a_addr.to_string());
+        }
+        c.spawn(name, cmd);
+        c.wait_listening(name);
+    }
+    let o = in_namespace(&lan.members[3], move || member("O", &[a_addr], 1, SECRET))
+        .expect("the owner in its namespace");
+    wait_for_hosts(&o, &["A"], &["B", "C"]);
+    assert_identical(&run_job(&o, &warm, |_| {}).output, &reference(&warm));
+    // The job; C is cut off once it has delivered a chunk of it.
+    let c_before = computed_by(&o, "C");
+    let mut cut: Option<(Instant, u32)> = None;
+    let run = run_job(&o, &spec, |p| {
+        if cut.is_none() && computed_by(&o, "C") > c_before {
+            ip(&["-n", &lan.hub, "link", "set", "h2", "down"]).expect("cut C off");
+            cut = Some((Instant::now(), p.chunks_done));
+        }
+    });
+    assert_identical(&run.output, &want);
+    let (cut_at, done_at_cut) = cut.expect("C delivered nothing during the job");
+    assert!(
+        done_at_cut < run.last.chunks_total,
+        "the job was over when C was cut off"
+    );
+    let job_s = run.elapsed.as_secs_f64();
+    let c_in_job = computed_by(&o, "C") - c_before;
+    // O sees C lost, then the port comes up again.
+    wait_until("C lost at O", Duration::from_secs(20), || {
+        let s = o.stats();
+        let lost = s
+            .hosts
+            .iter()
+            .filter(|h| h.name == "C")
+            .all(|h| h.state == millpond_net::HostState::Lost);
+        if lost {
+            Ok(())
+        } else {
+            Err(describe_hosts(&s))
+        }
+    });
+    let lost_s = cut_at.elapsed().as_secs_f64();
+    ip(&["-n", &lan.hub, "link", "set", "h2", "up"]).expect("heal");
+    let healed = Instant::now();
+    wait_until("C back at O", Duration::from_secs(30), || {
+        let s = o.stats();
+        let back = s
+            .hosts
+            .iter()
+            .any(|h| h.name == "C" && h.hops == 2 && h.state != millpond_net::HostState::Lost);
+        if back {
+            Ok(())
+        } else {
+            Err(describe_hosts(&s))
+        }
+    });
+    let back_s = healed.elapsed().as_secs_f64();
+    assert!(
+        c.log("A").matches("linked to C").count() >= 2,
+        "{}",
+        c.log("A")
+    );
+    // C computes again.
+    let c_before = computed_by(&o, "C");
+    let run2 = run_job(&o, &after, |_| {});
+    assert_identical(&run2.output, &want_after);
+    let c_after = computed_by(&o, "C") - c_before;
+    assert!(
+        c_after > 0,
+        "C, linked again, computed nothing of the second job"
+    );
+    for name in ["A", "B", "C"] {
+        let log = c.log(name);
+        assert!(
+            !log.contains("protocol violation") && !log.contains("panicked"),
+            "{name}:\n{log}"
+        );
+    }
+    let total = t0.elapsed();
+    drop(o);
+    drop(c);
+    drop(lan);
+    eprintln!(
+        "partition: {} chunks, C cut off after {done_at_cut} were done, having computed \
+         {c_in_job} of them; the job took {job_s:.2} s, bit-identical; C lost at O {lost_s:.1} s \
+         after the cut, back {back_s:.1} s after the heal, then computed {c_after} of {} \
+         chunks of a second job, bit-identical; test {:.1} s",
+        run.last.chunks_total,
+        run2.last.chunks_total,
+        total.as_secs_f64()
+    );
+    assert!(total < Duration::from_secs(60), "took {total:?}");
+}
+
 // ----- hostile members (issue 17) -----
 
 /// O (1 worker) joined to an honest server A and to a rogue member R (`millpond-rogue-peer

@@ -69,6 +69,7 @@ impl Node {
                 meshes_sent: HashMap::new(),
                 meshes_asked: Default::default(),
                 meshes_incoming: Default::default(),
+                results_incoming: Default::default(),
                 transport: LinkStats {
                     link,
                     ..LinkStats::default()
@@ -108,6 +109,8 @@ impl Node {
     }
 
     pub(super) fn link_down(&mut self, now: Instant, link: LinkId, reason: &str) {
+        // Jobs it was parent or child of change: every job is looked at after this input.
+        self.sweep = super::schedule::Sweep::All;
         let Some(l) = self.links.remove(&link) else {
             return;
         };

@@ -192,11 +192,16 @@ impl Node {
             .filter(|m| m.node != self.s.id)
             .fold(0u32, |n, m| n.saturating_add(m.workers));
         if let Some(l) = self.links.get_mut(&link) {
+            let was = l.behind;
             l.behind = if list.len() > 1 {
                 workers
             } else {
                 l.behind.max(workers)
             };
+            // More or fewer workers behind a link change what it may hold of every job.
+            if l.behind != was {
+                self.sweep = super::schedule::Sweep::All;
+            }
         }
         let mut farthest = None;
         for mut m in list {

@@ -53,6 +53,8 @@ struct Fetch {
     tries: u32,
     /// It arrived and is being indexed: no more asking.
     arrived: bool,
+    /// Its bytes once arrived, until indexed and cached (counted in the mesh budget).
+    arrived_bytes: u64,
 }
 
 /// Meshes kept, and the ones being fetched or indexed with the links waiting for them.
@@ -119,6 +121,7 @@ impl Node {
             since: now,
             tries: 0,
             arrived: false,
+            arrived_bytes: 0,
         };
         self.meshes.pending.insert(hash, fetch);
         self.ask_for_mesh(link, hash);
@@ -138,11 +141,22 @@ impl Node {
     }
 
     /// A mesh offered on a bulk stream of `link` (`Node::bulk_offered`): read if this node
-    /// asked the link for it and still waits for it, one stream per link at a time; a copy
-    /// no longer needed is declined; a mesh never asked of the link closes it (an honest
-    /// peer sends a mesh only when asked: `on_fetch_mesh`).
-    pub(super) fn mesh_offered(&mut self, now: Instant, link: LinkId, hash: MeshHash) -> bool {
+    /// asked the link for it and still waits for it, one stream per link at a time, and if
+    /// its announced `size` fits the mesh budget beside the meshes being read or indexed
+    /// now (`mesh_bytes_in_flight`; else declined and asked again after `MESH_WAIT`); a mesh
+    /// larger than the whole budget is refused with a notice naming the peer; a copy no
+    /// longer needed is declined; a mesh never asked of the link closes it (an honest peer
+    /// sends a mesh only when asked: `on_fetch_mesh`).
+    pub(super) fn mesh_offered(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        hash: MeshHash,
+        size: u64,
+    ) -> bool {
         let wanted = self.meshes.pending.get(&hash).is_some_and(|f| !f.arrived);
+        let in_flight = self.mesh_bytes_in_flight();
+        let budget = self.s.mesh_cache_bytes;
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
@@ -151,7 +165,41 @@ impl Node {
             self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
             return false;
         }
-        wanted && l.meshes_incoming.insert(hash)
+        if !wanted || l.meshes_incoming.contains_key(&hash) {
+            return false;
+        }
+        if size > budget {
+            let text = format!(
+                "{} ({}) offered mesh {hash} of {} MB, more than this member's mesh budget of \
+                 {} MB: refused",
+                l.name,
+                l.address,
+                size >> 20,
+                budget >> 20
+            );
+            debug!("{text}");
+            self.notice(text);
+            return false;
+        }
+        if in_flight.saturating_add(size) > budget {
+            debug!("mesh {hash}: {size} bytes would pass the mesh budget now; declined");
+            return false;
+        }
+        l.meshes_incoming.insert(hash, size);
+        true
+    }
+
+    /// Bytes of meshes being read from links now or indexed: with the cache's own budget,
+    /// what bounds the memory peers' meshes take here (a peer may announce 256 jobs, each
+    /// of a mesh of its own of up to `MAX_MESH`).
+    pub(super) fn mesh_bytes_in_flight(&self) -> u64 {
+        let reading: u64 = self
+            .links
+            .values()
+            .flat_map(|l| l.meshes_incoming.values())
+            .sum();
+        let indexing: u64 = self.meshes.pending.values().map(|f| f.arrived_bytes).sum();
+        reading.saturating_add(indexing)
     }
 
     /// Asks the next link that announced a job of this mesh (after the one asked last, in
@@ -291,7 +339,10 @@ impl Node {
             l.meshes_incoming.remove(&mesh.hash());
         }
         match self.meshes.pending.get_mut(&mesh.hash()) {
-            Some(f) if !f.arrived => f.arrived = true,
+            Some(f) if !f.arrived => {
+                f.arrived = true;
+                f.arrived_bytes = (mesh.len() * CANONICAL_TRIANGLE_BYTES) as u64;
+            }
             _ => return, // not asked for, or a second copy
         }
         self.out.push(Action::IndexMesh { mesh });

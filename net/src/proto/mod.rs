@@ -39,6 +39,8 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_budget;
+#[cfg(test)]
 mod tests_discovery;
 #[cfg(test)]
 mod tests_failures;
@@ -62,7 +64,7 @@ use millpond_core::JobSpec;
 use millpond_core::job::JobContext;
 use millpond_core::mesh::MeshHash;
 use remotes::Remote;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
@@ -158,8 +160,13 @@ struct Link {
     /// Meshes this node asked of the link (the latest [`mesh_cache::MAX_ASKED`]): a mesh
     /// it sends must be one of them (`Node::bulk_offered`).
     meshes_asked: VecDeque<MeshHash>,
-    /// Meshes being read from the link now: one stream each.
-    meshes_incoming: BTreeSet<MeshHash>,
+    /// Results being read from the link now (job, chunk), with their announced sizes: one
+    /// stream each, held to `results::MAX_RESULT_BYTES_PER_LINK` and, over all links,
+    /// `results::MAX_RESULT_BYTES`; removed as each arrives (or with the link).
+    results_incoming: BTreeMap<(JobId, u32), u64>,
+    /// Meshes being read from the link now, with their announced sizes: one stream each
+    /// (counted in the mesh budget until they arrive or the link goes: `mesh_cache.rs`).
+    meshes_incoming: BTreeMap<MeshHash, u64>,
     /// The transport's figures, as of the last tick.
     transport: LinkStats,
     /// Workers behind the link, as its gossip last said (the peer's and those it lists):
@@ -172,6 +179,8 @@ pub struct Node {
     s: NodeSettings,
     /// What the current input asks the shell to do.
     out: Vec<Action>,
+    /// The jobs `pump` looks at after the current input (`schedule::Sweep`).
+    sweep: schedule::Sweep,
     /// Ordered, like everything iterated here, so that the same inputs give the same
     /// actions (a simulator can replay a run).
     links: BTreeMap<LinkId, Link>,
@@ -196,6 +205,9 @@ pub struct Node {
     next_notice: u64,
     /// Peers caught returning wrong results: they get no more work from here.
     culprits: BTreeMap<NodeId, verify::Culprit>,
+    /// Bytes of results that may be read at once from one link and from all
+    /// (`results::MAX_RESULT_BYTES_PER_LINK`, `results::MAX_RESULT_BYTES`; tests lower them).
+    result_budget: (u64, u64),
 }
 
 impl Node {
@@ -205,6 +217,11 @@ impl Node {
         Self {
             s: NodeSettings { workers, ..s },
             out: Vec::new(),
+            sweep: schedule::Sweep::All,
+            result_budget: (
+                results::MAX_RESULT_BYTES_PER_LINK,
+                results::MAX_RESULT_BYTES,
+            ),
             links: BTreeMap::new(),
             jobs: BTreeMap::new(),
             seen: jobs::SeenJobs::default(),
@@ -240,6 +257,7 @@ impl Node {
 
     /// Reacts to one input, then hands out work (`pump`), and returns what to do.
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        self.sweep = schedule::Sweep::of(&input);
         self.on_input(now, input);
         self.pump(now);
         std::mem::take(&mut self.out)

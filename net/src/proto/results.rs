@@ -11,7 +11,15 @@ use crate::{JobEvent, PoolError};
 use millpond_core::job::ChunkResult;
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+
+/// Bytes of results read at once from one link: twice the largest result, so that the
+/// largest fits beside others. With `MAX_RESULT_BYTES` over all links, what bounds the
+/// memory results take on their way in (a link may have 64 bulk streams open, each of a
+/// result of up to `MAX_RESULT`).
+pub(super) const MAX_RESULT_BYTES_PER_LINK: u64 = 2 * wire::MAX_RESULT;
+/// Bytes of results read at once from all links.
+pub(super) const MAX_RESULT_BYTES: u64 = 8 * wire::MAX_RESULT;
 
 impl Node {
     /// A chunk's computation on worker slot `worker` is over.
@@ -214,25 +222,63 @@ impl Node {
         if !self.links.contains_key(&link) {
             return false;
         }
-        let (job, chunk) = match *header {
-            BulkHeader::Mesh { hash, .. } => return self.mesh_offered(now, link, hash),
-            BulkHeader::Result { job, chunk, .. } => (job, chunk),
+        let (job, chunk, size) = match *header {
+            BulkHeader::Mesh { hash, size } => return self.mesh_offered(now, link, hash, size),
+            BulkHeader::Result {
+                job, chunk, size, ..
+            } => (job, chunk, size),
         };
-        let never = match self.jobs.get(&job) {
-            Some(j) => !j
-                .ever_granted
-                .get(&link)
-                .is_some_and(|s| s.contains(&chunk)),
+        let (never, most) = match self.jobs.get(&job) {
+            Some(j) => (
+                !j.ever_granted
+                    .get(&link)
+                    .is_some_and(|s| s.contains(&chunk)),
+                j.spec.max_result_bytes(chunk).min(wire::MAX_RESULT),
+            ),
             // A late result of a job that is over here: not needed, not wrong.
             None if self.seen.contains(job) => return false,
-            None => true,
+            None => (true, 0),
         };
         if never {
             let reason = format!("result for chunk {chunk} that was never granted to it");
             self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
             return false;
         }
+        // No honest result of the chunk is larger (`JobSpec::max_result_bytes`): nothing of
+        // it is read.
+        if size > most {
+            let reason = format!(
+                "result of {size} bytes for chunk {chunk}, which cannot take more than {most}"
+            );
+            self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
+            return false;
+        }
+        // One copy of a chunk's result read at a time from a link, and results' bytes in
+        // flight within the budgets; past them the stream is declined unread (no blame: the
+        // chunk's grant expires or it is copied, as if the result had been lost).
+        let all = self.result_bytes_in_flight();
+        let (per_link, budget) = self.result_budget;
+        let Some(l) = self.links.get_mut(&link) else {
+            return false;
+        };
+        if l.results_incoming.contains_key(&(job, chunk)) {
+            return false;
+        }
+        let here: u64 = l.results_incoming.values().sum();
+        if here.saturating_add(size) > per_link || all.saturating_add(size) > budget {
+            debug!("result of chunk {chunk} from link {link}: {size} bytes over budget, declined");
+            return false;
+        }
+        l.results_incoming.insert((job, chunk), size);
         true
+    }
+
+    /// Bytes of results being read from all links now.
+    pub(super) fn result_bytes_in_flight(&self) -> u64 {
+        self.links
+            .values()
+            .flat_map(|l| l.results_incoming.values())
+            .sum()
     }
 
     /// A result from child `link`: checked against what was granted to it, then counted.
@@ -248,9 +294,11 @@ impl Node {
         by: (NodeId, u32),
         result: Box<ChunkResult>,
     ) {
-        let Some(peer) = self.links.get(&link).map(|l| l.peer) else {
+        let Some(l) = self.links.get_mut(&link) else {
             return; // the link is gone: what it held was taken back
         };
+        l.results_incoming.remove(&(job, chunk));
+        let peer = l.peer;
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };

@@ -4,21 +4,62 @@
 //! copies of the tail at the owner; grants held far longer than their holder's pace are
 //! taken back each tick. Pull is the back-pressure: nothing is pushed.
 
-use super::{Action, LinkId, Node};
+use super::{Action, Input, LinkId, Node};
 use crate::wire::{self, JobId, Msg};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
 /// How long a node waits after `NoWork` before asking its parent again.
 const NOWORK_WAIT: Duration = Duration::from_millis(100);
-/// Most chunks a link may hold per worker behind it (its gossip says how many): a child
+/// Most chunks a link may hold per worker behind it that it has proven (below): a child
 /// asking for more waits until its grants come back; a hoarder cannot empty the queue.
 pub(crate) const HOLD_PER_WORKER: u32 = 4;
+/// Workers a link is taken to have before it delivered anything in a job (fewer if it has
+/// fewer): most members have two cores or more.
+pub(crate) const PROVEN_AT_FIRST: u32 = 2;
+
+/// The jobs `pump` looks at after an input. After a look at every job, either every worker
+/// is busy or no job has a chunk to start, no child's ask can be served, and every job that
+/// should ask its parent has asked. An input about one job (a steal, a grant, `NoWork`, an
+/// announcement, a failure, a cancel from the parent) changes only that job, unless it closes
+/// a link (`link_down` widens the sweep to all), so only that job is looked at; gossip that
+/// leaves the workers behind its link as they were, and mesh fetches, change none. Everything
+/// else — a link up or down, a result, a computed chunk (a worker free), a mesh ready, a
+/// submission, a tick (timers: `NoWork` waits, expiries) — looks at all. So 1,024 jobs
+/// waiting on their parents cost an input about one of them one job's look, not 1,024.
+pub(super) enum Sweep {
+    All,
+    Jobs(Option<JobId>),
+}
+
+impl Sweep {
+    pub(super) fn of(input: &Input) -> Self {
+        match input {
+            Input::Msg { msg, .. } => match msg {
+                Msg::Announce { job, .. }
+                | Msg::Steal { job, .. }
+                | Msg::Grant { job, .. }
+                | Msg::NoWork { job }
+                | Msg::Failed { job, .. }
+                | Msg::Cancel { job } => Sweep::Jobs(Some(*job)),
+                Msg::Members(_) | Msg::FetchMesh { .. } | Msg::NoMesh { .. } => Sweep::Jobs(None),
+                Msg::Hello { .. } => Sweep::All,
+            },
+            // Taken or declined; one that closes its link widens the sweep (`link_down`).
+            Input::BulkOffered { .. } => Sweep::Jobs(None),
+            _ => Sweep::All,
+        }
+    }
+}
 
 impl Node {
-    /// Hands work to idle workers and to children, asks parents for more, copies the tail.
+    /// Hands work to idle workers and to children, asks parents for more, copies the tail:
+    /// for the jobs the input may have changed (`Sweep`).
     pub(super) fn pump(&mut self, now: Instant) {
-        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        let ids: Vec<JobId> = match std::mem::replace(&mut self.sweep, Sweep::All) {
+            Sweep::All => self.jobs.keys().copied().collect(),
+            Sweep::Jobs(job) => job.into_iter().collect(),
+        };
         // Local workers first, round-robin over jobs.
         let mut progress = true;
         while self.busy < self.s.workers && progress {
@@ -107,7 +148,12 @@ impl Node {
             .iter()
             .map(|(&link, &want)| {
                 let held = j.granted.get(&link).map_or(0, |g| g.len()) as u32;
-                (link, want, self.hold_limit(link).saturating_sub(held))
+                let proven = j.record.get(&link).map_or(0, |r| r.results);
+                (
+                    link,
+                    want,
+                    self.hold_limit(link, proven).saturating_sub(held),
+                )
             })
             .collect();
         let Some(j) = self.jobs.get_mut(&id) else {
@@ -129,10 +175,16 @@ impl Node {
         }
     }
 
-    /// Most chunks `link` may hold of one job: `HOLD_PER_WORKER` per worker behind it.
-    pub(super) fn hold_limit(&self, link: LinkId) -> u32 {
+    /// Most chunks `link` may hold of one job in which it delivered `delivered` results in
+    /// time: `HOLD_PER_WORKER` per worker behind it (its Hello and gossip say how many), but
+    /// counting only the workers it has proven — `PROVEN_AT_FIRST`, plus one per result
+    /// delivered. Workers are claimed, results are not: a peer advertising 4,096 workers and
+    /// sitting on what it gets holds 8 chunks, while an honest one's room grows with each
+    /// result, about doubling each round trip, up to all its workers.
+    pub(super) fn hold_limit(&self, link: LinkId, delivered: u32) -> u32 {
         let workers = self.links.get(&link).map_or(1, |l| l.behind.max(1));
-        HOLD_PER_WORKER.saturating_mul(workers)
+        let proven = delivered.saturating_add(PROVEN_AT_FIRST);
+        HOLD_PER_WORKER.saturating_mul(workers.min(proven))
     }
 
     /// Every tick: grants held far longer than their holder's pace come back to the queue

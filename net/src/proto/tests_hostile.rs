@@ -3,7 +3,6 @@
 //! wait for ever (failures: `tests_failures.rs`).
 
 use super::mesh_cache::MESH_WAIT;
-use super::schedule::HOLD_PER_WORKER;
 use super::tests::{
     computed, computed_here, link_up, model, msg, node, owner_with_child, remote_result, result,
     sent, submit,
@@ -11,7 +10,7 @@ use super::tests::{
 use super::*;
 use crate::wire::MemberInfo;
 use millpond_core::job::{ChunkData, ChunkResult, DropSpec, Grid, Operation};
-use millpond_core::{Axis, CancelToken, Rect};
+use millpond_core::{Axis, Rect};
 
 /// Chunk `c` with every height 1 mm too high, as a lying peer sends it.
 fn poisoned(c: u32) -> Box<ChunkResult> {
@@ -173,44 +172,6 @@ pub(super) fn granted(actions: &[Action]) -> Vec<u32> {
             _ => Vec::new(),
         })
         .collect()
-}
-
-#[test]
-fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
-    let t0 = Instant::now();
-    let mut n = node(1, 1, t0);
-    let (job, ctx) = long_job(&mut n, t0);
-    assert!(ctx.spec().chunk_count() > 20);
-    link_up(&mut n, t0, 5, 9); // 2 workers
-    let cap = 2 * HOLD_PER_WORKER as usize;
-    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 });
-    assert_eq!(granted(&a).len(), cap);
-    // More asks wait until its grants come back.
-    assert!(granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 })).is_empty());
-    let r = ctx.run_chunk(1, &CancelToken::new()).expect("computed");
-    let back = Input::Result {
-        link: 5,
-        job,
-        chunk: 1,
-        compute_s: 0.01,
-        transfer_s: 0.001,
-        by: (NodeId(9), 0),
-        result: Box::new(r),
-    };
-    assert_eq!(granted(&n.handle(t0, back)).len(), 1);
-    // Gossip says four more workers are behind it (a relay): it may hold more.
-    let info = |node, workers| MemberInfo {
-        node: NodeId(node),
-        name: format!("m{node}"),
-        hops: 0,
-        workers,
-        load: 0,
-        busy: vec![0; (workers as usize).div_ceil(64)],
-        age_ms: 0,
-    };
-    msg(&mut n, t0, 5, Msg::Members(vec![info(9, 2), info(30, 4)]));
-    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 });
-    assert_eq!(granted(&a).len(), 6 * HOLD_PER_WORKER as usize - cap);
 }
 
 #[test]
@@ -531,7 +492,12 @@ fn mesh_header(hash: millpond_core::mesh::MeshHash) -> Input {
 }
 
 /// Offers a bulk stream's header on `link`: whether `n` takes it, and all it answered.
-fn offer(n: &mut Node, now: Instant, link: LinkId, mut input: Input) -> (bool, Vec<Action>) {
+pub(super) fn offer(
+    n: &mut Node,
+    now: Instant,
+    link: LinkId,
+    mut input: Input,
+) -> (bool, Vec<Action>) {
     if let Input::BulkOffered { link: l, .. } = &mut input {
         *l = link;
     }
@@ -555,7 +521,7 @@ fn result_header(job: JobId, chunk: u32) -> Input {
             job,
             chunk,
             compute_s: 0.01,
-            size: 1 << 20,
+            size: 64,
             hash: [0; 32],
             node: NodeId(9),
             worker: 0,

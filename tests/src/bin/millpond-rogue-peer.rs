@@ -3,13 +3,16 @@
 //! The `millpond` binary has no way to do any of this.
 //!
 //! ```text
-//! millpond-rogue-peer MODE --secret-file FILE [--listen ADDR] [--remote ADDR]... [--workers N] [--name NAME]
+//! millpond-rogue-peer MODE --secret-file FILE [--listen ADDR] [--remote ADDR]... [--workers N] [--name NAME] [--hold-ms MS]
 //! ```
 //!
 //! MODE: `poison` (every height or point 1 mm too high), `panic` (every computation panics),
-//! `silent` (never returns: keeps what it is granted). Prints `serving on ADDR` on stderr once
-//! listening, one line per chunk it touched (`poisoned chunk N`, `panicking on chunk N`,
-//! `holding chunk N`), and runs until killed.
+//! `silent` (never returns: keeps what it is granted), `hoard` (sits on each chunk it is
+//! granted for `--hold-ms`, default 1000, then returns its true result: with many workers
+//! advertised, a peer that takes all it can get and gives it back late). Prints `serving on
+//! ADDR` on stderr once listening, one line per chunk it touched (`poisoned chunk N`,
+//! `panicking on chunk N`, `holding chunk N`, `hoarding chunk N` and `hoarded
+//! chunk N`), and runs until killed.
 
 use anyhow::{Context, Result, bail};
 use millpond_core::job::{Cancelled, ChunkData, ChunkResult};
@@ -24,10 +27,11 @@ enum Mode {
     Poison,
     Panic,
     Silent,
+    Hoard,
 }
 
 #[derive(Debug)]
-struct Rogue(Mode);
+struct Rogue(Mode, Duration);
 
 impl ComputeChunk for Rogue {
     fn compute(
@@ -65,6 +69,19 @@ impl ComputeChunk for Rogue {
                 }
                 Err(Cancelled)
             }
+            Mode::Hoard => {
+                eprintln!("hoarding chunk {chunk}");
+                let until = std::time::Instant::now() + self.1;
+                while std::time::Instant::now() < until {
+                    if cancel.is_cancelled() {
+                        return Err(Cancelled);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let r = ctx.run_chunk(chunk, cancel)?;
+                eprintln!("hoarded chunk {chunk}");
+                Ok(r)
+            }
         }
     }
 }
@@ -75,10 +92,12 @@ fn main() -> Result<()> {
         Some("poison") => Mode::Poison,
         Some("panic") => Mode::Panic,
         Some("silent") => Mode::Silent,
-        other => bail!("first argument: poison, panic or silent, not {other:?}"),
+        Some("hoard") => Mode::Hoard,
+        other => bail!("first argument: poison, panic, silent or hoard, not {other:?}"),
     };
     let (mut secret, mut listen, mut remotes, mut workers, mut name) =
         (None, None, Vec::new(), 1, "rogue".to_string());
+    let mut hold = Duration::from_millis(1000);
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -89,6 +108,7 @@ fn main() -> Result<()> {
             "--remote" => remotes.push(value),
             "--workers" => workers = value.parse()?,
             "--name" => name = value,
+            "--hold-ms" => hold = Duration::from_millis(value.parse()?),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -98,7 +118,7 @@ fn main() -> Result<()> {
     cfg.workers = workers;
     cfg.name = name;
     cfg.config_dir = None;
-    cfg.compute = Arc::new(Rogue(mode));
+    cfg.compute = Arc::new(Rogue(mode, hold));
     let pool = Pool::start(cfg)?;
     let at = pool.local_addr().context("no local address")?;
     eprintln!("millpond: serving on {at} ({workers} workers, {mode:?})");
