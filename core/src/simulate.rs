@@ -1042,6 +1042,14 @@ mod tests {
             seq.machine_move_by_move(&c, &tp);
         }
         assert_eq!(seq.heights(), results[0].0);
+        // And so does any tiling: each cell's height is its own, whichever tile holds it.
+        for side in [8, 24, 64] {
+            let mut tiled = StockModel::with_tiles(block(10.0), 0.07, usize::MAX, side).unwrap();
+            for c in CUTTERS {
+                tiled.machine(&c, &tp, f64::INFINITY);
+            }
+            assert_eq!(tiled.heights(), results[0].0, "tiles of {side} cells");
+        }
     }
 
     #[test]

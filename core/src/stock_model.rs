@@ -97,6 +97,8 @@ struct Grid {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StockModel {
     g: Grid,
+    /// Cells along each side of a tile (the last row and column of tiles may be shorter).
+    tile: usize,
     /// Tiles along X.
     tx: usize,
     tiles: Vec<Tile>,
@@ -435,6 +437,17 @@ impl StockModel {
 
     /// As [`new`](Self::new), refusing a model whose heights need more than `budget` bytes.
     pub fn with_budget(stock: Aabb, cell: f64, budget: usize) -> Result<Self, StockModelError> {
+        Self::with_tiles(stock, cell, budget, TILE)
+    }
+
+    /// As [`with_budget`](Self::with_budget), in tiles of `tile` cells a side (8 to [`TILE`]).
+    pub fn with_tiles(
+        stock: Aabb,
+        cell: f64,
+        budget: usize,
+        tile: usize,
+    ) -> Result<Self, StockModelError> {
+        let tile = tile.clamp(8, TILE);
         let (nx, ny, bytes) = Self::cells_of(stock, cell)?;
         let cells = nx.saturating_mul(ny);
         if bytes > budget || cells > MAX_CELLS {
@@ -445,13 +458,13 @@ impl StockModel {
                 budget: budget.min(MAX_CELLS * 4) >> 20,
             });
         }
-        let tx = nx.div_ceil(TILE);
-        let ty = ny.div_ceil(TILE);
+        let tx = nx.div_ceil(tile);
+        let ty = ny.div_ceil(tile);
         let mut tiles = Vec::with_capacity(tx * ty);
         for tj in 0..ty {
             for ti in 0..tx {
-                let (i0, j0) = (ti * TILE, tj * TILE);
-                let (w, h) = (TILE.min(nx - i0), TILE.min(ny - j0));
+                let (i0, j0) = (ti * tile, tj * tile);
+                let (w, h) = (tile.min(nx - i0), tile.min(ny - j0));
                 tiles.push(Tile {
                     i0,
                     j0,
@@ -463,6 +476,7 @@ impl StockModel {
         }
         Ok(Self {
             profile: WorkProfile::default(),
+            tile,
             g: Grid {
                 x0: stock.min.x + cell / 2.0,
                 y0: stock.min.y + cell / 2.0,
@@ -498,7 +512,7 @@ impl StockModel {
 
     /// Top of the material over cell `(i, j)`.
     pub fn height(&self, i: usize, j: usize) -> f64 {
-        let t = &self.tiles[(j / TILE) * self.tx + i / TILE];
+        let t = &self.tiles[(j / self.tile) * self.tx + i / self.tile];
         self.g.reference + t.heights[(j - t.j0) * t.w + (i - t.i0)] as f64
     }
 
@@ -722,7 +736,8 @@ impl StockModel {
     fn tiles_reached(&self, mv: &SweptMove) -> Option<((usize, usize), (usize, usize))> {
         let (i0, i1) = span(mv.lo.0, mv.hi.0, self.g.x0, self.g.cell, self.g.nx)?;
         let (j0, j1) = span(mv.lo.1, mv.hi.1, self.g.y0, self.g.cell, self.g.ny)?;
-        Some(((i0 / TILE, j0 / TILE), (i1 / TILE, j1 / TILE)))
+        let t = self.tile;
+        Some(((i0 / t, j0 / t), (i1 / t, j1 / t)))
     }
 
     /// Starts (or stops) timing each batch's tiles ([`work_profile`](Self::work_profile)).

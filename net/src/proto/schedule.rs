@@ -43,7 +43,8 @@ impl Sweep {
                 | Msg::Failed { job, .. }
                 | Msg::Cancel { job } => Sweep::Jobs(Some(*job)),
                 Msg::Members(_) | Msg::FetchMesh { .. } | Msg::NoMesh { .. } => Sweep::Jobs(None),
-                Msg::Hello { .. } => Sweep::All,
+                // A client's greeting on a link is a violation: the link closes (all).
+                Msg::Hello { .. } | Msg::Client { .. } => Sweep::All,
             },
             // Taken or declined; one that closes its link widens the sweep (`link_down`).
             Input::BulkOffered { .. } => Sweep::Jobs(None),

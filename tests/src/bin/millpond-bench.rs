@@ -1225,10 +1225,21 @@ fn program_one(threads: usize, quick: bool) -> Result<()> {
         write_s = write_s.min(t.elapsed().as_secs_f64());
     }
     // The check's batches again, each tile timed: how far the check could scale.
-    let check_work = {
-        use millpond_core::stock_model::StockModel;
+    let tile_sides: Vec<usize> = std::env::var("MILLPOND_BENCH_TILES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut check_work = Vec::new();
+    for &side in tile_sides
+        .iter()
+        .chain(Some(&0))
+        .take(tile_sides.len().max(1))
+    {
+        use millpond_core::stock_model::{StockModel, TILE};
+        let side = if side == 0 { TILE } else { side };
         let stock = program.setup.stock;
-        let mut model = StockModel::new(stock, StockModel::default_cell(stock, cutter.radius()))?;
+        let cell = StockModel::default_cell(stock, cutter.radius());
+        let mut model = StockModel::with_tiles(stock, cell, usize::MAX, side)?;
         model.profile_work(true);
         pool.install(|| model.machine_with_safe_descents(&cutter, &posted[0].0, 6.0));
         let work = model.work_profile();
@@ -1236,13 +1247,15 @@ fn program_one(threads: usize, quick: bool) -> Result<()> {
         let critical: f64 = work.iter().map(|b| b.largest_s).sum();
         let largest = work.iter().map(|b| b.largest_s).fold(0.0, f64::max);
         let tiles = work.iter().map(|b| b.tiles).sum::<usize>() as f64 / work.len().max(1) as f64;
-        serde_json::json!({
+        check_work.push(serde_json::json!({
+            "tile": side,
+            "work_s": total,
             "batches": work.len(),
             "tiles_per_batch": tiles,
             "largest_tile_share": largest / total,
             "bound": total / critical,
-        })
-    };
+        }));
+    }
     // What the estimate alone costs, had it run after the check.
     let t = Instant::now();
     let again = gcode::estimate_program(&ops, &machine);
