@@ -128,16 +128,7 @@ impl Description {
     ) -> Result<(String, Self)> {
         let setup = run_job::setup(job, mesh.hash(), mesh.bounds())?;
         let zero = Some(run_job::work_zero(job.stock.zero, &setup));
-        let program = run_job::plan_in(job, setup, zero, post.clone()).map_err(|e| {
-            let name = job
-                .operations
-                .get(e.operation)
-                .map_or("an operation", |o| o.name.as_str());
-            anyhow!("{name}: {}", e.message)
-        })?;
-        if program.ops.is_empty() {
-            bail!("the job has no enabled operation: there is nothing to run");
-        }
+        let program = plan(job, setup, zero, post.clone())?;
         let d = Self::new(job, post, None, None, Some(job.stock.zero), machine)?;
         Ok((program.title, d))
     }
@@ -274,16 +265,7 @@ fn run(
         setup = setup.with_safe_z(z).map_err(|e| anyhow!("--safe-z: {e}"))?;
     }
     let zero = d.zero.map(|z| run_job::work_zero(z, &setup));
-    let program = run_job::plan_in(&job, setup, zero, post).map_err(|e| {
-        let name = job
-            .operations
-            .get(e.operation)
-            .map_or("an operation", |o| o.name.as_str());
-        anyhow!("{name}: {}", e.message)
-    })?;
-    if program.ops.is_empty() {
-        bail!("the job has no enabled operation: there is no program to write");
-    }
+    let program = plan(&job, setup, zero, post)?;
     let origins: Vec<String> = job.operations.iter().map(|o| o.name.clone()).collect();
     let tracking = Tracking {
         inner: executor,
@@ -324,6 +306,27 @@ fn run(
     )
     .context("cannot write the program")?;
     Ok(out)
+}
+
+/// `job` planned in `setup` (the window's check before sending, and the member's run): a
+/// plan error names its operation, and a job with no enabled operation is refused.
+fn plan(
+    job: &Job,
+    setup: millpond_core::setup::Setup,
+    zero: Option<millpond_core::gcode::WorkZero>,
+    post: PostProcessor,
+) -> Result<run_job::Program> {
+    let program = run_job::plan_in(job, setup, zero, post).map_err(|e| {
+        let name = job
+            .operations
+            .get(e.operation)
+            .map_or("an operation", |o| o.name.as_str());
+        anyhow!("{name}: {}", e.message)
+    })?;
+    if program.ops.is_empty() {
+        bail!("the job has no enabled operation: there is no program to write");
+    }
+    Ok(program)
 }
 
 /// The member's executor, with the detached job's cancel token and its progress over all

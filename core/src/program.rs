@@ -182,15 +182,7 @@ impl Program {
     /// The program's toolpaths as posted: each operation machined, in order, from the stock
     /// the ones before it left (straight-down rapids stop above the material), with what
     /// each did to the stock. `toolpaths` are the computed ones, one per operation.
-    pub fn post(
-        &self,
-        toolpaths: &[&Toolpath],
-    ) -> Result<Vec<(Toolpath, EngagementReport)>, StockModelError> {
-        assert_eq!(
-            toolpaths.len(),
-            self.ops.len(),
-            "one toolpath per operation"
-        );
+    pub fn post(&self, toolpaths: &[&Toolpath]) -> Result<Posted, StockModelError> {
         stock_model::check_program(self.setup.stock, &self.steps(toolpaths))
     }
 
@@ -203,11 +195,6 @@ impl Program {
         toolpaths: &[&Toolpath],
         machine: &crate::MachineProfile,
     ) -> Result<(Posted, Vec<crate::TimeEstimate>), StockModelError> {
-        assert_eq!(
-            toolpaths.len(),
-            self.ops.len(),
-            "one toolpath per operation"
-        );
         let steps = self.steps(toolpaths);
         std::thread::scope(|s| {
             // A few pieces in flight: the planner keeps up with the check easily.
@@ -237,7 +224,14 @@ impl Program {
         })
     }
 
+    /// What the stock check takes: each operation's cutter and depth limit with its
+    /// computed toolpath, one per operation.
     fn steps<'a>(&self, toolpaths: &[&'a Toolpath]) -> Vec<ProgramStep<'a>> {
+        assert_eq!(
+            toolpaths.len(),
+            self.ops.len(),
+            "one toolpath per operation"
+        );
         self.ops
             .iter()
             .zip(toolpaths)

@@ -628,8 +628,7 @@ impl StockModel {
             let straight_down =
                 m.kind == MoveKind::Rapid && m.to.x == at.x && m.to.y == at.y && m.to.z < at.z;
             if safe_descents && straight_down {
-                posted(&out.moves[handed..]);
-                handed = out.moves.len();
+                hand_on(&out.moves, &mut handed, posted);
                 batch.flush(self, &mut report);
                 let stop = self.contact_height(&profile, m.to.x, m.to.y) + FEED_CLEARANCE;
                 if m.to.z < stop {
@@ -660,12 +659,11 @@ impl StockModel {
             batch.moves.push((index, m.kind, m.to));
             at = m.to;
             if batch.segments.len() == BATCH_MOVES {
-                posted(&out.moves[handed..]);
-                handed = out.moves.len();
+                hand_on(&out.moves, &mut handed, posted);
                 batch.flush(self, &mut report);
             }
         }
-        posted(&out.moves[handed..]);
+        hand_on(&out.moves, &mut handed, posted);
         batch.flush(self, &mut report);
         (out, report)
     }
@@ -1381,6 +1379,13 @@ impl Batch<'_> {
         self.moves.clear();
         self.start_covered = true;
     }
+}
+
+/// Hands the moves pushed since the last call (`moves[*handed..]`, final once pushed) to
+/// `posted`, before the batch they end is machined.
+fn hand_on(moves: &[Move], handed: &mut usize, posted: &mut dyn FnMut(&[Move])) {
+    posted(&moves[*handed..]);
+    *handed = moves.len();
 }
 
 /// Adds one move's meeting with material to `report`.

@@ -1067,6 +1067,23 @@ fn relief_raster(cells: usize, step: f64) -> Result<ReliefRaster> {
     Ok((mesh, index, setup, cutter, spec))
 }
 
+/// How a run's batches divided into tiles ([`StockModel::work_profile`]): batches, tiles a
+/// batch, the seconds of tile work, the largest tile's share of it, and the bound on the
+/// speed-up (the batches run one after another, each no faster than its longest tile).
+fn work_summary(work: &[millpond_core::stock_model::BatchWork]) -> serde_json::Value {
+    let total: f64 = work.iter().map(|b| b.total_s).sum();
+    let critical: f64 = work.iter().map(|b| b.largest_s).sum();
+    let largest = work.iter().map(|b| b.largest_s).fold(0.0, f64::max);
+    let tiles = work.iter().map(|b| b.tiles).sum::<usize>() as f64 / work.len().max(1) as f64;
+    serde_json::json!({
+        "batches": work.len(),
+        "tiles_per_batch": tiles,
+        "work_s": total,
+        "largest_tile_share": largest / total,
+        "bound": total / critical,
+    })
+}
+
 /// One simulation run in this process: prints one JSON line.
 fn simulate_one(threads: usize, quick: bool) -> Result<()> {
     use millpond_core::job::JobOutput;
@@ -1101,11 +1118,7 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         simulate::simulate_pass(&mut stock, &pass, &CancelToken::new(), &mut |_, _| {})
     })?;
     let simulate_s = t0.elapsed().as_secs_f64();
-    let work = stock.work_profile();
-    let total: f64 = work.iter().map(|b| b.total_s).sum();
-    let critical: f64 = work.iter().map(|b| b.largest_s).sum();
-    let largest = work.iter().map(|b| b.largest_s).fold(0.0, f64::max);
-    let tiles = work.iter().map(|b| b.tiles).sum::<usize>() as f64 / work.len().max(1) as f64;
+    let work = work_summary(stock.work_profile());
     let target = Target {
         mesh: &mesh,
         index: &index,
@@ -1124,10 +1137,10 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         "moves_per_s": tp.moves.len() as f64 / simulate_s,
         "verify_s": verify_s,
         "removed_mm3": report.removed_mm3,
-        "batches": work.len(),
-        "tiles_per_batch": tiles,
-        "largest_tile_share": largest / total,
-        "bound": total / critical,
+        "batches": work["batches"],
+        "tiles_per_batch": work["tiles_per_batch"],
+        "largest_tile_share": work["largest_tile_share"],
+        "bound": work["bound"],
         "gouge": check.gouge.map(|g| -g.deviation),
         "peak_rss": peak_rss(),
     });
@@ -1225,36 +1238,24 @@ fn program_one(threads: usize, quick: bool) -> Result<()> {
         write_s = write_s.min(t.elapsed().as_secs_f64());
     }
     // The check's batches again, each tile timed: how far the check could scale.
+    // The tile sides to time the check in (`MILLPOND_BENCH_TILES=128,64`), the default's alone
+    // without it.
+    use millpond_core::stock_model::{StockModel, TILE};
     let tile_sides: Vec<usize> = std::env::var("MILLPOND_BENCH_TILES")
         .ok()
         .map(|v| v.split(',').filter_map(|t| t.parse().ok()).collect())
-        .unwrap_or_default();
+        .filter(|sides: &Vec<usize>| !sides.is_empty())
+        .unwrap_or(vec![TILE]);
     let mut check_work = Vec::new();
-    for &side in tile_sides
-        .iter()
-        .chain(Some(&0))
-        .take(tile_sides.len().max(1))
-    {
-        use millpond_core::stock_model::{StockModel, TILE};
-        let side = if side == 0 { TILE } else { side };
+    for side in tile_sides {
         let stock = program.setup.stock;
         let cell = StockModel::default_cell(stock, cutter.radius());
         let mut model = StockModel::with_tiles(stock, cell, usize::MAX, side)?;
         model.profile_work(true);
         pool.install(|| model.machine_with_safe_descents(&cutter, &posted[0].0, 6.0));
-        let work = model.work_profile();
-        let total: f64 = work.iter().map(|b| b.total_s).sum();
-        let critical: f64 = work.iter().map(|b| b.largest_s).sum();
-        let largest = work.iter().map(|b| b.largest_s).fold(0.0, f64::max);
-        let tiles = work.iter().map(|b| b.tiles).sum::<usize>() as f64 / work.len().max(1) as f64;
-        check_work.push(serde_json::json!({
-            "tile": side,
-            "work_s": total,
-            "batches": work.len(),
-            "tiles_per_batch": tiles,
-            "largest_tile_share": largest / total,
-            "bound": total / critical,
-        }));
+        let mut work = work_summary(model.work_profile());
+        work["tile"] = side.into();
+        check_work.push(work);
     }
     // What the estimate alone costs, had it run after the check.
     let t = Instant::now();
