@@ -719,11 +719,10 @@ impl StockModel {
             let Some((t0, t1)) = self.tiles_reached(&mv) else {
                 return hit;
             };
-            let mut scratch = Scratch::new();
             for tj in t0.1..=t1.1 {
                 for ti in t0.0..=t1.0 {
                     let tile = &mut self.tiles[tj * self.tx + ti];
-                    hit.merge(&self.g.apply(tile, p, &mv, 0, &mut scratch));
+                    hit.merge(&self.g.apply(tile, p, &mv, 0));
                 }
             }
             hit
@@ -849,7 +848,6 @@ impl Grid {
         shape: &S,
         mv: &SweptMove,
         index: u32,
-        scratch: &mut Scratch,
     ) -> TileHit {
         let mut hit = TileHit::empty(index);
         let along_x = mv.uy == 0.0;
@@ -894,7 +892,7 @@ impl Grid {
                 (a_along - len - half, a_along + half)
             };
             let slack = 1e-9 * (1.0 + half + lo.abs().max(hi.abs()));
-            let Some((p0, p1)) = span(lo - slack, hi + slack, o_along, cell, n_along) else {
+            let Some((p0, p1)) = span_by(lo - slack, hi + slack, o_along, inv_cell, n_along) else {
                 continue;
             };
             let (p0, p1) = (p0.max(t_along), p1.min(t_along + len_along - 1));
@@ -943,12 +941,12 @@ impl Grid {
                     if along_x {
                         let k0 = (q - tile.j0) * tile.w + (run.start - tile.i0);
                         let cells = &mut tile.heights[k0..k0 + run.len()];
-                        row.cap(shape, cells, run.start, at_end, &mut cut, scratch);
+                        row.cap(shape, cells, run.start, at_end, &mut cut);
                     } else {
                         for p in run {
                             let k = (p - tile.j0) * tile.w + (q - tile.i0);
                             let cells = std::slice::from_mut(&mut tile.heights[k]);
-                            row.cap(shape, cells, p, at_end, &mut cut, scratch);
+                            row.cap(shape, cells, p, at_end, &mut cut);
                         }
                     }
                 }
@@ -993,8 +991,9 @@ struct Row {
 impl Row {
     /// Lowers `cells` (consecutive cells of the line from `first`, all in one cap) to the
     /// tool at the move's end (`at_end`) or start. Branch-free and four cells at a time, so
-    /// that the compiler can keep the square roots in vector registers; the depth sums run
-    /// in four fixed lanes, the same on every machine.
+    /// that the compiler keeps the square roots, the lowering and the depth sums in vector
+    /// registers; the depth sums run in four fixed lanes (cell `k` of a run of at most
+    /// [`TILE`] in lane `k % 4`), the same on every machine.
     #[inline(always)]
     fn cap<S: Shape>(
         &self,
@@ -1003,42 +1002,41 @@ impl Row {
         first: usize,
         at_end: bool,
         cut: &mut RowCut,
-        scratch: &mut Scratch,
     ) {
-        // First the tool's height over each cell (a loop of arithmetic the compiler keeps
-        // in vector registers), then the cells lowered to it.
-        let zs = &mut scratch.0;
+        const LANE: [f64; 4] = [0.0, 1.0, 2.0, 3.0];
         for (chunk_at, cells) in cells.chunks_mut(TILE).enumerate() {
-            let first = (first + chunk_at * TILE) as f64;
-            let n = cells.len();
-            for (i, z) in zs[..n].iter_mut().enumerate() {
-                let p = first + IOTA[i];
-                let t = (self.o_along + p * self.cell - self.a_along) * self.dir;
-                // The tip at the move's end or start, `w` along from the cell's foot.
-                let w = if at_end { self.len - t } else { -t };
-                let rho2 = self.d2 + w * w;
-                let h = (self.az + self.m * (t + w) + shape.height_sq(rho2)).max(self.bottom);
-                let reached = if at_end {
-                    w >= -self.half
-                } else {
-                    w <= self.half
-                };
-                *z = if reached { h } else { f64::INFINITY };
-            }
             let mut most = [0.0f64; 4];
             let mut sum = [0.0f64; 4];
-            for (k, (h, &z)) in cells.iter_mut().zip(&zs[..n]).enumerate() {
-                let lane = k % 4;
-                let top = self.reference + *h as f64;
-                let lowers = z < top;
-                let depth = if lowers { top - z } else { 0.0 };
-                *h = if lowers {
-                    (z - self.reference) as f32
-                } else {
-                    *h
-                };
-                most[lane] = most[lane].max(depth);
-                sum[lane] += depth;
+            let mut p = (first + chunk_at * TILE) as f64;
+            let mut quads = cells.chunks_exact_mut(4);
+            for quad in &mut quads {
+                let mut z = [0.0f64; 4];
+                for lane in 0..4 {
+                    z[lane] = self.tool_over(shape, p + LANE[lane], at_end);
+                }
+                for lane in 0..4 {
+                    let depth = self.lower(&mut quad[lane], z[lane]);
+                    most[lane] = most[lane].max(depth);
+                    sum[lane] += depth;
+                }
+                p += 4.0;
+            }
+            // The last few cells as a whole quad too, padded with cells far below any
+            // tool (they add nothing to the sums: `x + 0.0` is `x`).
+            let rest = quads.into_remainder();
+            if !rest.is_empty() {
+                let mut quad = [f32::NEG_INFINITY; 4];
+                quad[..rest.len()].copy_from_slice(rest);
+                let mut z = [0.0f64; 4];
+                for lane in 0..4 {
+                    z[lane] = self.tool_over(shape, p + LANE[lane], at_end);
+                }
+                for lane in 0..4 {
+                    let depth = self.lower(&mut quad[lane], z[lane]);
+                    most[lane] = most[lane].max(depth);
+                    sum[lane] += depth;
+                }
+                rest.copy_from_slice(&quad[..rest.len()]);
             }
             for lane in 0..4 {
                 cut.depth = cut.depth.max(most[lane]);
@@ -1046,29 +1044,36 @@ impl Row {
             }
         }
     }
-}
 
-/// Room for the tool's heights over one run of a row's cells ([`Row::cap`]), made once per
-/// tile and batch: zeroing a fresh kilobyte on the stack for every row of every move was a
-/// twentieth of the simulator's time.
-struct Scratch([f64; TILE]);
+    /// The tool at the move's end (`at_end`) or start over cell `p` of the line, or infinity
+    /// where the cell is out of its reach.
+    #[inline(always)]
+    fn tool_over<S: Shape>(&self, shape: &S, p: f64, at_end: bool) -> f64 {
+        let t = (self.o_along + p * self.cell - self.a_along) * self.dir;
+        // The tip at the move's end or start, `w` along from the cell's foot.
+        let w = if at_end { self.len - t } else { -t };
+        let rho2 = self.d2 + w * w;
+        let h = (self.az + self.m * (t + w) + shape.height_sq(rho2)).max(self.bottom);
+        let reached = if at_end {
+            w >= -self.half
+        } else {
+            w <= self.half
+        };
+        if reached { h } else { f64::INFINITY }
+    }
 
-impl Scratch {
-    fn new() -> Self {
-        Self([0.0; TILE])
+    /// The cell `h` lowered to `z` where that is below it, without a branch; how deep.
+    /// Written as a minimum, every cell stored: rounding is monotonic, so the rounded `z`
+    /// is below the cell exactly where `z` is, and a conditional store compiles to a masked
+    /// one, many times slower on some processors.
+    #[inline(always)]
+    fn lower(&self, h: &mut f32, z: f64) -> f64 {
+        let top = self.reference + *h as f64;
+        let depth = if z < top { top - z } else { 0.0 };
+        *h = h.min((z - self.reference) as f32);
+        depth
     }
 }
-
-/// 0, 1, 2, … as `f64`s: cell numbers within a run, loaded rather than converted.
-const IOTA: [f64; TILE] = {
-    let mut a = [0.0; TILE];
-    let mut i = 0;
-    while i < TILE {
-        a[i] = i as f64;
-        i += 1;
-    }
-    a
-};
 
 /// What a move did to one line of cells: its deepest cut and the sum of the depths.
 #[derive(Default)]
@@ -1146,16 +1151,9 @@ impl TileCells<'_> {
 impl Grid {
     /// Lowers the cells of `tile` under one move.
     #[inline(always)]
-    fn apply<S: Shape>(
-        &self,
-        tile: &mut Tile,
-        shape: &S,
-        mv: &SweptMove,
-        index: u32,
-        scratch: &mut Scratch,
-    ) -> TileHit {
+    fn apply<S: Shape>(&self, tile: &mut Tile, shape: &S, mv: &SweptMove, index: u32) -> TileHit {
         if mv.len > 0.0 && (mv.ux == 0.0 || mv.uy == 0.0) {
-            return self.apply_along_axis(tile, shape, mv, index, scratch);
+            return self.apply_along_axis(tile, shape, mv, index);
         }
         let mut hit = TileHit::empty(index);
         let (x0, y0, cell) = (self.x0, self.y0, self.cell);
@@ -1246,9 +1244,8 @@ fn apply_list_any<S: Shape>(
     list: &[u32],
 ) -> Vec<TileHit> {
     let mut out = Vec::new();
-    let mut scratch = Scratch::new();
     for &k in list {
-        let hit = g.apply(tile, shape, &swept[k as usize], k, &mut scratch);
+        let hit = g.apply(tile, shape, &swept[k as usize], k);
         if hit.depth > 0.0 {
             out.push(hit);
         }
@@ -1312,6 +1309,16 @@ fn fast_floor(x: f64) -> f64 {
 #[inline]
 fn fast_ceil(x: f64) -> f64 {
     -fast_floor(-x)
+}
+
+/// As [`span`], multiplying by `1 / cell` instead of dividing by it: for a range already
+/// widened by a slack far above a rounding, where the cells' own tests decide at the ends.
+/// A division is the slowest step of a move's line of cells, and there is one per line.
+#[inline(always)]
+fn span_by(lo: f64, hi: f64, origin: f64, inv_cell: f64, n: usize) -> Option<(usize, usize)> {
+    let first = fast_ceil((lo - origin) * inv_cell).max(0.0);
+    let last = fast_floor((hi - origin) * inv_cell).min(n as f64 - 1.0);
+    (first <= last).then_some((first as usize, last as usize))
 }
 
 /// Cell indices whose centres lie in `[lo, hi]` along one axis.
