@@ -882,6 +882,105 @@ mod tests {
         }
     }
 
+    /// A raster over a bumpy terrain: lines along X, then along Y, both ways, each a chain
+    /// of 0.1 mm moves whose slope changes at every point (convex and concave bends, steep
+    /// and level), stepping over by 0.4 mm, deep enough into the block to cut everywhere.
+    fn terrain_raster(along_x: bool) -> Toolpath {
+        let z =
+            |x: f64, y: f64| 6.0 + 1.5 * (x * 0.7).sin() * (y * 0.9).cos() + 0.3 * (x * 3.1).sin();
+        let mut tp = Toolpath {
+            start: Point3::new(4.0, 4.0, 15.0),
+            moves: Vec::new(),
+        };
+        let (lines, points) = if along_x { (25, 321) } else { (81, 121) };
+        for k in 0..lines {
+            let across = 4.0 + 0.4 * k as f64;
+            for n in 0..points {
+                let along = 4.0 + 0.1 * if k % 2 == 0 { n } else { points - 1 - n } as f64;
+                let (x, y) = if along_x {
+                    (along, across)
+                } else {
+                    (across, along)
+                };
+                let kind = if n == 0 {
+                    MoveKind::Rapid
+                } else {
+                    MoveKind::Cut
+                };
+                tp.push(kind, Point3::new(x, y, z(x, y)));
+            }
+        }
+        tp
+    }
+
+    #[test]
+    fn a_raster_of_short_moves_leaves_the_same_stock_as_each_move_alone() {
+        // The chains of a raster skip the caps each next move covers: the same lowest tool
+        // over every cell as move by move, and as the general sweep cell by cell.
+        for cutter in CUTTERS {
+            for along_x in [true, false] {
+                let tp = terrain_raster(along_x);
+                let mut chained = StockModel::new(block(10.0), 0.07).unwrap();
+                let report = run(&mut chained, &pass("terrain", cutter, &tp));
+                let mut alone = StockModel::new(block(10.0), 0.07).unwrap();
+                alone.machine_move_by_move(&cutter, &tp);
+                let (nx, ny) = chained.size();
+                let mut removed = 0.0;
+                for j in 0..ny {
+                    for i in 0..nx {
+                        let (a, b) = (chained.height(i, j), alone.height(i, j));
+                        assert!((a - b).abs() <= 1e-6, "{cutter:?} at {i} {j}: {a} vs {b}");
+                        removed += (10.0 - a) * 0.07 * 0.07;
+                    }
+                }
+                assert!(
+                    (report.removed_mm3 - removed).abs() < 1e-6 * removed,
+                    "{cutter:?}: {} vs {removed}",
+                    report.removed_mm3
+                );
+                // Every cutting move of a line reaches material the lines before left: none
+                // cuts air, and the deepest cut is the deepest loss of any cell.
+                let deepest = (0..ny)
+                    .flat_map(|j| (0..nx).map(move |i| (i, j)))
+                    .map(|(i, j)| 10.0 - chained.height(i, j))
+                    .fold(0.0, f64::max);
+                let cut = report.deepest_cut.unwrap();
+                assert!(
+                    cut.depth <= deepest + 1e-6,
+                    "{cutter:?}: {cut:?} vs {deepest}"
+                );
+                assert!(
+                    cut.depth > 0.5 * deepest,
+                    "{cutter:?}: {cut:?} vs {deepest}"
+                );
+                let profile = cutter.profile();
+                with_shape!(&profile, p => {
+                    let mut from = tp.start;
+                    let moves: Vec<SweptMove> = tp
+                        .moves
+                        .iter()
+                        .map(|m| {
+                            let mv = SweptMove::new(p, from, m.to);
+                            from = m.to;
+                            mv
+                        })
+                        .collect();
+                    for j in (0..ny).step_by(7) {
+                        for i in (0..nx).step_by(5) {
+                            let (x, y) = chained.centre(i, j);
+                            let want = moves
+                                .iter()
+                                .filter_map(|mv| mv.lowest_below(p, x, y, 10.0))
+                                .fold(10.0f64, f64::min);
+                            let got = chained.height(i, j);
+                            assert!((got - want).abs() < 2e-6, "{cutter:?} at {x} {y}: {got} vs {want}");
+                        }
+                    }
+                });
+            }
+        }
+    }
+
     #[test]
     fn a_ball_raster_over_a_plane_leaves_its_scallops() {
         let (r, s) = (1.5, 0.5);

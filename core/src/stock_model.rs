@@ -263,6 +263,26 @@ impl SweptMove {
         }
     }
 
+    /// A move with a length along X or Y only: [`Grid::apply_chain`]'s.
+    fn is_along_axis(&self) -> bool {
+        self.len > 0.0 && (self.ux == 0.0 || self.uy == 0.0)
+    }
+
+    /// This move, along X or Y, carries on from `before` in a chain ([`Grid::apply_chain`]):
+    /// it starts where `before` ended, along the same line in the same direction.
+    fn continues(&self, before: &SweptMove) -> bool {
+        self.is_along_axis()
+            && self.start_covered
+            && self.a == before.b
+            && self.ux == before.ux
+            && self.uy == before.uy
+            && if self.uy == 0.0 {
+                self.a.y == before.a.y
+            } else {
+                self.a.x == before.a.x
+            }
+    }
+
     /// The lowest height of the tool's surface over `(x, y)` during the move, when it is
     /// below `top`; `None` when the tool never reaches over the point or stays above `top`.
     #[inline]
@@ -834,29 +854,41 @@ impl StockModel {
 }
 
 impl Grid {
-    /// [`apply`](Self::apply) for a move along X or Y (a raster's moves, nearly all of a
-    /// finishing program): on each line of cells along the move the distance across it is
-    /// the same, so the drop-cutter's edge contact over the tool's whole reach is found once
-    /// per line, and a cell needs it again (one profile height) only where the tip's end
-    /// points clamp it — the caps of the swept shape. The same contact as the general path,
-    /// since the objective is concave: its maximum on a sub-interval is its maximum on the
-    /// whole reach, clamped.
+    /// Applies a chain of moves along X or Y to `tile` (a raster's moves, nearly all of a
+    /// finishing program): consecutive moves of one line, the same direction, each starting
+    /// where the one before ended (a single move is a chain of one). `hits` gets what each
+    /// did, in the chain's order.
+    ///
+    /// On each line of cells along the chain the distance across is the same, so the
+    /// drop-cutter's edge contact over the tool's whole reach is found once per move and
+    /// line; a cell needs the tool at a move's end point (one profile height) only where
+    /// the tip's ends clamp the contact — the caps of the swept shape. The same contact as
+    /// the general path, since the objective is concave: its maximum on a sub-interval is
+    /// its maximum on the whole reach, clamped.
+    ///
+    /// Within a chain the tool at a point where two moves meet is part of both sweeps, so
+    /// each cell of one move's end cap is also reached by the next move, at least as low:
+    /// only where both moves' contacts clamp at that point (the sliver of a convex bend)
+    /// is the point's tool itself the lowest. So the caps are computed in full only at the
+    /// chain's two ends: on a raster, about two cells a move on each line of cells instead
+    /// of the front half of the tool's disk (some 1,400 cells for a 3 mm ball on 0.05 mm
+    /// cells), with the same lowest tool over every cell. Each cell is then lowered once,
+    /// to the lowest tool of the chain over it, and what it lost counts for the move that
+    /// went lowest there (the first of equals): a move's depth of cut is the material it
+    /// left the cell at, measured from the stock before the chain.
     #[inline(always)]
-    fn apply_along_axis<S: Shape>(
+    fn apply_chain<S: Shape>(
         &self,
         tile: &mut Tile,
         shape: &S,
-        mv: &SweptMove,
-        index: u32,
-    ) -> TileHit {
-        let mut hit = TileHit::empty(index);
-        let along_x = mv.uy == 0.0;
-        let dir = if along_x { mv.ux } else { mv.uy };
-        let (a_along, a_across) = if along_x {
-            (mv.a.x, mv.a.y)
-        } else {
-            (mv.a.y, mv.a.x)
-        };
+        chain: &[&SweptMove],
+        hits: &mut [TileHit],
+        lines: &mut ChainScratch,
+    ) {
+        let first = chain[0];
+        let along_x = first.uy == 0.0;
+        let dir = if along_x { first.ux } else { first.uy };
+        let a_across = if along_x { first.a.y } else { first.a.x };
         let (o_along, o_across, n_along, n_across) = if along_x {
             (self.x0, self.y0, self.nx, self.ny)
         } else {
@@ -869,101 +901,260 @@ impl Grid {
         };
         let cell = self.cell;
         let inv_cell = 1.0 / cell;
-        let Some((q0, q1)) = span(a_across - mv.r, a_across + mv.r, o_across, cell, n_across)
-        else {
-            return hit;
+        let Some((q0, q1)) = span(
+            a_across - first.r,
+            a_across + first.r,
+            o_across,
+            cell,
+            n_across,
+        ) else {
+            return;
         };
         let (q0, q1) = (q0.max(t_across), q1.min(t_across + len_across - 1));
-        let (len, m, az) = (mv.len, mv.slope, mv.a.z);
         let (reference, bottom, area) = (self.reference, self.bottom, cell * cell);
+        let last = chain.len() - 1;
+        lines.cuts.clear();
+        lines.cuts.resize(chain.len(), RowCut::default());
         for q in q0..=q1 {
             let across = o_across + q as f64 * cell - a_across;
             let d2 = across * across;
-            if d2 > mv.r2 {
+            if d2 > first.r2 {
                 continue;
             }
-            let s2 = mv.r2 - d2;
+            let s2 = first.r2 - d2;
             let half = s2.sqrt();
-            // The contact over the whole reach, before the move's ends clamp it.
-            let (w_free, h_free) = shape.edge_contact(-m, mv.c, d2, s2, -half, half);
-            let (lo, hi) = if dir > 0.0 {
-                (a_along - half, a_along + len + half)
-            } else {
-                (a_along - len - half, a_along + half)
-            };
-            let slack = 1e-9 * (1.0 + half + lo.abs().max(hi.abs()));
-            let Some((p0, p1)) = span_by(lo - slack, hi + slack, o_along, inv_cell, n_along) else {
-                continue;
-            };
-            let (p0, p1) = (p0.max(t_along), p1.min(t_along + len_along - 1));
-            if p0 > p1 {
-                continue;
-            }
-            let t_at = |p: usize| (o_along + p as f64 * cell - a_along) * dir;
-            // The row in three runs (`t` is monotonic in `p`): the start cap, where the
-            // lowest tool over a cell is the one at the move's start (`w_free < -t`), the
-            // end cap (`w_free > len - t`) at the row's other end, and between them the
-            // cells whose contact is `w_free` itself. Found by `boundary`, not cell by cell.
-            let in_start = |p: usize| w_free < -t_at(p);
-            let in_end = |p: usize| w_free > len - t_at(p);
-            // Where each boundary lies, in cells from the first centre: the guesses that
-            // `boundary` checks, so that the runs are the predicates' own.
-            let start_at = (a_along - dir * w_free - o_along) * inv_cell;
-            let end_at = (a_along + dir * (len - w_free) - o_along) * inv_cell;
-            let (start, middle, end) = if dir > 0.0 {
-                let s = boundary(p0, p1, start_at, in_start);
-                let e = boundary(s, p1, end_at, |p| !in_end(p));
-                (p0..s, s..e, e..p1 + 1)
-            } else {
-                let s = boundary(p0, p1, start_at, |p| !in_start(p));
-                let e = boundary(p0, s.max(p0 + 1) - 1, end_at, in_end).min(s);
-                (s..p1 + 1, e..s, p0..e)
-            };
-            let width_across = if along_x { -across * dir } else { across * dir };
-            let row = Row {
-                o_along,
-                a_along,
-                cell,
+            let line = Line {
+                along_x,
                 dir,
-                len,
-                half,
+                o_along,
+                n_along,
+                t_along,
+                len_along,
+                cell,
+                inv_cell,
                 d2,
-                az,
-                m,
-                reference,
+                s2,
+                half,
                 bottom,
             };
-            let mut cut = RowCut::default();
-            // The start cap was applied by the move before, where it ended here.
-            let caps = [(start, false), (end, true)];
-            for (run, at_end) in caps.into_iter().filter(|(r, _)| !r.is_empty()) {
-                if at_end || !mv.start_covered {
-                    if along_x {
-                        let k0 = (q - tile.j0) * tile.w + (run.start - tile.i0);
-                        let cells = &mut tile.heights[k0..k0 + run.len()];
-                        row.cap(shape, cells, run.start, at_end, &mut cut);
-                    } else {
-                        for p in run {
-                            let k = (p - tile.j0) * tile.w + (q - tile.i0);
-                            let cells = std::slice::from_mut(&mut tile.heights[k]);
-                            row.cap(shape, cells, p, at_end, &mut cut);
+            // The lowest tool of the chain over each cell of the line, and whose it is. Each
+            // move's candidates are offered once the next move's runs are known.
+            let best = &mut lines.best[..len_along];
+            best.fill(f64::INFINITY);
+            let who = &mut lines.who[..len_along];
+            let mut offer = |j: usize, p: usize, z: f64| {
+                let k = p - t_along;
+                if z < best[k] {
+                    best[k] = z;
+                    who[k] = j as u32;
+                }
+            };
+            let mut before: Option<MoveRuns> = None;
+            for (j, mv) in chain.iter().enumerate() {
+                let now = line.runs(shape, mv);
+                if j == 0 && !mv.start_covered {
+                    // The chain's first start cap, where the move before did not apply it.
+                    if let Some([start, ..]) = &now.runs {
+                        let row = line.row(mv);
+                        for p in start.clone() {
+                            offer(j, p, row.tool_over(shape, p as f64, false));
                         }
                     }
                 }
+                if let Some(b) = before {
+                    line.offer(shape, chain[j - 1], &b, now.runs.as_ref(), |p, z| {
+                        offer(j - 1, p, z)
+                    });
+                }
+                before = Some(now);
             }
-            for p in middle {
-                let t = t_at(p);
-                let k = if along_x {
+            if let Some(b) = before {
+                line.offer(shape, chain[last], &b, None, |p, z| offer(last, p, z));
+            }
+            // Each cell lowered once, what it lost counted for the move that went lowest.
+            for c in lines.cuts.iter_mut() {
+                *c = RowCut::default();
+            }
+            for (k, (&z, &j)) in lines.best[..len_along].iter().zip(&lines.who).enumerate() {
+                if z == f64::INFINITY {
+                    continue;
+                }
+                let p = k + t_along;
+                let at = if along_x {
                     (q - tile.j0) * tile.w + (p - tile.i0)
                 } else {
                     (p - tile.j0) * tile.w + (q - tile.i0)
                 };
-                let z = (az + m * (t + w_free) + h_free).max(bottom);
-                tile.heights[k] = cut.lower(tile.heights[k], z, reference);
+                let cut = &mut lines.cuts[j as usize];
+                tile.heights[at] = cut.lower(tile.heights[at], z, reference);
             }
-            cut.add_to(&mut hit, area, width_across, mv.deep_at);
+            let width_across = if along_x { -across * dir } else { across * dir };
+            for ((cut, hit), mv) in lines.cuts.iter().zip(hits.iter_mut()).zip(chain) {
+                if cut.depth > 0.0 {
+                    cut.add_to(hit, area, width_across, mv.deep_at);
+                }
+            }
         }
-        hit
+    }
+}
+
+/// Room for one chain's lines of cells ([`Grid::apply_chain`]), made once per tile and
+/// batch.
+struct ChainScratch {
+    /// What each move cut on the current line.
+    cuts: Vec<RowCut>,
+    /// The lowest tool over each cell of the line, and the move it belongs to.
+    best: [f64; TILE],
+    who: [u32; TILE],
+}
+
+impl ChainScratch {
+    fn new() -> Self {
+        Self {
+            cuts: Vec::new(),
+            best: [f64::INFINITY; TILE],
+            who: [0; TILE],
+        }
+    }
+}
+
+/// One line of cells along a chain, at a fixed distance across it, within one tile.
+struct Line {
+    along_x: bool,
+    /// +1 or -1: the chain's direction along the axis.
+    dir: f64,
+    /// Where the grid's first cell centre is along the axis, and its cells along it.
+    o_along: f64,
+    n_along: usize,
+    /// The tile's first cell along the axis, and its cells along it.
+    t_along: usize,
+    len_along: usize,
+    cell: f64,
+    inv_cell: f64,
+    /// Distance across, squared; the tool's radius squared less it; half the tool's reach
+    /// along the line.
+    d2: f64,
+    s2: f64,
+    half: f64,
+    bottom: f64,
+}
+
+/// One move on one line of cells: its contact where the move's ends do not clamp it, the
+/// profile height there, and its runs.
+struct MoveRuns {
+    w_free: f64,
+    h_free: f64,
+    /// The cells of the start cap, the middle and the end cap, within the tile; `None`
+    /// where the move does not reach the line within it.
+    runs: Option<[std::ops::Range<usize>; 3]>,
+}
+
+impl Line {
+    /// Where the move is along the line.
+    #[inline(always)]
+    fn a_along(&self, mv: &SweptMove) -> f64 {
+        if self.along_x { mv.a.x } else { mv.a.y }
+    }
+
+    /// The move's tool at its ends over this line's cells ([`Row::tool_over`]).
+    #[inline(always)]
+    fn row(&self, mv: &SweptMove) -> Row {
+        Row {
+            o_along: self.o_along,
+            a_along: self.a_along(mv),
+            cell: self.cell,
+            dir: self.dir,
+            len: mv.len,
+            half: self.half,
+            d2: self.d2,
+            az: mv.a.z,
+            m: mv.slope,
+            bottom: self.bottom,
+        }
+    }
+
+    /// The move's contact and its three runs on this line.
+    #[inline(always)]
+    fn runs<S: Shape>(&self, shape: &S, mv: &SweptMove) -> MoveRuns {
+        let (dir, half, cell, inv_cell, o_along) =
+            (self.dir, self.half, self.cell, self.inv_cell, self.o_along);
+        let a_along = self.a_along(mv);
+        // The contact over the whole reach, before the move's ends clamp it.
+        let (w_free, h_free) = shape.edge_contact(-mv.slope, mv.c, self.d2, self.s2, -half, half);
+        let len = mv.len;
+        let (lo, hi) = if dir > 0.0 {
+            (a_along - half, a_along + len + half)
+        } else {
+            (a_along - len - half, a_along + half)
+        };
+        let slack = 1e-9 * (1.0 + half + lo.abs().max(hi.abs()));
+        let runs = span_by(lo - slack, hi + slack, o_along, inv_cell, self.n_along)
+            .map(|(p0, p1)| {
+                (
+                    p0.max(self.t_along),
+                    p1.min(self.t_along + self.len_along - 1),
+                )
+            })
+            .filter(|(p0, p1)| p0 <= p1)
+            .map(|(p0, p1)| {
+                let t_at = |p: usize| (o_along + p as f64 * cell - a_along) * dir;
+                // `t` is monotonic in `p`: the start cap, where the lowest tool over a cell
+                // is the one at the move's start (`w_free < -t`), the end cap
+                // (`w_free > len - t`) at the other end, and between them the cells whose
+                // contact is `w_free` itself. Found by `boundary`, not cell by cell; its
+                // guesses are where each boundary lies, in cells from the first centre,
+                // checked against the predicates themselves.
+                let in_start = |p: usize| w_free < -t_at(p);
+                let in_end = |p: usize| w_free > len - t_at(p);
+                let start_at = (a_along - dir * w_free - o_along) * inv_cell;
+                let end_at = (a_along + dir * (len - w_free) - o_along) * inv_cell;
+                if dir > 0.0 {
+                    let s = boundary(p0, p1, start_at, in_start);
+                    let e = boundary(s, p1, end_at, |p| !in_end(p));
+                    [p0..s, s..e, e..p1 + 1]
+                } else {
+                    let s = boundary(p0, p1, start_at, |p| !in_start(p));
+                    let e = boundary(p0, s.max(p0 + 1) - 1, end_at, in_end).min(s);
+                    [s..p1 + 1, e..s, p0..e]
+                }
+            });
+        MoveRuns {
+            w_free,
+            h_free,
+            runs,
+        }
+    }
+
+    /// Offers the lowest tool of `mv` over the cells of its middle and end cap: the whole
+    /// end cap at a chain's end (`next_runs` `None`), else only where the next move's
+    /// contact clamps at this point too (its start cap).
+    #[inline(always)]
+    fn offer<S: Shape>(
+        &self,
+        shape: &S,
+        mv: &SweptMove,
+        runs: &MoveRuns,
+        next_runs: Option<&[std::ops::Range<usize>; 3]>,
+        mut offer: impl FnMut(usize, f64),
+    ) {
+        let Some([_, middle, end]) = &runs.runs else {
+            return;
+        };
+        let (dir, cell, o_along, a_along) = (self.dir, self.cell, self.o_along, self.a_along(mv));
+        let (az, m, w_free, h_free) = (mv.a.z, mv.slope, runs.w_free, runs.h_free);
+        for p in middle.clone() {
+            let t = (o_along + p as f64 * cell - a_along) * dir;
+            offer(p, (az + m * (t + w_free) + h_free).max(self.bottom));
+        }
+        let end = match next_runs {
+            None => end.clone(),
+            Some([next_start, ..]) if dir > 0.0 => end.start..end.end.min(next_start.end),
+            Some([next_start, ..]) => end.start.max(next_start.start)..end.end,
+        };
+        let row = self.row(mv);
+        for p in end {
+            offer(p, row.tool_over(shape, p as f64, true));
+        }
     }
 }
 
@@ -984,67 +1175,10 @@ struct Row {
     /// The move's start height and rise per unit of travel.
     az: f64,
     m: f64,
-    reference: f64,
     bottom: f64,
 }
 
 impl Row {
-    /// Lowers `cells` (consecutive cells of the line from `first`, all in one cap) to the
-    /// tool at the move's end (`at_end`) or start. Branch-free and four cells at a time, so
-    /// that the compiler keeps the square roots, the lowering and the depth sums in vector
-    /// registers; the depth sums run in four fixed lanes (cell `k` of a run of at most
-    /// [`TILE`] in lane `k % 4`), the same on every machine.
-    #[inline(always)]
-    fn cap<S: Shape>(
-        &self,
-        shape: &S,
-        cells: &mut [f32],
-        first: usize,
-        at_end: bool,
-        cut: &mut RowCut,
-    ) {
-        const LANE: [f64; 4] = [0.0, 1.0, 2.0, 3.0];
-        for (chunk_at, cells) in cells.chunks_mut(TILE).enumerate() {
-            let mut most = [0.0f64; 4];
-            let mut sum = [0.0f64; 4];
-            let mut p = (first + chunk_at * TILE) as f64;
-            let mut quads = cells.chunks_exact_mut(4);
-            for quad in &mut quads {
-                let mut z = [0.0f64; 4];
-                for lane in 0..4 {
-                    z[lane] = self.tool_over(shape, p + LANE[lane], at_end);
-                }
-                for lane in 0..4 {
-                    let depth = self.lower(&mut quad[lane], z[lane]);
-                    most[lane] = most[lane].max(depth);
-                    sum[lane] += depth;
-                }
-                p += 4.0;
-            }
-            // The last few cells as a whole quad too, padded with cells far below any
-            // tool (they add nothing to the sums: `x + 0.0` is `x`).
-            let rest = quads.into_remainder();
-            if !rest.is_empty() {
-                let mut quad = [f32::NEG_INFINITY; 4];
-                quad[..rest.len()].copy_from_slice(rest);
-                let mut z = [0.0f64; 4];
-                for lane in 0..4 {
-                    z[lane] = self.tool_over(shape, p + LANE[lane], at_end);
-                }
-                for lane in 0..4 {
-                    let depth = self.lower(&mut quad[lane], z[lane]);
-                    most[lane] = most[lane].max(depth);
-                    sum[lane] += depth;
-                }
-                rest.copy_from_slice(&quad[..rest.len()]);
-            }
-            for lane in 0..4 {
-                cut.depth = cut.depth.max(most[lane]);
-                cut.sum += sum[lane];
-            }
-        }
-    }
-
     /// The tool at the move's end (`at_end`) or start over cell `p` of the line, or infinity
     /// where the cell is out of its reach.
     #[inline(always)]
@@ -1061,22 +1195,10 @@ impl Row {
         };
         if reached { h } else { f64::INFINITY }
     }
-
-    /// The cell `h` lowered to `z` where that is below it, without a branch; how deep.
-    /// Written as a minimum, every cell stored: rounding is monotonic, so the rounded `z`
-    /// is below the cell exactly where `z` is, and a conditional store compiles to a masked
-    /// one, many times slower on some processors.
-    #[inline(always)]
-    fn lower(&self, h: &mut f32, z: f64) -> f64 {
-        let top = self.reference + *h as f64;
-        let depth = if z < top { top - z } else { 0.0 };
-        *h = h.min((z - self.reference) as f32);
-        depth
-    }
 }
 
 /// What a move did to one line of cells: its deepest cut and the sum of the depths.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct RowCut {
     depth: f64,
     sum: f64,
@@ -1152,8 +1274,10 @@ impl Grid {
     /// Lowers the cells of `tile` under one move.
     #[inline(always)]
     fn apply<S: Shape>(&self, tile: &mut Tile, shape: &S, mv: &SweptMove, index: u32) -> TileHit {
-        if mv.len > 0.0 && (mv.ux == 0.0 || mv.uy == 0.0) {
-            return self.apply_along_axis(tile, shape, mv, index);
+        if mv.is_along_axis() {
+            let mut hit = [TileHit::empty(index)];
+            self.apply_chain(tile, shape, &[mv], &mut hit, &mut ChainScratch::new());
+            return hit[0];
         }
         let mut hit = TileHit::empty(index);
         let (x0, y0, cell) = (self.x0, self.y0, self.cell);
@@ -1244,11 +1368,37 @@ fn apply_list_any<S: Shape>(
     list: &[u32],
 ) -> Vec<TileHit> {
     let mut out = Vec::new();
-    for &k in list {
-        let hit = g.apply(tile, shape, &swept[k as usize], k);
-        if hit.depth > 0.0 {
-            out.push(hit);
+    let mut scratch = ChainScratch::new();
+    let mut chain: Vec<&SweptMove> = Vec::new();
+    let mut hits: Vec<TileHit> = Vec::new();
+    let mut at = 0;
+    while at < list.len() {
+        let k = list[at];
+        let mv = &swept[k as usize];
+        if !mv.is_along_axis() {
+            let hit = g.apply(tile, shape, mv, k);
+            if hit.depth > 0.0 {
+                out.push(hit);
+            }
+            at += 1;
+            continue;
         }
+        // The longest chain from here: the moves that follow on in the batch, along the
+        // same line in the same direction.
+        let mut end = at + 1;
+        while end < list.len()
+            && list[end] == list[end - 1] + 1
+            && swept[list[end] as usize].continues(&swept[list[end - 1] as usize])
+        {
+            end += 1;
+        }
+        chain.clear();
+        chain.extend(list[at..end].iter().map(|&k| &swept[k as usize]));
+        hits.clear();
+        hits.extend(list[at..end].iter().map(|&k| TileHit::empty(k)));
+        g.apply_chain(tile, shape, &chain, &mut hits, &mut scratch);
+        out.extend(hits.iter().filter(|h| h.depth > 0.0));
+        at = end;
     }
     out
 }
