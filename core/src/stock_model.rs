@@ -957,7 +957,7 @@ impl Grid {
                     if let Some([start, ..]) = &now.runs {
                         let row = line.row(mv);
                         for p in start.clone() {
-                            offer(j, p, row.tool_over(shape, p as f64, false));
+                            offer(j, p, row.tool_over(shape, as_f64(p), false));
                         }
                     }
                 }
@@ -1088,16 +1088,13 @@ impl Line {
             (a_along - len - half, a_along + half)
         };
         let slack = 1e-9 * (1.0 + half + lo.abs().max(hi.abs()));
-        let runs = span_by(lo - slack, hi + slack, o_along, inv_cell, self.n_along)
-            .map(|(p0, p1)| {
-                (
+        let runs = match span_by(lo - slack, hi + slack, o_along, inv_cell, self.n_along) {
+            Some((p0, p1)) if p0.max(self.t_along) <= p1.min(self.t_along + self.len_along - 1) => {
+                let (p0, p1) = (
                     p0.max(self.t_along),
                     p1.min(self.t_along + self.len_along - 1),
-                )
-            })
-            .filter(|(p0, p1)| p0 <= p1)
-            .map(|(p0, p1)| {
-                let t_at = |p: usize| (o_along + p as f64 * cell - a_along) * dir;
+                );
+                let t_at = |p: usize| (o_along + as_f64(p) * cell - a_along) * dir;
                 // `t` is monotonic in `p`: the start cap, where the lowest tool over a cell
                 // is the one at the move's start (`w_free < -t`), the end cap
                 // (`w_free > len - t`) at the other end, and between them the cells whose
@@ -1108,7 +1105,7 @@ impl Line {
                 let in_end = |p: usize| w_free > len - t_at(p);
                 let start_at = (a_along - dir * w_free - o_along) * inv_cell;
                 let end_at = (a_along + dir * (len - w_free) - o_along) * inv_cell;
-                if dir > 0.0 {
+                Some(if dir > 0.0 {
                     let s = boundary(p0, p1, start_at, in_start);
                     let e = boundary(s, p1, end_at, |p| !in_end(p));
                     [p0..s, s..e, e..p1 + 1]
@@ -1116,8 +1113,10 @@ impl Line {
                     let s = boundary(p0, p1, start_at, |p| !in_start(p));
                     let e = boundary(p0, s.max(p0 + 1) - 1, end_at, in_end).min(s);
                     [s..p1 + 1, e..s, p0..e]
-                }
-            });
+                })
+            }
+            _ => None,
+        };
         MoveRuns {
             w_free,
             h_free,
@@ -1143,7 +1142,7 @@ impl Line {
         let (dir, cell, o_along, a_along) = (self.dir, self.cell, self.o_along, self.a_along(mv));
         let (az, m, w_free, h_free) = (mv.a.z, mv.slope, runs.w_free, runs.h_free);
         for p in middle.clone() {
-            let t = (o_along + p as f64 * cell - a_along) * dir;
+            let t = (o_along + as_f64(p) * cell - a_along) * dir;
             offer(p, (az + m * (t + w_free) + h_free).max(self.bottom));
         }
         let end = match next_runs {
@@ -1153,7 +1152,7 @@ impl Line {
         };
         let row = self.row(mv);
         for p in end {
-            offer(p, row.tool_over(shape, p as f64, true));
+            offer(p, row.tool_over(shape, as_f64(p), true));
         }
     }
 }
@@ -1428,7 +1427,7 @@ fn boundary(lo: usize, hi: usize, guess: f64, pred: impl Fn(usize) -> bool) -> u
     if hi < lo {
         return lo;
     }
-    let mut p = fast_ceil(guess).clamp(lo as f64, hi as f64 + 1.0) as usize;
+    let mut p = fast_ceil(guess).clamp(as_f64(lo), as_f64(hi) + 1.0) as i64 as usize;
     for _ in 0..4 {
         if p > lo && !pred(p - 1) {
             p -= 1;
@@ -1440,6 +1439,13 @@ fn boundary(lo: usize, hi: usize, guess: f64, pred: impl Fn(usize) -> bool) -> u
         }
     }
     first_not(lo, hi, pred)
+}
+
+/// A cell number as a float: through `i64`, one instruction, where `usize` needs several on
+/// x86-64 (exact: cell numbers are far below 2⁵³).
+#[inline(always)]
+fn as_f64(p: usize) -> f64 {
+    p as i64 as f64
 }
 
 /// `x.floor()` without a call into the C library, which is what `floor` compiles to for
@@ -1467,8 +1473,8 @@ fn fast_ceil(x: f64) -> f64 {
 #[inline(always)]
 fn span_by(lo: f64, hi: f64, origin: f64, inv_cell: f64, n: usize) -> Option<(usize, usize)> {
     let first = fast_ceil((lo - origin) * inv_cell).max(0.0);
-    let last = fast_floor((hi - origin) * inv_cell).min(n as f64 - 1.0);
-    (first <= last).then_some((first as usize, last as usize))
+    let last = fast_floor((hi - origin) * inv_cell).min(as_f64(n) - 1.0);
+    (first <= last).then_some((first as i64 as usize, last as i64 as usize))
 }
 
 /// Cell indices whose centres lie in `[lo, hi]` along one axis.
