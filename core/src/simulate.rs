@@ -854,32 +854,50 @@ mod tests {
         for cutter in CUTTERS {
             let mut stock = StockModel::new(block(10.0), 0.1).unwrap();
             run(&mut stock, &pass("axes", cutter, &tp));
-            let profile = cutter.profile();
-            let (nx, ny) = stock.size();
-            with_shape!(&profile, p => {
-                let mut from = tp.start;
-                let moves: Vec<SweptMove> = tp
-                    .moves
-                    .iter()
-                    .map(|m| {
-                        let mv = SweptMove::new(p, from, m.to);
-                        from = m.to;
-                        mv
-                    })
-                    .collect();
-                for j in 0..ny {
-                    for i in 0..nx {
-                        let (x, y) = stock.centre(i, j);
-                        let want = moves
-                            .iter()
-                            .filter_map(|mv| mv.lowest_below(p, x, y, 10.0))
-                            .fold(10.0f64, f64::min);
-                        let got = stock.height(i, j);
-                        assert!((got - want).abs() < 2e-6, "{cutter:?} at {x} {y}: {got} vs {want}");
-                    }
-                }
-            });
+            for (i, j, want) in swept_cell_by_cell(cutter, &tp, &stock, 1) {
+                let got = stock.height(i, j);
+                assert!(
+                    (got - want).abs() < 2e-6,
+                    "{cutter:?} at {i} {j}: {got} vs {want}"
+                );
+            }
         }
+    }
+
+    /// The general sweep of every move of `tp` over every `every`-th cell of `stock`, cell
+    /// by cell, from a 10 mm top: what the fast paths are held to.
+    fn swept_cell_by_cell(
+        cutter: Cutter,
+        tp: &Toolpath,
+        stock: &StockModel,
+        every: usize,
+    ) -> Vec<(usize, usize, f64)> {
+        let profile = cutter.profile();
+        let (nx, ny) = stock.size();
+        with_shape!(&profile, p => {
+            let mut from = tp.start;
+            let moves: Vec<SweptMove> = tp
+                .moves
+                .iter()
+                .map(|m| {
+                    let mv = SweptMove::new(p, from, m.to);
+                    from = m.to;
+                    mv
+                })
+                .collect();
+            let mut out = Vec::new();
+            for j in (0..ny).step_by(every) {
+                for i in (0..nx).step_by(every) {
+                    let (x, y) = stock.centre(i, j);
+                    let lowest = moves
+                        .iter()
+                        .filter_map(|mv| mv.lowest_below(p, x, y, 10.0))
+                        .fold(10.0f64, f64::min);
+                    out.push((i, j, lowest));
+                }
+            }
+            out
+        })
     }
 
     /// A raster over a bumpy terrain: lines along X, then along Y, both ways, each a chain
@@ -929,7 +947,7 @@ mod tests {
                 for j in 0..ny {
                     for i in 0..nx {
                         let (a, b) = (chained.height(i, j), alone.height(i, j));
-                        assert!((a - b).abs() <= 1e-6, "{cutter:?} at {i} {j}: {a} vs {b}");
+                        assert_eq!(a, b, "{cutter:?} at {i} {j}");
                         removed += (10.0 - a) * 0.07 * 0.07;
                     }
                 }
@@ -953,30 +971,13 @@ mod tests {
                     cut.depth > 0.5 * deepest,
                     "{cutter:?}: {cut:?} vs {deepest}"
                 );
-                let profile = cutter.profile();
-                with_shape!(&profile, p => {
-                    let mut from = tp.start;
-                    let moves: Vec<SweptMove> = tp
-                        .moves
-                        .iter()
-                        .map(|m| {
-                            let mv = SweptMove::new(p, from, m.to);
-                            from = m.to;
-                            mv
-                        })
-                        .collect();
-                    for j in (0..ny).step_by(7) {
-                        for i in (0..nx).step_by(5) {
-                            let (x, y) = chained.centre(i, j);
-                            let want = moves
-                                .iter()
-                                .filter_map(|mv| mv.lowest_below(p, x, y, 10.0))
-                                .fold(10.0f64, f64::min);
-                            let got = chained.height(i, j);
-                            assert!((got - want).abs() < 2e-6, "{cutter:?} at {x} {y}: {got} vs {want}");
-                        }
-                    }
-                });
+                for (i, j, want) in swept_cell_by_cell(cutter, &tp, &chained, 6) {
+                    let got = chained.height(i, j);
+                    assert!(
+                        (got - want).abs() < 2e-6,
+                        "{cutter:?} at {i} {j}: {got} vs {want}"
+                    );
+                }
             }
         }
     }

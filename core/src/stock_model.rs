@@ -20,6 +20,14 @@
 //! that tiles can be machined on separate threads, each applying in program order the moves
 //! that reach it: the height of a cell is the minimum over the moves, so the result does not
 //! depend on how the tiles are shared out.
+//!
+//! A raster line's moves (along X or Y, each carrying on from the one before) are machined
+//! as one chain per tile (`Grid::apply_chain`): each cell is lowered once, to the lowest
+//! tool of the chain over it, and the material it lost counts for the move that went lowest
+//! there. So within a chain a move's depth of cut is how much material stood, before the
+//! line, above where that move left the cell — the whole engagement of the line where the
+//! move finished it, rather than the sliver each 0.1 mm step adds at the tool's front; the
+//! removed volume is the same, and so is every cell's height.
 
 use crate::cutter::{Cutter, Profile, Shape};
 use crate::geom::{Aabb, Point3};
@@ -361,7 +369,8 @@ impl SweptMove {
 pub struct TileHit {
     /// The move's index in the batch.
     pub index: u32,
-    /// The deepest material the move met: how far the material stood above the tool.
+    /// The deepest material the move met: how far the material stood above the tool (in a
+    /// chain of a raster line, before the line, over the cells this move left lowest).
     pub depth: f64,
     /// Material removed, mm³.
     pub removed: f64,
