@@ -15,6 +15,7 @@ mod discovery;
 mod link;
 pub mod node;
 pub mod proto;
+pub mod result_shape;
 pub mod secret;
 #[cfg(test)]
 mod sim;

@@ -287,8 +287,9 @@ async fn read_bulk(
             if digest != hash {
                 return Err(format!("result for chunk {chunk} fails its hash").into());
             }
-            let result: ChunkResult =
-                postcard::from_bytes(&data).map_err(|e| format!("malformed result: {e}"))?;
+            // Its shape first: lists that would swell in memory are refused undecoded.
+            let result: ChunkResult = crate::result_shape::decode(&data)
+                .map_err(|e| format!("result for chunk {chunk}: {e}"))?;
             let _ = tx.send(Event::Input(Input::Result {
                 link,
                 job,

@@ -589,7 +589,7 @@ mod tests {
             let _ = decode_msg(&buf);
             let _ = decode_bulk_header(&buf);
             // Bulk payloads: a chunk result and a mesh in canonical bytes.
-            let _ = postcard::from_bytes::<millpond_core::job::ChunkResult>(&buf);
+            let _ = crate::result_shape::decode(&buf);
             let _ = millpond_core::Mesh::from_canonical_bytes(&buf, "fuzz");
         }
     }
