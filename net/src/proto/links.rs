@@ -4,12 +4,13 @@
 //! granted down it re-queued, the user told.
 
 use super::members::{self, Member};
-use super::{Action, Link, LinkId, LinkStats, Node, close};
+use super::{Action, Link, LinkId, LinkStats, MAX_LINKS, Node, close};
+use crate::stats::RemoteState;
 use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
 use millpond_core::JobSpec;
 use std::collections::HashMap;
 use std::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 impl Node {
     #[allow(clippy::too_many_arguments)]
@@ -38,12 +39,25 @@ impl Node {
         if let Some((&existing, _)) = self.links.iter().find(|(_, l)| l.peer == peer) {
             // Both sides dialled each other: keep one link.
             self.out.push(refuse("already linked"));
-            self.remote_connected(remote, existing);
+            self.remote_connected(now, remote, existing);
+            return;
+        }
+        if self.links.len() >= MAX_LINKS {
+            warn!("refused {name} ({address}): already {MAX_LINKS} links");
+            let reason = format!("this member has all the links it takes ({MAX_LINKS})");
+            if let Some(r) = remote.and_then(|r| self.remotes.get_mut(r)) {
+                r.failed(now, RemoteState::Unreachable, reason.clone());
+            }
+            self.out.push(Action::Close {
+                link,
+                code: close::FULL,
+                reason,
+            });
             return;
         }
         info!("linked to {name} ({address}) with {workers} workers");
         self.out.push(Action::Open { link });
-        self.remote_connected(remote, link);
+        self.remote_connected(now, remote, link);
         if !self.members.contains_key(&peer) {
             // A neighbour always gets in, in place of the farthest member if the table is
             // full (false only when every member is a neighbour: links have their own bound).
@@ -102,9 +116,9 @@ impl Node {
     }
 
     /// A configured remote server is linked (by this link, or one it dialled us on).
-    fn remote_connected(&mut self, remote: Option<usize>, link: LinkId) {
+    fn remote_connected(&mut self, now: Instant, remote: Option<usize>, link: LinkId) {
         if let Some(r) = remote.and_then(|r| self.remotes.get_mut(r)) {
-            r.connected(link);
+            r.connected(now, link);
         }
     }
 

@@ -80,6 +80,8 @@ pub mod close {
     pub const DUPLICATE: u32 = 4;
     /// A write to the peer did not complete in time (it stopped reading).
     pub const STALLED: u32 = 5;
+    /// This node has all the links it takes (`MAX_LINKS`).
+    pub const FULL: u32 = 6;
 }
 
 /// Chunks handed to a link that died, or that failed them, this many times are computed by
@@ -88,6 +90,12 @@ pub const MAX_DEATHS: u32 = 3;
 /// A child link that failed this many chunks of a job, more than it delivered, gets no more
 /// of that job (`results.rs`).
 pub const MAX_LINK_FAILURES: u32 = 3;
+/// Authenticated links at once. A workshop's members each link to a few others (a pool of a
+/// hundred machines in a chain, a star or a mesh of a few links each); without a bound, a
+/// peer that knows the secret could open link after link under new node ids, each with its
+/// own budgets. Past it a new link is closed with `close::FULL` (its dialer tries again
+/// later, as after any refusal).
+pub const MAX_LINKS: usize = 256;
 /// Jobs this node takes part in at once, its own and announced (`room_for_announced`).
 pub const MAX_JOBS: usize = 1024;
 /// Jobs announced by one link kept at once: a relay in a 100-member pool passes every

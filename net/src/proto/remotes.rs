@@ -17,6 +17,8 @@ pub(super) struct Remote {
     next_try: Instant,
     dialing: bool,
     link: Option<LinkId>,
+    /// When its link came up: one lost soon after counts as a failed dial.
+    linked_at: Option<Instant>,
     /// For a member found by LAN discovery: who announced itself at the address, and when it
     /// was last heard of; `None` for one the user configured.
     pub found: Option<Found>,
@@ -42,6 +44,7 @@ impl Remote {
             next_try: now,
             dialing: false,
             link: None,
+            linked_at: None,
             found: None,
         }
     }
@@ -137,22 +140,40 @@ impl Remote {
         self.next_try = now + Duration::from_secs(30);
     }
 
-    pub fn connected(&mut self, link: LinkId) {
+    /// Linked by `link`. Its failures are forgotten only once the link has lasted
+    /// ([`SHORT_LINK`]): a member that takes the link and closes it at once (one with all
+    /// the links it takes, say) is not dialled again twice a second.
+    pub fn connected(&mut self, now: Instant, link: LinkId) {
         self.dialing = false;
         self.state = RemoteState::Connected;
         self.last_error = None;
-        self.failures = 0;
         self.link = Some(link);
+        self.linked_at = Some(now);
     }
 
-    /// Its link dropped: redial after 0.5 s.
+    /// Its link dropped: redial after 0.5 s, or after the growing back-off of a failed dial
+    /// where the link lasted less than [`SHORT_LINK`].
     pub fn lost(&mut self, now: Instant, reason: &str) {
         self.link = None;
         self.state = RemoteState::Connecting;
         self.last_error = Some(format!("link lost: {reason}"));
-        self.next_try = now + Duration::from_millis(500);
+        let lasted = self
+            .linked_at
+            .take()
+            .is_some_and(|t| now.saturating_duration_since(t) >= SHORT_LINK);
+        if lasted {
+            self.failures = 0;
+            self.next_try = now + Duration::from_millis(500);
+        } else {
+            self.failures += 1;
+            let delay = (0.5 * 2f64.powi(self.failures.min(6) as i32 - 1)).min(30.0);
+            self.next_try = now + Duration::from_secs_f64(delay);
+        }
     }
 }
+
+/// A link that lasts less than this before it is lost counts as a failed dial (`Remote::lost`).
+pub const SHORT_LINK: Duration = Duration::from_secs(2);
 
 /// Discovered members connected at most at once (besides those the user configured): a LAN
 /// with more members reaches them through the ones it links to (gossip, relays).
@@ -220,7 +241,7 @@ impl Node {
             let r = &mut self.remotes[i];
             if let Some(peer) = r.discovered_peer().filter(|_| r.idle()) {
                 if let Some((&link, _)) = self.links.iter().find(|(_, l)| l.peer == peer) {
-                    r.connected(link);
+                    r.connected(now, link);
                     continue;
                 }
                 if r.found

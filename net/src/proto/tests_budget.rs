@@ -452,3 +452,49 @@ fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
     let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 });
     assert_eq!(granted(&a).len(), 5 * HOLD_PER_WORKER as usize - cap);
 }
+
+#[test]
+fn authenticated_links_are_held_to_their_cap_and_a_place_freed_is_taken_again() {
+    // A peer that knows the secret opening link after link under new node ids: the first
+    // `MAX_LINKS` get in, the next is closed as full (nothing of it kept), and once one
+    // leaves a newcomer gets its place.
+    let t0 = Instant::now();
+    let mut n = node(1, 1, t0);
+    for k in 0..MAX_LINKS as u64 {
+        let acts = link_up(&mut n, t0, 10 + k, 1000 + k);
+        assert!(
+            acts.iter().any(|a| matches!(a, Action::Open { .. })),
+            "{acts:?}"
+        );
+    }
+    let over = link_up(&mut n, t0, 5000, 9000);
+    assert!(
+        over.iter().any(|a| matches!(
+            a,
+            Action::Close {
+                link: 5000,
+                code: close::FULL,
+                ..
+            }
+        )),
+        "{over:?}"
+    );
+    assert!(
+        !over.iter().any(|a| matches!(a, Action::Open { .. })),
+        "{over:?}"
+    );
+    assert_eq!(n.links.len(), MAX_LINKS);
+    assert!(!n.links.contains_key(&5000));
+    let down = Input::LinkDown {
+        link: 10,
+        reason: "gone".into(),
+    };
+    n.handle(t0, down);
+    let again = link_up(&mut n, t0, 5001, 9001);
+    assert!(
+        again
+            .iter()
+            .any(|a| matches!(a, Action::Open { link: 5001 })),
+        "{again:?}"
+    );
+}

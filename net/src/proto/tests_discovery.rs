@@ -510,3 +510,56 @@ fn discovered_members_are_bounded_and_forgotten_when_silent() {
     assert_eq!(n.snapshot(now).remotes.len(), 11);
     assert_eq!(n.remotes.len(), MAX_DISCOVERED);
 }
+
+#[test]
+fn a_member_that_drops_each_link_at_once_is_dialled_less_and_less_often() {
+    // A remote that takes the link and closes it straight away (one with all the links it
+    // takes closes as `close::FULL`): each such link counts as a failed dial, so the next
+    // dial waits 0.5, 1, 2, 4 s …, not half a second each time; a link that lasted resets it.
+    let t0 = Instant::now();
+    let mut n = node(5, 1, t0);
+    n.remotes
+        .push(super::remotes::Remote::new("10.0.0.9:1250", t0));
+    let mut now = t0;
+    let mut waits = Vec::new();
+    for k in 0..5u64 {
+        // Dialled as soon as it is due.
+        let mut t = now;
+        while dials(&tick(&mut n, t)).is_empty() {
+            t += Duration::from_millis(50);
+            assert!(t - now < Duration::from_secs(60), "never dialled again");
+        }
+        waits.push((t - now).as_secs_f64());
+        link_up_remote(&mut n, t, 100 + k, 9, 0);
+        let gone = t + Duration::from_millis(100);
+        n.handle(
+            gone,
+            Input::LinkDown {
+                link: 100 + k,
+                reason: "this member has all the links it takes (256)".into(),
+            },
+        );
+        now = gone;
+    }
+    // The first dial at once; then each wait about twice the one before.
+    assert!(waits[0] < 0.06, "{waits:?}");
+    for (w, want) in waits[1..].iter().zip([0.5, 1.0, 2.0, 4.0]) {
+        assert!((w - want).abs() <= 0.06, "{waits:?}");
+    }
+    // A link that lasts: the next one lost is redialled after 0.5 s again.
+    let mut t = now;
+    while dials(&tick(&mut n, t)).is_empty() {
+        t += Duration::from_millis(50);
+    }
+    link_up_remote(&mut n, t, 200, 9, 0);
+    let later = t + super::remotes::SHORT_LINK;
+    n.handle(
+        later,
+        Input::LinkDown {
+            link: 200,
+            reason: "peer quit".into(),
+        },
+    );
+    assert!(dials(&tick(&mut n, later + Duration::from_millis(450))).is_empty());
+    assert!(!dials(&tick(&mut n, later + Duration::from_millis(550))).is_empty());
+}
