@@ -25,15 +25,7 @@ use crate::wire::WireError;
 /// Decodes a chunk result once its shape has passed ([`check`]).
 pub fn decode(bytes: &[u8]) -> Result<ChunkResult, WireError> {
     check(bytes)?;
-    let (result, rest): (ChunkResult, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(WireError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
-    }
-    Ok(result)
+    crate::wire::decode_whole(bytes)
 }
 
 /// Walks an encoded [`ChunkResult`] without allocating: no empty raster line, no empty

@@ -247,9 +247,9 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
     Ok(n as usize)
 }
 
-/// Decodes and validates a control message body.
-pub fn decode_msg(body: &[u8]) -> Result<Msg, WireError> {
-    let (msg, rest): (Msg, &[u8]) =
+/// Decodes a whole body: a value and nothing after it.
+pub fn decode_whole<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    let (v, rest): (T, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(WireError::Malformed(format!(
@@ -257,20 +257,19 @@ pub fn decode_msg(body: &[u8]) -> Result<Msg, WireError> {
             rest.len()
         )));
     }
+    Ok(v)
+}
+
+/// Decodes and validates a control message body.
+pub fn decode_msg(body: &[u8]) -> Result<Msg, WireError> {
+    let msg: Msg = decode_whole(body)?;
     validate_msg(&msg)?;
     Ok(msg)
 }
 
 /// Decodes and validates a bulk header body.
 pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
-    let (h, rest): (BulkHeader, &[u8]) =
-        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(WireError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
-    }
+    let h: BulkHeader = decode_whole(body)?;
     match &h {
         BulkHeader::Result {
             size,

@@ -143,21 +143,9 @@ fn invalid(m: String) -> Result<(), WireError> {
     Err(WireError::Invalid(m))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    let (v, rest): (T, &[u8]) =
-        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(WireError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
-    }
-    Ok(v)
-}
-
 /// Decodes and validates a request body.
 pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
-    let r: Request = decode(body)?;
+    let r: Request = crate::wire::decode_whole(body)?;
     if let Request::Submit {
         title,
         description,
@@ -200,7 +188,7 @@ fn check_row(row: &JobRow) -> Result<(), WireError> {
 
 /// Decodes and validates a reply body.
 pub fn decode_reply(body: &[u8]) -> Result<Reply, WireError> {
-    let r: Reply = decode(body)?;
+    let r: Reply = crate::wire::decode_whole(body)?;
     match &r {
         Reply::Jobs(rows) => {
             if rows.len() > MAX_LISTED {
