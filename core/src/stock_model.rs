@@ -1114,13 +1114,17 @@ impl Line {
                 let in_end = |p: usize| w_free > len - t_at(p);
                 let start_at = (a_along - dir * w_free - o_along) * inv_cell;
                 let end_at = (a_along + dir * (len - w_free) - o_along) * inv_cell;
+                // The two boundaries are found independently (side by side in the
+                // processor): a cell of the start cap is never in the end cap, so the end
+                // cap's boundary over the whole reach is already on the right side of the
+                // start cap's.
                 Some(if dir > 0.0 {
                     let s = boundary(p0, p1, start_at, in_start);
-                    let e = boundary(s, p1, end_at, |p| !in_end(p));
+                    let e = boundary(p0, p1, end_at, |p| !in_end(p));
                     [p0..s, s..e, e..p1 + 1]
                 } else {
                     let s = boundary(p0, p1, start_at, |p| !in_start(p));
-                    let e = boundary(p0, s.max(p0 + 1) - 1, end_at, in_end).min(s);
+                    let e = boundary(p0, p1, end_at, in_end);
                     [s..p1 + 1, e..s, p0..e]
                 })
             }
