@@ -300,6 +300,34 @@ pub enum ChunkData {
 }
 
 impl ChunkResult {
+    /// Most bytes its postcard encoding can take, from its counts (every length prefix
+    /// counted at its widest): a pool member checks that a result it computed for a parent
+    /// fits on a link before it sends it.
+    pub fn encoded_size_bound(&self) -> u64 {
+        /// A varint of a `u64` or `usize`, at most.
+        const LEN: u64 = 10;
+        let n = |v: usize| v as u64;
+        let body = match &self.data {
+            ChunkData::Heights(z) => LEN + 8 * n(z.len()),
+            ChunkData::Polylines(lines) => {
+                LEN + lines.iter().map(|l| LEN + 24 * n(l.len())).sum::<u64>()
+            }
+            ChunkData::Chains(levels) => {
+                LEN + levels
+                    .iter()
+                    .map(|chains| {
+                        LEN + chains
+                            .iter()
+                            .map(|c| 2 * (1 + LEN) + LEN + 16 * n(c.points.len()))
+                            .sum::<u64>()
+                    })
+                    .sum::<u64>()
+            }
+        };
+        // The chunk number (a u32 varint) and the variant.
+        5 + 5 + body
+    }
+
     /// Checks a result (from a pool peer, say) against the job before it is used: the chunk
     /// exists, the shape matches, every number is finite.
     pub fn validate(&self, spec: &JobSpec) -> Result<(), JobError> {

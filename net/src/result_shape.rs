@@ -204,7 +204,11 @@ mod tests {
         ];
         for data in results {
             let bytes = encoded(data.clone());
-            assert_eq!(decode(&bytes).unwrap().data, data);
+            let back = decode(&bytes).unwrap();
+            assert_eq!(back.data, data);
+            // What a member checks before it sends a result up holds for its real bytes.
+            let bound = back.encoded_size_bound();
+            assert!(bytes.len() as u64 <= bound && bound <= 4 * bytes.len() as u64 + 64);
         }
     }
 

@@ -52,6 +52,17 @@ impl Node {
             }
         }
         match outcome {
+            // A result too large for any link (a rare contour chunk; rasters' lines are
+            // bounded to fit) goes back as a failure: sent, the parent would take it for a
+            // violation; failed, the chunk ends at the owner after `MAX_DEATHS` tries.
+            ChunkOutcome::Done(r) if !owner && r.encoded_size_bound() > wire::MAX_RESULT => {
+                let reason = format!(
+                    "its result ({:.0} MiB) is more than a link carries ({} MiB)",
+                    r.encoded_size_bound() as f64 / (1 << 20) as f64,
+                    wire::MAX_RESULT >> 20
+                );
+                self.failed_here(job, chunk, &reason);
+            }
             ChunkOutcome::Done(r) => {
                 if owner {
                     self.check_against(now, job, chunk, &r);

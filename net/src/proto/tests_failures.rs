@@ -160,12 +160,9 @@ fn a_peer_whose_chunks_keep_failing_gets_no_more_of_the_job() {
     assert!(!granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 4 })).is_empty());
 }
 
-/// A relay (node 2: parent link 1, child link 2) does the same to its own child: three
-/// failures go up, then the child's job ends and what it held comes back to the relay's
-/// queue, not up the tree (the relay still holds those chunks for its parent).
-#[test]
-fn a_relay_gives_no_more_of_a_job_to_a_child_that_keeps_failing() {
-    let t0 = Instant::now();
+/// Node 2 linked to its parent (node 1, link 1) and a child (node 3, link 2), with the
+/// owner's long job announced down link 1 and its mesh arrived and indexed.
+fn relay_in_job(t0: Instant) -> (Node, JobId) {
     let (mesh, index, mut spec) = model();
     let mut owner = node(1, 1, t0);
     let (_, ctx) = long_job(&mut owner, t0);
@@ -194,6 +191,76 @@ fn a_relay_gives_no_more_of_a_job_to_a_child_that_keeps_failing() {
         index,
     };
     relay.handle(t0, ready);
+    (relay, job)
+}
+
+/// A chunk whose result is larger than any link carries (a rare contour chunk) goes back up
+/// as a failure, not as a result its parent would take for a violation; a result that fits
+/// goes up as usual.
+#[test]
+fn a_result_too_large_for_a_link_goes_up_as_a_failure() {
+    use crate::wire;
+    use millpond_core::job::{ChunkData, ChunkResult};
+    let t0 = Instant::now();
+    let (mut relay, job) = relay_in_job(t0);
+    let a = msg(
+        &mut relay,
+        t0,
+        1,
+        Msg::Grant {
+            job,
+            chunks: vec![1, 2],
+        },
+    );
+    assert_eq!(computed(&a), vec![1], "{a:?}");
+    let heights = |n: u64, chunk| ChunkResult {
+        chunk,
+        data: ChunkData::Heights(vec![0.0; n as usize]),
+    };
+    let done = |r: ChunkResult| Input::Computed {
+        job,
+        chunk: r.chunk,
+        worker: 0,
+        seconds: 0.01,
+        outcome: ChunkOutcome::Done(Box::new(r)),
+    };
+    let too_large = heights(wire::MAX_RESULT / 8, 1);
+    assert!(too_large.encoded_size_bound() > wire::MAX_RESULT);
+    let a = relay.handle(t0, done(too_large));
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::SendResult { .. })),
+        "{a:?}"
+    );
+    let up = sent(&a);
+    assert!(
+        up.iter().any(|(l, m)| *l == 1
+            && matches!(m, Msg::Failed { chunk: 1, reason, .. }
+                if reason.contains("more than a link carries"))),
+        "{up:?}"
+    );
+    // The worker takes the next chunk, whose result fits: it goes up as a result.
+    assert_eq!(computed(&a), vec![2], "{a:?}");
+    let a = relay.handle(t0, done(heights(1000, 2)));
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::SendResult {
+                link: 1,
+                chunk: 2,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+}
+
+/// A relay (node 2: parent link 1, child link 2) does the same to its own child: three
+/// failures go up, then the child's job ends and what it held comes back to the relay's
+/// queue, not up the tree (the relay still holds those chunks for its parent).
+#[test]
+fn a_relay_gives_no_more_of_a_job_to_a_child_that_keeps_failing() {
+    let t0 = Instant::now();
+    let (mut relay, job) = relay_in_job(t0);
     msg(&mut relay, t0, 2, Msg::Steal { job, want: 8 });
     let grant = Msg::Grant {
         job,
