@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::info;
 
-/// Most (node, worker slot) pairs whose received results are counted; later ones are not.
+/// Most (node, worker slot) pairs whose received results are counted: past it a newcomer
+/// takes the place of the member heard from longest ago (`Node::count_remote_worker`).
 pub(super) const MAX_REMOTE_WORKERS: usize = 4096;
 /// Shortest time between two progress reports sent as results arrive.
 pub(super) const PROGRESS_EVERY: Duration = Duration::from_millis(50);

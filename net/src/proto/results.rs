@@ -9,6 +9,7 @@ use crate::stats::WorkerStats;
 use crate::wire::{self, BulkHeader, JobId, MAX_REASON, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use millpond_core::job::ChunkResult;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{debug, info, warn};
@@ -342,25 +343,10 @@ impl Node {
             l.compute_s += f64::from(compute_s);
             l.transfer_s += transfer_s;
             // Per computing worker, counted where the link's count is (statistics only: a
-            // claim of being this node is ignored, and the pairs counted are bounded).
-            let (node, worker) = by;
-            if node != self.s.id {
-                let pairs: usize = self.remote_workers.values().map(|w| w.len()).sum();
-                let known = self
-                    .remote_workers
-                    .get(&node)
-                    .is_some_and(|w| w.contains_key(&worker));
-                if known || pairs < MAX_REMOTE_WORKERS {
-                    let w: &mut WorkerStats = self
-                        .remote_workers
-                        .entry(node)
-                        .or_default()
-                        .entry(worker)
-                        .or_default();
-                    w.chunks_done += 1;
-                    w.compute_s += f64::from(compute_s);
-                    self.remote_via.insert(node, (l.peer, now));
-                }
+            // claim of being this node is ignored).
+            let via = l.peer;
+            if by.0 != self.s.id {
+                self.count_remote_worker(now, via, by, compute_s);
             }
         }
         let seconds = f64::from(compute_s);
@@ -370,6 +356,47 @@ impl Node {
             by: by.0,
         };
         self.on_result(now, job, chunk, result, Some(from), seconds, by);
+    }
+
+    /// Counts a result computed by a remote worker `by` and received through neighbour
+    /// `via`. The pairs counted are bounded (`MAX_REMOTE_WORKERS`): a newcomer past the bound
+    /// takes the place of the member heard from longest ago, whose workers are the least
+    /// useful rows of the statistics (it may have left the pool long since).
+    pub(super) fn count_remote_worker(
+        &mut self,
+        now: Instant,
+        via: NodeId,
+        by: (NodeId, u32),
+        s: f32,
+    ) {
+        let (node, worker) = by;
+        let known = |w: &BTreeMap<NodeId, BTreeMap<u32, WorkerStats>>| {
+            w.get(&node).is_some_and(|w| w.contains_key(&worker))
+        };
+        while !known(&self.remote_workers)
+            && self.remote_workers.values().map(|w| w.len()).sum::<usize>() >= MAX_REMOTE_WORKERS
+        {
+            let oldest = self
+                .remote_via
+                .iter()
+                .filter(|(n, _)| **n != node)
+                .min_by_key(|(n, (_, heard))| (*heard, **n))
+                .map(|(n, _)| *n);
+            let Some(oldest) = oldest else {
+                return; // one member's own slots fill the bound: no more of them
+            };
+            self.remote_workers.remove(&oldest);
+            self.remote_via.remove(&oldest);
+        }
+        let w: &mut WorkerStats = self
+            .remote_workers
+            .entry(node)
+            .or_default()
+            .entry(worker)
+            .or_default();
+        w.chunks_done += 1;
+        w.compute_s += f64::from(s);
+        self.remote_via.insert(node, (via, now));
     }
 
     /// A result computed here (`from` None) or received from a child; `by` is who computed

@@ -498,3 +498,30 @@ fn authenticated_links_are_held_to_their_cap_and_a_place_freed_is_taken_again() 
         "{again:?}"
     );
 }
+
+#[test]
+fn the_statistics_keep_the_workers_heard_from_last_when_full() {
+    // 1,024 members × 4 workers fill the bound; a newcomer's worker takes the place of the
+    // member heard from longest ago (all its rows go), a worker already counted counts on.
+    use super::jobs::MAX_REMOTE_WORKERS;
+    let t0 = Instant::now();
+    let mut n = node(1, 1, t0);
+    let at = |k: u64| t0 + Duration::from_millis(k);
+    let members = (MAX_REMOTE_WORKERS / 4) as u64;
+    for k in 0..MAX_REMOTE_WORKERS as u64 {
+        n.count_remote_worker(at(k), NodeId(2), (NodeId(100 + k / 4), (k % 4) as u32), 1.0);
+    }
+    let pairs = |n: &Node| n.remote_workers.values().map(|w| w.len()).sum::<usize>();
+    assert_eq!(pairs(&n), MAX_REMOTE_WORKERS);
+    let later = at(MAX_REMOTE_WORKERS as u64 + 10);
+    n.count_remote_worker(later, NodeId(2), (NodeId(9000), 0), 1.0);
+    assert_eq!(pairs(&n), MAX_REMOTE_WORKERS - 3);
+    assert!(!n.remote_workers.contains_key(&NodeId(100)));
+    assert!(!n.remote_via.contains_key(&NodeId(100)));
+    assert!(n.remote_workers.contains_key(&NodeId(9000)));
+    assert!(n.remote_workers.contains_key(&NodeId(100 + members - 1)));
+    // A known worker counts on without anyone leaving.
+    n.count_remote_worker(later, NodeId(2), (NodeId(101), 2), 2.0);
+    assert_eq!(n.remote_workers[&NodeId(101)][&2].chunks_done, 2);
+    assert_eq!(pairs(&n), MAX_REMOTE_WORKERS - 3);
+}
