@@ -282,6 +282,39 @@ impl JobSpec {
     }
 }
 
+/// The shape every honest result of a chunk has, from the spec alone: what
+/// [`ChunkResult::validate`] checks its counts against, and what a pool member checks a
+/// result's bytes against before it decodes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultForm {
+    /// Exactly this many tip heights.
+    Heights(usize),
+    /// One polyline per raster line, each of 1 to `most` points.
+    Polylines { lines: usize, most: usize },
+    /// Contour pieces for each of this many levels, each piece with a point at least.
+    Chains { levels: usize },
+}
+
+impl JobSpec {
+    /// What chunk `c`'s result looks like ([`ResultForm`]).
+    pub fn result_form(&self, c: u32) -> ResultForm {
+        let lines = self.chunk_lines(c).len();
+        let per_line = self.grid().points_per_line();
+        match &self.operation {
+            Operation::Drop(_) => ResultForm::Heights(lines * per_line),
+            Operation::Raster(_) => ResultForm::Polylines {
+                lines,
+                most: per_line * raster::MAX_POINTS_PER_SAMPLE,
+            },
+            Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
+                ResultForm::Chains {
+                    levels: self.contours().map_or(0, |c| c.levels.len()),
+                }
+            }
+        }
+    }
+}
+
 /// The result of one chunk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChunkResult {
@@ -341,21 +374,20 @@ impl ChunkResult {
         }
         let lines = spec.chunk_lines(self.chunk).len();
         let per_line = spec.grid().points_per_line();
-        match (&spec.operation, &self.data) {
-            (Operation::Drop(_), ChunkData::Heights(z)) => {
-                if z.len() != lines * per_line {
+        match (spec.result_form(self.chunk), &self.data) {
+            (ResultForm::Heights(n), ChunkData::Heights(z)) => {
+                if z.len() != n {
                     return bad(format!(
-                        "chunk {} has {} heights, expected {}",
+                        "chunk {} has {} heights, expected {n}",
                         self.chunk,
                         z.len(),
-                        lines * per_line
                     ));
                 }
                 if !z.iter().all(|v| v.is_finite()) {
                     return bad(format!("chunk {} has a non-finite height", self.chunk));
                 }
             }
-            (Operation::Raster(_), ChunkData::Polylines(p)) => {
+            (ResultForm::Polylines { lines, most }, ChunkData::Polylines(p)) => {
                 if p.len() != lines {
                     return bad(format!(
                         "chunk {} has {} lines, expected {lines}",
@@ -363,7 +395,6 @@ impl ChunkResult {
                         p.len()
                     ));
                 }
-                let most = per_line * raster::MAX_POINTS_PER_SAMPLE;
                 if p.iter().any(|l| l.is_empty() || l.len() > most) {
                     return bad(format!(
                         "chunk {} has a line of impossible length",
@@ -374,11 +405,7 @@ impl ChunkResult {
                     return bad(format!("chunk {} has a non-finite point", self.chunk));
                 }
             }
-            (
-                Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_),
-                ChunkData::Chains(levels),
-            ) => {
-                let c = spec.contours().map_or(0, |c| c.levels.len());
+            (ResultForm::Chains { levels: c }, ChunkData::Chains(levels)) => {
                 if levels.len() != c {
                     return bad(format!(
                         "chunk {} has {} levels, expected {c}",

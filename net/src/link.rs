@@ -3,7 +3,7 @@
 //! (ARCHITECTURE.md §4.3–4.4). They decide nothing: the protocol is in `proto`.
 
 use crate::node::Event;
-use crate::proto::{Input, LinkId, close};
+use crate::proto::{Input, LinkId, Take, close};
 use crate::wire::{self, BulkHeader, JobId, NodeId};
 use millpond_core::Mesh;
 use millpond_core::job::ChunkResult;
@@ -242,7 +242,11 @@ async fn read_bulk(
         header: header.clone(),
         reply,
     };
-    if tx.send(offer).is_err() || !answer.await.unwrap_or(false) {
+    let take = match tx.send(offer) {
+        Ok(()) => answer.await.unwrap_or(Take::No),
+        Err(_) => Take::No,
+    };
+    if !take.taken() {
         let _ = stream.stop(0u32.into());
         return Ok(());
     }
@@ -287,8 +291,12 @@ async fn read_bulk(
             if digest != hash {
                 return Err(format!("result for chunk {chunk} fails its hash").into());
             }
-            // Its shape first: lists that would swell in memory are refused undecoded.
-            let result: ChunkResult = crate::result_shape::decode(&data)
+            // Its shape first, against the chunk's: lists that would swell in memory, or
+            // more of them than the chunk has, are refused undecoded.
+            let Take::Result(form) = take else {
+                return Err(format!("result for chunk {chunk} taken as something else").into());
+            };
+            let result: ChunkResult = crate::result_shape::decode(&data, form)
                 .map_err(|e| format!("result for chunk {chunk}: {e}"))?;
             let _ = tx.send(Event::Input(Input::Result {
                 link,

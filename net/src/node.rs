@@ -46,7 +46,7 @@ pub enum Event {
     BulkOffered {
         link: LinkId,
         header: wire::BulkHeader,
-        reply: tokio::sync::oneshot::Sender<bool>,
+        reply: tokio::sync::oneshot::Sender<crate::proto::Take>,
     },
     /// The timer; the shell adds each link's transport figures.
     Tick,
@@ -92,7 +92,7 @@ pub struct Shell {
     /// The channels of the submission being handled.
     submitting: Option<Submitting>,
     /// Where the answer to the bulk stream offered in the input being handled goes.
-    offering: Option<tokio::sync::oneshot::Sender<bool>>,
+    offering: Option<tokio::sync::oneshot::Sender<crate::proto::Take>>,
     /// How chunks are computed here.
     compute: Arc<dyn ComputeChunk>,
 }

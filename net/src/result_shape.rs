@@ -4,15 +4,15 @@
 //! (`JobSpec::max_result_bytes`), but postcard spends one byte on an empty list that takes 24
 //! bytes in memory (a `Vec` header), and an empty contour piece three bytes for 56: a peer
 //! could make 64 MiB on the wire into well over a gigabyte here before `ChunkResult::validate`
-//! rejects it. No honest result has empty lists there: every raster line has a point, every
-//! contour piece a point, and a job has at most `waterline::MAX_LEVELS` levels. So this walks
-//! the encoding without keeping anything and refuses those shapes; what passes decodes into
-//! at most a few times its size (a one-point contour piece: 19 bytes on the wire, about 90 in
-//! memory), and `validate` then checks it against its job as before.
+//! rejects it. So this walks the encoding without keeping anything and holds it to the
+//! chunk's [`ResultForm`] (what the job's spec says every honest result of it looks like):
+//! the variant, the number of heights, lines or levels, every raster line with 1 to `most`
+//! points, every contour piece with a point. What passes decodes into at most a few times its
+//! size (a one-point contour piece: 19 bytes on the wire, about 90 in memory), and `validate`
+//! then checks the rest (finite numbers, keys, points per level) as before.
 
 use millpond_core::geom::Point3;
-use millpond_core::job::ChunkResult;
-use millpond_core::waterline::MAX_LEVELS;
+use millpond_core::job::{ChunkResult, ResultForm};
 use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, SeqAccess, VariantAccess, Visitor,
@@ -23,97 +23,128 @@ use std::marker::PhantomData;
 use crate::wire::WireError;
 
 /// Decodes a chunk result once its shape has passed ([`check`]).
-pub fn decode(bytes: &[u8]) -> Result<ChunkResult, WireError> {
-    check(bytes)?;
+pub fn decode(bytes: &[u8], form: ResultForm) -> Result<ChunkResult, WireError> {
+    check(bytes, form)?;
     crate::wire::decode_whole(bytes)
 }
 
-/// Walks an encoded [`ChunkResult`] without allocating: no empty raster line, no empty
-/// contour piece, at most `MAX_LEVELS` levels.
-pub fn check(bytes: &[u8]) -> Result<(), WireError> {
-    postcard::from_bytes::<ResultShape>(bytes)
-        .map(|_| ())
+/// Walks an encoded [`ChunkResult`] without allocating, holding it to `form`.
+pub fn check(bytes: &[u8], form: ResultForm) -> Result<(), WireError> {
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    ResultSeed(form)
+        .deserialize(&mut de)
         .map_err(|e| WireError::Invalid(format!("result of an impossible shape: {e}")))
 }
 
 /// `ChunkResult { chunk, data }`, read and dropped.
-struct ResultShape;
+struct ResultSeed(ResultForm);
 
-impl<'de> Deserialize<'de> for ResultShape {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ResultShape;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a chunk result")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ResultShape, A::Error> {
-                seq.next_element::<u32>()?
-                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                seq.next_element::<DataShape>()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                Ok(ResultShape)
-            }
-        }
-        d.deserialize_struct("ChunkResult", &["chunk", "data"], V)
+impl<'de> DeserializeSeed<'de> for ResultSeed {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_struct("ChunkResult", &["chunk", "data"], self)
     }
 }
 
-/// `ChunkData`: heights, polylines or contour pieces per level.
-struct DataShape;
-
-impl<'de> Deserialize<'de> for DataShape {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DataShape;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("chunk data")
-            }
-            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<DataShape, A::Error> {
-                let (variant, access): (u32, _) = data.variant()?;
-                match variant {
-                    // Heights: 8 bytes each on the wire and in memory.
-                    0 => access.newtype_variant_seed(Items::<f64>::any())?,
-                    // One polyline per raster line, each with a point.
-                    1 => access.newtype_variant_seed(Items::<NonEmpty<Point3>>::any())?,
-                    // Per level, its contour pieces, each with a point.
-                    2 => access
-                        .newtype_variant_seed(Items::<Items<ChainShape>>::at_most(MAX_LEVELS))?,
-                    n => return Err(de::Error::custom(format!("unknown chunk data {n}"))),
-                };
-                Ok(DataShape)
-            }
-        }
-        d.deserialize_enum("ChunkData", &["Heights", "Polylines", "Chains"], V)
+impl<'de> Visitor<'de> for ResultSeed {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a chunk result of the form {:?}", self.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        seq.next_element::<u32>()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        seq.next_element_seed(DataSeed(self.0))?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))
     }
 }
 
-/// A list read item by item and dropped, of at most `most` items.
-struct Items<T> {
+/// `ChunkData`: the variant and the counts `ResultForm` says.
+struct DataSeed(ResultForm);
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_enum("ChunkData", &["Heights", "Polylines", "Chains"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "chunk data of the form {:?}", self.0)
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        let (variant, access): (u32, _) = data.variant()?;
+        match (variant, self.0) {
+            // Heights: 8 bytes each on the wire and in memory.
+            (0, ResultForm::Heights(n)) => access
+                .newtype_variant_seed(Items::<f64>::exactly(n))
+                .map(|_| ()),
+            (1, ResultForm::Polylines { lines, most }) => {
+                access.newtype_variant_seed(Lines { lines, most })
+            }
+            (2, ResultForm::Chains { levels }) => access
+                .newtype_variant_seed(Items::<Items<ChainShape>>::exactly(levels))
+                .map(|_| ()),
+            (n, form) => Err(de::Error::custom(format!(
+                "chunk data {n} where {form:?} is expected"
+            ))),
+        }
+    }
+}
+
+/// One polyline per raster line, each of 1 to `most` points.
+struct Lines {
+    lines: usize,
     most: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Lines {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let points = Items::<Point3>::between(1, self.most);
+        Items::<()>::exactly(self.lines)
+            .of_seeds(points)
+            .deserialize(d)
+            .map(|_| ())
+    }
+}
+
+/// A list read item by item and dropped: between `least` and `most` items, each read with
+/// `seed`. Its length prefix is judged before any item is read.
+#[derive(Clone, Copy)]
+struct Items<T, S = PhantomData<T>> {
+    least: usize,
+    most: usize,
+    seed: S,
     of: PhantomData<T>,
 }
 
 impl<T> Items<T> {
-    fn any() -> Self {
-        Self::at_most(usize::MAX)
-    }
-    fn at_most(most: usize) -> Self {
+    fn between(least: usize, most: usize) -> Self {
         Self {
+            least,
             most,
+            seed: PhantomData,
+            of: PhantomData,
+        }
+    }
+    fn exactly(n: usize) -> Self {
+        Self::between(n, n)
+    }
+    /// The same bounds, each item read with `seed`.
+    fn of_seeds<S>(self, seed: S) -> Items<T, S> {
+        Items {
+            least: self.least,
+            most: self.most,
+            seed,
             of: PhantomData,
         }
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Items<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Items::<T>::any().deserialize(d).map(|_| Items::any())
-    }
-}
-
-impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Items<T> {
+impl<'de, T, S: DeserializeSeed<'de> + Clone> DeserializeSeed<'de> for Items<T, S> {
     /// How many there were.
     type Value = usize;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
@@ -121,32 +152,36 @@ impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Items<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for Items<T> {
+impl<'de, T, S: DeserializeSeed<'de> + Clone> Visitor<'de> for Items<T, S> {
     type Value = usize;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a list of at most {} items", self.most)
+        write!(f, "a list of {} to {} items", self.least, self.most)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        if let Some(n) = seq.size_hint()
+            && (n < self.least || n > self.most)
+        {
+            return Err(de::Error::invalid_length(n, &self));
+        }
         let mut n = 0;
-        while seq.next_element::<T>()?.is_some() {
+        while seq.next_element_seed(self.seed.clone())?.is_some() {
             n += 1;
             if n > self.most {
                 return Err(de::Error::invalid_length(n, &self));
             }
         }
+        if n < self.least {
+            return Err(de::Error::invalid_length(n, &self));
+        }
         Ok(n)
     }
 }
 
-/// A list with at least one item.
-struct NonEmpty<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for NonEmpty<T> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Items::<T>::any().deserialize(d)? {
-            0 => Err(de::Error::invalid_length(0, &"at least one item")),
-            _ => Ok(NonEmpty(PhantomData)),
-        }
+        Items::<T>::between(0, usize::MAX)
+            .deserialize(d)
+            .map(|_| Items::between(0, usize::MAX))
     }
 }
 
@@ -166,7 +201,8 @@ impl<'de> Deserialize<'de> for ChainShape {
                     seq.next_element::<Option<u64>>()?
                         .ok_or_else(|| de::Error::invalid_length(i, &self))?;
                 }
-                seq.next_element::<NonEmpty<[f64; 2]>>()?
+                let points = Items::<[f64; 2]>::between(1, usize::MAX);
+                seq.next_element_seed(points)?
                     .ok_or_else(|| de::Error::invalid_length(2, &self))?;
                 Ok(ChainShape)
             }
@@ -193,18 +229,30 @@ mod tests {
         }
     }
 
+    fn line(points: usize) -> Vec<Point3> {
+        vec![Point3::new(1.0, 2.0, 3.0); points]
+    }
+
+    const LINES: ResultForm = ResultForm::Polylines { lines: 3, most: 8 };
+
     #[test]
     fn honest_results_decode_as_they_were() {
         let results = [
-            ChunkData::Heights(vec![1.0, 2.5, -3.0]),
-            ChunkData::Heights(Vec::new()),
-            ChunkData::Polylines(vec![vec![Point3::new(1.0, 2.0, 3.0); 4]; 3]),
+            (
+                ChunkData::Heights(vec![1.0, 2.5, -3.0]),
+                ResultForm::Heights(3),
+            ),
+            (ChunkData::Heights(Vec::new()), ResultForm::Heights(0)),
+            (ChunkData::Polylines(vec![line(4), line(1), line(8)]), LINES),
             // A level without a piece in this chunk is honest; a piece without a point not.
-            ChunkData::Chains(vec![vec![piece(1), piece(5)], Vec::new(), vec![piece(2)]]),
+            (
+                ChunkData::Chains(vec![vec![piece(1), piece(5)], Vec::new(), vec![piece(2)]]),
+                ResultForm::Chains { levels: 3 },
+            ),
         ];
-        for data in results {
+        for (data, form) in results {
             let bytes = encoded(data.clone());
-            let back = decode(&bytes).unwrap();
+            let back = decode(&bytes, form).unwrap();
             assert_eq!(back.data, data);
             // What a member checks before it sends a result up holds for its real bytes.
             let bound = back.encoded_size_bound();
@@ -213,35 +261,52 @@ mod tests {
     }
 
     #[test]
-    fn lists_that_swell_in_memory_are_refused_before_decoding() {
-        // Each costs one to four bytes on the wire and 24 to 56 once decoded: a million
-        // of them, a few megabytes sent, would have been 24-56 MB here.
-        let empty_lines = ChunkData::Polylines(vec![Vec::new(); 1_000_000]);
-        let empty_pieces = ChunkData::Chains(vec![vec![piece(0); 1_000_000]]);
-        let levels = ChunkData::Chains(vec![Vec::new(); MAX_LEVELS + 1]);
-        for data in [empty_lines, empty_pieces, levels] {
-            let bytes = encoded(data);
-            assert!(bytes.len() <= 4_000_010, "{}", bytes.len());
-            let err = decode(&bytes).unwrap_err().to_string();
+    fn results_of_another_form_than_their_chunk_s_are_refused_before_decoding() {
+        let refused = |data: ChunkData, form: ResultForm| {
+            let err = decode(&encoded(data), form).unwrap_err().to_string();
             assert!(err.contains("impossible shape"), "{err}");
-        }
-        // One empty line among good ones is enough.
-        let mut lines = vec![vec![Point3::new(0.0, 0.0, 0.0)]; 10];
-        lines[7].clear();
-        assert!(decode(&encoded(ChunkData::Polylines(lines))).is_err());
-        // At the level cap, empty levels are still honest.
-        let at_cap = ChunkData::Chains(vec![Vec::new(); MAX_LEVELS]);
-        assert!(decode(&encoded(at_cap)).is_ok());
+        };
+        // Lists that swell in memory: each costs one to four bytes on the wire and 24 to 56
+        // once decoded; a million of them, a few megabytes sent, would have been 24-56 MB.
+        refused(
+            ChunkData::Polylines(vec![Vec::new(); 1_000_000]),
+            ResultForm::Polylines {
+                lines: 1_000_000,
+                most: 8,
+            },
+        );
+        refused(
+            ChunkData::Chains(vec![vec![piece(0); 1_000_000]]),
+            ResultForm::Chains { levels: 1 },
+        );
+        // More levels, lines or heights than the chunk has, or fewer; judged by the length
+        // before any of them is read.
+        let levels = ResultForm::Chains { levels: 10 };
+        refused(ChunkData::Chains(vec![Vec::new(); 1_000_000]), levels);
+        refused(ChunkData::Chains(vec![Vec::new(); 9]), levels);
+        refused(ChunkData::Polylines(vec![line(1); 4]), LINES);
+        refused(ChunkData::Polylines(vec![line(1); 2]), LINES);
+        refused(ChunkData::Heights(vec![0.0; 4]), ResultForm::Heights(3));
+        // A line longer than a line of the grid can be, or an empty one among good ones.
+        refused(ChunkData::Polylines(vec![line(1), line(9), line(1)]), LINES);
+        refused(ChunkData::Polylines(vec![line(1), line(0), line(1)]), LINES);
+        // The wrong kind of data for the job.
+        refused(ChunkData::Heights(vec![0.0; 3]), LINES);
+        refused(
+            ChunkData::Polylines(vec![line(1); 3]),
+            ResultForm::Heights(3),
+        );
     }
 
     #[test]
     fn a_result_cut_short_or_with_bytes_after_it_is_refused() {
-        let bytes = encoded(ChunkData::Polylines(vec![vec![Point3::new(1.0, 2.0, 3.0)]]));
+        let bytes = encoded(ChunkData::Polylines(vec![line(1), line(2), line(3)]));
+        assert!(decode(&bytes, LINES).is_ok());
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(decode(&bytes[..cut], LINES).is_err(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode(&longer).is_err());
+        assert!(decode(&longer, LINES).is_err());
     }
 }

@@ -588,7 +588,13 @@ mod tests {
             let _ = decode_msg(&buf);
             let _ = decode_bulk_header(&buf);
             // Bulk payloads: a chunk result and a mesh in canonical bytes.
-            let _ = crate::result_shape::decode(&buf);
+            for form in [
+                millpond_core::job::ResultForm::Heights(3),
+                millpond_core::job::ResultForm::Polylines { lines: 2, most: 4 },
+                millpond_core::job::ResultForm::Chains { levels: 2 },
+            ] {
+                let _ = crate::result_shape::decode(&buf, form);
+            }
             let _ = millpond_core::Mesh::from_canonical_bytes(&buf, "fuzz");
         }
     }

@@ -6,7 +6,7 @@ use crate::JobEvent;
 use crate::PoolError;
 use crate::stats::{PoolStats, RemoteState};
 use crate::wire::{BulkHeader, JobId, Msg, NodeId};
-use millpond_core::job::{ChunkResult, JobContext};
+use millpond_core::job::{ChunkResult, JobContext, ResultForm};
 use millpond_core::mesh::MeshHash;
 use millpond_core::{CancelToken, Mesh, TriangleIndex};
 use std::net::SocketAddr;
@@ -190,11 +190,30 @@ pub enum Action {
     /// The answer to [`Input::Submit`].
     Submitted(Result<JobId, PoolError>),
     /// The answer to [`Input::BulkOffered`]: read the stream's payload, or stop it unread.
-    TakeBulk(bool),
+    TakeBulk(Take),
     /// Dial remote `remote` (configured or discovered); answer with a link up or [`Input::RemoteFailed`].
     Dial { remote: usize, address: String },
     /// The new statistics snapshot.
     Publish(Box<PoolStats>),
+}
+
+/// The answer to a bulk stream's header ([`Action::TakeBulk`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// Stop it unread.
+    No,
+    /// Read the mesh.
+    Mesh,
+    /// Read the result, and decode it only if its bytes have this form (the chunk's, from
+    /// its job's spec: `result_shape`).
+    Result(ResultForm),
+}
+
+impl Take {
+    /// Whether the payload is read at all.
+    pub fn taken(self) -> bool {
+        self != Take::No
+    }
 }
 
 /// Names the input and its link or job; the payloads (meshes, results) are left out.
@@ -253,7 +272,7 @@ impl std::fmt::Debug for Action {
                 JobEvent::Finished(r) => write!(f, "Report({job}, finished, ok {})", r.is_ok()),
             },
             Action::Submitted(r) => write!(f, "Submitted({r:?})"),
-            Action::TakeBulk(take) => write!(f, "TakeBulk({take})"),
+            Action::TakeBulk(take) => write!(f, "TakeBulk({take:?})"),
             Action::Dial { remote, address } => write!(f, "Dial({remote}, {address})"),
             Action::Publish(_) => f.write_str("Publish"),
         }

@@ -50,7 +50,7 @@ mod tests_fuzz;
 mod tests_hostile;
 mod verify;
 
-pub use events::{Action, ChunkOutcome, Input, LinkStats};
+pub use events::{Action, ChunkOutcome, Input, LinkStats, Take};
 #[cfg(test)]
 pub(crate) use schedule::HOLD_PER_WORKER;
 

@@ -4,7 +4,7 @@
 
 use super::jobs::{MAX_REMOTE_WORKERS, PROGRESS_EVERY};
 use super::verify::{Delivery, same_bits};
-use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, MAX_LINK_FAILURES, Node, close};
+use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, MAX_LINK_FAILURES, Node, Take, close};
 use crate::stats::WorkerStats;
 use crate::wire::{self, BulkHeader, JobId, MAX_REASON, Msg, NodeId};
 use crate::{JobEvent, PoolError};
@@ -230,31 +230,37 @@ impl Node {
     /// hold meshes or results it never asked for (issue 17): a mesh as `mesh_offered` says;
     /// a result only of a chunk granted down the link (a late one of a job over here is
     /// declined); one of a chunk, or a job, never granted to it closes the link.
-    pub(super) fn bulk_offered(&mut self, now: Instant, link: LinkId, header: &BulkHeader) -> bool {
+    pub(super) fn bulk_offered(&mut self, now: Instant, link: LinkId, header: &BulkHeader) -> Take {
         if !self.links.contains_key(&link) {
-            return false;
+            return Take::No;
         }
         let (job, chunk, size) = match *header {
-            BulkHeader::Mesh { hash, size } => return self.mesh_offered(now, link, hash, size),
+            BulkHeader::Mesh { hash, size } => {
+                return match self.mesh_offered(now, link, hash, size) {
+                    true => Take::Mesh,
+                    false => Take::No,
+                };
+            }
             BulkHeader::Result {
                 job, chunk, size, ..
             } => (job, chunk, size),
         };
-        let (never, most) = match self.jobs.get(&job) {
+        let (never, most, form) = match self.jobs.get(&job) {
             Some(j) => (
                 !j.ever_granted
                     .get(&link)
                     .is_some_and(|s| s.contains(&chunk)),
                 j.spec.max_result_bytes(chunk).min(wire::MAX_RESULT),
+                Some(j.spec.result_form(chunk)),
             ),
             // A late result of a job that is over here: not needed, not wrong.
-            None if self.seen.contains(job) => return false,
-            None => (true, 0),
+            None if self.seen.contains(job) => return Take::No,
+            None => (true, 0, None),
         };
         if never {
             let reason = format!("result for chunk {chunk} that was never granted to it");
             self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
-            return false;
+            return Take::No;
         }
         // No honest result of the chunk is larger (`JobSpec::max_result_bytes`): nothing of
         // it is read.
@@ -263,26 +269,26 @@ impl Node {
                 "result of {size} bytes for chunk {chunk}, which cannot take more than {most}"
             );
             self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
-            return false;
+            return Take::No;
         }
         // One copy of a chunk's result read at a time from a link, and results' bytes in
         // flight within the budgets; past them the stream is declined unread (no blame: the
         // chunk's grant expires or it is copied, as if the result had been lost).
         let all = self.result_bytes_in_flight();
         let (per_link, budget) = self.result_budget;
-        let Some(l) = self.links.get_mut(&link) else {
-            return false;
+        let (Some(l), Some(form)) = (self.links.get_mut(&link), form) else {
+            return Take::No;
         };
         if l.results_incoming.contains_key(&(job, chunk)) {
-            return false;
+            return Take::No;
         }
         let here: u64 = l.results_incoming.values().sum();
         if here.saturating_add(size) > per_link || all.saturating_add(size) > budget {
             debug!("result of chunk {chunk} from link {link}: {size} bytes over budget, declined");
-            return false;
+            return Take::No;
         }
         l.results_incoming.insert((job, chunk), size);
-        true
+        Take::Result(form)
     }
 
     /// Bytes of results being read from all links now.

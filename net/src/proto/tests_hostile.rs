@@ -505,7 +505,7 @@ pub(super) fn offer(
     let takes: Vec<bool> = a
         .iter()
         .filter_map(|a| match a {
-            Action::TakeBulk(t) => Some(*t),
+            Action::TakeBulk(t) => Some(t.taken()),
             _ => None,
         })
         .collect();

@@ -50,7 +50,7 @@ impl World {
         }
         match action {
             Action::Open { .. } | Action::Dial { .. } => {}
-            Action::TakeBulk(take) => self.taken = Some(take),
+            Action::TakeBulk(take) => self.taken = Some(take.taken()),
             Action::Publish(stats) => {
                 self.published.insert(node, stats);
             }
