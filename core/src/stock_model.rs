@@ -946,6 +946,38 @@ impl Grid {
                 half,
                 bottom,
             };
+            let cell_at = |p: usize| {
+                if along_x {
+                    (q - tile.j0) * tile.w + (p - tile.i0)
+                } else {
+                    (p - tile.j0) * tile.w + (q - tile.i0)
+                }
+            };
+            let width_across = if along_x { -across * dir } else { across * dir };
+            if let [mv] = chain {
+                // A move alone: each cell it reaches is in one of its runs only, and is
+                // lowered at once (a short move does not pay for the whole line).
+                let now = line.runs(shape, mv);
+                let Some([start, ..]) = &now.runs else {
+                    continue;
+                };
+                let mut cut = RowCut::default();
+                let mut lower = |p: usize, z: f64| {
+                    let at = cell_at(p);
+                    tile.heights[at] = cut.lower(tile.heights[at], z, reference);
+                };
+                if !mv.start_covered {
+                    let row = line.row(mv);
+                    for p in start.clone() {
+                        lower(p, row.tool_over(shape, as_f64(p), false));
+                    }
+                }
+                line.offer(shape, mv, &now, None, &mut lower);
+                if cut.depth > 0.0 {
+                    cut.add_to(&mut hits[0], area, width_across, mv.deep_at);
+                }
+                continue;
+            }
             // The lowest tool of the chain over each cell of the line, and whose it is. Each
             // move's candidates are offered once the next move's runs are known.
             let best = &mut lines.best[..len_along];
@@ -988,16 +1020,10 @@ impl Grid {
                 if z == f64::INFINITY {
                     continue;
                 }
-                let p = k + t_along;
-                let at = if along_x {
-                    (q - tile.j0) * tile.w + (p - tile.i0)
-                } else {
-                    (p - tile.j0) * tile.w + (q - tile.i0)
-                };
+                let at = cell_at(k + t_along);
                 let cut = &mut lines.cuts[j as usize];
                 tile.heights[at] = cut.lower(tile.heights[at], z, reference);
             }
-            let width_across = if along_x { -across * dir } else { across * dir };
             for ((cut, hit), mv) in lines.cuts.iter().zip(hits.iter_mut()).zip(chain) {
                 if cut.depth > 0.0 {
                     cut.add_to(hit, area, width_across, mv.deep_at);
