@@ -106,6 +106,47 @@ pub(super) fn computed(actions: &[Action]) -> Vec<u32> {
     chunks.collect()
 }
 
+/// Node 2 with a parent (node 1, link 1) and a child (node 3, link 2), told down link 1 of
+/// job `{owner 1, nonce 5}` with `spec`: the relay, the job and what the news made it do.
+pub(super) fn relay_told_of(t0: Instant, spec: JobSpec) -> (Node, JobId, Vec<Action>) {
+    let mut relay = node(2, 1, t0);
+    link_up(&mut relay, t0, 1, 1);
+    link_up(&mut relay, t0, 2, 3);
+    let job = JobId {
+        owner: NodeId(1),
+        nonce: 5,
+    };
+    let announce = Msg::Announce {
+        job,
+        spec: Box::new(spec),
+        hops_left: 7,
+    };
+    let a = msg(&mut relay, t0, 1, announce);
+    (relay, job, a)
+}
+
+/// As [`relay_told_of`], with the job's mesh arrived from the parent and indexed.
+pub(super) fn relay_in_job(
+    t0: Instant,
+    spec: JobSpec,
+    mesh: Arc<Mesh>,
+    index: Arc<TriangleIndex>,
+) -> (Node, JobId) {
+    let (mut relay, job, _) = relay_told_of(t0, spec);
+    let arrived = Input::MeshArrived {
+        link: 1,
+        mesh: Box::new((*mesh).clone()),
+    };
+    relay.handle(t0, arrived);
+    let ready = Input::MeshReady {
+        hash: mesh.hash(),
+        mesh,
+        index,
+    };
+    relay.handle(t0, ready);
+    (relay, job)
+}
+
 /// An owner with one worker, a job of three chunks (chunk 0 on its worker) and child link 5.
 pub(super) fn owner_with_child(t0: Instant) -> (Node, JobId) {
     let (mesh, index, spec) = model();

@@ -5,7 +5,8 @@
 //! there too.
 
 use super::tests::{
-    computed, computed_here, link_up, model, msg, node, owner_with_child, remote_result, sent,
+    computed, computed_here, link_up, model, msg, node, owner_with_child, relay_in_job,
+    remote_result, sent,
 };
 use super::tests_hostile::{assembled, closes, granted, long_job};
 use super::*;
@@ -160,38 +161,13 @@ fn a_peer_whose_chunks_keep_failing_gets_no_more_of_the_job() {
     assert!(!granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 4 })).is_empty());
 }
 
-/// Node 2 linked to its parent (node 1, link 1) and a child (node 3, link 2), with the
-/// owner's long job announced down link 1 and its mesh arrived and indexed.
-fn relay_in_job(t0: Instant) -> (Node, JobId) {
+/// A relay in the owner's long job (`tests::relay_in_job`).
+fn relay_in_long_job(t0: Instant) -> (Node, JobId) {
     let (mesh, index, mut spec) = model();
     let mut owner = node(1, 1, t0);
     let (_, ctx) = long_job(&mut owner, t0);
     spec.operation = ctx.spec().operation.clone();
-    let mut relay = node(2, 1, t0);
-    link_up(&mut relay, t0, 1, 1);
-    link_up(&mut relay, t0, 2, 3);
-    let job = JobId {
-        owner: NodeId(1),
-        nonce: 5,
-    };
-    let announce = Msg::Announce {
-        job,
-        spec: Box::new(spec),
-        hops_left: 7,
-    };
-    msg(&mut relay, t0, 1, announce);
-    let arrived = Input::MeshArrived {
-        link: 1,
-        mesh: Box::new((*mesh).clone()),
-    };
-    relay.handle(t0, arrived);
-    let ready = Input::MeshReady {
-        hash: mesh.hash(),
-        mesh,
-        index,
-    };
-    relay.handle(t0, ready);
-    (relay, job)
+    relay_in_job(t0, spec, mesh, index)
 }
 
 /// A chunk whose result is larger than any link carries (a rare contour chunk) goes back up
@@ -202,7 +178,7 @@ fn a_result_too_large_for_a_link_goes_up_as_a_failure() {
     use crate::wire;
     use millpond_core::job::{ChunkData, ChunkResult};
     let t0 = Instant::now();
-    let (mut relay, job) = relay_in_job(t0);
+    let (mut relay, job) = relay_in_long_job(t0);
     let a = msg(
         &mut relay,
         t0,
@@ -260,7 +236,7 @@ fn a_result_too_large_for_a_link_goes_up_as_a_failure() {
 #[test]
 fn a_relay_gives_no_more_of_a_job_to_a_child_that_keeps_failing() {
     let t0 = Instant::now();
-    let (mut relay, job) = relay_in_job(t0);
+    let (mut relay, job) = relay_in_long_job(t0);
     msg(&mut relay, t0, 2, Msg::Steal { job, want: 8 });
     let grant = Msg::Grant {
         job,

@@ -4,8 +4,8 @@
 
 use super::mesh_cache::MESH_WAIT;
 use super::tests::{
-    computed, computed_here, link_up, model, msg, node, owner_with_child, remote_result, result,
-    sent, submit,
+    computed, computed_here, link_up, model, msg, node, owner_with_child, relay_in_job,
+    relay_told_of, remote_result, result, sent, submit,
 };
 use super::*;
 use crate::wire::MemberInfo;
@@ -432,32 +432,7 @@ fn peer_text_with_escapes_and_newlines_is_cleaned() {
     }
     // A relay passes a failure on cleaned (node 2: parent link 1, child link 2).
     let (mesh, index, spec) = model();
-    let mut relay = node(2, 1, t0);
-    link_up(&mut relay, t0, 1, 1);
-    link_up(&mut relay, t0, 2, 3);
-    let job = JobId {
-        owner: NodeId(1),
-        nonce: 5,
-    };
-    let announce = Msg::Announce {
-        job,
-        spec: Box::new(spec),
-        hops_left: 7,
-    };
-    msg(&mut relay, t0, 1, announce);
-    relay.handle(
-        t0,
-        Input::MeshArrived {
-            link: 1,
-            mesh: Box::new((*mesh).clone()),
-        },
-    );
-    let ready = Input::MeshReady {
-        hash: mesh.hash(),
-        mesh,
-        index,
-    };
-    relay.handle(t0, ready);
+    let (mut relay, job) = relay_in_job(t0, spec, mesh, index);
     msg(&mut relay, t0, 2, Msg::Steal { job, want: 1 });
     let grant = Msg::Grant {
         job,
@@ -540,19 +515,8 @@ fn bulk_data_never_asked_for_is_refused_at_its_header() {
     let (mesh, _, spec) = model();
     let hash = mesh.hash();
     // A relay: parent link 1, child link 2.
-    let mut relay = node(2, 1, t0);
-    link_up(&mut relay, t0, 1, 1);
-    link_up(&mut relay, t0, 2, 3);
-    let job = JobId {
-        owner: NodeId(1),
-        nonce: 5,
-    };
-    let announce = Msg::Announce {
-        job,
-        spec: Box::new(spec),
-        hops_left: 7,
-    };
-    let asked = sent(&msg(&mut relay, t0, 1, announce));
+    let (mut relay, _, told) = relay_told_of(t0, spec);
+    let asked = sent(&told);
     assert!(asked.contains(&(1, Msg::FetchMesh { hash })), "{asked:?}");
     // The child was never asked for it: the link closes, nothing is read.
     let (take, a) = offer(&mut relay, t0, 2, mesh_header(hash));
