@@ -364,6 +364,20 @@ fn results_in_flight_stay_within_their_budgets() {
     assert_eq!(n.result_bytes_in_flight(), b + 1);
 }
 
+/// Chunk `chunk` of `ctx`'s job, computed for real, arriving from child link 5.
+fn result_from_link_5(ctx: &JobContext, job: JobId, chunk: u32) -> Input {
+    let r = ctx.run_chunk(chunk, &CancelToken::new()).expect("computed");
+    Input::Result {
+        link: 5,
+        job,
+        chunk,
+        compute_s: 0.01,
+        transfer_s: 0.001,
+        by: (NodeId(9), 0),
+        result: Box::new(r),
+    }
+}
+
 #[test]
 fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
     let t0 = Instant::now();
@@ -388,18 +402,7 @@ fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
     assert!(granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 })).is_empty());
     // Each result in time proves one more worker: room for the chunk returned and
     // `HOLD_PER_WORKER` more.
-    let back = |chunk| {
-        let r = ctx.run_chunk(chunk, &CancelToken::new()).expect("computed");
-        Input::Result {
-            link: 5,
-            job,
-            chunk,
-            compute_s: 0.01,
-            transfer_s: 0.001,
-            by: (NodeId(9), 0),
-            result: Box::new(r),
-        }
-    };
+    let back = |chunk| result_from_link_5(&ctx, job, chunk);
     let mut held = first;
     for (i, chunk) in [1, 2].into_iter().enumerate() {
         // The ask still waiting is answered as the result comes.
@@ -422,16 +425,7 @@ fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
     assert_eq!(chunks.len(), cap);
     for _ in 0..3 {
         let chunk = chunks.remove(0);
-        let r = ctx.run_chunk(chunk, &CancelToken::new()).expect("computed");
-        let back = Input::Result {
-            link: 5,
-            job,
-            chunk,
-            compute_s: 0.01,
-            transfer_s: 0.001,
-            by: (NodeId(9), 0),
-            result: Box::new(r),
-        };
+        let back = result_from_link_5(&ctx, job, chunk);
         chunks.extend(granted(&n.handle(t0, back)));
         chunks.extend(granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 1024 })));
         assert!(chunks.len() <= cap, "{chunks:?}");
