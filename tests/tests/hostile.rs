@@ -518,6 +518,13 @@ struct Try {
     server_close: Option<u64>,
 }
 
+/// An honest dialer (it knows the secret) tries to authenticate to `at`: whether it did.
+async fn dial_honestly(ep: &quinn::Endpoint, at: SocketAddr, n: u64) -> bool {
+    node::connect_and_authenticate(ep, at, &secret(SECRET), &hello(n))
+        .await
+        .is_ok()
+}
+
 /// One relay try: an honest dialer (it knows the secret) dials the relay, which opens its own
 /// connection to the server from `from` and forwards the auth stream both ways, byte for
 /// byte. It knows no secret and needs none: if SPAKE2 were not bound to each TLS session's
@@ -526,10 +533,7 @@ async fn relay_try(server: SocketAddr, from: Ipv4Addr, n: u64) -> Try {
     let relay = listener();
     let at = relay.local_addr().unwrap();
     let victim_ep = client(Ipv4Addr::LOCALHOST);
-    let victim = async {
-        let r = node::connect_and_authenticate(&victim_ep, at, &secret(SECRET), &hello(n)).await;
-        r.is_ok()
-    };
+    let victim = dial_honestly(&victim_ep, at, n);
     let middle = async {
         let vconn = relay.accept().await.unwrap().await.unwrap();
         let (mut vs, mut vr) = vconn.accept_bi().await.unwrap();
@@ -571,10 +575,7 @@ async fn reflect_dialer(n: u64) -> Try {
     let reflector = listener();
     let at = reflector.local_addr().unwrap();
     let victim_ep = client(Ipv4Addr::LOCALHOST);
-    let victim = async {
-        let r = node::connect_and_authenticate(&victim_ep, at, &secret(SECRET), &hello(n)).await;
-        r.is_ok()
-    };
+    let victim = dial_honestly(&victim_ep, at, n);
     let mirror = async {
         let conn = reflector.accept().await.unwrap().await.unwrap();
         let (mut send, mut recv) = conn.accept_bi().await.unwrap();
