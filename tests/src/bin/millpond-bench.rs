@@ -310,8 +310,6 @@ fn load(quick: bool) -> Result<()> {
 /// A raster job in the pool: one member with one worker, then two members (this process and a
 /// `millpond serve` child) with one worker each, on loopback.
 fn pool(quick: bool) -> Result<()> {
-    use millpond_core::job::{Grid, Operation};
-    use millpond_core::raster::{Direction, RasterSpec};
     use millpond_net::{Pool, PoolConfig, Secret};
     let exe = std::env::current_exe()?;
     let millpond = exe.with_file_name("millpond");
@@ -325,26 +323,8 @@ fn pool(quick: bool) -> Result<()> {
         "sphere-200k",
     )?);
     let index = Arc::new(TriangleIndex::new(&mesh));
-    let b = mesh.bounds();
     let s = if quick { 0.2 } else { 0.04 };
-    let spec = JobSpec {
-        mesh: mesh.hash(),
-        cutter: Cutter::Ball { diameter: 3.0 },
-        operation: Operation::Raster(RasterSpec {
-            grid: Grid {
-                axis: Axis::X,
-                bounds: b.xy().grown(2.0),
-                step: 2.0 * s,
-                sampling: s,
-            },
-            floor: b.min.z,
-            safe_z: b.max.z + 5.0,
-            links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, 3.0),
-            direction: Direction::Zigzag,
-            merge_tolerance: 0.001,
-            allowance: 0.0,
-        }),
-    };
+    let spec = millpond_tests::pool::raster_spec_of(&mesh, 2.0 * s, s);
     let chunks = spec.chunk_count();
     let secret = Secret::new("benchmark pool secret", "bench")?;
     let dir = std::env::temp_dir().join(format!("millpond-bench-pool-{}", std::process::id()));
