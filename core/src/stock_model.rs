@@ -967,9 +967,8 @@ impl Grid {
                     tile.heights[at] = cut.lower(tile.heights[at], z, reference);
                 };
                 if !mv.start_covered {
-                    let row = line.row(mv);
                     for p in start.clone() {
-                        lower(p, row.tool_over(shape, as_f64(p), false));
+                        lower(p, line.tool_over(shape, mv, as_f64(p), false));
                     }
                 }
                 line.offer(shape, mv, &now, None, &mut lower);
@@ -996,9 +995,8 @@ impl Grid {
                 if j == 0 && !mv.start_covered {
                     // The chain's first start cap, where the move before did not apply it.
                     if let Some([start, ..]) = &now.runs {
-                        let row = line.row(mv);
                         for p in start.clone() {
-                            offer(j, p, row.tool_over(shape, as_f64(p), false));
+                            offer(j, p, line.tool_over(shape, mv, as_f64(p), false));
                         }
                     }
                 }
@@ -1091,21 +1089,21 @@ impl Line {
         if self.along_x { mv.a.x } else { mv.a.y }
     }
 
-    /// The move's tool at its ends over this line's cells ([`Row::tool_over`]).
+    /// The tool at `mv`'s end (`at_end`) or start over cell `p` of the line, or infinity
+    /// where the cell is out of its reach.
     #[inline(always)]
-    fn row(&self, mv: &SweptMove) -> Row {
-        Row {
-            o_along: self.o_along,
-            a_along: self.a_along(mv),
-            cell: self.cell,
-            dir: self.dir,
-            len: mv.len,
-            half: self.half,
-            d2: self.d2,
-            az: mv.a.z,
-            m: mv.slope,
-            bottom: self.bottom,
-        }
+    fn tool_over<S: Shape>(&self, shape: &S, mv: &SweptMove, p: f64, at_end: bool) -> f64 {
+        let t = (self.o_along + p * self.cell - self.a_along(mv)) * self.dir;
+        // The tip at the move's end or start, `w` along from the cell's foot.
+        let w = if at_end { mv.len - t } else { -t };
+        let rho2 = self.d2 + w * w;
+        let h = (mv.a.z + mv.slope * (t + w) + shape.height_sq(rho2)).max(self.bottom);
+        let reached = if at_end {
+            w >= -self.half
+        } else {
+            w <= self.half
+        };
+        if reached { h } else { f64::INFINITY }
     }
 
     /// The move's contact and its three runs on this line.
@@ -1189,49 +1187,9 @@ impl Line {
             Some([next_start, ..]) if dir > 0.0 => end.start..end.end.min(next_start.end),
             Some([next_start, ..]) => end.start.max(next_start.start)..end.end,
         };
-        let row = self.row(mv);
         for p in end {
-            offer(p, row.tool_over(shape, as_f64(p), true));
+            offer(p, self.tool_over(shape, mv, as_f64(p), true));
         }
-    }
-}
-
-/// One line of cells along a move along X or Y, at a fixed distance across it: what the
-/// cells under the tool at the move's end need.
-struct Row {
-    /// Where the first cell's centre and the move's start are along the axis.
-    o_along: f64,
-    a_along: f64,
-    cell: f64,
-    /// +1 or -1: the move's direction along the axis.
-    dir: f64,
-    len: f64,
-    /// Half the tool's reach along this line.
-    half: f64,
-    /// Distance across, squared.
-    d2: f64,
-    /// The move's start height and rise per unit of travel.
-    az: f64,
-    m: f64,
-    bottom: f64,
-}
-
-impl Row {
-    /// The tool at the move's end (`at_end`) or start over cell `p` of the line, or infinity
-    /// where the cell is out of its reach.
-    #[inline(always)]
-    fn tool_over<S: Shape>(&self, shape: &S, p: f64, at_end: bool) -> f64 {
-        let t = (self.o_along + p * self.cell - self.a_along) * self.dir;
-        // The tip at the move's end or start, `w` along from the cell's foot.
-        let w = if at_end { self.len - t } else { -t };
-        let rho2 = self.d2 + w * w;
-        let h = (self.az + self.m * (t + w) + shape.height_sq(rho2)).max(self.bottom);
-        let reached = if at_end {
-            w >= -self.half
-        } else {
-            w <= self.half
-        };
-        if reached { h } else { f64::INFINITY }
     }
 }
 
