@@ -37,6 +37,10 @@ const CHUNK_POINTS: usize = 32_768;
 /// more than a few percent of the job (see [`JobSpec::lines_per_chunk`]).
 const CONTOUR_CHUNKS: usize = 256;
 
+/// Bytes a postcard varint of a `u64` or `usize` (a length, a key) takes at most: what the
+/// bounds on a result's encoded size count each one as.
+const LEN: u64 = 10;
+
 /// Rows times levels a contour chunk computes at least (see [`JobSpec::lines_per_chunk`]).
 const CONTOUR_LEVEL_ROWS: usize = 64;
 
@@ -209,8 +213,6 @@ impl JobSpec {
     /// each line or piece its own length and keys). A pool peer checks a result's announced
     /// size against it before reading a byte of it.
     pub fn max_result_bytes(&self, c: u32) -> u64 {
-        /// A varint of a `u64` or `usize` length, at most.
-        const LEN: u64 = 10;
         let lines = self.chunk_lines(c).len() as u64;
         let per_line = self.grid().points_per_line() as u64;
         // The chunk number (a u32 varint), the variant, the outer length.
@@ -337,8 +339,6 @@ impl ChunkResult {
     /// counted at its widest): a pool member checks that a result it computed for a parent
     /// fits on a link before it sends it.
     pub fn encoded_size_bound(&self) -> u64 {
-        /// A varint of a `u64` or `usize`, at most.
-        const LEN: u64 = 10;
         let n = |v: usize| v as u64;
         let body = match &self.data {
             ChunkData::Heights(z) => LEN + 8 * n(z.len()),
