@@ -31,6 +31,7 @@ pub mod rest;
 pub mod rough;
 pub mod runner;
 pub mod setup;
+pub mod sim_job;
 pub mod simulate;
 pub mod stl;
 pub mod stock_model;

@@ -16,7 +16,7 @@
 use crate::cutter::Cutter;
 use crate::geom::{Point3, Rect, Triangle};
 use crate::job::CancelToken;
-use crate::stock_model::{MATERIAL_TOLERANCE, StockModel, TileCells};
+use crate::stock_model::{MATERIAL_TOLERANCE, StockModel, TileCells, TileHit};
 use crate::toolpath::{Feeds, MoveKind, Toolpath};
 use crate::{Mesh, TriangleIndex};
 
@@ -121,101 +121,120 @@ pub fn simulate_pass(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PassReport, SimulateError> {
-    pass.cutter
-        .validate()
-        .map_err(|e| SimulateError::Input(format!("{}: {e}", pass.name)))?;
-    let moves = &pass.toolpath.moves;
-    if let PassFeeds::PerMove(f) = pass.feeds
-        && f.len() != moves.len()
-    {
-        return Err(SimulateError::Input(format!(
-            "{}: {} feeds for {} moves",
-            pass.name,
-            f.len(),
-            moves.len()
-        )));
-    }
-    if let Some(l) = pass.lines
-        && l.len() != moves.len()
-    {
-        return Err(SimulateError::Input(format!(
-            "{}: {} line numbers for {} moves",
-            pass.name,
-            l.len(),
-            moves.len()
-        )));
-    }
-    let mut report = PassReport {
-        name: pass.name.to_string(),
-        tool_number: pass.tool_number,
-        cutter: pass.cutter,
-        moves: moves.len(),
-        removed_mm3: 0.0,
-        rapids_in_material: 0,
-        first_rapid_in_material: None,
-        deepest_cut: None,
-        widest_cut: None,
-        feed_length_mm: 0.0,
-        air_cut_mm: 0.0,
-        feed_time_s: 0.0,
-    };
+    let mut tally = PassTally::new(pass)?;
+    let moves = pass.toolpath.moves.len();
     machine_moves(
         stock,
         &pass.cutter,
         pass.toolpath,
-        0..moves.len(),
+        0..moves,
         cancel,
         &mut |first, segments, hits| {
             for (k, hit) in hits.iter().enumerate() {
-                let index = first + k;
-                let m = moves[index];
-                let (a, b) = segments[k];
-                if m.kind != MoveKind::Rapid {
-                    let len = (b - a).length();
-                    let feed = match pass.feeds {
-                        PassFeeds::Operation(f) => {
-                            if m.kind == MoveKind::Plunge {
-                                f.plunge_feed
-                            } else {
-                                f.feed
-                            }
-                        }
-                        PassFeeds::PerMove(f) => f[index],
-                    };
-                    report.feed_length_mm += len;
-                    if hit.depth <= MATERIAL_TOLERANCE {
-                        report.air_cut_mm += len;
-                    }
-                    if feed > 0.0 {
-                        report.feed_time_s += len / feed * 60.0;
-                    }
-                }
-                report.removed_mm3 += hit.removed;
-                if hit.depth <= MATERIAL_TOLERANCE {
-                    continue;
-                }
-                let engagement = Engagement {
-                    depth: hit.depth,
-                    width: hit.width(),
-                    at: MoveAt {
-                        index,
-                        line: pass.lines.map(|l| l[index]),
-                        kind: m.kind,
-                        to: m.to,
-                    },
-                };
-                if m.kind == MoveKind::Rapid {
-                    report.rapids_in_material += 1;
-                    report.first_rapid_in_material.get_or_insert(engagement);
-                    continue;
-                }
-                keep_max(&mut report.deepest_cut, engagement, |e| e.depth);
-                keep_max(&mut report.widest_cut, engagement, |e| e.width);
+                tally.add(first + k, segments[k], hit);
             }
-            progress(first + hits.len(), moves.len());
+            progress(first + hits.len(), moves);
         },
     )?;
-    Ok(report)
+    Ok(tally.report)
+}
+
+/// A pass's report, built move by move, in order, from what each move did.
+pub(crate) struct PassTally<'p> {
+    pass: &'p Pass<'p>,
+    pub report: PassReport,
+}
+
+impl<'p> PassTally<'p> {
+    /// Checks the pass (its tool, one feed and one line number per move where given).
+    pub fn new(pass: &'p Pass<'p>) -> Result<Self, SimulateError> {
+        pass.cutter
+            .validate()
+            .map_err(|e| SimulateError::Input(format!("{}: {e}", pass.name)))?;
+        let moves = &pass.toolpath.moves;
+        if let PassFeeds::PerMove(f) = pass.feeds
+            && f.len() != moves.len()
+        {
+            return Err(SimulateError::Input(format!(
+                "{}: {} feeds for {} moves",
+                pass.name,
+                f.len(),
+                moves.len()
+            )));
+        }
+        if let Some(l) = pass.lines
+            && l.len() != moves.len()
+        {
+            return Err(SimulateError::Input(format!(
+                "{}: {} line numbers for {} moves",
+                pass.name,
+                l.len(),
+                moves.len()
+            )));
+        }
+        let report = PassReport {
+            name: pass.name.to_string(),
+            tool_number: pass.tool_number,
+            cutter: pass.cutter,
+            moves: moves.len(),
+            removed_mm3: 0.0,
+            rapids_in_material: 0,
+            first_rapid_in_material: None,
+            deepest_cut: None,
+            widest_cut: None,
+            feed_length_mm: 0.0,
+            air_cut_mm: 0.0,
+            feed_time_s: 0.0,
+        };
+        Ok(Self { pass, report })
+    }
+
+    /// Counts move `index`, from `a` to `b`, which did `hit` to the stock.
+    pub fn add(&mut self, index: usize, (a, b): (Point3, Point3), hit: &TileHit) {
+        let (pass, report) = (self.pass, &mut self.report);
+        let m = pass.toolpath.moves[index];
+        if m.kind != MoveKind::Rapid {
+            let len = (b - a).length();
+            let feed = match pass.feeds {
+                PassFeeds::Operation(f) => {
+                    if m.kind == MoveKind::Plunge {
+                        f.plunge_feed
+                    } else {
+                        f.feed
+                    }
+                }
+                PassFeeds::PerMove(f) => f[index],
+            };
+            report.feed_length_mm += len;
+            if hit.depth <= MATERIAL_TOLERANCE {
+                report.air_cut_mm += len;
+            }
+            if feed > 0.0 {
+                report.feed_time_s += len / feed * 60.0;
+            }
+        }
+        report.removed_mm3 += hit.removed;
+        if hit.depth <= MATERIAL_TOLERANCE {
+            return;
+        }
+        let engagement = Engagement {
+            depth: hit.depth,
+            width: hit.width(),
+            at: MoveAt {
+                index,
+                line: pass.lines.map(|l| l[index]),
+                kind: m.kind,
+                to: m.to,
+            },
+        };
+        if m.kind == MoveKind::Rapid {
+            report.rapids_in_material += 1;
+            report.first_rapid_in_material.get_or_insert(engagement);
+            return;
+        }
+        keep_max(&mut report.deepest_cut, engagement, |e| e.depth);
+        keep_max(&mut report.widest_cut, engagement, |e| e.width);
+    }
 }
 
 /// Machines `passes` into `stock` in order, each from the stock the one before left, on the
@@ -241,7 +260,7 @@ pub fn simulate_program(
 
 /// What [`machine_moves`] calls after each batch: the index of its first move, its
 /// segments (from, to) and what each did.
-pub type BatchDone<'a> = dyn FnMut(usize, &[(Point3, Point3)], &[crate::stock_model::TileHit]) + 'a;
+pub type BatchDone<'a> = dyn FnMut(usize, &[(Point3, Point3)], &[TileHit]) + 'a;
 
 /// Machines the moves `range` of `toolpath` into `stock` with `cutter` (the moves before
 /// `range.start` already machined), [`BATCH_MOVES`] at a time on the current rayon pool;
@@ -463,54 +482,73 @@ pub(crate) fn for_each_against(
 /// below the model. Runs a tile at a time on the current rayon pool.
 pub fn verify(stock: &StockModel, target: &Target<'_>, tolerance: f64) -> Verification {
     let cell = stock.cell();
+    let tiles = stock.fold_tiles(|cells| verify_tile(&cells, target, tolerance, cell));
+    Verification::of_tiles(&tiles, tolerance, cell)
+}
+
+impl Verification {
+    /// The whole stock's figures from its tiles', in tile order.
+    pub(crate) fn of_tiles<'a>(
+        tiles: impl IntoIterator<Item = &'a Verification>,
+        tolerance: f64,
+        cell: f64,
+    ) -> Verification {
+        let mut total = Verification::empty(tolerance);
+        for t in tiles {
+            total.merge(t);
+        }
+        if total.cells > 0 {
+            total.remaining_mean = total.remaining_mm3 / (cell * cell) / total.cells as f64;
+        }
+        total
+    }
+}
+
+/// How one tile's cells compare with `target` ([`verify`]).
+pub(crate) fn verify_tile(
+    cells: &TileCells<'_>,
+    target: &Target<'_>,
+    tolerance: f64,
+    cell: f64,
+) -> Verification {
     let area = cell * cell;
-    let tiles = stock.fold_tiles(|cells| {
-        let mut v = Verification::empty(tolerance);
-        for_each_against(&cells, target, cell, |_, (x, y), z, model, aim| {
-            v.cells += 1;
-            let left = z - aim;
-            if let Some(model) = model
-                && z < model - tolerance
-            {
-                v.gouge_cells += 1;
-                let d = Deviation {
-                    deviation: z - model,
-                    x,
-                    y,
-                };
-                if v.gouge.is_none_or(|g| d.deviation < g.deviation) {
-                    v.gouge = Some(d);
-                }
-                return;
+    let mut v = Verification::empty(tolerance);
+    for_each_against(cells, target, cell, |_, (x, y), z, model, aim| {
+        v.cells += 1;
+        let left = z - aim;
+        if let Some(model) = model
+            && z < model - tolerance
+        {
+            v.gouge_cells += 1;
+            let d = Deviation {
+                deviation: z - model,
+                x,
+                y,
+            };
+            if v.gouge.is_none_or(|g| d.deviation < g.deviation) {
+                v.gouge = Some(d);
             }
-            if left <= tolerance {
-                v.on_size_cells += 1;
-                return;
-            }
-            v.remaining_mm3 += left * area;
-            let bin = HISTOGRAM_BINS
-                .iter()
-                .position(|&b| left <= b)
-                .unwrap_or(HISTOGRAM_BINS.len());
-            v.histogram[bin] += 1;
-            if v.remaining_max.is_none_or(|m| left > m.deviation) {
-                v.remaining_max = Some(Deviation {
-                    deviation: left,
-                    x,
-                    y,
-                });
-            }
-        });
-        v
+            return;
+        }
+        if left <= tolerance {
+            v.on_size_cells += 1;
+            return;
+        }
+        v.remaining_mm3 += left * area;
+        let bin = HISTOGRAM_BINS
+            .iter()
+            .position(|&b| left <= b)
+            .unwrap_or(HISTOGRAM_BINS.len());
+        v.histogram[bin] += 1;
+        if v.remaining_max.is_none_or(|m| left > m.deviation) {
+            v.remaining_max = Some(Deviation {
+                deviation: left,
+                x,
+                y,
+            });
+        }
     });
-    let mut total = Verification::empty(tolerance);
-    for t in &tiles {
-        total.merge(t);
-    }
-    if total.cells > 0 {
-        total.remaining_mean = total.remaining_mm3 / area / total.cells as f64;
-    }
-    total
+    v
 }
 
 /// A deviation map: one RGB pixel per cell, the stock's back edge (largest Y) at the top.
@@ -1231,6 +1269,124 @@ mod tests {
         };
         assert_eq!(px(20.0, 10.0), [220, 30, 30]);
         assert_eq!(px(10.0, 10.0), [40, 190, 60]);
+    }
+
+    /// A raster of 0.1 mm moves over the whole block, more than one batch long, so that its
+    /// lines run across batch boundaries.
+    fn long_raster() -> Toolpath {
+        let z = |x: f64, y: f64| 7.0 + (x * 0.5).sin() * (y * 0.7).cos();
+        let mut tp = Toolpath {
+            start: Point3::new(1.0, 1.0, 15.0),
+            moves: Vec::new(),
+        };
+        for k in 0..190 {
+            let y = 1.0 + 0.095 * k as f64;
+            for n in 0..381 {
+                let x = 1.0 + 0.1 * if k % 2 == 0 { n } else { 380 - n } as f64;
+                let kind = if n == 0 {
+                    MoveKind::Rapid
+                } else {
+                    MoveKind::Cut
+                };
+                tp.push(kind, Point3::new(x, y, z(x, y)));
+            }
+        }
+        tp
+    }
+
+    #[test]
+    fn a_simulation_in_chunks_of_tiles_leaves_the_batch_by_batch_stock_and_figures() {
+        use crate::sim_job::SimulationJob;
+        let model = Mesh::from_triangles(
+            crate::models::box_solid(Point3::new(5.0, 5.0, 0.0), Point3::new(35.0, 15.0, 6.5)),
+            "block",
+        )
+        .unwrap();
+        let index = TriangleIndex::new(&model);
+        let target = Target {
+            mesh: &model,
+            index: &index,
+            floor: 0.0,
+        };
+        let (wander, raster) = (wandering(400), long_raster());
+        assert!(raster.moves.len() > BATCH_MOVES);
+        let mut passes: Vec<Pass<'_>> = CUTTERS
+            .iter()
+            .map(|&c| pass("wander", c, &wander))
+            .collect();
+        passes.insert(0, pass("raster", CUTTERS[1], &raster));
+        // 0.06 mm cells: 667 × 334, six tiles by three, the last row and column partial.
+        let (stock_box, cell) = (block(10.0), 0.06);
+        let mut stock = StockModel::new(stock_box, cell).unwrap();
+        let cancel = CancelToken::new();
+        let batched = simulate_program(
+            &mut stock,
+            &passes,
+            Some(&target),
+            1e-3,
+            &cancel,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let mut runs = Vec::new();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let job = SimulationJob::new(stock_box, cell, usize::MAX, &passes, Some(target), 1e-3)
+                .unwrap();
+            assert!(job.chunk_count() > 1);
+            runs.push(pool.install(|| job.run(&cancel, &|_, _| {})).unwrap());
+        }
+        // Whatever the threads, the same bits.
+        assert_eq!(runs[0], runs[1]);
+        let (chunked, reports) = &runs[0];
+        // Every cell as the batches left it.
+        assert_eq!(chunked.heights(), stock.heights());
+        // And every figure of every pass: each move's cuts merged in tile order, the moves
+        // tallied in program order, each tile's check merged in tile order, as batches do.
+        assert_eq!(reports, &batched);
+        // The raster and the first wander cut material, and something is left.
+        let cut = |k: usize| batched[k].0.deepest_cut.is_some() && batched[k].0.removed_mm3 > 0.0;
+        assert!(cut(0) && cut(1), "{batched:?}");
+        assert!(
+            batched
+                .last()
+                .unwrap()
+                .1
+                .as_ref()
+                .unwrap()
+                .remaining_max
+                .is_some()
+        );
+        // A cancelled job stops.
+        let stopped = CancelToken::new();
+        stopped.cancel();
+        let job = SimulationJob::new(stock_box, cell, usize::MAX, &passes, None, 1e-3).unwrap();
+        assert_eq!(job.run(&stopped, &|_, _| {}), Err(SimulateError::Cancelled));
+        // Results put together only when every chunk is there once, each of its shape.
+        let all: Vec<_> = (0..job.chunk_count())
+            .map(|c| job.run_chunk(c, &cancel).unwrap())
+            .collect();
+        assert!(job.finish(all[1..].to_vec()).is_err());
+        let mut twice = all.clone();
+        twice[1] = all[0].clone();
+        assert!(job.finish(twice).is_err());
+        let mut foreign = all.clone();
+        foreign[0].passes[0].cuts[0].push(crate::sim_job::MoveCut {
+            index: u32::MAX,
+            depth: 1.0,
+            removed: 1.0,
+            across: (0.0, 1.0),
+        });
+        assert!(job.finish(foreign).is_err());
+        let mut torn = all.clone();
+        torn[0].heights[0].pop();
+        assert!(job.finish(torn).is_err());
+        let (stock_again, no_checks) = job.finish(all).unwrap();
+        assert_eq!(stock_again.heights(), stock.heights());
+        assert!(no_checks.iter().all(|(_, c)| c.is_none()));
     }
 
     #[test]

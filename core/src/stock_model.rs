@@ -35,6 +35,7 @@ use crate::raster::FEED_CLEARANCE;
 use crate::toolpath::{Move, MoveKind, Toolpath};
 use crate::with_shape;
 use rayon::prelude::*;
+use std::ops::Range;
 use thiserror::Error;
 
 /// Most cells a stock model may have at all (256 M cells, 1 GiB of heights).
@@ -382,7 +383,7 @@ pub struct TileHit {
 }
 
 impl TileHit {
-    fn empty(index: u32) -> Self {
+    pub(crate) fn empty(index: u32) -> Self {
         Self {
             index,
             depth: 0.0,
@@ -476,6 +477,28 @@ impl StockModel {
         budget: usize,
         tile: usize,
     ) -> Result<Self, StockModelError> {
+        Self::build(stock, cell, budget, tile, 0..usize::MAX)
+    }
+
+    /// The tiles `part` (in tile order: along X, then Y) of the stock `stock` in cells of
+    /// `cell` mm and tiles of [`TILE`], alone: what one chunk of a simulation job machines
+    /// ([`crate::sim_job`]). The other tiles have no cells, and nothing may touch them.
+    pub(crate) fn part(
+        stock: Aabb,
+        cell: f64,
+        budget: usize,
+        part: std::ops::Range<usize>,
+    ) -> Result<Self, StockModelError> {
+        Self::build(stock, cell, budget, TILE, part)
+    }
+
+    fn build(
+        stock: Aabb,
+        cell: f64,
+        budget: usize,
+        tile: usize,
+        part: std::ops::Range<usize>,
+    ) -> Result<Self, StockModelError> {
         let tile = tile.clamp(8, TILE);
         let (nx, ny, bytes) = Self::cells_of(stock, cell)?;
         let cells = nx.saturating_mul(ny);
@@ -494,12 +517,17 @@ impl StockModel {
             for ti in 0..tx {
                 let (i0, j0) = (ti * tile, tj * tile);
                 let (w, h) = (tile.min(nx - i0), tile.min(ny - j0));
+                let cells = if part.contains(&tiles.len()) {
+                    w * h
+                } else {
+                    0
+                };
                 tiles.push(Tile {
                     i0,
                     j0,
                     w,
                     h,
-                    heights: vec![0.0; w * h],
+                    heights: vec![0.0; cells],
                 });
             }
         }
@@ -840,7 +868,7 @@ impl StockModel {
             .with_max_len(1)
             .map(|(tile, list)| {
                 let t = timed.then(std::time::Instant::now);
-                let hits = apply_list(&g, tile, shape, &swept, list);
+                let hits = apply_list(&g, tile, shape, &swept, &Ids::Same, list);
                 (hits, t.map_or(0.0, |t| t.elapsed().as_secs_f64()))
             })
             .collect();
@@ -860,6 +888,152 @@ impl StockModel {
         }
         merged
     }
+}
+
+/// What one chunk of tiles needs to machine one pass: the moves that reach its tiles,
+/// swept once, and each tile's share of them.
+pub(crate) struct PartMoves<'a> {
+    /// The pass's index of each move in `swept`, ascending.
+    pub ids: &'a [u32],
+    pub swept: &'a [SweptMove],
+    /// For each tile of the part, in order: the places in `swept` of the moves that reach
+    /// it, in program order.
+    pub lists: &'a [Vec<u32>],
+}
+
+impl StockModel {
+    /// For each tile (in order), the moves of `toolpath` whose swept box reaches it, in
+    /// program order: the same tiles a batch gives each move.
+    pub(crate) fn reach(&self, cutter: &Cutter, toolpath: &Toolpath) -> Vec<Vec<u32>> {
+        const SPAN: usize = 1 << 14;
+        let n = toolpath.moves.len();
+        // Each move's tiles on all threads, spans of moves at a time; listed in order.
+        type Reached = Option<(Range<usize>, Range<usize>)>;
+        let spans: Vec<Vec<Reached>> = (0..n.div_ceil(SPAN))
+            .into_par_iter()
+            .map(|s| {
+                let ids: Vec<u32> = (s * SPAN..((s + 1) * SPAN).min(n))
+                    .map(|i| i as u32)
+                    .collect();
+                swept_moves(cutter, toolpath, &ids)
+                    .iter()
+                    .map(|mv| self.tiles_of(mv))
+                    .collect()
+            })
+            .collect();
+        let mut lists = vec![Vec::new(); self.tiles.len()];
+        for (i, reached) in spans.into_iter().flatten().enumerate() {
+            let Some((ti, tj)) = reached else { continue };
+            for tj in tj {
+                for ti in ti.clone() {
+                    lists[tj * self.tx + ti].push(i as u32);
+                }
+            }
+        }
+        lists
+    }
+
+    /// Tiles in all (along X, then Y).
+    pub(crate) fn tile_count(&self) -> usize {
+        self.tiles.len()
+    }
+
+    /// The tiles of the stock a move reaches, as ranges of tile index along X and Y.
+    pub(crate) fn tiles_of(&self, mv: &SweptMove) -> Option<(Range<usize>, Range<usize>)> {
+        let ((ti0, tj0), (ti1, tj1)) = self.tiles_reached(mv)?;
+        Some((ti0..ti1 + 1, tj0..tj1 + 1))
+    }
+
+    /// One tile's heights below the uncut top, row by row.
+    pub(crate) fn tile_heights(&self, t: usize) -> &[f32] {
+        &self.tiles[t].heights
+    }
+
+    /// Sets one tile's heights (as [`tile_heights`](Self::tile_heights) gave them); `false`,
+    /// changing nothing, when they are not as many as the tile's cells.
+    pub(crate) fn set_tile_heights(&mut self, t: usize, heights: Vec<f32>) -> bool {
+        let tile = &mut self.tiles[t];
+        if heights.len() != tile.w * tile.h {
+            return false;
+        }
+        tile.heights = heights;
+        true
+    }
+
+    /// A view of tile `t`'s cells.
+    pub(crate) fn tile_cells(&self, t: usize) -> TileCells<'_> {
+        TileCells {
+            model: self,
+            tile: &self.tiles[t],
+        }
+    }
+
+    /// Applies one pass's moves to the tiles `part` of this stock ([`part`](Self::part)),
+    /// one tile after the other on this thread: for each tile, in order, what each move
+    /// that met material did there (named by its index in the pass). The moves are taken in
+    /// batches of [`BATCH_MOVES`], as [`machine_batch`](Self::machine_batch) takes them, so
+    /// that a chain never runs across two batches and each figure is the same bits either
+    /// way. Stops between tiles when `stop` says so.
+    pub(crate) fn machine_part(
+        &mut self,
+        cutter: &Cutter,
+        part: Range<usize>,
+        moves: &PartMoves<'_>,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<Vec<Vec<TileHit>>> {
+        let profile = cutter.profile();
+        with_shape!(&profile, p => self.machine_part_shape(p, part, moves, stop))
+    }
+
+    fn machine_part_shape<S: Shape>(
+        &mut self,
+        shape: &S,
+        part: Range<usize>,
+        moves: &PartMoves<'_>,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<Vec<Vec<TileHit>>> {
+        let g = self.g;
+        let ids = Ids::Of(moves.ids);
+        let mut out = Vec::with_capacity(part.len());
+        for (t, list) in part.zip(moves.lists) {
+            if stop() {
+                return None;
+            }
+            let tile = &mut self.tiles[t];
+            let mut hits = Vec::new();
+            let mut rest = &list[..];
+            while let Some(&first) = rest.first() {
+                let batch = moves.ids[first as usize] as usize / BATCH_MOVES;
+                let end = rest
+                    .partition_point(|&k| moves.ids[k as usize] as usize / BATCH_MOVES == batch);
+                hits.extend(apply_list(&g, tile, shape, moves.swept, &ids, &rest[..end]));
+                rest = &rest[end..];
+            }
+            out.push(hits);
+        }
+        Some(out)
+    }
+}
+
+/// The moves `ids` (ascending) of a pass swept as [`StockModel::machine_batch`] sweeps them:
+/// each from where the one before ended (the first from the toolpath's start), and every
+/// one but the first starting where a move of the same tool was just applied.
+pub(crate) fn swept_moves(cutter: &Cutter, toolpath: &Toolpath, ids: &[u32]) -> Vec<SweptMove> {
+    let profile = cutter.profile();
+    with_shape!(&profile, p => ids
+        .iter()
+        .map(|&i| {
+            let i = i as usize;
+            let a = match i {
+                0 => toolpath.start,
+                i => toolpath.moves[i - 1].to,
+            };
+            SweptMove {
+                start_covered: i > 0,
+                ..SweptMove::new(p, a, toolpath.moves[i].to)
+            }
+        })
+        .collect())
 }
 
 impl Grid {
@@ -1320,8 +1494,28 @@ impl Grid {
     }
 }
 
+/// How [`apply_list`] names the moves of `swept` in what it reports.
+enum Ids<'a> {
+    /// By their place in `swept` (a whole batch).
+    Same,
+    /// `swept[k]` is move `ids[k]` (a chunk's share of a pass: only the moves that reach
+    /// its tiles were swept).
+    Of(&'a [u32]),
+}
+
+impl Ids<'_> {
+    #[inline(always)]
+    fn id(&self, k: u32) -> u32 {
+        match self {
+            Ids::Same => k,
+            Ids::Of(ids) => ids[k as usize],
+        }
+    }
+}
+
 /// Applies the moves `list` (indices into `swept`, in order) to one tile; what each that
-/// met material did. The cells of a move's row caps are the simulator's inner loop, square
+/// met material did, named by `ids[k]` for `swept[k]` (its index in the pass or batch;
+/// consecutive ids are consecutive moves, which is what lets them form a chain). The cells of a move's row caps are the simulator's inner loop, square
 /// roots of independent cells: on a processor with AVX2 the same code is compiled four
 /// doubles wide instead of baseline x86-64's two. The same operations in the same order
 /// either way (no fused multiply-add, no reassociation), so the stock is bit for bit the
@@ -1331,6 +1525,7 @@ fn apply_list<S: Shape>(
     tile: &mut Tile,
     shape: &S,
     swept: &[SweptMove],
+    ids: &Ids<'_>,
     list: &[u32],
 ) -> Vec<TileHit> {
     #[cfg(target_arch = "x86_64")]
@@ -1338,9 +1533,9 @@ fn apply_list<S: Shape>(
         // SAFETY: `apply_list_avx2` only needs AVX2, which this processor was just found to
         // have.
         #[allow(unsafe_code)]
-        return unsafe { apply_list_avx2(g, tile, shape, swept, list) };
+        return unsafe { apply_list_avx2(g, tile, shape, swept, ids, list) };
     }
-    apply_list_any(g, tile, shape, swept, list)
+    apply_list_any(g, tile, shape, swept, ids, list)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1350,9 +1545,10 @@ fn apply_list_avx2<S: Shape>(
     tile: &mut Tile,
     shape: &S,
     swept: &[SweptMove],
+    ids: &Ids<'_>,
     list: &[u32],
 ) -> Vec<TileHit> {
-    apply_list_any(g, tile, shape, swept, list)
+    apply_list_any(g, tile, shape, swept, ids, list)
 }
 
 #[inline(always)]
@@ -1361,6 +1557,7 @@ fn apply_list_any<S: Shape>(
     tile: &mut Tile,
     shape: &S,
     swept: &[SweptMove],
+    ids: &Ids<'_>,
     list: &[u32],
 ) -> Vec<TileHit> {
     let mut out = Vec::new();
@@ -1372,7 +1569,7 @@ fn apply_list_any<S: Shape>(
         let k = list[at];
         let mv = &swept[k as usize];
         if !mv.is_along_axis() {
-            let hit = g.apply(tile, shape, mv, k);
+            let hit = g.apply(tile, shape, mv, ids.id(k));
             if hit.depth > 0.0 {
                 out.push(hit);
             }
@@ -1383,7 +1580,7 @@ fn apply_list_any<S: Shape>(
         // same line in the same direction.
         let mut end = at + 1;
         while end < list.len()
-            && list[end] == list[end - 1] + 1
+            && ids.id(list[end]) == ids.id(list[end - 1]) + 1
             && swept[list[end] as usize].continues(&swept[list[end - 1] as usize])
         {
             end += 1;
@@ -1391,7 +1588,7 @@ fn apply_list_any<S: Shape>(
         chain.clear();
         chain.extend(list[at..end].iter().map(|&k| &swept[k as usize]));
         hits.clear();
-        hits.extend(list[at..end].iter().map(|&k| TileHit::empty(k)));
+        hits.extend(list[at..end].iter().map(|&k| TileHit::empty(ids.id(k))));
         g.apply_chain(tile, shape, &chain, &mut hits, &mut scratch);
         out.extend(hits.iter().filter(|h| h.depth > 0.0));
         at = end;

@@ -878,7 +878,8 @@ fn main() -> Result<()> {
     }
     if let Some(k) = args.iter().position(|a| a == "--simulate-one") {
         let threads: usize = args.get(k + 1).context("threads")?.parse()?;
-        return simulate_one(threads, quick);
+        let chunks = args.iter().any(|a| a == "--chunks");
+        return simulate_one(threads, quick, chunks);
     }
     if let Some(k) = args.iter().position(|a| a == "--program-one") {
         let threads: usize = args.get(k + 1).context("threads")?.parse()?;
@@ -964,49 +965,56 @@ fn main() -> Result<()> {
     pool(quick)
 }
 
-/// The simulation benchmark (`--simulate-only`): each thread count in a fresh process, for
-/// its own peak memory.
+/// The simulation benchmark (`--simulate-only`): each way and thread count in a fresh
+/// process, for its own peak memory.
 fn simulate(quick: bool) -> Result<()> {
     let exe = std::env::current_exe()?;
     println!(
         "\nStock simulation (`--simulate-only`{}): the raster finishing program of the \
          280k-triangle terrain relief stretched over 200 × 170 mm (3 mm ball, 0.1 mm stepover \
          and sampling), machined into the stock on a 0.05 mm grid and checked against the \
-         model; one fresh process per thread count.\n",
+         model; one fresh process per row. Batches: what `millpond simulate` and the window \
+         run (batches of 65,536 moves, each batch's tiles on all threads). Chunks: the \
+         stock's tiles as a job's chunks (`SimulationJob`), each through the whole program; \
+         the same stock and figures bit for bit.\n",
         if quick { " --quick" } else { "" }
     );
     println!(
-        "| threads | moves | cells | stock MB | simulate s | moves/s | verify s | peak RSS MB (program + mesh + stock) | batches | tiles a batch | largest tile | bound |"
+        "| way | threads | moves | cells | stock MB | simulate and check s | moves/s | peak RSS MB (program + mesh + stock) | units of work | largest unit | bound |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for threads in [1, 2] {
-        let mut cmd = Command::new(&exe);
-        cmd.args(["--simulate-one", &threads.to_string()]);
-        if quick {
-            cmd.arg("--quick");
-        }
-        let out = cmd.output()?;
-        if !out.status.success() {
-            bail!(
-                "simulate {threads}: {}",
-                String::from_utf8_lossy(&out.stderr)
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+    for chunks in [false, true] {
+        for threads in [1, 2] {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["--simulate-one", &threads.to_string()]);
+            if chunks {
+                cmd.arg("--chunks");
+            }
+            if quick {
+                cmd.arg("--quick");
+            }
+            let out = cmd.output()?;
+            if !out.status.success() {
+                bail!(
+                    "simulate {threads}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            println!(
+                "| {} | {threads} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {} | {:.2} % | {:.0}× |",
+                if chunks { "chunks" } else { "batches" },
+                v["moves"],
+                v["cells"],
+                v["stock_mb"].as_f64().unwrap_or(0.0),
+                v["simulate_s"].as_f64().unwrap_or(0.0),
+                v["moves_per_s"].as_f64().unwrap_or(0.0),
+                v["peak_rss"].as_f64().unwrap_or(0.0) / 1e6,
+                v["units"].as_str().unwrap_or(""),
+                100.0 * v["largest_share"].as_f64().unwrap_or(0.0),
+                v["bound"].as_f64().unwrap_or(0.0),
             );
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        println!(
-            "| {threads} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} | {} | {:.1} | {:.2} % | {:.0}× |",
-            v["moves"],
-            v["cells"],
-            v["stock_mb"].as_f64().unwrap_or(0.0),
-            v["simulate_s"].as_f64().unwrap_or(0.0),
-            v["moves_per_s"].as_f64().unwrap_or(0.0),
-            v["verify_s"].as_f64().unwrap_or(0.0),
-            v["peak_rss"].as_f64().unwrap_or(0.0) / 1e6,
-            v["batches"],
-            v["tiles_per_batch"].as_f64().unwrap_or(0.0),
-            100.0 * v["largest_tile_share"].as_f64().unwrap_or(0.0),
-            v["bound"].as_f64().unwrap_or(0.0),
-        );
     }
     Ok(())
 }
@@ -1064,11 +1072,15 @@ fn work_summary(work: &[millpond_core::stock_model::BatchWork]) -> serde_json::V
     })
 }
 
-/// One simulation run in this process: prints one JSON line.
-fn simulate_one(threads: usize, quick: bool) -> Result<()> {
+/// One simulation run in this process: prints one JSON line. Batch by batch as `millpond
+/// simulate` runs it (each batch's tiles timed), or with `chunks` as a job of chunks of
+/// tiles, each timed (run here rather than by `SimulationJob::run` for that). Either way the
+/// largest unit's share of the work, and the bound on the speed-up any number of cores could
+/// give: batches run one after another, each no faster than its longest tile; chunks run side
+/// by side between planning and putting them together.
+fn simulate_one(threads: usize, quick: bool, chunks: bool) -> Result<()> {
     use millpond_core::job::JobOutput;
-    use millpond_core::simulate::{self, Pass, PassFeeds, Target};
-    use millpond_core::stock_model::StockModel;
+    use millpond_core::simulate::{Pass, PassFeeds, Target};
     let (mesh, index, setup, cutter, spec) =
         relief_raster(if quick { 120 } else { 374 }, if quick { 0.5 } else { 0.1 })?;
     let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
@@ -1077,7 +1089,6 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         bail!("no toolpath");
     };
     let cell = if quick { 0.2 } else { 0.05 };
-    let mut stock = StockModel::with_budget(setup.stock, cell, 1 << 30)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
@@ -1089,43 +1100,117 @@ fn simulate_one(threads: usize, quick: bool) -> Result<()> {
         feeds: PassFeeds::Operation(millpond_core::Feeds::default()),
         lines: None,
     };
-    // Each batch's tiles timed: the largest piece's share of the work, and the bound on
-    // the speed-up any number of cores could give (the batches run one after another, each
-    // no faster than its longest tile).
-    stock.profile_work(true);
-    let t0 = Instant::now();
-    let report = pool.install(|| {
-        simulate::simulate_pass(&mut stock, &pass, &CancelToken::new(), &mut |_, _| {})
-    })?;
-    let simulate_s = t0.elapsed().as_secs_f64();
-    let work = work_summary(stock.work_profile());
     let target = Target {
         mesh: &mesh,
         index: &index,
         floor: setup.floor,
     };
-    let t1 = Instant::now();
-    let check = pool.install(|| simulate::verify(&stock, &target, simulate::DEFAULT_TOLERANCE));
-    let verify_s = t1.elapsed().as_secs_f64();
-    let (nx, ny) = stock.size();
+    let t0 = Instant::now();
+    let run = pool.install(|| match chunks {
+        false => simulate_batches(&pass, &target, setup.stock, cell),
+        true => simulate_chunks(&pass, &target, setup.stock, cell),
+    })?;
+    let simulate_s = t0.elapsed().as_secs_f64();
+    let (nx, ny) = run.stock.size();
     let line = serde_json::json!({
         "threads": threads,
         "moves": tp.moves.len(),
         "cells": nx * ny,
-        "stock_mb": stock.memory_bytes() as f64 / 1e6,
+        "stock_mb": run.stock.memory_bytes() as f64 / 1e6,
         "simulate_s": simulate_s,
         "moves_per_s": tp.moves.len() as f64 / simulate_s,
-        "verify_s": verify_s,
-        "removed_mm3": report.removed_mm3,
-        "batches": work["batches"],
-        "tiles_per_batch": work["tiles_per_batch"],
-        "largest_tile_share": work["largest_tile_share"],
-        "bound": work["bound"],
-        "gouge": check.gouge.map(|g| -g.deviation),
+        "removed_mm3": run.removed_mm3,
+        "units": run.units,
+        "largest_share": run.largest_share,
+        "bound": run.bound,
+        "gouge": run.gouge,
         "peak_rss": peak_rss(),
     });
     println!("{line}");
     Ok(())
+}
+
+/// What [`simulate_one`] measured besides the time.
+struct SimulationRun {
+    stock: millpond_core::stock_model::StockModel,
+    removed_mm3: f64,
+    gouge: Option<f64>,
+    units: String,
+    largest_share: f64,
+    bound: f64,
+}
+
+/// The pass machined batch by batch (`simulate_pass`, each batch's tiles timed), then checked.
+fn simulate_batches(
+    pass: &millpond_core::simulate::Pass<'_>,
+    target: &millpond_core::simulate::Target<'_>,
+    stock: millpond_core::Aabb,
+    cell: f64,
+) -> Result<SimulationRun> {
+    use millpond_core::simulate;
+    use millpond_core::stock_model::StockModel;
+    let mut model = StockModel::with_budget(stock, cell, 1 << 30)?;
+    model.profile_work(true);
+    let report = simulate::simulate_pass(&mut model, pass, &CancelToken::new(), &mut |_, _| {})?;
+    let check = simulate::verify(&model, target, simulate::DEFAULT_TOLERANCE);
+    let work = work_summary(model.work_profile());
+    Ok(SimulationRun {
+        units: format!(
+            "{} batches × {:.1} tiles",
+            work["batches"],
+            work["tiles_per_batch"].as_f64().unwrap_or(0.0)
+        ),
+        largest_share: work["largest_tile_share"].as_f64().unwrap_or(0.0),
+        bound: work["bound"].as_f64().unwrap_or(0.0),
+        removed_mm3: report.removed_mm3,
+        gouge: check.gouge.map(|g| -g.deviation),
+        stock: model,
+    })
+}
+
+/// The pass machined and checked as a job of chunks of tiles, each chunk timed.
+fn simulate_chunks(
+    pass: &millpond_core::simulate::Pass<'_>,
+    target: &millpond_core::simulate::Target<'_>,
+    stock: millpond_core::Aabb,
+    cell: f64,
+) -> Result<SimulationRun> {
+    use millpond_core::sim_job::SimulationJob;
+    use millpond_core::simulate;
+    use rayon::prelude::*;
+    let t0 = Instant::now();
+    let passes = [*pass];
+    let tolerance = simulate::DEFAULT_TOLERANCE;
+    let job = SimulationJob::new(stock, cell, 1 << 30, &passes, Some(*target), tolerance)?;
+    let plan_s = t0.elapsed().as_secs_f64();
+    let cancel = CancelToken::new();
+    let chunks = (0..job.chunk_count())
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|c| {
+            let t = Instant::now();
+            let chunk = job.run_chunk(c, &cancel)?;
+            Ok((chunk, t.elapsed().as_secs_f64()))
+        })
+        .collect::<Result<Vec<_>, millpond_core::job::Cancelled>>()?;
+    let work: Vec<f64> = chunks.iter().map(|c| c.1).collect();
+    let t1 = Instant::now();
+    let (model, ops) = job.finish(chunks.into_iter().map(|c| c.0).collect())?;
+    let finish_s = t1.elapsed().as_secs_f64();
+    let (report, check) = &ops[0];
+    let total: f64 = work.iter().sum();
+    let largest = work.iter().copied().fold(0.0, f64::max);
+    Ok(SimulationRun {
+        units: format!(
+            "{} chunks (planning {plan_s:.2} s, putting together {finish_s:.2} s)",
+            work.len()
+        ),
+        largest_share: largest / total,
+        bound: (plan_s + total + finish_s) / (plan_s + largest + finish_s),
+        removed_mm3: report.removed_mm3,
+        gouge: check.as_ref().and_then(|c| c.gouge).map(|g| -g.deviation),
+        stock: model,
+    })
 }
 
 /// A whole raster finishing program as `millpond toolpath` makes it, phase by phase, in this
