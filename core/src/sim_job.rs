@@ -16,12 +16,14 @@
 //! whatever ran the chunks, on however many threads or hosts. (Merging a chunk's tiles first
 //! would save a record per move and tile but add the removed volumes in another order.)
 
-use crate::geom::Aabb;
+use crate::cutter::Cutter;
+use crate::geom::{Aabb, Point3};
 use crate::job::{CancelToken, Cancelled};
 use crate::simulate::{
-    Pass, PassReport, PassTally, SimulateError, Target, Verification, verify_tile,
+    Pass, PassFeeds, PassReport, PassTally, SimulateError, Target, Verification, verify_tile,
 };
 use crate::stock_model::{PartMoves, StockModel, TileHit, swept_moves};
+use crate::toolpath::{Feeds, Move, MoveKind, Toolpath};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -336,4 +338,399 @@ fn places_in(ids: &[u32], list: &[u32]) -> Vec<u32> {
 /// A cut whose numbers could have come from a move.
 fn cut_is_sound(c: &MoveCut) -> bool {
     c.depth.is_finite() && c.removed.is_finite() && !c.across.0.is_nan() && !c.across.1.is_nan()
+}
+
+/// BLAKE3 hash of a program's canonical bytes ([`ProgramMoves::canonical_bytes`]): how a pool
+/// member will name the moves of a simulation, as [`MeshHash`](crate::MeshHash) names a mesh.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct ProgramHash(pub [u8; 32]);
+
+impl std::fmt::Display for ProgramHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// The moves a simulation machines, and nothing else: each pass's cutter and toolpath. What
+/// a chunk needs, and all a pool member will be sent; the passes' names, feeds and G-code
+/// lines only name and time the moves, so they stay with the job's owner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramMoves {
+    pub passes: Vec<(Cutter, Toolpath)>,
+}
+
+/// What the canonical bytes start with: the format and its version.
+const PROGRAM_MAGIC: &[u8; 8] = b"MPMOVES1";
+/// Bytes of a pass's head (cutter kind and two sizes, start point, move count) and of a move
+/// (kind and end point).
+const PASS_HEAD_BYTES: usize = 1 + 16 + 24 + 8;
+const MOVE_BYTES: usize = 1 + 24;
+
+impl ProgramMoves {
+    /// The moves of `passes` (their cutters and toolpaths).
+    pub fn of(passes: &[Pass<'_>]) -> Self {
+        Self {
+            passes: passes
+                .iter()
+                .map(|p| (p.cutter, p.toolpath.clone()))
+                .collect(),
+        }
+    }
+
+    /// The passes to simulate them as, unnamed (a chunk needs no names nor feeds).
+    pub fn passes(&self) -> Vec<Pass<'_>> {
+        self.passes
+            .iter()
+            .map(|(cutter, toolpath)| Pass {
+                name: "",
+                tool_number: 0,
+                cutter: *cutter,
+                toolpath,
+                feeds: PassFeeds::Operation(Feeds::default()),
+                lines: None,
+            })
+            .collect()
+    }
+
+    /// Feeds the canonical bytes to `out`, a piece at a time: the magic, the number of
+    /// passes (u32), then per pass its cutter (kind byte, two f64), its start (three f64),
+    /// its number of moves (u64) and each move (kind byte, three f64); little-endian.
+    fn encode(&self, out: &mut dyn FnMut(&[u8])) {
+        out(PROGRAM_MAGIC);
+        out(&(self.passes.len() as u32).to_le_bytes());
+        let mut buf = Vec::with_capacity(4096 * MOVE_BYTES);
+        for (cutter, tp) in &self.passes {
+            let (kind, a, b) = match *cutter {
+                Cutter::Flat { diameter } => (0u8, diameter, 0.0),
+                Cutter::Ball { diameter } => (1, diameter, 0.0),
+                Cutter::Bull {
+                    diameter,
+                    corner_radius,
+                } => (2, diameter, corner_radius),
+                Cutter::VBit {
+                    diameter,
+                    included_angle,
+                } => (3, diameter, included_angle),
+            };
+            buf.clear();
+            buf.push(kind);
+            for v in [a, b, tp.start.x, tp.start.y, tp.start.z] {
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            buf.extend_from_slice(&(tp.moves.len() as u64).to_le_bytes());
+            out(&buf);
+            for moves in tp.moves.chunks(4096) {
+                buf.clear();
+                for m in moves {
+                    buf.push(match m.kind {
+                        MoveKind::Rapid => 0,
+                        MoveKind::Plunge => 1,
+                        MoveKind::Cut => 2,
+                    });
+                    for v in [m.to.x, m.to.y, m.to.z] {
+                        buf.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+                out(&buf);
+            }
+        }
+    }
+
+    /// The bytes [`hash`](Self::hash) covers and a pool member is sent.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.encode(&mut |b| bytes.extend_from_slice(b));
+        bytes
+    }
+
+    pub fn hash(&self) -> ProgramHash {
+        let mut h = blake3::Hasher::new();
+        self.encode(&mut |b| {
+            h.update(b);
+        });
+        ProgramHash(*h.finalize().as_bytes())
+    }
+
+    /// Reads `canonical_bytes` back, checking every count against the bytes left before
+    /// allocating for it, every number (finite coordinates, a valid cutter) and every kind;
+    /// an error names `what` and the byte where reading stopped.
+    pub fn from_canonical_bytes(bytes: &[u8], what: &str) -> Result<Self, SimulateError> {
+        let mut r = Reader { bytes, at: 0, what };
+        if r.take(PROGRAM_MAGIC.len())? != PROGRAM_MAGIC {
+            return Err(r.error("not a Millpond program (wrong magic)"));
+        }
+        let count = r.u32()? as usize;
+        if count > r.left() / PASS_HEAD_BYTES {
+            return Err(r.error(&format!("{count} passes cannot fit in the bytes left")));
+        }
+        let mut passes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let kind = r.byte()?;
+            let (a, b) = (r.f64()?, r.f64()?);
+            let cutter = match kind {
+                0 => Cutter::Flat { diameter: a },
+                1 => Cutter::Ball { diameter: a },
+                2 => Cutter::Bull {
+                    diameter: a,
+                    corner_radius: b,
+                },
+                3 => Cutter::VBit {
+                    diameter: a,
+                    included_angle: b,
+                },
+                k => return Err(r.error(&format!("unknown cutter kind {k}"))),
+            };
+            cutter.validate().map_err(|e| r.error(&e.to_string()))?;
+            let start = r.point()?;
+            let n = r.u64()?;
+            if n > (r.left() / MOVE_BYTES) as u64 {
+                return Err(r.error(&format!("{n} moves cannot fit in the bytes left")));
+            }
+            let mut moves = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let kind = match r.byte()? {
+                    0 => MoveKind::Rapid,
+                    1 => MoveKind::Plunge,
+                    2 => MoveKind::Cut,
+                    k => return Err(r.error(&format!("unknown move kind {k}"))),
+                };
+                moves.push(Move {
+                    kind,
+                    to: r.point()?,
+                });
+            }
+            passes.push((cutter, Toolpath { start, moves }));
+        }
+        if r.left() > 0 {
+            return Err(r.error(&format!("{} bytes after the last pass", r.left())));
+        }
+        Ok(Self { passes })
+    }
+}
+
+/// Reads canonical bytes, naming where it stopped.
+struct Reader<'b> {
+    bytes: &'b [u8],
+    at: usize,
+    what: &'b str,
+}
+
+impl<'b> Reader<'b> {
+    fn error(&self, why: &str) -> SimulateError {
+        SimulateError::Input(format!("{}: byte {}: {why}", self.what, self.at))
+    }
+
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'b [u8], SimulateError> {
+        if n > self.left() {
+            return Err(self.error("cut short"));
+        }
+        self.at += n;
+        Ok(&self.bytes[self.at - n..self.at])
+    }
+
+    fn byte(&mut self) -> Result<u8, SimulateError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, SimulateError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, SimulateError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn f64(&mut self) -> Result<f64, SimulateError> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
+    /// A point with finite coordinates.
+    fn point(&mut self) -> Result<Point3, SimulateError> {
+        let p = Point3::new(self.f64()?, self.f64()?, self.f64()?);
+        if !p.is_finite() {
+            return Err(self.error("a coordinate is not a finite number"));
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three passes of a CAD-like part's program: a bull nose facing down in steps with
+    /// plunges and rapids, a ball raster over a bumpy surface, a V-bit engraving.
+    fn program() -> ProgramMoves {
+        let mut face = Toolpath {
+            start: Point3::new(-4.0, -4.0, 20.0),
+            moves: Vec::new(),
+        };
+        for (k, z) in [8.0, 6.0].into_iter().enumerate() {
+            face.push(MoveKind::Rapid, Point3::new(-4.0, -4.0 + k as f64, 12.0));
+            face.push(MoveKind::Plunge, Point3::new(-4.0, -4.0 + k as f64, z));
+            for j in 0..7 {
+                let y = -4.0 + 4.0 * j as f64;
+                face.push(MoveKind::Cut, Point3::new(44.0, y, z));
+                face.push(MoveKind::Cut, Point3::new(-4.0, y + 2.0, z));
+            }
+        }
+        let mut raster = Toolpath {
+            start: Point3::new(0.0, 0.0, 15.0),
+            moves: Vec::new(),
+        };
+        for j in 0..40 {
+            let y = 0.5 * j as f64;
+            for i in 0..=80 {
+                let x = 0.5 * if j % 2 == 0 { i } else { 80 - i } as f64;
+                let z = 5.0 + (x * 0.3).sin() + (y * 0.2).cos();
+                let kind = if i == 0 {
+                    MoveKind::Rapid
+                } else {
+                    MoveKind::Cut
+                };
+                raster.push(kind, Point3::new(x, y, z));
+            }
+        }
+        let mut engrave = Toolpath {
+            start: Point3::new(10.0, 10.0, 10.0),
+            moves: Vec::new(),
+        };
+        engrave.push(MoveKind::Plunge, Point3::new(10.0, 10.0, 4.5));
+        engrave.push(MoveKind::Cut, Point3::new(30.0, 12.0, 4.0));
+        engrave.push(MoveKind::Cut, Point3::new(20.0, 18.0, 4.2));
+        ProgramMoves {
+            passes: vec![
+                (
+                    Cutter::Bull {
+                        diameter: 8.0,
+                        corner_radius: 1.0,
+                    },
+                    face,
+                ),
+                (Cutter::Ball { diameter: 3.0 }, raster),
+                (
+                    Cutter::VBit {
+                        diameter: 6.0,
+                        included_angle: 60.0,
+                    },
+                    engrave,
+                ),
+            ],
+        }
+    }
+
+    fn stock() -> Aabb {
+        Aabb {
+            min: Point3::new(0.0, 0.0, 0.0),
+            max: Point3::new(40.0, 20.0, 10.0),
+        }
+    }
+
+    #[test]
+    fn a_program_crosses_as_canonical_bytes_and_machines_the_same_chunks() {
+        let program = program();
+        let bytes = program.canonical_bytes();
+        // The hash covers exactly the bytes sent, fed in pieces or whole.
+        assert_eq!(program.hash().0, *blake3::hash(&bytes).as_bytes());
+        let back = ProgramMoves::from_canonical_bytes(&bytes, "test").unwrap();
+        assert_eq!(back, program);
+        assert_eq!(back.hash(), program.hash());
+        // A named, fed pass and the unnamed one read back machine the same chunks.
+        let named: Vec<Pass<'_>> = program
+            .passes
+            .iter()
+            .map(|(cutter, toolpath)| Pass {
+                name: "roughing",
+                tool_number: 7,
+                cutter: *cutter,
+                toolpath,
+                feeds: PassFeeds::Operation(Feeds {
+                    feed: 900.0,
+                    plunge_feed: 200.0,
+                    ..Feeds::default()
+                }),
+                lines: None,
+            })
+            .collect();
+        let unnamed = back.passes();
+        let a = SimulationJob::new(stock(), 0.1, usize::MAX, &named, None, 1e-3).unwrap();
+        let b = SimulationJob::new(stock(), 0.1, usize::MAX, &unnamed, None, 1e-3).unwrap();
+        assert_eq!(a.chunk_count(), b.chunk_count());
+        let cancel = CancelToken::new();
+        let mut cut = false;
+        for c in 0..a.chunk_count() {
+            let (x, y) = (
+                a.run_chunk(c, &cancel).unwrap(),
+                b.run_chunk(c, &cancel).unwrap(),
+            );
+            cut |= x
+                .passes
+                .iter()
+                .any(|p| p.cuts.iter().any(|t| !t.is_empty()));
+            assert_eq!(x, y, "chunk {c}");
+        }
+        assert!(cut, "the program cut nothing");
+        // Another program, another hash.
+        let mut moved = program.clone();
+        moved.passes[1].1.moves[5].to.z += 1e-9;
+        assert_ne!(moved.hash(), program.hash());
+    }
+
+    #[test]
+    fn bad_program_bytes_are_refused_with_where_they_went_wrong() {
+        let bytes = program().canonical_bytes();
+        let refused = |b: &[u8]| match ProgramMoves::from_canonical_bytes(b, "peer P") {
+            Err(SimulateError::Input(m)) => m,
+            other => panic!("accepted: {other:?}"),
+        };
+        // Cut short anywhere, one byte too many.
+        for n in [0, 7, 8, 11, 12, 40, 61, 62, 100, bytes.len() - 1] {
+            let m = refused(&bytes[..n]);
+            assert!(m.starts_with("peer P: byte "), "{m}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(refused(&long).contains("1 bytes after the last pass"));
+        // Each field spoiled in turn: the magic, counts too large for the bytes, an unknown
+        // cutter or move kind, a bad cutter, a coordinate that is not a number.
+        let spoil = |at: usize, with: &[u8]| {
+            let mut b = bytes.clone();
+            b[at..at + with.len()].copy_from_slice(with);
+            refused(&b)
+        };
+        assert!(spoil(0, b"X").contains("magic"));
+        assert!(spoil(8, &u32::MAX.to_le_bytes()).contains("passes cannot fit"));
+        let head = 12;
+        assert!(spoil(head, &[9]).contains("unknown cutter kind 9"));
+        assert!(spoil(head + 1, &0f64.to_le_bytes()).contains("diameter"));
+        assert!(spoil(head + 1 + 16, &f64::NAN.to_le_bytes()).contains("finite"));
+        let moves = head + PASS_HEAD_BYTES;
+        assert!(spoil(moves - 8, &u64::MAX.to_le_bytes()).contains("moves cannot fit"));
+        assert!(spoil(moves, &[3]).contains("unknown move kind 3"));
+        assert!(spoil(moves + 1, &f64::INFINITY.to_le_bytes()).contains("finite"));
+        // Random bytes after a good head never panic and never allocate for a lie.
+        let mut seed = 99u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 32
+        };
+        let mut read = 0;
+        for _ in 0..20_000 {
+            let mut b = bytes[..head].to_vec();
+            let n = next() % 300;
+            b.extend((0..n).map(|_| next() as u8));
+            read += usize::from(ProgramMoves::from_canonical_bytes(&b, "fuzz").is_ok());
+        }
+        // Three passes of random bytes, each the right length: none reads.
+        assert_eq!(read, 0);
+    }
 }
