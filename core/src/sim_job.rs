@@ -94,16 +94,17 @@ pub type Simulated = (StockModel, Vec<(PassReport, Option<Verification>)>);
 /// A simulation of a program's passes on one stock, planned as chunks of tiles.
 #[derive(Debug)]
 pub struct SimulationJob<'a> {
+    passes: &'a [Pass<'a>],
+    /// Per pass, per tile: the moves whose swept box reaches it, in order.
+    reach: Vec<Vec<Vec<u32>>>,
+    target: Option<Target<'a>>,
+    tolerance: f64,
+    /// The stock block, its cells and the bytes their heights may take.
     stock: Aabb,
     cell: f64,
     budget: usize,
-    passes: &'a [Pass<'a>],
-    target: Option<Target<'a>>,
-    tolerance: f64,
     /// The stock's tiles without their cells: where each tile is.
     layout: StockModel,
-    /// Per pass, per tile: the moves whose swept box reaches it, in order.
-    reach: Vec<Vec<Vec<u32>>>,
     tiles_per_chunk: usize,
 }
 

@@ -941,18 +941,24 @@ mod tests {
     /// A raster over a bumpy terrain: lines along X, then along Y, both ways, each a chain
     /// of 0.1 mm moves whose slope changes at every point (convex and concave bends, steep
     /// and level), stepping over by 0.4 mm, deep enough into the block to cut everywhere.
-    fn terrain_raster(along_x: bool) -> Toolpath {
-        let z =
-            |x: f64, y: f64| 6.0 + 1.5 * (x * 0.7).sin() * (y * 0.9).cos() + 0.3 * (x * 3.1).sin();
+    /// A zigzag raster of `lines` lines of `points` points, `step` (across, along) apart from
+    /// `first` (across, along), along X or Y, at heights `z(x, y)`: a rapid to each line's
+    /// first point, cuts along it.
+    fn zigzag(
+        along_x: bool,
+        (lines, points): (usize, usize),
+        first: (f64, f64),
+        step: (f64, f64),
+        z: impl Fn(f64, f64) -> f64,
+    ) -> Toolpath {
         let mut tp = Toolpath {
-            start: Point3::new(4.0, 4.0, 15.0),
+            start: Point3::new(first.0, first.1, 15.0),
             moves: Vec::new(),
         };
-        let (lines, points) = if along_x { (25, 321) } else { (81, 121) };
         for k in 0..lines {
-            let across = 4.0 + 0.4 * k as f64;
+            let across = first.0 + step.0 * k as f64;
             for n in 0..points {
-                let along = 4.0 + 0.1 * if k % 2 == 0 { n } else { points - 1 - n } as f64;
+                let along = first.1 + step.1 * if k % 2 == 0 { n } else { points - 1 - n } as f64;
                 let (x, y) = if along_x {
                     (along, across)
                 } else {
@@ -967,6 +973,13 @@ mod tests {
             }
         }
         tp
+    }
+
+    fn terrain_raster(along_x: bool) -> Toolpath {
+        let z =
+            |x: f64, y: f64| 6.0 + 1.5 * (x * 0.7).sin() * (y * 0.9).cos() + 0.3 * (x * 3.1).sin();
+        let size = if along_x { (25, 321) } else { (81, 121) };
+        zigzag(along_x, size, (4.0, 4.0), (0.4, 0.1), z)
     }
 
     #[test]
@@ -1194,11 +1207,7 @@ mod tests {
     fn a_gouge_of_one_micron_is_found_and_located() {
         // A 30 × 10 × 5 mm block on a 40 × 20 × 10 mm stock; a flat tool faces the whole top
         // down to 5 mm, then one move 1 µm into the block around (20, 10).
-        let model = Mesh::from_triangles(
-            crate::models::box_solid(Point3::new(5.0, 5.0, 0.0), Point3::new(35.0, 15.0, 5.0)),
-            "block",
-        )
-        .unwrap();
+        let model = block_model(5.0);
         let index = TriangleIndex::new(&model);
         let target = Target {
             mesh: &model,
@@ -1275,33 +1284,19 @@ mod tests {
     /// lines run across batch boundaries.
     fn long_raster() -> Toolpath {
         let z = |x: f64, y: f64| 7.0 + (x * 0.5).sin() * (y * 0.7).cos();
-        let mut tp = Toolpath {
-            start: Point3::new(1.0, 1.0, 15.0),
-            moves: Vec::new(),
-        };
-        for k in 0..190 {
-            let y = 1.0 + 0.095 * k as f64;
-            for n in 0..381 {
-                let x = 1.0 + 0.1 * if k % 2 == 0 { n } else { 380 - n } as f64;
-                let kind = if n == 0 {
-                    MoveKind::Rapid
-                } else {
-                    MoveKind::Cut
-                };
-                tp.push(kind, Point3::new(x, y, z(x, y)));
-            }
-        }
-        tp
+        zigzag(true, (190, 381), (1.0, 1.0), (0.095, 0.1), z)
+    }
+
+    /// A 30 × 10 mm block `top` mm tall in the middle of the stock `block`.
+    fn block_model(top: f64) -> Mesh {
+        let (lo, hi) = (Point3::new(5.0, 5.0, 0.0), Point3::new(35.0, 15.0, top));
+        Mesh::from_triangles(crate::models::box_solid(lo, hi), "block").unwrap()
     }
 
     #[test]
     fn a_simulation_in_chunks_of_tiles_leaves_the_batch_by_batch_stock_and_figures() {
         use crate::sim_job::SimulationJob;
-        let model = Mesh::from_triangles(
-            crate::models::box_solid(Point3::new(5.0, 5.0, 0.0), Point3::new(35.0, 15.0, 6.5)),
-            "block",
-        )
-        .unwrap();
+        let model = block_model(6.5);
         let index = TriangleIndex::new(&model);
         let target = Target {
             mesh: &model,
