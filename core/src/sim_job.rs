@@ -20,12 +20,14 @@ use crate::cutter::Cutter;
 use crate::geom::{Aabb, Point3};
 use crate::job::{CancelToken, Cancelled};
 use crate::simulate::{
-    Pass, PassFeeds, PassReport, PassTally, SimulateError, Target, Verification, verify_tile,
+    Pass, PassReport, PassTally, SimulateError, Target, Verification, verify_tile,
 };
 use crate::stock_model::{PartMoves, StockModel, TileHit, swept_moves};
-use crate::toolpath::{Feeds, Move, MoveKind, Toolpath};
+use crate::toolpath::{Move, MoveKind, Toolpath};
+use crate::{Mesh, TriangleIndex};
 use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Chunks a simulation aims at: enough that no chunk is more than a few percent of the work
@@ -91,13 +93,35 @@ pub struct StockChunk {
 /// The machined stock and, per pass, its report and (with a model) its check.
 pub type Simulated = (StockModel, Vec<(PassReport, Option<Verification>)>);
 
-/// A simulation of a program's passes on one stock, planned as chunks of tiles.
+/// The model a simulation is checked against, held by the job ([`Target`] borrows it).
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub mesh: Arc<Mesh>,
+    pub index: Arc<TriangleIndex>,
+    /// The lowest the program is meant to cut (the setup's floor).
+    pub floor: f64,
+}
+
+impl Model {
+    fn target(&self) -> Target<'_> {
+        Target {
+            mesh: &self.mesh,
+            index: &self.index,
+            floor: self.floor,
+        }
+    }
+}
+
+/// A simulation of a program's moves on one stock, planned as chunks of tiles. It holds what
+/// a chunk needs — the moves, the model, the stock — and nothing that only names or times
+/// the moves: those come with the passes given to [`finish`](Self::finish), on the job's
+/// owner.
 #[derive(Debug)]
-pub struct SimulationJob<'a> {
-    passes: &'a [Pass<'a>],
+pub struct SimulationJob {
+    program: Arc<ProgramMoves>,
     /// Per pass, per tile: the moves whose swept box reaches it, in order.
     reach: Vec<Vec<Vec<u32>>>,
-    target: Option<Target<'a>>,
+    model: Option<Model>,
     tolerance: f64,
     /// The stock block, its cells and the bytes their heights may take.
     stock: Aabb,
@@ -108,39 +132,59 @@ pub struct SimulationJob<'a> {
     tiles_per_chunk: usize,
 }
 
-impl<'a> SimulationJob<'a> {
-    /// Plans the simulation of `passes` on the block `stock` in cells of `cell` mm (within
-    /// `budget` bytes of heights), checked after each pass against `target` where given.
-    /// Checks every pass first (see [`simulate_pass`](crate::simulate::simulate_pass)).
+impl SimulationJob {
+    /// Plans the simulation of `program` on the block `stock` in cells of `cell` mm (within
+    /// `budget` bytes of heights), checked after each pass against `model` where given,
+    /// cells more than `tolerance` below it being gouges.
     pub fn new(
         stock: Aabb,
         cell: f64,
         budget: usize,
-        passes: &'a [Pass<'a>],
-        target: Option<Target<'a>>,
+        program: Arc<ProgramMoves>,
+        model: Option<Model>,
         tolerance: f64,
     ) -> Result<Self, SimulateError> {
-        for pass in passes {
-            PassTally::new(pass)?;
+        for (k, (cutter, tp)) in program.passes.iter().enumerate() {
+            cutter
+                .validate()
+                .map_err(|e| SimulateError::Input(format!("pass {}: {e}", k + 1)))?;
+            if u32::try_from(tp.moves.len()).is_err() {
+                return Err(SimulateError::Input(format!(
+                    "pass {}: {} moves, more than a simulation takes",
+                    k + 1,
+                    tp.moves.len()
+                )));
+            }
+        }
+        if !(tolerance.is_finite() && tolerance > 0.0) {
+            return Err(SimulateError::Input(format!(
+                "the tolerance must be a positive number of millimetres, got {tolerance}"
+            )));
         }
         let layout = StockModel::part(stock, cell, budget, 0..0)
             .map_err(|e| SimulateError::Input(format!("cannot make the stock: {e}")))?;
-        let reach = passes
+        let reach = program
+            .passes
             .iter()
-            .map(|p| layout.reach(&p.cutter, p.toolpath))
+            .map(|(cutter, tp)| layout.reach(cutter, tp))
             .collect();
         let tiles_per_chunk = layout.tile_count().div_ceil(CHUNKS).max(1);
         Ok(Self {
+            program,
+            reach,
+            model,
+            tolerance,
             stock,
             cell,
             budget,
-            passes,
-            target,
-            tolerance,
             layout,
-            reach,
             tiles_per_chunk,
         })
+    }
+
+    /// The moves it machines.
+    pub fn program(&self) -> &Arc<ProgramMoves> {
+        &self.program
     }
 
     pub fn chunk_count(&self) -> u32 {
@@ -163,14 +207,14 @@ impl<'a> SimulationJob<'a> {
         else {
             unreachable!("a part of a stock that was made")
         };
-        let mut passes = Vec::with_capacity(self.passes.len());
-        for (pass, reach) in self.passes.iter().zip(&self.reach) {
+        let mut passes = Vec::with_capacity(self.reach.len());
+        for ((cutter, toolpath), reach) in self.program.passes.iter().zip(&self.reach) {
             let lists = &reach[tiles.clone()];
             // The moves that reach any of the chunk's tiles, swept once for all of them.
             let mut ids: Vec<u32> = lists.iter().flatten().copied().collect();
             ids.sort_unstable();
             ids.dedup();
-            let swept = swept_moves(&pass.cutter, pass.toolpath, &ids);
+            let swept = swept_moves(cutter, toolpath, &ids);
             let places: Vec<Vec<u32>> = lists.iter().map(|l| places_in(&ids, l)).collect();
             let moves = PartMoves {
                 ids: &ids,
@@ -179,12 +223,14 @@ impl<'a> SimulationJob<'a> {
             };
             let stop = || cancel.is_cancelled();
             let hits = part
-                .machine_part(&pass.cutter, tiles.clone(), &moves, &stop)
+                .machine_part(cutter, tiles.clone(), &moves, &stop)
                 .ok_or(Cancelled)?;
-            let checks = match &self.target {
-                Some(t) => tiles
+            let checks = match &self.model {
+                Some(m) => tiles
                     .clone()
-                    .map(|k| verify_tile(&part.tile_cells(k), t, self.tolerance, self.cell))
+                    .map(|k| {
+                        verify_tile(&part.tile_cells(k), &m.target(), self.tolerance, self.cell)
+                    })
                     .collect(),
                 None => Vec::new(),
             };
@@ -204,10 +250,28 @@ impl<'a> SimulationJob<'a> {
         })
     }
 
-    /// Puts the chunks together, in chunk order: the machined stock and each pass's report
-    /// and check. Every chunk must be there once, and each of the shape its chunk has.
-    pub fn finish(&self, mut chunks: Vec<StockChunk>) -> Result<Simulated, SimulateError> {
+    /// Puts the chunks together, in chunk order: the machined stock and the report and check
+    /// of each of `passes` (the program's passes, named, with their feeds). Every chunk must
+    /// be there once, and each of the shape its chunk has.
+    pub fn finish(
+        &self,
+        mut chunks: Vec<StockChunk>,
+        passes: &[Pass<'_>],
+    ) -> Result<Simulated, SimulateError> {
         let bad = |m: String| Err(SimulateError::Input(format!("simulation result: {m}")));
+        let same = |p: &Pass<'_>, (cutter, tp): &(Cutter, Toolpath)| {
+            p.cutter == *cutter && p.toolpath.start == tp.start && p.toolpath.moves == tp.moves
+        };
+        if passes.len() != self.program.passes.len()
+            || !passes
+                .iter()
+                .zip(&self.program.passes)
+                .all(|(p, m)| same(p, m))
+        {
+            return Err(SimulateError::Input(
+                "the passes are not the ones the simulation machined".into(),
+            ));
+        }
         chunks.sort_by_key(|c| c.chunk);
         if chunks.len() != self.chunk_count() as usize
             || chunks
@@ -227,7 +291,7 @@ impl<'a> SimulationJob<'a> {
             .map_err(|e| SimulateError::Input(format!("cannot make the stock: {e}")))?;
         for chunk in &mut chunks {
             let tiles = self.chunk_tiles(chunk.chunk);
-            if chunk.heights.len() != tiles.len() || chunk.passes.len() != self.passes.len() {
+            if chunk.heights.len() != tiles.len() || chunk.passes.len() != passes.len() {
                 return bad(format!("chunk {} is of the wrong shape", chunk.chunk));
             }
             for (k, h) in tiles.zip(std::mem::take(&mut chunk.heights)) {
@@ -236,8 +300,8 @@ impl<'a> SimulationJob<'a> {
                 }
             }
         }
-        let mut out = Vec::with_capacity(self.passes.len());
-        for (p, pass) in self.passes.iter().enumerate() {
+        let mut out = Vec::with_capacity(passes.len());
+        for (p, pass) in passes.iter().enumerate() {
             let moves = &pass.toolpath.moves;
             let mut tally = PassTally::new(pass)?;
             // Each move's cuts from every tile, merged in tile order, a window of moves at a
@@ -279,7 +343,7 @@ impl<'a> SimulationJob<'a> {
             if tiles.iter().zip(&at).any(|(c, &at)| at != c.len()) {
                 return bad("a cut of a move the pass does not have".into());
             }
-            let check = match self.target {
+            let check = match self.model {
                 Some(_) => {
                     let tiles = chunks.iter().map(|c| (c.chunk, &c.passes[p].checks));
                     for (c, checks) in tiles.clone() {
@@ -297,10 +361,12 @@ impl<'a> SimulationJob<'a> {
         Ok((stock, out))
     }
 
-    /// Runs every chunk on the current rayon pool and puts them together, calling
-    /// `progress(chunks done, chunks)` as each finishes (from the thread that ran it).
+    /// Runs every chunk on the current rayon pool and puts them together with `passes`
+    /// ([`finish`](Self::finish)), calling `progress(chunks done, chunks)` as each chunk
+    /// finishes (from the thread that ran it).
     pub fn run(
         &self,
+        passes: &[Pass<'_>],
         cancel: &CancelToken,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Simulated, SimulateError> {
@@ -316,7 +382,7 @@ impl<'a> SimulationJob<'a> {
             })
             .collect::<Result<Vec<_>, Cancelled>>()
             .map_err(|_| SimulateError::Cancelled)?;
-        self.finish(chunks)
+        self.finish(chunks, passes)
     }
 }
 
@@ -376,21 +442,6 @@ impl ProgramMoves {
                 .map(|p| (p.cutter, p.toolpath.clone()))
                 .collect(),
         }
-    }
-
-    /// The passes to simulate them as, unnamed (a chunk needs no names nor feeds).
-    pub fn passes(&self) -> Vec<Pass<'_>> {
-        self.passes
-            .iter()
-            .map(|(cutter, toolpath)| Pass {
-                name: "",
-                tool_number: 0,
-                cutter: *cutter,
-                toolpath,
-                feeds: PassFeeds::Operation(Feeds::default()),
-                lines: None,
-            })
-            .collect()
     }
 
     /// Feeds the canonical bytes to `out`, a piece at a time: the magic, the number of
@@ -565,6 +616,8 @@ impl<'b> Reader<'b> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simulate::PassFeeds;
+    use crate::toolpath::Feeds;
 
     /// Three passes of a CAD-like part's program: a bull nose facing down in steps with
     /// plunges and rapids, a ball raster over a bumpy surface, a V-bit engraving.
@@ -643,7 +696,30 @@ mod tests {
         let back = ProgramMoves::from_canonical_bytes(&bytes, "test").unwrap();
         assert_eq!(back, program);
         assert_eq!(back.hash(), program.hash());
-        // A named, fed pass and the unnamed one read back machine the same chunks.
+        // The program read back machines the same chunks, which put together with the
+        // named passes give their reports.
+        let a = SimulationJob::new(
+            stock(),
+            0.1,
+            usize::MAX,
+            Arc::new(program.clone()),
+            None,
+            1e-3,
+        )
+        .unwrap();
+        let b = SimulationJob::new(stock(), 0.1, usize::MAX, Arc::new(back), None, 1e-3).unwrap();
+        assert_eq!(a.chunk_count(), b.chunk_count());
+        let cancel = CancelToken::new();
+        let chunks: Vec<StockChunk> = (0..a.chunk_count())
+            .map(|c| {
+                let (x, y) = (
+                    a.run_chunk(c, &cancel).unwrap(),
+                    b.run_chunk(c, &cancel).unwrap(),
+                );
+                assert_eq!(x, y, "chunk {c}");
+                x
+            })
+            .collect();
         let named: Vec<Pass<'_>> = program
             .passes
             .iter()
@@ -652,32 +728,20 @@ mod tests {
                 tool_number: 7,
                 cutter: *cutter,
                 toolpath,
-                feeds: PassFeeds::Operation(Feeds {
-                    feed: 900.0,
-                    plunge_feed: 200.0,
-                    ..Feeds::default()
-                }),
+                feeds: PassFeeds::Operation(Feeds::default()),
                 lines: None,
             })
             .collect();
-        let unnamed = back.passes();
-        let a = SimulationJob::new(stock(), 0.1, usize::MAX, &named, None, 1e-3).unwrap();
-        let b = SimulationJob::new(stock(), 0.1, usize::MAX, &unnamed, None, 1e-3).unwrap();
-        assert_eq!(a.chunk_count(), b.chunk_count());
-        let cancel = CancelToken::new();
-        let mut cut = false;
-        for c in 0..a.chunk_count() {
-            let (x, y) = (
-                a.run_chunk(c, &cancel).unwrap(),
-                b.run_chunk(c, &cancel).unwrap(),
-            );
-            cut |= x
-                .passes
+        let (_, reports) = b.finish(chunks, &named).unwrap();
+        assert!(
+            reports
                 .iter()
-                .any(|p| p.cuts.iter().any(|t| !t.is_empty()));
-            assert_eq!(x, y, "chunk {c}");
-        }
-        assert!(cut, "the program cut nothing");
+                .all(|(r, _)| r.name == "roughing" && r.tool_number == 7)
+        );
+        assert!(
+            reports.iter().all(|(r, _)| r.removed_mm3 > 0.0),
+            "{reports:?}"
+        );
         // Another program, another hash.
         let mut moved = program.clone();
         moved.passes[1].1.moves[5].to.z += 1e-9;

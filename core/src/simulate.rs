@@ -1295,12 +1295,16 @@ mod tests {
 
     #[test]
     fn a_simulation_in_chunks_of_tiles_leaves_the_batch_by_batch_stock_and_figures() {
-        use crate::sim_job::SimulationJob;
-        let model = block_model(6.5);
-        let index = TriangleIndex::new(&model);
+        use crate::sim_job::{Model, ProgramMoves, SimulationJob};
+        use std::sync::Arc;
+        let model = Model {
+            mesh: Arc::new(block_model(6.5)),
+            index: Arc::new(TriangleIndex::new(&block_model(6.5))),
+            floor: 0.0,
+        };
         let target = Target {
-            mesh: &model,
-            index: &index,
+            mesh: &model.mesh,
+            index: &model.index,
             floor: 0.0,
         };
         let (wander, raster) = (wandering(400), long_raster());
@@ -1323,16 +1327,21 @@ mod tests {
             &mut |_, _, _| {},
         )
         .unwrap();
+        let program = Arc::new(ProgramMoves::of(&passes));
         let mut runs = Vec::new();
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let job = SimulationJob::new(stock_box, cell, usize::MAX, &passes, Some(target), 1e-3)
+            let model = Some(model.clone());
+            let job = SimulationJob::new(stock_box, cell, usize::MAX, program.clone(), model, 1e-3)
                 .unwrap();
             assert!(job.chunk_count() > 1);
-            runs.push(pool.install(|| job.run(&cancel, &|_, _| {})).unwrap());
+            runs.push(
+                pool.install(|| job.run(&passes, &cancel, &|_, _| {}))
+                    .unwrap(),
+            );
         }
         // Whatever the threads, the same bits.
         assert_eq!(runs[0], runs[1]);
@@ -1358,16 +1367,19 @@ mod tests {
         // A cancelled job stops.
         let stopped = CancelToken::new();
         stopped.cancel();
-        let job = SimulationJob::new(stock_box, cell, usize::MAX, &passes, None, 1e-3).unwrap();
-        assert_eq!(job.run(&stopped, &|_, _| {}), Err(SimulateError::Cancelled));
+        let job = SimulationJob::new(stock_box, cell, usize::MAX, program, None, 1e-3).unwrap();
+        assert_eq!(
+            job.run(&passes, &stopped, &|_, _| {}),
+            Err(SimulateError::Cancelled)
+        );
         // Results put together only when every chunk is there once, each of its shape.
         let all: Vec<_> = (0..job.chunk_count())
             .map(|c| job.run_chunk(c, &cancel).unwrap())
             .collect();
-        assert!(job.finish(all[1..].to_vec()).is_err());
+        assert!(job.finish(all[1..].to_vec(), &passes).is_err());
         let mut twice = all.clone();
         twice[1] = all[0].clone();
-        assert!(job.finish(twice).is_err());
+        assert!(job.finish(twice, &passes).is_err());
         let mut foreign = all.clone();
         foreign[0].passes[0].cuts[0].push(crate::sim_job::MoveCut {
             index: u32::MAX,
@@ -1375,11 +1387,16 @@ mod tests {
             removed: 1.0,
             across: (0.0, 1.0),
         });
-        assert!(job.finish(foreign).is_err());
+        assert!(job.finish(foreign, &passes).is_err());
         let mut torn = all.clone();
         torn[0].heights[0].pop();
-        assert!(job.finish(torn).is_err());
-        let (stock_again, no_checks) = job.finish(all).unwrap();
+        assert!(job.finish(torn, &passes).is_err());
+        // Nor with passes other than the program's.
+        assert!(job.finish(all.clone(), &passes[1..]).is_err());
+        let mut other = passes.clone();
+        other[0].cutter = CUTTERS[0];
+        assert!(job.finish(all.clone(), &other).is_err());
+        let (stock_again, no_checks) = job.finish(all, &passes).unwrap();
         assert_eq!(stock_again.heights(), stock.heights());
         assert!(no_checks.iter().all(|(_, c)| c.is_none()));
     }

@@ -1108,7 +1108,14 @@ fn simulate_one(threads: usize, quick: bool, chunks: bool) -> Result<()> {
     let t0 = Instant::now();
     let run = pool.install(|| match chunks {
         false => simulate_batches(&pass, &target, setup.stock, cell),
-        true => simulate_chunks(&pass, &target, setup.stock, cell),
+        true => {
+            let model = millpond_core::sim_job::Model {
+                mesh: mesh.clone(),
+                index: index.clone(),
+                floor: setup.floor,
+            };
+            simulate_chunks(&pass, model, setup.stock, cell)
+        }
     })?;
     let simulate_s = t0.elapsed().as_secs_f64();
     let (nx, ny) = run.stock.size();
@@ -1171,17 +1178,18 @@ fn simulate_batches(
 /// The pass machined and checked as a job of chunks of tiles, each chunk timed.
 fn simulate_chunks(
     pass: &millpond_core::simulate::Pass<'_>,
-    target: &millpond_core::simulate::Target<'_>,
+    model: millpond_core::sim_job::Model,
     stock: millpond_core::Aabb,
     cell: f64,
 ) -> Result<SimulationRun> {
-    use millpond_core::sim_job::SimulationJob;
+    use millpond_core::sim_job::{ProgramMoves, SimulationJob};
     use millpond_core::simulate;
     use rayon::prelude::*;
     let t0 = Instant::now();
     let passes = [*pass];
     let tolerance = simulate::DEFAULT_TOLERANCE;
-    let job = SimulationJob::new(stock, cell, 1 << 30, &passes, Some(*target), tolerance)?;
+    let program = Arc::new(ProgramMoves::of(&passes));
+    let job = SimulationJob::new(stock, cell, 1 << 30, program, Some(model), tolerance)?;
     let plan_s = t0.elapsed().as_secs_f64();
     let cancel = CancelToken::new();
     let chunks = (0..job.chunk_count())
@@ -1195,7 +1203,7 @@ fn simulate_chunks(
         .collect::<Result<Vec<_>, millpond_core::job::Cancelled>>()?;
     let work: Vec<f64> = chunks.iter().map(|c| c.1).collect();
     let t1 = Instant::now();
-    let (model, ops) = job.finish(chunks.into_iter().map(|c| c.0).collect())?;
+    let (model, ops) = job.finish(chunks.into_iter().map(|c| c.0).collect(), &passes)?;
     let finish_s = t1.elapsed().as_secs_f64();
     let (report, check) = &ops[0];
     let total: f64 = work.iter().sum();
