@@ -1088,6 +1088,11 @@ fn simulate_one(threads: usize, quick: bool, chunks: bool) -> Result<()> {
     let JobOutput::Toolpath(tp) = ctx.finish(results)? else {
         bail!("no toolpath");
     };
+    // The program as a simulation job holds it (the pass below borrows it: no copy).
+    let program = Arc::new(millpond_core::sim_job::ProgramMoves {
+        passes: vec![(cutter, tp)],
+    });
+    let tp = &program.passes[0].1;
     let cell = if quick { 0.2 } else { 0.05 };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -1096,7 +1101,7 @@ fn simulate_one(threads: usize, quick: bool, chunks: bool) -> Result<()> {
         name: "raster",
         tool_number: 1,
         cutter,
-        toolpath: &tp,
+        toolpath: tp,
         feeds: PassFeeds::Operation(millpond_core::Feeds::default()),
         lines: None,
     };
@@ -1114,7 +1119,7 @@ fn simulate_one(threads: usize, quick: bool, chunks: bool) -> Result<()> {
                 index: index.clone(),
                 floor: setup.floor,
             };
-            simulate_chunks(&pass, model, setup.stock, cell)
+            simulate_chunks(&pass, program.clone(), model, setup.stock, cell)
         }
     })?;
     let simulate_s = t0.elapsed().as_secs_f64();
@@ -1178,17 +1183,17 @@ fn simulate_batches(
 /// The pass machined and checked as a job of chunks of tiles, each chunk timed.
 fn simulate_chunks(
     pass: &millpond_core::simulate::Pass<'_>,
+    program: Arc<millpond_core::sim_job::ProgramMoves>,
     model: millpond_core::sim_job::Model,
     stock: millpond_core::Aabb,
     cell: f64,
 ) -> Result<SimulationRun> {
-    use millpond_core::sim_job::{ProgramMoves, SimulationJob};
+    use millpond_core::sim_job::SimulationJob;
     use millpond_core::simulate;
     use rayon::prelude::*;
     let t0 = Instant::now();
     let passes = [*pass];
     let tolerance = simulate::DEFAULT_TOLERANCE;
-    let program = Arc::new(ProgramMoves::of(&passes));
     let job = SimulationJob::new(stock, cell, 1 << 30, program, Some(model), tolerance)?;
     let plan_s = t0.elapsed().as_secs_f64();
     let cancel = CancelToken::new();
