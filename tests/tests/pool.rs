@@ -863,9 +863,18 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// A tag for the names of one test's namespaces and links, unique on this machine while it
+/// runs: the process and a count within it (two namespace tests run side by side in one test
+/// process, and before this tag had no count, the second one's `ip netns add` failed).
+fn network_tag() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}x{n}", std::process::id())
+}
+
 impl Netns {
     fn create() -> Result<Self, String> {
-        let tag = format!("{}", std::process::id());
+        let tag = network_tag();
         let (a, b) = (format!("mp-pool-{tag}-a"), format!("mp-pool-{tag}-b"));
         let (va, vb) = (format!("mpa{tag}"), format!("mpb{tag}"));
         let mut ns = Self {
@@ -906,6 +915,31 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Set to let the network-namespace tests skip themselves where they cannot run (a developer
+/// without root); unset, they fail there instead.
+const SKIP_VAR: &str = "MILLPOND_SKIP_ROOT_TESTS";
+
+/// The network built for a namespace test, or `None` when it may skip: a test that skips
+/// itself silently tests nothing, so without root or without `ip` (iproute2) it fails
+/// naming what is missing (`.ci/run` runs as root and installs iproute2), unless
+/// [`SKIP_VAR`] is set.
+fn network_or_skip<T>(test: &str, build: impl FnOnce() -> Result<T, String>) -> Option<T> {
+    let why = if !is_root() {
+        "needs root (it builds network namespaces)".to_string()
+    } else {
+        match build() {
+            Ok(net) => return Some(net),
+            Err(e) => format!("cannot build its network ({e}): is iproute2 installed?"),
+        }
+    };
+    assert!(
+        std::env::var_os(SKIP_VAR).is_some(),
+        "{test} {why}; run the tests as root, as .ci/run does, or set {SKIP_VAR}=1 to skip it"
+    );
+    eprintln!("skipped ({SKIP_VAR} is set): {test} {why}");
+    None
 }
 
 /// `millpond toolpath` of the bundled part, fine enough that a pool shares it out, written
@@ -964,16 +998,8 @@ fn local_fine_toolpath(c: &Cluster) {
 /// pair: the G-code is byte-identical to a local run.
 #[test]
 fn pool_across_network_namespaces() {
-    if !is_root() {
-        eprintln!("skipped: needs root and ip netns");
+    let Some(ns) = network_or_skip("pool_across_network_namespaces", Netns::create) else {
         return;
-    }
-    let ns = match Netns::create() {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!("skipped: needs root and ip netns ({e})");
-            return;
-        }
     };
     let mut c = Cluster::new("netns");
     let t0 = Instant::now();
@@ -1043,7 +1069,7 @@ struct Lan {
 
 impl Lan {
     fn create(members: &[&str]) -> Result<Self, String> {
-        let tag = std::process::id();
+        let tag = network_tag();
         let mut lan = Self {
             hub: format!("mp-lan-{tag}-hub"),
             members: Vec::new(),
@@ -1140,17 +1166,10 @@ fn listen_in(
 /// beacons, never a datagram from Q, over Q's whole life.
 #[test]
 fn lan_discovery_across_network_namespaces() {
-    if !is_root() {
-        eprintln!("skipped: needs root and ip netns");
-        return;
-    }
     let members = ["a", "b", "w", "q", "l"];
-    let lan = match Lan::create(&members) {
-        Ok(lan) => lan,
-        Err(e) => {
-            eprintln!("skipped: needs root, ip netns and bridges ({e})");
-            return;
-        }
+    let test = "lan_discovery_across_network_namespaces";
+    let Some(lan) = network_or_skip(test, || Lan::create(&members)) else {
+        return;
     };
     let ns = |m: &str| lan.members[members.iter().position(|x| *x == m).unwrap()].clone();
     let addr = |m: &str| Lan::address(members.iter().position(|x| *x == m).unwrap());
@@ -1317,17 +1336,10 @@ fn computed_by(o: &Pool, name: &str) -> u64 {
 /// bit-identical. All within 60 s.
 #[test]
 fn a_member_cut_off_mid_job_links_again_once_healed() {
-    if !is_root() {
-        eprintln!("skipped: needs root and ip netns");
-        return;
-    }
     let members = ["a", "b", "c", "o"];
-    let lan = match Lan::create(&members) {
-        Ok(lan) => lan,
-        Err(e) => {
-            eprintln!("skipped: needs root, ip netns and bridges ({e})");
-            return;
-        }
+    let test = "a_member_cut_off_mid_job_links_again_once_healed";
+    let Some(lan) = network_or_skip(test, || Lan::create(&members)) else {
+        return;
     };
     let spec = raster_spec(0.02, SAMPLING);
     let want = reference(&spec);
