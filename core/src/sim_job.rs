@@ -123,11 +123,8 @@ pub struct SimulationJob {
     reach: Vec<Vec<Vec<u32>>>,
     model: Option<Model>,
     tolerance: f64,
-    /// The stock block, its cells and the bytes their heights may take.
-    stock: Aabb,
+    /// The cell size, and the stock's tiles without their cells: where each tile is.
     cell: f64,
-    budget: usize,
-    /// The stock's tiles without their cells: where each tile is.
     layout: StockModel,
     tiles_per_chunk: usize,
 }
@@ -174,9 +171,7 @@ impl SimulationJob {
             reach,
             model,
             tolerance,
-            stock,
             cell,
-            budget,
             layout,
             tiles_per_chunk,
         })
@@ -202,11 +197,7 @@ impl SimulationJob {
     /// `cancel` is set.
     pub fn run_chunk(&self, c: u32, cancel: &CancelToken) -> Result<StockChunk, Cancelled> {
         let tiles = self.chunk_tiles(c);
-        // `new` made the whole stock within the budget: a part of it fits too.
-        let Ok(mut part) = StockModel::part(self.stock, self.cell, self.budget, tiles.clone())
-        else {
-            unreachable!("a part of a stock that was made")
-        };
+        let mut part = self.layout.part_of(tiles.clone());
         let mut passes = Vec::with_capacity(self.reach.len());
         for ((cutter, toolpath), reach) in self.program.passes.iter().zip(&self.reach) {
             let lists = &reach[tiles.clone()];
@@ -287,8 +278,7 @@ impl SimulationJob {
         }
         // The stock's tiles without cells, each given the heights a chunk computed: no
         // second copy of the heights, even for a moment.
-        let mut stock = StockModel::part(self.stock, self.cell, self.budget, 0..0)
-            .map_err(|e| SimulateError::Input(format!("cannot make the stock: {e}")))?;
+        let mut stock = self.layout.part_of(0..0);
         for chunk in &mut chunks {
             let tiles = self.chunk_tiles(chunk.chunk);
             if chunk.heights.len() != tiles.len() || chunk.passes.len() != passes.len() {
@@ -328,7 +318,9 @@ impl SimulationJob {
                     while let Some(cut) = cuts.get(*at)
                         && (cut.index as usize) < w1
                     {
-                        if (cut.index as usize) < w0 || !cut_is_sound(cut) {
+                        let after = |c: &MoveCut| c.index < cut.index;
+                        let in_order = *at == 0 || cuts.get(*at - 1).is_some_and(after);
+                        if (cut.index as usize) < w0 || !in_order || !cut_is_sound(cut) {
                             return bad(format!("tile {t} has a malformed cut"));
                         }
                         cut.merge_into(&mut window[cut.index as usize - w0]);
@@ -404,7 +396,12 @@ fn places_in(ids: &[u32], list: &[u32]) -> Vec<u32> {
 
 /// A cut whose numbers could have come from a move.
 fn cut_is_sound(c: &MoveCut) -> bool {
-    c.depth.is_finite() && c.removed.is_finite() && !c.across.0.is_nan() && !c.across.1.is_nan()
+    c.depth.is_finite()
+        && c.depth >= 0.0
+        && c.removed.is_finite()
+        && c.removed >= 0.0
+        && !c.across.0.is_nan()
+        && !c.across.1.is_nan()
 }
 
 /// BLAKE3 hash of a program's canonical bytes ([`ProgramMoves::canonical_bytes`]): how a pool

@@ -1388,6 +1388,18 @@ mod tests {
             across: (0.0, 1.0),
         });
         assert!(job.finish(foreign, &passes).is_err());
+        // A tile's cuts out of move order, or twice the same move.
+        let (c, t) = (0..all.len())
+            .flat_map(|c| (0..all[c].heights.len()).map(move |t| (c, t)))
+            .find(|&(c, t)| all[c].passes[0].cuts[t].len() > 1)
+            .unwrap();
+        let mut swapped = all.clone();
+        swapped[c].passes[0].cuts[t].swap(0, 1);
+        assert!(job.finish(swapped, &passes).is_err());
+        let mut doubled = all.clone();
+        let first = doubled[c].passes[0].cuts[t][0];
+        doubled[c].passes[0].cuts[t][1] = first;
+        assert!(job.finish(doubled, &passes).is_err());
         let mut torn = all.clone();
         torn[0].heights[0].pop();
         assert!(job.finish(torn, &passes).is_err());

@@ -933,6 +933,30 @@ impl StockModel {
         lists
     }
 
+    /// The same stock's tiles `part` alone, uncut, the other tiles without cells (see
+    /// [`part`](Self::part)).
+    pub(crate) fn part_of(&self, part: Range<usize>) -> StockModel {
+        let tiles = self
+            .tiles
+            .iter()
+            .enumerate()
+            .map(|(k, t)| Tile {
+                i0: t.i0,
+                j0: t.j0,
+                w: t.w,
+                h: t.h,
+                heights: vec![0.0; if part.contains(&k) { t.w * t.h } else { 0 }],
+            })
+            .collect();
+        StockModel {
+            g: self.g,
+            tile: self.tile,
+            tx: self.tx,
+            tiles,
+            profile: WorkProfile::default(),
+        }
+    }
+
     /// Tiles in all (along X, then Y).
     pub(crate) fn tile_count(&self) -> usize {
         self.tiles.len()
