@@ -152,26 +152,21 @@ impl<'p> PassTally<'p> {
             .validate()
             .map_err(|e| SimulateError::Input(format!("{}: {e}", pass.name)))?;
         let moves = &pass.toolpath.moves;
-        if let PassFeeds::PerMove(f) = pass.feeds
-            && f.len() != moves.len()
-        {
-            return Err(SimulateError::Input(format!(
-                "{}: {} feeds for {} moves",
+        // One feed and one line number per move, where the pass has them.
+        let one_each = |what: &str, n: Option<usize>| match n {
+            Some(n) if n != moves.len() => Err(SimulateError::Input(format!(
+                "{}: {n} {what} for {} moves",
                 pass.name,
-                f.len(),
                 moves.len()
-            )));
-        }
-        if let Some(l) = pass.lines
-            && l.len() != moves.len()
-        {
-            return Err(SimulateError::Input(format!(
-                "{}: {} line numbers for {} moves",
-                pass.name,
-                l.len(),
-                moves.len()
-            )));
-        }
+            ))),
+            _ => Ok(()),
+        };
+        let feeds = match pass.feeds {
+            PassFeeds::PerMove(f) => Some(f.len()),
+            PassFeeds::Operation(_) => None,
+        };
+        one_each("feeds", feeds)?;
+        one_each("line numbers", pass.lines.map(<[usize]>::len))?;
         let report = PassReport {
             name: pass.name.to_string(),
             tool_number: pass.tool_number,
