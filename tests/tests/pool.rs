@@ -931,7 +931,7 @@ fn network_or_skip<T>(test: &str, build: impl FnOnce() -> Result<T, String>) -> 
     } else {
         match build() {
             Ok(net) => return Some(net),
-            Err(e) => format!("cannot build its network ({e}): is iproute2 installed?"),
+            Err(e) => format!("cannot build its network: {e} (it needs iproute2's `ip netns`)"),
         }
     };
     assert!(
