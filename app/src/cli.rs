@@ -329,16 +329,17 @@ pub fn drop_command(args: &DropArgs) -> Result<()> {
     let threads = threads(m.threads)?;
     let loaded = load_model(&m.model, m.units)?;
     let b = loaded.mesh.bounds();
+    let grid = Grid {
+        axis: m.axis.into(),
+        bounds: m.bounds.unwrap_or(b.xy()),
+        step: args.step,
+        sampling: args.sampling,
+    };
     let spec = JobSpec {
         mesh: loaded.mesh.hash(),
         cutter: m.tool,
         operation: Operation::Drop(DropSpec {
-            grid: Grid {
-                axis: m.axis.into(),
-                bounds: m.bounds.unwrap_or(b.xy()),
-                step: args.step,
-                sampling: args.sampling,
-            },
+            grid,
             floor: m.floor.unwrap_or(b.min.z),
         }),
     };
@@ -349,8 +350,7 @@ pub fn drop_command(args: &DropArgs) -> Result<()> {
     };
     let compute_s = t0.elapsed().as_secs_f64();
     if let Some(path) = &args.csv {
-        write_csv(path, ctx.spec().grid(), &z)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_csv(path, &grid, &z).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let summary = serde_json::json!({
         "triangles": loaded.mesh.len(),

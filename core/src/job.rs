@@ -12,6 +12,8 @@ use crate::index::TriangleIndex;
 use crate::mesh::{Mesh, MeshHash};
 use crate::raster::{self, RasterSpec};
 use crate::rest::RestMaterial;
+use crate::sim_job::{ProgramMoves, SimulationJob, StockChunk};
+use crate::sim_spec::{self, SimulateSpec};
 use crate::toolpath::Toolpath;
 use crate::waterline::{self, Chain, ContourSpec, Level, WaterlineSpec};
 use rayon::prelude::*;
@@ -27,7 +29,7 @@ pub use crate::grid::{Grid, MAX_POINTS, MAX_POINTS_PER_LINE};
 /// Version of everything that decides the bits of a chunk result. Pool peers must match it
 /// exactly for a pooled job to equal a local one; bump it with any change to the contact
 /// math, the chunk split or the result encoding.
-pub const COMPUTE_ABI: u32 = 10;
+pub const COMPUTE_ABI: u32 = 11;
 
 /// Points a chunk aims at. Large enough that per-chunk overhead (a pool round trip, an index
 /// query per line) is small, small enough that two workers balance and a lost chunk is cheap.
@@ -73,6 +75,10 @@ pub enum Operation {
     Waterline(WaterlineSpec),
     /// Roughing by slices.
     Rough(crate::rough::RoughSpec),
+    /// Stock simulation of a program, checked against the job's mesh (the model): chunks of
+    /// the stock's tiles ([`crate::sim_job`]). Its moves are a second input, bound with
+    /// [`JobContext::simulation`].
+    Simulate(SimulateSpec),
 }
 
 /// Everything a computation depends on.
@@ -80,6 +86,7 @@ pub enum Operation {
 pub struct JobSpec {
     /// The mesh this job was planned for.
     pub mesh: MeshHash,
+    /// The tool (for a simulation, its first pass's: each pass has its own).
     pub cutter: Cutter,
     pub operation: Operation,
 }
@@ -106,13 +113,49 @@ impl CancelToken {
 }
 
 impl JobSpec {
-    pub fn grid(&self) -> &Grid {
+    /// The grid of CL points a toolpath operation computes (a simulation has none).
+    pub fn grid(&self) -> Option<&Grid> {
         match &self.operation {
-            Operation::Drop(d) => &d.grid,
-            Operation::Raster(r) => &r.grid,
-            Operation::Contours(c) => &c.grid,
-            Operation::Waterline(w) => &w.contours.grid,
-            Operation::Rough(r) => &r.contours.grid,
+            Operation::Drop(d) => Some(&d.grid),
+            Operation::Raster(r) => Some(&r.grid),
+            Operation::Contours(c) => Some(&c.grid),
+            Operation::Waterline(w) => Some(&w.contours.grid),
+            Operation::Rough(r) => Some(&r.contours.grid),
+            Operation::Simulate(_) => None,
+        }
+    }
+
+    /// The grid, for the code of toolpath operations only (a simulation never reaches it:
+    /// every caller is behind a match or a `contours()` that leaves simulations out).
+    fn cl_grid(&self) -> &Grid {
+        const NONE: Grid = Grid {
+            axis: crate::drop::Axis::X,
+            bounds: crate::geom::Rect {
+                xmin: 0.0,
+                xmax: 0.0,
+                ymin: 0.0,
+                ymax: 0.0,
+            },
+            step: 1.0,
+            sampling: 1.0,
+        };
+        self.grid().unwrap_or(&NONE)
+    }
+
+    /// The simulation this job is, if it is one.
+    pub fn simulation(&self) -> Option<&SimulateSpec> {
+        match &self.operation {
+            Operation::Simulate(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The job's work in all, in the units of [`chunk_points`](Self::chunk_points): CL
+    /// points, or a simulation's (move, tile) meetings.
+    pub fn points_total(&self) -> u64 {
+        match &self.operation {
+            Operation::Simulate(s) => (0..s.chunk_count()).map(|c| s.chunk_work(c)).sum(),
+            _ => self.cl_grid().points(),
         }
     }
 
@@ -124,6 +167,7 @@ impl JobSpec {
             Operation::Contours(c) => c.allowance,
             Operation::Waterline(w) => w.contours.allowance,
             Operation::Rough(r) => r.contours.allowance,
+            Operation::Simulate(_) => 0.0,
         }
     }
 
@@ -133,7 +177,7 @@ impl JobSpec {
             Operation::Contours(c) => Some(c),
             Operation::Waterline(w) => Some(&w.contours),
             Operation::Rough(r) => Some(&r.contours),
-            Operation::Drop(_) | Operation::Raster(_) => None,
+            Operation::Drop(_) | Operation::Raster(_) | Operation::Simulate(_) => None,
         }
     }
 
@@ -144,13 +188,16 @@ impl JobSpec {
             Operation::Contours(c) => c.floor(),
             Operation::Waterline(w) => w.contours.floor(),
             Operation::Rough(r) => r.contours.floor(),
+            Operation::Simulate(s) => s.floor,
         }
     }
 
     /// Checks every number before any work is planned.
     pub fn validate(&self) -> Result<(), JobError> {
         self.cutter.validate()?;
-        self.grid().validate()?;
+        if let Some(grid) = self.grid() {
+            grid.validate()?;
+        }
         finite("floor", self.floor())?;
         match &self.operation {
             Operation::Drop(_) => {}
@@ -158,6 +205,7 @@ impl JobSpec {
             Operation::Contours(c) => c.validate()?,
             Operation::Waterline(w) => w.validate()?,
             Operation::Rough(r) => r.validate()?,
+            Operation::Simulate(s) => s.validate()?,
         }
         self.cutter.grown(self.allowance())?;
         Ok(())
@@ -175,7 +223,7 @@ impl JobSpec {
     /// never fewer than 2 rows. (On a 200k-triangle relief, 20 layers of roughing in chunks
     /// of 2 rows took 13 % longer on one thread than in chunks of 65.)
     fn lines_per_chunk(&self) -> usize {
-        let grid = self.grid();
+        let grid = self.cl_grid();
         let by_points = CHUNK_POINTS.div_ceil(grid.points_per_line()).max(1);
         let Some(contours) = self.contours() else {
             return by_points;
@@ -190,21 +238,31 @@ impl JobSpec {
     }
 
     pub fn chunk_count(&self) -> u32 {
-        let n = self.grid().lines().div_ceil(self.lines_per_chunk());
+        if let Operation::Simulate(s) = &self.operation {
+            return s.chunk_count();
+        }
+        let n = self.cl_grid().lines().div_ceil(self.lines_per_chunk());
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    /// The raster lines chunk `c` covers.
+    /// The raster lines chunk `c` covers (none for a simulation).
     pub fn chunk_lines(&self, c: u32) -> Range<usize> {
+        if self.grid().is_none() {
+            return 0..0;
+        }
         let per = self.lines_per_chunk();
-        let lines = self.grid().lines();
+        let lines = self.cl_grid().lines();
         let start = (c as usize * per).min(lines);
         start..(start + per).min(lines)
     }
 
-    /// CL points chunk `c` computes (its share of the job's work).
+    /// CL points chunk `c` computes (its share of the job's work; for a simulation, the
+    /// (move, tile) meetings it machines, [`SimulateSpec::chunk_work`]).
     pub fn chunk_points(&self, c: u32) -> u64 {
-        self.chunk_lines(c).len() as u64 * self.grid().points_per_line() as u64
+        if let Operation::Simulate(s) = &self.operation {
+            return s.chunk_work(c);
+        }
+        self.chunk_lines(c).len() as u64 * self.cl_grid().points_per_line() as u64
     }
 
     /// Most bytes the postcard encoding of any result of chunk `c` that passes
@@ -214,10 +272,11 @@ impl JobSpec {
     /// size against it before reading a byte of it.
     pub fn max_result_bytes(&self, c: u32) -> u64 {
         let lines = self.chunk_lines(c).len() as u64;
-        let per_line = self.grid().points_per_line() as u64;
+        let per_line = self.cl_grid().points_per_line() as u64;
         // The chunk number (a u32 varint), the variant, the outer length.
         let head = 5 + LEN + LEN;
         let body = match &self.operation {
+            Operation::Simulate(s) => s.max_result_bytes(c),
             Operation::Drop(_) => (lines * per_line).saturating_mul(8),
             Operation::Raster(_) => {
                 let line = (per_line * raster::MAX_POINTS_PER_SAMPLE as u64).saturating_mul(24);
@@ -250,8 +309,10 @@ impl JobSpec {
     /// Pieces of contours are joined across chunks only by [`JobContext::finish`], so a contour shows
     /// as several pieces until then. A result of the wrong shape for the job gives nothing.
     pub fn preview(&self, result: &ChunkResult) -> Vec<Vec<Point3>> {
-        let grid = self.grid();
+        let grid = self.cl_grid();
         match &result.data {
+            // The stock is drawn whole once the simulation is put together.
+            ChunkData::Stock(_) => Vec::new(),
             ChunkData::Polylines(lines) => lines.clone(),
             ChunkData::Heights(z) => {
                 let per_line = grid.points_per_line();
@@ -295,14 +356,17 @@ pub enum ResultForm {
     Polylines { lines: usize, most: usize },
     /// Contour pieces for each of this many levels, each piece with a point at least.
     Chains { levels: usize },
+    /// A simulation chunk's tiles of stock, cuts and checks.
+    Stock(sim_spec::StockForm),
 }
 
 impl JobSpec {
     /// What chunk `c`'s result looks like ([`ResultForm`]).
     pub fn result_form(&self, c: u32) -> ResultForm {
         let lines = self.chunk_lines(c).len();
-        let per_line = self.grid().points_per_line();
+        let per_line = self.cl_grid().points_per_line();
         match &self.operation {
+            Operation::Simulate(s) => ResultForm::Stock(s.form(c)),
             Operation::Drop(_) => ResultForm::Heights(lines * per_line),
             Operation::Raster(_) => ResultForm::Polylines {
                 lines,
@@ -332,6 +396,8 @@ pub enum ChunkData {
     Polylines(Vec<Vec<Point3>>),
     /// Contour pieces, per level.
     Chains(Vec<Vec<Chain>>),
+    /// A simulation chunk's stock, cuts and checks.
+    Stock(StockChunk),
 }
 
 impl ChunkResult {
@@ -356,6 +422,7 @@ impl ChunkResult {
                     })
                     .sum::<u64>()
             }
+            ChunkData::Stock(s) => sim_spec::encoded_size_bound(s),
         };
         // The chunk number (a u32 varint) and the variant.
         5 + 5 + body
@@ -373,8 +440,13 @@ impl ChunkResult {
             ));
         }
         let lines = spec.chunk_lines(self.chunk).len();
-        let per_line = spec.grid().points_per_line();
+        let per_line = spec.cl_grid().points_per_line();
         match (spec.result_form(self.chunk), &self.data) {
+            (ResultForm::Stock(_), ChunkData::Stock(s)) => {
+                if let Some(sim) = spec.simulation() {
+                    sim.check_chunk(self.chunk, s).or_else(bad)?;
+                }
+            }
             (ResultForm::Heights(n), ChunkData::Heights(z)) => {
                 if z.len() != n {
                     return bad(format!(
@@ -415,7 +487,7 @@ impl ChunkResult {
                 }
                 // At most one crossing per grid edge of the chunk's rows, plus refinement.
                 let edges = 2 * (lines + 1) * per_line * waterline::MAX_POINTS_PER_EDGE;
-                let keys = (spec.grid().lines() * per_line) as u64;
+                let keys = (spec.cl_grid().lines() * per_line) as u64;
                 for chains in levels {
                     if chains.iter().map(|c| c.points.len()).sum::<usize>() > edges {
                         return bad(format!("chunk {} has too many contour points", self.chunk));
@@ -453,6 +525,10 @@ pub enum JobOutput {
     Toolpath(Toolpath),
     /// `waterline`: closed contours per level, in the spec's level order.
     Contours(Vec<Level>),
+    /// A simulation's chunks, checked and in order: for
+    /// [`SimulationJob::finish`](crate::sim_job::SimulationJob::finish) with the named passes,
+    /// which only the job's owner has.
+    Stock(Vec<StockChunk>),
 }
 
 /// A job bound to its mesh and index: what a host needs to run chunks and to finish.
@@ -464,6 +540,8 @@ pub struct JobContext {
     /// What the earlier operations left for a rest roughing job: needed to assemble its
     /// toolpath, not to compute its chunks, so it stays with the job's owner.
     rest: Option<Arc<RestMaterial>>,
+    /// A simulation job's plan, with its program ([`simulation`](Self::simulation)).
+    simulation: Option<Arc<SimulationJob>>,
 }
 
 /// Raster lines longer than this are computed in pieces, so a cancel is seen within
@@ -480,6 +558,15 @@ impl JobContext {
         spec: JobSpec,
     ) -> Result<Self, JobError> {
         spec.validate()?;
+        if spec.simulation().is_some() {
+            return Err(JobError::Invalid(
+                "a simulation job needs its program as well as its model".into(),
+            ));
+        }
+        Self::bind(mesh, index, spec)
+    }
+
+    fn bind(mesh: Arc<Mesh>, index: Arc<TriangleIndex>, spec: JobSpec) -> Result<Self, JobError> {
         if mesh.hash() != spec.mesh {
             return Err(JobError::WrongMesh {
                 expected: spec.mesh,
@@ -491,7 +578,59 @@ impl JobContext {
             index,
             spec,
             rest: None,
+            simulation: None,
         })
+    }
+
+    /// Binds a simulation job's spec to its model and its program, and plans its chunks
+    /// from them: refused unless the program is the one the spec names and the plan the spec
+    /// carries (moves per pass, meetings per chunk) is the one the program gives, so that a
+    /// pool member never machines a job other than its owner's.
+    pub fn simulation(
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+        spec: JobSpec,
+        program: Arc<ProgramMoves>,
+    ) -> Result<Self, JobError> {
+        spec.validate()?;
+        let Some(sim) = spec.simulation() else {
+            return Err(JobError::Invalid("not a simulation job".into()));
+        };
+        if program.hash() != sim.program {
+            return Err(JobError::Invalid(format!(
+                "the job simulates program {} but was given program {}",
+                sim.program,
+                program.hash()
+            )));
+        }
+        let model = crate::sim_job::Model {
+            mesh: mesh.clone(),
+            index: index.clone(),
+            floor: sim.floor,
+        };
+        let budget = usize::try_from(sim.budget).unwrap_or(usize::MAX);
+        let job = SimulationJob::new(
+            sim.stock,
+            sim.cell,
+            budget,
+            program,
+            Some(model),
+            sim.tolerance,
+        )
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+        if job.spec().as_ref() != Some(sim) {
+            return Err(JobError::Invalid(
+                "the simulation's plan is not the one its program gives".into(),
+            ));
+        }
+        let mut ctx = Self::bind(mesh, index, spec)?;
+        ctx.simulation = Some(Arc::new(job));
+        Ok(ctx)
+    }
+
+    /// A simulation job's plan and program.
+    pub fn simulation_job(&self) -> Option<&Arc<SimulationJob>> {
+        self.simulation.as_ref()
     }
 
     /// Gives a rest roughing job the material the earlier operations left
@@ -558,7 +697,7 @@ impl JobContext {
         out: &mut [f64],
         cancel: &CancelToken,
     ) -> Result<Option<Band>, Cancelled> {
-        let grid = self.spec.grid();
+        let grid = self.spec.cl_grid();
         let per_line = grid.points_per_line();
         if lines.is_empty() {
             return Ok(None);
@@ -645,9 +784,9 @@ impl JobContext {
         lines: Range<usize>,
         cancel: &CancelToken,
     ) -> Result<Vec<Vec<Chain>>, Cancelled> {
-        let per_line = self.spec.grid().points_per_line();
+        let per_line = self.spec.cl_grid().points_per_line();
         // Cell rows of this chunk, and the grid rows they span (one more).
-        let last = self.spec.grid().lines() - 1;
+        let last = self.spec.cl_grid().lines() - 1;
         let cells = lines.start..lines.end.min(last);
         let rows = lines.start..(cells.end + 1).min(last + 1);
         let mut z = vec![0.0; rows.len() * per_line];
@@ -659,7 +798,7 @@ impl JobContext {
             let slicer = waterline::Slicer {
                 dc,
                 band: &band,
-                grid: self.spec.grid(),
+                grid: self.spec.cl_grid(),
                 first_row: rows.start,
                 heights: &z,
             };
@@ -679,8 +818,14 @@ impl JobContext {
 
     /// Computes chunk `c`: a pure function of (mesh, spec, c).
     pub fn run_chunk(&self, c: u32, cancel: &CancelToken) -> Result<ChunkResult, Cancelled> {
+        if let Some(sim) = &self.simulation {
+            return Ok(ChunkResult {
+                chunk: c,
+                data: ChunkData::Stock(sim.run_chunk(c, cancel)?),
+            });
+        }
         let lines = self.spec.chunk_lines(c);
-        let per_line = self.spec.grid().points_per_line();
+        let per_line = self.spec.cl_grid().points_per_line();
         let dc = self.drop_cutter();
         if let Some(spec) = self.spec.contours() {
             let levels = self.contour_pieces(&dc, spec, lines, cancel)?;
@@ -693,8 +838,11 @@ impl JobContext {
         let band = self.lines_heights(&dc, lines.clone(), None, &mut z, cancel)?;
         let data = match &self.spec.operation {
             Operation::Drop(_) => ChunkData::Heights(z),
-            Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
-                unreachable!("contour operations returned above")
+            Operation::Contours(_)
+            | Operation::Waterline(_)
+            | Operation::Rough(_)
+            | Operation::Simulate(_) => {
+                unreachable!("contour operations and simulations returned above")
             }
             Operation::Raster(r) => {
                 let mut polylines = Vec::with_capacity(lines.len());
@@ -732,8 +880,17 @@ impl JobContext {
             )));
         }
         match &self.spec.operation {
+            Operation::Simulate(_) => Ok(JobOutput::Stock(
+                results
+                    .into_iter()
+                    .filter_map(|r| match r.data {
+                        ChunkData::Stock(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
             Operation::Drop(_) => {
-                let mut all = Vec::with_capacity(self.spec.grid().points() as usize);
+                let mut all = Vec::with_capacity(self.spec.cl_grid().points() as usize);
                 for r in results {
                     if let ChunkData::Heights(z) = r.data {
                         all.extend_from_slice(&z);
@@ -1034,7 +1191,7 @@ mod tests {
             panic!("drop chunks are heights")
         };
         let preview = drop.preview(&r);
-        let g = drop.spec().grid();
+        let g = drop.spec().grid().unwrap();
         assert_eq!(preview.len(), drop.spec().chunk_lines(0).len());
         assert!(preview.iter().all(|l| l.len() == g.points_per_line()));
         assert_eq!(preview[1][3], g.point(1, 3, z[g.points_per_line() + 3]));

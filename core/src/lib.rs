@@ -32,6 +32,7 @@ pub mod rough;
 pub mod runner;
 pub mod setup;
 pub mod sim_job;
+pub mod sim_spec;
 pub mod simulate;
 pub mod stl;
 pub mod stock_model;

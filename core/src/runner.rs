@@ -163,7 +163,7 @@ pub fn run_local(
     let started = Instant::now();
     let spec = ctx.spec();
     let total = spec.chunk_count();
-    let points_total = spec.grid().points();
+    let points_total = spec.points_total();
     let chunks_done = AtomicU32::new(0);
     let points_done = AtomicU64::new(0);
     let results: Result<Vec<ChunkResult>, Cancelled> = pool.install(|| {

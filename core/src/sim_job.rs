@@ -19,6 +19,7 @@
 use crate::cutter::Cutter;
 use crate::geom::{Aabb, Point3};
 use crate::job::{CancelToken, Cancelled};
+pub use crate::sim_spec::SimulateSpec;
 use crate::simulate::{
     Pass, PassReport, PassTally, SimulateError, Target, Verification, verify_tile,
 };
@@ -26,6 +27,7 @@ use crate::stock_model::{PartMoves, StockModel, TileHit, swept_moves};
 use crate::toolpath::{Move, MoveKind, Toolpath};
 use crate::{Mesh, TriangleIndex};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,11 +35,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Chunks a simulation aims at: enough that no chunk is more than a few percent of the work
 /// (a raster program's moves are spread over the stock, a roughing layer's over all of it),
 /// few enough that each chunk's share of moves is swept once for several tiles.
-const CHUNKS: usize = 256;
+pub(crate) const CHUNKS: usize = 256;
 
 /// What one move did over a chunk's tiles: [`TileHit`] without the deep-cut extent, which a
 /// simulation never asks for.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MoveCut {
     /// The move's index in its pass.
     pub index: u32,
@@ -72,7 +74,7 @@ impl MoveCut {
 }
 
 /// One pass over one chunk's tiles.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChunkPass {
     /// Per tile: what each move that met material did there, in move order.
     pub cuts: Vec<Vec<MoveCut>>,
@@ -81,7 +83,7 @@ pub struct ChunkPass {
 }
 
 /// What one chunk of a simulation computed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StockChunk {
     pub chunk: u32,
     /// Each tile's heights below the uncut top after the last pass, row by row.
@@ -127,6 +129,10 @@ pub struct SimulationJob {
     cell: f64,
     layout: StockModel,
     tiles_per_chunk: usize,
+    /// The block and the budget the layout was made for: what [`spec`](Self::spec) tells a
+    /// pool member.
+    stock: Aabb,
+    budget: usize,
 }
 
 impl SimulationJob {
@@ -165,7 +171,7 @@ impl SimulationJob {
             .iter()
             .map(|(cutter, tp)| layout.reach(cutter, tp))
             .collect();
-        let tiles_per_chunk = layout.tile_count().div_ceil(CHUNKS).max(1);
+        let tiles_per_chunk = tiles_per_chunk(layout.tile_count());
         Ok(Self {
             program,
             reach,
@@ -174,12 +180,49 @@ impl SimulationJob {
             cell,
             layout,
             tiles_per_chunk,
+            stock,
+            budget,
         })
     }
 
     /// The moves it machines.
     pub fn program(&self) -> &Arc<ProgramMoves> {
         &self.program
+    }
+
+    /// What a pool member is told of this simulation before it has the program
+    /// ([`SimulateSpec`]): `None` without a model (a simulation of G-code alone stays on the
+    /// host that has the G-code: there is no mesh to name).
+    pub fn spec(&self) -> Option<SimulateSpec> {
+        let model = self.model.as_ref()?;
+        let reach = (0..self.chunk_count())
+            .map(|c| {
+                let tiles = self.chunk_tiles(c);
+                let per_pass = self.reach.iter().map(|r| &r[tiles.clone()]);
+                per_pass.flatten().map(|l| l.len() as u64).sum()
+            })
+            .collect();
+        Some(SimulateSpec {
+            program: self.program.hash(),
+            moves: self
+                .program
+                .passes
+                .iter()
+                .map(|(_, tp)| tp.moves.len() as u64)
+                .collect(),
+            stock: self.stock,
+            cell: self.cell,
+            // The same cells as the budget asked for: no stock has more than MAX_CELLS.
+            budget: self.budget.min(crate::stock_model::MAX_CELLS * 4) as u64,
+            tolerance: self.tolerance,
+            floor: model.floor,
+            reach,
+        })
+    }
+
+    /// The model it is checked against, if any.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
     }
 
     pub fn chunk_count(&self) -> u32 {
@@ -378,6 +421,12 @@ impl SimulationJob {
     }
 }
 
+/// Tiles per chunk for a stock of `tiles` tiles: a function of the stock and the cell size
+/// alone, so the owner and every pool member cut the job the same way.
+pub(crate) fn tiles_per_chunk(tiles: usize) -> usize {
+    tiles.div_ceil(CHUNKS).max(1)
+}
+
 /// Moves merged at a time by [`SimulationJob::finish`].
 const WINDOW: usize = 1 << 16;
 
@@ -395,7 +444,7 @@ fn places_in(ids: &[u32], list: &[u32]) -> Vec<u32> {
 }
 
 /// A cut whose numbers could have come from a move.
-fn cut_is_sound(c: &MoveCut) -> bool {
+pub(crate) fn cut_is_sound(c: &MoveCut) -> bool {
     c.depth.is_finite()
         && c.depth >= 0.0
         && c.removed.is_finite()
@@ -406,7 +455,7 @@ fn cut_is_sound(c: &MoveCut) -> bool {
 
 /// BLAKE3 hash of a program's canonical bytes ([`ProgramMoves::canonical_bytes`]): how a pool
 /// member will name the moves of a simulation, as [`MeshHash`](crate::MeshHash) names a mesh.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub struct ProgramHash(pub [u8; 32]);
 
 impl std::fmt::Display for ProgramHash {
@@ -613,6 +662,8 @@ impl<'b> Reader<'b> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::{ChunkData, ChunkResult, JobContext, JobOutput, JobSpec, Operation};
+    use crate::runner::{Executor, Local};
     use crate::simulate::PassFeeds;
     use crate::toolpath::Feeds;
 
@@ -743,6 +794,164 @@ mod tests {
         let mut moved = program.clone();
         moved.passes[1].1.moves[5].to.z += 1e-9;
         assert_ne!(moved.hash(), program.hash());
+    }
+
+    fn named(program: &ProgramMoves) -> Vec<Pass<'_>> {
+        program
+            .passes
+            .iter()
+            .map(|(cutter, toolpath)| Pass {
+                name: "roughing",
+                tool_number: 7,
+                cutter: *cutter,
+                toolpath,
+                feeds: PassFeeds::Operation(Feeds::default()),
+                lines: None,
+            })
+            .collect()
+    }
+
+    /// A simulation checked against a block model, as a job: its spec, its context.
+    fn simulation_job() -> (JobSpec, JobContext, Arc<ProgramMoves>) {
+        let (lo, hi) = (Point3::new(5.0, 5.0, 0.0), Point3::new(35.0, 15.0, 6.5));
+        let mesh = Mesh::from_triangles(crate::models::box_solid(lo, hi), "block").unwrap();
+        let (mesh, index) = (Arc::new(mesh.clone()), Arc::new(TriangleIndex::new(&mesh)));
+        let program = Arc::new(program());
+        let model = Model {
+            mesh: mesh.clone(),
+            index: index.clone(),
+            floor: 0.0,
+        };
+        let plan = SimulationJob::new(stock(), 0.1, usize::MAX, program.clone(), Some(model), 1e-3);
+        let spec = JobSpec {
+            mesh: mesh.hash(),
+            cutter: program.passes[0].0,
+            operation: Operation::Simulate(plan.unwrap().spec().unwrap()),
+        };
+        let ctx = JobContext::simulation(mesh, index, spec.clone(), program.clone()).unwrap();
+        (spec, ctx, program)
+    }
+
+    #[test]
+    fn a_simulation_is_a_job_like_any_other_with_the_same_stock_and_figures() {
+        let (spec, ctx, program) = simulation_job();
+        let cancel = CancelToken::new();
+        let passes = named(&program);
+        let sim = ctx.simulation_job().unwrap();
+        let (direct, figures) = sim.run(&passes, &cancel, &|_, _| {}).unwrap();
+        assert!(spec.chunk_count() > 1);
+        // The executor every job runs on, on 1 and 2 threads: the same bits as running the
+        // simulation's chunks directly (themselves the batch-by-batch simulation's: see
+        // `simulate`'s tests).
+        for threads in [1, 2] {
+            let out = Local { threads }.run(&ctx, &cancel, &|_| {}).unwrap();
+            let JobOutput::Stock(chunks) = out else {
+                panic!("a simulation gives stock")
+            };
+            let (stock, reports) = sim.finish(chunks, &passes).unwrap();
+            assert_eq!(stock.heights(), direct.heights(), "{threads} threads");
+            assert_eq!(reports, figures, "{threads} threads");
+        }
+        assert!(figures.iter().any(|(r, _)| r.removed_mm3 > 0.0));
+        // Its work is the meetings of moves and tiles, spread over every chunk.
+        let work: Vec<u64> = (0..spec.chunk_count())
+            .map(|c| spec.chunk_points(c))
+            .collect();
+        assert_eq!(work.iter().sum::<u64>(), spec.points_total());
+        assert!(work.iter().all(|&w| w >= 1) && spec.points_total() > work.len() as u64);
+        // Every honest chunk passes the checks a pool member makes of a result, within the
+        // bounds it judges a result's size by.
+        for c in 0..spec.chunk_count() {
+            let r = ctx.run_chunk(c, &cancel).unwrap();
+            r.validate(&spec).unwrap();
+            assert!(
+                r.encoded_size_bound() <= spec.max_result_bytes(c),
+                "chunk {c}"
+            );
+            assert!(spec.preview(&r).is_empty());
+        }
+        // The spec crosses as text and comes back the same.
+        let text = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<JobSpec>(&text).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_simulation_job_refuses_another_program_a_forged_plan_and_forged_results() {
+        let (spec, ctx, program) = simulation_job();
+        let (mesh, index) = (ctx.mesh().clone(), ctx.index().clone());
+        // Without its program, with another, or with a plan its program does not give.
+        let err = JobContext::new(mesh.clone(), index.clone(), spec.clone()).unwrap_err();
+        assert!(err.to_string().contains("needs its program"), "{err}");
+        let mut other = (*program).clone();
+        other.passes[1].1.moves[3].to.z -= 0.5;
+        let err =
+            JobContext::simulation(mesh.clone(), index.clone(), spec.clone(), Arc::new(other))
+                .unwrap_err();
+        assert!(err.to_string().contains("was given program"), "{err}");
+        let forge = |f: &dyn Fn(&mut SimulateSpec)| {
+            let mut s = spec.clone();
+            let Operation::Simulate(sim) = &mut s.operation else {
+                unreachable!()
+            };
+            f(sim);
+            JobContext::simulation(mesh.clone(), index.clone(), s, program.clone())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(forge(&|s| s.reach[0] += 1).contains("plan is not the one"));
+        assert!(forge(&|s| s.moves[0] = 1).contains("plan is not the one"));
+        assert!(forge(&|s| s.reach.push(1)).contains("chunks planned"));
+        assert!(forge(&|s| s.cell = 0.0).contains("cannot make the stock"));
+        assert!(forge(&|s| s.tolerance = f64::NAN).contains("tolerance"));
+        assert!(forge(&|s| s.moves.clear()).contains("0 passes"));
+        // Results a peer could forge: each refused by the checks made before it is used.
+        let cancel = CancelToken::new();
+        let honest = ctx.run_chunk(1, &cancel).unwrap();
+        let refused = |f: &dyn Fn(&mut StockChunk)| {
+            let mut r = honest.clone();
+            let ChunkData::Stock(s) = &mut r.data else {
+                unreachable!()
+            };
+            f(s);
+            r.validate(&spec).unwrap_err().to_string()
+        };
+        fn cut(s: &mut StockChunk) -> &mut Vec<MoveCut> {
+            s.passes[1].cuts.iter_mut().find(|c| c.len() > 1).unwrap()
+        }
+        assert!(refused(&|s| s.chunk = 0).contains("carries the stock of chunk 0"));
+        assert!(refused(&|s| s.heights[0].push(0.0)).contains("malformed tile"));
+        assert!(refused(&|s| s.heights[0][3] = f32::NAN).contains("malformed tile"));
+        assert!(refused(&|s| s.passes.pop().map(drop).unwrap()).contains("wrong shape"));
+        assert!(refused(&|s| s.passes[0].checks.clear()).contains("missing"));
+        assert!(refused(&|s| cut(s)[0].index = 1 << 30).contains("malformed cut"));
+        assert!(refused(&|s| cut(s).swap(0, 1)).contains("malformed cut"));
+        assert!(refused(&|s| cut(s)[0].removed = -1.0).contains("malformed cut"));
+        assert!(
+            refused(&|s| {
+                let c = cut(s);
+                // Every move of the raster, where only those over the tile reach it.
+                let all = program.passes[1].1.moves.len() as u32;
+                let extra: Vec<MoveCut> = (0..all).map(|k| MoveCut { index: k, ..c[0] }).collect();
+                *c = extra;
+            })
+            .contains("more cuts than moves reach it")
+        );
+        assert!(
+            refused(&|s| s.passes[2].checks[0].remaining_mean = f64::INFINITY)
+                .contains("malformed check")
+        );
+        // A result of a toolpath's kind for a simulation's chunk.
+        let wrong = ChunkResult {
+            chunk: 1,
+            data: ChunkData::Heights(vec![0.0; 4]),
+        };
+        assert!(
+            wrong
+                .validate(&spec)
+                .unwrap_err()
+                .to_string()
+                .contains("wrong kind")
+        );
     }
 
     #[test]

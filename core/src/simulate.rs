@@ -314,7 +314,7 @@ pub struct Target<'a> {
 pub const HISTOGRAM_BINS: [f64; 9] = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 
 /// A point of the stock and its deviation from the model there.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Deviation {
     /// Stock top minus the target (negative: below the model), mm.
     pub deviation: f64,
@@ -323,7 +323,7 @@ pub struct Deviation {
 }
 
 /// How the stock compares with the model, cell by cell.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Verification {
     pub tolerance: f64,
     pub cells: usize,

@@ -968,6 +968,11 @@ impl StockModel {
         Some((ti0..ti1 + 1, tj0..tj1 + 1))
     }
 
+    /// Cells of tile `t` (its width times its height).
+    pub(crate) fn tile_cell_count(&self, t: usize) -> usize {
+        self.tiles[t].w * self.tiles[t].h
+    }
+
     /// One tile's heights below the uncut top, row by row.
     pub(crate) fn tile_heights(&self, t: usize) -> &[f32] {
         &self.tiles[t].heights

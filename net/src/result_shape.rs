@@ -13,6 +13,9 @@
 
 use millpond_core::geom::Point3;
 use millpond_core::job::{ChunkResult, ResultForm};
+use millpond_core::sim_job::MoveCut;
+use millpond_core::sim_spec::StockForm;
+use millpond_core::simulate::Verification;
 use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, SeqAccess, VariantAccess, Visitor,
@@ -65,7 +68,11 @@ struct DataSeed(ResultForm);
 impl<'de> DeserializeSeed<'de> for DataSeed {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_enum("ChunkData", &["Heights", "Polylines", "Chains"], self)
+        d.deserialize_enum(
+            "ChunkData",
+            &["Heights", "Polylines", "Chains", "Stock"],
+            self,
+        )
     }
 }
 
@@ -87,10 +94,80 @@ impl<'de> Visitor<'de> for DataSeed {
             (2, ResultForm::Chains { levels }) => access
                 .newtype_variant_seed(Items::<Items<ChainShape>>::exactly(levels))
                 .map(|_| ()),
+            (3, ResultForm::Stock(form)) => access.newtype_variant_seed(StockShape(form)),
             (n, form) => Err(de::Error::custom(format!(
                 "chunk data {n} where {form:?} is expected"
             ))),
         }
+    }
+}
+
+/// `sim_job::StockChunk { chunk, heights, passes }`: a list of heights for each of its tiles
+/// (1 to `cells_most` each), and for each pass a list of cuts and a check per tile. A tile's
+/// cuts may be none, so each costs a byte on the wire and a list in memory, but there are
+/// exactly `tiles` of them per pass and `passes` passes: the spec bounds them.
+struct StockShape(StockForm);
+
+impl<'de> DeserializeSeed<'de> for StockShape {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_struct("StockChunk", &["chunk", "heights", "passes"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for StockShape {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a simulation chunk of the form {:?}", self.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let StockForm {
+            tiles,
+            passes,
+            cells_most,
+        } = self.0;
+        seq.next_element::<u32>()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let heights = Items::<()>::exactly(tiles).of_seeds(Items::<f32>::between(1, cells_most));
+        seq.next_element_seed(heights)?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        let cuts = Items::<()>::exactly(tiles).of_seeds(Items::<MoveCut>::between(0, usize::MAX));
+        let pass = Pair(cuts, Items::<Verification>::exactly(tiles));
+        seq.next_element_seed(Items::<()>::exactly(passes).of_seeds(pass))?
+            .ok_or_else(|| de::Error::invalid_length(2, &self))
+            .map(|_| ())
+    }
+}
+
+/// A struct of two fields (`ChunkPass { cuts, checks }`), each read with its seed.
+#[derive(Clone, Copy)]
+struct Pair<A, B>(A, B);
+
+impl<'de, A, B> DeserializeSeed<'de> for Pair<A, B>
+where
+    A: DeserializeSeed<'de> + Clone,
+    B: DeserializeSeed<'de> + Clone,
+{
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_tuple(2, self)
+    }
+}
+
+impl<'de, A, B> Visitor<'de> for Pair<A, B>
+where
+    A: DeserializeSeed<'de> + Clone,
+    B: DeserializeSeed<'de> + Clone,
+{
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("two fields")
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        let short = |n| de::Error::invalid_length(n, &"two fields");
+        seq.next_element_seed(self.0)?.ok_or_else(|| short(0))?;
+        seq.next_element_seed(self.1)?.ok_or_else(|| short(1))?;
+        Ok(())
     }
 }
 
@@ -296,6 +373,75 @@ mod tests {
             ChunkData::Polylines(vec![line(1); 3]),
             ResultForm::Heights(3),
         );
+    }
+
+    fn stock(tiles: usize, cells: usize, cuts: usize) -> ChunkData {
+        let check = Verification {
+            tolerance: 1e-3,
+            cells,
+            gouge: None,
+            gouge_cells: 0,
+            on_size_cells: cells / 2,
+            remaining_max: Some(millpond_core::simulate::Deviation {
+                deviation: 0.4,
+                x: 1.0,
+                y: 2.0,
+            }),
+            remaining_mean: 0.1,
+            remaining_mm3: 12.5,
+            histogram: [3; 10],
+        };
+        let cut = |index| MoveCut {
+            index,
+            depth: 0.5,
+            removed: 1.25,
+            across: (-1.0, 1.0),
+        };
+        ChunkData::Stock(millpond_core::sim_job::StockChunk {
+            chunk: 3,
+            heights: vec![vec![-0.5; cells]; tiles],
+            passes: vec![
+                millpond_core::sim_job::ChunkPass {
+                    cuts: vec![(0..cuts as u32).map(cut).collect(); tiles],
+                    checks: vec![check; tiles],
+                };
+                2
+            ],
+        })
+    }
+
+    #[test]
+    fn simulation_chunks_are_held_to_their_tiles_and_passes_before_decoding() {
+        let form = ResultForm::Stock(StockForm {
+            tiles: 3,
+            passes: 2,
+            cells_most: 16,
+        });
+        for data in [stock(3, 16, 5), stock(3, 1, 0)] {
+            let bytes = encoded(data.clone());
+            let back = decode(&bytes, form).unwrap();
+            assert_eq!(back.data, data);
+            let bound = back.encoded_size_bound();
+            assert!(bytes.len() as u64 <= bound && bound <= 4 * bytes.len() as u64 + 64);
+        }
+        let refused = |data: ChunkData| {
+            let err = decode(&encoded(data), form).unwrap_err().to_string();
+            assert!(err.contains("impossible shape"), "{err}");
+        };
+        // Tiles or passes more or fewer than the chunk has: a million tiles of one cell, or of
+        // none, would swell 24 bytes for each byte sent.
+        refused(stock(1_000_000, 1, 0));
+        refused(stock(3, 0, 0));
+        refused(stock(2, 16, 0));
+        refused(stock(3, 17, 0));
+        let ChunkData::Stock(mut three) = stock(3, 4, 1) else {
+            unreachable!()
+        };
+        three.passes.push(three.passes[0].clone());
+        refused(ChunkData::Stock(three));
+        // Another kind of result where a simulation chunk is due, and the other way round.
+        refused(ChunkData::Heights(vec![0.0; 3]));
+        assert!(decode(&encoded(stock(3, 4, 1)), ResultForm::Heights(3)).is_err());
     }
 
     #[test]

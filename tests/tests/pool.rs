@@ -125,7 +125,7 @@ fn local_cores_and_the_pool_run_a_job_through_one_executor() {
         assert_eq!(chunks, (0..total).collect::<Vec<_>>(), "{name}: chunks");
         let last = last.into_inner().unwrap();
         assert_eq!(last.chunks_total, total, "{name}: {last:?}");
-        assert_eq!(last.points_total, spec.grid().points(), "{name}: {last:?}");
+        assert_eq!(last.points_total, spec.points_total(), "{name}: {last:?}");
         assert!(
             last.chunks_done <= total && last.elapsed_s > 0.0,
             "{name}: {last:?}"

@@ -69,7 +69,7 @@ fn contours(
 fn check_exact(m: &Model, cutter: Cutter, levels: &[Level], sampling: f64, allowance: f64) {
     let dc = DropCutter::with_allowance(&m.mesh, &m.index, cutter, -1e9, allowance).unwrap();
     let ctx = contour_job(m, cutter, &[0.0], sampling, allowance);
-    let grid = *ctx.spec().grid();
+    let grid = *ctx.spec().grid().unwrap();
     // Fiber coordinates are computed as origin + k·spacing: exactly those bits.
     let on = |v: f64, origin: f64| {
         let k = ((v - origin) / sampling).round();

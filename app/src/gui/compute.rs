@@ -527,7 +527,7 @@ fn run_batch(
         send(Msg::Started {
             op_id: job.op_id,
             name: job.name.clone(),
-            points_total: spec.grid().points(),
+            points_total: spec.points_total(),
             chunks_total: spec.chunk_count(),
         });
         let t0 = Instant::now();

@@ -339,7 +339,7 @@ impl JobState {
             local_chunks: self.local_done,
             remote_chunks: self.remote_done,
             points_done: self.points_done,
-            points_total: self.spec.grid().points(),
+            points_total: self.spec.points_total(),
             elapsed_s: now.saturating_duration_since(self.started).as_secs_f64(),
         }
     }

@@ -361,7 +361,7 @@ fn a_one_line_billion_point_job_is_refused_on_arrival() {
         grid.bounds = Rect::new(0.0, 999_999.0, 0.0, 0.0);
         grid.step = 1.0;
     }
-    assert!(spec.grid().points() <= millpond_core::job::MAX_POINTS);
+    assert!(spec.points_total() <= millpond_core::job::MAX_POINTS);
     assert_eq!(spec.chunk_count(), 1);
     let announce = Msg::Announce {
         job: JobId {

@@ -97,7 +97,7 @@ fn run_one(model: Model, tool: &str, threads: usize, quick: bool) -> Result<()> 
             floor: b.min.z,
         }),
     };
-    let points = spec.grid().points();
+    let points = spec.points_total();
     let ctx = JobContext::new(mesh.clone(), index.clone(), spec)?;
     let t1 = Instant::now();
     let results = run_local(&ctx, threads, &CancelToken::new(), &|_| {})?;
@@ -172,7 +172,7 @@ fn relief(quick: bool) -> Result<()> {
                     floor: b.min.z,
                 }),
             };
-            let points = spec.grid().points();
+            let points = spec.points_total();
             for threads in [1, 2] {
                 let mut best = f64::INFINITY;
                 for _ in 0..if step > 1.0 { 5 } else { 1 } {

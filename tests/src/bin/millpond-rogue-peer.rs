@@ -54,6 +54,8 @@ impl ComputeChunk for Rogue {
                         .flatten()
                         .flat_map(|c| c.points.iter_mut())
                         .for_each(|p| p[0] += 1.0),
+                    // The stock a little lower everywhere: a gouge the owner would report.
+                    ChunkData::Stock(s) => s.heights.iter_mut().flatten().for_each(|z| *z -= 1.0),
                 }
                 eprintln!("poisoned chunk {chunk}");
                 Ok(r)
