@@ -7,6 +7,7 @@ use crate::proto::{Input, LinkId, Take, close};
 use crate::wire::{self, BulkHeader, JobId, NodeId};
 use millpond_core::Mesh;
 use millpond_core::job::ChunkResult;
+use millpond_core::sim_job::ProgramMoves;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
@@ -251,7 +252,9 @@ async fn read_bulk(
         return Ok(());
     }
     let size = match &header {
-        BulkHeader::Result { size, .. } | BulkHeader::Mesh { size, .. } => *size,
+        BulkHeader::Result { size, .. }
+        | BulkHeader::Mesh { size, .. }
+        | BulkHeader::Program { size, .. } => *size,
     };
     // Read exactly `size` bytes in pieces, hashing as they arrive; never allocate more than
     // was announced (and the announcement was checked against its limit).
@@ -320,6 +323,24 @@ async fn read_bulk(
             .map_err(|e| e.to_string())?;
             let mesh = Box::new(mesh);
             let _ = tx.send(Event::Input(Input::MeshArrived { link, mesh }));
+        }
+        BulkHeader::Program { hash, .. } => {
+            if digest != hash.0 {
+                return Err("program does not match its hash".into());
+            }
+            // Read off the loop: every count checked against the bytes before allocating.
+            let program = tokio::task::spawn_blocking(move || {
+                ProgramMoves::from_canonical_bytes(&data, &format!("pool program {hash}"))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let program = Arc::new(program);
+            let _ = tx.send(Event::Input(Input::ProgramArrived {
+                link,
+                hash,
+                program,
+            }));
         }
     }
     Ok(())

@@ -286,6 +286,25 @@ impl Shell {
                     }
                 });
             }
+            Action::SendProgram {
+                link,
+                hash,
+                program,
+            } => {
+                let Some(conn) = self.links.get(&link).map(|l| l.conn.clone()) else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let bytes = program.canonical_bytes();
+                    let header = wire::BulkHeader::Program {
+                        hash,
+                        size: bytes.len() as u64,
+                    };
+                    if let Err(e) = link::send_bulk(&conn, &header, &bytes).await {
+                        debug!("program transfer failed: {e}");
+                    }
+                });
+            }
             Action::SendResult {
                 link,
                 job,

@@ -7,19 +7,26 @@
 
 use millpond_core::JobSpec;
 use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
+use millpond_core::sim_job::ProgramHash;
+
+/// The fewest bytes a program can be: its magic and its count of passes.
+const PROGRAM_LEAST: u64 = 12;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of this protocol. Peers must match exactly. 7: job ids are 128 random bits
 /// ([`JobId`]), and a spec's grid lines are bounded (`millpond_core::job::MAX_POINTS_PER_LINE`).
 /// 8: [`Msg::Client`], a detached-jobs client's greeting (`detached`, ARCHITECTURE.md §4.13).
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Largest control frame, bytes.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest chunk result payload, bytes (a 32k-point chunk is under 1 MB).
 pub const MAX_RESULT: u64 = 64 * 1024 * 1024;
 /// Largest mesh payload, bytes (about 15M triangles).
 pub const MAX_MESH: u64 = 1 << 30;
+/// Largest program accepted (a simulation's moves, canonical bytes): 40 million moves, more
+/// than any program a simulation takes in the memory a member has.
+pub const MAX_PROGRAM: u64 = 1 << 30;
 /// Largest name a peer may give itself.
 pub const MAX_NAME: usize = 64;
 /// Most members one gossip message may list.
@@ -191,6 +198,10 @@ pub enum Msg {
     /// (no workers, no jobs, no gossip): answer my detached-job requests on this stream
     /// (`detached::wire`). Anywhere else it is a violation.
     Client { protocol: u32 },
+    /// Child → parent: send me this program (a simulation's moves) on a bulk stream.
+    FetchProgram { hash: ProgramHash },
+    /// Answer to `FetchProgram`: I cannot send this program; ask another neighbour.
+    NoProgram { hash: ProgramHash },
 }
 
 /// Header of a bulk stream.
@@ -213,6 +224,9 @@ pub enum BulkHeader {
     },
     /// A mesh in canonical bytes (`Mesh::canonical_bytes`), addressed by its hash.
     Mesh { hash: MeshHash, size: u64 },
+    /// A simulation's moves in canonical bytes (`ProgramMoves::canonical_bytes`), addressed
+    /// by their hash.
+    Program { hash: ProgramHash, size: u64 },
 }
 
 /// A message that must not be accepted.
@@ -297,6 +311,13 @@ pub fn decode_bulk_header(body: &[u8]) -> Result<BulkHeader, WireError> {
                 )));
             }
         }
+        BulkHeader::Program { size, .. } => {
+            if *size > MAX_PROGRAM || *size < PROGRAM_LEAST {
+                return Err(WireError::Invalid(format!(
+                    "program of {size} bytes is not acceptable"
+                )));
+            }
+        }
     }
     Ok(h)
 }
@@ -353,6 +374,8 @@ fn validate_msg(msg: &Msg) -> Result<(), WireError> {
         | Msg::FetchMesh { .. }
         | Msg::Cancel { .. }
         | Msg::NoMesh { .. }
+        | Msg::FetchProgram { .. }
+        | Msg::NoProgram { .. }
         | Msg::Client { .. } => {}
     }
     Ok(())

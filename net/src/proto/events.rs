@@ -8,6 +8,7 @@ use crate::stats::{PoolStats, RemoteState};
 use crate::wire::{BulkHeader, JobId, Msg, NodeId};
 use millpond_core::job::{ChunkResult, JobContext, ResultForm};
 use millpond_core::mesh::MeshHash;
+use millpond_core::sim_job::{ProgramHash, ProgramMoves};
 use millpond_core::{CancelToken, Mesh, TriangleIndex};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,12 @@ pub enum Input {
     MeshArrived {
         link: LinkId,
         mesh: Box<Mesh>,
+    },
+    /// A program (a simulation's moves) arrived on a bulk stream, hash-checked and read.
+    ProgramArrived {
+        link: LinkId,
+        hash: ProgramHash,
+        program: Arc<ProgramMoves>,
     },
     /// A mesh this node asked [`Action::IndexMesh`] for is indexed.
     MeshReady {
@@ -160,6 +167,12 @@ pub enum Action {
     },
     /// Send a mesh on a bulk stream.
     SendMesh { link: LinkId, mesh: Arc<Mesh> },
+    /// Send a program on a bulk stream.
+    SendProgram {
+        link: LinkId,
+        hash: ProgramHash,
+        program: Arc<ProgramMoves>,
+    },
     /// Send a chunk's result up to the parent on a bulk stream.
     SendResult {
         link: LinkId,
@@ -204,6 +217,8 @@ pub enum Take {
     No,
     /// Read the mesh.
     Mesh,
+    /// Read the program.
+    Program,
     /// Read the result, and decode it only if its bytes have this form (the chunk's, from
     /// its job's spec: `result_shape`).
     Result(ResultForm),
@@ -230,6 +245,9 @@ impl std::fmt::Debug for Input {
             } => write!(f, "Result({link}, {job}, chunk {chunk})"),
             Input::MeshArrived { link, mesh } => write!(f, "MeshArrived({link}, {})", mesh.hash()),
             Input::MeshReady { hash, .. } => write!(f, "MeshReady({hash})"),
+            Input::ProgramArrived { link, hash, .. } => {
+                write!(f, "ProgramArrived({link}, {hash})")
+            }
             Input::Computed { job, chunk, .. } => write!(f, "Computed({job}, chunk {chunk})"),
             Input::RemoteFailed { remote, error, .. } => {
                 write!(f, "RemoteFailed({remote}, {error})")
@@ -252,6 +270,7 @@ impl std::fmt::Debug for Action {
             Action::Send { link, msg } => write!(f, "Send({link}, {msg:?})"),
             Action::Close { link, code, reason } => write!(f, "Close({link}, {code}, {reason})"),
             Action::SendMesh { link, mesh } => write!(f, "SendMesh({link}, {})", mesh.hash()),
+            Action::SendProgram { link, hash, .. } => write!(f, "SendProgram({link}, {hash})"),
             Action::SendResult {
                 link,
                 job,

@@ -363,6 +363,10 @@ impl Node {
             return Err(PoolError::Job(format!("job id {id} drawn twice")));
         }
         self.meshes.keep(spec.mesh, mesh, index, now);
+        if let (Some(sim), Some(job)) = (spec.simulation(), ctx.simulation_job()) {
+            self.meshes
+                .keep_program(sim.program, job.program().clone(), now);
+        }
         let mut state = JobState::new(spec.clone(), None, now);
         state.ctx = Some(ctx);
         state.queue = (0..state.total).collect();

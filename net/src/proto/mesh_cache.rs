@@ -1,38 +1,109 @@
-//! The mesh cache and mesh fetching (ARCHITECTURE.md §4.7): meshes by hash, fetched from a
-//! job's parent first and from the other links that announced it when the parent cannot
-//! send it (`NoMesh`), goes, or takes too long; sent once down a link unless asked again
-//! after `MESH_WAIT`; LRU by bytes, never evicting a mesh a live job uses.
+//! The mesh cache and the fetching of a job's inputs (ARCHITECTURE.md §4.7): meshes, and a
+//! simulation's program, by hash, fetched from a job's parent first and from the other links
+//! that announced it when the parent cannot send it (`NoMesh`, `NoProgram`), goes, or takes
+//! too long; sent once down a link unless asked again after `MESH_WAIT`; LRU by bytes, never
+//! evicting an input a live job uses. A job is bound to its context once it has them all.
 
 use super::{Action, LinkId, Node, close};
 use crate::wire::Msg;
-use millpond_core::job::JobContext;
+use millpond_core::job::{JobContext, JobSpec};
 use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
+use millpond_core::sim_job::{ProgramHash, ProgramMoves};
+use millpond_core::toolpath::Move;
 use millpond_core::{Mesh, TriangleIndex};
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::debug;
+
+/// What a job needs besides its spec, fetched by hash: the model's mesh, and for a
+/// simulation its program.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub(super) enum InputId {
+    Mesh(MeshHash),
+    Program(ProgramHash),
+}
+
+impl fmt::Display for InputId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputId::Mesh(h) => write!(f, "mesh {h}"),
+            InputId::Program(h) => write!(f, "program {h}"),
+        }
+    }
+}
+
+impl InputId {
+    /// The inputs a job of `spec` needs.
+    pub(super) fn of(spec: &JobSpec) -> impl Iterator<Item = InputId> + use<> {
+        let program = spec.simulation().map(|s| InputId::Program(s.program));
+        std::iter::once(InputId::Mesh(spec.mesh)).chain(program)
+    }
+
+    fn needed_by(self, spec: &JobSpec) -> bool {
+        Self::of(spec).any(|i| i == self)
+    }
+
+    /// Asks a link for it.
+    fn fetch(self) -> Msg {
+        match self {
+            InputId::Mesh(hash) => Msg::FetchMesh { hash },
+            InputId::Program(hash) => Msg::FetchProgram { hash },
+        }
+    }
+
+    /// Tells a link it cannot have it from here.
+    fn refusal(self) -> Msg {
+        match self {
+            InputId::Mesh(hash) => Msg::NoMesh { hash },
+            InputId::Program(hash) => Msg::NoProgram { hash },
+        }
+    }
+}
+
+/// An input kept.
+#[derive(Clone)]
+enum Held {
+    Mesh {
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+    },
+    Program(Arc<ProgramMoves>),
+}
+
+impl Held {
+    /// Bytes counted in the cache's budget: the triangles and their index, or the moves.
+    fn bytes(&self) -> u64 {
+        match self {
+            Held::Mesh { mesh, index } => {
+                (mesh.len() * CANONICAL_TRIANGLE_BYTES + index.memory_bytes()) as u64
+            }
+            Held::Program(p) => p
+                .passes
+                .iter()
+                .map(|(_, tp)| (tp.moves.len() * std::mem::size_of::<Move>()) as u64)
+                .sum(),
+        }
+    }
+}
 
 /// How long a fetch waits for its mesh before asking the next link that has the job (doubled
 /// on each retry, up to 8 times this); also the shortest time before a link is sent the
 /// same mesh again when it asks again.
 pub(super) const MESH_WAIT: Duration = Duration::from_secs(10);
 
-struct CachedMesh {
-    mesh: Arc<Mesh>,
-    index: Arc<TriangleIndex>,
+struct Cached {
+    held: Held,
     bytes: u64,
     used: Instant,
 }
 
-impl CachedMesh {
-    /// Counted in the cache's byte budget: the triangles and their index.
-    fn new(mesh: Arc<Mesh>, index: Arc<TriangleIndex>, now: Instant) -> Self {
-        let bytes = (mesh.len() * CANONICAL_TRIANGLE_BYTES + index.memory_bytes()) as u64;
+impl Cached {
+    fn new(held: Held, now: Instant) -> Self {
         Self {
-            mesh,
-            index,
-            bytes,
+            bytes: held.bytes(),
+            held,
             used: now,
         }
     }
@@ -43,7 +114,7 @@ impl CachedMesh {
 /// always recognised as one, while the record stays bounded.
 pub(super) const MAX_ASKED: usize = 1024;
 
-/// A mesh being fetched.
+/// An input being fetched.
 struct Fetch {
     /// Links that asked this node for it meanwhile.
     waiters: Vec<LinkId>,
@@ -57,24 +128,43 @@ struct Fetch {
     arrived_bytes: u64,
 }
 
-/// Meshes kept, and the ones being fetched or indexed with the links waiting for them.
+/// Inputs kept (meshes and programs), and the ones being fetched or indexed with the links
+/// waiting for them.
 #[derive(Default)]
 pub(super) struct MeshCache {
-    meshes: BTreeMap<MeshHash, CachedMesh>,
-    pending: BTreeMap<MeshHash, Fetch>,
+    inputs: BTreeMap<InputId, Cached>,
+    pending: BTreeMap<InputId, Fetch>,
 }
 
 impl MeshCache {
     /// Meshes kept.
     pub fn len(&self) -> usize {
-        self.meshes.len()
+        self.inputs
+            .keys()
+            .filter(|i| matches!(i, InputId::Mesh(_)))
+            .count()
+    }
+
+    fn held(&mut self, id: InputId, now: Instant) -> Option<Held> {
+        let m = self.inputs.get_mut(&id)?;
+        m.used = now;
+        Some(m.held.clone())
     }
 
     /// A cached mesh and its index, marked as used now.
     pub fn get(&mut self, hash: MeshHash, now: Instant) -> Option<(Arc<Mesh>, Arc<TriangleIndex>)> {
-        let m = self.meshes.get_mut(&hash)?;
-        m.used = now;
-        Some((m.mesh.clone(), m.index.clone()))
+        match self.held(InputId::Mesh(hash), now)? {
+            Held::Mesh { mesh, index } => Some((mesh, index)),
+            Held::Program(_) => None,
+        }
+    }
+
+    /// A cached program, marked as used now.
+    fn program(&mut self, hash: ProgramHash, now: Instant) -> Option<Arc<ProgramMoves>> {
+        match self.held(InputId::Program(hash), now)? {
+            Held::Program(p) => Some(p),
+            Held::Mesh { .. } => None,
+        }
     }
 
     /// Keeps a mesh under `hash` (unless one is already kept there).
@@ -85,23 +175,44 @@ impl MeshCache {
         index: Arc<TriangleIndex>,
         now: Instant,
     ) {
-        self.meshes
-            .entry(hash)
-            .or_insert_with(|| CachedMesh::new(mesh, index, now));
+        self.inputs
+            .entry(InputId::Mesh(hash))
+            .or_insert_with(|| Cached::new(Held::Mesh { mesh, index }, now));
     }
 
-    /// Drops least recently used meshes until they fit in `budget` bytes, never one in `in_use`.
-    fn evict(&mut self, budget: u64, in_use: &HashSet<MeshHash>) {
-        let mut total: u64 = self.meshes.values().map(|m| m.bytes).sum();
+    /// Keeps a program under `hash` (unless one is already kept there).
+    pub fn keep_program(&mut self, hash: ProgramHash, program: Arc<ProgramMoves>, now: Instant) {
+        self.inputs
+            .entry(InputId::Program(hash))
+            .or_insert_with(|| Cached::new(Held::Program(program), now));
+    }
+
+    /// The context of a job of `spec`, if every input it needs is here (`None` as well if
+    /// they do not make a job: a simulation whose plan is not its program's, say).
+    pub fn context_for(&mut self, spec: &JobSpec, now: Instant) -> Option<JobContext> {
+        let (mesh, index) = self.get(spec.mesh, now)?;
+        match spec.simulation() {
+            Some(sim) => {
+                let program = self.program(sim.program, now)?;
+                JobContext::simulation(mesh, index, spec.clone(), program).ok()
+            }
+            None => JobContext::new(mesh, index, spec.clone()).ok(),
+        }
+    }
+
+    /// Drops least recently used inputs until they fit in `budget` bytes, never one in
+    /// `in_use`.
+    fn evict(&mut self, budget: u64, in_use: &HashSet<InputId>) {
+        let mut total: u64 = self.inputs.values().map(|m| m.bytes).sum();
         while total > budget {
             let victim = self
-                .meshes
+                .inputs
                 .iter()
                 .filter(|(h, _)| !in_use.contains(h))
                 .min_by_key(|(_, m)| m.used)
                 .map(|(h, _)| *h);
             let Some(h) = victim else { break };
-            if let Some(m) = self.meshes.remove(&h) {
+            if let Some(m) = self.inputs.remove(&h) {
                 total -= m.bytes;
             }
         }
@@ -109,10 +220,18 @@ impl MeshCache {
 }
 
 impl Node {
-    /// Starts fetching a mesh no job here has, from `link` (the parent of the job that needs
-    /// it), unless it is already being fetched.
-    pub(super) fn fetch_mesh(&mut self, now: Instant, hash: MeshHash, link: LinkId) {
-        if self.meshes.pending.contains_key(&hash) {
+    /// Starts fetching what a job of `spec` needs and this node has not, from `link` (the
+    /// job's parent), unless it is already being fetched.
+    pub(super) fn fetch_inputs(&mut self, now: Instant, spec: &JobSpec, link: LinkId) {
+        for id in InputId::of(spec) {
+            if !self.meshes.inputs.contains_key(&id) {
+                self.fetch(now, id, link);
+            }
+        }
+    }
+
+    fn fetch(&mut self, now: Instant, id: InputId, link: LinkId) {
+        if self.meshes.pending.contains_key(&id) {
             return;
         }
         let fetch = Fetch {
@@ -123,55 +242,55 @@ impl Node {
             arrived: false,
             arrived_bytes: 0,
         };
-        self.meshes.pending.insert(hash, fetch);
-        self.ask_for_mesh(link, hash);
+        self.meshes.pending.insert(id, fetch);
+        self.ask_for(link, id);
     }
 
-    /// Asks `link` for a mesh, remembering that it was asked (`mesh_offered`).
-    fn ask_for_mesh(&mut self, link: LinkId, hash: MeshHash) {
+    /// Asks `link` for an input, remembering that it was asked (`input_offered`).
+    fn ask_for(&mut self, link: LinkId, id: InputId) {
         if let Some(l) = self.links.get_mut(&link)
-            && !l.meshes_asked.contains(&hash)
+            && !l.meshes_asked.contains(&id)
         {
-            l.meshes_asked.push_back(hash);
+            l.meshes_asked.push_back(id);
             if l.meshes_asked.len() > MAX_ASKED {
                 l.meshes_asked.pop_front();
             }
         }
-        self.send(link, Msg::FetchMesh { hash });
+        self.send(link, id.fetch());
     }
 
-    /// A mesh offered on a bulk stream of `link` (`Node::bulk_offered`): read if this node
-    /// asked the link for it and still waits for it, one stream per link at a time, and if
-    /// its announced `size` fits the mesh budget beside the meshes being read or indexed
-    /// now (`mesh_bytes_in_flight`; else declined and asked again after `MESH_WAIT`); a mesh
-    /// larger than the whole budget is refused with a notice naming the peer; a copy no
-    /// longer needed is declined; a mesh never asked of the link closes it (an honest peer
-    /// sends a mesh only when asked: `on_fetch_mesh`).
-    pub(super) fn mesh_offered(
+    /// A mesh or program offered on a bulk stream of `link` (`Node::bulk_offered`): read if
+    /// this node asked the link for it and still waits for it, one stream per link at a time,
+    /// and if its announced `size` fits the mesh budget beside the inputs being read or
+    /// indexed now (`mesh_bytes_in_flight`; else declined and asked again after
+    /// `MESH_WAIT`); one larger than the whole budget is refused with a notice naming the
+    /// peer; a copy no longer needed is declined; one never asked of the link closes it (an
+    /// honest peer sends an input only when asked: `on_fetch`).
+    pub(super) fn input_offered(
         &mut self,
         now: Instant,
         link: LinkId,
-        hash: MeshHash,
+        id: InputId,
         size: u64,
     ) -> bool {
-        let wanted = self.meshes.pending.get(&hash).is_some_and(|f| !f.arrived);
+        let wanted = self.meshes.pending.get(&id).is_some_and(|f| !f.arrived);
         let in_flight = self.mesh_bytes_in_flight();
         let budget = self.s.mesh_cache_bytes;
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
-        if !l.meshes_asked.contains(&hash) {
-            let reason = format!("mesh {hash} that was never asked of it");
+        if !l.meshes_asked.contains(&id) {
+            let reason = format!("{id} that was never asked of it");
             self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason);
             return false;
         }
-        if !wanted || l.meshes_incoming.contains_key(&hash) {
+        if !wanted || l.meshes_incoming.contains_key(&id) {
             return false;
         }
         if size > budget {
             let text = format!(
-                "{} ({}) offered mesh {hash} of {} MB, more than this member's mesh budget of \
-                 {} MB: refused",
+                "{} ({}) offered {id} of {} MB, more than this member's mesh budget of {} MB: \
+                 refused",
                 l.name,
                 l.address,
                 size >> 20,
@@ -182,16 +301,16 @@ impl Node {
             return false;
         }
         if in_flight.saturating_add(size) > budget {
-            debug!("mesh {hash}: {size} bytes would pass the mesh budget now; declined");
+            debug!("{id}: {size} bytes would pass the mesh budget now; declined");
             return false;
         }
-        l.meshes_incoming.insert(hash, size);
+        l.meshes_incoming.insert(id, size);
         true
     }
 
-    /// Bytes of meshes being read from links now or indexed: with the cache's own budget,
-    /// what bounds the memory peers' meshes take here (a peer may announce 256 jobs, each
-    /// of a mesh of its own of up to `MAX_MESH`).
+    /// Bytes of inputs being read from links now or indexed: with the cache's own budget,
+    /// what bounds the memory peers' meshes and programs take here (a peer may announce 256
+    /// jobs, each of a mesh of its own of up to `MAX_MESH`).
     pub(super) fn mesh_bytes_in_flight(&self) -> u64 {
         let reading: u64 = self
             .links
@@ -202,19 +321,20 @@ impl Node {
         reading.saturating_add(indexing)
     }
 
-    /// Asks the next link that announced a job of this mesh (after the one asked last, in
-    /// turn), never one waiting on this node for it nor `avoid` (which just said no or went).
-    fn ask_again(&mut self, now: Instant, hash: MeshHash, avoid: Option<LinkId>) {
+    /// Asks the next link that announced a job needing this input (after the one asked
+    /// last, in turn), never one waiting on this node for it nor `avoid` (which just said no
+    /// or went).
+    fn ask_again(&mut self, now: Instant, id: InputId, avoid: Option<LinkId>) {
         let mut candidates: Vec<LinkId> = self
             .jobs
             .values()
-            .filter(|j| j.spec.mesh == hash && j.ctx.is_none())
+            .filter(|j| j.ctx.is_none() && id.needed_by(&j.spec))
             .flat_map(|j| j.announcers.iter().copied())
             .filter(|l| self.links.contains_key(l) && Some(*l) != avoid)
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
-        let Some(f) = self.meshes.pending.get_mut(&hash) else {
+        let Some(f) = self.meshes.pending.get_mut(&id) else {
             return;
         };
         candidates.retain(|l| !f.waiters.contains(l));
@@ -228,61 +348,61 @@ impl Node {
         f.since = now;
         if let Some(link) = next {
             f.tries += 1;
-            debug!("mesh {hash}: asking link {link} (try {})", f.tries);
-            self.ask_for_mesh(link, hash);
+            debug!("{id}: asking link {link} (try {})", f.tries);
+            self.ask_for(link, id);
         }
     }
 
-    /// The link asked for a mesh cannot send it: ask another.
-    pub(super) fn on_no_mesh(&mut self, now: Instant, link: LinkId, hash: MeshHash) {
+    /// The link asked for an input cannot send it: ask another.
+    pub(super) fn on_no_input(&mut self, now: Instant, link: LinkId, id: InputId) {
         if self
             .meshes
             .pending
-            .get(&hash)
+            .get(&id)
             .is_some_and(|f| f.asked == Some(link) && !f.arrived)
         {
-            self.ask_again(now, hash, Some(link));
+            self.ask_again(now, id, Some(link));
         }
     }
 
     /// A link went: fetches that asked it ask another; what it waited for is not sent.
     pub(super) fn mesh_link_lost(&mut self, now: Instant, link: LinkId) {
         let mut asked = Vec::new();
-        for (hash, f) in self.meshes.pending.iter_mut() {
+        for (id, f) in self.meshes.pending.iter_mut() {
             f.waiters.retain(|&l| l != link);
             if f.asked == Some(link) && !f.arrived {
-                asked.push(*hash);
+                asked.push(*id);
             }
         }
-        for hash in asked {
-            self.ask_again(now, hash, Some(link));
+        for id in asked {
+            self.ask_again(now, id, Some(link));
         }
     }
 
-    /// Every tick: a fetch no job needs any more is dropped (its waiters told `NoMesh`, so
-    /// they ask elsewhere); one unanswered for its wait asks the next link.
+    /// Every tick: a fetch no job needs any more is dropped (its waiters told `NoMesh` or
+    /// `NoProgram`, so they ask elsewhere); one unanswered for its wait asks the next link.
     pub(super) fn retry_fetches(&mut self, now: Instant) {
-        let needed: HashSet<MeshHash> = self
+        let needed: HashSet<InputId> = self
             .jobs
             .values()
             .filter(|j| j.ctx.is_none())
-            .map(|j| j.spec.mesh)
+            .flat_map(|j| InputId::of(&j.spec))
             .collect();
-        let stale: Vec<MeshHash> = self
+        let stale: Vec<InputId> = self
             .meshes
             .pending
             .iter()
-            .filter(|(h, f)| !f.arrived && !needed.contains(h))
-            .map(|(h, _)| *h)
+            .filter(|(id, f)| !f.arrived && !needed.contains(id))
+            .map(|(id, _)| *id)
             .collect();
-        for hash in stale {
-            if let Some(f) = self.meshes.pending.remove(&hash) {
+        for id in stale {
+            if let Some(f) = self.meshes.pending.remove(&id) {
                 for l in f.waiters {
-                    self.send(l, Msg::NoMesh { hash });
+                    self.send(l, id.refusal());
                 }
             }
         }
-        let due: Vec<MeshHash> = self
+        let due: Vec<InputId> = self
             .meshes
             .pending
             .iter()
@@ -290,62 +410,94 @@ impl Node {
                 let wait = MESH_WAIT * 2u32.pow(f.tries.min(3));
                 !f.arrived && now.saturating_duration_since(f.since) > wait
             })
-            .map(|(h, _)| *h)
+            .map(|(id, _)| *id)
             .collect();
-        for hash in due {
-            self.ask_again(now, hash, None);
+        for id in due {
+            self.ask_again(now, id, None);
         }
     }
 
-    /// A link asks for a mesh: sent now if cached, on arrival if it is being fetched from
-    /// another link; `NoMesh` if this node does not have it or is fetching it from that
-    /// very link (two nodes waiting on each other would wait for ever).
-    pub(super) fn on_fetch_mesh(&mut self, now: Instant, link: LinkId, hash: MeshHash) {
-        if let Some((mesh, _)) = self.meshes.get(hash, now) {
-            self.send_mesh(now, link, mesh);
+    /// A link asks for an input: sent now if cached, on arrival if it is being fetched from
+    /// another link; `NoMesh` or `NoProgram` if this node does not have it or is fetching it
+    /// from that very link (two nodes waiting on each other would wait for ever).
+    pub(super) fn on_fetch(&mut self, now: Instant, link: LinkId, id: InputId) {
+        if let Some(held) = self.meshes.held(id, now) {
+            self.send_input(now, link, id, held);
             return;
         }
-        match self.meshes.pending.get_mut(&hash) {
+        match self.meshes.pending.get_mut(&id) {
             Some(f) if f.asked != Some(link) || f.arrived => {
                 if !f.waiters.contains(&link) {
                     f.waiters.push(link);
                 }
             }
-            _ => self.send(link, Msg::NoMesh { hash }),
+            _ => self.send(link, id.refusal()),
         }
     }
 
-    fn send_mesh(&mut self, now: Instant, link: LinkId, mesh: Arc<Mesh>) {
+    fn send_input(&mut self, now: Instant, link: LinkId, id: InputId, held: Held) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         // Once per link, unless it asks again after a while (its copy was lost on the way).
-        let hash = mesh.hash();
         if l.meshes_sent
-            .get(&hash)
+            .get(&id)
             .is_some_and(|t| now.saturating_duration_since(*t) < MESH_WAIT)
         {
             return;
         }
-        l.meshes_sent.insert(hash, now);
+        l.meshes_sent.insert(id, now);
         l.meshes_out += 1;
-        self.out.push(Action::SendMesh { link, mesh });
+        let action = match held {
+            Held::Mesh { mesh, .. } => Action::SendMesh { link, mesh },
+            Held::Program(program) => {
+                let InputId::Program(hash) = id else { return };
+                Action::SendProgram {
+                    link,
+                    hash,
+                    program,
+                }
+            }
+        };
+        self.out.push(action);
+    }
+
+    /// An input came on a bulk stream: `Some` if it was asked for and is not here yet.
+    fn arrived(&mut self, link: LinkId, id: InputId, bytes: u64) -> bool {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.meshes_in += 1;
+            l.meshes_incoming.remove(&id);
+        }
+        match self.meshes.pending.get_mut(&id) {
+            Some(f) if !f.arrived => {
+                f.arrived = true;
+                f.arrived_bytes = bytes;
+                true
+            }
+            _ => false, // not asked for, or a second copy
+        }
     }
 
     /// A mesh came on a bulk stream: indexed off the loop if it was asked for.
     pub(super) fn on_mesh_arrived(&mut self, link: LinkId, mesh: Box<Mesh>) {
-        if let Some(l) = self.links.get_mut(&link) {
-            l.meshes_in += 1;
-            l.meshes_incoming.remove(&mesh.hash());
+        let bytes = (mesh.len() * CANONICAL_TRIANGLE_BYTES) as u64;
+        if self.arrived(link, InputId::Mesh(mesh.hash()), bytes) {
+            self.out.push(Action::IndexMesh { mesh });
         }
-        match self.meshes.pending.get_mut(&mesh.hash()) {
-            Some(f) if !f.arrived => {
-                f.arrived = true;
-                f.arrived_bytes = (mesh.len() * CANONICAL_TRIANGLE_BYTES) as u64;
-            }
-            _ => return, // not asked for, or a second copy
+    }
+
+    /// A program came on a bulk stream (read and hash-checked off the loop): ready at once.
+    pub(super) fn on_program_arrived(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        hash: ProgramHash,
+        program: Arc<ProgramMoves>,
+    ) {
+        let id = InputId::Program(hash);
+        if self.arrived(link, id, 0) {
+            self.on_input_ready(now, id, Held::Program(program));
         }
-        self.out.push(Action::IndexMesh { mesh });
     }
 
     pub(super) fn on_mesh_ready(
@@ -355,25 +507,35 @@ impl Node {
         mesh: Arc<Mesh>,
         index: Arc<TriangleIndex>,
     ) {
-        debug!("mesh {hash} ready");
+        self.on_input_ready(now, InputId::Mesh(hash), Held::Mesh { mesh, index });
+    }
+
+    /// An input is here: kept, the jobs that now have all theirs bound, the links waiting
+    /// for it sent it.
+    fn on_input_ready(&mut self, now: Instant, id: InputId, held: Held) {
+        debug!("{id} ready");
         self.meshes
-            .meshes
-            .insert(hash, CachedMesh::new(mesh.clone(), index.clone(), now));
+            .inputs
+            .insert(id, Cached::new(held.clone(), now));
         for j in self.jobs.values_mut() {
-            if j.spec.mesh == hash && j.ctx.is_none() {
-                j.ctx = JobContext::new(mesh.clone(), index.clone(), j.spec.clone()).ok();
+            if j.ctx.is_none() && id.needed_by(&j.spec) {
+                j.ctx = self.meshes.context_for(&j.spec, now);
             }
         }
-        let waiters = self.meshes.pending.remove(&hash).map(|f| f.waiters);
+        let waiters = self.meshes.pending.remove(&id).map(|f| f.waiters);
         for l in waiters.unwrap_or_default() {
-            self.send_mesh(now, l, mesh.clone());
+            self.send_input(now, l, id, held.clone());
         }
         self.evict_meshes();
     }
 
-    /// Keeps the mesh cache within its byte budget.
+    /// Keeps the cache within its byte budget.
     pub(super) fn evict_meshes(&mut self) {
-        let in_use: HashSet<MeshHash> = self.jobs.values().map(|j| j.spec.mesh).collect();
+        let in_use: HashSet<InputId> = self
+            .jobs
+            .values()
+            .flat_map(|j| InputId::of(&j.spec))
+            .collect();
         self.meshes.evict(self.s.mesh_cache_bytes, &in_use);
     }
 }

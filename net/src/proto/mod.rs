@@ -59,10 +59,8 @@ use crate::wire::{JobId, Msg, NodeId};
 use crate::{JobEvent, PoolError};
 use jobs::JobState;
 use members::Member;
-use mesh_cache::MeshCache;
+use mesh_cache::{InputId, MeshCache};
 use millpond_core::JobSpec;
-use millpond_core::job::JobContext;
-use millpond_core::mesh::MeshHash;
 use remotes::Remote;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -163,18 +161,19 @@ struct Link {
     transfer_s: f64,
     meshes_in: u64,
     meshes_out: u64,
-    /// Meshes this link has been sent, and when, so none crosses it twice in a row.
-    meshes_sent: HashMap<MeshHash, Instant>,
+    /// Meshes and programs this link has been sent, and when, so none crosses it twice in a
+    /// row.
+    meshes_sent: HashMap<InputId, Instant>,
     /// Meshes this node asked of the link (the latest [`mesh_cache::MAX_ASKED`]): a mesh
     /// it sends must be one of them (`Node::bulk_offered`).
-    meshes_asked: VecDeque<MeshHash>,
+    meshes_asked: VecDeque<InputId>,
     /// Results being read from the link now (job, chunk), with their announced sizes: one
     /// stream each, held to `results::MAX_RESULT_BYTES_PER_LINK` and, over all links,
     /// `results::MAX_RESULT_BYTES`; removed as each arrives (or with the link).
     results_incoming: BTreeMap<(JobId, u32), u64>,
     /// Meshes being read from the link now, with their announced sizes: one stream each
     /// (counted in the mesh budget until they arrive or the link goes: `mesh_cache.rs`).
-    meshes_incoming: BTreeMap<MeshHash, u64>,
+    meshes_incoming: BTreeMap<InputId, u64>,
     /// The transport's figures, as of the last tick.
     transport: LinkStats,
     /// Workers behind the link, as its gossip last said (the peer's and those it lists):
@@ -337,6 +336,11 @@ impl Node {
             }
             Input::MeshArrived { link, mesh } => self.on_mesh_arrived(link, mesh),
             Input::MeshReady { hash, mesh, index } => self.on_mesh_ready(now, hash, mesh, index),
+            Input::ProgramArrived {
+                link,
+                hash,
+                program,
+            } => self.on_program_arrived(now, link, hash, program),
             Input::Computed {
                 job,
                 chunk,
@@ -461,8 +465,10 @@ impl Node {
                     }
                 }
             }
-            Msg::FetchMesh { hash } => self.on_fetch_mesh(now, link, hash),
-            Msg::NoMesh { hash } => self.on_no_mesh(now, link, hash),
+            Msg::FetchMesh { hash } => self.on_fetch(now, link, InputId::Mesh(hash)),
+            Msg::NoMesh { hash } => self.on_no_input(now, link, InputId::Mesh(hash)),
+            Msg::FetchProgram { hash } => self.on_fetch(now, link, InputId::Program(hash)),
+            Msg::NoProgram { hash } => self.on_no_input(now, link, InputId::Program(hash)),
             Msg::Failed { job, chunk, reason } => self.on_failed(now, link, job, chunk, &reason),
             Msg::Cancel { job } => {
                 if self.jobs.get(&job).is_some_and(|j| j.parent == Some(link)) {
@@ -500,10 +506,7 @@ impl Node {
         }
         debug!("job {job} announced by link {link}");
         let mut state = JobState::new(spec.clone(), Some(link), now);
-        let hash = spec.mesh;
-        if let Some((mesh, index)) = self.meshes.get(hash, now) {
-            state.ctx = JobContext::new(mesh, index, spec.clone()).ok();
-        }
+        state.ctx = self.meshes.context_for(&spec, now);
         if hops > 0 {
             let others: Vec<LinkId> = self.links.keys().copied().filter(|&l| l != link).collect();
             for l in others {
@@ -520,10 +523,10 @@ impl Node {
                 );
             }
         }
-        let need_mesh = state.ctx.is_none();
+        let need_inputs = state.ctx.is_none();
         self.jobs.insert(job, state);
-        if need_mesh {
-            self.fetch_mesh(now, hash, link);
+        if need_inputs {
+            self.fetch_inputs(now, &spec, link);
         }
     }
 

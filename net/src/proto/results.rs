@@ -3,6 +3,7 @@
 //! samples checked: `verify.rs`) and the job's end once every result is in and checked.
 
 use super::jobs::{MAX_REMOTE_WORKERS, PROGRESS_EVERY};
+use super::mesh_cache::InputId;
 use super::verify::{Delivery, same_bits};
 use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, MAX_LINK_FAILURES, Node, Take, close};
 use crate::stats::WorkerStats;
@@ -236,8 +237,14 @@ impl Node {
         }
         let (job, chunk, size) = match *header {
             BulkHeader::Mesh { hash, size } => {
-                return match self.mesh_offered(now, link, hash, size) {
+                return match self.input_offered(now, link, InputId::Mesh(hash), size) {
                     true => Take::Mesh,
+                    false => Take::No,
+                };
+            }
+            BulkHeader::Program { hash, size } => {
+                return match self.input_offered(now, link, InputId::Program(hash), size) {
+                    true => Take::Program,
                     false => Take::No,
                 };
             }

@@ -42,7 +42,11 @@ impl Sweep {
                 | Msg::NoWork { job }
                 | Msg::Failed { job, .. }
                 | Msg::Cancel { job } => Sweep::Jobs(Some(*job)),
-                Msg::Members(_) | Msg::FetchMesh { .. } | Msg::NoMesh { .. } => Sweep::Jobs(None),
+                Msg::Members(_)
+                | Msg::FetchMesh { .. }
+                | Msg::NoMesh { .. }
+                | Msg::FetchProgram { .. }
+                | Msg::NoProgram { .. } => Sweep::Jobs(None),
                 // A client's greeting on a link is a violation: the link closes (all).
                 Msg::Hello { .. } | Msg::Client { .. } => Sweep::All,
             },

@@ -4,7 +4,7 @@ use super::*;
 use crate::stats::HostState;
 use crate::wire::{MemberInfo, PROTOCOL_VERSION};
 use members::gone_after;
-use millpond_core::job::{COMPUTE_ABI, ChunkResult, DropSpec, Grid, Operation};
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, DropSpec, Grid, JobContext, Operation};
 use millpond_core::models::box_solid;
 use millpond_core::{Axis, CancelToken, Cutter, Mesh, Point3, Rect, TriangleIndex};
 use std::sync::Arc;

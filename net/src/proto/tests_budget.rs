@@ -8,6 +8,7 @@ use super::tests_hostile::{granted, long_job, offer};
 use super::*;
 use crate::wire::MemberInfo;
 use millpond_core::CancelToken;
+use millpond_core::job::JobContext;
 use millpond_core::mesh::MeshHash;
 use millpond_core::{Mesh, TriangleIndex};
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use super::tests::{
 };
 use super::*;
 use crate::wire::MemberInfo;
-use millpond_core::job::{ChunkData, ChunkResult, DropSpec, Grid, Operation};
+use millpond_core::job::{ChunkData, ChunkResult, DropSpec, Grid, JobContext, Operation};
 use millpond_core::{Axis, Rect};
 
 /// Chunk `c` with every height 1 mm too high, as a lying peer sends it.

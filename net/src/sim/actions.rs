@@ -92,6 +92,18 @@ impl World {
                     mesh: Box::new(mesh.clone()),
                 });
             }
+            Action::SendProgram {
+                link,
+                hash,
+                program,
+            } => {
+                self.count.programs += 1;
+                self.carry(link, false, |l| Input::ProgramArrived {
+                    link: l,
+                    hash,
+                    program: program.clone(),
+                });
+            }
             Action::SendResult {
                 link,
                 job,

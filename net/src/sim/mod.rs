@@ -21,9 +21,9 @@ pub use rng::Rng;
 use crate::proto::{self, ChunkOutcome, Input, LinkId, Node, NodeSettings};
 use crate::stats::PoolStats;
 use crate::wire::{BulkHeader, JobId, NodeId, PROTOCOL_VERSION};
+use millpond_core::CancelToken;
 use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
 use millpond_core::mesh::CANONICAL_TRIANGLE_BYTES;
-use millpond_core::{CancelToken, JobSpec, Mesh, TriangleIndex};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +99,8 @@ pub struct Counters {
     pub gossip: u64,
     pub results: u64,
     pub meshes: u64,
+    /// Simulations' programs carried over a link.
+    pub programs: u64,
     pub computes: u64,
     /// Link ends ever made.
     pub ends: u64,
@@ -386,18 +388,11 @@ impl World {
 
     /// Submits a job of `mesh` at `node`; a local run gives the expected output. Returns the
     /// job's id if the node took it.
-    pub fn submit(
-        &mut self,
-        node: usize,
-        mesh: Arc<Mesh>,
-        index: Arc<TriangleIndex>,
-        spec: JobSpec,
-    ) -> Option<JobId> {
+    pub fn submit(&mut self, node: usize, ctx: JobContext) -> Option<JobId> {
         if !self.alive(node) {
             return None;
         }
-        let ctx = JobContext::new(mesh.clone(), index.clone(), spec.clone()).expect("a valid job");
-        let chunks = (0..spec.chunk_count())
+        let chunks = (0..ctx.spec().chunk_count())
             .map(|c| run_chunk(&ctx, c))
             .collect();
         let expected = ctx.finish(chunks).expect("a local run");
@@ -457,6 +452,17 @@ impl World {
                     size: (mesh.len() * CANONICAL_TRIANGLE_BYTES) as u64,
                 },
             ),
+            Input::ProgramArrived {
+                link,
+                hash,
+                program,
+            } => (
+                *link,
+                BulkHeader::Program {
+                    hash: *hash,
+                    size: program.canonical_bytes().len() as u64,
+                },
+            ),
             _ => return self.deliver(node, input),
         };
         let (link, header) = header;
@@ -508,6 +514,7 @@ impl World {
                     Input::Msg { link, .. }
                     | Input::Result { link, .. }
                     | Input::MeshArrived { link, .. }
+                    | Input::ProgramArrived { link, .. }
                     | Input::LinkUp { link, .. } => Some(*link),
                     _ => None,
                 };

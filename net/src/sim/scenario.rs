@@ -4,8 +4,11 @@
 
 use super::{Micros, Rng, World};
 use crate::proto::LinkId;
-use millpond_core::job::{DropSpec, Grid, Operation};
+use millpond_core::geom::Aabb;
+use millpond_core::job::{DropSpec, Grid, JobContext, Operation};
 use millpond_core::models::box_solid;
+use millpond_core::sim_job::{Model, ProgramMoves, SimulationJob};
+use millpond_core::toolpath::{MoveKind, Toolpath};
 use millpond_core::{Axis, Cutter, JobSpec, Mesh, Point3, Rect, TriangleIndex};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,12 +55,17 @@ pub enum Fault {
     Check,
 }
 
-/// The mesh every job uses and a job of it: variant 0, 1, 2 or 3 (3, 5, 4 or 22 chunks;
-/// the many-seed runs use the first three, the hostile peers' runs the last).
-fn model(variant: usize) -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
+/// The mesh every job uses and a job of it: variant 0, 1, 2 or 3 (3, 5, 4 or 22 chunks of
+/// drop-cutter grid), or 4 (a simulation of a raster program over the box, checked against
+/// it: 4 chunks of tiles, and a program to fetch besides the mesh). The many-seed runs use
+/// 0, 1, 2 and 4, the hostile peers' runs 3.
+fn model(variant: usize) -> JobContext {
     let triangles = box_solid(Point3::new(2.0, 2.0, 0.0), Point3::new(8.0, 8.0, 3.0));
-    let mesh = Mesh::from_triangles(triangles, "box").expect("a valid box");
-    let index = TriangleIndex::new(&mesh);
+    let mesh = Arc::new(Mesh::from_triangles(triangles, "box").expect("a valid box"));
+    let index = Arc::new(TriangleIndex::new(&mesh));
+    if variant == 4 {
+        return simulation(mesh, index);
+    }
     let (size, step, sampling) = [
         (10.0, 1.0, 0.001),
         (10.0, 0.5, 0.0025),
@@ -77,7 +85,49 @@ fn model(variant: usize) -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
             floor: 0.0,
         }),
     };
-    (Arc::new(mesh), Arc::new(index), spec)
+    JobContext::new(mesh, index, spec).expect("a valid job")
+}
+
+/// A ball raster 0.4 mm apart over the box, 0.25 mm above it, simulated on 12 × 12 mm of
+/// stock 4 mm high in 0.05 mm cells.
+fn simulation(mesh: Arc<Mesh>, index: Arc<TriangleIndex>) -> JobContext {
+    let mut raster = Toolpath {
+        start: Point3::new(0.0, 0.0, 6.0),
+        moves: Vec::new(),
+    };
+    for j in 0..30 {
+        let y = 0.4 * j as f64;
+        raster.push(MoveKind::Rapid, Point3::new(0.0, y, 6.0));
+        raster.push(MoveKind::Plunge, Point3::new(0.0, y, 0.25));
+        for i in 1..=24 {
+            let x = 0.5 * i as f64;
+            let on_box = (2.0..=8.0).contains(&x) && (2.0..=8.0).contains(&y);
+            let z = if on_box { 3.25 } else { 0.25 };
+            raster.push(MoveKind::Cut, Point3::new(x, y, z));
+        }
+        raster.push(MoveKind::Rapid, Point3::new(12.0, y, 6.0));
+    }
+    let ball = Cutter::Ball { diameter: 3.0 };
+    let program = Arc::new(ProgramMoves {
+        passes: vec![(ball, raster)],
+    });
+    let stock = Aabb {
+        min: Point3::new(0.0, 0.0, 0.0),
+        max: Point3::new(12.0, 12.0, 4.0),
+    };
+    let model = Model {
+        mesh: mesh.clone(),
+        index: index.clone(),
+        floor: 0.0,
+    };
+    let plan = SimulationJob::new(stock, 0.05, 64 << 20, program.clone(), Some(model), 0.01)
+        .expect("a valid simulation");
+    let spec = JobSpec {
+        mesh: mesh.hash(),
+        cutter: ball,
+        operation: Operation::Simulate(plan.spec().expect("it has a model")),
+    };
+    JobContext::simulation(mesh, index, spec, program).expect("a valid simulation job")
 }
 
 pub fn inject(w: &mut World, f: Fault) {
@@ -89,13 +139,9 @@ pub fn inject(w: &mut World, f: Fault) {
             variant,
             bogus,
         } => {
-            let (mesh, index, spec) = model(variant);
-            let c0 = {
-                let ctx =
-                    millpond_core::job::JobContext::new(mesh.clone(), index.clone(), spec.clone());
-                ctx.ok().map(|c| super::run_chunk(&c, 0))
-            };
-            let job = w.submit(node, mesh, index, spec);
+            let ctx = model(variant);
+            let c0 = Some(super::run_chunk(&ctx, 0));
+            let job = w.submit(node, ctx);
             let links = w.links_of(node);
             if bogus
                 && !links.is_empty()
@@ -255,6 +301,8 @@ pub struct Outcome {
     /// Chunks computed anywhere, and results carried up a link.
     pub computes: u64,
     pub results: u64,
+    /// Simulations' programs carried over a link (fetched by a member for its job).
+    pub programs: u64,
     pub virtual_ms: u64,
     pub errors: Vec<String>,
 }
@@ -289,7 +337,7 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
         let t = rng.range(5 * MS, 40 * MS);
         let f = Fault::Submit {
             node: rng.below(n),
-            variant: rng.below(3),
+            variant: [0, 1, 2, 4][rng.below(4)],
             bogus: rng.chance(20),
         };
         w.fault_at(t, f);
@@ -344,6 +392,7 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
         msgs: w.count.msgs + w.count.gossip,
         computes: w.count.computes,
         results: w.count.results,
+        programs: w.count.programs,
         virtual_ms: w.now / MS,
         errors: std::mem::take(&mut w.errors),
         ..Outcome::default()
@@ -461,7 +510,7 @@ fn sim_many_seeds_over_topologies_and_faults() {
     let mut failed = Vec::new();
     let (mut nodes, mut largest, mut jobs, mut completed, mut lost, mut msgs, mut vt) =
         (0, 0, 0, 0, 0, 0, 0);
-    let (mut computes, mut results) = (0, 0);
+    let (mut computes, mut results, mut programs) = (0, 0, 0);
     let mut per_topology: BTreeMap<&str, u64> = BTreeMap::new();
     for (seed, o) in &outcomes {
         nodes += o.nodes;
@@ -472,6 +521,7 @@ fn sim_many_seeds_over_topologies_and_faults() {
         msgs += o.msgs;
         computes += o.computes;
         results += o.results;
+        programs += o.programs;
         vt += o.virtual_ms;
         *per_topology.entry(o.topology).or_default() += 1;
         for (k, v) in &o.faults {
@@ -488,10 +538,13 @@ fn sim_many_seeds_over_topologies_and_faults() {
     println!(
         "sim: {} seeds, largest topology {largest} nodes, {nodes} nodes total, topologies {per_topology:?}, \
          faults {faults:?}, jobs completed {completed} of {jobs} ({lost} lost with their owner), \
-         {computes} chunks computed, {results} results carried up a link, {msgs} messages, {:.1} s virtual, {:.1} s wall",
+         {computes} chunks computed, {results} results carried up a link, {programs} simulation \
+         programs fetched, {msgs} messages, {:.1} s virtual, {:.1} s wall",
         outcomes.len(),
         vt as f64 / 1000.0,
         started.elapsed().as_secs_f64()
     );
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
+    // Simulations were among the jobs, and members fetched their programs to compute them.
+    assert!(programs > 100, "{programs} programs fetched");
 }
