@@ -628,6 +628,28 @@ impl JobContext {
         Ok(ctx)
     }
 
+    /// The job of a simulation its owner planned, checked against its model: named for
+    /// the pool by [`SimulationJob::spec`], with no second planning.
+    pub fn of_simulation(job: SimulationJob) -> Result<Self, JobError> {
+        let (Some(model), Some(sim)) = (job.model().cloned(), job.spec()) else {
+            return Err(JobError::Invalid(
+                "a simulation job is checked against a model".into(),
+            ));
+        };
+        let Some(&(cutter, _)) = job.program().passes.first() else {
+            return Err(JobError::Invalid("a simulation job needs a pass".into()));
+        };
+        let spec = JobSpec {
+            mesh: model.mesh.hash(),
+            cutter,
+            operation: Operation::Simulate(sim),
+        };
+        spec.validate()?;
+        let mut ctx = Self::bind(model.mesh, model.index, spec)?;
+        ctx.simulation = Some(Arc::new(job));
+        Ok(ctx)
+    }
+
     /// A simulation job's plan and program.
     pub fn simulation_job(&self) -> Option<&Arc<SimulationJob>> {
         self.simulation.as_ref()

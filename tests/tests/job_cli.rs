@@ -683,6 +683,47 @@ fn a_job_computed_in_the_pool_gives_the_local_program() {
         read(&log)
     );
     assert_eq!(read(&d.join("pool.ngc")), read(&d.join("local.ngc")));
+
+    // The job simulated in the pool (its toolpaths, then its stock's tiles, shared with the
+    // member) gives the figures a simulation on this computer alone gives, to the bit.
+    let simulate = |pool: bool| {
+        let mut cmd = Command::new(millpond_tests::millpond_bin());
+        cmd.current_dir(d)
+            .env("MILLPOND_CONFIG_DIR", d.join("cli-config"))
+            .env_remove("MILLPOND_POOL_SECRET")
+            .args(["simulate", "sample.millpond", "--quiet", "--threads", "1"]);
+        if pool {
+            cmd.args(["--pool", &address, "--secret-file"])
+                .arg(d.join("secret"));
+        }
+        let out = cmd.output().unwrap();
+        let figures: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+        let Some(mut figures) = figures else {
+            panic!(
+                "simulate (pool: {pool}) printed no figures: {}\n{}\nserve log:\n{}",
+                text(&out.stdout),
+                text(&out.stderr),
+                read(&log)
+            )
+        };
+        figures.as_object_mut().unwrap().remove("seconds");
+        // The exit status and the complaint too (this sample's posted finishing dips 2 µm
+        // below the model in three cells, past the 1 µm default tolerance).
+        let stderr = text(&out.stderr);
+        let said: Vec<String> = stderr
+            .lines()
+            .filter(|l| l.starts_with("millpond:"))
+            .map(str::to_string)
+            .collect();
+        (figures, out.status.code(), said)
+    };
+    let (here, pooled) = (simulate(false), simulate(true));
+    let here_figures = &here.0;
+    assert!(
+        here_figures["total"]["removed_mm3"].as_f64().unwrap() > 0.0,
+        "{here_figures}"
+    );
+    assert_eq!(pooled, here);
     drop(server);
 }
 

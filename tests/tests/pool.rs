@@ -258,6 +258,74 @@ fn rest_roughing_through_the_pool_is_the_local_one() {
     pool.shutdown();
 }
 
+/// Issue 14 point 5: a stock simulation is a job like any other. Its tiles are chunks
+/// computed by `millpond serve` members A and B (B behind A) beside the owner's one worker,
+/// its program fetched by each as a second input beside the mesh, and the machined stock and
+/// every figure are the bits a local run gives.
+#[test]
+fn a_simulation_through_the_pool_is_the_local_one() {
+    use millpond_core::sim_job::{Model, ProgramMoves, SimulationJob};
+    use millpond_core::simulate::{Pass, PassFeeds};
+    let (mesh, index) = model();
+    let JobOutput::Toolpath(raster) = &*reference(&raster_spec(0.5, 0.25)) else {
+        panic!("a raster gives a toolpath")
+    };
+    let passes = [Pass {
+        name: "raster",
+        tool_number: 1,
+        cutter: Cutter::Ball { diameter: 3.0 },
+        toolpath: raster,
+        feeds: PassFeeds::Operation(millpond_core::Feeds::default()),
+        lines: None,
+    }];
+    let b = mesh.bounds();
+    let stock = millpond_core::Aabb {
+        min: b.min - millpond_core::Point3::new(2.0, 2.0, 0.0),
+        max: b.max + millpond_core::Point3::new(2.0, 2.0, 1.0),
+    };
+    let model = Model {
+        mesh: mesh.clone(),
+        index: index.clone(),
+        floor: b.min.z,
+    };
+    let program = Arc::new(ProgramMoves::of(&passes));
+    let job = SimulationJob::new(stock, 0.05, 1 << 30, program, Some(model), 1e-3).unwrap();
+    let ctx = JobContext::of_simulation(job).unwrap();
+    let sim = ctx.simulation_job().unwrap().clone();
+    let finish = |out: JobOutput| match out {
+        JobOutput::Stock(chunks) => sim.finish(chunks, &passes).unwrap(),
+        other => panic!("not stock: {other:?}"),
+    };
+    let run = |e: &dyn Executor| finish(e.run(&ctx, &CancelToken::new(), &|_| {}).unwrap());
+    let (want, want_figures) = run(&Local { threads: 2 });
+    assert!(want_figures[0].0.removed_mm3 > 0.0 && want_figures[0].1.is_some());
+
+    let mut c = Cluster::new("simulate");
+    let a = c.serve("A", &[]);
+    let _b = c.serve("B", &[a]);
+    let pool = member("O", &[a], 1, SECRET);
+    wait_for_hosts(&pool, &["A"], &["B"]);
+    let t = Instant::now();
+    let (got, figures) = run(&pool);
+    let by = (computed_by(&pool, "A"), computed_by(&pool, "B"));
+    eprintln!(
+        "simulation of {} moves in {} chunks in the pool: {:.2} s, chunks by A {}, by B {}",
+        raster.moves.len(),
+        ctx.spec().chunk_count(),
+        t.elapsed().as_secs_f64(),
+        by.0,
+        by.1
+    );
+    assert!(
+        by.0 + by.1 > 0,
+        "no member computed a tile: {}",
+        describe_hosts(&pool.stats())
+    );
+    assert!(got.heights() == want.heights(), "the pool's stock differs");
+    assert_eq!(figures, want_figures);
+    pool.shutdown();
+}
+
 /// A loop O–A–B–C–O: every job reaches each member by two paths. Announcements are taken
 /// up once (each member ends each job exactly once), and the results are identical.
 #[test]

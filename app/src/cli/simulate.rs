@@ -13,9 +13,11 @@ use crate::run_job;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 use millpond_core::gcode_read::{self, ReadOptions};
+use millpond_core::job::{JobContext, JobOutput};
 use millpond_core::job_file::Job;
-use millpond_core::runner::Local;
+use millpond_core::runner::{Executor, Local};
 use millpond_core::setup::Stock;
+use millpond_core::sim_job::{Model, ProgramMoves, Simulated, SimulationJob};
 use millpond_core::simulate::{
     self, DEFAULT_CELL_FRACTION, DEFAULT_TOLERANCE, Engagement, HISTOGRAM_BINS, Pass, PassFeeds,
     PassReport, Target, Verification,
@@ -77,6 +79,17 @@ pub struct SimulateArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Simulate in the pool: join the member at HOST:PORT and share the work (a job's
+    /// toolpaths, then the stock's tiles). Needs the model to check against (a job, or
+    /// --model); the figures are the same bits as on this computer alone.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub pool: Option<String>,
+    /// With --pool: the share of the results other members send that this computer computes
+    /// again and compares bit for bit (0 to 1, or 0% to 100%).
+    #[arg(long, default_value = "3%", value_parser = crate::pool::parse_verify)]
+    pub verify: f64,
+    #[command(flatten)]
+    pub secret: crate::pool::SecretArgs,
 }
 
 /// One pass to simulate, owning its moves.
@@ -121,8 +134,24 @@ pub fn simulate_command(args: &SimulateArgs) -> Result<()> {
             args.tolerance
         );
     }
+    if args.pool.is_some() && args.job.is_none() && args.model.is_none() {
+        bail!("--pool simulates against a model: give a job, or --model with the G-code");
+    }
+    let pool = match &args.pool {
+        Some(address) => Some(crate::pool::join(
+            address,
+            &args.secret,
+            threads,
+            args.verify,
+        )?),
+        None => None,
+    };
+    let executor: &dyn Executor = match &pool {
+        Some(pool) => pool,
+        None => &Local { threads },
+    };
     let plan = match (&args.job, &args.gcode) {
-        (Some(job), gcode) => job_plan(job, gcode.as_deref(), args, threads)?,
+        (Some(job), gcode) => job_plan(job, gcode.as_deref(), args, executor)?,
         (None, Some(gcode)) => gcode_plan(gcode, args)?,
         (None, None) => bail!("give a job file, or --gcode FILE with --stock and --tool"),
     };
@@ -139,49 +168,30 @@ pub fn simulate_command(args: &SimulateArgs) -> Result<()> {
         Some(c) => c,
         None => StockModel::cell_for(plan.stock, smallest, DEFAULT_CELL_FRACTION, budget / 4),
     };
-    let mut stock = StockModel::with_budget(plan.stock, cell, budget)
-        .map_err(|e| anyhow!("cannot make the stock: {e}"))?;
-    let pool = rayon::ThreadPoolBuilder::new()
+    let workers = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .context("cannot start the simulation's threads")?;
+
+    let t0 = Instant::now();
+    let passes: Vec<_> = plan.passes.iter().map(|p| p.pass()).collect();
+    let (stock, ops) = match &pool {
+        Some(pool) => {
+            let out = in_pool(&plan, &passes, cell, budget, args, pool);
+            crate::pool::report_culprits(pool);
+            out?
+        }
+        None => workers.install(|| here(&plan, &passes, cell, budget, args))?,
+    };
+    if let Some(pool) = pool {
+        pool.shutdown();
+    }
+    let seconds = t0.elapsed().as_secs_f64();
     let target = plan.target.as_ref().map(|(mesh, index, floor)| Target {
         mesh,
         index,
         floor: *floor,
     });
-
-    let t0 = Instant::now();
-    let cancel = CancelToken::new();
-    let passes: Vec<_> = plan.passes.iter().map(|p| p.pass()).collect();
-    // A progress bar per pass, started when its first batch is done.
-    let mut bar: Option<(usize, OperationProgress)> = None;
-    let ops = pool.install(|| {
-        simulate::simulate_program(
-            &mut stock,
-            &passes,
-            target.as_ref(),
-            args.tolerance,
-            &cancel,
-            &mut |k, done, all| {
-                if bar.as_ref().is_none_or(|(at, _)| *at != k) {
-                    if let Some((_, b)) = bar.take() {
-                        b.finish();
-                    }
-                    let label = format!("simulate {}. {}", k + 1, passes[k].name);
-                    let chunks = all.div_ceil(simulate::BATCH_MOVES) as u32;
-                    bar = Some((k, OperationProgress::new(&label, chunks, args.quiet)));
-                }
-                if let Some((_, b)) = &bar {
-                    b.update(done.div_ceil(simulate::BATCH_MOVES) as u32, done as u64);
-                }
-            },
-        )
-    })?;
-    if let Some((_, b)) = bar {
-        b.finish();
-    }
-    let seconds = t0.elapsed().as_secs_f64();
 
     let (nx, ny) = stock.size();
     let total_check = ops.last().and_then(|(_, c)| c.clone());
@@ -228,7 +238,7 @@ pub fn simulate_command(args: &SimulateArgs) -> Result<()> {
             bail!("--png needs a model to compare with: give a job, or --model");
         };
         let (w, h, rgb) =
-            pool.install(|| simulate::deviation_image(&stock, t, args.tolerance, 1.0));
+            workers.install(|| simulate::deviation_image(&stock, t, args.tolerance, 1.0));
         image::save_buffer(
             path,
             &rgb,
@@ -267,12 +277,95 @@ pub fn simulate_command(args: &SimulateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Simulates on this computer's threads (the current rayon pool), batch by batch with a
+/// progress bar per pass: the leanest way when no pool shares the work.
+fn here(
+    plan: &Plan,
+    passes: &[Pass<'_>],
+    cell: f64,
+    budget: usize,
+    args: &SimulateArgs,
+) -> Result<Simulated> {
+    let mut stock = StockModel::with_budget(plan.stock, cell, budget)
+        .map_err(|e| anyhow!("cannot make the stock: {e}"))?;
+    let target = plan.target.as_ref().map(|(mesh, index, floor)| Target {
+        mesh,
+        index,
+        floor: *floor,
+    });
+    // A progress bar per pass, started when its first batch is done.
+    let mut bar: Option<(usize, OperationProgress)> = None;
+    let ops = simulate::simulate_program(
+        &mut stock,
+        passes,
+        target.as_ref(),
+        args.tolerance,
+        &CancelToken::new(),
+        &mut |k, done, all| {
+            if bar.as_ref().is_none_or(|(at, _)| *at != k) {
+                if let Some((_, b)) = bar.take() {
+                    b.finish();
+                }
+                let label = format!("simulate {}. {}", k + 1, passes[k].name);
+                let chunks = all.div_ceil(simulate::BATCH_MOVES) as u32;
+                bar = Some((k, OperationProgress::new(&label, chunks, args.quiet)));
+            }
+            if let Some((_, b)) = &bar {
+                b.update(done.div_ceil(simulate::BATCH_MOVES) as u32, done as u64);
+            }
+        },
+    )?;
+    if let Some((_, b)) = bar {
+        b.finish();
+    }
+    Ok((stock, ops))
+}
+
+/// Simulates in the pool: the stock's tiles are a job's chunks like any toolpath's
+/// ([`millpond_core::sim_job`]), computed by whichever members take them; the moves travel
+/// once to each member as the job's second input, and the passes' names and feeds stay
+/// here, where the chunks are put together into the same bits as [`here`] gives.
+fn in_pool(
+    plan: &Plan,
+    passes: &[Pass<'_>],
+    cell: f64,
+    budget: usize,
+    args: &SimulateArgs,
+    executor: &dyn Executor,
+) -> Result<Simulated> {
+    let Some((mesh, index, floor)) = &plan.target else {
+        bail!("--pool simulates against a model: give a job, or --model with the G-code");
+    };
+    let model = Model {
+        mesh: mesh.clone(),
+        index: index.clone(),
+        floor: *floor,
+    };
+    let program = Arc::new(ProgramMoves::of(passes));
+    let job = SimulationJob::new(
+        plan.stock,
+        cell,
+        budget,
+        program,
+        Some(model),
+        args.tolerance,
+    )?;
+    let ctx = JobContext::of_simulation(job)?;
+    let JobOutput::Stock(chunks) = super::run(&ctx, executor, "simulate", args.quiet)? else {
+        bail!("internal error: a simulation job gave something other than stock");
+    };
+    let job = ctx
+        .simulation_job()
+        .ok_or_else(|| anyhow!("internal error: a simulation job without its plan"))?;
+    Ok(job.finish(chunks, passes)?)
+}
+
 /// The job's program: its toolpaths as posted, or a G-code file in its setup.
 fn job_plan(
     path: &Path,
     gcode: Option<&Path>,
     args: &SimulateArgs,
-    threads: usize,
+    executor: &dyn Executor,
 ) -> Result<Plan> {
     let job = Job::load(path)?;
     let model = load_job_model(&job, "the job's units")
@@ -298,7 +391,7 @@ fn job_plan(
         bail!("--tool is for a G-code file's tool table; a job's operations use the job's tools");
     }
     let origins: Vec<String> = job.operations.iter().map(|o| o.name.clone()).collect();
-    let toolpaths = compute_toolpaths(&program, &model, &origins, &Local { threads }, args.quiet)?;
+    let toolpaths = compute_toolpaths(&program, &model, &origins, executor, args.quiet)?;
     let computed: Vec<&Toolpath> = toolpaths.iter().map(|(tp, _)| tp).collect();
     let posted = program
         .post(&computed)
