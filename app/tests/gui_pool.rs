@@ -155,6 +155,36 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
     assert!(t.has_text("worker 2"), "{}", t.texts());
     assert!(t.has_text("Throughput over time"), "{}", t.texts());
 
+    // Simulate goes through the pool too while server mode is on: the stock's tiles are a
+    // job of the pool's (its workers' chunk count grows by them), and what it shows is what
+    // a simulation on this computer alone shows, to the bit.
+    let simulate = |t: &mut TestApp| {
+        t.harness.get_by_label("Simulate").scroll_to_me();
+        t.harness.run_ok();
+        t.harness.get_by_label("Simulate").click();
+        assert!(
+            t.run_until(Duration::from_secs(120), |a| !a.simulation.busy()
+                && a.simulation.last.is_some()),
+            "no simulation: {}",
+            t.texts()
+        );
+        let taken = t.app_mut().simulation.last.take();
+        match taken {
+            Some(Ok(sim)) => sim,
+            other => panic!("{other:?}"),
+        }
+    };
+    let pooled = simulate(&mut t);
+    let chunks_after = t.app().pool.pool().unwrap().stats().hosts[0]
+        .worker_stats
+        .iter()
+        .map(|w| w.chunks_done)
+        .sum::<u64>();
+    assert!(
+        chunks_after > total,
+        "the simulation did not go through the pool"
+    );
+
     t.harness
         .get_by_label("Server mode: join the compute pool")
         .click();
@@ -165,6 +195,13 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
         )),
         "{}",
         t.app().pool.state().describe()
+    );
+    let here = simulate(&mut t);
+    assert!(pooled.operations[0].0.removed_mm3 > 0.0);
+    assert_eq!(pooled.operations, here.operations);
+    assert!(
+        pooled.surface == here.surface,
+        "the pool's stock is drawn otherwise"
     );
 }
 

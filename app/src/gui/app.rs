@@ -1225,15 +1225,7 @@ impl MillpondApp {
         if jobs.is_empty() {
             return;
         }
-        let backend = match self.pool.pool() {
-            Some(p) => Backend::Pool {
-                pool: Arc::downgrade(p),
-                workers: self.prefs.local_workers.max(1),
-            },
-            None => Backend::Local {
-                threads: self.prefs.local_workers.max(1),
-            },
-        };
+        let backend = self.backend();
         self.status = format!(
             "Computing {} operation{}{}…",
             jobs.len(),
@@ -1245,6 +1237,19 @@ impl MillpondApp {
             }
         );
         self.compute.start(jobs, backend);
+    }
+
+    /// Where long work runs: the pool while server mode is on, else this computer's cores.
+    fn backend(&self) -> Backend {
+        match self.pool.pool() {
+            Some(p) => Backend::Pool {
+                pool: Arc::downgrade(p),
+                workers: self.prefs.local_workers.max(1),
+            },
+            None => Backend::Local {
+                threads: self.prefs.local_workers.max(1),
+            },
+        }
     }
 
     pub fn cancel(&mut self) {
@@ -1463,7 +1468,8 @@ impl MillpondApp {
         };
         let (mesh, index) = (model.mesh.clone(), model.index.clone());
         if let Some(job) = self.export_program().filter(|j| !j.program.ops.is_empty()) {
-            self.simulation.start(&self.ctx, job, mesh, index);
+            let backend = self.backend();
+            self.simulation.start(&self.ctx, job, mesh, index, backend);
         }
     }
 

@@ -3,8 +3,11 @@
 //! progress and Cancel like Generate; the stock it leaves is drawn in the 3D view coloured
 //! by deviation from the model, and its figures shown beside Export (ARCHITECTURE.md §2.2).
 
+use super::compute::Backend;
 use super::export::{self, Job};
-use millpond_core::job::CancelToken;
+use millpond_core::job::{CancelToken, JobContext, JobOutput};
+use millpond_core::runner::{Executor, RunEvent};
+use millpond_core::sim_job::{Model, ProgramMoves, SimulationJob};
 use millpond_core::simulate::{
     self, DEFAULT_CELL_FRACTION, DEFAULT_TOLERANCE, Pass, PassFeeds, PassReport, StockSurface,
     Target, Verification,
@@ -111,6 +114,7 @@ impl Simulation {
         job: Job,
         mesh: Arc<Mesh>,
         index: Arc<TriangleIndex>,
+        backend: Backend,
     ) {
         self.cancel();
         let cancel = CancelToken::new();
@@ -121,7 +125,7 @@ impl Simulation {
         let spawned = std::thread::Builder::new()
             .name("simulate".into())
             .spawn(move || {
-                let _ = tx.send(run(&job, &mesh, &index, &c, &p, &ctx));
+                let _ = tx.send(run(&job, (mesh, index), &backend, &c, &p, &ctx));
                 ctx.request_repaint();
             });
         match spawned {
@@ -202,8 +206,8 @@ impl Simulation {
 /// The simulation itself (the background thread's work).
 fn run(
     job: &Job,
-    mesh: &Mesh,
-    index: &TriangleIndex,
+    (mesh, index): (Arc<Mesh>, Arc<TriangleIndex>),
+    backend: &Backend,
     cancel: &CancelToken,
     progress: &Progress,
     ctx: &egui::Context,
@@ -223,11 +227,9 @@ fn run(
         DEFAULT_CELL_FRACTION,
         MEMORY_BUDGET / 4,
     );
-    let mut stock = StockModel::with_budget(stock_box, cell, MEMORY_BUDGET)
-        .map_err(|e| format!("cannot simulate: {e}"))?;
     let target = Target {
-        mesh,
-        index,
+        mesh: &mesh,
+        index: &index,
         floor: job.program.setup.floor,
     };
     let tolerance = DEFAULT_TOLERANCE;
@@ -245,31 +247,32 @@ fn run(
             lines: None,
         })
         .collect();
-    let operations = simulate::simulate_program(
-        &mut stock,
-        &passes,
-        Some(&target),
-        tolerance,
-        cancel,
-        &mut |k, done, all| {
-            // After each batch of 65,536 moves: a lock and a name copy are nothing next to it.
-            progress.ops.store(k as u64, Ordering::Relaxed);
-            if let Ok(mut n) = progress.name.lock()
-                && *n != passes[k].name
-            {
-                *n = passes[k].name.to_string();
-            }
-            progress
-                .moves
-                .store((done * 1000 / all.max(1)) as u64, Ordering::Relaxed);
-            ctx.request_repaint();
-        },
-    )
-    .map_err(|e| e.to_string())?
-    .into_iter()
-    // Checked against the model after every pass: the target was given.
-    .filter_map(|(report, check)| Some((report, check?)))
-    .collect::<Vec<_>>();
+    let (stock, operations) = match backend {
+        Backend::Pool { .. } => {
+            let model = Model {
+                mesh: mesh.clone(),
+                index: index.clone(),
+                floor: target.floor,
+            };
+            in_pool(
+                &passes,
+                (stock_box, cell),
+                model,
+                backend,
+                cancel,
+                progress,
+                ctx,
+            )?
+        }
+        Backend::Local { .. } => {
+            batch_by_batch(&passes, (stock_box, cell), &target, cancel, progress, ctx)?
+        }
+    };
+    let operations = operations
+        .into_iter()
+        // Checked against the model after every pass: the target was given.
+        .filter_map(|(report, check)| Some((report, check?)))
+        .collect::<Vec<_>>();
     let surface = simulate::stock_surface(&stock, &target, tolerance, FULL_SCALE_MM, DRAWN_CELLS);
     let program = Replay {
         ops: job
@@ -294,6 +297,90 @@ fn run(
         program: Arc::new(program),
         key: key(job),
     })
+}
+
+/// What a simulation leaves: the stock, and per pass its report and check.
+type Machined = (StockModel, Vec<(PassReport, Option<Verification>)>);
+
+/// On this computer, batch by batch (the leanest way), the progress per operation.
+fn batch_by_batch(
+    passes: &[Pass<'_>],
+    (stock_box, cell): (Aabb, f64),
+    target: &Target<'_>,
+    cancel: &CancelToken,
+    progress: &Progress,
+    ctx: &egui::Context,
+) -> Result<Machined, String> {
+    let mut stock = StockModel::with_budget(stock_box, cell, MEMORY_BUDGET)
+        .map_err(|e| format!("cannot simulate: {e}"))?;
+    let operations = simulate::simulate_program(
+        &mut stock,
+        passes,
+        Some(target),
+        DEFAULT_TOLERANCE,
+        cancel,
+        &mut |k, done, all| {
+            // After each batch of 65,536 moves: a lock and a name copy are nothing next to it.
+            progress.ops.store(k as u64, Ordering::Relaxed);
+            if let Ok(mut n) = progress.name.lock()
+                && *n != passes[k].name
+            {
+                *n = passes[k].name.to_string();
+            }
+            progress
+                .moves
+                .store((done * 1000 / all.max(1)) as u64, Ordering::Relaxed);
+            ctx.request_repaint();
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((stock, operations))
+}
+
+/// In the pool (server mode on): the stock's tiles are a job like any other, shared with the
+/// members ([`millpond_core::sim_job`]); the stock and figures are the bits the batches give
+/// here. Progress is the job's chunks, for all operations at once.
+fn in_pool(
+    passes: &[Pass<'_>],
+    (stock_box, cell): (Aabb, f64),
+    model: Model,
+    backend: &Backend,
+    cancel: &CancelToken,
+    progress: &Progress,
+    ctx: &egui::Context,
+) -> Result<Machined, String> {
+    let program = Arc::new(ProgramMoves::of(passes));
+    let plan = SimulationJob::new(
+        stock_box,
+        cell,
+        MEMORY_BUDGET,
+        program,
+        Some(model),
+        DEFAULT_TOLERANCE,
+    )
+    .map_err(|e| format!("cannot simulate: {e}"))?;
+    let job = JobContext::of_simulation(plan).map_err(|e| format!("cannot simulate: {e}"))?;
+    if let Ok(mut n) = progress.name.lock() {
+        *n = "every operation, in the pool".into();
+    }
+    let chunks = u64::from(job.spec().chunk_count().max(1));
+    let out = backend
+        .run(&job, cancel, &|event| {
+            if let RunEvent::Progress { progress: p, .. } = event {
+                progress
+                    .moves
+                    .store(u64::from(p.chunks_done) * 1000 / chunks, Ordering::Relaxed);
+                ctx.request_repaint();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let JobOutput::Stock(stock) = out else {
+        return Err("the pool gave something other than stock".into());
+    };
+    let plan = job
+        .simulation_job()
+        .ok_or("a simulation job without its plan")?;
+    plan.finish(stock, passes).map_err(|e| e.to_string())
 }
 
 /// A point of playback: the operations before `op` done, and the first `moves` moves of
