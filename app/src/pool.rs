@@ -2,6 +2,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
+use millpond_core::runner::{Executor, Local};
 use millpond_net::{Pool, PoolConfig, RemoteState, SECRET_ENV, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -188,6 +189,43 @@ pub fn report_culprits(pool: &Pool) {
              discarded and computed again",
             h.name, h.wrong_results, h.discarded_results
         );
+    }
+}
+
+/// Where a command computes: in the pool when `--pool` names a member (joined for the
+/// command's length), else on this computer's `threads` cores. Either way one executor.
+#[allow(missing_debug_implementations)] // Pool has no Debug: a handle to threads and sockets.
+pub enum Computer {
+    Here(Local),
+    Pool(Box<Pool>),
+}
+
+impl Computer {
+    pub fn new(
+        pool: Option<&str>,
+        secret: &SecretArgs,
+        threads: usize,
+        verify: f64,
+    ) -> Result<Self> {
+        Ok(match pool {
+            Some(address) => Computer::Pool(Box::new(join(address, secret, threads, verify)?)),
+            None => Computer::Here(Local { threads }),
+        })
+    }
+
+    pub fn executor(&self) -> &dyn Executor {
+        match self {
+            Computer::Here(local) => local,
+            Computer::Pool(pool) => &**pool,
+        }
+    }
+
+    /// Names the members caught returning wrong results, and leaves the pool.
+    pub fn finish(self) {
+        if let Computer::Pool(pool) = self {
+            report_culprits(&pool);
+            pool.shutdown();
+        }
     }
 }
 

@@ -358,16 +358,7 @@ fn simulate_shows_the_stock_the_program_leaves_and_goes_when_the_program_changes
     t.harness.run_ok();
     assert!(!t.app().simulation.busy() && t.app().simulation.last.is_none());
 
-    t.harness.get_by_label("Simulate").scroll_to_me();
-    t.harness.run_ok();
-    t.harness.get_by_label("Simulate").click();
-    assert!(
-        t.run_until(Duration::from_secs(120), |a| !a.simulation.busy()
-            && a.simulation.last.is_some()),
-        "no simulation: {}",
-        t.texts()
-    );
-    t.harness.run_ok();
+    t.simulate();
     let sim = match &t.app().simulation.last {
         Some(Ok(sim)) => sim,
         other => panic!("{other:?}"),

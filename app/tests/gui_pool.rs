@@ -159,15 +159,7 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
     // job of the pool's (its workers' chunk count grows by them), and what it shows is what
     // a simulation on this computer alone shows, to the bit.
     let simulate = |t: &mut TestApp| {
-        t.harness.get_by_label("Simulate").scroll_to_me();
-        t.harness.run_ok();
-        t.harness.get_by_label("Simulate").click();
-        assert!(
-            t.run_until(Duration::from_secs(120), |a| !a.simulation.busy()
-                && a.simulation.last.is_some()),
-            "no simulation: {}",
-            t.texts()
-        );
+        t.simulate();
         let taken = t.app_mut().simulation.last.take();
         match taken {
             Some(Ok(sim)) => sim,

@@ -768,19 +768,7 @@ mod tests {
                 x
             })
             .collect();
-        let named: Vec<Pass<'_>> = program
-            .passes
-            .iter()
-            .map(|(cutter, toolpath)| Pass {
-                name: "roughing",
-                tool_number: 7,
-                cutter: *cutter,
-                toolpath,
-                feeds: PassFeeds::Operation(Feeds::default()),
-                lines: None,
-            })
-            .collect();
-        let (_, reports) = b.finish(chunks, &named).unwrap();
+        let (_, reports) = b.finish(chunks, &named(&program)).unwrap();
         assert!(
             reports
                 .iter()

@@ -9,13 +9,14 @@
 use super::progress::OperationProgress;
 use super::threads;
 use super::toolpath::{compute_toolpaths, load_job_model, parse_stock_box};
+use crate::pool::Computer;
 use crate::run_job;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 use millpond_core::gcode_read::{self, ReadOptions};
 use millpond_core::job::{JobContext, JobOutput};
 use millpond_core::job_file::Job;
-use millpond_core::runner::{Executor, Local};
+use millpond_core::runner::Executor;
 use millpond_core::setup::Stock;
 use millpond_core::sim_job::{Model, ProgramMoves, Simulated, SimulationJob};
 use millpond_core::simulate::{
@@ -137,21 +138,9 @@ pub fn simulate_command(args: &SimulateArgs) -> Result<()> {
     if args.pool.is_some() && args.job.is_none() && args.model.is_none() {
         bail!("--pool simulates against a model: give a job, or --model with the G-code");
     }
-    let pool = match &args.pool {
-        Some(address) => Some(crate::pool::join(
-            address,
-            &args.secret,
-            threads,
-            args.verify,
-        )?),
-        None => None,
-    };
-    let executor: &dyn Executor = match &pool {
-        Some(pool) => pool,
-        None => &Local { threads },
-    };
+    let computer = Computer::new(args.pool.as_deref(), &args.secret, threads, args.verify)?;
     let plan = match (&args.job, &args.gcode) {
-        (Some(job), gcode) => job_plan(job, gcode.as_deref(), args, executor)?,
+        (Some(job), gcode) => job_plan(job, gcode.as_deref(), args, computer.executor())?,
         (None, Some(gcode)) => gcode_plan(gcode, args)?,
         (None, None) => bail!("give a job file, or --gcode FILE with --stock and --tool"),
     };
@@ -175,17 +164,12 @@ pub fn simulate_command(args: &SimulateArgs) -> Result<()> {
 
     let t0 = Instant::now();
     let passes: Vec<_> = plan.passes.iter().map(|p| p.pass()).collect();
-    let (stock, ops) = match &pool {
-        Some(pool) => {
-            let out = in_pool(&plan, &passes, cell, budget, args, pool);
-            crate::pool::report_culprits(pool);
-            out?
-        }
-        None => workers.install(|| here(&plan, &passes, cell, budget, args))?,
+    let simulated = match &computer {
+        Computer::Pool(pool) => in_pool(&plan, &passes, cell, budget, args, &**pool),
+        Computer::Here(_) => workers.install(|| here(&plan, &passes, cell, budget, args)),
     };
-    if let Some(pool) = pool {
-        pool.shutdown();
-    }
+    computer.finish();
+    let (stock, ops) = simulated?;
     let seconds = t0.elapsed().as_secs_f64();
     let target = plan.target.as_ref().map(|(mesh, index, floor)| Target {
         mesh,

@@ -11,6 +11,7 @@
 //! post — so a saved job gives the program its flags gave, and the window's program.
 
 use super::{AxisArg, DEFAULT_MODEL_NAME, Units, format_duration, threads};
+use crate::pool::Computer;
 use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
@@ -27,7 +28,7 @@ use millpond_core::placement::Placement;
 use millpond_core::post::{PostLibrary, PostProcessor};
 use millpond_core::raster::Direction;
 use millpond_core::rough::ClearPattern;
-use millpond_core::runner::{Executor, Local};
+use millpond_core::runner::Executor;
 use millpond_core::setup::{
     LineAxis, OperationDef, OperationFeeds, RasterParams, RoughingParams, Stepover, Stock,
     Strategy, WaterlineParams, WorkZeroChoice, XyZero, ZZero,
@@ -1363,26 +1364,11 @@ pub fn toolpath_command(args: &ToolpathArgs) -> Result<()> {
     let Some(output) = &args.output else {
         bail!("give the G-code file to write with -o FILE");
     };
-    let pool = match &args.pool {
-        Some(address) => Some(crate::pool::join(
-            address,
-            &args.secret,
-            threads,
-            args.verify,
-        )?),
-        None => None,
-    };
-    let executor: &dyn Executor = match &pool {
-        Some(pool) => pool,
-        None => &Local { threads },
-    };
+    let computer = Computer::new(args.pool.as_deref(), &args.secret, threads, args.verify)?;
     let t_all = Instant::now();
-    let toolpaths = compute_toolpaths(&program, &model, &origins, executor, args.quiet)?;
+    let toolpaths = compute_toolpaths(&program, &model, &origins, computer.executor(), args.quiet)?;
     let compute_s = t_all.elapsed().as_secs_f64();
-    if let Some(pool) = pool {
-        crate::pool::report_culprits(&pool);
-        pool.shutdown();
-    }
+    computer.finish();
 
     // Every operation starts from the stock the ones before it left: its straight-down
     // rapids stop above the material there, and a move buried deeper than its tool can cut,

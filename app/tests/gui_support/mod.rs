@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different part.
 
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 use millpond::gui::{AppOptions, MillpondApp};
 use millpond_core::{Point3, Triangle};
 use std::path::{Path, PathBuf};
@@ -102,6 +103,21 @@ impl TestApp {
 
     pub fn app_mut(&mut self) -> &mut MillpondApp {
         self.harness.state_mut()
+    }
+
+    /// Presses Simulate (scrolled to, as a user would) and waits until the simulation is
+    /// over (`simulation.last` then holds it).
+    pub fn simulate(&mut self) {
+        self.harness.get_by_label("Simulate").scroll_to_me();
+        self.harness.run_ok();
+        self.harness.get_by_label("Simulate").click();
+        assert!(
+            self.run_until(Duration::from_secs(120), |a| !a.simulation.busy()
+                && a.simulation.last.is_some()),
+            "no simulation: {}",
+            self.texts()
+        );
+        self.harness.run_ok();
     }
 
     /// Runs frames until `done` holds or `timeout` passes; returns whether it held.
