@@ -138,6 +138,8 @@ pub(crate) fn spawn_link_tasks(
                 Ok(Err(_)) => break,
                 Err(_) => {
                     let reason = format!("a control write did not complete in {WRITE_TIMEOUT:?}");
+                    let addr = c.remote_address();
+                    tracing::warn!("closing link to {addr}: stalled: {reason}");
                     c.close(close::STALLED.into(), reason.as_bytes());
                     break;
                 }

@@ -254,6 +254,8 @@ impl Shell {
                                 "{} control messages wait for the peer to read them",
                                 crate::link::MAX_QUEUED_FRAMES
                             );
+                            let addr = l.conn.remote_address();
+                            warn!("closing link to {} ({addr}): stalled: {reason}", l.name);
                             l.conn.close(close::STALLED.into(), reason.as_bytes());
                         }
                     }

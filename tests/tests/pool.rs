@@ -766,8 +766,17 @@ fn a_peer_that_never_reads_is_cut_off_and_the_server_keeps_serving() {
         "never-reading peer: {outcome:?} after {sent} asks, {:.1} s",
         t0.elapsed().as_secs_f64()
     );
+    // The peer hears the close (code 5), or, if the close's one packet was lost among its
+    // flood (a loaded machine's loopback drops datagrams), a stateless reset from the server
+    // that forgot the connection: then the server's log says why it closed it.
+    let said_stalled = || {
+        c.log("S")
+            .lines()
+            .any(|l| l.contains("closing link to") && l.contains("stalled"))
+    };
     assert!(
-        matches!(&outcome, Outcome::Closed(5, _)),
+        matches!(&outcome, Outcome::Closed(5, _))
+            || (matches!(&outcome, Outcome::Other(e) if e.contains("reset")) && said_stalled()),
         "not closed as stalled: {outcome:?}\n{}",
         c.log("S")
     );

@@ -135,7 +135,10 @@ impl Node {
             r.lost(now, reason);
         }
         if let Some(m) = self.members.get_mut(&l.peer) {
+            // Lost as of now: gossip about it older than this cannot bring it back
+            // (`on_members`).
             m.hops = u8::MAX;
+            m.heard = now;
         }
         let mut requeued = 0;
         let ids: Vec<JobId> = self.jobs.keys().copied().collect();

@@ -229,15 +229,20 @@ impl Node {
                 busy: m.busy.clone(),
                 heard: now,
             });
-            if hops <= e.hops || now.saturating_duration_since(e.heard) > STALE_PATH {
+            let heard = now
+                .checked_sub(Duration::from_millis(u64::from(m.age_ms)))
+                .unwrap_or(now);
+            // A member whose link here was lost comes back only on news heard since: a
+            // neighbour that last heard it before it died (it has not noticed yet) would
+            // otherwise bring a killed member back to life here for seconds.
+            let stale = e.hops == u8::MAX && heard <= e.heard;
+            if !stale && (hops <= e.hops || now.saturating_duration_since(e.heard) > STALE_PATH) {
                 e.hops = hops;
                 e.name = m.name;
                 e.workers = m.workers;
                 e.load = m.load;
                 e.busy = m.busy;
-                e.heard = now
-                    .checked_sub(Duration::from_millis(u64::from(m.age_ms)))
-                    .unwrap_or(now);
+                e.heard = heard;
             }
         }
     }

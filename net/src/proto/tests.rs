@@ -476,6 +476,44 @@ fn a_lost_helper_is_noticed_shown_gone_and_not_counted() {
     assert_eq!(s.notices.last().unwrap().text, "peer-219 lost (peer quit)");
 }
 
+/// A member whose link here dies stays lost though a neighbour that has not noticed yet
+/// still gossips about it (the CI failure of 6 Dec: a killed helper, the notice said, shown
+/// busy for seconds on a neighbour's stale word); news heard since the loss brings it back.
+#[test]
+fn stale_gossip_does_not_bring_back_a_member_whose_link_died() {
+    let t0 = Instant::now();
+    let mut n = node(1, 1, t0);
+    link_up(&mut n, t0, 5, 9);
+    link_up(&mut n, t0, 6, 7);
+    let state = |n: &Node, t: Instant| {
+        let s = n.snapshot(t);
+        s.hosts.iter().find(|h| h.node == 9).map(|h| h.state)
+    };
+    let t1 = t0 + Duration::from_secs(2);
+    let lost = Input::LinkDown {
+        link: 5,
+        reason: "timed out".into(),
+    };
+    n.handle(t1, lost);
+    assert_eq!(state(&n, t1), Some(HostState::Lost));
+    // Peer 7 last heard of 9 half a second before the loss.
+    let about_9 = |age_ms| MemberInfo {
+        node: NodeId(9),
+        name: "peer-9".into(),
+        hops: 1,
+        workers: 2,
+        load: 1,
+        busy: vec![1],
+        age_ms,
+    };
+    let t2 = t1 + Duration::from_millis(300);
+    msg(&mut n, t2, 6, Msg::Members(vec![about_9(800)]));
+    assert_eq!(state(&n, t2), Some(HostState::Lost));
+    // It heard from 9 after the loss: 9 is alive beyond 7.
+    msg(&mut n, t2, 6, Msg::Members(vec![about_9(100)]));
+    assert_eq!(state(&n, t2), Some(HostState::Busy));
+}
+
 #[test]
 fn a_result_for_a_chunk_never_granted_to_the_link_closes_it() {
     let t0 = Instant::now();
