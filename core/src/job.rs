@@ -20,8 +20,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use thiserror::Error;
 
 pub use crate::error::JobError;
 pub use crate::grid::{Grid, MAX_POINTS, MAX_POINTS_PER_LINE};
@@ -91,26 +89,7 @@ pub struct JobSpec {
     pub operation: Operation,
 }
 
-/// Raised by a chunk that stopped because its job was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("cancelled")]
-pub struct Cancelled;
-
-/// A cancel flag shared by everyone working on one job.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+pub use crate::cancel::{CancelToken, Cancelled};
 
 impl JobSpec {
     /// The grid of CL points a toolpath operation computes (a simulation has none).
@@ -618,7 +597,7 @@ impl JobContext {
             sim.tolerance,
         )
         .map_err(|e| JobError::Invalid(e.to_string()))?;
-        if job.spec().as_ref() != Some(sim) {
+        if job.spec_of(sim.program).as_ref() != Some(sim) {
             return Err(JobError::Invalid(
                 "the simulation's plan is not the one its program gives".into(),
             ));

@@ -8,6 +8,7 @@
 //! parameters, tool, stock) into that job spec, for the window and the command line alike.
 
 pub mod arcs;
+pub mod cancel;
 pub mod cutter;
 pub mod drop;
 pub mod error;

@@ -16,9 +16,9 @@
 //! whatever ran the chunks, on however many threads or hosts. (Merging a chunk's tiles first
 //! would save a record per move and tile but add the removed volumes in another order.)
 
+use crate::cancel::{CancelToken, Cancelled};
 use crate::cutter::Cutter;
 use crate::geom::{Aabb, Point3};
-use crate::job::{CancelToken, Cancelled};
 pub use crate::sim_spec::SimulateSpec;
 use crate::simulate::{
     Pass, PassReport, PassTally, SimulateError, Target, Verification, verify_tile,
@@ -194,6 +194,12 @@ impl SimulationJob {
     /// ([`SimulateSpec`]): `None` without a model (a simulation of G-code alone stays on the
     /// host that has the G-code: there is no mesh to name).
     pub fn spec(&self) -> Option<SimulateSpec> {
+        self.spec_of(self.program.hash())
+    }
+
+    /// [`spec`](Self::spec) for a program whose hash is known already (hashing a long
+    /// program's moves is not free).
+    pub(crate) fn spec_of(&self, program: ProgramHash) -> Option<SimulateSpec> {
         let model = self.model.as_ref()?;
         let reach = (0..self.chunk_count())
             .map(|c| {
@@ -203,7 +209,7 @@ impl SimulationJob {
             })
             .collect();
         Some(SimulateSpec {
-            program: self.program.hash(),
+            program,
             moves: self
                 .program
                 .passes

@@ -10,8 +10,8 @@
 //! and the most cuts it can report. A member that has the program checks these against it
 //! (`JobContext::simulation`) before it machines anything.
 
+use crate::error::JobError;
 use crate::geom::Aabb;
-use crate::job::JobError;
 use crate::sim_job::{CHUNKS, MoveCut, ProgramHash, StockChunk, cut_is_sound, tiles_per_chunk};
 use crate::simulate::{HISTOGRAM_BINS, Verification};
 use crate::stock_model::{MAX_CELLS, StockModel, TILE};

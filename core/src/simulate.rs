@@ -13,9 +13,9 @@
 //! (computed exactly from the triangles' planes, a tile at a time so that it takes no memory
 //! per cell): gouges below the model, material left above it.
 
+use crate::cancel::CancelToken;
 use crate::cutter::Cutter;
 use crate::geom::{Point3, Rect, Triangle};
-use crate::job::CancelToken;
 use crate::stock_model::{MATERIAL_TOLERANCE, StockModel, TileCells, TileHit};
 use crate::toolpath::{Feeds, MoveKind, Toolpath};
 use crate::{Mesh, TriangleIndex};
