@@ -45,7 +45,7 @@ struct Edge {
 /// `repr(C)` keeps the fields a test reads first (the plane bound) on the first cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
-struct Prepared {
+pub(crate) struct Prepared {
     /// The plane contact height with the axis at the origin, and its gradient: the plane
     /// contact bounds the triangle's from above (the plane over the whole footprint holds the
     /// triangle's part of it). `None` where the slope is too steep for that to be accurate.
@@ -60,11 +60,11 @@ struct Prepared {
     zopp: [f64; 3],
     /// Edges counter-clockwise in (u, v), edge i from vertex i to vertex i + 1.
     e: [Edge; 3],
-    umin: f64,
-    umax: f64,
-    vmin: f64,
-    vmax: f64,
-    zmax: f64,
+    pub(crate) umin: f64,
+    pub(crate) umax: f64,
+    pub(crate) vmin: f64,
+    pub(crate) vmax: f64,
+    pub(crate) zmax: f64,
 }
 
 /// Below this |nz| a triangle counts as vertical for the facet test; its edges still count.
@@ -82,11 +82,11 @@ const REACH_MARGIN: f64 = 1e-9;
 const NEAR_R: f64 = 1e-9;
 
 /// The radius the pruning works with (see `REACH_MARGIN`).
-fn reach(r: f64) -> f64 {
+pub(crate) fn reach(r: f64) -> f64 {
     r * (1.0 + REACH_MARGIN)
 }
 
-fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
+pub(crate) fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
     let uvz = |i: usize| {
         let p = t.v[i];
         if swap {
@@ -172,6 +172,17 @@ fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared {
     }
 }
 
+/// The contact height with the plane of triangle `t` for the axis at (cu, cv), rounded up:
+/// no contact with the triangle itself is higher (see `contact_height`). `None` where the
+/// plane is too steep for that bound to be accurate.
+#[inline(always)]
+pub(crate) fn plane_bound(t: &Prepared, cu: f64, cv: f64) -> Option<f64> {
+    t.plane.map(|(c0, gu, gv)| {
+        let (a, b) = (gu * cu, gv * cv);
+        c0 + a + b + 1e-12 * (1.0 + c0.abs() + a.abs() + b.abs())
+    })
+}
+
 /// The offset from the end of edge `i` (the next edge's start) to the axis at (cu, cv).
 #[inline(always)]
 fn end_offset(t: &Prepared, i: usize, cu: f64, cv: f64) -> (f64, f64) {
@@ -182,7 +193,14 @@ fn end_offset(t: &Prepared, i: usize, cu: f64, cv: f64) -> (f64, f64) {
 /// Highest tip z at which the cutter with its axis at (cu, cv) touches triangle `t`,
 /// or -inf if it cannot touch it.
 #[inline(always)]
-fn touch<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64) -> f64 {
+pub(crate) fn touch<S: Shape>(
+    shape: &S,
+    r2: f64,
+    t: &Prepared,
+    cu: f64,
+    cv: f64,
+    beat: f64,
+) -> f64 {
     // The tip is the cutter's lowest point and the contact is on the triangle, so the tip
     // never stands above the triangle's top. Rounding can put a computed contact an ulp
     // above it (a facet at z = 10 gives 10.000000000000002); capping it keeps every height
@@ -360,6 +378,14 @@ impl<'a> DropCutter<'a> {
     /// The material allowance this drop-cutter leaves.
     pub fn allowance(&self) -> f64 {
         self.lift
+    }
+
+    pub(crate) fn mesh(&self) -> &Mesh {
+        self.mesh
+    }
+
+    pub(crate) fn index(&self) -> &TriangleIndex {
+        self.index
     }
 
     /// Tip height with the axis at (x, y).
@@ -950,7 +976,12 @@ impl ReachRows {
 /// `t`: the segment clipped by the triangle grown by a disk of radius `r`. That region is
 /// convex, so the part is one interval: the hull of the segment's parts inside the triangle,
 /// inside each edge's band and inside each vertex's disk.
-fn reach_interval(t: &Prepared, a: (f64, f64), b: (f64, f64), r: f64) -> Option<(f64, f64)> {
+pub(crate) fn reach_interval(
+    t: &Prepared,
+    a: (f64, f64),
+    b: (f64, f64),
+    r: f64,
+) -> Option<(f64, f64)> {
     let d = (b.0 - a.0, b.1 - a.1);
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
@@ -1105,7 +1136,7 @@ impl DropCutter<'_> {
 /// neighbouring chords extended, and the finite part cannot reach past the -inf samples
 /// either side of the finite ones. +inf (no bound) with fewer than two finite samples, or
 /// finite samples that are not all together.
-fn concave_bound(vals: &[f64]) -> f64 {
+pub(crate) fn concave_bound(vals: &[f64]) -> f64 {
     let n = vals.len();
     let finite = |k: usize| vals[k].is_finite();
     let (Some(first), Some(last)) = ((0..n).find(|&k| finite(k)), (0..n).rfind(|&k| finite(k)))
@@ -1151,7 +1182,7 @@ fn concave_bound(vals: &[f64]) -> f64 {
 /// case for a clear move, where most triangles in reach stay well below it.
 /// The scan starts with every fourth of its points (a glance): most triangles in reach of a
 /// clear move are proved below the limit by those alone, and the scan reuses them otherwise.
-fn concave_max(lo: f64, hi: f64, limit: f64, f: impl Fn(f64) -> f64) -> f64 {
+pub(crate) fn concave_max(lo: f64, hi: f64, limit: f64, f: impl Fn(f64) -> f64) -> f64 {
     const SCAN: usize = 16;
     const PHI: f64 = 0.618_033_988_749_894_8;
     const GLANCE: usize = 4;

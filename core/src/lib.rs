@@ -19,6 +19,7 @@ pub mod grid;
 pub mod index;
 pub mod job;
 pub mod job_file;
+pub mod line_rise;
 pub mod links;
 pub mod mesh;
 pub mod models;

@@ -80,13 +80,10 @@ impl RasterSpec {
 const REFINE_SAG: f64 = 0.01;
 /// How far a straight move may pass below the exact CL profile between two points, mm:
 /// where the profile bends down (a ridge, a crease of a faceted mesh, a wall's edge) the
-/// chord between two samples runs under it, and the tool would cut into the part by up to a
-/// quarter of the sampling times the change of slope — 4 to 5 µm at the bundled part's
-/// convex edges, which `millpond simulate` showed as gouges. Segments whose midpoint dips
-/// more than this are refined (on the line's band, so a point costs little); what is left
-/// stays within the default merge tolerance, which is also `millpond simulate`'s default
-/// gouge tolerance and the resolution of a millimetre program. Halving it doubles the
-/// added points on a fine relief (measured in the session note of 4 Dec 2026).
+/// chord between two samples runs under it, and the tool would cut into the part. Every
+/// segment kept is checked against it exactly along its whole length (`LineRise`), so what
+/// is left stays within half the default merge tolerance, which is also `millpond
+/// simulate`'s default gouge tolerance and the resolution of a millimetre program.
 const REFINE_GOUGE: f64 = 5e-4;
 /// Bisection depth: segments down to 1/64 of the sampling.
 const REFINE_DEPTH: u32 = 6;
@@ -103,9 +100,17 @@ pub const MAX_POINTS_PER_SAMPLE: usize = 3 << REFINE_DEPTH;
 /// its sag of it, but at a wall the profile rises by millimetres within one sampling step
 /// and the chord would gouge the wall's edge. A chord strays from the profile where the
 /// slope changes, not where it is steep, so segments whose sag estimated from second
-/// differences exceeds `REFINE_SAG` are bisected with exact drop queries;
-/// a segment still not straight at 1/64 of the sampling becomes a stair — straight up at its
-/// low end, across at its highest point, straight down — so the tool never dips below it.
+/// differences exceeds `REFINE_SAG`, or whose bend down exceeds `REFINE_GOUGE`, are bisected
+/// with exact drop queries. Neither the second differences nor a midpoint proves a segment
+/// straight: the profile can bend up and down within one step (over a wall's edge and onto
+/// the slope below, or over a relief's creases closer than two samples), cross the chord at
+/// the midpoint and stand 20 µm above it further on, while its neighbours' bends cancel. So
+/// every segment kept is checked along its whole length, exactly
+/// ([`LineRise`](crate::line_rise::LineRise)), and
+/// refined where the profile rises above it by more than `REFINE_GOUGE`; a segment still
+/// not straight at 1/64 of the sampling becomes a stair — straight up at its low end,
+/// across at the profile's highest point over it, straight down — so the tool never dips
+/// below it.
 fn refined_profile(
     dc: &DropCutter,
     band: Option<&Band>,
@@ -131,14 +136,21 @@ fn refined_profile(
             dc.at(p.x, p.y)
         }
     };
-    // A bump of the CL profile is at least as wide as the tool: with a tool at least as wide
-    // as the sampling every bump holds a sample, where the second differences see it. A
-    // narrower tool can pass a thin wall between two samples and between every bisection
-    // midpoint, so then each segment is also checked along its whole length: how far the
-    // profile rises above it at worst (exact, see `DropCutter::max_rise_along`).
-    let at = |(u, z): (f64, f64)| grid.on_line(j, u, z);
-    let rise_along = |a: (f64, f64), b: (f64, f64)| dc.max_rise_along(at(a), at(b), f64::INFINITY);
-    let swept: Option<&RiseAlong<'_>> = (dc.cutter().diameter() <= s).then_some(&rise_along);
+    // A tool narrower than the sampling can pass a thin wall between two samples and
+    // between every bisection midpoint: then every segment is refined.
+    // The line's triangles are prepared for the exact check when it is first needed.
+    let line = std::cell::OnceCell::new();
+    let line_rise = || {
+        line.get_or_init(|| {
+            dc.line_rise(
+                grid.axis,
+                grid.across(j),
+                (grid.along(0), grid.along(n.max(1) - 1)),
+            )
+        })
+    };
+    let rise_along = |a: (f64, f64), b: (f64, f64), limit: f64| line_rise().max_rise(a, b, limit);
+    let narrow = dc.cutter().diameter() <= s;
     let mut out = Vec::with_capacity(n);
     if n == 0 {
         return out;
@@ -160,16 +172,22 @@ fn refined_profile(
         // exactly R), the profile rises like a square root from that edge and the chord
         // runs under it (8 µm on a terrain relief's side). Their midpoints are checked.
         let end = i == 0 || i + 2 == n;
-        if swept.is_some() || end || s * sag / 4.0 > REFINE_SAG || s * ridge / 4.0 > REFINE_GOUGE {
-            refine(
-                &drop_at,
-                swept,
-                (u0, z[i]),
-                (u1, z[i + 1]),
-                tol,
-                0,
-                &mut out,
-            );
+        let (a, b) = ((u0, z[i]), (u1, z[i + 1]));
+        // Second differences see a bend at a sample, not one between two samples (a faceted
+        // relief's crease the tool rolls over within one step showed 20 µm), so a segment
+        // they pass is still checked along its whole length, exactly.
+        let flagged = narrow || end || s * sag / 4.0 > REFINE_SAG || s * ridge / 4.0 > REFINE_GOUGE;
+        let hidden = || match i.checked_sub(1).zip((i + 2 < n).then_some(i + 2)) {
+            Some((before, after)) => line_rise().max_rise_between_samples(
+                a,
+                b,
+                (grid.along(before), grid.along(after)),
+                REFINE_GOUGE,
+            ),
+            None => rise_along(a, b, REFINE_GOUGE),
+        };
+        if flagged || hidden() > REFINE_GOUGE {
+            refine(&drop_at, &rise_along, a, b, tol, 0, &mut out);
         } else {
             out.push((u1, z[i + 1]));
         }
@@ -178,14 +196,13 @@ fn refined_profile(
 }
 
 /// How far the CL profile rises, at worst, above the straight move between two (along, z)
-/// points of a line.
-type RiseAlong<'a> = dyn Fn((f64, f64), (f64, f64)) -> f64 + 'a;
+/// points of a line; exact above `limit`, and at most `limit` when the move is within it.
+type RiseAlong<'a> = dyn Fn((f64, f64), (f64, f64), f64) -> f64 + 'a;
 
-/// Pushes the points after `a` up to and including `b` (see `refined_profile`). `swept`,
-/// when given, says how far the profile rises above a segment at worst.
+/// Pushes the points after `a` up to and including `b` (see `refined_profile`).
 fn refine(
     drop_at: &impl Fn(f64) -> f64,
-    swept: Option<&RiseAlong<'_>>,
+    rise: &RiseAlong<'_>,
     a: (f64, f64),
     b: (f64, f64),
     tol: f64,
@@ -195,22 +212,24 @@ fn refine(
     let um = 0.5 * (a.0 + b.0);
     let zm = drop_at(um);
     // Straight at the midpoint both ways: within `tol` above the profile (material left),
-    // within `REFINE_GOUGE` below it (cut into the part). A profile below the chord there may
-    // still jump above it further on (a wall's edge just past the midpoint), so that is not
-    // enough for a narrow tool (the swept check below).
+    // within `REFINE_GOUGE` below it (cut into the part).
     let chord = 0.5 * (a.1 + b.1);
     let straight = chord - zm <= tol && zm - chord <= REFINE_GOUGE;
-    // What the midpoint cannot see, the swept check does (needed where the segment is kept
-    // or becomes a stair).
-    let hidden = if straight || depth >= REFINE_DEPTH {
-        swept.map_or(0.0, |rise| rise(a, b))
-    } else {
-        0.0
-    };
-    if straight && hidden <= tol {
+    // The midpoint alone proves nothing below the chord: where the profile bends both ways
+    // within the segment (over a wall's edge and down onto a slope) it can cross the chord
+    // at the midpoint and stand 20 µm above it a little further on, and a tool narrower
+    // than the sampling can pass a whole wall between two midpoints. So a segment kept, or
+    // made a stair, is checked along its whole length, exactly (`max_rise_along`, which
+    // stops early once the answer's side of the limit is known).
+    let last = depth >= REFINE_DEPTH;
+    let clear = (straight || last) && rise(a, b, REFINE_GOUGE) <= REFINE_GOUGE;
+    if clear {
+        // At the last depth a segment that does not cut in is kept even where it leaves
+        // more than `tol` (over 1/64 of the sampling, at a step's foot).
         out.push(b);
-    } else if depth >= REFINE_DEPTH {
-        // The profile is nowhere higher than the chord plus the hidden rise.
+    } else if last {
+        // The profile is nowhere higher than the chord plus its rise above it (exact now).
+        let hidden = rise(a, b, f64::INFINITY);
         let top = a.1.max(b.1).max(zm).max(a.1.max(b.1) + hidden);
         if top > a.1 {
             out.push((a.0, top));
@@ -220,8 +239,8 @@ fn refine(
         }
         out.push(b);
     } else {
-        refine(drop_at, swept, a, (um, zm), tol, depth + 1, out);
-        refine(drop_at, swept, (um, zm), b, tol, depth + 1, out);
+        refine(drop_at, rise, a, (um, zm), tol, depth + 1, out);
+        refine(drop_at, rise, (um, zm), b, tol, depth + 1, out);
     }
 }
 
