@@ -49,7 +49,7 @@ pub(crate) struct Prepared {
     /// The plane contact height with the axis at the origin, and its gradient: the plane
     /// contact bounds the triangle's from above (the plane over the whole footprint holds the
     /// triangle's part of it). `None` where the slope is too steep for that to be accurate.
-    plane: Option<(f64, f64, f64)>,
+    pub(crate) plane: Option<(f64, f64, f64)>,
     /// Offset from the axis to the plane contact point, and the profile height there.
     ou: f64,
     ov: f64,
@@ -172,12 +172,13 @@ pub(crate) fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared
     }
 }
 
-/// The contact height with the plane of triangle `t` for the axis at (cu, cv), rounded up:
+/// The contact height with a triangle's `plane` (`Prepared::plane`) for the axis at (cu, cv),
+/// rounded up:
 /// no contact with the triangle itself is higher (see `contact_height`). `None` where the
 /// plane is too steep for that bound to be accurate.
 #[inline(always)]
-pub(crate) fn plane_bound(t: &Prepared, cu: f64, cv: f64) -> Option<f64> {
-    t.plane.map(|(c0, gu, gv)| {
+pub(crate) fn plane_bound(plane: Option<(f64, f64, f64)>, cu: f64, cv: f64) -> Option<f64> {
+    plane.map(|(c0, gu, gv)| {
         let (a, b) = (gu * cu, gv * cv);
         c0 + a + b + 1e-12 * (1.0 + c0.abs() + a.abs() + b.abs())
     })

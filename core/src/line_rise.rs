@@ -37,7 +37,11 @@ struct Entry {
     /// triangle, slightly widened (touching outside it only gives -inf).
     lo: f64,
     hi: f64,
+    /// The triangle's plane (`Prepared::plane`), here for the bound it gives.
+    plane: Option<(f64, f64, f64)>,
     id: u32,
+    /// The first cell of the stretch.
+    first: u32,
 }
 
 /// The triangles within the cutter's reach of one raster line, prepared for it; see the
@@ -125,7 +129,9 @@ impl DropCutter<'_> {
             top: 0.0,
             lo: 0.0,
             hi: 0.0,
+            plane: None,
             id: 0,
+            first: 0,
         };
         let mut cells = vec![empty; start[n] as usize];
         for (id, &(lo, hi)) in stretches.iter().enumerate() {
@@ -134,7 +140,9 @@ impl DropCutter<'_> {
                     top: tops[id],
                     lo,
                     hi,
+                    plane: prepared[id].plane,
                     id: id as u32,
+                    first: cell(lo) as u32,
                 };
                 fill[c] += 1;
             }
@@ -213,34 +221,15 @@ impl LineRise {
         let mut searches: Vec<(u32, f64, f64, f64)> = Vec::new();
         let zlow = za.min(zb);
         for k in k0..=k1 {
-            for &Entry { top, lo, hi, id } in
-                &self.cells[self.start[k] as usize..self.start[k + 1] as usize]
+            for &Entry {
+                top,
+                lo,
+                hi,
+                plane,
+                id,
+                first,
+            } in &self.cells[self.start[k] as usize..self.start[k + 1] as usize]
             {
-                // Highest first: once one cannot rise past the bar, none after it can.
-                let bar = if limit.is_finite() {
-                    worst.max(limit)
-                } else {
-                    worst
-                };
-                if top - zlow <= bar {
-                    break;
-                }
-                // Each triangle once: in the first cell both the move and its stretch meet.
-                if hi < a.0 || lo > b.0 || k != k0.max(cell(lo)) {
-                    continue;
-                }
-                let (t0, t1) = if len > 0.0 {
-                    (((lo - a.0) / len).max(0.0), ((hi - a.0) / len).min(1.0))
-                } else {
-                    (0.0, 1.0)
-                };
-                if t0 > t1 {
-                    continue;
-                }
-                let t = &self.prepared[id as usize];
-                // Nothing of the triangle is higher than its top, nor than its plane's
-                // contact, which is linear along the move as the move is.
-                let zmin = at(t0).1.min(at(t1).1);
                 // Without a limit only the exact maximum will do; with one, a triangle that
                 // cannot rise past it cannot change the answer's side of it.
                 let bar = if limit.is_finite() {
@@ -248,22 +237,33 @@ impl LineRise {
                 } else {
                     worst
                 };
-                // Nor higher than its top less the profile's height at the least distance
-                // between the axis and the triangle's box (most triangles beside the line).
-                let (u_lo, u_hi) = (at(t0).0, at(t1).0);
-                let du = (t.umin - u_hi).max(u_lo - t.umax).max(0.0);
-                let dv = (t.vmin - self.across).max(self.across - t.vmax).max(0.0);
-                if t.zmax - shape.height_lower_bound(du * du + dv * dv) - zmin <= bar {
+                // Highest first: once one cannot rise past the bar, none after it can.
+                if top - zlow <= bar {
+                    break;
+                }
+                // Each triangle once: in the first cell both the move and its stretch meet.
+                if hi < a.0 || lo > b.0 || k != k0.max(first as usize) {
                     continue;
                 }
+                let (t0, t1) = if len > 0.0 {
+                    (((lo - a.0) / len).max(0.0), ((hi - a.0) / len).min(1.0))
+                } else {
+                    (0.0, 1.0)
+                };
+                if t0 > t1 || top - at(t0).1.min(at(t1).1) <= bar {
+                    continue;
+                }
+                // Nor higher than its plane's contact, which is linear along the move as the
+                // move is.
                 let plane_rise = |s: f64| {
                     let (u, z) = at(s);
-                    plane_bound(t, u, self.across).map(|p| p - z + 1e-12 * z.abs())
+                    plane_bound(plane, u, self.across).map(|p| p - z + 1e-12 * z.abs())
                 };
                 let plane = plane_rise(t0).zip(plane_rise(t1));
                 if plane.is_some_and(|(r0, r1)| r0.max(r1) <= bar) {
                     continue;
                 }
+                let t = &self.prepared[id as usize];
                 let rise = |s: f64| {
                     let (u, z) = at(s);
                     touch(shape, r2, t, u, self.across, f64::NEG_INFINITY) - z
