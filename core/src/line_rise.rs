@@ -33,6 +33,12 @@ struct Entry {
     /// No contact with the triangle from the line is higher: its top less the cutter's
     /// profile height at the triangle's least distance across the line.
     top: f64,
+    /// The triangle's highest point, the square of its box's distance across the line, and
+    /// its box along the line: with a move's ends, how near the axis comes to it.
+    zmax: f64,
+    across2: f64,
+    umin: f64,
+    umax: f64,
     /// The stretch `[lo, hi]` of the line (along it) from which the cutter can reach the
     /// triangle, slightly widened (touching outside it only gives -inf).
     lo: f64,
@@ -59,8 +65,8 @@ pub struct LineRise {
     /// it, highest `top` first.
     start: Vec<u32>,
     cells: Vec<Entry>,
-    /// Per triangle, contacts found at a few points along the line (slot by the point's
-    /// bits): the moves along a line are asked in order, each starting where the one before
+    /// Per triangle, contacts found at a few points along the line (a grid sample's slot by
+    /// its index, another point's by its bits): the moves along a line are asked in order, each starting where the one before
     /// ended, and the grid's samples are asked again by the segments beside them. A contact
     /// is a pure function of the point, so what is kept never changes an answer.
     contacts: std::cell::RefCell<Vec<[(f64, f64); 4]>>,
@@ -127,6 +133,10 @@ impl DropCutter<'_> {
         let mut fill = start.clone();
         let empty = Entry {
             top: 0.0,
+            zmax: 0.0,
+            across2: 0.0,
+            umin: 0.0,
+            umax: 0.0,
             lo: 0.0,
             hi: 0.0,
             plane: None,
@@ -138,6 +148,14 @@ impl DropCutter<'_> {
             for c in cell(lo)..=cell(hi) {
                 cells[fill[c] as usize] = Entry {
                     top: tops[id],
+                    zmax: prepared[id].zmax,
+                    across2: {
+                        let t = &prepared[id];
+                        let dv = (t.vmin - across).max(across - t.vmax).max(0.0);
+                        dv * dv
+                    },
+                    umin: prepared[id].umin,
+                    umax: prepared[id].umax,
                     lo,
                     hi,
                     plane: prepared[id].plane,
@@ -176,16 +194,19 @@ impl LineRise {
 
     /// As [`max_rise`](Self::max_rise) for a move between two neighbouring samples of a
     /// grid, `a.0 < b.0`, whose neighbours `outer` (the sample before `a` and the one after
-    /// `b`) are asked about too: a triangle's contacts at the four samples, most of them
+    /// `b`) are asked about too, `index` the sample `a` is (grid order, so that the samples
+    /// keep their contacts apart): a triangle's contacts at the four samples, most of them
     /// known from the segments beside, bound its rise without a point between them.
     pub fn max_rise_between_samples(
         &self,
         a: (f64, f64),
         b: (f64, f64),
         outer: (f64, f64),
+        index: usize,
         limit: f64,
     ) -> f64 {
-        with_shape!(self.cutter.profile(), p => self.max_rise_impl(&p, a, b, Some(outer), limit))
+        let outer = Some((outer, index));
+        with_shape!(self.cutter.profile(), p => self.max_rise_impl(&p, a, b, outer, limit))
     }
 
     fn max_rise_impl<S: Shape>(
@@ -193,7 +214,7 @@ impl LineRise {
         shape: &S,
         a: (f64, f64),
         b: (f64, f64),
-        outer: Option<(f64, f64)>,
+        outer: Option<((f64, f64), usize)>,
         limit: f64,
     ) -> f64 {
         let (a, b) = if a.0 <= b.0 { (a, b) } else { (b, a) };
@@ -223,6 +244,10 @@ impl LineRise {
         for k in k0..=k1 {
             for &Entry {
                 top,
+                zmax,
+                across2,
+                umin,
+                umax,
                 lo,
                 hi,
                 plane,
@@ -250,7 +275,16 @@ impl LineRise {
                 } else {
                     (0.0, 1.0)
                 };
-                if t0 > t1 || top - at(t0).1.min(at(t1).1) <= bar {
+                if t0 > t1 {
+                    continue;
+                }
+                // Nor higher than its top less the cutter's profile height at the least
+                // distance between the move and its box, which the drop-cutter's own scan
+                // prunes by too.
+                let (u_lo, u_hi) = (at(t0).0, at(t1).0);
+                let along = (umin - u_hi).max(u_lo - umax).max(0.0);
+                let near = zmax - shape.height_lower_bound(along * along + across2);
+                if near - at(t0).1.min(at(t1).1) <= bar {
                     continue;
                 }
                 // Nor higher than its plane's contact, which is linear along the move as the
@@ -272,15 +306,19 @@ impl LineRise {
                     // Most triangles are settled by the ends and the middle (see
                     // `three_point_bound`); the others by a scan and, rarely, a search.
                     // The contact at `u`, kept for the segments beside.
-                    let mut contact = |u: f64| {
+                    // Grid samples take the slot of their index (four in a row never share
+                    // one), other points one by their bits.
+                    let mut contact = |u: f64, sample: Option<usize>| {
                         let kept = &mut contacts[id as usize];
-                        let slot = &mut kept[(u.to_bits() >> 7) as usize & 3];
+                        let slot = &mut kept[sample.unwrap_or((u.to_bits() >> 7) as usize) & 3];
                         if slot.0 != u {
                             *slot = (u, touch(shape, r2, t, u, self.across, f64::NEG_INFINITY));
                         }
                         slot.1
                     };
-                    if let Some((before, after)) = outer
+                    let index = outer.map(|(_, i)| i);
+                    let sample = |d: usize| index.map(|i| i + d);
+                    if let Some(((before, after), _)) = outer
                         && t0 == 0.0
                         && t1 == 1.0
                         && lo <= before
@@ -289,8 +327,12 @@ impl LineRise {
                         // Concave on its stretch, the contact lies right of `a` under the
                         // chord from the sample before extended, and left of `b` under the
                         // chord from the sample after extended.
-                        let (fb, f0, f1, fa) =
-                            (contact(before), contact(a.0), contact(b.0), contact(after));
+                        let (fb, f0, f1, fa) = (
+                            contact(before, sample(3)),
+                            contact(a.0, sample(0)),
+                            contact(b.0, sample(1)),
+                            contact(after, sample(2)),
+                        );
                         let seen = (f0 - za).max(f1 - zb);
                         if seen > limit {
                             return seen;
@@ -306,7 +348,7 @@ impl LineRise {
                     }
                     let mut end_rise = |s: f64| {
                         let (u, z) = at(s);
-                        contact(u) - z
+                        contact(u, sample(if s == 0.0 { 0 } else { 1 })) - z
                     };
                     // A stretch's end is where the cutter is just out of reach (the stretch
                     // is widened past it): the points are taken a little inside, and the
@@ -505,7 +547,9 @@ mod tests {
                             let side = rise.max_rise(a, b, limit) > limit;
                             assert_eq!(side, exact > limit, "{name} {a:?} {b:?} {limit}");
                             let outer = (u0 - len, u1 + len);
-                            let side = rise.max_rise_between_samples(a, b, outer, limit) > limit;
+                            let side = rise
+                                .max_rise_between_samples(a, b, outer, m as usize, limit)
+                                > limit;
                             assert_eq!(
                                 side,
                                 exact > limit,

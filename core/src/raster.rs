@@ -182,6 +182,7 @@ fn refined_profile(
                 a,
                 b,
                 (grid.along(before), grid.along(after)),
+                i,
                 REFINE_GOUGE,
             ),
             None => rise_along(a, b, REFINE_GOUGE),
