@@ -851,7 +851,14 @@ impl JobContext {
                     if cancel.is_cancelled() {
                         return Err(Cancelled);
                     }
-                    polylines.push(raster::line_polyline(&dc, band.as_ref(), r, j, row));
+                    polylines.push(raster::line_polyline(
+                        &dc,
+                        band.as_ref(),
+                        r,
+                        j,
+                        row,
+                        cancel,
+                    )?);
                 }
                 ChunkData::Polylines(polylines)
             }

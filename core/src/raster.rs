@@ -1,5 +1,6 @@
 //! Raster finishing: parallel drop-cutter lines, merged and linked into a toolpath.
 
+use crate::cancel::{CancelToken, Cancelled};
 use crate::drop::{Axis, Band, DropCutter};
 use crate::error::JobError;
 use crate::geom::Point3;
@@ -85,6 +86,9 @@ const REFINE_SAG: f64 = 0.01;
 /// is left stays within half the default merge tolerance, which is also `millpond
 /// simulate`'s default gouge tolerance and the resolution of a millimetre program.
 const REFINE_GOUGE: f64 = 5e-4;
+/// Segments between two looks at the cancel token while a line is refined.
+const CANCEL_EVERY: usize = 1024;
+
 /// Bisection depth: segments down to 1/64 of the sampling.
 const REFINE_DEPTH: u32 = 6;
 
@@ -117,7 +121,8 @@ fn refined_profile(
     spec: &RasterSpec,
     j: usize,
     z: &[f64],
-) -> Vec<(f64, f64)> {
+    cancel: &CancelToken,
+) -> Result<Vec<(f64, f64)>, Cancelled> {
     let grid = &spec.grid;
     let s = grid.sampling;
     let n = z.len();
@@ -153,10 +158,15 @@ fn refined_profile(
     let narrow = dc.cutter().diameter() <= s;
     let mut out = Vec::with_capacity(n);
     if n == 0 {
-        return out;
+        return Ok(out);
     }
     out.push((grid.along(0), z[0]));
     for i in 0..n - 1 {
+        // A line can hold hundreds of thousands of samples, each checked exactly: a cancel
+        // is looked at within the line, not only between lines.
+        if i % CANCEL_EVERY == 0 && cancel.is_cancelled() {
+            return Err(Cancelled);
+        }
         let (u0, u1) = (grid.along(i), grid.along(i + 1));
         // How much the slope changes at each end: negative where the profile bends down.
         let bend = |a: usize, b: usize| slope(b) - slope(a);
@@ -193,7 +203,7 @@ fn refined_profile(
             out.push((u1, z[i + 1]));
         }
     }
-    out
+    Ok(out)
 }
 
 /// How far the CL profile rises, at worst, above the straight move between two (along, z)
@@ -246,15 +256,17 @@ fn refine(
 }
 
 /// The merged CL polyline of line `j` from its tip heights, in cutting direction. `band`,
-/// when given, holds the triangles in reach of the line (see [`DropCutter::band`]).
+/// when given, holds the triangles in reach of the line (see [`DropCutter::band`]). Stops
+/// with `Cancelled` soon after `cancel` is set, within the line.
 pub fn line_polyline(
     dc: &DropCutter,
     band: Option<&Band>,
     spec: &RasterSpec,
     j: usize,
     heights: &[f64],
-) -> Vec<Point3> {
-    let mut profile = refined_profile(dc, band, spec, j, heights);
+    cancel: &CancelToken,
+) -> Result<Vec<Point3>, Cancelled> {
+    let mut profile = refined_profile(dc, band, spec, j, heights, cancel)?;
     if !spec.forward(j) {
         profile.reverse();
     }
@@ -273,7 +285,7 @@ pub fn line_polyline(
             start = k;
         }
     }
-    out
+    Ok(out)
 }
 
 /// Indices of the points kept when merging a line profile `z(t)` so that the path never dips
