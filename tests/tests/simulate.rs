@@ -78,6 +78,29 @@ fn ribs_job(ops: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// Writes `MODEL.millpond` and `MODEL.ngc` for `ops` on `model` in `d` (2 mm of stock beside
+/// the model, 1 mm above), and simulates the job: its JSON line.
+fn job_simulated(d: &Path, model: &str, ops: &[&str]) -> Value {
+    let (job, ngc) = (format!("{model}.millpond"), format!("{model}.ngc"));
+    let mut args = vec![
+        "toolpath",
+        model,
+        "--stock-margin",
+        "2,1",
+        "--save-job",
+        &job,
+    ];
+    args.extend(["-o", &ngc, "--quiet"]);
+    for op in ops {
+        args.extend(["--op", op]);
+    }
+    let out = run_in(d, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (ok, v, err) = simulate(d, &["simulate", &job, "--quiet"]);
+    assert!(ok, "{model}: {err}\n{v}");
+    v
+}
+
 fn gouge(v: &Value) -> &Value {
     &v["total"]["verification"]["gouge"]
 }
@@ -91,25 +114,7 @@ fn own_programs_leave_no_gouge_from_the_job_or_from_its_gcode() {
     write_stl(&d.join("relief.stl"), &models::terrain_relief(60));
     for model in ["default-part.stl", "ribs.stl", "relief.stl"] {
         let job = format!("{model}.millpond");
-        let mut args: Vec<String> = vec![
-            "toolpath".into(),
-            model.into(),
-            "--stock-margin".into(),
-            "2,1".into(),
-            "--save-job".into(),
-            job.clone(),
-            "-o".into(),
-            format!("{model}.ngc"),
-            "--quiet".into(),
-        ];
-        for op in OPS {
-            args.extend(["--op".into(), op.into()]);
-        }
-        let out = run_in(d, &args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-
-        let (ok, from_job, err) = simulate(d, &["simulate", &job, "--quiet"]);
-        assert!(ok, "{model}: {err}\n{from_job}");
+        let from_job = job_simulated(d, model, &OPS);
         assert_eq!(gouge(&from_job), &Value::Null, "{model}: {from_job}");
         let ops = from_job["operations"].as_array().unwrap();
         assert_eq!(ops.len(), OPS.len());
@@ -176,25 +181,7 @@ fn coarse_sampling_finishes_leave_no_gouge() {
     write_stl(&d.join("ribs.stl"), &ribbed_plate());
     write_stl(&d.join("relief.stl"), &models::terrain_relief(60));
     for model in ["default-part.stl", "ribs.stl", "relief.stl"] {
-        let job = format!("{model}.millpond");
-        let mut args: Vec<String> = ["toolpath", model, "--stock-margin", "2,1"]
-            .into_iter()
-            .map(String::from)
-            .collect();
-        args.extend([
-            "--save-job".into(),
-            job.clone(),
-            "-o".into(),
-            "x.ngc".into(),
-        ]);
-        args.push("--quiet".into());
-        for op in COARSE {
-            args.extend(["--op".into(), op.into()]);
-        }
-        let out = run_in(d, &args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let (ok, v, err) = simulate(d, &["simulate", &job, "--quiet"]);
-        assert!(ok, "{model}: {err}\n{v}");
+        let v = job_simulated(d, model, &COARSE);
         let ops = v["operations"].as_array().unwrap();
         assert_eq!(ops.len(), COARSE.len());
         for (op, name) in ops.iter().zip(COARSE) {
