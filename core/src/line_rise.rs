@@ -66,9 +66,10 @@ pub struct LineRise {
     start: Vec<u32>,
     cells: Vec<Entry>,
     /// Per triangle, contacts found at a few points along the line (a grid sample's slot by
-    /// its index, another point's by its bits): the moves along a line are asked in order, each starting where the one before
-    /// ended, and the grid's samples are asked again by the segments beside them. A contact
-    /// is a pure function of the point, so what is kept never changes an answer.
+    /// its index, another point's by its bits): the moves along a line are asked in order,
+    /// each starting where the one before ended, and the grid's samples are asked again by
+    /// the segments beside them. A contact is a pure function of the point, so what is kept
+    /// never changes an answer.
     contacts: std::cell::RefCell<Vec<[(f64, f64); 4]>>,
 }
 
@@ -108,11 +109,13 @@ impl DropCutter<'_> {
                 stretches.push((a.0 + s0 * span - slack, a.0 + s1 * span + slack));
             }
         });
-        let tops: Vec<f64> = prepared
+        // Per triangle: the square of its box's distance across the line, and its top less
+        // the profile's height there.
+        let across_tops: Vec<(f64, f64)> = prepared
             .iter()
             .map(|t| {
                 let dv = (t.vmin - across).max(across - t.vmax).max(0.0);
-                t.zmax - shape.height_lower_bound(dv * dv)
+                (dv * dv, t.zmax - shape.height_lower_bound(dv * dv))
             })
             .collect();
         // Cells of half the radius: a move's triangles are about those of its cells.
@@ -144,24 +147,22 @@ impl DropCutter<'_> {
             first: 0,
         };
         let mut cells = vec![empty; start[n] as usize];
-        for (id, &(lo, hi)) in stretches.iter().enumerate() {
+        for (id, (t, &(lo, hi))) in prepared.iter().zip(&stretches).enumerate() {
+            let (across2, top) = across_tops[id];
+            let entry = Entry {
+                top,
+                zmax: t.zmax,
+                across2,
+                umin: t.umin,
+                umax: t.umax,
+                lo,
+                hi,
+                plane: t.plane,
+                id: id as u32,
+                first: cell(lo) as u32,
+            };
             for c in cell(lo)..=cell(hi) {
-                cells[fill[c] as usize] = Entry {
-                    top: tops[id],
-                    zmax: prepared[id].zmax,
-                    across2: {
-                        let t = &prepared[id];
-                        let dv = (t.vmin - across).max(across - t.vmax).max(0.0);
-                        dv * dv
-                    },
-                    umin: prepared[id].umin,
-                    umax: prepared[id].umax,
-                    lo,
-                    hi,
-                    plane: prepared[id].plane,
-                    id: id as u32,
-                    first: cell(lo) as u32,
-                };
+                cells[fill[c] as usize] = entry;
                 fill[c] += 1;
             }
         }
@@ -233,6 +234,15 @@ impl LineRise {
                 (a.0 + len * s, za + (zb - za) * s)
             }
         };
+        // A triangle's contact with the axis at `u` on the line, and its rise above the move
+        // at `s` of it.
+        let contact_at =
+            |t: &Prepared, u: f64| touch(shape, r2, t, u, self.across, f64::NEG_INFINITY);
+        let rise_of = |t: &Prepared, s: f64| {
+            let (u, z) = at(s);
+            contact_at(t, u) - z
+        };
+        let sample = |d: usize| outer.map(|(_, i)| i + d);
         let mut contacts = self.contacts.borrow_mut();
         let n = self.start.len() - 1;
         let cell = |u: f64| (((u - self.origin) / self.width).floor().max(0.0) as usize).min(n - 1);
@@ -298,10 +308,7 @@ impl LineRise {
                     continue;
                 }
                 let t = &self.prepared[id as usize];
-                let rise = |s: f64| {
-                    let (u, z) = at(s);
-                    touch(shape, r2, t, u, self.across, f64::NEG_INFINITY) - z
-                };
+                let rise = |s: f64| rise_of(t, s);
                 if limit.is_finite() {
                     // Most triangles are settled by the ends and the middle (see
                     // `three_point_bound`); the others by a scan and, rarely, a search.
@@ -312,12 +319,10 @@ impl LineRise {
                         let kept = &mut contacts[id as usize];
                         let slot = &mut kept[sample.unwrap_or((u.to_bits() >> 7) as usize) & 3];
                         if slot.0 != u {
-                            *slot = (u, touch(shape, r2, t, u, self.across, f64::NEG_INFINITY));
+                            *slot = (u, contact_at(t, u));
                         }
                         slot.1
                     };
-                    let index = outer.map(|(_, i)| i);
-                    let sample = |d: usize| index.map(|i| i + d);
                     if let Some(((before, after), _)) = outer
                         && t0 == 0.0
                         && t1 == 1.0
@@ -400,11 +405,7 @@ impl LineRise {
                 continue;
             }
             let t = &self.prepared[id as usize];
-            let rise = |s: f64| {
-                let (u, z) = at(s);
-                touch(shape, r2, t, u, self.across, f64::NEG_INFINITY) - z
-            };
-            worst = worst.max(concave_max(t0, t1, limit, rise));
+            worst = worst.max(concave_max(t0, t1, limit, |s| rise_of(t, s)));
         }
         worst
     }

@@ -230,8 +230,8 @@ fn refine(
     // within the segment (over a wall's edge and down onto a slope) it can cross the chord
     // at the midpoint and stand 20 µm above it a little further on, and a tool narrower
     // than the sampling can pass a whole wall between two midpoints. So a segment kept, or
-    // made a stair, is checked along its whole length, exactly (`max_rise_along`, which
-    // stops early once the answer's side of the limit is known).
+    // made a stair, is checked along its whole length, exactly (`LineRise`, which stops
+    // early once the answer's side of the limit is known).
     let last = depth >= REFINE_DEPTH;
     let clear = (straight || last) && rise(a, b, REFINE_GOUGE) <= REFINE_GOUGE;
     if clear {
