@@ -81,6 +81,16 @@ const REACH_MARGIN: f64 = 1e-9;
 /// rotated distances, so every vertex whose rounding could matter is treated so.
 const NEAR_R: f64 = 1e-9;
 
+/// The XY box within `r` of lines along `axis` with the along coordinate in `along` and the
+/// across coordinate in `across`.
+pub(crate) fn reach_rect(axis: Axis, along: (f64, f64), across: (f64, f64), r: f64) -> Rect {
+    let (u, v) = ((along.0 - r, along.1 + r), (across.0 - r, across.1 + r));
+    match axis {
+        Axis::X => Rect::new(u.0, u.1, v.0, v.1),
+        Axis::Y => Rect::new(v.0, v.1, u.0, u.1),
+    }
+}
+
 /// The radius the pruning works with (see `REACH_MARGIN`).
 pub(crate) fn reach(r: f64) -> f64 {
     r * (1.0 + REACH_MARGIN)
@@ -173,9 +183,9 @@ pub(crate) fn prepare<S: Shape>(shape: &S, t: &Triangle, swap: bool) -> Prepared
 }
 
 /// The contact height with a triangle's `plane` (`Prepared::plane`) for the axis at (cu, cv),
-/// rounded up:
-/// no contact with the triangle itself is higher (see `contact_height`). `None` where the
-/// plane is too steep for that bound to be accurate.
+/// rounded up by a margin far above the rounding error of the sum: no contact with the
+/// triangle itself is higher (see `contact_height`). `None` where the plane is too steep for
+/// that bound to be accurate.
 #[inline(always)]
 pub(crate) fn plane_bound(plane: Option<(f64, f64, f64)>, cu: f64, cv: f64) -> Option<f64> {
     plane.map(|(c0, gu, gv)| {
@@ -216,12 +226,8 @@ pub(crate) fn touch<S: Shape>(
 fn contact_height<S: Shape>(shape: &S, r2: f64, t: &Prepared, cu: f64, cv: f64, beat: f64) -> f64 {
     // The plane's contact bounds the triangle's from above (the triangle lies in its plane):
     // most triangles tested are dismissed here, before anything else of them is read.
-    if let Some((c0, gu, gv)) = t.plane {
-        let (a, b) = (gu * cu, gv * cv);
-        // With a margin far above the rounding error of the sum.
-        if c0 + a + b <= beat - 1e-12 * (1.0 + c0.abs() + a.abs() + b.abs()) {
-            return f64::NEG_INFINITY;
-        }
+    if plane_bound(t.plane, cu, cv).is_some_and(|p| p <= beat) {
+        return f64::NEG_INFINITY;
     }
     if t.has_facet {
         let (pu, pv) = (cu + t.ou, cv + t.ov);
@@ -523,11 +529,7 @@ impl<'a> DropCutter<'a> {
     ) -> Band {
         let r = reach(shape.radius());
         let swap = axis == Axis::Y;
-        let rect = if swap {
-            Rect::new(v0 - r, v1 + r, u0 - r, u1 + r)
-        } else {
-            Rect::new(u0 - r, u1 + r, v0 - r, v1 + r)
-        };
+        let rect = reach_rect(axis, (u0, u1), (v0, v1), r);
         let tris = self.mesh.triangles();
         let mut prepared: Vec<Prepared> = Vec::new();
         self.index.query(&rect, self.floor, |id| {

@@ -12,9 +12,8 @@
 use crate::cutter::{Cutter, Shape};
 use crate::drop::{
     Axis, DropCutter, Prepared, concave_bound, concave_max, plane_bound, prepare, reach,
-    reach_interval, touch,
+    reach_interval, reach_rect, touch,
 };
-use crate::geom::Rect;
 use crate::with_shape;
 
 /// Points of the scan that bounds a triangle's rise before any search (as `concave_max`).
@@ -90,11 +89,7 @@ impl DropCutter<'_> {
         let (u0, u1) = (u0.min(u1), u0.max(u1));
         let r = reach(shape.radius());
         let swap = axis == Axis::Y;
-        let rect = if swap {
-            Rect::new(across - r, across + r, u0 - r, u1 + r)
-        } else {
-            Rect::new(u0 - r, u1 + r, across - r, across + r)
-        };
+        let rect = reach_rect(axis, (u0, u1), (across, across), r);
         let (a, b) = ((u0 - r, across), (u1 + r, across));
         let span = b.0 - a.0;
         // Widening each stretch by far more than the rounding of the conversion below.
