@@ -15,10 +15,9 @@ use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
 use millpond_core::Mesh;
 use millpond_core::gcode;
-use millpond_core::job::JobOutput;
 use millpond_core::job_file::Job;
 use millpond_core::post::{PostProcessor, PostSource};
-use millpond_core::runner::{Executor, RunError, RunEvent};
+use millpond_core::runner::{Executor, OnEvent, RunEvent, RunResult};
 use millpond_core::setup::WorkZeroChoice;
 use millpond_core::{CancelToken, JobContext, MachineProfile, TriangleIndex};
 use millpond_net::Secret;
@@ -340,12 +339,7 @@ struct Tracking<'a> {
 }
 
 impl Executor for Tracking<'_> {
-    fn run(
-        &self,
-        job: &JobContext,
-        _cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError> {
+    fn run(&self, job: &JobContext, _cancel: &CancelToken, on_event: &OnEvent<'_>) -> RunResult {
         let before = self.before.load(Ordering::Relaxed);
         let out = self.inner.run(job, self.cancel, &|event| {
             if let RunEvent::Progress { progress, .. } = &event {

@@ -106,17 +106,19 @@ impl From<Cancelled> for RunError {
     }
 }
 
+/// Where a run reports its progress and results: called from the worker that finished
+/// something, so it must be cheap and thread-safe (it is `Sync`).
+pub type OnEvent<'a> = dyn Fn(RunEvent<'_>) + Sync + 'a;
+
+/// What a run ends with: the job's output, or why there is none.
+pub type RunResult = Result<JobOutput, RunError>;
+
 /// Something that computes a job's chunks and assembles its output: this computer's cores
 /// ([`Local`]) or the pool. The output is bit for bit the same whichever runs it.
 pub trait Executor: Send + Sync {
     /// Runs the job to its output, reporting on the way. `cancel` is seen within
     /// milliseconds: the run returns [`RunError::Cancelled`].
-    fn run(
-        &self,
-        job: &JobContext,
-        cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError>;
+    fn run(&self, job: &JobContext, cancel: &CancelToken, on_event: &OnEvent<'_>) -> RunResult;
 }
 
 /// This computer's cores: `threads` rayon worker threads.
@@ -126,12 +128,7 @@ pub struct Local {
 }
 
 impl Executor for Local {
-    fn run(
-        &self,
-        job: &JobContext,
-        cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError> {
+    fn run(&self, job: &JobContext, cancel: &CancelToken, on_event: &OnEvent<'_>) -> RunResult {
         let results = run_local(job, self.threads, cancel, on_event)?;
         if cancel.is_cancelled() {
             return Err(RunError::Cancelled);
@@ -149,7 +146,7 @@ pub fn run_local(
     ctx: &JobContext,
     threads: usize,
     cancel: &CancelToken,
-    on_event: &(dyn Fn(RunEvent<'_>) + Sync),
+    on_event: &OnEvent<'_>,
 ) -> Result<Vec<ChunkResult>, RunError> {
     let threads = threads.max(1);
     let pool = rayon::ThreadPoolBuilder::new()

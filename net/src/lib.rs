@@ -35,7 +35,7 @@ pub use wire::{JobId, NodeId, PROTOCOL_VERSION};
 
 use millpond_core::CancelToken;
 use millpond_core::job::{COMPUTE_ABI, Cancelled, ChunkResult, JobContext, JobOutput};
-use millpond_core::runner::{Executor, Progress, RunError, RunEvent};
+use millpond_core::runner::{Executor, OnEvent, Progress, RunError, RunEvent, RunResult};
 use millpond_core::{JobSpec, Mesh, TriangleIndex};
 use node::{Event, Shell};
 pub use proto::DEFAULT_VERIFY;
@@ -247,11 +247,7 @@ impl JobHandle {
     /// Blocks until the job is over, reporting its chunks and progress as [`RunEvent`]s, and
     /// cancels it at its owner within milliseconds of `cancel`. Needs no [`Pool`]: a handle
     /// outlives a pool that stops (its events end, and the run says the pool stopped).
-    pub fn follow(
-        self,
-        cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError> {
+    pub fn follow(self, cancel: &CancelToken, on_event: &OnEvent<'_>) -> RunResult {
         loop {
             if cancel.is_cancelled() {
                 self.cancel();
@@ -506,12 +502,7 @@ impl Pool {
 /// and followed to its end, so the command line and the window run a job the same way
 /// whether it is computed here or in the pool.
 impl Executor for Pool {
-    fn run(
-        &self,
-        job: &JobContext,
-        cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError> {
+    fn run(&self, job: &JobContext, cancel: &CancelToken, on_event: &OnEvent<'_>) -> RunResult {
         self.submit_job(job.clone())?.follow(cancel, on_event)
     }
 }

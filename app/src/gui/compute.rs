@@ -11,7 +11,9 @@
 use millpond_core::job::JobOutput;
 use millpond_core::program::PlannedOp;
 use millpond_core::rest::RestMaterial;
-use millpond_core::runner::{Executor, Local, Progress, RunError, RunEvent, WorkerChunk};
+use millpond_core::runner::{
+    Executor, Local, OnEvent, Progress, RunError, RunEvent, RunResult, WorkerChunk,
+};
 use millpond_core::setup::Setup;
 use millpond_core::{Aabb, CancelToken, Cutter, JobContext, Mesh, Point3, Toolpath, TriangleIndex};
 use millpond_net::{Pool, WorkerStats};
@@ -622,12 +624,7 @@ fn run_one(
 /// A batch's backend is its executor: this computer's cores, or the pool as long as server
 /// mode is on.
 impl Executor for Backend {
-    fn run(
-        &self,
-        job: &JobContext,
-        cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError> {
+    fn run(&self, job: &JobContext, cancel: &CancelToken, on_event: &OnEvent<'_>) -> RunResult {
         match self {
             Backend::Local { threads } => Local { threads: *threads }.run(job, cancel, on_event),
             // The pool is held only to submit: its handle follows the job without it, so

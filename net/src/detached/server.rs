@@ -10,8 +10,7 @@ use crate::proto::close;
 use crate::proto::detached::{DetachedInput, DetachedJobs, Fetched, Limits, unknown};
 use crate::wire;
 use crate::{JobHandle, PoolError, system_random};
-use millpond_core::job::JobOutput;
-use millpond_core::runner::{Executor, RunError, RunEvent};
+use millpond_core::runner::{Executor, OnEvent, RunResult};
 use millpond_core::{CancelToken, JobContext, Mesh};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,12 +52,7 @@ impl Submitter {
 }
 
 impl Executor for Submitter {
-    fn run(
-        &self,
-        job: &JobContext,
-        cancel: &CancelToken,
-        on_event: &(dyn Fn(RunEvent<'_>) + Sync),
-    ) -> Result<JobOutput, RunError> {
+    fn run(&self, job: &JobContext, cancel: &CancelToken, on_event: &OnEvent<'_>) -> RunResult {
         self.submit_job(job.clone())?.follow(cancel, on_event)
     }
 }
