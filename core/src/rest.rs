@@ -322,13 +322,20 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn uncut_stock_is_material_on_every_layer_below_its_top() {
+    /// [`block`], the rest roughing spec over it (0.1 mm), and the material it finds when no
+    /// operation came before.
+    fn uncut() -> (Arc<Mesh>, Arc<TriangleIndex>, Setup, JobSpec, RestMaterial) {
         let (mesh, index, setup) = block();
         let spec = rest_spec(&setup, Some(0.1));
         let m = RestMaterial::left_by(&setup, &[], &spec, &mesh, &index, &CancelToken::new())
             .unwrap()
             .expect("rest roughing");
+        (mesh, index, setup, spec, m)
+    }
+
+    #[test]
+    fn uncut_stock_is_material_on_every_layer_below_its_top() {
+        let (mesh, index, setup, spec, m) = uncut();
         let Operation::Rough(r) = &spec.operation else {
             unreachable!()
         };
@@ -351,11 +358,7 @@ mod tests {
 
     #[test]
     fn a_rest_job_takes_material_for_its_levels_only() {
-        let (mesh, index, setup) = block();
-        let spec = rest_spec(&setup, Some(0.1));
-        let m = RestMaterial::left_by(&setup, &[], &spec, &mesh, &index, &CancelToken::new())
-            .unwrap()
-            .unwrap();
+        let (mesh, index, setup, spec, m) = uncut();
         let ctx = JobContext::new(mesh.clone(), index.clone(), spec).unwrap();
         let mut short = m.clone();
         short.layers.pop();
@@ -378,16 +381,19 @@ mod tests {
             / 2.0
     }
 
+    /// An `nx × ny` cell mask, row by row, set where `on(i, j)`.
+    fn mask_of((nx, ny): (usize, usize), on: impl Fn(usize, usize) -> bool) -> Vec<bool> {
+        (0..ny)
+            .flat_map(|j| (0..nx).map(move |i| (i, j)))
+            .map(|(i, j)| on(i, j))
+            .collect()
+    }
+
     #[test]
     fn a_block_of_cells_is_one_counter_clockwise_square() {
         // 3 × 2 cells of 0.5 mm set in a 5 × 4 grid.
         let (nx, ny) = (5, 4);
-        let mut mask = vec![false; nx * ny];
-        for j in 1..3 {
-            for i in 1..4 {
-                mask[j * nx + i] = true;
-            }
-        }
+        let mask = mask_of((nx, ny), |i, j| (1..4).contains(&i) && (1..3).contains(&j));
         let rings = outlines(&mask, (nx, ny), (0.0, 0.0), 0.5);
         assert_eq!(rings.len(), 1);
         assert_eq!(rings[0].len(), 4, "{:?}", rings[0]);
@@ -401,12 +407,7 @@ mod tests {
     fn a_hole_is_clockwise_and_diagonal_cells_stay_apart() {
         // A 3 × 3 ring of cells with its centre empty, and two cells touching at a corner.
         let (nx, ny) = (8, 5);
-        let mut mask = vec![false; nx * ny];
-        for j in 0..3 {
-            for i in 0..3 {
-                mask[j * nx + i] = !(i == 1 && j == 1);
-            }
-        }
+        let mut mask = mask_of((nx, ny), |i, j| i < 3 && j < 3 && !(i == 1 && j == 1));
         mask[3 * nx + 5] = true;
         mask[4 * nx + 6] = true;
         let rings = outlines(&mask, (nx, ny), (0.5, 0.5), 1.0);
