@@ -84,6 +84,59 @@ pub(super) fn msg(n: &mut Node, now: Instant, link: LinkId, msg: Msg) -> Vec<Act
     n.handle(now, Input::Msg { link, msg })
 }
 
+pub(super) fn link_down(n: &mut Node, now: Instant, link: LinkId, reason: &str) -> Vec<Action> {
+    let reason = reason.into();
+    n.handle(now, Input::LinkDown { link, reason })
+}
+
+/// Node 1's job `nonce`.
+pub(super) fn job_of_1(nonce: u128) -> JobId {
+    JobId {
+        owner: NodeId(1),
+        nonce,
+    }
+}
+
+/// The announcement of `job` with `spec`, `hops_left` hops still to go.
+pub(super) fn announce(job: JobId, spec: &JobSpec, hops_left: u8) -> Msg {
+    let spec = Box::new(spec.clone());
+    Msg::Announce {
+        job,
+        spec,
+        hops_left,
+    }
+}
+
+/// What `n` sends (gossip left out) when `link` asks it for `want` chunks of `job`.
+pub(super) fn steal(
+    n: &mut Node,
+    now: Instant,
+    link: LinkId,
+    job: JobId,
+    want: u32,
+) -> Vec<(LinkId, Msg)> {
+    sent(&msg(n, now, link, Msg::Steal { job, want }))
+}
+
+/// The grant of `chunks` of `job`.
+pub(super) fn grant(job: JobId, chunks: &[u32]) -> Msg {
+    let chunks = chunks.to_vec();
+    Msg::Grant { job, chunks }
+}
+
+/// Fresh gossip of member `node`, named `name`, one link beyond, with `workers` idle workers.
+pub(super) fn idle_member(node: u64, name: &str, workers: u32) -> MemberInfo {
+    MemberInfo {
+        node: NodeId(node),
+        name: name.into(),
+        hops: 1,
+        workers,
+        load: 0,
+        busy: vec![0],
+        age_ms: 0,
+    }
+}
+
 /// The control messages among `actions`, gossip left out.
 pub(super) fn sent(actions: &[Action]) -> Vec<(LinkId, Msg)> {
     actions
@@ -109,20 +162,18 @@ pub(super) fn computed(actions: &[Action]) -> Vec<u32> {
 /// Node 2 with a parent (node 1, link 1) and a child (node 3, link 2), told down link 1 of
 /// job `{owner 1, nonce 5}` with `spec`: the relay, the job and what the news made it do.
 pub(super) fn relay_told_of(t0: Instant, spec: JobSpec) -> (Node, JobId, Vec<Action>) {
+    let mut relay = relay(t0);
+    let job = job_of_1(5);
+    let a = msg(&mut relay, t0, 1, announce(job, &spec, 7));
+    (relay, job, a)
+}
+
+/// Node 2 with a parent (node 1, link 1) and a child (node 3, link 2), told of no job yet.
+pub(super) fn relay(t0: Instant) -> Node {
     let mut relay = node(2, 1, t0);
     link_up(&mut relay, t0, 1, 1);
     link_up(&mut relay, t0, 2, 3);
-    let job = JobId {
-        owner: NodeId(1),
-        nonce: 5,
-    };
-    let announce = Msg::Announce {
-        job,
-        spec: Box::new(spec),
-        hops_left: 7,
-    };
-    let a = msg(&mut relay, t0, 1, announce);
-    (relay, job, a)
+    relay
 }
 
 /// As [`relay_told_of`], with the job's mesh arrived from the parent and indexed.
@@ -184,70 +235,35 @@ pub(super) fn remote_result(link: LinkId, job: JobId, chunk: u32) -> Input {
 fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
     let t0 = Instant::now();
     let (mesh, _, spec) = model();
-    let mut n = node(2, 1, t0);
-    for (link, peer) in [(1, 1), (2, 3), (3, 4)] {
-        link_up(&mut n, t0, link, peer);
-    }
-    let job = JobId {
-        owner: NodeId(1),
-        nonce: 1,
-    };
-    let announce = |hops_left| Msg::Announce {
-        job,
-        spec: Box::new(spec.clone()),
-        hops_left,
-    };
-    let a = msg(&mut n, t0, 1, announce(7));
+    let mut n = relay(t0);
+    link_up(&mut n, t0, 3, 4);
+    let job = job_of_1(1);
+    let told = |hops_left| announce(job, &spec, hops_left);
+    let a = msg(&mut n, t0, 1, told(7));
     let mut out = sent(&a);
     out.sort_by_key(|(l, _)| *l);
     assert_eq!(
         out,
         vec![
             (1, Msg::FetchMesh { hash: spec.mesh }),
-            (2, announce(6)),
-            (3, announce(6)),
+            (2, told(6)),
+            (3, told(6)),
         ]
     );
     assert_eq!(n.jobs[&job].parent, Some(1));
     // A later copy from another link changes nothing.
-    assert!(sent(&msg(&mut n, t0, 2, announce(7))).is_empty());
+    assert!(sent(&msg(&mut n, t0, 2, told(7))).is_empty());
     assert_eq!(n.jobs[&job].parent, Some(1));
     // The parent cannot steal from its child; another link can ask (and waits for work).
-    let steal = Msg::Steal { job, want: 1 };
-    assert_eq!(
-        sent(&msg(&mut n, t0, 1, steal.clone())),
-        vec![(1, Msg::NoWork { job })]
-    );
-    assert!(sent(&msg(&mut n, t0, 2, steal)).is_empty());
+    assert_eq!(steal(&mut n, t0, 1, job, 1), vec![(1, Msg::NoWork { job })]);
+    assert!(steal(&mut n, t0, 2, job, 1).is_empty());
     // Once the mesh is indexed, the node asks its parent for work, and only its parent.
-    let a = n.handle(
-        t0,
-        Input::MeshArrived {
-            link: 1,
-            mesh: Box::new((*mesh).clone()),
-        },
-    );
-    let Some(Action::IndexMesh { mesh: m }) = a.into_iter().next() else {
-        panic!("mesh not indexed");
-    };
-    let index = Arc::new(TriangleIndex::new(&m));
-    let ready = Input::MeshReady {
-        hash: m.hash(),
-        mesh: Arc::from(m),
-        index,
-    };
+    let a = mesh_arrives(&mut n, t0, 1, &mesh);
     // One idle worker, link 2's ask, one in hand.
     let want = 3;
-    assert_eq!(
-        sent(&n.handle(t0, ready)),
-        vec![(1, Msg::Steal { job, want })]
-    );
+    assert_eq!(sent(&a), vec![(1, Msg::Steal { job, want })]);
     // A grant from a link that is not the parent is a violation.
-    let grant = Msg::Grant {
-        job,
-        chunks: vec![0],
-    };
-    let a = msg(&mut n, t0, 3, grant);
+    let a = msg(&mut n, t0, 3, grant(job, &[0]));
     assert!(
         matches!(
             &a[..],
@@ -261,16 +277,7 @@ fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
     );
     // A job announced with no hops left is taken up but not passed on.
     let last = JobId { nonce: 2, ..job };
-    let a = msg(
-        &mut n,
-        t0,
-        1,
-        Msg::Announce {
-            job: last,
-            spec: Box::new(spec),
-            hops_left: 0,
-        },
-    );
+    let a = msg(&mut n, t0, 1, announce(last, &spec, 0));
     assert!(sent(&a).iter().all(|(l, _)| *l == 1), "{a:?}");
 }
 
@@ -278,17 +285,7 @@ fn an_announced_job_is_flooded_on_and_its_link_becomes_the_parent() {
 fn steal_grant_result_completes_the_job_with_progress() {
     let t0 = Instant::now();
     let (mut n, job) = owner_with_child(t0);
-    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
-    assert_eq!(
-        sent(&a),
-        vec![(
-            5,
-            Msg::Grant {
-                job,
-                chunks: vec![1, 2]
-            }
-        )]
-    );
+    assert_eq!(steal(&mut n, t0, 5, job, 2), vec![(5, grant(job, &[1, 2]))]);
     // A result: reported to the owner's handle, with progress once 50 ms have passed.
     let t1 = t0 + Duration::from_millis(60);
     let a = n.handle(t1, remote_result(5, job, 1));
@@ -309,14 +306,7 @@ fn steal_grant_result_completes_the_job_with_progress() {
     let a = n.handle(t2, remote_result(5, job, 2));
     assert!(matches!(&a[..], [Action::Report { event: JobEvent::Chunk(r), .. }] if r.chunk == 2));
     // The owner's own chunk ends the job: last progress, assembly, Cancel down the tree.
-    let done = Input::Computed {
-        job,
-        chunk: 0,
-        worker: 0,
-        seconds: 0.05,
-        outcome: ChunkOutcome::Done(result(0)),
-    };
-    let a = n.handle(t0 + Duration::from_millis(80), done);
+    let a = n.handle(t0 + Duration::from_millis(80), computed_here(job, 0));
     assert!(matches!(&a[0], Action::Report { event: JobEvent::Chunk(r), .. } if r.chunk == 0));
     assert!(
         matches!(&a[1], Action::Send { link: 5, msg: Msg::Cancel { job: j } } if *j == job),
@@ -354,25 +344,9 @@ fn steal_grant_result_completes_the_job_with_progress() {
 fn a_lost_link_s_chunks_come_back_to_the_front_of_the_queue() {
     let t0 = Instant::now();
     let (mut n, job) = owner_with_child(t0);
-    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
-    assert_eq!(
-        sent(&a),
-        vec![(
-            5,
-            Msg::Grant {
-                job,
-                chunks: vec![1]
-            }
-        )]
-    );
+    assert_eq!(steal(&mut n, t0, 5, job, 1), vec![(5, grant(job, &[1]))]);
     assert_eq!(n.jobs[&job].queue, [2]);
-    let a = n.handle(
-        t0,
-        Input::LinkDown {
-            link: 5,
-            reason: "timed out".into(),
-        },
-    );
+    let a = link_down(&mut n, t0, 5, "timed out");
     assert!(a.is_empty(), "{a:?}");
     assert_eq!(n.jobs[&job].queue, [1, 2]);
     assert_eq!(n.jobs[&job].deaths[&1], 1);
@@ -382,17 +356,7 @@ fn a_lost_link_s_chunks_come_back_to_the_front_of_the_queue() {
         matches!(&sent(&a)[..], [(6, Msg::Announce { .. })]),
         "{a:?}"
     );
-    let a = msg(&mut n, t0, 6, Msg::Steal { job, want: 1 });
-    assert_eq!(
-        sent(&a),
-        vec![(
-            6,
-            Msg::Grant {
-                job,
-                chunks: vec![1]
-            }
-        )]
-    );
+    assert_eq!(steal(&mut n, t0, 6, job, 1), vec![(6, grant(job, &[1]))]);
     // A result from the dead link's chunk that still comes (it is gone) is not taken.
     assert!(n.handle(t0, remote_result(5, job, 1)).is_empty());
 }
@@ -406,16 +370,7 @@ fn a_lost_helper_is_noticed_shown_gone_and_not_counted() {
     let t0 = Instant::now();
     let (mut n, job) = owner_with_child(t0);
     // Peer 9 (link 5) says it knows member 20, one link beyond it.
-    let far = MemberInfo {
-        node: NodeId(20),
-        name: "far".into(),
-        hops: 1,
-        workers: 4,
-        load: 0,
-        busy: vec![0],
-        age_ms: 0,
-    };
-    msg(&mut n, t0, 5, Msg::Members(vec![far]));
+    msg(&mut n, t0, 5, Msg::Members(vec![idle_member(20, "far", 4)]));
     msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
     // A result computed by node 30 (known only by its results) comes through peer 9.
     let mut input = remote_result(5, job, 1);
@@ -439,13 +394,7 @@ fn a_lost_helper_is_noticed_shown_gone_and_not_counted() {
 
     // Peer 9 holds chunk 2 and dies: said once, its chunk back in the queue.
     msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
-    n.handle(
-        t0,
-        Input::LinkDown {
-            link: 5,
-            reason: "timed out".into(),
-        },
-    );
+    link_down(&mut n, t0, 5, "timed out");
     let s = n.snapshot(t0 + gone_after(2) + Duration::from_millis(100));
     assert_eq!(
         s.notices
@@ -462,13 +411,7 @@ fn a_lost_helper_is_noticed_shown_gone_and_not_counted() {
     // Notices are numbered and bounded.
     for k in 0..20 {
         link_up(&mut n, t0, 100 + k, 200 + k);
-        n.handle(
-            t0,
-            Input::LinkDown {
-                link: 100 + k,
-                reason: "peer quit".into(),
-            },
-        );
+        link_down(&mut n, t0, 100 + k, "peer quit");
     }
     let s = n.snapshot(t0);
     assert_eq!(s.notices.len(), MAX_NOTICES);
@@ -490,11 +433,7 @@ fn stale_gossip_does_not_bring_back_a_member_whose_link_died() {
         s.hosts.iter().find(|h| h.node == 9).map(|h| h.state)
     };
     let t1 = t0 + Duration::from_secs(2);
-    let lost = Input::LinkDown {
-        link: 5,
-        reason: "timed out".into(),
-    };
-    n.handle(t1, lost);
+    link_down(&mut n, t1, 5, "timed out");
     assert_eq!(state(&n, t1), Some(HostState::Lost));
     // Peer 7 last heard of 9 half a second before the loss.
     let about_9 = |age_ms| MemberInfo {
@@ -541,49 +480,35 @@ fn a_result_for_a_chunk_never_granted_to_the_link_closes_it() {
 
 /// The mesh arrives at `n` from `link` and is indexed.
 pub(super) fn mesh_arrives(n: &mut Node, now: Instant, link: LinkId, mesh: &Mesh) -> Vec<Action> {
-    let a = n.handle(
-        now,
-        Input::MeshArrived {
-            link,
-            mesh: Box::new(mesh.clone()),
-        },
-    );
+    let m = mesh_arrived(n, now, link, mesh);
+    mesh_indexed(n, now, m)
+}
+
+/// The mesh arrives at `n` from `link`: what `n` asks to have indexed.
+pub(super) fn mesh_arrived(n: &mut Node, now: Instant, link: LinkId, mesh: &Mesh) -> Box<Mesh> {
+    let mesh = Box::new(mesh.clone());
+    let a = n.handle(now, Input::MeshArrived { link, mesh });
     let Some(Action::IndexMesh { mesh: m }) = a.into_iter().next() else {
         panic!("mesh not indexed");
     };
+    m
+}
+
+/// `m` indexed for `n`: what `n` does with it ready.
+pub(super) fn mesh_indexed(n: &mut Node, now: Instant, m: Box<Mesh>) -> Vec<Action> {
     let index = Arc::new(TriangleIndex::new(&m));
     let hash = m.hash();
-    n.handle(
-        now,
-        Input::MeshReady {
-            hash,
-            mesh: Arc::from(m),
-            index,
-        },
-    )
+    let mesh = Arc::from(m);
+    n.handle(now, Input::MeshReady { hash, mesh, index })
 }
 
 #[test]
 fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
     let t0 = Instant::now();
     let (mesh, _, spec) = model();
-    let mut n = node(2, 1, t0);
-    link_up(&mut n, t0, 1, 1);
-    link_up(&mut n, t0, 2, 3);
-    let job = JobId {
-        owner: NodeId(1),
-        nonce: 1,
-    };
-    msg(
-        &mut n,
-        t0,
-        1,
-        Msg::Announce {
-            job,
-            spec: Box::new(spec.clone()),
-            hops_left: 7,
-        },
-    );
+    let mut n = relay(t0);
+    let job = job_of_1(1);
+    msg(&mut n, t0, 1, announce(job, &spec, 7));
     // The child asks for the mesh before it is here: it is sent on arrival, once.
     let fetch = Msg::FetchMesh { hash: spec.mesh };
     assert!(msg(&mut n, t0, 2, fetch.clone()).is_empty());
@@ -592,7 +517,7 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
     assert_eq!(sent(&a), vec![(1, Msg::Steal { job, want: 2 })]);
     assert!(msg(&mut n, t0, 2, fetch).is_empty());
     // The child's ask waits on the parent; NoWork from the parent is passed down.
-    assert!(sent(&msg(&mut n, t0, 2, Msg::Steal { job, want: 2 })).is_empty());
+    assert!(steal(&mut n, t0, 2, job, 2).is_empty());
     let a = msg(&mut n, t0, 1, Msg::NoWork { job });
     assert_eq!(sent(&a), vec![(2, Msg::NoWork { job })]);
     // 100 ms later it asks again; a grant feeds its worker first, then the child ...
@@ -600,22 +525,14 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
     let t1 = t0 + Duration::from_millis(120);
     let a = n.handle(t1, Input::Tick { links: Vec::new() });
     assert_eq!(sent(&a), vec![(1, Msg::Steal { job, want: 4 })]);
-    let a = msg(
-        &mut n,
-        t1,
-        1,
-        Msg::Grant {
-            job,
-            chunks: vec![0, 1, 2],
-        },
-    );
+    let a = msg(&mut n, t1, 1, grant(job, &[0, 1, 2]));
     assert_eq!(computed(&a), vec![0]);
     // ... and it asks for one more to have in hand.
-    let grant = Msg::Grant {
-        job,
-        chunks: vec![1, 2],
-    };
-    assert_eq!(sent(&a), vec![(2, grant), (1, Msg::Steal { job, want: 1 })]);
+    let passed = grant(job, &[1, 2]);
+    assert_eq!(
+        sent(&a),
+        vec![(2, passed), (1, Msg::Steal { job, want: 1 })]
+    );
     // A result from below goes up with who computed it; one computed here too.
     let a = n.handle(t1, remote_result(2, job, 1));
     let [
@@ -630,14 +547,7 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
         panic!("not passed up: {a:?}");
     };
     assert_eq!(*by, (NodeId(9), 0));
-    let done = Input::Computed {
-        job,
-        chunk: 0,
-        worker: 0,
-        seconds: 0.05,
-        outcome: ChunkOutcome::Done(result(0)),
-    };
-    let a = n.handle(t1, done);
+    let a = n.handle(t1, computed_here(job, 0));
     assert!(matches!(
         &a[0],
         Action::SendResult {
@@ -648,13 +558,7 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
         }
     ));
     // The parent goes: the job ends here and below.
-    let a = n.handle(
-        t1,
-        Input::LinkDown {
-            link: 1,
-            reason: "peer quit".into(),
-        },
-    );
+    let a = link_down(&mut n, t1, 1, "peer quit");
     assert_eq!(sent(&a), vec![(2, Msg::Cancel { job })]);
     assert!(n.jobs.is_empty());
 }
@@ -674,48 +578,19 @@ pub(super) fn computed_here(job: JobId, chunk: u32) -> Input {
 fn a_chunk_that_killed_three_holders_stays_home_and_an_idle_owner_copies_the_tail() {
     let t0 = Instant::now();
     let (mut n, job) = owner_with_child(t0);
-    n.handle(
-        t0,
-        Input::LinkDown {
-            link: 5,
-            reason: "timed out".into(),
-        },
-    );
+    link_down(&mut n, t0, 5, "timed out");
     for link in [6, 7, 8] {
         link_up(&mut n, t0, link, link + 10);
-        let a = msg(&mut n, t0, link, Msg::Steal { job, want: 1 });
         assert_eq!(
-            sent(&a),
-            vec![(
-                link,
-                Msg::Grant {
-                    job,
-                    chunks: vec![1]
-                }
-            )]
+            steal(&mut n, t0, link, job, 1),
+            vec![(link, grant(job, &[1]))]
         );
-        n.handle(
-            t0,
-            Input::LinkDown {
-                link,
-                reason: "timed out".into(),
-            },
-        );
+        link_down(&mut n, t0, link, "timed out");
     }
     assert_eq!(n.jobs[&job].deaths[&1], 3);
     // Chunk 1 is no longer handed out; chunk 2 is.
     link_up(&mut n, t0, 9, 19);
-    let a = msg(&mut n, t0, 9, Msg::Steal { job, want: 2 });
-    assert_eq!(
-        sent(&a),
-        vec![(
-            9,
-            Msg::Grant {
-                job,
-                chunks: vec![2]
-            }
-        )]
-    );
+    assert_eq!(steal(&mut n, t0, 9, job, 2), vec![(9, grant(job, &[2]))]);
     // The owner's worker takes chunk 1 once it is free ...
     let t1 = t0 + Duration::from_millis(10);
     assert_eq!(computed(&n.handle(t1, computed_here(job, 0))), vec![1]);

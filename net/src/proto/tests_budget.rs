@@ -3,7 +3,9 @@
 //! an input with many jobs waiting.
 
 use super::schedule::{HOLD_PER_WORKER, PROVEN_AT_FIRST};
-use super::tests::{link_up, model, msg, node, sent};
+use super::tests::{
+    announce, job_of_1, link_down, link_up, mesh_arrived, mesh_indexed, model, msg, node, sent,
+};
 use super::tests_hostile::{granted, long_job, offer};
 use super::*;
 use crate::wire::MemberInfo;
@@ -33,55 +35,29 @@ fn meshes_in_flight_stay_within_the_mesh_budget() {
     let mut relay = node(2, 1, t0);
     relay.s.mesh_cache_bytes = 100 * tri;
     link_up(&mut relay, t0, 1, 1);
-    let announce = |relay: &mut Node, nonce: u128, hash: MeshHash| {
+    let told = |relay: &mut Node, nonce: u128, hash: MeshHash| {
         let mut spec = spec.clone();
         spec.mesh = hash;
-        let job = JobId {
-            owner: NodeId(1),
-            nonce,
-        };
-        let announce = Msg::Announce {
-            job,
-            spec: Box::new(spec),
-            hops_left: 7,
-        };
-        let asked = sent(&msg(relay, t0, 1, announce));
+        let asked = sent(&msg(relay, t0, 1, announce(job_of_1(nonce), &spec, 7)));
         assert!(asked.contains(&(1, Msg::FetchMesh { hash })), "{asked:?}");
     };
     let (first, second, third) = (mesh.hash(), MeshHash([7; 32]), MeshHash([8; 32]));
-    announce(&mut relay, 1, first);
-    announce(&mut relay, 2, second);
-    announce(&mut relay, 3, third);
+    told(&mut relay, 1, first);
+    told(&mut relay, 2, second);
+    told(&mut relay, 3, third);
     assert!(offer(&mut relay, t0, 1, mesh_header(first, 60 * tri)).0);
     assert_eq!(relay.mesh_bytes_in_flight(), 60 * tri);
     let (take, a) = offer(&mut relay, t0, 1, mesh_header(second, 60 * tri));
     assert!(!take && tests_hostile::closes(&a).is_empty(), "{a:?}");
     // Arrived, being indexed: still counted.
-    let a = relay.handle(
-        t0,
-        Input::MeshArrived {
-            link: 1,
-            mesh: Box::new((*mesh).clone()),
-        },
-    );
-    let Some(Action::IndexMesh { mesh: m }) = a.into_iter().next() else {
-        panic!("mesh not indexed");
-    };
+    let m = mesh_arrived(&mut relay, t0, 1, &mesh);
     let arrived = (m.len() * millpond_core::mesh::CANONICAL_TRIANGLE_BYTES) as u64;
     assert_eq!(relay.mesh_bytes_in_flight(), arrived);
     if arrived + 60 * tri > 100 * tri {
         assert!(!offer(&mut relay, t0, 1, mesh_header(second, 60 * tri)).0);
     }
-    let index = Arc::new(TriangleIndex::new(&m));
-    let m: Arc<Mesh> = Arc::from(m);
-    relay.handle(
-        t0,
-        Input::MeshReady {
-            hash: first,
-            mesh: m,
-            index,
-        },
-    );
+    assert_eq!(m.hash(), first);
+    mesh_indexed(&mut relay, t0, m);
     assert_eq!(relay.mesh_bytes_in_flight(), 0);
     assert!(offer(&mut relay, t0, 1, mesh_header(second, 60 * tri)).0);
     // Larger than the whole budget: refused, and said.
@@ -232,15 +208,8 @@ fn event_cost_us(jobs: u32) -> (f64, f64) {
         },
     );
     for i in 0..jobs {
-        let announce = Msg::Announce {
-            job: JobId {
-                owner: NodeId(1),
-                nonce: u128::from(i),
-            },
-            spec: Box::new(spec.clone()),
-            hops_left: 1,
-        };
-        msg(&mut n, t0, 1 + (i % 4) as LinkId, announce);
+        let told = announce(job_of_1(u128::from(i)), &spec, 1);
+        msg(&mut n, t0, 1 + (i % 4) as LinkId, told);
     }
     assert_eq!(n.jobs.len(), jobs as usize);
     assert!(n.jobs.values().all(|j| j.ctx.is_some() && j.steal_pending));
@@ -355,13 +324,7 @@ fn results_in_flight_stay_within_their_budgets() {
     assert_eq!(n.result_bytes_in_flight(), 2 * b);
     assert!(offer(&mut n, t0, 6, header(6, on6[1], 1)).0);
     // A link that goes takes its streams with it.
-    n.handle(
-        t0,
-        Input::LinkDown {
-            link: 5,
-            reason: "gone".into(),
-        },
-    );
+    link_down(&mut n, t0, 5, "gone");
     assert_eq!(n.result_bytes_in_flight(), b + 1);
 }
 
@@ -480,11 +443,7 @@ fn authenticated_links_are_held_to_their_cap_and_a_place_freed_is_taken_again() 
     );
     assert_eq!(n.links.len(), MAX_LINKS);
     assert!(!n.links.contains_key(&5000));
-    let down = Input::LinkDown {
-        link: 10,
-        reason: "gone".into(),
-    };
-    n.handle(t0, down);
+    link_down(&mut n, t0, 10, "gone");
     let again = link_up(&mut n, t0, 5001, 9001);
     assert!(
         again

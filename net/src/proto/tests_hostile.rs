@@ -4,11 +4,11 @@
 
 use super::mesh_cache::MESH_WAIT;
 use super::tests::{
-    computed, computed_here, link_up, model, msg, node, owner_with_child, relay_in_job,
-    relay_told_of, remote_result, result, sent, submit,
+    announce, computed, computed_here, grant, idle_member, job_of_1, link_down, link_up, model,
+    msg, node, owner_with_child, relay, relay_in_job, relay_told_of, remote_result, result, sent,
+    steal, submit,
 };
 use super::*;
-use crate::wire::MemberInfo;
 use millpond_core::job::{ChunkData, ChunkResult, DropSpec, Grid, JobContext, Operation};
 use millpond_core::{Axis, Rect};
 
@@ -225,21 +225,11 @@ fn a_grant_held_far_longer_than_the_pace_expires_and_is_computed_again() {
 /// Node 2: link 1 (peer 1) announces the job first (its parent), link 2 (peer 3) too.
 fn fetching(t0: Instant) -> (Node, JobSpec) {
     let (_, _, spec) = model();
-    let mut n = node(2, 1, t0);
-    link_up(&mut n, t0, 1, 1);
-    link_up(&mut n, t0, 2, 3);
-    let job = JobId {
-        owner: NodeId(1),
-        nonce: 1,
-    };
-    let announce = Msg::Announce {
-        job,
-        spec: Box::new(spec.clone()),
-        hops_left: 7,
-    };
-    let a = msg(&mut n, t0, 1, announce.clone());
+    let mut n = relay(t0);
+    let told = announce(job_of_1(1), &spec, 7);
+    let a = msg(&mut n, t0, 1, told.clone());
     assert!(sent(&a).contains(&(1, Msg::FetchMesh { hash: spec.mesh })));
-    msg(&mut n, t0, 2, announce);
+    msg(&mut n, t0, 2, told);
     (n, spec)
 }
 
@@ -265,13 +255,7 @@ fn a_mesh_fetch_asks_another_neighbour_when_refused_lost_or_unanswered() {
     let a = msg(&mut n, t0, 1, Msg::FetchMesh { hash: other });
     assert_eq!(sent(&a), vec![(1, Msg::NoMesh { hash: other })]);
     // The link asked goes: the other is asked again.
-    let a = n.handle(
-        t0,
-        Input::LinkDown {
-            link: 2,
-            reason: "timed out".into(),
-        },
-    );
+    let a = link_down(&mut n, t0, 2, "timed out");
     assert_eq!(fetch_to(&a, spec.mesh), vec![1]);
     // Unanswered: after MESH_WAIT the next one is asked, then in turn, waiting longer.
     let (mut n, spec) = fetching(t0);
@@ -309,14 +293,7 @@ fn a_job_id_announced_ahead_cannot_block_the_victim_s_real_job() {
         mesh: millpond_core::mesh::MeshHash([9; 32]),
         ..spec.clone()
     };
-    let forged = |nonce: u128| Msg::Announce {
-        job: JobId {
-            owner: NodeId(1),
-            nonce,
-        },
-        spec: Box::new(other.clone()),
-        hops_left: 7,
-    };
+    let forged = |nonce: u128| announce(job_of_1(nonce), &other, 7);
     let guesses: Vec<u128> = (0..=64).chain([u128::MAX, 0x5eed]).collect();
     for &g in &guesses {
         msg(&mut helper, t0, 1, forged(g));
@@ -363,21 +340,14 @@ fn a_one_line_billion_point_job_is_refused_on_arrival() {
     }
     assert!(spec.points_total() <= millpond_core::job::MAX_POINTS);
     assert_eq!(spec.chunk_count(), 1);
-    let announce = Msg::Announce {
-        job: JobId {
-            owner: NodeId(1),
-            nonce: 3,
-        },
-        spec: Box::new(spec),
-        hops_left: 7,
-    };
-    let frame = crate::wire::encode(&announce).expect("encodes");
+    let huge = announce(job_of_1(3), &spec, 7);
+    let frame = crate::wire::encode(&huge).expect("encodes");
     let e = crate::wire::decode_msg(&frame[4..]).expect_err("refused by the wire");
     assert!(e.to_string().contains("a line of the grid"), "{e}");
     let mut n = node(2, 4, t0);
     link_up(&mut n, t0, 1, 1);
     link_up(&mut n, t0, 2, 3);
-    let a = msg(&mut n, t0, 1, announce);
+    let a = msg(&mut n, t0, 1, huge);
     assert!(
         matches!(&closes(&a)[..], [(1, close::PROTOCOL_VIOLATION, r)]
             if r.starts_with("invalid job spec: ") && r.contains("a line of the grid")),
@@ -401,16 +371,7 @@ fn peer_text_with_escapes_and_newlines_is_cleaned() {
     let (mut n, job) = owner_with_child(t0);
     let evil = "x\x1b[31mred\nmillpond: error: fake";
     let clean = "x�[31mred�millpond: error: fake";
-    let member = MemberInfo {
-        node: NodeId(77),
-        name: evil.into(),
-        hops: 1,
-        workers: 1,
-        load: 0,
-        busy: vec![0],
-        age_ms: 0,
-    };
-    msg(&mut n, t0, 5, Msg::Members(vec![member]));
+    msg(&mut n, t0, 5, Msg::Members(vec![idle_member(77, evil, 1)]));
     msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
     let failed = Msg::Failed {
         job,
@@ -434,11 +395,7 @@ fn peer_text_with_escapes_and_newlines_is_cleaned() {
     let (mesh, index, spec) = model();
     let (mut relay, job) = relay_in_job(t0, spec, mesh, index);
     msg(&mut relay, t0, 2, Msg::Steal { job, want: 1 });
-    let grant = Msg::Grant {
-        job,
-        chunks: vec![1, 2],
-    };
-    msg(&mut relay, t0, 1, grant);
+    msg(&mut relay, t0, 1, grant(job, &[1, 2]));
     let failed = Msg::Failed {
         job,
         chunk: 2,
@@ -542,17 +499,8 @@ fn bulk_data_never_asked_for_is_refused_at_its_header() {
     // An owner with child link 5 (granted chunk 1) and another link 6.
     let (mut n, job) = owner_with_child(t0);
     link_up(&mut n, t0, 6, 10);
-    let a = msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
-    assert!(
-        sent(&a).contains(&(
-            5,
-            Msg::Grant {
-                job,
-                chunks: vec![1]
-            }
-        )),
-        "{a:?}"
-    );
+    let a = steal(&mut n, t0, 5, job, 1);
+    assert!(a.contains(&(5, grant(job, &[1]))), "{a:?}");
     assert!(offer(&mut n, t0, 5, result_header(job, 1)).0);
     let (take, a) = offer(&mut n, t0, 5, result_header(job, 2));
     assert!(!take, "{a:?}");
