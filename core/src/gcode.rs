@@ -1123,10 +1123,7 @@ mod tests {
     }
 
     fn sample() -> Toolpath {
-        let mut tp = Toolpath {
-            start: Point3::new(0.0, 0.0, 10.0),
-            moves: vec![],
-        };
+        let mut tp = Toolpath::new(Point3::new(0.0, 0.0, 10.0));
         tp.push(MoveKind::Rapid, Point3::new(0.0, 0.0, 3.0));
         tp.push(MoveKind::Plunge, Point3::new(0.0, 0.0, 2.0));
         tp.push(MoveKind::Cut, Point3::new(10.0, 0.0, 2.0));
@@ -1483,10 +1480,7 @@ mod tests {
     /// axis only, a plunge between cuts at the same feed, rapids between cuts, points that
     /// differ from the last below the output's resolution, values with trailing zeros.
     fn tempting() -> Toolpath {
-        let mut tp = Toolpath {
-            start: Point3::new(0.0, 0.0, 10.0),
-            moves: vec![],
-        };
+        let mut tp = Toolpath::new(Point3::new(0.0, 0.0, 10.0));
         for j in 0..40 {
             let y = j as f64 * 0.25;
             tp.push(MoveKind::Rapid, Point3::new(0.0, y, 3.0));
@@ -1599,10 +1593,7 @@ mod tests {
     /// Half a circle of 200 cut moves at Z -1, a straight run on, then a helical quarter
     /// down 0.5 mm: the arcs' moves and the straight ones, from a plunge at the start.
     fn round_trip_path() -> Toolpath {
-        let mut tp = Toolpath {
-            start: Point3::new(15.0, 10.0, 5.0),
-            moves: vec![],
-        };
+        let mut tp = Toolpath::new(Point3::new(15.0, 10.0, 5.0));
         tp.push(MoveKind::Plunge, Point3::new(15.0, 10.0, -1.0));
         let c = (10.0, 10.0);
         for k in 1..=200 {

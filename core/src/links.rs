@@ -322,10 +322,7 @@ mod tests {
         let links = Links::new(8.0, 20.0, 4.0);
         assert_eq!(links.clearance_z, 10.0);
         let hop_height = |from: Point3, to: Point3| {
-            let mut tp = Toolpath {
-                start: from,
-                moves: Vec::new(),
-            };
+            let mut tp = Toolpath::new(from);
             hop(&mut tp, &dc, to, &links, 20.0);
             assert_eq!(tp.end(), to);
             tp.moves[1].to.z
@@ -337,10 +334,7 @@ mod tests {
         let c = Point3::new(5.0, 18.0, 2.0);
         assert_eq!(hop_height(a, c), 10.0);
         // A short link beside the block stays down; one over it climbs the block.
-        let mut tp = Toolpath {
-            start: a,
-            moves: Vec::new(),
-        };
+        let mut tp = Toolpath::new(a);
         link_to(&mut tp, &dc, c, &links, 20.0, 2.0, 0.1);
         assert!(
             tp.moves
@@ -348,10 +342,7 @@ mod tests {
                 .all(|m| m.kind == MoveKind::Cut && m.to.z == 2.0)
         );
         let (d, e) = (Point3::new(15.5, 10.0, 2.0), Point3::new(24.5, 10.0, 2.0));
-        let mut tp = Toolpath {
-            start: d,
-            moves: Vec::new(),
-        };
+        let mut tp = Toolpath::new(d);
         let longer = Links {
             stay_down: 10.0,
             ..links

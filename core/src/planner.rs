@@ -600,19 +600,13 @@ mod tests {
         // A rapid straight down 30 mm on the hobby machine: Z's 1500 mm/min (25 mm/s) and
         // 200 mm/s²: t = L/v + v/a.
         let m = MachineProfile::hobby();
-        let mut tp = Toolpath {
-            start: Point3::new(0.0, 0.0, 30.0),
-            moves: vec![],
-        };
+        let mut tp = Toolpath::new(Point3::new(0.0, 0.0, 30.0));
         tp.push(MoveKind::Rapid, Point3::new(0.0, 0.0, 0.0));
         let e = estimate_time(&tp, &Feeds::default(), &m);
         close(e.total_s, 30.0 / 25.0 + 25.0 / 200.0, 1e-9);
         assert_eq!(e.rapid_s, e.total_s);
         // A programmed feed above the axis limit runs at the limit.
-        let mut tp = Toolpath {
-            start: Point3::new(0.0, 0.0, 0.0),
-            moves: vec![],
-        };
+        let mut tp = Toolpath::new(Point3::new(0.0, 0.0, 0.0));
         tp.push(MoveKind::Cut, Point3::new(100.0, 0.0, 0.0));
         let fast = Feeds {
             feed: 50_000.0,
@@ -645,10 +639,7 @@ mod tests {
             seed ^= seed << 17;
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
-        let mut tp = Toolpath {
-            start: Point3::new(0.0, 0.0, 5.0),
-            moves: vec![],
-        };
+        let mut tp = Toolpath::new(Point3::new(0.0, 0.0, 5.0));
         let mut at = tp.start;
         for _ in 0..n {
             let scale = if next() < 0.8 { 0.3 } else { 30.0 };

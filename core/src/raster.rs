@@ -480,10 +480,7 @@ mod tests {
         let contact = DropCutter::new(&mesh, &index, cutter, f64::NEG_INFINITY);
         let serial = |spec: &RasterSpec, lines: &[Vec<Point3>]| {
             let first = lines.iter().find_map(|l| l.first().copied()).unwrap();
-            let mut tp = Toolpath {
-                start: Point3::new(first.x, first.y, spec.safe_z.max(first.z)),
-                moves: Vec::new(),
-            };
+            let mut tp = Toolpath::new(Point3::new(first.x, first.y, spec.safe_z.max(first.z)));
             let mut started = false;
             for line in lines.iter().filter(|l| !l.is_empty()) {
                 let from = tp.end();

@@ -483,10 +483,7 @@ pub fn link(
     layers: &[Layer],
 ) -> Toolpath {
     let slope = spec.ramp_angle.to_radians().tan();
-    let mut tp = Toolpath {
-        start: Point3::new(spec.stock.min.x, spec.stock.min.y, spec.safe_z),
-        moves: Vec::new(),
-    };
+    let mut tp = Toolpath::new(Point3::new(spec.stock.min.x, spec.stock.min.y, spec.safe_z));
     let mut started = false;
     let mut above = spec.stock.max.z;
     // The clear area of the layer above, all of it cut at height `above` (none above the

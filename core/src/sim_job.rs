@@ -676,10 +676,7 @@ mod tests {
     /// Three passes of a CAD-like part's program: a bull nose facing down in steps with
     /// plunges and rapids, a ball raster over a bumpy surface, a V-bit engraving.
     fn program() -> ProgramMoves {
-        let mut face = Toolpath {
-            start: Point3::new(-4.0, -4.0, 20.0),
-            moves: Vec::new(),
-        };
+        let mut face = Toolpath::new(Point3::new(-4.0, -4.0, 20.0));
         for (k, z) in [8.0, 6.0].into_iter().enumerate() {
             face.push(MoveKind::Rapid, Point3::new(-4.0, -4.0 + k as f64, 12.0));
             face.push(MoveKind::Plunge, Point3::new(-4.0, -4.0 + k as f64, z));
@@ -689,10 +686,7 @@ mod tests {
                 face.push(MoveKind::Cut, Point3::new(-4.0, y + 2.0, z));
             }
         }
-        let mut raster = Toolpath {
-            start: Point3::new(0.0, 0.0, 15.0),
-            moves: Vec::new(),
-        };
+        let mut raster = Toolpath::new(Point3::new(0.0, 0.0, 15.0));
         for j in 0..40 {
             let y = 0.5 * j as f64;
             for i in 0..=80 {
@@ -706,10 +700,7 @@ mod tests {
                 raster.push(kind, Point3::new(x, y, z));
             }
         }
-        let mut engrave = Toolpath {
-            start: Point3::new(10.0, 10.0, 10.0),
-            moves: Vec::new(),
-        };
+        let mut engrave = Toolpath::new(Point3::new(10.0, 10.0, 10.0));
         engrave.push(MoveKind::Plunge, Point3::new(10.0, 10.0, 4.5));
         engrave.push(MoveKind::Cut, Point3::new(30.0, 12.0, 4.0));
         engrave.push(MoveKind::Cut, Point3::new(20.0, 18.0, 4.2));

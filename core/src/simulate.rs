@@ -946,10 +946,7 @@ mod tests {
         step: (f64, f64),
         z: impl Fn(f64, f64) -> f64,
     ) -> Toolpath {
-        let mut tp = Toolpath {
-            start: Point3::new(first.0, first.1, 15.0),
-            moves: Vec::new(),
-        };
+        let mut tp = Toolpath::new(Point3::new(first.0, first.1, 15.0));
         for k in 0..lines {
             let across = first.0 + step.0 * k as f64;
             for n in 0..points {
@@ -1033,10 +1030,7 @@ mod tests {
         let (r, s) = (1.5, 0.5);
         let mut stock = StockModel::new(block(10.0), 0.05).unwrap();
         let ball = Cutter::Ball { diameter: 2.0 * r };
-        let mut tp = Toolpath {
-            start: Point3::new(2.0, 0.025, 15.0),
-            moves: Vec::new(),
-        };
+        let mut tp = Toolpath::new(Point3::new(2.0, 0.025, 15.0));
         for k in 0..40 {
             let y = 0.025 + s * k as f64;
             let (x0, x1) = if k % 2 == 0 { (2.0, 38.0) } else { (38.0, 2.0) };
@@ -1059,10 +1053,7 @@ mod tests {
         // A flat 2 mm end mill around a circle of radius 6 about (20, 10), in 400 chords.
         let flat = Cutter::Flat { diameter: 2.0 };
         let mut stock = StockModel::new(block(10.0), 0.05).unwrap();
-        let mut tp = Toolpath {
-            start: Point3::new(26.0, 10.0, 9.0),
-            moves: Vec::new(),
-        };
+        let mut tp = Toolpath::new(Point3::new(26.0, 10.0, 9.0));
         for k in 1..=400 {
             let a = k as f64 / 400.0 * std::f64::consts::TAU;
             tp.push(
@@ -1144,10 +1135,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
-        let mut tp = Toolpath {
-            start: Point3::new(20.0, 10.0, 12.0),
-            moves: Vec::new(),
-        };
+        let mut tp = Toolpath::new(Point3::new(20.0, 10.0, 12.0));
         for _ in 0..n {
             let kind = if next() < 0.1 {
                 MoveKind::Rapid
@@ -1210,10 +1198,7 @@ mod tests {
             floor: 0.0,
         };
         let flat = Cutter::Flat { diameter: 4.0 };
-        let mut face = Toolpath {
-            start: Point3::new(-3.0, -3.0, 5.0),
-            moves: Vec::new(),
-        };
+        let mut face = Toolpath::new(Point3::new(-3.0, -3.0, 5.0));
         for k in 0..=13 {
             let y = -3.0 + 2.0 * k as f64;
             face.push(MoveKind::Cut, Point3::new(-3.0, y, 5.0));

@@ -1870,10 +1870,7 @@ pub(crate) mod tests {
 
     /// A toolpath from `start` through `moves` (kind and X, Y, Z).
     pub(crate) fn path(start: Point3, moves: &[(MoveKind, [f64; 3])]) -> Toolpath {
-        let mut tp = Toolpath {
-            start,
-            moves: Vec::new(),
-        };
+        let mut tp = Toolpath::new(start);
         for &(k, [x, y, z]) in moves {
             tp.push(k, Point3::new(x, y, z));
         }

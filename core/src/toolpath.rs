@@ -81,6 +81,14 @@ pub struct ToolpathStats {
 }
 
 impl Toolpath {
+    /// A toolpath with no moves yet, the tool at `start`.
+    pub fn new(start: Point3) -> Self {
+        Self {
+            start,
+            moves: Vec::new(),
+        }
+    }
+
     pub fn push(&mut self, kind: MoveKind, to: Point3) {
         self.moves.push(Move { kind, to });
     }
@@ -140,10 +148,7 @@ mod tests {
 
     #[test]
     fn stats_add_up_lengths_and_time() {
-        let mut tp = Toolpath {
-            start: Point3::new(0.0, 0.0, 10.0),
-            moves: vec![],
-        };
+        let mut tp = Toolpath::new(Point3::new(0.0, 0.0, 10.0));
         tp.push(MoveKind::Plunge, Point3::new(0.0, 0.0, 0.0));
         tp.push(MoveKind::Cut, Point3::new(30.0, 40.0, 0.0));
         tp.push(MoveKind::Rapid, Point3::new(30.0, 40.0, 10.0));

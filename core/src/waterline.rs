@@ -914,10 +914,7 @@ pub fn toolpath(
             }
             match &mut tp {
                 None => {
-                    let mut t = Toolpath {
-                        start: Point3::new(entry.x, entry.y, safe_z.max(z)),
-                        moves: Vec::new(),
-                    };
+                    let mut t = Toolpath::new(Point3::new(entry.x, entry.y, safe_z.max(z)));
                     approach(&mut t, entry, safe_z);
                     tp = Some(t);
                 }
