@@ -20,6 +20,8 @@ pub mod secret;
 #[cfg(test)]
 mod sim;
 pub mod stats;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod wire;
 

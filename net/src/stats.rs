@@ -191,9 +191,10 @@ impl PoolStats {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::ball_drop;
     use crate::{JobEvent, Pool, PoolConfig, Secret};
-    use millpond_core::job::{DropSpec, Grid, JobOutput, Operation};
-    use millpond_core::{Axis, Cutter, JobSpec, Mesh, Point3, Rect, TriangleIndex, models};
+    use millpond_core::job::JobOutput;
+    use millpond_core::{JobSpec, Mesh, Point3, Rect, TriangleIndex, models};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -285,19 +286,7 @@ mod tests {
         let sphere = models::geodesic_sphere(Point3::new(0.0, 0.0, 10.0), 10.0, 8);
         let mesh = Mesh::from_triangles(sphere, "sphere").unwrap();
         let index = TriangleIndex::new(&mesh);
-        let spec = JobSpec {
-            mesh: mesh.hash(),
-            cutter: Cutter::Ball { diameter: 3.0 },
-            operation: Operation::Drop(DropSpec {
-                grid: Grid {
-                    axis: Axis::X,
-                    bounds: Rect::new(-12.0, 12.0, -12.0, 12.0),
-                    step,
-                    sampling: 0.05,
-                },
-                floor: 0.0,
-            }),
-        };
+        let spec = ball_drop(mesh.hash(), Rect::new(-12.0, 12.0, -12.0, 12.0), step, 0.05);
         (mesh, index, spec)
     }
 

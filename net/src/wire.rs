@@ -444,8 +444,9 @@ mod tests {
     /// 24-byte point a sample, whatever the line length the grid has.
     #[test]
     fn the_longest_line_s_chunk_fits_in_a_result() {
-        use millpond_core::job::{DropSpec, Grid, MAX_POINTS_PER_LINE, Operation};
-        use millpond_core::{Axis, Cutter, JobSpec, Rect};
+        use crate::testing::ball_drop;
+        use millpond_core::Rect;
+        use millpond_core::job::MAX_POINTS_PER_LINE;
         let most = MAX_POINTS_PER_LINE as f64;
         let mut biggest = 0;
         for per_line in [
@@ -458,19 +459,8 @@ mod tests {
             most - 1.0,
             most,
         ] {
-            let spec = JobSpec {
-                mesh: MeshHash([0; 32]),
-                cutter: Cutter::Ball { diameter: 3.0 },
-                operation: Operation::Drop(DropSpec {
-                    grid: Grid {
-                        axis: Axis::X,
-                        bounds: Rect::new(0.0, per_line - 1.0, 0.0, 100.0),
-                        step: 0.5,
-                        sampling: 1.0,
-                    },
-                    floor: 0.0,
-                }),
-            };
+            let bounds = Rect::new(0.0, per_line - 1.0, 0.0, 100.0);
+            let spec = ball_drop(MeshHash([0; 32]), bounds, 0.5, 1.0);
             spec.validate().expect("a valid spec");
             biggest = biggest.max(spec.chunk_points(0));
         }

@@ -410,24 +410,17 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use millpond_core::job::{DropSpec, Grid, Operation};
+    use crate::testing::ball_drop;
+    use millpond_core::Rect;
     use millpond_core::mesh::MeshHash;
-    use millpond_core::{Axis, Cutter, Rect};
 
     fn job() -> JobState {
-        let spec = JobSpec {
-            mesh: MeshHash([0; 32]),
-            cutter: Cutter::Ball { diameter: 3.0 },
-            operation: Operation::Drop(DropSpec {
-                grid: Grid {
-                    axis: Axis::X,
-                    bounds: Rect::new(0.0, 100.0, 0.0, 100.0),
-                    step: 0.1,
-                    sampling: 0.1,
-                },
-                floor: 0.0,
-            }),
-        };
+        let spec = ball_drop(
+            MeshHash([0; 32]),
+            Rect::new(0.0, 100.0, 0.0, 100.0),
+            0.1,
+            0.1,
+        );
         let mut j = JobState::new(spec, None, Instant::now());
         j.queue = (0..j.total).collect();
         j

@@ -2,11 +2,12 @@
 
 use super::*;
 use crate::stats::HostState;
+use crate::testing::ball_drop;
 use crate::wire::{MemberInfo, PROTOCOL_VERSION};
 use members::gone_after;
-use millpond_core::job::{COMPUTE_ABI, ChunkResult, DropSpec, Grid, JobContext, Operation};
+use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext};
 use millpond_core::models::box_solid;
-use millpond_core::{Axis, CancelToken, Cutter, Mesh, Point3, Rect, TriangleIndex};
+use millpond_core::{CancelToken, Mesh, Point3, Rect, TriangleIndex};
 use std::sync::Arc;
 
 /// A small box and a drop grid over it cut into exactly three chunks.
@@ -14,19 +15,7 @@ pub(super) fn model() -> (Arc<Mesh>, Arc<TriangleIndex>, JobSpec) {
     let triangles = box_solid(Point3::new(2.0, 2.0, 0.0), Point3::new(8.0, 8.0, 3.0));
     let mesh = Mesh::from_triangles(triangles, "box").expect("a valid box");
     let index = TriangleIndex::new(&mesh);
-    let spec = JobSpec {
-        mesh: mesh.hash(),
-        cutter: Cutter::Ball { diameter: 3.0 },
-        operation: Operation::Drop(DropSpec {
-            grid: Grid {
-                axis: Axis::X,
-                bounds: Rect::new(0.0, 10.0, 0.0, 10.0),
-                step: 1.0,
-                sampling: 0.001,
-            },
-            floor: 0.0,
-        }),
-    };
+    let spec = ball_drop(mesh.hash(), Rect::new(0.0, 10.0, 0.0, 10.0), 1.0, 0.001);
     assert_eq!(spec.chunk_count(), 3);
     (Arc::new(mesh), Arc::new(index), spec)
 }
