@@ -22,6 +22,22 @@ fn run(
     run_verifying(seed, behaviours, times, edges, limit, verify)
 }
 
+/// [`run`] with each of `seeds`, 10 s at most, its job checked to be the local run's bits
+/// (`what` and the seed name a run that is not): each seed with its world.
+fn local_runs<'a>(
+    seeds: std::ops::Range<u64>,
+    what: &'a str,
+    behaviours: &'a [Behaviour],
+    times: &'a [Micros],
+    edges: &'a [(usize, usize)],
+) -> impl Iterator<Item = (u64, World)> + 'a {
+    seeds.map(move |seed| {
+        let w = run(seed, behaviours, times, edges, 10_000 * MS);
+        assert_local_bits(&w, &format!("{what}seed {seed}"));
+        (seed, w)
+    })
+}
+
 /// As [`run`], every node checking `verify` of its peers' results.
 fn run_verifying(
     seed: u64,
@@ -29,6 +45,25 @@ fn run_verifying(
     times: &[Micros],
     edges: &[(usize, usize)],
     limit: Micros,
+    verify: f64,
+) -> World {
+    let mut w = workshop(seed, behaviours, times, edges, verify);
+    let over = |w: &World| {
+        !w.failed.is_empty() || (!w.jobs.is_empty() && w.jobs.values().all(|r| r.done.is_some()))
+    };
+    w.run(limit, &over);
+    // A few ticks more, for the owner's statistics.
+    let end = w.now + 120 * MS;
+    w.run(end, &|_| false);
+    w
+}
+
+/// The nodes of [`run`], linked, node 0's job due at 5 ms; nothing run yet.
+fn workshop(
+    seed: u64,
+    behaviours: &[Behaviour],
+    times: &[Micros],
+    edges: &[(usize, usize)],
     verify: f64,
 ) -> World {
     let mut w = World::new(seed, times.to_vec());
@@ -48,13 +83,6 @@ fn run_verifying(
             bogus: false,
         },
     );
-    let over = |w: &World| {
-        !w.failed.is_empty() || (!w.jobs.is_empty() && w.jobs.values().all(|r| r.done.is_some()))
-    };
-    w.run(limit, &over);
-    // A few ticks more, for the owner's statistics.
-    let end = w.now + 120 * MS;
-    w.run(end, &|_| false);
     w
 }
 
@@ -78,11 +106,9 @@ fn assert_local_bits(w: &World, what: &str) {
 
 #[test]
 fn sim_a_peer_returning_heights_1_mm_high_is_caught_and_none_of_them_is_assembled() {
-    for seed in 0..40 {
-        let behaviours = [Behaviour::Honest, Behaviour::Liar, Behaviour::Honest];
-        let times = [5 * MS, 3 * MS, 8 * MS];
-        let w = run(seed, &behaviours, &times, &[(0, 1), (0, 2)], 10_000 * MS);
-        assert_local_bits(&w, &format!("seed {seed}"));
+    let behaviours = [Behaviour::Honest, Behaviour::Liar, Behaviour::Honest];
+    let times = [5 * MS, 3 * MS, 8 * MS];
+    for (seed, w) in local_runs(0..40, "", &behaviours, &times, &[(0, 1), (0, 2)]) {
         assert!(w.started[1] > 0, "seed {seed}: the liar computed nothing");
         let convicted: Vec<usize> = w.convictions.iter().map(|(n, _)| *n).collect();
         assert!(
@@ -108,12 +134,9 @@ fn sim_a_peer_returning_heights_1_mm_high_is_caught_and_none_of_them_is_assemble
 
 #[test]
 fn sim_a_relay_carrying_a_liar_s_results_is_cut_off_and_the_output_is_still_the_local_run() {
-    for seed in 0..20 {
-        let behaviours = [Behaviour::Honest, Behaviour::Honest, Behaviour::Liar];
-        let times = [5 * MS, 4 * MS, 3 * MS];
-        let w = run(seed, &behaviours, &times, &[(0, 1), (1, 2)], 10_000 * MS);
-        assert_local_bits(&w, &format!("seed {seed}"));
-    }
+    let behaviours = [Behaviour::Honest, Behaviour::Honest, Behaviour::Liar];
+    let times = [5 * MS, 4 * MS, 3 * MS];
+    local_runs(0..20, "", &behaviours, &times, &[(0, 1), (1, 2)]).for_each(drop);
 }
 
 #[test]
@@ -123,20 +146,7 @@ fn sim_with_sampling_off_a_liar_s_backup_copy_still_convicts_it() {
     let behaviours = [Behaviour::Honest, Behaviour::Liar];
     let mut caught = 0;
     for seed in 0..20 {
-        let mut w = World::new(seed, vec![2 * MS, 40 * MS]);
-        w.behaviour = behaviours.to_vec();
-        for n in w.nodes.iter_mut().flatten() {
-            n.set_verify(0.0);
-        }
-        w.connect(0, 1);
-        w.fault_at(
-            5 * MS,
-            Fault::Submit {
-                node: 0,
-                variant: 3,
-                bogus: false,
-            },
-        );
+        let mut w = workshop(seed, &behaviours, &[2 * MS, 40 * MS], &[(0, 1)], 0.0);
         w.run(10_000 * MS, &|w| {
             !w.jobs.is_empty() && w.jobs.values().all(|r| r.done.is_some())
         });
@@ -158,16 +168,11 @@ fn sim_panicking_computations_are_requeued_and_the_job_completes() {
     // time to its two workers, and had two failures back before the third: ten at most);
     // the job is the local run.
     let hold = crate::proto::HOLD_PER_WORKER;
+    let (honest, panics) = (Behaviour::Honest, Behaviour::Panics(u32::MAX));
     let mut most = 0;
-    for seed in 0..20 {
-        let behaviours = [
-            Behaviour::Honest,
-            Behaviour::Panics(u32::MAX),
-            Behaviour::Honest,
-        ];
-        let times = [5 * MS, 3 * MS, 8 * MS];
-        let w = run(seed, &behaviours, &times, &[(0, 1), (0, 2)], 10_000 * MS);
-        assert_local_bits(&w, &format!("seed {seed}"));
+    let times = [5 * MS, 3 * MS, 8 * MS];
+    let star = [honest, panics, honest];
+    for (seed, w) in local_runs(0..20, "", &star, &times, &[(0, 1), (0, 2)]) {
         let said = notices(&w);
         assert!(
             said.iter().any(|t| t.contains("failed on sim-1")),
@@ -190,15 +195,9 @@ fn sim_panicking_computations_are_requeued_and_the_job_completes() {
     eprintln!("a panicking helper computed {most} chunks at most, of 22");
     // Behind a relay: its failures go up the tree to the owner, and the relay gives it no
     // more of the job after three (it has three workers: fourteen at most).
-    for seed in 0..10 {
-        let behaviours = [
-            Behaviour::Honest,
-            Behaviour::Honest,
-            Behaviour::Panics(u32::MAX),
-        ];
-        let times = [5 * MS, 4 * MS, 3 * MS];
-        let w = run(seed, &behaviours, &times, &[(0, 1), (1, 2)], 10_000 * MS);
-        assert_local_bits(&w, &format!("chain, seed {seed}"));
+    let times = [5 * MS, 4 * MS, 3 * MS];
+    let chain = [honest, honest, panics];
+    for (seed, w) in local_runs(0..10, "chain, ", &chain, &times, &[(0, 1), (1, 2)]) {
         let relay: Vec<&str> = w.published[&1]
             .notices
             .iter()
