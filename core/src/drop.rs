@@ -772,28 +772,24 @@ impl Grid2 {
     }
     /// The u range a column covers; the edge columns reach to infinity, since `col` clamps.
     fn col_span(&self, k: u32) -> (f64, f64) {
+        self.span(self.u0, k, self.cols)
+    }
+    /// The v range a row covers, as [`col_span`](Self::col_span).
+    fn row_span(&self, j: u32) -> (f64, f64) {
+        self.span(self.v0, j, self.rows)
+    }
+    /// The range cell `k` of `n` from `origin` covers, the first and last reaching to infinity.
+    #[inline]
+    fn span(&self, origin: f64, k: u32, n: usize) -> (f64, f64) {
         let a = if k == 0 {
             f64::NEG_INFINITY
         } else {
-            self.u0 + k as f64 * self.width
+            origin + k as f64 * self.width
         };
-        let b = if k as usize + 1 == self.cols {
+        let b = if k as usize + 1 == n {
             f64::INFINITY
         } else {
-            self.u0 + (k + 1) as f64 * self.width
-        };
-        (a, b)
-    }
-    fn row_span(&self, j: u32) -> (f64, f64) {
-        let a = if j == 0 {
-            f64::NEG_INFINITY
-        } else {
-            self.v0 + j as f64 * self.width
-        };
-        let b = if j as usize + 1 == self.rows {
-            f64::INFINITY
-        } else {
-            self.v0 + (j + 1) as f64 * self.width
+            origin + (k + 1) as f64 * self.width
         };
         (a, b)
     }
