@@ -690,32 +690,23 @@ mod tests {
             .unwrap()
             .with_safe_z(40.0)
             .unwrap();
+        let raster = |p: RasterParams| {
+            let ball = Cutter::Ball { diameter: 3.0 };
+            let spec = s.plan(&Strategy::RasterFinishing(p), ball).unwrap();
+            let Operation::Raster(r) = spec.operation else {
+                panic!()
+            };
+            r
+        };
         let mut p = RasterParams {
             stepover: 1.0,
             ..RasterParams::default()
         };
-        let spec = s
-            .plan(
-                &Strategy::RasterFinishing(p),
-                Cutter::Ball { diameter: 3.0 },
-            )
-            .unwrap();
-        let Operation::Raster(r) = spec.operation else {
-            panic!()
-        };
+        let r = raster(p);
         assert_eq!((r.floor, r.safe_z), (-3.0, 40.0));
         // Explicit bounds win over the margin.
         p.bounds = Some(Rect::new(-1.0, 1.0, -2.0, 2.0));
-        let spec = s
-            .plan(
-                &Strategy::RasterFinishing(p),
-                Cutter::Ball { diameter: 3.0 },
-            )
-            .unwrap();
-        let Operation::Raster(r) = spec.operation else {
-            panic!()
-        };
-        assert_eq!(r.grid.bounds, Rect::new(-1.0, 1.0, -2.0, 2.0));
+        assert_eq!(raster(p).grid.bounds, Rect::new(-1.0, 1.0, -2.0, 2.0));
         // A safe height inside the stock or below the model's top is refused.
         let low = setup(&Stock::around_model(0.0, 4.0, 0.0)).with_safe_z(12.0);
         assert!(matches!(low, Err(SetupError::Invalid(m)) if m.contains("stock top")));
