@@ -1132,17 +1132,27 @@ mod tests {
         tp
     }
 
+    /// `tp` as operation "Raster": T1, a 3 mm ball, default feeds, safe at 10 mm, no dwell,
+    /// no arcs. Tests change what they need with `..raster(&tp)`.
+    fn raster(tp: &Toolpath) -> Operation<'_> {
+        Operation {
+            name: "Raster",
+            tool_number: 1,
+            cutter: Cutter::Ball { diameter: 3.0 },
+            feeds: Feeds::default(),
+            safe_z: 10.0,
+            spindle_dwell_s: 0.0,
+            arcs: &[],
+            toolpath: tp,
+        }
+    }
+
     fn program(d: &str) -> String {
         let tp = sample();
         let op = Operation {
             name: "Raster (finishing)",
             tool_number: 2,
-            cutter: "ball:3".parse().unwrap(),
-            feeds: Feeds::default(),
-            safe_z: 10.0,
-            spindle_dwell_s: 0.0,
-            arcs: &[],
-            toolpath: &tp,
+            ..raster(&tp)
         };
         let mut out = Vec::new();
         write_program(&mut out, &post(d), "test", &[op]).unwrap();
@@ -1156,11 +1166,8 @@ mod tests {
             name,
             tool_number,
             cutter: cutter.parse().unwrap(),
-            feeds: Feeds::default(),
             safe_z: 12.5,
-            spindle_dwell_s: 0.0,
-            arcs: &[],
-            toolpath: &tp,
+            ..raster(&tp)
         };
         let ops = [
             op("Roughing", 1, "flat:6"),
@@ -1273,14 +1280,8 @@ mod tests {
     fn the_spindle_can_get_time_to_reach_its_speed() {
         let tp = sample();
         let op = Operation {
-            name: "Raster",
-            tool_number: 1,
-            cutter: "ball:3".parse().unwrap(),
-            feeds: Feeds::default(),
-            safe_z: 10.0,
             spindle_dwell_s: 2.5,
-            arcs: &[],
-            toolpath: &tp,
+            ..raster(&tp)
         };
         let mut out = Vec::new();
         write_program(&mut out, &post("linuxcnc"), "t", &[op]).unwrap();
@@ -1297,14 +1298,8 @@ mod tests {
     fn the_header_gives_the_estimated_time_per_operation_and_in_all() {
         let tp = sample();
         let op = |dwell| Operation {
-            name: "Raster",
-            tool_number: 1,
-            cutter: "ball:3".parse().unwrap(),
-            feeds: Feeds::default(),
-            safe_z: 10.0,
             spindle_dwell_s: dwell,
-            arcs: &[],
-            toolpath: &tp,
+            ..raster(&tp)
         };
         let machine = MachineProfile::default();
         let times = estimate_program(&[op(0.0), op(0.0)], &machine);
@@ -1405,14 +1400,9 @@ mod tests {
     fn an_inch_program_writes_inches_and_inches_per_minute() {
         let tp = sample();
         let op = Operation {
-            name: "Raster",
-            tool_number: 1,
-            cutter: Cutter::Ball { diameter: 3.0 },
-            feeds: Feeds::default(),
             safe_z: 25.4,
             spindle_dwell_s: 1.5,
-            arcs: &[],
-            toolpath: &tp,
+            ..raster(&tp)
         };
         let write = |units| {
             let mut out = Vec::new();
@@ -1509,16 +1499,7 @@ mod tests {
     #[test]
     fn motion_lines_never_repeat_a_modal_word() {
         let tp = tempting();
-        let op = Operation {
-            name: "Raster",
-            tool_number: 1,
-            cutter: Cutter::Ball { diameter: 3.0 },
-            feeds: Feeds::default(),
-            safe_z: 10.0,
-            spindle_dwell_s: 0.0,
-            arcs: &[],
-            toolpath: &tp,
-        };
+        let op = raster(&tp);
         // Every built-in post, in every unit it writes.
         for processor in PostProcessor::built_in() {
             let dialect = processor.key.clone();
@@ -1634,13 +1615,9 @@ mod tests {
         let arcs = crate::arcs::fit_toolpath(tp, tol, style.max_sweep());
         let op = Operation {
             name: "Contour",
-            tool_number: 1,
-            cutter: Cutter::Ball { diameter: 3.0 },
-            feeds: Feeds::default(),
             safe_z: 5.0,
-            spindle_dwell_s: 0.0,
             arcs: &arcs,
-            toolpath: tp,
+            ..raster(tp)
         };
         let mut out = Vec::new();
         write_program_at(
@@ -1684,16 +1661,13 @@ mod tests {
             assert!(arcs.len() >= 6, "{key}: arcs to carry across blocks");
             let op = Operation {
                 name: "Contour",
-                tool_number: 1,
-                cutter: Cutter::Ball { diameter: 3.0 },
                 feeds: Feeds {
                     plunge_feed: 250.0,
                     ..Feeds::default()
                 },
                 safe_z: 5.0,
-                spindle_dwell_s: 0.0,
                 arcs: &arcs,
-                toolpath: &tp,
+                ..raster(&tp)
             };
             // Two threads, so that blocks are formatted side by side on any machine.
             let threads = rayon::ThreadPoolBuilder::new()
