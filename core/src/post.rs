@@ -876,44 +876,38 @@ mod tests {
 
     #[test]
     fn a_mistake_names_the_file_the_line_and_the_key() {
-        // A misspelt key.
-        let text = with("extension = \"ngc\"", "extention = \"ngc\"");
-        let e = parse(&text).unwrap_err();
-        assert!(
-            e.starts_with(&format!(
-                "my.toml, line {}, extention:",
-                line_of(&text, "extention")
-            )) && e.contains("unknown field"),
-            "{e}"
-        );
-        // A value out of range.
-        let text = with("max_line_length = 255", "max_line_length = 12");
-        let e = parse(&text).unwrap_err();
-        assert!(
-            e.starts_with(&format!(
-                "my.toml, line {}, max_line_length:",
-                line_of(&text, "max_line_length")
-            )) && e.contains("40 to 100000"),
-            "{e}"
-        );
-        // An unknown placeholder.
-        let text = with("S{rpm} M3", "S{speed} M3");
-        let e = parse(&text).unwrap_err();
-        assert!(
-            e.contains(&format!("line {}", line_of(&text, "{speed}")))
-                && e.contains("unknown placeholder {speed}"),
-            "{e}"
-        );
-        // A placeholder with no value where it is used.
-        let text = with("S{rpm} M3", "S{tool} M3");
-        let e = parse(&text).unwrap_err();
-        assert!(
-            e.contains(&format!(
-                "line {}, spindle_start:",
-                line_of(&text, "S{tool}")
-            )) && e.contains("{tool} has no value here: the placeholders here are {rpm}"),
-            "{e}"
-        );
+        // A misspelt key, and a value out of range: the error starts with file, line and key.
+        for (line, by, key, says) in [
+            (
+                "extension = \"ngc\"",
+                "extention = \"ngc\"",
+                "extention",
+                "unknown field",
+            ),
+            (
+                "max_line_length = 255",
+                "max_line_length = 12",
+                "max_line_length",
+                "40 to 100000",
+            ),
+        ] {
+            let text = with(line, by);
+            let e = parse(&text).unwrap_err();
+            let named = format!("my.toml, line {}, {key}:", line_of(&text, key));
+            assert!(e.starts_with(&named) && e.contains(says), "{e}");
+        }
+        // An unknown placeholder, and one with no value where it is used: the error names
+        // the line (and, for the second, the key) where `needle` stands.
+        let no_tool = "{tool} has no value here: the placeholders here are {rpm}";
+        for (by, needle, key, says) in [
+            ("S{speed} M3", "{speed}", "", "unknown placeholder {speed}"),
+            ("S{tool} M3", "S{tool}", ", spindle_start:", no_tool),
+        ] {
+            let text = with("S{rpm} M3", by);
+            let e = parse(&text).unwrap_err();
+            let named = format!("line {}{key}", line_of(&text, needle));
+            assert!(e.contains(&named) && e.contains(says), "{e}");
+        }
         // In a list: the line of the list, the index in the key.
         let text = with("\"G43 H{tool}\"", "\"G43 H{rpm}\"");
         let e = parse(&text).unwrap_err();
