@@ -4,10 +4,10 @@
 
 use super::detached::{DetachedAction, DetachedJobs, Live};
 use crate::common::format_duration;
-use egui::{Color32, Ui};
+use egui::Ui;
 use millpond_net::detached::JobState;
 
-const ERROR_RED: Color32 = Color32::from_rgb(230, 80, 80);
+use crate::gui::widgets::{ERROR_RED, outcome};
 
 /// What the panel shows of a job: its state and its ETA, and whether it is an error.
 pub fn describe(live: Option<&Live>) -> (String, String, bool) {
@@ -44,15 +44,7 @@ pub fn show(
     let mut actions = Vec::new();
     submit_ui(ui, d, remotes, has_secret, &mut actions);
     ui.separator();
-    match &d.message {
-        Some(Ok(m)) => {
-            ui.label(m);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(ERROR_RED, e);
-        }
-        None => {}
-    }
+    outcome(ui, &d.message);
     ui.horizontal(|ui| {
         ui.strong("Jobs submitted from this window");
         if ui

@@ -36,6 +36,7 @@ pub mod simulation;
 pub mod stats_panel;
 mod ui;
 pub mod view3d;
+mod widgets;
 
 pub use app::{AppOptions, Autostart, MillpondApp, window_title};
 

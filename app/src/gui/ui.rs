@@ -12,6 +12,7 @@ use super::operations::{
 use super::preferences::PoolState;
 use super::stats_panel::{format_eta, format_rate};
 use crate::common::format_duration;
+use crate::gui::widgets::{ERROR_RED, UiExt as _, choice, outcome};
 use egui::{Color32, DragValue, Key, KeyboardShortcut, Modifiers, Response, RichText, Ui};
 use millpond_core::gcode::ProgramUnits;
 use millpond_core::params::{self, Setting};
@@ -32,7 +33,6 @@ const UNDO: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z)
 const REDO: KeyboardShortcut =
     KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::Z);
 const REDO_Y: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Y);
-const ERROR_RED: Color32 = Color32::from_rgb(0xe0, 0x55, 0x55);
 /// The Preferences checkbox turning LAN discovery on (`Preferences::discover`).
 const DISCOVER_LABEL: &str = "Discover members on the local network";
 const DISCOVER_TIP: &str = "Opt-in. While server mode is on, this computer broadcasts a small beacon on \
@@ -267,6 +267,28 @@ impl eframe::App for MillpondApp {
     }
 }
 
+/// A submenu of recently used files, by name with the full path as tooltip: the one
+/// clicked.
+fn recent_menu(
+    ui: &mut Ui,
+    title: &str,
+    none: &str,
+    paths: &[std::path::PathBuf],
+) -> Option<std::path::PathBuf> {
+    let mut clicked = None;
+    ui.menu_button(title, |ui| {
+        if paths.is_empty() {
+            ui.weak(none);
+        }
+        for path in paths {
+            if ui.tipped_button(super::model::display_name(path), path.display().to_string()) {
+                clicked = Some(path.clone());
+            }
+        }
+    });
+    clicked
+}
+
 impl MillpondApp {
     /// Ctrl-Q and File > Quit: stop everything now, then close the window.
     pub fn quit(&mut self) {
@@ -277,75 +299,46 @@ impl MillpondApp {
     fn menu_bar(&mut self, ui: &mut Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui
-                    .button("New job")
-                    .on_hover_text("Start a new job: default stock and operations on this model")
-                    .clicked()
-                {
+                if ui.tipped_button(
+                    "New job",
+                    "Start a new job: default stock and operations on this model",
+                ) {
                     self.new_job();
                 }
-                if ui
-                    .button("Open job…")
-                    .on_hover_text("Open a Millpond job file (.millpond)")
-                    .clicked()
-                {
+                if ui.tipped_button("Open job…", "Open a Millpond job file (.millpond)") {
                     self.open_job_dialog();
                 }
-                ui.menu_button("Recent jobs", |ui| {
-                    if self.session.recent_jobs.is_empty() {
-                        ui.weak("No recent jobs");
-                    }
-                    for path in self.session.recent_jobs.clone() {
-                        if ui
-                            .button(super::model::display_name(&path))
-                            .on_hover_text(path.display().to_string())
-                            .clicked()
-                        {
-                            self.open_job(&path);
-                        }
-                    }
-                });
-                if ui
-                    .button("Save job")
-                    .on_hover_text("Save the job: model, stock, tools and operations (Ctrl+S)")
-                    .clicked()
-                {
+                let recent = &self.session.recent_jobs;
+                if let Some(path) = recent_menu(ui, "Recent jobs", "No recent jobs", recent) {
+                    self.open_job(&path);
+                }
+                if ui.tipped_button(
+                    "Save job",
+                    "Save the job: model, stock, tools and operations (Ctrl+S)",
+                ) {
                     self.save_job();
                 }
-                if ui
-                    .button("Save job as…")
-                    .on_hover_text("Save the job under another name (Ctrl+Shift+S)")
-                    .clicked()
-                {
+                if ui.tipped_button(
+                    "Save job as…",
+                    "Save the job under another name (Ctrl+Shift+S)",
+                ) {
                     self.save_job_dialog();
                 }
                 ui.separator();
-                if ui
-                    .button("Open model…")
-                    .on_hover_text("Open an STL file (Ctrl+O); you can also drop one on the window")
-                    .clicked()
-                {
+                if ui.tipped_button(
+                    "Open model…",
+                    "Open an STL file (Ctrl+O); you can also drop one on the window",
+                ) {
                     self.open_dialog();
                 }
-                ui.menu_button("Open recent", |ui| {
-                    if self.session.recent.is_empty() {
-                        ui.weak("No recent files");
-                    }
-                    for path in self.session.recent.clone() {
-                        if ui
-                            .button(super::model::display_name(&path))
-                            .on_hover_text(path.display().to_string())
-                            .clicked()
-                        {
-                            self.open_path(path);
-                        }
-                    }
-                });
-                if ui
-                    .button("Export G-code…")
-                    .on_hover_text("Write every enabled operation that has a toolpath, in order")
-                    .clicked()
-                {
+                let recent = &self.session.recent;
+                if let Some(path) = recent_menu(ui, "Open recent", "No recent files", recent) {
+                    self.open_path(path);
+                }
+                if ui.tipped_button(
+                    "Export G-code…",
+                    "Write every enabled operation that has a toolpath, in order",
+                ) {
                     self.export_dialog();
                 }
                 ui.separator();
@@ -356,30 +349,12 @@ impl MillpondApp {
             ui.menu_button("Edit", |ui| {
                 let undo = self.history().undo_label().map(str::to_string);
                 let redo = self.history().redo_label().map(str::to_string);
-                if ui
-                    .add_enabled(
-                        undo.is_some(),
-                        egui::Button::new(match &undo {
-                            Some(w) => format!("Undo {w}"),
-                            None => "Undo".into(),
-                        }),
-                    )
-                    .on_hover_text("Ctrl+Z")
-                    .clicked()
-                {
+                let label = undo.as_ref().map_or("Undo".into(), |w| format!("Undo {w}"));
+                if ui.tipped_button_if(undo.is_some(), label, "Ctrl+Z") {
                     self.undo();
                 }
-                if ui
-                    .add_enabled(
-                        redo.is_some(),
-                        egui::Button::new(match &redo {
-                            Some(w) => format!("Redo {w}"),
-                            None => "Redo".into(),
-                        }),
-                    )
-                    .on_hover_text("Ctrl+Shift+Z or Ctrl+Y")
-                    .clicked()
-                {
+                let label = redo.as_ref().map_or("Redo".into(), |w| format!("Redo {w}"));
+                if ui.tipped_button_if(redo.is_some(), label, "Ctrl+Shift+Z or Ctrl+Y") {
                     self.redo();
                 }
             });
@@ -403,11 +378,7 @@ impl MillpondApp {
                     self.detached_action(DetachedAction::Show(open));
                 }
             });
-            if ui
-                .button("Preferences")
-                .on_hover_text("Server mode, pool members, workers, machine")
-                .clicked()
-            {
+            if ui.tipped_button("Preferences", "Server mode, pool members, workers, machine") {
                 self.prefs_ui.open = true;
                 self.prefs_ui.edit = self.prefs.clone();
             }
@@ -450,18 +421,10 @@ impl MillpondApp {
         }
         ui.separator();
         ui.horizontal(|ui| {
-            if ui
-                .button("Import")
-                .on_hover_text("Add the tools as chosen")
-                .clicked()
-            {
+            if ui.tipped_button("Import", "Add the tools as chosen") {
                 self.confirm_import();
             }
-            if ui
-                .button("Cancel")
-                .on_hover_text("Import nothing")
-                .clicked()
-            {
+            if ui.tipped_button("Cancel", "Import nothing") {
                 self.cancel_import();
             }
         });
@@ -477,18 +440,10 @@ impl MillpondApp {
                         RichText::new("Millpond closed with unsaved changes to a job.")
                             .color(Color32::WHITE),
                     );
-                    if ui
-                        .button("Restore")
-                        .on_hover_text("Open the unsaved job as it was")
-                        .clicked()
-                    {
+                    if ui.tipped_button("Restore", "Open the unsaved job as it was") {
                         self.restore_recovery();
                     }
-                    if ui
-                        .button("Discard")
-                        .on_hover_text("Forget the unsaved changes")
-                        .clicked()
-                    {
+                    if ui.tipped_button("Discard", "Forget the unsaved changes") {
                         self.discard_recovery();
                     }
                 });
@@ -503,11 +458,7 @@ impl MillpondApp {
                 .inner_margin(6.0)
                 .show(ui, |ui| {
                     ui.horizontal(|ui| {
-                        if ui
-                            .button("Dismiss")
-                            .on_hover_text("Hide this message")
-                            .clicked()
-                        {
+                        if ui.tipped_button("Dismiss", "Hide this message") {
                             dismiss = Some(i);
                         }
                         ui.label(RichText::new(text).color(Color32::WHITE));
@@ -545,10 +496,7 @@ impl MillpondApp {
                 } else {
                     "Cancel"
                 };
-                if ui
-                    .add_enabled(!self.compute.is_cancelling(), egui::Button::new(label))
-                    .on_hover_text("Stop computing (Esc)")
-                    .clicked()
+                if ui.tipped_button_if(!self.compute.is_cancelling(), label, "Stop computing (Esc)")
                 {
                     self.cancel();
                 }
@@ -565,30 +513,28 @@ impl MillpondApp {
     }
 
     fn side_panel(&mut self, ui: &mut Ui) {
-        egui::CollapsingHeader::new("Model")
-            .default_open(true)
-            .show(ui, |ui| self.model_ui(ui));
-        egui::CollapsingHeader::new("Stock")
-            .default_open(false)
-            .show(ui, |ui| self.stock_ui(ui));
-        egui::CollapsingHeader::new("Tool library")
-            .default_open(false)
-            .show(ui, |ui| self.tools_ui(ui));
-        egui::CollapsingHeader::new("Operations")
-            .default_open(true)
-            .show(ui, |ui| self.operations_ui(ui));
-        egui::CollapsingHeader::new("G-code")
-            .default_open(true)
-            .show(ui, |ui| self.export_ui(ui));
+        type Section = fn(&mut MillpondApp, &mut Ui);
+        /// The side panel's sections, top to bottom, and whether each starts open.
+        const SECTIONS: [(&str, bool, Section); 5] = [
+            ("Model", true, MillpondApp::model_ui),
+            ("Stock", false, MillpondApp::stock_ui),
+            ("Tool library", false, MillpondApp::tools_ui),
+            ("Operations", true, MillpondApp::operations_ui),
+            ("G-code", true, MillpondApp::export_ui),
+        ];
+        for (title, open, section) in SECTIONS {
+            egui::CollapsingHeader::new(title)
+                .default_open(open)
+                .show(ui, |ui| section(self, ui));
+        }
     }
 
     fn model_ui(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
-            if ui
-                .button("Open…")
-                .on_hover_text("Open an STL file (Ctrl+O); you can also drop one on the window")
-                .clicked()
-            {
+            if ui.tipped_button(
+                "Open…",
+                "Open an STL file (Ctrl+O); you can also drop one on the window",
+            ) {
                 self.open_dialog();
             }
         });
@@ -644,39 +590,28 @@ impl MillpondApp {
             ui.colored_label(Color32::YELLOW, format!("Note: {note}"));
         }
         ui.horizontal(|ui| {
-            if ui
-                .button("Move to origin")
-                .on_hover_text("Put the model's lowest corner at X0 Y0 Z0")
-                .clicked()
-            {
+            if ui.tipped_button(
+                "Move to origin",
+                "Put the model's lowest corner at X0 Y0 Z0",
+            ) {
                 self.place(Placement::MoveToOrigin);
             }
-            if ui
-                .button("Center XY")
-                .on_hover_text("Center the model on X0 Y0 with its bottom at Z0")
-                .clicked()
-            {
+            if ui.tipped_button(
+                "Center XY",
+                "Center the model on X0 Y0 with its bottom at Z0",
+            ) {
                 self.place(Placement::Center);
             }
-            if ui
-                .add_enabled(placed, egui::Button::new("Reset"))
-                .on_hover_text("Undo every move, rotation and mirror")
-                .clicked()
-            {
+            if ui.tipped_button_if(placed, "Reset", "Undo every move, rotation and mirror") {
                 self.reset_placement();
             }
         });
         ui.horizontal(|ui| {
             ui.label("Rotate 90°:");
             for a in Axis3::ALL {
-                if ui
-                    .button(format!("about {}", a.label()))
-                    .on_hover_text(format!(
-                        "Turn the model a quarter turn counter-clockwise about {}",
-                        a.label()
-                    ))
-                    .clicked()
-                {
+                let axis = a.label();
+                let tip = format!("Turn the model a quarter turn counter-clockwise about {axis}");
+                if ui.tipped_button(format!("about {axis}"), tip) {
                     self.place(Placement::Rotate(a));
                 }
             }
@@ -684,15 +619,9 @@ impl MillpondApp {
         ui.horizontal(|ui| {
             ui.label("Mirror:");
             for a in Axis3::ALL {
-                if ui
-                    .button(format!("{} ", a.label()))
-                    .on_hover_text(format!(
-                        "Mirror the model: {} becomes -{}",
-                        a.label(),
-                        a.label()
-                    ))
-                    .clicked()
-                {
+                let axis = a.label();
+                let tip = format!("Mirror the model: {axis} becomes -{axis}");
+                if ui.tipped_button(format!("{axis} "), tip) {
                     self.place(Placement::Mirror(a));
                 }
             }
@@ -715,11 +644,11 @@ impl MillpondApp {
                  other units than those above, or to cut the part larger or smaller",
             );
             ui.data_mut(|d| d.insert_temp(id, factor));
-            if ui
-                .add_enabled(factor != 1.0, egui::Button::new("Scale"))
-                .on_hover_text("Scale the model by the factor (one undo step)")
-                .clicked()
-            {
+            if ui.tipped_button_if(
+                factor != 1.0,
+                "Scale",
+                "Scale the model by the factor (one undo step)",
+            ) {
                 self.place(Placement::Scale(factor));
             }
         });
@@ -770,8 +699,6 @@ impl MillpondApp {
             changed |= num(ui, "Safe height", "Rapid moves run this far above the stock top", &mut s.safe_height, " mm", 0.1..=1000.0, 0.1);
             {
                 use millpond_core::setup::{XyZero, ZZero};
-                let tip = "Where X and Y are zero in the program: where you touch off";
-                let l = ui.label("Zero X/Y").on_hover_text(tip);
                 let xy_label = |z: XyZero| match z {
                     XyZero::Model => "model origin",
                     XyZero::StockFrontLeft => "stock front left",
@@ -780,35 +707,31 @@ impl MillpondApp {
                     XyZero::StockBackRight => "stock back right",
                     XyZero::StockCentre => "stock centre",
                 };
-                egui::ComboBox::from_id_salt("zero-xy")
-                    .selected_text(xy_label(s.zero.xy))
-                    .show_ui(ui, |ui| {
-                        for z in [XyZero::Model, XyZero::StockFrontLeft, XyZero::StockFrontRight, XyZero::StockBackLeft, XyZero::StockBackRight, XyZero::StockCentre] {
-                            changed |= ui.selectable_value(&mut s.zero.xy, z, xy_label(z)).changed();
-                        }
-                    })
-                    .response
-                    .labelled_by(l.id)
-                    .on_hover_text(tip);
+                changed |= choice(
+                    ui,
+                    "zero-xy",
+                    "Zero X/Y",
+                    "Where X and Y are zero in the program: where you touch off",
+                    &mut s.zero.xy,
+                    [XyZero::Model, XyZero::StockFrontLeft, XyZero::StockFrontRight, XyZero::StockBackLeft, XyZero::StockBackRight, XyZero::StockCentre],
+                    |z| xy_label(*z),
+                );
                 ui.end_row();
-                let tip = "Where Z is zero in the program";
-                let l = ui.label("Zero Z").on_hover_text(tip);
                 let z_label = |z: ZZero| match z {
                     ZZero::Model => "model origin",
                     ZZero::StockTop => "stock top",
                     ZZero::StockBottom => "stock bottom",
                     ZZero::ModelTop => "model top",
                 };
-                egui::ComboBox::from_id_salt("zero-z")
-                    .selected_text(z_label(s.zero.z))
-                    .show_ui(ui, |ui| {
-                        for z in [ZZero::Model, ZZero::StockTop, ZZero::StockBottom, ZZero::ModelTop] {
-                            changed |= ui.selectable_value(&mut s.zero.z, z, z_label(z)).changed();
-                        }
-                    })
-                    .response
-                    .labelled_by(l.id)
-                    .on_hover_text(tip);
+                changed |= choice(
+                    ui,
+                    "zero-z",
+                    "Zero Z",
+                    "Where Z is zero in the program",
+                    &mut s.zero.z,
+                    [ZZero::Model, ZZero::StockTop, ZZero::StockBottom, ZZero::ModelTop],
+                    |z| z_label(*z),
+                );
                 ui.end_row();
             }
         });
@@ -844,11 +767,7 @@ impl MillpondApp {
         }
         let used: Vec<u64> = self.doc().operations.list.iter().map(|o| o.tool).collect();
         ui.horizontal(|ui| {
-            if ui
-                .button("New tool")
-                .on_hover_text("Add a 6 mm flat end mill to edit")
-                .clicked()
-            {
+            if ui.tipped_button("New tool", "Add a 6 mm flat end mill to edit") {
                 self.execute(Command::AddTool(None));
             }
             let sel = self
@@ -908,18 +827,15 @@ impl MillpondApp {
                     .on_hover_text("Pocket number in the machine's tool table (T word)")
                     .changed();
                 ui.end_row();
-                let l = ui.label("Shape").on_hover_text("The cutter's end shape");
-                egui::ComboBox::from_id_salt("tool-shape")
-                    .selected_text(tool.shape.label())
-                    .show_ui(ui, |ui| {
-                        for s in ToolShape::ALL {
-                            geometry |=
-                                ui.selectable_value(&mut tool.shape, s, s.label()).changed();
-                        }
-                    })
-                    .response
-                    .labelled_by(l.id)
-                    .on_hover_text("The cutter's end shape");
+                geometry |= choice(
+                    ui,
+                    "tool-shape",
+                    "Shape",
+                    "The cutter's end shape",
+                    &mut tool.shape,
+                    ToolShape::ALL,
+                    |s| s.label(),
+                );
                 ui.end_row();
                 geometry |= num(
                     ui,
@@ -1174,11 +1090,11 @@ impl MillpondApp {
             {
                 self.generate(false);
             }
-            if ui
-                .add_enabled(ready, egui::Button::new("Generate all"))
-                .on_hover_text("Compute every enabled operation, in order")
-                .clicked()
-            {
+            if ui.tipped_button_if(
+                ready,
+                "Generate all",
+                "Compute every enabled operation, in order",
+            ) {
                 self.generate(true);
             }
         });
@@ -1375,24 +1291,17 @@ impl MillpondApp {
             {
                 output.units = p.default_units();
             }
-            let l = ui
-                .label("Units")
-                .on_hover_text("The units the program is written in");
             let units_allowed = chosen.map_or(ProgramUnits::ALL.to_vec(), |p| p.units.clone());
-            let units = &mut output.units;
-            egui::ComboBox::from_id_salt("program-units")
-                .selected_text(units.label())
-                .show_ui(ui, |ui| {
-                    for u in units_allowed {
-                        ui.selectable_value(units, u, u.label());
-                    }
-                })
-                .response
-                .labelled_by(l.id)
-                .on_hover_text(
-                    "mm: G21. inch: G20, feeds in inches per minute, for machines set up in \
-                     inches. Toolpaths are computed in mm either way",
-                );
+            choice(
+                ui,
+                "program-units",
+                "Units",
+                "mm: G21. inch: G20, feeds in inches per minute, for machines set up in inches. \
+                 Toolpaths are computed in mm either way",
+                &mut output.units,
+                units_allowed,
+                |u| u.label(),
+            );
             if output != self.doc().output {
                 self.execute(Command::SetOutput(output));
             }
@@ -1469,15 +1378,7 @@ impl MillpondApp {
         {
             self.detached_action(DetachedAction::Show(true));
         }
-        match &self.exporter.last {
-            Some(Ok(m)) => {
-                ui.label(m);
-            }
-            Some(Err(e)) => {
-                ui.colored_label(ERROR_RED, e);
-            }
-            None => {}
-        }
+        outcome(ui, &self.exporter.last);
     }
 
     /// Simulate, its progress and Cancel, and what the simulated stock shows.
@@ -1485,11 +1386,7 @@ impl MillpondApp {
         ui.horizontal(|ui| {
             if let Some(p) = self.simulation.progress_text() {
                 ui.label(p);
-                if ui
-                    .button("Cancel simulation")
-                    .on_hover_text("Stop simulating; the stock shown before stays")
-                    .clicked()
-                {
+                if ui.tipped_button("Cancel simulation", "Stop simulating; the stock shown before stays") {
                     self.simulation.cancel();
                 }
             } else if ui
@@ -1718,11 +1615,11 @@ impl MillpondApp {
         });
         ui.horizontal(|ui| {
             let dirty = self.prefs_ui.edit != self.prefs;
-            if ui
-                .add_enabled(dirty, egui::Button::new("Save and apply"))
-                .on_hover_text("Save these settings; a running pool restarts with them")
-                .clicked()
-            {
+            if ui.tipped_button_if(
+                dirty,
+                "Save and apply",
+                "Save these settings; a running pool restarts with them",
+            ) {
                 self.apply_preferences();
             }
             if dirty {
@@ -1830,11 +1727,7 @@ impl MillpondApp {
                             ui.label("");
                         }
                     }
-                    if ui
-                        .button("Remove")
-                        .on_hover_text(format!("Stop connecting to {r}"))
-                        .clicked()
-                    {
+                    if ui.tipped_button("Remove", format!("Stop connecting to {r}")) {
                         remove = Some(r.clone());
                     }
                     ui.end_row();
@@ -1871,15 +1764,7 @@ impl MillpondApp {
                 self.add_remote(&a);
             }
         });
-        match &self.prefs_ui.message {
-            Some(Ok(m)) => {
-                ui.label(m);
-            }
-            Some(Err(e)) => {
-                ui.colored_label(ERROR_RED, e);
-            }
-            None => {}
-        }
+        outcome(ui, &self.prefs_ui.message);
         ui.weak(format!(
             "Settings folder: {}",
             self.options.config_dir.display()
@@ -1901,22 +1786,19 @@ fn raster_editor(ui: &mut Ui, p: &mut RasterParams) {
         ],
     );
     let direction = &params::DIRECTION_SETTING;
-    let l = ui.label(direction.label).on_hover_text(direction.help);
-    let label = |d: Direction| match d {
-        Direction::Zigzag => "Zigzag",
-        Direction::Climb => "Climb",
-        Direction::Conventional => "Conventional",
-    };
-    egui::ComboBox::from_id_salt("raster-direction")
-        .selected_text(label(p.direction))
-        .show_ui(ui, |ui| {
-            for d in [Direction::Zigzag, Direction::Climb, Direction::Conventional] {
-                ui.selectable_value(&mut p.direction, d, label(d));
-            }
-        })
-        .response
-        .labelled_by(l.id)
-        .on_hover_text(direction.help);
+    choice(
+        ui,
+        "raster-direction",
+        direction.label,
+        direction.help,
+        &mut p.direction,
+        [Direction::Zigzag, Direction::Climb, Direction::Conventional],
+        |d| match d {
+            Direction::Zigzag => "Zigzag",
+            Direction::Climb => "Climb",
+            Direction::Conventional => "Conventional",
+        },
+    );
     ui.end_row();
     setting_drag(ui, &params::MERGE_TOLERANCE, &mut p.merge_tolerance, 0.0005);
     setting_drag(ui, &params::MARGIN, &mut p.extra_margin, 0.1);
