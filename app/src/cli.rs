@@ -230,36 +230,48 @@ pub struct WaterlineArgs {
 pub struct Levels(pub Vec<f64>);
 
 fn parse_levels(s: &str) -> Result<Levels, String> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("expected heights Z1,Z2,... (numbers, mm), got \"{s}\""))?;
-    if v.iter().any(|z| !z.is_finite()) {
-        return Err(format!("heights must be finite numbers, got \"{s}\""));
-    }
-    Ok(Levels(v))
+    number_list(s, ',', "heights Z1,Z2,... (finite numbers, mm)").map(Levels)
 }
 
 fn parse_cutter(s: &str) -> Result<Cutter, String> {
     s.parse::<Cutter>().map_err(|e| e.to_string())
 }
 
-fn parse_bounds(s: &str) -> Result<Rect, String> {
+/// `--bounds XMIN,XMAX,YMIN,YMAX`.
+pub(crate) fn parse_bounds(s: &str) -> Result<Rect, String> {
+    bounds(s, ',')
+}
+
+/// `sep`-separated numbers, all finite.
+pub(crate) fn number_list(s: &str, sep: char, what: &str) -> Result<Vec<f64>, String> {
     let v: Vec<f64> = s
-        .split(',')
+        .split(sep)
         .map(|p| p.trim().parse::<f64>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("expected XMIN,XMAX,YMIN,YMAX (four numbers), got \"{s}\""))?;
-    let [xmin, xmax, ymin, ymax] = v[..] else {
-        return Err(format!(
-            "expected XMIN,XMAX,YMIN,YMAX (four numbers), got \"{s}\""
-        ));
-    };
-    let r = Rect::new(xmin, xmax, ymin, ymax);
+        .map_err(|_| format!("expected {what}, got \"{s}\""))?;
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(format!("expected {what}, got \"{s}\""));
+    }
+    Ok(v)
+}
+
+/// `sep`-separated numbers, exactly `n` of them, all finite.
+pub(crate) fn numbers(s: &str, sep: char, n: usize, what: &str) -> Result<Vec<f64>, String> {
+    let v = number_list(s, sep, what)?;
+    if v.len() != n {
+        return Err(format!("expected {what}, got \"{s}\""));
+    }
+    Ok(v)
+}
+
+/// A box in XY, its four numbers separated by `sep` (`,` in a flag, `:` in an `--op` key).
+pub(crate) fn bounds(s: &str, sep: char) -> Result<Rect, String> {
+    let what = ["XMIN", "XMAX", "YMIN", "YMAX"].join(&sep.to_string());
+    let v = numbers(s, sep, 4, &format!("{what} (four numbers)"))?;
+    let r = Rect::new(v[0], v[1], v[2], v[3]);
     if !r.is_valid() {
         return Err(format!(
-            "bounds must be finite with XMIN ≤ XMAX and YMIN ≤ YMAX, got \"{s}\""
+            "bounds must have XMIN ≤ XMAX and YMIN ≤ YMAX, got \"{s}\""
         ));
     }
     Ok(r)

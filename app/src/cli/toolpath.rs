@@ -10,7 +10,10 @@
 //! `--save-job` writes), `--job` reads one, and both go through [`run_job`] — plan, compute,
 //! post — so a saved job gives the program its flags gave, and the window's program.
 
-use super::{AxisArg, DEFAULT_MODEL_NAME, Units, format_duration, threads};
+use super::{
+    AxisArg, DEFAULT_MODEL_NAME, Units, bounds, format_duration, number_list, numbers,
+    parse_bounds, threads,
+};
 use crate::pool::Computer;
 use crate::run_job::{self, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
@@ -321,7 +324,7 @@ pub struct ToolpathArgs {
     pub allowance: Option<f64>,
     #[arg(long = AXIS_SETTING.long(), help = flag_help(&AXIS_SETTING), value_enum)]
     pub axis: Option<AxisArg>,
-    #[arg(long = BOUNDS.long(), help = flag_help(&BOUNDS), value_parser = parse_bounds_flag,
+    #[arg(long = BOUNDS.long(), help = flag_help(&BOUNDS), value_parser = parse_bounds,
         allow_hyphen_values = true, conflicts_with = "margin")]
     pub bounds: Option<Rect>,
     #[arg(long = MARGIN.long(), help = flag_help(&MARGIN), value_parser = number(&MARGIN),
@@ -540,31 +543,6 @@ fn parse_choice<T: ValueEnum>(s: &str) -> Result<T, String> {
     })
 }
 
-/// `sep`-separated numbers, exactly `n` of them, all finite.
-fn numbers(s: &str, sep: char, n: usize, what: &str) -> Result<Vec<f64>, String> {
-    let v: Vec<f64> = s
-        .split(sep)
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("expected {what}, got \"{s}\""))?;
-    if v.len() != n || v.iter().any(|x| !x.is_finite()) {
-        return Err(format!("expected {what}, got \"{s}\""));
-    }
-    Ok(v)
-}
-
-fn bounds(s: &str, sep: char) -> Result<Rect, String> {
-    let what = ["XMIN", "XMAX", "YMIN", "YMAX"].join(&sep.to_string());
-    let v = numbers(s, sep, 4, &format!("{what} (four numbers)"))?;
-    let r = Rect::new(v[0], v[1], v[2], v[3]);
-    if !r.is_valid() {
-        return Err(format!(
-            "bounds must have XMIN ≤ XMAX and YMIN ≤ YMAX, got \"{s}\""
-        ));
-    }
-    Ok(r)
-}
-
 fn parse_scale(s: &str) -> Result<f64, String> {
     let f: f64 = s
         .trim()
@@ -577,17 +555,9 @@ fn parse_program_units(s: &str) -> Result<ProgramUnits, String> {
     s.parse()
 }
 
-fn parse_bounds_flag(s: &str) -> Result<Rect, String> {
-    bounds(s, ',')
-}
-
 fn parse_stock_margin(s: &str) -> Result<Stock, String> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("expected XY[,TOP[,BOTTOM]] (margins in mm), got \"{s}\""))?;
-    if v.is_empty() || v.len() > 3 || v.iter().any(|m| !(m.is_finite() && *m >= 0.0)) {
+    let v = number_list(s, ',', "XY[,TOP[,BOTTOM]] (margins in mm)")?;
+    if v.is_empty() || v.len() > 3 || v.iter().any(|m| *m < 0.0) {
         return Err(format!(
             "expected XY[,TOP[,BOTTOM]]: one to three margins, 0 or more mm, got \"{s}\""
         ));
