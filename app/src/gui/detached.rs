@@ -272,12 +272,8 @@ impl DetachedJobs {
     /// Draws the built-in file browser if that is the dialog; once a file is chosen, fetches
     /// to it. Returns why the built-in browser took over, once.
     pub fn show_dialog(&mut self, ctx: &egui::Context, secret: Option<&Secret>) -> Option<String> {
-        let (pending, _) = self.dialog.as_mut()?;
-        let answer = pending.show(ctx);
-        let notice = pending.take_notice();
-        if let Some(answer) = answer
-            && let Some((_, key)) = self.dialog.take()
-        {
+        let (closed, notice) = super::dialogs::show_pending(&mut self.dialog, ctx);
+        if let Some((answer, key)) = closed {
             match answer {
                 Some(path) => self.fetch_to(key, path, secret),
                 None => self.message = Some(Err("fetch cancelled: no file chosen".into())),

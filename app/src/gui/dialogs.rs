@@ -14,6 +14,7 @@
 //! runtime and sends the answer back over a channel. The built-in browser is drawn by the
 //! window itself, from [`PendingDialog::show`] in the UI pass.
 
+use crate::gui::widgets::UiExt as _;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, channel};
@@ -135,6 +136,22 @@ impl PendingDialog {
         };
         browser.show(ctx, self.window_id, &self.spec)
     }
+}
+
+/// A dialog opened for something (the job to export, the program to fetch), drawn from the
+/// UI pass: once it closes, it is taken and its answer (`None`: cancelled) comes back with
+/// what it was for. The second value is why the built-in browser took over, once.
+pub fn show_pending<T>(
+    dialog: &mut Option<(PendingDialog, T)>,
+    ctx: &egui::Context,
+) -> (Option<(Option<PathBuf>, T)>, Option<String>) {
+    let Some((pending, _)) = dialog.as_mut() else {
+        return (None, None);
+    };
+    let answer = pending.show(ctx);
+    let notice = pending.take_notice();
+    let closed = answer.and_then(|answer| dialog.take().map(|(_, what)| (answer, what)));
+    (closed, notice)
 }
 
 /// Millpond's own file browser: a folder field, the folder's subfolders and the files with
@@ -276,11 +293,7 @@ impl Browser {
                         || dir.display().to_string(),
                         |n| n.to_string_lossy().into_owned(),
                     );
-                    if ui
-                        .button(label)
-                        .on_hover_text(dir.display().to_string())
-                        .clicked()
-                    {
+                    if ui.tipped_button(label, dir.display().to_string()) {
                         self.go(dir, spec);
                     }
                 }

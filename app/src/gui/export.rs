@@ -130,12 +130,8 @@ impl Exporter {
     /// Draws the built-in file browser if that is the dialog, and starts writing once a
     /// place is chosen (from the UI pass). Returns why the built-in browser took over, once.
     pub fn show_dialog(&mut self, ctx: &egui::Context) -> Option<String> {
-        let (pending, _) = self.dialog.as_mut()?;
-        let answer = pending.show(ctx);
-        let notice = pending.take_notice();
-        if let Some(answer) = answer
-            && let Some((_, job)) = self.dialog.take()
-        {
+        let (closed, notice) = super::dialogs::show_pending(&mut self.dialog, ctx);
+        if let Some((answer, job)) = closed {
             match answer {
                 Some(path) => self.spawn_write(ctx, path, job),
                 None => self.last = Some(Err("export cancelled".into())),

@@ -268,6 +268,18 @@ pub struct PoolControl {
 }
 
 impl PoolControl {
+    /// Runs `work` off the UI thread (stopping or starting a pool can take a while) and hands
+    /// its outcome back tagged with the current generation; the window repaints to take it.
+    fn in_background(&self, work: impl FnOnce() -> Result<Pool, String> + Send + 'static) {
+        let tx = self.tx.clone();
+        let generation = self.generation;
+        let repaint = self.repaint.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((generation, work()));
+            repaint.request_repaint();
+        });
+    }
+
     pub fn new(repaint: egui::Context, config_dir: PathBuf) -> Self {
         let (tx, rx) = channel();
         Self {
@@ -318,13 +330,9 @@ impl PoolControl {
             self.state = PoolState::Off;
             if let Some(old) = old {
                 self.state = PoolState::Stopping;
-                let tx = self.tx.clone();
-                let generation = self.generation;
-                let repaint = self.repaint.clone();
-                std::thread::spawn(move || {
+                self.in_background(move || {
                     drop(old);
-                    let _ = tx.send((generation, Err(String::new())));
-                    repaint.request_repaint();
+                    Err(String::new())
                 });
             }
             return;
@@ -353,15 +361,10 @@ impl PoolControl {
         cfg.config_dir = Some(self.config_dir.clone());
         self.running_with = Some((settings, secret));
         self.state = PoolState::Starting;
-        let tx = self.tx.clone();
-        let generation = self.generation;
-        let repaint = self.repaint.clone();
-        std::thread::spawn(move || {
+        self.in_background(move || {
             // The old endpoint must be closed before the new one binds the same port.
             drop(old);
-            let r = Pool::start(cfg).map_err(|e| e.to_string());
-            let _ = tx.send((generation, r));
-            repaint.request_repaint();
+            Pool::start(cfg).map_err(|e| e.to_string())
         });
     }
 

@@ -529,6 +529,28 @@ struct Gpu {
     previews: BTreeMap<ToolpathId, GpuLines>,
 }
 
+/// A triangle mesh lit from above: one `albedo` colour, or per-vertex `colors` times it.
+fn shaded(
+    ctx: &Context,
+    positions: Vec<Vec3>,
+    indices: Vec<u32>,
+    colors: Option<Vec<three_d::Srgba>>,
+    albedo: Vec3,
+) -> Gm<Mesh, ShadedMaterial> {
+    let material = ShadedMaterial {
+        albedo,
+        light_dir: vec3(0.0, 0.0, -1.0),
+        vertex_colors: colors.is_some(),
+    };
+    let cpu = CpuMesh {
+        positions: Positions::F32(positions),
+        indices: Indices::U32(indices),
+        colors,
+        ..Default::default()
+    };
+    Gm::new(Mesh::new(ctx, &cpu), material)
+}
+
 impl Gpu {
     fn new(gl: Arc<glow::Context>) -> Result<Self, String> {
         let ctx = Context::from_gl_context(gl)
@@ -564,17 +586,8 @@ impl Gpu {
                 };
                 self.model_triangles = data.as_ref().map_or(0, |d| d.indices.len() / 3);
                 self.model = data.filter(|d| !d.indices.is_empty()).map(|d| {
-                    let cpu = CpuMesh {
-                        positions: Positions::F32(d.positions),
-                        indices: Indices::U32(d.indices),
-                        ..Default::default()
-                    };
-                    let material = ShadedMaterial {
-                        albedo: vec3(0.62, 0.64, 0.67),
-                        light_dir: vec3(0.0, 0.0, -1.0),
-                        vertex_colors: false,
-                    };
-                    Gm::new(Mesh::new(&self.ctx, &cpu), material)
+                    let shade = vec3(0.62, 0.64, 0.67);
+                    shaded(&self.ctx, d.positions, d.indices, None, shade)
                 });
             }
             Slot::Simulated => {
@@ -583,18 +596,8 @@ impl Gpu {
                     Change::Lines(_) | Change::Model(_) => None,
                 };
                 self.simulated = data.filter(|d| !d.indices.is_empty()).map(|d| {
-                    let cpu = CpuMesh {
-                        positions: Positions::F32(d.positions),
-                        indices: Indices::U32(d.indices),
-                        colors: Some(d.colors),
-                        ..Default::default()
-                    };
-                    let material = ShadedMaterial {
-                        albedo: vec3(1.0, 1.0, 1.0),
-                        light_dir: vec3(0.0, 0.0, -1.0),
-                        vertex_colors: true,
-                    };
-                    Gm::new(Mesh::new(&self.ctx, &cpu), material)
+                    let white = vec3(1.0, 1.0, 1.0);
+                    shaded(&self.ctx, d.positions, d.indices, Some(d.colors), white)
                 });
             }
             Slot::Stock => self.stock = lines(change),
