@@ -1340,67 +1340,69 @@ mod tests {
                 && e.contains("out of range"),
             "{e}"
         );
-        // A word that is not one.
-        let e = error_with(&text, "shape = \"ball\"", "shape = \"spherical\"");
-        assert!(
-            e.contains("tools[0].shape") && e.contains("\"ball\""),
-            "{e}"
-        );
-        // Missing field.
-        let e = error_with(&text, "ramp_angle = 3.0\n", "");
-        assert!(
-            e.contains("bad.millpond, line")
-                && e.contains("operations.roughing")
-                && e.contains("ramp_angle"),
-            "{e}"
-        );
-        // Unknown field.
-        let e = error_with(
-            &text,
-            "ramp_angle = 3.0",
-            "ramp_angle = 3.0\nramp_speed = 2",
-        );
-        assert!(e.contains("ramp_speed"), "{e}");
-        // Wrong type.
-        let e = error_with(&text, "stepdown = 2.0", "stepdown = \"deep\"");
-        assert!(
-            e.contains("line") && e.contains(", stepdown:") && e.contains("f64"),
-            "{e}"
-        );
-        // A tool that is not in the job.
-        let e = error_with(&text, "tool = 1", "tool = 77");
-        assert!(
-            e.contains("operations[0].tool") && e.contains("no tool with number 77"),
-            "{e}"
-        );
-        // Future and unknown versions, and not a job at all.
-        let e = error_with(&text, "format = 1", "format = 2");
-        assert!(e.contains("newer Millpond") && e.contains("line"), "{e}");
-        let e = error_with(&text, "format = 1", "format = 0");
-        assert!(e.contains("does not exist"), "{e}");
+        // Each mistake: a line of the sample, what replaces it, and what the error says.
+        let stock_line = format!("line {}", line_of_text("[stock]"));
+        let two_strategies = "[operations.waterline_finishing]\nstepdown = 1.0\nsampling = 0.1\nmilling = \"climb\"\nallowance = 0.0\n\n[operations.roughing]";
+        let mistakes: [(&str, &str, &[&str]); 10] = [
+            // A word that is not one.
+            (
+                "shape = \"ball\"",
+                "shape = \"spherical\"",
+                &["tools[0].shape", "\"ball\""],
+            ),
+            // Missing field.
+            (
+                "ramp_angle = 3.0\n",
+                "",
+                &["bad.millpond, line", "operations.roughing", "ramp_angle"],
+            ),
+            // Unknown field.
+            (
+                "ramp_angle = 3.0",
+                "ramp_angle = 3.0\nramp_speed = 2",
+                &["ramp_speed"],
+            ),
+            // Wrong type.
+            (
+                "stepdown = 2.0",
+                "stepdown = \"deep\"",
+                &["line", ", stepdown:", "f64"],
+            ),
+            // A tool that is not in the job.
+            (
+                "tool = 1",
+                "tool = 77",
+                &["operations[0].tool", "no tool with number 77"],
+            ),
+            // Future and unknown versions.
+            ("format = 1", "format = 2", &["newer Millpond", "line"]),
+            ("format = 1", "format = 0", &["does not exist"]),
+            // Broken TOML.
+            ("[stock]", "[stock", &[&stock_line]),
+            // Two strategies in one operation.
+            (
+                "[operations.roughing]",
+                two_strategies,
+                &["exactly one strategy"],
+            ),
+            // A bad stepover.
+            (
+                "stepover = \"2.5mm\"",
+                "stepover = \"150%\"",
+                &["operations[0].roughing.stepover", "100%"],
+            ),
+        ];
+        for (line, with, says) in mistakes {
+            let e = error_with(&text, line, with);
+            for part in says {
+                assert!(e.contains(part), "{line:?} as {with:?}: {e}");
+            }
+        }
+        // Not a job at all.
         let e = Job::parse("[model]\nfile = \"a.stl\"\n", "a.millpond", Path::new("."))
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a Millpond job"), "{e}");
-        // Broken TOML.
-        let e = error_with(&text, "[stock]", "[stock");
-        assert!(
-            e.contains(&format!("line {}", line_of_text("[stock]"))),
-            "{e}"
-        );
-        // Two strategies in one operation.
-        let e = error_with(
-            &text,
-            "[operations.roughing]",
-            "[operations.waterline_finishing]\nstepdown = 1.0\nsampling = 0.1\nmilling = \"climb\"\nallowance = 0.0\n\n[operations.roughing]",
-        );
-        assert!(e.contains("exactly one strategy"), "{e}");
-        // A bad stepover.
-        let e = error_with(&text, "stepover = \"2.5mm\"", "stepover = \"150%\"");
-        assert!(
-            e.contains("operations[0].roughing.stepover") && e.contains("100%"),
-            "{e}"
-        );
     }
 
     #[test]
