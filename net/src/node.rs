@@ -224,6 +224,27 @@ impl Shell {
             .collect()
     }
 
+    /// Sends a payload on a bulk stream of `link`, off the loop: its `bytes` are made there,
+    /// and its `header` for their size; `what` names it in the log if the transfer fails.
+    fn send_bulk(
+        &self,
+        link: LinkId,
+        what: &'static str,
+        header: impl FnOnce(u64) -> wire::BulkHeader + Send + 'static,
+        bytes: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) {
+        let Some(conn) = self.links.get(&link).map(|l| l.conn.clone()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let bytes = bytes();
+            let header = header(bytes.len() as u64);
+            if let Err(e) = link::send_bulk(&conn, &header, &bytes).await {
+                debug!("{what} transfer failed: {e}");
+            }
+        });
+    }
+
     fn execute(&mut self, action: Action) {
         match action {
             Action::Open { link } => {
@@ -274,38 +295,17 @@ impl Shell {
                 }
             }
             Action::SendMesh { link, mesh } => {
-                let Some(conn) = self.links.get(&link).map(|l| l.conn.clone()) else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let bytes = mesh.canonical_bytes();
-                    let header = wire::BulkHeader::Mesh {
-                        hash: mesh.hash(),
-                        size: bytes.len() as u64,
-                    };
-                    if let Err(e) = link::send_bulk(&conn, &header, &bytes).await {
-                        debug!("mesh transfer failed: {e}");
-                    }
-                });
+                let hash = mesh.hash();
+                let header = move |size| wire::BulkHeader::Mesh { hash, size };
+                self.send_bulk(link, "mesh", header, move || mesh.canonical_bytes());
             }
             Action::SendProgram {
                 link,
                 hash,
                 program,
             } => {
-                let Some(conn) = self.links.get(&link).map(|l| l.conn.clone()) else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let bytes = program.canonical_bytes();
-                    let header = wire::BulkHeader::Program {
-                        hash,
-                        size: bytes.len() as u64,
-                    };
-                    if let Err(e) = link::send_bulk(&conn, &header, &bytes).await {
-                        debug!("program transfer failed: {e}");
-                    }
-                });
+                let header = move |size| wire::BulkHeader::Program { hash, size };
+                self.send_bulk(link, "program", header, move || program.canonical_bytes());
             }
             Action::SendResult {
                 link,
