@@ -4,8 +4,8 @@
 //! indexed, jobs assembled and compared with the local run, reports and statistics recorded.
 
 use super::{Behaviour, Ev, JobRecord, World};
-use crate::proto::{Action, Input, close};
-use crate::wire::Msg;
+use crate::proto::{Action, ChunkOutcome, Input, close};
+use crate::wire::{JobId, Msg};
 use crate::{JobEvent, PoolError};
 use millpond_core::job::{ChunkData, ChunkResult, JobContext};
 use millpond_core::{CancelToken, TriangleIndex};
@@ -21,6 +21,37 @@ fn poisoned(mut r: ChunkResult) -> ChunkResult {
         }
     }
     r
+}
+
+/// A chunk computed on `node` in its incarnation `generation` (or failed: the words of the
+/// panic), due back as the node's [`Input::Computed`].
+pub(super) struct Computed {
+    pub(super) node: usize,
+    pub(super) generation: u32,
+    job: JobId,
+    chunk: u32,
+    worker: usize,
+    cancel: CancelToken,
+    result: Result<ChunkResult, String>,
+}
+
+impl Computed {
+    /// What the node hears after `seconds`: cancelled if the job's token was cancelled
+    /// meanwhile.
+    pub(super) fn input(self, seconds: f64) -> Input {
+        let outcome = match self.result {
+            _ if self.cancel.is_cancelled() => ChunkOutcome::Cancelled,
+            Ok(r) => ChunkOutcome::Done(Box::new(r)),
+            Err(why) => ChunkOutcome::Failed(why),
+        };
+        Input::Computed {
+            job: self.job,
+            chunk: self.chunk,
+            worker: self.worker,
+            seconds,
+            outcome,
+        }
+    }
 }
 
 thread_local! {
@@ -144,7 +175,7 @@ impl World {
                 let base = self.chunk_time[node];
                 let t = self.now + base + self.rng.range(0, base / 2 + 1);
                 let generation = self.generation[node];
-                let ev = Ev::Computed {
+                let ev = Ev::Computed(Computed {
                     node,
                     generation,
                     job,
@@ -152,7 +183,7 @@ impl World {
                     worker,
                     cancel,
                     result,
-                };
+                });
                 self.at(t, ev);
             }
             Action::IndexMesh { mesh } => {

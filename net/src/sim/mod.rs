@@ -18,10 +18,9 @@ mod scenario;
 use actions::run_chunk;
 pub use rng::Rng;
 
-use crate::proto::{self, ChunkOutcome, Input, LinkId, Node, NodeSettings};
+use crate::proto::{self, Input, LinkId, Node, NodeSettings};
 use crate::stats::PoolStats;
 use crate::wire::{BulkHeader, JobId, NodeId, PROTOCOL_VERSION};
-use millpond_core::CancelToken;
 use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
 use millpond_core::mesh::CANONICAL_TRIANGLE_BYTES;
 use std::collections::BTreeMap;
@@ -40,17 +39,8 @@ enum Ev {
         generation: u32,
         input: Input,
     },
-    /// A chunk computed on `node` (or failed: the words of the panic); cancelled if the
-    /// job's token was cancelled meanwhile.
-    Computed {
-        node: usize,
-        generation: u32,
-        job: JobId,
-        chunk: u32,
-        worker: usize,
-        cancel: CancelToken,
-        result: Result<ChunkResult, String>,
-    },
+    /// A chunk computed on a node.
+    Computed(actions::Computed),
     Tick {
         node: usize,
         generation: u32,
@@ -523,34 +513,12 @@ impl World {
                 }
                 self.deliver_bulk(node, input);
             }
-            Ev::Computed {
-                node,
-                generation,
-                job,
-                chunk,
-                worker,
-                cancel,
-                result,
-            } => {
-                if generation != self.generation[node] {
+            Ev::Computed(c) => {
+                if c.generation != self.generation[c.node] {
                     return;
                 }
-                let outcome = match result {
-                    _ if cancel.is_cancelled() => ChunkOutcome::Cancelled,
-                    Ok(r) => ChunkOutcome::Done(Box::new(r)),
-                    Err(why) => ChunkOutcome::Failed(why),
-                };
-                let seconds = self.chunk_time[node] as f64 * 1e-6;
-                self.deliver(
-                    node,
-                    Input::Computed {
-                        job,
-                        chunk,
-                        worker,
-                        seconds,
-                        outcome,
-                    },
-                );
+                let seconds = self.chunk_time[c.node] as f64 * 1e-6;
+                self.deliver(c.node, c.input(seconds));
             }
             Ev::Tick { node, generation } => {
                 if generation != self.generation[node] {
