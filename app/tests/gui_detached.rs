@@ -10,7 +10,7 @@
 mod gui_support;
 
 use egui_kittest::kittest::Queryable;
-use gui_support::{TestApp, app_in_path};
+use gui_support::{TestApp, app_in_path, cli_program};
 use millpond::gui::detached::{DetachedAction, Live};
 use millpond::gui::preferences::{self, Preferences};
 use millpond_net::Secret;
@@ -143,24 +143,6 @@ fn refreshed(t: &mut TestApp, what: &str, pred: impl Fn(&Live) -> bool) -> Live 
     }
 }
 
-fn cli_program(job: &Path, config: &Path, out: &Path) -> Vec<u8> {
-    let run = Command::new(env!("CARGO_BIN_EXE_millpond"))
-        .args(["toolpath", "--quiet", "--job"])
-        .arg(job)
-        .arg("-o")
-        .arg(out)
-        .env("MILLPOND_CONFIG_DIR", config)
-        .env_remove("MILLPOND_POOL_SECRET")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    std::fs::read(out).unwrap()
-}
-
 #[test]
 fn a_job_submitted_from_the_window_is_fetched_after_a_restart_byte_for_byte() {
     let mut member = Member::new();
@@ -235,7 +217,10 @@ fn a_job_submitted_from_the_window_is_fetched_after_a_restart_byte_for_byte() {
         "{message:?}"
     );
     let got = std::fs::read(&fetched).unwrap();
-    let cli = cli_program(&job_file, &config, &work.path().join("cli.ngc"));
+    let cli = cli_program(&job_file, &work.path().join("cli.ngc"), |cmd| {
+        cmd.env("MILLPOND_CONFIG_DIR", &config)
+            .env_remove("MILLPOND_POOL_SECRET");
+    });
     assert!(got.len() > 1000);
     if got != cli {
         let (a, b) = (String::from_utf8_lossy(&got), String::from_utf8_lossy(&cli));

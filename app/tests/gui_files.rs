@@ -100,11 +100,7 @@ fn the_built_in_browser_exports_gcode_and_opens_a_model() {
     t.harness.run_ok();
     t.harness.get_by_label("Open").click();
     assert!(
-        t.run_until(Duration::from_secs(30), |a| a
-            .doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.name == "bracket.stl")),
+        t.run_until_model(Duration::from_secs(30), |m| m.name == "bracket.stl"),
         "{}",
         t.texts()
     );

@@ -8,7 +8,7 @@ mod gui_support;
 
 use egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable as _;
-use gui_support::{TestApp, app, app_in, write_stl};
+use gui_support::{TestApp, app, app_in, cli_program, write_stl};
 use millpond::gui::document::Command;
 use millpond::gui::operations::Strategy;
 use millpond_core::job_file::Job;
@@ -43,11 +43,7 @@ fn app_with_part(dir: &Path) -> TestApp {
 /// Runs frames until `part.stl` is the document's model (a bounded wait).
 fn wait_for_part(t: &mut TestApp) {
     assert!(
-        t.run_until(Duration::from_secs(20), |a| a
-            .doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.name == "part.stl")),
+        t.run_until_model(Duration::from_secs(20), |m| m.name == "part.stl"),
         "part.stl never loaded: {}",
         t.texts()
     );
@@ -125,19 +121,7 @@ fn a_saved_job_reopens_as_the_same_document_and_the_same_gcode() {
 
     // The command line runs the saved job to the same program.
     let cli_out = work.path().join("cli.ngc");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_millpond"))
-        .args(["toolpath", "--quiet", "--job"])
-        .arg(&job_path)
-        .arg("-o")
-        .arg(&cli_out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let cli = std::fs::read(&cli_out).unwrap();
+    let cli = cli_program(&job_path, &cli_out, |_| {});
     if cli != before {
         let (a, b) = (
             String::from_utf8_lossy(&before),
@@ -170,19 +154,21 @@ fn a_saved_job_reopens_as_the_same_document_and_the_same_gcode() {
     );
 }
 
-/// The stepover of raster operation `id`.
-fn raster_stepover(t: &TestApp, id: u64) -> f64 {
-    match &t.app().doc().operations.get(id).unwrap().strategy {
+/// The app; its raster operation's id; and what reads that operation's stepover (found by
+/// its id, so after undo brings the operation back too).
+fn app_and_raster_stepover() -> (TestApp, u64, impl Fn(&TestApp) -> f64) {
+    let t = app();
+    let id = t.raster();
+    let stepover = move |t: &TestApp| match &t.app().doc().operations.get(id).unwrap().strategy {
         Strategy::RasterFinishing(p) => p.stepover,
         _ => unreachable!("operation {id} is not a raster"),
-    }
+    };
+    (t, id, stepover)
 }
 
 #[test]
 fn undo_and_redo_every_change_from_the_keyboard_and_the_edit_menu() {
-    let mut t = app();
-    let raster = t.raster();
-    let stepover = |t: &TestApp| raster_stepover(t, raster);
+    let (mut t, raster, stepover) = app_and_raster_stepover();
     let first = stepover(&t);
     assert!(!t.app().is_dirty());
     t.set_raster(|p| p.stepover = 0.7);
@@ -219,45 +205,28 @@ fn undo_and_redo_every_change_from_the_keyboard_and_the_edit_menu() {
 
 #[test]
 fn a_drag_on_a_number_is_one_undo_step() {
-    let mut t = app();
-    let raster = t.raster();
-    let stepover = |t: &TestApp| raster_stepover(t, raster);
+    let (mut t, _, stepover) = app_and_raster_stepover();
     let first = stepover(&t);
     let rect = t.harness.get_by_label("Stepover").rect();
     let start = rect.center();
-    t.harness
-        .input_mut()
-        .events
-        .push(egui::Event::PointerMoved(start));
+    let send = |t: &mut TestApp, event| t.harness.input_mut().events.push(event);
+    let button = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: Modifiers::NONE,
+    };
+    send(&mut t, egui::Event::PointerMoved(start));
     t.harness.step();
-    t.harness
-        .input_mut()
-        .events
-        .push(egui::Event::PointerButton {
-            pos: start,
-            button: egui::PointerButton::Primary,
-            pressed: true,
-            modifiers: Modifiers::NONE,
-        });
+    send(&mut t, button(start, true));
     t.harness.step();
     for i in 1..=30 {
         let p = start + egui::vec2(i as f32 * 3.0, 0.0);
-        t.harness
-            .input_mut()
-            .events
-            .push(egui::Event::PointerMoved(p));
+        send(&mut t, egui::Event::PointerMoved(p));
         t.harness.step();
     }
     let end = start + egui::vec2(90.0, 0.0);
-    t.harness
-        .input_mut()
-        .events
-        .push(egui::Event::PointerButton {
-            pos: end,
-            button: egui::PointerButton::Primary,
-            pressed: false,
-            modifiers: Modifiers::NONE,
-        });
+    send(&mut t, button(end, false));
     t.harness.run_ok();
     let dragged = stepover(&t);
     assert!(
@@ -336,9 +305,7 @@ fn a_moved_model_is_found_next_to_the_job_and_a_changed_one_is_warned_of() {
     write_stl(&job_path.with_file_name("part.stl"), &other);
     let mut v = app();
     v.app_mut().open_job(&job_path);
-    assert!(v.run_until(Duration::from_secs(20), |a| {
-        a.doc().model.as_ref().is_some_and(|m| m.name == "part.stl")
-    }));
+    assert!(v.run_until_model(Duration::from_secs(20), |m| m.name == "part.stl"));
     assert!(
         v.app()
             .banners
@@ -371,12 +338,9 @@ fn a_bad_job_file_changes_nothing_and_says_where_it_is_wrong() {
     t.app_mut().open_job(&bad);
     t.harness.run_ok();
     let banner = t.app().banners.last().cloned().unwrap_or_default();
-    assert!(
-        banner.contains("bad.millpond")
-            && banner.contains("line")
-            && banner.contains("roughing.stepdown"),
-        "{banner}"
-    );
+    for part in ["bad.millpond", "line", "roughing.stepdown"] {
+        assert!(banner.contains(part), "{banner}");
+    }
     assert_eq!(
         t.app().doc().to_job().unwrap(),
         before,
@@ -451,11 +415,7 @@ fn a_placement_and_a_stock_edit_undo_like_any_other_change() {
     let original = t.app().doc().model.as_ref().unwrap().bounds();
     t.harness.get_by_label("Center XY").click();
     assert!(
-        t.run_until(Duration::from_secs(20), |a| a
-            .doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.placement.len() == 1)),
+        t.run_until_model(Duration::from_secs(20), |m| m.placement.len() == 1),
         "the placement never applied"
     );
     let mut stock = t.app().doc().stock.clone();

@@ -3,8 +3,9 @@
 
 mod gui_support;
 
-use gui_support::{app, sphere, write_stl};
+use gui_support::{TestApp, app, sphere, write_stl};
 use millpond::gui::model::{Axis3, Placement, Units};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[test]
@@ -46,21 +47,24 @@ fn starts_with_the_bundled_model_and_a_ready_operation() {
     assert!(t.has_text("Generate"), "{}", t.texts());
 }
 
-#[test]
-fn dropped_file_loads_and_shows_its_triangle_count() {
+/// The app with `sphere.stl` (written to its config folder) dropped on it and loaded; the
+/// file's path.
+fn app_with_a_dropped_sphere() -> (TestApp, PathBuf) {
     let mut t = app();
     let path = t.dir.path().join("sphere.stl");
     write_stl(&path, &sphere());
     t.drop_file(&path);
     assert!(
-        t.run_until(Duration::from_secs(10), |a| a
-            .doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.name == "sphere.stl")),
+        t.run_until_model(Duration::from_secs(10), |m| m.name == "sphere.stl"),
         "the dropped model never loaded: {}",
         t.texts()
     );
+    (t, path)
+}
+
+#[test]
+fn dropped_file_loads_and_shows_its_triangle_count() {
+    let (mut t, path) = app_with_a_dropped_sphere();
     t.harness.run_ok();
     assert_eq!(t.app().doc().model.as_ref().unwrap().triangles(), 1280);
     assert!(t.has_text("1280"), "{}", t.texts());
@@ -100,44 +104,21 @@ fn bad_file_shows_an_error_and_keeps_the_previous_model() {
 
 #[test]
 fn units_and_placement_rebuild_the_mesh_from_the_original() {
-    let mut t = app();
-    let path = t.dir.path().join("sphere.stl");
-    write_stl(&path, &sphere());
-    t.drop_file(&path);
-    assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.name == "sphere.stl")
-    }));
+    let (mut t, _) = app_with_a_dropped_sphere();
     t.app_mut().set_units(Units::Inches);
-    assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.units == Units::Inches)
-    }));
+    assert!(t.run_until_model(Duration::from_secs(10), |m| m.units == Units::Inches));
     let s = t.app().doc().model.as_ref().unwrap().bounds().size();
     assert!((s.x - 20.0 * 25.4).abs() < 1e-3, "{s:?}");
     // Placement buttons, by label, as a user clicks them.
     use egui_kittest::kittest::Queryable;
     t.harness.get_by_label("Move to origin").click();
     t.harness.run_ok();
-    assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.placement == [Placement::MoveToOrigin])
-    }));
+    assert!(t.run_until_model(Duration::from_secs(10), |m| m.placement
+        == [Placement::MoveToOrigin]));
     let b = t.app().doc().model.as_ref().unwrap().bounds();
     assert!(b.min.x.abs() < 1e-9 && b.min.y.abs() < 1e-9 && b.min.z.abs() < 1e-9);
     t.app_mut().place(Placement::Rotate(Axis3::X));
-    assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.placement.len() == 2)
-    }));
+    assert!(t.run_until_model(Duration::from_secs(10), |m| m.placement.len() == 2));
     // Still inches, still the same triangles.
     let m = t.app().doc().model.as_ref().unwrap();
     assert_eq!(m.units, Units::Inches);
@@ -146,12 +127,7 @@ fn units_and_placement_rebuild_the_mesh_from_the_original() {
     // flips with it, so the sphere's volume stays positive (normals outward).
     let before = m.bounds();
     t.app_mut().place(Placement::Mirror(Axis3::X));
-    assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.placement.len() == 3)
-    }));
+    assert!(t.run_until_model(Duration::from_secs(10), |m| m.placement.len() == 3));
     let m = t.app().doc().model.as_ref().unwrap();
     let b = m.bounds();
     assert!((b.min.x + before.max.x).abs() < 1e-9 && (b.max.x + before.min.x).abs() < 1e-9);
@@ -173,12 +149,7 @@ fn units_and_placement_rebuild_the_mesh_from_the_original() {
     // Center XY: the box's middle on X0 Y0, its bottom on Z0.
     t.harness.get_by_label("Center XY").click();
     t.harness.run_ok();
-    assert!(t.run_until(Duration::from_secs(10), |a| {
-        a.doc()
-            .model
-            .as_ref()
-            .is_some_and(|m| m.placement.len() == 4)
-    }));
+    assert!(t.run_until_model(Duration::from_secs(10), |m| m.placement.len() == 4));
     let b = t.app().doc().model.as_ref().unwrap().bounds();
     assert!((b.min.x + b.max.x).abs() < 1e-9 && (b.min.y + b.max.y).abs() < 1e-9);
     assert!(b.min.z.abs() < 1e-9, "{b:?}");
@@ -194,41 +165,21 @@ fn every_panel_opens_and_every_field_is_named() {
         t.harness.get_by_label(header).click();
         t.harness.run_ok();
     }
-    for label in [
+    t.assert_shown(&[
         "Margin X/Y",
         "Safe height",
         "Diameter",
         "Spindle speed",
         "Feed",
-    ] {
-        assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
-    }
+    ]);
     t.harness.get_by_label("Explicit corners").click();
     t.harness.run_ok();
     assert!(t.has_text("Z max"), "{}", t.texts());
     // Bull nose and V-bit fields.
-    let bull = t
-        .app()
-        .doc()
-        .tools
-        .tools
-        .iter()
-        .find(|x| x.name.contains("bull"))
-        .unwrap()
-        .id;
-    t.app_mut().selected_tool = Some(bull);
+    let bull = t.select_tool(|x| x.name.contains("bull"));
     t.harness.run_ok();
     assert!(t.has_text("Corner radius"), "{}", t.texts());
-    let vbit = t
-        .app()
-        .doc()
-        .tools
-        .tools
-        .iter()
-        .find(|x| x.name.contains("V-bit"))
-        .unwrap()
-        .id;
-    t.app_mut().selected_tool = Some(vbit);
+    let vbit = t.select_tool(|x| x.name.contains("V-bit"));
     t.harness.run_ok();
     assert!(t.has_text("Included angle"), "{}", t.texts());
     // A waterline operation's editor.
@@ -248,15 +199,13 @@ fn every_panel_opens_and_every_field_is_named() {
         bull,
     );
     t.harness.run_ok();
-    for label in [
+    t.assert_shown(&[
         "Ramp angle",
         "Pattern",
         "Offset",
         "Allowance",
         "Stepover in",
-    ] {
-        assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
-    }
+    ]);
     t.harness.get_by_label("Statistics").click();
     t.harness.run_ok();
     assert!(t.app().stats.visible);

@@ -38,7 +38,7 @@ fn open_preferences(t: &mut TestApp) {
 fn preferences_open_with_every_setting_named() {
     let mut t = app();
     open_preferences(&mut t);
-    for label in [
+    t.assert_shown(&[
         "Server mode: join the compute pool",
         "Listen on",
         "Port",
@@ -49,9 +49,7 @@ fn preferences_open_with_every_setting_named() {
         "Generate secret",
         "Add server",
         "Discover members on the local network",
-    ] {
-        assert!(t.has_text(label), "no \"{label}\": {}", t.texts());
-    }
+    ]);
     // The secret is generated, saved privately and masked.
     t.harness.get_by_label("Generate secret").click();
     t.harness.run_ok();
@@ -91,21 +89,26 @@ fn lan_discovery_is_off_by_default_and_saved_when_chosen() {
     assert!(matches!(t.app().pool.state(), PoolState::Off));
 }
 
-#[test]
-fn server_mode_starts_and_stops_a_pool_that_computes() {
-    let mut t = loopback_app();
-    open_preferences(&mut t);
+/// Clicks the server mode checkbox and waits (at most `timeout`) for the pool's state to be
+/// one `done` accepts.
+fn click_server_mode(t: &mut TestApp, timeout: Duration, done: impl Fn(&PoolState) -> bool) {
     t.harness
         .get_by_label("Server mode: join the compute pool")
         .click();
     assert!(
-        t.run_until(Duration::from_secs(20), |a| matches!(
-            a.pool.state(),
-            PoolState::Running(_)
-        )),
+        t.run_until(timeout, |a| done(a.pool.state())),
         "pool state: {:?}",
         t.app().pool.state().describe()
     );
+}
+
+#[test]
+fn server_mode_starts_and_stops_a_pool_that_computes() {
+    let mut t = loopback_app();
+    open_preferences(&mut t);
+    click_server_mode(&mut t, Duration::from_secs(20), |s| {
+        matches!(s, PoolState::Running(_))
+    });
     let addr = t.app().pool.pool().unwrap().local_addr().unwrap();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
     t.harness.run_ok();
@@ -177,17 +180,9 @@ fn server_mode_starts_and_stops_a_pool_that_computes() {
         "the simulation did not go through the pool"
     );
 
-    t.harness
-        .get_by_label("Server mode: join the compute pool")
-        .click();
-    assert!(
-        t.run_until(Duration::from_secs(5), |a| matches!(
-            a.pool.state(),
-            PoolState::Off
-        )),
-        "{}",
-        t.app().pool.state().describe()
-    );
+    click_server_mode(&mut t, Duration::from_secs(5), |s| {
+        matches!(s, PoolState::Off)
+    });
     let here = simulate(&mut t);
     assert!(pooled.operations[0].0.removed_mm3 > 0.0);
     assert_eq!(pooled.operations, here.operations);

@@ -150,19 +150,6 @@ fn click(t: &mut TestApp, label: &str) {
     t.harness.run_ok();
 }
 
-fn select_tool(t: &mut TestApp, shape: ToolShape) {
-    let id = t
-        .app()
-        .doc()
-        .tools
-        .tools
-        .iter()
-        .find(|x| x.shape == shape)
-        .unwrap_or_else(|| panic!("no {shape:?} tool in the default library"))
-        .id;
-    t.app_mut().selected_tool = Some(id);
-}
-
 #[test]
 fn every_parameter_has_a_tooltip() {
     let mut t = app();
@@ -183,7 +170,7 @@ fn every_parameter_has_a_tooltip() {
     click(&mut t, "Explicit corners");
     count += check(&mut t, "stock corners", None, &mut checked, &mut missing);
     for shape in [ToolShape::Flat, ToolShape::Bull, ToolShape::VBit] {
-        select_tool(&mut t, shape);
+        t.select_tool(|x| x.shape == shape);
         let place = format!("tool library, {shape:?}");
         count += check(&mut t, &place, None, &mut checked, &mut missing);
     }

@@ -274,17 +274,27 @@ impl GeneratedApp {
         }
     }
 
+    /// Runs frames until `done` holds, failing after `limit`.
+    fn frames_until(
+        &mut self,
+        limit: std::time::Duration,
+        what: &str,
+        done: impl FnMut(&millpond::gui::MillpondApp) -> bool,
+    ) {
+        frames_until(
+            &mut self.window,
+            &mut self.app,
+            &mut self.frame,
+            limit,
+            what,
+            done,
+        );
+    }
+
     /// Two frames (upload, then draw) and the picture.
     fn draw(&mut self) -> image::RgbaImage {
         for _ in 0..2 {
-            frames_until(
-                &mut self.window,
-                &mut self.app,
-                &mut self.frame,
-                std::time::Duration::ZERO,
-                "",
-                |_| true,
-            );
+            self.frames_until(std::time::Duration::ZERO, "", |_| true);
         }
         snapshot(&self.window)
     }
@@ -482,18 +492,10 @@ fn the_simulated_stock_is_drawn_by_deviation() {
     (layers.cuts, layers.rapids, layers.plunges) = (false, false, false);
     let before = g.draw();
     g.app.simulate();
-    frames_until(
-        &mut g.window,
-        &mut g.app,
-        &mut g.frame,
-        std::time::Duration::from_secs(120),
-        "the simulation",
-        |a| !a.simulation.busy() && a.simulation.last.is_some(),
-    );
-    frames_until(
-        &mut g.window,
-        &mut g.app,
-        &mut g.frame,
+    g.frames_until(std::time::Duration::from_secs(120), "the simulation", |a| {
+        !a.simulation.busy() && a.simulation.last.is_some()
+    });
+    g.frames_until(
         std::time::Duration::from_secs(30),
         "the 3D view to prepare the simulated stock",
         |_| millpond::gui::view3d::preparing() == 0,
@@ -531,10 +533,7 @@ fn the_simulated_stock_is_drawn_by_deviation() {
         pb.seek(at);
         at
     };
-    frames_until(
-        &mut g.window,
-        &mut g.app,
-        &mut g.frame,
+    g.frames_until(
         std::time::Duration::from_secs(60),
         "the playback frame",
         |a| {
@@ -544,10 +543,7 @@ fn the_simulated_stock_is_drawn_by_deviation() {
                 .is_some_and(|p| p.shown == Some(half))
         },
     );
-    frames_until(
-        &mut g.window,
-        &mut g.app,
-        &mut g.frame,
+    g.frames_until(
         std::time::Duration::from_secs(30),
         "the 3D view to prepare it",
         |_| millpond::gui::view3d::preparing() == 0,

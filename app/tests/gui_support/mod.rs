@@ -5,9 +5,12 @@
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use millpond::gui::model::Model;
+use millpond::gui::operations::Tool;
 use millpond::gui::{AppOptions, MillpondApp};
 use millpond_core::{Point3, Triangle};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,6 +165,54 @@ impl TestApp {
         use egui_kittest::kittest::Queryable;
         self.harness.query_all_by_label_contains(s).next().is_some()
     }
+
+    /// Selects the first tool of the library that `which` accepts, as a click in its list
+    /// does; returns its id.
+    pub fn select_tool(&mut self, which: impl Fn(&Tool) -> bool) -> u64 {
+        let id = self
+            .app()
+            .doc()
+            .tools
+            .tools
+            .iter()
+            .find(|x| which(x))
+            .expect("the default library has such a tool")
+            .id;
+        self.app_mut().selected_tool = Some(id);
+        id
+    }
+
+    /// Asserts that each of `labels` shows in the window.
+    pub fn assert_shown(&self, labels: &[&str]) {
+        for label in labels {
+            assert!(self.has_text(label), "no \"{label}\": {}", self.texts());
+        }
+    }
+
+    /// Runs frames until the document has a model and `done` holds of it, or `timeout`
+    /// passes; returns whether it held.
+    pub fn run_until_model(&mut self, timeout: Duration, done: impl Fn(&Model) -> bool) -> bool {
+        self.run_until(timeout, |a| a.doc().model.as_ref().is_some_and(&done))
+    }
+}
+
+/// `millpond toolpath --quiet --job JOB -o OUT` run by the `millpond` binary these tests were
+/// built with, its command set up further by `configure` (its environment); asserts it
+/// succeeded and returns the program it wrote.
+pub fn cli_program(job: &Path, out: &Path, configure: impl FnOnce(&mut Command)) -> Vec<u8> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_millpond"));
+    cmd.args(["toolpath", "--quiet", "--job"])
+        .arg(job)
+        .arg("-o")
+        .arg(out);
+    configure(&mut cmd);
+    let run = cmd.output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read(out).unwrap()
 }
 
 /// A file handle like the one eframe gives for a dropped file.
