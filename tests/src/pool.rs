@@ -11,10 +11,10 @@ use millpond_core::{
     Axis, CancelToken, Cutter, JobContext, JobSpec, Mesh, Point3, TriangleIndex, models,
 };
 use millpond_net::wire::{self, Msg, NodeId, PROTOCOL_VERSION};
-use millpond_net::{JobEvent, Pool, PoolConfig, PoolStats, Secret};
+use millpond_net::{HostStats, JobEvent, Pool, PoolConfig, PoolStats, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -106,6 +106,14 @@ pub fn reference(spec: &JobSpec) -> Arc<JobOutput> {
     local_run(spec).0
 }
 
+/// A test's job and its local reference, the test's cluster (tagged `tag`), and the test's
+/// clock, started once those are ready.
+pub fn prepare(tag: &str, spec: JobSpec) -> (JobSpec, Arc<JobOutput>, Cluster, Instant) {
+    let want = reference(&spec);
+    let c = Cluster::new(tag);
+    (spec, want, c, Instant::now())
+}
+
 /// Longest a job may take after one of its workers or relays died: the links' idle timeout
 /// (a SIGKILLed peer sends no goodbye), plus the job's whole time on one core twice over
 /// (the survivors may be just the owner's single worker, sharing the two cores with the
@@ -159,6 +167,14 @@ pub fn member(name: &str, remotes: &[SocketAddr], workers: usize, secret_text: &
     Pool::start(cfg).expect("start an in-process member")
 }
 
+/// O: a member in this process with one worker, dialling `remotes`, once it sees each of
+/// `direct` over a link and each of `gossiped` by gossip (see [`wait_for_hosts`]).
+pub fn owner(remotes: &[SocketAddr], direct: &[&str], gossiped: &[&str]) -> Pool {
+    let o = member("O", remotes, 1, SECRET);
+    wait_for_hosts(&o, direct, gossiped);
+    o
+}
+
 /// Polls `check` until it gives `Ok`, failing with its last complaint after `timeout`.
 pub fn wait_until<T>(
     what: &str,
@@ -186,20 +202,35 @@ pub fn describe_hosts(s: &PoolStats) -> String {
     format!("hosts [{}], remotes {:?}", hosts.join(", "), s.remotes)
 }
 
+/// Waits (at most `timeout`, for `what`) until `pool`'s host rows satisfy `ok`.
+pub fn wait_for_rows(
+    pool: &Pool,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&[HostStats]) -> bool,
+) {
+    wait_until(what, timeout, || {
+        let s = pool.stats();
+        if ok(&s.hosts) {
+            Ok(())
+        } else {
+            Err(describe_hosts(&s))
+        }
+    })
+}
+
 /// Waits until `pool` sees each of `direct` over a link and each of `gossiped` by gossip
 /// (two hops or more, not lost).
 pub fn wait_for_hosts(pool: &Pool, direct: &[&str], gossiped: &[&str]) {
-    wait_until("the pool to form", Duration::from_secs(15), || {
-        let s = pool.stats();
-        let ok = direct
+    wait_for_rows(pool, "the pool to form", Duration::from_secs(15), |hosts| {
+        direct
             .iter()
-            .all(|n| s.hosts.iter().any(|h| h.name == *n && h.hops == 1))
+            .all(|n| hosts.iter().any(|h| h.name == *n && h.hops == 1))
             && gossiped.iter().all(|n| {
-                s.hosts
+                hosts
                     .iter()
                     .any(|h| h.name == *n && h.hops >= 2 && h.hops != u8::MAX)
-            });
-        if ok { Ok(()) } else { Err(describe_hosts(&s)) }
+            })
     })
 }
 
@@ -210,11 +241,30 @@ pub struct JobRun {
     pub elapsed: Duration,
 }
 
+impl JobRun {
+    /// How long the job took and where its chunks were computed, for a test's report.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.2} s, O {} local / {} remote",
+            self.elapsed.as_secs_f64(),
+            self.last.local_chunks,
+            self.last.remote_chunks
+        )
+    }
+}
+
 /// Submits `spec` to `pool` and waits (at most `JOB_TIMEOUT`) for the result, calling
 /// `on_progress` on the way.
 pub fn run_job(pool: &Pool, spec: &JobSpec, on_progress: impl FnMut(&Progress)) -> JobRun {
     let (mesh, index) = model();
     run_job_of(pool, mesh, index, spec, on_progress)
+}
+
+/// Runs `spec` in `pool` (see [`run_job`]) and checks its output is `want`'s bits.
+pub fn run_identical(pool: &Pool, spec: &JobSpec, want: &JobOutput) -> JobRun {
+    let run = run_job(pool, spec, |_| {});
+    assert_identical(&run.output, want);
+    run
 }
 
 /// The same with another mesh.
@@ -421,6 +471,17 @@ impl Cluster {
 
     pub fn running(&mut self, name: &str) -> bool {
         self.proc(name).child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (at most `timeout`, for `what`) until `name` has exited; its exit status.
+    pub fn wait_exit(&mut self, name: &str, what: &str, timeout: Duration) -> ExitStatus {
+        wait_until(what, timeout, || {
+            self.proc(name)
+                .child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "still running".to_string())
+        })
     }
 
     /// SIGKILL, and reap.

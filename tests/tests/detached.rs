@@ -7,95 +7,43 @@
 //!
 //! Every child is killed when its test ends, and every wait has a deadline.
 
+use millpond_tests::pool::Cluster;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "millpond-detached-test-secret";
-const WRONG_SECRET: &str = "not-the-detached-secret";
 /// Longest a job here may take (they take seconds).
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A serving member and the commands that talk to it, in a temporary directory.
+/// A serving member and the commands that talk to it, in a temporary directory (the pool
+/// tests' [`Cluster`], whose `secret` and `wrong-secret` files the commands name).
 struct Member {
-    dir: tempfile::TempDir,
-    serve: Child,
+    c: Cluster,
     address: String,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.serve.kill();
-        let _ = self.serve.wait();
-        if std::thread::panicking() {
-            eprintln!("--- serve log ---\n{}", self.log());
-        }
-    }
 }
 
 impl Member {
     /// `millpond serve` with one worker, listening on a free loopback port.
     fn start(tag: &str) -> Self {
-        let bin = millpond_tests::millpond_bin();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("millpond-detached-{tag}-"))
-            .tempdir()
-            .unwrap();
-        millpond_tests::write_secret_file(&dir.path().join("secret"), SECRET);
-        millpond_tests::write_secret_file(&dir.path().join("wrong-secret"), WRONG_SECRET);
-        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-        let serve = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .args(["--name", "member", "--secret-file", "secret"])
-            .current_dir(dir.path())
-            .env("MILLPOND_CONFIG_DIR", dir.path().join("serve-config"))
-            .env_remove("MILLPOND_POOL_SECRET")
-            .env_remove("MILLPOND_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut member = Self {
-            dir,
-            serve,
-            address: String::new(),
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        member.address = loop {
-            let log = member.log();
-            // Only a whole line: the log may be read while the line is half written.
-            if let Some(rest) = log.split("serving on ").nth(1)
-                && let Some((line, _)) = rest.split_once('\n')
-                && let Some(address) = line.split_whitespace().next()
-            {
-                break address.to_string();
-            }
-            if let Some(status) = member.serve.try_wait().unwrap() {
-                panic!("serve exited ({status}) before listening:\n{log}");
-            }
-            assert!(Instant::now() < end, "serve did not listen:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        member
+        let mut c = Cluster::new(&format!("detached-{tag}"));
+        let address = c.serve("member", &[]).to_string();
+        Self { c, address }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.c.path(name)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("serve.log")).unwrap_or_default()
+        self.c.log("member")
     }
 
     /// `millpond ARGS` in the test's directory, with a config folder of its own (no saved
     /// secret, no user posts).
     fn millpond(&self, args: &[&str]) -> Output {
-        Command::new(millpond_tests::millpond_bin())
+        self.c
+            .command("client")
             .args(args)
-            .current_dir(self.dir.path())
-            .env("MILLPOND_CONFIG_DIR", self.path("client-config"))
-            .env_remove("MILLPOND_POOL_SECRET")
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -262,7 +210,7 @@ fn a_detached_job_runs_at_the_member_and_fetches_the_bytes_a_local_run_writes() 
         written.len()
     );
     // No temporary file is left beside it.
-    let leftovers: Vec<String> = std::fs::read_dir(m.dir.path())
+    let leftovers: Vec<String> = std::fs::read_dir(m.c.dir.path())
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with(".tmp"))
@@ -410,5 +358,5 @@ fn unknown_ids_wrong_secrets_and_unfinished_jobs_are_refused_in_words() {
     assert!(!m.path("early.ngc").exists());
     assert!(m.ask(&["cancel", &id], "secret").status.success());
     // The member served all of this and still runs.
-    assert!(m.serve.try_wait().unwrap().is_none(), "{}", m.log());
+    assert!(m.c.running("member"), "{}", m.log());
 }

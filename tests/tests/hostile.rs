@@ -121,14 +121,14 @@ fn the_newcomers_line_is_read_back() {
     };
     let line = format!("INFO millpond: {}", node::describe_newcomers(&s));
     let want = Newcomers {
-        pending: 1,
-        peak_pending: 2,
-        admitted: 3,
-        authenticated: 4,
-        unauthenticated: 5,
-        refused_full: 6,
-        refused_backing_off: 7,
-        retried: 8,
+        pending: u64::from(s.pending),
+        peak_pending: u64::from(s.peak_pending),
+        admitted: s.admitted,
+        authenticated: s.authenticated,
+        unauthenticated: s.unauthenticated,
+        refused_full: s.refused_full,
+        refused_backing_off: s.refused_backing_off,
+        retried: s.retried,
     };
     assert_eq!(newcomers(&line), Some(want));
 }
@@ -314,10 +314,9 @@ fn a_flood_of_1000_unauthenticated_connections_is_bounded_and_the_job_completes(
     let t0 = Instant::now();
     let s = c.serve("S", &[]);
     let pid = c.pid("S");
-    let o = member("O", &[s], 1, SECRET);
-    wait_for_hosts(&o, &["S"], &[]);
+    let o = owner(&[s], &["S"], &[]);
     // The baseline: a first job has brought the mesh and started the worker.
-    assert_identical(&run_job(&o, &warm, |_| {}).output, &reference(&warm));
+    run_identical(&o, &warm, &reference(&warm));
     c.wait_computed("S", 1);
     let (base_hwm, base_rss) = memory_kib(pid);
     let rt = runtime();
@@ -420,13 +419,9 @@ fn a_flood_of_1000_unauthenticated_connections_is_bounded_and_the_job_completes(
 /// bit-identical to a local run.
 #[test]
 fn stalling_clients_are_closed_within_the_auth_timeout_and_the_server_keeps_serving() {
-    let spec = raster_spec(0.1, 0.05);
-    let want = reference(&spec);
-    let mut c = Cluster::new("stall");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("stall", raster_spec(0.1, 0.05));
     let s = c.serve("S", &[]);
-    let o = member("O", &[s], 1, SECRET);
-    wait_for_hosts(&o, &["S"], &[]);
+    let o = owner(&[s], &["S"], &[]);
     let rt = runtime();
     let stalls = rt.spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
@@ -525,18 +520,30 @@ async fn dial_honestly(ep: &quinn::Endpoint, at: SocketAddr, n: u64) -> bool {
         .is_ok()
 }
 
+/// A listener for a man in the middle, and the endpoint (on 127.0.0.1) its honest victim
+/// dials it from.
+fn listener_and_dialer() -> (quinn::Endpoint, quinn::Endpoint) {
+    (listener(), client(Ipv4Addr::LOCALHOST))
+}
+
+/// The next connection `ep` accepts, and the first stream its peer opens on it.
+async fn accept_bi(
+    ep: &quinn::Endpoint,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let conn = ep.accept().await.unwrap().await.unwrap();
+    let (send, recv) = conn.accept_bi().await.unwrap();
+    (conn, send, recv)
+}
+
 /// One relay try: an honest dialer (it knows the secret) dials the relay, which opens its own
 /// connection to the server from `from` and forwards the auth stream both ways, byte for
 /// byte. It knows no secret and needs none: if SPAKE2 were not bound to each TLS session's
 /// exporter, the two ends would authenticate each other through it.
 async fn relay_try(server: SocketAddr, from: Ipv4Addr, n: u64) -> Try {
-    let relay = listener();
-    let at = relay.local_addr().unwrap();
-    let victim_ep = client(Ipv4Addr::LOCALHOST);
-    let victim = dial_honestly(&victim_ep, at, n);
+    let (relay, victim_ep) = listener_and_dialer();
+    let victim = dial_honestly(&victim_ep, relay.local_addr().unwrap(), n);
     let middle = async {
-        let vconn = relay.accept().await.unwrap().await.unwrap();
-        let (mut vs, mut vr) = vconn.accept_bi().await.unwrap();
+        let (vconn, mut vs, mut vr) = accept_bi(&relay).await;
         let up_ep = client(from);
         let uconn = up_ep
             .connect(server, "millpond-node")
@@ -572,13 +579,10 @@ async fn relay_try(server: SocketAddr, from: Ipv4Addr, n: u64) -> Try {
 /// One reflector try against an honest dialer: its own SPAKE2 message and then its own key
 /// confirmation are sent back to it.
 async fn reflect_dialer(n: u64) -> Try {
-    let reflector = listener();
-    let at = reflector.local_addr().unwrap();
-    let victim_ep = client(Ipv4Addr::LOCALHOST);
-    let victim = dial_honestly(&victim_ep, at, n);
+    let (reflector, victim_ep) = listener_and_dialer();
+    let victim = dial_honestly(&victim_ep, reflector.local_addr().unwrap(), n);
     let mirror = async {
-        let conn = reflector.accept().await.unwrap().await.unwrap();
-        let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+        let (conn, mut send, mut recv) = accept_bi(&reflector).await;
         let msg = read_upto(&mut recv, SPAKE2_MSG).await;
         let _ = send.write_all(&msg).await;
         let confirm = read_upto(&mut recv, CONFIRM).await;
@@ -644,10 +648,7 @@ async fn reflect_server(server: SocketAddr, from: Ipv4Addr) -> Try {
 #[test]
 fn a_relay_in_the_middle_and_a_reflector_never_authenticate() {
     const TRIES: u64 = 100;
-    let spec = raster_spec(0.5, 0.5);
-    let want = reference(&spec);
-    let mut c = Cluster::new("mitm");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("mitm", raster_spec(0.5, 0.5));
     let s = c.serve("S", &[]);
     let rt = runtime();
     let (relayed, reflected) = rt.block_on(async {
@@ -723,10 +724,8 @@ fn a_relay_in_the_middle_and_a_reflector_never_authenticate() {
         );
     }
     // Still serving.
-    let o = member("O", &[s], 1, SECRET);
-    wait_for_hosts(&o, &["S"], &[]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let o = owner(&[s], &["S"], &[]);
+    run_identical(&o, &spec, &want);
     assert!(c.log("S").contains("linked to O"));
     eprintln!("mitm: test {:.1} s", t0.elapsed().as_secs_f64());
 }
@@ -780,15 +779,11 @@ fn unasked_meshes_and_results_close_the_link_and_memory_stays_bounded() {
     // bulk headers were checked first: +256 MiB, every result read whole before its job was
     // looked at). The bound, 16 MiB, is a quarter of one stream's push.
     const RSS_BOUND_KIB: u64 = 16 << 10;
-    let spec = raster_spec(0.2, 0.1);
-    let want = reference(&spec);
-    let mut c = Cluster::new("unasked");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("unasked", raster_spec(0.2, 0.1));
     let s = c.serve("S", &[]);
     let pid = c.pid("S");
-    let o = member("O", &[s], 1, SECRET);
-    wait_for_hosts(&o, &["S"], &[]);
-    assert_identical(&run_job(&o, &spec, |_| {}).output, &want);
+    let o = owner(&[s], &["S"], &[]);
+    run_identical(&o, &spec, &want);
     let (base_hwm, base_rss) = memory_kib(pid);
     let rt = runtime();
     let mut outcomes = Vec::new();
@@ -837,8 +832,7 @@ fn unasked_meshes_and_results_close_the_link_and_memory_stays_bounded() {
         "S's peak memory grew from {base_hwm} KiB to {hwm} KiB"
     );
     assert!(c.running("S"));
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    run_identical(&o, &spec, &want);
     eprintln!("unasked: test {:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -900,8 +894,7 @@ fn relay_stopped_mid_mesh(tag: &str, sig: rustix::process::Signal) -> MidMesh {
     let debug = [("MILLPOND_LOG", "info,millpond_net=debug")];
     let b = c.serve_with("B", &[], "secret", &debug);
     let a = c.serve_with("A", &[b], "secret", &debug);
-    let o = member("O", &[a], 1, SECRET);
-    wait_for_hosts(&o, &["A"], &["B"]);
+    let o = owner(&[a], &["A"], &["B"]);
     let (a_pid, b_pid) = (c.pid("A"), c.pid("B"));
     let (_, b_base) = memory_kib(b_pid);
     let watcher = std::thread::spawn(move || {
@@ -1038,11 +1031,10 @@ fn a_hoarder_beside_two_honest_members_gets_little_and_costs_little_time() {
     wait_for_hosts(&o, &["A", "B"], &[]);
     // A first small job brings the mesh to A and B and starts their workers.
     let warm = raster_spec(0.5, 0.5);
-    assert_identical(&run_job(&o, &warm, |_| {}).output, &reference(&warm));
+    run_identical(&o, &warm, &reference(&warm));
     let run = |o: &Pool| {
         let h_before = delivered_by(o, "H");
-        let r = run_job(o, &spec, |_| {});
-        assert_identical(&r.output, &want);
+        let r = run_identical(o, &spec, &want);
         assert_eq!(u64::from(r.last.chunks_done), total);
         let h = delivered_by(o, "H") - h_before;
         (r.elapsed.as_secs_f64(), h, r.last.local_chunks)
@@ -1071,17 +1063,10 @@ fn a_hoarder_beside_two_honest_members_gets_little_and_costs_little_time() {
     // without it, so that the runs without it bracket the runs with it: a machine loaded by
     // other tests for a while weighs on both sides alike.
     c.kill("H");
-    wait_until("O to lose H", Duration::from_secs(15), || {
-        let s = o.stats();
-        let linked = s
-            .hosts
+    wait_for_rows(&o, "O to lose H", Duration::from_secs(15), |hosts| {
+        !hosts
             .iter()
-            .any(|h| h.name == "H" && h.hops == 1 && h.state != millpond_net::HostState::Lost);
-        if linked {
-            Err(describe_hosts(&s))
-        } else {
-            Ok(())
-        }
+            .any(|h| h.name == "H" && h.hops == 1 && h.state != millpond_net::HostState::Lost)
     });
     let mut without = without;
     without.extend((0..2).map(|_| run(&o)));

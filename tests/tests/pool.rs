@@ -24,19 +24,26 @@ use std::time::{Duration, Instant};
 
 // ----- topologies -----
 
+/// `millpond serve` members B and A (A dialling B), and O dialling A once it sees both:
+/// O → A → B.
+fn chain(c: &mut Cluster) -> Pool {
+    let b = c.serve("B", &[]);
+    let a = c.serve("A", &[b]);
+    owner(&[a], &["A"], &["B"])
+}
+
+/// `millpond serve` members A, B and C, and O in the middle dialling each of them.
+fn star(c: &mut Cluster) -> Pool {
+    let addrs: Vec<SocketAddr> = ["A", "B", "C"].iter().map(|n| c.serve(n, &[])).collect();
+    owner(&addrs, &["A", "B", "C"], &[])
+}
+
 /// O (here, 1 worker) → A → B: B is two hops away, so its work flows through the relay A.
 #[test]
 fn chain_of_three_relays_work() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("chain");
-    let t0 = Instant::now();
-    let b = c.serve("B", &[]);
-    let a = c.serve("A", &[b]);
-    let o = member("O", &[a], 1, SECRET);
-    wait_for_hosts(&o, &["A"], &["B"]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let (spec, want, mut c, t0) = prepare("chain", dense_spec());
+    let o = chain(&mut c);
+    let run = run_identical(&o, &spec, &want);
     assert!(
         run.last.remote_chunks > 0,
         "nothing came from the pool: {:?}",
@@ -50,10 +57,8 @@ fn chain_of_three_relays_work() {
         assert_clean_log(n, &c.log(n));
     }
     eprintln!(
-        "chain: job {:.2} s, O {} local / {} remote, A {a_chunks:?}, B {b_chunks:?}; test {:.1} s",
-        run.elapsed.as_secs_f64(),
-        run.last.local_chunks,
-        run.last.remote_chunks,
+        "chain: job {}, A {a_chunks:?}, B {b_chunks:?}; test {:.1} s",
+        run.summary(),
         t0.elapsed().as_secs_f64()
     );
 }
@@ -61,15 +66,9 @@ fn chain_of_three_relays_work() {
 /// O in the middle, dialling A, B and C: all of them compute.
 #[test]
 fn star_of_four_shares_work() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("star");
-    let t0 = Instant::now();
-    let addrs: Vec<SocketAddr> = ["A", "B", "C"].iter().map(|n| c.serve(n, &[])).collect();
-    let o = member("O", &addrs, 1, SECRET);
-    wait_for_hosts(&o, &["A", "B", "C"], &[]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let (spec, want, mut c, t0) = prepare("star", dense_spec());
+    let o = star(&mut c);
+    let run = run_identical(&o, &spec, &want);
     let mut per = Vec::new();
     for n in ["A", "B", "C"] {
         let chunks = c.wait_computed(n, 1);
@@ -96,8 +95,7 @@ fn local_cores_and_the_pool_run_a_job_through_one_executor() {
     let total = spec.chunk_count();
     let mut c = Cluster::new("executor");
     let a = c.serve("A", &[]);
-    let pool = member("O", &[a], 1, SECRET);
-    wait_for_hosts(&pool, &["A"], &[]);
+    let pool = owner(&[a], &["A"], &[]);
     let local = Local { threads: 2 };
     let executors: [(&str, &dyn Executor); 2] = [("local", &local), ("pool", &pool)];
     let mut outputs = Vec::new();
@@ -246,8 +244,7 @@ fn rest_roughing_through_the_pool_is_the_local_one() {
     eprintln!("local runs: {:.2} s", t0.elapsed().as_secs_f64());
     let mut c = Cluster::new("rest");
     let a = c.serve("A", &[]);
-    let pool = member("O", &[a], 1, SECRET);
-    wait_for_hosts(&pool, &["A"], &[]);
+    let pool = owner(&[a], &["A"], &[]);
     let t = Instant::now();
     let got = run(&job, &pool);
     eprintln!(
@@ -303,8 +300,7 @@ fn a_simulation_through_the_pool_is_the_local_one() {
     let mut c = Cluster::new("simulate");
     let a = c.serve("A", &[]);
     let _b = c.serve("B", &[a]);
-    let pool = member("O", &[a], 1, SECRET);
-    wait_for_hosts(&pool, &["A"], &["B"]);
+    let pool = owner(&[a], &["A"], &["B"]);
     let t = Instant::now();
     let (got, figures) = run(&pool);
     let by = (computed_by(&pool, "A"), computed_by(&pool, "B"));
@@ -330,19 +326,14 @@ fn a_simulation_through_the_pool_is_the_local_one() {
 /// up once (each member ends each job exactly once), and the results are identical.
 #[test]
 fn loop_topology_gives_identical_results() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("loop");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("loop", dense_spec());
     let cc = c.serve("C", &[]);
     let b = c.serve("B", &[cc]);
     let a = c.serve("A", &[b]);
-    let o = member("O", &[a, cc], 1, SECRET);
-    wait_for_hosts(&o, &["A", "C"], &["B"]);
+    let o = owner(&[a, cc], &["A", "C"], &["B"]);
     let mut times = Vec::new();
     for round in 1..=2 {
-        let run = run_job(&o, &spec, |_| {});
-        assert_identical(&run.output, &want);
+        let run = run_identical(&o, &spec, &want);
         assert!(run.last.remote_chunks > 0);
         times.push(run.elapsed.as_secs_f64());
         for n in ["A", "B", "C"] {
@@ -387,33 +378,54 @@ fn loop_topology_gives_identical_results() {
 
 // ----- failures -----
 
-/// SIGKILL a worker that holds chunks mid-job: the job completes, identical, in about the
-/// job's time plus the 4 s idle timeout at most.
-#[test]
-fn killed_worker_chunks_are_recomputed() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("killworker");
-    let t0 = Instant::now();
-    let addrs: Vec<SocketAddr> = ["A", "B", "C"].iter().map(|n| c.serve(n, &[])).collect();
-    let o = member("O", &addrs, 1, SECRET);
-    wait_for_hosts(&o, &["A", "B", "C"], &[]);
+/// Chunks that `name` delivered to the owner `o` (its host row's count; 0 without one).
+fn delivered_by(o: &Pool, name: &str) -> u64 {
+    o.stats()
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .map_or(0, |h| h.chunks_done)
+}
+
+/// A dense job that lost a member mid-way, in its test's cluster, computed identically within
+/// [`after_kill_limit`] of the kill.
+struct KilledMidJob {
+    c: Cluster,
+    o: Pool,
+    run: JobRun,
+    /// Chunks done at the kill.
+    done: u32,
+    /// What the kill's trigger counted then.
+    count: u64,
+    /// How long after the kill the job ended.
+    after: Duration,
+    t0: Instant,
+}
+
+/// Runs the dense job with the members `topology` starts (and O, which it returns) and
+/// SIGKILLs `victim` mid-job: once 30 % of the chunks are done and `ready` gives a count (a
+/// measure of what the pool did so far). Checks the output is the local run's bits and came
+/// within [`after_kill_limit`] of the kill.
+fn kill_mid_job(
+    tag: &str,
+    topology: fn(&mut Cluster) -> Pool,
+    victim: &str,
+    ready: impl Fn(&Pool, &Progress) -> Option<u64>,
+) -> KilledMidJob {
+    let (spec, want, mut c, t0) = prepare(tag, dense_spec());
+    let o = topology(&mut c);
     let mut killed_at = None;
     let run = run_job(&o, &spec, |p| {
-        if killed_at.is_none() && p.chunks_done * 10 >= p.chunks_total * 3 {
-            let b_delivered = o
-                .stats()
-                .hosts
-                .iter()
-                .find(|h| h.name == "B")
-                .map_or(0, |h| h.chunks_done);
-            if b_delivered > 0 {
-                c.kill("B");
-                killed_at = Some((Instant::now(), p.chunks_done, b_delivered));
-            }
+        if killed_at.is_none()
+            && p.chunks_done * 10 >= p.chunks_total * 3
+            && let Some(count) = ready(&o, p)
+        {
+            c.kill(victim);
+            killed_at = Some((Instant::now(), p.chunks_done, count));
         }
     });
-    let (at, done_then, b_delivered) = killed_at.expect("B was never killed mid-job");
+    let (at, done, count) =
+        killed_at.unwrap_or_else(|| panic!("{victim} was never killed mid-job"));
     let after = at.elapsed();
     assert_identical(&run.output, &want);
     let limit = after_kill_limit(&spec);
@@ -421,6 +433,41 @@ fn killed_worker_chunks_are_recomputed() {
         after < limit,
         "the job took {after:?} after the kill (limit {limit:?})"
     );
+    KilledMidJob {
+        c,
+        o,
+        run,
+        done,
+        count,
+        after,
+        t0,
+    }
+}
+
+impl KilledMidJob {
+    /// The test's report: `what` was killed at how many chunks done (`detail` on what the
+    /// pool had done), and the job's and the test's times.
+    fn report(&self, what: &str, detail: &str) {
+        eprintln!(
+            "{what} at {}/{} ({detail}); job {:.2} s, {:.2} s after the kill; test {:.1} s",
+            self.done,
+            self.run.last.chunks_total,
+            self.run.elapsed.as_secs_f64(),
+            self.after.as_secs_f64(),
+            self.t0.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// SIGKILL a worker that holds chunks mid-job: the job completes, identical, in about the
+/// job's time plus the 4 s idle timeout at most.
+#[test]
+fn killed_worker_chunks_are_recomputed() {
+    // Once B has delivered a chunk.
+    let k = kill_mid_job("killworker", star, "B", |o, _| {
+        let delivered = delivered_by(o, "B");
+        (delivered > 0).then_some(delivered)
+    });
     // The owner says so once it notices (the window's status bar shows its notices; the job
     // may have finished on backup copies first, then no chunk is left to re-queue) and no
     // longer counts B: its row stays, lost, for what it computed.
@@ -428,7 +475,7 @@ fn killed_worker_chunks_are_recomputed() {
         "the owner notices B is gone",
         Duration::from_secs(15),
         || {
-            let stats = o.stats();
+            let stats = k.o.stats();
             let said: Vec<String> = stats.notices.iter().map(|n| n.text.clone()).collect();
             if said.iter().any(|t| t.starts_with("B lost")) {
                 Ok(stats)
@@ -440,52 +487,25 @@ fn killed_worker_chunks_are_recomputed() {
     let b = stats.hosts.iter().find(|h| h.name == "B").expect("B's row");
     assert_eq!(b.state, millpond_net::HostState::Lost, "{b:?}");
     assert_eq!(stats.reachable_hosts().count(), 3, "{:?}", stats.hosts);
-    eprintln!(
-        "kill worker: killed B at {done_then}/{} (it had delivered {b_delivered}); job {:.2} s, \
-         {:.2} s after the kill; test {:.1} s",
-        run.last.chunks_total,
-        run.elapsed.as_secs_f64(),
-        after.as_secs_f64(),
-        t0.elapsed().as_secs_f64()
+    k.report(
+        "kill worker: killed B",
+        &format!("it had delivered {}", k.count),
     );
 }
 
 /// O–A–B, SIGKILL the relay A mid-job: everything A and B held is recomputed; identical.
 #[test]
 fn killed_relay_chunks_are_recomputed() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("killrelay");
-    let t0 = Instant::now();
-    let b = c.serve("B", &[]);
-    let a = c.serve("A", &[b]);
-    let o = member("O", &[a], 1, SECRET);
-    wait_for_hosts(&o, &["A"], &["B"]);
-    let mut killed_at = None;
-    let run = run_job(&o, &spec, |p| {
-        if killed_at.is_none() && p.chunks_done * 10 >= p.chunks_total * 3 && p.remote_chunks > 0 {
-            c.kill("A");
-            killed_at = Some((Instant::now(), p.chunks_done, p.remote_chunks));
-        }
+    // Once chunks came from the pool.
+    let mut k = kill_mid_job("killrelay", chain, "A", |_, p| {
+        (p.remote_chunks > 0).then_some(u64::from(p.remote_chunks))
     });
-    let (at, done_then, remote_then) = killed_at.expect("A was never killed mid-job");
-    let after = at.elapsed();
-    assert_identical(&run.output, &want);
-    let limit = after_kill_limit(&spec);
-    assert!(
-        after < limit,
-        "the job took {after:?} after the kill (limit {limit:?})"
-    );
     // B lost its parent: the job is over there too.
-    let b_chunks = c.wait_computed("B", 1);
-    assert!(c.running("B"), "B died with its relay");
-    eprintln!(
-        "kill relay: killed A at {done_then}/{} ({remote_then} from the pool); B {b_chunks:?}; \
-         job {:.2} s, {:.2} s after the kill; test {:.1} s",
-        run.last.chunks_total,
-        run.elapsed.as_secs_f64(),
-        after.as_secs_f64(),
-        t0.elapsed().as_secs_f64()
+    let b_chunks = k.c.wait_computed("B", 1);
+    assert!(k.c.running("B"), "B died with its relay");
+    k.report(
+        "kill relay: killed A",
+        &format!("{} from the pool; B {b_chunks:?}", k.count),
     );
 }
 
@@ -493,10 +513,7 @@ fn killed_relay_chunks_are_recomputed() {
 /// S2 drop the job within a few seconds and keep serving.
 #[test]
 fn killed_owner_jobs_end_and_servers_keep_serving() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("killowner");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("killowner", dense_spec());
     let debug = [("MILLPOND_LOG", "info,millpond_net=debug")];
     let s2 = c.serve_with("S2", &[], "secret", &debug);
     let s1 = c.serve_with("S1", &[s2], "secret", &debug);
@@ -548,10 +565,8 @@ fn killed_owner_jobs_end_and_servers_keep_serving() {
     }
     assert!(c.running("S1") && c.running("S2"));
     // They keep serving.
-    let o = member("O", &[s1], 1, SECRET);
-    wait_for_hosts(&o, &["S1"], &["S2"]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let o = owner(&[s1], &["S1"], &["S2"]);
+    let run = run_identical(&o, &spec, &want);
     let s2_chunks = c.wait_computed("S2", 2);
     c.wait_computed("S1", 2);
     eprintln!(
@@ -565,36 +580,21 @@ fn killed_owner_jobs_end_and_servers_keep_serving() {
 /// completes identically.
 #[test]
 fn sigint_leaves_quickly_and_the_job_completes() {
-    let spec = dense_spec();
-    let want = reference(&spec);
-    let mut c = Cluster::new("sigint");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("sigint", dense_spec());
     let a = c.serve("A", &[]);
     let b = c.serve("B", &[]);
-    let o = member("O", &[a, b], 1, SECRET);
-    wait_for_hosts(&o, &["A", "B"], &[]);
+    let o = owner(&[a, b], &["A", "B"], &[]);
     let mut stopped = None;
     let run = run_job(&o, &spec, |p| {
         if stopped.is_none() && p.chunks_done * 10 >= p.chunks_total * 3 {
-            let a_delivered = o
-                .stats()
-                .hosts
-                .iter()
-                .find(|h| h.name == "A")
-                .map_or(0, |h| h.chunks_done);
+            let a_delivered = delivered_by(&o, "A");
             if a_delivered == 0 {
                 return;
             }
             let pid = c.pid("A");
             let t = Instant::now();
             signal(pid, rustix::process::Signal::INT);
-            let status = wait_until("A to exit", Duration::from_secs(5), || {
-                c.proc("A")
-                    .child
-                    .try_wait()
-                    .unwrap()
-                    .ok_or_else(|| "still running".to_string())
-            });
+            let status = c.wait_exit("A", "A to exit", Duration::from_secs(5));
             // The owner heard a goodbye, not a lost connection (before a redial replaces it).
             wait_until("O to hear A quit", Duration::from_secs(1), || {
                 let said: Vec<String> = o
@@ -639,10 +639,7 @@ fn sigint_leaves_quickly_and_the_job_completes() {
 /// right one, even while the wrong one keeps retrying from the same address.
 #[test]
 fn wrong_secret_is_refused_and_the_server_keeps_serving() {
-    let spec = raster_spec(0.2, 0.1);
-    let want = reference(&spec);
-    let mut c = Cluster::new("secret");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("secret", raster_spec(0.2, 0.1));
     let s = c.serve("S", &[]);
     let bad = member("intruder", &[s], 1, WRONG_SECRET);
     let error = wait_until("authentication to fail", Duration::from_secs(5), || {
@@ -658,10 +655,8 @@ fn wrong_secret_is_refused_and_the_server_keeps_serving() {
     c.wait_log("S", "authentication failed", Duration::from_secs(5));
     assert!(bad.stats().hosts.iter().all(|h| h.name != "S"));
     // An honest member joins while the intruder keeps trying.
-    let good = member("O", &[s], 1, SECRET);
-    wait_for_hosts(&good, &["S"], &[]);
-    let run = run_job(&good, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let good = owner(&[s], &["S"], &[]);
+    run_identical(&good, &spec, &want);
     assert!(c.running("S"));
     let st = bad.stats();
     assert_eq!(
@@ -728,6 +723,11 @@ fn version_mismatch_names_both_versions() {
 
 // ----- a misbehaving peer -----
 
+/// A raw peer's job id: `owner`'s job `nonce`.
+fn job_of(owner: NodeId, nonce: u128) -> JobId {
+    JobId { owner, nonce }
+}
+
 /// An authenticated peer that asks and asks (steals for a job the server never heard of, each
 /// answered `NoWork`) but never reads: the answers pile up for it, not in the server's memory.
 /// Its link is closed as stalled (code 5) once 1024 answers wait or a write waits 10 s, and
@@ -744,10 +744,7 @@ fn a_peer_that_never_reads_is_cut_off_and_the_server_keeps_serving() {
     let (outcome, sent) = rt.block_on(async {
         let mut sent = 0u64;
         let o = misbehave(s, 6, async |conn, send, _, me| {
-            let job = JobId {
-                owner: me,
-                nonce: 99,
-            };
+            let job = job_of(me, 99);
             let frame = wire::encode(&Msg::Steal { job, want: 1 }).unwrap();
             let batch: Vec<u8> = frame.repeat(10_000);
             // At most 4M asks (about 120 MB) or 30 s: bounded whatever happens.
@@ -783,8 +780,7 @@ fn a_peer_that_never_reads_is_cut_off_and_the_server_keeps_serving() {
     assert!(c.running("S"), "the server died:\n{}", c.log("S"));
     // Still serving: an honest member joins and a job completes.
     let spec = raster_spec(0.5, 0.5);
-    let o = member("O", &[s], 1, SECRET);
-    wait_for_hosts(&o, &["S"], &[]);
+    let o = owner(&[s], &["S"], &[]);
     eprintln!("joined at {:.1} s", t0.elapsed().as_secs_f64());
     let run = run_job(&o, &spec, |_| {});
     eprintln!("job done at {:.1} s", t0.elapsed().as_secs_f64());
@@ -795,10 +791,7 @@ fn a_peer_that_never_reads_is_cut_off_and_the_server_keeps_serving() {
 /// server closes that link as a protocol violation (code 3), and it keeps serving.
 #[test]
 fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
-    let spec = raster_spec(0.2, 0.1);
-    let want = reference(&spec);
-    let mut c = Cluster::new("raw");
-    let t0 = Instant::now();
+    let (spec, want, mut c, t0) = prepare("raw", raster_spec(0.2, 0.1));
     let s = c.serve("S", &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -824,10 +817,7 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
         out.push(("garbage frame", o));
         // (c) A grant for a job the server never heard of.
         let o = misbehave(s, 3, async |_, send, _, me| {
-            let job = JobId {
-                owner: me,
-                nonce: 7,
-            };
+            let job = job_of(me, 7);
             let frame = wire::encode(&Msg::Grant {
                 job,
                 chunks: vec![0, 1],
@@ -840,10 +830,7 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
         // (d) A result for a chunk of a job the peer announced but never granted.
         let sp = small.clone();
         let o = misbehave(s, 4, async move |conn, send, recv, me| {
-            let job = JobId {
-                owner: me,
-                nonce: 1,
-            };
+            let job = job_of(me, 1);
             let frame = wire::encode(&Msg::Announce {
                 job,
                 spec: Box::new(sp.clone()),
@@ -881,10 +868,7 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
         out.push(("result for a chunk never granted", o));
         // (e) A steal of zero chunks.
         let o = misbehave(s, 5, async |_, send, _, me| {
-            let job = JobId {
-                owner: me,
-                nonce: 1,
-            };
+            let job = job_of(me, 1);
             let frame = wire::encode(&Msg::Steal { job, want: 0 }).unwrap();
             send.write_all(&frame).await.unwrap();
         })
@@ -894,10 +878,8 @@ fn misbehaving_peer_is_cut_off_and_the_server_keeps_serving() {
     });
     assert!(c.running("S"), "the server died:\n{}", c.log("S"));
     // Still serving: an honest member joins and a job completes.
-    let o = member("O", &[s], 1, SECRET);
-    wait_for_hosts(&o, &["S"], &[]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let o = owner(&[s], &["S"], &[]);
+    run_identical(&o, &spec, &want);
     assert!(c.running("S"));
     let log = c.log("S");
     let failed: Vec<String> = outcomes
@@ -1019,18 +1001,18 @@ fn network_or_skip<T>(test: &str, build: impl FnOnce() -> Result<T, String>) -> 
     None
 }
 
-/// `millpond toolpath` of the bundled part, fine enough that a pool shares it out, written
-/// to `out`: the arguments the network-namespace tests give.
-fn fine_toolpath(out: &str) -> Vec<String> {
+/// `millpond toolpath` of the bundled part with a 3 mm ball at `stepover` and `sampling`,
+/// written to `out`.
+fn toolpath_args(stepover: &str, sampling: &str, out: &str) -> Vec<String> {
     [
         "toolpath",
         "default-part.stl",
         "--tool",
         "ball:3",
         "--stepover",
-        "0.05",
+        stepover,
         "--sampling",
-        "0.02",
+        sampling,
         "-o",
         out,
     ]
@@ -1039,16 +1021,16 @@ fn fine_toolpath(out: &str) -> Vec<String> {
     .collect()
 }
 
+/// [`toolpath_args`] fine enough that a pool shares the job out: the arguments the
+/// network-namespace tests give.
+fn fine_toolpath(out: &str) -> Vec<String> {
+    toolpath_args("0.05", "0.02", out)
+}
+
 /// Waits for the owner process (`owner`, writing [`fine_toolpath`]'s `pool.ngc`) to finish
 /// and checks its G-code is the local reference's byte for byte; the G-code's length.
 fn owner_matches_local(c: &mut Cluster) -> usize {
-    let status = wait_until("the pooled toolpath", Duration::from_secs(40), || {
-        c.proc("owner")
-            .child
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "still running".to_string())
-    });
+    let status = c.wait_exit("owner", "the pooled toolpath", Duration::from_secs(40));
     assert!(status.success(), "owner failed:\n{}", c.log("owner"));
     let pooled = std::fs::read(c.path("pool.ngc")).unwrap();
     let local = std::fs::read(c.path("local.ngc")).unwrap();
@@ -1056,12 +1038,13 @@ fn owner_matches_local(c: &mut Cluster) -> usize {
     pooled.len()
 }
 
-/// The local reference for [`fine_toolpath`]: `local.ngc` in `c`'s folder, on 2 threads.
-fn local_fine_toolpath(c: &Cluster) {
+/// The local reference: `millpond toolpath ARGS` in `c`'s folder on `threads` threads, which
+/// must succeed.
+fn local_toolpath(c: &Cluster, args: Vec<String>, threads: &str) {
     let local = c
         .command("local")
-        .args(fine_toolpath("local.ngc"))
-        .args(["--threads", "2"])
+        .args(args)
+        .args(["--threads", threads])
         .output()
         .unwrap();
     assert!(
@@ -1069,6 +1052,11 @@ fn local_fine_toolpath(c: &Cluster) {
         "{}",
         String::from_utf8_lossy(&local.stderr)
     );
+}
+
+/// The local reference for [`fine_toolpath`]: `local.ngc` in `c`'s folder, on 2 threads.
+fn local_fine_toolpath(c: &Cluster) {
+    local_toolpath(c, fine_toolpath("local.ngc"), "2");
 }
 
 /// `millpond serve` in one namespace, `millpond toolpath --pool` in another, across a veth
@@ -1446,7 +1434,7 @@ fn a_member_cut_off_mid_job_links_again_once_healed() {
     let o = in_namespace(&lan.members[3], move || member("O", &[a_addr], 1, SECRET))
         .expect("the owner in its namespace");
     wait_for_hosts(&o, &["A"], &["B", "C"]);
-    assert_identical(&run_job(&o, &warm, |_| {}).output, &reference(&warm));
+    run_identical(&o, &warm, &reference(&warm));
     // The job; C is cut off once it has delivered a chunk of it.
     let c_before = computed_by(&o, "C");
     let mut cut: Option<(Instant, u32)> = None;
@@ -1465,33 +1453,19 @@ fn a_member_cut_off_mid_job_links_again_once_healed() {
     let job_s = run.elapsed.as_secs_f64();
     let c_in_job = computed_by(&o, "C") - c_before;
     // O sees C lost, then the port comes up again.
-    wait_until("C lost at O", Duration::from_secs(20), || {
-        let s = o.stats();
-        let lost = s
-            .hosts
+    wait_for_rows(&o, "C lost at O", Duration::from_secs(20), |hosts| {
+        hosts
             .iter()
             .filter(|h| h.name == "C")
-            .all(|h| h.state == millpond_net::HostState::Lost);
-        if lost {
-            Ok(())
-        } else {
-            Err(describe_hosts(&s))
-        }
+            .all(|h| h.state == millpond_net::HostState::Lost)
     });
     let lost_s = cut_at.elapsed().as_secs_f64();
     ip(&["-n", &lan.hub, "link", "set", "h2", "up"]).expect("heal");
     let healed = Instant::now();
-    wait_until("C back at O", Duration::from_secs(30), || {
-        let s = o.stats();
-        let back = s
-            .hosts
+    wait_for_rows(&o, "C back at O", Duration::from_secs(30), |hosts| {
+        hosts
             .iter()
-            .any(|h| h.name == "C" && h.hops == 2 && h.state != millpond_net::HostState::Lost);
-        if back {
-            Ok(())
-        } else {
-            Err(describe_hosts(&s))
-        }
+            .any(|h| h.name == "C" && h.hops == 2 && h.state != millpond_net::HostState::Lost)
     });
     let back_s = healed.elapsed().as_secs_f64();
     assert!(
@@ -1501,8 +1475,7 @@ fn a_member_cut_off_mid_job_links_again_once_healed() {
     );
     // C computes again.
     let c_before = computed_by(&o, "C");
-    let run2 = run_job(&o, &after, |_| {});
-    assert_identical(&run2.output, &want_after);
+    let run2 = run_identical(&o, &after, &want_after);
     let c_after = computed_by(&o, "C") - c_before;
     assert!(
         c_after > 0,
@@ -1542,10 +1515,8 @@ fn beside_a_rogue(mode: &str) -> (Cluster, SocketAddr, Pool, JobRun) {
     let mut c = Cluster::new(mode);
     let a = c.serve("A", &[]);
     let r = c.rogue("R", mode, 2, &[]);
-    let o = member("O", &[a, r], 1, SECRET);
-    wait_for_hosts(&o, &["A", "R"], &[]);
-    let run = run_job(&o, &spec, |_| {});
-    assert_identical(&run.output, &want);
+    let o = owner(&[a, r], &["A", "R"], &[]);
+    let run = run_identical(&o, &spec, &want);
     (c, r, o, run)
 }
 
@@ -1575,13 +1546,10 @@ fn a_poisoning_peer_is_cut_off_named_and_none_of_its_results_is_in_the_output() 
     assert_clean_log("A", &c.log("A"));
     eprintln!(
         "poison: R computed {poisoned} poisoned chunks, {} wrong found, {} of its results \
-         discarded, 0 in the output (identical to the local run); job {:.2} s ({} local, {} \
-         remote); test {:.1} s",
+         discarded, 0 in the output (identical to the local run); job {}; test {:.1} s",
         row.wrong_results,
         row.discarded_results,
-        run.elapsed.as_secs_f64(),
-        run.last.local_chunks,
-        run.last.remote_chunks,
+        run.summary(),
         t0.elapsed().as_secs_f64()
     );
 }
@@ -1591,36 +1559,13 @@ fn a_poisoning_peer_is_cut_off_named_and_none_of_its_results_is_in_the_output() 
 #[test]
 fn the_command_line_names_a_poisoning_peer_and_writes_the_local_g_code() {
     let mut c = Cluster::new("poison-cli");
-    let args = |out: &str| -> Vec<String> {
-        [
-            "toolpath",
-            "default-part.stl",
-            "--tool",
-            "ball:3",
-            "--stepover",
-            "0.1",
-            "--sampling",
-            "0.05",
-            "--threads",
-            "1",
-            "-o",
-            out,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let local = c.command("local").args(args("local.ngc")).output().unwrap();
-    assert!(
-        local.status.success(),
-        "{}",
-        String::from_utf8_lossy(&local.stderr)
-    );
+    let args = |out: &str| toolpath_args("0.1", "0.05", out);
+    local_toolpath(&c, args("local.ngc"), "1");
     let r = c.rogue("R", "poison", 2, &[]);
     let pooled = c
         .command("owner")
         .args(args("pool.ngc"))
-        .args(["--pool", &r.to_string(), "--secret-file"])
+        .args(["--threads", "1", "--pool", &r.to_string(), "--secret-file"])
         .arg(c.secret_file())
         .output()
         .unwrap();
