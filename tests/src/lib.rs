@@ -3,9 +3,10 @@
 pub mod oracle;
 pub mod pool;
 
+use millpond_core::{DropCutter, Point3};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The workspace root.
@@ -56,6 +57,22 @@ pub fn millpond_bin() -> &'static Path {
     })
 }
 
+/// A command's output as text (it must be UTF-8).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
+}
+
+/// Asserts that a `millpond` run succeeded, showing its status and both streams if not.
+pub fn assert_succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "millpond failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 /// Writes a pool secret file readable only by its owner (mode 0600), as `millpond` requires
 /// of one (a file others can open is refused).
 pub fn write_secret_file(path: &Path, secret: &str) {
@@ -66,6 +83,18 @@ pub fn write_secret_file(path: &Path, secret: &str) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .expect("make the secret file private");
     }
+}
+
+/// The worst the dropped cutter rises above a straight move from `a` to `b`, sampled every
+/// `every` mm (or finer): an independent check of the exact swept tests.
+pub fn sampled_rise(dc: &DropCutter<'_>, a: Point3, b: Point3, every: f64) -> f64 {
+    let n = ((a.distance_xy(b) / every).ceil() as usize).max(1);
+    (0..=n)
+        .map(|k| {
+            let p = a + (b - a) * (k as f64 / n as f64);
+            dc.at(p.x, p.y) - p.z
+        })
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// A small deterministic PRNG (SplitMix64), so generated test meshes are the same on every run

@@ -1,7 +1,7 @@
 //! Drop-cutter exactness: the engine against closed forms and against an independent oracle.
 
 use millpond_core::{Cutter, DropCutter, Mesh, Point3, Triangle, TriangleIndex, models};
-use millpond_tests::{Rng, oracle};
+use millpond_tests::{Rng, oracle, sampled_rise};
 
 const CUTTERS: [&str; 7] = [
     "flat:6",
@@ -688,15 +688,7 @@ fn raster_toolpath_never_gouges() {
             })
             .collect();
         // Samples a straight move every 0.05 mm: the worst drop height above it.
-        let worst_above = |a: Point3, b: Point3| -> f64 {
-            let n = ((a.distance_xy(b) / 0.05).ceil() as usize).max(1);
-            (0..=n)
-                .map(|k| {
-                    let p = a + (b - a) * (k as f64 / n as f64);
-                    dc.at(p.x, p.y) - p.z
-                })
-                .fold(f64::NEG_INFINITY, f64::max)
-        };
+        let worst_above = |a: Point3, b: Point3| sampled_rise(&dc, a, b, 0.05);
         let (mut links, mut segments, mut merged_over, mut retracts) = (0, 0, 0usize, 0);
         let mut worst_between = f64::NEG_INFINITY;
         let (mut refined, mut stairs) = (0usize, 0usize);

@@ -5,14 +5,11 @@
 //! line, and no program written); a job computed in the pool.
 
 use millpond_core::{Point3, Triangle, stl};
+use millpond_tests::{assert_succeeded, text};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
-}
 
 /// Runs `millpond ARGS` in `dir`.
 fn run_in<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
@@ -27,13 +24,7 @@ fn run_in<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
 /// Runs a command that must succeed; returns its stderr.
 fn succeed<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> String {
     let out = run_in(dir, args);
-    assert!(
-        out.status.success(),
-        "millpond failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_succeeded(&out);
     text(&out.stderr)
 }
 

@@ -569,35 +569,20 @@ fn results_are_validated() {
         with_grid(&|g| g.bounds.ymin = f64::NEG_INFINITY),
         "infinite bounds",
     );
+    // A square of `side` mm sampled every `step` mm both ways.
+    let square = |side: f64, step: f64| {
+        with_grid(&|g| {
+            g.bounds = Rect::new(0.0, side, 0.0, side);
+            g.step = step;
+            g.sampling = step;
+        })
+    };
     // Absurd point counts: 1e6 × 1e6 mm at 0.01 mm, and just over the 1e9 limit.
-    invalid(
-        with_grid(&|g| {
-            g.bounds = Rect::new(0.0, 1e6, 0.0, 1e6);
-            g.step = 0.01;
-            g.sampling = 0.01;
-        }),
-        "1e16 points",
-    );
-    invalid(
-        with_grid(&|g| {
-            g.bounds = Rect::new(0.0, 1000.0, 0.0, 1000.0);
-            g.step = 0.0316;
-            g.sampling = 0.0316;
-        }),
-        "1.0016e9 points",
-    );
-    invalid(
-        with_grid(&|g| {
-            g.step = 1e-300;
-        }),
-        "a step of 1e-300",
-    );
+    invalid(square(1e6, 0.01), "1e16 points");
+    invalid(square(1000.0, 0.0316), "1.0016e9 points");
+    invalid(with_grid(&|g| g.step = 1e-300), "a step of 1e-300");
     // Just under the limit is a valid spec (it is only planned here, never run).
-    let big = with_grid(&|g| {
-        g.bounds = Rect::new(0.0, 1000.0, 0.0, 1000.0);
-        g.step = 0.0317;
-        g.sampling = 0.0317;
-    });
+    let big = square(1000.0, 0.0317);
     big.validate().unwrap();
     assert!(big.points_total() < 1_000_000_000);
     // Other numbers the spec carries.

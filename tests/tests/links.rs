@@ -89,13 +89,7 @@ fn links_of(spec: &JobSpec) -> (Links, f64) {
 /// The worst the dropped cutter rises above a straight move, sampled every 0.02 mm: an
 /// independent check of the exact swept test the links rely on.
 fn sampled_rise(dc: &DropCutter<'_>, a: Point3, b: Point3) -> f64 {
-    let n = ((a.distance_xy(b) / 0.02).ceil() as usize).max(1);
-    (0..=n)
-        .map(|k| {
-            let p = a + (b - a) * (k as f64 / n as f64);
-            dc.at(p.x, p.y) - p.z
-        })
-        .fold(f64::NEG_INFINITY, f64::max)
+    millpond_tests::sampled_rise(dc, a, b, 0.02)
 }
 
 #[test]

@@ -140,6 +140,21 @@ fn bundled_part() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-part.stl")
 }
 
+/// `millpond toolpath PART -o OUT ARGS` with an `--op` for each of `ops`, which must succeed;
+/// the program it wrote.
+fn program(part: &Path, out: &Path, args: &[&str], ops: &[&str]) -> String {
+    let mut cmd = Command::new(millpond_tests::millpond_bin());
+    cmd.args(["toolpath".as_ref(), part.as_os_str()])
+        .args(["-o".as_ref(), out.as_os_str()])
+        .args(args);
+    for op in ops {
+        cmd.args(["--op", op]);
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success());
+    std::fs::read_to_string(out).unwrap()
+}
+
 /// Three tools of different lengths in one program, for every built-in post whose dialect
 /// rs274ngc reads (LinuxCNC, GRBL, Mach3/Mach4, UCCNC, Fanuc-style; not Marlin's `;`
 /// comments), and for LinuxCNC with its arcs given by radius (R) instead of centre (I J).
@@ -167,24 +182,23 @@ fn linuxcnc_runs_every_program_and_each_new_tool_lifts_before_moving() {
     for dialect in ["linuxcnc", "grbl", "mach3", "uccnc", "fanuc", &by_radius] {
         let name = Path::new(dialect).file_stem().unwrap().to_string_lossy();
         let out = dir.path().join(format!("{name}.ngc"));
-        let status = Command::new(millpond_tests::millpond_bin())
-            .args(["toolpath".as_ref(), part.as_os_str()])
-            .args(["-o".as_ref(), out.as_os_str()])
-            .args([
+        let g = program(
+            &part,
+            &out,
+            &[
                 "--post",
                 dialect,
                 "--stock-margin",
                 "2,1",
                 "--spindle-dwell",
                 "1.5",
-            ])
-            .args(["--op", "rough,tool=flat:6,stepdown=4,sampling=0.5"])
-            .args(["--op", "waterline,tool=ball:3,stepdown=4,sampling=0.5"])
-            .args(["--op", "raster,tool=bull:6:1,stepover=2,sampling=0.5"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let g = std::fs::read_to_string(&out).unwrap();
+            ],
+            &[
+                "rough,tool=flat:6,stepdown=4,sampling=0.5",
+                "waterline,tool=ball:3,stepdown=4,sampling=0.5",
+                "raster,tool=bull:6:1,stepover=2,sampling=0.5",
+            ],
+        );
         let centre = if dialect == by_radius { " R" } else { " I" };
         assert!(
             g.lines().filter(|l| l.contains(centre)).count() > 20,
@@ -259,16 +273,15 @@ fn an_inch_program_makes_the_same_moves_as_the_millimetre_one() {
     let mut runs = Vec::new();
     for units in ["mm", "inch"] {
         let out = dir.path().join(format!("{units}.ngc"));
-        let status = Command::new(millpond_tests::millpond_bin())
-            .args(["toolpath".as_ref(), part.as_os_str()])
-            .args(["-o".as_ref(), out.as_os_str()])
-            .args(["--program-units", units, "--stock-margin", "2,1"])
-            .args(["--op", "rough,tool=flat:6,stepdown=4,sampling=0.5"])
-            .args(["--op", "raster,tool=ball:3,stepover=2,sampling=0.5"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let g = std::fs::read_to_string(&out).unwrap();
+        let g = program(
+            &part,
+            &out,
+            &["--program-units", units, "--stock-margin", "2,1"],
+            &[
+                "rough,tool=flat:6,stepdown=4,sampling=0.5",
+                "raster,tool=ball:3,stepover=2,sampling=0.5",
+            ],
+        );
         let calls = interpret(&out, &[0.0, 0.0]);
         let declared = calls
             .iter()

@@ -33,6 +33,9 @@ fn setup() -> Setup {
     }
 }
 
+/// The end mill most tests here rough with.
+const FLAT_6: Cutter = Cutter::Flat { diameter: 6.0 };
+
 fn rough_job(s: &Setup, cutter: Cutter, pattern: ClearPattern, allowance: f64) -> JobContext {
     let sampling = 0.25;
     let grid =
@@ -94,8 +97,8 @@ fn roughing_never_enters_the_model_plus_allowance_and_stays_by_the_stock() {
     let s = setup();
     // A V-bit cannot leave an allowance (its grown shape is not a V-bit), so it touches.
     for (cutter, pattern, allowance) in [
-        (Cutter::Flat { diameter: 6.0 }, ClearPattern::Offset, 0.3),
-        (Cutter::Flat { diameter: 6.0 }, ClearPattern::Zigzag, 0.3),
+        (FLAT_6, ClearPattern::Offset, 0.3),
+        (FLAT_6, ClearPattern::Zigzag, 0.3),
         (
             Cutter::Bull {
                 diameter: 6.0,
@@ -170,12 +173,7 @@ fn roughing_never_enters_the_model_plus_allowance_and_stays_by_the_stock() {
 #[test]
 fn entries_are_ramps_never_plunges_into_material() {
     let s = setup();
-    let ctx = rough_job(
-        &s,
-        Cutter::Flat { diameter: 6.0 },
-        ClearPattern::Offset,
-        0.3,
-    );
+    let ctx = rough_job(&s, FLAT_6, ClearPattern::Offset, 0.3);
     let tp = toolpath(&ctx, 2);
     // Layers go top down: material below the deepest height cut so far is uncut. A plunge may
     // only come down to that height (through air); anything deeper must be a ramp.
@@ -212,7 +210,7 @@ fn entries_are_ramps_never_plunges_into_material() {
 #[test]
 fn first_layer_is_cleared_everywhere_away_from_the_model() {
     let s = setup();
-    let cutter = Cutter::Flat { diameter: 6.0 };
+    let cutter = FLAT_6;
     for pattern in [ClearPattern::Offset, ClearPattern::Zigzag] {
         let ctx = rough_job(&s, cutter, pattern, 0.3);
         let tp = toolpath(&ctx, 2);
@@ -288,11 +286,6 @@ fn first_layer_is_cleared_everywhere_away_from_the_model() {
 #[test]
 fn roughing_is_bit_identical_for_one_and_two_threads() {
     let s = setup();
-    let ctx = rough_job(
-        &s,
-        Cutter::Flat { diameter: 6.0 },
-        ClearPattern::Zigzag,
-        0.5,
-    );
+    let ctx = rough_job(&s, FLAT_6, ClearPattern::Zigzag, 0.5);
     assert_eq!(toolpath(&ctx, 1), toolpath(&ctx, 2));
 }

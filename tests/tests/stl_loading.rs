@@ -110,6 +110,24 @@ fn err(bytes: impl AsRef<[u8]>, name: &str) -> StlError {
     }
 }
 
+/// Writes `bytes` as `name` in a temporary folder and loads it from there, which must fail
+/// with an error that names the file.
+fn path_err(name: &str, bytes: impl AsRef<[u8]>) -> StlError {
+    let dir = tempdir();
+    let path = write(dir.path(), name, bytes);
+    let e = Mesh::from_stl_path(&path).unwrap_err();
+    assert!(e.to_string().contains(name), "{e}");
+    e
+}
+
+/// The normal of each triangle, from its vertices.
+fn normals(mesh: &Mesh) -> Vec<Point3> {
+    mesh.triangles()
+        .iter()
+        .map(|t| t.normal().unwrap())
+        .collect()
+}
+
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -225,13 +243,8 @@ fn stored_normal_is_ignored_binary() {
     let path = write(dir.path(), "normals.stl", binary(b"", &facets));
     let mesh = Mesh::from_stl_path(&path).unwrap();
     assert_eq!(mesh.len(), 4);
-    let normals: Vec<Point3> = mesh
-        .triangles()
-        .iter()
-        .map(|t| t.normal().unwrap())
-        .collect();
     let (z, mz) = (Point3::new(0.0, 0.0, 1.0), Point3::new(0.0, 0.0, -1.0));
-    assert_eq!(normals, vec![z, mz, z, mz]);
+    assert_eq!(normals(&mesh), vec![z, mz, z, mz]);
 }
 
 #[test]
@@ -242,13 +255,8 @@ fn stored_normal_is_ignored_ascii() {
         facet normal 1e30 -inf 7\n outer loop\n vertex 0 0 5\n vertex 2 0 5\n vertex 0 2 5\n endloop\n endfacet\n\
         endsolid n\n";
     let mesh = ok(text, "normals.stl");
-    let normals: Vec<Point3> = mesh
-        .triangles()
-        .iter()
-        .map(|t| t.normal().unwrap())
-        .collect();
     let (z, mz) = (Point3::new(0.0, 0.0, 1.0), Point3::new(0.0, 0.0, -1.0));
-    assert_eq!(normals, vec![z, mz, z]);
+    assert_eq!(normals(&mesh), vec![z, mz, z]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,11 +501,8 @@ fn only_degenerate_or_zero_triangles_is_no_triangles() {
 
 #[test]
 fn empty_file_is_not_stl() {
-    let dir = tempdir();
-    let path = write(dir.path(), "empty.stl", b"");
-    let e = Mesh::from_stl_path(&path).unwrap_err();
+    let e = path_err("empty.stl", b"");
     assert!(matches!(e, StlError::NotStl { .. }), "{e:?}");
-    assert!(e.to_string().contains("empty.stl"), "{e}");
     assert!(matches!(err(b"", "empty.stl"), StlError::NotStl { .. }));
 }
 
@@ -519,12 +524,9 @@ fn text_that_is_not_stl_is_not_stl() {
         "solidity is not a keyword\n",
         "{\"json\": true}\n",
     ];
-    let dir = tempdir();
     for text in texts {
-        let path = write(dir.path(), "notes.txt", text);
-        let e = Mesh::from_stl_path(&path).unwrap_err();
+        let e = path_err("notes.txt", text);
         assert!(matches!(e, StlError::NotStl { .. }), "{text:?}: {e:?}");
-        assert!(e.to_string().contains("notes.txt"), "{e}");
     }
 }
 
@@ -542,12 +544,9 @@ fn png_like(len: usize) -> Vec<u8> {
 
 #[test]
 fn binary_blob_of_another_format_is_not_stl() {
-    let dir = tempdir();
     for len in [8, 45, 84, 100, 134, 1000, 5000] {
-        let path = write(dir.path(), "photo.png", png_like(len));
-        let e = Mesh::from_stl_path(&path).unwrap_err();
+        let e = path_err("photo.png", png_like(len));
         assert!(matches!(e, StlError::NotStl { .. }), "{len} bytes: {e:?}");
-        assert!(e.to_string().contains("photo.png"), "{e}");
     }
     // A 3MF model (a ZIP archive) loaded by mistake.
     let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
@@ -559,29 +558,21 @@ fn binary_blob_of_another_format_is_not_stl() {
 #[test]
 fn truncated_binary_is_truncated() {
     let facets = sample_facets();
-    let dir = tempdir();
     // Cut anywhere: inside the header, inside the count, mid-record, at a record boundary.
     let plain = binary(b"", &facets);
-    for len in 1..plain.len() {
-        let e = err(&plain[..len], "cut.stl");
-        assert!(
-            matches!(e, StlError::Truncated { .. }),
-            "cut at {len}: {e:?}"
-        );
-    }
     // A header starting with "solid" must not turn a truncated binary file into an ASCII error.
     let solid = binary(b"solid part", &facets);
-    for len in 84..solid.len() {
-        let e = err(&solid[..len], "cut.stl");
-        assert!(
-            matches!(e, StlError::Truncated { .. }),
-            "cut at {len}: {e:?}"
-        );
+    for (bytes, shortest) in [(&plain, 1), (&solid, 84)] {
+        for len in shortest..bytes.len() {
+            let e = err(&bytes[..len], "cut.stl");
+            assert!(
+                matches!(e, StlError::Truncated { .. }),
+                "cut at {len}: {e:?}"
+            );
+        }
     }
-    let path = write(dir.path(), "cut.stl", &plain[..84 + 50 + 17]);
-    let e = Mesh::from_stl_path(&path).unwrap_err();
+    let e = path_err("cut.stl", &plain[..84 + 50 + 17]);
     assert!(matches!(e, StlError::Truncated { .. }), "{e:?}");
-    assert!(e.to_string().contains("cut.stl"), "{e}");
 }
 
 #[test]
@@ -625,15 +616,11 @@ fn ascii_cut_inside_a_facet_is_truncated() {
         StlError::Truncated { .. }
     ));
 
-    let dir = tempdir();
-    let path = write(
-        dir.path(),
+    let e = path_err(
         "cut-ascii.stl",
         &bytes[..text[..end].rfind("endloop").unwrap()],
     );
-    let e = Mesh::from_stl_path(&path).unwrap_err();
     assert!(matches!(e, StlError::Truncated { .. }), "{e:?}");
-    assert!(e.to_string().contains("cut-ascii.stl"), "{e}");
 }
 
 #[test]
@@ -662,11 +649,8 @@ fn binary_with_trailing_bytes_is_count_mismatch() {
     // A count too small for the records that follow.
     let mut bytes = binary(b"", &facets);
     bytes[80..84].copy_from_slice(&2u32.to_le_bytes());
-    let dir = tempdir();
-    let path = write(dir.path(), "miscounted.stl", &bytes);
-    let e = Mesh::from_stl_path(&path).unwrap_err();
+    let e = path_err("miscounted.stl", &bytes);
     assert!(matches!(e, StlError::CountMismatch { .. }), "{e:?}");
-    assert!(e.to_string().contains("miscounted.stl"), "{e}");
 }
 
 #[test]
@@ -676,11 +660,7 @@ fn non_finite_binary_coordinate_is_rejected() {
         for (vertex, axis) in [(0, 0), (1, 1), (2, 2)] {
             let mut facets = base.clone();
             facets[1].v[vertex][axis] = bad;
-            let dir = tempdir();
-            let path = write(dir.path(), "nan.stl", binary(b"", &facets));
-            let e = Mesh::from_stl_path(&path).unwrap_err();
-            assert!(e.to_string().contains("nan.stl"), "{e}");
-            match e {
+            match path_err("nan.stl", binary(b"", &facets)) {
                 StlError::NonFinite { triangle, .. } => assert_eq!(triangle, 1),
                 other => panic!("{bad} at v{vertex}[{axis}]: {other:?}"),
             }

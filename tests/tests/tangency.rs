@@ -95,12 +95,17 @@ fn wall_y(out: &mut Vec<Triangle>, y: f64, (x0, x1): (f64, f64), (z0, z1): (f64,
 /// x = 0 from -5 up to 0, the top at z = 0 for x in [0, 20]; y from -20 to 20, in pieces 10
 /// long so that several triangles share the top edge.
 fn pocket() -> Vec<Triangle> {
+    floor_and_wall(|t, y| quad(t, (0.0, 20.0), y, |_, _| 0.0))
+}
+
+/// The pocket's floor and wall, each piece of y followed by what `top` adds for x ≥ 0.
+fn floor_and_wall(top: impl Fn(&mut Vec<Triangle>, (f64, f64))) -> Vec<Triangle> {
     let mut t = Vec::new();
     for k in 0..4 {
         let y = (-20.0 + 10.0 * k as f64, -10.0 + 10.0 * k as f64);
         quad(&mut t, (-20.0, 0.0), y, |_, _| -5.0);
         wall_x(&mut t, 0.0, y, (-5.0, 0.0));
-        quad(&mut t, (0.0, 20.0), y, |_, _| 0.0);
+        top(&mut t, y);
     }
     t
 }
@@ -109,15 +114,10 @@ fn pocket() -> Vec<Triangle> {
 /// a 90° V-bit's flank, so the V-bit, like the flat end mill, rests its rim on the facet: at
 /// exactly R from the ramp's foot, the facet's contact point is on its boundary.
 fn ramp() -> Vec<Triangle> {
-    let mut t = Vec::new();
-    for k in 0..4 {
-        let y = (-20.0 + 10.0 * k as f64, -10.0 + 10.0 * k as f64);
-        quad(&mut t, (-20.0, 0.0), y, |_, _| -5.0);
-        wall_x(&mut t, 0.0, y, (-5.0, 0.0));
-        quad(&mut t, (0.0, 5.0), y, |x, _| 2.0 * x);
-        quad(&mut t, (5.0, 20.0), y, |_, _| 10.0);
-    }
-    t
+    floor_and_wall(|t, y| {
+        quad(t, (0.0, 5.0), y, |x, _| 2.0 * x);
+        quad(t, (5.0, 20.0), y, |_, _| 10.0);
+    })
 }
 
 /// A block [0, 10]² from z = -10 up to 0, on a floor at z = -10 over [-20, 20]² (the part of
