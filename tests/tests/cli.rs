@@ -4,6 +4,7 @@
 
 use millpond_core::models::geodesic_sphere;
 use millpond_core::{Mesh, Point3, stl};
+use millpond_tests::{assert_succeeded, text};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,6 @@ where
     millpond().args(args).output().expect("run millpond")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
-}
-
 /// Runs a command that must succeed; returns its stdout.
 fn succeed<I, S>(args: I) -> String
 where
@@ -33,13 +30,7 @@ where
     S: AsRef<OsStr>,
 {
     let out = run(args);
-    assert!(
-        out.status.success(),
-        "millpond failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_succeeded(&out);
     text(&out.stdout)
 }
 
@@ -78,15 +69,17 @@ const SPHERE_RADIUS: f64 = 10.0;
 const BALL_RADIUS: f64 = 1.5;
 
 /// Writes a geodesic sphere (radius 10 at the origin, frequency 8: 1280 triangles) as binary STL
-/// and returns its path and the mesh as the loader reads it back.
-fn sphere_model(dir: &Path) -> (PathBuf, Mesh) {
-    let path = dir.join("sphere.stl");
+/// in a new temporary folder; returns the folder, the file's path and the mesh as the loader
+/// reads it back.
+fn sphere_model() -> (tempfile::TempDir, PathBuf, Mesh) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sphere.stl");
     let tris = geodesic_sphere(Point3::new(0.0, 0.0, 0.0), SPHERE_RADIUS, 8);
     let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     stl::write_binary(file, "sphere", &tris).unwrap();
     let mesh = Mesh::from_stl_path(&path).unwrap();
     assert_eq!(mesh.len(), 1280);
-    (path, mesh)
+    (dir, path, mesh)
 }
 
 /// The sphere as loaded lies between two concentric exact spheres: it is inscribed in one through
@@ -240,26 +233,30 @@ fn check_grid(rows: &[Row], axis: char, bounds: [f64; 4], step: f64, sampling: f
     }
 }
 
-#[test]
-fn drop_default_bounds_json_and_csv() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, mesh) = sphere_model(dir.path());
-    let csv = dir.path().join("grid.csv");
-    let (step, sampling) = (1.5, 0.7);
-    let stdout = succeed([
+/// `millpond drop MODEL --tool ball:3 --csv CSV` and `extra`, which must succeed; its stdout.
+fn drop_to_csv(model: &Path, csv: &Path, extra: &[&str]) -> String {
+    let mut args: Vec<&OsStr> = vec![
         OsStr::new("drop"),
         model.as_os_str(),
         "--tool".as_ref(),
         "ball:3".as_ref(),
-        "--step".as_ref(),
-        "1.5".as_ref(),
-        "--sampling".as_ref(),
-        "0.7".as_ref(),
-        "--threads".as_ref(),
-        "2".as_ref(),
         "--csv".as_ref(),
         csv.as_os_str(),
-    ]);
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    succeed(&args)
+}
+
+#[test]
+fn drop_default_bounds_json_and_csv() {
+    let (dir, model, mesh) = sphere_model();
+    let csv = dir.path().join("grid.csv");
+    let (step, sampling) = (1.5, 0.7);
+    let stdout = drop_to_csv(
+        &model,
+        &csv,
+        &["--step", "1.5", "--sampling", "0.7", "--threads", "2"],
+    );
     let s = summary(&stdout);
     let b = mesh.bounds();
     let points = count(b.min.y, b.max.y, step) * count(b.min.x, b.max.x, sampling);
@@ -285,25 +282,12 @@ fn drop_default_bounds_json_and_csv() {
 
 #[test]
 fn drop_one_and_two_threads_give_identical_csv() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, mesh) = sphere_model(dir.path());
+    let (dir, model, mesh) = sphere_model();
     let mut csvs = Vec::new();
     for threads in ["1", "2"] {
         let csv = dir.path().join(format!("grid-{threads}.csv"));
-        let stdout = succeed([
-            OsStr::new("drop"),
-            model.as_os_str(),
-            "--tool".as_ref(),
-            "ball:3".as_ref(),
-            "--step".as_ref(),
-            "0.25".as_ref(),
-            "--sampling".as_ref(),
-            "0.1".as_ref(),
-            "--threads".as_ref(),
-            threads.as_ref(),
-            "--csv".as_ref(),
-            csv.as_os_str(),
-        ]);
+        let args = ["--step", "0.25", "--sampling", "0.1", "--threads", threads];
+        let stdout = drop_to_csv(&model, &csv, &args);
         let s = summary(&stdout);
         assert_eq!(s["threads"].as_u64(), Some(threads.parse().unwrap()));
         csvs.push(csv);
@@ -332,20 +316,10 @@ fn drop_one_and_two_threads_give_identical_csv() {
 
 #[test]
 fn drop_bounds_axis_y_and_floor() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, mesh) = sphere_model(dir.path());
+    let (dir, model, mesh) = sphere_model();
     let csv = dir.path().join("grid.csv");
     let drop = |extra: &[&str]| {
-        let mut args: Vec<&OsStr> = vec![
-            OsStr::new("drop"),
-            model.as_os_str(),
-            "--tool".as_ref(),
-            "ball:3".as_ref(),
-            "--csv".as_ref(),
-            csv.as_os_str(),
-        ];
-        args.extend(extra.iter().map(OsStr::new));
-        let s = summary(&succeed(&args));
+        let s = summary(&drop_to_csv(&model, &csv, extra));
         (s["points"].as_u64().unwrap() as usize, read_csv(&csv))
     };
 
@@ -397,8 +371,7 @@ fn drop_bounds_axis_y_and_floor() {
 
 #[test]
 fn bad_arguments_fail_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, _) = sphere_model(dir.path());
+    let (dir, model, _) = sphere_model();
     let model = model.to_str().unwrap();
     let csv = dir.path().join("never.csv");
     let csv = csv.to_str().unwrap();
@@ -438,18 +411,23 @@ fn bad_arguments_fail_with_a_clear_message() {
 
     // Model files: missing, and not an STL. The message names the file.
     let missing = dir.path().join("no-such-model.stl");
-    let missing = missing.to_str().unwrap();
-    let args = [
-        "drop",
-        missing,
-        "--tool",
-        "ball:3",
-        "--step",
-        "1",
-        "--sampling",
-        "1",
-    ];
-    has(&fail(args), &["no-such-model.stl", "cannot read"]);
+    // `millpond drop` of another model file, which must fail.
+    let drop_model = |path: &str| {
+        fail([
+            "drop",
+            path,
+            "--tool",
+            "ball:3",
+            "--step",
+            "1",
+            "--sampling",
+            "1",
+        ])
+    };
+    has(
+        &drop_model(missing.to_str().unwrap()),
+        &["no-such-model.stl", "cannot read"],
+    );
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "shopping list\n- milk\n- end mills\n").unwrap();
     let png = dir.path().join("photo.png");
@@ -458,17 +436,7 @@ fn bad_arguments_fail_with_a_clear_message() {
     std::fs::write(&png, png_bytes).unwrap();
     for (bad, name) in [(&notes, "notes.txt"), (&png, "photo.png")] {
         let bad = bad.to_str().unwrap();
-        let args = [
-            "drop",
-            bad,
-            "--tool",
-            "ball:3",
-            "--step",
-            "1",
-            "--sampling",
-            "1",
-        ];
-        has(&fail(args), &[name, "not an STL"]);
+        has(&drop_model(bad), &[name, "not an STL"]);
         let out = dir.path().join("never.ngc");
         let args = [
             "toolpath",
@@ -632,8 +600,7 @@ fn operation_moves(gcode: &str) -> Vec<(String, Moves)> {
 
 #[test]
 fn toolpath_writes_gcode_in_both_dialects() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, _) = sphere_model(dir.path());
+    let (dir, model, _) = sphere_model();
     let model = model.to_str().unwrap();
     let out = dir.path().join("out.ngc");
     let base = [
@@ -783,8 +750,7 @@ fn find_after(g: &str, from: usize, what: &str) -> usize {
 
 #[test]
 fn toolpath_roughs_then_finishes_in_one_program_with_named_tool_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, mesh) = sphere_model(dir.path());
+    let (dir, model, mesh) = sphere_model();
     let out = dir.path().join("part.ngc");
     let mut args = ROUGH_THEN_FINISH.to_vec();
     args.extend(STOCK_MARGIN);
@@ -885,8 +851,7 @@ fn toolpath_roughs_then_finishes_in_one_program_with_named_tool_changes() {
 
 #[test]
 fn toolpath_for_grbl_pauses_for_the_tool_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, mesh) = sphere_model(dir.path());
+    let (dir, model, mesh) = sphere_model();
     let out = dir.path().join("part.nc");
     let mut args = ROUGH_THEN_FINISH.to_vec();
     args.extend(STOCK_MARGIN);
@@ -930,8 +895,7 @@ fn toolpath_for_grbl_pauses_for_the_tool_change() {
 
 #[test]
 fn toolpath_several_operations_are_identical_with_one_and_two_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, _) = sphere_model(dir.path());
+    let (dir, model, _) = sphere_model();
     let mut programs = Vec::new();
     for threads in ["1", "2"] {
         let out = dir.path().join(format!("part-{threads}.ngc"));
@@ -954,8 +918,7 @@ fn toolpath_several_operations_are_identical_with_one_and_two_threads() {
 
 #[test]
 fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, mesh) = sphere_model(dir.path());
+    let (dir, model, mesh) = sphere_model();
     let b = mesh.bounds();
 
     // Waterline: every cut at one of the levels, top down by the stepdown to the model's
@@ -1090,8 +1053,7 @@ fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
 
 #[test]
 fn toolpath_bad_operations_name_the_setting_and_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, _) = sphere_model(dir.path());
+    let (dir, model, _) = sphere_model();
     let model = model.to_str().unwrap();
     let out = dir.path().join("never.ngc");
     let out = out.to_str().unwrap();
@@ -1448,8 +1410,7 @@ fn on_a_terminal(args: &[&str]) -> String {
 /// left; `--quiet` silences it; a pipe gets none (the summary lines are unchanged).
 #[test]
 fn progress_bars_on_a_terminal_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, _) = sphere_model(dir.path());
+    let (dir, model, _) = sphere_model();
     let out = dir.path().join("p.ngc");
     let (m, o) = (model.display().to_string(), out.display().to_string());
     let args = [
@@ -1494,8 +1455,7 @@ fn progress_bars_on_a_terminal_only() {
 /// the program is the same move measured from the stock's front left top corner.
 #[test]
 fn work_zero_at_a_stock_corner_and_its_top() {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, mesh) = sphere_model(dir.path());
+    let (dir, model, mesh) = sphere_model();
     let b = mesh.bounds();
     let (plain, zeroed) = (dir.path().join("plain.ngc"), dir.path().join("zeroed.ngc"));
     let args = [

@@ -545,6 +545,23 @@ fn waterline(quick: bool) -> Result<()> {
         Ok((rows, shares))
     };
 
+    // A Markdown table of `spec` timed: threads, the `columns` that `describe` gives of the
+    // output, median s, best s; then the assembly's shares.
+    let table = |spec: JobSpec,
+                 columns: &[&str],
+                 describe: &dyn Fn(JobOutput) -> Result<String>|
+     -> Result<()> {
+        println!("| threads | {} | median s | best s |", columns.join(" | "));
+        println!("{}|", "|---:".repeat(columns.len() + 3));
+        let (rows, shares) = time(spec)?;
+        for (threads, median, best, out) in rows {
+            let cells = describe(out)?;
+            println!("| {threads} | {cells} | {median:.2} | {best:.2} |");
+        }
+        println!("\n{shares}");
+        Ok(())
+    };
+
     let cutter: Cutter = "ball:3".parse()?;
     let sampling = if quick { 0.5 } else { 0.05 };
     let levels: Vec<f64> = (0..20).map(|k| 47.5 - 5.0 * k as f64).collect();
@@ -565,10 +582,7 @@ fn waterline(quick: bool) -> Result<()> {
          fibers every {sampling} mm ({points} grid points); three runs, median and best.\n",
         mesh.len(),
     );
-    println!("| threads | loops | contour points | median s | best s |");
-    println!("|---:|---:|---:|---:|---:|");
-    let (rows, shares) = time(spec)?;
-    for (threads, median, best, out) in rows {
+    table(spec, &["loops", "contour points"], &|out| {
         let JobOutput::Contours(levels) = out else {
             bail!("a contour job gave no contours");
         };
@@ -578,9 +592,8 @@ fn waterline(quick: bool) -> Result<()> {
             .flat_map(|l| &l.contours)
             .map(|c| c.points.len())
             .sum();
-        println!("| {threads} | {loops} | {points} | {median:.2} | {best:.2} |");
-    }
-    println!("\n{shares}");
+        Ok(format!("{loops} | {points}"))
+    })?;
 
     // Roughing as the app plans it: the default roughing operation (offset rings 40 % of the
     // diameter apart, 0.3 mm allowance, outlines traced on 0.25 mm fibers) with a 1 mm
@@ -602,22 +615,13 @@ fn waterline(quick: bool) -> Result<()> {
          {} mm fibers) and stock; three runs, median and best.\n",
         params.sampling
     );
-    println!("| threads | moves | cut length m | median s | best s |");
-    println!("|---:|---:|---:|---:|---:|");
-    let (rows, shares) = time(spec)?;
-    for (threads, median, best, out) in rows {
+    table(spec, &["moves", "cut length m"], &|out| {
         let JobOutput::Toolpath(tp) = out else {
             bail!("a roughing job gave no toolpath");
         };
         let stats = tp.stats(&millpond_core::Feeds::default());
-        println!(
-            "| {threads} | {} | {:.1} | {median:.2} | {best:.2} |",
-            stats.moves,
-            stats.cut_length / 1e3
-        );
-    }
-    println!("\n{shares}");
-    Ok(())
+        Ok(format!("{} | {:.1}", stats.moves, stats.cut_length / 1e3))
+    })
 }
 
 /// One thread count's runs: threads, median s, best s, the last run's output.
@@ -723,23 +727,19 @@ impl std::io::Write for CountingSink {
     }
 }
 
-/// The G-code writer on a large raster program (10M moves; `--quick` 1M) for each post:
-/// megabytes per second and bytes per move, the header's time estimate included.
-fn gcode(quick: bool) -> Result<()> {
-    use millpond_core::gcode::{Operation, Post, ProgramUnits, write_program_at};
-    use millpond_core::planner::MachineProfile;
-    use millpond_core::post::PostProcessor;
+/// A zigzag raster over the wavy surface: `lines` lines `step` mm apart, each of `per_line`
+/// cuts `step` mm long after its plunge, from a start 10 mm up.
+fn wavy_zigzag(lines: usize, per_line: usize, step: f64) -> millpond_core::Toolpath {
     use millpond_core::toolpath::{MoveKind, Toolpath};
-    let (lines, per_line) = if quick { (1000, 1000) } else { (5000, 2000) };
     let mut tp = Toolpath {
         start: Point3::new(0.0, 0.0, 10.0),
         moves: Vec::with_capacity(lines * (per_line + 1)),
     };
     for j in 0..lines {
-        let y = j as f64 * 0.05;
+        let y = j as f64 * step;
         for i in 0..=per_line {
             let k = if j % 2 == 0 { i } else { per_line - i };
-            let x = k as f64 * 0.05;
+            let x = k as f64 * step;
             let kind = if i == 0 {
                 MoveKind::Plunge
             } else {
@@ -748,6 +748,17 @@ fn gcode(quick: bool) -> Result<()> {
             tp.push(kind, Point3::new(x, y, models::wavy_height(x, y)));
         }
     }
+    tp
+}
+
+/// The G-code writer on a large raster program (10M moves; `--quick` 1M) for each post:
+/// megabytes per second and bytes per move, the header's time estimate included.
+fn gcode(quick: bool) -> Result<()> {
+    use millpond_core::gcode::{Operation, Post, ProgramUnits, write_program_at};
+    use millpond_core::planner::MachineProfile;
+    use millpond_core::post::PostProcessor;
+    let (lines, per_line) = if quick { (1000, 1000) } else { (5000, 2000) };
+    let tp = wavy_zigzag(lines, per_line, 0.05);
     let op = Operation {
         name: "Raster finishing",
         tool_number: 1,
@@ -808,25 +819,8 @@ fn gcode(quick: bool) -> Result<()> {
 
 fn planner(quick: bool) -> Result<()> {
     use millpond_core::planner::{MachineProfile, estimate_time};
-    use millpond_core::toolpath::{MoveKind, Toolpath};
     let lines = if quick { 100 } else { 1000 };
-    let mut tp = Toolpath {
-        start: Point3::new(0.0, 0.0, 10.0),
-        moves: Vec::with_capacity(lines * 1001),
-    };
-    for j in 0..lines {
-        let y = j as f64 * 0.1;
-        for i in 0..=1000 {
-            let k = if j % 2 == 0 { i } else { 1000 - i };
-            let x = k as f64 * 0.1;
-            let kind = if i == 0 {
-                MoveKind::Plunge
-            } else {
-                MoveKind::Cut
-            };
-            tp.push(kind, Point3::new(x, y, models::wavy_height(x, y)));
-        }
-    }
+    let tp = wavy_zigzag(lines, 1000, 0.1);
     let feeds = millpond_core::Feeds::default();
     let machine = MachineProfile::hobby();
     println!(
@@ -922,20 +916,9 @@ fn main() -> Result<()> {
         for threads in [1, 2] {
             let mut runs: Vec<serde_json::Value> = Vec::new();
             for _ in 0..3 {
-                let mut cmd = Command::new(&exe);
-                cmd.args(["--one", model.name(), tool, &threads.to_string()]);
-                if quick {
-                    cmd.arg("--quick");
-                }
-                let out = cmd.output()?;
-                if !out.status.success() {
-                    bail!(
-                        "{} {tool} {threads}: {}",
-                        model.name(),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                runs.push(serde_json::from_slice(&out.stdout)?);
+                let args = ["--one", model.name(), tool, &threads.to_string()];
+                let what = format!("{} {tool} {threads}", model.name());
+                runs.push(run_fresh(&exe, &args, quick, &what)?);
             }
             let rate = |v: &serde_json::Value| v["points_per_s"].as_f64().unwrap_or(0.0);
             runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
@@ -965,6 +948,26 @@ fn main() -> Result<()> {
     pool(quick)
 }
 
+/// This benchmark run again as `exe ARGS` (and `--quick` when `quick`) in a fresh process, for
+/// its own peak memory: the JSON it prints. `what` names the run if it fails.
+fn run_fresh(
+    exe: &std::path::Path,
+    args: &[&str],
+    quick: bool,
+    what: &str,
+) -> Result<serde_json::Value> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// The simulation benchmark (`--simulate-only`): each way and thread count in a fresh
 /// process, for its own peak memory.
 fn simulate(quick: bool) -> Result<()> {
@@ -985,22 +988,12 @@ fn simulate(quick: bool) -> Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     for chunks in [false, true] {
         for threads in [1, 2] {
-            let mut cmd = Command::new(&exe);
-            cmd.args(["--simulate-one", &threads.to_string()]);
+            let threads_arg = threads.to_string();
+            let mut args = vec!["--simulate-one", &threads_arg];
             if chunks {
-                cmd.arg("--chunks");
+                args.push("--chunks");
             }
-            if quick {
-                cmd.arg("--quick");
-            }
-            let out = cmd.output()?;
-            if !out.status.success() {
-                bail!(
-                    "simulate {threads}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let v = run_fresh(&exe, &args, quick, &format!("simulate {threads}"))?;
             println!(
                 "| {} | {threads} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {} | {:.2} % | {:.0}× |",
                 if chunks { "chunks" } else { "batches" },
