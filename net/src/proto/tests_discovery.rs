@@ -3,7 +3,7 @@
 
 use super::discovery::*;
 use super::remotes::{DISCOVERED_DEFER, FORGET_DISCOVERED, MAX_DISCOVERED};
-use super::tests::{link_up, node};
+use super::tests::{link_down, link_up, node};
 use super::*;
 use crate::secret::Secret;
 use crate::sim::rng::Rng;
@@ -31,13 +31,28 @@ fn nonce(n: u64) -> [u8; NONCE_LEN] {
     b
 }
 
+/// `member`'s first beacon (sequence 1) announcing port 1250, with nonce `nonce(n)`.
+fn beacon_of(member: u64, n: u64) -> Beacon {
+    Beacon {
+        nonce: nonce(n),
+        node: NodeId(member),
+        seq: 1,
+        port: 1250,
+    }
+}
+
+/// Members 1 (port 1250) and 2 (`port_2`) of one pool, and the address 1's beacons come from.
+fn two_members(t0: Instant, port_2: u16) -> (Discovery, Discovery, SocketAddr) {
+    let k = key("workshop pool");
+    let a = Discovery::new(k.clone(), NodeId(1), 1250, t0);
+    let b = Discovery::new(k, NodeId(2), port_2, t0);
+    (a, b, addr("10.0.0.1:47474"))
+}
+
 #[test]
 fn a_member_of_the_same_pool_is_recognised_and_dialled_at_the_address_it_came_from() {
     let t0 = Instant::now();
-    let k = key("workshop pool");
-    let mut a = Discovery::new(k.clone(), NodeId(1), 1250, t0);
-    let mut b = Discovery::new(k, NodeId(2), 1251, t0);
-    let from = addr("10.0.0.1:47474");
+    let (mut a, mut b, from) = two_members(t0, 1251);
     let dial = b.receive(t0, from, &a.beacon(nonce(1)));
     // The source's IP with the announced port (the beacon's own source port is no pool port).
     assert_eq!(
@@ -85,12 +100,7 @@ fn the_raw_secret_is_not_the_key() {
     let text = "workshop pool";
     let raw = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, text.as_bytes());
     let good = key(text);
-    let beacon = Beacon {
-        nonce: nonce(1),
-        node: NodeId(1),
-        seq: 1,
-        port: 1250,
-    };
+    let beacon = beacon_of(1, 1);
     let mut bytes = encode(&good, &beacon);
     assert_eq!(decode(&good, &bytes), Ok(beacon));
     let tag = ring::hmac::sign(&raw, &bytes[..BEACON_LEN - TAG_LEN]);
@@ -133,10 +143,7 @@ fn every_changed_byte_is_refused() {
 #[test]
 fn a_replayed_or_older_beacon_is_refused() {
     let t0 = Instant::now();
-    let k = key("workshop pool");
-    let mut a = Discovery::new(k.clone(), NodeId(1), 1250, t0);
-    let mut b = Discovery::new(k, NodeId(2), 1250, t0);
-    let from = addr("10.0.0.1:47474");
+    let (mut a, mut b, from) = two_members(t0, 1250);
     let first = a.beacon(nonce(1));
     let second = a.beacon(nonce(2));
     assert!(b.receive(t0, from, &second).is_some());
@@ -150,13 +157,7 @@ fn a_replayed_or_older_beacon_is_refused() {
     let mut c = Discovery::new(key("another pool"), NodeId(3), 1250, t0);
     let k3 = key("another pool");
     for i in 0..(MAX_NONCES as u64 + 100) {
-        let beacon = Beacon {
-            nonce: nonce(i + 1000),
-            node: NodeId(1000 + i),
-            seq: 1,
-            port: 1250,
-        };
-        c.receive(t0, from, &encode(&k3, &beacon));
+        c.receive(t0, from, &encode(&k3, &beacon_of(1000 + i, i + 1000)));
     }
     assert_eq!(c.nonces_remembered(), MAX_NONCES);
 }
@@ -179,10 +180,8 @@ fn an_unusable_address_or_port_is_not_dialled() {
     let k = key("workshop pool");
     let mut b = Discovery::new(k.clone(), NodeId(2), 1250, t0);
     let zero_port = Beacon {
-        nonce: nonce(1),
-        node: NodeId(1),
-        seq: 1,
         port: 0,
+        ..beacon_of(1, 1)
     };
     assert_eq!(
         b.receive(t0, addr("10.0.0.1:47474"), &encode(&k, &zero_port)),
@@ -198,12 +197,7 @@ fn an_unusable_address_or_port_is_not_dialled() {
     .iter()
     .enumerate()
     {
-        let beacon = Beacon {
-            nonce: nonce(10 + i as u64),
-            node: NodeId(10 + i as u64),
-            seq: 1,
-            port: 1250,
-        };
+        let beacon = beacon_of(10 + i as u64, 10 + i as u64);
         assert_eq!(b.receive(t0, addr(from), &encode(&k, &beacon)), None);
     }
     assert_eq!(b.stats().unusable, 6);
@@ -249,12 +243,7 @@ fn a_flood_of_valid_beacons_stays_within_the_bounds() {
     for i in 0..10_000u64 {
         // 10 000 members, each from an address of its own, over `seconds`.
         let now = t0 + Duration::from_millis(i * seconds * 1000 / 10_000);
-        let beacon = Beacon {
-            nonce: nonce(i),
-            node: NodeId(100 + i),
-            seq: 1,
-            port: 1250,
-        };
+        let beacon = beacon_of(100 + i, i);
         let from = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 47474));
         if d.receive(now, from, &encode(&k, &beacon)).is_some() {
             dials += 1;
@@ -279,10 +268,7 @@ fn a_flood_of_valid_beacons_stays_within_the_bounds() {
 #[test]
 fn a_silent_member_is_forgotten_and_dialled_again_when_it_comes_back() {
     let t0 = Instant::now();
-    let k = key("workshop pool");
-    let mut a = Discovery::new(k.clone(), NodeId(1), 1250, t0);
-    let mut b = Discovery::new(k, NodeId(2), 1250, t0);
-    let from = addr("10.0.0.1:47474");
+    let (mut a, mut b, from) = two_members(t0, 1250);
     assert!(b.receive(t0, from, &a.beacon(nonce(1))).is_some());
     let later = t0 + FORGET_AFTER;
     b.forget(later);
@@ -359,6 +345,20 @@ fn discovered(n: &mut Node, now: Instant, peer: u64, address: &str) -> Vec<Actio
     n.handle(now, input)
 }
 
+/// Remote `remote`'s dial went unanswered.
+fn dial_failed(n: &mut Node, now: Instant, remote: usize) {
+    let error = "no answer".into();
+    let state = RemoteState::Unreachable;
+    n.handle(
+        now,
+        Input::RemoteFailed {
+            remote,
+            state,
+            error,
+        },
+    );
+}
+
 fn link_up_remote(n: &mut Node, now: Instant, link: LinkId, peer: u64, remote: usize) {
     let input = Input::LinkUp {
         link,
@@ -387,14 +387,7 @@ fn a_discovered_member_is_dialled_like_a_remote_added_by_hand() {
     assert_eq!(remotes.len(), 2);
     assert!(remotes.iter().all(|r| r.discovered));
     // A failed dial backs off as a configured remote's does.
-    n.handle(
-        t1,
-        Input::RemoteFailed {
-            remote: 0,
-            state: RemoteState::Unreachable,
-            error: "no answer".into(),
-        },
-    );
+    dial_failed(&mut n, t1, 0);
     assert_eq!(dials(&tick(&mut n, t1)), []);
     assert_eq!(dials(&tick(&mut n, t1 + Duration::from_secs(1))).len(), 1);
     // Linked: shown connected; heard again, nothing more.
@@ -428,13 +421,7 @@ fn a_member_that_dialled_first_is_not_dialled_and_is_redialled_when_its_link_dro
     assert_eq!(dials(&tick(&mut n, t1)), []);
     assert_eq!(n.snapshot(t1).remotes[0].state, RemoteState::Connected);
     // The link drops: the remote holding it redials, as a configured one would.
-    n.handle(
-        t1,
-        Input::LinkDown {
-            link: 7,
-            reason: "gone".into(),
-        },
-    );
+    link_down(&mut n, t1, 7, "gone");
     assert_eq!(dials(&tick(&mut n, t1)), []);
     let t2 = t1 + Duration::from_secs(1);
     assert_eq!(dials(&tick(&mut n, t2)), [(0, "10.0.0.3:1250".to_string())]);
@@ -452,13 +439,7 @@ fn a_configured_remote_linked_by_the_peer_s_own_dial_hears_when_that_link_drops(
     link_up(n, t0, 1, 9);
     link_up_remote(n, t0, 2, 9, 0);
     assert_eq!(n.snapshot(t0).remotes[0].state, RemoteState::Connected);
-    n.handle(
-        t0,
-        Input::LinkDown {
-            link: 1,
-            reason: "gone".into(),
-        },
-    );
+    link_down(n, t0, 1, "gone");
     assert_eq!(n.snapshot(t0).remotes[0].state, RemoteState::Connecting);
     let t1 = t0 + Duration::from_secs(1);
     assert_eq!(dials(&tick(n, t1)).len(), 1);
@@ -476,26 +457,12 @@ fn discovered_members_are_bounded_and_forgotten_when_silent() {
     assert_eq!(dials(&tick(&mut n, t0)).len(), MAX_DISCOVERED);
     // None answers; one keeps announcing itself, the others go silent.
     for remote in 0..MAX_DISCOVERED {
-        n.handle(
-            t0,
-            Input::RemoteFailed {
-                remote,
-                state: RemoteState::Unreachable,
-                error: "no answer".into(),
-            },
-        );
+        dial_failed(&mut n, t0, remote);
     }
     let mut now = t0;
     while now < t0 + FORGET_DISCOVERED + Duration::from_secs(60) {
         for (remote, _) in dials(&tick(&mut n, now)) {
-            n.handle(
-                now,
-                Input::RemoteFailed {
-                    remote,
-                    state: RemoteState::Unreachable,
-                    error: "no answer".into(),
-                },
-            );
+            dial_failed(&mut n, now, remote);
         }
         discovered(&mut n, now, 1000, "10.0.0.2:1250");
         now += Duration::from_secs(1);
@@ -532,12 +499,11 @@ fn a_member_that_drops_each_link_at_once_is_dialled_less_and_less_often() {
         waits.push((t - now).as_secs_f64());
         link_up_remote(&mut n, t, 100 + k, 9, 0);
         let gone = t + Duration::from_millis(100);
-        n.handle(
+        link_down(
+            &mut n,
             gone,
-            Input::LinkDown {
-                link: 100 + k,
-                reason: "this member has all the links it takes (256)".into(),
-            },
+            100 + k,
+            "this member has all the links it takes (256)",
         );
         now = gone;
     }
@@ -553,13 +519,7 @@ fn a_member_that_drops_each_link_at_once_is_dialled_less_and_less_often() {
     }
     link_up_remote(&mut n, t, 200, 9, 0);
     let later = t + super::remotes::SHORT_LINK;
-    n.handle(
-        later,
-        Input::LinkDown {
-            link: 200,
-            reason: "peer quit".into(),
-        },
-    );
+    link_down(&mut n, later, 200, "peer quit");
     assert!(dials(&tick(&mut n, later + Duration::from_millis(450))).is_empty());
     assert!(!dials(&tick(&mut n, later + Duration::from_millis(550))).is_empty());
 }
