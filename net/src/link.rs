@@ -314,30 +314,16 @@ async fn read_bulk(
             }));
         }
         BulkHeader::Mesh { hash, .. } => {
-            if digest != hash.0 {
-                return Err("mesh does not match its hash".into());
-            }
-            let mesh = tokio::task::spawn_blocking(move || {
-                Mesh::from_canonical_bytes(&data, &format!("pool mesh {hash}"))
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            let mesh = Box::new(mesh);
+            let name = format!("pool mesh {hash}");
+            let read = move |d: &[u8]| Mesh::from_canonical_bytes(d, &name);
+            let mesh = Box::new(read_hashed("mesh", digest == hash.0, data, read).await?);
             let _ = tx.send(Event::Input(Input::MeshArrived { link, mesh }));
         }
         BulkHeader::Program { hash, .. } => {
-            if digest != hash.0 {
-                return Err("program does not match its hash".into());
-            }
-            // Read off the loop: every count checked against the bytes before allocating.
-            let program = tokio::task::spawn_blocking(move || {
-                ProgramMoves::from_canonical_bytes(&data, &format!("pool program {hash}"))
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            let program = Arc::new(program);
+            // Every count is checked against the bytes before allocating.
+            let name = format!("pool program {hash}");
+            let read = move |d: &[u8]| ProgramMoves::from_canonical_bytes(d, &name);
+            let program = Arc::new(read_hashed("program", digest == hash.0, data, read).await?);
             let _ = tx.send(Event::Input(Input::ProgramArrived {
                 link,
                 hash,
@@ -346,6 +332,26 @@ async fn read_bulk(
         }
     }
     Ok(())
+}
+
+/// A mesh's or a program's bytes, `data`, refused unless their hash matched the header's
+/// (`matches`; `what` names them), else read off the loop by `read`.
+async fn read_hashed<T, E>(
+    what: &str,
+    matches: bool,
+    data: Vec<u8>,
+    read: impl FnOnce(&[u8]) -> Result<T, E> + Send + 'static,
+) -> Result<T, FrameError>
+where
+    T: Send + 'static,
+    E: ToString + Send + 'static,
+{
+    if !matches {
+        return Err(format!("{what} does not match its hash").into());
+    }
+    let read = tokio::task::spawn_blocking(move || read(&data)).await;
+    let read = read.map_err(|e| e.to_string())?;
+    read.map_err(|e| e.to_string().into())
 }
 
 pub(crate) async fn send_bulk(
