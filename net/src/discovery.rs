@@ -276,7 +276,17 @@ fn describe(targets: &[Ipv4Addr]) -> String {
 mod tests {
     use super::{Ipv4Interface, beacon_targets};
     use crate::{Pool, PoolConfig, Secret};
-    use std::net::{IpAddr, Ipv4Addr};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    /// Why a one-worker member with `secret`, listening on `listen`, refuses to start
+    /// discovering.
+    fn refusal(secret: Secret, listen: Option<SocketAddr>) -> String {
+        let mut cfg = PoolConfig::new(secret);
+        cfg.listen = listen;
+        cfg.discover = true;
+        cfg.workers = 1;
+        Pool::start(cfg).expect_err("refused").to_string()
+    }
 
     #[test]
     fn a_member_others_cannot_dial_refuses_to_discover_before_binding_anything() {
@@ -287,11 +297,7 @@ mod tests {
             Some("[2001:db8::1]:0"),
             None,
         ] {
-            let mut cfg = PoolConfig::new(secret.clone());
-            cfg.listen = listen.map(|l| l.parse().unwrap());
-            cfg.discover = true;
-            cfg.workers = 1;
-            let err = Pool::start(cfg).expect_err("refused").to_string();
+            let err = refusal(secret.clone(), listen.map(|l| l.parse().unwrap()));
             assert!(
                 err.starts_with("cannot start the pool: LAN discovery: it "),
                 "{err}"
@@ -302,11 +308,7 @@ mod tests {
     #[test]
     fn a_short_secret_is_refused_for_discovery_and_a_generated_one_is_long_enough() {
         let short = Secret::new("a typed password!!!", "a test").unwrap();
-        let mut cfg = PoolConfig::new(short);
-        cfg.listen = Some("0.0.0.0:0".parse().unwrap());
-        cfg.discover = true;
-        cfg.workers = 1;
-        let err = Pool::start(cfg).expect_err("refused").to_string();
+        let err = refusal(short, Some("0.0.0.0:0".parse().unwrap()));
         assert!(
             err.contains("the pool secret is 19 characters; discovery needs at least 20"),
             "{err}"
