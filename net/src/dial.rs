@@ -139,18 +139,31 @@ pub(crate) async fn dial(ctx: DialContext) {
     };
     match connect_and_authenticate(&ctx.endpoint, addr, &ctx.secret, &ctx.hello).await {
         Ok((conn, send, recv, peer, name, workers)) => {
-            let _ = ctx.tx.send(Event::LinkUp(Box::new(NewLink {
-                conn,
-                send,
-                recv,
-                peer,
-                name,
-                workers,
-                remote: Some(ctx.remote),
-            })));
+            let remote = Some(ctx.remote);
+            hand_over(&ctx.tx, (conn, send, recv), (peer, name, workers), remote);
         }
         Err((state, error)) => fail(state, error),
     }
+}
+
+/// Hands the loop a link authenticated and past Hello: its connection and control streams,
+/// and the peer's id, name and workers; `remote`: the remote it was dialled for, if any.
+fn hand_over(
+    tx: &mpsc::UnboundedSender<Event>,
+    (conn, send, recv): (quinn::Connection, quinn::SendStream, quinn::RecvStream),
+    (peer, name, workers): (NodeId, String, u32),
+    remote: Option<usize>,
+) {
+    let link = NewLink {
+        conn,
+        send,
+        recv,
+        peer,
+        name,
+        workers,
+        remote,
+    };
+    let _ = tx.send(Event::LinkUp(Box::new(link)));
 }
 
 type Authenticated = (
@@ -371,17 +384,7 @@ async fn newcomer(
         Err(e) => Err(e),
     };
     match first {
-        Ok((peer, name, workers)) => {
-            let _ = tx.send(Event::LinkUp(Box::new(NewLink {
-                conn,
-                send,
-                recv,
-                peer,
-                name,
-                workers,
-                remote: None,
-            })));
-        }
+        Ok(hello) => hand_over(&tx, (conn, send, recv), hello, None),
         Err((_, e)) => warn!("newcomer {from}: {}", wire::sanitize(&e, wire::MAX_REASON)),
     }
 }
