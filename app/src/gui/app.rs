@@ -628,8 +628,7 @@ impl MillpondApp {
 
     /// Changes an operation through a copy: one command.
     pub fn edit_operation(&mut self, id: u64, change: impl FnOnce(&mut OperationDef)) {
-        if let Some(op) = self.doc.operations.get(id) {
-            let mut op = op.clone();
+        if let Some(mut op) = self.doc.operations.get(id).cloned() {
             change(&mut op);
             self.execute(Command::EditOperation(Box::new(op)));
         }
@@ -643,8 +642,7 @@ impl MillpondApp {
 
     /// Changes a tool through a copy: one command.
     pub fn edit_tool(&mut self, id: u64, change: impl FnOnce(&mut Tool)) {
-        if let Some(t) = self.doc.tools.get(id) {
-            let mut t = t.clone();
+        if let Some(mut t) = self.doc.tools.get(id).cloned() {
             change(&mut t);
             self.execute(Command::EditTool(Box::new(t)));
         }

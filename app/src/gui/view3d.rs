@@ -708,14 +708,7 @@ mod tests {
     use millpond_core::toolpath::MoveKind;
 
     fn scene(view: &mut SceneView) {
-        let mesh = Mesh::from_triangles(
-            millpond_core::models::box_solid(
-                Point3::new(0.0, 0.0, 0.0),
-                Point3::new(40.0, 30.0, 10.0),
-            ),
-            "box",
-        )
-        .expect("a box is a valid mesh");
+        let mesh = geometry::tests::box_mesh(Point3::new(40.0, 30.0, 10.0));
         view.set_model(&mesh);
         view.set_stock(Some(Aabb {
             min: Point3::new(-2.0, -2.0, 0.0),

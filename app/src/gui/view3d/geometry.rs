@@ -518,8 +518,14 @@ pub fn box_lines(b: &Aabb) -> Lines {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A box from the origin to `max`, as a mesh (the scenes the view's tests draw).
+    pub(in crate::gui::view3d) fn box_mesh(max: Point3) -> Mesh {
+        let triangles = millpond_core::models::box_solid(Point3::new(0.0, 0.0, 0.0), max);
+        Mesh::from_triangles(triangles, "box").expect("a box is a valid mesh")
+    }
 
     /// The shader draws a toolpath up to a move by the move number each segment carries: at
     /// full detail every segment ends where its move ends; simplified segments carry the
@@ -767,14 +773,7 @@ mod tests {
 
     #[test]
     fn model_data_shares_corners() {
-        let mesh = Mesh::from_triangles(
-            millpond_core::models::box_solid(
-                Point3::new(0.0, 0.0, 0.0),
-                Point3::new(1.0, 1.0, 1.0),
-            ),
-            "box",
-        )
-        .expect("a box is a valid mesh");
+        let mesh = box_mesh(Point3::new(1.0, 1.0, 1.0));
         let corners = model_corners(&mesh);
         let d = model_data(&corners);
         assert_eq!(d.indices.len(), mesh.len() * 3);
