@@ -201,6 +201,23 @@ fn wait_for_window(
     }
 }
 
+/// Runs `check` every `every` until it gives a value, failing with `why` after `timeout`.
+fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    why: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(t0.elapsed() < timeout, "{}", why());
+        std::thread::sleep(every);
+    }
+}
+
 /// Saves the whole screen (`window` = "root") or one window under
 /// target/xvfb-screenshots/NAME.png.
 fn screenshot(display: u32, name: &str) -> PathBuf {
@@ -410,22 +427,23 @@ fn a_model_on_the_command_line_opens_in_the_window() {
     let log = dir.path().join("log.txt");
     let i = children.add("millpond", run.spawn(display, &log));
     wait_for_window(display, &mut children, i, &log, Duration::from_secs(60));
-    let t0 = Instant::now();
-    let window = loop {
-        let out = xdotool(
-            display,
-            &["search", "--onlyvisible", "--name", "lever-arm.stl"],
-        );
-        if let Some(id) = String::from_utf8_lossy(&out.stdout).lines().next() {
-            break id.trim().to_string();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the window never showed lever-arm.stl:\n{}",
-            read(&log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let window = poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || format!("the window never showed lever-arm.stl:\n{}", read(&log)),
+        || {
+            let out = xdotool(
+                display,
+                &["search", "--onlyvisible", "--name", "lever-arm.stl"],
+            );
+            let id = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()?
+                .trim()
+                .to_string();
+            Some(id)
+        },
+    );
     screenshot_of(display, &window, "model-argument-window");
     let took = quit(display, &window, children.get(i), Quit::CtrlQ);
     assert!(took < QUIT_LIMIT, "quitting took {took:?}");
@@ -449,15 +467,16 @@ fn without_a_desktop_portal_open_uses_the_built_in_browser() {
     let _ = xdotool(display, &["windowfocus", "--sync", &window]);
     let out = xdotool(display, &["key", "--clearmodifiers", "ctrl+o"]);
     assert!(out.status.success());
-    let t0 = Instant::now();
-    while !read(&log).contains("using Millpond's own file browser") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no fallback to the built-in browser:\n{}",
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || format!("no fallback to the built-in browser:\n{}", read(&log)),
+        || {
             read(&log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+                .contains("using Millpond's own file browser")
+                .then_some(())
+        },
+    );
     assert!(
         read(&log).contains("no D-Bus session bus"),
         "{}",
