@@ -606,26 +606,41 @@ impl MillpondApp {
                 self.reset_placement();
             }
         });
-        ui.horizontal(|ui| {
-            ui.label("Rotate 90°:");
-            for a in Axis3::ALL {
-                let axis = a.label();
-                let tip = format!("Turn the model a quarter turn counter-clockwise about {axis}");
-                if ui.tipped_button(format!("about {axis}"), tip) {
-                    self.place(Placement::Rotate(a));
+        // Rotate and mirror: a row of one button per axis each, a click one placement step.
+        type AxisButton = fn(&str) -> (String, String);
+        type Row<'a> = (&'a str, AxisButton, fn(Axis3) -> Placement);
+        let rows: [Row; 2] = [
+            (
+                "Rotate 90°:",
+                |axis| {
+                    let tip =
+                        format!("Turn the model a quarter turn counter-clockwise about {axis}");
+                    (format!("about {axis}"), tip)
+                },
+                Placement::Rotate,
+            ),
+            (
+                "Mirror:",
+                |axis| {
+                    (
+                        format!("{axis} "),
+                        format!("Mirror the model: {axis} becomes -{axis}"),
+                    )
+                },
+                Placement::Mirror,
+            ),
+        ];
+        for (title, button, step) in rows {
+            ui.horizontal(|ui| {
+                ui.label(title);
+                for a in Axis3::ALL {
+                    let (label, tip) = button(a.label());
+                    if ui.tipped_button(label, tip) {
+                        self.place(step(a));
+                    }
                 }
-            }
-        });
-        ui.horizontal(|ui| {
-            ui.label("Mirror:");
-            for a in Axis3::ALL {
-                let axis = a.label();
-                let tip = format!("Mirror the model: {axis} becomes -{axis}");
-                if ui.tipped_button(format!("{axis} "), tip) {
-                    self.place(Placement::Mirror(a));
-                }
-            }
-        });
+            });
+        }
         ui.horizontal(|ui| {
             // The factor being typed lives in egui's memory until applied as a step.
             let id = egui::Id::unique("model-scale-factor");
@@ -1163,23 +1178,19 @@ impl MillpondApp {
         ui.horizontal(|ui| {
             let l = ui.label("Heights");
             let speed = ((zmax - zmin) / 200.0).max(0.01);
+            fn height(z: &mut f64, lo: f64, hi: f64, speed: f64) -> egui::DragValue<'_> {
+                egui::DragValue::new(z)
+                    .range(lo..=hi)
+                    .speed(speed)
+                    .suffix(" mm")
+            }
             let r1 = ui
-                .add(
-                    egui::DragValue::new(&mut lo)
-                        .range(zmin..=zmax)
-                        .speed(speed)
-                        .suffix(" mm"),
-                )
+                .add(height(&mut lo, zmin, zmax, speed))
                 .labelled_by(l.id)
                 .on_hover_text("Draw only the moves that reach this height or above (model Z)");
             ui.label("to");
             let r2 = ui
-                .add(
-                    egui::DragValue::new(&mut hi)
-                        .range(zmin..=zmax)
-                        .speed(speed)
-                        .suffix(" mm"),
-                )
+                .add(height(&mut hi, zmin, zmax, speed))
                 .on_hover_text("…and this height or below: one layer at a time");
             if r1.changed() || r2.changed() {
                 let all = lo <= zmin && hi >= zmax;
