@@ -438,16 +438,7 @@ fn bad_arguments_fail_with_a_clear_message() {
         let bad = bad.to_str().unwrap();
         has(&drop_model(bad), &[name, "not an STL"]);
         let out = dir.path().join("never.ngc");
-        let args = [
-            "toolpath",
-            bad,
-            "--tool",
-            "ball:3",
-            "--stepover",
-            "1",
-            "-o",
-            out.to_str().unwrap(),
-        ];
+        let args = [&coarse_toolpath(bad)[..], &[out.to_str().unwrap()]].concat();
         has(&fail(args), &[name, "not an STL"]);
         assert!(!out.exists());
     }
@@ -598,12 +589,9 @@ fn operation_moves(gcode: &str) -> Vec<(String, Moves)> {
     ops
 }
 
-#[test]
-fn toolpath_writes_gcode_in_both_dialects() {
-    let (dir, model, _) = sphere_model();
-    let model = model.to_str().unwrap();
-    let out = dir.path().join("out.ngc");
-    let base = [
+/// `millpond toolpath MODEL --tool ball:3 --stepover 1 -o`: the output's path to follow.
+fn coarse_toolpath(model: &str) -> [&str; 7] {
+    [
         "toolpath",
         model,
         "--tool",
@@ -611,7 +599,15 @@ fn toolpath_writes_gcode_in_both_dialects() {
         "--stepover",
         "1",
         "-o",
-    ];
+    ]
+}
+
+#[test]
+fn toolpath_writes_gcode_in_both_dialects() {
+    let (dir, model, _) = sphere_model();
+    let model = model.to_str().unwrap();
+    let out = dir.path().join("out.ngc");
+    let base = coarse_toolpath(model);
 
     let stdout = succeed(base.iter().chain(&[out.to_str().unwrap()]));
     assert!(stdout.contains("cut"), "{stdout}");
@@ -692,6 +688,14 @@ const ROUGH_ALLOWANCE: f64 = 0.5;
 /// Stock for it: 3 mm beyond the model's sides, 1 mm above, 0.5 mm below.
 const STOCK_MARGIN: [&str; 2] = ["--stock-margin", "3,1,0.5"];
 
+/// [`ROUGH_THEN_FINISH`] in the [`STOCK_MARGIN`] stock, then `extra`.
+fn rough_then_finish<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    [&ROUGH_THEN_FINISH[..], &STOCK_MARGIN, extra].concat()
+}
+
+/// A raster with the 3 mm ball nose, 1.5 mm stepover and 0.5 mm sampling.
+const BALL_RASTER: [&str; 6] = ["--tool", "ball:3", "--stepover", "1.5", "--sampling", "0.5"];
+
 /// Runs `toolpath` on `model` with `args`, writing `out`; returns stdout.
 fn toolpath(model: &Path, out: &Path, args: &[&str]) -> String {
     let mut all: Vec<&OsStr> = vec![
@@ -752,9 +756,7 @@ fn find_after(g: &str, from: usize, what: &str) -> usize {
 fn toolpath_roughs_then_finishes_in_one_program_with_named_tool_changes() {
     let (dir, model, mesh) = sphere_model();
     let out = dir.path().join("part.ngc");
-    let mut args = ROUGH_THEN_FINISH.to_vec();
-    args.extend(STOCK_MARGIN);
-    let stdout = toolpath(&model, &out, &args);
+    let stdout = toolpath(&model, &out, &rough_then_finish(&[]));
     // Statistics per operation, then the total.
     for line in [
         "1. Roughing, T1 flat 6 mm",
@@ -853,10 +855,7 @@ fn toolpath_roughs_then_finishes_in_one_program_with_named_tool_changes() {
 fn toolpath_for_grbl_pauses_for_the_tool_change() {
     let (dir, model, mesh) = sphere_model();
     let out = dir.path().join("part.nc");
-    let mut args = ROUGH_THEN_FINISH.to_vec();
-    args.extend(STOCK_MARGIN);
-    args.extend(["--dialect", "grbl"]);
-    toolpath(&model, &out, &args);
+    toolpath(&model, &out, &rough_then_finish(&["--dialect", "grbl"]));
     let g = std::fs::read_to_string(&out).unwrap();
     check_motion_lines(&g);
     for word in ["M6", "G43", "G64", "%"] {
@@ -899,10 +898,7 @@ fn toolpath_several_operations_are_identical_with_one_and_two_threads() {
     let mut programs = Vec::new();
     for threads in ["1", "2"] {
         let out = dir.path().join(format!("part-{threads}.ngc"));
-        let mut args = ROUGH_THEN_FINISH.to_vec();
-        args.extend(STOCK_MARGIN);
-        args.extend(["--threads", threads]);
-        let stdout = toolpath(&model, &out, &args);
+        let stdout = toolpath(&model, &out, &rough_then_finish(&["--threads", threads]));
         assert!(
             stdout.contains(&format!("on {threads} threads")),
             "{stdout}"
@@ -1024,18 +1020,8 @@ fn toolpath_single_waterline_rough_and_raster_keep_to_the_stock() {
     // Raster (the default strategy) with stock margins: its floor is the stock bottom, its
     // rapids 5 mm above the stock top.
     let out = dir.path().join("raster.ngc");
-    let args = [
-        "--tool",
-        "ball:3",
-        "--stepover",
-        "1.5",
-        "--sampling",
-        "0.5",
-        "--stock-margin",
-        "2,1,1.5",
-        "--name",
-        "Final pass",
-    ];
+    let margins_and_name = ["--stock-margin", "2,1,1.5", "--name", "Final pass"];
+    let args = [&BALL_RASTER[..], &margins_and_name].concat();
     toolpath(&model, &out, &args);
     let g = std::fs::read_to_string(&out).unwrap();
     check_motion_lines(&g);
@@ -1458,16 +1444,7 @@ fn work_zero_at_a_stock_corner_and_its_top() {
     let (dir, model, mesh) = sphere_model();
     let b = mesh.bounds();
     let (plain, zeroed) = (dir.path().join("plain.ngc"), dir.path().join("zeroed.ngc"));
-    let args = [
-        "--tool",
-        "ball:3",
-        "--stepover",
-        "1.5",
-        "--sampling",
-        "0.5",
-        "--stock-margin",
-        "2,1",
-    ];
+    let args = [&BALL_RASTER[..], &["--stock-margin", "2,1"]].concat();
     toolpath(&model, &plain, &args);
     toolpath(
         &model,
