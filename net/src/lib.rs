@@ -18,7 +18,7 @@ pub mod proto;
 pub mod result_shape;
 pub mod secret;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 pub mod stats;
 #[cfg(test)]
 mod testing;

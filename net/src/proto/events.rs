@@ -6,7 +6,7 @@ use crate::JobEvent;
 use crate::PoolError;
 use crate::stats::{PoolStats, RemoteState};
 use crate::wire::{BulkHeader, JobId, Msg, NodeId};
-use millpond_core::job::{ChunkResult, JobContext, ResultForm};
+use millpond_core::job::{ChunkResult, JobContext, JobSpec, ResultForm};
 use millpond_core::mesh::MeshHash;
 use millpond_core::sim_job::{ProgramHash, ProgramMoves};
 use millpond_core::{CancelToken, Mesh, TriangleIndex};
@@ -76,6 +76,12 @@ pub enum Input {
         hash: MeshHash,
         mesh: Arc<Mesh>,
         index: Arc<TriangleIndex>,
+    },
+    /// An [`Action::BindSimulation`] is done: the job's context, or why its inputs do not
+    /// make the job its spec names.
+    SimulationBound {
+        job: JobId,
+        ctx: Result<Box<JobContext>, String>,
     },
     /// An [`Action::Compute`] is over.
     Computed {
@@ -192,6 +198,16 @@ pub enum Action {
     },
     /// Index an arrived mesh off the loop, answer with [`Input::MeshReady`].
     IndexMesh { mesh: Box<Mesh> },
+    /// Bind a simulation job to its inputs off the loop (`JobContext::simulation`, which
+    /// plans the program's tiles again to check the spec: seconds for millions of moves),
+    /// answer with [`Input::SimulationBound`].
+    BindSimulation {
+        job: JobId,
+        spec: Box<JobSpec>,
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+        program: Arc<ProgramMoves>,
+    },
     /// Assemble a finished job off the loop and report `JobEvent::Finished` to its owner.
     Assemble {
         job: JobId,
@@ -248,6 +264,9 @@ impl std::fmt::Debug for Input {
             Input::ProgramArrived { link, hash, .. } => {
                 write!(f, "ProgramArrived({link}, {hash})")
             }
+            Input::SimulationBound { job, ctx } => {
+                write!(f, "SimulationBound({job}, ok {})", ctx.is_ok())
+            }
             Input::Computed { job, chunk, .. } => write!(f, "Computed({job}, chunk {chunk})"),
             Input::RemoteFailed { remote, error, .. } => {
                 write!(f, "RemoteFailed({remote}, {error})")
@@ -282,6 +301,7 @@ impl std::fmt::Debug for Action {
                 job, chunk, worker, ..
             } => write!(f, "Compute({job}, chunk {chunk}, worker {worker})"),
             Action::IndexMesh { mesh } => write!(f, "IndexMesh({})", mesh.hash()),
+            Action::BindSimulation { job, .. } => write!(f, "BindSimulation({job})"),
             Action::Assemble { job, results, .. } => {
                 write!(f, "Assemble({job}, {} results)", results.len())
             }

@@ -84,6 +84,8 @@ pub(super) struct LinkRecord {
 pub(super) struct JobState {
     pub spec: JobSpec,
     pub ctx: Option<JobContext>,
+    /// Its inputs are here and it is being bound off the loop (a simulation).
+    pub binding: bool,
     pub cancel: CancelToken,
     /// Where the job came from; `None` if this node owns it.
     pub parent: Option<LinkId>,
@@ -142,11 +144,17 @@ pub(super) struct JobState {
 }
 
 impl JobState {
+    /// Whether it still waits for inputs: neither bound nor being bound.
+    pub fn needs_inputs(&self) -> bool {
+        self.ctx.is_none() && !self.binding
+    }
+
     pub fn new(spec: JobSpec, parent: Option<LinkId>, now: Instant) -> Self {
         let total = spec.chunk_count();
         Self {
             spec,
             ctx: None,
+            binding: false,
             cancel: CancelToken::new(),
             parent,
             total,

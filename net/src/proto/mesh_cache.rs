@@ -2,10 +2,11 @@
 //! simulation's program, by hash, fetched from a job's parent first and from the other links
 //! that announced it when the parent cannot send it (`NoMesh`, `NoProgram`), goes, or takes
 //! too long; sent once down a link unless asked again after `MESH_WAIT`; LRU by bytes, never
-//! evicting an input a live job uses. A job is bound to its context once it has them all.
+//! evicting an input a live job uses. A job is bound to its context once it has them all: a
+//! toolpath job at once, a simulation off the loop (`Action::BindSimulation`).
 
 use super::{Action, LinkId, Node, close};
-use crate::wire::Msg;
+use crate::wire::{JobId, Msg};
 use millpond_core::job::{JobContext, JobSpec};
 use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
 use millpond_core::sim_job::{ProgramHash, ProgramMoves};
@@ -187,16 +188,22 @@ impl MeshCache {
             .or_insert_with(|| Cached::new(Held::Program(program), now));
     }
 
-    /// The context of a job of `spec`, if every input it needs is here (`None` as well if
-    /// they do not make a job: a simulation whose plan is not its program's, say).
-    pub fn context_for(&mut self, spec: &JobSpec, now: Instant) -> Option<JobContext> {
+    /// How a job of `spec` is bound, if every input it needs is here (`None` as well if
+    /// they do not make a job).
+    pub(super) fn binding_for(&mut self, spec: &JobSpec, now: Instant) -> Option<Binding> {
         let (mesh, index) = self.get(spec.mesh, now)?;
         match spec.simulation() {
             Some(sim) => {
                 let program = self.program(sim.program, now)?;
-                JobContext::simulation(mesh, index, spec.clone(), program).ok()
+                Some(Binding::OffLoop {
+                    mesh,
+                    index,
+                    program,
+                })
             }
-            None => JobContext::new(mesh, index, spec.clone()).ok(),
+            None => JobContext::new(mesh, index, spec.clone())
+                .ok()
+                .map(|ctx| Binding::Bound(Box::new(ctx))),
         }
     }
 
@@ -219,7 +226,64 @@ impl MeshCache {
     }
 }
 
+/// A job's inputs, all here.
+pub(super) enum Binding {
+    /// A toolpath job, bound at once (its spec checked against the mesh).
+    Bound(Box<JobContext>),
+    /// A simulation: binding it plans the program's tiles again to check the spec, seconds
+    /// for a program of millions of moves, so it is done off the loop.
+    OffLoop {
+        mesh: Arc<Mesh>,
+        index: Arc<TriangleIndex>,
+        program: Arc<ProgramMoves>,
+    },
+}
+
 impl Node {
+    /// Binds job `id` if it waits for its inputs and they are all here: a toolpath job at
+    /// once, a simulation off the loop ([`Action::BindSimulation`], answered by
+    /// `Input::SimulationBound`).
+    pub(super) fn bind_job(&mut self, now: Instant, id: JobId) {
+        let Some(j) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if !j.needs_inputs() {
+            return;
+        }
+        match self.meshes.binding_for(&j.spec, now) {
+            Some(Binding::Bound(ctx)) => j.ctx = Some(*ctx),
+            Some(Binding::OffLoop {
+                mesh,
+                index,
+                program,
+            }) => {
+                j.binding = true;
+                let spec = Box::new(j.spec.clone());
+                self.out.push(Action::BindSimulation {
+                    job: id,
+                    spec,
+                    mesh,
+                    index,
+                    program,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// A simulation job bound off the loop: it may compute now. One its inputs do not make
+    /// (a plan its program does not give) stays unbound, as a job whose inputs never came.
+    pub(super) fn on_simulation_bound(&mut self, job: JobId, ctx: Result<Box<JobContext>, String>) {
+        let Some(j) = self.jobs.get_mut(&job).filter(|j| j.binding) else {
+            return;
+        };
+        j.binding = false;
+        match ctx {
+            Ok(ctx) => j.ctx = Some(*ctx),
+            Err(e) => debug!("job {job}: its inputs do not make it: {e}"),
+        }
+    }
+
     /// Starts fetching what a job of `spec` needs and this node has not, from `link` (the
     /// job's parent), unless it is already being fetched.
     pub(super) fn fetch_inputs(&mut self, now: Instant, spec: &JobSpec, link: LinkId) {
@@ -328,7 +392,7 @@ impl Node {
         let mut candidates: Vec<LinkId> = self
             .jobs
             .values()
-            .filter(|j| j.ctx.is_none() && id.needed_by(&j.spec))
+            .filter(|j| j.needs_inputs() && id.needed_by(&j.spec))
             .flat_map(|j| j.announcers.iter().copied())
             .filter(|l| self.links.contains_key(l) && Some(*l) != avoid)
             .collect();
@@ -385,7 +449,7 @@ impl Node {
         let needed: HashSet<InputId> = self
             .jobs
             .values()
-            .filter(|j| j.ctx.is_none())
+            .filter(|j| j.needs_inputs())
             .flat_map(|j| InputId::of(&j.spec))
             .collect();
         let stale: Vec<InputId> = self
@@ -517,10 +581,14 @@ impl Node {
         self.meshes
             .inputs
             .insert(id, Cached::new(held.clone(), now));
-        for j in self.jobs.values_mut() {
-            if j.ctx.is_none() && id.needed_by(&j.spec) {
-                j.ctx = self.meshes.context_for(&j.spec, now);
-            }
+        let waiting: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.needs_inputs() && id.needed_by(&j.spec))
+            .map(|(&job, _)| job)
+            .collect();
+        for job in waiting {
+            self.bind_job(now, job);
         }
         let waiters = self.meshes.pending.remove(&id).map(|f| f.waiters);
         for l in waiters.unwrap_or_default() {

@@ -39,6 +39,8 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_binding;
+#[cfg(test)]
 mod tests_budget;
 #[cfg(test)]
 mod tests_discovery;
@@ -336,6 +338,7 @@ impl Node {
             }
             Input::MeshArrived { link, mesh } => self.on_mesh_arrived(link, mesh),
             Input::MeshReady { hash, mesh, index } => self.on_mesh_ready(now, hash, mesh, index),
+            Input::SimulationBound { job, ctx } => self.on_simulation_bound(job, ctx),
             Input::ProgramArrived {
                 link,
                 hash,
@@ -506,7 +509,6 @@ impl Node {
         }
         debug!("job {job} announced by link {link}");
         let mut state = JobState::new(spec.clone(), Some(link), now);
-        state.ctx = self.meshes.context_for(&spec, now);
         if hops > 0 {
             let others: Vec<LinkId> = self.links.keys().copied().filter(|&l| l != link).collect();
             for l in others {
@@ -523,9 +525,9 @@ impl Node {
                 );
             }
         }
-        let need_inputs = state.ctx.is_none();
         self.jobs.insert(job, state);
-        if need_inputs {
+        self.bind_job(now, job);
+        if self.jobs.get(&job).is_some_and(JobState::needs_inputs) {
             self.fetch_inputs(now, &spec, link);
         }
     }

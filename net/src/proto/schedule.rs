@@ -52,6 +52,7 @@ impl Sweep {
             },
             // Taken or declined; one that closes its link widens the sweep (`link_down`).
             Input::BulkOffered { .. } => Sweep::Jobs(None),
+            Input::SimulationBound { job, .. } => Sweep::Jobs(Some(*job)),
             _ => Sweep::All,
         }
     }

@@ -197,6 +197,20 @@ impl World {
                 let t = self.now + self.rng.range(50, 500);
                 self.input_at(t, node, input);
             }
+            Action::BindSimulation {
+                job,
+                spec,
+                mesh,
+                index,
+                program,
+            } => {
+                self.count.bindings += 1;
+                let ctx = JobContext::simulation(mesh, index, *spec, program)
+                    .map(Box::new)
+                    .map_err(|e| e.to_string());
+                let t = self.now + self.rng.range(50, 500);
+                self.input_at(t, node, Input::SimulationBound { job, ctx });
+            }
             Action::Assemble { job, ctx, results } => {
                 let out = ctx.finish(results);
                 let Some(rec) = self.jobs.get_mut(&job) else {

@@ -13,7 +13,7 @@
 mod actions;
 mod hostile;
 pub(crate) mod rng;
-mod scenario;
+pub(crate) mod scenario;
 
 use actions::run_chunk;
 pub use rng::Rng;
@@ -91,6 +91,8 @@ pub struct Counters {
     pub meshes: u64,
     /// Simulations' programs carried over a link.
     pub programs: u64,
+    /// Simulation jobs bound off the loop (`Action::BindSimulation`).
+    pub bindings: u64,
     pub computes: u64,
     /// Link ends ever made.
     pub ends: u64,

@@ -90,7 +90,7 @@ fn model(variant: usize) -> JobContext {
 
 /// A ball raster 0.4 mm apart over the box, 0.25 mm above it, simulated on 12 × 12 mm of
 /// stock 4 mm high in 0.05 mm cells.
-fn simulation(mesh: Arc<Mesh>, index: Arc<TriangleIndex>) -> JobContext {
+pub(crate) fn simulation(mesh: Arc<Mesh>, index: Arc<TriangleIndex>) -> JobContext {
     let mut raster = Toolpath {
         start: Point3::new(0.0, 0.0, 6.0),
         moves: Vec::new(),
@@ -303,6 +303,8 @@ pub struct Outcome {
     pub results: u64,
     /// Simulations' programs carried over a link (fetched by a member for its job).
     pub programs: u64,
+    /// Simulation jobs bound off the loop.
+    pub bindings: u64,
     pub virtual_ms: u64,
     pub errors: Vec<String>,
 }
@@ -393,6 +395,7 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
         computes: w.count.computes,
         results: w.count.results,
         programs: w.count.programs,
+        bindings: w.count.bindings,
         virtual_ms: w.now / MS,
         errors: std::mem::take(&mut w.errors),
         ..Outcome::default()
@@ -510,7 +513,7 @@ fn sim_many_seeds_over_topologies_and_faults() {
     let mut failed = Vec::new();
     let (mut nodes, mut largest, mut jobs, mut completed, mut lost, mut msgs, mut vt) =
         (0, 0, 0, 0, 0, 0, 0);
-    let (mut computes, mut results, mut programs) = (0, 0, 0);
+    let (mut computes, mut results, mut programs, mut bindings) = (0, 0, 0, 0);
     let mut per_topology: BTreeMap<&str, u64> = BTreeMap::new();
     for (seed, o) in &outcomes {
         nodes += o.nodes;
@@ -522,6 +525,7 @@ fn sim_many_seeds_over_topologies_and_faults() {
         computes += o.computes;
         results += o.results;
         programs += o.programs;
+        bindings += o.bindings;
         vt += o.virtual_ms;
         *per_topology.entry(o.topology).or_default() += 1;
         for (k, v) in &o.faults {
@@ -539,7 +543,7 @@ fn sim_many_seeds_over_topologies_and_faults() {
         "sim: {} seeds, largest topology {largest} nodes, {nodes} nodes total, topologies {per_topology:?}, \
          faults {faults:?}, jobs completed {completed} of {jobs} ({lost} lost with their owner), \
          {computes} chunks computed, {results} results carried up a link, {programs} simulation \
-         programs fetched, {msgs} messages, {:.1} s virtual, {:.1} s wall",
+         programs fetched, {bindings} simulations bound off the loop, {msgs} messages, {:.1} s virtual, {:.1} s wall",
         outcomes.len(),
         vt as f64 / 1000.0,
         started.elapsed().as_secs_f64()
@@ -547,4 +551,6 @@ fn sim_many_seeds_over_topologies_and_faults() {
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
     // Simulations were among the jobs, and members fetched their programs to compute them.
     assert!(programs > 100, "{programs} programs fetched");
+    // And bound them off the protocol loop, as the shell does (`Action::BindSimulation`).
+    assert!(bindings > 100, "{bindings} simulations bound");
 }
