@@ -362,19 +362,10 @@ impl Shell {
                     let _ = tx.send(Event::Input(Input::MeshReady { hash, mesh, index }));
                 });
             }
-            Action::BindSimulation {
-                job,
-                spec,
-                mesh,
-                index,
-                program,
-            } => {
+            Action::BindSimulation(unbound) => {
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let ctx = JobContext::simulation(mesh, index, *spec, program)
-                        .map(Box::new)
-                        .map_err(|e| e.to_string());
-                    let _ = tx.send(Event::Input(Input::SimulationBound { job, ctx }));
+                    let _ = tx.send(Event::Input(unbound.bind()));
                 });
             }
             Action::Assemble { job, ctx, results } => {

@@ -201,13 +201,7 @@ pub enum Action {
     /// Bind a simulation job to its inputs off the loop (`JobContext::simulation`, which
     /// plans the program's tiles again to check the spec: seconds for millions of moves),
     /// answer with [`Input::SimulationBound`].
-    BindSimulation {
-        job: JobId,
-        spec: Box<JobSpec>,
-        mesh: Arc<Mesh>,
-        index: Arc<TriangleIndex>,
-        program: Arc<ProgramMoves>,
-    },
+    BindSimulation(Box<Unbound>),
     /// Assemble a finished job off the loop and report `JobEvent::Finished` to its owner.
     Assemble {
         job: JobId,
@@ -244,6 +238,34 @@ impl Take {
     /// Whether the payload is read at all.
     pub fn taken(self) -> bool {
         self != Take::No
+    }
+}
+
+/// A simulation job with its inputs, to be bound off the loop ([`Action::BindSimulation`]).
+/// The protocol makes it; the shell only binds it.
+pub struct Unbound {
+    pub(super) job: JobId,
+    pub(super) spec: JobSpec,
+    pub(super) mesh: Arc<Mesh>,
+    pub(super) index: Arc<TriangleIndex>,
+    pub(super) program: Arc<ProgramMoves>,
+}
+
+/// Names the job; its inputs are left out.
+impl std::fmt::Debug for Unbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Unbound({})", self.job)
+    }
+}
+
+impl Unbound {
+    /// Binds the job (`JobContext::simulation`: its plan checked against its program): the
+    /// answer for the protocol, [`Input::SimulationBound`].
+    pub fn bind(self) -> Input {
+        let ctx = JobContext::simulation(self.mesh, self.index, self.spec, self.program)
+            .map(Box::new)
+            .map_err(|e| e.to_string());
+        Input::SimulationBound { job: self.job, ctx }
     }
 }
 
@@ -301,7 +323,7 @@ impl std::fmt::Debug for Action {
                 job, chunk, worker, ..
             } => write!(f, "Compute({job}, chunk {chunk}, worker {worker})"),
             Action::IndexMesh { mesh } => write!(f, "IndexMesh({})", mesh.hash()),
-            Action::BindSimulation { job, .. } => write!(f, "BindSimulation({job})"),
+            Action::BindSimulation(u) => write!(f, "BindSimulation({})", u.job),
             Action::Assemble { job, results, .. } => {
                 write!(f, "Assemble({job}, {} results)", results.len())
             }

@@ -5,7 +5,7 @@
 //! evicting an input a live job uses. A job is bound to its context once it has them all: a
 //! toolpath job at once, a simulation off the loop (`Action::BindSimulation`).
 
-use super::{Action, LinkId, Node, close};
+use super::{Action, LinkId, Node, Unbound, close};
 use crate::wire::{JobId, Msg};
 use millpond_core::job::{JobContext, JobSpec};
 use millpond_core::mesh::{CANONICAL_TRIANGLE_BYTES, MeshHash};
@@ -258,14 +258,13 @@ impl Node {
                 program,
             }) => {
                 j.binding = true;
-                let spec = Box::new(j.spec.clone());
-                self.out.push(Action::BindSimulation {
+                self.out.push(Action::BindSimulation(Box::new(Unbound {
                     job: id,
-                    spec,
+                    spec: j.spec.clone(),
                     mesh,
                     index,
                     program,
-                });
+                })));
             }
             None => {}
         }

@@ -52,7 +52,7 @@ mod tests_fuzz;
 mod tests_hostile;
 mod verify;
 
-pub use events::{Action, ChunkOutcome, Input, LinkStats, Take};
+pub use events::{Action, ChunkOutcome, Input, LinkStats, Take, Unbound};
 #[cfg(test)]
 pub(crate) use schedule::HOLD_PER_WORKER;
 

@@ -27,7 +27,7 @@ fn told_and_given(n: &mut Node, now: Instant) -> (JobId, JobContext, Vec<Action>
     // The mesh alone binds nothing: the program is still on its way.
     let a = mesh_indexed(n, now, m);
     assert!(
-        !a.iter().any(|a| matches!(a, Action::BindSimulation { .. })),
+        !a.iter().any(|a| matches!(a, Action::BindSimulation(_))),
         "{a:?}"
     );
     let hash = program.hash();
@@ -52,7 +52,7 @@ fn a_simulation_job_is_bound_off_the_loop_and_asks_for_work_once_bound() {
     let binds: Vec<JobId> = a
         .iter()
         .filter_map(|a| match a {
-            Action::BindSimulation { job, .. } => Some(*job),
+            Action::BindSimulation(u) => Some(u.job),
             _ => None,
         })
         .collect();

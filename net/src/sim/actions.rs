@@ -197,19 +197,10 @@ impl World {
                 let t = self.now + self.rng.range(50, 500);
                 self.input_at(t, node, input);
             }
-            Action::BindSimulation {
-                job,
-                spec,
-                mesh,
-                index,
-                program,
-            } => {
+            Action::BindSimulation(unbound) => {
                 self.count.bindings += 1;
-                let ctx = JobContext::simulation(mesh, index, *spec, program)
-                    .map(Box::new)
-                    .map_err(|e| e.to_string());
                 let t = self.now + self.rng.range(50, 500);
-                self.input_at(t, node, Input::SimulationBound { job, ctx });
+                self.input_at(t, node, unbound.bind());
             }
             Action::Assemble { job, ctx, results } => {
                 let out = ctx.finish(results);
