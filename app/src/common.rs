@@ -3,7 +3,6 @@
 
 use anyhow::{Context as _, Result};
 use millpond_core::gcode;
-use std::io::BufWriter;
 use std::path::Path;
 
 /// The tool library new jobs start with, in the config folder (the window keeps it; `millpond
@@ -15,7 +14,8 @@ pub const DEFAULT_MODEL: &[u8] = include_bytes!("../../assets/default-part.stl")
 pub const DEFAULT_MODEL_NAME: &str = "default-part.stl";
 
 /// Writes through a temporary file and renames, so a failed run never leaves half a program
-/// where a good one was.
+/// where a good one was; a device or FIFO (`-o /dev/null`, `-o /dev/stdout`) is written into
+/// (`job_file::write_atomically_with`).
 pub fn write_gcode(
     path: &Path,
     post: gcode::Post,
@@ -25,26 +25,10 @@ pub fn write_gcode(
     ops: &[gcode::Operation<'_>],
     times: &[millpond_core::TimeEstimate],
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map_or("out".into(), |n| n.to_string_lossy())
-    ));
-    let result = (|| -> std::io::Result<_> {
-        let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
-        gcode::write_program_timed(&mut out, post, title, zero, machine, ops, times)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    millpond_core::job_file::write_atomically_with(path, |mut out| {
+        gcode::write_program_timed(&mut out, post, title, zero, machine, ops, times)
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Hours, minutes and seconds: `1:02:03` (the core writes them in program headers).

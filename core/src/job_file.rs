@@ -1161,9 +1161,26 @@ fn relative_path(path: &Path, dir: &Path) -> String {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, synced before the
 /// rename, so `path` holds either the old content or the new, never a part. The temporary
-/// file is removed when anything fails.
+/// file is removed when anything fails. See [`write_atomically_with`].
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |w| w.write_all(bytes))
+}
+
+/// Writes to `path` what `write` writes, as [`write_atomically`] does. A path that exists
+/// and is not a regular file — a device such as `/dev/null`, a FIFO, a terminal — is written
+/// directly instead: renaming over it would replace the device with a plain file (run as
+/// root, `-o /dev/null` did that, and every program that read `/dev/null` afterwards got the
+/// G-code). A folder is refused by the open.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::io::Write as _;
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let mut out = std::io::BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
+        write(&mut out)?;
+        return out.flush();
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -1173,10 +1190,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map_or_else(|| "job".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
@@ -1474,5 +1490,38 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.millpond")]);
+    }
+
+    /// A FIFO (like `/dev/null` or a terminal, not a regular file) is written into, not
+    /// replaced by a renamed file; a regular file is replaced whole.
+    #[cfg(unix)]
+    #[test]
+    fn writing_to_a_device_or_fifo_writes_into_it_and_keeps_it() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_atomically(&fifo, b"G0 Z10\n").unwrap();
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "the FIFO was replaced: {kind:?}");
+        assert_eq!(reader.join().unwrap(), b"G0 Z10\n");
+        let file = dir.path().join("part.ngc");
+        std::fs::write(&file, b"old program, longer than the new one").unwrap();
+        write_atomically(&file, b"new").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        assert!(
+            write_atomically(dir.path(), b"x").is_err(),
+            "a folder is refused"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
     }
 }
