@@ -188,18 +188,25 @@ impl MeshCache {
             .or_insert_with(|| Cached::new(Held::Program(program), now));
     }
 
-    /// How a job of `spec` is bound, if every input it needs is here (`None` as well if
+    /// How job `job` of `spec` is bound, if every input it needs is here (`None` as well if
     /// they do not make a job).
-    pub(super) fn binding_for(&mut self, spec: &JobSpec, now: Instant) -> Option<Binding> {
+    pub(super) fn binding_for(
+        &mut self,
+        job: JobId,
+        spec: &JobSpec,
+        now: Instant,
+    ) -> Option<Binding> {
         let (mesh, index) = self.get(spec.mesh, now)?;
         match spec.simulation() {
             Some(sim) => {
                 let program = self.program(sim.program, now)?;
-                Some(Binding::OffLoop {
+                Some(Binding::OffLoop(Box::new(Unbound {
+                    job,
+                    spec: spec.clone(),
                     mesh,
                     index,
                     program,
-                })
+                })))
             }
             None => JobContext::new(mesh, index, spec.clone())
                 .ok()
@@ -232,11 +239,7 @@ pub(super) enum Binding {
     Bound(Box<JobContext>),
     /// A simulation: binding it plans the program's tiles again to check the spec, seconds
     /// for a program of millions of moves, so it is done off the loop.
-    OffLoop {
-        mesh: Arc<Mesh>,
-        index: Arc<TriangleIndex>,
-        program: Arc<ProgramMoves>,
-    },
+    OffLoop(Box<Unbound>),
 }
 
 impl Node {
@@ -250,21 +253,11 @@ impl Node {
         if !j.needs_inputs() {
             return;
         }
-        match self.meshes.binding_for(&j.spec, now) {
+        match self.meshes.binding_for(id, &j.spec, now) {
             Some(Binding::Bound(ctx)) => j.ctx = Some(*ctx),
-            Some(Binding::OffLoop {
-                mesh,
-                index,
-                program,
-            }) => {
+            Some(Binding::OffLoop(unbound)) => {
                 j.binding = true;
-                self.out.push(Action::BindSimulation(Box::new(Unbound {
-                    job: id,
-                    spec: j.spec.clone(),
-                    mesh,
-                    index,
-                    program,
-                })));
+                self.out.push(Action::BindSimulation(unbound));
             }
             None => {}
         }
