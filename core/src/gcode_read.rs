@@ -1020,71 +1020,51 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_the_word() {
-        let f = "G0 X0 Y0 Z0\n";
-        for (text, line, what) in [
-            (format!("{f}G1 X2 A5 F100"), 2, "unsupported word \"A5\""),
-            (format!("{f}g55"), 2, "unsupported G code \"G55\": it moves"),
-            (
-                format!("{f}G92 X0"),
-                2,
-                "unsupported G code \"G92\": it moves",
-            ),
-            (
-                format!("{f}G18\nG1 X5 F10\nG2 X1 Z1 I1"),
-                4,
-                "arc in the XZ plane (G18)",
-            ),
-            (format!("{f}M98"), 2, "unsupported M code \"M98\""),
-            (format!("{f}G0 X1.2.3"), 2, "malformed number \"X1.2.3\""),
-            (format!("{f}G0 Y1 X"), 2, "malformed number \"X\""),
-            (format!("{f}G0 X-"), 2, "malformed number \"X-\""),
-            (format!("{f}G0 X2e5"), 2, "unsupported word \"E5\""),
-            (
-                format!("{f}G0 X2000000"),
-                2,
-                "number out of range \"X2000000\"",
-            ),
-            (format!("{f}G1 X5"), 2, "G1 before any feed rate F"),
-            (
-                format!("{f}G1 X5 F0"),
-                2,
-                "feed rate must be above 0 \"F0\"",
-            ),
-            (
-                format!("{f}G1 X5 I2 F1"),
-                2,
-                "arc word without G2 or G3 in effect \"I2\"",
-            ),
-            (
-                format!("{f}G3 X0 Y10 I-10 J0 R10 F1"),
-                2,
-                "both R and I/J \"R10\"",
-            ),
-            (format!("{f}G2 X1 Y1 F1"), 2, "G2 arc without I, J or R"),
-            (format!("{f}G2 X0 Y0 R5 F1"), 2, "ends where it starts"),
-            (format!("{f}\n/G0 X1"), 3, "block delete \"/\""),
-            (format!("{f}G0 G1 X1"), 2, "\"G0\" and \"G1\""),
-            (format!("{f}G0 X1 X2"), 2, "\"X1\" and \"X2\""),
-            (format!("{f}G0 X1 Q1"), 2, "Q word without G64 \"Q1\""),
-            (
-                format!("{f}G80 X1"),
-                2,
-                "no motion mode (G0, G1, G2 or G3) in effect \"X1\"",
-            ),
-            (format!("{f}G0 X1 (open"), 2, "unclosed comment"),
-            (format!("{f}#1=2"), 2, "unsupported character \"#\""),
-            (format!("{f}T1.5"), 2, "whole number \"T1.5\""),
-            ("(x)\nM6".to_string(), 2, "M6 before any tool number T"),
-            ("G0 X10 Y5\nG1 X20 F100".to_string(), 1, "never gives Z"),
-            (
-                "G0 Z5\nG1 Z-1 F100".to_string(),
-                2,
-                "G1 while X or Y is not known",
-            ),
-        ] {
-            let e = error(&text);
+        let check = |text: &str, line: usize, what: &str| {
+            let e = error(text);
             assert!(e.starts_with(&format!("t.ngc:{line}: ")), "{e}");
             assert!(e.contains(what), "{e} lacks {what}");
+        };
+        // After a first line that gives every axis; each error is on its program's last line.
+        for (rest, what) in [
+            ("G1 X2 A5 F100", "unsupported word \"A5\""),
+            ("g55", "unsupported G code \"G55\": it moves"),
+            ("G92 X0", "unsupported G code \"G92\": it moves"),
+            ("G18\nG1 X5 F10\nG2 X1 Z1 I1", "arc in the XZ plane (G18)"),
+            ("M98", "unsupported M code \"M98\""),
+            ("G0 X1.2.3", "malformed number \"X1.2.3\""),
+            ("G0 Y1 X", "malformed number \"X\""),
+            ("G0 X-", "malformed number \"X-\""),
+            ("G0 X2e5", "unsupported word \"E5\""),
+            ("G0 X2000000", "number out of range \"X2000000\""),
+            ("G1 X5", "G1 before any feed rate F"),
+            ("G1 X5 F0", "feed rate must be above 0 \"F0\""),
+            ("G1 X5 I2 F1", "arc word without G2 or G3 in effect \"I2\""),
+            ("G3 X0 Y10 I-10 J0 R10 F1", "both R and I/J \"R10\""),
+            ("G2 X1 Y1 F1", "G2 arc without I, J or R"),
+            ("G2 X0 Y0 R5 F1", "ends where it starts"),
+            ("\n/G0 X1", "block delete \"/\""),
+            ("G0 G1 X1", "\"G0\" and \"G1\""),
+            ("G0 X1 X2", "\"X1\" and \"X2\""),
+            ("G0 X1 Q1", "Q word without G64 \"Q1\""),
+            (
+                "G80 X1",
+                "no motion mode (G0, G1, G2 or G3) in effect \"X1\"",
+            ),
+            ("G0 X1 (open", "unclosed comment"),
+            ("#1=2", "unsupported character \"#\""),
+            ("T1.5", "whole number \"T1.5\""),
+        ] {
+            let text = format!("G0 X0 Y0 Z0\n{rest}");
+            check(&text, text.lines().count(), what);
+        }
+        // Whole programs.
+        for (text, line, what) in [
+            ("(x)\nM6", 2, "M6 before any tool number T"),
+            ("G0 X10 Y5\nG1 X20 F100", 1, "never gives Z"),
+            ("G0 Z5\nG1 Z-1 F100", 2, "G1 while X or Y is not known"),
+        ] {
+            check(text, line, what);
         }
         // A plane other than XY matters to arcs only.
         assert!(read_with("G18 G0 X1 Y1 Z1\nG17 G2 X3 I1 F9\n", 1e-4).is_ok());
