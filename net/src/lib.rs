@@ -19,6 +19,7 @@ pub mod result_shape;
 pub mod secret;
 #[cfg(test)]
 pub(crate) mod sim;
+pub mod splitmix;
 pub mod stats;
 #[cfg(test)]
 mod testing;
@@ -95,25 +96,18 @@ pub const DEFAULT_PORT: u16 = 1250;
 /// peer whose bits differ (ARCHITECTURE.md §4.6). A panic in it is caught: the chunk goes
 /// back to its owner's queue.
 pub trait ComputeChunk: std::fmt::Debug + Send + Sync {
-    fn compute(
-        &self,
-        ctx: &JobContext,
-        chunk: u32,
-        cancel: &CancelToken,
-    ) -> Result<ChunkResult, Cancelled>;
+    fn compute(&self, ctx: &JobContext, chunk: u32, cancel: &CancelToken) -> Computed;
 }
+
+/// What computing a chunk gives: its result, or [`Cancelled`] when the job's token was.
+pub type Computed = Result<ChunkResult, Cancelled>;
 
 /// Chunks computed as every Millpond computes them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunChunk;
 
 impl ComputeChunk for RunChunk {
-    fn compute(
-        &self,
-        ctx: &JobContext,
-        chunk: u32,
-        cancel: &CancelToken,
-    ) -> Result<ChunkResult, Cancelled> {
+    fn compute(&self, ctx: &JobContext, chunk: u32, cancel: &CancelToken) -> Computed {
         ctx.run_chunk(chunk, cancel)
     }
 }

@@ -4,6 +4,7 @@ pub mod oracle;
 pub mod pool;
 
 use millpond_core::{DropCutter, Point3};
+use millpond_net::splitmix::SplitMix64;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -97,27 +98,22 @@ pub fn sampled_rise(dc: &DropCutter<'_>, a: Point3, b: Point3, every: f64) -> f6
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// A small deterministic PRNG (SplitMix64), so generated test meshes are the same on every run
-/// without pulling a random-number crate into the build.
+/// A small deterministic PRNG (the pool's SplitMix64), so generated test meshes are the same
+/// on every run without pulling a random-number crate into the build.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [lo, hi).
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * u
+        lo + (hi - lo) * self.0.next_f64()
     }
 }

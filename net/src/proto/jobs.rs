@@ -2,7 +2,7 @@
 //! backup copies), and the node's handling of job ends and results (ARCHITECTURE.md §4.5–4.6).
 
 use super::verify::{Check, Delivery, Sampler};
-use super::{LinkId, MAX_DEATHS, Node};
+use super::{LinkId, MAX_DEATHS, Node, keys_where};
 use crate::PoolError;
 use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
 use millpond_core::job::{ChunkResult, JobContext};
@@ -253,11 +253,7 @@ impl JobState {
             let Some(g) = self.granted.get_mut(&link) else {
                 continue;
             };
-            let old: Vec<u32> = g
-                .iter()
-                .filter(|(_, t)| now.saturating_duration_since(**t) > limit)
-                .map(|(c, _)| *c)
-                .collect();
+            let old = keys_where(&*g, |t| now.saturating_duration_since(*t) > limit);
             for c in &old {
                 g.remove(c);
             }
@@ -278,12 +274,7 @@ impl JobState {
     /// Takes out every result `peer` delivered (it was caught lying) and re-queues their
     /// chunks at the front; its pending checks are moot. Returns how many were taken out.
     pub fn discard_from(&mut self, peer: NodeId) -> u32 {
-        let chunks: Vec<u32> = self
-            .delivered
-            .iter()
-            .filter(|(_, d)| d.peer == peer)
-            .map(|(c, _)| *c)
-            .collect();
+        let chunks = keys_where(&self.delivered, |d| d.peer == peer);
         for &c in chunks.iter().rev() {
             self.delivered.remove(&c);
             if self.results.remove(&c).is_some() {

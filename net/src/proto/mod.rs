@@ -576,6 +576,18 @@ impl Node {
     }
 }
 
+/// The keys of `map`'s entries whose value passes `keep`, in `map`'s order: collected, so that
+/// the map can be changed while they are gone through.
+fn keys_where<'a, K: Copy + 'a, V: 'a>(
+    map: impl IntoIterator<Item = (&'a K, &'a V)>,
+    keep: impl Fn(&V) -> bool,
+) -> Vec<K> {
+    map.into_iter()
+        .filter(|(_, v)| keep(v))
+        .map(|(k, _)| *k)
+        .collect()
+}
+
 /// Shortest time between two ticks' progress reports of a job.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
 

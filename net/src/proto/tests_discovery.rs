@@ -49,6 +49,15 @@ fn two_members(t0: Instant, port_2: u16) -> (Discovery, Discovery, SocketAddr) {
     (a, b, addr("10.0.0.1:47474"))
 }
 
+/// What `d` counts once it has heard each of `beacons` (from 10.0.0.1, at `t0`) and dialled
+/// none of them.
+fn none_dialled(d: &mut Discovery, t0: Instant, beacons: Vec<[u8; BEACON_LEN]>) -> DiscoveryStats {
+    for b in beacons {
+        assert_eq!(d.receive(t0, addr("10.0.0.1:47474"), &b), None);
+    }
+    d.stats()
+}
+
 #[test]
 fn a_member_of_the_same_pool_is_recognised_and_dialled_at_the_address_it_came_from() {
     let t0 = Instant::now();
@@ -83,11 +92,8 @@ fn a_beacon_of_another_pool_is_ignored_and_counted() {
     let t0 = Instant::now();
     let mut theirs = Discovery::new(key("their pool"), NodeId(1), 1250, t0);
     let mut ours = Discovery::new(key("our pool"), NodeId(2), 1250, t0);
-    for i in 0..10 {
-        let beacon = theirs.beacon(nonce(i));
-        assert_eq!(ours.receive(t0, addr("10.0.0.1:47474"), &beacon), None);
-    }
-    let s = ours.stats();
+    let beacons = (0..10).map(|i| theirs.beacon(nonce(i))).collect();
+    let s = none_dialled(&mut ours, t0, beacons);
     assert_eq!((s.foreign, s.accepted, s.members, s.dials), (10, 0, 0, 0));
 }
 
@@ -166,11 +172,8 @@ fn a_replayed_or_older_beacon_is_refused() {
 fn own_beacons_are_ignored() {
     let t0 = Instant::now();
     let mut a = Discovery::new(key("workshop pool"), NodeId(1), 1250, t0);
-    for i in 0..5 {
-        let b = a.beacon(nonce(i));
-        assert_eq!(a.receive(t0, addr("10.0.0.1:47474"), &b), None);
-    }
-    let s = a.stats();
+    let beacons = (0..5).map(|i| a.beacon(nonce(i))).collect();
+    let s = none_dialled(&mut a, t0, beacons);
     assert_eq!((s.own, s.accepted, s.members, s.dials), (5, 0, 0, 0));
 }
 

@@ -18,7 +18,8 @@
 //! (§5); only which chunks are checked is random, never the output. The preview may have
 //! drawn results that were later taken out; the assembled job never holds them.
 
-use super::{LinkId, Node, close};
+use super::{LinkId, Node, close, keys_where};
+use crate::splitmix::SplitMix64;
 use crate::wire::{JobId, NodeId};
 use millpond_core::job::ChunkResult;
 use std::sync::Arc;
@@ -55,29 +56,20 @@ pub(super) struct Culprit {
 /// seed is drawn at start from the OS), yet the same inputs give the same actions (the
 /// simulator replays a run). SplitMix64.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Sampler(u64);
+pub(super) struct Sampler(SplitMix64);
 
 impl Sampler {
     /// The draws for job `job` of a node seeded `seed`.
     pub fn new(seed: u64, job: JobId) -> Self {
         let nonce = job.nonce as u64 ^ (job.nonce >> 64) as u64;
-        let mut s = Self(seed ^ job.owner.0.rotate_left(17) ^ nonce);
-        s.next();
-        s
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let mut s = SplitMix64::new(seed ^ job.owner.0.rotate_left(17) ^ nonce);
+        s.next_u64();
+        Self(s)
     }
 
     /// True with probability `fraction` (0 never, 1 always).
     pub fn draw(&mut self, fraction: f64) -> bool {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        u < fraction
+        self.0.next_f64() < fraction
     }
 }
 
@@ -211,12 +203,7 @@ impl Node {
              dropped, {discarded} of its results discarded and recomputed"
         ));
         warn!("{name}{at} returned a wrong result for chunk {chunk} of job {id}{below}");
-        let links: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.peer == peer)
-            .map(|(k, _)| *k)
-            .collect();
+        let links = keys_where(&self.links, |l| l.peer == peer);
         let reason = format!("returned a wrong result for chunk {chunk} of job {id}");
         for l in links {
             self.close_link(now, l, close::PROTOCOL_VIOLATION, &reason);

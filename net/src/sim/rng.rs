@@ -1,19 +1,17 @@
 //! Seeded random numbers for the simulator: one seed gives the same run everywhere.
 
-/// splitmix64: small, seeded, the same everywhere.
-pub struct Rng(u64);
+use crate::splitmix::SplitMix64;
+
+/// The simulator's draws, from [`SplitMix64`] seeded per run.
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
+        Self(SplitMix64::new(seed ^ 0x9E37_79B9_7F4A_7C15))
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// In `lo..hi` (`lo` when empty).

@@ -15,9 +15,9 @@
 //! chunk N`), and runs until killed.
 
 use anyhow::{Context, Result, bail};
-use millpond_core::job::{Cancelled, ChunkData, ChunkResult};
+use millpond_core::job::{Cancelled, ChunkData};
 use millpond_core::{CancelToken, JobContext};
-use millpond_net::{ComputeChunk, Pool, PoolConfig, Secret};
+use millpond_net::{ComputeChunk, Computed, Pool, PoolConfig, Secret};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,12 +34,7 @@ enum Mode {
 struct Rogue(Mode, Duration);
 
 impl ComputeChunk for Rogue {
-    fn compute(
-        &self,
-        ctx: &JobContext,
-        chunk: u32,
-        cancel: &CancelToken,
-    ) -> Result<ChunkResult, Cancelled> {
+    fn compute(&self, ctx: &JobContext, chunk: u32, cancel: &CancelToken) -> Computed {
         match self.0 {
             Mode::Poison => {
                 let mut r = ctx.run_chunk(chunk, cancel)?;
