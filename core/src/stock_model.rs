@@ -818,16 +818,6 @@ impl StockModel {
         deep_at: f64,
     ) -> Vec<TileHit> {
         let profile = cutter.profile();
-        with_shape!(&profile, p => self.machine_batch_shape(p, moves, start_covered, deep_at))
-    }
-
-    fn machine_batch_shape<S: Shape>(
-        &mut self,
-        shape: &S,
-        moves: &[(Point3, Point3)],
-        start_covered: bool,
-        deep_at: f64,
-    ) -> Vec<TileHit> {
         let swept: Vec<SweptMove> = moves
             .iter()
             .enumerate()
@@ -839,7 +829,7 @@ impl StockModel {
                     a == moves[k - 1].1
                 },
                 deep_at,
-                ..SweptMove::new(shape, a, b)
+                ..with_shape!(&profile, p => SweptMove::new(p, a, b))
             })
             .collect();
         // Which moves reach each tile, in order.
@@ -868,7 +858,13 @@ impl StockModel {
             .with_max_len(1)
             .map(|(tile, list)| {
                 let t = timed.then(std::time::Instant::now);
-                let hits = apply_list(&g, tile, shape, &swept, &Ids::Same, list);
+                let hits = with_shape!(&profile, shape => apply_list(tile, TileMoves {
+                    g: &g,
+                    shape,
+                    swept: &swept,
+                    ids: &Ids::Same,
+                    list,
+                }));
                 (hits, t.map_or(0.0, |t| t.elapsed().as_secs_f64()))
             })
             .collect();
@@ -1011,16 +1007,6 @@ impl StockModel {
         stop: &dyn Fn() -> bool,
     ) -> Option<Vec<Vec<TileHit>>> {
         let profile = cutter.profile();
-        with_shape!(&profile, p => self.machine_part_shape(p, part, moves, stop))
-    }
-
-    fn machine_part_shape<S: Shape>(
-        &mut self,
-        shape: &S,
-        part: Range<usize>,
-        moves: &PartMoves<'_>,
-        stop: &dyn Fn() -> bool,
-    ) -> Option<Vec<Vec<TileHit>>> {
         let g = self.g;
         let ids = Ids::Of(moves.ids);
         let mut out = Vec::with_capacity(part.len());
@@ -1035,7 +1021,13 @@ impl StockModel {
                 let batch = moves.ids[first as usize] as usize / BATCH_MOVES;
                 let end = rest
                     .partition_point(|&k| moves.ids[k as usize] as usize / BATCH_MOVES == batch);
-                hits.extend(apply_list(&g, tile, shape, moves.swept, &ids, &rest[..end]));
+                hits.extend(with_shape!(&profile, shape => apply_list(tile, TileMoves {
+                    g: &g,
+                    shape,
+                    swept: moves.swept,
+                    ids: &ids,
+                    list: &rest[..end],
+                })));
                 rest = &rest[end..];
             }
             out.push(hits);
@@ -1542,53 +1534,49 @@ impl Ids<'_> {
     }
 }
 
-/// Applies the moves `list` (indices into `swept`, in order) to one tile; what each that
-/// met material did, named by `ids[k]` for `swept[k]` (its index in the pass or batch;
-/// consecutive ids are consecutive moves, which is what lets them form a chain). The cells of a move's row caps are the simulator's inner loop, square
-/// roots of independent cells: on a processor with AVX2 the same code is compiled four
-/// doubles wide instead of baseline x86-64's two. The same operations in the same order
-/// either way (no fused multiply-add, no reassociation), so the stock is bit for bit the
-/// same on every machine.
-fn apply_list<S: Shape>(
-    g: &Grid,
-    tile: &mut Tile,
-    shape: &S,
-    swept: &[SweptMove],
-    ids: &Ids<'_>,
-    list: &[u32],
-) -> Vec<TileHit> {
+/// What [`apply_list`] applies to one tile: the moves `list` (indices into `swept`, in
+/// order) of the tool `shape` over the grid `g`, each named in what it reports by `ids[k]`
+/// for `swept[k]` (its index in the pass or batch; consecutive ids are consecutive moves,
+/// which is what lets them form a chain).
+struct TileMoves<'a, S> {
+    g: &'a Grid,
+    shape: &'a S,
+    swept: &'a [SweptMove],
+    ids: &'a Ids<'a>,
+    list: &'a [u32],
+}
+
+/// Applies `moves` to one tile: what each that met material did. The cells of a move's row
+/// caps are the simulator's inner loop, square roots of independent cells: on a processor
+/// with AVX2 the same code is compiled four doubles wide instead of baseline x86-64's two.
+/// The same operations in the same order either way (no fused multiply-add, no
+/// reassociation), so the stock is bit for bit the same on every machine.
+fn apply_list<S: Shape>(tile: &mut Tile, moves: TileMoves<'_, S>) -> Vec<TileHit> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: `apply_list_avx2` only needs AVX2, which this processor was just found to
         // have.
         #[allow(unsafe_code)]
-        return unsafe { apply_list_avx2(g, tile, shape, swept, ids, list) };
+        return unsafe { apply_list_avx2(tile, moves) };
     }
-    apply_list_any(g, tile, shape, swept, ids, list)
+    apply_list_any(tile, moves)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn apply_list_avx2<S: Shape>(
-    g: &Grid,
-    tile: &mut Tile,
-    shape: &S,
-    swept: &[SweptMove],
-    ids: &Ids<'_>,
-    list: &[u32],
-) -> Vec<TileHit> {
-    apply_list_any(g, tile, shape, swept, ids, list)
+fn apply_list_avx2<S: Shape>(tile: &mut Tile, moves: TileMoves<'_, S>) -> Vec<TileHit> {
+    apply_list_any(tile, moves)
 }
 
 #[inline(always)]
-fn apply_list_any<S: Shape>(
-    g: &Grid,
-    tile: &mut Tile,
-    shape: &S,
-    swept: &[SweptMove],
-    ids: &Ids<'_>,
-    list: &[u32],
-) -> Vec<TileHit> {
+fn apply_list_any<S: Shape>(tile: &mut Tile, moves: TileMoves<'_, S>) -> Vec<TileHit> {
+    let TileMoves {
+        g,
+        shape,
+        swept,
+        ids,
+        list,
+    } = moves;
     let mut out = Vec::new();
     let mut scratch = ChainScratch::new();
     let mut chain: Vec<&SweptMove> = Vec::new();
