@@ -379,6 +379,17 @@ pub enum ChunkData {
     Stock(StockChunk),
 }
 
+impl ChunkData {
+    /// A contour chunk's pieces, per level; none from another kind of result (a result that
+    /// passed [`ChunkResult::validate`] is of its job's kind).
+    pub fn into_chains(self) -> Vec<Vec<Chain>> {
+        match self {
+            ChunkData::Chains(c) => c,
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl ChunkResult {
     /// Most bytes its postcard encoding can take, from its counts (every length prefix
     /// counted at its widest): a pool member checks that a result it computed for a parent
@@ -918,13 +929,7 @@ impl JobContext {
                 Ok(JobOutput::Toolpath(raster::link(&model, spec, &lines)))
             }
             Operation::Contours(_) | Operation::Waterline(_) | Operation::Rough(_) => {
-                let chunks = results
-                    .into_iter()
-                    .map(|r| match r.data {
-                        ChunkData::Chains(c) => c,
-                        _ => Vec::new(),
-                    })
-                    .collect();
+                let chunks = results.into_iter().map(|r| r.data.into_chains()).collect();
                 let levels = self.spec.contours().map_or(&[][..], |c| &c.levels[..]);
                 let levels = waterline::assemble(levels, chunks)?;
                 let (model, tool) = (self.contact(f64::NEG_INFINITY), self.spec.cutter);

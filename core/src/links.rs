@@ -306,11 +306,9 @@ mod tests {
     #[test]
     fn hops_go_low_only_where_the_move_there_is_clear() {
         // A 10 mm block on a 2 mm plate; the stock top at 8 mm is below the block's top.
-        let mut tris = models::box_solid(Point3::new(0.0, 0.0, 0.0), Point3::new(40.0, 20.0, 2.0));
-        tris.extend(models::box_solid(
-            Point3::new(18.0, 0.0, 2.0),
-            Point3::new(22.0, 20.0, 10.0),
-        ));
+        let p = Point3::new;
+        let mut tris = models::box_solid(p(0.0, 0.0, 0.0), p(40.0, 20.0, 2.0));
+        tris.extend(models::box_solid(p(18.0, 0.0, 2.0), p(22.0, 20.0, 10.0)));
         let mesh = Mesh::from_triangles(tris, "block").unwrap();
         let index = TriangleIndex::new(&mesh);
         let dc = DropCutter::new(
