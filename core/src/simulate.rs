@@ -887,24 +887,13 @@ mod tests {
         for cutter in CUTTERS {
             let mut stock = StockModel::new(block(10.0), 0.1).unwrap();
             run(&mut stock, &pass("axes", cutter, &tp));
-            for (i, j, want) in swept_cell_by_cell(cutter, &tp, &stock, 1) {
-                let got = stock.height(i, j);
-                assert!(
-                    (got - want).abs() < 2e-6,
-                    "{cutter:?} at {i} {j}: {got} vs {want}"
-                );
-            }
+            assert_as_swept(cutter, &tp, &stock, 1);
         }
     }
 
-    /// The general sweep of every move of `tp` over every `every`-th cell of `stock`, cell
-    /// by cell, from a 10 mm top: what the fast paths are held to.
-    fn swept_cell_by_cell(
-        cutter: Cutter,
-        tp: &Toolpath,
-        stock: &StockModel,
-        every: usize,
-    ) -> Vec<(usize, usize, f64)> {
+    /// Holds every `every`-th cell of `stock` to the general sweep of every move of `tp`, cell
+    /// by cell, from a 10 mm top, to 2e-6: what the fast paths are held to.
+    fn assert_as_swept(cutter: Cutter, tp: &Toolpath, stock: &StockModel, every: usize) {
         let profile = cutter.profile();
         let (nx, ny) = stock.size();
         with_shape!(&profile, p => {
@@ -918,18 +907,20 @@ mod tests {
                     mv
                 })
                 .collect();
-            let mut out = Vec::new();
             for j in (0..ny).step_by(every) {
                 for i in (0..nx).step_by(every) {
                     let (x, y) = stock.centre(i, j);
-                    let lowest = moves
+                    let want = moves
                         .iter()
                         .filter_map(|mv| mv.lowest_below(p, x, y, 10.0))
                         .fold(10.0f64, f64::min);
-                    out.push((i, j, lowest));
+                    let got = stock.height(i, j);
+                    assert!(
+                        (got - want).abs() < 2e-6,
+                        "{cutter:?} at {i} {j}: {got} vs {want}"
+                    );
                 }
             }
-            out
         })
     }
 
@@ -1014,13 +1005,7 @@ mod tests {
                     cut.depth > 0.5 * deepest,
                     "{cutter:?}: {cut:?} vs {deepest}"
                 );
-                for (i, j, want) in swept_cell_by_cell(cutter, &tp, &chained, 6) {
-                    let got = chained.height(i, j);
-                    assert!(
-                        (got - want).abs() < 2e-6,
-                        "{cutter:?} at {i} {j}: {got} vs {want}"
-                    );
-                }
+                assert_as_swept(cutter, &tp, &chained, 6);
             }
         }
     }
