@@ -64,23 +64,27 @@ impl MachineProfile {
     /// default junction deviation of 0.01 mm. Feeds are capped at the rapid rates, as GRBL
     /// does.
     pub fn hobby() -> Self {
-        Self {
-            max_feed: [5000.0, 5000.0, 1500.0],
-            rapid_rate: [5000.0, 5000.0, 1500.0],
-            acceleration: [500.0, 500.0, 200.0],
-            junction_deviation: 0.01,
-        }
+        Self::feeds_capped_at_rapids([5000.0, 5000.0, 1500.0], [500.0, 500.0, 200.0], 0.01)
     }
 
     /// A stiffer router on LinuxCNC (ball screws, servos): 15 m/min rapids in X and Y and
     /// 5 m/min in Z, 2000 mm/s² in X and Y and 1000 mm/s² in Z, 0.005 mm tolerance (the
     /// programs' `G64 P0.005`).
     pub fn stiff() -> Self {
+        Self::feeds_capped_at_rapids([15000.0, 15000.0, 5000.0], [2000.0, 2000.0, 1000.0], 0.005)
+    }
+
+    /// A profile whose feeds are capped at its rapid rates, as both presets' are.
+    fn feeds_capped_at_rapids(
+        rapid_rate: [f64; 3],
+        acceleration: [f64; 3],
+        junction_deviation: f64,
+    ) -> Self {
         Self {
-            max_feed: [15000.0, 15000.0, 5000.0],
-            rapid_rate: [15000.0, 15000.0, 5000.0],
-            acceleration: [2000.0, 2000.0, 1000.0],
-            junction_deviation: 0.005,
+            max_feed: rapid_rate,
+            rapid_rate,
+            acceleration,
+            junction_deviation,
         }
     }
 
