@@ -1424,22 +1424,18 @@ mod tests {
     #[test]
     fn oversized_and_binary_files_are_refused_before_parsing() {
         let dir = tempfile::tempdir().unwrap();
-        let big = dir.path().join("big.millpond");
-        let f = std::fs::File::create(&big).unwrap();
+        let f = std::fs::File::create(dir.path().join("big.millpond")).unwrap();
         f.set_len(MAX_JOB_FILE_BYTES + 1).unwrap();
-        let e = Job::load(&big).unwrap_err().to_string();
-        assert!(e.contains("big.millpond") && e.contains("too large"), "{e}");
-        let bin = dir.path().join("part.millpond");
-        std::fs::write(&bin, b"solid \xff\xfe\x00").unwrap();
-        let e = Job::load(&bin).unwrap_err().to_string();
-        assert!(e.contains("part.millpond") && e.contains("UTF-8"), "{e}");
-        let e = Job::load(&dir.path().join("none.millpond"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("none.millpond") && e.contains("cannot read"),
-            "{e}"
-        );
+        std::fs::write(dir.path().join("part.millpond"), b"solid \xff\xfe\x00").unwrap();
+        // Each error names the file, and why; there is no none.millpond.
+        for (name, why) in [
+            ("big.millpond", "too large"),
+            ("part.millpond", "UTF-8"),
+            ("none.millpond", "cannot read"),
+        ] {
+            let e = Job::load(&dir.path().join(name)).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(why), "{e}");
+        }
     }
 
     #[test]
