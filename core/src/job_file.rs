@@ -277,22 +277,28 @@ struct WaterlineV1 {
 // Words for enumerations, both ways.
 
 /// A word-for-value table; reading a word not in it names the words that are.
-pub(crate) struct Words<T: 'static>(&'static [(&'static str, T)]);
+pub(crate) struct Words<T: 'static>(pub(crate) &'static [(&'static str, T)]);
 
 impl<T: Copy + PartialEq> Words<T> {
     pub(crate) fn word(&self, v: T) -> &'static str {
         self.0.iter().find(|(_, x)| *x == v).map_or("?", |(w, _)| w)
     }
 
+    /// The value of `word`, where it is one of the table's.
+    pub(crate) fn get(&self, word: &str) -> Option<T> {
+        self.0.iter().find(|(w, _)| *w == word).map(|(_, v)| *v)
+    }
+
+    /// The table's words, in order.
+    pub(crate) fn words(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(w, _)| *w)
+    }
+
     fn value(&self, word: &str) -> Result<T, String> {
-        self.0
-            .iter()
-            .find(|(w, _)| *w == word)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                let all: Vec<String> = self.0.iter().map(|(w, _)| format!("\"{w}\"")).collect();
-                format!("\"{word}\" is not one of {}", all.join(", "))
-            })
+        self.get(word).ok_or_else(|| {
+            let all: Vec<String> = self.words().map(|w| format!("\"{w}\"")).collect();
+            format!("\"{word}\" is not one of {}", all.join(", "))
+        })
     }
 }
 

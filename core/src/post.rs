@@ -18,7 +18,7 @@
 //! ([`PostError::Invalid`]); nothing is guessed.
 
 use crate::gcode::ProgramUnits;
-use crate::job_file::{self, JobFileError};
+use crate::job_file::{self, JobFileError, Words};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -399,7 +399,7 @@ pub enum Placeholder {
 }
 
 impl Placeholder {
-    const ALL: [(&'static str, Placeholder); 9] = [
+    const NAMES: Words<Placeholder> = Words(&[
         ("title", Placeholder::Title),
         ("program_number", Placeholder::ProgramNumber),
         ("units", Placeholder::Units),
@@ -409,13 +409,10 @@ impl Placeholder {
         ("rpm", Placeholder::Rpm),
         ("seconds", Placeholder::Seconds),
         ("milliseconds", Placeholder::Milliseconds),
-    ];
+    ]);
 
     fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, p)| *p == self)
-            .map_or("?", |(n, _)| n)
+        Self::NAMES.word(self)
     }
 }
 
@@ -463,20 +460,16 @@ impl Template {
                 parts.push(Part::Text(rest[..open].to_string()));
             }
             let name = &rest[open + 1..close];
-            let p = Placeholder::ALL
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, p)| *p)
-                .ok_or_else(|| {
-                    let all: Vec<String> = Placeholder::ALL
-                        .iter()
-                        .map(|(n, _)| format!("{{{n}}}"))
-                        .collect();
-                    format!(
-                        "unknown placeholder {{{name}}}: the placeholders are {}",
-                        all.join(", ")
-                    )
-                })?;
+            let p = Placeholder::NAMES.get(name).ok_or_else(|| {
+                let all: Vec<String> = Placeholder::NAMES
+                    .words()
+                    .map(|n| format!("{{{n}}}"))
+                    .collect();
+                format!(
+                    "unknown placeholder {{{name}}}: the placeholders are {}",
+                    all.join(", ")
+                )
+            })?;
             parts.push(Part::Value(p));
             rest = &rest[close + 1..];
         }
