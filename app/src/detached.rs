@@ -11,14 +11,13 @@
 //! placed mesh. Only the computation happens at the member.
 
 use crate::cli::compute_toolpaths;
-use crate::run_job::{self, JobModel};
+use crate::run_job::{self, Departures, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
 use millpond_core::Mesh;
 use millpond_core::gcode;
 use millpond_core::job_file::Job;
 use millpond_core::post::{PostProcessor, PostSource};
 use millpond_core::runner::{Executor, OnEvent, RunEvent, RunResult};
-use millpond_core::setup::WorkZeroChoice;
 use millpond_core::{CancelToken, JobContext, MachineProfile, TriangleIndex};
 use millpond_net::Secret;
 use millpond_net::detached::{
@@ -83,9 +82,7 @@ pub struct Description {
     pub job: String,
     pub post: PostText,
     /// `--floor`, `--safe-z` and `--zero` of a flags run (a job file holds none of them).
-    pub floor: Option<f64>,
-    pub safe_z: Option<f64>,
-    pub zero: Option<WorkZeroChoice>,
+    pub departures: Departures,
     /// The machine the program's time estimate (in its comments) is for.
     pub machine: MachineProfile,
 }
@@ -98,9 +95,7 @@ impl Description {
     pub fn new(
         job: &Job,
         post: &PostProcessor,
-        floor: Option<f64>,
-        safe_z: Option<f64>,
-        zero: Option<WorkZeroChoice>,
+        departures: Departures,
         machine: MachineProfile,
     ) -> Result<Self> {
         Ok(Self {
@@ -108,9 +103,7 @@ impl Description {
             // title, matters at the member.
             job: job.to_toml(&Path::new("/").join(JOB_NAME))?,
             post: PostText::of(post)?,
-            floor,
-            safe_z,
-            zero,
+            departures,
             machine,
         })
     }
@@ -125,10 +118,11 @@ impl Description {
         post: &PostProcessor,
         machine: MachineProfile,
     ) -> Result<(String, Self)> {
+        let departures = Departures::of_job(job);
         let setup = run_job::setup(job, mesh.hash(), mesh.bounds())?;
-        let zero = Some(run_job::work_zero(job.stock.zero, &setup));
+        let (setup, zero) = departures.apply(setup)?;
         let program = plan(job, setup, zero, post.clone())?;
-        let d = Self::new(job, post, None, None, Some(job.stock.zero), machine)?;
+        let d = Self::new(job, post, departures, machine)?;
         Ok((program.title, d))
     }
 
@@ -147,7 +141,8 @@ impl Description {
         d.machine
             .validate()
             .map_err(|e| anyhow!("the machine: {e}"))?;
-        for (v, what) in [(d.floor, "floor"), (d.safe_z, "safe Z")] {
+        let Departures { floor, safe_z, .. } = d.departures;
+        for (v, what) in [(floor, "floor"), (safe_z, "safe Z")] {
             if v.is_some_and(|v| !v.is_finite()) {
                 bail!("the {what} is not a number");
             }
@@ -254,16 +249,8 @@ fn run(
         size_hint: None,
         changed: None,
     };
-    let mut setup = run_job::setup(&job, model.mesh.hash(), model.mesh.bounds())?;
-    if let Some(floor) = d.floor {
-        setup = setup
-            .with_floor(floor)
-            .map_err(|e| anyhow!("--floor: {e}"))?;
-    }
-    if let Some(z) = d.safe_z {
-        setup = setup.with_safe_z(z).map_err(|e| anyhow!("--safe-z: {e}"))?;
-    }
-    let zero = d.zero.map(|z| run_job::work_zero(z, &setup));
+    let setup = run_job::setup(&job, model.mesh.hash(), model.mesh.bounds())?;
+    let (setup, zero) = d.departures.apply(setup)?;
     let program = plan(&job, setup, zero, post)?;
     let origins: Vec<String> = job.operations.iter().map(|o| o.name.clone()).collect();
     let tracking = Tracking {
@@ -366,8 +353,12 @@ mod tests {
         .unwrap();
         let job = Job::parse(&job_text, "format-1.millpond", Path::new("/tmp")).unwrap();
         let post = PostProcessor::default_post();
-        let d =
-            Description::new(&job, &post, None, Some(30.0), None, MachineProfile::stiff()).unwrap();
+        let departures = Departures {
+            floor: None,
+            safe_z: Some(30.0),
+            zero: None,
+        };
+        let d = Description::new(&job, &post, departures, MachineProfile::stiff()).unwrap();
         let bytes = d.encode().unwrap();
         let (back, job_back, post_back) = Description::decode(&bytes).unwrap();
         assert_eq!(back, d);

@@ -16,7 +16,7 @@ use millpond_core::gcode;
 use millpond_core::job_file::{Job, ModelFile};
 use millpond_core::post::{PostLibrary, PostProcessor};
 pub use millpond_core::program::{PlanError, PlannedOp, Program, work_zero};
-use millpond_core::setup::Setup;
+use millpond_core::setup::{Setup, WorkZeroChoice};
 use millpond_core::stock_model::EngagementReport;
 use millpond_core::{Aabb, Feeds, Mesh, MeshHash, Toolpath, TriangleIndex, placement};
 use std::path::Path;
@@ -101,6 +101,45 @@ pub fn plan(job: &Job, model: &Mesh) -> Result<Program> {
     let zero = Some(work_zero(job.stock.zero, &setup));
     let post = find_post(job, &post_library(&crate::pool::config_dir()))?;
     Ok(plan_in(job, setup, zero, post)?)
+}
+
+/// How a program departs from its job: the command line's `--floor`, `--safe-z` and `--zero`
+/// (a job file holds none of them: its floor is its stock's bottom, its safe height is
+/// measured from its stock's top), or a job file's own zero. `millpond toolpath` plans with
+/// them, and a detached job carries them to the member that runs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Departures {
+    pub floor: Option<f64>,
+    pub safe_z: Option<f64>,
+    /// `None`: a program without a zero line.
+    pub zero: Option<WorkZeroChoice>,
+}
+
+impl Departures {
+    /// A job file's: its stock's zero, and its stock's floor and safe height.
+    pub fn of_job(job: &Job) -> Self {
+        Self {
+            floor: None,
+            safe_z: None,
+            zero: Some(job.stock.zero),
+        }
+    }
+
+    /// `setup` with this floor and safe height, and the work zero in it.
+    pub fn apply(&self, mut setup: Setup) -> Result<(Setup, Option<gcode::WorkZero>)> {
+        if let Some(floor) = self.floor {
+            setup = setup
+                .with_floor(floor)
+                .map_err(|e| anyhow::anyhow!("--floor: {e}"))?;
+        }
+        if let Some(z) = self.safe_z {
+            setup = setup
+                .with_safe_z(z)
+                .map_err(|e| anyhow::anyhow!("--safe-z: {e}"))?;
+        }
+        let zero = self.zero.map(|z| work_zero(z, &setup));
+        Ok((setup, zero))
+    }
 }
 
 /// [`plan`] in a given setup and zero (the command line's `--floor`, `--safe-z` and its

@@ -70,14 +70,12 @@ pub fn submit_command(args: &ToolpathArgs) -> Result<()> {
     let Prepared {
         job,
         model,
-        floor,
-        safe_z,
-        zero,
+        departures,
         post,
         program,
         ..
     } = prepare(args, &posts)?;
-    let description = Description::new(&job, &post, floor, safe_z, zero, args.machine())?;
+    let description = Description::new(&job, &post, departures, args.machine())?;
     let secret = args.secret.load()?;
     let (id, member) =
         crate::detached::submit(address, &secret, &program.title, &description, &model.mesh)?;

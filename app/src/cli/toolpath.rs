@@ -15,7 +15,7 @@ use super::{
     parse_bounds, threads,
 };
 use crate::pool::Computer;
-use crate::run_job::{self, JobModel};
+use crate::run_job::{self, Departures, JobModel};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use millpond_core::gcode::{self, ProgramUnits};
@@ -242,6 +242,29 @@ fn number(s: &'static Setting) -> impl Fn(&str) -> Result<f64, String> + Clone +
     move |text| s.parse(text).map_err(|e| e.to_string())
 }
 
+/// An operation setting's flag made from the setting table, so that each field of
+/// [`ToolpathArgs`] names only its setting: `#[arg(setting_flag = &TOOL)]` (clap calls the
+/// builder method an attribute names, and these are its methods).
+trait SettingFlag {
+    /// `--<setting>`, with [`flag_help`] as its help.
+    fn setting_flag(self, s: &'static Setting) -> Self;
+    /// A number setting's flag: its value is parsed by [`number`], and may be negative (to be
+    /// refused with the setting's range rather than taken for a flag).
+    fn number_flag(self, s: &'static Setting) -> Self;
+}
+
+impl SettingFlag for clap::Arg {
+    fn setting_flag(self, s: &'static Setting) -> Self {
+        self.long(s.long()).help(flag_help(s))
+    }
+
+    fn number_flag(self, s: &'static Setting) -> Self {
+        self.setting_flag(s)
+            .value_parser(number(s))
+            .allow_hyphen_values(true)
+    }
+}
+
 /// Everything that describes a job: with `--job` the job file says it, and these are refused.
 const JOB_FLAGS: &[&str] = &[
     "model",
@@ -308,55 +331,44 @@ pub struct ToolpathArgs {
     /// Strategy of a single operation [default: raster].
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyArg>,
-    #[arg(long = TOOL.long(), help = flag_help(&TOOL), value_parser = parse_cutter)]
+    #[arg(setting_flag = &TOOL, value_parser = parse_cutter)]
     pub tool: Option<Cutter>,
-    #[arg(long = STEPOVER.long(), help = flag_help(&STEPOVER), value_parser = parse_stepover,
-        allow_hyphen_values = true)]
+    #[arg(setting_flag = &STEPOVER, value_parser = parse_stepover, allow_hyphen_values = true)]
     pub stepover: Option<Stepover>,
-    #[arg(long = STEPDOWN.long(), help = flag_help(&STEPDOWN), value_parser = number(&STEPDOWN),
-        allow_hyphen_values = true)]
+    #[arg(number_flag = &STEPDOWN)]
     pub stepdown: Option<f64>,
-    #[arg(long = SAMPLING.long(), help = flag_help(&SAMPLING), value_parser = number(&SAMPLING),
-        allow_hyphen_values = true)]
+    #[arg(number_flag = &SAMPLING)]
     pub sampling: Option<f64>,
-    #[arg(long = ALLOWANCE.long(), help = flag_help(&ALLOWANCE),
-        value_parser = number(&ALLOWANCE), allow_hyphen_values = true)]
+    #[arg(number_flag = &ALLOWANCE)]
     pub allowance: Option<f64>,
-    #[arg(long = AXIS_SETTING.long(), help = flag_help(&AXIS_SETTING), value_enum)]
+    #[arg(setting_flag = &AXIS_SETTING, value_enum)]
     pub axis: Option<AxisArg>,
-    #[arg(long = BOUNDS.long(), help = flag_help(&BOUNDS), value_parser = parse_bounds,
+    #[arg(setting_flag = &BOUNDS, value_parser = parse_bounds,
         allow_hyphen_values = true, conflicts_with = "margin")]
     pub bounds: Option<Rect>,
-    #[arg(long = MARGIN.long(), help = flag_help(&MARGIN), value_parser = number(&MARGIN),
-        allow_hyphen_values = true)]
+    #[arg(number_flag = &MARGIN)]
     pub margin: Option<f64>,
-    #[arg(long = DIRECTION_SETTING.long(), help = flag_help(&DIRECTION_SETTING), value_enum)]
+    #[arg(setting_flag = &DIRECTION_SETTING, value_enum)]
     pub direction: Option<DirectionArg>,
-    #[arg(long = MERGE_TOLERANCE.long(), help = flag_help(&MERGE_TOLERANCE),
-        value_parser = number(&MERGE_TOLERANCE), allow_hyphen_values = true)]
+    #[arg(number_flag = &MERGE_TOLERANCE)]
     pub merge_tolerance: Option<f64>,
-    #[arg(long = PATTERN_SETTING.long(), help = flag_help(&PATTERN_SETTING), value_enum)]
+    #[arg(setting_flag = &PATTERN_SETTING, value_enum)]
     pub pattern: Option<PatternArg>,
-    #[arg(long = MILLING_SETTING.long(), help = flag_help(&MILLING_SETTING), value_enum)]
+    #[arg(setting_flag = &MILLING_SETTING, value_enum)]
     pub milling: Option<MillingArg>,
-    #[arg(long = RAMP_ANGLE.long(), help = flag_help(&RAMP_ANGLE),
-        value_parser = number(&RAMP_ANGLE), allow_hyphen_values = true)]
+    #[arg(number_flag = &RAMP_ANGLE)]
     pub ramp_angle: Option<f64>,
-    #[arg(long = REST.long(), help = flag_help(&REST),
-        value_parser = number(&REST), allow_hyphen_values = true)]
+    #[arg(number_flag = &REST)]
     pub rest: Option<f64>,
-    #[arg(long = FEED.long(), help = flag_help(&FEED), value_parser = number(&FEED),
-        allow_hyphen_values = true)]
+    #[arg(number_flag = &FEED)]
     pub feed: Option<f64>,
-    #[arg(long = PLUNGE_FEED.long(), help = flag_help(&PLUNGE_FEED),
-        value_parser = number(&PLUNGE_FEED), allow_hyphen_values = true)]
+    #[arg(number_flag = &PLUNGE_FEED)]
     pub plunge_feed: Option<f64>,
-    #[arg(long = SPINDLE_SPEED.long(), help = flag_help(&SPINDLE_SPEED),
-        value_parser = number(&SPINDLE_SPEED), allow_hyphen_values = true)]
+    #[arg(number_flag = &SPINDLE_SPEED)]
     pub spindle: Option<f64>,
-    #[arg(long = TOOL_NUMBER.long(), help = flag_help(&TOOL_NUMBER))]
+    #[arg(setting_flag = &TOOL_NUMBER)]
     pub tool_number: Option<u32>,
-    #[arg(long = NAME.long(), help = flag_help(&NAME), value_parser = parse_name)]
+    #[arg(setting_flag = &NAME, value_parser = parse_name)]
     pub name: Option<String>,
     #[arg(long = "op", value_name = "SPEC", value_parser = parse_op, long_help = op_help(),
         help = "One operation of several, in order: STRATEGY,KEY=VALUE,... (repeat; --help lists the keys)")]
@@ -1223,9 +1235,7 @@ pub(crate) struct Prepared {
     /// How each of the job's operations is named in messages.
     pub origins: Vec<String>,
     /// How the program departs from the job (flags a job file cannot hold).
-    pub floor: Option<f64>,
-    pub safe_z: Option<f64>,
-    pub zero: Option<WorkZeroChoice>,
+    pub departures: Departures,
     /// The post the job's output names, as found here.
     pub post: PostProcessor,
     pub program: run_job::Program,
@@ -1236,14 +1246,14 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(args: &ToolpathArgs, posts: &PostLibrary) -> Result<Prepared> {
     // The job, its model, how each operation is named in messages, and how the program
     // departs from the job (flags a job file cannot hold).
-    let (job, model, origins, floor, safe_z, zero) = match &args.job {
+    let (job, model, origins, departures) = match &args.job {
         Some(path) => {
             let job = Job::load(path)?;
             let model = load_job_model(&job, "the job's units")
                 .with_context(|| format!("{}: the job's model", path.display()))?;
             let origins: Vec<String> = job.operations.iter().map(|o| o.name.clone()).collect();
-            let zero = Some(job.stock.zero);
-            (job, model, origins, None, None, zero)
+            let departures = Departures::of_job(&job);
+            (job, model, origins, departures)
         }
         None => {
             let Some(model_path) = &args.model else {
@@ -1283,25 +1293,24 @@ pub(crate) fn prepare(args: &ToolpathArgs, posts: &PostLibrary) -> Result<Prepar
             match &args.save_job {
                 Some(path) => {
                     let job = save_job(&job, path)?;
-                    let zero = Some(job.stock.zero);
-                    (job, model, origins, None, None, zero)
+                    let departures = Departures::of_job(&job);
+                    (job, model, origins, departures)
                 }
-                None => (job, model, origins, args.floor, args.safe_z, args.zero),
+                None => {
+                    let departures = Departures {
+                        floor: args.floor,
+                        safe_z: args.safe_z,
+                        zero: args.zero,
+                    };
+                    (job, model, origins, departures)
+                }
             }
         }
     };
 
     // Plan every operation before computing any: a bad one fails the run at once.
-    let mut setup = run_job::setup(&job, model.mesh.hash(), model.mesh.bounds())?;
-    if let Some(floor) = floor {
-        setup = setup
-            .with_floor(floor)
-            .map_err(|e| anyhow!("--floor: {e}"))?;
-    }
-    if let Some(z) = safe_z {
-        setup = setup.with_safe_z(z).map_err(|e| anyhow!("--safe-z: {e}"))?;
-    }
-    let zero_at = zero.map(|z| run_job::work_zero(z, &setup));
+    let setup = run_job::setup(&job, model.mesh.hash(), model.mesh.bounds())?;
+    let (setup, zero_at) = departures.apply(setup)?;
     let post = run_job::find_post(&job, posts)?;
     let program = run_job::plan_in(&job, setup, zero_at, post.clone()).map_err(|e| {
         let origin = &origins[e.operation];
@@ -1314,9 +1323,7 @@ pub(crate) fn prepare(args: &ToolpathArgs, posts: &PostLibrary) -> Result<Prepar
         job,
         model,
         origins,
-        floor,
-        safe_z,
-        zero,
+        departures,
         post,
         program,
     })
