@@ -769,7 +769,7 @@ mod tests {
     use crate::cutter::Shape;
     use crate::geom::Aabb;
     use crate::stock_model::SweptMove;
-    use crate::stock_model::tests::path as toolpath;
+    use crate::stock_model::tests::{cuts, path as toolpath};
     use crate::with_shape;
 
     const CUTTERS: [Cutter; 4] = [
@@ -813,7 +813,7 @@ mod tests {
             // A level cut along X at y = 10.025 (a cell centre row), 2 mm into a 10 mm block.
             let mut stock = StockModel::new(block(10.0), 0.05).unwrap();
             let y = 10.025;
-            let tp = toolpath(Point3::new(5.0, y, 8.0), &[(MoveKind::Cut, [35.0, y, 8.0])]);
+            let tp = cuts(&[[5.0, y, 8.0], [35.0, y, 8.0]]);
             let r = run(&mut stock, &pass("groove", cutter, &tp));
             assert!((r.deepest_cut.unwrap().depth - 2.0).abs() < 1e-9, "{r:?}");
             let (_, ny) = stock.size();
@@ -874,16 +874,14 @@ mod tests {
     fn moves_along_an_axis_take_the_same_contact_as_any_other() {
         // Sloped moves along +X, -X, +Y and -Y (the fast path for raster moves), checked
         // cell by cell against the general sweep of the same moves.
-        let tp = toolpath(
-            Point3::new(5.0, 5.0, 9.5),
-            &[
-                (MoveKind::Cut, [30.0, 5.0, 7.0]),
-                (MoveKind::Cut, [30.0, 15.0, 8.0]),
-                (MoveKind::Cut, [8.0, 15.0, 6.5]),
-                (MoveKind::Cut, [8.0, 6.0, 9.0]),
-                (MoveKind::Cut, [8.0, 6.0, 8.0]),
-            ],
-        );
+        let tp = cuts(&[
+            [5.0, 5.0, 9.5],
+            [30.0, 5.0, 7.0],
+            [30.0, 15.0, 8.0],
+            [8.0, 15.0, 6.5],
+            [8.0, 6.0, 9.0],
+            [8.0, 6.0, 8.0],
+        ]);
         for cutter in CUTTERS {
             let mut stock = StockModel::new(block(10.0), 0.1).unwrap();
             run(&mut stock, &pass("axes", cutter, &tp));

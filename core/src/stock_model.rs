@@ -1865,6 +1865,16 @@ pub(crate) mod tests {
         tp
     }
 
+    /// A toolpath that cuts from the first of `points` through each of the others in turn.
+    pub(crate) fn cuts(points: &[[f64; 3]]) -> Toolpath {
+        let [x, y, z] = points[0];
+        let mut tp = Toolpath::new(Point3::new(x, y, z));
+        for &[x, y, z] in &points[1..] {
+            tp.push(MoveKind::Cut, Point3::new(x, y, z));
+        }
+        tp
+    }
+
     #[test]
     fn a_slot_lowers_exactly_the_cells_under_the_tool() {
         let mut s = StockModel::new(block(), 0.25).unwrap();
@@ -1904,10 +1914,7 @@ pub(crate) mod tests {
         let mut s = StockModel::new(block(), 0.2).unwrap();
         let ball = Cutter::Ball { diameter: 4.0 };
         // A ramp from (5, 10, 9) to (35, 10, 6).
-        let tp = path(
-            Point3::new(5.0, 10.0, 9.0),
-            &[(MoveKind::Cut, [35.0, 10.0, 6.0])],
-        );
+        let tp = cuts(&[[5.0, 10.0, 9.0], [35.0, 10.0, 6.0]]);
         s.machine(&ball, &tp, 10.0);
         let (nx, ny) = s.size();
         for j in 0..ny {
