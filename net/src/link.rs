@@ -3,8 +3,8 @@
 //! (ARCHITECTURE.md §4.3–4.4). They decide nothing: the protocol is in `proto`.
 
 use crate::node::Event;
-use crate::proto::{Input, LinkId, Take, close};
-use crate::wire::{self, BulkHeader, JobId, NodeId};
+use crate::proto::{Input, LinkId, ResultMessage, Take, close};
+use crate::wire::{self, BulkHeader};
 use millpond_core::Mesh;
 use millpond_core::job::ChunkResult;
 use millpond_core::sim_job::ProgramMoves;
@@ -303,14 +303,17 @@ async fn read_bulk(
             };
             let result: ChunkResult = crate::result_shape::decode(&data, form)
                 .map_err(|e| format!("result for chunk {chunk}: {e}"))?;
-            let _ = tx.send(Event::Input(Input::Result {
-                link,
+            let message = ResultMessage {
                 job,
                 chunk,
                 compute_s,
-                transfer_s: start.elapsed().as_secs_f64(),
                 by: (node, worker),
                 result: Box::new(result),
+            };
+            let _ = tx.send(Event::Input(Input::Result {
+                link,
+                message,
+                transfer_s: start.elapsed().as_secs_f64(),
             }));
         }
         BulkHeader::Mesh { hash, .. } => {
@@ -381,25 +384,10 @@ pub(crate) async fn send_bulk(
 
 pub(crate) async fn send_result(
     conn: &quinn::Connection,
-    job: JobId,
-    chunk: u32,
-    compute_s: f32,
-    by: (NodeId, u32),
-    result: &ChunkResult,
+    message: &ResultMessage,
 ) -> Result<(), String> {
-    let bytes = postcard::to_stdvec(result).map_err(|e| e.to_string())?;
-    let size = bytes.len() as u64;
-    let hash = *blake3::hash(&bytes).as_bytes();
-    let (node, worker) = by;
-    let header = BulkHeader::Result {
-        job,
-        chunk,
-        compute_s,
-        size,
-        hash,
-        node,
-        worker,
-    };
+    let bytes = postcard::to_stdvec(&*message.result).map_err(|e| e.to_string())?;
+    let header = message.header(bytes.len() as u64, *blake3::hash(&bytes).as_bytes());
     send_bulk(conn, &header, &bytes).await
 }
 

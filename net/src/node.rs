@@ -7,7 +7,9 @@
 
 use crate::dial::{self, DialContext};
 use crate::link::{self, spawn_link_tasks};
-use crate::proto::{self, Action, ChunkOutcome, Input, LinkId, LinkStats, NodeSettings};
+use crate::proto::{
+    self, Action, ChunkOutcome, ChunkTask, Input, LinkId, LinkStats, LinkUp, NodeSettings,
+};
 use crate::secret::Secret;
 use crate::stats::PoolStats;
 use crate::wire::{self, JobId, Msg, NodeId};
@@ -198,14 +200,14 @@ impl Shell {
                 name: nl.name.clone(),
             },
         );
-        Input::LinkUp {
+        Input::LinkUp(LinkUp {
             link,
             peer: nl.peer,
             name: nl.name,
             workers: nl.workers,
             remote: nl.remote,
             address,
-        }
+        })
     }
 
     /// What quinn measured of each link, for the statistics.
@@ -307,28 +309,15 @@ impl Shell {
                 let header = move |size| wire::BulkHeader::Program { hash, size };
                 self.send_bulk(link, "program", header, move || program.canonical_bytes());
             }
-            Action::SendResult {
-                link,
-                job,
-                chunk,
-                compute_s,
-                by,
-                result,
-            } => {
+            Action::SendResult { link, message } => {
                 let Some(conn) = self.links.get(&link).map(|l| l.conn.clone()) else {
                     return;
                 };
                 tokio::spawn(async move {
-                    let _ = link::send_result(&conn, job, chunk, compute_s, by, &result).await;
+                    let _ = link::send_result(&conn, &message).await;
                 });
             }
-            Action::Compute {
-                job,
-                chunk,
-                worker,
-                ctx,
-                cancel,
-            } => {
+            Action::Compute { task, ctx, cancel } => {
                 let tx = self.tx.clone();
                 let compute = self.compute.clone();
                 tokio::task::spawn_blocking(move || {
@@ -336,14 +325,12 @@ impl Shell {
                     // a panic is caught, and a task ended without a word says so on drop.
                     let mut report = Reporter {
                         tx,
-                        job,
-                        chunk,
-                        worker,
+                        task,
                         start: Instant::now(),
                         sent: false,
                     };
                     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        compute.compute(&ctx, chunk, &cancel)
+                        compute.compute(&ctx, task.chunk, &cancel)
                     }));
                     let outcome = match run {
                         Ok(Ok(r)) => ChunkOutcome::Done(Box::new(r)),
@@ -435,9 +422,7 @@ impl Shell {
 /// ended without a result: a failure).
 struct Reporter {
     tx: mpsc::UnboundedSender<Event>,
-    job: JobId,
-    chunk: u32,
-    worker: usize,
+    task: ChunkTask,
     start: Instant,
     sent: bool,
 }
@@ -448,9 +433,7 @@ impl Reporter {
             return;
         }
         let _ = self.tx.send(Event::Input(Input::Computed {
-            job: self.job,
-            chunk: self.chunk,
-            worker: self.worker,
+            task: self.task,
             seconds: self.start.elapsed().as_secs_f64(),
             outcome,
         }));

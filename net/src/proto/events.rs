@@ -15,17 +15,8 @@ use std::sync::Arc;
 
 /// What happened, as the shell tells it.
 pub enum Input {
-    /// An authenticated link whose Hello was exchanged; the shell named it `link`.
-    LinkUp {
-        link: LinkId,
-        peer: NodeId,
-        name: String,
-        workers: u32,
-        /// Which configured remote it was dialled for.
-        remote: Option<usize>,
-        /// The peer's address, for the statistics.
-        address: String,
-    },
+    /// An authenticated link whose Hello was exchanged ([`LinkUp`]).
+    LinkUp(LinkUp),
     LinkDown {
         link: LinkId,
         reason: String,
@@ -49,16 +40,12 @@ pub enum Input {
         link: LinkId,
         header: BulkHeader,
     },
-    /// A result arrived on a bulk stream, hash-checked and decoded.
+    /// A result arrived on a bulk stream, hash-checked and decoded, `transfer_s` seconds
+    /// after its header.
     Result {
         link: LinkId,
-        job: JobId,
-        chunk: u32,
-        compute_s: f32,
+        message: ResultMessage,
         transfer_s: f64,
-        /// Who computed it (node, worker slot), as the header says.
-        by: (NodeId, u32),
-        result: Box<ChunkResult>,
     },
     /// A mesh arrived on a bulk stream, hash-checked and rebuilt.
     MeshArrived {
@@ -83,11 +70,9 @@ pub enum Input {
         job: JobId,
         ctx: Result<Box<JobContext>, String>,
     },
-    /// An [`Action::Compute`] is over.
+    /// An [`Action::Compute`] is over, after `seconds`.
     Computed {
-        job: JobId,
-        chunk: u32,
-        worker: usize,
+        task: ChunkTask,
         seconds: f64,
         outcome: ChunkOutcome,
     },
@@ -118,6 +103,59 @@ pub enum Input {
         peer: NodeId,
         address: SocketAddr,
     },
+}
+
+/// An authenticated link whose Hello was exchanged; the shell named it `link`.
+#[derive(Debug)]
+pub struct LinkUp {
+    pub link: LinkId,
+    pub peer: NodeId,
+    pub name: String,
+    pub workers: u32,
+    /// Which configured remote it was dialled for.
+    pub remote: Option<usize>,
+    /// The peer's address, for the statistics.
+    pub address: String,
+}
+
+/// A chunk's result on its way up to its job's owner, with what the header of the bulk
+/// stream that carries it says of it ([`header`](Self::header)): what [`Action::SendResult`]
+/// sends and [`Input::Result`] brings.
+#[derive(Clone, Debug)]
+pub struct ResultMessage {
+    pub job: JobId,
+    pub chunk: u32,
+    /// Seconds the chunk took to compute where it was computed.
+    pub compute_s: f32,
+    /// Who computed it (node, worker slot), as the header says; relays pass it on unchanged.
+    pub by: (NodeId, u32),
+    pub result: Box<ChunkResult>,
+}
+
+impl ResultMessage {
+    /// The header of the bulk stream that carries it, whose payload (the result's postcard
+    /// bytes) is `size` bytes long and hashes to `hash`.
+    pub fn header(&self, size: u64, hash: [u8; 32]) -> BulkHeader {
+        let (node, worker) = self.by;
+        BulkHeader::Result {
+            job: self.job,
+            chunk: self.chunk,
+            compute_s: self.compute_s,
+            size,
+            hash,
+            node,
+            worker,
+        }
+    }
+}
+
+/// A chunk to compute here: chunk `chunk` of job `job` on worker slot `worker`. Named by
+/// [`Action::Compute`], given back by its [`Input::Computed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkTask {
+    pub job: JobId,
+    pub chunk: u32,
+    pub worker: usize,
 }
 
 /// How a chunk's computation ended.
@@ -182,17 +220,11 @@ pub enum Action {
     /// Send a chunk's result up to the parent on a bulk stream.
     SendResult {
         link: LinkId,
-        job: JobId,
-        chunk: u32,
-        compute_s: f32,
-        by: (NodeId, u32),
-        result: Box<ChunkResult>,
+        message: ResultMessage,
     },
-    /// Compute a chunk off the loop on worker slot `worker`, answer with [`Input::Computed`].
+    /// Compute a chunk off the loop, answer with [`Input::Computed`].
     Compute {
-        job: JobId,
-        chunk: u32,
-        worker: usize,
+        task: ChunkTask,
         ctx: JobContext,
         cancel: CancelToken,
     },
@@ -273,14 +305,18 @@ impl Unbound {
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Input::LinkUp { link, peer, .. } => write!(f, "LinkUp({link}, {peer:?})"),
+            Input::LinkUp(up) => write!(f, "LinkUp({}, {:?})", up.link, up.peer),
             Input::LinkDown { link, reason } => write!(f, "LinkDown({link}, {reason})"),
             Input::Msg { link, msg } => write!(f, "Msg({link}, {msg:?})"),
             Input::Violation { link, reason } => write!(f, "Violation({link}, {reason})"),
             Input::BulkOffered { link, header } => write!(f, "BulkOffered({link}, {header:?})"),
-            Input::Result {
-                link, job, chunk, ..
-            } => write!(f, "Result({link}, {job}, chunk {chunk})"),
+            Input::Result { link, message, .. } => {
+                write!(
+                    f,
+                    "Result({link}, {}, chunk {})",
+                    message.job, message.chunk
+                )
+            }
             Input::MeshArrived { link, mesh } => write!(f, "MeshArrived({link}, {})", mesh.hash()),
             Input::MeshReady { hash, .. } => write!(f, "MeshReady({hash})"),
             Input::ProgramArrived { link, hash, .. } => {
@@ -289,7 +325,9 @@ impl std::fmt::Debug for Input {
             Input::SimulationBound { job, ctx } => {
                 write!(f, "SimulationBound({job}, ok {})", ctx.is_ok())
             }
-            Input::Computed { job, chunk, .. } => write!(f, "Computed({job}, chunk {chunk})"),
+            Input::Computed { task, .. } => {
+                write!(f, "Computed({}, chunk {})", task.job, task.chunk)
+            }
             Input::RemoteFailed { remote, error, .. } => {
                 write!(f, "RemoteFailed({remote}, {error})")
             }
@@ -312,16 +350,17 @@ impl std::fmt::Debug for Action {
             Action::Close { link, code, reason } => write!(f, "Close({link}, {code}, {reason})"),
             Action::SendMesh { link, mesh } => write!(f, "SendMesh({link}, {})", mesh.hash()),
             Action::SendProgram { link, hash, .. } => write!(f, "SendProgram({link}, {hash})"),
-            Action::SendResult {
-                link,
-                job,
-                chunk,
-                by,
-                ..
-            } => write!(f, "SendResult({link}, {job}, chunk {chunk}, by {by:?})"),
-            Action::Compute {
-                job, chunk, worker, ..
-            } => write!(f, "Compute({job}, chunk {chunk}, worker {worker})"),
+            Action::SendResult { link, message: m } => {
+                let (job, chunk, by) = (m.job, m.chunk, m.by);
+                write!(f, "SendResult({link}, {job}, chunk {chunk}, by {by:?})")
+            }
+            Action::Compute { task: t, .. } => {
+                write!(
+                    f,
+                    "Compute({}, chunk {}, worker {})",
+                    t.job, t.chunk, t.worker
+                )
+            }
             Action::IndexMesh { mesh } => write!(f, "IndexMesh({})", mesh.hash()),
             Action::BindSimulation(u) => write!(f, "BindSimulation({})", u.job),
             Action::Assemble { job, results, .. } => {

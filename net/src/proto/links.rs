@@ -4,26 +4,24 @@
 //! granted down it re-queued, the user told.
 
 use super::members::{self, Member};
-use super::{Action, Link, LinkId, LinkStats, MAX_LINKS, Node, close};
+use super::{Action, Link, LinkId, LinkStats, LinkUp, MAX_LINKS, Node, close};
 use crate::stats::RemoteState;
-use crate::wire::{JobId, MAX_HOPS, Msg, NodeId};
+use crate::wire::{JobId, MAX_HOPS, Msg};
 use millpond_core::JobSpec;
 use std::collections::HashMap;
 use std::time::Instant;
 use tracing::{debug, info, warn};
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn link_up(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        peer: NodeId,
-        name: String,
-        workers: u32,
-        remote: Option<usize>,
-        address: String,
-    ) {
+    pub(super) fn link_up(&mut self, now: Instant, up: LinkUp) {
+        let LinkUp {
+            link,
+            peer,
+            name,
+            workers,
+            remote,
+            address,
+        } = up;
         let refuse = |reason: &str| Action::Close {
             link,
             code: close::DUPLICATE,

@@ -52,7 +52,9 @@ mod tests_fuzz;
 mod tests_hostile;
 mod verify;
 
-pub use events::{Action, ChunkOutcome, Input, LinkStats, Take, Unbound};
+pub use events::{
+    Action, ChunkOutcome, ChunkTask, Input, LinkStats, LinkUp, ResultMessage, Take, Unbound,
+};
 #[cfg(test)]
 pub(crate) use schedule::HOLD_PER_WORKER;
 
@@ -305,14 +307,7 @@ impl Node {
 
     fn on_input(&mut self, now: Instant, input: Input) {
         match input {
-            Input::LinkUp {
-                link,
-                peer,
-                name,
-                workers,
-                remote,
-                address,
-            } => self.link_up(now, link, peer, name, workers, remote, address),
+            Input::LinkUp(up) => self.link_up(now, up),
             Input::LinkDown { link, reason } => self.link_down(now, link, &reason),
             Input::Violation { link, reason } => {
                 self.close_link(now, link, close::PROTOCOL_VIOLATION, &reason)
@@ -325,13 +320,9 @@ impl Node {
             }
             Input::Result {
                 link,
-                job,
-                chunk,
-                compute_s,
+                message,
                 transfer_s,
-                by,
-                result,
-            } => self.on_remote_result(now, link, job, chunk, (compute_s, transfer_s), by, result),
+            } => self.on_remote_result(now, link, message, transfer_s),
             Input::BulkOffered { link, header } => {
                 let take = self.bulk_offered(now, link, &header);
                 self.out.push(Action::TakeBulk(take));
@@ -345,12 +336,10 @@ impl Node {
                 program,
             } => self.on_program_arrived(now, link, hash, program),
             Input::Computed {
-                job,
-                chunk,
-                worker,
+                task,
                 seconds,
                 outcome,
-            } => self.on_computed(now, job, chunk, worker, seconds, outcome),
+            } => self.on_computed(now, task, seconds, outcome),
             Input::RemoteFailed {
                 remote,
                 state,

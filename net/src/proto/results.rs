@@ -5,7 +5,10 @@
 use super::jobs::{MAX_REMOTE_WORKERS, PROGRESS_EVERY};
 use super::mesh_cache::InputId;
 use super::verify::{Delivery, same_bits};
-use super::{Action, ChunkOutcome, LinkId, MAX_DEATHS, MAX_LINK_FAILURES, Node, Take, close};
+use super::{
+    Action, ChunkOutcome, ChunkTask, LinkId, MAX_DEATHS, MAX_LINK_FAILURES, Node, ResultMessage,
+    Take, close,
+};
 use crate::stats::WorkerStats;
 use crate::wire::{self, BulkHeader, JobId, MAX_REASON, Msg, NodeId};
 use crate::{JobEvent, PoolError};
@@ -24,16 +27,15 @@ pub(super) const MAX_RESULT_BYTES_PER_LINK: u64 = 2 * wire::MAX_RESULT;
 pub(super) const MAX_RESULT_BYTES: u64 = 8 * wire::MAX_RESULT;
 
 impl Node {
-    /// A chunk's computation on worker slot `worker` is over.
+    /// A chunk's computation is over.
     pub(super) fn on_computed(
         &mut self,
         now: Instant,
-        job: JobId,
-        chunk: u32,
-        worker: usize,
+        task: ChunkTask,
         seconds: f64,
         outcome: ChunkOutcome,
     ) {
+        let ChunkTask { job, chunk, worker } = task;
         self.busy = self.busy.saturating_sub(1);
         let done = matches!(outcome, ChunkOutcome::Done(_));
         if let Some(w) = self.worker_slots.get_mut(worker) {
@@ -306,19 +308,22 @@ impl Node {
             .sum()
     }
 
-    /// A result from child `link`: checked against what was granted to it, then counted.
-    /// `times` is (compute, transfer) seconds.
-    #[allow(clippy::too_many_arguments)]
+    /// A result from child `link`, `transfer_s` seconds on the way: checked against what
+    /// was granted to it, then counted.
     pub(super) fn on_remote_result(
         &mut self,
         now: Instant,
         link: LinkId,
-        job: JobId,
-        chunk: u32,
-        (compute_s, transfer_s): (f32, f64),
-        by: (NodeId, u32),
-        result: Box<ChunkResult>,
+        message: ResultMessage,
+        transfer_s: f64,
     ) {
+        let ResultMessage {
+            job,
+            chunk,
+            compute_s,
+            by,
+            result,
+        } = message;
         let Some(l) = self.links.get_mut(&link) else {
             return; // the link is gone: what it held was taken back
         };
@@ -437,13 +442,16 @@ impl Node {
             for g in j.granted.values_mut() {
                 g.remove(&chunk);
             }
-            self.out.push(Action::SendResult {
-                link: parent,
+            let message = ResultMessage {
                 job: id,
                 chunk,
                 compute_s: seconds as f32,
                 by,
                 result,
+            };
+            self.out.push(Action::SendResult {
+                link: parent,
+                message,
             });
             return;
         }

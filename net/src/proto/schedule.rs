@@ -4,7 +4,7 @@
 //! copies of the tail at the owner; grants held far longer than their holder's pace are
 //! taken back each tick. Pull is the back-pressure: nothing is pushed.
 
-use super::{Action, Input, LinkId, Node};
+use super::{Action, ChunkTask, Input, LinkId, Node};
 use crate::wire::{self, JobId, Msg};
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -131,9 +131,11 @@ impl Node {
             w.busy = true;
         }
         self.out.push(Action::Compute {
-            job: id,
-            chunk: c,
-            worker,
+            task: ChunkTask {
+                job: id,
+                chunk: c,
+                worker,
+            },
             ctx,
             cancel: j.cancel.clone(),
         });

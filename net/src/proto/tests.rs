@@ -58,14 +58,14 @@ pub(super) fn node(id: u64, workers: usize, t0: Instant) -> Node {
 }
 
 pub(super) fn link_up(n: &mut Node, now: Instant, link: LinkId, peer: u64) -> Vec<Action> {
-    let input = Input::LinkUp {
+    let input = Input::LinkUp(LinkUp {
         link,
         peer: NodeId(peer),
         name: format!("peer-{peer}"),
         workers: 2,
         remote: None,
         address: format!("192.0.2.{peer}:1250"),
-    };
+    });
     n.handle(now, input)
 }
 
@@ -142,7 +142,7 @@ pub(super) fn sent(actions: &[Action]) -> Vec<(LinkId, Msg)> {
 /// The chunks `actions` start computing here.
 pub(super) fn computed(actions: &[Action]) -> Vec<u32> {
     let chunks = actions.iter().filter_map(|a| match a {
-        Action::Compute { chunk, .. } => Some(*chunk),
+        Action::Compute { task, .. } => Some(task.chunk),
         _ => None,
     });
     chunks.collect()
@@ -209,14 +209,17 @@ pub(super) fn owner_with_child(t0: Instant) -> (Node, JobId) {
 }
 
 pub(super) fn remote_result(link: LinkId, job: JobId, chunk: u32) -> Input {
-    Input::Result {
-        link,
+    let message = ResultMessage {
         job,
         chunk,
         compute_s: 0.01,
-        transfer_s: 0.002,
         by: (NodeId(9), 0),
         result: result(chunk),
+    };
+    Input::Result {
+        link,
+        message,
+        transfer_s: 0.002,
     }
 }
 
@@ -363,8 +366,8 @@ fn a_lost_helper_is_noticed_shown_gone_and_not_counted() {
     msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
     // A result computed by node 30 (known only by its results) comes through peer 9.
     let mut input = remote_result(5, job, 1);
-    if let Input::Result { by, .. } = &mut input {
-        *by = (NodeId(30), 0);
+    if let Input::Result { message, .. } = &mut input {
+        message.by = (NodeId(30), 0);
     }
     n.handle(t0, input);
     let s = n.snapshot(t0);
@@ -524,27 +527,14 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
     );
     // A result from below goes up with who computed it; one computed here too.
     let a = n.handle(t1, remote_result(2, job, 1));
-    let [
-        Action::SendResult {
-            link: 1,
-            chunk: 1,
-            by,
-            ..
-        },
-    ] = &a[..]
-    else {
+    let [Action::SendResult { link: 1, message }] = &a[..] else {
         panic!("not passed up: {a:?}");
     };
-    assert_eq!(*by, (NodeId(9), 0));
+    assert_eq!((message.chunk, message.by), (1, (NodeId(9), 0)));
     let a = n.handle(t1, computed_here(job, 0));
     assert!(matches!(
         &a[0],
-        Action::SendResult {
-            link: 1,
-            chunk: 0,
-            by: (NodeId(2), 0),
-            ..
-        }
+        Action::SendResult { link: 1, message } if message.chunk == 0 && message.by == (NodeId(2), 0)
     ));
     // The parent goes: the job ends here and below.
     let a = link_down(&mut n, t1, 1, "peer quit");
@@ -555,9 +545,11 @@ fn a_relay_passes_the_mesh_and_work_down_and_results_up_unchanged() {
 /// Chunk `chunk` computed on this node's worker 0.
 pub(super) fn computed_here(job: JobId, chunk: u32) -> Input {
     Input::Computed {
-        job,
-        chunk,
-        worker: 0,
+        task: ChunkTask {
+            job,
+            chunk,
+            worker: 0,
+        },
         seconds: 0.05,
         outcome: ChunkOutcome::Done(result(chunk)),
     }

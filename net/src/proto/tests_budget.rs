@@ -308,19 +308,7 @@ fn results_in_flight_stay_within_their_budgets() {
     // All links' budget is full.
     declined(&mut n, 6, on6[1], 1);
     // A result arrives: room again.
-    let back = Input::Result {
-        link: 5,
-        job,
-        chunk: on5[0],
-        compute_s: 0.01,
-        transfer_s: 0.002,
-        by: (NodeId(9), 0),
-        result: Box::new(
-            ctx.run_chunk(on5[0], &millpond_core::CancelToken::new())
-                .unwrap(),
-        ),
-    };
-    n.handle(t0, back);
+    n.handle(t0, result_from_link_5(&ctx, job, on5[0]));
     assert_eq!(n.result_bytes_in_flight(), 2 * b);
     assert!(offer(&mut n, t0, 6, header(6, on6[1], 1)).0);
     // A link that goes takes its streams with it.
@@ -329,16 +317,19 @@ fn results_in_flight_stay_within_their_budgets() {
 }
 
 /// Chunk `chunk` of `ctx`'s job, computed for real, arriving from child link 5.
-fn result_from_link_5(ctx: &JobContext, job: JobId, chunk: u32) -> Input {
+pub(super) fn result_from_link_5(ctx: &JobContext, job: JobId, chunk: u32) -> Input {
     let r = ctx.run_chunk(chunk, &CancelToken::new()).expect("computed");
-    Input::Result {
-        link: 5,
+    let message = ResultMessage {
         job,
         chunk,
         compute_s: 0.01,
-        transfer_s: 0.001,
         by: (NodeId(9), 0),
         result: Box::new(r),
+    };
+    Input::Result {
+        link: 5,
+        message,
+        transfer_s: 0.001,
     }
 }
 
@@ -349,14 +340,14 @@ fn a_hoarder_holds_a_few_chunks_per_worker_it_has() {
     let (job, ctx) = long_job(&mut n, t0);
     assert!(ctx.spec().chunk_count() > 20);
     // A peer advertising the most workers a Hello may claim.
-    let hello = Input::LinkUp {
+    let hello = Input::LinkUp(LinkUp {
         link: 5,
         peer: NodeId(9),
         name: "hoarder".into(),
         workers: crate::wire::MAX_WORKERS,
         remote: None,
         address: "192.0.2.9:1250".into(),
-    };
+    });
     n.handle(t0, hello);
     // Claimed workers are not proven ones: two workers' worth until it delivers.
     let first = (PROVEN_AT_FIRST * HOLD_PER_WORKER) as usize;

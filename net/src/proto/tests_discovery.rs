@@ -363,14 +363,14 @@ fn dial_failed(n: &mut Node, now: Instant, remote: usize) {
 }
 
 fn link_up_remote(n: &mut Node, now: Instant, link: LinkId, peer: u64, remote: usize) {
-    let input = Input::LinkUp {
+    let input = Input::LinkUp(LinkUp {
         link,
         peer: NodeId(peer),
         name: format!("peer-{peer}"),
         workers: 2,
         remote: Some(remote),
         address: format!("10.0.0.{peer}:1250"),
-    };
+    });
     n.handle(now, input);
 }
 

@@ -8,9 +8,9 @@ use super::tests::{
     computed, computed_here, link_up, model, msg, node, owner_with_child, relay_in_job,
     remote_result, sent,
 };
+use super::tests_budget::result_from_link_5;
 use super::tests_hostile::{assembled, closes, granted, long_job};
 use super::*;
-use millpond_core::CancelToken;
 
 fn failed(job: JobId, chunk: u32) -> Msg {
     Msg::Failed {
@@ -57,9 +57,11 @@ fn a_failed_chunk_is_requeued_with_a_death_and_three_failures_here_end_the_job()
     // The owner's own worker: chunk 0 panics, goes back to the front and is tried again;
     // the third failure ends the job with the panic's words.
     let fail_here = || Input::Computed {
-        job,
-        chunk: 0,
-        worker: 0,
+        task: ChunkTask {
+            job,
+            chunk: 0,
+            worker: 0,
+        },
         seconds: 0.01,
         outcome: ChunkOutcome::Failed("panicked: boom".into()),
     };
@@ -118,19 +120,7 @@ fn a_peer_whose_chunks_keep_failing_gets_no_more_of_the_job() {
         n.jobs[&job].deaths[&held[3]], 1,
         "a failure after the cut counts nothing"
     );
-    let late = Input::Result {
-        link: 5,
-        job,
-        chunk: held[4],
-        compute_s: 0.01,
-        transfer_s: 0.001,
-        by: (NodeId(9), 0),
-        result: Box::new(
-            ctx.run_chunk(held[4], &CancelToken::new())
-                .expect("computed"),
-        ),
-    };
-    let a = n.handle(t0, late);
+    let a = n.handle(t0, result_from_link_5(&ctx, job, held[4]));
     assert!(
         matches!(&a[0], Action::Report { event: JobEvent::Chunk(r), .. } if r.chunk == held[4]),
         "{a:?}"
@@ -142,17 +132,7 @@ fn a_peer_whose_chunks_keep_failing_gets_no_more_of_the_job() {
     link_up(&mut n, t0, 5, 9);
     let held = granted(&msg(&mut n, t0, 5, Msg::Steal { job, want: 8 }));
     for &c in &held[..4] {
-        let r = ctx.run_chunk(c, &CancelToken::new()).expect("computed");
-        let input = Input::Result {
-            link: 5,
-            job,
-            chunk: c,
-            compute_s: 0.01,
-            transfer_s: 0.001,
-            by: (NodeId(9), 0),
-            result: Box::new(r),
-        };
-        n.handle(t0, input);
+        n.handle(t0, result_from_link_5(&ctx, job, c));
     }
     for &c in &held[4..7] {
         let a = msg(&mut n, t0, 5, failed(job, c));
@@ -194,9 +174,11 @@ fn a_result_too_large_for_a_link_goes_up_as_a_failure() {
         data: ChunkData::Heights(vec![0.0; n as usize]),
     };
     let done = |r: ChunkResult| Input::Computed {
-        job,
-        chunk: r.chunk,
-        worker: 0,
+        task: ChunkTask {
+            job,
+            chunk: r.chunk,
+            worker: 0,
+        },
         seconds: 0.01,
         outcome: ChunkOutcome::Done(Box::new(r)),
     };
@@ -218,14 +200,8 @@ fn a_result_too_large_for_a_link_goes_up_as_a_failure() {
     assert_eq!(computed(&a), vec![2], "{a:?}");
     let a = relay.handle(t0, done(heights(1000, 2)));
     assert!(
-        a.iter().any(|a| matches!(
-            a,
-            Action::SendResult {
-                link: 1,
-                chunk: 2,
-                ..
-            }
-        )),
+        a.iter()
+            .any(|a| matches!(a, Action::SendResult { link: 1, message } if message.chunk == 2)),
         "{a:?}"
     );
 }
@@ -294,9 +270,11 @@ fn a_chunk_that_failed_three_times_elsewhere_is_computed_by_the_owner() {
         n.handle(t0, remote_result(5, job, 2));
         if fails_here {
             let here = Input::Computed {
-                job,
-                chunk: 1,
-                worker: 0,
+                task: ChunkTask {
+                    job,
+                    chunk: 1,
+                    worker: 0,
+                },
                 seconds: 0.01,
                 outcome: ChunkOutcome::Failed("panicked: boom".into()),
             };

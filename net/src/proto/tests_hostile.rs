@@ -21,6 +21,15 @@ fn poisoned(c: u32) -> Box<ChunkResult> {
     r
 }
 
+/// Chunk `c` of `job` from child link 5, [`poisoned`].
+fn wrong_result(job: JobId, c: u32) -> Input {
+    let mut input = remote_result(5, job, c);
+    if let Input::Result { message, .. } = &mut input {
+        message.result = poisoned(c);
+    }
+    input
+}
+
 pub(super) fn closes(actions: &[Action]) -> Vec<(LinkId, u32, String)> {
     actions
         .iter()
@@ -50,11 +59,7 @@ fn a_wrong_result_is_taken_out_again_and_the_job_waits_for_its_check() {
     msg(&mut n, t0, 5, Msg::Steal { job, want: 2 });
     // Chunk 1 comes 1 mm high: taken for now (previewed), its check queued as the first of
     // this link.
-    let mut wrong = remote_result(5, job, 1);
-    if let Input::Result { result, .. } = &mut wrong {
-        *result = poisoned(1);
-    }
-    let a = n.handle(t0, wrong);
+    let a = n.handle(t0, wrong_result(job, 1));
     assert!(matches!(&a[..], [Action::Report { event: JobEvent::Chunk(r), .. }] if r.chunk == 1));
     n.handle(t0, remote_result(5, job, 2));
     assert_eq!(n.jobs[&job].results.len(), 2);
@@ -94,11 +99,7 @@ fn a_wrong_result_is_taken_out_again_and_the_job_waits_for_its_check() {
     let (mut n, job) = owner_with_child(t0);
     n.s.verify = 0.03;
     msg(&mut n, t0, 5, Msg::Steal { job, want: 1 });
-    let mut wrong = remote_result(5, job, 1);
-    if let Input::Result { result, .. } = &mut wrong {
-        *result = poisoned(1);
-    }
-    n.handle(t0, wrong);
+    n.handle(t0, wrong_result(job, 1));
     n.handle(t0, computed_here(job, 0));
     n.handle(t0, computed_here(job, 1));
     link_up(&mut n, t0, 6, 9);
@@ -124,11 +125,7 @@ fn a_copy_that_differs_from_the_owner_s_convicts_its_sender_even_without_samplin
     // The owner copies chunk 1 (the oldest grant) and has it first.
     let a = n.handle(t0, computed_here(job, 1));
     assert!(assembled(&a).is_none());
-    let mut wrong = remote_result(5, job, 1);
-    if let Input::Result { result, .. } = &mut wrong {
-        *result = poisoned(1);
-    }
-    let a = n.handle(t0, wrong);
+    let a = n.handle(t0, wrong_result(job, 1));
     assert!(
         matches!(&closes(&a)[..], [(5, close::PROTOCOL_VIOLATION, _)]),
         "{a:?}"

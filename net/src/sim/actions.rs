@@ -4,8 +4,8 @@
 //! indexed, jobs assembled and compared with the local run, reports and statistics recorded.
 
 use super::{Behaviour, Ev, JobRecord, World};
-use crate::proto::{Action, ChunkOutcome, Input, close};
-use crate::wire::{JobId, Msg};
+use crate::proto::{Action, ChunkOutcome, ChunkTask, Input, close};
+use crate::wire::Msg;
 use crate::{JobEvent, PoolError};
 use millpond_core::job::{ChunkData, ChunkResult, JobContext};
 use millpond_core::{CancelToken, TriangleIndex};
@@ -28,9 +28,7 @@ fn poisoned(mut r: ChunkResult) -> ChunkResult {
 pub(super) struct Computed {
     pub(super) node: usize,
     pub(super) generation: u32,
-    job: JobId,
-    chunk: u32,
-    worker: usize,
+    task: ChunkTask,
     cancel: CancelToken,
     result: Result<ChunkResult, String>,
 }
@@ -45,9 +43,7 @@ impl Computed {
             Err(why) => ChunkOutcome::Failed(why),
         };
         Input::Computed {
-            job: self.job,
-            chunk: self.chunk,
-            worker: self.worker,
+            task: self.task,
             seconds,
             outcome,
         }
@@ -135,33 +131,16 @@ impl World {
                     program: program.clone(),
                 });
             }
-            Action::SendResult {
-                link,
-                job,
-                chunk,
-                compute_s,
-                by,
-                result,
-            } => {
+            Action::SendResult { link, message } => {
                 self.count.results += 1;
                 self.count.last_job_traffic = self.now;
                 self.carry(link, false, |l| Input::Result {
                     link: l,
-                    job,
-                    chunk,
-                    compute_s,
+                    message: message.clone(),
                     transfer_s: 0.001,
-                    by,
-                    result: result.clone(),
                 });
             }
-            Action::Compute {
-                job,
-                chunk,
-                worker,
-                ctx,
-                cancel,
-            } => {
+            Action::Compute { task, ctx, cancel } => {
                 self.count.computes += 1;
                 self.started[node] += 1;
                 let result = match self.behaviour[node] {
@@ -169,8 +148,8 @@ impl World {
                     Behaviour::Panics(n) if self.started[node] <= n => {
                         Err(format!("panicked: computation {} here", self.started[node]))
                     }
-                    Behaviour::Liar => Ok(poisoned(run_chunk(&ctx, chunk))),
-                    _ => Ok(run_chunk(&ctx, chunk)),
+                    Behaviour::Liar => Ok(poisoned(run_chunk(&ctx, task.chunk))),
+                    _ => Ok(run_chunk(&ctx, task.chunk)),
                 };
                 let base = self.chunk_time[node];
                 let t = self.now + base + self.rng.range(0, base / 2 + 1);
@@ -178,9 +157,7 @@ impl World {
                 let ev = Ev::Computed(Computed {
                     node,
                     generation,
-                    job,
-                    chunk,
-                    worker,
+                    task,
                     cancel,
                     result,
                 });

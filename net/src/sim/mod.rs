@@ -18,7 +18,7 @@ pub(crate) mod scenario;
 use actions::run_chunk;
 pub use rng::Rng;
 
-use crate::proto::{self, Input, LinkId, Node, NodeSettings};
+use crate::proto::{self, Input, LinkId, LinkUp, Node, NodeSettings, ResultMessage};
 use crate::stats::PoolStats;
 use crate::wire::{BulkHeader, JobId, NodeId, PROTOCOL_VERSION};
 use millpond_core::job::{COMPUTE_ABI, ChunkResult, JobContext, JobOutput};
@@ -268,14 +268,14 @@ impl World {
         }
         for (l, node, other) in [(la, a, b), (lb, b, a)] {
             let Some(o) = &self.nodes[other] else { return };
-            let input = Input::LinkUp {
+            let input = Input::LinkUp(LinkUp {
                 link: l,
                 peer: o.id(),
                 name: format!("sim-{other}"),
                 workers: (1 + other % 3) as u32,
                 remote: None,
                 address: format!("sim:{other}"),
-            };
+            });
             self.input_at(self.now, node, input);
         }
     }
@@ -401,15 +401,17 @@ impl World {
     /// Injects a result for a chunk never granted on `link` at `node`.
     pub fn bogus_result(&mut self, node: usize, link: LinkId, job: JobId, result: ChunkResult) {
         self.bogus.insert(link, false);
-        let chunk = result.chunk;
-        let input = Input::Result {
-            link,
+        let message = ResultMessage {
             job,
-            chunk,
+            chunk: result.chunk,
             compute_s: 0.001,
-            transfer_s: 0.001,
             by: (NodeId(1), 0),
             result: Box::new(result),
+        };
+        let input = Input::Result {
+            link,
+            message,
+            transfer_s: 0.001,
         };
         self.deliver_bulk(node, input);
     }
@@ -418,25 +420,7 @@ impl World {
     /// header first (`Input::BulkOffered`), the payload only if the node takes it.
     fn deliver_bulk(&mut self, node: usize, input: Input) {
         let header = match &input {
-            Input::Result {
-                link,
-                job,
-                chunk,
-                compute_s,
-                by,
-                ..
-            } => (
-                *link,
-                BulkHeader::Result {
-                    job: *job,
-                    chunk: *chunk,
-                    compute_s: *compute_s,
-                    size: 0,
-                    hash: [0; 32],
-                    node: by.0,
-                    worker: by.1,
-                },
-            ),
+            Input::Result { link, message, .. } => (*link, message.header(0, [0; 32])),
             Input::MeshArrived { link, mesh } => (
                 *link,
                 BulkHeader::Mesh {
@@ -507,7 +491,7 @@ impl World {
                     | Input::Result { link, .. }
                     | Input::MeshArrived { link, .. }
                     | Input::ProgramArrived { link, .. }
-                    | Input::LinkUp { link, .. } => Some(*link),
+                    | Input::LinkUp(LinkUp { link, .. }) => Some(*link),
                     _ => None,
                 };
                 if bound.is_some_and(|l| !self.ends.get(&l).is_some_and(|e| e.open)) {
