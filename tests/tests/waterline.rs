@@ -24,6 +24,22 @@ fn model(tris: Vec<Triangle>) -> Model {
     }
 }
 
+/// Contours at `levels` on a grid over the model's box grown by the tool's reach.
+fn contour_spec(
+    m: &Model,
+    cutter: Cutter,
+    levels: Vec<f64>,
+    sampling: f64,
+    allowance: f64,
+) -> ContourSpec {
+    let reach = cutter.radius() + allowance;
+    ContourSpec {
+        grid: ContourSpec::grid_around(m.mesh.bounds().xy(), reach, sampling).expect("grid"),
+        levels,
+        allowance,
+    }
+}
+
 fn contour_job(
     m: &Model,
     cutter: Cutter,
@@ -31,16 +47,11 @@ fn contour_job(
     sampling: f64,
     allowance: f64,
 ) -> JobContext {
-    let reach = cutter.radius() + allowance;
-    let grid = ContourSpec::grid_around(m.mesh.bounds().xy(), reach, sampling).expect("grid");
+    let contours = contour_spec(m, cutter, levels.to_vec(), sampling, allowance);
     let spec = JobSpec {
         mesh: m.mesh.hash(),
         cutter,
-        operation: Operation::Contours(ContourSpec {
-            grid,
-            levels: levels.to_vec(),
-            allowance,
-        }),
+        operation: Operation::Contours(contours),
     };
     JobContext::new(m.mesh.clone(), m.index.clone(), spec).expect("job")
 }
@@ -406,16 +417,11 @@ fn dome_with_a_hole_gives_nested_loops_and_an_island_inside() {
 /// A wall thinner than the sampling and a slot barely wider than the cutter are both found.
 #[test]
 fn thin_walls_and_narrow_slots_are_not_missed() {
-    let mut tris = models::box_solid(Point3::new(0.0, 0.0, 0.0), Point3::new(0.02, 10.0, 5.0));
+    let p = Point3::new;
+    let mut tris = models::box_solid(p(0.0, 0.0, 0.0), p(0.02, 10.0, 5.0));
     // Two blocks with a slot 2.0 + 0.35 mm wide between them.
-    tris.extend(models::box_solid(
-        Point3::new(5.0, 0.0, 0.0),
-        Point3::new(10.0, 10.0, 5.0),
-    ));
-    tris.extend(models::box_solid(
-        Point3::new(12.35, -5.0, 0.0),
-        Point3::new(17.0, 15.0, 5.0),
-    ));
+    tris.extend(models::box_solid(p(5.0, 0.0, 0.0), p(10.0, 10.0, 5.0)));
+    tris.extend(models::box_solid(p(12.35, -5.0, 0.0), p(17.0, 15.0, 5.0)));
     let m = model(tris);
     let cutter = Cutter::Flat { diameter: 2.0 };
     let levels = contours(&m, cutter, &[2.0], 0.1, 0.0);
@@ -513,16 +519,12 @@ fn waterline_finishing_never_gouges_and_plunges_only_in_the_clear() {
     let cutter = Cutter::Ball { diameter: 3.0 };
     let b = m.mesh.bounds();
     for milling in [Milling::Climb, Milling::Conventional] {
-        let grid = ContourSpec::grid_around(b.xy(), cutter.radius(), 0.2).unwrap();
+        let levels = levels_down(b.max.z, b.min.z, 2.0).unwrap();
         let spec = JobSpec {
             mesh: m.mesh.hash(),
             cutter,
             operation: Operation::Waterline(WaterlineSpec {
-                contours: ContourSpec {
-                    grid,
-                    levels: levels_down(b.max.z, b.min.z, 2.0).unwrap(),
-                    allowance: 0.0,
-                },
+                contours: contour_spec(&m, cutter, levels, 0.2, 0.0),
                 safe_z: b.max.z + 5.0,
                 links: millpond_core::links::Links::new(b.max.z, b.max.z + 5.0, cutter.diameter()),
                 milling,
