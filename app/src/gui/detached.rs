@@ -12,7 +12,7 @@
 
 use super::app::MillpondApp;
 use super::detached_list::{Remembered, Submitted, now_s};
-use super::dialogs::{self, Choice, PendingDialog};
+use super::dialogs::{self, SaveProgram};
 use crate::detached::{Description, Fetched};
 use millpond_core::Mesh;
 use millpond_core::job_file::Job;
@@ -105,8 +105,7 @@ pub struct DetachedJobs {
     pending: BTreeSet<Key>,
     /// When a fetch or cancel last told a job's state: a listing asked before says less.
     told: BTreeMap<Key, Instant>,
-    dialog: Option<(PendingDialog, Key)>,
-    last_dir: Option<PathBuf>,
+    save: SaveProgram<Key>,
     tx: Sender<Done>,
     rx: Receiver<Done>,
     config_dir: PathBuf,
@@ -144,8 +143,7 @@ impl DetachedJobs {
             refreshed_at: None,
             pending: BTreeSet::new(),
             told: BTreeMap::new(),
-            dialog: None,
-            last_dir: None,
+            save: SaveProgram::default(),
             tx,
             rx,
             config_dir,
@@ -156,7 +154,7 @@ impl DetachedJobs {
 
     /// A fetch or cancel of `key` is on its way.
     pub fn busy(&self, key: &Key) -> bool {
-        self.pending.contains(key) || self.dialog.as_ref().is_some_and(|(_, k)| k == key)
+        self.pending.contains(key) || self.save.asking() == Some(key)
     }
 
     fn spawn(&self, work: impl FnOnce() -> Done + Send + 'static) {
@@ -248,7 +246,7 @@ impl DetachedJobs {
 
     /// Asks where to save the job's program.
     pub fn fetch_dialog(&mut self, key: Key, browser: dialogs::FileBrowser) {
-        if self.dialog.is_some() {
+        if self.save.asking().is_some() {
             return;
         }
         let stem = self
@@ -257,27 +255,17 @@ impl DetachedJobs {
             .map(|j| j.title.as_str())
             .and_then(|t| Path::new(t).file_stem())
             .map_or_else(|| "detached".into(), |s| s.to_string_lossy().into_owned());
-        let recent: Vec<PathBuf> = self.last_dir.iter().cloned().collect();
-        let pending = dialogs::choose(
-            &self.repaint,
-            browser,
-            Choice::ExportGcode,
-            self.last_dir.clone(),
-            Some(format!("{stem}.ngc")),
-            recent,
-        );
-        self.dialog = Some((pending, key));
+        let name = format!("{stem}.ngc");
+        self.save.ask(&self.repaint, browser, name, key);
     }
 
     /// Draws the built-in file browser if that is the dialog; once a file is chosen, fetches
     /// to it. Returns why the built-in browser took over, once.
     pub fn show_dialog(&mut self, ctx: &egui::Context, secret: Option<&Secret>) -> Option<String> {
-        let (closed, notice) = super::dialogs::show_pending(&mut self.dialog, ctx);
-        if let Some((answer, key)) = closed {
-            match answer {
-                Some(path) => self.fetch_to(key, path, secret),
-                None => self.message = Some(Err("fetch cancelled: no file chosen".into())),
-            }
+        let cancelled = "fetch cancelled: no file chosen";
+        let (chosen, notice) = self.save.show(ctx, &mut self.message, cancelled);
+        if let Some((path, key)) = chosen {
+            self.fetch_to(key, path, secret);
         }
         notice
     }
@@ -373,7 +361,7 @@ impl DetachedJobs {
                     self.pending.remove(&key);
                     self.message = Some(match result {
                         Ok(Fetched::Written(bytes)) => {
-                            self.last_dir = path.parent().map(Path::to_path_buf);
+                            self.save.saved(&path);
                             Ok(format!("Saved {} ({bytes} bytes).", path.display()))
                         }
                         Ok(Fetched::NotReady(row)) => {

@@ -138,20 +138,80 @@ impl PendingDialog {
     }
 }
 
-/// A dialog opened for something (the job to export, the program to fetch), drawn from the
-/// UI pass: once it closes, it is taken and its answer (`None`: cancelled) comes back with
-/// what it was for. The second value is why the built-in browser took over, once.
-pub fn show_pending<T>(
-    dialog: &mut Option<(PendingDialog, T)>,
-    ctx: &egui::Context,
-) -> (Option<(Option<PathBuf>, T)>, Option<String>) {
-    let Some((pending, _)) = dialog.as_mut() else {
-        return (None, None);
-    };
-    let answer = pending.show(ctx);
-    let notice = pending.take_notice();
-    let closed = answer.and_then(|answer| dialog.take().map(|(_, what)| (answer, what)));
-    (closed, notice)
+/// Where to save a program, asked for something (the job to export, the job whose program to
+/// fetch): the dialog while it is open, and the folder the last program went to, where the
+/// next dialog starts.
+#[derive(Debug)]
+pub struct SaveProgram<T> {
+    open: Option<(PendingDialog, T)>,
+    last_dir: Option<PathBuf>,
+}
+
+impl<T> Default for SaveProgram<T> {
+    fn default() -> Self {
+        Self {
+            open: None,
+            last_dir: None,
+        }
+    }
+}
+
+impl<T> SaveProgram<T> {
+    /// Asks where to save the program `file_name` for `what`.
+    pub fn ask(
+        &mut self,
+        repaint: &egui::Context,
+        browser: FileBrowser,
+        file_name: String,
+        what: T,
+    ) {
+        let recent: Vec<PathBuf> = self.last_dir.iter().cloned().collect();
+        let pending = choose(
+            repaint,
+            browser,
+            Choice::ExportGcode,
+            self.last_dir.clone(),
+            Some(file_name),
+            recent,
+        );
+        self.open = Some((pending, what));
+    }
+
+    /// What the open dialog asks for, if one is open.
+    pub fn asking(&self) -> Option<&T> {
+        self.open.as_ref().map(|(_, what)| what)
+    }
+
+    /// Draws the dialog from the UI pass (if it is the built-in browser): once a place is
+    /// chosen, it comes back with what it was for; a cancelled dialog puts `cancelled` in
+    /// `message`. The second value is why the built-in browser took over, once.
+    pub fn show(
+        &mut self,
+        ctx: &egui::Context,
+        message: &mut Option<Result<String, String>>,
+        cancelled: &str,
+    ) -> (Option<(PathBuf, T)>, Option<String>) {
+        let Some((pending, _)) = self.open.as_mut() else {
+            return (None, None);
+        };
+        let answer = pending.show(ctx);
+        let notice = pending.take_notice();
+        let closed = answer.and_then(|answer| self.open.take().map(|(_, what)| (answer, what)));
+        let chosen = match closed {
+            Some((Some(path), what)) => Some((path, what)),
+            Some((None, _)) => {
+                *message = Some(Err(cancelled.into()));
+                None
+            }
+            None => None,
+        };
+        (chosen, notice)
+    }
+
+    /// A program was saved at `path`: the next dialog starts in its folder.
+    pub fn saved(&mut self, path: &Path) {
+        self.last_dir = path.parent().map(Path::to_path_buf);
+    }
 }
 
 /// Millpond's own file browser: a folder field, the folder's subfolders and the files with

@@ -2,7 +2,7 @@
 //! program (`millpond_core::gcode::write_program` takes several operations, each with its
 //! own tool change), written off the UI thread through a temporary file.
 
-use super::dialogs::{self, PendingDialog};
+use super::dialogs::{self, SaveProgram};
 use millpond_core::program::Program;
 use millpond_core::{MachineProfile, TimeEstimate, Toolpath};
 use std::path::{Path, PathBuf};
@@ -77,17 +77,15 @@ pub fn write(path: &Path, job: &Job) -> Result<(), String> {
 /// The export in progress, if any, and how the last one went.
 #[derive(Debug, Default)]
 pub struct Exporter {
-    dialog: Option<(PendingDialog, Job)>,
+    save: SaveProgram<Job>,
     writing: Option<Receiver<Result<PathBuf, String>>>,
     /// "Saved …" or the error, for the panel.
     pub last: Option<Result<String, String>>,
-    /// Where the last program went, to start the next dialog there.
-    pub last_dir: Option<PathBuf>,
 }
 
 impl Exporter {
     pub fn busy(&self) -> bool {
-        self.dialog.is_some() || self.writing.is_some()
+        self.save.asking().is_some() || self.writing.is_some()
     }
 
     /// Asks where to save, then writes.
@@ -99,16 +97,7 @@ impl Exporter {
         job: Job,
     ) {
         let name = format!("{file_stem}.{}", job.program.post.extension);
-        let recent: Vec<PathBuf> = self.last_dir.iter().cloned().collect();
-        let pending = dialogs::choose(
-            repaint,
-            browser,
-            dialogs::Choice::ExportGcode,
-            self.last_dir.clone(),
-            Some(name),
-            recent,
-        );
-        self.dialog = Some((pending, job));
+        self.save.ask(repaint, browser, name, job);
     }
 
     /// Writes to `path` without a dialog, off the UI thread.
@@ -130,12 +119,9 @@ impl Exporter {
     /// Draws the built-in file browser if that is the dialog, and starts writing once a
     /// place is chosen (from the UI pass). Returns why the built-in browser took over, once.
     pub fn show_dialog(&mut self, ctx: &egui::Context) -> Option<String> {
-        let (closed, notice) = super::dialogs::show_pending(&mut self.dialog, ctx);
-        if let Some((answer, job)) = closed {
-            match answer {
-                Some(path) => self.spawn_write(ctx, path, job),
-                None => self.last = Some(Err("export cancelled".into())),
-            }
+        let (chosen, notice) = self.save.show(ctx, &mut self.last, "export cancelled");
+        if let Some((path, job)) = chosen {
+            self.spawn_write(ctx, path, job);
         }
         notice
     }
@@ -147,7 +133,7 @@ impl Exporter {
                 Ok(r) => {
                     self.writing = None;
                     self.last = Some(r.map(|p| {
-                        self.last_dir = p.parent().map(Path::to_path_buf);
+                        self.save.saved(&p);
                         format!("Saved {}", p.display())
                     }));
                 }
