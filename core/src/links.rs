@@ -347,11 +347,7 @@ mod tests {
         };
         link_to(&mut tp, &dc, e, &longer, 20.0, 2.0, 0.1);
         assert!(tp.moves.iter().all(|m| m.kind == MoveKind::Cut));
-        let top = tp
-            .moves
-            .iter()
-            .map(|m| m.to.z)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let top = tp.highest_move_z();
         assert!(
             (top - 10.0).abs() < 1e-5,
             "climbs to the block's top: {top}"

@@ -113,6 +113,15 @@ impl Toolpath {
         self.moves.last().map_or(self.start, |m| m.to)
     }
 
+    /// The highest z any move goes to (minus infinity for none; the start, at safe height,
+    /// is left out): whether a path climbs over what stands in its way.
+    pub fn highest_move_z(&self) -> f64 {
+        self.moves
+            .iter()
+            .map(|m| m.to.z)
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
     /// Length and time statistics at the given feeds.
     pub fn stats(&self, feeds: &Feeds) -> ToolpathStats {
         let mut s = ToolpathStats {

@@ -82,10 +82,6 @@ pub fn concave_max(a: f64, b: f64, f: impl Fn(f64) -> f64) -> f64 {
     climb(a, b, f).1
 }
 
-/// [`concave_max`] by the name `tests/tests/drop_exact.rs` calls it (from when the oracle's
-/// search was a golden-section one).
-pub use concave_max as golden_max;
-
 /// The sub-interval of [0, tmax] where |q + t·d| ≤ r, if any.
 fn disk_interval(q: (f64, f64), d: (f64, f64), r: f64, tmax: f64) -> Option<(f64, f64)> {
     let a = d.0 * d.0 + d.1 * d.1;

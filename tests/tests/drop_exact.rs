@@ -182,7 +182,7 @@ fn sphere_numeric(cutter: &Cutter, s: f64, rho: f64) -> f64 {
         return f64::NEG_INFINITY;
     }
     let f = |x: f64| (s * s - x * x).max(0.0).sqrt() - cutter.height_at((x - rho).abs());
-    oracle::golden_max(a, b, f)
+    oracle::concave_max(a, b, f)
 }
 
 #[test]

@@ -678,11 +678,7 @@ fn a_thin_wall_between_samples_is_not_gouged_by_a_narrower_tool() {
     let Ok(JobOutput::Toolpath(tp)) = ctx.finish(results) else {
         panic!("a raster job gives a toolpath")
     };
-    let top = tp
-        .moves
-        .iter()
-        .map(|m| m.to.z)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let top = tp.highest_move_z();
     assert!(
         top >= 1.0,
         "the toolpath never rises over the wall (top {top})"

@@ -635,7 +635,6 @@ fn assembly_pieces(
     ctx: &JobContext,
     results: Vec<millpond_core::job::ChunkResult>,
 ) -> Result<(f64, f64)> {
-    use millpond_core::job::ChunkData;
     use millpond_core::{rough, waterline};
     let (levels, rough) = match &ctx.spec().operation {
         Operation::Contours(c) => (&c.levels, None),
@@ -645,13 +644,7 @@ fn assembly_pieces(
     };
     let mut results = results;
     results.sort_by_key(|r| r.chunk);
-    let chains = results
-        .into_iter()
-        .map(|r| match r.data {
-            ChunkData::Chains(c) => c,
-            _ => Vec::new(),
-        })
-        .collect();
+    let chains = results.into_iter().map(|r| r.data.into_chains()).collect();
     let t = Instant::now();
     let levels = waterline::assemble(levels, chains)?;
     let join = t.elapsed().as_secs_f64();
